@@ -1,0 +1,942 @@
+//! The node configuration: a TOML file (`configs/*.toml`), read with serde into
+//! typed structs that reject unknown keys, then checked as a whole. Every error names
+//! the key it is about.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::mac::MacAddr;
+
+/// Why a configuration was rejected. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}: `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// Neutron's L3 agent modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    Dvr,
+    DvrSnat,
+    DvrNoExternal,
+    Legacy,
+}
+
+/// What a port is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortRole {
+    /// A VM's port (vhost-user in production).
+    Vm,
+    /// The NIC that carries the overlay tunnels.
+    Underlay,
+    /// The NIC on the external (provider) network.
+    External,
+}
+
+/// How workers poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PollMode {
+    /// Spin on the queues: lowest latency, one whole core per worker.
+    #[default]
+    Busy,
+    /// Back off when idle (pause, then sleep in growing steps), wake on traffic.
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cores {
+    /// The EAL main lcore: the control thread runs here.
+    pub main: usize,
+    /// One worker per entry, pinned to that core.
+    pub workers: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dataplane {
+    pub burst: usize,
+    pub poll_mode: PollMode,
+    pub mbufs: u32,
+    pub mbuf_cache: u32,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+}
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            burst: 32,
+            poll_mode: PollMode::Busy,
+            mbufs: 16383,
+            mbuf_cache: 256,
+            rx_desc: 1024,
+            tx_desc: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Eal {
+    /// Use hugepages (otherwise `--no-huge`, which runs anywhere).
+    pub hugepages: bool,
+    /// Memory for EAL in MiB (`-m`).
+    pub memory_mb: u32,
+    /// `--file-prefix`; default `dvr-<node>`.
+    pub file_prefix: Option<String>,
+    /// `--no-shconf`: no shared runtime files (several processes, same prefix).
+    pub no_shconf: bool,
+    /// EAL log level (`--log-level`).
+    pub log_level: String,
+    /// Further EAL arguments, passed as they are.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Eal {
+    fn default() -> Self {
+        Eal {
+            hugepages: false,
+            memory_mb: 1024,
+            file_prefix: None,
+            no_shconf: false,
+            log_level: "notice".into(),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stats {
+    /// How often the daemon prints its counters; 0 = never.
+    pub interval_ms: u64,
+    /// `text` (a table for people) or `json` (one object per line, for scripts).
+    pub format: StatsFormat,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            interval_ms: 1000,
+            format: StatsFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsFormat {
+    Text,
+    Json,
+}
+
+/// Frames the daemon writes into a capture for a pcap port to replay: a stand-in
+/// for a traffic generator, so the embedded default runs with no outside help.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+    /// Distinct UDP flows (source ports) in the capture.
+    #[serde(default = "default_flows")]
+    pub flows: u16,
+    /// Frame length without the FCS (60 is the Ethernet minimum).
+    #[serde(default = "default_frame_len")]
+    pub frame_len: u16,
+}
+
+fn default_flows() -> u16 {
+    64
+}
+fn default_frame_len() -> u16 {
+    60
+}
+
+/// A port as written in the file: every kind's keys, checked against its kind later.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    name: String,
+    role: PortRole,
+    kind: String,
+    worker: Option<usize>,
+    socket: Option<PathBuf>,
+    client: Option<bool>,
+    address: Option<String>,
+    iface: Option<String>,
+    rx_pcap: Option<PathBuf>,
+    tx_pcap: Option<PathBuf>,
+    infinite_rx: Option<bool>,
+    generate: Option<Generate>,
+    peer: Option<String>,
+}
+
+/// The device behind a port.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PortKind {
+    /// vhost-user server socket (client mode when `client`).
+    VhostUser { socket: PathBuf, client: bool },
+    /// A PCI NIC bound to a DPDK-compatible driver.
+    Pci { address: String },
+    /// A Linux interface read through AF_PACKET.
+    AfPacket { iface: String },
+    /// A tap interface created by the daemon.
+    Tap { iface: String },
+    /// A capture replayed (`rx_pcap`, or frames from `generate`) and/or written.
+    Pcap {
+        rx: Option<PcapRx>,
+        tx: Option<PathBuf>,
+        infinite_rx: bool,
+    },
+    /// One end of an in-memory pair: what this port sends, `peer` receives.
+    Ring { peer: String },
+    /// Discards what it is sent, receives nothing.
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PcapRx {
+    File(PathBuf),
+    Generate(Generate),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortConfig {
+    pub name: String,
+    pub role: PortRole,
+    pub kind: PortKind,
+    /// Index into `cores.workers` of the worker that polls this port.
+    pub worker: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FdbEntry {
+    pub mac: MacAddr,
+    pub port: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct L2 {
+    /// Static MAC table: frames to `mac` leave through `port`.
+    pub fdb: Vec<FdbEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: String,
+    agent_mode: AgentMode,
+    vtep: Option<Ipv4Addr>,
+    dvr_mac: Option<MacAddr>,
+    run_dir: Option<PathBuf>,
+    cores: Cores,
+    #[serde(default)]
+    dataplane: Dataplane,
+    #[serde(default)]
+    eal: Eal,
+    #[serde(default)]
+    stats: Stats,
+    #[serde(default)]
+    ports: Vec<RawPort>,
+    #[serde(default)]
+    l2: L2,
+}
+
+/// A checked node configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: String,
+    pub agent_mode: AgentMode,
+    pub vtep: Option<Ipv4Addr>,
+    pub dvr_mac: Option<MacAddr>,
+    /// Where the daemon keeps its runtime files (generated captures, sockets).
+    pub run_dir: PathBuf,
+    pub cores: Cores,
+    pub dataplane: Dataplane,
+    pub eal: Eal,
+    pub stats: Stats,
+    pub ports: Vec<PortConfig>,
+    pub l2: L2,
+}
+
+/// Keys that each port kind accepts besides name, role, kind and worker.
+const KIND_KEYS: &[(&str, &[&str])] = &[
+    ("vhost-user", &["socket", "client"]),
+    ("pci", &["address"]),
+    ("af_packet", &["iface"]),
+    ("tap", &["iface"]),
+    ("pcap", &["rx_pcap", "tx_pcap", "infinite_rx", "generate"]),
+    ("ring", &["peer"]),
+    ("null", &[]),
+];
+
+pub const MAX_BURST: usize = crate::dpdk::MAX_BURST;
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        // Relative paths in a file are relative to the file.
+        if let Some(dir) = path.parent() {
+            cfg.resolve_paths(dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and checks configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: describe_toml_error(&e, text),
+        })?;
+        Self::check(raw, origin)
+    }
+
+    fn check(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        if raw.node.is_empty()
+            || raw.node.len() > 32
+            || !raw
+                .node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                "node",
+                format!("{:?}: use 1 to 32 letters, digits, '-' or '_'", raw.node),
+            ));
+        }
+        if let Some(m) = raw.dvr_mac {
+            if m.is_multicast() || m.is_zero() {
+                return Err(bad("dvr_mac", format!("{m} is not a unicast address")));
+            }
+        }
+        if raw.cores.workers.is_empty() {
+            return Err(bad(
+                "cores.workers",
+                "at least one worker core is needed".into(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for &c in &raw.cores.workers {
+            if c == raw.cores.main {
+                return Err(bad(
+                    "cores.workers",
+                    format!("core {c} is also cores.main: the control thread and a worker cannot share a core"),
+                ));
+            }
+            if !seen.insert(c) {
+                return Err(bad("cores.workers", format!("core {c} is listed twice")));
+            }
+        }
+        let dp = &raw.dataplane;
+        if dp.burst == 0 || dp.burst > MAX_BURST {
+            return Err(bad(
+                "dataplane.burst",
+                format!("{} is out of range 1..={MAX_BURST}", dp.burst),
+            ));
+        }
+        if dp.mbufs < 1024 {
+            return Err(bad(
+                "dataplane.mbufs",
+                format!("{} is too few (at least 1024)", dp.mbufs),
+            ));
+        }
+        if dp.mbuf_cache > 512 || dp.mbuf_cache as u64 * 3 / 2 > dp.mbufs as u64 {
+            return Err(bad(
+                "dataplane.mbuf_cache",
+                format!(
+                    "{} is out of range (at most 512 and two thirds of mbufs)",
+                    dp.mbuf_cache
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("dataplane.rx_desc", dp.rx_desc),
+            ("dataplane.tx_desc", dp.tx_desc),
+        ] {
+            if !(32..=4096).contains(&v) {
+                return Err(bad(key, format!("{v} is out of range 32..=4096")));
+            }
+        }
+        if raw.eal.memory_mb < 64 {
+            return Err(bad(
+                "eal.memory_mb",
+                format!("{} MiB is too little (at least 64)", raw.eal.memory_mb),
+            ));
+        }
+        if let Some(p) = &raw.eal.file_prefix {
+            if p.is_empty() || p.contains('/') {
+                return Err(bad(
+                    "eal.file_prefix",
+                    format!("{p:?} must be a non-empty name without '/'"),
+                ));
+            }
+        }
+        if ![
+            "emergency",
+            "alert",
+            "critical",
+            "error",
+            "warning",
+            "notice",
+            "info",
+            "debug",
+        ]
+        .contains(&raw.eal.log_level.as_str())
+            && raw.eal.log_level.parse::<u32>().is_err()
+        {
+            return Err(bad(
+                "eal.log_level",
+                format!(
+                    "{:?}: use error, warning, notice, info, debug or a number",
+                    raw.eal.log_level
+                ),
+            ));
+        }
+
+        let mut ports = Vec::with_capacity(raw.ports.len());
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in raw.ports.iter().enumerate() {
+            let key = |k: &str| format!("ports[{i}].{k}");
+            if p.name.is_empty()
+                || p.name.len() > 24
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    &key("name"),
+                    format!("{:?}: use 1 to 24 letters, digits, '-' or '_'", p.name),
+                ));
+            }
+            if names.insert(&p.name, i).is_some() {
+                return Err(bad(
+                    &key("name"),
+                    format!("port name {:?} is used twice", p.name),
+                ));
+            }
+            let Some((_, allowed)) = KIND_KEYS.iter().find(|(k, _)| *k == p.kind) else {
+                let kinds: Vec<_> = KIND_KEYS.iter().map(|(k, _)| *k).collect();
+                return Err(bad(
+                    &key("kind"),
+                    format!(
+                        "unknown port kind {:?}; expected one of {}",
+                        p.kind,
+                        kinds.join(", ")
+                    ),
+                ));
+            };
+            for (k, present) in [
+                ("socket", p.socket.is_some()),
+                ("client", p.client.is_some()),
+                ("address", p.address.is_some()),
+                ("iface", p.iface.is_some()),
+                ("rx_pcap", p.rx_pcap.is_some()),
+                ("tx_pcap", p.tx_pcap.is_some()),
+                ("infinite_rx", p.infinite_rx.is_some()),
+                ("generate", p.generate.is_some()),
+                ("peer", p.peer.is_some()),
+            ] {
+                if present && !allowed.contains(&k) {
+                    return Err(bad(
+                        &key(k),
+                        format!("does not apply to a port of kind {}", p.kind),
+                    ));
+                }
+            }
+            let need = |k: &str, v: Option<String>| -> Result<String, ConfigError> {
+                match v {
+                    Some(s) if !s.is_empty() => Ok(s),
+                    _ => Err(bad(&key(k), format!("a port of kind {} needs it", p.kind))),
+                }
+            };
+            let kind = match p.kind.as_str() {
+                "vhost-user" => PortKind::VhostUser {
+                    socket: PathBuf::from(need(
+                        "socket",
+                        p.socket.as_ref().map(|s| s.display().to_string()),
+                    )?),
+                    client: p.client.unwrap_or(false),
+                },
+                "pci" => {
+                    let address = need("address", p.address.clone())?;
+                    if !is_pci_address(&address) {
+                        return Err(bad(
+                            &key("address"),
+                            format!("{address:?} is not a PCI address like 0000:01:00.0"),
+                        ));
+                    }
+                    PortKind::Pci { address }
+                }
+                "af_packet" | "tap" => {
+                    let iface = need("iface", p.iface.clone())?;
+                    if iface.len() > 15 || iface.contains(['/', ',', ' ', '=']) {
+                        return Err(bad(
+                            &key("iface"),
+                            format!("{iface:?} is not a valid interface name"),
+                        ));
+                    }
+                    if p.kind == "tap" {
+                        PortKind::Tap { iface }
+                    } else {
+                        PortKind::AfPacket { iface }
+                    }
+                }
+                "pcap" => {
+                    let rx = match (&p.rx_pcap, &p.generate) {
+                        (Some(_), Some(_)) => {
+                            return Err(bad(
+                                &key("generate"),
+                                "give rx_pcap or generate, not both".into(),
+                            ))
+                        }
+                        (Some(f), None) => Some(PcapRx::File(f.clone())),
+                        (None, Some(g)) => {
+                            if !(60..=1514).contains(&g.frame_len) {
+                                return Err(bad(
+                                    &key("generate.frame_len"),
+                                    format!("{} is out of range 60..=1514", g.frame_len),
+                                ));
+                            }
+                            if g.flows == 0 {
+                                return Err(bad(
+                                    &key("generate.flows"),
+                                    "must be at least 1".into(),
+                                ));
+                            }
+                            Some(PcapRx::Generate(g.clone()))
+                        }
+                        (None, None) => None,
+                    };
+                    if rx.is_none() && p.tx_pcap.is_none() {
+                        return Err(bad(
+                            &key("rx_pcap"),
+                            "a pcap port needs rx_pcap, generate or tx_pcap".into(),
+                        ));
+                    }
+                    if p.infinite_rx == Some(true) && rx.is_none() {
+                        return Err(bad(&key("infinite_rx"), "needs rx_pcap or generate".into()));
+                    }
+                    for (k, v) in [("rx_pcap", &p.rx_pcap), ("tx_pcap", &p.tx_pcap)] {
+                        if let Some(v) = v {
+                            if v.to_string_lossy().contains([',', '=']) {
+                                return Err(bad(
+                                    &key(k),
+                                    format!(
+                                        "{}: ',' and '=' cannot appear in the path",
+                                        v.display()
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    PortKind::Pcap {
+                        rx,
+                        tx: p.tx_pcap.clone(),
+                        infinite_rx: p.infinite_rx.unwrap_or(false),
+                    }
+                }
+                "ring" => PortKind::Ring {
+                    peer: need("peer", p.peer.clone())?,
+                },
+                _ => PortKind::Null,
+            };
+            if let PortKind::VhostUser { socket, .. } = &kind {
+                if socket.to_string_lossy().contains([',', '=']) {
+                    return Err(bad(
+                        &key("socket"),
+                        format!(
+                            "{}: ',' and '=' cannot appear in the path",
+                            socket.display()
+                        ),
+                    ));
+                }
+            }
+            let worker = p.worker.unwrap_or(i % raw.cores.workers.len());
+            if worker >= raw.cores.workers.len() {
+                return Err(bad(
+                    &key("worker"),
+                    format!(
+                        "worker {worker} does not exist (cores.workers has {})",
+                        raw.cores.workers.len()
+                    ),
+                ));
+            }
+            ports.push(PortConfig {
+                name: p.name.clone(),
+                role: p.role,
+                kind,
+                worker,
+            });
+        }
+        // Ring peers must name each other.
+        for (i, p) in ports.iter().enumerate() {
+            if let PortKind::Ring { peer } = &p.kind {
+                let ok = ports.iter().any(|q| {
+                    q.name == *peer
+                        && matches!(&q.kind, PortKind::Ring { peer: back } if *back == p.name)
+                });
+                if !ok || *peer == p.name {
+                    return Err(bad(
+                        &format!("ports[{i}].peer"),
+                        format!(
+                            "{peer:?} must be another ring port whose peer is {:?}",
+                            p.name
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut sockets = HashSet::new();
+        for (i, p) in ports.iter().enumerate() {
+            if let PortKind::VhostUser { socket, .. } = &p.kind {
+                if !sockets.insert(socket.clone()) {
+                    return Err(bad(
+                        &format!("ports[{i}].socket"),
+                        format!("{} is used by two ports", socket.display()),
+                    ));
+                }
+            }
+        }
+        let mut macs = HashSet::new();
+        for (i, e) in raw.l2.fdb.iter().enumerate() {
+            let key = |k: &str| format!("l2.fdb[{i}].{k}");
+            if e.mac.is_multicast() || e.mac.is_zero() {
+                return Err(bad(
+                    &key("mac"),
+                    format!("{} is not a unicast address", e.mac),
+                ));
+            }
+            if !macs.insert(e.mac) {
+                return Err(bad(&key("mac"), format!("{} is listed twice", e.mac)));
+            }
+            match ports.iter().find(|p| p.name == e.port) {
+                None => return Err(bad(&key("port"), format!("no port is named {:?}", e.port))),
+                Some(p) if p.role != PortRole::Vm => {
+                    return Err(bad(
+                        &key("port"),
+                        format!("port {:?} is not a vm port", e.port),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let node = raw.node;
+        Ok(Config {
+            run_dir: raw
+                .run_dir
+                .unwrap_or_else(|| PathBuf::from(format!("/run/dvr/{node}"))),
+            node,
+            agent_mode: raw.agent_mode,
+            vtep: raw.vtep,
+            dvr_mac: raw.dvr_mac,
+            cores: raw.cores,
+            dataplane: raw.dataplane,
+            eal: raw.eal,
+            stats: raw.stats,
+            ports,
+            l2: raw.l2,
+        })
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        fix(&mut self.run_dir);
+        for port in &mut self.ports {
+            match &mut port.kind {
+                PortKind::VhostUser { socket, .. } => fix(socket),
+                PortKind::Pcap { rx, tx, .. } => {
+                    if let Some(PcapRx::File(f)) = rx {
+                        fix(f);
+                    }
+                    if let Some(t) = tx {
+                        fix(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The EAL file prefix of this node.
+    pub fn file_prefix(&self) -> String {
+        self.eal
+            .file_prefix
+            .clone()
+            .unwrap_or_else(|| format!("dvr-{}", self.node))
+    }
+
+    /// EAL arguments (without the program name) for this node.
+    pub fn eal_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "-l".to_string(),
+            self.cores.main.to_string(),
+            "--file-prefix".into(),
+            self.file_prefix(),
+            "-m".into(),
+            self.eal.memory_mb.to_string(),
+            "--log-level".into(),
+            format!("lib.eal:{}", self.eal.log_level),
+            "--log-level".into(),
+            format!("pmd.*:{}", self.eal.log_level),
+        ];
+        if !self.eal.hugepages {
+            a.push("--no-huge".into());
+        }
+        if self.eal.no_shconf {
+            a.push("--no-shconf".into());
+        }
+        let pci: Vec<&str> = self
+            .ports
+            .iter()
+            .filter_map(|p| match &p.kind {
+                PortKind::Pci { address } => Some(address.as_str()),
+                _ => None,
+            })
+            .collect();
+        if pci.is_empty() {
+            a.push("--no-pci".into());
+        } else {
+            for addr in pci {
+                a.push("-a".into());
+                a.push(addr.to_owned());
+            }
+        }
+        a.extend(self.eal.extra_args.iter().cloned());
+        a
+    }
+}
+
+fn is_pci_address(s: &str) -> bool {
+    // DDDD:BB:DD.F or BB:DD.F
+    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
+    let (dom_bus, devfn) = match s.rsplit_once(':') {
+        Some(x) => x,
+        None => return false,
+    };
+    let (dev, func) = match devfn.split_once('.') {
+        Some(x) => x,
+        None => return false,
+    };
+    let dom_ok = match dom_bus.split_once(':') {
+        Some((d, b)) => hex(d, 4) && hex(b, 2),
+        None => hex(dom_bus, 2),
+    };
+    dom_ok && hex(dev, 2) && func.len() == 1 && matches!(func.as_bytes()[0], b'0'..=b'7')
+}
+
+/// The toml crate's error with the key it is about, without its multi-line source excerpt.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let msg = e.message().trim().to_owned();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let src = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}: {msg} (in `{src}`)")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "cn1"
+agent_mode = "dvr"
+vtep = "192.0.2.1"
+dvr_mac = "fa:16:3f:00:00:01"
+run_dir = "/tmp/x"
+[cores]
+main = 0
+workers = [1]
+[dataplane]
+poll_mode = "adaptive"
+[[ports]]
+name = "vm-a"
+role = "vm"
+kind = "pcap"
+generate = { src_mac = "fa:16:3e:00:00:0a", dst_mac = "fa:16:3e:00:00:0b" }
+infinite_rx = true
+[[ports]]
+name = "vm-b"
+role = "vm"
+kind = "vhost-user"
+socket = "/tmp/vm-b.sock"
+[[ports]]
+name = "r1"
+role = "vm"
+kind = "ring"
+peer = "r2"
+[[ports]]
+name = "r2"
+role = "vm"
+kind = "ring"
+peer = "r1"
+[[l2.fdb]]
+mac = "fa:16:3e:00:00:0b"
+port = "vm-b"
+"#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_good_config() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.node, "cn1");
+        assert_eq!(c.agent_mode, AgentMode::Dvr);
+        assert_eq!(c.dataplane.poll_mode, PollMode::Adaptive);
+        assert_eq!(c.dataplane.burst, 32);
+        assert_eq!(c.ports.len(), 4);
+        assert!(matches!(
+            c.ports[0].kind,
+            PortKind::Pcap {
+                infinite_rx: true,
+                rx: Some(PcapRx::Generate(_)),
+                ..
+            }
+        ));
+        assert_eq!(
+            c.ports[1].kind,
+            PortKind::VhostUser {
+                socket: "/tmp/vm-b.sock".into(),
+                client: false
+            }
+        );
+        let args = c.eal_args();
+        assert!(args.contains(&"--no-huge".to_string()));
+        assert!(args.contains(&"--no-pci".to_string()));
+        assert!(args
+            .windows(2)
+            .any(|w| w[0] == "--file-prefix" && w[1] == "dvr-cn1"));
+    }
+
+    #[test]
+    fn rejects_unknown_top_level_key() {
+        let e = err(&GOOD.replace("agent_mode = \"dvr\"", "agent_mode = \"dvr\"\ncolour = 3"));
+        assert!(e.contains("unknown field `colour`"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn rejects_unknown_port_key() {
+        let e = err(&GOOD.replace(
+            "socket = \"/tmp/vm-b.sock\"",
+            "socket = \"/tmp/vm-b.sock\"\nsokcet = 1",
+        ));
+        assert!(e.contains("unknown field `sokcet`"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_key() {
+        let cases = [
+            ("agent_mode = \"dvr\"", "agent_mode = \"dvrx\"", "dvrx"),
+            ("vtep = \"192.0.2.1\"", "vtep = \"192.0.2\"", "vtep"),
+            (
+                "dvr_mac = \"fa:16:3f:00:00:01\"",
+                "dvr_mac = \"01:16:3f:00:00:01\"",
+                "`dvr_mac`",
+            ),
+            ("workers = [1]", "workers = [0]", "`cores.workers`"),
+            ("workers = [1]", "workers = []", "`cores.workers`"),
+            (
+                "poll_mode = \"adaptive\"",
+                "poll_mode = \"adaptive\"\nburst = 0",
+                "`dataplane.burst`",
+            ),
+            (
+                "kind = \"vhost-user\"",
+                "kind = \"vhost\"",
+                "`ports[1].kind`",
+            ),
+            (
+                "socket = \"/tmp/vm-b.sock\"",
+                "iface = \"x\"",
+                "`ports[1].iface`",
+            ),
+            ("peer = \"r1\"", "peer = \"r9\"", "`ports[2].peer`"),
+            ("port = \"vm-b\"", "port = \"vm-z\"", "`l2.fdb[0].port`"),
+            ("name = \"vm-b\"", "name = \"vm-a\"", "`ports[1].name`"),
+            (
+                "name = \"vm-b\"\nrole = \"vm\"",
+                "name = \"vm-b\"\nrole = \"vm\"\nworker = 3",
+                "`ports[1].worker`",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            assert_ne!(text, GOOD, "{from}");
+            let e = err(&text);
+            assert!(e.contains(want), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn rejects_pcap_without_input_or_output() {
+        let e = err(&GOOD.replace(
+            "generate = { src_mac = \"fa:16:3e:00:00:0a\", dst_mac = \"fa:16:3e:00:00:0b\" }\ninfinite_rx = true",
+            "",
+        ));
+        assert!(e.contains("`ports[0].rx_pcap`"), "{e}");
+    }
+
+    #[test]
+    fn pci_addresses() {
+        assert!(is_pci_address("0000:01:00.0"));
+        assert!(is_pci_address("3b:00.1"));
+        assert!(!is_pci_address("0000:01:00.8"));
+        assert!(!is_pci_address("eth0"));
+        assert!(!is_pci_address("0000:01:00"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let mut c = Config::parse(&GOOD.replace("/tmp/vm-b.sock", "vm-b.sock"), "t").unwrap();
+        c.resolve_paths(Path::new("/etc/dvr"));
+        assert_eq!(
+            c.ports[1].kind,
+            PortKind::VhostUser {
+                socket: "/etc/dvr/vm-b.sock".into(),
+                client: false
+            }
+        );
+    }
+}

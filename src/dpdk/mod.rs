@@ -1,0 +1,772 @@
+//! The only place of dvr that touches DPDK: the generated bindings, the wrappers
+//! for DPDK's `static inline` functions, and one layer of safe types above them.
+//!
+//! Everything outside this module is `#![deny(unsafe_code)]`. Every `unsafe` block
+//! here carries a `// SAFETY:` line saying why the call is sound.
+//!
+//! Ownership rules that make the safe layer sound:
+//! - [`Eal::init`] runs once per process; the argument strings are leaked, since EAL
+//!   keeps pointers to them for the life of the process.
+//! - A [`Burst`] owns the mbufs it holds: dropping it frees them in bulk.
+//! - An [`RxQueue`] / [`TxQueue`] handle is created once per (port, queue) and is not
+//!   `Clone`: DPDK requires that one queue is polled by one thread at a time, and the
+//!   `&mut self` receivers make that a compile-time fact.
+//! - A [`Port`] keeps its [`Mempool`] alive (the RX rings hold its mbufs) and is stopped
+//!   and closed by [`Port::close`] or on drop, after its queue handles are gone
+//!   (each handle holds an `Arc` of the port).
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code,
+    improper_ctypes,
+    unnecessary_transmutes,
+    clippy::all
+)]
+mod ffi {
+    include!(concat!(env!("OUT_DIR"), "/dpdk_bindings.rs"));
+}
+
+/// The largest burst a [`Burst`] holds.
+pub const MAX_BURST: usize = 64;
+
+/// An error from a DPDK call, with DPDK's own message for the error number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub op: String,
+    pub code: i32,
+    pub msg: String,
+}
+
+impl Error {
+    fn from_code(op: impl Into<String>, code: i32) -> Self {
+        let code = code.abs();
+        // SAFETY: rte_strerror returns a pointer to a static or thread-local
+        // NUL-terminated string for any error number; we copy it at once.
+        let msg = unsafe { CStr::from_ptr(ffi::rte_strerror(code)) }
+            .to_string_lossy()
+            .into_owned();
+        Error {
+            op: op.into(),
+            code,
+            msg,
+        }
+    }
+
+    fn from_errno(op: impl Into<String>) -> Self {
+        // SAFETY: dvr_errno only reads the calling thread's rte_errno.
+        let code = unsafe { ffi::dvr_errno() };
+        Self::from_code(op, code)
+    }
+
+    fn other(op: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error {
+            op: op.into(),
+            code: 0,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.op, self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn cstring(op: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::other(op, format!("{s:?} contains a NUL byte")))
+}
+
+static EAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The DPDK environment of this process. Created once; [`Eal::cleanup`] ends it.
+pub struct Eal {
+    _private: (),
+}
+
+impl Eal {
+    /// Starts EAL with `args` (without the program name). Fails if EAL was already
+    /// started in this process: EAL can start only once.
+    pub fn init(program: &str, args: &[String]) -> Result<Eal> {
+        if EAL_STARTED.swap(true, Ordering::SeqCst) {
+            return Err(Error::other(
+                "rte_eal_init",
+                "EAL already started in this process",
+            ));
+        }
+        let mut argv: Vec<*mut libc::c_char> = Vec::with_capacity(args.len() + 2);
+        for a in std::iter::once(program).chain(args.iter().map(String::as_str)) {
+            // EAL keeps pointers into argv for the life of the process: leak on purpose.
+            argv.push(cstring("rte_eal_init", a)?.into_raw());
+        }
+        argv.push(std::ptr::null_mut());
+        let argv: &'static mut [*mut libc::c_char] = Box::leak(argv.into_boxed_slice());
+        // SAFETY: argv is a NULL-terminated array of valid, leaked C strings that
+        // outlive EAL; argc excludes the terminating NULL; EAL_STARTED guarantees a
+        // single call per process.
+        let rc = unsafe { ffi::rte_eal_init((argv.len() - 1) as i32, argv.as_mut_ptr()) };
+        if rc < 0 {
+            return Err(Error::from_errno("rte_eal_init"));
+        }
+        Ok(Eal { _private: () })
+    }
+
+    /// Releases EAL's resources (hugepage files, runtime directory). Call after
+    /// every port is closed and every mempool dropped.
+    pub fn cleanup(self) {
+        // SAFETY: consumes the only Eal; callers have closed ports and pools.
+        unsafe {
+            ffi::rte_eal_cleanup();
+        }
+    }
+}
+
+/// Timestamp counter, in cycles.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the TSC; no memory is touched.
+    unsafe { ffi::rte_rdtsc() }
+}
+
+/// TSC ticks per second, as measured by EAL.
+pub fn tsc_hz() -> u64 {
+    // SAFETY: pure read of a value EAL computed at init.
+    unsafe { ffi::rte_get_tsc_hz() }
+}
+
+/// Registers the calling (already pinned) thread with EAL so that it gets an lcore
+/// id, and with it the per-lcore mempool caches. Returns the lcore id.
+pub fn register_thread() -> Result<u32> {
+    // SAFETY: registers the calling thread; EAL must be started (callers hold an Eal).
+    let rc = unsafe { ffi::rte_thread_register() };
+    if rc < 0 {
+        return Err(Error::from_errno("rte_thread_register"));
+    }
+    // SAFETY: reads the calling thread's lcore id.
+    Ok(unsafe { ffi::rte_lcore_id() })
+}
+
+/// Undoes [`register_thread`] for the calling thread.
+pub fn unregister_thread() {
+    // SAFETY: only releases the calling thread's lcore id.
+    unsafe { ffi::rte_thread_unregister() }
+}
+
+/// A pool of packet buffers.
+pub struct Mempool {
+    ptr: NonNull<ffi::rte_mempool>,
+    name: String,
+}
+
+// SAFETY: rte_mempool is designed for concurrent use from many lcores; the pointer
+// is only freed in Drop, when no other reference exists.
+unsafe impl Send for Mempool {}
+// SAFETY: as above: every operation we expose on &Mempool is thread-safe in DPDK.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// A packet mbuf pool of `n` buffers with a per-lcore cache of `cache` and the
+    /// default data room (2048 bytes + headroom).
+    pub fn new(name: &str, n: u32, cache: u32) -> Result<Arc<Mempool>> {
+        let op = format!("rte_pktmbuf_pool_create({name})");
+        let cname = cstring(&op, name)?;
+        // SAFETY: cname is a valid C string copied by DPDK; sizes are plain integers;
+        // SOCKET_ID_ANY (-1) lets DPDK choose the memory.
+        let p = unsafe {
+            ffi::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                cache,
+                0,
+                ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+                -1,
+            )
+        };
+        match NonNull::new(p) {
+            Some(ptr) => Ok(Arc::new(Mempool {
+                ptr,
+                name: name.to_owned(),
+            })),
+            None => Err(Error::from_errno(op)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Buffers currently available (in the pool and the caches).
+    pub fn available(&self) -> u32 {
+        // SAFETY: the pool is alive for &self; the count is a read.
+        unsafe { ffi::rte_mempool_avail_count(self.ptr.as_ptr()) }
+    }
+
+    /// Fills `burst` up to `n` packets with freshly allocated, empty mbufs.
+    pub fn alloc_into(&self, burst: &mut Burst, n: usize) -> Result<()> {
+        let n = n.min(MAX_BURST - burst.len);
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: the destination slots [len, len+n) lie inside the array; on success
+        // DPDK writes n valid mbuf pointers there and we take ownership of them.
+        let rc = unsafe {
+            ffi::rte_pktmbuf_alloc_bulk(
+                self.ptr.as_ptr(),
+                burst.pkts.as_mut_ptr().add(burst.len),
+                n as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::other("rte_pktmbuf_alloc_bulk", "mempool empty"));
+        }
+        burst.len += n;
+        Ok(())
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: the last reference is going away (ports hold an Arc, so all ports
+        // using it are closed), so no mbuf of it is still in a queue.
+        unsafe { ffi::rte_mempool_free(self.ptr.as_ptr()) }
+    }
+}
+
+/// Up to [`MAX_BURST`] owned packets. Dropping a burst frees what it still holds.
+pub struct Burst {
+    len: usize,
+    pkts: [*mut ffi::rte_mbuf; MAX_BURST],
+}
+
+// SAFETY: a Burst owns its mbufs exclusively; mbufs may be freed from any lcore.
+unsafe impl Send for Burst {}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Burst {
+    pub const fn new() -> Self {
+        Burst {
+            len: 0,
+            pkts: [std::ptr::null_mut(); MAX_BURST],
+        }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    fn mbuf(&self, i: usize) -> &ffi::rte_mbuf {
+        assert!(i < self.len);
+        // SAFETY: slots below len hold valid mbufs owned by this burst.
+        unsafe { &*self.pkts[i] }
+    }
+
+    /// The bytes of packet `i`'s first segment.
+    #[inline(always)]
+    pub fn data(&self, i: usize) -> &[u8] {
+        let m = self.mbuf(i);
+        // SAFETY: buf_addr + data_off .. + data_len is the segment's data, inside the
+        // mbuf's buffer, owned by this burst and borrowed for &self.
+        unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// The bytes of packet `i`'s first segment, writable.
+    #[inline(always)]
+    pub fn data_mut(&mut self, i: usize) -> &mut [u8] {
+        let m = self.mbuf(i);
+        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off, m.data_len);
+        // SAFETY: as in data(); &mut self guarantees exclusive access, and the mbuf
+        // is not shared (refcnt handling is DPDK's: we never clone mbufs).
+        unsafe { std::slice::from_raw_parts_mut(addr.add(off as usize), len as usize) }
+    }
+
+    /// Total length of packet `i` (all segments).
+    #[inline(always)]
+    pub fn pkt_len(&self, i: usize) -> u32 {
+        self.mbuf(i).pkt_len
+    }
+
+    /// Number of segments of packet `i`.
+    #[inline(always)]
+    pub fn nb_segs(&self, i: usize) -> u16 {
+        self.mbuf(i).nb_segs
+    }
+
+    /// Replaces packet `i`'s data with `frame` (single segment). Fails when the
+    /// frame does not fit the buffer.
+    pub fn set_frame(&mut self, i: usize, frame: &[u8]) -> Result<()> {
+        assert!(i < self.len);
+        let p = self.pkts[i];
+        // SAFETY: p is a valid mbuf owned by this burst; we only read its sizes.
+        let (room, headroom) = unsafe { ((*p).buf_len, (*p).data_off) };
+        if frame.len() > (room - headroom) as usize {
+            return Err(Error::other(
+                "set_frame",
+                "frame larger than mbuf data room",
+            ));
+        }
+        // SAFETY: the copy stays inside the buffer (checked above); the mbuf is ours.
+        unsafe {
+            let dst = ((*p).buf_addr as *mut u8).add(headroom as usize);
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+            (*p).data_len = frame.len() as u16;
+            (*p).pkt_len = frame.len() as u32;
+            (*p).nb_segs = 1;
+        }
+        Ok(())
+    }
+
+    /// Removes `n` bytes from the front of packet `i` (like `rte_pktmbuf_adj`), or
+    /// `None` when the segment is shorter.
+    #[inline]
+    pub fn adj(&mut self, i: usize, n: u16) -> Option<()> {
+        assert!(i < self.len);
+        // SAFETY: valid owned mbuf; the wrapper checks the length itself.
+        let r = unsafe { ffi::rte_pktmbuf_adj(self.pkts[i], n) };
+        (!r.is_null()).then_some(())
+    }
+
+    /// Adds `n` bytes in front of packet `i` (like `rte_pktmbuf_prepend`), or `None`
+    /// when the headroom is too small.
+    #[inline]
+    pub fn prepend(&mut self, i: usize, n: u16) -> Option<()> {
+        assert!(i < self.len);
+        // SAFETY: valid owned mbuf; the wrapper checks the headroom itself.
+        let r = unsafe { ffi::rte_pktmbuf_prepend(self.pkts[i], n) };
+        (!r.is_null()).then_some(())
+    }
+
+    /// Shortens packet `i` to `len` bytes (single segment only); trailing padding.
+    #[inline]
+    pub fn truncate(&mut self, i: usize, len: u16) {
+        assert!(i < self.len);
+        let p = self.pkts[i];
+        // SAFETY: valid owned mbuf; we only shrink its lengths.
+        unsafe {
+            if (*p).nb_segs == 1 && len < (*p).data_len {
+                (*p).data_len = len;
+                (*p).pkt_len = len as u32;
+            }
+        }
+    }
+
+    /// Moves packet `i` of this burst to the end of `to`. The slot `i` is left
+    /// empty: only call it from [`Burst::distribute`]-like loops that reset `len`.
+    #[inline(always)]
+    fn push_raw(&mut self, m: *mut ffi::rte_mbuf) {
+        debug_assert!(self.len < MAX_BURST);
+        self.pkts[self.len] = m;
+        self.len += 1;
+    }
+
+    /// Sends every packet `i` to `outs[dest[i]]`, or to `drops` when `dest[i]` is
+    /// out of range (by convention `u16::MAX`). `self` is empty afterwards. Each
+    /// output must have room for the whole burst; packets that find none go to
+    /// `drops` too.
+    pub fn distribute(&mut self, dest: &[u16], outs: &mut [Burst], drops: &mut Burst) {
+        assert!(dest.len() >= self.len);
+        for i in 0..self.len {
+            let m = self.pkts[i];
+            match outs.get_mut(dest[i] as usize) {
+                Some(o) if o.len < MAX_BURST => o.push_raw(m),
+                _ => {
+                    if drops.len == MAX_BURST {
+                        drops.clear();
+                    }
+                    drops.push_raw(m);
+                }
+            }
+        }
+        self.len = 0;
+    }
+
+    /// Frees every packet, in one bulk call.
+    #[inline]
+    pub fn clear(&mut self) {
+        if self.len > 0 {
+            // SAFETY: slots below len are valid mbufs owned by us; after the call
+            // they are forgotten (len = 0).
+            unsafe { ffi::rte_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), self.len as u32) };
+            self.len = 0;
+        }
+    }
+
+    /// Sum of the packets' total lengths.
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        (0..self.len).map(|i| self.pkt_len(i) as u64).sum()
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Counters kept by the driver for a port.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// How a port is set up.
+#[derive(Debug, Clone)]
+pub struct PortSetup {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub promiscuous: bool,
+}
+
+/// An ethdev port: probed, configured, started.
+pub struct Port {
+    id: u16,
+    name: String,
+    closed: AtomicBool,
+    _pool: Arc<Mempool>,
+}
+
+impl fmt::Debug for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Port({} {})", self.id, self.name)
+    }
+}
+
+/// Creates a virtual device (`net_pcap0`, `net_vhost1`, ...) with its arguments.
+pub fn vdev_create(devname: &str, args: &str) -> Result<u16> {
+    let op = format!("rte_vdev_init({devname},{args})");
+    let n = cstring(&op, devname)?;
+    let a = cstring(&op, args)?;
+    // SAFETY: both are valid C strings that DPDK copies.
+    let rc = unsafe { ffi::rte_vdev_init(n.as_ptr(), a.as_ptr()) };
+    if rc < 0 {
+        return Err(Error::from_code(op, rc));
+    }
+    port_by_name(devname)
+}
+
+/// Port id of a device probed by EAL (a PCI address or a vdev name).
+pub fn port_by_name(devname: &str) -> Result<u16> {
+    let op = format!("rte_eth_dev_get_port_by_name({devname})");
+    let n = cstring(&op, devname)?;
+    let mut id = 0u16;
+    // SAFETY: valid C string and a valid out pointer.
+    let rc = unsafe { ffi::rte_eth_dev_get_port_by_name(n.as_ptr(), &mut id) };
+    if rc < 0 {
+        return Err(Error::from_code(op, rc));
+    }
+    Ok(id)
+}
+
+/// Creates two ring ports `a` and `b` wired to each other: what `a` sends, `b`
+/// receives, and the other way round.
+pub fn ring_pair(a: &str, b: &str, size: u32) -> Result<(u16, u16)> {
+    let op = format!("rte_eth_from_rings({a},{b})");
+    let mk = |name: String| -> Result<*mut ffi::rte_ring> {
+        let c = cstring(&op, &name)?;
+        // SAFETY: valid name; single-producer/single-consumer flags since each ring
+        // has one sending and one receiving queue.
+        let r = unsafe {
+            ffi::rte_ring_create(
+                c.as_ptr(),
+                size,
+                -1,
+                ffi::RING_F_SP_ENQ | ffi::RING_F_SC_DEQ,
+            )
+        };
+        if r.is_null() {
+            Err(Error::from_errno(format!("rte_ring_create({name})")))
+        } else {
+            Ok(r)
+        }
+    };
+    let mut ab = mk(format!("r_{a}_{b}"))?;
+    let mut ba = mk(format!("r_{b}_{a}"))?;
+    let ca = cstring(&op, a)?;
+    let cb = cstring(&op, b)?;
+    // SAFETY: the ring pointers are valid rings created above; arrays of one ring
+    // each; DPDK keeps the ring pointers (the rings live for the process).
+    let pa = unsafe { ffi::rte_eth_from_rings(ca.as_ptr(), &mut ba, 1, &mut ab, 1, 0) };
+    if pa < 0 {
+        return Err(Error::from_errno(op));
+    }
+    // SAFETY: as above, crossed.
+    let pb = unsafe { ffi::rte_eth_from_rings(cb.as_ptr(), &mut ab, 1, &mut ba, 1, 0) };
+    if pb < 0 {
+        return Err(Error::from_errno(op));
+    }
+    Ok((pa as u16, pb as u16))
+}
+
+impl Port {
+    /// Configures and starts port `id` with `setup`, RX buffers from `pool`.
+    pub fn start(id: u16, name: &str, setup: &PortSetup, pool: &Arc<Mempool>) -> Result<Arc<Port>> {
+        let conf = ffi::rte_eth_conf::default();
+        // SAFETY: id is a probed port; conf is a zeroed (default) config we own.
+        let rc = unsafe { ffi::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
+        if rc < 0 {
+            return Err(Error::from_code(
+                format!("rte_eth_dev_configure({name})"),
+                rc,
+            ));
+        }
+        let (mut rxd, mut txd) = (setup.rx_desc, setup.tx_desc);
+        // SAFETY: valid port id and out pointers to our locals.
+        let rc = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rxd, &mut txd) };
+        if rc < 0 {
+            return Err(Error::from_code(
+                format!("rte_eth_dev_adjust_nb_rx_tx_desc({name})"),
+                rc,
+            ));
+        }
+        // SAFETY: valid port id; returns the device's NUMA socket or -1.
+        let socket = unsafe { ffi::rte_eth_dev_socket_id(id) };
+        let socket = if socket < 0 { 0 } else { socket as u32 };
+        for q in 0..setup.rx_queues {
+            // SAFETY: configured port, queue index below the configured count, NULL
+            // rxconf means the driver's default, the pool outlives the port (Arc).
+            let rc = unsafe {
+                ffi::rte_eth_rx_queue_setup(id, q, rxd, socket, std::ptr::null(), pool.ptr.as_ptr())
+            };
+            if rc < 0 {
+                return Err(Error::from_code(
+                    format!("rte_eth_rx_queue_setup({name}, {q})"),
+                    rc,
+                ));
+            }
+        }
+        for q in 0..setup.tx_queues {
+            // SAFETY: as above; NULL txconf = driver default.
+            let rc = unsafe { ffi::rte_eth_tx_queue_setup(id, q, txd, socket, std::ptr::null()) };
+            if rc < 0 {
+                return Err(Error::from_code(
+                    format!("rte_eth_tx_queue_setup({name}, {q})"),
+                    rc,
+                ));
+            }
+        }
+        if setup.promiscuous {
+            // SAFETY: valid port; failure (drivers without the mode) is harmless.
+            unsafe { ffi::rte_eth_promiscuous_enable(id) };
+        }
+        // SAFETY: fully configured port.
+        let rc = unsafe { ffi::rte_eth_dev_start(id) };
+        if rc < 0 {
+            return Err(Error::from_code(format!("rte_eth_dev_start({name})"), rc));
+        }
+        Ok(Arc::new(Port {
+            id,
+            name: name.to_owned(),
+            closed: AtomicBool::new(false),
+            _pool: pool.clone(),
+        }))
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        let mut a = ffi::rte_ether_addr::default();
+        // SAFETY: valid port, out pointer to our local.
+        unsafe { ffi::rte_eth_macaddr_get(self.id, &mut a) };
+        a.addr_bytes
+    }
+
+    /// Whether the link is up (vhost-user: a guest is connected).
+    pub fn link_up(&self) -> bool {
+        let mut l = ffi::rte_eth_link::default();
+        // SAFETY: valid port, out pointer to our local; the call does not wait.
+        let rc = unsafe { ffi::rte_eth_link_get_nowait(self.id, &mut l) };
+        rc == 0 && l.link_status() != 0
+    }
+
+    /// The driver's counters for this port.
+    pub fn stats(&self) -> PortStats {
+        let mut s = ffi::rte_eth_stats::default();
+        // SAFETY: valid port, out pointer to our local.
+        unsafe { ffi::rte_eth_stats_get(self.id, &mut s) };
+        PortStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+
+    /// The queue handles of this port: one RX and one TX handle per queue. Call it
+    /// once per port (the handles are the only way to poll its queues).
+    pub fn queues(self: &Arc<Self>, rx: u16, tx: u16) -> (Vec<RxQueue>, Vec<TxQueue>) {
+        let r = (0..rx)
+            .map(|q| RxQueue {
+                port: self.clone(),
+                queue: q,
+            })
+            .collect();
+        let t = (0..tx)
+            .map(|q| TxQueue {
+                port: self.clone(),
+                queue: q,
+            })
+            .collect();
+        (r, t)
+    }
+
+    /// Stops and closes the port. Idempotent; also done on drop.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: the port was started by us; no queue handle is polling (they hold
+        // an Arc to the port, and callers drop workers first).
+        unsafe {
+            ffi::rte_eth_dev_stop(self.id);
+            ffi::rte_eth_dev_close(self.id);
+        }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The right to poll one RX queue of a port.
+pub struct RxQueue {
+    port: Arc<Port>,
+    queue: u16,
+}
+
+impl RxQueue {
+    pub fn port(&self) -> &Arc<Port> {
+        &self.port
+    }
+
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Receives up to `max` packets, appended to `burst`. Returns how many.
+    #[inline]
+    pub fn rx(&mut self, burst: &mut Burst, max: usize) -> usize {
+        let room = (MAX_BURST - burst.len).min(max);
+        // SAFETY: &mut self makes this the only poller of the queue; the driver
+        // writes at most `room` mbuf pointers into our array, which we then own.
+        let n = unsafe {
+            ffi::rte_eth_rx_burst(
+                self.port.id,
+                self.queue,
+                burst.pkts.as_mut_ptr().add(burst.len),
+                room as u16,
+            )
+        } as usize;
+        burst.len += n;
+        n
+    }
+}
+
+/// The right to transmit on one TX queue of a port.
+pub struct TxQueue {
+    port: Arc<Port>,
+    queue: u16,
+}
+
+/// What [`TxQueue::tx`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TxResult {
+    pub sent: u64,
+    pub bytes: u64,
+    pub dropped: u64,
+}
+
+impl TxQueue {
+    pub fn port(&self) -> &Arc<Port> {
+        &self.port
+    }
+
+    /// Sends the burst. What the queue does not take is freed and counted as
+    /// dropped. `burst` is empty afterwards.
+    #[inline]
+    pub fn tx(&mut self, burst: &mut Burst) -> TxResult {
+        if burst.len == 0 {
+            return TxResult::default();
+        }
+        let total = burst.len;
+        let bytes_all = burst.bytes();
+        // SAFETY: &mut self makes this the only user of the queue; the driver takes
+        // ownership of the first `n` mbufs.
+        let n = unsafe {
+            ffi::rte_eth_tx_burst(
+                self.port.id,
+                self.queue,
+                burst.pkts.as_mut_ptr(),
+                total as u16,
+            )
+        } as usize;
+        let mut unsent_bytes = 0u64;
+        for i in n..total {
+            // SAFETY: slots n..total are still ours.
+            unsent_bytes += unsafe { (*burst.pkts[i]).pkt_len } as u64;
+        }
+        if n < total {
+            // SAFETY: the unsent mbufs are ours; free them in bulk, then forget them.
+            unsafe {
+                ffi::rte_pktmbuf_free_bulk(burst.pkts.as_mut_ptr().add(n), (total - n) as u32);
+            }
+        }
+        burst.len = 0;
+        TxResult {
+            sent: n as u64,
+            bytes: bytes_all - unsent_bytes,
+            dropped: (total - n) as u64,
+        }
+    }
+}

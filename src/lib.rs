@@ -1,0 +1,14 @@
+//! dvr: the dataplane library of a distributed virtual router on DPDK.
+//!
+//! `dpdk` is the only module with `unsafe` code; everything else works on safe
+//! types: packet bytes, tables, counters.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod dpdk;
+pub mod gen;
+pub mod l2;
+pub mod mac;
+pub mod pcap;
+pub mod stats;
+pub mod worker;
