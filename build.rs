@@ -99,4 +99,6 @@ fn main() {
     }
     // The ring PMD's constructor API (rte_eth_from_rings) is not in libdpdk's link list.
     println!("cargo:rustc-link-lib=rte_net_ring");
+    // rte_vdev_init (creating virtual devices after EAL start) lives in the vdev bus.
+    println!("cargo:rustc-link-lib=rte_bus_vdev");
 }

@@ -379,8 +379,7 @@ impl Burst {
         }
     }
 
-    /// Moves packet `i` of this burst to the end of `to`. The slot `i` is left
-    /// empty: only call it from [`Burst::distribute`]-like loops that reset `len`.
+    /// Appends an mbuf pointer this burst now owns.
     #[inline(always)]
     fn push_raw(&mut self, m: *mut ffi::rte_mbuf) {
         debug_assert!(self.len < MAX_BURST);
@@ -518,8 +517,11 @@ pub fn ring_pair(a: &str, b: &str, size: u32) -> Result<(u16, u16)> {
             Ok(r)
         }
     };
-    let mut ab = mk(format!("r_{a}_{b}"))?;
-    let mut ba = mk(format!("r_{b}_{a}"))?;
+    // Ring names are short (RTE_RING_NAMESIZE); number them.
+    static RINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = RINGS.fetch_add(2, Ordering::Relaxed);
+    let mut ab = mk(format!("dvr_ring{n}"))?;
+    let mut ba = mk(format!("dvr_ring{}", n + 1))?;
     let ca = cstring(&op, a)?;
     let cb = cstring(&op, b)?;
     // SAFETY: the ring pointers are valid rings created above; arrays of one ring
@@ -534,6 +536,37 @@ pub fn ring_pair(a: &str, b: &str, size: u32) -> Result<(u16, u16)> {
         return Err(Error::from_errno(op));
     }
     Ok((pa as u16, pb as u16))
+}
+
+/// What a device supports.
+#[derive(Debug, Clone)]
+pub struct DevInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+}
+
+/// The limits of probed port `id`.
+pub fn dev_info(id: u16) -> Result<DevInfo> {
+    let mut info = ffi::rte_eth_dev_info::default();
+    // SAFETY: out pointer to our local; DPDK fills it.
+    let rc = unsafe { ffi::rte_eth_dev_info_get(id, &mut info) };
+    if rc < 0 {
+        return Err(Error::from_code(format!("rte_eth_dev_info_get({id})"), rc));
+    }
+    let driver = if info.driver_name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: driver_name points to the driver's static NUL-terminated name.
+        unsafe { CStr::from_ptr(info.driver_name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(DevInfo {
+        driver,
+        max_rx_queues: info.max_rx_queues,
+        max_tx_queues: info.max_tx_queues,
+    })
 }
 
 impl Port {

@@ -1,0 +1,357 @@
+//! A running node: EAL, the mbuf pool, the ports, the pinned workers.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use dvr::config::{Config, PcapRx, PortKind};
+use dvr::dpdk::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
+use dvr::l2::{L2Switch, MacTable};
+use dvr::stats::{WorkerCounters, WorkerSnapshot};
+use dvr::worker::Worker;
+
+/// Why the node could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(msg: impl Into<String>) -> StartError {
+    StartError(msg.into())
+}
+
+impl From<dpdk::Error> for StartError {
+    fn from(e: dpdk::Error) -> Self {
+        StartError(e.to_string())
+    }
+}
+
+pub struct Node {
+    pub cfg: Config,
+    eal: Option<Eal>,
+    pool: Option<Arc<Mempool>>,
+    pub ports: Vec<Arc<Port>>,
+    pub counters: Vec<Arc<WorkerCounters>>,
+    workers: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    /// Files the node made and removes on shutdown (sockets, generated captures).
+    owned_files: Vec<PathBuf>,
+    pub tsc_hz: u64,
+}
+
+/// Checks that every configured core exists on this machine.
+fn check_cores(cfg: &Config) -> Result<(), StartError> {
+    let ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    for (key, c) in std::iter::once(("cores.main", cfg.cores.main))
+        .chain(cfg.cores.workers.iter().map(|&c| ("cores.workers", c)))
+    {
+        if !ids.contains(&c) {
+            return Err(err(format!(
+                "`{key}`: core {c} is not available to this process (available: {ids:?})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Node {
+    /// Starts EAL, creates and starts the ports, and launches the workers.
+    pub fn start(cfg: Config) -> Result<Node, StartError> {
+        check_cores(&cfg)?;
+        std::fs::create_dir_all(&cfg.run_dir).map_err(|e| {
+            err(format!(
+                "cannot create run_dir {}: {e}",
+                cfg.run_dir.display()
+            ))
+        })?;
+        let _ = std::fs::set_permissions(&cfg.run_dir, std::fs::Permissions::from_mode(0o700));
+
+        let mut node = Node {
+            eal: None,
+            pool: None,
+            ports: Vec::new(),
+            counters: Vec::new(),
+            workers: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+            owned_files: Vec::new(),
+            tsc_hz: 0,
+            cfg,
+        };
+        // On any error below, `node` is dropped, which closes what was opened.
+        node.prepare_files()?;
+        let args = node.cfg.eal_args();
+        tracing::info!(args = %args.join(" "), "starting EAL");
+        node.eal = Some(Eal::init("dvr-pmd", &args)?);
+        node.tsc_hz = dpdk::tsc_hz();
+        let dp = node.cfg.dataplane.clone();
+        let pool = Mempool::new("dvr_mbufs", dp.mbufs, dp.mbuf_cache)?;
+        node.pool = Some(pool.clone());
+        let nworkers = node.cfg.cores.workers.len() as u16;
+
+        let ids = node.create_devices(nworkers)?;
+        let mut rxqs: Vec<Vec<(u16, RxQueue)>> = (0..nworkers).map(|_| Vec::new()).collect();
+        let mut txqs: Vec<Vec<Option<TxQueue>>> = (0..nworkers).map(|_| Vec::new()).collect();
+        for (i, (pc, id)) in node.cfg.ports.clone().iter().zip(ids).enumerate() {
+            let info = dpdk::dev_info(id)?;
+            let rx = info.max_rx_queues.min(1);
+            let tx = info.max_tx_queues.min(nworkers);
+            if tx < nworkers {
+                tracing::warn!(
+                    port = %pc.name, driver = %info.driver, tx_queues = tx,
+                    "port has fewer TX queues than workers: workers without one count no_tx_queue drops"
+                );
+            }
+            let setup = PortSetup {
+                rx_queues: rx,
+                tx_queues: tx,
+                rx_desc: dp.rx_desc,
+                tx_desc: dp.tx_desc,
+                promiscuous: true,
+            };
+            let port = Port::start(id, &pc.name, &setup, &pool)
+                .map_err(|e| err(format!("port {} ({}): {e}", pc.name, info.driver)))?;
+            tracing::info!(port = %pc.name, id, driver = %info.driver, rx, tx, "port started");
+            let (r, t) = port.queues(rx, tx);
+            if let Some(q) = r.into_iter().next() {
+                rxqs[pc.worker].push((i as u16, q));
+            }
+            let mut t = t.into_iter();
+            for w in txqs.iter_mut() {
+                w.push(t.next());
+            }
+            node.ports.push(port);
+        }
+
+        let mut entries = Vec::new();
+        for e in &node.cfg.l2.fdb {
+            let idx = node
+                .cfg
+                .ports
+                .iter()
+                .position(|p| p.name == e.port)
+                .expect("checked by config");
+            entries.push((e.mac, idx as u16));
+        }
+        let switch = Arc::new(L2Switch::new(MacTable::new(&entries)));
+
+        for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
+            let counters = Arc::new(WorkerCounters::new(node.ports.len()));
+            node.counters.push(counters.clone());
+            let core = node.cfg.cores.workers[w];
+            let worker = Worker {
+                index: w,
+                rx,
+                tx,
+                switch: switch.clone(),
+                counters,
+                burst: dp.burst,
+                poll_mode: dp.poll_mode,
+                stop: node.stop.clone(),
+            };
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let h = std::thread::Builder::new()
+                .name(format!("dvr-worker-{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        let _ =
+                            ready_tx.send(Err(format!("worker {w}: cannot pin to core {core}")));
+                        return;
+                    }
+                    match dpdk::register_thread() {
+                        Ok(lcore) => {
+                            let _ = ready_tx.send(Ok(lcore));
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("worker {w}: {e}")));
+                            return;
+                        }
+                    }
+                    worker.run();
+                    dpdk::unregister_thread();
+                })
+                .map_err(|e| err(format!("cannot spawn worker {w}: {e}")))?;
+            node.workers.push(h);
+            match ready_rx.recv() {
+                Ok(Ok(lcore)) => tracing::info!(worker = w, core, lcore, "worker running"),
+                Ok(Err(e)) => return Err(err(e)),
+                Err(_) => return Err(err(format!("worker {w} died while starting"))),
+            }
+        }
+        Ok(node)
+    }
+
+    /// Writes the captures of `generate` pcap ports and clears stale vhost sockets.
+    fn prepare_files(&mut self) -> Result<(), StartError> {
+        for p in &self.cfg.ports {
+            match &p.kind {
+                PortKind::Pcap {
+                    rx: Some(PcapRx::Generate(g)),
+                    ..
+                } => {
+                    let path = self.generated_capture(&p.name);
+                    dvr::pcap::write_file(&path, &dvr::gen::generate(g)).map_err(|e| {
+                        err(format!(
+                            "port {}: cannot write {}: {e}",
+                            p.name,
+                            path.display()
+                        ))
+                    })?;
+                    self.owned_files.push(path);
+                }
+                PortKind::VhostUser {
+                    socket,
+                    client: false,
+                } => {
+                    if let Some(dir) = socket.parent() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            err(format!(
+                                "port {}: cannot create {}: {e}",
+                                p.name,
+                                dir.display()
+                            ))
+                        })?;
+                    }
+                    if let Ok(md) = std::fs::symlink_metadata(socket) {
+                        if md.file_type().is_socket() {
+                            // Left behind by a process that did not exit cleanly.
+                            let _ = std::fs::remove_file(socket);
+                        } else {
+                            return Err(err(format!(
+                                "port {}: {} exists and is not a socket",
+                                p.name,
+                                socket.display()
+                            )));
+                        }
+                    }
+                    self.owned_files.push(socket.clone());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn generated_capture(&self, port: &str) -> PathBuf {
+        self.cfg.run_dir.join(format!("{port}-rx.pcap"))
+    }
+
+    /// Creates the device of every port; returns their port ids in config order.
+    fn create_devices(&self, nworkers: u16) -> Result<Vec<u16>, StartError> {
+        let mut ids = Vec::new();
+        let mut rings: HashMap<String, u16> = HashMap::new();
+        for (i, p) in self.cfg.ports.iter().enumerate() {
+            let ctx = |e: dpdk::Error| err(format!("port {}: {e}", p.name));
+            let id = match &p.kind {
+                PortKind::VhostUser { socket, client } => dpdk::vdev_create(
+                    &format!("net_vhost{i}"),
+                    &format!(
+                        "iface={},queues={nworkers},client={}",
+                        socket.display(),
+                        *client as u8
+                    ),
+                )
+                .map_err(ctx)?,
+                PortKind::Pci { address } => dpdk::port_by_name(address).map_err(|e| {
+                    err(format!(
+                        "port {}: PCI device {address} not found by DPDK (bound to vfio-pci?): {e}",
+                        p.name
+                    ))
+                })?,
+                PortKind::AfPacket { iface } => dpdk::vdev_create(
+                    &format!("net_af_packet{i}"),
+                    &format!("iface={iface},qpairs={nworkers}"),
+                )
+                .map_err(ctx)?,
+                PortKind::Tap { iface } => {
+                    dpdk::vdev_create(&format!("net_tap{i}"), &format!("iface={iface}"))
+                        .map_err(ctx)?
+                }
+                PortKind::Pcap {
+                    rx,
+                    tx,
+                    infinite_rx,
+                } => {
+                    let mut args = Vec::new();
+                    match rx {
+                        Some(PcapRx::File(f)) => args.push(format!("rx_pcap={}", f.display())),
+                        Some(PcapRx::Generate(_)) => args.push(format!(
+                            "rx_pcap={}",
+                            self.generated_capture(&p.name).display()
+                        )),
+                        None => {}
+                    }
+                    if let Some(t) = tx {
+                        args.push(format!("tx_pcap={}", t.display()));
+                    }
+                    if *infinite_rx {
+                        args.push("infinite_rx=1".into());
+                    }
+                    dpdk::vdev_create(&format!("net_pcap{i}"), &args.join(",")).map_err(ctx)?
+                }
+                PortKind::Ring { peer } => match rings.get(&p.name) {
+                    Some(&id) => id,
+                    None => {
+                        let (a, b) = dpdk::ring_pair(&p.name, peer, 1024).map_err(ctx)?;
+                        rings.insert(peer.clone(), b);
+                        a
+                    }
+                },
+                PortKind::Null => dpdk::vdev_create(&format!("net_null{i}"), "").map_err(ctx)?,
+            };
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Counters of every worker, now.
+    pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
+        self.counters.iter().map(|c| c.snapshot()).collect()
+    }
+
+    /// Stops the workers (they drain their queues) and waits for them.
+    pub fn stop_workers(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.workers.drain(..) {
+            if h.join().is_err() {
+                tracing::error!("a worker panicked");
+            }
+        }
+    }
+
+    /// Stops workers, closes ports, frees the pool, removes the node's files and
+    /// ends EAL.
+    pub fn shutdown(mut self) {
+        self.close_all();
+    }
+
+    fn close_all(&mut self) {
+        self.stop_workers();
+        for p in self.ports.drain(..) {
+            p.close();
+        }
+        self.pool = None;
+        for f in self.owned_files.drain(..) {
+            let _ = std::fs::remove_file(f);
+        }
+        if let Some(eal) = self.eal.take() {
+            eal.cleanup();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}

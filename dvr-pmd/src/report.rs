@@ -1,0 +1,180 @@
+//! Live counters on standard output: a table for people or one JSON object per
+//! line for scripts (the tests and benchmarks read the latter).
+
+use std::io::Write;
+use std::time::Instant;
+
+use dvr::config::StatsFormat;
+use dvr::stats::{total, DropReason, WorkerSnapshot};
+use serde::Serialize;
+
+use crate::node::Node;
+
+#[derive(Serialize)]
+struct PortLine<'a> {
+    name: &'a str,
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    /// What the driver counted: packets it could not receive for want of buffers
+    /// or room, and its own errors.
+    imissed: u64,
+    ierrors: u64,
+    rx_nombuf: u64,
+    oerrors: u64,
+}
+
+#[derive(Serialize)]
+struct WorkerLine {
+    worker: usize,
+    core: usize,
+    packets: u64,
+    polls: u64,
+    busy_polls: u64,
+    busy_cycles: u64,
+    cycles_per_packet: f64,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    node: &'a str,
+    /// Seconds since the node started forwarding.
+    t: f64,
+    /// The last line, printed after the workers stopped: the exact totals.
+    #[serde(rename = "final")]
+    is_final: bool,
+    tsc_hz: u64,
+    ports: Vec<PortLine<'a>>,
+    drops: serde_json::Map<String, serde_json::Value>,
+    workers: Vec<WorkerLine>,
+}
+
+pub struct Reporter {
+    start: Instant,
+    last: Option<(Instant, WorkerSnapshot)>,
+}
+
+impl Reporter {
+    pub fn new(_node: &Node) -> Self {
+        Reporter {
+            start: Instant::now(),
+            last: None,
+        }
+    }
+
+    pub fn print(&mut self, node: &Node, is_final: bool) {
+        let now = Instant::now();
+        let ws = node.snapshot();
+        let t = total(&ws, node.ports.len());
+        let out = std::io::stdout();
+        let mut out = out.lock();
+        match node.cfg.stats.format {
+            StatsFormat::Json => {
+                let line = Line {
+                    node: &node.cfg.node,
+                    t: (now - self.start).as_secs_f64(),
+                    is_final,
+                    tsc_hz: node.tsc_hz,
+                    ports: node
+                        .ports
+                        .iter()
+                        .zip(&t.ports)
+                        .map(|(p, c)| {
+                            let d = p.stats();
+                            PortLine {
+                                name: p.name(),
+                                rx_packets: c.rx_packets,
+                                rx_bytes: c.rx_bytes,
+                                tx_packets: c.tx_packets,
+                                tx_bytes: c.tx_bytes,
+                                imissed: d.imissed,
+                                ierrors: d.ierrors,
+                                rx_nombuf: d.rx_nombuf,
+                                oerrors: d.oerrors,
+                            }
+                        })
+                        .collect(),
+                    drops: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name().to_owned(), t.drops[*r as usize].into()))
+                        .collect(),
+                    workers: ws
+                        .iter()
+                        .enumerate()
+                        .map(|(i, w)| WorkerLine {
+                            worker: i,
+                            core: node.cfg.cores.workers[i],
+                            packets: w.packets,
+                            polls: w.polls,
+                            busy_polls: w.busy_polls,
+                            busy_cycles: w.busy_cycles,
+                            cycles_per_packet: w.cycles_per_packet(),
+                        })
+                        .collect(),
+                };
+                let _ = serde_json::to_writer(&mut out, &line);
+                let _ = writeln!(out);
+            }
+            StatsFormat::Text => {
+                let (dt, prev) = match &self.last {
+                    Some((at, s)) => ((now - *at).as_secs_f64(), Some(s)),
+                    None => ((now - self.start).as_secs_f64(), None),
+                };
+                let rate = |cur: u64, old: Option<u64>| {
+                    (cur - old.unwrap_or(0)) as f64 / dt.max(1e-9) / 1e6
+                };
+                let _ = writeln!(
+                    out,
+                    "{} [{}] t={:.1}s",
+                    if is_final { "final" } else { "stats" },
+                    node.cfg.node,
+                    (now - self.start).as_secs_f64()
+                );
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {:>14} {:>9} {:>14} {:>9}",
+                    "port", "rx-packets", "rx-Mpps", "tx-packets", "tx-Mpps"
+                );
+                for (i, (p, c)) in node.ports.iter().zip(&t.ports).enumerate() {
+                    let old = prev.map(|s| s.ports[i]);
+                    let _ = writeln!(
+                        out,
+                        "  {:<12} {:>14} {:>9.2} {:>14} {:>9.2}",
+                        p.name(),
+                        c.rx_packets,
+                        rate(c.rx_packets, old.map(|o| o.rx_packets)),
+                        c.tx_packets,
+                        rate(c.tx_packets, old.map(|o| o.tx_packets)),
+                    );
+                }
+                for (i, w) in ws.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "  worker {i} (core {}): {} packets, {:.1} cycles/packet, {:.0}% polls busy",
+                        node.cfg.cores.workers[i],
+                        w.packets,
+                        w.cycles_per_packet(),
+                        if w.polls == 0 { 0.0 } else { 100.0 * w.busy_polls as f64 / w.polls as f64 }
+                    );
+                }
+                let drops: Vec<String> = DropReason::ALL
+                    .iter()
+                    .filter(|r| t.drops[**r as usize] > 0)
+                    .map(|r| format!("{}={}", r.name(), t.drops[*r as usize]))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "  drops: {}",
+                    if drops.is_empty() {
+                        "none".to_string()
+                    } else {
+                        drops.join(" ")
+                    }
+                );
+            }
+        }
+        let _ = out.flush();
+        self.last = Some((now, t));
+    }
+}
