@@ -292,6 +292,8 @@ const KIND_KEYS: &[(&str, &[&str])] = &[
 ];
 
 pub const MAX_BURST: usize = crate::dpdk::MAX_BURST;
+/// Ports of one node (the workers keep a 64-bit mask of them).
+pub const MAX_PORTS: usize = 64;
 
 impl Config {
     /// Reads and checks a configuration file.
@@ -424,6 +426,15 @@ impl Config {
             ));
         }
 
+        if raw.ports.len() > MAX_PORTS {
+            return Err(bad(
+                "ports",
+                format!(
+                    "{} ports; at most {MAX_PORTS} are supported",
+                    raw.ports.len()
+                ),
+            ));
+        }
         let mut ports = Vec::with_capacity(raw.ports.len());
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (i, p) in raw.ports.iter().enumerate() {

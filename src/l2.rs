@@ -18,7 +18,12 @@ pub struct MacTable {
     ports: Box<[u16]>,
     mask: usize,
     len: usize,
+    /// The same entries as a short list, when there are at most [`SMALL`].
+    small: Option<Box<[(u64, u16)]>>,
 }
+
+/// Tables up to this size are searched linearly.
+const SMALL: usize = 8;
 
 #[inline(always)]
 fn hash(key: u64) -> usize {
@@ -36,12 +41,13 @@ impl MacTable {
             ports: vec![0; cap].into_boxed_slice(),
             mask: cap - 1,
             len: 0,
+            small: None,
         };
         for (mac, port) in entries {
             if mac.is_zero() || mac.is_multicast() {
                 continue;
             }
-            let key = mac.to_u64();
+            let key = mac.key();
             let mut i = hash(key) & t.mask;
             loop {
                 if t.keys[i] == 0 {
@@ -57,6 +63,16 @@ impl MacTable {
                 i = (i + 1) & t.mask;
             }
         }
+        if t.len <= SMALL {
+            let small: Vec<(u64, u16)> = t
+                .keys
+                .iter()
+                .zip(t.ports.iter())
+                .filter(|(k, _)| **k != 0)
+                .map(|(k, p)| (*k, *p))
+                .collect();
+            t.small = Some(small.into_boxed_slice());
+        }
         t
     }
 
@@ -71,6 +87,10 @@ impl MacTable {
     /// The port of a MAC given as a key ([`MacAddr::key_of`]).
     #[inline(always)]
     pub fn get(&self, key: u64) -> Option<u16> {
+        if let Some(small) = &self.small {
+            // A handful of entries: compare them all, no hashing, no probing.
+            return small.iter().find(|(k, _)| *k == key).map(|(_, p)| *p);
+        }
         let mut i = hash(key) & self.mask;
         loop {
             let k = self.keys[i];
@@ -193,9 +213,9 @@ mod tests {
         let t = MacTable::new(&entries);
         assert_eq!(t.len(), 5000);
         for (m, p) in &entries {
-            assert_eq!(t.get(m.to_u64()), Some(*p));
+            assert_eq!(t.get(m.key()), Some(*p));
         }
-        assert_eq!(t.get(0xfa163e999999), None);
+        assert_eq!(t.get(mac("fa:16:3e:99:99:99").key()), None);
     }
 
     #[test]
@@ -207,7 +227,7 @@ mod tests {
             (MacAddr::BROADCAST, 4),
         ]);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.get(mac("fa:16:3e:00:00:01").to_u64()), Some(2));
+        assert_eq!(t.get(mac("fa:16:3e:00:00:01").key()), Some(2));
         assert_eq!(t.get(0), None);
     }
 }

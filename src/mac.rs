@@ -19,16 +19,19 @@ impl MacAddr {
         self.0 == [0; 6]
     }
 
-    /// The address as the low 48 bits of a u64 (network order, first octet highest).
-    pub fn to_u64(&self) -> u64 {
+    /// The address as a table key: its six octets as the low 48 bits of a
+    /// little-endian u64 (so that [`MacAddr::key_of`] is one load and one mask).
+    pub fn key(&self) -> u64 {
         let b = self.0;
-        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0])
     }
 
-    /// Reads a MAC from the first six bytes of `b` as a u64 key, as [`MacAddr::to_u64`].
+    /// The key ([`MacAddr::key`]) of the MAC in the first six bytes of `b`, which
+    /// must hold at least eight bytes (an Ethernet header always does).
     #[inline(always)]
     pub fn key_of(b: &[u8]) -> u64 {
-        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+        let w: [u8; 8] = b[..8].try_into().expect("at least 8 bytes");
+        u64::from_le_bytes(w) & 0x0000_ffff_ffff_ffff
     }
 }
 
@@ -97,8 +100,10 @@ mod tests {
         let m: MacAddr = "FA:16:3e:0:a:ff".parse().unwrap();
         assert_eq!(m.0, [0xfa, 0x16, 0x3e, 0, 0x0a, 0xff]);
         assert_eq!(m.to_string(), "fa:16:3e:00:0a:ff");
-        assert_eq!(m.to_u64(), 0xfa163e000aff);
-        assert_eq!(MacAddr::key_of(&m.0), m.to_u64());
+        assert_eq!(m.key(), 0xff0a_003e_16fa);
+        let mut frame = m.0.to_vec();
+        frame.extend_from_slice(&[0x12, 0x34]);
+        assert_eq!(MacAddr::key_of(&frame), m.key());
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::dpdk::{self, Burst, RxQueue, TxQueue, MAX_BURST};
-use crate::l2::{Dest, L2Switch, DROP};
+use crate::dpdk::{self, Burst, RxQueue, TxQueue};
+use crate::l2::{L2Switch, DROP};
 use crate::stats::{DropReason, WorkerCounters};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
@@ -31,12 +31,60 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
 }
 
+impl Worker {
+    /// Bit p set: port p has a TX queue for this worker (ports 0..64).
+    fn tx_mask(tx: &[Option<TxQueue>]) -> u64 {
+        tx.iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, q)| q.is_some())
+            .fold(0, |m, (p, _)| m | 1 << p)
+    }
+}
+
+/// Polls between two reads of the TSC.
+const CLOCK_POLLS: u32 = 1024;
+
+/// Accounts the TSC cycles a worker spends polling, reading the TSC rarely.
+struct Clock {
+    since: u64,
+    polls: u32,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            since: dpdk::rdtsc(),
+            polls: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn tick(&mut self, c: &WorkerCounters) {
+        self.polls += 1;
+        if self.polls == CLOCK_POLLS {
+            self.flush(c);
+        }
+    }
+
+    fn flush(&mut self, c: &WorkerCounters) {
+        let now = dpdk::rdtsc();
+        c.poll_cycles.add(now.wrapping_sub(self.since));
+        c.polls.add(self.polls as u64);
+        self.since = now;
+        self.polls = 0;
+    }
+}
+
 /// Per-worker scratch space, allocated once before the loop.
 struct Scratch {
     rx: Burst,
-    dest: [Dest; MAX_BURST],
     outs: Vec<Burst>,
+    /// Bytes queued in each of `outs`.
+    out_bytes: Vec<u64>,
     drops: Burst,
+    /// Bit p set: port p has a TX queue for this worker.
+    tx_mask: u64,
 }
 
 impl Worker {
@@ -44,14 +92,19 @@ impl Worker {
     pub fn run(mut self) {
         let mut s = Scratch {
             rx: Burst::new(),
-            dest: [DROP; MAX_BURST],
             outs: (0..self.tx.len()).map(|_| Burst::new()).collect(),
+            out_bytes: vec![0; self.tx.len()],
+            tx_mask: Self::tx_mask(&self.tx),
             drops: Burst::new(),
         };
         let mut idle: u32 = 0;
         let mut sleep = Duration::from_micros(1);
+        // The TSC is read once per CLOCK_POLLS polls, not per poll: on virtual
+        // machines a TSC read can cost as much as a burst of packets.
+        let mut clock = Clock::start();
         while !self.stop.load(Ordering::Relaxed) {
             let got = self.poll_once(&mut s);
+            clock.tick(&self.counters);
             if got > 0 || self.poll_mode == PollMode::Busy {
                 idle = 0;
                 sleep = Duration::from_micros(1);
@@ -59,24 +112,29 @@ impl Worker {
             }
             idle = idle.saturating_add(1);
             if idle >= IDLE_POLLS_BEFORE_SLEEP {
+                // Time asleep is not polling time.
+                clock.flush(&self.counters);
                 std::thread::sleep(sleep);
+                clock = Clock::start();
                 sleep = (sleep * 2).min(MAX_SLEEP);
             } else if idle >= IDLE_POLLS_BEFORE_PAUSE {
                 std::hint::spin_loop();
             }
         }
         for _ in 0..DRAIN_BURSTS {
-            if self.poll_once(&mut s) == 0 {
+            let got = self.poll_once(&mut s);
+            clock.tick(&self.counters);
+            if got == 0 {
                 break;
             }
         }
+        clock.flush(&self.counters);
     }
 
     /// Polls every RX queue once. Returns the packets received.
     #[inline]
     fn poll_once(&mut self, s: &mut Scratch) -> usize {
         let c = &*self.counters;
-        let start = dpdk::rdtsc();
         let mut got = 0;
         for (in_port, q) in self.rx.iter_mut() {
             let n = q.rx(&mut s.rx, self.burst);
@@ -84,19 +142,21 @@ impl Worker {
                 continue;
             }
             got += n;
-            let pc = &c.ports[*in_port as usize];
-            pc.rx_packets.add(n as u64);
-            pc.rx_bytes.add(s.rx.bytes());
+            let mut rx_bytes = 0u64;
             let mut touched: u64 = 0;
-            for i in 0..n {
-                let d = if s.rx.nb_segs(i) != 1 {
+            let (switch, tx_mask, in_port) = (&*self.switch, s.tx_mask, *in_port);
+            let out_bytes = &mut s.out_bytes;
+            s.rx.dispatch(&mut s.outs, &mut s.drops, |frame, len, segs| {
+                rx_bytes += len as u64;
+                let d = if segs != 1 {
                     Err(DropReason::MultiSegment)
                 } else {
-                    self.switch.classify(*in_port, s.rx.data(i))
+                    switch.classify(in_port, frame)
                 };
-                s.dest[i] = match d {
-                    Ok(p) if self.tx.get(p as usize).is_some_and(Option::is_some) => {
-                        touched |= 1 << (p & 63);
+                match d {
+                    Ok(p) if (p as usize) < 64 && tx_mask & (1 << p) != 0 => {
+                        touched |= 1 << p;
+                        out_bytes[p as usize] += len as u64;
                         p
                     }
                     Ok(_) => {
@@ -107,16 +167,19 @@ impl Worker {
                         c.drop(r, 1);
                         DROP
                     }
-                };
-            }
-            s.rx.distribute(&s.dest[..n], &mut s.outs, &mut s.drops);
+                }
+            });
+            let pc = &c.ports[in_port as usize];
+            pc.rx_packets.add(n as u64);
+            pc.rx_bytes.add(rx_bytes);
             s.drops.clear();
             for (p, out) in s.outs.iter_mut().enumerate() {
-                if touched & (1 << (p & 63)) == 0 || out.is_empty() {
+                if p < 64 && touched & (1 << p) == 0 || out.is_empty() {
                     continue;
                 }
+                let bytes = std::mem::take(&mut s.out_bytes[p]);
                 if let Some(txq) = self.tx[p].as_mut() {
-                    let r = txq.tx(out);
+                    let r = txq.tx_with_bytes(out, bytes);
                     let pc = &c.ports[p];
                     pc.tx_packets.add(r.sent);
                     pc.tx_bytes.add(r.bytes);
@@ -126,10 +189,8 @@ impl Worker {
                 }
             }
         }
-        c.polls.add(1);
         if got > 0 {
             c.busy_polls.add(1);
-            c.busy_cycles.add(dpdk::rdtsc().wrapping_sub(start));
             c.packets.add(got as u64);
         }
         got

@@ -32,7 +32,7 @@ struct WorkerLine {
     packets: u64,
     polls: u64,
     busy_polls: u64,
-    busy_cycles: u64,
+    poll_cycles: u64,
     cycles_per_packet: f64,
 }
 
@@ -108,7 +108,7 @@ impl Reporter {
                             packets: w.packets,
                             polls: w.polls,
                             busy_polls: w.busy_polls,
-                            busy_cycles: w.busy_cycles,
+                            poll_cycles: w.poll_cycles,
                             cycles_per_packet: w.cycles_per_packet(),
                         })
                         .collect(),

@@ -309,6 +309,21 @@ impl Burst {
         unsafe { std::slice::from_raw_parts_mut(addr.add(off as usize), len as usize) }
     }
 
+    /// Packet `i`'s first-segment bytes, total length and segment count, read from
+    /// the mbuf header in one go.
+    #[inline(always)]
+    pub fn meta(&self, i: usize) -> (&[u8], u32, u16) {
+        let m = self.mbuf(i);
+        // SAFETY: as in data().
+        let data = unsafe {
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        };
+        (data, m.pkt_len, m.nb_segs)
+    }
+
     /// Total length of packet `i` (all segments).
     #[inline(always)]
     pub fn pkt_len(&self, i: usize) -> u32 {
@@ -387,15 +402,33 @@ impl Burst {
         self.len += 1;
     }
 
-    /// Sends every packet `i` to `outs[dest[i]]`, or to `drops` when `dest[i]` is
-    /// out of range (by convention `u16::MAX`). `self` is empty afterwards. Each
-    /// output must have room for the whole burst; packets that find none go to
-    /// `drops` too.
-    pub fn distribute(&mut self, dest: &[u16], outs: &mut [Burst], drops: &mut Burst) {
-        assert!(dest.len() >= self.len);
+    /// Moves every packet to the output that `decide` picks for it:
+    /// `decide(frame, pkt_len, nb_segs)` returns an index into `outs`, or anything
+    /// out of range (by convention `u16::MAX`) to move it to `drops`. An output
+    /// that is full sends the packet to `drops` too; `drops` is freed whenever it
+    /// fills. `self` is empty afterwards.
+    #[inline(always)]
+    pub fn dispatch<F>(&mut self, outs: &mut [Burst], drops: &mut Burst, mut decide: F)
+    where
+        F: FnMut(&[u8], u32, u16) -> u16,
+    {
         for i in 0..self.len {
             let m = self.pkts[i];
-            match outs.get_mut(dest[i] as usize) {
+            // SAFETY: slot i < len holds a valid mbuf owned by this burst; the
+            // slice borrows its data only for the call to `decide`.
+            let (data, pkt_len, segs) = unsafe {
+                let mr = &*m;
+                (
+                    std::slice::from_raw_parts(
+                        (mr.buf_addr as *const u8).add(mr.data_off as usize),
+                        mr.data_len as usize,
+                    ),
+                    mr.pkt_len,
+                    mr.nb_segs,
+                )
+            };
+            let d = decide(data, pkt_len, segs);
+            match outs.get_mut(d as usize) {
                 Some(o) if o.len < MAX_BURST => o.push_raw(m),
                 _ => {
                     if drops.len == MAX_BURST {
@@ -405,6 +438,7 @@ impl Burst {
                 }
             }
         }
+        // Every mbuf now belongs to an output or to `drops`.
         self.len = 0;
     }
 
@@ -769,11 +803,18 @@ impl TxQueue {
     /// dropped. `burst` is empty afterwards.
     #[inline]
     pub fn tx(&mut self, burst: &mut Burst) -> TxResult {
+        let bytes = burst.bytes();
+        self.tx_with_bytes(burst, bytes)
+    }
+
+    /// [`TxQueue::tx`] for a caller that already knows the burst's total length
+    /// in bytes (`bytes_all`), which saves a pass over the mbufs.
+    #[inline]
+    pub fn tx_with_bytes(&mut self, burst: &mut Burst, bytes_all: u64) -> TxResult {
         if burst.len == 0 {
             return TxResult::default();
         }
         let total = burst.len;
-        let bytes_all = burst.bytes();
         // SAFETY: &mut self makes this the only user of the queue; the driver takes
         // ownership of the first `n` mbufs.
         let n = unsafe {
