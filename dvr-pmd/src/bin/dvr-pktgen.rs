@@ -1,0 +1,258 @@
+//! `dvr-pktgen`: a small DPDK packet generator and checker, the peer of dvr-pmd in
+//! tests and benchmarks (a "VM" on a vhost-user socket through virtio_user, or any
+//! other virtual device).
+//!
+//! Each `--port` is a device; `--send P:SRC:DST:N` sends N UDP frames from port P
+//! with those MACs (sequence numbers in the payload, correct checksums); every port
+//! counts what it receives and checks each frame (addresses, checksums, payload
+//! pattern). At most `--window` frames are in flight (sent and not yet received
+//! anywhere), so a lossless path loses nothing. Ends when everything was sent and
+//! `--expect` is met, or when nothing moved for `--idle-exit-ms`; prints one JSON
+//! line with the counts and exits 0 (the caller judges the counts).
+
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use dvr::dpdk::{self, Burst, Eal, Mempool, Port, PortSetup};
+use dvr::gen::{udp4_frame, Udp4};
+use dvr::mac::MacAddr;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "dvr-pktgen",
+    about = "DPDK packet generator and checker for dvr tests"
+)]
+struct Args {
+    /// A device per port: DPDK vdev `NAME,ARGS` (e.g. `virtio_user0,path=/run/vm.sock`).
+    #[arg(long = "port", required = true)]
+    ports: Vec<String>,
+    /// `PORT:SRC_MAC:DST_MAC:COUNT`: frames to send from port index PORT.
+    #[arg(long = "send")]
+    sends: Vec<String>,
+    /// Total frames to receive (all ports) before exiting; default: all sent.
+    #[arg(long)]
+    expect: Option<u64>,
+    /// Frames in flight at most.
+    #[arg(long, default_value_t = 256)]
+    window: u64,
+    /// Frame length without FCS.
+    #[arg(long, default_value_t = 128)]
+    frame_len: usize,
+    /// Exit when nothing was sent or received for this long.
+    #[arg(long, default_value_t = 3000)]
+    idle_exit_ms: u64,
+    /// EAL file prefix (unique per process).
+    #[arg(long)]
+    file_prefix: String,
+    /// Core to run on.
+    #[arg(long, default_value_t = 0)]
+    core: usize,
+}
+
+struct Send {
+    port: usize,
+    flow: Udp4,
+    count: u64,
+    sent: u64,
+}
+
+fn parse_send(s: &str, nports: usize) -> Result<Send, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    // PORT : six MAC octets : six MAC octets : COUNT
+    if parts.len() != 14 {
+        return Err(format!("--send {s}: expected PORT:SRC_MAC:DST_MAC:COUNT"));
+    }
+    let port: usize = parts[0]
+        .parse()
+        .map_err(|_| format!("--send {s}: bad port"))?;
+    if port >= nports {
+        return Err(format!("--send {s}: port {port} does not exist"));
+    }
+    let src: MacAddr = parts[1..7]
+        .join(":")
+        .parse()
+        .map_err(|e| format!("--send {s}: {e}"))?;
+    let dst: MacAddr = parts[7..13]
+        .join(":")
+        .parse()
+        .map_err(|e| format!("--send {s}: {e}"))?;
+    let count: u64 = parts[13]
+        .parse()
+        .map_err(|_| format!("--send {s}: bad count"))?;
+    Ok(Send {
+        port,
+        flow: Udp4 {
+            src_mac: src,
+            dst_mac: dst,
+            src_ip: Ipv4Addr::new(10, 0, 0, 1),
+            dst_ip: Ipv4Addr::new(10, 0, 0, 2),
+            src_port: 5000 + port as u16,
+            dst_port: 9,
+        },
+        count,
+        sent: 0,
+    })
+}
+
+/// Whether `f` is a frame this generator could have built (any flow, any seq).
+fn frame_ok(f: &[u8], frame_len: usize) -> bool {
+    if f.len() != frame_len || f.len() < 46 {
+        return false;
+    }
+    let seq = u32::from_be_bytes([f[42], f[43], f[44], f[45]]);
+    let flow = Udp4 {
+        src_mac: MacAddr(f[6..12].try_into().unwrap()),
+        dst_mac: MacAddr(f[0..6].try_into().unwrap()),
+        src_ip: Ipv4Addr::new(10, 0, 0, 1),
+        dst_ip: Ipv4Addr::new(10, 0, 0, 2),
+        src_port: u16::from_be_bytes([f[34], f[35]]),
+        dst_port: 9,
+    };
+    udp4_frame(&flow, frame_len, seq) == f
+}
+
+#[derive(Default, serde::Serialize)]
+struct PortCount {
+    sent: u64,
+    received: u64,
+    received_bad: u64,
+    tx_refused: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dvr-pktgen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let mut sends = args
+        .sends
+        .iter()
+        .map(|s| parse_send(s, args.ports.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let eal_args: Vec<String> = [
+        "-l",
+        &args.core.to_string(),
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-pci",
+        "--single-file-segments",
+        "--no-shconf",
+        "--file-prefix",
+        &args.file_prefix,
+        "--log-level",
+        "lib.eal:error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let eal = Eal::init("dvr-pktgen", &eal_args).map_err(|e| e.to_string())?;
+    let pool = Mempool::new("pktgen", 8191, 256).map_err(|e| e.to_string())?;
+    let mut ports = Vec::new();
+    let mut queues = Vec::new();
+    for spec in &args.ports {
+        let (name, devargs) = spec.split_once(',').unwrap_or((spec.as_str(), ""));
+        let id = dpdk::vdev_create(name, devargs).map_err(|e| e.to_string())?;
+        let setup = PortSetup {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            promiscuous: true,
+        };
+        let p = Port::start(id, name, &setup, &pool).map_err(|e| e.to_string())?;
+        let (mut r, mut t) = p.queues(1, 1);
+        queues.push((r.remove(0), t.remove(0)));
+        ports.push(p);
+    }
+    // Wait (bounded) for the links: a vhost-user peer must have accepted us.
+    let t0 = Instant::now();
+    while !ports.iter().all(|p| p.link_up()) {
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err("links did not come up within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let total: u64 = sends.iter().map(|s| s.count).sum();
+    let expect = args.expect.unwrap_or(total);
+    let mut counts: Vec<PortCount> = ports.iter().map(|_| PortCount::default()).collect();
+    let mut received = 0u64;
+    let mut sent = 0u64;
+    let mut last_progress = Instant::now();
+    let mut burst = Burst::new();
+    let mut rx = Burst::new();
+    let mut seq: u32 = 0;
+    loop {
+        let mut progress = false;
+        for s in sends.iter_mut() {
+            let in_flight = sent - received.min(sent);
+            let room = args
+                .window
+                .saturating_sub(in_flight)
+                .min(s.count - s.sent)
+                .min(32);
+            if room == 0 {
+                continue;
+            }
+            if pool.alloc_into(&mut burst, room as usize).is_err() {
+                continue;
+            }
+            for i in 0..burst.len() {
+                let f = udp4_frame(&s.flow, args.frame_len, seq.wrapping_add(i as u32));
+                burst.set_frame(i, &f).map_err(|e| e.to_string())?;
+            }
+            let r = queues[s.port].1.tx(&mut burst);
+            seq = seq.wrapping_add(r.sent as u32);
+            s.sent += r.sent;
+            sent += r.sent;
+            counts[s.port].sent += r.sent;
+            counts[s.port].tx_refused += r.dropped;
+            progress |= r.sent > 0;
+        }
+        for (p, (q, _)) in queues.iter_mut().enumerate() {
+            let n = q.rx(&mut rx, 32);
+            for i in 0..n {
+                if frame_ok(rx.data(i), args.frame_len) {
+                    counts[p].received += 1;
+                } else {
+                    counts[p].received_bad += 1;
+                }
+            }
+            received += n as u64;
+            rx.clear();
+            progress |= n > 0;
+        }
+        if progress {
+            last_progress = Instant::now();
+        }
+        let all_sent = sends.iter().all(|s| s.sent == s.count);
+        if all_sent && received >= expect {
+            break;
+        }
+        if last_progress.elapsed() > Duration::from_millis(args.idle_exit_ms) {
+            break;
+        }
+        if !progress {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    let out = serde_json::json!({ "ports": counts, "sent": sent, "received": received });
+    println!("{out}");
+    drop(queues);
+    for p in ports {
+        p.close();
+    }
+    drop(pool);
+    eal.cleanup();
+    Ok(())
+}
