@@ -51,6 +51,27 @@ fn valid_config_checks_ok() {
     assert_eq!(code, 0, "{err}");
     let out = Command::new(dvr_pmd()).arg("--check").output().unwrap();
     assert!(out.status.success(), "the embedded default is valid");
+    let configs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut n = 0;
+    for f in std::fs::read_dir(configs).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "toml") {
+            let out = Command::new(dvr_pmd())
+                .arg("--check")
+                .arg("--config")
+                .arg(&f)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                f.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "configs/ holds the example configurations");
 }
 
 #[test]

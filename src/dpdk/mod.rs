@@ -15,6 +15,7 @@
 //!   and closed by [`Port::close`] or on drop, after its queue handles are gone
 //!   (each handle holds an `Arc` of the port).
 #![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -29,7 +30,8 @@ use std::sync::Arc;
     dead_code,
     improper_ctypes,
     unnecessary_transmutes,
-    clippy::all
+    clippy::all,
+    clippy::undocumented_unsafe_blocks
 )]
 mod ffi {
     include!(concat!(env!("OUT_DIR"), "/dpdk_bindings.rs"));
@@ -554,18 +556,18 @@ pub fn ring_pair(a: &str, b: &str, size: u32) -> Result<(u16, u16)> {
     // Ring names are short (RTE_RING_NAMESIZE); number them.
     static RINGS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = RINGS.fetch_add(2, Ordering::Relaxed);
-    let mut ab = mk(format!("dvr_ring{n}"))?;
-    let mut ba = mk(format!("dvr_ring{}", n + 1))?;
+    let ab = mk(format!("dvr_ring{n}"))?;
+    let ba = mk(format!("dvr_ring{}", n + 1))?;
     let ca = cstring(&op, a)?;
     let cb = cstring(&op, b)?;
     // SAFETY: the ring pointers are valid rings created above; arrays of one ring
     // each; DPDK keeps the ring pointers (the rings live for the process).
-    let pa = unsafe { ffi::rte_eth_from_rings(ca.as_ptr(), &mut ba, 1, &mut ab, 1, 0) };
+    let pa = unsafe { ffi::rte_eth_from_rings(ca.as_ptr(), &ba, 1, &ab, 1, 0) };
     if pa < 0 {
         return Err(Error::from_errno(op));
     }
     // SAFETY: as above, crossed.
-    let pb = unsafe { ffi::rte_eth_from_rings(cb.as_ptr(), &mut ab, 1, &mut ba, 1, 0) };
+    let pb = unsafe { ffi::rte_eth_from_rings(cb.as_ptr(), &ab, 1, &ba, 1, 0) };
     if pb < 0 {
         return Err(Error::from_errno(op));
     }
