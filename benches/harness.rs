@@ -135,7 +135,7 @@ port = "vm-b"
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut samples: Vec<(f64, u64, u64, u64)> = Vec::new(); // t, tx packets, busy cycles, packets
     let mut tsc_hz = 0;
-    let start = Instant::now();
+    let mut start = None;
     for line in out.lines() {
         let Ok(line) = line else { break };
         let v: serde_json::Value = match serde_json::from_str(&line) {
@@ -156,13 +156,18 @@ port = "vm-b"
             w["poll_cycles"].as_u64().unwrap(),
             w["packets"].as_u64().unwrap(),
         ));
-        if start.elapsed() >= Duration::from_secs(secs) {
+        if start.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(secs) {
             break;
         }
     }
     stop(&mut child);
+    assert!(
+        samples.len() >= 3,
+        "dvr-pmd gave {} counter lines in {secs} s: too few to measure",
+        samples.len()
+    );
     // Skip the first second (start-up), rate over the rest.
-    let s = &samples[1.min(samples.len() - 1)..];
+    let s = &samples[1..];
     let (first, last) = (s[0], s[s.len() - 1]);
     let dt = last.0 - first.0;
     let mpps = if dt > 0.0 {
@@ -230,7 +235,7 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
     let nports = pcaps.len();
     let mut current = Vec::new();
     let mut sums = Vec::new();
-    let start = Instant::now();
+    let mut start = None;
     for line in out.lines() {
         let Ok(line) = line else { break };
         if let Some(rest) = line.trim().strip_prefix("Rx-pps:") {
@@ -246,7 +251,8 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
                 }
             }
         }
-        if start.elapsed() >= Duration::from_secs(secs) {
+        // The measurement window starts with the first report (start-up excluded).
+        if start.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(secs) {
             break;
         }
     }
@@ -254,9 +260,16 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
         let _ = stdin.write_all(b"\n");
     }
     stop(&mut child);
-    let skip = 2.min(sums.len().saturating_sub(1));
+    // The first report has no baseline (0 pps).
+    assert!(
+        sums.len() >= 2,
+        "dpdk-testpmd gave {} rate reports in {secs} s: too few to measure",
+        sums.len()
+    );
+    let mpps = median(sums[1..].iter().copied()) / 1e6;
+    assert!(mpps > 0.0, "dpdk-testpmd forwarded nothing: {sums:?}");
     Measured {
-        mpps: median(sums[skip..].iter().copied()) / 1e6,
+        mpps,
         ..Default::default()
     }
 }

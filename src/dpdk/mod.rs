@@ -126,12 +126,26 @@ impl Eal {
         Ok(Eal { _private: () })
     }
 
-    /// Releases EAL's resources (hugepage files, runtime directory). Call after
-    /// every port is closed and every mempool dropped.
+    /// EAL's runtime directory of this process (`/var/run/dpdk/<file-prefix>`).
+    pub fn runtime_dir(&self) -> std::path::PathBuf {
+        // SAFETY: EAL is started (we hold an Eal); the function returns a pointer
+        // to a static NUL-terminated string, copied at once.
+        let s = unsafe { CStr::from_ptr(ffi::rte_eal_get_runtime_dir()) };
+        std::path::PathBuf::from(s.to_string_lossy().into_owned())
+    }
+
+    /// Releases EAL's resources, then removes its runtime directory (sockets
+    /// and config files that 22.11 leaves behind). Call after every port is
+    /// closed and every mempool dropped.
     pub fn cleanup(self) {
+        let dir = self.runtime_dir();
         // SAFETY: consumes the only Eal; callers have closed ports and pools.
         unsafe {
             ffi::rte_eal_cleanup();
+        }
+        // Always <base>/dpdk/<file-prefix>; never remove anything else.
+        if dir.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new("dpdk")) {
+            let _ = std::fs::remove_dir_all(&dir);
         }
     }
 }
