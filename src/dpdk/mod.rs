@@ -261,6 +261,69 @@ impl Drop for Mempool {
     }
 }
 
+/// One owned packet buffer: for the control path (building a reply, a
+/// gratuitous ARP), not the hot path, which moves packets in [`Burst`]s.
+pub struct Mbuf(NonNull<ffi::rte_mbuf>);
+
+// SAFETY: an Mbuf is owned exclusively; mbufs may be freed from any thread.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// A packet holding a copy of `frame`, from `pool`.
+    pub fn from_frame(pool: &Mempool, frame: &[u8]) -> Result<Mbuf> {
+        // SAFETY: the pool is alive for the call; a NULL return means empty.
+        let p = unsafe { ffi::rte_pktmbuf_alloc(pool.ptr.as_ptr()) };
+        let m = Mbuf(
+            NonNull::new(p).ok_or_else(|| Error::other("rte_pktmbuf_alloc", "mempool empty"))?,
+        );
+        // SAFETY: m is a fresh, single-segment mbuf we own; we read its sizes.
+        let room = unsafe { (*p).buf_len - (*p).data_off } as usize;
+        if frame.len() > room {
+            return Err(Error::other(
+                "Mbuf::from_frame",
+                "frame larger than mbuf data room",
+            ));
+        }
+        // SAFETY: the copy stays inside the buffer (checked above).
+        unsafe {
+            let dst = ((*p).buf_addr as *mut u8).add((*p).data_off as usize);
+            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+            (*p).data_len = frame.len() as u16;
+            (*p).pkt_len = frame.len() as u32;
+        }
+        Ok(m)
+    }
+
+    /// The packet's bytes (first segment).
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: the mbuf is ours; buf_addr + data_off .. + data_len is its data.
+        unsafe {
+            let m = self.0.as_ref();
+            std::slice::from_raw_parts(
+                (m.buf_addr as *const u8).add(m.data_off as usize),
+                m.data_len as usize,
+            )
+        }
+    }
+
+    /// Moves the packet to the end of `burst`; gives it back if the burst is full.
+    pub fn push_to(self, burst: &mut Burst) -> std::result::Result<(), Mbuf> {
+        if burst.len == MAX_BURST {
+            return Err(self);
+        }
+        burst.push_raw(self.0.as_ptr());
+        std::mem::forget(self);
+        Ok(())
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; it is not referenced after this.
+        unsafe { ffi::rte_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
 /// Up to [`MAX_BURST`] owned packets. Dropping a burst frees what it still holds.
 pub struct Burst {
     len: usize,
