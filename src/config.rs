@@ -29,7 +29,7 @@ pub enum ConfigError {
 }
 
 /// Neutron's L3 agent modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentMode {
     Dvr,

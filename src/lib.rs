@@ -9,6 +9,7 @@ pub mod dpdk;
 pub mod gen;
 pub mod l2;
 pub mod mac;
+pub mod model;
 pub mod pcap;
 pub mod stats;
 pub mod worker;

@@ -1,0 +1,342 @@
+//! The objects of the control-plane model (DVR-SEMANTICS.md, "Objects") and the
+//! changes that `dvr-ctl` asks for. Objects are named: a name is the object's id
+//! and is unique among objects of its kind (floating IPs are named by address).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+pub use crate::config::AgentMode;
+use crate::mac::MacAddr;
+
+/// A node running dvr-pmd, as the model knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: String,
+    pub agent_mode: AgentMode,
+    pub vtep: Option<Ipv4Addr>,
+    pub dvr_mac: Option<MacAddr>,
+    /// The host's address and MAC on the external network (FIP gateway port).
+    pub fip_gateway: Option<FipGateway>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FipGateway {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkType {
+    Vxlan,
+    Gre,
+    Vlan,
+    Flat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub network_type: NetworkType,
+    /// VNI (vxlan, 24 bits), key (gre, 32 bits), VLAN id (1..=4094); none for flat.
+    pub segment: Option<u32>,
+    pub mtu: u16,
+    /// `router:external`: floating IPs and router gateways live here.
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    pub name: String,
+    pub network: String,
+    pub cidr: IpNet,
+    pub gateway_ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedIp {
+    pub subnet: String,
+    pub ip: IpAddr,
+}
+
+/// An allowed address pair: an address or a whole prefix (beyond Neutron's OVS
+/// DVR), optionally with its own MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedPair {
+    pub ip: IpNet,
+    #[serde(default)]
+    pub mac: Option<MacAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub name: String,
+    pub network: String,
+    pub mac: MacAddr,
+    pub fixed_ips: Vec<FixedIp>,
+    /// The host the port is bound to (`binding:host_id`).
+    pub host: Option<String>,
+    pub port_security: bool,
+    pub allowed_address_pairs: Vec<AllowedPair>,
+    /// The dataplane port of the bound host that carries this port (a `[[ports]]`
+    /// name of that host's configuration: a vhost-user socket, a veth, a tap).
+    pub binding: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub destination: IpNet,
+    pub nexthop: IpAddr,
+}
+
+/// A router's interface on one subnet: its gateway address and the router's MAC
+/// there (the same on every host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub subnet: String,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub network: String,
+    pub ips: Vec<FixedIp>,
+    pub mac: MacAddr,
+    pub enable_snat: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    pub name: String,
+    pub distributed: bool,
+    pub ha: bool,
+    pub admin_state_up: bool,
+    pub interfaces: Vec<Interface>,
+    pub gateway: Option<Gateway>,
+    pub routes: Vec<Route>,
+    /// The `dvr_snat` host holding the centralized SNAT of this router.
+    pub snat_host: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIp {
+    pub address: Ipv4Addr,
+    pub network: String,
+    pub port: Option<String>,
+    pub fixed_ip: Option<Ipv4Addr>,
+    /// The router that serves the association (found when associated).
+    pub router: Option<String>,
+}
+
+/// A fixed IP as asked for (`--fixed-ip subnet=S,ip-address=IP`): a subnet (the
+/// next free address in it), an address (its subnet is the one containing it),
+/// or both. A port created with no fixed IPs at all gets the next free address of
+/// the first subnet of each IP family of its network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FixedIpSpec {
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    pub network: String,
+    #[serde(default)]
+    pub enable_snat: Option<bool>,
+    #[serde(default)]
+    pub fixed_ip: Option<FixedIpSpec>,
+}
+
+/// One change to the model. A request carries a list of them: a transaction,
+/// validated whole and applied whole or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    /// Registers a host or replaces its record.
+    HostSet {
+        name: String,
+        agent_mode: AgentMode,
+        #[serde(default)]
+        vtep: Option<Ipv4Addr>,
+        #[serde(default)]
+        dvr_mac: Option<MacAddr>,
+        #[serde(default)]
+        fip_gateway: Option<FipGateway>,
+    },
+    HostDelete {
+        name: String,
+    },
+    NetworkCreate {
+        name: String,
+        network_type: NetworkType,
+        #[serde(default)]
+        segment: Option<u32>,
+        #[serde(default)]
+        mtu: Option<u16>,
+        #[serde(default)]
+        external: bool,
+    },
+    NetworkSet {
+        name: String,
+        #[serde(default)]
+        mtu: Option<u16>,
+        #[serde(default)]
+        external: Option<bool>,
+    },
+    NetworkDelete {
+        name: String,
+    },
+    SubnetCreate {
+        name: String,
+        network: String,
+        cidr: IpNet,
+        /// None: the first address of the range; Some(None) is `--gateway none`.
+        #[serde(default)]
+        gateway_ip: Option<Option<IpAddr>>,
+    },
+    SubnetDelete {
+        name: String,
+    },
+    PortCreate {
+        name: String,
+        network: String,
+        #[serde(default)]
+        mac: Option<MacAddr>,
+        #[serde(default)]
+        fixed_ips: Vec<FixedIpSpec>,
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        port_security: Option<bool>,
+        #[serde(default)]
+        allowed_address_pairs: Vec<AllowedPair>,
+        #[serde(default)]
+        binding: Option<String>,
+    },
+    PortSet {
+        name: String,
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        binding: Option<String>,
+        #[serde(default)]
+        port_security: Option<bool>,
+        /// Added to the port's pairs.
+        #[serde(default)]
+        allowed_address_pairs: Vec<AllowedPair>,
+    },
+    PortUnset {
+        name: String,
+        #[serde(default)]
+        host: bool,
+        #[serde(default)]
+        binding: bool,
+        /// Removed from the port's pairs.
+        #[serde(default)]
+        allowed_address_pairs: Vec<AllowedPair>,
+    },
+    PortDelete {
+        name: String,
+    },
+    RouterCreate {
+        name: String,
+        /// None: the deployment default (distributed).
+        #[serde(default)]
+        distributed: Option<bool>,
+        #[serde(default)]
+        ha: bool,
+        #[serde(default = "yes")]
+        admin_state_up: bool,
+    },
+    RouterSet {
+        name: String,
+        #[serde(default)]
+        admin_state_up: Option<bool>,
+        #[serde(default)]
+        distributed: Option<bool>,
+        #[serde(default)]
+        ha: Option<bool>,
+        #[serde(default)]
+        external_gateway: Option<GatewaySpec>,
+        /// Added to the router's extra routes.
+        #[serde(default)]
+        routes: Vec<Route>,
+        #[serde(default)]
+        snat_host: Option<String>,
+    },
+    RouterUnset {
+        name: String,
+        #[serde(default)]
+        external_gateway: bool,
+        /// Removed from the router's extra routes.
+        #[serde(default)]
+        routes: Vec<Route>,
+    },
+    RouterDelete {
+        name: String,
+    },
+    RouterAddSubnet {
+        router: String,
+        subnet: String,
+    },
+    RouterRemoveSubnet {
+        router: String,
+        subnet: String,
+    },
+    FloatingIpCreate {
+        network: String,
+        #[serde(default)]
+        address: Option<Ipv4Addr>,
+        #[serde(default)]
+        port: Option<String>,
+        #[serde(default)]
+        fixed_ip: Option<Ipv4Addr>,
+    },
+    FloatingIpSet {
+        address: Ipv4Addr,
+        port: String,
+        #[serde(default)]
+        fixed_ip: Option<Ipv4Addr>,
+    },
+    FloatingIpUnset {
+        address: Ipv4Addr,
+    },
+    FloatingIpDelete {
+        address: Ipv4Addr,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The kinds of objects, for show / list / delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Host,
+    Network,
+    Subnet,
+    Port,
+    Router,
+    FloatingIp,
+}
