@@ -235,6 +235,19 @@ pub struct FdbEntry {
     pub port: String,
 }
 
+/// The control socket and the saved model.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// The UNIX socket `dvr-ctl` talks to; default `<run_dir>/dvr.sock`.
+    pub socket: Option<PathBuf>,
+    /// A group allowed to use the socket (mode 0660); without it, 0600 (root only).
+    pub group: Option<String>,
+    /// Where the model is saved after each committed change and loaded at start;
+    /// default `/var/lib/dvr/<node>/model.json`.
+    pub state_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct L2 {
@@ -261,6 +274,8 @@ struct RawConfig {
     ports: Vec<RawPort>,
     #[serde(default)]
     l2: L2,
+    #[serde(default)]
+    control: Control,
 }
 
 /// A checked node configuration.
@@ -278,6 +293,11 @@ pub struct Config {
     pub stats: Stats,
     pub ports: Vec<PortConfig>,
     pub l2: L2,
+    /// The control socket (always set after checking).
+    pub control_socket: PathBuf,
+    pub control_group: Option<String>,
+    /// Where the model is saved (always set after checking).
+    pub state_file: PathBuf,
 }
 
 /// Keys that each port kind accepts besides name, role, kind and worker.
@@ -663,11 +683,26 @@ impl Config {
                 Some(_) => {}
             }
         }
+        if let Some(g) = &raw.control.group {
+            if g.is_empty() || g.contains([':', '/', ' ']) {
+                return Err(bad("control.group", format!("{g:?} is not a group name")));
+            }
+        }
         let node = raw.node;
+        let run_dir = raw
+            .run_dir
+            .unwrap_or_else(|| PathBuf::from(format!("/run/dvr/{node}")));
         Ok(Config {
-            run_dir: raw
-                .run_dir
-                .unwrap_or_else(|| PathBuf::from(format!("/run/dvr/{node}"))),
+            control_socket: raw
+                .control
+                .socket
+                .unwrap_or_else(|| run_dir.join("dvr.sock")),
+            control_group: raw.control.group,
+            state_file: raw
+                .control
+                .state_file
+                .unwrap_or_else(|| PathBuf::from(format!("/var/lib/dvr/{node}/model.json"))),
+            run_dir,
             node,
             agent_mode: raw.agent_mode,
             vtep: raw.vtep,
@@ -688,6 +723,8 @@ impl Config {
             }
         };
         fix(&mut self.run_dir);
+        fix(&mut self.control_socket);
+        fix(&mut self.state_file);
         for port in &mut self.ports {
             match &mut port.kind {
                 PortKind::VhostUser { socket, .. } => fix(socket),

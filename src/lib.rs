@@ -11,5 +11,6 @@ pub mod l2;
 pub mod mac;
 pub mod model;
 pub mod pcap;
+pub mod proto;
 pub mod stats;
 pub mod worker;

@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM stops the workers, drains, closes the ports, removes its sockets
 //! and exits 0.
 
+mod control;
 mod node;
 mod report;
 
@@ -102,21 +103,37 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    let view = report::View::new(&node);
+    let control = match control::Control::start(
+        &node.cfg.control_socket,
+        node.cfg.control_group.as_deref(),
+        &node.cfg.state_file,
+        view.clone(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dvr-pmd: cannot start: {e}");
+            node.shutdown();
+            return ExitCode::from(EXIT_START);
+        }
+    };
     tracing::info!(node = %node.cfg.node, "forwarding; Ctrl-C to stop");
-    let mut reporter = report::Reporter::new(&node);
+    let mut reporter = report::Reporter::new();
     let interval = Duration::from_millis(node.cfg.stats.interval_ms);
     let mut next = Instant::now() + interval;
     while !term.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
         if !interval.is_zero() && Instant::now() >= next {
-            reporter.print(&node, false);
+            reporter.print(&node, &view, false);
             next += interval;
         }
     }
     tracing::info!("signal received: stopping workers");
+    control.shutdown();
     let mut node = node;
     node.stop_workers();
-    reporter.print(&node, true);
+    reporter.print(&node, &view, true);
+    drop(view);
     node.shutdown();
     tracing::info!("stopped cleanly");
     ExitCode::SUCCESS

@@ -8,7 +8,110 @@ use dvr::config::StatsFormat;
 use dvr::stats::{total, DropReason, WorkerSnapshot};
 use serde::Serialize;
 
+use std::sync::Arc;
+
+use dvr::config::AgentMode;
+use dvr::dpdk::Port;
+use dvr::stats::WorkerCounters;
+
+use crate::control::NodeView;
 use crate::node::Node;
+
+/// What the daemon shows of itself: shared by the counter printer and the
+/// control thread (`dvr-ctl show ...`).
+pub struct View {
+    pub node: String,
+    pub agent_mode: AgentMode,
+    pub cores: Vec<usize>,
+    pub ports: Vec<Arc<Port>>,
+    pub counters: Vec<Arc<WorkerCounters>>,
+    pub tsc_hz: u64,
+    pub started: Instant,
+}
+
+impl View {
+    pub fn new(node: &Node) -> Arc<View> {
+        Arc::new(View {
+            node: node.cfg.node.clone(),
+            agent_mode: node.cfg.agent_mode,
+            cores: node.cfg.cores.workers.clone(),
+            ports: node.ports.clone(),
+            counters: node.counters.clone(),
+            tsc_hz: node.tsc_hz,
+            started: Instant::now(),
+        })
+    }
+
+    /// The counters as one JSON object (the `--stats-format json` line).
+    pub fn counters_json(&self, is_final: bool) -> serde_json::Value {
+        let ws: Vec<WorkerSnapshot> = self.counters.iter().map(|c| c.snapshot()).collect();
+        let t = total(&ws, self.ports.len());
+        let line = Line {
+            node: &self.node,
+            t: self.started.elapsed().as_secs_f64(),
+            is_final,
+            tsc_hz: self.tsc_hz,
+            ports: self
+                .ports
+                .iter()
+                .zip(&t.ports)
+                .map(|(p, c)| {
+                    let d = p.stats();
+                    PortLine {
+                        name: p.name(),
+                        rx_packets: c.rx_packets,
+                        rx_bytes: c.rx_bytes,
+                        tx_packets: c.tx_packets,
+                        tx_bytes: c.tx_bytes,
+                        imissed: d.imissed,
+                        ierrors: d.ierrors,
+                        rx_nombuf: d.rx_nombuf,
+                        oerrors: d.oerrors,
+                    }
+                })
+                .collect(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_owned(), t.drops[*r as usize].into()))
+                .collect(),
+            workers: ws
+                .iter()
+                .enumerate()
+                .map(|(i, w)| WorkerLine {
+                    worker: i,
+                    core: self.cores[i],
+                    packets: w.packets,
+                    polls: w.polls,
+                    busy_polls: w.busy_polls,
+                    poll_cycles: w.poll_cycles,
+                    cycles_per_packet: w.cycles_per_packet(),
+                })
+                .collect(),
+        };
+        serde_json::to_value(&line).unwrap_or_default()
+    }
+}
+
+impl NodeView for View {
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "agent_mode": self.agent_mode,
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "workers": self.cores,
+            "ports": self.ports.iter().map(|p| serde_json::json!({
+                "name": p.name(),
+                "id": p.id(),
+                "mac": dvr::mac::MacAddr(p.mac()).to_string(),
+                "link_up": p.link_up(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.counters_json(false)
+    }
+}
 
 #[derive(Serialize)]
 struct PortLine<'a> {
@@ -56,14 +159,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(_node: &Node) -> Self {
+    pub fn new() -> Self {
         Reporter {
             start: Instant::now(),
             last: None,
         }
     }
 
-    pub fn print(&mut self, node: &Node, is_final: bool) {
+    pub fn print(&mut self, node: &Node, view: &View, is_final: bool) {
         let now = Instant::now();
         let ws = node.snapshot();
         let t = total(&ws, node.ports.len());
@@ -71,49 +174,7 @@ impl Reporter {
         let mut out = out.lock();
         match node.cfg.stats.format {
             StatsFormat::Json => {
-                let line = Line {
-                    node: &node.cfg.node,
-                    t: (now - self.start).as_secs_f64(),
-                    is_final,
-                    tsc_hz: node.tsc_hz,
-                    ports: node
-                        .ports
-                        .iter()
-                        .zip(&t.ports)
-                        .map(|(p, c)| {
-                            let d = p.stats();
-                            PortLine {
-                                name: p.name(),
-                                rx_packets: c.rx_packets,
-                                rx_bytes: c.rx_bytes,
-                                tx_packets: c.tx_packets,
-                                tx_bytes: c.tx_bytes,
-                                imissed: d.imissed,
-                                ierrors: d.ierrors,
-                                rx_nombuf: d.rx_nombuf,
-                                oerrors: d.oerrors,
-                            }
-                        })
-                        .collect(),
-                    drops: DropReason::ALL
-                        .iter()
-                        .map(|r| (r.name().to_owned(), t.drops[*r as usize].into()))
-                        .collect(),
-                    workers: ws
-                        .iter()
-                        .enumerate()
-                        .map(|(i, w)| WorkerLine {
-                            worker: i,
-                            core: node.cfg.cores.workers[i],
-                            packets: w.packets,
-                            polls: w.polls,
-                            busy_polls: w.busy_polls,
-                            poll_cycles: w.poll_cycles,
-                            cycles_per_packet: w.cycles_per_packet(),
-                        })
-                        .collect(),
-                };
-                let _ = serde_json::to_writer(&mut out, &line);
+                let _ = serde_json::to_writer(&mut out, &view.counters_json(is_final));
                 let _ = writeln!(out);
             }
             StatsFormat::Text => {

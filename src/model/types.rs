@@ -210,7 +210,12 @@ pub enum Change {
         network: String,
         cidr: IpNet,
         /// None: the first address of the range; Some(None) is `--gateway none`.
-        #[serde(default)]
+        /// In JSON: absent is None, `null` is Some(None).
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
         gateway_ip: Option<Option<IpAddr>>,
     },
     SubnetDelete {
@@ -329,6 +334,16 @@ fn yes() -> bool {
     true
 }
 
+/// A field that is present (even as `null`) is `Some`: with `default`, an
+/// `Option<Option<T>>` tells "absent" (None) from "null" (Some(None)).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// The kinds of objects, for show / list / delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -339,4 +354,42 @@ pub enum Kind {
     Port,
     Router,
     FloatingIp,
+}
+
+impl NetworkType {
+    /// The name used in the API and in messages: `vxlan`, `gre`, `vlan`, `flat`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkType::Vxlan => "vxlan",
+            NetworkType::Gre => "gre",
+            NetworkType::Vlan => "vlan",
+            NetworkType::Flat => "flat",
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Kind {
+    /// The kind as a person reads it: `host`, ..., `floating IP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Host => "host",
+            Kind::Network => "network",
+            Kind::Subnet => "subnet",
+            Kind::Port => "port",
+            Kind::Router => "router",
+            Kind::FloatingIp => "floating IP",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

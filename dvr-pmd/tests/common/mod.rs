@@ -239,3 +239,14 @@ pub fn run_guarded(cmd: &mut Command) -> (ExitStatus, String) {
     let st = g.wait();
     (st, reader.join().unwrap())
 }
+
+/// The dvr-ctl binary, built beside dvr-pmd by `cargo test --workspace`.
+pub fn dvr_ctl() -> PathBuf {
+    let p = dvr_pmd().with_file_name("dvr-ctl");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo test --workspace` (it builds dvr-ctl)",
+        p.display()
+    );
+    p
+}

@@ -1,0 +1,109 @@
+//! dvr-ctl without a daemon: usage errors exit 1 with a message, an unreachable
+//! daemon exits 2, help exits 0. (With a daemon: dvr-pmd/tests/control.rs.)
+
+use std::process::Command;
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dvr-ctl"))
+        .args(args)
+        .env_remove("DVR_SOCKET")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_is_exit_0() {
+    let (code, out, _) = ctl(&["router", "set", "--help"]);
+    assert_eq!(code, 0);
+    for opt in [
+        "--disable",
+        "--no-ha",
+        "--distributed",
+        "--external-gateway",
+        "--route",
+    ] {
+        assert!(out.contains(opt), "{opt} in help");
+    }
+}
+
+#[test]
+fn usage_errors_are_exit_1() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["router", "frobnicate", "r1"], "unrecognized subcommand"),
+        (
+            &["router", "set", "--enable", "--disable", "r1"],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--provider-network-type",
+                "vxlann",
+                "n1",
+            ],
+            "use vxlan, gre, vlan or flat",
+        ),
+        (
+            &[
+                "port",
+                "create",
+                "--network",
+                "n1",
+                "--fixed-ip",
+                "subnet=s1,ip=10.0.0.5",
+                "p1",
+            ],
+            "unknown key \"ip\"",
+        ),
+        (
+            &[
+                "port",
+                "create",
+                "--network",
+                "n1",
+                "--allowed-address",
+                "ip-address=10.0.0.0/33",
+                "p1",
+            ],
+            "not an address or a prefix",
+        ),
+        (
+            &["router", "set", "--route", "destination=10.1.0.0/16", "r1"],
+            "gateway is required",
+        ),
+        (
+            &[
+                "subnet",
+                "create",
+                "--network",
+                "n1",
+                "--subnet-range",
+                "10.0.0.0",
+                "s1",
+            ],
+            "subnet-range",
+        ),
+        (&["floating", "ip", "set", "203.0.113.5"], "--port"),
+    ];
+    for (args, want) in cases {
+        let (code, _, err) = ctl(args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+    }
+}
+
+#[test]
+fn unreachable_daemon_is_exit_2() {
+    let (code, _, err) = ctl(&["--socket", "/nonexistent/dvr.sock", "router", "list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot reach dvr-pmd at /nonexistent/dvr.sock"),
+        "{err}"
+    );
+}

@@ -1,0 +1,331 @@
+//! The control thread: serves `dvr-ctl` on a UNIX socket (newline-delimited JSON,
+//! `docs/PROTOCOL.md`), applies model transactions and saves the model after each
+//! committed one. Bad requests get an error reply or a clean close; the daemon and
+//! the model are never affected by them.
+
+use std::io::{BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dvr::model::Model;
+use dvr::proto::{self, ApplyParams, ErrorCode, Line, ListParams, Request, Response, ShowParams};
+use serde_json::json;
+
+/// Counters and identity of the node, as the control thread reports them.
+pub trait NodeView: Send + Sync {
+    fn status(&self) -> serde_json::Value;
+    fn stats(&self) -> serde_json::Value;
+}
+
+struct Shared {
+    model: Mutex<Model>,
+    state_file: PathBuf,
+    view: Arc<dyn NodeView>,
+}
+
+pub struct Control {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    socket: PathBuf,
+}
+
+/// How long a connection may sit in the middle of a request.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Control {
+    /// Loads the saved model and starts serving `socket`.
+    pub fn start(
+        socket: &Path,
+        group: Option<&str>,
+        state_file: &Path,
+        view: Arc<dyn NodeView>,
+    ) -> Result<Control, String> {
+        let model = Model::load(state_file).map_err(|e| format!("cannot load the model: {e}"))?;
+        tracing::info!(
+            state = %state_file.display(), generation = model.generation,
+            routers = model.routers.len(), ports = model.ports.len(), "model loaded"
+        );
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        if let Some(dir) = state_file.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        // A socket left by a process that died: only ever remove a socket.
+        if let Ok(md) = std::fs::symlink_metadata(socket) {
+            use std::os::unix::fs::FileTypeExt;
+            if md.file_type().is_socket() {
+                let _ = std::fs::remove_file(socket);
+            } else {
+                return Err(format!("{} exists and is not a socket", socket.display()));
+            }
+        }
+        let listener = UnixListener::bind(socket)
+            .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+        set_access(socket, group)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("control socket: {e}"))?;
+        let shared = Arc::new(Shared {
+            model: Mutex::new(model),
+            state_file: state_file.to_owned(),
+            view,
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dvr-control".into())
+            .spawn(move || serve(listener, shared, stop2))
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        tracing::info!(socket = %socket.display(), "control socket listening");
+        Ok(Control {
+            stop,
+            thread: Some(thread),
+            socket: socket.to_owned(),
+        })
+    }
+
+    /// Stops serving and removes the socket.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Mode 0600, or 0660 with the group given: never world-accessible.
+fn set_access(socket: &Path, group: Option<&str>) -> Result<(), String> {
+    let mode = match group {
+        Some(g) => {
+            let gid =
+                group_id(g).ok_or_else(|| format!("`control.group`: no group named {g:?}"))?;
+            std::os::unix::fs::chown(socket, None, Some(gid))
+                .map_err(|e| format!("cannot give {} to group {g}: {e}", socket.display()))?;
+            0o660
+        }
+        None => 0o600,
+    };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", socket.display()))
+}
+
+fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then(|| f.nth(1)?.parse().ok())?
+    })
+}
+
+fn serve(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+    let mut clients: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                let shared = shared.clone();
+                let stop = stop.clone();
+                if let Ok(h) = std::thread::Builder::new()
+                    .name("dvr-control-conn".into())
+                    .spawn(move || handle(conn, &shared, &stop))
+                {
+                    clients.push(h);
+                }
+                clients.retain(|h| !h.is_finished());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    for h in clients {
+        let _ = h.join();
+    }
+}
+
+/// Serves one connection: request lines until the peer closes, a request is too
+/// long, or the daemon stops.
+fn handle(conn: UnixStream, shared: &Shared, stop: &AtomicBool) {
+    let _ = conn.set_nonblocking(false);
+    // Short read timeouts let the thread notice a stopping daemon; a request may
+    // take up to READ_TIMEOUT in all.
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut writer = match conn.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(conn);
+    let mut partial = Vec::new();
+    let mut waited = Duration::ZERO;
+    while !stop.load(Ordering::SeqCst) {
+        let line = match proto::read_line(&mut reader, &mut partial, proto::MAX_REQUEST) {
+            Ok(Line::Complete(l)) => {
+                waited = Duration::ZERO;
+                l
+            }
+            Ok(Line::Closed) => return,
+            Ok(Line::TooLong) => {
+                let r = Response::err(
+                    0,
+                    ErrorCode::TooLarge,
+                    format!(
+                        "request longer than {} bytes; connection closed",
+                        proto::MAX_REQUEST
+                    ),
+                );
+                let _ = reply(&mut writer, &r);
+                return;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                // What was read so far stays in `partial`; a client has
+                // READ_TIMEOUT to finish a request.
+                waited += Duration::from_millis(200);
+                if waited >= READ_TIMEOUT {
+                    return;
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let resp = dispatch(&line, shared);
+        if reply(&mut writer, &resp).is_err() {
+            return;
+        }
+    }
+}
+
+fn reply(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
+    let mut s = serde_json::to_string(r).unwrap_or_else(|_| String::from("{}"));
+    s.push('\n');
+    w.write_all(s.as_bytes())
+}
+
+/// Handles one request line.
+fn dispatch(line: &str, shared_state: &Shared) -> Response {
+    let req: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return Response::err(
+                0,
+                ErrorCode::InvalidRequest,
+                format!("not a valid request: {e}"),
+            )
+        }
+    };
+    let id = req.id;
+    if req.version != proto::VERSION {
+        return Response::err(
+            id,
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {} is not supported; this daemon speaks {}",
+                req.version,
+                proto::VERSION
+            ),
+        );
+    }
+    fn params<T: serde::de::DeserializeOwned>(
+        id: u64,
+        v: serde_json::Value,
+    ) -> Result<T, Response> {
+        let v = if v.is_null() { json!({}) } else { v };
+        serde_json::from_value(v)
+            .map_err(|e| Response::err(id, ErrorCode::InvalidRequest, format!("bad params: {e}")))
+    }
+    let no_params =
+        |v: &serde_json::Value| v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
+    match req.method.as_str() {
+        "apply" => {
+            let p: ApplyParams = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let mut model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
+            match model.apply(&p.changes) {
+                Ok(applied) => {
+                    let generation = model.generation;
+                    if let Err(e) = model.save(&shared_state.state_file) {
+                        tracing::error!(error = %e, "cannot save the model");
+                        return Response::err(
+                            id,
+                            ErrorCode::Internal,
+                            format!(
+                                "applied (generation {generation}) but not saved to {}: {e}",
+                                shared_state.state_file.display()
+                            ),
+                        );
+                    }
+                    Response::ok(id, json!({ "generation": generation, "applied": applied }))
+                }
+                Err(e) => Response::err(id, ErrorCode::Rejected, e.to_string()),
+            }
+        }
+        "show" => {
+            let p: ShowParams = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
+            match model.show(p.kind, &p.name) {
+                Ok(v) => Response::ok(id, v),
+                Err(e) => Response::err(id, ErrorCode::NotFound, e.to_string()),
+            }
+        }
+        "list" => {
+            let p: ListParams = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
+            Response::ok(id, serde_json::Value::Array(model.list(p.kind)))
+        }
+        "status" | "stats" if !no_params(&req.params) => Response::err(
+            id,
+            ErrorCode::InvalidRequest,
+            format!("{} takes no params", req.method),
+        ),
+        "status" => {
+            let mut v = shared_state.view.status();
+            let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
+            v["generation"] = json!(model.generation);
+            v["protocol"] = json!(proto::VERSION);
+            Response::ok(id, v)
+        }
+        "stats" => Response::ok(id, shared_state.view.stats()),
+        other => Response::err(
+            id,
+            ErrorCode::InvalidRequest,
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats"),
+        ),
+    }
+}

@@ -1,0 +1,435 @@
+//! The control socket of a real dvr-pmd: the protocol's error handling (malformed
+//! JSON, unknown fields, oversized requests, vanishing clients leave the daemon
+//! serving and the model unchanged), dvr-ctl's verbs, the seed's migration
+//! procedure with Neutron's refusals, and persistence across a restart.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{dvr_ctl, node_head, Daemon};
+use serde_json::{json, Value};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    socket: PathBuf,
+    state: PathBuf,
+    config: PathBuf,
+}
+
+fn node() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let socket = d.join("ctl.sock");
+    let state = d.join("state/model.json");
+    let cfg = format!(
+        r#"{head}
+[control]
+socket = "{s}"
+state_file = "{st}"
+[[ports]]
+name = "vm-a"
+role = "vm"
+kind = "null"
+"#,
+        head = node_head("ctl", &d.join("run")),
+        s = socket.display(),
+        st = state.display()
+    );
+    let config = d.join("node.toml");
+    std::fs::write(&config, cfg).unwrap();
+    Node {
+        _dir: dir,
+        dir: d,
+        socket,
+        state,
+        config,
+    }
+}
+
+/// One request line, one response.
+fn rpc(conn: &mut BufReader<UnixStream>, line: &str) -> Value {
+    conn.get_mut().write_all(line.as_bytes()).unwrap();
+    conn.get_mut().write_all(b"\n").unwrap();
+    let mut answer = String::new();
+    conn.read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+fn connect(socket: &Path) -> BufReader<UnixStream> {
+    BufReader::new(UnixStream::connect(socket).unwrap())
+}
+
+fn ctl(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(dvr_ctl())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(socket: &Path, args: &[&str]) -> String {
+    let (code, out, err) = ctl(socket, args);
+    assert_eq!(code, 0, "dvr-ctl {args:?}: {err}");
+    out
+}
+
+fn refused(socket: &Path, args: &[&str], want: &str) {
+    let (code, _, err) = ctl(socket, args);
+    assert_eq!(code, 1, "dvr-ctl {args:?} should be refused: {err}");
+    assert!(
+        err.contains(want),
+        "dvr-ctl {args:?}: want {want:?} in {err}"
+    );
+}
+
+fn generation(conn: &mut BufReader<UnixStream>) -> u64 {
+    rpc(conn, r#"{"version":1,"method":"status"}"#)["result"]["generation"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn bad_requests_leave_daemon_and_model_alone() {
+    let n = node();
+    let mut dvr = Daemon::start(&n.config);
+    dvr.next();
+    let mode = std::fs::metadata(&n.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket is owner-only");
+
+    let mut c = connect(&n.socket);
+    let r = rpc(
+        &mut c,
+        r#"{"version":1,"id":5,"method":"apply","params":{"changes":[{"op":"router_create","name":"r1"}]}}"#,
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["id"], 5);
+    let g = generation(&mut c);
+    let before = rpc(
+        &mut c,
+        r#"{"version":1,"method":"list","params":{"kind":"router"}}"#,
+    );
+
+    let bad = [
+        ("this is not json", "invalid_request"),
+        (
+            r#"{"version":1,"method":"list","params":{"kind":"router"},"colour":1}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"version":1,"method":"list","params":{"kind":"routers"}}"#,
+            "invalid_request",
+        ),
+        (r#"{"version":1,"method":"reboot"}"#, "invalid_request"),
+        (r#"{"version":2,"method":"status"}"#, "unsupported_version"),
+        (r#"{"method":"status"}"#, "invalid_request"),
+        (
+            r#"{"version":1,"method":"apply","params":{"changes":[{"op":"router_create","name":"r2","wings":2}]}}"#,
+            "invalid_request",
+        ),
+        (
+            r#"{"version":1,"method":"apply","params":{"changes":[]}}"#,
+            "rejected",
+        ),
+        // A transaction whose second change fails applies nothing.
+        (
+            r#"{"version":1,"method":"apply","params":{"changes":[{"op":"router_create","name":"r3"},{"op":"router_create","name":"r1"}]}}"#,
+            "rejected",
+        ),
+        (
+            r#"{"version":1,"method":"show","params":{"kind":"router","name":"r9"}}"#,
+            "not_found",
+        ),
+        ("[1,2,3]", "invalid_request"),
+        ("{\"version\":1,\"method\":\"status\"", "invalid_request"),
+    ];
+    for (line, code) in bad {
+        let r = rpc(&mut c, line);
+        assert_eq!(r["ok"], false, "{line}: {r}");
+        assert_eq!(r["error"]["code"], code, "{line}: {r}");
+        assert!(!r["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Oversized: error, then the connection is closed.
+    let mut big = connect(&n.socket);
+    let huge = format!(
+        r#"{{"version":1,"method":"status","pad":"{}"}}"#,
+        "x".repeat(5 << 20)
+    );
+    let _ = big.get_mut().write_all(huge.as_bytes());
+    let mut answer = String::new();
+    big.read_line(&mut answer).unwrap();
+    let r: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(r["error"]["code"], "too_large", "{r}");
+    answer.clear();
+    assert_eq!(
+        big.read_line(&mut answer).unwrap(),
+        0,
+        "closed after too_large"
+    );
+    // A client that vanishes in the middle of a request.
+    {
+        let mut s = UnixStream::connect(&n.socket).unwrap();
+        s.write_all(
+            br#"{"version":1,"method":"apply","params":{"changes":[{"op":"router_create","na"#,
+        )
+        .unwrap();
+    }
+    // Still serving, nothing changed.
+    let mut c2 = connect(&n.socket);
+    assert_eq!(generation(&mut c2), g);
+    let after = rpc(
+        &mut c2,
+        r#"{"version":1,"method":"list","params":{"kind":"router"}}"#,
+    );
+    assert_eq!(before, after);
+    assert_eq!(after["result"].as_array().unwrap().len(), 1);
+    let stats = rpc(&mut c2, r#"{"version":1,"method":"stats"}"#);
+    assert_eq!(stats["result"]["ports"][0]["name"], "vm-a", "{stats}");
+    dvr.stop();
+    assert!(!n.socket.exists(), "socket removed at exit");
+}
+
+#[test]
+fn verbs_migration_and_persistence() {
+    let n = node();
+    let mut dvr = Daemon::start(&n.config);
+    dvr.next();
+    let s = n.socket.as_path();
+    ok(
+        s,
+        &[
+            "host",
+            "set",
+            "--agent-mode",
+            "dvr",
+            "--vtep",
+            "192.0.2.11",
+            "--dvr-mac",
+            "fa:16:3f:00:00:11",
+            "cn1",
+        ],
+    );
+    ok(
+        s,
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vxlan",
+            "--provider-segment",
+            "101",
+            "net1",
+        ],
+    );
+    ok(
+        s,
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vxlan",
+            "--provider-segment",
+            "102",
+            "net2",
+        ],
+    );
+    ok(
+        s,
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "flat",
+            "--external",
+            "ext",
+        ],
+    );
+    ok(
+        s,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net1",
+            "--subnet-range",
+            "10.0.1.0/24",
+            "s1",
+        ],
+    );
+    ok(
+        s,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net2",
+            "--subnet-range",
+            "10.0.2.0/24",
+            "s2",
+        ],
+    );
+    ok(
+        s,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "ext",
+            "--subnet-range",
+            "203.0.113.0/24",
+            "ext-s",
+        ],
+    );
+    refused(
+        s,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net1",
+            "--subnet-range",
+            "10.0.1.128/25",
+            "s1b",
+        ],
+        "overlaps",
+    );
+    ok(
+        s,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--mac-address",
+            "fa:16:3e:00:00:0a",
+            "--fixed-ip",
+            "subnet=s1,ip-address=10.0.1.5",
+            "--host",
+            "cn1",
+            "--binding",
+            "vm-a",
+            "--allowed-address",
+            "ip-address=10.0.1.64/28",
+            "p1",
+        ],
+    );
+    refused(
+        s,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--fixed-ip",
+            "subnet=s1,ip-address=10.0.1.5",
+            "p2",
+        ],
+        "10.0.1.5",
+    );
+    refused(
+        s,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--allowed-address",
+            "ip-address=0.0.0.0/0",
+            "p3",
+        ],
+        "0.0.0.0/0",
+    );
+    refused(s, &["port", "create", "--network", "nope", "p4"], "nope");
+
+    // A centralized HA router, migrated as the seed says.
+    ok(s, &["router", "create", "--centralized", "--ha", "r1"]);
+    ok(s, &["router", "add", "subnet", "r1", "s1"]);
+    ok(s, &["router", "add", "subnet", "r1", "s2"]);
+    ok(s, &["router", "set", "--external-gateway", "ext", "r1"]);
+    ok(
+        s,
+        &[
+            "router",
+            "set",
+            "--route",
+            "destination=172.16.0.0/16,gateway=10.0.1.5",
+            "r1",
+        ],
+    );
+    refused(s, &["router", "set", "--distributed", "r1"], "disable");
+    ok(s, &["router", "set", "--disable", "r1"]);
+    refused(s, &["router", "set", "--distributed", "r1"], "--no-ha");
+    ok(s, &["router", "set", "--no-ha", "r1"]);
+    ok(s, &["router", "set", "--distributed", "r1"]);
+    ok(s, &["router", "set", "--enable", "r1"]);
+    let out = ok(s, &["--json", "router", "show", "r1"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["distributed"], true, "{r}");
+    assert_eq!(r["ha"], false);
+    assert_eq!(r["admin_state_up"], true);
+    assert_eq!(r["interfaces"].as_array().unwrap().len(), 2);
+
+    // Floating IPs.
+    let out = ok(
+        s,
+        &[
+            "--json",
+            "floating",
+            "ip",
+            "create",
+            "--floating-ip-address",
+            "203.0.113.10",
+            "--port",
+            "p1",
+            "ext",
+        ],
+    );
+    assert!(out.contains("203.0.113.10"), "{out}");
+    refused(
+        s,
+        &[
+            "floating",
+            "ip",
+            "create",
+            "--floating-ip-address",
+            "203.0.113.10",
+            "ext",
+        ],
+        "203.0.113.10",
+    );
+    refused(s, &["port", "delete", "p1"], "203.0.113.10");
+    ok(s, &["floating", "ip", "unset", "--port", "203.0.113.10"]);
+    let table = ok(s, &["router", "list"]);
+    assert!(table.contains("| r1 "), "{table}");
+    ok(s, &["show", "stats"]);
+    ok(s, &["show", "errors"]);
+    ok(s, &["show", "runtime"]);
+    ok(s, &["show", "ports"]);
+
+    let before = ok(s, &["--json", "router", "show", "r1"]);
+    dvr.stop();
+    assert!(n.state.exists(), "model saved");
+
+    // Restart on the same state: everything is back.
+    let mut dvr = Daemon::start(&n.config);
+    dvr.next();
+    assert_eq!(ok(s, &["--json", "router", "show", "r1"]), before);
+    let fips: Value = serde_json::from_str(&ok(s, &["--json", "floating", "ip", "list"])).unwrap();
+    assert_eq!(
+        fips,
+        json!([{"address": "203.0.113.10", "network": "ext", "port": null, "fixed_ip": null, "router": null}])
+    );
+    dvr.stop();
+    let _ = &n.dir;
+}

@@ -1,0 +1,1032 @@
+//! One change at a time: the rules of each change (transitions, refusals while an
+//! object is used), then the object's invariants (`check.rs`), then the write,
+//! with the previous value of every object written kept in the undo log.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+
+use super::alloc::{first_host, lowest_free};
+use super::check::{
+    agent_mode_str, check_name, check_pair, is_v6, nexthop_reachable, router_connects, Ctx, ObjId,
+    ObjRef,
+};
+use super::*;
+use crate::config::AgentMode;
+
+/// The previous value of an object a transaction wrote (`None`: it did not exist).
+pub(super) enum Undo {
+    Host(String, Option<Host>),
+    Network(String, Option<Network>),
+    Subnet(String, Option<Subnet>),
+    Port(String, Option<Port>),
+    Router(String, Option<Router>),
+    Fip(Ipv4Addr, Option<FloatingIp>),
+}
+
+/// Writes to the model that record what they replace.
+macro_rules! writers {
+    ($($put:ident, $del:ident, $map:ident, $variant:ident, $ty:ty, $key:ident: $kty:ty;)*) => {
+        impl Model {
+            $(
+                fn $put(&mut self, log: &mut Vec<Undo>, obj: $ty) {
+                    let k = obj.$key.clone();
+                    let old = self.$map.insert(k.clone(), obj);
+                    log.push(Undo::$variant(k, old));
+                }
+
+                fn $del(&mut self, log: &mut Vec<Undo>, k: &$kty) {
+                    if let Some(old) = self.$map.remove(k) {
+                        log.push(Undo::$variant(k.clone(), Some(old)));
+                    }
+                }
+            )*
+
+            /// Puts back, newest first, what the log recorded.
+            pub(super) fn rollback(&mut self, log: Vec<Undo>) {
+                for u in log.into_iter().rev() {
+                    match u {
+                        $(
+                            Undo::$variant(k, Some(old)) => {
+                                self.$map.insert(k, old);
+                            }
+                            Undo::$variant(k, None) => {
+                                self.$map.remove(&k);
+                            }
+                        )*
+                    }
+                }
+            }
+        }
+    };
+}
+
+writers! {
+    put_host, del_host, hosts, Host, Host, name: String;
+    put_network, del_network, networks, Network, Network, name: String;
+    put_subnet, del_subnet, subnets, Subnet, Subnet, name: String;
+    put_port, del_port, ports, Port, Port, name: String;
+    put_router, del_router, routers, Router, Router, name: String;
+    put_fip, del_fip, floating_ips, Fip, FloatingIp, address: Ipv4Addr;
+}
+
+fn applied(kind: Kind, name: impl ToString) -> Applied {
+    Applied {
+        kind,
+        name: name.to_string(),
+    }
+}
+
+/// Up to five names, for messages: "p1, p2, p3 and 4 more".
+fn some_names<S: std::fmt::Display>(names: impl IntoIterator<Item = S>) -> String {
+    let names: Vec<String> = names.into_iter().map(|n| n.to_string()).collect();
+    if names.len() <= 5 {
+        names.join(", ")
+    } else {
+        format!("{} and {} more", names[..5].join(", "), names.len() - 5)
+    }
+}
+
+fn default_mtu(t: NetworkType) -> u16 {
+    match t {
+        NetworkType::Vxlan => 1450,
+        NetworkType::Gre => 1458,
+        NetworkType::Vlan | NetworkType::Flat => 1500,
+    }
+}
+
+impl Model {
+    pub(super) fn apply_one(
+        &mut self,
+        change: &Change,
+        log: &mut Vec<Undo>,
+    ) -> Result<Applied, ModelError> {
+        match change {
+            Change::HostSet {
+                name,
+                agent_mode,
+                vtep,
+                dvr_mac,
+                fip_gateway,
+            } => {
+                let h = Host {
+                    name: name.clone(),
+                    agent_mode: *agent_mode,
+                    vtep: *vtep,
+                    dvr_mac: *dvr_mac,
+                    fip_gateway: fip_gateway.clone(),
+                };
+                let ctx = Ctx::scan(self);
+                ctx.check_host(&h)?;
+                ctx.check_new_claims(ObjRef::Host(&h), self.hosts.get(name).map(ObjRef::Host))?;
+                if h.agent_mode != AgentMode::DvrSnat {
+                    if let Some(r) = self
+                        .routers
+                        .values()
+                        .find(|r| r.snat_host.as_ref() == Some(name))
+                    {
+                        bail!(
+                            "router {} has its SNAT on host {name}, which must stay in agent mode dvr_snat (not {}); move the SNAT first",
+                            r.name,
+                            agent_mode_str(h.agent_mode)
+                        );
+                    }
+                }
+                self.put_host(log, h);
+                Ok(applied(Kind::Host, name))
+            }
+            Change::HostDelete { name } => {
+                self.host(name)?;
+                let bound: Vec<&str> = self
+                    .ports
+                    .values()
+                    .filter(|p| p.host.as_ref() == Some(name))
+                    .map(|p| p.name.as_str())
+                    .collect();
+                if !bound.is_empty() {
+                    bail!(
+                        "host {name} has ports bound to it ({}); unbind them (port unset --host) or delete them first",
+                        some_names(bound)
+                    );
+                }
+                if let Some(r) = self
+                    .routers
+                    .values()
+                    .find(|r| r.snat_host.as_ref() == Some(name))
+                {
+                    bail!(
+                        "router {} has its SNAT on host {name}; move it to another host first",
+                        r.name
+                    );
+                }
+                self.del_host(log, name);
+                Ok(applied(Kind::Host, name))
+            }
+
+            Change::NetworkCreate {
+                name,
+                network_type,
+                segment,
+                mtu,
+                external,
+            } => {
+                if self.networks.contains_key(name) {
+                    bail!("network {name} already exists");
+                }
+                let n = Network {
+                    name: name.clone(),
+                    network_type: *network_type,
+                    segment: *segment,
+                    mtu: mtu.unwrap_or(default_mtu(*network_type)),
+                    external: *external,
+                };
+                let ctx = Ctx::scan(self);
+                ctx.check_network(&n)?;
+                ctx.check_new_claims(ObjRef::Network(&n), None)?;
+                self.put_network(log, n);
+                Ok(applied(Kind::Network, name))
+            }
+            Change::NetworkSet {
+                name,
+                mtu,
+                external,
+            } => {
+                let mut n = self.network(name)?.clone();
+                if let Some(mtu) = mtu {
+                    n.mtu = *mtu;
+                }
+                let ctx = Ctx::scan(self);
+                ctx.check_network(&n)?;
+                if n.mtu < 1280 {
+                    if let Some(s) = ctx.subnets_of(name).into_iter().find(|s| is_v6(&s.cidr)) {
+                        bail!(
+                            "network {name} has IPv6 subnet {} ({}); its MTU cannot go below 1280",
+                            s.name,
+                            s.cidr
+                        );
+                    }
+                }
+                if let Some(ext) = *external {
+                    if ext && !n.external {
+                        self.check_can_become_external(&ctx, name)?;
+                    }
+                    if !ext && n.external {
+                        self.check_can_become_internal(name)?;
+                    }
+                    n.external = ext;
+                }
+                self.put_network(log, n);
+                Ok(applied(Kind::Network, name))
+            }
+            Change::NetworkDelete { name } => {
+                self.network(name)?;
+                let ctx = Ctx::scan(self);
+                let subnets = ctx.subnets_of(name);
+                if !subnets.is_empty() {
+                    bail!(
+                        "network {name} still has subnets ({}); delete them first",
+                        some_names(subnets.iter().map(|s| &s.name))
+                    );
+                }
+                let ports: Vec<&str> = self
+                    .ports
+                    .values()
+                    .filter(|p| &p.network == name)
+                    .map(|p| p.name.as_str())
+                    .collect();
+                if !ports.is_empty() {
+                    bail!(
+                        "network {name} still has ports ({}); delete them first",
+                        some_names(ports)
+                    );
+                }
+                // (Floating IPs and gateways need a subnet: covered above, but
+                // said plainly should a file have been edited by hand.)
+                if let Some(f) = self.floating_ips.values().find(|f| &f.network == name) {
+                    bail!(
+                        "network {name} still has floating IP {}; delete it first",
+                        f.address
+                    );
+                }
+                if let Some(r) = self.routers.values().find(|r| gateway_on(r, name)) {
+                    bail!(
+                        "router {} has its external gateway on network {name}; unset it first",
+                        r.name
+                    );
+                }
+                self.del_network(log, name);
+                Ok(applied(Kind::Network, name))
+            }
+
+            Change::SubnetCreate {
+                name,
+                network,
+                cidr,
+                gateway_ip,
+            } => {
+                if self.subnets.contains_key(name) {
+                    bail!("subnet {name} already exists");
+                }
+                let s = Subnet {
+                    name: name.clone(),
+                    network: network.clone(),
+                    cidr: *cidr,
+                    gateway_ip: match gateway_ip {
+                        None => Some(first_host(cidr)),
+                        Some(g) => *g,
+                    },
+                };
+                let ctx = Ctx::scan(self);
+                ctx.check_subnet(&s)?;
+                ctx.check_subnet_overlap(&s)?;
+                self.put_subnet(log, s);
+                Ok(applied(Kind::Subnet, name))
+            }
+            Change::SubnetDelete { name } => {
+                let s = self.subnet(name)?;
+                for p in self.ports.values() {
+                    if let Some(f) = p.fixed_ips.iter().find(|f| &f.subnet == name) {
+                        bail!(
+                            "subnet {name} is used by port {} ({}); delete the port first",
+                            p.name,
+                            f.ip
+                        );
+                    }
+                }
+                for r in self.routers.values() {
+                    if r.interfaces.iter().any(|i| &i.subnet == name) {
+                        bail!(
+                            "subnet {name} is an interface of router {}; remove it from the router first (router remove subnet)",
+                            r.name
+                        );
+                    }
+                    if let Some(f) = r
+                        .gateway
+                        .iter()
+                        .flat_map(|g| &g.ips)
+                        .find(|f| &f.subnet == name)
+                    {
+                        bail!(
+                            "router {}'s external gateway has {} in subnet {name}; unset the gateway first",
+                            r.name,
+                            f.ip
+                        );
+                    }
+                }
+                if let IpNet::V4(v4) = s.cidr {
+                    if let Some(f) = self
+                        .floating_ips
+                        .range(v4.network()..=v4.broadcast())
+                        .map(|(_, f)| f)
+                        .find(|f| f.network == s.network)
+                    {
+                        bail!(
+                            "floating IP {} is in subnet {name}; delete it first",
+                            f.address
+                        );
+                    }
+                }
+                self.del_subnet(log, name);
+                Ok(applied(Kind::Subnet, name))
+            }
+
+            Change::PortCreate {
+                name,
+                network,
+                mac,
+                fixed_ips,
+                host,
+                port_security,
+                allowed_address_pairs,
+                binding,
+            } => {
+                if self.ports.contains_key(name) {
+                    bail!("port {name} already exists");
+                }
+                check_name(Kind::Port, name)?;
+                self.network(network)?;
+                if let Some(h) = host {
+                    self.host(h)?;
+                }
+                let specs: Vec<FixedIpSpec> = if fixed_ips.is_empty() {
+                    // The first subnet of each family.
+                    let subnets = Ctx::scan(self).subnets_of(network);
+                    let v4 = subnets.iter().find(|s| !is_v6(&s.cidr));
+                    let v6 = subnets.iter().find(|s| is_v6(&s.cidr));
+                    v4.into_iter()
+                        .chain(v6)
+                        .map(|s| FixedIpSpec {
+                            subnet: Some(s.name.clone()),
+                            ip: None,
+                        })
+                        .collect()
+                } else {
+                    fixed_ips.clone()
+                };
+                let ips = self.resolve_fixed_ips(network, &specs, ObjId::Port(name))?;
+                let mut pairs = Vec::new();
+                add_pairs(&mut pairs, allowed_address_pairs)?;
+                let p = Port {
+                    name: name.clone(),
+                    network: network.clone(),
+                    mac: match mac {
+                        Some(m) => *m,
+                        None => self.generate_mac(&format!("port/{name}")),
+                    },
+                    fixed_ips: ips,
+                    host: host.clone(),
+                    port_security: port_security.unwrap_or(true),
+                    allowed_address_pairs: pairs,
+                    binding: binding.clone(),
+                };
+                let ctx = Ctx::scan(self);
+                ctx.check_port(&p)?;
+                ctx.check_new_claims(ObjRef::Port(&p), None)?;
+                self.put_port(log, p);
+                Ok(applied(Kind::Port, name))
+            }
+            Change::PortSet {
+                name,
+                host,
+                binding,
+                port_security,
+                allowed_address_pairs,
+            } => {
+                let mut p = self.port(name)?.clone();
+                if let Some(h) = host {
+                    self.host(h)?;
+                    p.host = Some(h.clone());
+                }
+                if let Some(b) = binding {
+                    p.binding = Some(b.clone());
+                }
+                if let Some(ps) = port_security {
+                    p.port_security = *ps;
+                }
+                add_pairs(&mut p.allowed_address_pairs, allowed_address_pairs)?;
+                Ctx::scan(self).check_port(&p)?;
+                self.put_port(log, p);
+                Ok(applied(Kind::Port, name))
+            }
+            Change::PortUnset {
+                name,
+                host,
+                binding,
+                allowed_address_pairs,
+            } => {
+                let mut p = self.port(name)?.clone();
+                if *host {
+                    p.host = None;
+                }
+                if *binding {
+                    p.binding = None;
+                }
+                for pair in allowed_address_pairs {
+                    let before = p.allowed_address_pairs.len();
+                    p.allowed_address_pairs.retain(|x| {
+                        !(x.ip == pair.ip && (pair.mac.is_none() || x.mac == pair.mac))
+                    });
+                    if p.allowed_address_pairs.len() == before {
+                        bail!("port {name} has no allowed address pair {}", pair.ip);
+                    }
+                }
+                Ctx::scan(self).check_port(&p)?;
+                self.put_port(log, p);
+                Ok(applied(Kind::Port, name))
+            }
+            Change::PortDelete { name } => {
+                self.port(name)?;
+                if let Some(f) = self
+                    .floating_ips
+                    .values()
+                    .find(|f| f.port.as_ref() == Some(name))
+                {
+                    bail!(
+                        "floating IP {} is associated with port {name}; unset it first",
+                        f.address
+                    );
+                }
+                self.del_port(log, name);
+                Ok(applied(Kind::Port, name))
+            }
+
+            Change::RouterCreate {
+                name,
+                distributed,
+                ha,
+                admin_state_up,
+            } => {
+                if self.routers.contains_key(name) {
+                    bail!("router {name} already exists");
+                }
+                let r = Router {
+                    name: name.clone(),
+                    distributed: distributed.unwrap_or(true),
+                    ha: *ha,
+                    admin_state_up: *admin_state_up,
+                    interfaces: Vec::new(),
+                    gateway: None,
+                    routes: Vec::new(),
+                    snat_host: None,
+                };
+                Ctx::scan(self).check_router(&r)?;
+                self.put_router(log, r);
+                Ok(applied(Kind::Router, name))
+            }
+            Change::RouterSet {
+                name,
+                admin_state_up,
+                distributed,
+                ha,
+                external_gateway,
+                routes,
+                snat_host,
+            } => {
+                let cur = self.router(name)?;
+                let mut r = cur.clone();
+                self.router_mode_change(&mut r, *distributed, *ha)?;
+                if let Some(up) = admin_state_up {
+                    r.admin_state_up = *up;
+                }
+                if let Some(spec) = external_gateway {
+                    r.gateway = Some(self.new_gateway(cur, spec)?);
+                }
+                for route in routes {
+                    if r.routes.contains(route) {
+                        bail!(
+                            "route {} via {} is already on router {name}",
+                            route.destination,
+                            route.nexthop
+                        );
+                    }
+                    r.routes.push(route.clone());
+                }
+                if let Some(h) = snat_host {
+                    r.snat_host = Some(h.clone());
+                }
+                let new_gw_net = r.gateway.as_ref().map(|g| g.network.as_str());
+                let old_gw_net = cur.gateway.as_ref().map(|g| g.network.as_str());
+                if new_gw_net != old_gw_net {
+                    if let Some(f) = self.fip_served_by(name) {
+                        bail!(
+                            "floating IP {} uses router {name}'s external gateway on network {}; unset it before moving the gateway",
+                            f.address,
+                            f.network
+                        );
+                    }
+                }
+                let ctx = Ctx::scan(self);
+                ctx.check_router(&r)?;
+                ctx.check_new_claims(ObjRef::Router(&r), Some(ObjRef::Router(cur)))?;
+                self.put_router(log, r);
+                Ok(applied(Kind::Router, name))
+            }
+            Change::RouterUnset {
+                name,
+                external_gateway,
+                routes,
+            } => {
+                let mut r = self.router(name)?.clone();
+                for route in routes {
+                    let Some(at) = r.routes.iter().position(|x| x == route) else {
+                        bail!(
+                            "router {name} has no route {} via {}",
+                            route.destination,
+                            route.nexthop
+                        );
+                    };
+                    r.routes.remove(at);
+                }
+                if *external_gateway {
+                    if let Some(f) = self.fip_served_by(name) {
+                        bail!(
+                            "floating IP {} uses router {name}'s external gateway; unset it first",
+                            f.address
+                        );
+                    }
+                    if let Some(g) = r.gateway.take() {
+                        let reach = self.reach(&r);
+                        if let Some(route) = r
+                            .routes
+                            .iter()
+                            .find(|x| !nexthop_reachable(x.nexthop, &reach))
+                        {
+                            bail!(
+                                "route {} via {} needs router {name}'s external gateway on network {}: its nexthop is reachable only through it; remove the route first (router unset --route)",
+                                route.destination,
+                                route.nexthop,
+                                g.network
+                            );
+                        }
+                    }
+                }
+                Ctx::scan(self).check_router(&r)?;
+                self.put_router(log, r);
+                Ok(applied(Kind::Router, name))
+            }
+            Change::RouterDelete { name } => {
+                let r = self.router(name)?;
+                if !r.interfaces.is_empty() {
+                    bail!(
+                        "router {name} still has interfaces on subnets {}; remove them first (router remove subnet)",
+                        some_names(r.interfaces.iter().map(|i| &i.subnet))
+                    );
+                }
+                if let Some(g) = &r.gateway {
+                    bail!(
+                        "router {name} still has an external gateway on network {}; unset it first",
+                        g.network
+                    );
+                }
+                self.del_router(log, name);
+                Ok(applied(Kind::Router, name))
+            }
+            Change::RouterAddSubnet { router, subnet } => {
+                let cur = self.router(router)?;
+                let s = self.subnet(subnet)?;
+                let net = self.network(&s.network)?;
+                if net.external {
+                    bail!(
+                        "subnet {subnet} belongs to external network {}; set it as router {router}'s external gateway instead",
+                        net.name
+                    );
+                }
+                let Some(gw) = s.gateway_ip else {
+                    bail!(
+                        "subnet {subnet} has no gateway IP; a router interface takes the subnet's gateway address"
+                    );
+                };
+                if cur.interfaces.iter().any(|i| &i.subnet == subnet) {
+                    bail!("subnet {subnet} is already on router {router}");
+                }
+                let mut r = cur.clone();
+                r.interfaces.push(Interface {
+                    subnet: subnet.clone(),
+                    ip: gw,
+                    mac: self.generate_mac(&format!("router/{router}/interface/{subnet}")),
+                });
+                let ctx = Ctx::scan(self);
+                ctx.check_router(&r)?;
+                ctx.check_new_claims(ObjRef::Router(&r), Some(ObjRef::Router(cur)))?;
+                self.put_router(log, r);
+                Ok(applied(Kind::Router, router))
+            }
+            Change::RouterRemoveSubnet { router, subnet } => {
+                let mut r = self.router(router)?.clone();
+                let s = self.subnet(subnet)?;
+                let Some(at) = r.interfaces.iter().position(|i| &i.subnet == subnet) else {
+                    bail!("subnet {subnet} is not on router {router}");
+                };
+                r.interfaces.remove(at);
+                let reach = self.reach(&r);
+                if let Some(route) = r
+                    .routes
+                    .iter()
+                    .find(|x| !nexthop_reachable(x.nexthop, &reach))
+                {
+                    bail!(
+                        "route {} via {} needs subnet {subnet}: its nexthop is reachable only through it; remove the route first (router unset --route)",
+                        route.destination,
+                        route.nexthop
+                    );
+                }
+                for f in self.floating_ips.values() {
+                    if f.router.as_ref() != Some(router) {
+                        continue;
+                    }
+                    if let (Some(port), Some(ip)) = (&f.port, f.fixed_ip) {
+                        if s.cidr.contains(&IpAddr::V4(ip)) {
+                            bail!(
+                                "floating IP {} is served by router {router} through subnet {subnet} (port {port}, {ip}); unset it first",
+                                f.address
+                            );
+                        }
+                    }
+                }
+                Ctx::scan(self).check_router(&r)?;
+                self.put_router(log, r);
+                Ok(applied(Kind::Router, router))
+            }
+
+            Change::FloatingIpCreate {
+                network,
+                address,
+                port,
+                fixed_ip,
+            } => {
+                let net = self.network(network)?;
+                if !net.external {
+                    bail!(
+                        "network {network} is not external; floating IPs live on an external network (router:external)"
+                    );
+                }
+                if port.is_none() && fixed_ip.is_some() {
+                    bail!("a fixed IP for a floating IP needs a port");
+                }
+                let address = match address {
+                    Some(a) => {
+                        if self.floating_ips.contains_key(a) {
+                            bail!("floating IP {a} already exists");
+                        }
+                        *a
+                    }
+                    None => self.allocate_fip(network)?,
+                };
+                let f = FloatingIp {
+                    address,
+                    network: network.clone(),
+                    port: None,
+                    fixed_ip: None,
+                    router: None,
+                };
+                let ctx = Ctx::scan(self);
+                ctx.check_fip(&f)?;
+                ctx.check_new_claims(ObjRef::Fip(&f), None)?;
+                self.put_fip(log, f);
+                if let Some(port) = port {
+                    self.associate_fip(log, address, port, *fixed_ip)?;
+                }
+                Ok(applied(Kind::FloatingIp, address))
+            }
+            Change::FloatingIpSet {
+                address,
+                port,
+                fixed_ip,
+            } => {
+                self.associate_fip(log, *address, port, *fixed_ip)?;
+                Ok(applied(Kind::FloatingIp, address))
+            }
+            Change::FloatingIpUnset { address } => {
+                let mut f = self.fip(*address)?.clone();
+                f.port = None;
+                f.fixed_ip = None;
+                f.router = None;
+                self.put_fip(log, f);
+                Ok(applied(Kind::FloatingIp, address))
+            }
+            Change::FloatingIpDelete { address } => {
+                self.fip(*address)?;
+                self.del_fip(log, address);
+                Ok(applied(Kind::FloatingIp, address))
+            }
+        }
+    }
+
+    /// The migration rules (DVR-SEMANTICS.md section 5): `distributed` and `ha`
+    /// change only on a router that is already disabled, and an HA router is not
+    /// made distributed directly.
+    fn router_mode_change(
+        &self,
+        r: &mut Router,
+        distributed: Option<bool>,
+        ha: Option<bool>,
+    ) -> Result<(), ModelError> {
+        let name = &r.name;
+        let d_changes = distributed.is_some_and(|d| d != r.distributed);
+        let ha_changes = ha.is_some_and(|h| h != r.ha);
+        if !d_changes && !ha_changes {
+            return Ok(());
+        }
+        if r.admin_state_up {
+            let what = match (d_changes, ha_changes) {
+                (true, true) => "distributed and ha",
+                (true, false) => "distributed",
+                _ => "ha",
+            };
+            bail!("router {name} must be disabled (set --disable) before changing {what}");
+        }
+        // Checked on the router as it was: asking for --no-ha in the same call
+        // does not make an HA router distributable.
+        if d_changes && !r.distributed && r.ha {
+            bail!("router {name} is HA: set --no-ha first, then --distributed");
+        }
+        let (new_d, new_ha) = (distributed.unwrap_or(r.distributed), ha.unwrap_or(r.ha));
+        if new_d && new_ha {
+            bail!(
+                "DVR cannot be combined with L3 HA: router {name} is distributed; set --centralized first, then --ha"
+            );
+        }
+        r.distributed = new_d;
+        r.ha = new_ha;
+        Ok(())
+    }
+
+    /// The gateway `spec` asks for on router `cur`. On the network it already has,
+    /// the gateway keeps its MAC, its addresses (unless others are asked for) and
+    /// its `enable_snat` (unless given).
+    fn new_gateway(&self, cur: &Router, spec: &GatewaySpec) -> Result<Gateway, ModelError> {
+        let net = self.network(&spec.network)?;
+        if !net.external {
+            bail!(
+                "network {} is not external; a router's external gateway needs an external network (router:external)",
+                net.name
+            );
+        }
+        let same = cur.gateway.as_ref().filter(|g| g.network == spec.network);
+        let owner = ObjId::Router(&cur.name);
+        let ips = match (&spec.fixed_ip, same) {
+            (Some(f), _) => {
+                self.resolve_fixed_ips(&spec.network, std::slice::from_ref(f), owner)?
+            }
+            (None, Some(g)) => g.ips.clone(),
+            (None, None) => {
+                let Some(s) = Ctx::scan(self)
+                    .subnets_of(&spec.network)
+                    .into_iter()
+                    .find(|s| !is_v6(&s.cidr))
+                else {
+                    bail!(
+                        "network {} has no IPv4 subnet to take router {}'s gateway address from",
+                        spec.network,
+                        cur.name
+                    );
+                };
+                let first = FixedIpSpec {
+                    subnet: Some(s.name.clone()),
+                    ip: None,
+                };
+                self.resolve_fixed_ips(&spec.network, &[first], owner)?
+            }
+        };
+        Ok(Gateway {
+            network: spec.network.clone(),
+            ips,
+            mac: match same {
+                Some(g) => g.mac,
+                None => self.generate_mac(&format!("router/{}/gateway", cur.name)),
+            },
+            enable_snat: spec
+                .enable_snat
+                .unwrap_or(same.map(|g| g.enable_snat).unwrap_or(true)),
+        })
+    }
+
+    /// Turns fixed IP requests on `network` into addresses: explicit addresses
+    /// first, then the lowest free address of each subnet asked for. Whether the
+    /// explicit ones are free is for the caller's claim check.
+    fn resolve_fixed_ips(
+        &self,
+        network: &str,
+        specs: &[FixedIpSpec],
+        owner: ObjId,
+    ) -> Result<Vec<FixedIp>, ModelError> {
+        let ctx = Ctx::scan(self);
+        let mut wanted: Vec<(&Subnet, Option<IpAddr>)> = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let w = match (&spec.subnet, spec.ip) {
+                (None, None) => bail!("a fixed IP needs a subnet, an address or both"),
+                (Some(s), ip) => {
+                    let s = self.subnet(s)?;
+                    if s.network != network {
+                        bail!(
+                            "subnet {} is on network {}, not on network {network}",
+                            s.name,
+                            s.network
+                        );
+                    }
+                    if let Some(ip) = ip {
+                        if !s.cidr.contains(&ip) {
+                            bail!("{ip} is not inside subnet {} ({})", s.name, s.cidr);
+                        }
+                    }
+                    (s, ip)
+                }
+                (None, Some(ip)) => match ctx
+                    .subnets_of(network)
+                    .into_iter()
+                    .find(|s| s.cidr.contains(&ip))
+                {
+                    Some(s) => (s, Some(ip)),
+                    None => bail!("{ip} is not inside any subnet of network {network}"),
+                },
+            };
+            wanted.push(w);
+        }
+        let mut taken: HashSet<IpAddr> = wanted.iter().filter_map(|w| w.1).collect();
+        let mut used: HashMap<&str, HashSet<IpAddr>> = HashMap::new();
+        let mut out = Vec::with_capacity(wanted.len());
+        for (s, ip) in wanted {
+            let ip = match ip {
+                Some(ip) => ip,
+                None => {
+                    let used = used
+                        .entry(s.name.as_str())
+                        .or_insert_with(|| ctx.used_ips(network, &s.cidr, Some(owner)));
+                    let Some(ip) = lowest_free(&s.cidr, |a| {
+                        Some(a) == s.gateway_ip || used.contains(&a) || taken.contains(&a)
+                    }) else {
+                        bail!("subnet {} ({}) has no free address", s.name, s.cidr);
+                    };
+                    taken.insert(ip);
+                    ip
+                }
+            };
+            out.push(FixedIp {
+                subnet: s.name.clone(),
+                ip,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The lowest free address of the IPv4 subnets of external network `network`.
+    fn allocate_fip(&self, network: &str) -> Result<Ipv4Addr, ModelError> {
+        let ctx = Ctx::scan(self);
+        let mut best: Option<Ipv4Addr> = None;
+        let mut any_v4 = false;
+        for s in ctx.subnets_of(network) {
+            if is_v6(&s.cidr) {
+                continue;
+            }
+            any_v4 = true;
+            let used = ctx.used_ips(network, &s.cidr, None);
+            if let Some(IpAddr::V4(a)) =
+                lowest_free(&s.cidr, |a| Some(a) == s.gateway_ip || used.contains(&a))
+            {
+                best = Some(best.map_or(a, |b| b.min(a)));
+            }
+        }
+        match best {
+            Some(a) => Ok(a),
+            None if !any_v4 => bail!("network {network} has no IPv4 subnet for floating IPs"),
+            None => bail!("network {network} has no free IPv4 address for a floating IP"),
+        }
+    }
+
+    fn associate_fip(
+        &mut self,
+        log: &mut Vec<Undo>,
+        address: Ipv4Addr,
+        port: &str,
+        fixed_ip: Option<Ipv4Addr>,
+    ) -> Result<(), ModelError> {
+        let cur = self.fip(address)?;
+        if let Some(p) = &cur.port {
+            bail!("floating IP {address} is already associated with port {p}; unset it first");
+        }
+        let p = self.port(port)?;
+        let ctx = Ctx::scan(self);
+        ctx.check_fip_port(cur, p)?;
+        let v4 = |f: &&FixedIp| f.ip.is_ipv4();
+        let fixed = match fixed_ip {
+            None => match p.fixed_ips.iter().find(v4) {
+                Some(f) => f,
+                None => bail!("port {port} has no IPv4 fixed IP for floating IP {address}"),
+            },
+            Some(ip) => match p.fixed_ips.iter().find(|f| f.ip == IpAddr::V4(ip)) {
+                Some(f) => f,
+                None => bail!("{ip} is not an IPv4 fixed IP of port {port}"),
+            },
+        };
+        let IpAddr::V4(fixed_v4) = fixed.ip else {
+            unreachable!("an IPv4 fixed IP")
+        };
+        let Some(router) = self
+            .routers
+            .values()
+            .find(|r| router_connects(r, &fixed.subnet, &cur.network))
+        else {
+            bail!(
+                "no router connects subnet {} to external network {}",
+                fixed.subnet,
+                cur.network
+            );
+        };
+        let mut f = cur.clone();
+        f.port = Some(port.to_owned());
+        f.fixed_ip = Some(fixed_v4);
+        f.router = Some(router.name.clone());
+        ctx.check_fip(&f)?;
+        ctx.check_new_claims(ObjRef::Fip(&f), Some(ObjRef::Fip(cur)))?;
+        self.put_fip(log, f);
+        Ok(())
+    }
+
+    /// A floating IP associated through router `router`.
+    fn fip_served_by(&self, router: &str) -> Option<&FloatingIp> {
+        self.floating_ips
+            .values()
+            .find(|f| f.router.as_deref() == Some(router))
+    }
+
+    /// The subnets router `r` reaches (interfaces and gateway), for nexthops.
+    fn reach(&self, r: &Router) -> Vec<IpNet> {
+        r.interfaces
+            .iter()
+            .map(|i| &i.subnet)
+            .chain(
+                r.gateway
+                    .iter()
+                    .flat_map(|g| g.ips.iter().map(|f| &f.subnet)),
+            )
+            .filter_map(|s| self.subnets.get(s).map(|s| s.cidr))
+            .collect()
+    }
+
+    /// Making `name` external: no router interface on its subnets, no floating IP
+    /// on a port of it.
+    fn check_can_become_external(&self, ctx: &Ctx, name: &str) -> Result<(), ModelError> {
+        let subnets: HashSet<&str> = ctx
+            .subnets_of(name)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        for r in self.routers.values() {
+            if let Some(i) = r
+                .interfaces
+                .iter()
+                .find(|i| subnets.contains(i.subnet.as_str()))
+            {
+                bail!(
+                    "subnet {} of network {name} is an interface of router {}; a network with router interfaces cannot become external",
+                    i.subnet,
+                    r.name
+                );
+            }
+        }
+        for f in self.floating_ips.values() {
+            if let Some(p) = &f.port {
+                if self.ports.get(p).is_some_and(|p| p.network == name) {
+                    bail!(
+                        "floating IP {} is associated with port {p} on network {name}; a network with floating IP ports cannot become external",
+                        f.address
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Making `name` internal: no floating IP and no router gateway on it.
+    fn check_can_become_internal(&self, name: &str) -> Result<(), ModelError> {
+        if let Some(f) = self.floating_ips.values().find(|f| f.network == name) {
+            bail!(
+                "floating IP {} is on network {name}, which must stay external; delete it first",
+                f.address
+            );
+        }
+        if let Some(r) = self.routers.values().find(|r| gateway_on(r, name)) {
+            bail!(
+                "router {} has its external gateway on network {name}, which must stay external; unset it first",
+                r.name
+            );
+        }
+        Ok(())
+    }
+}
+
+fn gateway_on(r: &Router, network: &str) -> bool {
+    r.gateway.as_ref().is_some_and(|g| g.network == network)
+}
+
+/// Adds `new` pairs to `pairs`, each checked; a pair already there is ignored.
+fn add_pairs(pairs: &mut Vec<AllowedPair>, new: &[AllowedPair]) -> Result<(), ModelError> {
+    for pair in new {
+        check_pair(pair)?;
+        if !pairs.contains(pair) {
+            pairs.push(pair.clone());
+        }
+    }
+    Ok(())
+}

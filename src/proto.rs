@@ -1,0 +1,217 @@
+//! The control protocol between `dvr-ctl` and `dvr-pmd`: newline-delimited JSON
+//! over a UNIX stream socket, one request line, one response line. Documented in
+//! `docs/PROTOCOL.md`.
+
+use std::io::{self, BufRead};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Change, Kind};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+/// The longest request line accepted, newline included.
+pub const MAX_REQUEST: usize = 4 << 20;
+
+/// A request as it arrives; `params` is checked per method.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub version: u32,
+    #[serde(default)]
+    pub id: u64,
+    pub method: String,
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+/// Parameters of `apply`: a transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyParams {
+    pub changes: Vec<Change>,
+}
+
+/// Parameters of `show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShowParams {
+    pub kind: Kind,
+    pub name: String,
+}
+
+/// Parameters of `list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    pub kind: Kind,
+}
+
+/// What went wrong, for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not a request, unknown method or fields.
+    InvalidRequest,
+    /// A version this daemon does not speak.
+    UnsupportedVersion,
+    /// Longer than [`MAX_REQUEST`].
+    TooLarge,
+    /// Valid request, refused by the model's rules (nothing changed).
+    Rejected,
+    /// The object does not exist.
+    NotFound,
+    /// The daemon could not do it (e.g. could not persist).
+    Internal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A response line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    pub version: u32,
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    pub fn ok(id: u64, result: serde_json::Value) -> Self {
+        Response {
+            version: VERSION,
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        Response {
+            version: VERSION,
+            id,
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// One line read with a bound.
+#[derive(Debug)]
+pub enum Line {
+    /// A complete line, newline removed.
+    Complete(String),
+    /// The peer closed the connection (a partial line, if any, is discarded).
+    Closed,
+    /// The line is longer than the bound; the connection should be closed.
+    TooLong,
+}
+
+/// Reads one newline-terminated line of at most `max` bytes. `buf` keeps a partial
+/// line across calls that fail with a timeout; it is empty after a complete line.
+pub fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Line> {
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            buf.clear();
+            return Ok(Line::Closed);
+        }
+        match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                if buf.len() + i + 1 > max {
+                    return Ok(Line::TooLong);
+                }
+                buf.extend_from_slice(&avail[..i]);
+                r.consume(i + 1);
+                let line = std::mem::take(buf);
+                return Ok(Line::Complete(
+                    String::from_utf8(line).unwrap_or_else(|_| String::from("\u{fffd}")),
+                ));
+            }
+            None => {
+                let n = avail.len();
+                if buf.len() + n >= max {
+                    return Ok(Line::TooLong);
+                }
+                buf.extend_from_slice(avail);
+                r.consume(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lines_within_bound() {
+        let mut r = io::BufReader::with_capacity(4, &b"ab\ncdef\n\nxyz"[..]);
+        let mut b = Vec::new();
+        assert!(matches!(read_line(&mut r, &mut b, 16).unwrap(), Line::Complete(s) if s == "ab"));
+        assert!(matches!(read_line(&mut r, &mut b, 16).unwrap(), Line::Complete(s) if s == "cdef"));
+        assert!(
+            matches!(read_line(&mut r, &mut b, 16).unwrap(), Line::Complete(s) if s.is_empty())
+        );
+        assert!(
+            matches!(read_line(&mut r, &mut b, 16).unwrap(), Line::Closed),
+            "partial line dropped"
+        );
+    }
+
+    #[test]
+    fn refuses_long_lines() {
+        let mut b = Vec::new();
+        let mut r = io::BufReader::with_capacity(4, &b"0123456789\n"[..]);
+        assert!(matches!(
+            read_line(&mut r, &mut b, 8).unwrap(),
+            Line::TooLong
+        ));
+        let mut b = Vec::new();
+        let mut r = io::BufReader::new(&b"0123456\n"[..]);
+        assert!(matches!(
+            read_line(&mut r, &mut b, 8).unwrap(),
+            Line::Complete(_)
+        ));
+    }
+
+    #[test]
+    fn requests_parse_and_reject_unknown_fields() {
+        let r: Request = serde_json::from_str(
+            r#"{"version":1,"id":3,"method":"list","params":{"kind":"router"}}"#,
+        )
+        .unwrap();
+        let p: ListParams = serde_json::from_value(r.params).unwrap();
+        assert_eq!(p.kind, Kind::Router);
+        assert!(
+            serde_json::from_str::<Request>(r#"{"version":1,"method":"x","colour":1}"#).is_err()
+        );
+        let a: ApplyParams = serde_json::from_str(
+            r#"{"changes":[{"op":"router_create","name":"r1"},{"op":"router_set","name":"r1","admin_state_up":false}]}"#,
+        )
+        .unwrap();
+        assert_eq!(a.changes.len(), 2);
+        assert!(serde_json::from_str::<ApplyParams>(
+            r#"{"changes":[{"op":"router_create","name":"r1","x":1}]}"#
+        )
+        .is_err());
+    }
+}
