@@ -105,34 +105,23 @@ impl MacTable {
     }
 }
 
-/// The L2 switching stage.
-#[derive(Debug, Clone)]
-pub struct L2Switch {
-    fdb: MacTable,
-}
-
-impl L2Switch {
-    pub fn new(fdb: MacTable) -> Self {
-        L2Switch { fdb }
+/// The L2 switching stage: decides where a frame that came in on `in_port` goes,
+/// by its destination MAC in `fdb` (the table of the ingress port's network).
+#[inline(always)]
+pub fn classify(fdb: &MacTable, in_port: u16, frame: &[u8]) -> Result<Dest, DropReason> {
+    if frame.len() < 14 {
+        return Err(DropReason::RuntFrame);
     }
-
-    /// Decides where a frame that came in on `in_port` goes.
-    #[inline(always)]
-    pub fn classify(&self, in_port: u16, frame: &[u8]) -> Result<Dest, DropReason> {
-        if frame.len() < 14 {
-            return Err(DropReason::RuntFrame);
-        }
-        if frame[6] & 1 != 0 {
-            return Err(DropReason::MulticastSrcMac);
-        }
-        if frame[0] & 1 != 0 {
-            return Err(DropReason::FloodNotConfigured);
-        }
-        match self.fdb.get(MacAddr::key_of(frame)) {
-            None => Err(DropReason::UnknownDstMac),
-            Some(p) if p == in_port => Err(DropReason::SameIngressPort),
-            Some(p) => Ok(p),
-        }
+    if frame[6] & 1 != 0 {
+        return Err(DropReason::MulticastSrcMac);
+    }
+    if frame[0] & 1 != 0 {
+        return Err(DropReason::FloodNotConfigured);
+    }
+    match fdb.get(MacAddr::key_of(frame)) {
+        None => Err(DropReason::UnknownDstMac),
+        Some(p) if p == in_port => Err(DropReason::SameIngressPort),
+        Some(p) => Ok(p),
     }
 }
 
@@ -151,8 +140,16 @@ mod tests {
         f
     }
 
-    fn switch() -> L2Switch {
-        L2Switch::new(MacTable::new(&[
+    struct Switch(MacTable);
+
+    impl Switch {
+        fn classify(&self, in_port: u16, frame: &[u8]) -> Result<Dest, DropReason> {
+            classify(&self.0, in_port, frame)
+        }
+    }
+
+    fn switch() -> Switch {
+        Switch(MacTable::new(&[
             (mac("fa:16:3e:00:00:0a"), 0),
             (mac("fa:16:3e:00:00:0b"), 1),
         ]))

@@ -12,5 +12,6 @@ pub mod mac;
 pub mod model;
 pub mod pcap;
 pub mod proto;
+pub mod snapshot;
 pub mod stats;
 pub mod worker;

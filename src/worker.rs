@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::config::PollMode;
 use crate::dpdk::{self, Burst, RxQueue, TxQueue};
-use crate::l2::{L2Switch, DROP};
+use crate::l2::{self, DROP};
+use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
@@ -24,7 +25,8 @@ pub struct Worker {
     pub rx: Vec<(u16, RxQueue)>,
     /// One TX queue per port index (None: the port has no queue for this worker).
     pub tx: Vec<Option<TxQueue>>,
-    pub switch: Arc<L2Switch>,
+    /// The published tables; loaded once per burst.
+    pub tables: Arc<Tables>,
     pub counters: Arc<WorkerCounters>,
     pub burst: usize,
     pub poll_mode: PollMode,
@@ -144,14 +146,17 @@ impl Worker {
             got += n;
             let mut rx_bytes = 0u64;
             let mut touched: u64 = 0;
-            let (switch, tx_mask, in_port) = (&*self.switch, s.tx_mask, *in_port);
+            // RCU read side: this burst uses this snapshot; dropping the guard
+            // at the end of the burst lets a replaced snapshot be freed.
+            let snap = self.tables.load();
+            let (fdb, tx_mask, in_port) = (snap.fdb_for(*in_port), s.tx_mask, *in_port);
             let out_bytes = &mut s.out_bytes;
             s.rx.dispatch(&mut s.outs, &mut s.drops, |frame, len, segs| {
                 rx_bytes += len as u64;
                 let d = if segs != 1 {
                     Err(DropReason::MultiSegment)
                 } else {
-                    switch.classify(in_port, frame)
+                    l2::classify(fdb, in_port, frame)
                 };
                 match d {
                     Ok(p) if (p as usize) < 64 && tx_mask & (1 << p) != 0 => {

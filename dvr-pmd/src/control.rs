@@ -20,6 +20,10 @@ use serde_json::json;
 pub trait NodeView: Send + Sync {
     fn status(&self) -> serde_json::Value;
     fn stats(&self) -> serde_json::Value;
+    /// Compiles the model into the dataplane's tables and publishes them.
+    fn publish(&self, model: &Model);
+    /// The model generation of the tables the workers use now.
+    fn published_generation(&self) -> u64;
 }
 
 struct Shared {
@@ -274,6 +278,7 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
             match model.apply(&p.changes) {
                 Ok(applied) => {
                     let generation = model.generation;
+                    shared_state.view.publish(&model);
                     if let Err(e) = model.save(&shared_state.state_file) {
                         tracing::error!(error = %e, "cannot save the model");
                         return Response::err(
@@ -318,6 +323,7 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
             let mut v = shared_state.view.status();
             let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
             v["generation"] = json!(model.generation);
+            v["published_generation"] = json!(shared_state.view.published_generation());
             v["protocol"] = json!(proto::VERSION);
             Response::ok(id, v)
         }

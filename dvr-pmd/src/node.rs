@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use dvr::config::PortRole;
 use dvr::config::{Config, PcapRx, PortKind};
 use dvr::dpdk::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
-use dvr::l2::{L2Switch, MacTable};
+use dvr::snapshot::{NodePorts, Snapshot, Tables};
 use dvr::stats::{WorkerCounters, WorkerSnapshot};
 use dvr::worker::Worker;
 
@@ -39,6 +40,10 @@ pub struct Node {
     pool: Option<Arc<Mempool>>,
     pub ports: Vec<Arc<Port>>,
     pub counters: Vec<Arc<WorkerCounters>>,
+    /// The published dataplane tables.
+    pub tables: Arc<Tables>,
+    /// What the table compiler needs to know of this node.
+    pub node_ports: NodePorts,
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     /// Files the node made and removes on shutdown (sockets, generated captures).
@@ -77,11 +82,34 @@ impl Node {
         })?;
         let _ = std::fs::set_permissions(&cfg.run_dir, std::fs::Permissions::from_mode(0o700));
 
+        let node_ports = NodePorts {
+            node: cfg.node.clone(),
+            ports: cfg
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.role == PortRole::Vm))
+                .collect(),
+            static_fdb: cfg
+                .l2
+                .fdb
+                .iter()
+                .map(|e| {
+                    let idx = cfg
+                        .ports
+                        .iter()
+                        .position(|p| p.name == e.port)
+                        .expect("checked by config");
+                    (e.mac, idx as u16)
+                })
+                .collect(),
+        };
         let mut node = Node {
             eal: None,
             pool: None,
             ports: Vec::new(),
             counters: Vec::new(),
+            tables: Arc::new(Tables::from_pointee(Snapshot::from_config(&node_ports))),
+            node_ports,
             workers: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             owned_files: Vec::new(),
@@ -133,18 +161,6 @@ impl Node {
             node.ports.push(port);
         }
 
-        let mut entries = Vec::new();
-        for e in &node.cfg.l2.fdb {
-            let idx = node
-                .cfg
-                .ports
-                .iter()
-                .position(|p| p.name == e.port)
-                .expect("checked by config");
-            entries.push((e.mac, idx as u16));
-        }
-        let switch = Arc::new(L2Switch::new(MacTable::new(&entries)));
-
         for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
             let counters = Arc::new(WorkerCounters::new(node.ports.len()));
             node.counters.push(counters.clone());
@@ -153,7 +169,7 @@ impl Node {
                 index: w,
                 rx,
                 tx,
-                switch: switch.clone(),
+                tables: node.tables.clone(),
                 counters,
                 burst: dp.burst,
                 poll_mode: dp.poll_mode,

@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use dvr::config::AgentMode;
 use dvr::dpdk::Port;
+use dvr::model::Model;
+use dvr::snapshot::{NodePorts, Snapshot, Tables};
 use dvr::stats::WorkerCounters;
 
 use crate::control::NodeView;
@@ -27,6 +29,8 @@ pub struct View {
     pub counters: Vec<Arc<WorkerCounters>>,
     pub tsc_hz: u64,
     pub started: Instant,
+    pub tables: Arc<Tables>,
+    pub node_ports: NodePorts,
 }
 
 impl View {
@@ -39,6 +43,8 @@ impl View {
             counters: node.counters.clone(),
             tsc_hz: node.tsc_hz,
             started: Instant::now(),
+            tables: node.tables.clone(),
+            node_ports: node.node_ports.clone(),
         })
     }
 
@@ -110,6 +116,15 @@ impl NodeView for View {
 
     fn stats(&self) -> serde_json::Value {
         self.counters_json(false)
+    }
+
+    fn publish(&self, model: &Model) {
+        self.tables
+            .store(Arc::new(Snapshot::compile(model, &self.node_ports)));
+    }
+
+    fn published_generation(&self) -> u64 {
+        self.tables.load().generation
     }
 }
 

@@ -250,3 +250,16 @@ pub fn dvr_ctl() -> PathBuf {
     );
     p
 }
+
+/// Starts `cmd` (killed if the test fails first); its standard output is
+/// collected by a thread whose result is the whole output.
+pub fn spawn_guarded(cmd: &mut Command) -> (Guard, std::thread::JoinHandle<String>) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(out), &mut s);
+        s
+    });
+    (Guard(Some(child)), reader)
+}
