@@ -43,12 +43,16 @@ enum Cmd {
     /// Hosts (nodes) of the deployment.
     #[command(subcommand)]
     Host(HostCmd),
+    /// Networks (vxlan, gre, vlan, flat; external ones for floating IPs).
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// IPv4 and IPv6 subnets of networks.
     #[command(subcommand)]
     Subnet(SubnetCmd),
+    /// Ports: VMs' addresses, bindings, allowed address pairs.
     #[command(subcommand)]
     Port(PortCmd),
+    /// Routers: interfaces, gateway, extra routes, distributed / HA / enabled.
     #[command(subcommand)]
     Router(RouterCmd),
     /// `floating ip ...`
@@ -61,6 +65,31 @@ enum Cmd {
         #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status"])]
         what: String,
     },
+}
+
+// The verbs every kind named by a name has.
+#[derive(Subcommand, Debug)]
+enum CommonCmd {
+    /// Delete objects (all or none).
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Show one object.
+    Show { name: String },
+    /// List all objects of the kind.
+    List,
+}
+
+impl CommonCmd {
+    /// The call for objects of `kind`, deleted with `delete`.
+    fn call(self, kind: Kind, delete: fn(String) -> Change) -> Call {
+        match self {
+            CommonCmd::Delete { names } => Call::Apply(names.into_iter().map(delete).collect()),
+            CommonCmd::Show { name } => Call::Show(kind, name),
+            CommonCmd::List => Call::List(kind),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,14 +107,8 @@ enum HostCmd {
         fip_gateway: Option<FipGateway>,
         name: String,
     },
-    Delete {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Show {
-        name: String,
-    },
-    List,
+    #[command(flatten)]
+    Common(CommonCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,14 +136,8 @@ enum NetworkCmd {
         internal: bool,
         name: String,
     },
-    Delete {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Show {
-        name: String,
-    },
-    List,
+    #[command(flatten)]
+    Common(CommonCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,14 +152,8 @@ enum SubnetCmd {
         gateway: Option<String>,
         name: String,
     },
-    Delete {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Show {
-        name: String,
-    },
-    List,
+    #[command(flatten)]
+    Common(CommonCmd),
 }
 
 #[derive(Args, Debug)]
@@ -206,14 +217,8 @@ enum PortCmd {
         allowed_address: Vec<AllowedPair>,
         name: String,
     },
-    Delete {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Show {
-        name: String,
-    },
-    List,
+    #[command(flatten)]
+    Common(CommonCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -281,14 +286,8 @@ enum RouterCmd {
         #[command(subcommand)]
         what: RouterLink,
     },
-    Delete {
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    Show {
-        name: String,
-    },
-    List,
+    #[command(flatten)]
+    Common(CommonCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -479,14 +478,7 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
                 dvr_mac,
                 fip_gateway,
             }]),
-            HostCmd::Delete { names } => Apply(
-                names
-                    .into_iter()
-                    .map(|name| Change::HostDelete { name })
-                    .collect(),
-            ),
-            HostCmd::Show { name } => Show(Kind::Host, name),
-            HostCmd::List => List(Kind::Host),
+            HostCmd::Common(c) => c.call(Kind::Host, |name| Change::HostDelete { name }),
         },
         Cmd::Network(c) => match c {
             NetworkCmd::Create {
@@ -513,14 +505,7 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
                 mtu,
                 external: flag(external, internal),
             }]),
-            NetworkCmd::Delete { names } => Apply(
-                names
-                    .into_iter()
-                    .map(|name| Change::NetworkDelete { name })
-                    .collect(),
-            ),
-            NetworkCmd::Show { name } => Show(Kind::Network, name),
-            NetworkCmd::List => List(Kind::Network),
+            NetworkCmd::Common(c) => c.call(Kind::Network, |name| Change::NetworkDelete { name }),
         },
         Cmd::Subnet(c) => match c {
             SubnetCmd::Create {
@@ -544,14 +529,7 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
                     gateway_ip,
                 }])
             }
-            SubnetCmd::Delete { names } => Apply(
-                names
-                    .into_iter()
-                    .map(|name| Change::SubnetDelete { name })
-                    .collect(),
-            ),
-            SubnetCmd::Show { name } => Show(Kind::Subnet, name),
-            SubnetCmd::List => List(Kind::Subnet),
+            SubnetCmd::Common(c) => c.call(Kind::Subnet, |name| Change::SubnetDelete { name }),
         },
         Cmd::Port(c) => match c {
             PortCmd::Create {
@@ -597,14 +575,7 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
                 binding,
                 allowed_address_pairs: allowed_address,
             }]),
-            PortCmd::Delete { names } => Apply(
-                names
-                    .into_iter()
-                    .map(|name| Change::PortDelete { name })
-                    .collect(),
-            ),
-            PortCmd::Show { name } => Show(Kind::Port, name),
-            PortCmd::List => List(Kind::Port),
+            PortCmd::Common(c) => c.call(Kind::Port, |name| Change::PortDelete { name }),
         },
         Cmd::Router(c) => match c {
             RouterCmd::Create {
@@ -663,14 +634,7 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
             RouterCmd::Remove {
                 what: RouterLink::Subnet { router, subnet },
             } => Apply(vec![Change::RouterRemoveSubnet { router, subnet }]),
-            RouterCmd::Delete { names } => Apply(
-                names
-                    .into_iter()
-                    .map(|name| Change::RouterDelete { name })
-                    .collect(),
-            ),
-            RouterCmd::Show { name } => Show(Kind::Router, name),
-            RouterCmd::List => List(Kind::Router),
+            RouterCmd::Common(c) => c.call(Kind::Router, |name| Change::RouterDelete { name }),
         },
         Cmd::Floating {
             ip: FloatingCmd::Ip(c),
