@@ -62,8 +62,10 @@ enum Cmd {
     },
     /// Operator views of the running daemon.
     Show {
-        #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status"])]
+        #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors"])]
         what: String,
+        /// With fib / neighbors: one router only.
+        router: Option<String>,
     },
 }
 
@@ -459,6 +461,8 @@ enum Call {
     Show(Kind, String),
     List(Kind),
     View(String),
+    /// `show fib|neighbors [ROUTER]`: the published tables.
+    Tables(String, Option<String>),
 }
 
 fn call_of(cmd: Cmd) -> Result<Call, String> {
@@ -669,7 +673,14 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
             FipCmd::Show { address } => Show(Kind::FloatingIp, address.to_string()),
             FipCmd::List => List(Kind::FloatingIp),
         },
-        Cmd::Show { what } => View(what),
+        Cmd::Show { what, router } if what == "fib" || what == "neighbors" => Tables(what, router),
+        Cmd::Show {
+            what,
+            router: Some(r),
+        } => {
+            return Err(format!("show {what} takes no router (got {r:?})"));
+        }
+        Cmd::Show { what, router: None } => View(what),
     })
 }
 
@@ -759,6 +770,11 @@ fn main() -> ExitCode {
         Call::List(kind) => ("list", json!({ "kind": kind }), None),
         Call::View(w) if w == "status" || w == "ports" => ("status", Value::Null, Some(w.as_str())),
         Call::View(w) => ("stats", Value::Null, Some(w.as_str())),
+        Call::Tables(w, r) => (
+            "tables",
+            json!({ "what": w, "router": r }),
+            Some(w.as_str()),
+        ),
     };
     let resp = match request(&socket, method, params) {
         Ok(r) => r,
@@ -936,6 +952,44 @@ fn print_view(what: &str, v: &Value) {
                 .map(|o| o.iter().map(|(k, n)| vec![cell(n), k.clone()]).collect())
                 .unwrap_or_default();
             table(&["count", "reason"], &rows);
+        }
+        "fib" => {
+            let rows: Vec<Vec<String>> = v["entries"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            let nh = &e["next_hop"];
+                            let hop = match nh["type"].as_str() {
+                                Some("connected") => {
+                                    format!("connected (interface {})", cell(&nh["iface"]))
+                                }
+                                _ => format!("via {}", cell(&nh["via"])),
+                            };
+                            vec![cell(&e["router"]), cell(&e["prefix"]), hop]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["router", "prefix", "next hop"], &rows);
+        }
+        "neighbors" => {
+            let rows: Vec<Vec<String>> = v["entries"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            vec![
+                                cell(&e["router"]),
+                                cell(&e["ip"]),
+                                cell(&e["mac"]),
+                                cell(&e["port"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["router", "ip", "mac", "port"], &rows);
         }
         "runtime" => {
             let rows: Vec<Vec<String>> = v["workers"]

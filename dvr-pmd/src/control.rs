@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dvr::model::Model;
+use dvr::model::{Applied, Model};
 use dvr::proto::{self, ApplyParams, ErrorCode, Line, ListParams, Request, Response, ShowParams};
 use serde_json::json;
 
@@ -20,8 +20,11 @@ use serde_json::json;
 pub trait NodeView: Send + Sync {
     fn status(&self) -> serde_json::Value;
     fn stats(&self) -> serde_json::Value;
-    /// Compiles the model into the dataplane's tables and publishes them.
-    fn publish(&self, model: &Model);
+    /// Compiles the model into the dataplane's tables and publishes them:
+    /// from scratch, or only what a committed transaction touched (`applied`).
+    fn publish(&self, model: &Model, applied: Option<&[Applied]>);
+    /// A view of the published tables: `fib` or `neighbors`, of one router or all.
+    fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
 }
@@ -278,7 +281,7 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
             match model.apply(&p.changes) {
                 Ok(applied) => {
                     let generation = model.generation;
-                    shared_state.view.publish(&model);
+                    shared_state.view.publish(&model, Some(&applied));
                     if let Err(e) = model.save(&shared_state.state_file) {
                         tracing::error!(error = %e, "cannot save the model");
                         return Response::err(
@@ -328,10 +331,34 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
             Response::ok(id, v)
         }
         "stats" => Response::ok(id, shared_state.view.stats()),
+        "tables" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct TablesParams {
+                what: String,
+                #[serde(default)]
+                router: Option<String>,
+            }
+            let p: TablesParams = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            if p.what != "fib" && p.what != "neighbors" {
+                return Response::err(
+                    id,
+                    ErrorCode::InvalidRequest,
+                    format!("tables: {:?}: use fib or neighbors", p.what),
+                );
+            }
+            match shared_state.view.tables(&p.what, p.router.as_deref()) {
+                Ok(v) => Response::ok(id, v),
+                Err(e) => Response::err(id, ErrorCode::NotFound, e),
+            }
+        }
         other => Response::err(
             id,
             ErrorCode::InvalidRequest,
-            format!("unknown method {other:?}; methods: apply, show, list, status, stats"),
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables"),
         ),
     }
 }

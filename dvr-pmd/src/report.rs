@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use dvr::config::AgentMode;
 use dvr::dpdk::Port;
-use dvr::model::Model;
-use dvr::snapshot::{NodePorts, Snapshot, Tables};
+use dvr::model::{Applied, Model};
+use dvr::snapshot::{Compiler, NodePorts, Tables};
 use dvr::stats::WorkerCounters;
 
 use crate::control::NodeView;
@@ -31,6 +31,8 @@ pub struct View {
     pub started: Instant,
     pub tables: Arc<Tables>,
     pub node_ports: NodePorts,
+    /// Keeps the published tables in step with the model (control thread only).
+    pub compiler: std::sync::Mutex<Option<Compiler>>,
 }
 
 impl View {
@@ -45,6 +47,7 @@ impl View {
             started: Instant::now(),
             tables: node.tables.clone(),
             node_ports: node.node_ports.clone(),
+            compiler: std::sync::Mutex::new(None),
         })
     }
 
@@ -118,9 +121,53 @@ impl NodeView for View {
         self.counters_json(false)
     }
 
-    fn publish(&self, model: &Model) {
-        self.tables
-            .store(Arc::new(Snapshot::compile(model, &self.node_ports)));
+    fn publish(&self, model: &Model, applied: Option<&[Applied]>) {
+        let mut c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+        let snap = match (c.as_mut(), applied) {
+            (Some(c), Some(applied)) => c.update(model, applied),
+            _ => {
+                let fresh = Compiler::new(model, self.node_ports.clone());
+                let s = fresh.current().clone();
+                *c = Some(fresh);
+                s
+            }
+        };
+        self.tables.store(snap);
+    }
+
+    fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String> {
+        let snap = self.tables.load();
+        let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = c.as_ref() else {
+            return Err("no tables published yet".into());
+        };
+        let names: Vec<String> = match router {
+            Some(r) => vec![r.to_owned()],
+            None => c.router_names(),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let Some(t) = snap.router(c, &name) else {
+                if router.is_some() {
+                    return Err(format!(
+                        "router {name} has no tables here (unknown or disabled)"
+                    ));
+                }
+                continue;
+            };
+            if what == "fib" {
+                for (p, nh) in t.fib.routes() {
+                    out.push(serde_json::json!({"router": name, "prefix": p.to_string(), "next_hop": nh}));
+                }
+            } else {
+                let mut v: Vec<_> = t.neighbors.iter().collect();
+                v.sort_by_key(|(ip, _)| **ip);
+                for (ip, (mac, port)) in v {
+                    out.push(serde_json::json!({"router": name, "ip": ip.to_string(), "mac": mac.to_string(), "port": port}));
+                }
+            }
+        }
+        Ok(serde_json::json!({"generation": snap.generation, "entries": out}))
     }
 
     fn published_generation(&self) -> u64 {

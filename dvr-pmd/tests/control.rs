@@ -373,6 +373,59 @@ fn verbs_migration_and_persistence() {
     ok(s, &["router", "set", "--no-ha", "r1"]);
     ok(s, &["router", "set", "--distributed", "r1"]);
     ok(s, &["router", "set", "--enable", "r1"]);
+    // The published tables of the router (the dataplane's view, not the model's).
+    let fib: Value = serde_json::from_str(&ok(s, &["--json", "show", "fib", "r1"])).unwrap();
+    let routes: Vec<(String, String)> = fib["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["prefix"].as_str().unwrap().to_owned(),
+                e["next_hop"].to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        routes.contains(&(
+            "10.0.1.0/24".into(),
+            json!({"type": "connected", "iface": 0}).to_string()
+        )),
+        "{fib}"
+    );
+    assert!(
+        routes.contains(&(
+            "10.0.2.0/24".into(),
+            json!({"type": "connected", "iface": 1}).to_string()
+        )),
+        "{fib}"
+    );
+    assert!(
+        routes.contains(&(
+            "172.16.0.0/16".into(),
+            json!({"type": "via", "via": "10.0.1.5"}).to_string()
+        )),
+        "{fib}"
+    );
+    assert!(
+        routes.contains(&(
+            "0.0.0.0/0".into(),
+            json!({"type": "via", "via": "203.0.113.1"}).to_string()
+        )),
+        "{fib}"
+    );
+    assert_eq!(routes.len(), 4, "{fib}");
+    let nb: Value = serde_json::from_str(&ok(s, &["--json", "show", "neighbors", "r1"])).unwrap();
+    assert_eq!(
+        nb["entries"],
+        json!([{"router": "r1", "ip": "10.0.1.5", "mac": "fa:16:3e:00:00:0a", "port": "p1"}]),
+        "{nb}"
+    );
+    let table = ok(s, &["show", "fib"]);
+    assert!(table.contains("via 10.0.1.5"), "{table}");
+    ok(s, &["router", "set", "--disable", "r1"]);
+    refused(s, &["show", "fib", "r1"], "disabled");
+    ok(s, &["router", "set", "--enable", "r1"]);
     let out = ok(s, &["--json", "router", "show", "r1"]);
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["distributed"], true, "{r}");
