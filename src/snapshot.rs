@@ -37,6 +37,53 @@ pub struct Snapshot {
     pub routers: Box<[Option<Arc<RouterTables>>]>,
 }
 
+/// Port names by the subnets of their fixed IPs.
+pub type PortsBySubnet = HashMap<String, BTreeSet<String>>;
+
+fn ports_by_subnet(model: &Model) -> PortsBySubnet {
+    let mut m = PortsBySubnet::new();
+    for p in model.ports.values() {
+        for f in &p.fixed_ips {
+            m.entry(f.subnet.clone())
+                .or_default()
+                .insert(p.name.clone());
+        }
+    }
+    m
+}
+
+/// A port served by this node: its network, MAC and dataplane port index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LocalPort {
+    network: String,
+    mac: MacAddr,
+    index: u16,
+}
+
+/// The local ports of `model` on `node`, by port name.
+fn local_ports(model: &Model, node: &NodePorts) -> HashMap<String, LocalPort> {
+    model
+        .ports
+        .values()
+        .filter_map(|p| local_port(p, node).map(|l| (p.name.clone(), l)))
+        .collect()
+}
+
+/// The port as served here, if its host is this node and its binding names one
+/// of this node's VM ports.
+fn local_port(p: &crate::model::Port, node: &NodePorts) -> Option<LocalPort> {
+    if p.host.as_deref() != Some(node.node.as_str()) {
+        return None;
+    }
+    let b = p.binding.as_deref()?;
+    let index = node.ports.iter().position(|(n, vm)| *vm && n == b)? as u16;
+    Some(LocalPort {
+        network: p.network.clone(),
+        mac: p.mac,
+        index,
+    })
+}
+
 /// A router interface as the dataplane sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Iface {
@@ -61,8 +108,9 @@ pub struct RouterTables {
 }
 
 impl RouterTables {
-    /// Compiles one router from the model.
-    pub fn compile(model: &Model, r: &Router) -> RouterTables {
+    /// Compiles one router from the model; `ports_by_subnet` indexes the
+    /// model's ports by the subnets of their fixed IPs.
+    pub fn compile(model: &Model, r: &Router, ports_by_subnet: &PortsBySubnet) -> RouterTables {
         let mut fib = Fib::default();
         let mut interfaces = Vec::new();
         for (i, itf) in r.interfaces.iter().enumerate() {
@@ -96,10 +144,12 @@ impl RouterTables {
             fib.insert(route.destination, NextHop::Via { via: route.nexthop });
         }
         let mut neighbors = HashMap::new();
-        for p in model.ports.values() {
-            for f in &p.fixed_ips {
-                if interfaces.iter().any(|i| i.subnet == f.subnet) {
-                    neighbors.insert(f.ip, (p.mac, p.name.clone()));
+        for i in &interfaces {
+            for name in ports_by_subnet.get(&i.subnet).into_iter().flatten() {
+                if let Some(p) = model.ports.get(name) {
+                    for f in p.fixed_ips.iter().filter(|f| f.subnet == i.subnet) {
+                        neighbors.insert(f.ip, (p.mac, p.name.clone()));
+                    }
                 }
             }
         }
@@ -145,46 +195,41 @@ impl Snapshot {
     /// model port is served here when its host is this node and its binding names
     /// one of this node's VM ports.
     pub fn compile(model: &Model, node: &NodePorts) -> Snapshot {
-        let mut s = Self::compile_l2(model, node);
+        let mut s = Self::compile_l2(model.generation, &local_ports(model, node), node);
+        let by_subnet = ports_by_subnet(model);
         s.routers = model
             .routers
             .values()
             .map(|r| {
                 r.admin_state_up
-                    .then(|| Arc::new(RouterTables::compile(model, r)))
+                    .then(|| Arc::new(RouterTables::compile(model, r, &by_subnet)))
             })
             .collect();
         s
     }
 
-    /// The L2 part of the snapshot (no routers).
-    fn compile_l2(model: &Model, node: &NodePorts) -> Snapshot {
-        let index: HashMap<&str, u16> = node
-            .ports
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, vm))| *vm)
-            .map(|(i, (n, _))| (n.as_str(), i as u16))
-            .collect();
+    /// The L2 part of the snapshot (no routers) from this node's local ports.
+    fn compile_l2(
+        generation: u64,
+        local: &HashMap<String, LocalPort>,
+        node: &NodePorts,
+    ) -> Snapshot {
         let mut port_net = vec![NO_NETWORK; node.ports.len()];
         let mut nets: HashMap<&str, u32> = HashMap::new();
         let mut entries: Vec<Vec<(MacAddr, u16)>> = Vec::new();
-        for p in model.ports.values() {
-            if p.host.as_deref() != Some(node.node.as_str()) {
-                continue;
-            }
-            let Some(&idx) = p.binding.as_deref().and_then(|b| index.get(b)) else {
-                continue;
-            };
-            let n = *nets.entry(p.network.as_str()).or_insert_with(|| {
+        // In name order, so that equal inputs give equal tables.
+        let mut ports: Vec<(&String, &LocalPort)> = local.iter().collect();
+        ports.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, l) in ports {
+            let n = *nets.entry(l.network.as_str()).or_insert_with(|| {
                 entries.push(Vec::new());
                 (entries.len() - 1) as u32
             });
-            entries[n as usize].push((p.mac, idx));
-            port_net[idx as usize] = n;
+            entries[n as usize].push((l.mac, l.index));
+            port_net[l.index as usize] = n;
         }
         Snapshot {
-            generation: model.generation,
+            generation,
             port_net: port_net.into_boxed_slice(),
             fdbs: entries.iter().map(|e| Arc::new(MacTable::new(e))).collect(),
             static_fdb: Arc::new(MacTable::new(&node.static_fdb)),
@@ -225,6 +270,12 @@ pub struct Compiler {
     by_subnet: HashMap<String, BTreeSet<usize>>,
     /// Port → routers whose neighbour tables hold one of its addresses.
     by_port: HashMap<String, BTreeSet<usize>>,
+    /// The model's ports by the subnets of their fixed IPs.
+    ports_by_subnet: PortsBySubnet,
+    /// Port → the subnets it is indexed under in `ports_by_subnet`.
+    port_subnets: HashMap<String, Vec<String>>,
+    /// This node's ports.
+    local: HashMap<String, LocalPort>,
     current: Arc<Snapshot>,
 }
 
@@ -238,8 +289,21 @@ impl Compiler {
             names: Vec::new(),
             by_subnet: HashMap::new(),
             by_port: HashMap::new(),
+            ports_by_subnet: ports_by_subnet(model),
+            port_subnets: model
+                .ports
+                .values()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        p.fixed_ips.iter().map(|f| f.subnet.clone()).collect(),
+                    )
+                })
+                .collect(),
+            local: HashMap::new(),
         };
-        let mut snap = Snapshot::compile_l2(model, &c.node);
+        c.local = local_ports(model, &c.node);
+        let mut snap = Snapshot::compile_l2(model.generation, &c.local, &c.node);
         let mut routers = Vec::with_capacity(model.routers.len());
         for r in model.routers.values() {
             let id = routers.len();
@@ -247,7 +311,7 @@ impl Compiler {
             c.names.push(r.name.clone());
             let t = r
                 .admin_state_up
-                .then(|| Arc::new(RouterTables::compile(model, r)));
+                .then(|| Arc::new(RouterTables::compile(model, r, &c.ports_by_subnet)));
             if let Some(t) = &t {
                 c.index(id, t);
             }
@@ -298,6 +362,28 @@ impl Compiler {
         }
     }
 
+    /// Moves port `name` in `ports_by_subnet` to the subnets it has now.
+    fn reindex_port(&mut self, model: &Model, name: &str) {
+        for sn in self.port_subnets.remove(name).unwrap_or_default() {
+            if let Some(set) = self.ports_by_subnet.get_mut(&sn) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.ports_by_subnet.remove(&sn);
+                }
+            }
+        }
+        if let Some(p) = model.ports.get(name) {
+            let subnets: Vec<String> = p.fixed_ips.iter().map(|f| f.subnet.clone()).collect();
+            for sn in &subnets {
+                self.ports_by_subnet
+                    .entry(sn.clone())
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+            self.port_subnets.insert(name.to_owned(), subnets);
+        }
+    }
+
     /// The next snapshot after a committed transaction that touched `applied`.
     pub fn update(&mut self, model: &Model, applied: &[Applied]) -> Arc<Snapshot> {
         let mut dirty: BTreeSet<String> = BTreeSet::new();
@@ -308,7 +394,18 @@ impl Compiler {
                     dirty.insert(a.name.clone());
                 }
                 Kind::Port => {
-                    l2 = true;
+                    self.reindex_port(model, &a.name);
+                    let now = model
+                        .ports
+                        .get(&a.name)
+                        .and_then(|p| local_port(p, &self.node));
+                    if self.local.get(&a.name) != now.as_ref() {
+                        l2 = true;
+                        match now {
+                            Some(l) => self.local.insert(a.name.clone(), l),
+                            None => self.local.remove(&a.name),
+                        };
+                    }
                     let mut ids: BTreeSet<usize> =
                         self.by_port.get(&a.name).cloned().unwrap_or_default();
                     if let Some(p) = model.ports.get(&a.name) {
@@ -318,10 +415,10 @@ impl Compiler {
                     }
                     dirty.extend(ids.iter().map(|&i| self.names[i].clone()));
                 }
-                Kind::Host => l2 = true,
-                // Networks, subnets and floating IPs change no compiled table yet:
-                // a subnet in use by a router cannot be deleted or changed.
-                Kind::Network | Kind::Subnet | Kind::FloatingIp => {}
+                // Hosts, networks, subnets and floating IPs change no compiled
+                // table yet: a subnet in use cannot be deleted or changed, and a
+                // port is local by its host's name, not by the host's record.
+                Kind::Host | Kind::Network | Kind::Subnet | Kind::FloatingIp => {}
             }
         }
         let mut routers: Vec<Option<Arc<RouterTables>>> = self.current.routers.to_vec();
@@ -341,14 +438,14 @@ impl Compiler {
             }
             if let Some(r) = model.routers.get(&name) {
                 if r.admin_state_up {
-                    let t = Arc::new(RouterTables::compile(model, r));
+                    let t = Arc::new(RouterTables::compile(model, r, &self.ports_by_subnet));
                     self.index(id, &t);
                     routers[id] = Some(t);
                 }
             }
         }
         let mut snap = if l2 {
-            Snapshot::compile_l2(model, &self.node)
+            Snapshot::compile_l2(model.generation, &self.local, &self.node)
         } else {
             Snapshot {
                 generation: model.generation,
