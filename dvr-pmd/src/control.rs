@@ -1,7 +1,8 @@
 //! The control thread: serves `dvr-ctl` on a UNIX socket (newline-delimited JSON,
-//! `docs/PROTOCOL.md`), applies model transactions and saves the model after each
-//! committed one. Bad requests get an error reply or a clean close; the daemon and
-//! the model are never affected by them.
+//! `docs/PROTOCOL.md`), applies model transactions and journals each committed one
+//! durably before replying (`dvr::model::Store`; compacted on a clean stop). Bad
+//! requests get an error reply or a clean close; the daemon and the model are never
+//! affected by them.
 
 use std::io::{BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dvr::model::{Applied, Model};
+use dvr::model::{Applied, Model, Store};
 use dvr::proto::{self, ApplyParams, ErrorCode, Line, ListParams, Request, Response, ShowParams};
 use serde_json::json;
 
@@ -29,16 +30,30 @@ pub trait NodeView: Send + Sync {
     fn published_generation(&self) -> u64;
 }
 
+/// The model and where it is persisted: one lock, so that the journal holds the
+/// transactions in the order they were applied.
+struct State {
+    model: Model,
+    store: Store,
+}
+
 struct Shared {
-    model: Mutex<Model>,
+    state: Mutex<State>,
     state_file: PathBuf,
     view: Arc<dyn NodeView>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub struct Control {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     socket: PathBuf,
+    shared: Arc<Shared>,
 }
 
 /// How long a connection may sit in the middle of a request.
@@ -52,10 +67,12 @@ impl Control {
         state_file: &Path,
         view: Arc<dyn NodeView>,
     ) -> Result<Control, String> {
-        let model = Model::load(state_file).map_err(|e| format!("cannot load the model: {e}"))?;
+        let (store, model, opened) =
+            Store::open(state_file).map_err(|e| format!("cannot load the model: {e}"))?;
         tracing::info!(
             state = %state_file.display(), generation = model.generation,
-            routers = model.routers.len(), ports = model.ports.len(), "model loaded"
+            routers = model.routers.len(), ports = model.ports.len(),
+            replayed = opened.replayed, torn_bytes = opened.torn_bytes, "model loaded"
         );
         if let Some(dir) = socket.parent() {
             std::fs::create_dir_all(dir)
@@ -81,7 +98,7 @@ impl Control {
             .set_nonblocking(true)
             .map_err(|e| format!("control socket: {e}"))?;
         let shared = Arc::new(Shared {
-            model: Mutex::new(model),
+            state: Mutex::new(State { model, store }),
             state_file: state_file.to_owned(),
             view,
         });
@@ -89,13 +106,17 @@ impl Control {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("dvr-control".into())
-            .spawn(move || serve(listener, shared, stop2))
+            .spawn({
+                let shared = shared.clone();
+                move || serve(listener, shared, stop2)
+            })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         tracing::info!(socket = %socket.display(), "control socket listening");
         Ok(Control {
             stop,
             thread: Some(thread),
             socket: socket.to_owned(),
+            shared,
         })
     }
 
@@ -108,6 +129,17 @@ impl Control {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+            // No request runs any more: fold the journal into the base file, so a
+            // restart has nothing to replay. (Not needed for safety: the journal
+            // is durable.)
+            let mut state = self.shared.lock();
+            let State { model, store } = &mut *state;
+            if let Err(e) = store.compact(model) {
+                tracing::warn!(
+                    state = %self.shared.state_file.display(), error = %e,
+                    "cannot compact the model journal on shutdown"
+                );
+            }
         }
         let _ = std::fs::remove_file(&self.socket);
     }
@@ -277,12 +309,13 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            let mut model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = shared_state.lock();
+            let State { model, store } = &mut *state;
             match model.apply(&p.changes) {
                 Ok(applied) => {
                     let generation = model.generation;
-                    shared_state.view.publish(&model, Some(&applied));
-                    if let Err(e) = model.save(&shared_state.state_file) {
+                    shared_state.view.publish(model, Some(&applied));
+                    if let Err(e) = store.commit(&p.changes, model) {
                         tracing::error!(error = %e, "cannot save the model");
                         return Response::err(
                             id,
@@ -303,7 +336,7 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
+            let model = &shared_state.lock().model;
             match model.show(p.kind, &p.name) {
                 Ok(v) => Response::ok(id, v),
                 Err(e) => Response::err(id, ErrorCode::NotFound, e.to_string()),
@@ -314,8 +347,8 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
-            Response::ok(id, serde_json::Value::Array(model.list(p.kind)))
+            let state = shared_state.lock();
+            Response::ok(id, serde_json::Value::Array(state.model.list(p.kind)))
         }
         "status" | "stats" if !no_params(&req.params) => Response::err(
             id,
@@ -324,8 +357,8 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
         ),
         "status" => {
             let mut v = shared_state.view.status();
-            let model = shared_state.model.lock().unwrap_or_else(|e| e.into_inner());
-            v["generation"] = json!(model.generation);
+            let generation = shared_state.lock().model.generation;
+            v["generation"] = json!(generation);
             v["published_generation"] = json!(shared_state.view.published_generation());
             v["protocol"] = json!(proto::VERSION);
             Response::ok(id, v)

@@ -26,11 +26,13 @@ macro_rules! bail {
 
 mod alloc;
 mod check;
+mod store;
 #[cfg(test)]
 mod tests;
 mod txn;
 mod types;
 
+pub use store::*;
 pub use types::*;
 
 use std::collections::BTreeMap;
