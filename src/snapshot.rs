@@ -326,6 +326,18 @@ impl Compiler {
         &self.current
     }
 
+    /// The L2 entries of this node, as compiled: (network, MAC, model port,
+    /// dataplane port index), by network then MAC.
+    pub fn local_entries(&self) -> Vec<(String, MacAddr, String, u16)> {
+        let mut v: Vec<_> = self
+            .local
+            .iter()
+            .map(|(p, l)| (l.network.clone(), l.mac, p.clone(), l.index))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Names of the routers the compiler knows, in index order.
     pub fn router_names(&self) -> Vec<String> {
         self.names.clone()

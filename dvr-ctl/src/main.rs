@@ -62,7 +62,7 @@ enum Cmd {
     },
     /// Operator views of the running daemon.
     Show {
-        #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors"])]
+        #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors", "fdb"])]
         what: String,
         /// With fib / neighbors: one router only.
         router: Option<String>,
@@ -674,6 +674,7 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
             FipCmd::List => List(Kind::FloatingIp),
         },
         Cmd::Show { what, router } if what == "fib" || what == "neighbors" => Tables(what, router),
+        Cmd::Show { what, router: None } if what == "fdb" => Tables(what, None),
         Cmd::Show {
             what,
             router: Some(r),
@@ -972,6 +973,24 @@ fn print_view(what: &str, v: &Value) {
                 })
                 .unwrap_or_default();
             table(&["router", "prefix", "next hop"], &rows);
+        }
+        "fdb" => {
+            let rows: Vec<Vec<String>> = v["entries"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            vec![
+                                cell(&e["network"]),
+                                cell(&e["mac"]),
+                                cell(&e["port"]),
+                                cell(&e["dataplane_port"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            table(&["network", "mac", "port", "dataplane port"], &rows);
         }
         "neighbors" => {
             let rows: Vec<Vec<String>> = v["entries"]

@@ -24,7 +24,8 @@ pub trait NodeView: Send + Sync {
     /// Compiles the model into the dataplane's tables and publishes them:
     /// from scratch, or only what a committed transaction touched (`applied`).
     fn publish(&self, model: &Model, applied: Option<&[Applied]>);
-    /// A view of the published tables: `fib` or `neighbors`, of one router or all.
+    /// A view of the published tables: `fib` or `neighbors` (of one router or
+    /// all), or `fdb` (this node's MAC tables).
     fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
@@ -376,11 +377,11 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            if p.what != "fib" && p.what != "neighbors" {
+            if !["fib", "neighbors", "fdb"].contains(&p.what.as_str()) {
                 return Response::err(
                     id,
                     ErrorCode::InvalidRequest,
-                    format!("tables: {:?}: use fib or neighbors", p.what),
+                    format!("tables: {:?}: use fib, neighbors or fdb", p.what),
                 );
             }
             match shared_state.view.tables(&p.what, p.router.as_deref()) {

@@ -141,6 +141,17 @@ impl NodeView for View {
         let Some(c) = c.as_ref() else {
             return Err("no tables published yet".into());
         };
+        if what == "fdb" {
+            let entries: Vec<serde_json::Value> = c
+                .local_entries()
+                .into_iter()
+                .map(|(net, mac, port, idx)| {
+                    let dp = self.node_ports.ports.get(idx as usize).map(|p| p.0.as_str()).unwrap_or("?");
+                    serde_json::json!({"network": net, "mac": mac.to_string(), "port": port, "dataplane_port": dp})
+                })
+                .collect();
+            return Ok(serde_json::json!({"generation": snap.generation, "entries": entries}));
+        }
         let names: Vec<String> = match router {
             Some(r) => vec![r.to_owned()],
             None => c.router_names(),

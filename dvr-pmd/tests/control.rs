@@ -217,7 +217,7 @@ fn verbs_migration_and_persistence() {
             "192.0.2.11",
             "--dvr-mac",
             "fa:16:3f:00:00:11",
-            "cn1",
+            "ctl",
         ],
     );
     ok(
@@ -316,7 +316,7 @@ fn verbs_migration_and_persistence() {
             "--fixed-ip",
             "subnet=s1,ip-address=10.0.1.5",
             "--host",
-            "cn1",
+            "ctl",
             "--binding",
             "vm-a",
             "--allowed-address",
@@ -420,6 +420,12 @@ fn verbs_migration_and_persistence() {
         nb["entries"],
         json!([{"router": "r1", "ip": "10.0.1.5", "mac": "fa:16:3e:00:00:0a", "port": "p1"}]),
         "{nb}"
+    );
+    let fdb: Value = serde_json::from_str(&ok(s, &["--json", "show", "fdb"])).unwrap();
+    assert_eq!(
+        fdb["entries"],
+        json!([{"network": "net1", "mac": "fa:16:3e:00:00:0a", "port": "p1", "dataplane_port": "vm-a"}]),
+        "p1 is bound to this node (ctl) and its port vm-a: {fdb}"
     );
     let table = ok(s, &["show", "fib"]);
     assert!(table.contains("via 10.0.1.5"), "{table}");
