@@ -60,6 +60,21 @@ enum Cmd {
         #[command(subcommand)]
         ip: FloatingCmd,
     },
+    /// Run a described packet through the pipeline (nothing is sent) and print
+    /// each stage's decision, like ovn-trace.
+    Trace {
+        /// The dataplane port it arrives on.
+        #[arg(long)]
+        port: String,
+        #[arg(long)]
+        src_mac: MacAddr,
+        #[arg(long)]
+        dst_mac: MacAddr,
+        #[arg(long)]
+        src_ip: Option<Ipv4Addr>,
+        #[arg(long)]
+        dst_ip: Option<Ipv4Addr>,
+    },
     /// Operator views of the running daemon.
     Show {
         #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors", "fdb"])]
@@ -463,6 +478,7 @@ enum Call {
     View(String),
     /// `show fib|neighbors [ROUTER]`: the published tables.
     Tables(String, Option<String>),
+    Trace(Value),
 }
 
 fn call_of(cmd: Cmd) -> Result<Call, String> {
@@ -673,6 +689,15 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
             FipCmd::Show { address } => Show(Kind::FloatingIp, address.to_string()),
             FipCmd::List => List(Kind::FloatingIp),
         },
+        Cmd::Trace {
+            port,
+            src_mac,
+            dst_mac,
+            src_ip,
+            dst_ip,
+        } => Trace(
+            json!({"port": port, "src_mac": src_mac, "dst_mac": dst_mac, "src_ip": src_ip, "dst_ip": dst_ip}),
+        ),
         Cmd::Show { what, router } if what == "fib" || what == "neighbors" => Tables(what, router),
         Cmd::Show { what, router: None } if what == "fdb" => Tables(what, None),
         Cmd::Show {
@@ -776,6 +801,7 @@ fn main() -> ExitCode {
             json!({ "what": w, "router": r }),
             Some(w.as_str()),
         ),
+        Call::Trace(p) => ("trace", p.clone(), Some("trace")),
     };
     let resp = match request(&socket, method, params) {
         Ok(r) => r,
@@ -973,6 +999,17 @@ fn print_view(what: &str, v: &Value) {
                 })
                 .unwrap_or_default();
             table(&["router", "prefix", "next hop"], &rows);
+        }
+        "trace" => {
+            for st in v["stages"].as_array().into_iter().flatten() {
+                let o = st.as_object().cloned().unwrap_or_default();
+                let rest: Vec<String> = o
+                    .iter()
+                    .filter(|(k, _)| *k != "stage")
+                    .map(|(k, v)| format!("{k}={}", cell(v)))
+                    .collect();
+                println!("{:<8} {}", cell(&st["stage"]), rest.join(" "));
+            }
         }
         "fdb" => {
             let rows: Vec<Vec<String>> = v["entries"]

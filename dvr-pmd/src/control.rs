@@ -27,6 +27,9 @@ pub trait NodeView: Send + Sync {
     /// A view of the published tables: `fib` or `neighbors` (of one router or
     /// all), or `fdb` (this node's MAC tables).
     fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
+    /// Runs a described frame through the pipeline code on the published tables
+    /// and reports each stage's decision (nothing is sent).
+    fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
 }
@@ -365,6 +368,39 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
             Response::ok(id, v)
         }
         "stats" => Response::ok(id, shared_state.view.stats()),
+        "trace" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct TraceParams {
+                port: String,
+                src_mac: dvr::mac::MacAddr,
+                dst_mac: dvr::mac::MacAddr,
+                #[serde(default)]
+                src_ip: Option<std::net::Ipv4Addr>,
+                #[serde(default)]
+                dst_ip: Option<std::net::Ipv4Addr>,
+            }
+            let p: TraceParams = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let frame = dvr::gen::udp4_frame(
+                &dvr::gen::Udp4 {
+                    src_mac: p.src_mac,
+                    dst_mac: p.dst_mac,
+                    src_ip: p.src_ip.unwrap_or(std::net::Ipv4Addr::new(0, 0, 0, 0)),
+                    dst_ip: p.dst_ip.unwrap_or(std::net::Ipv4Addr::new(0, 0, 0, 0)),
+                    src_port: 1024,
+                    dst_port: 9,
+                },
+                60,
+                0,
+            );
+            match shared_state.view.trace(&p.port, &frame) {
+                Ok(v) => Response::ok(id, v),
+                Err(e) => Response::err(id, ErrorCode::NotFound, e),
+            }
+        }
         "tables" => {
             #[derive(serde::Deserialize)]
             #[serde(deny_unknown_fields)]
@@ -392,7 +428,7 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
         other => Response::err(
             id,
             ErrorCode::InvalidRequest,
-            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables"),
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace"),
         ),
     }
 }

@@ -135,6 +135,37 @@ impl NodeView for View {
         self.tables.store(snap);
     }
 
+    fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String> {
+        let in_port = self
+            .node_ports
+            .ports
+            .iter()
+            .position(|(n, _)| n == port)
+            .ok_or_else(|| format!("no dataplane port named {port}"))? as u16;
+        let snap = self.tables.load();
+        let table = {
+            let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+            c.as_ref()
+                .and_then(|c| c.local_entries().into_iter().find(|e| e.3 == in_port))
+                .map(|e| format!("network {} (model port {})", e.0, e.2))
+                .unwrap_or_else(|| "the configuration's static table".into())
+        };
+        let mut stages = vec![
+            serde_json::json!({"stage": "ingress", "port": port, "index": in_port,
+            "frame_len": frame.len(), "generation": snap.generation}),
+        ];
+        // The same function the workers run, on the same snapshot.
+        let l2 = match dvr::l2::classify(snap.fdb_for(in_port), in_port, frame) {
+            Ok(out) => serde_json::json!({"stage": "l2", "table": table, "decision": "forward",
+                "out_port": self.node_ports.ports.get(out as usize).map(|p| p.0.as_str())}),
+            Err(r) => {
+                serde_json::json!({"stage": "l2", "table": table, "decision": "drop", "reason": r.name()})
+            }
+        };
+        stages.push(l2);
+        Ok(serde_json::json!({ "stages": stages }))
+    }
+
     fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String> {
         let snap = self.tables.load();
         let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());

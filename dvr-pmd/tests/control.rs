@@ -36,6 +36,10 @@ state_file = "{st}"
 name = "vm-a"
 role = "vm"
 kind = "null"
+[[ports]]
+name = "vm-b"
+role = "vm"
+kind = "null"
 "#,
         head = node_head("ctl", &d.join("run")),
         s = socket.display(),
@@ -426,6 +430,80 @@ fn verbs_migration_and_persistence() {
         fdb["entries"],
         json!([{"network": "net1", "mac": "fa:16:3e:00:00:0a", "port": "p1", "dataplane_port": "vm-a"}]),
         "p1 is bound to this node (ctl) and its port vm-a: {fdb}"
+    );
+    // trace: the workers' own L2 code on the published tables.
+    let trace = |dst: &str| -> Value {
+        let out = ok(
+            s,
+            &[
+                "--json",
+                "trace",
+                "--port",
+                "vm-a",
+                "--src-mac",
+                "fa:16:3e:00:00:0a",
+                "--dst-mac",
+                dst,
+            ],
+        );
+        serde_json::from_str::<Value>(&out).unwrap()["stages"][1].clone()
+    };
+    let t = trace("fa:16:3e:00:00:0b");
+    assert_eq!(t["decision"], "drop", "{t}");
+    assert_eq!(t["reason"], "unknown_dst_mac", "{t}");
+    assert_eq!(t["table"], "network net1 (model port p1)", "{t}");
+    ok(
+        s,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--mac-address",
+            "fa:16:3e:00:00:0b",
+            "--host",
+            "ctl",
+            "--binding",
+            "vm-b",
+            "pb",
+        ],
+    );
+    let t = trace("fa:16:3e:00:00:0b");
+    assert_eq!(
+        (t["decision"].as_str(), t["out_port"].as_str()),
+        (Some("forward"), Some("vm-b")),
+        "{t}"
+    );
+    assert_eq!(trace("ff:ff:ff:ff:ff:ff")["reason"], "flood_not_configured");
+    let text = ok(
+        s,
+        &[
+            "trace",
+            "--port",
+            "vm-a",
+            "--src-mac",
+            "fa:16:3e:00:00:0a",
+            "--dst-mac",
+            "fa:16:3e:00:00:0b",
+        ],
+    );
+    assert!(
+        text.contains("decision=forward") && text.contains("out_port=vm-b"),
+        "{text}"
+    );
+    ok(s, &["port", "delete", "pb"]);
+    refused(
+        s,
+        &[
+            "trace",
+            "--port",
+            "vm-z",
+            "--src-mac",
+            "fa:16:3e:00:00:0a",
+            "--dst-mac",
+            "fa:16:3e:00:00:0b",
+        ],
+        "vm-z",
     );
     let table = ok(s, &["show", "fib"]);
     assert!(table.contains("via 10.0.1.5"), "{table}");
