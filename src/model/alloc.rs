@@ -92,6 +92,9 @@ impl Model {
     /// Any object of the model uses this MAC (ports, router interfaces and
     /// gateways, hosts' DVR MACs and FIP gateway ports).
     pub(super) fn mac_in_use(&self, mac: MacAddr) -> bool {
+        if let Some(idx) = self.idx() {
+            return idx.mac_used(mac);
+        }
         self.ports.values().any(|p| p.mac == mac)
             || self.routers.values().any(|r| {
                 r.interfaces.iter().any(|i| i.mac == mac)

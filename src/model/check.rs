@@ -4,7 +4,8 @@
 //!
 //! A change checks its new object with the same function a load uses for every
 //! object, and checks the claims the new object adds against everyone else's by
-//! a scan. A load checks all claims at once with a hash map.
+//! looking them up in the model's index (`index.rs`). A load checks all claims at
+//! once with a hash map.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
@@ -14,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use super::alloc::{is_network_address, overlaps, reserved};
+use super::index::{ClaimKey, Index, ObjKey, OwnerKey, Rel};
 use super::*;
 use crate::config::AgentMode;
 use crate::mac::MacAddr;
@@ -85,7 +87,7 @@ impl<'a> Owner<'a> {
         }
     }
 
-    fn is_host(self) -> bool {
+    pub(super) fn is_host(self) -> bool {
         matches!(self.id(), ObjId::Host(_))
     }
 }
@@ -173,6 +175,27 @@ fn conflicts(a: &(Claim, Owner), b: &(Claim, Owner)) -> bool {
 
 type Claims<'a> = Vec<(Claim<'a>, Owner<'a>)>;
 
+/// The first claim of `theirs` (one object's) in conflict with a probe, as a message.
+fn first_conflict(probes: &Claims<'_>, theirs: &Claims<'_>) -> Option<String> {
+    theirs.iter().find_map(|t| {
+        probes
+            .iter()
+            .find(|p| conflicts(p, t))
+            .map(|p| p.0.taken_by(t.1))
+    })
+}
+
+/// The `sources` bit of an object's kind.
+fn source_bit(id: ObjId<'_>) -> u8 {
+    match id {
+        ObjId::Host(_) => HOSTS,
+        ObjId::Network(_) => NETWORKS,
+        ObjId::Port(_) => PORTS,
+        ObjId::Router(_) => ROUTERS,
+        ObjId::Fip(_) => FIPS,
+    }
+}
+
 /// A reference to any object, for code that handles claims of every kind.
 #[derive(Clone, Copy)]
 pub(super) enum ObjRef<'a> {
@@ -184,7 +207,7 @@ pub(super) enum ObjRef<'a> {
 }
 
 /// The model as seen by the checks, with an optional index of subnets by network
-/// (built for a whole-model validation; a change scans instead).
+/// (built for a whole-model validation; a change uses the model's index).
 pub(super) struct Ctx<'m> {
     pub m: &'m Model,
     subnets_by_network: Option<HashMap<&'m str, Vec<&'m Subnet>>>,
@@ -213,6 +236,12 @@ impl<'m> Ctx<'m> {
     pub(super) fn subnets_of(&self, network: &str) -> Vec<&'m Subnet> {
         match &self.subnets_by_network {
             Some(idx) => idx.get(network).cloned().unwrap_or_default(),
+            None if self.m.idx().is_some() => self
+                .m
+                .index()
+                .rel(Rel::SubnetsByNetwork, network)
+                .filter_map(|k| self.m.subnets.get(k.name()))
+                .collect(),
             None => self
                 .m
                 .subnets
@@ -225,6 +254,23 @@ impl<'m> Ctx<'m> {
     // ---- claims -------------------------------------------------------------
 
     pub(super) fn claims_of<'a>(&self, obj: ObjRef<'a>, out: &mut Claims<'a>)
+    where
+        'm: 'a,
+    {
+        self.claims_into(obj, out, false)
+    }
+
+    /// The claims the index holds for `obj`: those of [`Ctx::claims_of`], except
+    /// that a port's addresses are `ExtIp` claims whatever its network (whether
+    /// they count depends on the network, which can change under the port).
+    pub(super) fn claims_for_index<'a>(&self, obj: ObjRef<'a>, out: &mut Claims<'a>)
+    where
+        'm: 'a,
+    {
+        self.claims_into(obj, out, true)
+    }
+
+    fn claims_into<'a>(&self, obj: ObjRef<'a>, out: &mut Claims<'a>, all_ext: bool)
     where
         'm: 'a,
     {
@@ -252,7 +298,8 @@ impl<'m> Ctx<'m> {
             ObjRef::Port(p) => {
                 let o = Owner::Port(&p.name);
                 out.push((Claim::Mac(&p.network, p.mac), o));
-                let external = self.m.networks.get(&p.network).is_some_and(|n| n.external);
+                let external =
+                    all_ext || self.m.networks.get(&p.network).is_some_and(|n| n.external);
                 for f in &p.fixed_ips {
                     out.push((Claim::Ip(&p.network, f.ip), o));
                     if external {
@@ -375,18 +422,102 @@ impl<'m> Ctx<'m> {
         let sources = probes
             .iter()
             .fold(0, |s, (c, o)| s | c.sources(o.is_host()));
-        let found = self.for_each_object_claims(sources, |theirs| {
-            theirs.iter().find_map(|t| {
-                probes
-                    .iter()
-                    .find(|p| conflicts(p, t))
-                    .map(|p| p.0.taken_by(t.1))
-            })
-        });
+        let found = match self.m.idx() {
+            Some(idx) => self.find_conflict_indexed(idx, &probes, sources),
+            None => self.for_each_object_claims(sources, |theirs| first_conflict(&probes, theirs)),
+        };
         match found {
             Some(msg) => Err(ModelError(msg)),
             None => Ok(()),
         }
+    }
+
+    /// What the scan of [`Ctx::for_each_object_claims`] would find first, from
+    /// the index: the objects of the kinds in `sources` holding a claim in
+    /// conflict with a probe, taken in scan order (kind, then name or address),
+    /// each checked against its claims as a scan would.
+    fn find_conflict_indexed(
+        &self,
+        idx: &Index,
+        probes: &Claims<'_>,
+        sources: u8,
+    ) -> Option<String> {
+        let mut candidates: Vec<ObjKey> = Vec::new();
+        for probe in probes {
+            for holder in idx.owners(&ClaimKey::from(probe.0)) {
+                let owner = holder.owner();
+                if sources & source_bit(owner.id()) == 0 || !conflicts(probe, &(probe.0, owner)) {
+                    continue;
+                }
+                if let (Claim::ExtIp(_), Owner::Port(name)) = (probe.0, owner) {
+                    if !self.port_on_external(name) {
+                        continue;
+                    }
+                }
+                candidates.push(ObjKey::of(owner.id()));
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        let mut theirs = Vec::new();
+        for c in &candidates {
+            let obj = match c {
+                ObjKey::Host(n) => self.m.hosts.get(n).map(ObjRef::Host),
+                ObjKey::Network(n) => self.m.networks.get(n).map(ObjRef::Network),
+                ObjKey::Port(n) => self.m.ports.get(n).map(ObjRef::Port),
+                ObjKey::Router(n) => self.m.routers.get(n).map(ObjRef::Router),
+                ObjKey::Fip(a) => self.m.floating_ips.get(a).map(ObjRef::Fip),
+                ObjKey::Subnet(_) => None,
+            };
+            let Some(obj) = obj else { continue };
+            theirs.clear();
+            self.claims_of(obj, &mut theirs);
+            if let Some(msg) = first_conflict(probes, &theirs) {
+                return Some(msg);
+            }
+        }
+        None
+    }
+
+    fn port_on_external(&self, port: &str) -> bool {
+        self.m
+            .ports
+            .get(port)
+            .and_then(|p| self.m.networks.get(&p.network))
+            .is_some_and(|n| n.external)
+    }
+
+    /// Whether `ip` (inside `net`, a subnet of `network`) is held by something
+    /// other than `exclude`, as [`Ctx::used_ips`] counts: probes the index (one
+    /// address at a time) when there is one, else computes the set once.
+    pub(super) fn ip_user<'s>(
+        &'s self,
+        network: &'s str,
+        net: &IpNet,
+        exclude: Option<ObjId<'s>>,
+    ) -> Box<dyn Fn(IpAddr) -> bool + 's> {
+        let Some(idx) = self.m.idx() else {
+            let used = self.used_ips(network, net, exclude);
+            return Box::new(move |ip| used.contains(&ip));
+        };
+        let net = *net;
+        let external = self.m.networks.get(network).is_some_and(|n| n.external);
+        Box::new(move |ip| {
+            if !net.contains(&ip) {
+                return false;
+            }
+            let not_excluded = |o: Owner| Some(o.id()) != exclude;
+            idx.owners(&ClaimKey::Ip(network.to_owned(), ip))
+                .map(OwnerKey::owner)
+                .any(|o| matches!(o.id(), ObjId::Port(_) | ObjId::Router(_)) && not_excluded(o))
+                || (external
+                    && idx
+                        .owners(&ClaimKey::ExtIp(ip))
+                        .map(OwnerKey::owner)
+                        .any(|o| o.is_host() && not_excluded(o)))
+                || matches!(ip, IpAddr::V4(a)
+                    if self.m.floating_ips.contains_key(&a) && Some(ObjId::Fip(a)) != exclude)
+        })
     }
 
     /// The addresses of `net` (a subnet of `network`) that something holds,

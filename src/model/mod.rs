@@ -5,9 +5,9 @@
 //!   the changes before it left, then applied; every object a change replaces or
 //!   removes goes into an undo log first, so a failing change rolls the model back
 //!   to exactly where it was. One change costs the objects it touches (a router
-//!   with its routes, a port), plus, where it needs them, linear scans for
-//!   uniqueness (an address, a MAC) and for users of the object; never a copy of a
-//!   whole map.
+//!   with its routes, a port): uniqueness (an address, a MAC) and the users of an
+//!   object are looked up in a derived index (`index.rs`) that the writes and the
+//!   undo log keep in step; never a scan or a copy of a whole map.
 //! - The invariants live in `check.rs`, one function per kind, each checking one
 //!   object against the objects it refers to; the same functions check a loaded
 //!   file whole ([`Model::validate`]). Uniqueness (addresses, MACs, VTEPs,
@@ -26,6 +26,7 @@ macro_rules! bail {
 
 mod alloc;
 mod check;
+mod index;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -60,6 +61,9 @@ pub struct Model {
     pub floating_ips: BTreeMap<Ipv4Addr, FloatingIp>,
     /// Incremented once per committed transaction.
     pub generation: u64,
+    /// Derived from the objects (`index.rs`): not saved, not compared.
+    #[serde(skip)]
+    index: index::Slot,
 }
 
 /// What a committed change created or touched, for the reply: `show` it for the
@@ -107,6 +111,7 @@ impl Model {
         if changes.is_empty() {
             bail!("empty transaction: nothing to change");
         }
+        self.ensure_index();
         let mut log = Vec::new();
         let mut applied = Vec::with_capacity(changes.len());
         for (i, change) in changes.iter().enumerate() {
@@ -230,13 +235,14 @@ impl Model {
                 "model file {shown} has format {v}; this dvr reads format {FORMAT_VERSION} only"
             ),
         }
-        let saved: Saved = match serde_json::from_slice(&text) {
+        let mut saved: Saved = match serde_json::from_slice(&text) {
             Ok(s) => s,
             Err(e) => bail!("model file {shown} is invalid: {e}"),
         };
         if let Err(e) = saved.model.validate() {
             bail!("model file {shown} is invalid: {}", e.0);
         }
+        saved.model.ensure_index();
         Ok(saved.model)
     }
 

@@ -1950,3 +1950,346 @@ fn subnet_gateway_none_on_the_wire() {
         assert_eq!(back, c);
     }
 }
+
+/// A small deterministic generator (xorshift64*), for the random sequences below.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+/// A random change over few names and few values, so that changes often collide
+/// (taken addresses and MACs, used objects, missing ones).
+fn random_change(r: &mut Rng) -> Value {
+    const HOSTS: &[&str] = &["cn1", "nn1", "h2"];
+    const NETS: &[&str] = &["n1", "ext", "n1", "ext", "n2", "n3"];
+    const SUBNETS: &[&str] = &["s1", "ext-sub", "s2", "s3", "s4"];
+    const PORTS: &[&str] = &["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
+    const ROUTERS: &[&str] = &["r1", "r2", "r3"];
+    const CIDRS: &[&str] = &[
+        "10.0.0.0/24",
+        "10.0.1.0/29",
+        "10.0.2.0/29",
+        "203.0.113.0/29",
+        "203.0.113.0/28",
+        "fd00::/64",
+    ];
+    const IPS: &[&str] = &[
+        "10.0.0.2",
+        "10.0.0.3",
+        "10.0.1.2",
+        "10.0.2.2",
+        "203.0.113.2",
+        "203.0.113.3",
+        "203.0.113.4",
+        "203.0.113.9",
+        "fd00::2",
+    ];
+    const MACS: &[&str] = &[
+        "fa:16:3e:00:00:01",
+        "fa:16:3e:00:00:02",
+        "fa:16:3e:00:00:03",
+    ];
+    const FIPS: &[&str] = &["203.0.113.2", "203.0.113.3", "203.0.113.4", "203.0.113.9"];
+    let opt = |keep: bool, v: Value| if keep { v } else { Value::Null };
+    match r.below(26) {
+        0 => {
+            let fip_gateway = if r.chance(40) {
+                json!({"ip": r.pick(FIPS), "mac": r.pick(MACS)})
+            } else {
+                Value::Null
+            };
+            json!({"op": "host_set", "name": r.pick(HOSTS),
+                "agent_mode": if r.chance(50) { "dvr" } else { "dvr_snat" },
+                "vtep": opt(r.chance(50), json!(format!("192.0.2.{}", 10 + r.below(3)))),
+                "dvr_mac": opt(r.chance(50), json!(format!("fa:16:3f:00:00:{}", 10 + r.below(3)))),
+                "fip_gateway": fip_gateway})
+        }
+        1 => json!({"op": "host_delete", "name": r.pick(HOSTS)}),
+        2 => json!({"op": "network_create", "name": r.pick(NETS), "network_type": "vxlan",
+            "segment": 99 + r.below(3), "external": r.chance(40)}),
+        3 => json!({"op": "network_set", "name": r.pick(NETS), "external": r.chance(50)}),
+        4 => json!({"op": "network_delete", "name": r.pick(NETS)}),
+        5 | 6 => json!({"op": "subnet_create", "name": r.pick(SUBNETS), "network": r.pick(NETS),
+            "cidr": r.pick(CIDRS)}),
+        7 => json!({"op": "subnet_delete", "name": r.pick(SUBNETS)}),
+        8..=10 => {
+            let fixed_ips = match r.below(4) {
+                0 => json!([]),
+                1 => json!([{"subnet": r.pick(SUBNETS)}]),
+                2 => json!([{"ip": r.pick(IPS)}]),
+                _ => {
+                    json!([{"subnet": r.pick(SUBNETS), "ip": r.pick(IPS)}, {"subnet": r.pick(SUBNETS)}])
+                }
+            };
+            json!({"op": "port_create", "name": r.pick(PORTS), "network": r.pick(NETS),
+                "mac": opt(r.chance(50), json!(r.pick(MACS))), "fixed_ips": fixed_ips,
+                "host": opt(r.chance(50), json!(r.pick(HOSTS)))})
+        }
+        11 => json!({"op": "port_set", "name": r.pick(PORTS), "host": r.pick(HOSTS)}),
+        12 => json!({"op": "port_delete", "name": r.pick(PORTS)}),
+        13 => json!({"op": "router_create", "name": r.pick(ROUTERS)}),
+        14 => {
+            json!({"op": "router_add_subnet", "router": r.pick(ROUTERS), "subnet": r.pick(SUBNETS)})
+        }
+        15 => {
+            json!({"op": "router_remove_subnet", "router": r.pick(ROUTERS), "subnet": r.pick(SUBNETS)})
+        }
+        16 => {
+            let fixed_ip = if r.chance(50) {
+                json!({"ip": r.pick(IPS)})
+            } else {
+                Value::Null
+            };
+            json!({"op": "router_set", "name": r.pick(ROUTERS),
+                "external_gateway": {"network": r.pick(NETS), "fixed_ip": fixed_ip},
+                "snat_host": opt(r.chance(50), json!(r.pick(HOSTS)))})
+        }
+        17 => json!({"op": "router_unset", "name": r.pick(ROUTERS), "external_gateway": true}),
+        18 => json!({"op": "router_delete", "name": r.pick(ROUTERS)}),
+        19 | 22 | 23 => json!({"op": "floating_ip_create", "network": r.pick(NETS),
+            "address": opt(r.chance(50), json!(r.pick(FIPS))), "port": opt(r.chance(50), json!(r.pick(PORTS)))}),
+        20 | 24 => json!({"op": "floating_ip_set", "address": r.pick(FIPS), "port": r.pick(PORTS)}),
+        _ => {
+            if r.chance(50) {
+                json!({"op": "floating_ip_unset", "address": r.pick(FIPS)})
+            } else {
+                json!({"op": "floating_ip_delete", "address": r.pick(FIPS)})
+            }
+        }
+    }
+}
+
+/// The index kept change by change (through commits, refusals and rollbacks)
+/// equals one built from scratch; and every transaction gives the same result
+/// (the same objects, or the same message) as the scans the index replaced, and
+/// as on a copy whose index is built lazily.
+#[test]
+fn index_follows_every_change_and_matches_the_scans() {
+    use super::index::SCAN;
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut m = Model::default();
+    let mut scanned = Model::default();
+    let (mut accepted, mut rejected) = (0, 0);
+    let mut associated = 0;
+    for round in 0..6000 {
+        if round % 1500 == 0 {
+            // Episodes start from `base`, whose names the changes reuse.
+            m = base();
+            scanned = m.clone();
+        }
+        associated += m.floating_ips.values().filter(|f| f.port.is_some()).count();
+        let n = if r.chance(75) {
+            1
+        } else {
+            2 + r.below(2) as usize
+        };
+        let txn: Vec<Value> = (0..n).map(|_| random_change(&mut r)).collect();
+        let Ok(txn) = txn
+            .iter()
+            .map(|v| serde_json::from_value::<Change>(v.clone()))
+            .collect::<Result<Vec<Change>, _>>()
+        else {
+            continue;
+        };
+        let before = m.clone();
+        let got = m.apply(&txn);
+        SCAN.with(|s| s.set(true));
+        let want = scanned.apply(&txn);
+        SCAN.with(|s| s.set(false));
+        assert_eq!(got, want, "round {round}: {txn:?}");
+        assert_eq!(m, scanned, "round {round}: {txn:?}");
+        match &got {
+            Ok(_) => accepted += 1,
+            Err(_) => {
+                rejected += 1;
+                assert_eq!(m, before, "round {round}: a refusal changed the model");
+            }
+        }
+        assert!(m.index_is_fresh(), "round {round}: {txn:?}");
+        assert!(scanned.index_is_fresh(), "round {round}: {txn:?}");
+        m.validate().unwrap();
+        if round % 250 == 0 {
+            // A model without its index (as deserialized) builds it on first use.
+            let mut fresh: Model =
+                serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+            assert!(fresh.idx().is_none());
+            let mut copy = m.clone();
+            assert_eq!(fresh.apply(&txn), copy.apply(&txn));
+            assert_eq!(fresh, copy);
+            assert!(fresh.index_is_fresh());
+        }
+    }
+    assert!(
+        accepted > 500 && rejected > 500 && associated > 100,
+        "{accepted} accepted, {rejected} rejected, {associated} associated floating IPs seen"
+    );
+}
+
+/// Undo through `apply_one` and `rollback` directly: the index goes back too.
+#[test]
+fn rollback_restores_the_index() {
+    let mut m = with_fip();
+    assert!(m.index_is_fresh());
+    let mut log = Vec::new();
+    for c in changes(&[
+        json!({"op": "port_create", "name": "x1", "network": "n1"}),
+        json!({"op": "router_remove_subnet", "router": "r1", "subnet": "s1"}),
+    ]) {
+        let _ = m.apply_one(&c, &mut log);
+        assert!(m.index_is_fresh());
+    }
+    let before = with_fip();
+    m.rollback(log);
+    assert_eq!(m, before);
+    assert!(m.index_is_fresh());
+}
+
+/// 20,000 ports with explicit addresses and 20,000 floating IPs associated with
+/// them, in transactions of 1,000: every change's checks and allocations look
+/// things up instead of scanning, so this is linear (it would be quadratic, and
+/// minutes long in a debug build, with scans).
+#[test]
+fn scale_ports_and_floating_ips() {
+    const N: usize = 20_000;
+    const TXN: usize = 1_000;
+    let started = std::time::Instant::now();
+    let mut m = Model::default();
+    m.apply(&changes(&[
+        json!({"op": "host_set", "name": "cn1", "agent_mode": "dvr", "vtep": "192.0.2.11", "dvr_mac": "fa:16:3f:00:00:11"}),
+        json!({"op": "network_create", "name": "tenant", "network_type": "vxlan", "segment": 7}),
+        json!({"op": "subnet_create", "name": "ts", "network": "tenant", "cidr": "10.0.0.0/16"}),
+        json!({"op": "network_create", "name": "ext", "network_type": "flat", "external": true}),
+        json!({"op": "subnet_create", "name": "es", "network": "ext", "cidr": "100.64.0.0/16"}),
+        json!({"op": "router_create", "name": "r"}),
+        json!({"op": "router_add_subnet", "router": "r", "subnet": "ts"}),
+        json!({"op": "router_set", "name": "r", "external_gateway": {"network": "ext"}}),
+    ]))
+    .unwrap();
+    // The gateway took 100.64.0.2; ports and floating IPs count from .3 / .2.
+    let addr = |base: u32, i: usize| Ipv4Addr::from(base + i as u32);
+    let port_ip = |i| addr(u32::from(v4("10.0.0.2")), i);
+    let fip_ip = |i| addr(u32::from(v4("100.64.0.3")), i);
+    for start in (0..N).step_by(TXN) {
+        let txn: Vec<Change> = (start..start + TXN)
+            .map(|i| Change::PortCreate {
+                name: format!("p{i}"),
+                network: "tenant".into(),
+                mac: None,
+                fixed_ips: vec![FixedIpSpec {
+                    subnet: Some("ts".into()),
+                    ip: Some(IpAddr::V4(port_ip(i))),
+                }],
+                host: Some("cn1".into()),
+                port_security: None,
+                allowed_address_pairs: Vec::new(),
+                binding: None,
+            })
+            .collect();
+        m.apply(&txn).unwrap();
+    }
+    let ports_done = started.elapsed();
+    for start in (0..N).step_by(TXN) {
+        let txn: Vec<Change> = (start..start + TXN)
+            .map(|i| Change::FloatingIpCreate {
+                network: "ext".into(),
+                address: Some(fip_ip(i)),
+                port: Some(format!("p{i}")),
+                fixed_ip: None,
+            })
+            .collect();
+        m.apply(&txn).unwrap();
+    }
+    let built = started.elapsed();
+    assert_eq!(m.ports.len(), N);
+    assert_eq!(m.floating_ips.len(), N);
+    assert_eq!(m.generation, 1 + 2 * (N / TXN) as u64);
+    let f = &m.floating_ips[&fip_ip(123)];
+    assert_eq!(f.port.as_deref(), Some("p123"));
+    assert_eq!(f.fixed_ip, Some(port_ip(123)));
+    assert_eq!(f.router.as_deref(), Some("r"));
+    let macs: std::collections::HashSet<_> = m.ports.values().map(|p| p.mac).collect();
+    assert_eq!(macs.len(), N);
+
+    // Conflicts are still found, with the same messages.
+    let e = m
+        .apply(&changes(&[
+            json!({"op": "port_create", "name": "dup", "network": "tenant",
+            "fixed_ips": [{"ip": port_ip(7777)}]}),
+        ]))
+        .unwrap_err();
+    assert_eq!(
+        e.0,
+        format!("{} is already used by port p7777", port_ip(7777))
+    );
+    let e = m
+        .apply(&changes(&[
+            json!({"op": "port_create", "name": "dup", "network": "tenant",
+            "mac": m.ports["p5"].mac}),
+        ]))
+        .unwrap_err();
+    assert_eq!(
+        e.0,
+        format!(
+            "MAC {} is already used by port p5 on network tenant",
+            m.ports["p5"].mac
+        )
+    );
+    let e = m
+        .apply(&changes(&[
+            json!({"op": "floating_ip_create", "network": "ext", "address": fip_ip(99)}),
+        ]))
+        .unwrap_err();
+    assert_eq!(e.0, format!("floating IP {} already exists", fip_ip(99)));
+    let e = m
+        .apply(&changes(&[json!({"op": "floating_ip_create", "network": "ext", "address": fip_ip(N), "port": "p42"})]))
+        .unwrap_err();
+    assert_eq!(
+        e.0,
+        format!(
+            "fixed IP {} of port p42 already has floating IP {}",
+            port_ip(42),
+            fip_ip(42)
+        )
+    );
+    let e = m
+        .apply(&changes(&[json!({"op": "port_delete", "name": "p9"})]))
+        .unwrap_err();
+    assert_eq!(
+        e.0,
+        format!(
+            "floating IP {} is associated with port p9; unset it first",
+            fip_ip(9)
+        )
+    );
+    // Allocation: the lowest free address, after all the taken ones.
+    m.apply(&changes(&[
+        json!({"op": "port_create", "name": "auto", "network": "tenant"}),
+        json!({"op": "floating_ip_create", "network": "ext"}),
+    ]))
+    .unwrap();
+    assert_eq!(m.ports["auto"].fixed_ips[0].ip, IpAddr::V4(port_ip(N)));
+    assert!(m.floating_ips.contains_key(&fip_ip(N)));
+    m.validate().unwrap();
+    eprintln!(
+        "scale: {N} ports in {ports_done:?}, + {N} floating IPs in {built:?}, {:?} with the checks",
+        started.elapsed()
+    );
+}

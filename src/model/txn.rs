@@ -2,7 +2,7 @@
 //! object is used), then the object's invariants (`check.rs`), then the write,
 //! with the previous value of every object written kept in the undo log.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
@@ -12,6 +12,7 @@ use super::check::{
     agent_mode_str, check_name, check_pair, is_v6, nexthop_reachable, router_connects, Ctx, ObjId,
     ObjRef,
 };
+use super::index::{ObjKey, Rel};
 use super::*;
 use crate::config::AgentMode;
 
@@ -32,11 +33,15 @@ macro_rules! writers {
             $(
                 fn $put(&mut self, log: &mut Vec<Undo>, obj: $ty) {
                     let k = obj.$key.clone();
+                    self.reindex(ObjKey::$variant(k.clone()), Some(&obj));
                     let old = self.$map.insert(k.clone(), obj);
                     log.push(Undo::$variant(k, old));
                 }
 
                 fn $del(&mut self, log: &mut Vec<Undo>, k: &$kty) {
+                    if self.$map.contains_key(k) {
+                        self.reindex(ObjKey::$variant(k.clone()), None);
+                    }
                     if let Some(old) = self.$map.remove(k) {
                         log.push(Undo::$variant(k.clone(), Some(old)));
                     }
@@ -49,9 +54,11 @@ macro_rules! writers {
                     match u {
                         $(
                             Undo::$variant(k, Some(old)) => {
+                                self.reindex(ObjKey::$variant(k.clone()), Some(&old));
                                 self.$map.insert(k, old);
                             }
                             Undo::$variant(k, None) => {
+                                self.reindex(ObjKey::$variant(k.clone()), None);
                                 self.$map.remove(&k);
                             }
                         )*
@@ -121,14 +128,10 @@ impl Model {
                 ctx.check_host(&h)?;
                 ctx.check_new_claims(ObjRef::Host(&h), self.hosts.get(name).map(ObjRef::Host))?;
                 if h.agent_mode != AgentMode::DvrSnat {
-                    if let Some(r) = self
-                        .routers
-                        .values()
-                        .find(|r| r.snat_host.as_ref() == Some(name))
-                    {
+                    if let Some(r) = self.index().rel(Rel::RoutersBySnatHost, name).next() {
                         bail!(
                             "router {} has its SNAT on host {name}, which must stay in agent mode dvr_snat (not {}); move the SNAT first",
-                            r.name,
+                            r.name(),
                             agent_mode_str(h.agent_mode)
                         );
                     }
@@ -139,10 +142,9 @@ impl Model {
             Change::HostDelete { name } => {
                 self.host(name)?;
                 let bound: Vec<&str> = self
-                    .ports
-                    .values()
-                    .filter(|p| p.host.as_ref() == Some(name))
-                    .map(|p| p.name.as_str())
+                    .index()
+                    .rel(Rel::PortsByHost, name)
+                    .map(ObjKey::name)
                     .collect();
                 if !bound.is_empty() {
                     bail!(
@@ -150,14 +152,10 @@ impl Model {
                         some_names(bound)
                     );
                 }
-                if let Some(r) = self
-                    .routers
-                    .values()
-                    .find(|r| r.snat_host.as_ref() == Some(name))
-                {
+                if let Some(r) = self.index().rel(Rel::RoutersBySnatHost, name).next() {
                     bail!(
                         "router {} has its SNAT on host {name}; move it to another host first",
-                        r.name
+                        r.name()
                     );
                 }
                 self.del_host(log, name);
@@ -230,10 +228,9 @@ impl Model {
                     );
                 }
                 let ports: Vec<&str> = self
-                    .ports
-                    .values()
-                    .filter(|p| &p.network == name)
-                    .map(|p| p.name.as_str())
+                    .index()
+                    .rel(Rel::PortsByNetwork, name)
+                    .map(ObjKey::name)
                     .collect();
                 if !ports.is_empty() {
                     bail!(
@@ -243,16 +240,16 @@ impl Model {
                 }
                 // (Floating IPs and gateways need a subnet: covered above, but
                 // said plainly should a file have been edited by hand.)
-                if let Some(f) = self.floating_ips.values().find(|f| &f.network == name) {
+                if let Some(f) = self.index().rel(Rel::FipsByNetwork, name).next() {
                     bail!(
                         "network {name} still has floating IP {}; delete it first",
-                        f.address
+                        f.address()
                     );
                 }
-                if let Some(r) = self.routers.values().find(|r| gateway_on(r, name)) {
+                if let Some(r) = self.index().rel(Rel::RoutersByGwNetwork, name).next() {
                     bail!(
                         "router {} has its external gateway on network {name}; unset it first",
-                        r.name
+                        r.name()
                     );
                 }
                 self.del_network(log, name);
@@ -285,7 +282,9 @@ impl Model {
             }
             Change::SubnetDelete { name } => {
                 let s = self.subnet(name)?;
-                for p in self.ports.values() {
+                let idx = self.index();
+                let users = idx.rel(Rel::PortsBySubnet, name);
+                for p in users.filter_map(|k| self.ports.get(k.name())) {
                     if let Some(f) = p.fixed_ips.iter().find(|f| &f.subnet == name) {
                         bail!(
                             "subnet {name} is used by port {} ({}); delete the port first",
@@ -294,7 +293,14 @@ impl Model {
                         );
                     }
                 }
-                for r in self.routers.values() {
+                let routers: BTreeSet<&ObjKey> = idx
+                    .rel(Rel::RoutersByIfaceSubnet, name)
+                    .chain(idx.rel(Rel::RoutersByGwSubnet, name))
+                    .collect();
+                for r in routers
+                    .into_iter()
+                    .filter_map(|k| self.routers.get(k.name()))
+                {
                     if r.interfaces.iter().any(|i| &i.subnet == name) {
                         bail!(
                             "subnet {name} is an interface of router {}; remove it from the router first (router remove subnet)",
@@ -437,14 +443,10 @@ impl Model {
             }
             Change::PortDelete { name } => {
                 self.port(name)?;
-                if let Some(f) = self
-                    .floating_ips
-                    .values()
-                    .find(|f| f.port.as_ref() == Some(name))
-                {
+                if let Some(f) = self.index().rel(Rel::FipsByPort, name).next() {
                     bail!(
                         "floating IP {} is associated with port {name}; unset it first",
-                        f.address
+                        f.address()
                     );
                 }
                 self.del_port(log, name);
@@ -631,7 +633,8 @@ impl Model {
                         route.nexthop
                     );
                 }
-                for f in self.floating_ips.values() {
+                let served = self.index().rel(Rel::FipsByRouter, router);
+                for f in served.filter_map(|k| self.floating_ips.get(&k.address())) {
                     if f.router.as_ref() != Some(router) {
                         continue;
                     }
@@ -844,7 +847,7 @@ impl Model {
             wanted.push(w);
         }
         let mut taken: HashSet<IpAddr> = wanted.iter().filter_map(|w| w.1).collect();
-        let mut used: HashMap<&str, HashSet<IpAddr>> = HashMap::new();
+        let mut used: HashMap<&str, Box<dyn Fn(IpAddr) -> bool + '_>> = HashMap::new();
         let mut out = Vec::with_capacity(wanted.len());
         for (s, ip) in wanted {
             let ip = match ip {
@@ -852,9 +855,9 @@ impl Model {
                 None => {
                     let used = used
                         .entry(s.name.as_str())
-                        .or_insert_with(|| ctx.used_ips(network, &s.cidr, Some(owner)));
+                        .or_insert_with(|| ctx.ip_user(network, &s.cidr, Some(owner)));
                     let Some(ip) = lowest_free(&s.cidr, |a| {
-                        Some(a) == s.gateway_ip || used.contains(&a) || taken.contains(&a)
+                        Some(a) == s.gateway_ip || used(a) || taken.contains(&a)
                     }) else {
                         bail!("subnet {} ({}) has no free address", s.name, s.cidr);
                     };
@@ -880,9 +883,9 @@ impl Model {
                 continue;
             }
             any_v4 = true;
-            let used = ctx.used_ips(network, &s.cidr, None);
+            let used = ctx.ip_user(network, &s.cidr, None);
             if let Some(IpAddr::V4(a)) =
-                lowest_free(&s.cidr, |a| Some(a) == s.gateway_ip || used.contains(&a))
+                lowest_free(&s.cidr, |a| Some(a) == s.gateway_ip || used(a))
             {
                 best = Some(best.map_or(a, |b| b.min(a)));
             }
@@ -923,8 +926,9 @@ impl Model {
             unreachable!("an IPv4 fixed IP")
         };
         let Some(router) = self
-            .routers
-            .values()
+            .index()
+            .rel(Rel::RoutersByIfaceSubnet, &fixed.subnet)
+            .filter_map(|k| self.routers.get(k.name()))
             .find(|r| router_connects(r, &fixed.subnet, &cur.network))
         else {
             bail!(
@@ -945,8 +949,9 @@ impl Model {
 
     /// A floating IP associated through router `router`.
     fn fip_served_by(&self, router: &str) -> Option<&FloatingIp> {
-        self.floating_ips
-            .values()
+        self.index()
+            .rel(Rel::FipsByRouter, router)
+            .filter_map(|k| self.floating_ips.get(&k.address()))
             .find(|f| f.router.as_deref() == Some(router))
     }
 
@@ -972,7 +977,15 @@ impl Model {
             .iter()
             .map(|s| s.name.as_str())
             .collect();
-        for r in self.routers.values() {
+        let idx = self.index();
+        let routers: BTreeSet<&ObjKey> = subnets
+            .iter()
+            .flat_map(|s| idx.rel(Rel::RoutersByIfaceSubnet, s))
+            .collect();
+        for r in routers
+            .into_iter()
+            .filter_map(|k| self.routers.get(k.name()))
+        {
             if let Some(i) = r
                 .interfaces
                 .iter()
@@ -985,7 +998,14 @@ impl Model {
                 );
             }
         }
-        for f in self.floating_ips.values() {
+        let fips: BTreeSet<&ObjKey> = idx
+            .rel(Rel::PortsByNetwork, name)
+            .flat_map(|p| idx.rel(Rel::FipsByPort, p.name()))
+            .collect();
+        for f in fips
+            .into_iter()
+            .filter_map(|k| self.floating_ips.get(&k.address()))
+        {
             if let Some(p) = &f.port {
                 if self.ports.get(p).is_some_and(|p| p.network == name) {
                     bail!(
@@ -1000,24 +1020,20 @@ impl Model {
 
     /// Making `name` internal: no floating IP and no router gateway on it.
     fn check_can_become_internal(&self, name: &str) -> Result<(), ModelError> {
-        if let Some(f) = self.floating_ips.values().find(|f| f.network == name) {
+        if let Some(f) = self.index().rel(Rel::FipsByNetwork, name).next() {
             bail!(
                 "floating IP {} is on network {name}, which must stay external; delete it first",
-                f.address
+                f.address()
             );
         }
-        if let Some(r) = self.routers.values().find(|r| gateway_on(r, name)) {
+        if let Some(r) = self.index().rel(Rel::RoutersByGwNetwork, name).next() {
             bail!(
                 "router {} has its external gateway on network {name}, which must stay external; unset it first",
-                r.name
+                r.name()
             );
         }
         Ok(())
     }
-}
-
-fn gateway_on(r: &Router, network: &str) -> bool {
-    r.gateway.as_ref().is_some_and(|g| g.network == network)
 }
 
 /// Adds `new` pairs to `pairs`, each checked; a pair already there is ignored.
