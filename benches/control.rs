@@ -79,48 +79,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (a, b) = harness::pcap_pair(d, 60, 64);
-    let cfg = format!(
-        r#"
-node = "bench"
-agent_mode = "dvr"
-run_dir = "{d}/run"
-[cores]
-main = 0
-workers = [1]
-[eal]
-file_prefix = "dvr-cbench-{pid}"
-no_shconf = true
-[stats]
-interval_ms = 0
-[control]
-socket = "{d}/ctl.sock"
-state_file = "{d}/state/model.json"
-[[ports]]
-name = "vm-a"
-role = "vm"
-kind = "pcap"
-rx_pcap = "{a}"
-infinite_rx = true
-[[ports]]
-name = "vm-b"
-role = "vm"
-kind = "pcap"
-rx_pcap = "{b}"
-infinite_rx = true
-[[l2.fdb]]
-mac = "{ma}"
-port = "vm-a"
-[[l2.fdb]]
-mac = "{mb}"
-port = "vm-b"
-"#,
-        d = d.display(),
-        pid = std::process::id(),
-        a = a.display(),
-        b = b.display(),
-        ma = harness::MAC_A,
-        mb = harness::MAC_B,
+    let extra = format!(
+        "[stats]\ninterval_ms = 0\n[control]\nsocket = \"{d}/ctl.sock\"\nstate_file = \"{d}/state/model.json\"",
+        d = d.display()
     );
+    let cfg = harness::node_config(d, &a, &b, 1, &extra);
     std::fs::write(d.join("node.toml"), cfg).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dvr-pmd"))
         .arg("--config")

@@ -80,11 +80,11 @@ fn dvr_pmd() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_dvr-pmd"))
 }
 
-/// Runs dvr-pmd forwarding between two pcap ports replaying `a` and `b` for `secs`
-/// seconds; the rate is taken from its JSON counters over the last seconds.
-pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Measured {
+/// A node configuration: two pcap VM ports replaying `a` and `b` at each other
+/// through the static FDB, the worker on `core`, plus `extra` TOML sections.
+pub fn node_config(dir: &Path, a: &Path, b: &Path, core: usize, extra: &str) -> String {
     let main = if core == 0 { 1 } else { 0 };
-    let cfg = format!(
+    format!(
         r#"
 node = "bench"
 agent_mode = "dvr"
@@ -95,9 +95,7 @@ workers = [{core}]
 [eal]
 file_prefix = "dvr-bench-{pid}"
 no_shconf = true
-[stats]
-interval_ms = 1000
-format = "json"
+{extra}
 [[ports]]
 name = "vm-a"
 role = "vm"
@@ -121,6 +119,18 @@ port = "vm-b"
         a = a.display(),
         b = b.display(),
         pid = std::process::id(),
+    )
+}
+
+/// Runs dvr-pmd forwarding between two pcap ports replaying `a` and `b` for `secs`
+/// seconds; the rate is taken from its JSON counters over the last seconds.
+pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Measured {
+    let cfg = node_config(
+        dir,
+        a,
+        b,
+        core,
+        "[stats]\ninterval_ms = 1000\nformat = \"json\"",
     );
     let path = dir.join("bench.toml");
     std::fs::write(&path, cfg).unwrap();

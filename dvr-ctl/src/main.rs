@@ -909,70 +909,52 @@ fn print_list(kind: Kind, v: &Value) {
         Kind::Router => &["name", "admin_state_up", "distributed", "ha"],
         Kind::FloatingIp => &["address", "network", "port", "fixed_ip", "router"],
     };
-    let rows: Vec<Vec<String>> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|o| cols.iter().map(|c| cell(&o[*c])).collect())
-                .collect()
-        })
-        .unwrap_or_default();
-    table(cols, &rows);
+    table(cols, &rows_of(v, |o| fields(o, cols)));
+}
+
+/// One row per element of the array `list`, made by `row`.
+fn rows_of(list: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    list.as_array()
+        .map(|a| a.iter().map(row).collect())
+        .unwrap_or_default()
+}
+
+/// The cells of `keys` of object `e`.
+fn fields(e: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter().map(|k| cell(&e[*k])).collect()
 }
 
 fn print_view(what: &str, v: &Value) {
     match what {
-        "ports" => {
-            let rows: Vec<Vec<String>> = v["ports"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|p| {
-                            vec![
-                                cell(&p["name"]),
-                                cell(&p["id"]),
-                                cell(&p["mac"]),
-                                cell(&p["link_up"]),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            table(&["port", "id", "mac", "link up"], &rows);
-        }
-        "stats" => {
-            let rows: Vec<Vec<String>> = v["ports"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|p| {
-                            [
-                                "name",
-                                "rx_packets",
-                                "rx_bytes",
-                                "tx_packets",
-                                "tx_bytes",
-                                "imissed",
-                            ]
-                            .iter()
-                            .map(|k| cell(&p[*k]))
-                            .collect()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            table(
-                &[
-                    "port",
-                    "rx packets",
-                    "rx bytes",
-                    "tx packets",
-                    "tx bytes",
-                    "missed",
-                ],
-                &rows,
-            );
-        }
+        "ports" => table(
+            &["port", "id", "mac", "link up"],
+            &rows_of(&v["ports"], |p| {
+                fields(p, &["name", "id", "mac", "link_up"])
+            }),
+        ),
+        "stats" => table(
+            &[
+                "port",
+                "rx packets",
+                "rx bytes",
+                "tx packets",
+                "tx bytes",
+                "missed",
+            ],
+            &rows_of(&v["ports"], |p| {
+                fields(
+                    p,
+                    &[
+                        "name",
+                        "rx_packets",
+                        "rx_bytes",
+                        "tx_packets",
+                        "tx_bytes",
+                        "imissed",
+                    ],
+                )
+            }),
+        ),
         "errors" => {
             let rows: Vec<Vec<String>> = v["drops"]
                 .as_object()
@@ -980,113 +962,71 @@ fn print_view(what: &str, v: &Value) {
                 .unwrap_or_default();
             table(&["count", "reason"], &rows);
         }
-        "fib" => {
-            let rows: Vec<Vec<String>> = v["entries"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            let nh = &e["next_hop"];
-                            let hop = match nh["type"].as_str() {
-                                Some("connected") => {
-                                    format!("connected (interface {})", cell(&nh["iface"]))
-                                }
-                                _ => format!("via {}", cell(&nh["via"])),
-                            };
-                            vec![cell(&e["router"]), cell(&e["prefix"]), hop]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            table(&["router", "prefix", "next hop"], &rows);
-        }
+        "fib" => table(
+            &["router", "prefix", "next hop"],
+            &rows_of(&v["entries"], |e| {
+                let nh = &e["next_hop"];
+                let hop = match nh["type"].as_str() {
+                    Some("connected") => format!("connected (interface {})", cell(&nh["iface"])),
+                    _ => format!("via {}", cell(&nh["via"])),
+                };
+                vec![cell(&e["router"]), cell(&e["prefix"]), hop]
+            }),
+        ),
+        "neighbors" => table(
+            &["router", "ip", "mac", "port"],
+            &rows_of(&v["entries"], |e| {
+                fields(e, &["router", "ip", "mac", "port"])
+            }),
+        ),
+        "fdb" => table(
+            &["network", "mac", "port", "dataplane port"],
+            &rows_of(&v["entries"], |e| {
+                fields(e, &["network", "mac", "port", "dataplane_port"])
+            }),
+        ),
         "trace" => {
             for st in v["stages"].as_array().into_iter().flatten() {
-                let o = st.as_object().cloned().unwrap_or_default();
-                let rest: Vec<String> = o
-                    .iter()
+                let rest: Vec<String> = st
+                    .as_object()
+                    .into_iter()
+                    .flatten()
                     .filter(|(k, _)| *k != "stage")
                     .map(|(k, v)| format!("{k}={}", cell(v)))
                     .collect();
                 println!("{:<8} {}", cell(&st["stage"]), rest.join(" "));
             }
         }
-        "fdb" => {
-            let rows: Vec<Vec<String>> = v["entries"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            vec![
-                                cell(&e["network"]),
-                                cell(&e["mac"]),
-                                cell(&e["port"]),
-                                cell(&e["dataplane_port"]),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            table(&["network", "mac", "port", "dataplane port"], &rows);
-        }
-        "neighbors" => {
-            let rows: Vec<Vec<String>> = v["entries"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            vec![
-                                cell(&e["router"]),
-                                cell(&e["ip"]),
-                                cell(&e["mac"]),
-                                cell(&e["port"]),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            table(&["router", "ip", "mac", "port"], &rows);
-        }
-        "runtime" => {
-            let rows: Vec<Vec<String>> = v["workers"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|w| {
-                            let polls = w["polls"].as_f64().unwrap_or(0.0);
-                            let busy = w["busy_polls"].as_f64().unwrap_or(0.0);
-                            let pk = w["packets"].as_f64().unwrap_or(0.0);
-                            vec![
-                                cell(&w["worker"]),
-                                cell(&w["core"]),
-                                cell(&w["packets"]),
-                                format!("{:.1}", w["cycles_per_packet"].as_f64().unwrap_or(0.0)),
-                                format!("{:.1}", if busy > 0.0 { pk / busy } else { 0.0 }),
-                                format!(
-                                    "{:.1}%",
-                                    if polls > 0.0 {
-                                        100.0 * busy / polls
-                                    } else {
-                                        0.0
-                                    }
-                                ),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            table(
-                &[
-                    "worker",
-                    "core",
-                    "packets",
-                    "cycles/packet",
-                    "packets/burst",
-                    "busy polls",
-                ],
-                &rows,
-            );
-        }
+        "runtime" => table(
+            &[
+                "worker",
+                "core",
+                "packets",
+                "cycles/packet",
+                "packets/burst",
+                "busy polls",
+            ],
+            &rows_of(&v["workers"], |w| {
+                let polls = w["polls"].as_f64().unwrap_or(0.0);
+                let busy = w["busy_polls"].as_f64().unwrap_or(0.0);
+                let pk = w["packets"].as_f64().unwrap_or(0.0);
+                vec![
+                    cell(&w["worker"]),
+                    cell(&w["core"]),
+                    cell(&w["packets"]),
+                    format!("{:.1}", w["cycles_per_packet"].as_f64().unwrap_or(0.0)),
+                    format!("{:.1}", if busy > 0.0 { pk / busy } else { 0.0 }),
+                    format!(
+                        "{:.1}%",
+                        if polls > 0.0 {
+                            100.0 * busy / polls
+                        } else {
+                            0.0
+                        }
+                    ),
+                ]
+            }),
+        ),
         _ => print_object(v),
     }
 }
