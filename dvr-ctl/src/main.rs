@@ -1003,7 +1003,7 @@ fn print_view(what: &str, v: &Value) {
                 "core",
                 "packets",
                 "cycles/packet",
-                "packets/burst",
+                "packets/poll",
                 "busy polls",
             ],
             &rows_of(&v["workers"], |w| {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dvr::model::{Applied, Model, Store};
+use dvr::model::{Applied, Change, Model, Store};
 use dvr::proto::{self, ApplyParams, ErrorCode, Line, ListParams, Request, Response, ShowParams};
 use serde_json::json;
 
@@ -24,6 +24,15 @@ pub trait NodeView: Send + Sync {
     /// Compiles the model into the dataplane's tables and publishes them:
     /// from scratch, or only what a committed transaction touched (`applied`).
     fn publish(&self, model: &Model, applied: Option<&[Applied]>);
+    /// This node's name, and its agent mode, VTEP and DVR MAC from its configuration.
+    fn node_name(&self) -> &str;
+    fn host(
+        &self,
+    ) -> (
+        dvr::config::AgentMode,
+        Option<std::net::Ipv4Addr>,
+        Option<dvr::mac::MacAddr>,
+    );
     /// A view of the published tables: `fib` or `neighbors` (of one router or
     /// all), or `fdb` (this node's MAC tables).
     fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
@@ -71,13 +80,38 @@ impl Control {
         state_file: &Path,
         view: Arc<dyn NodeView>,
     ) -> Result<Control, String> {
-        let (store, model, opened) =
+        let (mut store, mut model, opened) =
             Store::open(state_file).map_err(|e| format!("cannot load the model: {e}"))?;
         tracing::info!(
             state = %state_file.display(), generation = model.generation,
             routers = model.routers.len(), ports = model.ports.len(),
             replayed = opened.replayed, torn_bytes = opened.torn_bytes, "model loaded"
         );
+        // The node registers itself (as a Neutron agent reports its state): its
+        // host record follows its configuration.
+        let (agent_mode, vtep, dvr_mac) = view.host();
+        let name = view.node_name().to_owned();
+        let known = model.hosts.get(&name);
+        if known.is_none_or(|h| (h.agent_mode, h.vtep, h.dvr_mac) != (agent_mode, vtep, dvr_mac)) {
+            let changes = [Change::HostSet {
+                name: name.clone(),
+                agent_mode,
+                vtep,
+                dvr_mac,
+                // Set by the operator (dvr-ctl host set --fip-gateway): kept.
+                fip_gateway: known.and_then(|h| h.fip_gateway.clone()),
+            }];
+            match model.apply(&changes) {
+                Ok(_) => {
+                    if let Err(e) = store.commit(&changes, &model) {
+                        return Err(format!("cannot save the model: {e}"));
+                    }
+                    tracing::info!(host = %name, "host record registered");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot register this host in the model"),
+            }
+        }
+        view.publish(&model, None);
         if let Some(dir) = socket.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

@@ -31,6 +31,8 @@ pub struct View {
     pub started: Instant,
     pub tables: Arc<Tables>,
     pub node_ports: NodePorts,
+    pub vtep: Option<std::net::Ipv4Addr>,
+    pub dvr_mac: Option<dvr::mac::MacAddr>,
     /// Keeps the published tables in step with the model (control thread only).
     pub compiler: std::sync::Mutex<Option<Compiler>>,
 }
@@ -47,6 +49,8 @@ impl View {
             started: Instant::now(),
             tables: node.tables.clone(),
             node_ports: node.node_ports.clone(),
+            vtep: node.cfg.vtep,
+            dvr_mac: node.cfg.dvr_mac,
             compiler: std::sync::Mutex::new(None),
         })
     }
@@ -133,6 +137,20 @@ impl NodeView for View {
             }
         };
         self.tables.store(snap);
+    }
+
+    fn node_name(&self) -> &str {
+        &self.node
+    }
+
+    fn host(
+        &self,
+    ) -> (
+        AgentMode,
+        Option<std::net::Ipv4Addr>,
+        Option<dvr::mac::MacAddr>,
+    ) {
+        (self.agent_mode, self.vtep, self.dvr_mac)
     }
 
     fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String> {

@@ -562,6 +562,12 @@ fn verbs_migration_and_persistence() {
     let mut dvr = Daemon::start(&n.config);
     dvr.next();
     assert_eq!(ok(s, &["--json", "router", "show", "r1"]), before);
+    // The loaded model is compiled and published at start, before any change.
+    let fib: Value = serde_json::from_str(&ok(s, &["--json", "show", "fib", "r1"])).unwrap();
+    assert_eq!(fib["entries"].as_array().unwrap().len(), 4, "{fib}");
+    // The node registered itself from its configuration.
+    let me: Value = serde_json::from_str(&ok(s, &["--json", "host", "show", "ctl"])).unwrap();
+    assert_eq!(me["agent_mode"], "dvr", "{me}");
     let fips: Value = serde_json::from_str(&ok(s, &["--json", "floating", "ip", "list"])).unwrap();
     assert_eq!(
         fips,
