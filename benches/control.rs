@@ -5,8 +5,10 @@
 //! the worker and made durable (journal) before its reply.
 //!
 //! Prints: route changes/s and FIP changes/s (batched), the latency of a single
-//! change from request to reply (the reply is sent after the new snapshot is
-//! published, so the worker uses it from its next burst), p50/p99, the daemon's
+//! change from the daemon receiving the request to the new snapshot being
+//! published (the worker uses it from its next burst; measured in the daemon and
+//! returned as `publish_us`) and the client's round trip including the journal's
+//! fsync, p50/p99, the daemon's
 //! resident memory before and after (model + snapshots + everything), and the
 //! forwarding rate while changes are applied against the rate without.
 //!
@@ -191,6 +193,7 @@ fn main() {
 
     // Latency of one change, request to reply (published), on the full model.
     let mut lat = Vec::new();
+    let mut publish = Vec::new();
     for k in 0..1000 {
         let i = k % routers;
         let change = if k % 2 == 0 {
@@ -199,10 +202,12 @@ fn main() {
             json!({"op": "router_unset", "name": format!("r{}", (k - 1) % routers), "routes": [{"destination": "198.18.0.0/16", "nexthop": format!("{}.5", sub((k - 1) % routers))}]})
         };
         let t = Instant::now();
-        c.apply(vec![change]);
+        let r = c.apply(vec![change]);
         lat.push(t.elapsed().as_secs_f64() * 1e6);
+        publish.push(r["publish_us"].as_f64().unwrap());
     }
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    publish.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let status = c.call("status", Value::Null);
     assert_eq!(status["generation"], status["published_generation"]);
     let rss1 = rss_mib(pid);
@@ -230,11 +235,14 @@ fn main() {
         "floating IPs (batched)       {:>10.0} FIPs/s     (goal >= 500,000)",
         fips as f64 / fip_s
     );
+    let pct = |v: &[f64]| (v[v.len() / 2], v[v.len() * 99 / 100], v[v.len() - 1]);
+    let (p50, p99, max) = pct(&publish);
     println!(
-        "one change, request→published: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs (goal p99 <= 1,000 µs)",
-        lat[lat.len() / 2],
-        lat[lat.len() * 99 / 100],
-        lat[lat.len() - 1]
+        "one change, request→published (daemon-side): p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs (goal p99 <= 1,000 µs)"
+    );
+    let (p50, p99, max) = pct(&lat);
+    println!(
+        "one change, client round trip incl. journal fsync: p50 {p50:.0} µs, p99 {p99:.0} µs, max {max:.0} µs"
     );
     println!("resident memory: {rss0:.0} MiB before, {rss1:.0} MiB after (goal: model + snapshot <= 2,048 MiB)");
     println!(

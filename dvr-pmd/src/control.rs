@@ -309,6 +309,7 @@ fn reply(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
 
 /// Handles one request line.
 fn dispatch(line: &str, shared_state: &Shared) -> Response {
+    let received = std::time::Instant::now();
     let req: Request = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => {
@@ -353,6 +354,8 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
                 Ok(applied) => {
                     let generation = model.generation;
                     shared_state.view.publish(model, Some(&applied));
+                    // From here the workers use the new tables from their next burst.
+                    let publish_us = received.elapsed().as_micros() as u64;
                     if let Err(e) = store.commit(&p.changes, model) {
                         tracing::error!(error = %e, "cannot save the model");
                         return Response::err(
@@ -364,7 +367,15 @@ fn dispatch(line: &str, shared_state: &Shared) -> Response {
                             ),
                         );
                     }
-                    Response::ok(id, json!({ "generation": generation, "applied": applied }))
+                    Response::ok(
+                        id,
+                        json!({
+                            "generation": generation,
+                            "applied": applied,
+                            "publish_us": publish_us,
+                            "durable_us": received.elapsed().as_micros() as u64,
+                        }),
+                    )
                 }
                 Err(e) => Response::err(id, ErrorCode::Rejected, e.to_string()),
             }
