@@ -131,7 +131,10 @@ impl Control {
         }
         let listener = UnixListener::bind(socket)
             .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-        set_access(socket, group)?;
+        if let Err(e) = set_access(socket, group) {
+            let _ = std::fs::remove_file(socket);
+            return Err(e);
+        }
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("control socket: {e}"))?;

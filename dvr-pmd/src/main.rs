@@ -113,6 +113,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("dvr-pmd: cannot start: {e}");
+            // The view holds ports (and through them the mempool): release them
+            // before EAL ends.
+            drop(view);
             node.shutdown();
             return ExitCode::from(EXIT_START);
         }

@@ -576,3 +576,40 @@ fn verbs_migration_and_persistence() {
     dvr.stop();
     let _ = &n.dir;
 }
+
+#[test]
+fn socket_group_gets_0660_and_unknown_groups_are_refused() {
+    let n = node();
+    let text = std::fs::read_to_string(&n.config).unwrap();
+    let with_group = text.replace("[control]\n", "[control]\ngroup = \"root\"\n");
+    std::fs::write(&n.config, &with_group).unwrap();
+    let mut dvr = Daemon::start(&n.config);
+    dvr.next();
+    let md = std::fs::metadata(&n.socket).unwrap();
+    assert_eq!(
+        md.permissions().mode() & 0o777,
+        0o660,
+        "group-accessible, never world"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(md.gid(), 0);
+    dvr.stop();
+
+    std::fs::write(
+        &n.config,
+        text.replace("[control]\n", "[control]\ngroup = \"no-such-group-dvr\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(common::dvr_pmd())
+        .arg("--config")
+        .arg(&n.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`control.group`: no group named \"no-such-group-dvr\""),
+        "{err}"
+    );
+    assert!(!n.socket.exists(), "no socket left behind");
+}
