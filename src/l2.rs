@@ -140,61 +140,53 @@ mod tests {
         f
     }
 
-    struct Switch(MacTable);
-
-    impl Switch {
-        fn classify(&self, in_port: u16, frame: &[u8]) -> Result<Dest, DropReason> {
-            classify(&self.0, in_port, frame)
-        }
-    }
-
-    fn switch() -> Switch {
-        Switch(MacTable::new(&[
+    fn fdb() -> MacTable {
+        MacTable::new(&[
             (mac("fa:16:3e:00:00:0a"), 0),
             (mac("fa:16:3e:00:00:0b"), 1),
-        ]))
+        ])
     }
 
     #[test]
     fn forwards_known_unicast() {
-        let s = switch();
+        let s = fdb();
         assert_eq!(
-            s.classify(0, &frame("fa:16:3e:00:00:0b", "fa:16:3e:00:00:0a", 60)),
+            classify(&s, 0, &frame("fa:16:3e:00:00:0b", "fa:16:3e:00:00:0a", 60)),
             Ok(1)
         );
         assert_eq!(
-            s.classify(1, &frame("fa:16:3e:00:00:0a", "fa:16:3e:00:00:0b", 60)),
+            classify(&s, 1, &frame("fa:16:3e:00:00:0a", "fa:16:3e:00:00:0b", 60)),
             Ok(0)
         );
     }
 
     #[test]
     fn drops_with_reasons() {
-        let s = switch();
+        let s = fdb();
         let a = "fa:16:3e:00:00:0a";
-        assert_eq!(s.classify(0, &[0u8; 13]), Err(DropReason::RuntFrame));
+        assert_eq!(classify(&s, 0, &[0u8; 13]), Err(DropReason::RuntFrame));
         assert_eq!(
-            s.classify(0, &frame("fa:16:3e:00:00:0b", "01:00:5e:00:00:01", 60)),
+            classify(&s, 0, &frame("fa:16:3e:00:00:0b", "01:00:5e:00:00:01", 60)),
             Err(DropReason::MulticastSrcMac)
         );
         assert_eq!(
-            s.classify(0, &frame("ff:ff:ff:ff:ff:ff", a, 60)),
+            classify(&s, 0, &frame("ff:ff:ff:ff:ff:ff", a, 60)),
             Err(DropReason::FloodNotConfigured)
         );
         assert_eq!(
-            s.classify(0, &frame("33:33:00:00:00:01", a, 60)),
+            classify(&s, 0, &frame("33:33:00:00:00:01", a, 60)),
             Err(DropReason::FloodNotConfigured)
         );
         assert_eq!(
-            s.classify(0, &frame("fa:16:3e:00:00:99", a, 60)),
+            classify(&s, 0, &frame("fa:16:3e:00:00:99", a, 60)),
             Err(DropReason::UnknownDstMac)
         );
         assert_eq!(
-            s.classify(0, &frame(a, "fa:16:3e:00:00:0c", 60)),
+            classify(&s, 0, &frame(a, "fa:16:3e:00:00:0c", 60)),
             Err(DropReason::SameIngressPort)
         );
         // A bare Ethernet header is enough for L2.
-        assert_eq!(s.classify(0, &frame("fa:16:3e:00:00:0b", a, 14)), Ok(1));
+        assert_eq!(classify(&s, 0, &frame("fa:16:3e:00:00:0b", a, 14)), Ok(1));
     }
 
     #[test]

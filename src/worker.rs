@@ -33,17 +33,6 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
 }
 
-impl Worker {
-    /// Bit p set: port p has a TX queue for this worker (ports 0..64).
-    fn tx_mask(tx: &[Option<TxQueue>]) -> u64 {
-        tx.iter()
-            .take(64)
-            .enumerate()
-            .filter(|(_, q)| q.is_some())
-            .fold(0, |m, (p, _)| m | 1 << p)
-    }
-}
-
 /// Polls between two reads of the TSC.
 const CLOCK_POLLS: u32 = 1024;
 
@@ -90,6 +79,16 @@ struct Scratch {
 }
 
 impl Worker {
+    /// Bit p set: port p has a TX queue for this worker (a node has at most
+    /// `config::MAX_PORTS` = 64 ports).
+    fn tx_mask(tx: &[Option<TxQueue>]) -> u64 {
+        tx.iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, q)| q.is_some())
+            .fold(0, |m, (p, _)| m | 1 << p)
+    }
+
     /// Runs until `stop` is set, then drains its RX queues (bounded) and returns.
     pub fn run(mut self) {
         let mut s = Scratch {
@@ -145,7 +144,6 @@ impl Worker {
             }
             got += n;
             let mut rx_bytes = 0u64;
-            let mut touched: u64 = 0;
             // RCU read side: this burst uses this snapshot; dropping the guard
             // at the end of the burst lets a replaced snapshot be freed.
             let snap = self.tables.load();
@@ -159,8 +157,7 @@ impl Worker {
                     l2::classify(fdb, in_port, frame)
                 };
                 match d {
-                    Ok(p) if (p as usize) < 64 && tx_mask & (1 << p) != 0 => {
-                        touched |= 1 << p;
+                    Ok(p) if tx_mask & (1u64 << (p & 63)) != 0 => {
                         out_bytes[p as usize] += len as u64;
                         p
                     }
@@ -179,7 +176,7 @@ impl Worker {
             pc.rx_bytes.add(rx_bytes);
             s.drops.clear();
             for (p, out) in s.outs.iter_mut().enumerate() {
-                if p < 64 && touched & (1 << p) == 0 || out.is_empty() {
+                if out.is_empty() {
                     continue;
                 }
                 let bytes = std::mem::take(&mut s.out_bytes[p]);

@@ -121,13 +121,13 @@ fn main() -> ExitCode {
         }
     };
     tracing::info!(node = %node.cfg.node, "forwarding; Ctrl-C to stop");
-    let mut reporter = report::Reporter::new();
+    let mut reporter = report::Reporter::new(node.cfg.stats.format);
     let interval = Duration::from_millis(node.cfg.stats.interval_ms);
     let mut next = Instant::now() + interval;
     while !term.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(20));
         if !interval.is_zero() && Instant::now() >= next {
-            reporter.print(&node, &view, false);
+            reporter.print(&view, false);
             next += interval;
         }
     }
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     control.shutdown();
     let mut node = node;
     node.stop_workers();
-    reporter.print(&node, &view, true);
+    reporter.print(&view, true);
     drop(view);
     node.shutdown();
     tracing::info!("stopped cleanly");

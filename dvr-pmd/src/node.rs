@@ -11,7 +11,7 @@ use dvr::config::PortRole;
 use dvr::config::{Config, PcapRx, PortKind};
 use dvr::dpdk::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
 use dvr::snapshot::{NodePorts, Snapshot, Tables};
-use dvr::stats::{WorkerCounters, WorkerSnapshot};
+use dvr::stats::WorkerCounters;
 use dvr::worker::Worker;
 
 /// Why the node could not start.
@@ -328,11 +328,6 @@ impl Node {
             ids.push(id);
         }
         Ok(ids)
-    }
-
-    /// Counters of every worker, now.
-    pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
-        self.counters.iter().map(|c| c.snapshot()).collect()
     }
 
     /// Stops the workers (they drain their queues) and waits for them.

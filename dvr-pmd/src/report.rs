@@ -55,9 +55,14 @@ impl View {
         })
     }
 
+    /// Every worker's counters, now.
+    pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
+        self.counters.iter().map(|c| c.snapshot()).collect()
+    }
+
     /// The counters as one JSON object (the `--stats-format json` line).
     pub fn counters_json(&self, is_final: bool) -> serde_json::Value {
-        let ws: Vec<WorkerSnapshot> = self.counters.iter().map(|c| c.snapshot()).collect();
+        let ws = self.snapshot();
         let t = total(&ws, self.ports.len());
         let line = Line {
             node: &self.node,
@@ -276,25 +281,22 @@ struct Line<'a> {
 }
 
 pub struct Reporter {
-    start: Instant,
+    format: StatsFormat,
     last: Option<(Instant, WorkerSnapshot)>,
 }
 
 impl Reporter {
-    pub fn new() -> Self {
-        Reporter {
-            start: Instant::now(),
-            last: None,
-        }
+    pub fn new(format: StatsFormat) -> Self {
+        Reporter { format, last: None }
     }
 
-    pub fn print(&mut self, node: &Node, view: &View, is_final: bool) {
+    pub fn print(&mut self, view: &View, is_final: bool) {
         let now = Instant::now();
-        let ws = node.snapshot();
-        let t = total(&ws, node.ports.len());
+        let ws = view.snapshot();
+        let t = total(&ws, view.ports.len());
         let out = std::io::stdout();
         let mut out = out.lock();
-        match node.cfg.stats.format {
+        match self.format {
             StatsFormat::Json => {
                 let _ = serde_json::to_writer(&mut out, &view.counters_json(is_final));
                 let _ = writeln!(out);
@@ -302,7 +304,7 @@ impl Reporter {
             StatsFormat::Text => {
                 let (dt, prev) = match &self.last {
                     Some((at, s)) => ((now - *at).as_secs_f64(), Some(s)),
-                    None => ((now - self.start).as_secs_f64(), None),
+                    None => ((now - view.started).as_secs_f64(), None),
                 };
                 let rate = |cur: u64, old: Option<u64>| {
                     (cur - old.unwrap_or(0)) as f64 / dt.max(1e-9) / 1e6
@@ -311,15 +313,15 @@ impl Reporter {
                     out,
                     "{} [{}] t={:.1}s",
                     if is_final { "final" } else { "stats" },
-                    node.cfg.node,
-                    (now - self.start).as_secs_f64()
+                    view.node,
+                    (now - view.started).as_secs_f64()
                 );
                 let _ = writeln!(
                     out,
                     "  {:<12} {:>14} {:>9} {:>14} {:>9}",
                     "port", "rx-packets", "rx-Mpps", "tx-packets", "tx-Mpps"
                 );
-                for (i, (p, c)) in node.ports.iter().zip(&t.ports).enumerate() {
+                for (i, (p, c)) in view.ports.iter().zip(&t.ports).enumerate() {
                     let old = prev.map(|s| s.ports[i]);
                     let _ = writeln!(
                         out,
@@ -335,7 +337,7 @@ impl Reporter {
                     let _ = writeln!(
                         out,
                         "  worker {i} (core {}): {} packets, {:.1} cycles/packet, {:.0}% polls busy",
-                        node.cfg.cores.workers[i],
+                        view.cores[i],
                         w.packets,
                         w.cycles_per_packet(),
                         if w.polls == 0 { 0.0 } else { 100.0 * w.busy_polls as f64 / w.polls as f64 }

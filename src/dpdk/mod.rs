@@ -261,6 +261,34 @@ impl Drop for Mempool {
     }
 }
 
+/// The first segment's bytes of `m`.
+///
+/// # Safety
+/// `m` must be a valid mbuf that the caller owns for the returned lifetime.
+#[inline(always)]
+unsafe fn segment<'a>(m: *const ffi::rte_mbuf) -> &'a [u8] {
+    let m = &*m;
+    std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize)
+}
+
+/// Replaces the data of `p` with a copy of `frame` (one segment, at the default
+/// headroom); fails when it does not fit.
+///
+/// # Safety
+/// `p` must be a valid single-owner mbuf of the caller.
+unsafe fn write_frame(p: *mut ffi::rte_mbuf, frame: &[u8], op: &str) -> Result<()> {
+    let headroom = (*p).data_off;
+    if frame.len() > ((*p).buf_len - headroom) as usize {
+        return Err(Error::other(op, "frame larger than mbuf data room"));
+    }
+    let dst = ((*p).buf_addr as *mut u8).add(headroom as usize);
+    std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
+    (*p).data_len = frame.len() as u16;
+    (*p).pkt_len = frame.len() as u32;
+    (*p).nb_segs = 1;
+    Ok(())
+}
+
 /// One owned packet buffer: for the control path (building a reply, a
 /// gratuitous ARP), not the hot path, which moves packets in [`Burst`]s.
 pub struct Mbuf(NonNull<ffi::rte_mbuf>);
@@ -276,34 +304,15 @@ impl Mbuf {
         let m = Mbuf(
             NonNull::new(p).ok_or_else(|| Error::other("rte_pktmbuf_alloc", "mempool empty"))?,
         );
-        // SAFETY: m is a fresh, single-segment mbuf we own; we read its sizes.
-        let room = unsafe { (*p).buf_len - (*p).data_off } as usize;
-        if frame.len() > room {
-            return Err(Error::other(
-                "Mbuf::from_frame",
-                "frame larger than mbuf data room",
-            ));
-        }
-        // SAFETY: the copy stays inside the buffer (checked above).
-        unsafe {
-            let dst = ((*p).buf_addr as *mut u8).add((*p).data_off as usize);
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
-            (*p).data_len = frame.len() as u16;
-            (*p).pkt_len = frame.len() as u32;
-        }
+        // SAFETY: m is a fresh mbuf we own (freed by its Drop on error).
+        unsafe { write_frame(p, frame, "Mbuf::from_frame")? };
         Ok(m)
     }
 
     /// The packet's bytes (first segment).
     pub fn data(&self) -> &[u8] {
-        // SAFETY: the mbuf is ours; buf_addr + data_off .. + data_len is its data.
-        unsafe {
-            let m = self.0.as_ref();
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
+        // SAFETY: the mbuf is ours and borrowed for &self.
+        unsafe { segment(self.0.as_ptr()) }
     }
 
     /// Moves the packet to the end of `burst`; gives it back if the burst is full.
@@ -367,40 +376,10 @@ impl Burst {
     /// The bytes of packet `i`'s first segment.
     #[inline(always)]
     pub fn data(&self, i: usize) -> &[u8] {
-        let m = self.mbuf(i);
-        // SAFETY: buf_addr + data_off .. + data_len is the segment's data, inside the
-        // mbuf's buffer, owned by this burst and borrowed for &self.
-        unsafe {
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        }
-    }
-
-    /// The bytes of packet `i`'s first segment, writable.
-    #[inline(always)]
-    pub fn data_mut(&mut self, i: usize) -> &mut [u8] {
-        let m = self.mbuf(i);
-        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off, m.data_len);
-        // SAFETY: as in data(); &mut self guarantees exclusive access, and the mbuf
-        // is not shared (refcnt handling is DPDK's: we never clone mbufs).
-        unsafe { std::slice::from_raw_parts_mut(addr.add(off as usize), len as usize) }
-    }
-
-    /// Packet `i`'s first-segment bytes, total length and segment count, read from
-    /// the mbuf header in one go.
-    #[inline(always)]
-    pub fn meta(&self, i: usize) -> (&[u8], u32, u16) {
-        let m = self.mbuf(i);
-        // SAFETY: as in data().
-        let data = unsafe {
-            std::slice::from_raw_parts(
-                (m.buf_addr as *const u8).add(m.data_off as usize),
-                m.data_len as usize,
-            )
-        };
-        (data, m.pkt_len, m.nb_segs)
+        assert!(i < self.len);
+        // SAFETY: slots below len hold valid mbufs owned by this burst, borrowed
+        // for &self.
+        unsafe { segment(self.pkts[i]) }
     }
 
     /// Total length of packet `i` (all segments).
@@ -419,24 +398,8 @@ impl Burst {
     /// frame does not fit the buffer.
     pub fn set_frame(&mut self, i: usize, frame: &[u8]) -> Result<()> {
         assert!(i < self.len);
-        let p = self.pkts[i];
-        // SAFETY: p is a valid mbuf owned by this burst; we only read its sizes.
-        let (room, headroom) = unsafe { ((*p).buf_len, (*p).data_off) };
-        if frame.len() > (room - headroom) as usize {
-            return Err(Error::other(
-                "set_frame",
-                "frame larger than mbuf data room",
-            ));
-        }
-        // SAFETY: the copy stays inside the buffer (checked above); the mbuf is ours.
-        unsafe {
-            let dst = ((*p).buf_addr as *mut u8).add(headroom as usize);
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst, frame.len());
-            (*p).data_len = frame.len() as u16;
-            (*p).pkt_len = frame.len() as u32;
-            (*p).nb_segs = 1;
-        }
-        Ok(())
+        // SAFETY: slot i holds a valid mbuf owned by this burst.
+        unsafe { write_frame(self.pkts[i], frame, "set_frame") }
     }
 
     /// Removes `n` bytes from the front of packet `i` (like `rte_pktmbuf_adj`), or
@@ -457,20 +420,6 @@ impl Burst {
         // SAFETY: valid owned mbuf; the wrapper checks the headroom itself.
         let r = unsafe { ffi::rte_pktmbuf_prepend(self.pkts[i], n) };
         (!r.is_null()).then_some(())
-    }
-
-    /// Shortens packet `i` to `len` bytes (single segment only); trailing padding.
-    #[inline]
-    pub fn truncate(&mut self, i: usize, len: u16) {
-        assert!(i < self.len);
-        let p = self.pkts[i];
-        // SAFETY: valid owned mbuf; we only shrink its lengths.
-        unsafe {
-            if (*p).nb_segs == 1 && len < (*p).data_len {
-                (*p).data_len = len;
-                (*p).pkt_len = len as u32;
-            }
-        }
     }
 
     /// Appends an mbuf pointer this burst now owns.
@@ -495,18 +444,7 @@ impl Burst {
             let m = self.pkts[i];
             // SAFETY: slot i < len holds a valid mbuf owned by this burst; the
             // slice borrows its data only for the call to `decide`.
-            let (data, pkt_len, segs) = unsafe {
-                let mr = &*m;
-                (
-                    std::slice::from_raw_parts(
-                        (mr.buf_addr as *const u8).add(mr.data_off as usize),
-                        mr.data_len as usize,
-                    ),
-                    mr.pkt_len,
-                    mr.nb_segs,
-                )
-            };
-            let d = decide(data, pkt_len, segs);
+            let d = unsafe { decide(segment(m), (*m).pkt_len, (*m).nb_segs) };
             match outs.get_mut(d as usize) {
                 Some(o) if o.len < MAX_BURST => o.push_raw(m),
                 _ => {
