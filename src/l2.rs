@@ -141,10 +141,7 @@ mod tests {
     }
 
     fn fdb() -> MacTable {
-        MacTable::new(&[
-            (mac("fa:16:3e:00:00:0a"), 0),
-            (mac("fa:16:3e:00:00:0b"), 1),
-        ])
+        MacTable::new(&[(mac("fa:16:3e:00:00:0a"), 0), (mac("fa:16:3e:00:00:0b"), 1)])
     }
 
     #[test]

@@ -268,7 +268,10 @@ impl Drop for Mempool {
 #[inline(always)]
 unsafe fn segment<'a>(m: *const ffi::rte_mbuf) -> &'a [u8] {
     let m = &*m;
-    std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize)
+    std::slice::from_raw_parts(
+        (m.buf_addr as *const u8).add(m.data_off as usize),
+        m.data_len as usize,
+    )
 }
 
 /// Replaces the data of `p` with a copy of `frame` (one segment, at the default
