@@ -10,7 +10,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 
-use common::{drops, dvr_pktgen, node_head, port, run_guarded, spawn_guarded, unique, Daemon};
+use common::{
+    drops, dvr_pktgen, node_head, port, run_guarded, spawn_guarded, unique, vm_port, Daemon,
+};
 use serde_json::{json, Value};
 
 const A: &str = "fa:16:3e:00:00:0a";
@@ -33,28 +35,26 @@ fn stream_survives_thousands_of_changes_and_follows_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (sa, sb) = (d.join("a.sock"), d.join("b.sock"));
-    let cfg = format!(
-        r#"{head}
-[control]
-socket = "{ctl}"
-state_file = "{state}"
-[[ports]]
-name = "vm-a"
-role = "vm"
-kind = "vhost-user"
-socket = "{sa}"
-[[ports]]
-name = "vm-b"
-role = "vm"
-kind = "vhost-user"
-socket = "{sb}"
-"#,
-        head = node_head("cn1", &d.join("run")),
-        ctl = d.join("ctl.sock").display(),
-        state = d.join("model.json").display(),
-        sa = sa.display(),
-        sb = sb.display(),
+    let control = format!(
+        "[control]\nsocket = \"{}\"\nstate_file = \"{}\"\n",
+        d.join("ctl.sock").display(),
+        d.join("model.json").display()
     );
+    let cfg = [
+        node_head("cn1", &d.join("run")),
+        control,
+        vm_port(
+            "vm-a",
+            "vhost-user",
+            &[format!("socket = \"{}\"", sa.display())],
+        ),
+        vm_port(
+            "vm-b",
+            "vhost-user",
+            &[format!("socket = \"{}\"", sb.display())],
+        ),
+    ]
+    .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();
     let mut dvr = Daemon::start(&d.join("node.toml"));
     dvr.next();

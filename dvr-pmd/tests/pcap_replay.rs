@@ -6,7 +6,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use common::{drops, node_head, port, Daemon};
+use common::{drops, fdb, node_head, port, vm_port, Daemon};
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
 
@@ -57,29 +57,27 @@ fn pcap_replay_switches_by_mac_byte_for_byte() {
 
     dvr::pcap::write_file(&d.join("in-a.pcap"), &in_a).unwrap();
     dvr::pcap::write_file(&d.join("in-b.pcap"), &in_b).unwrap();
-    let cfg = format!(
-        r#"{head}
-[[ports]]
-name = "vm-a"
-role = "vm"
-kind = "pcap"
-rx_pcap = "in-a.pcap"
-tx_pcap = "out-a.pcap"
-[[ports]]
-name = "vm-b"
-role = "vm"
-kind = "pcap"
-rx_pcap = "in-b.pcap"
-tx_pcap = "out-b.pcap"
-[[l2.fdb]]
-mac = "{A}"
-port = "vm-a"
-[[l2.fdb]]
-mac = "{B}"
-port = "vm-b"
-"#,
-        head = node_head("pcap", &d.join("run"))
-    );
+    let cfg = [
+        node_head("pcap", &d.join("run")),
+        vm_port(
+            "vm-a",
+            "pcap",
+            &[
+                "rx_pcap = \"in-a.pcap\"".into(),
+                "tx_pcap = \"out-a.pcap\"".into(),
+            ],
+        ),
+        vm_port(
+            "vm-b",
+            "pcap",
+            &[
+                "rx_pcap = \"in-b.pcap\"".into(),
+                "tx_pcap = \"out-b.pcap\"".into(),
+            ],
+        ),
+        fdb(&[(A, "vm-a"), (B, "vm-b")]),
+    ]
+    .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();
 
     let mut dvr = Daemon::start(&d.join("node.toml"));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dvr_pktgen, node_head, port, run_guarded, unique, Daemon};
+use common::{dvr_pktgen, fdb, node_head, port, run_guarded, unique, vm_port, Daemon};
 use std::process::{Command, Stdio};
 
 const A: &str = "fa:16:3e:00:00:0a";
@@ -17,29 +17,21 @@ fn vhost_user_ports_forward_both_ways() {
     let d = dir.path();
     let sock_a = d.join("vm-a.sock");
     let sock_b = d.join("vm-b.sock");
-    let cfg = format!(
-        r#"{head}
-[[ports]]
-name = "vm-a"
-role = "vm"
-kind = "vhost-user"
-socket = "{sa}"
-[[ports]]
-name = "vm-b"
-role = "vm"
-kind = "vhost-user"
-socket = "{sb}"
-[[l2.fdb]]
-mac = "{A}"
-port = "vm-a"
-[[l2.fdb]]
-mac = "{B}"
-port = "vm-b"
-"#,
-        head = node_head("vhost", &d.join("run")),
-        sa = sock_a.display(),
-        sb = sock_b.display(),
-    );
+    let cfg = [
+        node_head("vhost", &d.join("run")),
+        vm_port(
+            "vm-a",
+            "vhost-user",
+            &[format!("socket = \"{}\"", sock_a.display())],
+        ),
+        vm_port(
+            "vm-b",
+            "vhost-user",
+            &[format!("socket = \"{}\"", sock_b.display())],
+        ),
+        fdb(&[(A, "vm-a"), (B, "vm-b")]),
+    ]
+    .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();
     let mut dvr = Daemon::start(&d.join("node.toml"));
     dvr.next(); // started: the sockets are listening

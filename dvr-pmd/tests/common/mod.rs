@@ -263,3 +263,19 @@ pub fn spawn_guarded(cmd: &mut Command) -> (Guard, std::thread::JoinHandle<Strin
     });
     (Guard(Some(child)), reader)
 }
+
+/// A `[[ports]]` entry of a VM port of `kind`, with its kind's `keys` (TOML lines).
+pub fn vm_port(name: &str, kind: &str, keys: &[String]) -> String {
+    format!(
+        "[[ports]]\nname = \"{name}\"\nrole = \"vm\"\nkind = \"{kind}\"\n{}\n",
+        keys.join("\n")
+    )
+}
+
+/// `[[l2.fdb]]` entries: (MAC, port) pairs.
+pub fn fdb(entries: &[(&str, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(mac, port)| format!("[[l2.fdb]]\nmac = \"{mac}\"\nport = \"{port}\"\n"))
+        .collect()
+}
