@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Client(BufReader<UnixStream>);
+struct Client(BufReader<UnixStream>, f64, f64);
 
 impl Client {
     fn call(&mut self, method: &str, params: Value) -> Value {
@@ -39,8 +39,19 @@ impl Client {
         r["result"].clone()
     }
 
+    /// Daemon-side seconds (to published, to durable) summed since the last call.
+    fn take(&mut self) -> (f64, f64) {
+        let t = (self.1 / 1e6, self.2 / 1e6);
+        self.1 = 0.0;
+        self.2 = 0.0;
+        t
+    }
+
     fn apply(&mut self, changes: Vec<Value>) -> Value {
-        self.call("apply", json!({ "changes": changes }))
+        let r = self.call("apply", json!({ "changes": changes }));
+        self.1 += r["publish_us"].as_f64().unwrap_or(0.0);
+        self.2 += r["durable_us"].as_f64().unwrap_or(0.0);
+        r
     }
 }
 
@@ -108,7 +119,7 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut c = Client(BufReader::new(conn));
+    let mut c = Client(BufReader::new(conn), 0.0, 0.0);
     std::thread::sleep(Duration::from_secs(1));
     let rss0 = rss_mib(pid);
     let (idle_mpps, _) = rate(&mut c, |_| std::thread::sleep(Duration::from_secs(2)));
@@ -141,6 +152,7 @@ fn main() {
     // Routes: 100 per router, 10 routers (1,000 routes) per transaction, while
     // the worker forwards.
     let total_routes = routers * routes_per_router;
+    c.take();
     let (route_mpps, route_s) = rate(&mut c, |c| {
         let mut batch = Vec::new();
         for i in 0..routers {
@@ -157,6 +169,7 @@ fn main() {
         }
     });
 
+    let route_daemon = c.take();
     // Floating IPs: a port per FIP (10 per router subnet), then the FIPs, 1,000
     // changes per transaction.
     let t = Instant::now();
@@ -176,6 +189,7 @@ fn main() {
         c.apply(std::mem::take(&mut batch));
     }
     let ports_s = t.elapsed().as_secs_f64();
+    c.take();
     let (fip_mpps, fip_s) = rate(&mut c, |c| {
         let mut batch = Vec::new();
         for j in 0..fips {
@@ -191,6 +205,7 @@ fn main() {
         }
     });
 
+    let fip_daemon = c.take();
     // Latency of one change, request to reply (published), on the full model.
     let mut lat = Vec::new();
     let mut publish = Vec::new();
@@ -228,12 +243,24 @@ fn main() {
         total_routes as f64 / route_s
     );
     println!(
+        "  of which in the daemon: {:.2} s of {route_s:.2} s; applied and published {:.2} s, journal {:.2} s",
+        route_daemon.1,
+        route_daemon.0,
+        route_daemon.1 - route_daemon.0
+    );
+    println!(
         "ports for FIPs               {:>10.0} changes/s",
         fips as f64 / ports_s
     );
     println!(
         "floating IPs (batched)       {:>10.0} FIPs/s     (goal >= 500,000)",
         fips as f64 / fip_s
+    );
+    println!(
+        "  of which in the daemon: {:.2} s of {fip_s:.2} s; applied and published {:.2} s, journal {:.2} s",
+        fip_daemon.1,
+        fip_daemon.0,
+        fip_daemon.1 - fip_daemon.0
     );
     let pct = |v: &[f64]| (v[v.len() / 2], v[v.len() * 99 / 100], v[v.len() - 1]);
     let (p50, p99, max) = pct(&publish);
