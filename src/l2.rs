@@ -9,17 +9,17 @@ pub type Dest = u16;
 /// The disposition of a dropped packet in a destination array.
 pub const DROP: Dest = u16::MAX;
 
-/// A MAC → port table with open addressing: a power-of-two array of slots, linear
-/// probing, key 0 (the all-zero MAC, never a valid station) marks an empty slot.
-/// Built once; lookups never allocate.
+/// A MAC → value table (a port by default) with open addressing: a power-of-two
+/// array of slots, linear probing, key 0 (the all-zero MAC, never a valid
+/// station) marks an empty slot. Built once; lookups never allocate.
 #[derive(Debug, Clone)]
-pub struct MacTable {
+pub struct MacTable<V: Copy + Default = u16> {
     keys: Box<[u64]>,
-    ports: Box<[u16]>,
+    ports: Box<[V]>,
     mask: usize,
     len: usize,
     /// The same entries as a short list, when there are at most [`SMALL`].
-    small: Option<Box<[(u64, u16)]>>,
+    small: Option<Box<[(u64, V)]>>,
 }
 
 /// Tables up to this size are searched linearly.
@@ -31,14 +31,20 @@ fn hash(key: u64) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize
 }
 
-impl MacTable {
-    /// Builds a table from (MAC, port) pairs; a later pair for the same MAC wins.
+impl<V: Copy + Default> Default for MacTable<V> {
+    fn default() -> Self {
+        Self::new(&[])
+    }
+}
+
+impl<V: Copy + Default> MacTable<V> {
+    /// Builds a table from (MAC, value) pairs; a later pair for the same MAC wins.
     /// Zero and group MACs are skipped (they cannot be looked up).
-    pub fn new(entries: &[(MacAddr, u16)]) -> Self {
+    pub fn new(entries: &[(MacAddr, V)]) -> Self {
         let cap = (entries.len() * 2).next_power_of_two().max(16);
         let mut t = MacTable {
             keys: vec![0; cap].into_boxed_slice(),
-            ports: vec![0; cap].into_boxed_slice(),
+            ports: vec![V::default(); cap].into_boxed_slice(),
             mask: cap - 1,
             len: 0,
             small: None,
@@ -64,7 +70,7 @@ impl MacTable {
             }
         }
         if t.len <= SMALL {
-            let small: Vec<(u64, u16)> = t
+            let small: Vec<(u64, V)> = t
                 .keys
                 .iter()
                 .zip(t.ports.iter())
@@ -84,9 +90,18 @@ impl MacTable {
         self.len == 0
     }
 
-    /// The port of a MAC given as a key ([`MacAddr::key_of`]).
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, V)> + '_ {
+        self.keys
+            .iter()
+            .zip(self.ports.iter())
+            .filter(|(k, _)| **k != 0)
+            .map(|(k, v)| (*k, *v))
+    }
+
+    /// The value of a MAC given as a key ([`MacAddr::key_of`]).
     #[inline(always)]
-    pub fn get(&self, key: u64) -> Option<u16> {
+    pub fn get(&self, key: u64) -> Option<V> {
         if let Some(small) = &self.small {
             // A handful of entries: compare them all, no hashing, no probing.
             return small.iter().find(|(k, _)| *k == key).map(|(_, p)| *p);

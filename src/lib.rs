@@ -12,6 +12,8 @@ pub mod l2;
 pub mod mac;
 pub mod model;
 pub mod pcap;
+pub mod pipeline;
+pub mod pkt;
 pub mod proto;
 pub mod snapshot;
 pub mod stats;

@@ -26,6 +26,12 @@ impl MacAddr {
         u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0])
     }
 
+    /// The MAC of a key ([`MacAddr::key`]).
+    pub fn from_key(k: u64) -> MacAddr {
+        let b = k.to_le_bytes();
+        MacAddr([b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+
     /// The key ([`MacAddr::key`]) of the MAC in the first six bytes of `b`, which
     /// must hold at least eight bytes (an Ethernet header always does).
     #[inline(always)]

@@ -2,86 +2,132 @@
 //! this node and published RCU style: the control thread swaps in a new snapshot
 //! (`arc_swap::ArcSwap`), a worker loads the current one once per burst, and an old
 //! snapshot is freed when the last worker that loaded it has finished its burst.
+//!
+//! A snapshot is a tree of `Arc`s: the node's own tables (VTEP, DVR MAC, the
+//! other hosts, segment → network maps), one table set per network (FDB with
+//! local ports, remote ports behind their host's VTEP and router interfaces; the
+//! ARP/ND responder's addresses; the gateways), one per router (interfaces, LPM,
+//! neighbours with where they live), and one slot per dataplane port. A change
+//! recompiles only the networks and routers it touches; everything else is
+//! shared with the previous snapshot.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
+use std::hash::BuildHasherDefault;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use serde::Serialize;
 
-use crate::fib::{Fib, NextHop};
+use crate::config::PortRole;
+use crate::fib::{Fib, IntHasher, NextHop};
 use crate::l2::MacTable;
 use crate::mac::MacAddr;
-use crate::model::{Applied, Kind, Model, Router};
+use crate::model::{Applied, Kind, Model, NetworkType, Router};
 
 /// Where a snapshot is published and read.
 pub type Tables = arc_swap::ArcSwap<Snapshot>;
 
-const NO_NETWORK: u32 = u32::MAX;
+/// A map keyed by IP address with a cheap hash (keys come from the operator).
+pub type IpMap<V> = HashMap<IpAddr, V, BuildHasherDefault<IntHasher>>;
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
-/// What this node's dataplane needs to know, compiled.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// The model generation it was compiled from (0: configuration only).
-    pub generation: u64,
-    /// Per dataplane port: the index in `fdbs` of the network of the model port
-    /// bound to it, or NO_NETWORK.
-    port_net: Box<[u32]>,
-    /// Per network that has ports here: its MAC table (local ports only, until the
-    /// overlay of issue 4).
-    fdbs: Box<[Arc<MacTable>]>,
-    /// The configuration's static table, for dataplane ports no model port is bound to.
-    static_fdb: Arc<MacTable>,
-    /// Per router (index from the [`Compiler`]): its tables, or None when the
-    /// router is disabled or deleted (a disabled router routes nothing).
-    pub routers: Box<[Option<Arc<RouterTables>>]>,
+/// Where a frame goes after the L2 lookup, or where a neighbour lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dest {
+    /// Nowhere this node can send to (a port bound to no host, or to a host
+    /// without a VTEP).
+    #[default]
+    Nowhere,
+    /// A VM port of this node (dataplane port index).
+    Local(u16),
+    /// A port on another host (index in [`NodeTables::hosts`]).
+    Remote(u16),
+    /// A router interface (router index, interface index).
+    Router { router: u32, iface: u16 },
 }
 
-/// Port names by the subnets of their fixed IPs.
-pub type PortsBySubnet = HashMap<String, BTreeSet<String>>;
-
-fn ports_by_subnet(model: &Model) -> PortsBySubnet {
-    let mut m = PortsBySubnet::new();
-    for p in model.ports.values() {
-        for f in &p.fixed_ips {
-            m.entry(f.subnet.clone())
-                .or_default()
-                .insert(p.name.clone());
-        }
-    }
-    m
-}
-
-/// A port served by this node: its network, MAC and dataplane port index.
+/// Another host, as the overlay reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LocalPort {
-    network: String,
-    mac: MacAddr,
-    index: u16,
+pub struct HostEntry {
+    pub name: String,
+    pub vtep: Ipv4Addr,
+    pub dvr_mac: Option<MacAddr>,
 }
 
-/// The local ports of `model` on `node`, by port name.
-fn local_ports(model: &Model, node: &NodePorts) -> HashMap<String, LocalPort> {
-    model
-        .ports
-        .values()
-        .filter_map(|p| local_port(p, node).map(|l| (p.name.clone(), l)))
-        .collect()
+/// What the node knows of itself and of the other hosts.
+#[derive(Debug, Clone, Default)]
+pub struct NodeTables {
+    pub name: String,
+    pub vtep: Option<Ipv4Addr>,
+    pub dvr_mac: Option<MacAddr>,
+    /// The underlay port (index, MAC), if the node has one.
+    pub underlay: Option<(u16, MacAddr)>,
+    /// The other hosts with a VTEP, by name.
+    pub hosts: Vec<HostEntry>,
+    /// The other hosts' DVR MACs (value: host index).
+    pub dvr_macs: MacTable<u16>,
+    /// Network index by VXLAN VNI, GRE key and VLAN id.
+    pub by_vni: IntMap<u32, u32>,
+    pub by_gre_key: IntMap<u32, u32>,
+    pub by_vlan: IntMap<u32, u32>,
+    /// Resolved underlay neighbours: VTEP → MAC.
+    pub vtep_macs: IntMap<Ipv4Addr, MacAddr>,
 }
 
-/// The port as served here, if its host is this node and its binding names one
-/// of this node's VM ports.
-fn local_port(p: &crate::model::Port, node: &NodePorts) -> Option<LocalPort> {
-    if p.host.as_deref() != Some(node.node.as_str()) {
-        return None;
-    }
-    let b = p.binding.as_deref()?;
-    let index = node.ports.iter().position(|(n, vm)| *vm && n == b)? as u16;
-    Some(LocalPort {
-        network: p.network.clone(),
-        mac: p.mac,
-        index,
-    })
+/// A VM port of this node bound to a model port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPort {
+    pub name: String,
+    pub network: String,
+    pub net: u32,
+    pub mac: MacAddr,
+    pub security: bool,
+    pub ips: Vec<IpAddr>,
+    /// Allowed address pairs: a prefix and the MAC it may use (None: the port's).
+    pub pairs: Vec<(IpNet, Option<MacAddr>)>,
+    pub index: u16,
+}
+
+/// What a dataplane port is to the pipeline.
+#[derive(Debug, Clone)]
+pub enum Slot {
+    /// A VM port; `None` when no model port is bound to it (the configuration's
+    /// static table switches it).
+    Vm(Option<Arc<VmPort>>),
+    Underlay,
+    External,
+}
+
+/// A router interface on a network, as the network's tables see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gw {
+    pub cidr: IpNet,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+    pub router: u32,
+    pub iface: u16,
+}
+
+/// One network's tables.
+#[derive(Debug, Clone)]
+pub struct NetTables {
+    pub name: String,
+    pub kind: NetworkType,
+    pub segment: u32,
+    pub mtu: u16,
+    pub external: bool,
+    /// Destination MAC → where it is.
+    pub fdb: MacTable<Dest>,
+    /// The addresses the ARP / ND responder answers for, with their MACs.
+    pub arp: IpMap<MacAddr>,
+    /// The enabled router interfaces on this network.
+    pub gateways: Vec<Gw>,
+    /// Other hosts with ports here (head-end replication), by host index.
+    pub remote_hosts: Vec<u16>,
+    /// This node's ports here.
+    pub local_ports: Vec<u16>,
 }
 
 /// A router interface as the dataplane sees it.
@@ -89,9 +135,18 @@ fn local_port(p: &crate::model::Port, node: &NodePorts) -> Option<LocalPort> {
 pub struct Iface {
     pub subnet: String,
     pub network: String,
+    pub net: u32,
     pub cidr: IpNet,
     pub ip: IpAddr,
     pub mac: MacAddr,
+}
+
+/// A neighbour of a router: an address on a connected subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    pub mac: MacAddr,
+    pub port: String,
+    pub dest: Dest,
 }
 
 /// One router's compiled tables.
@@ -103,22 +158,118 @@ pub struct RouterTables {
     /// Connected subnets, extra routes, the default route through the gateway.
     pub fib: Fib,
     /// Addresses on the router's connected subnets and their MACs (from the
-    /// model's ports: no ARP needed), as `(IP, MAC, port name)`.
-    pub neighbors: HashMap<IpAddr, (MacAddr, String)>,
+    /// model's ports: no ARP needed), and where each lives.
+    pub neighbors: IpMap<Neighbor>,
 }
 
+/// The dataplane side of a node, as the compiler needs it.
+#[derive(Debug, Clone)]
+pub struct NodePorts {
+    /// This node's name (model ports with `host` equal to it are local).
+    pub node: String,
+    /// Dataplane ports, in port index order.
+    pub ports: Vec<DpPort>,
+    /// The configuration's static FDB.
+    pub static_fdb: Vec<(MacAddr, u16)>,
+    /// The configuration's VTEP and DVR MAC (the model's host record wins).
+    pub vtep: Option<Ipv4Addr>,
+    pub dvr_mac: Option<MacAddr>,
+}
+
+/// A dataplane port: its configured name and role, and its MAC once started.
+#[derive(Debug, Clone)]
+pub struct DpPort {
+    pub name: String,
+    pub role: PortRole,
+    pub mac: MacAddr,
+}
+
+impl NodePorts {
+    pub fn index_of(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+    }
+}
+
+/// The model's view that compiling needs besides the model: host and network
+/// indexes, this node.
+struct Ctx<'a> {
+    model: &'a Model,
+    node: &'a NodePorts,
+    host_ids: &'a HashMap<String, u16>,
+    net_ids: &'a HashMap<String, u32>,
+}
+
+impl Ctx<'_> {
+    /// The VM port of this node that model port `p` is bound to.
+    fn local_index(&self, p: &crate::model::Port) -> Option<u16> {
+        if p.host.as_deref() != Some(self.node.node.as_str()) {
+            return None;
+        }
+        let b = p.binding.as_deref()?;
+        self.node
+            .ports
+            .iter()
+            .position(|d| d.role == PortRole::Vm && d.name == b)
+            .map(|i| i as u16)
+    }
+
+    /// Where model port `p` is, seen from this node.
+    fn port_dest(&self, p: &crate::model::Port) -> Dest {
+        if let Some(i) = self.local_index(p) {
+            return Dest::Local(i);
+        }
+        match p.host.as_deref().and_then(|h| self.host_ids.get(h)) {
+            Some(&h) => Dest::Remote(h),
+            None => Dest::Nowhere,
+        }
+    }
+
+    fn vm_port(&self, p: &crate::model::Port) -> Option<VmPort> {
+        let index = self.local_index(p)?;
+        Some(VmPort {
+            name: p.name.clone(),
+            network: p.network.clone(),
+            net: *self.net_ids.get(&p.network)?,
+            mac: p.mac,
+            security: p.port_security,
+            ips: p.fixed_ips.iter().map(|f| f.ip).collect(),
+            pairs: p
+                .allowed_address_pairs
+                .iter()
+                .map(|a| (a.ip, a.mac))
+                .collect(),
+            index,
+        })
+    }
+}
+
+/// Port names by the subnets of their fixed IPs (or by network).
+pub type PortsBy = HashMap<String, BTreeSet<String>>;
+
 impl RouterTables {
-    /// Compiles one router from the model; `ports_by_subnet` indexes the
-    /// model's ports by the subnets of their fixed IPs.
-    pub fn compile(model: &Model, r: &Router, ports_by_subnet: &PortsBySubnet) -> RouterTables {
+    /// Compiles one router from the model.
+    fn compile(cx: &Ctx<'_>, r: &Router, ports_by_subnet: &PortsBy) -> RouterTables {
+        let model = cx.model;
         let mut fib = Fib::default();
         let mut interfaces = Vec::new();
-        for (i, itf) in r.interfaces.iter().enumerate() {
+        for itf in &r.interfaces {
             if let Some(sn) = model.subnets.get(&itf.subnet) {
-                fib.insert(sn.cidr, NextHop::Connected { iface: i as u16 });
+                let Some(&net) = cx.net_ids.get(&sn.network) else {
+                    continue;
+                };
+                fib.insert(
+                    sn.cidr,
+                    NextHop::Connected {
+                        iface: interfaces.len() as u16,
+                    },
+                );
                 interfaces.push(Iface {
                     subnet: sn.name.clone(),
                     network: sn.network.clone(),
+                    net,
                     cidr: sn.cidr,
                     ip: itf.ip,
                     mac: itf.mac,
@@ -143,12 +294,19 @@ impl RouterTables {
         for route in &r.routes {
             fib.insert(route.destination, NextHop::Via { via: route.nexthop });
         }
-        let mut neighbors = HashMap::new();
+        let mut neighbors = IpMap::default();
         for i in &interfaces {
             for name in ports_by_subnet.get(&i.subnet).into_iter().flatten() {
                 if let Some(p) = model.ports.get(name) {
                     for f in p.fixed_ips.iter().filter(|f| f.subnet == i.subnet) {
-                        neighbors.insert(f.ip, (p.mac, p.name.clone()));
+                        neighbors.insert(
+                            f.ip,
+                            Neighbor {
+                                mac: p.mac,
+                                port: p.name.clone(),
+                                dest: cx.port_dest(p),
+                            },
+                        );
                     }
                 }
             }
@@ -164,19 +322,118 @@ impl RouterTables {
 
     /// The ports whose addresses this router's neighbour table holds.
     fn neighbor_ports(&self) -> impl Iterator<Item = &str> {
-        self.neighbors.values().map(|(_, p)| p.as_str())
+        self.neighbors.values().map(|n| n.port.as_str())
     }
 }
 
-/// The dataplane side of a node, as the compiler needs it.
-#[derive(Debug, Clone)]
-pub struct NodePorts {
-    /// This node's name (model ports with `host` equal to it are local).
-    pub node: String,
-    /// Dataplane port names, in port index order, with whether they are VM ports.
-    pub ports: Vec<(String, bool)>,
-    /// The configuration's static FDB.
-    pub static_fdb: Vec<(MacAddr, u16)>,
+impl NetTables {
+    /// Compiles network `name`: its ports (`ports`), the enabled routers' interfaces
+    /// on it (from their compiled tables).
+    fn compile(
+        cx: &Ctx<'_>,
+        name: &str,
+        ports: Option<&BTreeSet<String>>,
+        routers: &[Option<Arc<RouterTables>>],
+        router_ids: Option<&BTreeSet<usize>>,
+    ) -> Option<NetTables> {
+        let n = cx.model.networks.get(name)?;
+        let mut fdb = Vec::new();
+        let mut arp = IpMap::default();
+        let mut remote_hosts = BTreeSet::new();
+        let mut local_ports = BTreeSet::new();
+        for p in ports
+            .into_iter()
+            .flatten()
+            .filter_map(|p| cx.model.ports.get(p))
+        {
+            let dest = cx.port_dest(p);
+            match dest {
+                Dest::Nowhere => continue,
+                Dest::Local(i) => {
+                    local_ports.insert(i);
+                }
+                Dest::Remote(h) => {
+                    remote_hosts.insert(h);
+                }
+                Dest::Router { .. } => {}
+            }
+            fdb.push((p.mac, dest));
+            for f in &p.fixed_ips {
+                arp.insert(f.ip, p.mac);
+            }
+            for a in &p.allowed_address_pairs {
+                let mac = a.mac.unwrap_or(p.mac);
+                if a.mac.is_some() {
+                    fdb.push((mac, dest));
+                }
+                if a.ip.prefix_len() == a.ip.max_prefix_len() {
+                    arp.insert(a.ip.addr(), mac);
+                }
+            }
+        }
+        let mut gateways = Vec::new();
+        for &id in router_ids.into_iter().flatten() {
+            let Some(t) = routers.get(id).and_then(|t| t.as_deref()) else {
+                continue;
+            };
+            for (k, i) in t.interfaces.iter().enumerate() {
+                if i.network != name {
+                    continue;
+                }
+                let gw = Gw {
+                    cidr: i.cidr,
+                    ip: i.ip,
+                    mac: i.mac,
+                    router: id as u32,
+                    iface: k as u16,
+                };
+                fdb.push((
+                    i.mac,
+                    Dest::Router {
+                        router: gw.router,
+                        iface: gw.iface,
+                    },
+                ));
+                arp.insert(i.ip, i.mac);
+                gateways.push(gw);
+            }
+        }
+        gateways.sort_by_key(|g| (g.router, g.iface));
+        Some(NetTables {
+            name: n.name.clone(),
+            kind: n.network_type,
+            segment: n.segment.unwrap_or(0),
+            mtu: n.mtu,
+            external: n.external,
+            fdb: MacTable::new(&fdb),
+            arp,
+            gateways,
+            remote_hosts: remote_hosts.into_iter().collect(),
+            local_ports: local_ports.into_iter().collect(),
+        })
+    }
+}
+
+/// The hosts with a VTEP other than `node`, by name, and their indexes.
+fn hosts_of(model: &Model, node: &str) -> (Vec<HostEntry>, HashMap<String, u16>) {
+    let hosts: Vec<HostEntry> = model
+        .hosts
+        .values()
+        .filter(|h| h.name != node)
+        .filter_map(|h| {
+            Some(HostEntry {
+                name: h.name.clone(),
+                vtep: h.vtep?,
+                dvr_mac: h.dvr_mac,
+            })
+        })
+        .collect();
+    let ids = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.clone(), i as u16))
+        .collect();
+    (hosts, ids)
 }
 
 impl Snapshot {
@@ -184,57 +441,25 @@ impl Snapshot {
     pub fn from_config(node: &NodePorts) -> Snapshot {
         Snapshot {
             generation: 0,
-            port_net: vec![NO_NETWORK; node.ports.len()].into_boxed_slice(),
-            fdbs: Box::new([]),
+            node: Arc::new(NodeTables {
+                name: node.node.clone(),
+                vtep: node.vtep,
+                dvr_mac: node.dvr_mac,
+                underlay: underlay_of(node),
+                ..NodeTables::default()
+            }),
+            ports: slots(node, &HashMap::new()),
+            nets: Box::new([]),
             static_fdb: Arc::new(MacTable::new(&node.static_fdb)),
             routers: Box::new([]),
         }
     }
 
-    /// Compiles the model for `node` from scratch (routers in name order). A
-    /// model port is served here when its host is this node and its binding names
-    /// one of this node's VM ports.
-    pub fn compile(model: &Model, node: &NodePorts) -> Snapshot {
-        let mut s = Self::compile_l2(model.generation, &local_ports(model, node), node);
-        let by_subnet = ports_by_subnet(model);
-        s.routers = model
-            .routers
-            .values()
-            .map(|r| {
-                r.admin_state_up
-                    .then(|| Arc::new(RouterTables::compile(model, r, &by_subnet)))
-            })
-            .collect();
-        s
-    }
-
-    /// The L2 part of the snapshot (no routers) from this node's local ports.
-    fn compile_l2(
-        generation: u64,
-        local: &HashMap<String, LocalPort>,
-        node: &NodePorts,
-    ) -> Snapshot {
-        let mut port_net = vec![NO_NETWORK; node.ports.len()];
-        let mut nets: HashMap<&str, u32> = HashMap::new();
-        let mut entries: Vec<Vec<(MacAddr, u16)>> = Vec::new();
-        // In name order, so that equal inputs give equal tables.
-        let mut ports: Vec<(&String, &LocalPort)> = local.iter().collect();
-        ports.sort_by(|a, b| a.0.cmp(b.0));
-        for (_, l) in ports {
-            let n = *nets.entry(l.network.as_str()).or_insert_with(|| {
-                entries.push(Vec::new());
-                (entries.len() - 1) as u32
-            });
-            entries[n as usize].push((l.mac, l.index));
-            port_net[l.index as usize] = n;
-        }
-        Snapshot {
-            generation,
-            port_net: port_net.into_boxed_slice(),
-            fdbs: entries.iter().map(|e| Arc::new(MacTable::new(e))).collect(),
-            static_fdb: Arc::new(MacTable::new(&node.static_fdb)),
-            routers: Box::new([]),
-        }
+    /// Compiles the model for `node` from scratch. A model port is served here
+    /// when its host is this node and its binding names one of this node's VM
+    /// ports.
+    pub fn compile(model: &Model, node: &NodePorts) -> Arc<Snapshot> {
+        Compiler::new(model, node.clone()).current().clone()
     }
 
     /// The tables of router `name`, if it is enabled.
@@ -243,22 +468,74 @@ impl Snapshot {
         self.routers.get(id)?.as_deref()
     }
 
-    /// The MAC table that frames arriving on `in_port` are switched with.
-    #[inline(always)]
-    pub fn fdb_for(&self, in_port: u16) -> &MacTable {
-        match self.port_net.get(in_port as usize) {
-            Some(&n) if n != NO_NETWORK => &self.fdbs[n as usize],
-            _ => &self.static_fdb,
-        }
+    /// The tables of network `name`.
+    pub fn network<'a>(&'a self, compiler: &Compiler, name: &str) -> Option<&'a NetTables> {
+        let id = *compiler.net_ids.get(name)?;
+        self.nets.get(id as usize)?.as_deref()
     }
+
+    /// The configuration's static MAC table (for VM ports no model port is bound to).
+    #[inline(always)]
+    pub fn static_fdb(&self) -> &MacTable {
+        &self.static_fdb
+    }
+
+    /// The network tables of index `net`.
+    #[inline(always)]
+    pub fn net(&self, net: u32) -> Option<&NetTables> {
+        self.nets.get(net as usize)?.as_deref()
+    }
+}
+
+fn underlay_of(node: &NodePorts) -> Option<(u16, MacAddr)> {
+    node.ports
+        .iter()
+        .position(|p| p.role == PortRole::Underlay)
+        .map(|i| (i as u16, node.ports[i].mac))
+}
+
+fn slots(node: &NodePorts, local: &HashMap<String, VmPort>) -> Box<[Slot]> {
+    let mut s: Vec<Slot> = node
+        .ports
+        .iter()
+        .map(|p| match p.role {
+            PortRole::Vm => Slot::Vm(None),
+            PortRole::Underlay => Slot::Underlay,
+            PortRole::External => Slot::External,
+        })
+        .collect();
+    // Two model ports bound to one dataplane port: the first by name serves it.
+    let mut v: Vec<&VmPort> = local.values().collect();
+    v.sort_by(|a, b| b.name.cmp(&a.name));
+    for v in v {
+        s[v.index as usize] = Slot::Vm(Some(Arc::new(v.clone())));
+    }
+    s.into_boxed_slice()
+}
+
+/// The dataplane's tables: see the module documentation.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The model generation it was compiled from (0: configuration only).
+    pub generation: u64,
+    pub node: Arc<NodeTables>,
+    /// Per dataplane port.
+    pub ports: Box<[Slot]>,
+    /// Per network (index from the [`Compiler`]); None when deleted.
+    pub nets: Box<[Option<Arc<NetTables>>]>,
+    /// The configuration's static table, for VM ports no model port is bound to.
+    static_fdb: Arc<MacTable>,
+    /// Per router (index from the [`Compiler`]): its tables, or None when the
+    /// router is disabled or deleted (a disabled router routes nothing).
+    pub routers: Box<[Option<Arc<RouterTables>>]>,
 }
 
 /// Keeps the published snapshot up to date with the model, recompiling only what
 /// a transaction touched: the routers it changed, the routers whose neighbour
-/// tables hold (or should now hold) a changed port, and the L2 tables when ports
-/// or hosts changed. Every other router's tables are shared with the previous
-/// snapshot (`Arc`), so a change costs the size of what it touches plus one
-/// pointer per router.
+/// tables hold (or should now hold) a changed port, the networks whose ports or
+/// router interfaces changed, and the port slots when this node's ports
+/// changed. A host change (VTEPs, DVR MACs) recompiles everything. Every other
+/// table is shared with the previous snapshot (`Arc`).
 pub struct Compiler {
     node: NodePorts,
     /// Router name → index in `Snapshot::routers` (stable; deleted routers leave
@@ -266,16 +543,28 @@ pub struct Compiler {
     ids: HashMap<String, usize>,
     /// Index → router name.
     names: Vec<String>,
+    /// Network name → index in `Snapshot::nets` (stable, like routers).
+    net_ids: HashMap<String, u32>,
+    net_names: Vec<String>,
+    host_ids: HashMap<String, u16>,
+    hosts: Vec<HostEntry>,
     /// Subnet → routers with an interface on it.
     by_subnet: HashMap<String, BTreeSet<usize>>,
+    /// Network → routers with an interface on it.
+    routers_by_net: HashMap<String, BTreeSet<usize>>,
     /// Port → routers whose neighbour tables hold one of its addresses.
     by_port: HashMap<String, BTreeSet<usize>>,
     /// The model's ports by the subnets of their fixed IPs.
-    ports_by_subnet: PortsBySubnet,
+    ports_by_subnet: PortsBy,
     /// Port → the subnets it is indexed under in `ports_by_subnet`.
     port_subnets: HashMap<String, Vec<String>>,
-    /// This node's ports.
-    local: HashMap<String, LocalPort>,
+    /// The model's ports by network, and each port's network.
+    ports_by_net: PortsBy,
+    port_net: HashMap<String, String>,
+    /// This node's bound VM ports.
+    local: HashMap<String, VmPort>,
+    /// Resolved underlay neighbours.
+    vtep_macs: IntMap<Ipv4Addr, MacAddr>,
     current: Arc<Snapshot>,
 }
 
@@ -287,38 +576,48 @@ impl Compiler {
             node,
             ids: HashMap::new(),
             names: Vec::new(),
+            net_ids: HashMap::new(),
+            net_names: Vec::new(),
+            host_ids: HashMap::new(),
+            hosts: Vec::new(),
             by_subnet: HashMap::new(),
+            routers_by_net: HashMap::new(),
             by_port: HashMap::new(),
-            ports_by_subnet: ports_by_subnet(model),
-            port_subnets: model
-                .ports
-                .values()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        p.fixed_ips.iter().map(|f| f.subnet.clone()).collect(),
-                    )
-                })
-                .collect(),
+            ports_by_subnet: PortsBy::new(),
+            port_subnets: HashMap::new(),
+            ports_by_net: PortsBy::new(),
+            port_net: HashMap::new(),
             local: HashMap::new(),
+            vtep_macs: IntMap::default(),
         };
-        c.local = local_ports(model, &c.node);
-        let mut snap = Snapshot::compile_l2(model.generation, &c.local, &c.node);
-        let mut routers = Vec::with_capacity(model.routers.len());
-        for r in model.routers.values() {
-            let id = routers.len();
-            c.ids.insert(r.name.clone(), id);
-            c.names.push(r.name.clone());
-            let t = r
-                .admin_state_up
-                .then(|| Arc::new(RouterTables::compile(model, r, &c.ports_by_subnet)));
-            if let Some(t) = &t {
-                c.index(id, t);
-            }
-            routers.push(t);
+        for name in model.networks.keys() {
+            c.net_id(name);
         }
-        snap.routers = routers.into_boxed_slice();
-        c.current = Arc::new(snap);
+        for name in model.routers.keys() {
+            c.router_id(name);
+        }
+        let all: Vec<Applied> = model
+            .hosts
+            .keys()
+            .take(1)
+            .map(|n| Applied {
+                kind: Kind::Host,
+                name: n.clone(),
+            })
+            .chain(model.ports.keys().map(|n| Applied {
+                kind: Kind::Port,
+                name: n.clone(),
+            }))
+            .chain(model.networks.keys().map(|n| Applied {
+                kind: Kind::Network,
+                name: n.clone(),
+            }))
+            .chain(model.routers.keys().map(|n| Applied {
+                kind: Kind::Router,
+                name: n.clone(),
+            }))
+            .collect();
+        c.apply(model, &all, true);
         c
     }
 
@@ -343,10 +642,44 @@ impl Compiler {
         self.names.clone()
     }
 
+    /// Names of the networks the compiler knows, in index order.
+    pub fn network_names(&self) -> Vec<String> {
+        self.net_names.clone()
+    }
+
+    /// The other hosts, by index.
+    pub fn hosts(&self) -> &[HostEntry] {
+        &self.hosts
+    }
+
+    fn net_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.net_ids.get(name) {
+            return id;
+        }
+        let id = self.net_names.len() as u32;
+        self.net_ids.insert(name.to_owned(), id);
+        self.net_names.push(name.to_owned());
+        id
+    }
+
+    fn router_id(&mut self, name: &str) -> usize {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len();
+        self.ids.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
+        id
+    }
+
     fn index(&mut self, id: usize, t: &RouterTables) {
         for i in &t.interfaces {
             self.by_subnet
                 .entry(i.subnet.clone())
+                .or_default()
+                .insert(id);
+            self.routers_by_net
+                .entry(i.network.clone())
                 .or_default()
                 .insert(id);
         }
@@ -356,33 +689,40 @@ impl Compiler {
     }
 
     fn unindex(&mut self, id: usize, t: &RouterTables) {
-        for i in &t.interfaces {
-            if let Some(s) = self.by_subnet.get_mut(&i.subnet) {
+        fn out(m: &mut HashMap<String, BTreeSet<usize>>, k: &str, id: usize) {
+            if let Some(s) = m.get_mut(k) {
                 s.remove(&id);
                 if s.is_empty() {
-                    self.by_subnet.remove(&i.subnet);
+                    m.remove(k);
                 }
             }
         }
+        for i in &t.interfaces {
+            out(&mut self.by_subnet, &i.subnet, id);
+            out(&mut self.routers_by_net, &i.network, id);
+        }
         for p in t.neighbor_ports() {
-            if let Some(s) = self.by_port.get_mut(p) {
-                s.remove(&id);
-                if s.is_empty() {
-                    self.by_port.remove(p);
-                }
-            }
+            out(&mut self.by_port, p, id);
         }
     }
 
-    /// Moves port `name` in `ports_by_subnet` to the subnets it has now.
-    fn reindex_port(&mut self, model: &Model, name: &str) {
-        for sn in self.port_subnets.remove(name).unwrap_or_default() {
-            if let Some(set) = self.ports_by_subnet.get_mut(&sn) {
+    /// Moves port `name` in `ports_by_subnet` and `ports_by_net` to where it
+    /// is now; returns its previous network.
+    fn reindex_port(&mut self, model: &Model, name: &str) -> Option<String> {
+        fn out(m: &mut PortsBy, k: &str, name: &str) {
+            if let Some(set) = m.get_mut(k) {
                 set.remove(name);
                 if set.is_empty() {
-                    self.ports_by_subnet.remove(&sn);
+                    m.remove(k);
                 }
             }
+        }
+        for sn in self.port_subnets.remove(name).unwrap_or_default() {
+            out(&mut self.ports_by_subnet, &sn, name);
+        }
+        let old = self.port_net.remove(name);
+        if let Some(n) = &old {
+            out(&mut self.ports_by_net, n, name);
         }
         if let Some(p) = model.ports.get(name) {
             let subnets: Vec<String> = p.fixed_ips.iter().map(|f| f.subnet.clone()).collect();
@@ -393,83 +733,215 @@ impl Compiler {
                     .insert(name.to_owned());
             }
             self.port_subnets.insert(name.to_owned(), subnets);
+            self.ports_by_net
+                .entry(p.network.clone())
+                .or_default()
+                .insert(name.to_owned());
+            self.port_net.insert(name.to_owned(), p.network.clone());
         }
+        old
+    }
+
+    /// Records the MAC of an underlay neighbour (a VTEP) and publishes it.
+    /// Returns the new snapshot when the MAC is new or changed.
+    pub fn set_vtep_mac(&mut self, vtep: Ipv4Addr, mac: MacAddr) -> Option<Arc<Snapshot>> {
+        if self.vtep_macs.get(&vtep) == Some(&mac) {
+            return None;
+        }
+        self.vtep_macs.insert(vtep, mac);
+        let mut node = (*self.current.node).clone();
+        node.vtep_macs = self.vtep_macs.clone();
+        let cur = &self.current;
+        self.current = Arc::new(Snapshot {
+            generation: cur.generation,
+            node: Arc::new(node),
+            ports: cur.ports.clone(),
+            nets: cur.nets.clone(),
+            static_fdb: cur.static_fdb.clone(),
+            routers: cur.routers.clone(),
+        });
+        Some(self.current.clone())
+    }
+
+    /// The VTEPs of the other hosts that have no resolved MAC yet.
+    pub fn unresolved_vteps(&self) -> Vec<Ipv4Addr> {
+        self.hosts
+            .iter()
+            .map(|h| h.vtep)
+            .filter(|v| !self.vtep_macs.contains_key(v))
+            .collect()
     }
 
     /// The next snapshot after a committed transaction that touched `applied`.
     pub fn update(&mut self, model: &Model, applied: &[Applied]) -> Arc<Snapshot> {
+        self.apply(model, applied, false);
+        self.current.clone()
+    }
+
+    fn apply(&mut self, model: &Model, applied: &[Applied], fresh: bool) {
         let mut dirty: BTreeSet<String> = BTreeSet::new();
-        let mut l2 = false;
+        let mut dirty_nets: BTreeSet<String> = BTreeSet::new();
+        let mut hosts_changed = fresh;
+        let mut nets_changed = fresh;
+        let mut local_changed = fresh;
         for a in applied {
             match a.kind {
                 Kind::Router => {
                     dirty.insert(a.name.clone());
                 }
+                Kind::Network => {
+                    nets_changed = true;
+                    dirty_nets.insert(a.name.clone());
+                }
+                Kind::Host => hosts_changed = true,
                 Kind::Port => {
-                    self.reindex_port(model, &a.name);
-                    let now = model
-                        .ports
-                        .get(&a.name)
-                        .and_then(|p| local_port(p, &self.node));
-                    if self.local.get(&a.name) != now.as_ref() {
-                        l2 = true;
-                        match now {
-                            Some(l) => self.local.insert(a.name.clone(), l),
-                            None => self.local.remove(&a.name),
-                        };
+                    if let Some(old) = self.reindex_port(model, &a.name) {
+                        dirty_nets.insert(old);
+                    }
+                    let p = model.ports.get(&a.name);
+                    if let Some(p) = p {
+                        dirty_nets.insert(p.network.clone());
                     }
                     let mut ids: BTreeSet<usize> =
                         self.by_port.get(&a.name).cloned().unwrap_or_default();
-                    if let Some(p) = model.ports.get(&a.name) {
+                    if let Some(p) = p {
                         for f in &p.fixed_ips {
                             ids.extend(self.by_subnet.get(&f.subnet).into_iter().flatten());
                         }
                     }
                     dirty.extend(ids.iter().map(|&i| self.names[i].clone()));
+                    // Whether this node's slot for it changed is decided below,
+                    // once the network indexes are known.
+                    local_changed |= self.local.contains_key(&a.name)
+                        || p.is_some_and(|p| p.host.as_deref() == Some(self.node.node.as_str()));
                 }
-                // Hosts, networks, subnets and floating IPs change no compiled
-                // table yet: a subnet in use cannot be deleted or changed, and a
-                // port is local by its host's name, not by the host's record.
-                Kind::Host | Kind::Network | Kind::Subnet | Kind::FloatingIp => {}
+                // A subnet in use cannot be deleted or changed; floating IPs come
+                // with the N-S tables.
+                Kind::Subnet | Kind::FloatingIp => {}
+            }
+        }
+        if nets_changed {
+            for name in model.networks.keys() {
+                self.net_id(name);
+            }
+        }
+        if hosts_changed {
+            let (hosts, ids) = hosts_of(model, &self.node.node);
+            if hosts != self.hosts || fresh {
+                self.hosts = hosts;
+                self.host_ids = ids;
+                // Every neighbour and FDB entry may point at another host index.
+                dirty.extend(model.routers.keys().cloned());
+                dirty_nets.extend(model.networks.keys().cloned());
             }
         }
         let mut routers: Vec<Option<Arc<RouterTables>>> = self.current.routers.to_vec();
         for name in dirty {
-            let id = match self.ids.get(&name) {
-                Some(&id) => id,
-                None => {
-                    let id = routers.len();
-                    self.ids.insert(name.clone(), id);
-                    self.names.push(name.clone());
-                    routers.push(None);
-                    id
-                }
-            };
+            let id = self.router_id(&name);
+            if routers.len() <= id {
+                routers.resize(id + 1, None);
+            }
             if let Some(old) = routers[id].take() {
+                dirty_nets.extend(old.interfaces.iter().map(|i| i.network.clone()));
                 self.unindex(id, &old);
             }
             if let Some(r) = model.routers.get(&name) {
                 if r.admin_state_up {
-                    let t = Arc::new(RouterTables::compile(model, r, &self.ports_by_subnet));
+                    let cx = Ctx {
+                        model,
+                        node: &self.node,
+                        host_ids: &self.host_ids,
+                        net_ids: &self.net_ids,
+                    };
+                    let t = Arc::new(RouterTables::compile(&cx, r, &self.ports_by_subnet));
+                    dirty_nets.extend(t.interfaces.iter().map(|i| i.network.clone()));
                     self.index(id, &t);
                     routers[id] = Some(t);
                 }
             }
         }
-        let mut snap = if l2 {
-            Snapshot::compile_l2(model.generation, &self.local, &self.node)
-        } else {
-            Snapshot {
-                generation: model.generation,
-                port_net: self.current.port_net.clone(),
-                fdbs: self.current.fdbs.clone(),
-                static_fdb: self.current.static_fdb.clone(),
-                routers: Box::new([]),
-            }
+        let mut nets: Vec<Option<Arc<NetTables>>> = self.current.nets.to_vec();
+        nets.resize(self.net_names.len(), None);
+        let cx = Ctx {
+            model,
+            node: &self.node,
+            host_ids: &self.host_ids,
+            net_ids: &self.net_ids,
         };
-        snap.routers = routers.into_boxed_slice();
-        self.current = Arc::new(snap);
-        self.current.clone()
+        for name in &dirty_nets {
+            let Some(&id) = self.net_ids.get(name) else {
+                continue;
+            };
+            nets[id as usize] = NetTables::compile(
+                &cx,
+                name,
+                self.ports_by_net.get(name),
+                &routers,
+                self.routers_by_net.get(name),
+            )
+            .map(Arc::new);
+        }
+        if local_changed || nets_changed {
+            let local: HashMap<String, VmPort> = model
+                .ports
+                .values()
+                .filter(|p| p.host.as_deref() == Some(self.node.node.as_str()))
+                .filter_map(|p| cx.vm_port(p).map(|v| (p.name.clone(), v)))
+                .collect();
+            local_changed = fresh || local != self.local;
+            self.local = local;
+        }
+        let cur = &self.current;
+        let node = if hosts_changed || nets_changed {
+            let me = model.hosts.get(&self.node.node);
+            let mut by_vni = IntMap::default();
+            let mut by_gre_key = IntMap::default();
+            let mut by_vlan = IntMap::default();
+            for n in model.networks.values() {
+                let (Some(seg), Some(&id)) = (n.segment, self.net_ids.get(&n.name)) else {
+                    continue;
+                };
+                match n.network_type {
+                    NetworkType::Vxlan => by_vni.insert(seg, id),
+                    NetworkType::Gre => by_gre_key.insert(seg, id),
+                    NetworkType::Vlan => by_vlan.insert(seg, id),
+                    NetworkType::Flat => None,
+                };
+            }
+            let dvr_macs: Vec<(MacAddr, u16)> = self
+                .hosts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| Some((h.dvr_mac?, i as u16)))
+                .collect();
+            Arc::new(NodeTables {
+                name: self.node.node.clone(),
+                vtep: me.and_then(|h| h.vtep).or(self.node.vtep),
+                dvr_mac: me.and_then(|h| h.dvr_mac).or(self.node.dvr_mac),
+                underlay: underlay_of(&self.node),
+                hosts: self.hosts.clone(),
+                dvr_macs: MacTable::new(&dvr_macs),
+                by_vni,
+                by_gre_key,
+                by_vlan,
+                vtep_macs: self.vtep_macs.clone(),
+            })
+        } else {
+            cur.node.clone()
+        };
+        let ports = if local_changed {
+            slots(&self.node, &self.local)
+        } else {
+            cur.ports.clone()
+        };
+        self.current = Arc::new(Snapshot {
+            generation: model.generation,
+            node,
+            ports,
+            nets: nets.into_boxed_slice(),
+            static_fdb: cur.static_fdb.clone(),
+            routers: routers.into_boxed_slice(),
+        });
     }
 }
 
@@ -483,15 +955,30 @@ mod tests {
     }
 
     fn node() -> NodePorts {
+        let dp = |name: &str, role| DpPort {
+            name: name.into(),
+            role,
+            mac: MacAddr::default(),
+        };
         NodePorts {
             node: "cn1".into(),
             ports: vec![
-                ("vm-a".into(), true),
-                ("vm-b".into(), true),
-                ("vm-c".into(), true),
-                ("up".into(), false),
+                dp("vm-a", PortRole::Vm),
+                dp("vm-b", PortRole::Vm),
+                dp("vm-c", PortRole::Vm),
+                dp("up", PortRole::Underlay),
             ],
             static_fdb: vec![(mac("fa:16:3e:00:00:99"), 2)],
+            vtep: None,
+            dvr_mac: None,
+        }
+    }
+
+    /// The FDB of the network dataplane port `p`'s model port is on.
+    fn fdb_of(s: &Snapshot, p: u16) -> Option<&MacTable<Dest>> {
+        match &s.ports[p as usize] {
+            Slot::Vm(Some(v)) => s.net(v.net).map(|n| &n.fdb),
+            _ => None,
         }
     }
 
@@ -545,41 +1032,53 @@ mod tests {
         let s = Snapshot::compile(&m, &node());
         assert_eq!(s.generation, 1);
         let k = |x: &str| mac(x).key();
-        assert_eq!(s.fdb_for(0).get(k("fa:16:3e:00:00:0b")), Some(1));
-        assert_eq!(s.fdb_for(1).get(k("fa:16:3e:00:00:0a")), Some(0));
+        let f0 = fdb_of(&s, 0).unwrap();
+        assert_eq!(f0.get(k("fa:16:3e:00:00:0b")), Some(Dest::Local(1)));
         assert_eq!(
-            s.fdb_for(0).get(k("fa:16:3e:00:00:0c")),
+            fdb_of(&s, 1).unwrap().get(k("fa:16:3e:00:00:0a")),
+            Some(Dest::Local(0))
+        );
+        assert_eq!(f0.get(k("fa:16:3e:00:00:0c")), None, "other network");
+        assert_eq!(
+            fdb_of(&s, 2).unwrap().get(k("fa:16:3e:00:00:0a")),
             None,
             "other network"
         );
+        // cn2 has no VTEP: its port is nowhere this node can reach.
+        assert_eq!(f0.get(k("fa:16:3e:00:00:0d")), None, "unreachable port");
         assert_eq!(
-            s.fdb_for(2).get(k("fa:16:3e:00:00:0a")),
+            f0.get(k("fa:16:3e:00:00:0e")),
             None,
-            "other network"
+            "bound to a port that is not a VM port"
         );
+        assert!(matches!(s.ports[3], Slot::Underlay));
+        assert_eq!(s.static_fdb().get(k("fa:16:3e:00:00:99")), Some(2));
+        // With a VTEP, cn2's port is behind it.
+        let mut m2 = m.clone();
+        m2.apply(&[Change::HostSet {
+            name: "cn2".into(),
+            agent_mode: crate::config::AgentMode::Dvr,
+            vtep: Some("192.0.2.2".parse().unwrap()),
+            dvr_mac: Some(mac("fa:16:3f:00:00:02")),
+            fip_gateway: None,
+        }])
+        .unwrap();
+        let s = Snapshot::compile(&m2, &node());
         assert_eq!(
-            s.fdb_for(0).get(k("fa:16:3e:00:00:0d")),
-            None,
-            "remote port"
+            fdb_of(&s, 0).unwrap().get(k("fa:16:3e:00:00:0d")),
+            Some(Dest::Remote(0))
         );
-        assert_eq!(
-            s.fdb_for(0).get(k("fa:16:3e:00:00:0e")),
-            None,
-            "not a VM port"
-        );
-        assert_eq!(
-            s.fdb_for(3).get(k("fa:16:3e:00:00:99")),
-            Some(2),
-            "unbound port: static table"
-        );
-        assert_eq!(s.fdb_for(9).get(k("fa:16:3e:00:00:99")), Some(2));
+        assert_eq!(s.node.hosts[0].name, "cn2");
+        assert_eq!(s.node.dvr_macs.get(k("fa:16:3f:00:00:02")), Some(0));
+        assert_eq!(s.node.by_vni.len(), 2);
     }
 
     #[test]
     fn config_snapshot_uses_the_static_table() {
         let s = Snapshot::from_config(&node());
         assert_eq!(s.generation, 0);
-        assert_eq!(s.fdb_for(0).get(mac("fa:16:3e:00:00:99").key()), Some(2));
+        assert!(matches!(s.ports[0], Slot::Vm(None)));
+        assert_eq!(s.static_fdb().get(mac("fa:16:3e:00:00:99").key()), Some(2));
     }
 
     fn same_router(a: Option<&RouterTables>, b: Option<&RouterTables>) -> bool {
@@ -712,14 +1211,39 @@ mod tests {
                     "step {step}, {change:?}: router {name} differs"
                 );
             }
-            for port in 0..3u16 {
-                for pm in m.ports.values() {
-                    let k = pm.mac.key();
-                    assert_eq!(
-                        inc.fdb_for(port).get(k),
-                        full.fdb_for(port).get(k),
-                        "step {step}: fdb"
-                    );
+            let full_c = Compiler::new(&m, node());
+            for net in m.networks.keys() {
+                let a = inc.network(&c, net).unwrap();
+                let b = full.network(&full_c, net).unwrap();
+                // Router indexes differ between compilers: compare by name.
+                let named = |c: &Compiler, d: Dest| match d {
+                    Dest::Router { router, iface } => {
+                        format!("{}/{iface}", c.router_names()[router as usize])
+                    }
+                    d => format!("{d:?}"),
+                };
+                let mut fa: Vec<_> = a.fdb.iter().map(|(k, d)| (k, named(&c, d))).collect();
+                let mut fb: Vec<_> = b.fdb.iter().map(|(k, d)| (k, named(&full_c, d))).collect();
+                fa.sort_by_key(|e| e.0);
+                fb.sort_by_key(|e| e.0);
+                assert_eq!(fa, fb, "step {step}, {change:?}: fdb of {net}");
+                assert_eq!(a.arp, b.arp, "step {step}: arp of {net}");
+                assert_eq!(
+                    a.gateways.len(),
+                    b.gateways.len(),
+                    "step {step}: gateways of {net}"
+                );
+                assert_eq!(
+                    a.local_ports, b.local_ports,
+                    "step {step}: local ports of {net}"
+                );
+            }
+            for p in 0..3 {
+                match (&inc.ports[p], &full.ports[p]) {
+                    (Slot::Vm(a), Slot::Vm(b)) => {
+                        assert_eq!(a.as_deref(), b.as_deref(), "step {step}: slot {p}")
+                    }
+                    _ => panic!("slot kinds differ"),
                 }
             }
         }

@@ -4,54 +4,134 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Why a packet was dropped. Every drop is counted under one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DropReason {
-    /// Shorter than an Ethernet header.
-    RuntFrame,
-    /// Chained mbufs: the L2 stage only handles single-segment frames.
-    MultiSegment,
-    /// Source MAC is a group address, which no station may send from.
-    MulticastSrcMac,
-    /// Broadcast or multicast destination: flooding is not configured yet.
-    FloodNotConfigured,
-    /// Destination MAC is not in the FDB.
-    UnknownDstMac,
-    /// The FDB sends the frame back out of the port it came in on.
-    SameIngressPort,
-    /// The destination port has no transmit queue for this worker.
-    NoTxQueue,
-    /// The destination port's transmit queue was full.
-    TxQueueFull,
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $v:ident => $name:literal,)*) => {
+        /// Why a packet was dropped (or, for the ICMP-answered ones, why it was
+        /// not forwarded). Every drop is counted under one of these.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $v,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$v,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The counter's name, as shown by the daemon and `dvr-ctl show errors`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$v => $name,)*
+                }
+            }
+
+            /// What the counter means, for people.
+            pub fn describe(self) -> &'static str {
+                match self {
+                    $(DropReason::$v => concat!($($doc,)*).trim_ascii(),)*
+                }
+            }
+        }
+    };
 }
 
-impl DropReason {
-    pub const ALL: [DropReason; 8] = [
-        DropReason::RuntFrame,
-        DropReason::MultiSegment,
-        DropReason::MulticastSrcMac,
-        DropReason::FloodNotConfigured,
-        DropReason::UnknownDstMac,
-        DropReason::SameIngressPort,
-        DropReason::NoTxQueue,
-        DropReason::TxQueueFull,
-    ];
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// The counter's name, as shown by the daemon and `dvr-ctl show errors`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            DropReason::RuntFrame => "runt_frame",
-            DropReason::MultiSegment => "multi_segment",
-            DropReason::MulticastSrcMac => "multicast_src_mac",
-            DropReason::FloodNotConfigured => "flood_not_configured",
-            DropReason::UnknownDstMac => "unknown_dst_mac",
-            DropReason::SameIngressPort => "same_ingress_port",
-            DropReason::NoTxQueue => "no_tx_queue",
-            DropReason::TxQueueFull => "tx_queue_full",
-        }
-    }
+reasons! {
+    /// Shorter than an Ethernet header.
+    RuntFrame => "runt_frame",
+    /// Chained mbufs: the pipeline handles single-segment frames only.
+    MultiSegment => "multi_segment",
+    /// Source MAC is a group address, which no station may send from.
+    MulticastSrcMac => "multicast_src_mac",
+    /// Broadcast or multicast that is neither ARP nor neighbour discovery: not flooded.
+    FloodNotConfigured => "flood_not_configured",
+    /// Destination MAC is not in the FDB.
+    UnknownDstMac => "unknown_dst_mac",
+    /// The FDB sends the frame back out of the port it came in on.
+    SameIngressPort => "same_ingress_port",
+    /// The destination port has no transmit queue for this worker.
+    NoTxQueue => "no_tx_queue",
+    /// The destination port's transmit queue was full.
+    TxQueueFull => "tx_queue_full",
+    /// Port security: the source MAC is neither the port's nor an allowed pair's.
+    PortSecurityMac => "port_security_mac",
+    /// Port security: the source IP is neither a fixed IP nor inside an allowed pair.
+    PortSecurityIp => "port_security_ip",
+    /// A VLAN-tagged frame from a VM port.
+    VlanFromVm => "vlan_from_vm",
+    /// ARP that is not an Ethernet/IPv4 request or reply of the right length.
+    MalformedArp => "malformed_arp",
+    /// Broadcast ARP request for an address the model does not know (never flooded).
+    ArpUnknownTarget => "arp_unknown_target",
+    /// Neighbour discovery with a bad length, checksum, hop limit or option.
+    MalformedNd => "malformed_nd",
+    /// Neighbour solicitation for an address the model does not know.
+    NdUnknownTarget => "nd_unknown_target",
+    /// A frame larger than its network's MTU (and not answered with an ICMP error).
+    MtuExceeded => "mtu_exceeded",
+    /// Routed frame of an ethertype other than IPv4 / IPv6.
+    UnsupportedEthertype => "unsupported_ethertype",
+    /// IPv4 header truncated, or lengths that disagree with the frame.
+    MalformedIpv4 => "malformed_ipv4",
+    /// IPv4 header checksum is wrong.
+    BadIpv4Checksum => "bad_ipv4_checksum",
+    /// IPv6 header truncated, or a payload length that disagrees with the frame.
+    MalformedIpv6 => "malformed_ipv6",
+    /// Source address that must never be routed (unspecified, loopback, multicast, link-local).
+    MartianSource => "martian_source",
+    /// Destination address that is not routed (multicast, broadcast, loopback, link-local).
+    MartianDestination => "martian_destination",
+    /// TTL / hop limit exhausted (answered with ICMP time exceeded).
+    TtlExpired => "ttl_expired",
+    /// No route (answered with ICMP net unreachable).
+    NoRoute => "no_route",
+    /// Too big for the egress network with DF set (answered with fragmentation needed / packet too big).
+    FragmentationNeeded => "fragmentation_needed",
+    /// The next hop is not a known port on a connected subnet.
+    NeighborUnknown => "neighbor_unknown",
+    /// The next hop's port is bound to no host with a VTEP.
+    NeighborUnbound => "neighbor_unbound",
+    /// North-south traffic (via the external gateway): not served by this node yet.
+    NoExternalPath => "no_external_path",
+    /// To a router address: neither an echo request nor anything the router serves.
+    ToRouterUnsupported => "to_router_unsupported",
+    /// An ICMP error was due but the per-worker rate limit was reached.
+    IcmpRateLimited => "icmp_rate_limited",
+    /// No ICMP error is ever sent about an ICMP error or a non-first fragment.
+    IcmpErrorNotSent => "icmp_error_not_sent",
+    /// The router or network was removed while the frame was on its way.
+    TableGone => "table_gone",
+    /// To another host, but this node has no DVR MAC configured.
+    NoDvrMac => "no_dvr_mac",
+    /// To another host, but this node has no VTEP or no underlay port.
+    NoUnderlay => "no_underlay",
+    /// The remote VTEP's MAC is not resolved yet (ARP on the underlay is pending).
+    VtepUnresolved => "vtep_unresolved",
+    /// No headroom left in the buffer to push the tunnel headers.
+    NoHeadroom => "no_headroom",
+    /// On the underlay: an IPv4 packet whose destination is not this node's VTEP.
+    NotForThisVtep => "not_for_this_vtep",
+    /// On the underlay: outer source is not a known host's VTEP.
+    UnknownVtepSource => "unknown_vtep_source",
+    /// On the underlay: addressed to the VTEP but neither VXLAN nor GRE.
+    NotATunnel => "not_a_tunnel",
+    /// VXLAN header truncated or without the I flag.
+    BadVxlan => "bad_vxlan",
+    /// VXLAN network identifier of no known network.
+    UnknownVni => "unknown_vni",
+    /// GRE header truncated, with flags other than the key, or not Ethernet.
+    BadGre => "bad_gre",
+    /// GRE key of no known network.
+    UnknownGreKey => "unknown_gre_key",
+    /// VLAN id of no known network.
+    UnknownVlan => "unknown_vlan",
+    /// Underlay frame of an ethertype that is neither IPv4, ARP nor 802.1Q.
+    UnderlayEthertype => "underlay_ethertype",
+    /// An ARP reply on the underlay, handed to the control thread (VTEP resolution).
+    ArpReplyConsumed => "arp_reply_consumed",
+    /// Decapsulated frame whose destination is not a local port (never tunnel to tunnel).
+    NotLocalAfterDecap => "not_local_after_decap",
+    /// Received on the external port: north-south is not served by this node yet.
+    ExternalUnsupported => "external_unsupported",
 }
 
 /// A counter written by one thread only.
@@ -103,7 +183,7 @@ impl WorkerCounters {
     pub fn new(ports: usize) -> Self {
         WorkerCounters {
             ports: (0..ports).map(|_| PortCounters::default()).collect(),
-            drops: Default::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
             polls: Counter::default(),
             busy_polls: Counter::default(),
             poll_cycles: Counter::default(),
@@ -155,7 +235,7 @@ impl std::ops::AddAssign for PortSnapshot {
 }
 
 /// A copy of one worker's counters at one moment.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WorkerSnapshot {
     pub ports: Vec<PortSnapshot>,
     pub drops: [u64; DropReason::COUNT],
@@ -163,6 +243,19 @@ pub struct WorkerSnapshot {
     pub busy_polls: u64,
     pub poll_cycles: u64,
     pub packets: u64,
+}
+
+impl Default for WorkerSnapshot {
+    fn default() -> Self {
+        WorkerSnapshot {
+            ports: Vec::new(),
+            drops: [0; DropReason::COUNT],
+            polls: 0,
+            busy_polls: 0,
+            poll_cycles: 0,
+            packets: 0,
+        }
+    }
 }
 
 impl WorkerSnapshot {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::config::PollMode;
 use crate::dpdk::{self, Burst, RxQueue, TxQueue};
-use crate::l2::{self, DROP};
+use crate::l2::DROP;
+use crate::pipeline::{self, Env, NoTrace};
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
@@ -76,6 +77,7 @@ struct Scratch {
     drops: Burst,
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
+    env: Env,
 }
 
 impl Worker {
@@ -97,6 +99,7 @@ impl Worker {
             out_bytes: vec![0; self.tx.len()],
             tx_mask: Self::tx_mask(&self.tx),
             drops: Burst::new(),
+            env: Env::new(dpdk::rdtsc, dpdk::tsc_hz()),
         };
         let mut idle: u32 = 0;
         let mut sleep = Duration::from_micros(1);
@@ -147,17 +150,23 @@ impl Worker {
             // RCU read side: this burst uses this snapshot; dropping the guard
             // at the end of the burst lets a replaced snapshot be freed.
             let snap = self.tables.load();
-            let (fdb, tx_mask, in_port) = (snap.fdb_for(*in_port), s.tx_mask, *in_port);
+            let (tx_mask, in_port) = (s.tx_mask, *in_port);
             let out_bytes = &mut s.out_bytes;
-            s.rx.dispatch(&mut s.outs, &mut s.drops, |frame, len, segs| {
+            let env = &mut s.env;
+            s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
                 rx_bytes += len as u64;
-                let d = if segs != 1 {
-                    Err(DropReason::MultiSegment)
-                } else {
-                    l2::classify(fdb, in_port, frame)
+                let d = match frame {
+                    None => Err(DropReason::MultiSegment),
+                    Some(f) => {
+                        let d = pipeline::process(&snap, env, in_port, f, &mut NoTrace);
+                        if let Some(r) = env.noted.take() {
+                            c.drop(r, 1);
+                        }
+                        d.map(|p| (p, f.len()))
+                    }
                 };
                 match d {
-                    Ok(p) if tx_mask & (1u64 << (p & 63)) != 0 => {
+                    Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
                         out_bytes[p as usize] += len as u64;
                         p
                     }

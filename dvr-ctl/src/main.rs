@@ -974,15 +974,15 @@ fn print_view(what: &str, v: &Value) {
             }),
         ),
         "neighbors" => table(
-            &["router", "ip", "mac", "port"],
+            &["router", "ip", "mac", "port", "location"],
             &rows_of(&v["entries"], |e| {
-                fields(e, &["router", "ip", "mac", "port"])
+                fields(e, &["router", "ip", "mac", "port", "location"])
             }),
         ),
         "fdb" => table(
-            &["network", "mac", "port", "dataplane port"],
+            &["network", "mac", "location", "port", "dataplane port"],
             &rows_of(&v["entries"], |e| {
-                fields(e, &["network", "mac", "port", "dataplane_port"])
+                fields(e, &["network", "mac", "location", "port", "dataplane_port"])
             }),
         ),
         "trace" => {
@@ -994,7 +994,7 @@ fn print_view(what: &str, v: &Value) {
                     .filter(|(k, _)| *k != "stage")
                     .map(|(k, v)| format!("{k}={}", cell(v)))
                     .collect();
-                println!("{:<8} {}", cell(&st["stage"]), rest.join(" "));
+                println!("{:<14} {}", cell(&st["stage"]), rest.join(" "));
             }
         }
         "runtime" => table(

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use dvr::config::PortRole;
 use dvr::config::{Config, PcapRx, PortKind};
 use dvr::dpdk::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
-use dvr::snapshot::{NodePorts, Snapshot, Tables};
+use dvr::mac::MacAddr;
+use dvr::snapshot::{DpPort, NodePorts, Snapshot, Tables};
 use dvr::stats::WorkerCounters;
 use dvr::worker::Worker;
 
@@ -87,8 +87,14 @@ impl Node {
             ports: cfg
                 .ports
                 .iter()
-                .map(|p| (p.name.clone(), p.role == PortRole::Vm))
+                .map(|p| DpPort {
+                    name: p.name.clone(),
+                    role: p.role,
+                    mac: MacAddr::default(),
+                })
                 .collect(),
+            vtep: cfg.vtep,
+            dvr_mac: cfg.dvr_mac,
             static_fdb: cfg
                 .l2
                 .fdb
@@ -158,8 +164,12 @@ impl Node {
             for w in txqs.iter_mut() {
                 w.push(t.next());
             }
+            node.node_ports.ports[i].mac = MacAddr(port.mac());
             node.ports.push(port);
         }
+        // The ports' MACs are known now (the underlay's is the tunnels' source).
+        node.tables
+            .store(Arc::new(Snapshot::from_config(&node.node_ports)));
 
         for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
             let counters = Arc::new(WorkerCounters::new(node.ports.len()));

@@ -161,31 +161,42 @@ impl NodeView for View {
     fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String> {
         let in_port = self
             .node_ports
-            .ports
-            .iter()
-            .position(|(n, _)| n == port)
-            .ok_or_else(|| format!("no dataplane port named {port}"))? as u16;
-        let snap = self.tables.load();
-        let table = {
-            let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
-            c.as_ref()
-                .and_then(|c| c.local_entries().into_iter().find(|e| e.3 == in_port))
-                .map(|e| format!("network {} (model port {})", e.0, e.2))
-                .unwrap_or_else(|| "the configuration's static table".into())
-        };
+            .index_of(port)
+            .ok_or_else(|| format!("no dataplane port named {port}"))?;
+        let snap = self.tables.load_full();
         let mut stages = vec![
             serde_json::json!({"stage": "ingress", "port": port, "index": in_port,
             "frame_len": frame.len(), "generation": snap.generation}),
         ];
-        // The same function the workers run, on the same snapshot.
-        let l2 = match dvr::l2::classify(snap.fdb_for(in_port), in_port, frame) {
-            Ok(out) => serde_json::json!({"stage": "l2", "table": table, "decision": "forward",
-                "out_port": self.node_ports.ports.get(out as usize).map(|p| p.0.as_str())}),
-            Err(r) => {
-                serde_json::json!({"stage": "l2", "table": table, "decision": "drop", "reason": r.name()})
-            }
+        // The same code the workers run, on the same snapshot, on a copy of the
+        // frame in a buffer with the mbufs' headroom.
+        const HEADROOM: usize = 128;
+        let mut buf = vec![0u8; HEADROOM + frame.len().max(64) + 2048];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut f =
+            dvr::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).ok_or("frame does not fit")?;
+        let mut env = dvr::pipeline::Env::new(|| 0, 1);
+        let mut notes = dvr::pipeline::Notes::default();
+        let v = dvr::pipeline::process(&snap, &mut env, in_port, &mut f, &mut notes);
+        for (stage, what) in notes.0 {
+            stages.push(serde_json::json!({"stage": stage, "decision": what}));
+        }
+        let name = |p: u16| {
+            self.node_ports
+                .ports
+                .get(p as usize)
+                .map_or("?".to_string(), |d| d.name.clone())
         };
-        stages.push(l2);
+        let hex: String = f.data().iter().map(|b| format!("{b:02x}")).collect();
+        let last = match (v, env.noted) {
+            (Ok(p), Some(r)) => serde_json::json!({"stage": "output", "decision": "answer",
+                "out_port": name(p), "reason": r.name(), "frame": hex}),
+            (Ok(p), None) => serde_json::json!({"stage": "output", "decision": "forward",
+                "out_port": name(p), "frame": hex}),
+            (Err(r), _) => serde_json::json!({"stage": "output", "decision": "drop",
+                "reason": r.name(), "why": r.describe()}),
+        };
+        stages.push(last);
         Ok(serde_json::json!({ "stages": stages }))
     }
 
@@ -196,14 +207,35 @@ impl NodeView for View {
             return Err("no tables published yet".into());
         };
         if what == "fdb" {
-            let entries: Vec<serde_json::Value> = c
-                .local_entries()
-                .into_iter()
-                .map(|(net, mac, port, idx)| {
-                    let dp = self.node_ports.ports.get(idx as usize).map(|p| p.0.as_str()).unwrap_or("?");
-                    serde_json::json!({"network": net, "mac": mac.to_string(), "port": port, "dataplane_port": dp})
-                })
-                .collect();
+            // Every network's table: local ports, ports on other hosts (behind
+            // their VTEP) and router interfaces.
+            let mut entries = Vec::new();
+            for net in c.network_names() {
+                let Some(t) = snap.network(c, &net) else {
+                    continue;
+                };
+                let mut v: Vec<_> = t.fdb.iter().collect();
+                v.sort_by_key(|(k, _)| dvr::mac::MacAddr::from_key(*k));
+                for (k, d) in v {
+                    let mut e = serde_json::json!({"network": net, "mac": dvr::mac::MacAddr::from_key(k).to_string(),
+                        "location": location(c, d)});
+                    if let dvr::snapshot::Dest::Local(i) = d {
+                        e["dataplane_port"] = self
+                            .node_ports
+                            .ports
+                            .get(i as usize)
+                            .map(|p| p.name.clone())
+                            .into();
+                        e["port"] = c
+                            .local_entries()
+                            .into_iter()
+                            .find(|l| l.3 == i)
+                            .map(|l| l.2)
+                            .into();
+                    }
+                    entries.push(e);
+                }
+            }
             return Ok(serde_json::json!({"generation": snap.generation, "entries": entries}));
         }
         let names: Vec<String> = match router {
@@ -227,8 +259,8 @@ impl NodeView for View {
             } else {
                 let mut v: Vec<_> = t.neighbors.iter().collect();
                 v.sort_by_key(|(ip, _)| **ip);
-                for (ip, (mac, port)) in v {
-                    out.push(serde_json::json!({"router": name, "ip": ip.to_string(), "mac": mac.to_string(), "port": port}));
+                for (ip, n) in v {
+                    out.push(serde_json::json!({"router": name, "ip": ip.to_string(), "mac": n.mac.to_string(), "port": n.port, "location": location(c, n.dest)}));
                 }
             }
         }
@@ -237,6 +269,20 @@ impl NodeView for View {
 
     fn published_generation(&self) -> u64 {
         self.tables.load().generation
+    }
+}
+
+/// Where a neighbour lives, for people.
+fn location(c: &Compiler, d: dvr::snapshot::Dest) -> String {
+    use dvr::snapshot::Dest;
+    match d {
+        Dest::Local(p) => format!("local port {p}"),
+        Dest::Remote(h) => c
+            .hosts()
+            .get(h as usize)
+            .map_or("?".into(), |h| format!("host {} (VTEP {})", h.name, h.vtep)),
+        Dest::Router { router, iface } => format!("router {router} interface {iface}"),
+        Dest::Nowhere => "unbound".into(),
     }
 }
 

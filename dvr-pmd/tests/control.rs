@@ -422,14 +422,34 @@ fn verbs_migration_and_persistence() {
     let nb: Value = serde_json::from_str(&ok(s, &["--json", "show", "neighbors", "r1"])).unwrap();
     assert_eq!(
         nb["entries"],
-        json!([{"router": "r1", "ip": "10.0.1.5", "mac": "fa:16:3e:00:00:0a", "port": "p1"}]),
+        json!([{"router": "r1", "ip": "10.0.1.5", "mac": "fa:16:3e:00:00:0a", "port": "p1",
+            "location": "local port 0"}]),
         "{nb}"
     );
     let fdb: Value = serde_json::from_str(&ok(s, &["--json", "show", "fdb"])).unwrap();
+    let p1 = fdb["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == "fa:16:3e:00:00:0a")
+        .cloned();
     assert_eq!(
-        fdb["entries"],
-        json!([{"network": "net1", "mac": "fa:16:3e:00:00:0a", "port": "p1", "dataplane_port": "vm-a"}]),
+        p1,
+        Some(
+            json!({"network": "net1", "mac": "fa:16:3e:00:00:0a", "port": "p1",
+            "dataplane_port": "vm-a", "location": "local port 0"})
+        ),
         "p1 is bound to this node (ctl) and its port vm-a: {fdb}"
+    );
+    let r1: Value = serde_json::from_str(&ok(s, &["--json", "router", "show", "r1"])).unwrap();
+    let r1_mac = r1["interfaces"][0]["mac"].clone();
+    assert!(
+        fdb["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["mac"] == r1_mac && e["location"] == "router 0 interface 0"),
+        "r1's interface MAC on net1: {fdb}"
     );
     // trace: the workers' own L2 code on the published tables.
     let trace = |dst: &str| -> Value {
@@ -446,12 +466,16 @@ fn verbs_migration_and_persistence() {
                 dst,
             ],
         );
-        serde_json::from_str::<Value>(&out).unwrap()["stages"][1].clone()
+        let v = serde_json::from_str::<Value>(&out).unwrap();
+        assert_eq!(
+            v["stages"][1]["decision"], "VM port of model port p1 on network net1",
+            "{v}"
+        );
+        v["stages"].as_array().unwrap().last().unwrap().clone()
     };
     let t = trace("fa:16:3e:00:00:0b");
     assert_eq!(t["decision"], "drop", "{t}");
     assert_eq!(t["reason"], "unknown_dst_mac", "{t}");
-    assert_eq!(t["table"], "network net1 (model port p1)", "{t}");
     ok(
         s,
         &[

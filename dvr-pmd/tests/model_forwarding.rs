@@ -1,5 +1,6 @@
 //! The model drives the dataplane: ports created with dvr-ctl semantics (bound to
-//! this host and to a dataplane port) are switched within their network; a counted
+//! this host and to a dataplane port; port security off: the generator sends from
+//! addresses the ports do not own) are switched within their network; a counted
 //! stream keeps flowing, without loss or misdelivery, while thousands of
 //! unrelated transactions are committed (each one compiles and publishes a new
 //! snapshot); a deleted port stops receiving at once.
@@ -64,8 +65,8 @@ fn stream_survives_thousands_of_changes_and_follows_the_model() {
         json!([
             {"op": "host_set", "name": "cn1", "agent_mode": "dvr"},
             {"op": "network_create", "name": "net1", "network_type": "vxlan", "segment": 101},
-            {"op": "port_create", "name": "pa", "network": "net1", "mac": A, "host": "cn1", "binding": "vm-a"},
-            {"op": "port_create", "name": "pb", "network": "net1", "mac": B, "host": "cn1", "binding": "vm-b"},
+            {"op": "port_create", "name": "pa", "network": "net1", "mac": A, "host": "cn1", "binding": "vm-a", "port_security": false},
+            {"op": "port_create", "name": "pb", "network": "net1", "mac": B, "host": "cn1", "binding": "vm-b", "port_security": false},
         ]),
     );
 

@@ -23,6 +23,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::pkt::Frame;
+
 #[allow(
     non_camel_case_types,
     non_snake_case,
@@ -459,6 +461,55 @@ impl Burst {
             }
         }
         // Every mbuf now belongs to an output or to `drops`.
+        self.len = 0;
+    }
+
+    /// Like [`Burst::dispatch`], but `decide` gets each single-segment packet as
+    /// a mutable [`Frame`] over its whole buffer (headroom and tailroom
+    /// included), may rewrite, grow or cut it, and the mbuf takes the frame's
+    /// new start and length. Chained packets get `None` and are left as they are.
+    #[inline(always)]
+    pub fn process<F>(&mut self, outs: &mut [Burst], drops: &mut Burst, mut decide: F)
+    where
+        F: FnMut(Option<&mut Frame>, u32) -> u16,
+    {
+        for i in 0..self.len {
+            let m = self.pkts[i];
+            // SAFETY: slot i < len holds a valid mbuf owned by this burst; for a
+            // single segment, buf_addr..buf_addr+buf_len is its buffer, which only
+            // this burst references; the slice lives only for the call to
+            // `decide`, after which data_off/data_len/pkt_len are set to a range
+            // that `Frame` guarantees lies inside the buffer.
+            let d = unsafe {
+                let mb = &mut *m;
+                let pkt_len = mb.pkt_len;
+                if mb.nb_segs == 1 {
+                    let buf =
+                        std::slice::from_raw_parts_mut(mb.buf_addr as *mut u8, mb.buf_len as usize);
+                    match Frame::new(buf, mb.data_off as usize, mb.data_len as usize) {
+                        Some(mut f) => {
+                            let d = decide(Some(&mut f), pkt_len);
+                            mb.data_off = f.offset() as u16;
+                            mb.data_len = f.len() as u16;
+                            mb.pkt_len = f.len() as u32;
+                            d
+                        }
+                        None => decide(None, pkt_len),
+                    }
+                } else {
+                    decide(None, pkt_len)
+                }
+            };
+            match outs.get_mut(d as usize) {
+                Some(o) if o.len < MAX_BURST => o.push_raw(m),
+                _ => {
+                    if drops.len == MAX_BURST {
+                        drops.clear();
+                    }
+                    drops.push_raw(m);
+                }
+            }
+        }
         self.len = 0;
     }
 

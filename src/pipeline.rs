@@ -1,0 +1,1322 @@
+//! The packet pipeline: what happens to one frame, from the port it came in on
+//! to the port it leaves by (or the reason it is dropped). Stages, in order:
+//!
+//! - **classify**: the ingress port's slot (a VM port bound to a model port, an
+//!   unbound VM port switched by the static table, the underlay);
+//! - **port security** (VM ports): source MAC and IP against the port's own and
+//!   its allowed address pairs (exact or CIDR);
+//! - **ARP / ND responder**: requests for any address the model knows are
+//!   answered here, never flooded;
+//! - **switch**: destination MAC in the network's FDB (local port, a port on
+//!   another host, a router interface);
+//! - **route** (distributed, per router, IPv4 and IPv6 LPM): router-addressed
+//!   echo, TTL / hop limit, MTU, neighbour rewrite, ICMP errors;
+//! - **encapsulate** toward another host (VXLAN, GRE, VLAN) with this host's DVR
+//!   MAC as the inner source of routed frames; on the way in, **decapsulate**
+//!   with VTEP and VNI / key / VLAN checks and rewrite a DVR MAC source to the
+//!   router interface MAC.
+//!
+//! Frames are changed in place ([`Frame`]); an answer (ARP reply, echo reply,
+//! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
+//! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::fib::NextHop;
+use crate::l2;
+use crate::mac::MacAddr;
+use crate::model::NetworkType;
+use crate::pkt::*;
+use crate::snapshot::{Dest, Iface, NetTables, RouterTables, Slot, Snapshot, VmPort};
+use crate::stats::DropReason;
+
+type R = DropReason;
+
+/// Where a frame goes: a dataplane port index, or why not.
+pub type Verdict = Result<u16, DropReason>;
+
+/// Records each stage's decision when tracing; compiled out otherwise.
+pub trait Trace {
+    const ON: bool;
+    fn note(&mut self, stage: &'static str, what: String);
+}
+
+/// The workers' tracer: records nothing.
+pub struct NoTrace;
+
+impl Trace for NoTrace {
+    const ON: bool = false;
+    #[inline(always)]
+    fn note(&mut self, _: &'static str, _: String) {}
+}
+
+/// A tracer that keeps every note, in order.
+#[derive(Debug, Default)]
+pub struct Notes(pub Vec<(&'static str, String)>);
+
+impl Trace for Notes {
+    const ON: bool = true;
+    fn note(&mut self, stage: &'static str, what: String) {
+        self.0.push((stage, what));
+    }
+}
+
+macro_rules! tr {
+    ($t:expr, $stage:expr, $($a:tt)*) => {
+        if T::ON {
+            $t.note($stage, format!($($a)*));
+        }
+    };
+}
+
+/// ICMP errors a worker may send: a token bucket of `ICMP_BURST` refilled at
+/// `ICMP_PER_SEC`.
+pub const ICMP_PER_SEC: u64 = 1000;
+pub const ICMP_BURST: u64 = 50;
+/// The most an ICMP error may be (IP header, ICMP header and the quote).
+pub const ICMP_ERROR_MAX: usize = 576;
+
+/// A worker's own state for the pipeline.
+pub struct Env {
+    /// The clock (TSC) and its rate; read only when an ICMP error is due.
+    pub now: fn() -> u64,
+    pub hz: u64,
+    tokens: u64,
+    last: u64,
+    /// Set when a frame was not forwarded but answered (an ICMP error): the
+    /// worker counts the reason and sends the answer.
+    pub noted: Option<DropReason>,
+}
+
+impl Env {
+    pub fn new(now: fn() -> u64, hz: u64) -> Env {
+        Env {
+            now,
+            hz: hz.max(1),
+            tokens: ICMP_BURST,
+            last: now(),
+            noted: None,
+        }
+    }
+
+    /// Takes one ICMP error token if there is one.
+    fn icmp_token(&mut self) -> bool {
+        if self.tokens == 0 {
+            let now = (self.now)();
+            let earned =
+                now.wrapping_sub(self.last) as u128 * ICMP_PER_SEC as u128 / self.hz as u128;
+            if earned == 0 {
+                return false;
+            }
+            self.tokens = (earned as u64).min(ICMP_BURST);
+            self.last = now;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// Runs the pipeline over one frame that came in on `in_port`.
+#[inline]
+pub fn process<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    if b.len() < ETH_LEN {
+        return Err(R::RuntFrame);
+    }
+    if b[6] & 1 != 0 {
+        return Err(R::MulticastSrcMac);
+    }
+    match snap.ports.get(in_port as usize) {
+        Some(Slot::Vm(Some(vm))) => {
+            tr!(
+                t,
+                "classify",
+                "VM port of model port {} on network {}",
+                vm.name,
+                vm.network
+            );
+            from_vm(snap, env, vm, f, t)
+        }
+        Some(Slot::Underlay) => {
+            tr!(t, "classify", "underlay port");
+            from_underlay(snap, in_port, f, t)
+        }
+        Some(Slot::External) => Err(R::ExternalUnsupported),
+        Some(Slot::Vm(None)) | None => {
+            tr!(
+                t,
+                "classify",
+                "VM port with no model port bound: the configuration's static table"
+            );
+            l2::classify(snap.static_fdb(), in_port, b)
+        }
+    }
+}
+
+fn mac_at(b: &[u8], at: usize) -> [u8; 6] {
+    b[at..at + 6].try_into().expect("6 bytes")
+}
+
+/// Whether `ip` is the port's or inside one of its allowed pairs (for `src_mac`).
+fn ip_allowed(vm: &VmPort, src_mac: &[u8; 6], ip: IpAddr) -> bool {
+    (vm.mac.0 == *src_mac && vm.ips.contains(&ip))
+        || vm
+            .pairs
+            .iter()
+            .any(|(net, mac)| mac.unwrap_or(vm.mac).0 == *src_mac && net.contains(&ip))
+}
+
+/// Port security; `Ok` when the frame may enter.
+fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
+    let src = mac_at(b, 6);
+    if src != vm.mac.0 && !vm.pairs.iter().any(|(_, m)| m.is_some_and(|m| m.0 == src)) {
+        tr!(
+            t,
+            "port-security",
+            "source MAC {} is not the port's",
+            MacAddr(src)
+        );
+        return Err(R::PortSecurityMac);
+    }
+    let ip = match be16(b, 12) {
+        ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
+            let a = ipv4_at(b, ETH_LEN + 12);
+            if a.is_unspecified() {
+                return Ok(()); // DHCP discover
+            }
+            IpAddr::V4(a)
+        }
+        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => {
+            let a = ipv4_at(b, ETH_LEN + 14);
+            if a.is_unspecified() {
+                return Ok(()); // ARP probe
+            }
+            IpAddr::V4(a)
+        }
+        ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
+            let a = ipv6_at(b, ETH_LEN + 8);
+            // Unspecified (DAD) and link-local sources stay on the link.
+            if a.is_unspecified() || a.segments()[0] & 0xffc0 == 0xfe80 {
+                return Ok(());
+            }
+            IpAddr::V6(a)
+        }
+        // Truncated headers are judged by the stage that parses them.
+        ETHERTYPE_IPV4 | ETHERTYPE_ARP | ETHERTYPE_IPV6 => return Ok(()),
+        _ => return Ok(()),
+    };
+    if !vm.security || ip_allowed(vm, &src, ip) {
+        Ok(())
+    } else {
+        tr!(
+            t,
+            "port-security",
+            "source {ip} is not allowed on port {}",
+            vm.name
+        );
+        Err(R::PortSecurityIp)
+    }
+}
+
+fn from_vm<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    vm: &VmPort,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let in_port = vm.index;
+    let Some(net) = snap.net(vm.net) else {
+        return Err(R::TableGone);
+    };
+    let b = f.data();
+    let et = be16(b, 12);
+    if et == ETHERTYPE_VLAN {
+        return Err(R::VlanFromVm);
+    }
+    if vm.security {
+        port_security(vm, b, t)?;
+        tr!(t, "port-security", "allowed");
+    }
+    if et == ETHERTYPE_ARP {
+        match arp_respond(net, f, t) {
+            Ok(()) => return Ok(in_port),
+            Err(None) => {} // not a request the responder answers: switch it
+            Err(Some(r)) => return Err(r),
+        }
+    }
+    let b = f.data();
+    if b[0] & 1 != 0 {
+        if et == ETHERTYPE_IPV6 {
+            return nd_respond(net, f, t).map(|()| in_port);
+        }
+        tr!(t, "switch", "broadcast / multicast: not flooded");
+        return Err(R::FloodNotConfigured);
+    }
+    if f.len() > net.mtu as usize + ETH_LEN {
+        tr!(
+            t,
+            "switch",
+            "frame of {} bytes exceeds MTU {}",
+            f.len(),
+            net.mtu
+        );
+        return Err(R::MtuExceeded);
+    }
+    let dst = MacAddr(mac_at(b, 0));
+    match net.fdb.get(dst.key()) {
+        Some(Dest::Local(p)) if p == in_port => Err(R::SameIngressPort),
+        Some(Dest::Local(p)) => {
+            tr!(t, "switch", "{dst} is local port {p}");
+            Ok(p)
+        }
+        Some(Dest::Remote(h)) => {
+            tr!(t, "switch", "{dst} is on host {}", host_name(snap, h));
+            encap(snap, net, h, f, t)
+        }
+        Some(Dest::Router { router, iface }) => {
+            tr!(
+                t,
+                "switch",
+                "{dst} is router interface {iface} of router index {router}"
+            );
+            route(snap, env, router, iface, in_port, f, t)
+        }
+        Some(Dest::Nowhere) | None => {
+            tr!(t, "switch", "{dst} is not in network {}", net.name);
+            Err(R::UnknownDstMac)
+        }
+    }
+}
+
+fn host_name(snap: &Snapshot, h: u16) -> &str {
+    snap.node
+        .hosts
+        .get(h as usize)
+        .map_or("?", |h| h.name.as_str())
+}
+
+/// Answers an ARP request for an address of `net` in place. `Err(None)`: not
+/// an ARP request this responder answers (switch it as is).
+fn arp_respond<T: Trace>(
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Result<(), Option<DropReason>> {
+    let b = f.data();
+    if b.len() < ETH_LEN + 28 {
+        return Err(Some(R::MalformedArp));
+    }
+    let a = &b[ETH_LEN..];
+    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+        return Err(Some(R::MalformedArp));
+    }
+    let op = be16(a, 6);
+    let broadcast = b[0] & 1 != 0;
+    if op != 1 {
+        if op == 2 && !broadcast {
+            return Err(None);
+        }
+        // Gratuitous replies and unknown operations go no further.
+        return Err(Some(if op == 2 {
+            R::FloodNotConfigured
+        } else {
+            R::MalformedArp
+        }));
+    }
+    let target = ipv4_at(a, 24);
+    let Some(&mac) = net.arp.get(&IpAddr::V4(target)) else {
+        tr!(
+            t,
+            "arp-responder",
+            "who-has {target}: unknown in network {}",
+            net.name
+        );
+        return if broadcast {
+            Err(Some(R::ArpUnknownTarget))
+        } else {
+            Err(None)
+        };
+    };
+    tr!(t, "arp-responder", "who-has {target}: {mac}");
+    let b = f.data_mut();
+    let requester = mac_at(b, ETH_LEN + 8);
+    let sender_ip: [u8; 4] = b[ETH_LEN + 14..ETH_LEN + 18].try_into().expect("4 bytes");
+    write_eth(b, &requester, &mac.0, ETHERTYPE_ARP);
+    let a = &mut b[ETH_LEN..];
+    put16(a, 6, 2);
+    a[8..14].copy_from_slice(&mac.0);
+    a[14..18].copy_from_slice(&target.octets());
+    a[18..24].copy_from_slice(&requester);
+    a[24..28].copy_from_slice(&sender_ip);
+    Ok(())
+}
+
+/// Answers a neighbour solicitation for an address of `net` with a neighbour
+/// advertisement, in place.
+fn nd_respond<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), DropReason> {
+    let b = f.data();
+    let Some(ip) = b.get(ETH_LEN..) else {
+        return Err(R::MalformedIpv6);
+    };
+    if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
+        return Err(R::MalformedIpv6);
+    }
+    let plen = be16(ip, 4) as usize;
+    if ip.len() < IPV6_LEN + plen {
+        return Err(R::MalformedIpv6);
+    }
+    if ip[6] != PROTO_ICMPV6 {
+        tr!(t, "switch", "IPv6 multicast other than ICMPv6: not flooded");
+        return Err(R::FloodNotConfigured);
+    }
+    let icmp = &ip[IPV6_LEN..IPV6_LEN + plen];
+    if icmp.len() < 4 || icmp[0] != 135 {
+        tr!(
+            t,
+            "switch",
+            "ICMPv6 type {} to a multicast group: not flooded",
+            icmp.first().copied().unwrap_or(0)
+        );
+        return Err(R::FloodNotConfigured);
+    }
+    // RFC 4861, 7.1.1: hop limit 255, code 0, at least 24 bytes, a valid
+    // checksum, options of non-zero length that fit.
+    if ip[7] != 255 || icmp[1] != 0 || icmp.len() < 24 {
+        return Err(R::MalformedNd);
+    }
+    let sum = pseudo6(&ip[8..24], &ip[24..40], plen as u32, PROTO_ICMPV6);
+    if csum_fold(csum_add(sum, icmp)) != 0 {
+        return Err(R::MalformedNd);
+    }
+    let mut o = 24;
+    let mut src_ll: Option<[u8; 6]> = None;
+    while o < icmp.len() {
+        if icmp.len() - o < 8 {
+            return Err(R::MalformedNd);
+        }
+        let len = icmp[o + 1] as usize * 8;
+        if len == 0 || o + len > icmp.len() {
+            return Err(R::MalformedNd);
+        }
+        if icmp[o] == 1 {
+            src_ll = Some(mac_at(icmp, o + 2));
+        }
+        o += len;
+    }
+    let src = ipv6_at(ip, 8);
+    if src.is_unspecified() && src_ll.is_some() {
+        return Err(R::MalformedNd);
+    }
+    let target = ipv6_at(icmp, 8);
+    if target.is_multicast() {
+        return Err(R::MalformedNd);
+    }
+    let Some(&mac) = net.arp.get(&IpAddr::V6(target)) else {
+        tr!(
+            t,
+            "nd-responder",
+            "solicitation for {target}: unknown in network {}",
+            net.name
+        );
+        return Err(R::NdUnknownTarget);
+    };
+    let router = net.gateways.iter().any(|g| g.ip == IpAddr::V6(target));
+    tr!(
+        t,
+        "nd-responder",
+        "solicitation for {target}: {mac}{}",
+        if router { " (router)" } else { "" }
+    );
+    let eth_src = mac_at(b, 6);
+    let solicited = !src.is_unspecified();
+    let dst: [u8; 16] = if solicited {
+        src.octets()
+    } else {
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets()
+    };
+    let eth_dst = if solicited {
+        eth_src
+    } else {
+        [0x33, 0x33, 0, 0, 0, 1]
+    };
+    // Neighbour advertisement: 24 bytes and a target link-layer address option.
+    let want = ETH_LEN + IPV6_LEN + 32;
+    if f.len() < want && !f.extend(want - f.len()) {
+        return Err(R::NoHeadroom);
+    }
+    f.trim(want);
+    let b = f.data_mut();
+    write_eth(b, &eth_dst, &mac.0, ETHERTYPE_IPV6);
+    write_ipv6(
+        &mut b[ETH_LEN..],
+        32,
+        PROTO_ICMPV6,
+        255,
+        &target.octets(),
+        &dst,
+    );
+    let n = &mut b[ETH_LEN + IPV6_LEN..];
+    n[0] = 136;
+    n[1] = 0;
+    put16(n, 2, 0);
+    let flags = (router as u32) << 31 | (solicited as u32) << 30 | 1 << 29;
+    put32(n, 4, flags);
+    n[8..24].copy_from_slice(&target.octets());
+    n[24] = 2;
+    n[25] = 1;
+    n[26..32].copy_from_slice(&mac.0);
+    let sum = pseudo6(&target.octets(), &dst, 32, PROTO_ICMPV6);
+    let c = csum_fold(csum_add(sum, &n[..32]));
+    put16(n, 2, c);
+    Ok(())
+}
+
+fn martian4(a: Ipv4Addr) -> bool {
+    a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.is_broadcast()
+        || a.octets()[0] == 0
+}
+
+fn martian6(a: Ipv6Addr) -> bool {
+    a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Routes a frame addressed to interface `iface` of router `router`.
+#[allow(clippy::too_many_arguments)]
+fn route<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    router: u32,
+    iface: u16,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(r) = snap.routers.get(router as usize).and_then(|r| r.as_deref()) else {
+        return Err(R::TableGone);
+    };
+    let Some(ingress) = r.interfaces.get(iface as usize) else {
+        return Err(R::TableGone);
+    };
+    match be16(f.data(), 12) {
+        ETHERTYPE_IPV4 => route4(snap, env, r, ingress, in_port, f, t),
+        ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
+        et => {
+            tr!(t, "route", "ethertype {et:#06x} is not routed");
+            Err(R::UnsupportedEthertype)
+        }
+    }
+}
+
+/// The egress of a routed packet: the neighbour's MAC, where it is, the egress
+/// interface.
+struct Egress<'a> {
+    iface: &'a Iface,
+    mac: MacAddr,
+    dest: Dest,
+}
+
+/// Resolves the next hop of `dst` in router `r`.
+fn next_hop<'a, T: Trace>(
+    r: &'a RouterTables,
+    dst: IpAddr,
+    t: &mut T,
+) -> Result<Egress<'a>, DropReason> {
+    let Some((prefix, nh)) = r.fib.lookup(dst) else {
+        return Err(R::NoRoute);
+    };
+    let (iface, via) = match nh {
+        NextHop::Connected { iface } => (iface, dst),
+        NextHop::Via { via } => match r.fib.lookup(via) {
+            Some((_, NextHop::Connected { iface })) => (iface, via),
+            _ => {
+                tr!(t, "route", "{dst} matches {prefix} via {via}, which is not on a connected subnet: north-south");
+                return Err(R::NoExternalPath);
+            }
+        },
+    };
+    let iface = &r.interfaces[iface as usize];
+    let Some(n) = r.neighbors.get(&via) else {
+        tr!(
+            t,
+            "route",
+            "{dst} matches {prefix} via {via} on {}: no such neighbour",
+            iface.subnet
+        );
+        return Err(R::NeighborUnknown);
+    };
+    tr!(
+        t,
+        "route",
+        "{dst} matches {prefix}: neighbour {via} ({}, port {}) on subnet {}",
+        n.mac,
+        n.port,
+        iface.subnet
+    );
+    Ok(Egress {
+        iface,
+        mac: n.mac,
+        dest: n.dest,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    if b.len() < ETH_LEN + IPV4_LEN {
+        return Err(R::MalformedIpv4);
+    }
+    let ip = &b[ETH_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let total = be16(ip, 2) as usize;
+    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
+        return Err(R::MalformedIpv4);
+    }
+    if checksum(&ip[..ihl]) != 0 {
+        return Err(R::BadIpv4Checksum);
+    }
+    // Ethernet padding beyond the IP length goes.
+    f.trim(ETH_LEN + total);
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    let src = ipv4_at(ip, 12);
+    let dst = ipv4_at(ip, 16);
+    if martian4(src) {
+        tr!(t, "route", "martian source {src}");
+        return Err(R::MartianSource);
+    }
+    if martian4(dst) || dst.is_link_local() {
+        tr!(t, "route", "destination {dst} is not routed");
+        return Err(R::MartianDestination);
+    }
+    if r.interfaces.iter().any(|i| i.ip == IpAddr::V4(dst)) {
+        return to_router4(ingress, in_port, ihl, f, t);
+    }
+    let ttl = ip[8];
+    if ttl <= 1 {
+        tr!(t, "route", "TTL {ttl}: time exceeded");
+        return icmp4_error(env, ingress, in_port, f, 11, 0, 0, R::TtlExpired, t);
+    }
+    let eg = match next_hop(r, IpAddr::V4(dst), t) {
+        Ok(e) => e,
+        Err(R::NoRoute) => {
+            tr!(t, "route", "no route to {dst}: net unreachable");
+            return icmp4_error(env, ingress, in_port, f, 3, 0, 0, R::NoRoute, t);
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(net) = snap.net(eg.iface.net) else {
+        return Err(R::TableGone);
+    };
+    if total > net.mtu as usize {
+        if be16(ip, 6) & 0x4000 != 0 {
+            tr!(
+                t,
+                "route",
+                "{total} bytes exceed MTU {} of {} with DF: fragmentation needed",
+                net.mtu,
+                net.name
+            );
+            return icmp4_error(
+                env,
+                ingress,
+                in_port,
+                f,
+                3,
+                4,
+                net.mtu as u32,
+                R::FragmentationNeeded,
+                t,
+            );
+        }
+        tr!(
+            t,
+            "route",
+            "{total} bytes exceed MTU {} of {}; fragmenting is not supported",
+            net.mtu,
+            net.name
+        );
+        return Err(R::MtuExceeded);
+    }
+    let b = f.data_mut();
+    let ip = &mut b[ETH_LEN..];
+    let old = be16(ip, 8);
+    ip[8] = ttl - 1;
+    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
+    put16(ip, 10, c);
+    tr!(t, "rewrite", "TTL {} → {}", ttl, ttl - 1);
+    deliver_routed(snap, net, &eg, f, t)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route6<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    if b.len() < ETH_LEN + IPV6_LEN {
+        return Err(R::MalformedIpv6);
+    }
+    let ip = &b[ETH_LEN..];
+    let plen = be16(ip, 4) as usize;
+    if ip[0] >> 4 != 6 || IPV6_LEN + plen > ip.len() {
+        return Err(R::MalformedIpv6);
+    }
+    f.trim(ETH_LEN + IPV6_LEN + plen);
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    let src = ipv6_at(ip, 8);
+    let dst = ipv6_at(ip, 24);
+    if martian6(src) {
+        tr!(t, "route", "source {src} is not routed");
+        return Err(R::MartianSource);
+    }
+    if ip[6] == PROTO_ICMPV6 && plen >= 4 && matches!(ip[IPV6_LEN], 133..=137) {
+        // Neighbour discovery to the router's MAC (unicast NS, RS): answered
+        // for the router's own addresses.
+        if ip[IPV6_LEN] == 135 {
+            let net = snap.net(ingress.net).ok_or(R::TableGone)?;
+            return nd_respond(net, f, t).map(|()| in_port);
+        }
+        return Err(R::ToRouterUnsupported);
+    }
+    if martian6(dst) {
+        tr!(t, "route", "destination {dst} is not routed");
+        return Err(R::MartianDestination);
+    }
+    if r.interfaces.iter().any(|i| i.ip == IpAddr::V6(dst)) {
+        return to_router6(ingress, in_port, f, t);
+    }
+    let hop = ip[7];
+    if hop <= 1 {
+        tr!(t, "route", "hop limit {hop}: time exceeded");
+        return icmp6_error(env, ingress, in_port, f, 3, 0, 0, R::TtlExpired, t);
+    }
+    let eg = match next_hop(r, IpAddr::V6(dst), t) {
+        Ok(e) => e,
+        Err(R::NoRoute) => {
+            tr!(t, "route", "no route to {dst}: unreachable");
+            return icmp6_error(env, ingress, in_port, f, 1, 0, 0, R::NoRoute, t);
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(net) = snap.net(eg.iface.net) else {
+        return Err(R::TableGone);
+    };
+    if IPV6_LEN + plen > net.mtu as usize {
+        tr!(
+            t,
+            "route",
+            "{} bytes exceed MTU {} of {}: packet too big",
+            IPV6_LEN + plen,
+            net.mtu,
+            net.name
+        );
+        return icmp6_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            2,
+            0,
+            net.mtu as u32,
+            R::FragmentationNeeded,
+            t,
+        );
+    }
+    f.data_mut()[ETH_LEN + 7] = hop - 1;
+    tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
+    deliver_routed(snap, net, &eg, f, t)
+}
+
+/// The MAC rewrite of a routed frame and its way out: to a local port with the
+/// egress interface's MAC as source, or to another host with this host's DVR
+/// MAC as source, encapsulated.
+fn deliver_routed<T: Trace>(
+    snap: &Snapshot,
+    net: &NetTables,
+    eg: &Egress<'_>,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    match eg.dest {
+        Dest::Local(p) => {
+            write_macs(f.data_mut(), &eg.mac.0, &eg.iface.mac.0);
+            tr!(
+                t,
+                "rewrite",
+                "{} → {} (local port {p})",
+                eg.iface.mac,
+                eg.mac
+            );
+            Ok(p)
+        }
+        Dest::Remote(h) => {
+            let Some(dvr) = snap.node.dvr_mac else {
+                return Err(R::NoDvrMac);
+            };
+            write_macs(f.data_mut(), &eg.mac.0, &dvr.0);
+            tr!(
+                t,
+                "rewrite",
+                "{dvr} (this host's DVR MAC) → {} on host {}",
+                eg.mac,
+                host_name(snap, h)
+            );
+            encap(snap, net, h, f, t)
+        }
+        Dest::Nowhere | Dest::Router { .. } => Err(R::NeighborUnbound),
+    }
+}
+
+#[inline(always)]
+fn write_macs(b: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
+    b[0..6].copy_from_slice(dst);
+    b[6..12].copy_from_slice(src);
+}
+
+/// A packet to one of the router's own IPv4 addresses: echo requests are
+/// answered, anything else is dropped.
+fn to_router4<T: Trace>(
+    ingress: &Iface,
+    in_port: u16,
+    ihl: usize,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data_mut();
+    let l4 = ETH_LEN + ihl;
+    if b[ETH_LEN + 9] != PROTO_ICMP || b.len() < l4 + ICMP_LEN || b[l4] != 8 || b[l4 + 1] != 0 {
+        tr!(t, "router", "to the router's address, not an echo request");
+        return Err(R::ToRouterUnsupported);
+    }
+    if checksum(&b[l4..]) != 0 {
+        return Err(R::ToRouterUnsupported);
+    }
+    let src_mac = mac_at(b, 6);
+    write_macs(b, &src_mac, &ingress.mac.0);
+    let ip = &mut b[ETH_LEN..];
+    let (s, d) = (be32(ip, 12), be32(ip, 16));
+    put32(ip, 12, d);
+    put32(ip, 16, s);
+    let old = be16(ip, 8);
+    ip[8] = 64;
+    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
+    put16(ip, 10, c);
+    let icmp = &mut b[l4..];
+    icmp[0] = 0;
+    let c = csum_update16(be16(icmp, 2), 0x0800, 0x0000);
+    put16(icmp, 2, c);
+    tr!(
+        t,
+        "router",
+        "echo request to {}: echo reply",
+        Ipv4Addr::from(d)
+    );
+    Ok(in_port)
+}
+
+fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let b = f.data_mut();
+    let l4 = ETH_LEN + IPV6_LEN;
+    if b[ETH_LEN + 6] != PROTO_ICMPV6 || b.len() < l4 + ICMP_LEN || b[l4] != 128 || b[l4 + 1] != 0 {
+        tr!(t, "router", "to the router's address, not an echo request");
+        return Err(R::ToRouterUnsupported);
+    }
+    let plen = (b.len() - l4) as u32;
+    let sum = pseudo6(
+        &b[ETH_LEN + 8..ETH_LEN + 24],
+        &b[ETH_LEN + 24..ETH_LEN + 40],
+        plen,
+        PROTO_ICMPV6,
+    );
+    if csum_fold(csum_add(sum, &b[l4..])) != 0 {
+        return Err(R::ToRouterUnsupported);
+    }
+    let src_mac = mac_at(b, 6);
+    write_macs(b, &src_mac, &ingress.mac.0);
+    let ip = &mut b[ETH_LEN..];
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&ip[8..24]);
+    ip.copy_within(24..40, 8);
+    ip[24..40].copy_from_slice(&s);
+    ip[7] = 64;
+    let icmp = &mut b[l4..];
+    icmp[0] = 129;
+    // The pseudo-header is the same with the addresses swapped.
+    let c = csum_update16(be16(icmp, 2), 128 << 8, 129 << 8);
+    put16(icmp, 2, c);
+    tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
+    Ok(in_port)
+}
+
+/// Whether an ICMP error may be sent about this IPv4 packet (RFC 1812 4.3.2.7:
+/// never about an ICMP error or a non-first fragment).
+fn may_answer4(ip: &[u8], ihl: usize) -> bool {
+    if be16(ip, 6) & 0x1fff != 0 {
+        return false;
+    }
+    if ip[9] == PROTO_ICMP {
+        return matches!(ip.get(ihl), Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
+    }
+    true
+}
+
+/// Turns the packet in `f` (from `in_port`, to the router interface `ingress`)
+/// into an ICMP error to its source, in place: a new IPv4 + ICMP header in
+/// front of the quoted original, at most [`ICMP_ERROR_MAX`] bytes of IP.
+#[allow(clippy::too_many_arguments)]
+fn icmp4_error<T: Trace>(
+    env: &mut Env,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    ty: u8,
+    code: u8,
+    mtu: u32,
+    why: DropReason,
+    t: &mut T,
+) -> Verdict {
+    let IpAddr::V4(from) = ingress.ip else {
+        return Err(why);
+    };
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if !may_answer4(ip, ihl) {
+        return Err(R::IcmpErrorNotSent);
+    }
+    if !env.icmp_token() {
+        return Err(R::IcmpRateLimited);
+    }
+    let to: [u8; 4] = ip[12..16].try_into().expect("4 bytes");
+    let src_mac = mac_at(b, 6);
+    let quote = ip.len().min(ICMP_ERROR_MAX - IPV4_LEN - ICMP_LEN);
+    if !f.prepend(IPV4_LEN + ICMP_LEN) {
+        return Err(R::NoHeadroom);
+    }
+    f.trim(ETH_LEN + IPV4_LEN + ICMP_LEN + quote);
+    let b = f.data_mut();
+    write_eth(b, &src_mac, &ingress.mac.0, ETHERTYPE_IPV4);
+    let total = (IPV4_LEN + ICMP_LEN + quote) as u16;
+    write_ipv4(&mut b[ETH_LEN..], total, 64, PROTO_ICMP, from.octets(), to);
+    let icmp = &mut b[ETH_LEN + IPV4_LEN..];
+    icmp[0] = ty;
+    icmp[1] = code;
+    put16(icmp, 2, 0);
+    put32(icmp, 4, mtu & 0xffff);
+    let c = checksum(icmp);
+    put16(icmp, 2, c);
+    tr!(
+        t,
+        "icmp",
+        "ICMP type {ty} code {code} from {from} to {}",
+        Ipv4Addr::from(to)
+    );
+    env.noted = Some(why);
+    Ok(in_port)
+}
+
+/// The IPv6 counterpart of [`icmp4_error`] (RFC 4443).
+#[allow(clippy::too_many_arguments)]
+fn icmp6_error<T: Trace>(
+    env: &mut Env,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    ty: u8,
+    code: u8,
+    param: u32,
+    why: DropReason,
+    t: &mut T,
+) -> Verdict {
+    let IpAddr::V6(from) = ingress.ip else {
+        return Err(why);
+    };
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    // Never about an ICMPv6 error (types below 128).
+    if ip[6] == PROTO_ICMPV6 && ip.get(IPV6_LEN).is_none_or(|&ty| ty < 128) {
+        return Err(R::IcmpErrorNotSent);
+    }
+    if !env.icmp_token() {
+        return Err(R::IcmpRateLimited);
+    }
+    let mut to = [0u8; 16];
+    to.copy_from_slice(&ip[8..24]);
+    let src_mac = mac_at(b, 6);
+    let quote = ip.len().min(ICMP_ERROR_MAX - IPV6_LEN - ICMP_LEN);
+    if !f.prepend(IPV6_LEN + ICMP_LEN) {
+        return Err(R::NoHeadroom);
+    }
+    f.trim(ETH_LEN + IPV6_LEN + ICMP_LEN + quote);
+    let b = f.data_mut();
+    write_eth(b, &src_mac, &ingress.mac.0, ETHERTYPE_IPV6);
+    let plen = (ICMP_LEN + quote) as u16;
+    write_ipv6(
+        &mut b[ETH_LEN..],
+        plen,
+        PROTO_ICMPV6,
+        64,
+        &from.octets(),
+        &to,
+    );
+    let icmp = &mut b[ETH_LEN + IPV6_LEN..];
+    icmp[0] = ty;
+    icmp[1] = code;
+    put16(icmp, 2, 0);
+    put32(icmp, 4, param);
+    let sum = pseudo6(&from.octets(), &to, plen as u32, PROTO_ICMPV6);
+    let c = csum_fold(csum_add(sum, icmp));
+    put16(icmp, 2, c);
+    tr!(
+        t,
+        "icmp",
+        "ICMPv6 type {ty} code {code} from {from} to {}",
+        Ipv6Addr::from(to)
+    );
+    env.noted = Some(why);
+    Ok(in_port)
+}
+
+/// Sends the frame in `f` to host `h` over the overlay of network `net`.
+fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let node = &*snap.node;
+    let (Some((ul_port, ul_mac)), Some(host)) = (node.underlay, node.hosts.get(h as usize)) else {
+        return Err(R::NoUnderlay);
+    };
+    let inner = f.len();
+    match net.kind {
+        NetworkType::Vxlan | NetworkType::Gre => {
+            let Some(vtep) = node.vtep else {
+                return Err(R::NoUnderlay);
+            };
+            let Some(nh) = node.vtep_macs.get(&host.vtep) else {
+                tr!(
+                    t,
+                    "encap",
+                    "VTEP {} of host {} is not resolved yet",
+                    host.vtep,
+                    host.name
+                );
+                return Err(R::VtepUnresolved);
+            };
+            let vxlan = net.kind == NetworkType::Vxlan;
+            let hash = if vxlan { flow_hash(f.data()) } else { 0 };
+            let over = if vxlan { VXLAN_OVERHEAD } else { GRE_OVERHEAD };
+            if !f.prepend(over) {
+                return Err(R::NoHeadroom);
+            }
+            let b = f.data_mut();
+            write_eth(b, &nh.0, &ul_mac.0, ETHERTYPE_IPV4);
+            let total = (over - ETH_LEN + inner) as u16;
+            let proto = if vxlan { PROTO_UDP } else { PROTO_GRE };
+            write_ipv4(
+                &mut b[ETH_LEN..],
+                total,
+                64,
+                proto,
+                vtep.octets(),
+                host.vtep.octets(),
+            );
+            let l4 = &mut b[ETH_LEN + IPV4_LEN..];
+            if vxlan {
+                put16(l4, 0, 0xc000 | (hash as u16 & 0x3fff));
+                put16(l4, 2, VXLAN_PORT);
+                put16(l4, 4, (UDP_LEN + VXLAN_LEN + inner) as u16);
+                put16(l4, 6, 0);
+                put32(l4, 8, 0x0800_0000);
+                put32(l4, 12, net.segment << 8);
+                tr!(
+                    t,
+                    "encap",
+                    "VXLAN VNI {} {vtep} → {} ({})",
+                    net.segment,
+                    host.vtep,
+                    host.name
+                );
+            } else {
+                put16(l4, 0, 0x2000);
+                put16(l4, 2, ETHERTYPE_TEB);
+                put32(l4, 4, net.segment);
+                tr!(
+                    t,
+                    "encap",
+                    "GRE key {} {vtep} → {} ({})",
+                    net.segment,
+                    host.vtep,
+                    host.name
+                );
+            }
+            Ok(ul_port)
+        }
+        NetworkType::Vlan => {
+            if !f.prepend(VLAN_LEN) {
+                return Err(R::NoHeadroom);
+            }
+            let b = f.data_mut();
+            b.copy_within(VLAN_LEN..VLAN_LEN + 12, 0);
+            put16(b, 12, ETHERTYPE_VLAN);
+            put16(b, 14, (net.segment & 0x0fff) as u16);
+            tr!(t, "encap", "VLAN {} toward host {}", net.segment, host.name);
+            Ok(ul_port)
+        }
+        NetworkType::Flat => {
+            tr!(
+                t,
+                "encap",
+                "flat network: untagged on the underlay toward host {}",
+                host.name
+            );
+            Ok(ul_port)
+        }
+    }
+}
+
+/// A frame from the underlay: ARP for this VTEP, tunnels, VLAN-tagged frames.
+fn from_underlay<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let node = &*snap.node;
+    let b = f.data();
+    match be16(b, 12) {
+        ETHERTYPE_ARP => underlay_arp(snap, in_port, f, t),
+        ETHERTYPE_VLAN => {
+            if b.len() < ETH_LEN + VLAN_LEN {
+                return Err(R::RuntFrame);
+            }
+            let vid = (be16(b, 14) & 0x0fff) as u32;
+            let Some(&net) = node.by_vlan.get(&vid) else {
+                tr!(t, "decap", "VLAN {vid}: no such network");
+                return Err(R::UnknownVlan);
+            };
+            let b = f.data_mut();
+            b.copy_within(0..12, VLAN_LEN);
+            f.adj(VLAN_LEN);
+            tr!(t, "decap", "VLAN {vid}");
+            deliver_decapped(snap, net, f, t)
+        }
+        ETHERTYPE_IPV4 => {
+            if b.len() < ETH_LEN + IPV4_LEN {
+                return Err(R::MalformedIpv4);
+            }
+            let ip = &b[ETH_LEN..];
+            let ihl = (ip[0] & 0x0f) as usize * 4;
+            let total = be16(ip, 2) as usize;
+            if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
+                return Err(R::MalformedIpv4);
+            }
+            let dst = ipv4_at(ip, 16);
+            if Some(dst) != node.vtep {
+                tr!(t, "decap", "to {dst}, not this VTEP");
+                return Err(R::NotForThisVtep);
+            }
+            if checksum(&ip[..ihl]) != 0 {
+                return Err(R::BadIpv4Checksum);
+            }
+            let src = ipv4_at(ip, 12);
+            if !node.hosts.iter().any(|h| h.vtep == src) {
+                tr!(t, "decap", "from {src}: not a known host's VTEP");
+                return Err(R::UnknownVtepSource);
+            }
+            let l4 = &ip[ihl..total];
+            let (net, strip) = match ip[9] {
+                PROTO_UDP if l4.len() >= UDP_LEN && be16(l4, 2) == VXLAN_PORT => {
+                    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || l4[8] & 0x08 == 0 {
+                        return Err(R::BadVxlan);
+                    }
+                    let vni = be32(l4, 12) >> 8;
+                    let Some(&net) = node.by_vni.get(&vni) else {
+                        tr!(t, "decap", "VXLAN VNI {vni}: no such network");
+                        return Err(R::UnknownVni);
+                    };
+                    tr!(t, "decap", "VXLAN VNI {vni} from {src}");
+                    (net, UDP_LEN + VXLAN_LEN)
+                }
+                PROTO_GRE => {
+                    if l4.len() < GRE_LEN + ETH_LEN
+                        || be16(l4, 0) != 0x2000
+                        || be16(l4, 2) != ETHERTYPE_TEB
+                    {
+                        return Err(R::BadGre);
+                    }
+                    let key = be32(l4, 4);
+                    let Some(&net) = node.by_gre_key.get(&key) else {
+                        tr!(t, "decap", "GRE key {key}: no such network");
+                        return Err(R::UnknownGreKey);
+                    };
+                    tr!(t, "decap", "GRE key {key} from {src}");
+                    (net, GRE_LEN)
+                }
+                _ => return Err(R::NotATunnel),
+            };
+            f.trim(ETH_LEN + total);
+            f.adj(ETH_LEN + ihl + strip);
+            deliver_decapped(snap, net, f, t)
+        }
+        et => {
+            tr!(t, "decap", "ethertype {et:#06x} on the underlay");
+            Err(R::UnderlayEthertype)
+        }
+    }
+}
+
+/// ARP on the underlay: requests for this VTEP are answered; replies go to
+/// the control thread (VTEP resolution).
+fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let node = &*snap.node;
+    let b = f.data();
+    if b.len() < ETH_LEN + 28 {
+        return Err(R::MalformedArp);
+    }
+    let a = &b[ETH_LEN..];
+    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+        return Err(R::MalformedArp);
+    }
+    match be16(a, 6) {
+        1 => {
+            let target = ipv4_at(a, 24);
+            let (Some(vtep), Some((_, mac))) = (node.vtep, node.underlay) else {
+                return Err(R::NoUnderlay);
+            };
+            if target != vtep {
+                tr!(t, "underlay-arp", "who-has {target}: not this VTEP");
+                return Err(R::ArpUnknownTarget);
+            }
+            tr!(t, "underlay-arp", "who-has {target}: this VTEP, {mac}");
+            let b = f.data_mut();
+            let requester = mac_at(b, ETH_LEN + 8);
+            let sender_ip: [u8; 4] = b[ETH_LEN + 14..ETH_LEN + 18].try_into().expect("4 bytes");
+            write_eth(b, &requester, &mac.0, ETHERTYPE_ARP);
+            let a = &mut b[ETH_LEN..];
+            put16(a, 6, 2);
+            a[8..14].copy_from_slice(&mac.0);
+            a[14..18].copy_from_slice(&vtep.octets());
+            a[18..24].copy_from_slice(&requester);
+            a[24..28].copy_from_slice(&sender_ip);
+            Ok(in_port)
+        }
+        2 => {
+            tr!(
+                t,
+                "underlay-arp",
+                "reply from {}: to the control thread",
+                ipv4_at(a, 14)
+            );
+            Err(R::ArpReplyConsumed)
+        }
+        _ => Err(R::MalformedArp),
+    }
+}
+
+/// The sender of an ARP reply on the underlay (for VTEP resolution), if `b` is one.
+pub fn arp_reply_sender(b: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
+    if b.len() < ETH_LEN + 28 || be16(b, 12) != ETHERTYPE_ARP {
+        return None;
+    }
+    let a = &b[ETH_LEN..];
+    (be16(a, 6) == 2).then(|| (ipv4_at(a, 14), MacAddr(mac_at(a, 8))))
+}
+
+/// Writes an ARP request from `sender` (MAC, IP) for `target` into `b` (at least
+/// 42 bytes; returns the frame length).
+pub fn write_arp_request(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> usize {
+    write_eth(b, &[0xff; 6], &mac.0, ETHERTYPE_ARP);
+    let a = &mut b[ETH_LEN..];
+    put16(a, 0, 1);
+    put16(a, 2, ETHERTYPE_IPV4);
+    a[4] = 6;
+    a[5] = 4;
+    put16(a, 6, 1);
+    a[8..14].copy_from_slice(&mac.0);
+    a[14..18].copy_from_slice(&ip.octets());
+    a[18..24].copy_from_slice(&[0; 6]);
+    a[24..28].copy_from_slice(&target.octets());
+    ETH_LEN + 28
+}
+
+/// A decapsulated frame on network `net`: delivered to a local port only, with
+/// a DVR MAC source (a frame routed on its source host) rewritten to the
+/// destination subnet's router interface MAC.
+fn deliver_decapped<T: Trace>(snap: &Snapshot, net: u32, f: &mut Frame, t: &mut T) -> Verdict {
+    let Some(n) = snap.net(net) else {
+        return Err(R::TableGone);
+    };
+    let b = f.data();
+    if b.len() < ETH_LEN {
+        return Err(R::RuntFrame);
+    }
+    if b[6] & 1 != 0 {
+        return Err(R::MulticastSrcMac);
+    }
+    if b[0] & 1 != 0 {
+        tr!(
+            t,
+            "switch",
+            "broadcast / multicast from the overlay: not flooded"
+        );
+        return Err(R::FloodNotConfigured);
+    }
+    let dst = MacAddr(mac_at(b, 0));
+    let Some(Dest::Local(p)) = n.fdb.get(dst.key()) else {
+        tr!(
+            t,
+            "switch",
+            "{dst} is not a local port of network {}",
+            n.name
+        );
+        return Err(R::NotLocalAfterDecap);
+    };
+    let src = MacAddr(mac_at(b, 6));
+    if let Some(h) = snap.node.dvr_macs.get(src.key()) {
+        let dst_ip = match be16(b, 12) {
+            ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
+                Some(IpAddr::V4(ipv4_at(b, ETH_LEN + 16)))
+            }
+            ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
+                Some(IpAddr::V6(ipv6_at(b, ETH_LEN + 24)))
+            }
+            _ => None,
+        };
+        let gw = dst_ip.and_then(|ip| n.gateways.iter().find(|g| g.cidr.contains(&ip)));
+        if let Some(gw) = gw {
+            f.data_mut()[6..12].copy_from_slice(&gw.mac.0);
+            tr!(
+                t,
+                "rewrite",
+                "source {src} (DVR MAC of host {}) → {} (router interface)",
+                host_name(snap, h),
+                gw.mac
+            );
+        } else {
+            tr!(
+                t,
+                "rewrite",
+                "source {src} is a DVR MAC but no router interface here covers the destination"
+            );
+            return Err(R::TableGone);
+        }
+    }
+    tr!(t, "switch", "{dst} is local port {p}");
+    Ok(p)
+}

@@ -1,0 +1,353 @@
+//! Packet bytes: a mutable frame view with headroom (what a single-segment mbuf
+//! is), header offsets and constants, Internet checksums (full and incremental),
+//! and the few header writers the pipeline needs. No allocation, no `unsafe`:
+//! the same code runs on mbufs in the workers and on plain buffers in `trace`,
+//! the tests and the fuzz targets.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub const ETH_LEN: usize = 14;
+pub const VLAN_LEN: usize = 4;
+pub const IPV4_LEN: usize = 20;
+pub const IPV6_LEN: usize = 40;
+pub const UDP_LEN: usize = 8;
+pub const ICMP_LEN: usize = 8;
+pub const VXLAN_LEN: usize = 8;
+/// GRE with the key bit: flags/version, protocol, key.
+pub const GRE_LEN: usize = 8;
+/// Outer Ethernet + IPv4 + UDP + VXLAN.
+pub const VXLAN_OVERHEAD: usize = ETH_LEN + IPV4_LEN + UDP_LEN + VXLAN_LEN;
+/// Outer Ethernet + IPv4 + GRE with key.
+pub const GRE_OVERHEAD: usize = ETH_LEN + IPV4_LEN + GRE_LEN;
+
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// GRE protocol of a transported Ethernet frame (transparent Ethernet bridging).
+pub const ETHERTYPE_TEB: u16 = 0x6558;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_GRE: u8 = 47;
+pub const PROTO_ICMPV6: u8 = 58;
+
+pub const VXLAN_PORT: u16 = 4789;
+
+/// A frame in a buffer with room in front (headroom) and behind (tailroom):
+/// `buf[off..off + len]` is the frame. Headers can be pushed in front
+/// ([`Frame::prepend`]), stripped ([`Frame::adj`]) and the tail cut
+/// ([`Frame::trim`]) without copying the payload.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    buf: &'a mut [u8],
+    off: usize,
+    len: usize,
+}
+
+impl<'a> Frame<'a> {
+    /// The frame `buf[off..off + len]`; `None` if that is outside `buf`.
+    pub fn new(buf: &'a mut [u8], off: usize, len: usize) -> Option<Frame<'a>> {
+        (off.checked_add(len)? <= buf.len()).then_some(Frame { buf, off, len })
+    }
+
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.off..self.off + self.len]
+    }
+
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where the frame starts in the buffer.
+    #[inline(always)]
+    pub fn offset(&self) -> usize {
+        self.off
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.off
+    }
+
+    /// Grows the frame by `n` bytes in front (contents unspecified); false if
+    /// the headroom is too small.
+    #[inline(always)]
+    pub fn prepend(&mut self, n: usize) -> bool {
+        if n > self.off {
+            return false;
+        }
+        self.off -= n;
+        self.len += n;
+        true
+    }
+
+    /// Removes `n` bytes from the front; false if the frame is shorter.
+    #[inline(always)]
+    pub fn adj(&mut self, n: usize) -> bool {
+        if n > self.len {
+            return false;
+        }
+        self.off += n;
+        self.len -= n;
+        true
+    }
+
+    /// Cuts the frame to `len` bytes (never grows it).
+    #[inline(always)]
+    pub fn trim(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Grows the frame by `n` bytes at the end (contents unspecified); false if
+    /// the tailroom is too small.
+    pub fn extend(&mut self, n: usize) -> bool {
+        if self.off + self.len + n > self.buf.len() {
+            return false;
+        }
+        self.len += n;
+        true
+    }
+}
+
+#[inline(always)]
+pub fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+pub fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[inline(always)]
+pub fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+#[inline(always)]
+pub fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+pub fn ipv4_at(b: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
+}
+
+pub fn ipv6_at(b: &[u8], at: usize) -> Ipv6Addr {
+    let a: [u8; 16] = b[at..at + 16].try_into().expect("16 bytes");
+    Ipv6Addr::from(a)
+}
+
+/// The one's complement sum of `b` (16-bit big-endian words, odd byte padded),
+/// added to `sum`, not folded.
+pub fn csum_add(mut sum: u32, b: &[u8]) -> u32 {
+    let mut chunks = b.chunks_exact(2);
+    for c in &mut chunks {
+        sum = sum.wrapping_add(u16::from_be_bytes([c[0], c[1]]) as u32);
+        // Fold early enough that the sum never wraps (a frame is < 64 KiB).
+        if sum >= 0xffff_0000 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+    }
+    if let [last] = chunks.remainder() {
+        sum = sum.wrapping_add((*last as u32) << 8);
+    }
+    sum
+}
+
+/// Folds a sum to 16 bits and complements it: the checksum field's value.
+pub fn csum_fold(mut sum: u32) -> u16 {
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The Internet checksum of `b`.
+pub fn checksum(b: &[u8]) -> u16 {
+    csum_fold(csum_add(0, b))
+}
+
+/// The checksum field after a 16-bit word of the covered data changed from
+/// `old` to `new` (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')).
+#[inline(always)]
+pub fn csum_update16(check: u16, old: u16, new: u16) -> u16 {
+    let mut sum = (!check as u32) + (!old as u32) + new as u32;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// [`csum_update16`] for a 32-bit field (two words).
+#[inline(always)]
+pub fn csum_update32(check: u16, old: u32, new: u32) -> u16 {
+    let c = csum_update16(check, (old >> 16) as u16, (new >> 16) as u16);
+    csum_update16(c, old as u16, new as u16)
+}
+
+/// The sum of the IPv6 pseudo-header (RFC 8200, 8.1) for an upper-layer packet
+/// of `len` bytes and protocol `next`.
+pub fn pseudo6(src: &[u8], dst: &[u8], len: u32, next: u8) -> u32 {
+    let mut s = csum_add(0, src);
+    s = csum_add(s, dst);
+    s = s.wrapping_add(len >> 16).wrapping_add(len & 0xffff);
+    s.wrapping_add(next as u32)
+}
+
+/// The sum of the IPv4 pseudo-header for an upper-layer packet of `len` bytes.
+pub fn pseudo4(src: &[u8], dst: &[u8], len: u16, proto: u8) -> u32 {
+    let mut s = csum_add(0, src);
+    s = csum_add(s, dst);
+    s.wrapping_add(len as u32).wrapping_add(proto as u32)
+}
+
+/// Writes an Ethernet header at the start of `b`.
+#[inline(always)]
+pub fn write_eth(b: &mut [u8], dst: &[u8; 6], src: &[u8; 6], ethertype: u16) {
+    b[0..6].copy_from_slice(dst);
+    b[6..12].copy_from_slice(src);
+    put16(b, 12, ethertype);
+}
+
+/// Writes a 20-byte IPv4 header (no options, DF set, id 0) with its checksum at
+/// the start of `b`.
+pub fn write_ipv4(b: &mut [u8], total_len: u16, ttl: u8, proto: u8, src: [u8; 4], dst: [u8; 4]) {
+    b[0] = 0x45;
+    b[1] = 0;
+    put16(b, 2, total_len);
+    put16(b, 4, 0);
+    put16(b, 6, 0x4000);
+    b[8] = ttl;
+    b[9] = proto;
+    put16(b, 10, 0);
+    b[12..16].copy_from_slice(&src);
+    b[16..20].copy_from_slice(&dst);
+    let c = checksum(&b[..IPV4_LEN]);
+    put16(b, 10, c);
+}
+
+/// Writes a 40-byte IPv6 header at the start of `b`.
+pub fn write_ipv6(b: &mut [u8], payload_len: u16, next: u8, hop: u8, src: &[u8], dst: &[u8]) {
+    put32(b, 0, 6 << 28);
+    put16(b, 4, payload_len);
+    b[6] = next;
+    b[7] = hop;
+    b[8..24].copy_from_slice(src);
+    b[24..40].copy_from_slice(dst);
+}
+
+/// A hash of an inner frame's flow (addresses, protocol, ports when present),
+/// for the outer UDP source port of VXLAN (ECMP entropy): the same flow always
+/// gets the same port.
+#[inline]
+pub fn flow_hash(inner: &[u8]) -> u32 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut mix = |v: u64| h = (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    if inner.len() < ETH_LEN {
+        return 0;
+    }
+    let et = be16(inner, 12);
+    match et {
+        ETHERTYPE_IPV4 if inner.len() >= ETH_LEN + IPV4_LEN => {
+            let ip = &inner[ETH_LEN..];
+            mix(be32(ip, 12) as u64);
+            mix(be32(ip, 16) as u64);
+            let proto = ip[9];
+            mix(proto as u64);
+            let ihl = ((ip[0] & 0x0f) as usize) * 4;
+            if matches!(proto, PROTO_TCP | PROTO_UDP) && ip.len() >= ihl + 4 {
+                mix(be32(ip, ihl) as u64);
+            }
+        }
+        ETHERTYPE_IPV6 if inner.len() >= ETH_LEN + IPV6_LEN => {
+            let ip = &inner[ETH_LEN..];
+            for w in (8..40).step_by(8) {
+                mix(u64::from_be_bytes(
+                    ip[w..w + 8].try_into().expect("8 bytes"),
+                ));
+            }
+            let next = ip[6];
+            mix(next as u64);
+            if matches!(next, PROTO_TCP | PROTO_UDP) && ip.len() >= IPV6_LEN + 4 {
+                mix(be32(ip, IPV6_LEN) as u64);
+            }
+        }
+        _ => {
+            mix(u64::from_le_bytes(inner[0..8].try_into().expect("8 bytes")));
+            mix(u64::from_le_bytes(
+                inner[6..14].try_into().expect("8 bytes"),
+            ));
+        }
+    }
+    let h = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_moves_its_edges_within_the_buffer() {
+        let mut buf = [0u8; 64];
+        let mut f = Frame::new(&mut buf, 16, 32).unwrap();
+        assert!(f.prepend(16));
+        assert!(!f.prepend(1));
+        assert_eq!((f.offset(), f.len()), (0, 48));
+        assert!(f.adj(8));
+        f.trim(10);
+        assert_eq!((f.offset(), f.len()), (8, 10));
+        assert!(f.extend(46));
+        assert!(!f.extend(1));
+        assert!(!f.adj(57));
+        assert!(Frame::new(&mut buf, 60, 5).is_none());
+    }
+
+    #[test]
+    fn checksum_of_a_known_ipv4_header() {
+        // RFC 1071 style example: a real header whose checksum is 0xb861.
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(checksum(&h), 0xb861);
+        put16(&mut h, 10, 0xb861);
+        assert_eq!(checksum(&h), 0);
+    }
+
+    #[test]
+    fn incremental_update_equals_recomputing() {
+        let mut h = [0u8; 20];
+        write_ipv4(&mut h, 84, 64, 1, [10, 0, 0, 1], [10, 0, 1, 2]);
+        for ttl in (1..=64u8).rev() {
+            let old = be16(&h, 8);
+            h[8] = ttl - 1;
+            let c = csum_update16(be16(&h, 10), old, be16(&h, 8));
+            put16(&mut h, 10, c);
+            assert_eq!(checksum(&h), 0, "ttl {ttl}");
+        }
+        let old = be32(&h, 12);
+        put32(&mut h, 12, 0xcb00_7101);
+        let c = csum_update32(be16(&h, 10), old, 0xcb00_7101);
+        put16(&mut h, 10, c);
+        assert_eq!(checksum(&h), 0);
+    }
+
+    #[test]
+    fn odd_length_sums_pad_with_zero() {
+        assert_eq!(csum_add(0, &[1, 2, 3]), 0x0102 + 0x0300);
+    }
+}
