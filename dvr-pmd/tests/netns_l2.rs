@@ -27,8 +27,33 @@ fn unknown_dst_mac(socket: &Path) -> u64 {
 
 #[test]
 fn two_vms_on_af_packet_ports_ping_and_transfer() {
+    two_vms_ping_and_transfer(false);
+}
+
+/// The same with VM A behind a `tap` port of dvr-pmd: the tap and A's veth on a
+/// bridge of the testbed.
+#[test]
+fn a_vm_behind_a_tap_port_pings_and_transfers() {
+    two_vms_ping_and_transfer(true);
+}
+
+fn two_vms_ping_and_transfer(tap_a: bool) {
     let tb = Testbed::new();
-    let a = tb.vm("a", VmOpts::new(A, "10.0.1.5/24").ip6("fd00:1::5/64"));
+    let mut opts_a = VmOpts::new(A, "10.0.1.5/24").ip6("fd00:1::5/64");
+    let tap = tb.name("tapa");
+    let port_a = if tap_a {
+        tb.bridge("ba");
+        opts_a = opts_a.bridge("ba");
+        vm_port("vm-a", "tap", &[format!("iface = \"{tap}\"")])
+    } else {
+        String::new()
+    };
+    let a = tb.vm("a", opts_a);
+    let port_a = if tap_a {
+        port_a
+    } else {
+        vm_port("vm-a", "af_packet", &[format!("iface = \"{}\"", a.iface)])
+    };
     let b = tb.vm("b", VmOpts::new(B, "10.0.1.6/24").ip6("fd00:1::6/64"));
 
     let d = tb.dir();
@@ -40,13 +65,17 @@ fn two_vms_on_af_packet_ports_ping_and_transfer() {
             socket.display(),
             d.join("model.json").display()
         ),
-        vm_port("vm-a", "af_packet", &[format!("iface = \"{}\"", a.iface)]),
+        port_a,
         vm_port("vm-b", "af_packet", &[format!("iface = \"{}\"", b.iface)]),
     ]
     .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();
     let mut dvr = Daemon::start(&d.join("node.toml"));
     dvr.next();
+    if tap_a {
+        // dvr-pmd made the tap (and removes it when it stops).
+        tb.attach("ba", &tap);
+    }
 
     let s = socket.as_path();
     ctl(
