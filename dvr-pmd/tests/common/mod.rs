@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+pub mod testbed;
+
 /// How long a test waits for a child to reach a state before failing. This is a
 /// guard against a hung test, not a performance assertion.
 pub const PATIENCE: Duration = Duration::from_secs(60);
