@@ -15,6 +15,9 @@ pub mod pcap;
 pub mod pipeline;
 pub mod pkt;
 pub mod proto;
+pub mod punt;
 pub mod snapshot;
 pub mod stats;
+#[doc(hidden)]
+pub mod testkit;
 pub mod worker;

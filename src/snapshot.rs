@@ -763,6 +763,18 @@ impl Compiler {
         Some(self.current.clone())
     }
 
+    /// Takes over the underlay neighbours `old` resolved.
+    pub fn inherit_vtep_macs(&mut self, old: &Compiler) {
+        for (ip, mac) in &old.vtep_macs {
+            self.set_vtep_mac(*ip, *mac);
+        }
+    }
+
+    /// The VTEPs of the other hosts, resolved or not.
+    pub fn vteps(&self) -> Vec<Ipv4Addr> {
+        self.hosts.iter().map(|h| h.vtep).collect()
+    }
+
     /// The VTEPs of the other hosts that have no resolved MAC yet.
     pub fn unresolved_vteps(&self) -> Vec<Ipv4Addr> {
         self.hosts

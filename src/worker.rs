@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::dpdk::{self, Burst, RxQueue, TxQueue};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::l2::DROP;
 use crate::pipeline::{self, Env, NoTrace};
+use crate::punt::Exchange;
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
@@ -32,6 +33,10 @@ pub struct Worker {
     pub burst: usize,
     pub poll_mode: PollMode,
     pub stop: Arc<AtomicBool>,
+    /// What the workers hand to the control thread and take from it.
+    pub exchange: Arc<Exchange>,
+    /// For the frames the control thread injects.
+    pub pool: Arc<Mempool>,
 }
 
 /// Polls between two reads of the TSC.
@@ -135,9 +140,40 @@ impl Worker {
         clock.flush(&self.counters);
     }
 
+    /// Sends what the control thread asked to be sent (rare: ARP requests).
+    #[cold]
+    fn inject(&mut self, s: &mut Scratch) {
+        let c = &*self.counters;
+        while let Some(x) = self.exchange.inject.pop() {
+            let Some(Some(txq)) = self.tx.get_mut(x.port as usize) else {
+                c.drop(DropReason::NoTxQueue, 1);
+                continue;
+            };
+            let Ok(m) = Mbuf::from_frame(&self.pool, x.frame()) else {
+                c.drop(DropReason::TxQueueFull, 1);
+                continue;
+            };
+            let out = &mut s.outs[x.port as usize];
+            if m.push_to(out).is_err() {
+                c.drop(DropReason::TxQueueFull, 1);
+                continue;
+            }
+            let r = txq.tx(out);
+            let pc = &c.ports[x.port as usize];
+            pc.tx_packets.add(r.sent);
+            pc.tx_bytes.add(r.bytes);
+            if r.dropped > 0 {
+                c.drop(DropReason::TxQueueFull, r.dropped);
+            }
+        }
+    }
+
     /// Polls every RX queue once. Returns the packets received.
     #[inline]
     fn poll_once(&mut self, s: &mut Scratch) -> usize {
+        if !self.exchange.inject.is_empty() {
+            self.inject(s);
+        }
         let c = &*self.counters;
         let mut got = 0;
         for (in_port, q) in self.rx.iter_mut() {
@@ -153,6 +189,7 @@ impl Worker {
             let (tx_mask, in_port) = (s.tx_mask, *in_port);
             let out_bytes = &mut s.out_bytes;
             let env = &mut s.env;
+            let learned = &self.exchange.learned;
             s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
                 rx_bytes += len as u64;
                 let d = match frame {
@@ -161,6 +198,11 @@ impl Worker {
                         let d = pipeline::process(&snap, env, in_port, f, &mut NoTrace);
                         if let Some(r) = env.noted.take() {
                             c.drop(r, 1);
+                        }
+                        if d == Err(DropReason::ArpReplyConsumed) {
+                            if let Some(x) = pipeline::arp_reply_sender(f.data()) {
+                                let _ = learned.push(x);
+                            }
                         }
                         d.map(|p| (p, f.len()))
                     }

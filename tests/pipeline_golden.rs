@@ -10,108 +10,18 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dvr::config::PortRole;
 use dvr::mac::MacAddr;
-use dvr::model::{Change, Model};
+use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
 use dvr::pkt::{self, Frame};
-use dvr::snapshot::{Compiler, DpPort, NodePorts, Snapshot};
+use dvr::snapshot::{Compiler, Snapshot};
 use dvr::stats::DropReason as R;
 use etherparse::{
     icmpv4, icmpv6, ArpEthIpv4Packet, ArpOperation, Icmpv4Type, Icmpv6Type, IpNumber, PacketBuilder,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
-const UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
-const CN2_UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const DVR1: [u8; 6] = [0xfa, 0x16, 0x3f, 0, 0, 1];
-const DVR2: [u8; 6] = [0xfa, 0x16, 0x3f, 0, 0, 2];
-const VTEP1: [u8; 4] = [192, 0, 2, 1];
-const VTEP2: [u8; 4] = [192, 0, 2, 2];
-
-const A_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x0a];
-const B_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x0b];
-const C_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x0c];
-const D_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x0d];
-const E_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x0e];
-const F_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x0f];
-const PAIR_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x99];
-
-// Dataplane port indexes of cn1.
-const VM_A: u16 = 0;
-const VM_B: u16 = 1;
-const VM_E: u16 = 2;
-const UP: u16 = 3;
-
-fn changes(v: Value) -> Vec<Change> {
-    serde_json::from_value(v).expect("valid changes")
-}
-
-fn port(
-    name: &str,
-    net: &str,
-    mac: [u8; 6],
-    host: &str,
-    binding: Option<&str>,
-    ips: &[(&str, &str)],
-) -> Value {
-    json!({"op": "port_create", "name": name, "network": net, "mac": MacAddr(mac).to_string(),
-        "host": host, "binding": binding,
-        "fixed_ips": ips.iter().map(|(s, ip)| json!({"subnet": s, "ip": ip})).collect::<Vec<_>>()})
-}
-
-fn model() -> Model {
-    let mut m = Model::default();
-    m.apply(&changes(json!([
-        {"op": "host_set", "name": "cn1", "agent_mode": "dvr", "vtep": "192.0.2.1", "dvr_mac": MacAddr(DVR1).to_string()},
-        {"op": "host_set", "name": "cn2", "agent_mode": "dvr", "vtep": "192.0.2.2", "dvr_mac": MacAddr(DVR2).to_string()},
-        {"op": "network_create", "name": "blue", "network_type": "vxlan", "segment": 101},
-        {"op": "network_create", "name": "red", "network_type": "gre", "segment": 202},
-        {"op": "network_create", "name": "green", "network_type": "vlan", "segment": 303, "mtu": 1500},
-        {"op": "subnet_create", "name": "blue4", "network": "blue", "cidr": "10.1.0.0/24"},
-        {"op": "subnet_create", "name": "blue6", "network": "blue", "cidr": "2001:db8:1::/64"},
-        {"op": "subnet_create", "name": "red4", "network": "red", "cidr": "10.2.0.0/24"},
-        {"op": "subnet_create", "name": "red6", "network": "red", "cidr": "2001:db8:2::/64"},
-        {"op": "subnet_create", "name": "green4", "network": "green", "cidr": "10.3.0.0/24"},
-        {"op": "subnet_create", "name": "green6", "network": "green", "cidr": "2001:db8:3::/64"},
-        {"op": "router_create", "name": "r1"},
-        {"op": "router_add_subnet", "router": "r1", "subnet": "blue4"},
-        {"op": "router_add_subnet", "router": "r1", "subnet": "blue6"},
-        {"op": "router_add_subnet", "router": "r1", "subnet": "red4"},
-        {"op": "router_add_subnet", "router": "r1", "subnet": "red6"},
-        {"op": "router_add_subnet", "router": "r1", "subnet": "green4"},
-        {"op": "router_add_subnet", "router": "r1", "subnet": "green6"},
-        port("a", "blue", A_MAC, "cn1", Some("vm-a"), &[("blue4", "10.1.0.10"), ("blue6", "2001:db8:1::10")]),
-        port("b", "red", B_MAC, "cn1", Some("vm-b"), &[("red4", "10.2.0.10"), ("red6", "2001:db8:2::10")]),
-        port("c", "blue", C_MAC, "cn2", Some("vm-a"), &[("blue4", "10.1.0.20")]),
-        port("d", "red", D_MAC, "cn2", Some("vm-b"), &[("red4", "10.2.0.20"), ("red6", "2001:db8:2::20")]),
-        port("e", "green", E_MAC, "cn1", Some("vm-e"), &[("green4", "10.3.0.10"), ("green6", "2001:db8:3::10")]),
-        port("f", "green", F_MAC, "cn2", Some("vm-c"), &[("green4", "10.3.0.20")]),
-        {"op": "port_set", "name": "a", "allowed_address_pairs": [{"ip": "10.1.99.0/24", "mac": MacAddr(PAIR_MAC).to_string()}]},
-    ])))
-    .expect("the test topology is valid");
-    m
-}
-
-fn node() -> NodePorts {
-    let dp = |name: &str, role, mac: [u8; 6]| DpPort {
-        name: name.into(),
-        role,
-        mac: MacAddr(mac),
-    };
-    NodePorts {
-        node: "cn1".into(),
-        ports: vec![
-            dp("vm-a", PortRole::Vm, [0; 6]),
-            dp("vm-b", PortRole::Vm, [0; 6]),
-            dp("vm-e", PortRole::Vm, [0; 6]),
-            dp("up", PortRole::Underlay, UL_MAC),
-        ],
-        static_fdb: vec![],
-        vtep: None,
-        dvr_mac: None,
-    }
-}
+use dvr::testkit::*;
 
 struct Bed {
     m: Model,

@@ -6,6 +6,7 @@
 mod control;
 mod node;
 mod report;
+mod resolver;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +121,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    let resolver = match resolver::Resolver::start(view.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dvr-pmd: cannot start: the resolver thread: {e}");
+            control.shutdown();
+            drop(view);
+            node.shutdown();
+            return ExitCode::from(EXIT_START);
+        }
+    };
     tracing::info!(node = %node.cfg.node, "forwarding; Ctrl-C to stop");
     let mut reporter = report::Reporter::new(node.cfg.stats.format);
     let interval = Duration::from_millis(node.cfg.stats.interval_ms);
@@ -132,6 +143,7 @@ fn main() -> ExitCode {
         }
     }
     tracing::info!("signal received: stopping workers");
+    resolver.shutdown();
     control.shutdown();
     let mut node = node;
     node.stop_workers();

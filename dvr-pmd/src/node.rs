@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use dvr::config::{Config, PcapRx, PortKind};
 use dvr::dpdk::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
 use dvr::mac::MacAddr;
+use dvr::punt::Exchange;
 use dvr::snapshot::{DpPort, NodePorts, Snapshot, Tables};
 use dvr::stats::WorkerCounters;
 use dvr::worker::Worker;
@@ -44,6 +45,8 @@ pub struct Node {
     pub tables: Arc<Tables>,
     /// What the table compiler needs to know of this node.
     pub node_ports: NodePorts,
+    /// Between the workers and the control thread (learned, injected).
+    pub exchange: Arc<Exchange>,
     workers: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     /// Files the node made and removes on shutdown (sockets, generated captures).
@@ -116,6 +119,7 @@ impl Node {
             counters: Vec::new(),
             tables: Arc::new(Tables::from_pointee(Snapshot::from_config(&node_ports))),
             node_ports,
+            exchange: Arc::new(Exchange::default()),
             workers: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             owned_files: Vec::new(),
@@ -184,6 +188,8 @@ impl Node {
                 burst: dp.burst,
                 poll_mode: dp.poll_mode,
                 stop: node.stop.clone(),
+                exchange: node.exchange.clone(),
+                pool: pool.clone(),
             };
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let h = std::thread::Builder::new()

@@ -35,6 +35,7 @@ pub struct View {
     pub dvr_mac: Option<dvr::mac::MacAddr>,
     /// Keeps the published tables in step with the model (control thread only).
     pub compiler: std::sync::Mutex<Option<Compiler>>,
+    pub exchange: Arc<dvr::punt::Exchange>,
 }
 
 impl View {
@@ -52,6 +53,7 @@ impl View {
             vtep: node.cfg.vtep,
             dvr_mac: node.cfg.dvr_mac,
             compiler: std::sync::Mutex::new(None),
+            exchange: node.exchange.clone(),
         })
     }
 
@@ -135,7 +137,11 @@ impl NodeView for View {
         let snap = match (c.as_mut(), applied) {
             (Some(c), Some(applied)) => c.update(model, applied),
             _ => {
-                let fresh = Compiler::new(model, self.node_ports.clone());
+                let mut fresh = Compiler::new(model, self.node_ports.clone());
+                // What was resolved on the underlay stays resolved.
+                if let Some(old) = c.as_ref() {
+                    fresh.inherit_vtep_macs(old);
+                }
                 let s = fresh.current().clone();
                 *c = Some(fresh);
                 s
