@@ -86,6 +86,68 @@ pub struct Env {
     /// Set when a frame was not forwarded but answered (an ICMP error): the
     /// worker counts the reason and sends the answer.
     pub noted: Option<DropReason>,
+    /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
+    pub flood: Option<Flood>,
+}
+
+/// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
+pub const FLOOD: u16 = u16::MAX - 1;
+
+/// A broadcast or multicast frame of network `net` (index), to copy to the
+/// network's other local ports and, when `tunnels`, to every other host with
+/// ports on it (head-end replication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flood {
+    pub net: u32,
+    pub tunnels: bool,
+}
+
+/// Where one copy of a flooded frame goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Port(u16),
+    Host(u16),
+}
+
+/// The copies of a flooded frame that came in on `in_port`.
+pub fn flood_targets(
+    snap: &Snapshot,
+    fl: Flood,
+    in_port: u16,
+) -> impl Iterator<Item = Target> + '_ {
+    let net = snap.net(fl.net);
+    let local = net
+        .into_iter()
+        .flat_map(|n| n.local_ports.iter())
+        .filter(move |&&p| p != in_port)
+        .map(|&p| Target::Port(p));
+    let remote = net
+        .filter(|_| fl.tunnels)
+        .into_iter()
+        .flat_map(|n| n.remote_hosts.iter())
+        .map(|&h| Target::Host(h));
+    local.chain(remote)
+}
+
+/// Encapsulates a copy of a flooded frame of network `net` toward host `h`.
+pub fn encap_copy(snap: &Snapshot, net: u32, h: u16, f: &mut Frame) -> Verdict {
+    let n = snap.net(net).ok_or(R::TableGone)?;
+    encap(snap, n, h, f, &mut NoTrace)
+}
+
+fn flood<T: Trace>(env: &mut Env, net: u32, tunnels: bool, t: &mut T) -> Verdict {
+    tr!(
+        t,
+        "switch",
+        "broadcast / multicast: flooded to the network's local ports{}",
+        if tunnels {
+            " and, head-end replicated, to its other hosts"
+        } else {
+            ""
+        }
+    );
+    env.flood = Some(Flood { net, tunnels });
+    Ok(FLOOD)
 }
 
 impl Env {
@@ -96,6 +158,7 @@ impl Env {
             tokens: ICMP_BURST,
             last: now(),
             noted: None,
+            flood: None,
         }
     }
 
@@ -145,7 +208,7 @@ pub fn process<T: Trace>(
         }
         Some(Slot::Underlay) => {
             tr!(t, "classify", "underlay port");
-            from_underlay(snap, in_port, f, t)
+            from_underlay(snap, env, in_port, f, t)
         }
         Some(Slot::External) => Err(R::ExternalUnsupported),
         Some(Slot::Vm(None)) | None => {
@@ -254,20 +317,13 @@ fn from_vm<T: Trace>(
     let b = f.data();
     if b[0] & 1 != 0 {
         if et == ETHERTYPE_IPV6 {
-            return nd_respond(net, f, t).map(|()| in_port);
+            match nd_respond(net, f, t) {
+                Ok(()) => return Ok(in_port),
+                Err(Some(r)) => return Err(r),
+                Err(None) => {}
+            }
         }
-        tr!(t, "switch", "broadcast / multicast: not flooded");
-        return Err(R::FloodNotConfigured);
-    }
-    if f.len() > net.mtu as usize + ETH_LEN {
-        tr!(
-            t,
-            "switch",
-            "frame of {} bytes exceeds MTU {}",
-            f.len(),
-            net.mtu
-        );
-        return Err(R::MtuExceeded);
+        return flood(env, vm.net, true, t);
     }
     let dst = MacAddr(mac_at(b, 0));
     match net.fdb.get(dst.key()) {
@@ -320,15 +376,8 @@ fn arp_respond<T: Trace>(
     let op = be16(a, 6);
     let broadcast = b[0] & 1 != 0;
     if op != 1 {
-        if op == 2 && !broadcast {
-            return Err(None);
-        }
-        // Gratuitous replies and unknown operations go no further.
-        return Err(Some(if op == 2 {
-            R::FloodNotConfigured
-        } else {
-            R::MalformedArp
-        }));
+        // Replies (gratuitous ones are broadcast) are switched or flooded.
+        return Err(if op == 2 { None } else { Some(R::MalformedArp) });
     }
     let target = ipv4_at(a, 24);
     let Some(&mac) = net.arp.get(&IpAddr::V4(target)) else {
@@ -359,8 +408,20 @@ fn arp_respond<T: Trace>(
 }
 
 /// Answers a neighbour solicitation for an address of `net` with a neighbour
-/// advertisement, in place.
-fn nd_respond<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), DropReason> {
+/// advertisement, in place. `Err(None)`: not a solicitation (flood or switch
+/// it as is).
+fn nd_respond<T: Trace>(
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Result<(), Option<DropReason>> {
+    nd_answer(net, f, t).map_err(|r| (r != FLOOD_IT).then_some(r))
+}
+
+/// What [`nd_answer`] returns for a frame that is not a solicitation.
+const FLOOD_IT: DropReason = R::FloodNoMember;
+
+fn nd_answer<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), DropReason> {
     let b = f.data();
     let Some(ip) = b.get(ETH_LEN..) else {
         return Err(R::MalformedIpv6);
@@ -373,18 +434,11 @@ fn nd_respond<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(),
         return Err(R::MalformedIpv6);
     }
     if ip[6] != PROTO_ICMPV6 {
-        tr!(t, "switch", "IPv6 multicast other than ICMPv6: not flooded");
-        return Err(R::FloodNotConfigured);
+        return Err(FLOOD_IT);
     }
     let icmp = &ip[IPV6_LEN..IPV6_LEN + plen];
     if icmp.len() < 4 || icmp[0] != 135 {
-        tr!(
-            t,
-            "switch",
-            "ICMPv6 type {} to a multicast group: not flooded",
-            icmp.first().copied().unwrap_or(0)
-        );
-        return Err(R::FloodNotConfigured);
+        return Err(FLOOD_IT);
     }
     // RFC 4861, 7.1.1: hop limit 255, code 0, at least 24 bytes, a valid
     // checksum, options of non-zero length that fit.
@@ -698,7 +752,9 @@ fn route6<T: Trace>(
         // for the router's own addresses.
         if ip[IPV6_LEN] == 135 {
             let net = snap.net(ingress.net).ok_or(R::TableGone)?;
-            return nd_respond(net, f, t).map(|()| in_port);
+            return nd_respond(net, f, t)
+                .map(|()| in_port)
+                .map_err(|e| e.unwrap_or(R::ToRouterUnsupported));
         }
         return Err(R::ToRouterUnsupported);
     }
@@ -1008,6 +1064,18 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
         return Err(R::NoUnderlay);
     };
     let inner = f.len();
+    // Only what leaves through the overlay must fit its MTU (the underlay
+    // must never fragment); frames between local ports may be larger.
+    if inner > net.mtu as usize + ETH_LEN {
+        tr!(
+            t,
+            "encap",
+            "frame of {inner} bytes exceeds MTU {} of {}",
+            net.mtu,
+            net.name
+        );
+        return Err(R::MtuExceeded);
+    }
     match net.kind {
         NetworkType::Vxlan | NetworkType::Gre => {
             let Some(vtep) = node.vtep else {
@@ -1096,7 +1164,13 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
 }
 
 /// A frame from the underlay: ARP for this VTEP, tunnels, VLAN-tagged frames.
-fn from_underlay<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+fn from_underlay<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
     let node = &*snap.node;
     let b = f.data();
     match be16(b, 12) {
@@ -1114,7 +1188,7 @@ fn from_underlay<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut
             b.copy_within(0..12, VLAN_LEN);
             f.adj(VLAN_LEN);
             tr!(t, "decap", "VLAN {vid}");
-            deliver_decapped(snap, net, f, t)
+            deliver_decapped(snap, env, net, f, t)
         }
         ETHERTYPE_IPV4 => {
             if b.len() < ETH_LEN + IPV4_LEN {
@@ -1172,7 +1246,7 @@ fn from_underlay<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut
             };
             f.trim(ETH_LEN + total);
             f.adj(ETH_LEN + ihl + strip);
-            deliver_decapped(snap, net, f, t)
+            deliver_decapped(snap, env, net, f, t)
         }
         et => {
             tr!(t, "decap", "ethertype {et:#06x} on the underlay");
@@ -1258,7 +1332,13 @@ pub fn write_arp_request(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4A
 /// A decapsulated frame on network `net`: delivered to a local port only, with
 /// a DVR MAC source (a frame routed on its source host) rewritten to the
 /// destination subnet's router interface MAC.
-fn deliver_decapped<T: Trace>(snap: &Snapshot, net: u32, f: &mut Frame, t: &mut T) -> Verdict {
+fn deliver_decapped<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    net: u32,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
     let Some(n) = snap.net(net) else {
         return Err(R::TableGone);
     };
@@ -1270,12 +1350,7 @@ fn deliver_decapped<T: Trace>(snap: &Snapshot, net: u32, f: &mut Frame, t: &mut 
         return Err(R::MulticastSrcMac);
     }
     if b[0] & 1 != 0 {
-        tr!(
-            t,
-            "switch",
-            "broadcast / multicast from the overlay: not flooded"
-        );
-        return Err(R::FloodNotConfigured);
+        return flood(env, net, false, t);
     }
     let dst = MacAddr(mac_at(b, 0));
     let Some(Dest::Local(p)) = n.fdb.get(dst.key()) else {

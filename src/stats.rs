@@ -42,8 +42,12 @@ reasons! {
     MultiSegment => "multi_segment",
     /// Source MAC is a group address, which no station may send from.
     MulticastSrcMac => "multicast_src_mac",
-    /// Broadcast or multicast that is neither ARP nor neighbour discovery: not flooded.
+    /// Broadcast or multicast on a VM port with no model port bound: the static table does not flood.
     FloodNotConfigured => "flood_not_configured",
+    /// Broadcast or multicast with no other port or host of its network to go to.
+    FloodNoMember => "flood_no_member",
+    /// A copy of a flooded frame could not get a buffer (mempool empty).
+    NoMbuf => "no_mbuf",
     /// Destination MAC is not in the FDB.
     UnknownDstMac => "unknown_dst_mac",
     /// The FDB sends the frame back out of the port it came in on.

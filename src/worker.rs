@@ -76,7 +76,10 @@ impl Clock {
 /// Per-worker scratch space, allocated once before the loop.
 struct Scratch {
     rx: Burst,
+    /// One output burst per port, and one more (last) for frames to flood.
     outs: Vec<Burst>,
+    /// Where each frame of the flood burst is to be replicated, in order.
+    floods: Vec<pipeline::Flood>,
     /// Bytes queued in each of `outs`.
     out_bytes: Vec<u64>,
     drops: Burst,
@@ -100,7 +103,8 @@ impl Worker {
     pub fn run(mut self) {
         let mut s = Scratch {
             rx: Burst::new(),
-            outs: (0..self.tx.len()).map(|_| Burst::new()).collect(),
+            outs: (0..=self.tx.len()).map(|_| Burst::new()).collect(),
+            floods: Vec::with_capacity(dpdk::MAX_BURST),
             out_bytes: vec![0; self.tx.len()],
             tx_mask: Self::tx_mask(&self.tx),
             drops: Burst::new(),
@@ -168,6 +172,54 @@ impl Worker {
         }
     }
 
+    /// Copies each frame of the flood burst to its network's other local ports
+    /// and, encapsulated, to its other hosts; the originals are freed.
+    #[cold]
+    fn replicate(
+        c: &WorkerCounters,
+        pool: &Mempool,
+        nports: usize,
+        snap: &crate::snapshot::Snapshot,
+        in_port: u16,
+        s: &mut Scratch,
+    ) {
+        let mut flood = std::mem::take(&mut s.outs[nports]);
+        for (i, fl) in s.floods.drain(..).enumerate() {
+            let data = flood.data(i);
+            let mut copies = 0;
+            for t in pipeline::flood_targets(snap, fl, in_port) {
+                let Ok(mut m) = Mbuf::from_frame(pool, data) else {
+                    c.drop(DropReason::NoMbuf, 1);
+                    continue;
+                };
+                let out = match t {
+                    pipeline::Target::Port(p) => Ok(p),
+                    pipeline::Target::Host(h) => {
+                        m.with_frame(|f| pipeline::encap_copy(snap, fl.net, h, f))
+                    }
+                };
+                match out {
+                    Ok(p) if s.tx_mask & (1u64 << (p & 63)) != 0 => {
+                        let len = m.data().len() as u64;
+                        if m.push_to(&mut s.outs[p as usize]).is_ok() {
+                            s.out_bytes[p as usize] += len;
+                            copies += 1;
+                        } else {
+                            c.drop(DropReason::TxQueueFull, 1);
+                        }
+                    }
+                    Ok(_) => c.drop(DropReason::NoTxQueue, 1),
+                    Err(r) => c.drop(r, 1),
+                }
+            }
+            if copies == 0 {
+                c.drop(DropReason::FloodNoMember, 1);
+            }
+        }
+        flood.clear();
+        s.outs[nports] = flood;
+    }
+
     /// Polls every RX queue once. Returns the packets received.
     #[inline]
     fn poll_once(&mut self, s: &mut Scratch) -> usize {
@@ -190,6 +242,8 @@ impl Worker {
             let out_bytes = &mut s.out_bytes;
             let env = &mut s.env;
             let learned = &self.exchange.learned;
+            let flood_out = self.tx.len() as u16;
+            let floods = &mut s.floods;
             s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
                 rx_bytes += len as u64;
                 let d = match frame {
@@ -208,6 +262,13 @@ impl Worker {
                     }
                 };
                 match d {
+                    Ok((pipeline::FLOOD, _)) => match env.flood.take() {
+                        Some(fl) => {
+                            floods.push(fl);
+                            flood_out
+                        }
+                        None => DROP,
+                    },
                     Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
                         out_bytes[p as usize] += len as u64;
                         p
@@ -226,7 +287,10 @@ impl Worker {
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(rx_bytes);
             s.drops.clear();
-            for (p, out) in s.outs.iter_mut().enumerate() {
+            if !s.floods.is_empty() {
+                Self::replicate(c, &self.pool, self.tx.len(), &snap, in_port, s);
+            }
+            for (p, out) in s.outs.iter_mut().take(self.tx.len()).enumerate() {
                 if out.is_empty() {
                     continue;
                 }

@@ -900,3 +900,87 @@ fn unresolved_vtep_and_missing_dvr_mac_are_counted() {
     assert_eq!(v, Err(R::VtepUnresolved));
     assert_eq!(c.unresolved_vteps(), vec![Ipv4Addr::from(VTEP2)]);
 }
+
+#[test]
+fn broadcasts_flood_to_local_ports_and_by_head_end_replication() {
+    // A second local port on blue (a2 on vm-b) and the remote c on cn2.
+    let mut m = model();
+    m.apply(&changes(json!([port(
+        "a2",
+        "blue",
+        [0xfa, 0x16, 0x3e, 0, 0, 0xa2],
+        "cn1",
+        Some("vm-b"),
+        &[("blue4", "10.1.0.11")]
+    )])))
+    .unwrap();
+    let b = Bed::from_model(m);
+    // A DHCP-like broadcast from a (not ARP, not ND).
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(A_MAC, [0xff; 6])
+        .ipv4(ip4("10.1.0.10"), ip4("255.255.255.255"), 64)
+        .udp(68, 67)
+        .write(&mut f, b"discover")
+        .unwrap();
+    let mut env = env_at(0);
+    let (v, out) = b.run_env(&mut env, VM_A, &f);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(out, f, "the original is untouched");
+    let fl = env.flood.expect("flood set");
+    let targets: Vec<_> = pipeline::flood_targets(&b.snap, fl, VM_A).collect();
+    assert_eq!(
+        targets,
+        vec![pipeline::Target::Port(VM_B), pipeline::Target::Host(0)],
+        "the other local port and cn2, never the ingress port"
+    );
+    // The copy to cn2: VXLAN 101.
+    let mut buf = vec![0u8; 512];
+    buf[128..128 + f.len()].copy_from_slice(&f);
+    let mut fr = Frame::new(&mut buf, 128, f.len()).unwrap();
+    assert_eq!(pipeline::encap_copy(&b.snap, fl.net, 0, &mut fr), Ok(UP));
+    let out = fr.data().to_vec();
+    assert_eq!(out, vxlan_to_cn2(&f, 101, sport_of(&out)));
+    // From the overlay, a broadcast goes to local ports only.
+    let mut env = env_at(0);
+    let (v, _) = b.run_env(&mut env, UP, &vxlan_from_cn2(&f, 101));
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    let fl = env.flood.unwrap();
+    assert!(!fl.tunnels);
+    let targets: Vec<_> = pipeline::flood_targets(&b.snap, fl, UP).collect();
+    assert_eq!(
+        targets,
+        vec![pipeline::Target::Port(VM_A), pipeline::Target::Port(VM_B)]
+    );
+    // Gratuitous ARP and IPv6 multicast other than NS are flooded too.
+    let garp = arp_reply(A_MAC, ip4("10.1.0.10"), [0xff; 6], "10.1.0.10");
+    assert_eq!(b.run(VM_A, &garp).0, Ok(pipeline::FLOOD));
+}
+
+#[test]
+fn only_frames_into_the_overlay_must_fit_the_network_mtu() {
+    let mut m = model();
+    m.apply(&changes(json!([port(
+        "a2",
+        "blue",
+        [0xfa, 0x16, 0x3e, 0, 0, 0xa2],
+        "cn1",
+        Some("vm-b"),
+        &[("blue4", "10.1.0.11")]
+    )])))
+    .unwrap();
+    let b = Bed::from_model(m);
+    let big = |dst: [u8; 6], to: &str| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(A_MAC, dst)
+            .ipv4(ip4("10.1.0.10"), ip4(to), 64)
+            .udp(1, 2)
+            .write(&mut v, &[7u8; 1500 - 28])
+            .unwrap();
+        v
+    };
+    // 1,500 bytes of IP on blue (MTU 1,450 for VXLAN): fine between local ports,
+    // refused into the tunnel.
+    let f = big([0xfa, 0x16, 0x3e, 0, 0, 0xa2], "10.1.0.11");
+    assert_eq!(b.run(VM_A, &f).0, Ok(VM_B));
+    b.drops(VM_A, &big(C_MAC, "10.1.0.20"), R::MtuExceeded);
+}

@@ -195,6 +195,22 @@ impl NodeView for View {
         };
         let hex: String = f.data().iter().map(|b| format!("{b:02x}")).collect();
         let last = match (v, env.noted) {
+            (Ok(dvr::pipeline::FLOOD), _) => {
+                let targets: Vec<String> = env
+                    .flood
+                    .into_iter()
+                    .flat_map(|fl| dvr::pipeline::flood_targets(&snap, fl, in_port))
+                    .map(|t| match t {
+                        dvr::pipeline::Target::Port(p) => name(p),
+                        dvr::pipeline::Target::Host(h) => snap
+                            .node
+                            .hosts
+                            .get(h as usize)
+                            .map_or("?".into(), |h| format!("host {}", h.name)),
+                    })
+                    .collect();
+                serde_json::json!({"stage": "output", "decision": "flood", "copies_to": targets})
+            }
             (Ok(p), Some(r)) => serde_json::json!({"stage": "output", "decision": "answer",
                 "out_port": name(p), "reason": r.name(), "frame": hex}),
             (Ok(p), None) => serde_json::json!({"stage": "output", "decision": "forward",

@@ -498,7 +498,12 @@ fn verbs_migration_and_persistence() {
         (Some("forward"), Some("vm-b")),
         "{t}"
     );
-    assert_eq!(trace("ff:ff:ff:ff:ff:ff")["reason"], "flood_not_configured");
+    let fl = trace("ff:ff:ff:ff:ff:ff");
+    assert_eq!(
+        (&fl["decision"], &fl["copies_to"]),
+        (&json!("flood"), &json!(["vm-b"])),
+        "{fl}"
+    );
     let text = ok(
         s,
         &[

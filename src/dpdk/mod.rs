@@ -320,6 +320,26 @@ impl Mbuf {
         unsafe { segment(self.0.as_ptr()) }
     }
 
+    /// Runs `f` on the packet as a mutable [`Frame`] over its whole buffer (it
+    /// may push headers in front, cut or grow it); the mbuf takes the frame's
+    /// new start and length.
+    pub fn with_frame<R>(&mut self, f: impl FnOnce(&mut Frame) -> R) -> R {
+        // SAFETY: the mbuf is ours (single segment: `from_frame` makes one);
+        // the buffer slice lives only for the call, and the range written back
+        // lies inside the buffer by `Frame`'s contract.
+        unsafe {
+            let mb = &mut *self.0.as_ptr();
+            let buf = std::slice::from_raw_parts_mut(mb.buf_addr as *mut u8, mb.buf_len as usize);
+            let mut fr = Frame::new(buf, mb.data_off as usize, mb.data_len as usize)
+                .expect("an mbuf's data lies inside its buffer");
+            let r = f(&mut fr);
+            mb.data_off = fr.offset() as u16;
+            mb.data_len = fr.len() as u16;
+            mb.pkt_len = fr.len() as u32;
+            r
+        }
+    }
+
     /// Moves the packet to the end of `burst`; gives it back if the burst is full.
     pub fn push_to(self, burst: &mut Burst) -> std::result::Result<(), Mbuf> {
         if burst.len == MAX_BURST {
