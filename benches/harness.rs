@@ -283,3 +283,270 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
         ..Default::default()
     }
 }
+
+// ---- DPDK's C l3fwd (LPM), the reference of the routing benchmarks ----
+
+/// The l3fwd binary, built by `scripts/build-l3fwd` (once; cached in
+/// `target/l3fwd/`).
+pub fn l3fwd_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = Command::new(root.join("scripts/build-l3fwd"))
+        .status()
+        .expect("run scripts/build-l3fwd");
+    assert!(status.success(), "scripts/build-l3fwd failed");
+    root.join("target/l3fwd/build/l3fwd")
+}
+
+/// EAL's runtime directory of a `--file-prefix` (as EAL and dpdk-telemetry.py
+/// compute it).
+pub fn dpdk_runtime_dir(prefix: &str) -> PathBuf {
+    let base = match std::env::var_os("RUNTIME_DIRECTORY") {
+        Some(d) => PathBuf::from(d),
+        None if std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false) =>
+        {
+            PathBuf::from("/var/run")
+        }
+        None => std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp")),
+    };
+    base.join("dpdk").join(prefix)
+}
+
+/// A client of a DPDK process's telemetry socket
+/// (`RUNTIME_DIR/dpdk_telemetry.v2`, SOCK_SEQPACKET, one JSON reply per command).
+/// The standard library has no SOCK_SEQPACKET sockets, so this drives DPDK's own
+/// client, `dpdk-telemetry.py` (package dpdk-dev), which reads commands on standard
+/// input and prints one JSON reply per line when not on a terminal.
+pub struct Telemetry {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Telemetry {
+    /// Connects to the process started with `--file-prefix prefix`; waits up to
+    /// 10 s for its socket.
+    pub fn connect(prefix: &str) -> Telemetry {
+        let sock = dpdk_runtime_dir(prefix).join("dpdk_telemetry.v2");
+        let t0 = Instant::now();
+        while !sock.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no telemetry socket {} after 10 s",
+                sock.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut child = Command::new("dpdk-telemetry.py")
+            .args(["-f", prefix])
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start dpdk-telemetry.py (package dpdk-dev)");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Telemetry { child, out }
+    }
+
+    /// Sends `cmd` (e.g. `/ethdev/stats,0`) and returns the value under the
+    /// command's name in the reply.
+    pub fn query(&mut self, cmd: &str) -> serde_json::Value {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{cmd}").expect("write to dpdk-telemetry.py");
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        let n = self.out.read_line(&mut line).unwrap_or(0);
+        assert!(n > 0, "dpdk-telemetry.py gave no reply to {cmd}");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("telemetry reply to {cmd}: {e}: {line}"));
+        let name = cmd.split(',').next().unwrap();
+        v.get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("telemetry reply to {cmd} lacks {name}: {line}"))
+    }
+
+    /// A port's `/ethdev/stats` counter, e.g. `opackets`.
+    pub fn port_counter(&mut self, port: u16, name: &str) -> u64 {
+        let v = self.query(&format!("/ethdev/stats,{port}"));
+        v[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("/ethdev/stats,{port} has no {name}: {v}"))
+    }
+
+    /// Packets sent, summed over ports `0..nports`, and when they were read (the
+    /// middle of the queries).
+    pub fn sent(&mut self, nports: u16) -> (Instant, u64) {
+        let t0 = Instant::now();
+        let n = (0..nports).map(|p| self.port_counter(p, "opackets")).sum();
+        let t1 = Instant::now();
+        (t0 + (t1 - t0) / 2, n)
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // EOF: the client closes the socket and exits
+        let _ = self.child.wait();
+    }
+}
+
+/// The arguments of l3fwd's application part: LPM lookups, every port in the
+/// mask, one RX queue per port polled by `core`, packet types parsed in software
+/// (the pcap PMD sets none; without it l3fwd would not recognise IPv4/IPv6 and
+/// would send everything back out of its input port), promiscuous ports.
+fn l3fwd_app_args(nports: usize, core: usize) -> Vec<String> {
+    let config: Vec<String> = (0..nports).map(|p| format!("({p},0,{core})")).collect();
+    vec![
+        "--".into(),
+        "--lookup=lpm".into(),
+        "-p".into(),
+        format!("{:#x}", (1u32 << nports) - 1),
+        format!("--config={}", config.join(",")),
+        "--parse-ptype".into(),
+        "-P".into(),
+    ]
+}
+
+/// A started l3fwd: the child, its file prefix and its log file.
+struct L3fwd {
+    child: std::process::Child,
+    prefix: String,
+    log: PathBuf,
+}
+
+impl L3fwd {
+    /// Starts l3fwd on `core` alone (main lcore and forwarding lcore) with one
+    /// `net_pcap` port per entry of `ports` (`rx_pcap=...` plus extra device
+    /// arguments) and waits until it forwards.
+    fn start(dir: &Path, ports: &[String], core: usize, tag: &str) -> L3fwd {
+        let prefix = format!("l3fwd-bench-{}-{tag}", std::process::id());
+        let log = dir.join(format!("{prefix}.log"));
+        let mut cmd = Command::new(l3fwd_bin());
+        cmd.args(["-l", &core.to_string()])
+            .args(["--no-huge", "-m", "1024", "--no-pci", "--no-shconf"])
+            .args(["--file-prefix", &prefix])
+            // for "TSC frequency is ~N KHz"
+            .arg("--log-level=lib.eal:debug");
+        for (i, p) in ports.iter().enumerate() {
+            cmd.args(["--vdev", &format!("net_pcap{i},{p}")]);
+        }
+        cmd.args(l3fwd_app_args(ports.len(), core));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .current_dir(dir)
+            .spawn()
+            .expect("start l3fwd");
+        let mut l = L3fwd { child, prefix, log };
+        let t0 = Instant::now();
+        while !l.log_text().contains("entering main loop") {
+            if let Ok(Some(st)) = l.child.try_wait() {
+                panic!("l3fwd exited ({st}) before forwarding:\n{}", l.log_text());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "l3fwd not forwarding after 20 s:\n{}",
+                l.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        l
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The TSC rate EAL measured, from its debug log.
+    fn tsc_hz(&self) -> u64 {
+        self.log_text()
+            .lines()
+            .find_map(|l| {
+                l.split("TSC frequency is ~")
+                    .nth(1)?
+                    .strip_suffix(" KHz")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|khz| khz * 1000)
+            .unwrap_or(0)
+    }
+
+    /// SIGINT (l3fwd stops its lcores, stops and closes its ports: pcap outputs
+    /// are flushed), wait, remove the runtime directory.
+    fn stop(mut self) -> String {
+        stop(&mut self.child);
+        let _ = std::fs::remove_dir_all(dpdk_runtime_dir(&self.prefix));
+        let text = self.log_text();
+        let _ = std::fs::remove_file(&self.log);
+        text
+    }
+}
+
+/// Runs DPDK's l3fwd (LPM) on `core` between `net_pcap` ports replaying `pcaps`
+/// (`infinite_rx=1`, no `tx_pcap`: what it sends is counted and dropped). After
+/// a 1 s warm-up it reads the ports' counters over telemetry, again `secs`
+/// seconds later; the rate is the packets sent, all ports summed, over that
+/// window, and cycles/packet is the TSC rate over it (the core polls all the time).
+pub fn run_l3fwd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64) -> Measured {
+    let ports: Vec<String> = pcaps
+        .iter()
+        .map(|p| format!("rx_pcap={},infinite_rx=1", p.display()))
+        .collect();
+    let l = L3fwd::start(dir, &ports, core, "run");
+    let tsc_hz = l.tsc_hz();
+    let mut tel = Telemetry::connect(&l.prefix);
+    std::thread::sleep(Duration::from_secs(1));
+    let (t0, n0) = tel.sent(pcaps.len() as u16);
+    std::thread::sleep(Duration::from_secs(secs));
+    let (t1, n1) = tel.sent(pcaps.len() as u16);
+    drop(tel);
+    let log = l.stop();
+    let mpps = (n1 - n0) as f64 / (t1 - t0).as_secs_f64() / 1e6;
+    assert!(mpps > 0.0, "l3fwd forwarded nothing:\n{log}");
+    assert!(tsc_hz > 0, "no TSC rate in l3fwd's EAL log:\n{log}");
+    Measured {
+        mpps,
+        cycles_per_packet: Measured::cycles_at(tsc_hz as f64, mpps),
+        tsc_hz,
+    }
+}
+
+/// Runs l3fwd once over `pcaps` (each replayed once, no `infinite_rx`) with a
+/// `tx_pcap` per port; returns what each port sent, in port order. Waits until
+/// as many packets were sent as the captures hold (or 10 s).
+pub fn l3fwd_forward_once(dir: &Path, pcaps: &[&Path], core: usize) -> Vec<Vec<Vec<u8>>> {
+    let total: u64 = pcaps
+        .iter()
+        .map(|p| dvr::pcap::read_file(p).unwrap().len() as u64)
+        .sum();
+    let outs: Vec<PathBuf> = (0..pcaps.len())
+        .map(|i| dir.join(format!("l3fwd-out{i}.pcap")))
+        .collect();
+    let ports: Vec<String> = pcaps
+        .iter()
+        .zip(&outs)
+        .map(|(i, o)| format!("rx_pcap={},tx_pcap={}", i.display(), o.display()))
+        .collect();
+    let l = L3fwd::start(dir, &ports, core, "once");
+    let mut tel = Telemetry::connect(&l.prefix);
+    let t0 = Instant::now();
+    while tel.sent(pcaps.len() as u16).1 < total && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(tel);
+    l.stop();
+    outs.iter()
+        .map(|o| {
+            let f = dvr::pcap::read_file(o).unwrap();
+            let _ = std::fs::remove_file(o);
+            f
+        })
+        .collect()
+}
