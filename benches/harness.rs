@@ -132,6 +132,13 @@ pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Measur
         core,
         "[stats]\ninterval_ms = 1000\nformat = \"json\"",
     );
+    run_dvr_config(dir, &cfg, secs)
+}
+
+/// Runs dvr-pmd with configuration `cfg` (which must print JSON counters every
+/// second: `[stats] interval_ms = 1000, format = "json"`) for `secs` seconds;
+/// the rate is the packets sent on all ports, over the last seconds.
+pub fn run_dvr_config(dir: &Path, cfg: &str, secs: u64) -> Measured {
     let path = dir.join("bench.toml");
     std::fs::write(&path, cfg).unwrap();
     let mut child = Command::new(dvr_pmd())

@@ -38,10 +38,12 @@ mod harness;
 #[path = "routed_gen.rs"]
 mod routed_gen;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dvr::mac::MacAddr;
+use dvr::model::{Change, Model};
 use harness::{median, run_l3fwd, run_testpmd, Measured};
+use serde_json::json;
 
 /// One dvr-pmd case: a name, and what measures it on the routed captures `(a, b)`
 /// (port 0's and port 1's input, sent to [`routed_gen::ROUTER_MAC`]) in `dir` on
@@ -51,10 +53,139 @@ struct DvrCase {
     run: fn(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured>,
 }
 
-// ======== dvr-pmd rows (issue 4): fill these in when the routed dataplane lands.
-// Each gets the same captures as l3fwd and returns the harness's `Measured`
-// (`harness::run_dvr` shows how a run of dvr-pmd is measured from its JSON
-// counters). No figures are made up here: `None` prints "not measured".
+// ======== dvr-pmd rows (issue 4).
+// Each gets the same captures as l3fwd (or, for decapsulation, the same frames
+// as another host would send them) and a model, loaded from the state file at
+// start: one distributed router with interfaces on 198.18.0.0/24 (network n0,
+// VXLAN 100) and 198.18.1.0/24 (n1, VXLAN 101), gateways .254; the senders `a`
+// (198.18.0.10 on vm-a) and `b` (198.18.1.10 on vm-b) named a0 and a1 (the
+// first by name serves its VM port); and one port per flow
+// destination (198.18.P.1-64), on this node or on another host `cn2`.
+
+const VTEP: &str = "192.0.2.1";
+const CN2_VTEP: &str = "192.0.2.2";
+const DVR_MAC: &str = "fa:16:3f:00:00:01";
+const CN2_DVR_MAC: &str = "fa:16:3f:00:00:02";
+const CN2_UL_MAC: &str = "02:00:00:00:00:02";
+
+/// The benchmarks' model; the neighbours live on this node (`bench`) or on
+/// `cn2`. Returns it with the router's interface MACs on s0 and s1 (the same
+/// whatever `neighbours_on`: the model gives them before any port exists).
+fn bench_model(flows: u16, neighbours_on: &str) -> (Model, [MacAddr; 2]) {
+    let mut changes = vec![
+        json!({"op": "host_set", "name": "bench", "agent_mode": "dvr", "vtep": VTEP, "dvr_mac": DVR_MAC}),
+        json!({"op": "host_set", "name": "cn2", "agent_mode": "dvr", "vtep": CN2_VTEP, "dvr_mac": CN2_DVR_MAC}),
+        json!({"op": "network_create", "name": "n0", "network_type": "vxlan", "segment": 100}),
+        json!({"op": "network_create", "name": "n1", "network_type": "vxlan", "segment": 101}),
+        json!({"op": "subnet_create", "name": "s0", "network": "n0", "cidr": "198.18.0.0/24", "gateway_ip": "198.18.0.254"}),
+        json!({"op": "subnet_create", "name": "s1", "network": "n1", "cidr": "198.18.1.0/24", "gateway_ip": "198.18.1.254"}),
+        json!({"op": "router_create", "name": "r"}),
+        json!({"op": "router_add_subnet", "router": "r", "subnet": "s0"}),
+        json!({"op": "router_add_subnet", "router": "r", "subnet": "s1"}),
+    ];
+    for p in 0..2u8 {
+        changes.push(json!({"op": "port_create", "name": format!("a{p}"), "network": format!("n{p}"),
+            "mac": routed_gen::HOST_MAC[p as usize], "host": "bench", "binding": format!("vm-{}", ["a", "b"][p as usize]),
+            "fixed_ips": [{"subnet": format!("s{p}"), "ip": format!("198.18.{p}.10")}]}));
+        for h in 1..=flows.min(254) {
+            if h == 10 {
+                continue;
+            }
+            changes.push(
+                json!({"op": "port_create", "name": format!("h{p}-{h}"), "network": format!("n{p}"),
+                "host": neighbours_on, "binding": format!("vm-{}", ["a", "b"][p as usize]),
+                "fixed_ips": [{"subnet": format!("s{p}"), "ip": format!("198.18.{p}.{h}")}]}),
+            );
+        }
+    }
+    let changes: Vec<Change> = changes
+        .into_iter()
+        .map(|c| serde_json::from_value(c).unwrap())
+        .collect();
+    let mut m = Model::default();
+    m.apply(&changes).expect("the bench model is valid");
+    let mac = |sn: &str| {
+        m.routers["r"]
+            .interfaces
+            .iter()
+            .find(|i| i.subnet == sn)
+            .expect("interface")
+            .mac
+    };
+    let macs = [mac("s0"), mac("s1")];
+    (m, macs)
+}
+
+/// The routed captures (`routed_gen`), each port's frames sent to the router
+/// interface MAC of its own subnet.
+fn captures(dir: &Path, router: [MacAddr; 2], flows: u16) -> (PathBuf, PathBuf) {
+    let mk = |p: u8| {
+        let frames = routed_gen::routed_v4_frames(
+            routed_gen::HOST_MAC[p as usize].parse().unwrap(),
+            router[p as usize],
+            std::net::Ipv4Addr::new(198, 18, p, 10),
+            routed_gen::l3fwd_v4_net(1 - p),
+            flows,
+            60,
+        );
+        let path = dir.join(format!("routed-v4-in{p}.pcap"));
+        dvr::pcap::write_file(&path, &frames).unwrap();
+        path
+    };
+    (mk(0), mk(1))
+}
+
+/// A node configuration with `ports` (TOML), the model saved in `dir` as its
+/// state file, JSON counters every second.
+fn dvr_config(dir: &Path, core: usize, model: &Model, ports: &str) -> String {
+    let state = dir.join("bench-model.json");
+    let _ = std::fs::remove_file(&state);
+    model.save(&state).unwrap();
+    let main = if core == 0 { 1 } else { 0 };
+    format!(
+        r#"
+node = "bench"
+agent_mode = "dvr"
+vtep = "{VTEP}"
+dvr_mac = "{DVR_MAC}"
+run_dir = "{dir}/run"
+[cores]
+main = {main}
+workers = [{core}]
+[eal]
+file_prefix = "dvr-l3-{pid}"
+no_shconf = true
+[stats]
+interval_ms = 1000
+format = "json"
+[control]
+socket = "{dir}/run/l3.sock"
+state_file = "{state}"
+[[underlay.neighbors]]
+ip = "{CN2_VTEP}"
+mac = "{CN2_UL_MAC}"
+{ports}
+"#,
+        dir = dir.display(),
+        state = state.display(),
+        pid = std::process::id(),
+    )
+}
+
+fn pcap_port(name: &str, role: &str, rx: &Path) -> String {
+    format!(
+        "[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"pcap\"\nrx_pcap = \"{}\"\ninfinite_rx = true\n",
+        rx.display()
+    )
+}
+
+fn null_port(name: &str, role: &str) -> String {
+    format!("[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"null\"\n")
+}
+
+fn flows() -> u16 {
+    harness::env_or("DVR_BENCH_FLOWS", 64)
+}
 
 fn dvr_cases() -> Vec<DvrCase> {
     vec![
@@ -67,41 +198,102 @@ fn dvr_cases() -> Vec<DvrCase> {
             run: dvr_routed_encap,
         },
         DvrCase {
-            name: "dvr-pmd decap + routed",
+            name: "dvr-pmd decap + routed (receive)",
             run: dvr_decap_routed,
         },
     ]
 }
 
-/// Both VMs' subnets (198.18.0.0/24 behind port 0, 198.18.1.0/24 behind port 1)
-/// on one router of this node, router interface MAC `ROUTER_MAC`.
-fn dvr_routed(_dir: &Path, _a: &Path, _b: &Path, _core: usize, _secs: u64) -> Option<Measured> {
-    None
+/// Both subnets' VMs on this node: each port's input is routed to the other
+/// port (TTL, checksum, MACs), as l3fwd does.
+fn dvr_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
+    let (m, _) = bench_model(flows(), "bench");
+    let ports = pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b);
+    Some(harness::run_dvr_config(
+        dir,
+        &dvr_config(dir, core, &m, &ports),
+        secs,
+    ))
 }
 
-/// The destination subnet's VM on another node: frames leave encapsulated in
-/// VXLAN on an underlay port.
-fn dvr_routed_encap(
-    _dir: &Path,
-    _a: &Path,
-    _b: &Path,
-    _core: usize,
-    _secs: u64,
-) -> Option<Measured> {
-    None
+/// The destinations live on `cn2`: each packet is routed, its inner source set
+/// to this host's DVR MAC, and sent VXLAN-encapsulated out of the underlay port
+/// (a sink here).
+fn dvr_routed_encap(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
+    let (m, _) = bench_model(flows(), "cn2");
+    let ports =
+        pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b) + &null_port("up", "underlay");
+    Some(harness::run_dvr_config(
+        dir,
+        &dvr_config(dir, core, &m, &ports),
+        secs,
+    ))
 }
 
-/// The input arrives VXLAN-encapsulated from another node (the same frames
-/// wrapped: the capture is to be made from `a`/`b` here), is decapsulated and
-/// routed to a local VM.
-fn dvr_decap_routed(
-    _dir: &Path,
-    _a: &Path,
-    _b: &Path,
-    _core: usize,
-    _secs: u64,
-) -> Option<Measured> {
-    None
+/// The receiving side of the routed + encap case: what `cn2` sends for the same
+/// flows (routed there, inner source cn2's DVR MAC, VXLAN from cn2's VTEP)
+/// arrives on the underlay port, is decapsulated, its source rewritten to the
+/// router interface MAC and delivered to the local VMs (sinks here).
+fn dvr_decap_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
+    let (m, _) = bench_model(flows(), "bench");
+    let mut frames = Vec::new();
+    for (p, cap) in [a, b].iter().enumerate() {
+        let vni = 101 - p as u32; // port 0's input goes to n1, port 1's to n0
+        for f in dvr::pcap::read_file(cap).unwrap() {
+            let dst = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+            let Some(nb) = m.ports.values().find(|q| {
+                q.fixed_ips
+                    .iter()
+                    .any(|i| i.ip == std::net::IpAddr::V4(dst))
+            }) else {
+                panic!("no port has {dst}");
+            };
+            let mut inner = f.clone();
+            inner[0..6].copy_from_slice(&nb.mac.0);
+            inner[6..12].copy_from_slice(&CN2_DVR_MAC.parse::<MacAddr>().unwrap().0);
+            inner[22] -= 1;
+            inner[24..26].copy_from_slice(&[0, 0]);
+            let c = dvr::pkt::checksum(&inner[14..34]);
+            inner[24..26].copy_from_slice(&c.to_be_bytes());
+            frames.push(vxlan_from_cn2(&inner, vni));
+        }
+    }
+    let cap = dir.join("decap-in.pcap");
+    dvr::pcap::write_file(&cap, &frames).unwrap();
+    let ports =
+        null_port("vm-a", "vm") + &null_port("vm-b", "vm") + &pcap_port("up", "underlay", &cap);
+    Some(harness::run_dvr_config(
+        dir,
+        &dvr_config(dir, core, &m, &ports),
+        secs,
+    ))
+}
+
+/// `inner` as cn2 sends it to this node: VXLAN `vni`, from cn2's VTEP.
+fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
+    use dvr::pkt::*;
+    let mut v = vec![0u8; VXLAN_OVERHEAD + inner.len()];
+    let ul: MacAddr = CN2_UL_MAC.parse().unwrap();
+    write_eth(&mut v, &[0x02, 0, 0, 0, 0, 0x01], &ul.0, ETHERTYPE_IPV4);
+    let src: std::net::Ipv4Addr = CN2_VTEP.parse().unwrap();
+    let dst: std::net::Ipv4Addr = VTEP.parse().unwrap();
+    let total = (VXLAN_OVERHEAD - ETH_LEN + inner.len()) as u16;
+    write_ipv4(
+        &mut v[ETH_LEN..],
+        total,
+        64,
+        PROTO_UDP,
+        src.octets(),
+        dst.octets(),
+    );
+    let u = &mut v[ETH_LEN + IPV4_LEN..];
+    put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
+    put16(u, 2, VXLAN_PORT);
+    put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
+    put32(u, 8, 0x0800_0000);
+    put32(u, 12, vni << 8);
+    v[VXLAN_OVERHEAD..].copy_from_slice(inner);
+    v
 }
 
 // ======== end of the dvr-pmd rows.
@@ -152,8 +344,11 @@ fn main() {
     let flows: u16 = harness::env_or("DVR_BENCH_FLOWS", 64);
     let v6 = harness::env_or("DVR_BENCH_V6", 0u8) == 1;
     let dir = tempfile::tempdir().expect("temp dir");
-    let router: MacAddr = routed_gen::ROUTER_MAC.parse().unwrap();
-    let (a, b) = routed_gen::routed_v4_pair(dir.path(), router, flows, 60);
+    // The captures go to the bench model's router interface MAC (l3fwd and
+    // testpmd ignore it).
+    let macs = bench_model(flows, "bench").1;
+    let (a, b) = captures(dir.path(), macs, flows);
+    let router = macs[0];
     check_l3fwd_routes(dir.path(), [&a, &b], core);
     let v6_caps = v6.then(|| {
         let (a6, b6) =

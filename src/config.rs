@@ -255,6 +255,22 @@ pub struct L2 {
     pub fdb: Vec<FdbEntry>,
 }
 
+/// The underlay: static neighbours (VTEP → MAC), for underlays where ARP is
+/// not wanted (as `ip neigh add ... nud permanent`); other VTEPs are resolved
+/// by ARP on the underlay port.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Underlay {
+    pub neighbors: Vec<UnderlayNeighbor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnderlayNeighbor {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -275,6 +291,8 @@ struct RawConfig {
     #[serde(default)]
     l2: L2,
     #[serde(default)]
+    underlay: Underlay,
+    #[serde(default)]
     control: Control,
 }
 
@@ -293,6 +311,7 @@ pub struct Config {
     pub stats: Stats,
     pub ports: Vec<PortConfig>,
     pub l2: L2,
+    pub underlay: Underlay,
     /// The control socket (always set after checking).
     pub control_socket: PathBuf,
     pub control_group: Option<String>,
@@ -683,6 +702,19 @@ impl Config {
                 Some(_) => {}
             }
         }
+        let mut ips = HashSet::new();
+        for (i, n) in raw.underlay.neighbors.iter().enumerate() {
+            let key = |k: &str| format!("underlay.neighbors[{i}].{k}");
+            if n.mac.is_multicast() || n.mac.is_zero() {
+                return Err(bad(
+                    &key("mac"),
+                    format!("{} is not a unicast address", n.mac),
+                ));
+            }
+            if !ips.insert(n.ip) {
+                return Err(bad(&key("ip"), format!("{} is listed twice", n.ip)));
+            }
+        }
         if let Some(g) = &raw.control.group {
             if g.is_empty() || g.contains([':', '/', ' ']) {
                 return Err(bad("control.group", format!("{g:?} is not a group name")));
@@ -713,6 +745,7 @@ impl Config {
             stats: raw.stats,
             ports,
             l2: raw.l2,
+            underlay: raw.underlay,
         })
     }
 

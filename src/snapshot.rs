@@ -174,6 +174,8 @@ pub struct NodePorts {
     /// The configuration's VTEP and DVR MAC (the model's host record wins).
     pub vtep: Option<Ipv4Addr>,
     pub dvr_mac: Option<MacAddr>,
+    /// The configuration's static underlay neighbours (VTEP → MAC).
+    pub vtep_macs: Vec<(Ipv4Addr, MacAddr)>,
 }
 
 /// A dataplane port: its configured name and role, and its MAC once started.
@@ -446,6 +448,7 @@ impl Snapshot {
                 vtep: node.vtep,
                 dvr_mac: node.dvr_mac,
                 underlay: underlay_of(node),
+                vtep_macs: node.vtep_macs.iter().copied().collect(),
                 ..NodeTables::default()
             }),
             ports: slots(node, &HashMap::new()),
@@ -590,6 +593,7 @@ impl Compiler {
             local: HashMap::new(),
             vtep_macs: IntMap::default(),
         };
+        c.vtep_macs.extend(c.node.vtep_macs.iter().copied());
         for name in model.networks.keys() {
             c.net_id(name);
         }
@@ -983,6 +987,7 @@ mod tests {
             static_fdb: vec![(mac("fa:16:3e:00:00:99"), 2)],
             vtep: None,
             dvr_mac: None,
+            vtep_macs: vec![],
         }
     }
 

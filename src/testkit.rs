@@ -102,6 +102,7 @@ pub fn node() -> NodePorts {
         static_fdb: vec![],
         vtep: None,
         dvr_mac: None,
+        vtep_macs: vec![],
     }
 }
 

@@ -98,6 +98,12 @@ impl Node {
                 .collect(),
             vtep: cfg.vtep,
             dvr_mac: cfg.dvr_mac,
+            vtep_macs: cfg
+                .underlay
+                .neighbors
+                .iter()
+                .map(|n| (n.ip, n.mac))
+                .collect(),
             static_fdb: cfg
                 .l2
                 .fdb
@@ -339,7 +345,10 @@ impl Node {
                         a
                     }
                 },
-                PortKind::Null => dpdk::vdev_create(&format!("net_null{i}"), "").map_err(ctx)?,
+                // Without no-rx, net_null would hand out empty packets forever.
+                PortKind::Null => {
+                    dpdk::vdev_create(&format!("net_null{i}"), "no-rx=1").map_err(ctx)?
+                }
             };
             ids.push(id);
         }
