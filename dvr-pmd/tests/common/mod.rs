@@ -96,7 +96,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts dvr-pmd on `config` with JSON counters every 100 ms.
     pub fn start(config: &Path) -> Daemon {
-        let mut child = Command::new(dvr_pmd())
+        Daemon::spawn(Command::new(dvr_pmd()), config)
+    }
+
+    /// The same in network namespace `netns` (an emulated host). `ip netns
+    /// exec` execs dvr-pmd: the child is dvr-pmd itself.
+    pub fn start_in(netns: &str, config: &Path) -> Daemon {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(dvr_pmd());
+        Daemon::spawn(cmd, config)
+    }
+
+    fn spawn(mut cmd: Command, config: &Path) -> Daemon {
+        let mut child = cmd
             .arg("--config")
             .arg(config)
             .args(["--stats-format", "json", "--stats-interval-ms", "100"])

@@ -118,6 +118,7 @@ impl Testbed {
         opts.gw6.iter().for_each(|a| opt("--gw6", a));
         opts.mtu.iter().for_each(|m| opt("--mtu", &m.to_string()));
         opts.bridge.iter().for_each(|b| opt("--bridge", b));
+        opts.host.iter().for_each(|h| opt("--host", h));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let iface = testbed(&args);
         let addr = |cidr: &String| cidr.split('/').next().unwrap().to_owned();
@@ -139,6 +140,20 @@ impl Testbed {
     /// dvr-pmd `af_packet` port).
     pub fn veth(&self, name: &str, bridge: &str) -> String {
         testbed(&["veth", &self.id, name, bridge])
+    }
+
+    /// The same with the free end in host `ID-host`'s namespace.
+    pub fn veth_on(&self, name: &str, bridge: &str, host: &str) -> String {
+        testbed(&["veth", &self.id, name, bridge, "--host", host])
+    }
+
+    /// A host for a node: namespace `ID-name`, with no IPv6 and no ARP
+    /// answers from its kernel; returns the namespace's name. Run a dvr-pmd in
+    /// it with `Daemon::start_in` and give it interfaces with
+    /// [`VmOpts::host`] and [`Testbed::veth_on`]. Each dvr-pmd with
+    /// `af_packet` ports needs its own: see `scripts/testbed host`.
+    pub fn host(&self, name: &str) -> String {
+        testbed(&["host", &self.id, name])
     }
 
     /// Puts an existing interface (a dvr-pmd `tap`, say) on bridge `ID-bridge`.
@@ -265,6 +280,9 @@ pub struct VmOpts {
     pub mtu: Option<u32>,
     /// A bridge of the testbed (its short name) for the root-side end.
     pub bridge: Option<String>,
+    /// A host of the testbed (its short name) whose namespace gets the
+    /// root-side end.
+    pub host: Option<String>,
 }
 
 impl VmOpts {
@@ -300,10 +318,16 @@ impl VmOpts {
         self.bridge = Some(bridge.into());
         self
     }
+
+    pub fn host(mut self, host: &str) -> VmOpts {
+        self.host = Some(host.into());
+        self
+    }
 }
 
-/// A VM of a testbed: its namespace, the root-side end of its veth, its first
-/// addresses (without prefix length).
+/// A VM of a testbed: its namespace, the root-side end of its veth (in its
+/// host's namespace with [`VmOpts::host`]), its first addresses (without
+/// prefix length).
 #[derive(Clone, Debug)]
 pub struct Vm {
     pub ns: String,
