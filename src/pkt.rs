@@ -114,7 +114,8 @@ impl<'a> Frame<'a> {
     /// Grows the frame by `n` bytes at the end (contents unspecified); false if
     /// the tailroom is too small.
     pub fn extend(&mut self, n: usize) -> bool {
-        if self.off + self.len + n > self.buf.len() {
+        // `off + len <= buf.len()` always: no sum that could overflow.
+        if n > self.buf.len() - self.off - self.len {
             return false;
         }
         self.len += n;
@@ -314,6 +315,18 @@ mod tests {
         assert!(!f.extend(1));
         assert!(!f.adj(57));
         assert!(Frame::new(&mut buf, 60, 5).is_none());
+    }
+
+    /// Found by the `headers` fuzz target: `off + len + n` overflowed (a
+    /// panic with overflow checks, a frame past its buffer without).
+    #[test]
+    fn extend_refuses_a_huge_count() {
+        let mut buf = [0u8; 80];
+        let mut f = Frame::new(&mut buf, 32, 24).unwrap();
+        assert!(!f.extend(usize::MAX));
+        assert!(!f.extend(usize::MAX - 55));
+        assert!(f.extend(24));
+        assert_eq!((f.offset(), f.len()), (32, 48));
     }
 
     #[test]

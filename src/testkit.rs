@@ -6,6 +6,10 @@
 //! 2001:db8:3::/64). Ports a (blue), b (red) and e (green) are on cn1; c (blue),
 //! d (red) and f (green) on cn2. Port a has the allowed pair 10.1.99.0/24 with
 //! its own MAC.
+//!
+//! Also the invariants the fuzz targets (`fuzz/`) and the random-frame test
+//! (`tests/pipeline_random.rs`) check on any input: [`check_pipeline`] and
+//! [`check_headers`].
 
 use serde_json::{json, Value};
 
@@ -112,4 +116,235 @@ pub fn snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
     let mut c = crate::snapshot::Compiler::new(m, node());
     c.set_vtep_mac(std::net::Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC))
         .expect("a new VTEP MAC publishes")
+}
+
+/// Headroom and tailroom of the buffers [`check_pipeline`] runs frames in.
+pub const HEADROOM: usize = 128;
+pub const TAILROOM: usize = 128;
+
+/// The most a frame may grow on its way through the pipeline when it is
+/// forwarded: the largest encapsulation (VXLAN: 50 bytes) with room to spare.
+pub const MAX_GROWTH: usize = 54;
+/// The length of a neighbour advertisement the ND responder writes.
+pub const ND_ADVERT_LEN: usize = crate::pkt::ETH_LEN + crate::pkt::IPV6_LEN + 32;
+
+/// One run of `frame` in on `in_port`: the verdict, the frame that leaves
+/// (empty on a drop) and what the pipeline noted in its [`Env`](crate::pipeline::Env).
+pub type Run = (
+    crate::pipeline::Verdict,
+    Vec<u8>,
+    Option<crate::stats::DropReason>,
+);
+
+fn run_one<T: crate::pipeline::Trace>(
+    snap: &crate::snapshot::Snapshot,
+    in_port: u16,
+    frame: &[u8],
+    t: &mut T,
+) -> Run {
+    let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+    let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
+    // A clock that never moves and a full token bucket: each run starts alike.
+    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+    let v = crate::pipeline::process(snap, &mut env, in_port, &mut f, t);
+    let out = if v.is_ok() {
+        f.data().to_vec()
+    } else {
+        Vec::new()
+    };
+    (v, out, env.noted)
+}
+
+/// Runs `frame` (any bytes) in on `in_port` through the pipeline as the
+/// workers do and as `trace` does, and asserts what must hold for every input:
+///
+/// - both runs agree: verdict, frame out, noted reason;
+/// - `Ok(port)`: `port` is a port of the node; the frame that leaves is at
+///   least an Ethernet header with a unicast source MAC, and at most the input
+///   plus [`MAX_GROWTH`] bytes of encapsulation, or an ICMP error of at most
+///   14 + 576 bytes (then, and only then, with a noted reason), or a neighbour
+///   advertisement of [`ND_ADVERT_LEN`] bytes;
+/// - `Err(reason)`: one of [`DropReason::ALL`](crate::stats::DropReason::ALL),
+///   and nothing noted.
+pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u8]) -> Run {
+    use crate::pipeline::{NoTrace, Notes, ICMP_ERROR_MAX};
+    use crate::pkt::{ETH_LEN, ICMP_LEN, IPV4_LEN};
+    use crate::stats::DropReason;
+
+    let run = run_one(snap, in_port, frame, &mut NoTrace);
+    let mut notes = Notes::default();
+    let traced = run_one(snap, in_port, frame, &mut notes);
+    assert_eq!(
+        run, traced,
+        "trace and workers disagree; notes {:?}",
+        notes.0
+    );
+    let (v, out, noted) = &run;
+    match *v {
+        Ok(p) => {
+            assert!(
+                (p as usize) < snap.ports.len(),
+                "out to port {p}, not a port of the node"
+            );
+            let n = out.len();
+            assert!(n >= ETH_LEN, "a {n}-byte frame out");
+            assert_eq!(out[6] & 1, 0, "multicast source MAC out");
+            match noted {
+                Some(r) => {
+                    assert!(DropReason::ALL.contains(r));
+                    assert!(
+                        (ETH_LEN + IPV4_LEN + ICMP_LEN..=ETH_LEN + ICMP_ERROR_MAX).contains(&n),
+                        "an ICMP error of {n} bytes"
+                    );
+                }
+                None => assert!(
+                    n <= frame.len() + MAX_GROWTH || n == ND_ADVERT_LEN,
+                    "{} bytes in, {n} bytes out",
+                    frame.len()
+                ),
+            }
+        }
+        Err(r) => {
+            assert!(DropReason::ALL.contains(&r));
+            assert_eq!(*noted, None, "noted {noted:?} with a drop");
+        }
+    }
+    run
+}
+
+/// Whether two checksum fields are the same one's complement number (0x0000
+/// and 0xffff are both zero: an incremental update (RFC 1624) can give the
+/// other zero than a recomputation when all the covered words are zero).
+pub fn same_checksum(a: u16, b: u16) -> bool {
+    a == b || (a ^ b == 0xffff && (a == 0 || b == 0))
+}
+
+/// Asserts the pure helpers of [`crate::pkt`] and the capture reader on any
+/// bytes: the flow hash and the ARP reply parser take any length; incremental
+/// checksum updates (16 and 32 bits) equal recomputing; a [`Frame`] moved by
+/// any script of prepend/adj/trim/extend stays inside its buffer and does what
+/// a plain model of its edges says; a capture read back after writing is the
+/// same frames.
+///
+/// Layout of `data`: four parameter bytes (checksum field and changed word,
+/// frame buffer size and offset), then the body (a header, a frame, a script
+/// of two-byte operations, a capture: each check reads it its own way).
+///
+/// [`Frame`]: crate::pkt::Frame
+pub fn check_headers(data: &[u8]) {
+    use crate::pkt;
+    assert_eq!(pkt::flow_hash(data), pkt::flow_hash(data));
+    let _ = crate::pipeline::arp_reply_sender(data);
+    let [a, b, c, d, body @ ..] = data else {
+        return;
+    };
+    let _ = pkt::flow_hash(body);
+    check_checksum(*a, *b, u16::from_be_bytes([*c, *d]), body);
+    check_frame_ops(*c, *d, body);
+    if let Ok(frames) = crate::pcap::read(body) {
+        let mut w = Vec::new();
+        crate::pcap::write(&mut w, &frames).expect("to memory");
+        assert_eq!(crate::pcap::read(&w[..]).expect("reads back"), frames);
+    }
+}
+
+fn check_checksum(field: u8, word: u8, new: u16, body: &[u8]) {
+    use crate::pkt::{be16, be32, checksum, csum_update16, csum_update32, put16, put32};
+    let n = body.len().min(64) & !1;
+    if n < 4 {
+        return;
+    }
+    let mut h = body[..n].to_vec();
+    let words = n / 2;
+    let fi = field as usize % words * 2;
+    put16(&mut h, fi, 0);
+    let c = checksum(&h);
+    put16(&mut h, fi, c);
+    assert_eq!(checksum(&h), 0, "a header with its checksum sums to zero");
+    // One 16-bit word changes.
+    let mut j = word as usize % words * 2;
+    if j == fi {
+        j = (j + 2) % n;
+    }
+    let old = be16(&h, j);
+    put16(&mut h, j, new);
+    let inc = csum_update16(c, old, new);
+    put16(&mut h, fi, 0);
+    let full = checksum(&h);
+    assert!(
+        same_checksum(inc, full),
+        "16-bit update {old:#06x} → {new:#06x} at {j}: {inc:#06x}, recomputed {full:#06x}"
+    );
+    // Two adjacent words (an IPv4 address) change, clear of the field.
+    if words < 4 {
+        return;
+    }
+    put16(&mut h, fi, full);
+    let k = (0..words - 1)
+        .map(|i| (word as usize + i) % (words - 1) * 2)
+        .find(|&k| k != fi && k + 2 != fi)
+        .expect("4 words leave a pair clear of the field");
+    let old = be32(&h, k);
+    let new32 = (u32::from(new) << 16 | u32::from(!new)).rotate_left(u32::from(field));
+    put32(&mut h, k, new32);
+    let inc = csum_update32(full, old, new32);
+    put16(&mut h, fi, 0);
+    let full = checksum(&h);
+    assert!(
+        same_checksum(inc, full),
+        "32-bit update {old:#010x} → {new32:#010x} at {k}: {inc:#06x}, recomputed {full:#06x}"
+    );
+}
+
+fn check_frame_ops(size: u8, off: u8, script: &[u8]) {
+    use crate::pkt::Frame;
+    let n = 16 + size as usize;
+    let mut so = off as usize % (n + 1);
+    let mut sl = (n - so) / 2;
+    let mut buf = vec![0u8; n];
+    assert!(Frame::new(&mut buf, so, n - so + 1).is_none());
+    assert!(Frame::new(&mut buf, usize::MAX, 2).is_none());
+    let mut f = Frame::new(&mut buf, so, sl).expect("inside the buffer");
+    for op in script.chunks_exact(2) {
+        // The high bit of the operation asks for a huge count.
+        let k = if op[0] & 0x80 != 0 {
+            usize::MAX - op[1] as usize
+        } else {
+            op[1] as usize
+        };
+        match op[0] & 3 {
+            0 => {
+                let ok = f.prepend(k);
+                assert_eq!(ok, k <= so, "prepend {k} at {so}");
+                if ok {
+                    so -= k;
+                    sl += k;
+                }
+            }
+            1 => {
+                let ok = f.adj(k);
+                assert_eq!(ok, k <= sl, "adj {k} of {sl}");
+                if ok {
+                    so += k;
+                    sl -= k;
+                }
+            }
+            2 => {
+                f.trim(k);
+                sl = sl.min(k);
+            }
+            _ => {
+                let ok = f.extend(k);
+                assert_eq!(ok, k <= n - so - sl, "extend {k} at {so}+{sl} of {n}");
+                if ok {
+                    sl += k;
+                }
+            }
+        }
+        assert_eq!((f.offset(), f.headroom(), f.len()), (so, so, sl));
+        assert_eq!(f.is_empty(), sl == 0);
+        f.data_mut().fill(op[1]);
+        assert_eq!(f.data().len(), sl);
+    }
 }
