@@ -30,17 +30,56 @@ pub enum NextHop {
 #[derive(Default, Clone, Copy)]
 pub struct IntHasher(u64);
 
-impl Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl IntHasher {
+    #[inline(always)]
+    fn mix(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(26) ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
+}
+
+impl Hasher for IntHasher {
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        // The high bits are the best mixed; hashbrown takes its control byte
+        // from the top 7 and the bucket from the low ones.
+        self.0 ^ (self.0 >> 29)
+    }
+    #[inline(always)]
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        let mut c = bytes.chunks_exact(8);
+        for w in &mut c {
+            self.mix(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let r = c.remainder();
+        if !r.is_empty() {
+            let mut w = [0u8; 8];
+            w[..r.len()].copy_from_slice(r);
+            self.mix(u64::from_le_bytes(w) ^ (r.len() as u64) << 59);
         }
     }
+    #[inline(always)]
+    fn write_u8(&mut self, n: u8) {
+        self.mix(n as u64);
+    }
+    #[inline(always)]
+    fn write_u16(&mut self, n: u16) {
+        self.mix(n as u64);
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+    #[inline(always)]
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+    #[inline(always)]
+    fn write_isize(&mut self, n: isize) {
+        self.mix(n as u64);
+    }
+    #[inline(always)]
     fn write_u32(&mut self, n: u32) {
-        self.0 = (n as u64 ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.mix(n as u64);
     }
     fn write_u128(&mut self, n: u128) {
         let x = (n as u64) ^ ((n >> 64) as u64).rotate_left(29) ^ self.0;
@@ -153,15 +192,128 @@ impl<K: Key> Lpm<K> {
     }
 }
 
+/// An IPv4 multibit trie (four levels of 8 bits, controlled prefix expansion),
+/// built whole from a table: a lookup is at most four dependent loads whatever
+/// the number of routes and prefix lengths. Entry: 0 none, [`CHILD`] | node, or
+/// the 1-based index of a next hop.
+#[derive(Debug, Clone)]
+pub struct Trie4 {
+    nodes: Vec<[u32; 256]>,
+    hops: Vec<(u8, NextHop)>,
+}
+
+const CHILD: u32 = 1 << 31;
+
+impl Trie4 {
+    /// Builds the trie of `routes` (prefix, length, next hop).
+    pub fn build(routes: impl Iterator<Item = (u32, u8, NextHop)>) -> Trie4 {
+        let mut rs: Vec<(u32, u8, NextHop)> = routes.collect();
+        // Shorter prefixes first: a longer one then overwrites what it covers,
+        // and a node made for it inherits the shorter prefix in all its slots.
+        rs.sort_by_key(|r| r.1);
+        let mut t = Trie4 {
+            nodes: vec![[0; 256]],
+            hops: Vec::with_capacity(rs.len()),
+        };
+        for (p, len, nh) in rs {
+            t.hops.push((len, nh));
+            let v = t.hops.len() as u32;
+            let mut node = 0usize;
+            let mut depth = 0u32;
+            while len as u32 > 8 * (depth + 1) {
+                let byte = ((p >> (24 - 8 * depth)) & 0xff) as usize;
+                let e = t.nodes[node][byte];
+                node = if e & CHILD != 0 {
+                    (e & !CHILD) as usize
+                } else {
+                    t.nodes.push([e; 256]);
+                    let child = t.nodes.len() - 1;
+                    t.nodes[node][byte] = CHILD | child as u32;
+                    child
+                };
+                depth += 1;
+            }
+            let rem = len as u32 - 8 * depth;
+            let byte = ((p >> (24 - 8 * depth)) & 0xff) as usize;
+            let span = 1usize << (8 - rem);
+            let start = byte & !(span - 1);
+            for slot in &mut t.nodes[node][start..start + span] {
+                // Never a child here: children come from longer prefixes, and
+                // those are inserted after this one.
+                debug_assert_eq!(*slot & CHILD, 0);
+                *slot = v;
+            }
+        }
+        t
+    }
+
+    /// The longest prefix containing `a`: its length and next hop.
+    #[inline(always)]
+    pub fn lookup(&self, a: u32) -> Option<(u8, NextHop)> {
+        let mut node = &self.nodes[0];
+        let mut shift = 24;
+        loop {
+            let e = node[((a >> shift) & 0xff) as usize];
+            if e & CHILD == 0 {
+                return (e != 0).then(|| self.hops[e as usize - 1]);
+            }
+            node = &self.nodes[(e & !CHILD) as usize];
+            if shift == 0 {
+                return None; // unreachable: /32 is the deepest a prefix goes
+            }
+            shift -= 8;
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.nodes.len() * 1024 + self.hops.len() * std::mem::size_of::<(u8, NextHop)>()
+    }
+}
+
 /// One router's IPv4 and IPv6 tables.
 #[derive(Debug, Clone, Default)]
 pub struct Fib {
     pub v4: Lpm<u32>,
     pub v6: Lpm<u128>,
+    /// The IPv4 table as a trie, once [`Fib::freeze`] built it (dropped by any
+    /// change).
+    trie4: Option<Box<Trie4>>,
 }
 
 impl Fib {
+    /// Builds the lookup structures of the table as it is now (call once the
+    /// table is complete; lookups work without, slower).
+    pub fn freeze(&mut self) {
+        self.trie4 = Some(Box::new(Trie4::build(self.v4.routes())));
+    }
+
+    /// The next hop of IPv4 address `a` (the prefix length with it).
+    #[inline(always)]
+    pub fn lookup4(&self, a: u32) -> Option<(u8, NextHop)> {
+        match &self.trie4 {
+            Some(t) => t.lookup(a),
+            None => self.v4.lookup(a),
+        }
+    }
+
+    /// The next hop of IPv6 address `a` (the prefix length with it).
+    #[inline(always)]
+    pub fn lookup6(&self, a: u128) -> Option<(u8, NextHop)> {
+        self.v6.lookup(a)
+    }
+
+    /// The next hop of `a` (the prefix length with it).
+    #[inline(always)]
+    pub fn lookup_fast(&self, a: IpAddr) -> Option<(u8, NextHop)> {
+        match a {
+            IpAddr::V4(a) => self.lookup4(u32::from(a)),
+            IpAddr::V6(a) => self.lookup6(u128::from(a)),
+        }
+    }
+
     pub fn insert(&mut self, net: IpNet, nh: NextHop) {
+        self.trie4 = None;
         match net {
             IpNet::V4(n) => self.v4.insert(u32::from(n.network()), n.prefix_len(), nh),
             IpNet::V6(n) => self.v6.insert(u128::from(n.network()), n.prefix_len(), nh),
@@ -169,6 +321,7 @@ impl Fib {
     }
 
     pub fn remove(&mut self, net: IpNet) -> Option<NextHop> {
+        self.trie4 = None;
         match net {
             IpNet::V4(n) => self.v4.remove(u32::from(n.network()), n.prefix_len()),
             IpNet::V6(n) => self.v6.remove(u128::from(n.network()), n.prefix_len()),
@@ -177,7 +330,7 @@ impl Fib {
 
     pub fn lookup(&self, addr: IpAddr) -> Option<(IpNet, NextHop)> {
         match addr {
-            IpAddr::V4(a) => self.v4.lookup(u32::from(a)).map(|(len, nh)| {
+            IpAddr::V4(a) => self.lookup4(u32::from(a)).map(|(len, nh)| {
                 let n = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(a).mask(len)), len)
                     .expect("valid length");
                 (IpNet::V4(n), nh)
@@ -235,6 +388,47 @@ impl Fib {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The trie answers as the per-length tables do, over random tables and
+    /// addresses.
+    #[test]
+    fn trie_equals_the_hash_tables() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let mut f = Fib::default();
+            let n = 1 + rnd() % 60;
+            // Few distinct high bytes so that prefixes nest.
+            for _ in 0..n {
+                let len = (rnd() % 33) as u8;
+                let a = (rnd() as u32 & 0x0303_ffff) | 0x0a00_0000;
+                let net = ipnet::Ipv4Net::new(Ipv4Addr::from(a), len).unwrap().trunc();
+                f.insert(
+                    IpNet::V4(net),
+                    NextHop::Connected {
+                        iface: (rnd() % 7) as u16,
+                    },
+                );
+            }
+            let slow = f.clone();
+            f.freeze();
+            for _ in 0..2000 {
+                let a = (rnd() as u32 & 0x0303_ffff) | 0x0a00_0000;
+                let a = if rnd() % 8 == 0 { rnd() as u32 } else { a };
+                assert_eq!(
+                    f.lookup4(a),
+                    slow.v4.lookup(a),
+                    "round {round}: {}",
+                    Ipv4Addr::from(a)
+                );
+            }
+        }
+    }
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()

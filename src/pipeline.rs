@@ -585,37 +585,25 @@ fn next_hop<'a, T: Trace>(
     dst: IpAddr,
     t: &mut T,
 ) -> Result<Egress<'a>, DropReason> {
-    let Some((prefix, nh)) = r.fib.lookup(dst) else {
+    let Some((plen, nh)) = r.fib.lookup_fast(dst) else {
         return Err(R::NoRoute);
     };
     let (iface, via) = match nh {
         NextHop::Connected { iface } => (iface, dst),
-        NextHop::Via { via } => match r.fib.lookup(via) {
+        NextHop::Via { via } => match r.fib.lookup_fast(via) {
             Some((_, NextHop::Connected { iface })) => (iface, via),
             _ => {
-                tr!(t, "route", "{dst} matches {prefix} via {via}, which is not on a connected subnet: north-south");
+                tr!(t, "route", "{dst} matches a /{plen} via {via}, which is not on a connected subnet: north-south");
                 return Err(R::NoExternalPath);
             }
         },
     };
     let iface = &r.interfaces[iface as usize];
     let Some(n) = r.neighbors.get(&via) else {
-        tr!(
-            t,
-            "route",
-            "{dst} matches {prefix} via {via} on {}: no such neighbour",
-            iface.subnet
-        );
+        tr!(t, "route", "{dst} matches a /{plen} via {via} on {}: no such neighbour", iface.subnet);
         return Err(R::NeighborUnknown);
     };
-    tr!(
-        t,
-        "route",
-        "{dst} matches {prefix}: neighbour {via} ({}, port {}) on subnet {}",
-        n.mac,
-        n.port,
-        iface.subnet
-    );
+    tr!(t, "route", "{dst} matches a /{plen}: neighbour {via} ({}, port {}) on subnet {}", n.mac, n.port, iface.subnet);
     Ok(Egress {
         iface,
         mac: n.mac,

@@ -177,9 +177,27 @@ pub fn csum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
-/// The Internet checksum of `b`.
+/// The Internet checksum of `b`. The one's complement sum does not depend on
+/// byte order (RFC 1071, 2.(B)): 32-bit words are summed into 64 bits and
+/// folded once.
+#[inline]
 pub fn checksum(b: &[u8]) -> u16 {
-    csum_fold(csum_add(0, b))
+    let mut sum: u64 = 0;
+    let mut c = b.chunks_exact(4);
+    for w in &mut c {
+        sum += u32::from_be_bytes(w.try_into().expect("4 bytes")) as u64;
+    }
+    let r = c.remainder();
+    let mut tail = [0u8; 4];
+    tail[..r.len()].copy_from_slice(r);
+    sum += u32::from_be_bytes(tail) as u64;
+    // Fold 64 → 32 → 16 bits with end-around carries.
+    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let s = (s & 0xffff_ffff) + (s >> 32);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    let s = (s & 0xffff) + (s >> 16);
+    !(s as u16)
 }
 
 /// The checksum field after a 16-bit word of the covered data changed from
@@ -357,6 +375,21 @@ mod tests {
         let c = csum_update32(be16(&h, 10), old, 0xcb00_7101);
         put16(&mut h, 10, c);
         assert_eq!(checksum(&h), 0);
+    }
+
+    #[test]
+    fn word_checksum_equals_the_16_bit_sum() {
+        let mut x: u32 = 12345;
+        for len in 0..200 {
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            assert_eq!(checksum(&b), csum_fold(csum_add(0, &b)), "len {len}");
+        }
+        assert_eq!(checksum(&[0xff; 64]), csum_fold(csum_add(0, &[0xff; 64])));
     }
 
     #[test]

@@ -1,0 +1,291 @@
+//! The pipeline alone, in process (no DPDK, no I/O): cycles per packet of each
+//! dataplane path, and what a large model costs the lookups and memory.
+//!
+//! The frames of one burst are copied into mbuf-sized buffers (128 bytes of
+//! headroom) and run through `pipeline::process`, the code the workers run,
+//! on the `dvr::testkit` topology: L2 to a local port, routed to a local port,
+//! routed to another host (VXLAN and GRE encapsulation, DVR MAC), and the
+//! receive side (decapsulation, DVR MAC rewrite). The copy alone is measured
+//! too and subtracted.
+//!
+//! Scale: the same paths on the same router `r1` with one extra route, then
+//! with the model grown to 10,000 routers (each with its own network, subnet and
+//! 100 extra routes: 1,000,000 routes) and `r1` itself holding 1,000 extra
+//! routes of lengths /22 to /32: lookup cost against the one-route case, and
+//! the resident memory the compiled snapshot adds.
+//!
+//! Run: `scripts/bench pipeline`. `DVR_BENCH_SCALE` (default 1.0) scales the
+//! number of routers; `DVR_BENCH_ITERS` the bursts per measurement.
+
+#[path = "harness.rs"]
+mod harness;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dvr::model::Model;
+use dvr::pipeline::{self, Env, NoTrace};
+use dvr::pkt::{self, Frame};
+use dvr::snapshot::Snapshot;
+use dvr::testkit::*;
+use serde_json::json;
+
+const BURST: usize = 32;
+const HEADROOM: usize = 128;
+const BUF: usize = 2048;
+
+fn tsc_hz() -> f64 {
+    let (t0, c0) = (Instant::now(), dvr::dpdk::rdtsc());
+    std::thread::sleep(Duration::from_millis(200));
+    (dvr::dpdk::rdtsc() - c0) as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// A 60-byte IPv4/UDP frame with valid checksums.
+fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    pkt::write_eth(&mut f, &dst_mac, &src_mac, pkt::ETHERTYPE_IPV4);
+    pkt::write_ipv4(&mut f[14..], 46, 64, pkt::PROTO_UDP, src.octets(), dst.octets());
+    pkt::put16(&mut f, 34, sport);
+    pkt::put16(&mut f, 36, 9);
+    pkt::put16(&mut f, 38, 26);
+    f
+}
+
+/// `inner` as cn2 sends it: VXLAN `vni` from cn2's VTEP to cn1's.
+fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
+    use dvr::pkt::*;
+    let mut v = vec![0u8; VXLAN_OVERHEAD + inner.len()];
+    write_eth(&mut v, &UL_MAC, &CN2_UL_MAC, ETHERTYPE_IPV4);
+    let total = (VXLAN_OVERHEAD - ETH_LEN + inner.len()) as u16;
+    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_UDP, VTEP2, VTEP1);
+    let u = &mut v[ETH_LEN + IPV4_LEN..];
+    put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
+    put16(u, 2, VXLAN_PORT);
+    put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
+    put32(u, 8, 0x0800_0000);
+    put32(u, 12, vni << 8);
+    v[VXLAN_OVERHEAD..].copy_from_slice(inner);
+    v
+}
+
+struct Case {
+    name: &'static str,
+    port: u16,
+    want: u16,
+    frames: Vec<Vec<u8>>,
+}
+
+fn gw_mac(m: &Model, sn: &str) -> [u8; 6] {
+    m.routers["r1"]
+        .interfaces
+        .iter()
+        .find(|i| i.subnet == sn)
+        .unwrap()
+        .mac
+        .0
+}
+
+fn cases(m: &Model) -> Vec<Case> {
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+    let flows = |f: &dyn Fn(u16) -> Vec<u8>| (0..BURST as u16).map(f).collect::<Vec<_>>();
+    let blue = gw_mac(m, "blue4");
+    let red = gw_mac(m, "red4");
+    vec![
+        Case {
+            name: "L2, to a local port",
+            port: VM_A,
+            want: VM_B,
+            frames: flows(&|i| udp4(A_MAC, A2_MAC, ip("10.1.0.10"), ip("10.1.0.11"), 1024 + i)),
+        },
+        Case {
+            name: "routed, to a local port",
+            port: VM_A,
+            want: VM_B,
+            frames: flows(&|i| udp4(A_MAC, blue, ip("10.1.0.10"), ip("10.2.0.10"), 1024 + i)),
+        },
+        Case {
+            name: "routed + VXLAN encap",
+            port: VM_B,
+            want: UP,
+            frames: flows(&|i| udp4(B_MAC, red, ip("10.2.0.10"), ip("10.1.0.20"), 1024 + i)),
+        },
+        Case {
+            name: "routed + GRE encap",
+            port: VM_A,
+            want: UP,
+            frames: flows(&|i| udp4(A_MAC, blue, ip("10.1.0.10"), ip("10.2.0.20"), 1024 + i)),
+        },
+        Case {
+            name: "decap + DVR MAC rewrite (receive)",
+            port: UP,
+            want: VM_A,
+            frames: flows(&|i| {
+                vxlan_from_cn2(&udp4(DVR2, A_MAC, ip("10.2.0.20"), ip("10.1.0.10"), 1024 + i), 101)
+            }),
+        },
+    ]
+}
+
+const A2_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0xa2];
+
+/// The testkit model plus a second local port on blue (for L2) and `routes`
+/// extra routes on r1.
+fn base_model(routes: usize) -> Model {
+    let mut m = model();
+    // Named after b: b serves vm-b (the first by name), a2 is reached through it.
+    let mut ch = vec![port(
+        "za2",
+        "blue",
+        A2_MAC,
+        "cn1",
+        Some("vm-b"),
+        &[("blue4", "10.1.0.11")],
+    )];
+    let rs: Vec<_> = (0..routes)
+        .map(|k| {
+            // Distinct prefixes of lengths /22 to /32 (k in bits 10-19).
+            let len = 22 + (k % 11) as u32;
+            let net = Ipv4Addr::from((172u32 << 24 | (k as u32) << 10) & (u32::MAX << (32 - len)));
+            json!({"destination": format!("{net}/{len}"), "nexthop": "10.2.0.20"})
+        })
+        .collect();
+    ch.push(json!({"op": "router_set", "name": "r1", "routes": rs}));
+    m.apply(&changes(json!(ch))).unwrap();
+    m
+}
+
+/// Grows `m` by `routers` routers, each with its network, subnet and 100 routes.
+fn grow(m: &mut Model, routers: usize) {
+    let sub = |i: usize| format!("100.{}.{}", 64 + (i >> 8), i & 255);
+    let mut batch = Vec::new();
+    for i in 0..routers {
+        batch.push(json!({"op": "network_create", "name": format!("n{i}"), "network_type": "vxlan", "segment": 10_000 + i}));
+        batch.push(json!({"op": "subnet_create", "name": format!("s{i}"), "network": format!("n{i}"), "cidr": format!("{}.0/24", sub(i))}));
+        batch.push(json!({"op": "router_create", "name": format!("x{i}")}));
+        batch.push(json!({"op": "router_add_subnet", "router": format!("x{i}"), "subnet": format!("s{i}")}));
+        let routes: Vec<_> = (0..100)
+            .map(|k| json!({"destination": format!("192.168.{k}.0/24"), "nexthop": format!("{}.5", sub(i))}))
+            .collect();
+        batch.push(json!({"op": "router_set", "name": format!("x{i}"), "routes": routes}));
+        if batch.len() >= 5000 {
+            m.apply(&changes(json!(std::mem::take(&mut batch)))).unwrap();
+        }
+    }
+    if !batch.is_empty() {
+        m.apply(&changes(json!(batch))).unwrap();
+    }
+}
+
+/// Cycles per packet of `c` on `snap`, the copy into the buffers subtracted.
+fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> (f64, f64) {
+    let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
+    let mut env = Env::new(dvr::dpdk::rdtsc, hz as u64);
+    // Check once that the path is the one meant.
+    for (b, f) in bufs.iter_mut().zip(&c.frames) {
+        b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+        let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
+        let v = pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace);
+        assert_eq!(v, Ok(c.want), "{}", c.name);
+    }
+    let copy_only = |bufs: &mut Vec<Vec<u8>>| {
+        let t0 = dvr::dpdk::rdtsc();
+        for _ in 0..iters {
+            for (b, f) in bufs.iter_mut().zip(&c.frames) {
+                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                std::hint::black_box(&b[HEADROOM]);
+            }
+        }
+        dvr::dpdk::rdtsc() - t0
+    };
+    let full = |bufs: &mut Vec<Vec<u8>>, env: &mut Env| {
+        let mut sent = 0u64;
+        let t0 = dvr::dpdk::rdtsc();
+        for _ in 0..iters {
+            for (b, f) in bufs.iter_mut().zip(&c.frames) {
+                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+                let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
+                if let Ok(p) = pipeline::process(snap, env, c.port, &mut fr, &mut NoTrace) {
+                    sent += p as u64;
+                }
+            }
+        }
+        std::hint::black_box(sent);
+        dvr::dpdk::rdtsc() - t0
+    };
+    let n = (iters * BURST) as f64;
+    let mut best = f64::MAX;
+    let mut best_copy = f64::MAX;
+    for _ in 0..5 {
+        best_copy = best_copy.min(copy_only(&mut bufs) as f64 / n);
+        best = best.min(full(&mut bufs, &mut env) as f64 / n);
+    }
+    ((best - best_copy).max(0.0), best_copy)
+}
+
+fn main() {
+    let scale: f64 = harness::env_or("DVR_BENCH_SCALE", 1.0);
+    let iters: usize = harness::env_or("DVR_BENCH_ITERS", 20_000);
+    let routers = ((10_000.0 * scale) as usize).max(10);
+    let hz = tsc_hz();
+    eprintln!("TSC {:.2} GHz", hz / 1e9);
+
+    let small = base_model(1);
+    let snap_small = snapshot(&small);
+    let cs = cases(&small);
+    let res_small: Vec<(f64, f64)> = cs.iter().map(|c| measure(&snap_small, c, iters, hz)).collect();
+
+    let rss0 = rss_mib();
+    let t = Instant::now();
+    let mut big = base_model(1000);
+    grow(&mut big, routers);
+    let built = t.elapsed();
+    let total_routes: usize = big.routers.values().map(|r| r.routes.len()).sum();
+    let rss1 = rss_mib();
+    let t = Instant::now();
+    let snap_big = snapshot(&big);
+    let compiled = t.elapsed();
+    let rss2 = rss_mib();
+    let res_big: Vec<(f64, f64)> = cs.iter().map(|c| measure(&snap_big, c, iters, hz)).collect();
+
+    println!(
+        "\npipeline in process, bursts of {BURST}, {iters} bursts per measurement, best of 5, TSC {:.2} GHz",
+        hz / 1e9
+    );
+    println!(
+        "{:<36} {:>14} {:>22}",
+        "path", "1 route", format!("{} routers, {} routes", big.routers.len(), total_routes)
+    );
+    for (c, (s, b)) in cs.iter().zip(res_small.iter().zip(&res_big)) {
+        println!(
+            "{:<36} {:>8.1} cyc/pkt {:>14.1} cyc/pkt   ({:.1} Mpps/core at {:.2} GHz, pipeline only)",
+            c.name,
+            s.0,
+            b.0,
+            hz / s.0.max(1.0) / 1e6,
+            hz / 1e9
+        );
+    }
+    println!(
+        "copying a 60-byte frame into its buffer (subtracted above): {:.1} cycles",
+        res_small[0].1
+    );
+    println!(
+        "model of {} routers / {} routes built in {:.1} s: +{:.0} MiB; snapshot compiled in {:.2} s: +{:.0} MiB resident",
+        big.routers.len(),
+        total_routes,
+        built.as_secs_f64(),
+        rss1 - rss0,
+        compiled.as_secs_f64(),
+        rss2 - rss1
+    );
+}
