@@ -118,6 +118,20 @@ fn main() {
             .collect(),
         10_000,
     );
+    // What the daemon's parse of such a request costs (serde's internally tagged
+    // `Change` buffers each change before reading it as its variant).
+    let line = json!({"changes": (0..fips.min(10_000))
+        .map(|j| json!({"op": "floating_ip_create", "network": "ext", "address": address(j).to_string(), "port": format!("p{j}")}))
+        .collect::<Vec<Value>>()})
+    .to_string();
+    let t = Instant::now();
+    let parsed: dvr::proto::ApplyParams = serde_json::from_str(&line).expect("parses");
+    println!(
+        "parse, floating IPs      {:>9} in {:>7.1} ms: {:>9.0}/s",
+        parsed.changes.len(),
+        t.elapsed().as_secs_f64() * 1e3,
+        parsed.changes.len() as f64 / t.elapsed().as_secs_f64()
+    );
     if let Ok(fifo) = std::env::var("PERF_CTL_FIFO") {
         std::fs::write(fifo, "enable\n").expect("PERF_CTL_FIFO: perf's control fifo");
     }
