@@ -14,7 +14,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dvr::model::{Applied, Change, Model, Store};
-use dvr::proto::{self, ApplyParams, ErrorCode, Line, ListParams, Request, Response, ShowParams};
+use dvr::proto::{
+    self, ApplyParams, Envelope, ErrorCode, Line, ListParams, Request, Response, ShowParams,
+};
+use serde::de::IgnoredAny;
 use serde_json::json;
 
 /// Counters and identity of the node, as the control thread reports them.
@@ -297,92 +300,153 @@ fn handle(conn: UnixStream, shared: &Shared, stop: &AtomicBool) {
         if line.trim().is_empty() {
             continue;
         }
-        let resp = dispatch(&line, shared);
-        if reply(&mut writer, &resp).is_err() {
+        let mut resp = dispatch(&line, shared);
+        resp.push('\n');
+        if writer.write_all(resp.as_bytes()).is_err() {
             return;
         }
     }
 }
 
 fn reply(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
-    let mut s = serde_json::to_string(r).unwrap_or_else(|_| String::from("{}"));
+    let mut s = to_line(r);
     s.push('\n');
     w.write_all(s.as_bytes())
 }
 
-/// Handles one request line.
-fn dispatch(line: &str, shared_state: &Shared) -> Response {
+/// A response as its line (without the newline).
+fn to_line(r: &impl serde::Serialize) -> String {
+    serde_json::to_string(r).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// The reply to a committed `apply`: a [`Response`] whose `result` is written
+/// straight from the list of applied changes (one entry per change: building a
+/// `serde_json::Value` of it first would cost a map per change).
+#[derive(serde::Serialize)]
+struct Committed<'a> {
+    version: u32,
+    id: u64,
+    ok: bool,
+    result: CommittedResult<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct CommittedResult<'a> {
+    generation: u64,
+    applied: &'a [Applied],
+    publish_us: u64,
+    durable_us: u64,
+}
+
+/// Handles one request line; returns the response line (without the newline).
+fn dispatch(line: &str, shared_state: &Shared) -> String {
     let received = std::time::Instant::now();
-    let req: Request = match serde_json::from_str(line) {
+    // The envelope first: the params are skipped (checked to be JSON only), so
+    // that an `apply` is parsed once into its changes.
+    let head: Envelope<IgnoredAny> = match serde_json::from_str(line) {
         Ok(r) => r,
         Err(e) => {
-            return Response::err(
+            return to_line(&Response::err(
                 0,
                 ErrorCode::InvalidRequest,
                 format!("not a valid request: {e}"),
-            )
+            ))
         }
     };
-    let id = req.id;
-    if req.version != proto::VERSION {
-        return Response::err(
+    let id = head.id;
+    if head.version != proto::VERSION {
+        return to_line(&Response::err(
             id,
             ErrorCode::UnsupportedVersion,
             format!(
                 "protocol version {} is not supported; this daemon speaks {}",
-                req.version,
+                head.version,
                 proto::VERSION
             ),
-        );
+        ));
     }
-    fn params<T: serde::de::DeserializeOwned>(
-        id: u64,
-        v: serde_json::Value,
-    ) -> Result<T, Response> {
-        let v = if v.is_null() { json!({}) } else { v };
-        serde_json::from_value(v)
-            .map_err(|e| Response::err(id, ErrorCode::InvalidRequest, format!("bad params: {e}")))
+    if head.method == "apply" {
+        return apply(line, id, shared_state, received);
     }
+    let req: Request = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => {
+            return to_line(&Response::err(
+                id,
+                ErrorCode::InvalidRequest,
+                format!("not a valid request: {e}"),
+            ))
+        }
+    };
+    to_line(&dispatch_other(req, shared_state))
+}
+
+/// Bad params, as the reply says it.
+fn bad_params(id: u64, e: impl std::fmt::Display) -> Response {
+    Response::err(id, ErrorCode::InvalidRequest, format!("bad params: {e}"))
+}
+
+fn params<T: serde::de::DeserializeOwned>(id: u64, v: serde_json::Value) -> Result<T, Response> {
+    let v = if v.is_null() { json!({}) } else { v };
+    serde_json::from_value(v).map_err(|e| bad_params(id, e))
+}
+
+/// `apply`: validates and applies the transaction, publishes the new tables,
+/// journals it (fsynced), then replies.
+fn apply(line: &str, id: u64, shared_state: &Shared, received: std::time::Instant) -> String {
+    let p: ApplyParams = match serde_json::from_str::<Envelope<ApplyParams>>(line) {
+        Ok(Envelope {
+            params: Some(p), ..
+        }) => p,
+        // Absent or null: what `{}` is missing.
+        Ok(_) => match params(id, serde_json::Value::Null) {
+            Ok(p) => p,
+            Err(r) => return to_line(&r),
+        },
+        Err(e) => return to_line(&bad_params(id, e)),
+    };
+    let mut state = shared_state.lock();
+    let State { model, store } = &mut *state;
+    match model.apply(&p.changes) {
+        Ok(applied) => {
+            let generation = model.generation;
+            shared_state.view.publish(model, Some(&applied));
+            // From here the workers use the new tables from their next burst.
+            let publish_us = received.elapsed().as_micros() as u64;
+            if let Err(e) = store.commit(&p.changes, model) {
+                tracing::error!(error = %e, "cannot save the model");
+                return to_line(&Response::err(
+                    id,
+                    ErrorCode::Internal,
+                    format!(
+                        "applied (generation {generation}) but not saved to {}: {e}",
+                        shared_state.state_file.display()
+                    ),
+                ));
+            }
+            drop(state);
+            to_line(&Committed {
+                version: proto::VERSION,
+                id,
+                ok: true,
+                result: CommittedResult {
+                    generation,
+                    applied: &applied,
+                    publish_us,
+                    durable_us: received.elapsed().as_micros() as u64,
+                },
+            })
+        }
+        Err(e) => to_line(&Response::err(id, ErrorCode::Rejected, e.to_string())),
+    }
+}
+
+/// The methods other than `apply`.
+fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
+    let id = req.id;
     let no_params =
         |v: &serde_json::Value| v.is_null() || v.as_object().is_some_and(|o| o.is_empty());
     match req.method.as_str() {
-        "apply" => {
-            let p: ApplyParams = match params(id, req.params) {
-                Ok(p) => p,
-                Err(r) => return r,
-            };
-            let mut state = shared_state.lock();
-            let State { model, store } = &mut *state;
-            match model.apply(&p.changes) {
-                Ok(applied) => {
-                    let generation = model.generation;
-                    shared_state.view.publish(model, Some(&applied));
-                    // From here the workers use the new tables from their next burst.
-                    let publish_us = received.elapsed().as_micros() as u64;
-                    if let Err(e) = store.commit(&p.changes, model) {
-                        tracing::error!(error = %e, "cannot save the model");
-                        return Response::err(
-                            id,
-                            ErrorCode::Internal,
-                            format!(
-                                "applied (generation {generation}) but not saved to {}: {e}",
-                                shared_state.state_file.display()
-                            ),
-                        );
-                    }
-                    Response::ok(
-                        id,
-                        json!({
-                            "generation": generation,
-                            "applied": applied,
-                            "publish_us": publish_us,
-                            "durable_us": received.elapsed().as_micros() as u64,
-                        }),
-                    )
-                }
-                Err(e) => Response::err(id, ErrorCode::Rejected, e.to_string()),
-            }
-        }
         "show" => {
             let p: ShowParams = match params(id, req.params) {
                 Ok(p) => p,

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use super::alloc::{is_network_address, overlaps, reserved};
-use super::index::{ClaimKey, Index, ObjKey, OwnerKey, Rel};
+use super::index::{Index, ObjKey, OwnerKey, Rel};
 use super::*;
 use crate::config::AgentMode;
 use crate::mac::MacAddr;
@@ -401,8 +401,13 @@ impl<'m> Ctx<'m> {
         if let Some(old) = old {
             let mut before = Vec::new();
             self.claims_of(old, &mut before);
-            let before: HashSet<Claim> = before.into_iter().map(|(c, _)| c).collect();
-            probes.retain(|(c, _)| !before.contains(c));
+            // (Few claims, as a rule: a linear search under a few dozen.)
+            if before.len() <= 32 {
+                probes.retain(|(c, _)| !before.iter().any(|(b, _)| b == c));
+            } else {
+                let before: HashSet<Claim> = before.into_iter().map(|(c, _)| c).collect();
+                probes.retain(|(c, _)| !before.contains(c));
+            }
         }
         if probes.is_empty() {
             return Ok(());
@@ -444,7 +449,7 @@ impl<'m> Ctx<'m> {
     ) -> Option<String> {
         let mut candidates: Vec<ObjKey> = Vec::new();
         for probe in probes {
-            for holder in idx.owners(&ClaimKey::from(probe.0)) {
+            for holder in idx.owners(probe.0) {
                 let owner = holder.owner();
                 if sources & source_bit(owner.id()) == 0 || !conflicts(probe, &(probe.0, owner)) {
                     continue;
@@ -507,12 +512,12 @@ impl<'m> Ctx<'m> {
                 return false;
             }
             let not_excluded = |o: Owner| Some(o.id()) != exclude;
-            idx.owners(&ClaimKey::Ip(network.to_owned(), ip))
+            idx.owners(Claim::Ip(network, ip))
                 .map(OwnerKey::owner)
                 .any(|o| matches!(o.id(), ObjId::Port(_) | ObjId::Router(_)) && not_excluded(o))
                 || (external
                     && idx
-                        .owners(&ClaimKey::ExtIp(ip))
+                        .owners(Claim::ExtIp(ip))
                         .map(OwnerKey::owner)
                         .any(|o| o.is_host() && not_excluded(o)))
                 || matches!(ip, IpAddr::V4(a)

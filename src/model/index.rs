@@ -5,16 +5,21 @@
 //! objects it touches instead of the size of the model. Never persisted: built on
 //! load, and by [`Model::apply`] when missing or out of step.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::check::{Claim, Ctx, ObjId, ObjRef, Owner};
 use super::*;
 use crate::mac::MacAddr;
+use rustc_hash::FxHashMap as HashMap;
 
-/// A [`Claim`] with owned values.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A [`Claim`] with owned values. It hashes and compares as the [`Claim`] it
+/// holds, and borrows as a [`dyn AsClaim`](AsClaim): the index's map of claims
+/// is looked up with a borrowed [`Claim`], without building (allocating) a key.
+#[derive(Debug, Clone)]
 pub(super) enum ClaimKey {
     Ip(String, IpAddr),
     ExtIp(IpAddr),
@@ -25,6 +30,66 @@ pub(super) enum ClaimKey {
     SubnetOnRouter(String),
     FipTarget(String, Ipv4Addr),
 }
+
+/// A claim, owned or borrowed, as a map key.
+pub(super) trait AsClaim {
+    fn claim(&self) -> Claim<'_>;
+}
+
+impl AsClaim for ClaimKey {
+    fn claim(&self) -> Claim<'_> {
+        match self {
+            ClaimKey::Ip(n, ip) => Claim::Ip(n, *ip),
+            ClaimKey::ExtIp(ip) => Claim::ExtIp(*ip),
+            ClaimKey::Mac(n, m) => Claim::Mac(n, *m),
+            ClaimKey::DvrMac(m) => Claim::DvrMac(*m),
+            ClaimKey::Vtep(v) => Claim::Vtep(*v),
+            ClaimKey::Segment(t, s) => Claim::Segment(*t, *s),
+            ClaimKey::SubnetOnRouter(s) => Claim::SubnetOnRouter(s),
+            ClaimKey::FipTarget(p, ip) => Claim::FipTarget(p, *ip),
+        }
+    }
+}
+
+impl AsClaim for Claim<'_> {
+    fn claim(&self) -> Claim<'_> {
+        *self
+    }
+}
+
+impl Hash for dyn AsClaim + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.claim().hash(h)
+    }
+}
+
+impl PartialEq for dyn AsClaim + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.claim() == other.claim()
+    }
+}
+
+impl Eq for dyn AsClaim + '_ {}
+
+impl<'a> Borrow<dyn AsClaim + 'a> for ClaimKey {
+    fn borrow(&self) -> &(dyn AsClaim + 'a) {
+        self
+    }
+}
+
+impl Hash for ClaimKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.claim().hash(h)
+    }
+}
+
+impl PartialEq for ClaimKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.claim() == other.claim()
+    }
+}
+
+impl Eq for ClaimKey {}
 
 impl From<Claim<'_>> for ClaimKey {
     fn from(c: Claim<'_>) -> Self {
@@ -321,23 +386,31 @@ impl Index {
     }
 
     pub(super) fn add(&mut self, key: ObjKey, e: Entry) {
+        // (Looked up before `entry`: the keys are cloned only when new.)
         for (c, o) in &e.claims {
-            let owners = self.claims.entry(c.clone()).or_default();
-            match owners.binary_search_by(|(x, _)| x.cmp(o)) {
-                Ok(at) => owners[at].1 += 1,
-                Err(at) => owners.insert(at, (o.clone(), 1)),
+            match self.claims.get_mut(c) {
+                Some(owners) => match owners.binary_search_by(|(x, _)| x.cmp(o)) {
+                    Ok(at) => owners[at].1 += 1,
+                    Err(at) => owners.insert(at, (o.clone(), 1)),
+                },
+                None => {
+                    self.claims.insert(c.clone(), vec![(o.clone(), 1)]);
+                }
             }
         }
         for m in &e.macs {
             *self.macs.entry(*m).or_default() += 1;
         }
         for (rel, name) in &e.rels {
-            self.rels
-                .entry(*rel)
-                .or_default()
-                .entry(name.clone())
-                .or_default()
-                .insert(key.clone());
+            let by_name = self.rels.entry(*rel).or_default();
+            match by_name.get_mut(name.as_str()) {
+                Some(set) => {
+                    set.insert(key.clone());
+                }
+                None => {
+                    by_name.insert(name.clone(), BTreeSet::from([key.clone()]));
+                }
+            }
         }
         self.objs.insert(key, e);
     }
@@ -383,9 +456,9 @@ impl Index {
     }
 
     /// The holders of a claim, in [`OwnerKey`] order.
-    pub(super) fn owners(&self, c: &ClaimKey) -> impl Iterator<Item = &OwnerKey> {
+    pub(super) fn owners(&self, c: Claim<'_>) -> impl Iterator<Item = &OwnerKey> {
         self.claims
-            .get(c)
+            .get(&c as &dyn AsClaim)
             .into_iter()
             .flat_map(|o| o.iter().map(|(k, _)| k))
     }

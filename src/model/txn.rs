@@ -686,10 +686,13 @@ impl Model {
                 let ctx = Ctx::scan(self);
                 ctx.check_fip(&f)?;
                 ctx.check_new_claims(ObjRef::Fip(&f), None)?;
+                // Created associated: checked as a create then a set would be,
+                // and written (and indexed) once.
+                let f = match port {
+                    Some(port) => self.associated(&f, port, *fixed_ip)?,
+                    None => f,
+                };
                 self.put_fip(log, f);
-                if let Some(port) = port {
-                    self.associate_fip(log, address, port, *fixed_ip)?;
-                }
                 Ok(applied(Kind::FloatingIp, address))
             }
             Change::FloatingIpSet {
@@ -697,7 +700,8 @@ impl Model {
                 port,
                 fixed_ip,
             } => {
-                self.associate_fip(log, *address, port, *fixed_ip)?;
+                let f = self.associated(self.fip(*address)?, port, *fixed_ip)?;
+                self.put_fip(log, f);
                 Ok(applied(Kind::FloatingIp, address))
             }
             Change::FloatingIpUnset { address } => {
@@ -897,14 +901,16 @@ impl Model {
         }
     }
 
-    fn associate_fip(
-        &mut self,
-        log: &mut Vec<Undo>,
-        address: Ipv4Addr,
+    /// Floating IP `cur` associated with `port` (its fixed IP `fixed_ip`, or its
+    /// first IPv4 one) through the router that connects that subnet to the
+    /// floating IP's network: checked, not written.
+    fn associated(
+        &self,
+        cur: &FloatingIp,
         port: &str,
         fixed_ip: Option<Ipv4Addr>,
-    ) -> Result<(), ModelError> {
-        let cur = self.fip(address)?;
+    ) -> Result<FloatingIp, ModelError> {
+        let address = cur.address;
         if let Some(p) = &cur.port {
             bail!("floating IP {address} is already associated with port {p}; unset it first");
         }
@@ -941,10 +947,13 @@ impl Model {
         f.port = Some(port.to_owned());
         f.fixed_ip = Some(fixed_v4);
         f.router = Some(router.name.clone());
-        ctx.check_fip(&f)?;
+        // What `check_fip` asks of an association (the port, on an internal
+        // network, has that fixed IP; the router connects its subnet to the
+        // floating IP's network) was established above, on a floating IP that
+        // was valid without it: not looked up all over again.
+        debug_assert_eq!(ctx.check_fip(&f), Ok(()));
         ctx.check_new_claims(ObjRef::Fip(&f), Some(ObjRef::Fip(cur)))?;
-        self.put_fip(log, f);
-        Ok(())
+        Ok(f)
     }
 
     /// A floating IP associated through router `router`.
