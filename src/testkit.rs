@@ -182,6 +182,17 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
     );
     let (v, out, noted) = &run;
     match *v {
+        Ok(crate::pipeline::FLOOD) => {
+            // Replicated by the worker as it came in (from a VM port) or as
+            // decapsulated (from the underlay).
+            if in_port == UP {
+                assert!(out.len() <= frame.len(), "decapsulated, not grown");
+            } else {
+                assert_eq!(&out[..], frame, "a flooded frame is not changed");
+            }
+            assert!(out.len() >= ETH_LEN && out[0] & 1 == 1, "a group address");
+            assert!(noted.is_none());
+        }
         Ok(p) => {
             assert!(
                 (p as usize) < snap.ports.len(),
