@@ -54,7 +54,14 @@ fn rss_mib() -> f64 {
 fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
     let mut f = vec![0u8; 60];
     pkt::write_eth(&mut f, &dst_mac, &src_mac, pkt::ETHERTYPE_IPV4);
-    pkt::write_ipv4(&mut f[14..], 46, 64, pkt::PROTO_UDP, src.octets(), dst.octets());
+    pkt::write_ipv4(
+        &mut f[14..],
+        46,
+        64,
+        pkt::PROTO_UDP,
+        src.octets(),
+        dst.octets(),
+    );
     pkt::put16(&mut f, 34, sport);
     pkt::put16(&mut f, 36, 9);
     pkt::put16(&mut f, 38, 26);
@@ -130,7 +137,10 @@ fn cases(m: &Model) -> Vec<Case> {
             port: UP,
             want: VM_A,
             frames: flows(&|i| {
-                vxlan_from_cn2(&udp4(DVR2, A_MAC, ip("10.2.0.20"), ip("10.1.0.10"), 1024 + i), 101)
+                vxlan_from_cn2(
+                    &udp4(DVR2, A_MAC, ip("10.2.0.20"), ip("10.1.0.10"), 1024 + i),
+                    101,
+                )
             }),
         },
     ]
@@ -178,7 +188,8 @@ fn grow(m: &mut Model, routers: usize) {
             .collect();
         batch.push(json!({"op": "router_set", "name": format!("x{i}"), "routes": routes}));
         if batch.len() >= 5000 {
-            m.apply(&changes(json!(std::mem::take(&mut batch)))).unwrap();
+            m.apply(&changes(json!(std::mem::take(&mut batch))))
+                .unwrap();
         }
     }
     if !batch.is_empty() {
@@ -242,7 +253,10 @@ fn main() {
     let small = base_model(1);
     let snap_small = snapshot(&small);
     let cs = cases(&small);
-    let res_small: Vec<(f64, f64)> = cs.iter().map(|c| measure(&snap_small, c, iters, hz)).collect();
+    let res_small: Vec<(f64, f64)> = cs
+        .iter()
+        .map(|c| measure(&snap_small, c, iters, hz))
+        .collect();
 
     let rss0 = rss_mib();
     let t = Instant::now();
@@ -255,7 +269,10 @@ fn main() {
     let snap_big = snapshot(&big);
     let compiled = t.elapsed();
     let rss2 = rss_mib();
-    let res_big: Vec<(f64, f64)> = cs.iter().map(|c| measure(&snap_big, c, iters, hz)).collect();
+    let res_big: Vec<(f64, f64)> = cs
+        .iter()
+        .map(|c| measure(&snap_big, c, iters, hz))
+        .collect();
 
     println!(
         "\npipeline in process, bursts of {BURST}, {iters} bursts per measurement, best of 5, TSC {:.2} GHz",
@@ -263,7 +280,9 @@ fn main() {
     );
     println!(
         "{:<36} {:>14} {:>22}",
-        "path", "1 route", format!("{} routers, {} routes", big.routers.len(), total_routes)
+        "path",
+        "1 route",
+        format!("{} routers, {} routes", big.routers.len(), total_routes)
     );
     for (c, (s, b)) in cs.iter().zip(res_small.iter().zip(&res_big)) {
         println!(

@@ -600,10 +600,22 @@ fn next_hop<'a, T: Trace>(
     };
     let iface = &r.interfaces[iface as usize];
     let Some(n) = r.neighbors.get(&via) else {
-        tr!(t, "route", "{dst} matches a /{plen} via {via} on {}: no such neighbour", iface.subnet);
+        tr!(
+            t,
+            "route",
+            "{dst} matches a /{plen} via {via} on {}: no such neighbour",
+            iface.subnet
+        );
         return Err(R::NeighborUnknown);
     };
-    tr!(t, "route", "{dst} matches a /{plen}: neighbour {via} ({}, port {}) on subnet {}", n.mac, n.port, iface.subnet);
+    tr!(
+        t,
+        "route",
+        "{dst} matches a /{plen}: neighbour {via} ({}, port {}) on subnet {}",
+        n.mac,
+        n.port,
+        iface.subnet
+    );
     Ok(Egress {
         iface,
         mac: n.mac,

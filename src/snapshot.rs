@@ -160,6 +160,34 @@ pub struct RouterTables {
     /// Addresses on the router's connected subnets and their MACs (from the
     /// model's ports: no ARP needed), and where each lives.
     pub neighbors: IpMap<Neighbor>,
+    /// Floating IPs served through this router, by fixed IP.
+    pub fips: IpMap<FipEntry>,
+    /// The external gateway and its SNAT settings, if the router has one.
+    pub snat: Option<SnatSettings>,
+}
+
+/// A floating IP association (1:1 NAT) as the dataplane sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FipEntry {
+    pub floating: Ipv4Addr,
+    pub fixed: Ipv4Addr,
+    pub port: String,
+    /// Where the associated port is: in mode `dvr` the host of the port
+    /// serves its floating IP (DNAT in, SNAT out, proxy ARP).
+    pub dest: Dest,
+}
+
+/// A router's external gateway: the addresses SNAT translates to, where the
+/// centralized SNAT runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnatSettings {
+    pub network: String,
+    pub ips: Vec<IpAddr>,
+    pub mac: MacAddr,
+    pub enable_snat: bool,
+    /// The `dvr_snat` host that holds the router's SNAT, and whether it is this node.
+    pub host: Option<String>,
+    pub here: bool,
 }
 
 /// The dataplane side of a node, as the compiler needs it.
@@ -252,8 +280,14 @@ impl Ctx<'_> {
 pub type PortsBy = HashMap<String, BTreeSet<String>>;
 
 impl RouterTables {
-    /// Compiles one router from the model.
-    fn compile(cx: &Ctx<'_>, r: &Router, ports_by_subnet: &PortsBy) -> RouterTables {
+    /// Compiles one router from the model; `fips` are the addresses of the
+    /// floating IPs associated through it.
+    fn compile(
+        cx: &Ctx<'_>,
+        r: &Router,
+        ports_by_subnet: &PortsBy,
+        fips: Option<&BTreeSet<Ipv4Addr>>,
+    ) -> RouterTables {
         let model = cx.model;
         let mut fib = Fib::default();
         let mut interfaces = Vec::new();
@@ -314,12 +348,45 @@ impl RouterTables {
                 }
             }
         }
+        let mut fip_map = IpMap::default();
+        for f in fips
+            .into_iter()
+            .flatten()
+            .filter_map(|a| model.floating_ips.get(a))
+        {
+            let (Some(port), Some(fixed)) = (&f.port, f.fixed_ip) else {
+                continue;
+            };
+            let dest = model
+                .ports
+                .get(port)
+                .map_or(Dest::Nowhere, |p| cx.port_dest(p));
+            fip_map.insert(
+                IpAddr::V4(fixed),
+                FipEntry {
+                    floating: f.address,
+                    fixed,
+                    port: port.clone(),
+                    dest,
+                },
+            );
+        }
+        let snat = r.gateway.as_ref().map(|g| SnatSettings {
+            network: g.network.clone(),
+            ips: g.ips.iter().map(|f| f.ip).collect(),
+            mac: g.mac,
+            enable_snat: g.enable_snat,
+            host: r.snat_host.clone(),
+            here: r.snat_host.as_deref() == Some(cx.node.node.as_str()),
+        });
         RouterTables {
             name: r.name.clone(),
             distributed: r.distributed,
             interfaces,
             fib,
             neighbors,
+            fips: fip_map,
+            snat,
         }
     }
 
@@ -565,6 +632,9 @@ pub struct Compiler {
     /// The model's ports by network, and each port's network.
     ports_by_net: PortsBy,
     port_net: HashMap<String, String>,
+    /// Floating IPs by the router serving them, and each one's router.
+    fips_by_router: HashMap<String, BTreeSet<Ipv4Addr>>,
+    fip_router: HashMap<Ipv4Addr, String>,
     /// This node's bound VM ports.
     local: HashMap<String, VmPort>,
     /// Resolved underlay neighbours.
@@ -591,6 +661,8 @@ impl Compiler {
             port_subnets: HashMap::new(),
             ports_by_net: PortsBy::new(),
             port_net: HashMap::new(),
+            fips_by_router: HashMap::new(),
+            fip_router: HashMap::new(),
             local: HashMap::new(),
             vtep_macs: IntMap::default(),
         };
@@ -616,6 +688,10 @@ impl Compiler {
             .chain(model.networks.keys().map(|n| Applied {
                 kind: Kind::Network,
                 name: n.clone(),
+            }))
+            .chain(model.floating_ips.keys().map(|a| Applied {
+                kind: Kind::FloatingIp,
+                name: a.to_string(),
             }))
             .chain(model.routers.keys().map(|n| Applied {
                 kind: Kind::Router,
@@ -832,9 +908,27 @@ impl Compiler {
                     local_changed |= self.local.contains_key(&a.name)
                         || p.is_some_and(|p| p.host.as_deref() == Some(self.node.node.as_str()));
                 }
-                // A subnet in use cannot be deleted or changed; floating IPs come
-                // with the N-S tables.
-                Kind::Subnet | Kind::FloatingIp => {}
+                Kind::FloatingIp => {
+                    let Ok(a) = a.name.parse::<Ipv4Addr>() else {
+                        continue;
+                    };
+                    if let Some(old) = self.fip_router.remove(&a) {
+                        if let Some(set) = self.fips_by_router.get_mut(&old) {
+                            set.remove(&a);
+                            if set.is_empty() {
+                                self.fips_by_router.remove(&old);
+                            }
+                        }
+                        dirty.insert(old);
+                    }
+                    if let Some(r) = model.floating_ips.get(&a).and_then(|f| f.router.clone()) {
+                        self.fips_by_router.entry(r.clone()).or_default().insert(a);
+                        self.fip_router.insert(a, r.clone());
+                        dirty.insert(r);
+                    }
+                }
+                // A subnet in use cannot be deleted or changed.
+                Kind::Subnet => {}
             }
         }
         if nets_changed {
@@ -870,7 +964,12 @@ impl Compiler {
                         host_ids: &self.host_ids,
                         net_ids: &self.net_ids,
                     };
-                    let t = Arc::new(RouterTables::compile(&cx, r, &self.ports_by_subnet));
+                    let t = Arc::new(RouterTables::compile(
+                        &cx,
+                        r,
+                        &self.ports_by_subnet,
+                        self.fips_by_router.get(&name),
+                    ));
                     dirty_nets.extend(t.interfaces.iter().map(|i| i.network.clone()));
                     self.index(id, &t);
                     routers[id] = Some(t);
@@ -1108,6 +1207,8 @@ mod tests {
                     && a.fib.routes() == b.fib.routes()
                     && a.neighbors == b.neighbors
                     && a.distributed == b.distributed
+                    && a.fips == b.fips
+                    && a.snat == b.snat
             }
             _ => false,
         }

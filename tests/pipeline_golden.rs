@@ -984,3 +984,47 @@ fn only_frames_into_the_overlay_must_fit_the_network_mtu() {
     assert_eq!(b.run(VM_A, &f).0, Ok(VM_B));
     b.drops(VM_A, &big(C_MAC, "10.1.0.20"), R::MtuExceeded);
 }
+
+#[test]
+fn floating_ips_and_snat_settings_are_compiled_per_router() {
+    use dvr::snapshot::Dest;
+    let mut m = model();
+    let mut c = Compiler::new(&m, node());
+    let ext = json!([
+        {"op": "host_set", "name": "nn1", "agent_mode": "dvr_snat", "vtep": "192.0.2.3"},
+        {"op": "network_create", "name": "ext", "network_type": "flat", "external": true},
+        {"op": "subnet_create", "name": "ext4", "network": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"},
+        {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext"}, "snat_host": "nn1"},
+        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.50", "port": "a"},
+        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.51", "port": "c"},
+    ]);
+    let applied = m.apply(&changes(ext)).unwrap();
+    let inc = c.update(&m, &applied);
+    let full = Compiler::new(&m, node());
+    for (s, comp) in [(&inc, &c), (full.current(), &full)] {
+        let r = s.router(comp, "r1").unwrap();
+        let a = &r.fips[&IpAddr::V4(ip4("10.1.0.10").into())];
+        assert_eq!(
+            (a.floating, a.dest),
+            ("203.0.113.50".parse().unwrap(), Dest::Local(VM_A))
+        );
+        let cc = &r.fips[&IpAddr::V4(ip4("10.1.0.20").into())];
+        assert_eq!(
+            (cc.floating, cc.dest),
+            ("203.0.113.51".parse().unwrap(), Dest::Remote(0))
+        );
+        let snat = r.snat.as_ref().unwrap();
+        assert!(snat.enable_snat);
+        assert_eq!((snat.host.as_deref(), snat.here), (Some("nn1"), false));
+        assert_eq!(snat.network, "ext");
+    }
+    // Unset one: gone from the next snapshot.
+    let applied = m
+        .apply(&changes(
+            json!([{"op": "floating_ip_unset", "address": "203.0.113.50"}]),
+        ))
+        .unwrap();
+    let inc = c.update(&m, &applied);
+    let r = inc.router(&c, "r1").unwrap();
+    assert_eq!(r.fips.len(), 1);
+}

@@ -77,7 +77,7 @@ enum Cmd {
     },
     /// Operator views of the running daemon.
     Show {
-        #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors", "fdb"])]
+        #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors", "fdb", "nat", "sessions"])]
         what: String,
         /// With fib / neighbors: one router only.
         router: Option<String>,
@@ -698,8 +698,12 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
         } => Trace(
             json!({"port": port, "src_mac": src_mac, "dst_mac": dst_mac, "src_ip": src_ip, "dst_ip": dst_ip}),
         ),
-        Cmd::Show { what, router } if what == "fib" || what == "neighbors" => Tables(what, router),
-        Cmd::Show { what, router: None } if what == "fdb" => Tables(what, None),
+        Cmd::Show { what, router } if ["fib", "neighbors", "nat"].contains(&what.as_str()) => {
+            Tables(what, router)
+        }
+        Cmd::Show { what, router: None } if what == "fdb" || what == "sessions" => {
+            Tables(what, None)
+        }
         Cmd::Show {
             what,
             router: Some(r),
@@ -979,6 +983,26 @@ fn print_view(what: &str, v: &Value) {
                 fields(e, &["router", "ip", "mac", "port", "location"])
             }),
         ),
+        "nat" => table(
+            &["router", "type", "external", "internal", "port", "where"],
+            &rows_of(&v["entries"], |e| {
+                fields(
+                    e,
+                    &["router", "type", "external", "internal", "port", "where"],
+                )
+            }),
+        ),
+        "sessions" => {
+            table(
+                &["router", "protocol", "inside", "outside", "state"],
+                &rows_of(&v["entries"], |e| {
+                    fields(e, &["router", "protocol", "inside", "outside", "state"])
+                }),
+            );
+            if let Some(n) = v["note"].as_str() {
+                println!("({n})");
+            }
+        }
         "fdb" => table(
             &["network", "mac", "location", "port", "dataplane port"],
             &rows_of(&v["entries"], |e| {

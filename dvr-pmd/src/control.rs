@@ -70,6 +70,35 @@ pub struct Control {
     thread: Option<JoinHandle<()>>,
     socket: PathBuf,
     shared: Arc<Shared>,
+    /// An exclusive lock on `<state_file>.lock`, held while the daemon runs:
+    /// two daemons never write one state file.
+    _lock: std::fs::File,
+}
+
+/// Takes the lock of `state_file` (a file next to it), or says who holds it.
+fn lock_state(state_file: &Path) -> Result<std::fs::File, String> {
+    if let Some(dir) = state_file.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut name = state_file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "state file {} is in use by another dvr-pmd (it holds {})",
+            state_file.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// How long a connection may sit in the middle of a request.
@@ -83,6 +112,7 @@ impl Control {
         state_file: &Path,
         view: Arc<dyn NodeView>,
     ) -> Result<Control, String> {
+        let lock = lock_state(state_file)?;
         let (mut store, mut model, opened) =
             Store::open(state_file).map_err(|e| format!("cannot load the model: {e}"))?;
         tracing::info!(
@@ -161,6 +191,7 @@ impl Control {
             thread: Some(thread),
             socket: socket.to_owned(),
             shared,
+            _lock: lock,
         })
     }
 
@@ -525,11 +556,14 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            if !["fib", "neighbors", "fdb"].contains(&p.what.as_str()) {
+            if !["fib", "neighbors", "fdb", "nat", "sessions"].contains(&p.what.as_str()) {
                 return Response::err(
                     id,
                     ErrorCode::InvalidRequest,
-                    format!("tables: {:?}: use fib, neighbors or fdb", p.what),
+                    format!(
+                        "tables: {:?}: use fib, neighbors, fdb, nat or sessions",
+                        p.what
+                    ),
                 );
             }
             match shared_state.view.tables(&p.what, p.router.as_deref()) {

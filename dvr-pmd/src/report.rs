@@ -260,6 +260,14 @@ impl NodeView for View {
             }
             return Ok(serde_json::json!({"generation": snap.generation, "entries": entries}));
         }
+        if what == "sessions" {
+            // Connection tracking (SNAT sessions) belongs to the N-S dataplane
+            // of dvr_snat nodes, which this build does not have yet.
+            return Ok(
+                serde_json::json!({"generation": snap.generation, "entries": [],
+                "note": "no session table: this dataplane does not translate addresses yet (SNAT is issue 5)"}),
+            );
+        }
         let names: Vec<String> = match router {
             Some(r) => vec![r.to_owned()],
             None => c.router_names(),
@@ -277,6 +285,22 @@ impl NodeView for View {
             if what == "fib" {
                 for (p, nh) in t.fib.routes() {
                     out.push(serde_json::json!({"router": name, "prefix": p.to_string(), "next_hop": nh}));
+                }
+            } else if what == "nat" {
+                if let Some(g) = &t.snat {
+                    out.push(serde_json::json!({"router": name, "type": "snat",
+                    "external": g.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
+                    "internal": if g.enable_snat { "all subnets" } else { "disabled" },
+                    "where": g.host.as_deref().map_or("no dvr_snat host".into(), |h| {
+                        if g.here { format!("{h} (this node)") } else { h.to_string() }
+                    })}));
+                }
+                let mut v: Vec<_> = t.fips.values().collect();
+                v.sort_by_key(|f| f.floating);
+                for f in v {
+                    out.push(serde_json::json!({"router": name, "type": "floating_ip",
+                        "external": f.floating.to_string(), "internal": f.fixed.to_string(),
+                        "port": f.port, "where": location(c, f.dest)}));
                 }
             } else {
                 let mut v: Vec<_> = t.neighbors.iter().collect();

@@ -575,7 +575,48 @@ fn verbs_migration_and_persistence() {
         "203.0.113.10",
     );
     refused(s, &["port", "delete", "p1"], "203.0.113.10");
+    // The NAT view: the router's SNAT settings and the floating IP, served
+    // where its port is (this node, port vm-a).
+    let nat: Value = serde_json::from_str(&ok(s, &["--json", "show", "nat", "r1"])).unwrap();
+    let fip = nat["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "floating_ip")
+        .cloned();
+    assert_eq!(
+        fip,
+        Some(
+            json!({"router": "r1", "type": "floating_ip", "external": "203.0.113.10",
+            "internal": "10.0.1.5", "port": "p1", "where": "local port 0"})
+        ),
+        "{nat}"
+    );
+    assert!(
+        nat["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "snat"),
+        "{nat}"
+    );
+    let text = ok(s, &["show", "nat"]);
+    assert!(
+        text.contains("203.0.113.10") && text.contains("10.0.1.5"),
+        "{text}"
+    );
+    let sessions = ok(s, &["show", "sessions"]);
+    assert!(sessions.contains("no session table"), "{sessions}");
     ok(s, &["floating", "ip", "unset", "--port", "203.0.113.10"]);
+    let nat: Value = serde_json::from_str(&ok(s, &["--json", "show", "nat", "r1"])).unwrap();
+    assert!(
+        !nat["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "floating_ip"),
+        "unset: gone from the next snapshot: {nat}"
+    );
     let table = ok(s, &["router", "list"]);
     assert!(table.contains("| r1 "), "{table}");
     ok(s, &["show", "stats"]);
@@ -641,4 +682,47 @@ fn socket_group_gets_0660_and_unknown_groups_are_refused() {
         "{err}"
     );
     assert!(!n.socket.exists(), "no socket left behind");
+}
+
+/// Two daemons never write one state file: the second is refused at start,
+/// naming the file, and the first is unaffected.
+#[test]
+fn a_state_file_in_use_is_refused() {
+    let n = node();
+    let mut dvr = Daemon::start(&n.config);
+    dvr.next();
+    let other = n.dir.join("other.toml");
+    let cfg = format!(
+        r#"{head}
+[control]
+socket = "{s}"
+state_file = "{st}"
+[[ports]]
+name = "vm-a"
+role = "vm"
+kind = "null"
+"#,
+        head = node_head("ctl2", &n.dir.join("run2")),
+        s = n.dir.join("other.sock").display(),
+        st = n.state.display()
+    );
+    std::fs::write(&other, cfg).unwrap();
+    let out = Command::new(common::dvr_pmd())
+        .arg("--config")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "state file {} is in use by another dvr-pmd",
+            n.state.display()
+        )),
+        "{err}"
+    );
+    assert!(!n.dir.join("other.sock").exists());
+    // The first one still serves.
+    ok(&n.socket, &["show", "status"]);
+    dvr.stop();
 }
