@@ -252,7 +252,12 @@ fn main() {
 
     let small = base_model(1);
     let snap_small = snapshot(&small);
-    let cs = cases(&small);
+    // DVR_BENCH_CASE=<substring>: only the matching paths (for profiling).
+    let only: String = harness::env_or("DVR_BENCH_CASE", String::new());
+    let cs: Vec<Case> = cases(&small)
+        .into_iter()
+        .filter(|c| c.name.contains(only.as_str()))
+        .collect();
     let res_small: Vec<(f64, f64)> = cs
         .iter()
         .map(|c| measure(&snap_small, c, iters, hz))

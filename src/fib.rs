@@ -197,17 +197,17 @@ impl<K: Key> Lpm<K> {
 /// the number of routes and prefix lengths. Entry: 0 none, [`CHILD`] | node, or
 /// the 1-based index of a next hop.
 #[derive(Debug, Clone)]
-pub struct Trie4 {
+pub struct Trie4<V: Copy = NextHop> {
     nodes: Vec<[u32; 256]>,
-    hops: Vec<(u8, NextHop)>,
+    hops: Vec<(u8, V)>,
 }
 
 const CHILD: u32 = 1 << 31;
 
-impl Trie4 {
-    /// Builds the trie of `routes` (prefix, length, next hop).
-    pub fn build(routes: impl Iterator<Item = (u32, u8, NextHop)>) -> Trie4 {
-        let mut rs: Vec<(u32, u8, NextHop)> = routes.collect();
+impl<V: Copy> Trie4<V> {
+    /// Builds the trie of `routes` (prefix, length, value).
+    pub fn build(routes: impl Iterator<Item = (u32, u8, V)>) -> Trie4<V> {
+        let mut rs: Vec<(u32, u8, V)> = routes.collect();
         // Shorter prefixes first: a longer one then overwrites what it covers,
         // and a node made for it inherits the shorter prefix in all its slots.
         rs.sort_by_key(|r| r.1);
@@ -247,9 +247,9 @@ impl Trie4 {
         t
     }
 
-    /// The longest prefix containing `a`: its length and next hop.
+    /// The longest prefix containing `a`: its length and value.
     #[inline(always)]
-    pub fn lookup(&self, a: u32) -> Option<(u8, NextHop)> {
+    pub fn lookup(&self, a: u32) -> Option<(u8, V)> {
         let mut node = &self.nodes[0];
         let mut shift = 24;
         loop {
@@ -267,7 +267,7 @@ impl Trie4 {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.nodes.len() * 1024 + self.hops.len() * std::mem::size_of::<(u8, NextHop)>()
+        self.nodes.len() * 1024 + self.hops.len() * std::mem::size_of::<(u8, V)>()
     }
 }
 

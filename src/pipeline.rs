@@ -27,7 +27,7 @@ use crate::l2;
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::pkt::*;
-use crate::snapshot::{Dest, Iface, NetTables, RouterTables, Slot, Snapshot, VmPort};
+use crate::snapshot::{Adj, Dest, Iface, NetTables, RouterTables, Slot, Snapshot, VmPort};
 use crate::stats::DropReason;
 
 type R = DropReason;
@@ -660,21 +660,46 @@ fn route4<T: Trace>(
         tr!(t, "route", "destination {dst} is not routed");
         return Err(R::MartianDestination);
     }
-    if r.interfaces.iter().any(|i| i.ip == IpAddr::V4(dst)) {
-        return to_router4(ingress, in_port, ihl, f, t);
-    }
+    // One lookup: routes, neighbours and the router's own addresses were
+    // resolved together when the tables were compiled.
+    let Some((plen, adj)) = r.fwd4.lookup(u32::from(dst)) else {
+        tr!(t, "route", "no route to {dst}: net unreachable");
+        return icmp4_error(env, ingress, in_port, f, 3, 0, 0, R::NoRoute, t);
+    };
     let ttl = ip[8];
-    if ttl <= 1 {
-        tr!(t, "route", "TTL {ttl}: time exceeded");
-        return icmp4_error(env, ingress, in_port, f, 11, 0, 0, R::TtlExpired, t);
-    }
-    let eg = match next_hop(r, IpAddr::V4(dst), t) {
-        Ok(e) => e,
-        Err(R::NoRoute) => {
-            tr!(t, "route", "no route to {dst}: net unreachable");
-            return icmp4_error(env, ingress, in_port, f, 3, 0, 0, R::NoRoute, t);
+    let eg = match adj {
+        Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
+        _ if ttl <= 1 => {
+            tr!(t, "route", "TTL {ttl}: time exceeded");
+            return icmp4_error(env, ingress, in_port, f, 11, 0, 0, R::TtlExpired, t);
         }
-        Err(e) => return Err(e),
+        Adj::Neighbor { iface, mac, dest } => {
+            let iface = &r.interfaces[iface as usize];
+            tr!(
+                t,
+                "route",
+                "{dst} matches a /{plen}: neighbour {mac} on subnet {}",
+                iface.subnet
+            );
+            Egress { iface, mac, dest }
+        }
+        Adj::Unknown { iface } => {
+            tr!(
+                t,
+                "route",
+                "{dst} matches a /{plen} on {}: no such neighbour",
+                r.interfaces[iface as usize].subnet
+            );
+            return Err(R::NeighborUnknown);
+        }
+        Adj::External => {
+            tr!(
+                t,
+                "route",
+                "{dst} matches a /{plen} via a next hop not on a connected subnet: north-south"
+            );
+            return Err(R::NoExternalPath);
+        }
     };
     let Some(net) = snap.net(eg.iface.net) else {
         return Err(R::TableGone);

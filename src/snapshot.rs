@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::PortRole;
-use crate::fib::{Fib, IntHasher, NextHop};
+use crate::fib::{Fib, IntHasher, NextHop, Trie4};
 use crate::l2::MacTable;
 use crate::mac::MacAddr;
 use crate::model::{Applied, Kind, Model, NetworkType, Router};
@@ -160,10 +160,33 @@ pub struct RouterTables {
     /// Addresses on the router's connected subnets and their MACs (from the
     /// model's ports: no ARP needed), and where each lives.
     pub neighbors: IpMap<Neighbor>,
+    /// IPv4 forwarding resolved at compile time: the longest match of a
+    /// destination gives what to do with it in one lookup (see [`Adj`]).
+    pub fwd4: Trie4<Adj>,
     /// Floating IPs served through this router, by fixed IP.
     pub fips: IpMap<FipEntry>,
     /// The external gateway and its SNAT settings, if the router has one.
     pub snat: Option<SnatSettings>,
+}
+
+/// What the IPv4 forwarding table of a router says about a destination:
+/// resolved when the router's tables are compiled (the model knows every
+/// neighbour), so that forwarding is one lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adj {
+    /// One of the router's own addresses (interface `iface`).
+    Local { iface: u16 },
+    /// Forward through interface `iface` to `mac`, which lives at `dest`.
+    Neighbor {
+        iface: u16,
+        mac: MacAddr,
+        dest: Dest,
+    },
+    /// On a connected subnet (or via an address on one) where no port has the
+    /// address.
+    Unknown { iface: u16 },
+    /// Via a next hop that is not on a connected subnet (north-south).
+    External,
 }
 
 /// A floating IP association (1:1 NAT) as the dataplane sees it.
@@ -348,6 +371,7 @@ impl RouterTables {
                 }
             }
         }
+        let fwd4 = Self::resolve4(&fib, &interfaces, &neighbors);
         let mut fip_map = IpMap::default();
         for f in fips
             .into_iter()
@@ -385,9 +409,49 @@ impl RouterTables {
             interfaces,
             fib,
             neighbors,
+            fwd4,
             fips: fip_map,
             snat,
         }
+    }
+
+    /// The IPv4 forwarding trie: every route resolved to its adjacency, every
+    /// neighbour whose longest match is its connected subnet as a /32, every
+    /// interface address as a /32 of the router itself.
+    fn resolve4(fib: &Fib, interfaces: &[Iface], neighbors: &IpMap<Neighbor>) -> Trie4<Adj> {
+        let adj_of = |iface: u16, ip: IpAddr| match neighbors.get(&ip) {
+            Some(n) => Adj::Neighbor {
+                iface,
+                mac: n.mac,
+                dest: n.dest,
+            },
+            None => Adj::Unknown { iface },
+        };
+        let mut entries: Vec<(u32, u8, Adj)> = Vec::new();
+        for (p, len, nh) in fib.v4.routes() {
+            let adj = match nh {
+                NextHop::Connected { iface } => Adj::Unknown { iface },
+                NextHop::Via { via } => match fib.lookup_fast(via) {
+                    Some((_, NextHop::Connected { iface })) => adj_of(iface, via),
+                    _ => Adj::External,
+                },
+            };
+            entries.push((p, len, adj));
+        }
+        for (ip, _) in neighbors.iter() {
+            let IpAddr::V4(a) = ip else { continue };
+            if let Some((_, NextHop::Connected { iface })) = fib.lookup4(u32::from(*a)) {
+                entries.push((u32::from(*a), 32, adj_of(iface, *ip)));
+            }
+        }
+        for (k, i) in interfaces.iter().enumerate() {
+            if let IpAddr::V4(a) = i.ip {
+                entries.push((u32::from(a), 32, Adj::Local { iface: k as u16 }));
+            }
+        }
+        // Equal prefixes: the later wins (the build is stable by length), so
+        // the router's own addresses come last.
+        Trie4::build(entries.into_iter())
     }
 
     /// The ports whose addresses this router's neighbour table holds.
