@@ -915,12 +915,17 @@ impl Compiler {
         }
     }
 
-    /// The VTEPs of the other hosts, resolved or not.
+    /// The VTEPs of the other hosts to resolve by ARP (resolved or not): all
+    /// but those the configuration gives (static, never asked for or replaced).
     pub fn vteps(&self) -> Vec<Ipv4Addr> {
-        self.hosts.iter().map(|h| h.vtep).collect()
+        self.hosts
+            .iter()
+            .map(|h| h.vtep)
+            .filter(|v| !self.node.vtep_macs.iter().any(|(s, _)| s == v))
+            .collect()
     }
 
-    /// The VTEPs of the other hosts that have no resolved MAC yet.
+    /// The VTEPs of the other hosts that have no MAC yet.
     pub fn unresolved_vteps(&self) -> Vec<Ipv4Addr> {
         self.hosts
             .iter()

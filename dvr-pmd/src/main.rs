@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         }
     }
 
-    let node = match node::Node::start(cfg) {
+    let mut node = match node::Node::start(cfg) {
         Ok(n) => n,
         Err(e) => {
             eprintln!("dvr-pmd: cannot start: {e}");
@@ -131,6 +131,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    // The saved model is published: the workers start on it.
+    if let Err(e) = node.run_workers() {
+        eprintln!("dvr-pmd: cannot start: {e}");
+        resolver.shutdown();
+        control.shutdown();
+        drop(view);
+        node.shutdown();
+        return ExitCode::from(EXIT_START);
+    }
     tracing::info!(node = %node.cfg.node, "forwarding; Ctrl-C to stop");
     let mut reporter = report::Reporter::new(node.cfg.stats.format);
     let interval = Duration::from_millis(node.cfg.stats.interval_ms);
@@ -145,7 +154,6 @@ fn main() -> ExitCode {
     tracing::info!("signal received: stopping workers");
     resolver.shutdown();
     control.shutdown();
-    let mut node = node;
     node.stop_workers();
     reporter.print(&view, true);
     drop(view);

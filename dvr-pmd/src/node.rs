@@ -48,6 +48,8 @@ pub struct Node {
     /// Between the workers and the control thread (learned, injected).
     pub exchange: Arc<Exchange>,
     workers: Vec<JoinHandle<()>>,
+    /// Workers built by `start`, launched by `run_workers`.
+    pending: Vec<Worker>,
     stop: Arc<AtomicBool>,
     /// Files the node made and removes on shutdown (sockets, generated captures).
     owned_files: Vec<PathBuf>,
@@ -127,6 +129,7 @@ impl Node {
             node_ports,
             exchange: Arc::new(Exchange::default()),
             workers: Vec::new(),
+            pending: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
             owned_files: Vec::new(),
             tsc_hz: 0,
@@ -184,8 +187,7 @@ impl Node {
         for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
             let counters = Arc::new(WorkerCounters::new(node.ports.len()));
             node.counters.push(counters.clone());
-            let core = node.cfg.cores.workers[w];
-            let worker = Worker {
+            node.pending.push(Worker {
                 index: w,
                 rx,
                 tx,
@@ -196,7 +198,17 @@ impl Node {
                 stop: node.stop.clone(),
                 exchange: node.exchange.clone(),
                 pool: pool.clone(),
-            };
+            });
+        }
+        Ok(node)
+    }
+
+    /// Launches the workers, pinned, each with an lcore id. Called once the
+    /// tables are published (a restarted node never forwards with empty tables).
+    pub fn run_workers(&mut self) -> Result<(), StartError> {
+        for worker in std::mem::take(&mut self.pending) {
+            let w = worker.index;
+            let core = self.cfg.cores.workers[w];
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let h = std::thread::Builder::new()
                 .name(format!("dvr-worker-{w}"))
@@ -219,14 +231,14 @@ impl Node {
                     dpdk::unregister_thread();
                 })
                 .map_err(|e| err(format!("cannot spawn worker {w}: {e}")))?;
-            node.workers.push(h);
+            self.workers.push(h);
             match ready_rx.recv() {
                 Ok(Ok(lcore)) => tracing::info!(worker = w, core, lcore, "worker running"),
                 Ok(Err(e)) => return Err(err(e)),
                 Err(_) => return Err(err(format!("worker {w} died while starting"))),
             }
         }
-        Ok(node)
+        Ok(())
     }
 
     /// Writes the captures of `generate` pcap ports and clears stale vhost sockets.
@@ -373,6 +385,8 @@ impl Node {
 
     fn close_all(&mut self) {
         self.stop_workers();
+        // Workers never launched hold queues and the pool: gone before EAL ends.
+        self.pending.clear();
         for p in self.ports.drain(..) {
             p.close();
         }
