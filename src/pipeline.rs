@@ -555,7 +555,7 @@ fn route<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let Some(r) = snap.routers.get(router as usize).and_then(|r| r.as_deref()) else {
+    let Some(r) = snap.routers.get(router as usize) else {
         return Err(R::TableGone);
     };
     let Some(ingress) = r.interfaces.get(iface as usize) else {

@@ -28,6 +28,77 @@ use crate::model::{Applied, Kind, Model, NetworkType, Router};
 /// Where a snapshot is published and read.
 pub type Tables = arc_swap::ArcSwap<Snapshot>;
 
+/// Items of a snapshot indexed by a stable number (routers, networks), in
+/// chunks: the next snapshot shares every chunk it does not change, so
+/// publishing a change to one router costs one chunk, not one pointer per
+/// router of the node.
+#[derive(Debug)]
+pub struct Chunked<T> {
+    chunks: Vec<Arc<[Option<Arc<T>>]>>,
+    len: usize,
+}
+
+const CHUNK: usize = 64;
+
+impl<T> Clone for Chunked<T> {
+    fn clone(&self) -> Self {
+        Chunked {
+            chunks: self.chunks.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)?.as_deref()
+    }
+
+    /// The shared handle of item `i`.
+    pub fn get_arc(&self, i: usize) -> Option<&Arc<T>> {
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK)?.as_ref()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sets item `i` (growing as needed); copies the one chunk it is in.
+    pub fn set(&mut self, i: usize, v: Option<Arc<T>>) {
+        while self.chunks.len() <= i / CHUNK {
+            self.chunks.push((0..CHUNK).map(|_| None).collect());
+        }
+        self.len = self.len.max(i + 1);
+        let c = &mut self.chunks[i / CHUNK];
+        let mut items: Vec<Option<Arc<T>>> = c.to_vec();
+        items[i % CHUNK] = v;
+        *c = items.into();
+    }
+
+    /// Takes item `i` out.
+    pub fn take(&mut self, i: usize) -> Option<Arc<T>> {
+        let old = self.get_arc(i).cloned();
+        if old.is_some() {
+            self.set(i, None);
+        }
+        old
+    }
+}
+
 /// A map keyed by IP address with a cheap hash (keys come from the operator).
 pub type IpMap<V> = HashMap<IpAddr, V, BuildHasherDefault<IntHasher>>;
 type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
@@ -156,14 +227,15 @@ pub struct RouterTables {
     pub distributed: bool,
     pub interfaces: Vec<Iface>,
     /// Connected subnets, extra routes, the default route through the gateway.
-    pub fib: Fib,
+    pub fib: Arc<Fib>,
     /// Addresses on the router's connected subnets and their MACs (from the
     /// model's ports: no ARP needed), and where each lives.
-    pub neighbors: IpMap<Neighbor>,
+    pub neighbors: Arc<IpMap<Neighbor>>,
     /// IPv4 forwarding resolved at compile time: the longest match of a
     /// destination gives what to do with it in one lookup (see [`Adj`]).
-    pub fwd4: Trie4<Adj>,
-    /// Floating IPs served through this router, by fixed IP.
+    pub fwd4: Arc<Trie4<Adj>>,
+    /// Floating IPs served through this router, by fixed IP (shared parts
+    /// above: a floating IP change recompiles only this).
     pub fips: IpMap<FipEntry>,
     /// The external gateway and its SNAT settings, if the router has one.
     pub snat: Option<SnatSettings>,
@@ -372,6 +444,30 @@ impl RouterTables {
             }
         }
         let fwd4 = Self::resolve4(&fib, &interfaces, &neighbors);
+        let fip_map = Self::fip_map(cx, fips);
+        let snat = r.gateway.as_ref().map(|g| SnatSettings {
+            network: g.network.clone(),
+            ips: g.ips.iter().map(|f| f.ip).collect(),
+            mac: g.mac,
+            enable_snat: g.enable_snat,
+            host: r.snat_host.clone(),
+            here: r.snat_host.as_deref() == Some(cx.node.node.as_str()),
+        });
+        RouterTables {
+            name: r.name.clone(),
+            distributed: r.distributed,
+            interfaces,
+            fib: Arc::new(fib),
+            neighbors: Arc::new(neighbors),
+            fwd4: Arc::new(fwd4),
+            fips: fip_map,
+            snat,
+        }
+    }
+
+    /// The floating IPs `fips` (addresses) as served through this router.
+    fn fip_map(cx: &Ctx<'_>, fips: Option<&BTreeSet<Ipv4Addr>>) -> IpMap<FipEntry> {
+        let model = cx.model;
         let mut fip_map = IpMap::default();
         for f in fips
             .into_iter()
@@ -395,24 +491,7 @@ impl RouterTables {
                 },
             );
         }
-        let snat = r.gateway.as_ref().map(|g| SnatSettings {
-            network: g.network.clone(),
-            ips: g.ips.iter().map(|f| f.ip).collect(),
-            mac: g.mac,
-            enable_snat: g.enable_snat,
-            host: r.snat_host.clone(),
-            here: r.snat_host.as_deref() == Some(cx.node.node.as_str()),
-        });
-        RouterTables {
-            name: r.name.clone(),
-            distributed: r.distributed,
-            interfaces,
-            fib,
-            neighbors,
-            fwd4,
-            fips: fip_map,
-            snat,
-        }
+        fip_map
     }
 
     /// The IPv4 forwarding trie: every route resolved to its adjacency, every
@@ -467,7 +546,7 @@ impl NetTables {
         cx: &Ctx<'_>,
         name: &str,
         ports: Option<&BTreeSet<String>>,
-        routers: &[Option<Arc<RouterTables>>],
+        routers: &Chunked<RouterTables>,
         router_ids: Option<&BTreeSet<usize>>,
     ) -> Option<NetTables> {
         let n = cx.model.networks.get(name)?;
@@ -507,7 +586,7 @@ impl NetTables {
         }
         let mut gateways = Vec::new();
         for &id in router_ids.into_iter().flatten() {
-            let Some(t) = routers.get(id).and_then(|t| t.as_deref()) else {
+            let Some(t) = routers.get(id) else {
                 continue;
             };
             for (k, i) in t.interfaces.iter().enumerate() {
@@ -584,9 +663,9 @@ impl Snapshot {
                 ..NodeTables::default()
             }),
             ports: slots(node, &HashMap::new()),
-            nets: Box::new([]),
+            nets: Chunked::default(),
             static_fdb: Arc::new(MacTable::new(&node.static_fdb)),
-            routers: Box::new([]),
+            routers: Chunked::default(),
         }
     }
 
@@ -600,13 +679,13 @@ impl Snapshot {
     /// The tables of router `name`, if it is enabled.
     pub fn router<'a>(&'a self, compiler: &Compiler, name: &str) -> Option<&'a RouterTables> {
         let id = *compiler.ids.get(name)?;
-        self.routers.get(id)?.as_deref()
+        self.routers.get(id)
     }
 
     /// The tables of network `name`.
     pub fn network<'a>(&'a self, compiler: &Compiler, name: &str) -> Option<&'a NetTables> {
         let id = *compiler.net_ids.get(name)?;
-        self.nets.get(id as usize)?.as_deref()
+        self.nets.get(id as usize)
     }
 
     /// The configuration's static MAC table (for VM ports no model port is bound to).
@@ -618,7 +697,7 @@ impl Snapshot {
     /// The network tables of index `net`.
     #[inline(always)]
     pub fn net(&self, net: u32) -> Option<&NetTables> {
-        self.nets.get(net as usize)?.as_deref()
+        self.nets.get(net as usize)
     }
 }
 
@@ -657,12 +736,12 @@ pub struct Snapshot {
     /// Per dataplane port.
     pub ports: Box<[Slot]>,
     /// Per network (index from the [`Compiler`]); None when deleted.
-    pub nets: Box<[Option<Arc<NetTables>>]>,
+    pub nets: Chunked<NetTables>,
     /// The configuration's static table, for VM ports no model port is bound to.
     static_fdb: Arc<MacTable>,
     /// Per router (index from the [`Compiler`]): its tables, or None when the
     /// router is disabled or deleted (a disabled router routes nothing).
-    pub routers: Box<[Option<Arc<RouterTables>>]>,
+    pub routers: Chunked<RouterTables>,
 }
 
 /// Keeps the published snapshot up to date with the model, recompiling only what
@@ -942,6 +1021,8 @@ impl Compiler {
 
     fn apply(&mut self, model: &Model, applied: &[Applied], fresh: bool) {
         let mut dirty: BTreeSet<String> = BTreeSet::new();
+        // Routers whose floating IPs alone changed.
+        let mut fip_dirty: BTreeSet<String> = BTreeSet::new();
         let mut dirty_nets: BTreeSet<String> = BTreeSet::new();
         let mut hosts_changed = fresh;
         let mut nets_changed = fresh;
@@ -988,12 +1069,12 @@ impl Compiler {
                                 self.fips_by_router.remove(&old);
                             }
                         }
-                        dirty.insert(old);
+                        fip_dirty.insert(old);
                     }
                     if let Some(r) = model.floating_ips.get(&a).and_then(|f| f.router.clone()) {
                         self.fips_by_router.entry(r.clone()).or_default().insert(a);
                         self.fip_router.insert(a, r.clone());
-                        dirty.insert(r);
+                        fip_dirty.insert(r);
                     }
                 }
                 // A subnet in use cannot be deleted or changed.
@@ -1015,17 +1096,14 @@ impl Compiler {
                 dirty_nets.extend(model.networks.keys().cloned());
             }
         }
-        let mut routers: Vec<Option<Arc<RouterTables>>> = self.current.routers.to_vec();
-        for name in dirty {
-            let id = self.router_id(&name);
-            if routers.len() <= id {
-                routers.resize(id + 1, None);
-            }
-            if let Some(old) = routers[id].take() {
+        let mut routers = self.current.routers.clone();
+        for name in &dirty {
+            let id = self.router_id(name);
+            if let Some(old) = routers.take(id) {
                 dirty_nets.extend(old.interfaces.iter().map(|i| i.network.clone()));
                 self.unindex(id, &old);
             }
-            if let Some(r) = model.routers.get(&name) {
+            if let Some(r) = model.routers.get(name) {
                 if r.admin_state_up {
                     let cx = Ctx {
                         model,
@@ -1037,16 +1115,34 @@ impl Compiler {
                         &cx,
                         r,
                         &self.ports_by_subnet,
-                        self.fips_by_router.get(&name),
+                        self.fips_by_router.get(name),
                     ));
                     dirty_nets.extend(t.interfaces.iter().map(|i| i.network.clone()));
                     self.index(id, &t);
-                    routers[id] = Some(t);
+                    routers.set(id, Some(t));
                 }
             }
         }
-        let mut nets: Vec<Option<Arc<NetTables>>> = self.current.nets.to_vec();
-        nets.resize(self.net_names.len(), None);
+        for name in fip_dirty.difference(&dirty) {
+            let Some(&id) = self.ids.get(name) else {
+                continue;
+            };
+            let Some(old) = routers.get(id) else {
+                continue; // disabled or gone: nothing served
+            };
+            let cx = Ctx {
+                model,
+                node: &self.node,
+                host_ids: &self.host_ids,
+                net_ids: &self.net_ids,
+            };
+            let t = RouterTables {
+                fips: RouterTables::fip_map(&cx, self.fips_by_router.get(name)),
+                ..old.clone()
+            };
+            routers.set(id, Some(Arc::new(t)));
+        }
+        let mut nets = self.current.nets.clone();
         let cx = Ctx {
             model,
             node: &self.node,
@@ -1057,7 +1153,7 @@ impl Compiler {
             let Some(&id) = self.net_ids.get(name) else {
                 continue;
             };
-            nets[id as usize] = NetTables::compile(
+            let t = NetTables::compile(
                 &cx,
                 name,
                 self.ports_by_net.get(name),
@@ -1065,6 +1161,7 @@ impl Compiler {
                 self.routers_by_net.get(name),
             )
             .map(Arc::new);
+            nets.set(id as usize, t);
         }
         if local_changed || nets_changed {
             let local: HashMap<String, VmPort> = model
@@ -1123,9 +1220,9 @@ impl Compiler {
             generation: model.generation,
             node,
             ports,
-            nets: nets.into_boxed_slice(),
+            nets,
             static_fdb: cur.static_fdb.clone(),
-            routers: routers.into_boxed_slice(),
+            routers,
         });
     }
 }
@@ -1393,7 +1490,7 @@ mod tests {
             assert_eq!(inc.generation, full.generation);
             for (i, name) in m.routers.keys().enumerate() {
                 let a = inc.router(&c, name);
-                let b = full.routers[i].as_deref();
+                let b = full.routers.get(i);
                 assert!(
                     same_router(a, b),
                     "step {step}, {change:?}: router {name} differs"

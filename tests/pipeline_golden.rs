@@ -1027,4 +1027,20 @@ fn floating_ips_and_snat_settings_are_compiled_per_router() {
     let inc = c.update(&m, &applied);
     let r = inc.router(&c, "r1").unwrap();
     assert_eq!(r.fips.len(), 1);
+    // A floating IP change recompiles the router's floating IPs only; the
+    // result equals a full compile, and the routing tables are shared.
+    let full = Compiler::new(&m, node());
+    assert_eq!(r.fips, full.current().router(&full, "r1").unwrap().fips);
+    let applied = m
+        .apply(&changes(
+            json!([{"op": "floating_ip_set", "address": "203.0.113.50", "port": "a"}]),
+        ))
+        .unwrap();
+    let before = inc.router(&c, "r1").unwrap().fwd4.clone();
+    let inc = c.update(&m, &applied);
+    let r = inc.router(&c, "r1").unwrap();
+    assert_eq!(r.fips.len(), 2);
+    assert!(std::sync::Arc::ptr_eq(&before, &r.fwd4));
+    let full = Compiler::new(&m, node());
+    assert_eq!(r.fips, full.current().router(&full, "r1").unwrap().fips);
 }
