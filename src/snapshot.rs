@@ -425,7 +425,7 @@ impl RouterTables {
         for route in &r.routes {
             fib.insert(route.destination, NextHop::Via { via: route.nexthop });
         }
-        fib.freeze();
+
         let mut neighbors = IpMap::default();
         for i in &interfaces {
             for name in ports_by_subnet.get(&i.subnet).into_iter().flatten() {
