@@ -394,17 +394,22 @@ fn arp_respond<T: Trace>(
         };
     };
     tr!(t, "arp-responder", "who-has {target}: {mac}");
-    let b = f.data_mut();
+    answer_arp(f.data_mut(), mac, target);
+    Ok(())
+}
+
+/// Turns the ARP request in `b` into the reply that `ip` is at `mac`, to the
+/// requester.
+fn answer_arp(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr) {
     let requester = mac_at(b, ETH_LEN + 8);
     let sender_ip: [u8; 4] = b[ETH_LEN + 14..ETH_LEN + 18].try_into().expect("4 bytes");
     write_eth(b, &requester, &mac.0, ETHERTYPE_ARP);
     let a = &mut b[ETH_LEN..];
     put16(a, 6, 2);
     a[8..14].copy_from_slice(&mac.0);
-    a[14..18].copy_from_slice(&target.octets());
+    a[14..18].copy_from_slice(&ip.octets());
     a[18..24].copy_from_slice(&requester);
     a[24..28].copy_from_slice(&sender_ip);
-    Ok(())
 }
 
 /// Answers a neighbour solicitation for an address of `net` with a neighbour
@@ -1303,16 +1308,7 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
                 return Err(R::ArpUnknownTarget);
             }
             tr!(t, "underlay-arp", "who-has {target}: this VTEP, {mac}");
-            let b = f.data_mut();
-            let requester = mac_at(b, ETH_LEN + 8);
-            let sender_ip: [u8; 4] = b[ETH_LEN + 14..ETH_LEN + 18].try_into().expect("4 bytes");
-            write_eth(b, &requester, &mac.0, ETHERTYPE_ARP);
-            let a = &mut b[ETH_LEN..];
-            put16(a, 6, 2);
-            a[8..14].copy_from_slice(&mac.0);
-            a[14..18].copy_from_slice(&vtep.octets());
-            a[18..24].copy_from_slice(&requester);
-            a[24..28].copy_from_slice(&sender_ip);
+            answer_arp(f.data_mut(), mac, vtep);
             Ok(in_port)
         }
         2 => {

@@ -10,6 +10,7 @@ use crate::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::l2::DROP;
 use crate::pipeline::{self, Env, NoTrace};
 use crate::punt::Exchange;
+use crate::snapshot::Slot;
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
@@ -244,45 +245,76 @@ impl Worker {
             let learned = &self.exchange.learned;
             let flood_out = self.tx.len() as u16;
             let floods = &mut s.floods;
-            s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
-                rx_bytes += len as u64;
-                let d = match frame {
-                    None => Err(DropReason::MultiSegment),
-                    Some(f) => {
-                        let d = pipeline::process(&snap, env, in_port, f, &mut NoTrace);
-                        if let Some(r) = env.noted.take() {
+            if matches!(
+                snap.ports.get(in_port as usize),
+                Some(Slot::Vm(None)) | None
+            ) {
+                // A VM port no model port is bound to: the configuration's
+                // static table, which only reads the frame.
+                let fdb = snap.static_fdb();
+                s.rx.dispatch(&mut s.outs, &mut s.drops, |frame, len, segs| {
+                    rx_bytes += len as u64;
+                    let d = if segs != 1 {
+                        Err(DropReason::MultiSegment)
+                    } else {
+                        crate::l2::classify(fdb, in_port, frame)
+                    };
+                    match d {
+                        Ok(p) if tx_mask & (1u64 << (p & 63)) != 0 => {
+                            out_bytes[p as usize] += len as u64;
+                            p
+                        }
+                        Ok(_) => {
+                            c.drop(DropReason::NoTxQueue, 1);
+                            DROP
+                        }
+                        Err(r) => {
                             c.drop(r, 1);
+                            DROP
                         }
-                        if d == Err(DropReason::ArpReplyConsumed) {
-                            if let Some(x) = pipeline::arp_reply_sender(f.data()) {
-                                let _ = learned.push(x);
+                    }
+                });
+            } else {
+                s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
+                    rx_bytes += len as u64;
+                    let d = match frame {
+                        None => Err(DropReason::MultiSegment),
+                        Some(f) => {
+                            let d = pipeline::process(&snap, env, in_port, f, &mut NoTrace);
+                            if let Some(r) = env.noted.take() {
+                                c.drop(r, 1);
                             }
+                            if d == Err(DropReason::ArpReplyConsumed) {
+                                if let Some(x) = pipeline::arp_reply_sender(f.data()) {
+                                    let _ = learned.push(x);
+                                }
+                            }
+                            d.map(|p| (p, f.len()))
                         }
-                        d.map(|p| (p, f.len()))
-                    }
-                };
-                match d {
-                    Ok((pipeline::FLOOD, _)) => match env.flood.take() {
-                        Some(fl) => {
-                            floods.push(fl);
-                            flood_out
+                    };
+                    match d {
+                        Ok((pipeline::FLOOD, _)) => match env.flood.take() {
+                            Some(fl) => {
+                                floods.push(fl);
+                                flood_out
+                            }
+                            None => DROP,
+                        },
+                        Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
+                            out_bytes[p as usize] += len as u64;
+                            p
                         }
-                        None => DROP,
-                    },
-                    Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
-                        out_bytes[p as usize] += len as u64;
-                        p
+                        Ok(_) => {
+                            c.drop(DropReason::NoTxQueue, 1);
+                            DROP
+                        }
+                        Err(r) => {
+                            c.drop(r, 1);
+                            DROP
+                        }
                     }
-                    Ok(_) => {
-                        c.drop(DropReason::NoTxQueue, 1);
-                        DROP
-                    }
-                    Err(r) => {
-                        c.drop(r, 1);
-                        DROP
-                    }
-                }
-            });
+                });
+            }
             let pc = &c.ports[in_port as usize];
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(rx_bytes);
