@@ -1,9 +1,10 @@
 //! The model drives the dataplane: ports created with dvr-ctl semantics (bound to
 //! this host and to a dataplane port; port security off: the generator sends from
 //! addresses the ports do not own) are switched within their network; a counted
-//! stream keeps flowing, without loss or misdelivery, while thousands of
-//! unrelated transactions are committed (each one compiles and publishes a new
-//! snapshot); a deleted port stops receiving at once.
+//! stream keeps flowing, without loss or misdelivery, while thousands of route
+//! and floating IP changes are committed (each transaction compiles and
+//! publishes a new snapshot, whose tables then hold exactly them); a deleted
+//! port stops receiving at once.
 
 mod common;
 
@@ -67,8 +68,24 @@ fn stream_survives_thousands_of_changes_and_follows_the_model() {
             {"op": "network_create", "name": "net1", "network_type": "vxlan", "segment": 101},
             {"op": "port_create", "name": "pa", "network": "net1", "mac": A, "host": "cn1", "binding": "vm-a", "port_security": false},
             {"op": "port_create", "name": "pb", "network": "net1", "mac": B, "host": "cn1", "binding": "vm-b", "port_security": false},
+            // A router with an external gateway and ten ports behind it, for
+            // the route and floating IP changes below.
+            {"op": "network_create", "name": "net2", "network_type": "vxlan", "segment": 102},
+            {"op": "subnet_create", "name": "s2", "network": "net2", "cidr": "10.2.0.0/24"},
+            {"op": "network_create", "name": "ext", "network_type": "flat", "external": true},
+            {"op": "subnet_create", "name": "ext-s", "network": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"},
+            {"op": "router_create", "name": "rr"},
+            {"op": "router_add_subnet", "router": "rr", "subnet": "s2"},
+            {"op": "router_set", "name": "rr", "external_gateway": {"network": "ext"}},
         ]),
     );
+    let qs: Vec<Value> = (0..10)
+        .map(|k| {
+            json!({"op": "port_create", "name": format!("q{k}"), "network": "net2",
+            "fixed_ips": [{"subnet": "s2", "ip": format!("10.2.0.{}", 10 + k)}]})
+        })
+        .collect();
+    apply(&mut c, Value::Array(qs));
 
     let g0 = {
         c.get_mut()
@@ -93,14 +110,22 @@ fn stream_survives_thousands_of_changes_and_follows_the_model() {
             .stdin(Stdio::null())
             .stderr(Stdio::inherit()),
     );
-    // ... while 500 transactions of 4 changes (2,000 changes) are committed, each
-    // transaction compiled, published to the workers and saved.
-    for i in 0..500 {
+    // ... while 500 transactions of 4 changes (2,000 changes: 1,000 extra
+    // routes, 500 floating IPs created with a port and 499 deleted) are
+    // committed, each compiled, published to the workers and saved.
+    let fip = |i: usize| format!("203.0.113.{}", 10 + i % 200);
+    for i in 0..500usize {
         let mut changes = Vec::new();
         for j in 0..2 {
-            let r = format!("r{i}-{j}");
-            changes.push(json!({"op": "router_create", "name": r}));
-            changes.push(json!({"op": "router_set", "name": r, "admin_state_up": false}));
+            let k = 2 * i + j;
+            changes.push(json!({"op": "router_set", "name": "rr", "routes": [
+                {"destination": format!("172.{}.{}.0/24", 16 + k / 256, k % 256), "nexthop": "10.2.0.10"}]}));
+        }
+        changes.push(json!({"op": "floating_ip_create", "network": "ext", "address": fip(i), "port": format!("q{}", i % 10)}));
+        if i > 0 {
+            changes.push(json!({"op": "floating_ip_delete", "address": fip(i - 1)}));
+        } else {
+            changes.push(json!({"op": "router_set", "name": "rr", "routes": []}));
         }
         apply(&mut c, Value::Array(changes));
     }
@@ -123,6 +148,28 @@ fn stream_survives_thousands_of_changes_and_follows_the_model() {
         serde_json::from_str::<Value>(&l).unwrap()
     };
     assert_eq!(status["result"]["generation"], g0 + 500, "{status}");
+    let mut tables = |what: &str| -> Value {
+        let req =
+            json!({"version": 1, "method": "tables", "params": {"what": what, "router": "rr"}});
+        c.get_mut()
+            .write_all(format!("{req}\n").as_bytes())
+            .unwrap();
+        let mut l = String::new();
+        c.read_line(&mut l).unwrap();
+        serde_json::from_str::<Value>(&l).unwrap()["result"]["entries"].clone()
+    };
+    // The published tables: 1,000 extra routes, the connected subnet and the
+    // default; the last floating IP only.
+    assert_eq!(tables("fib").as_array().unwrap().len(), 1002);
+    let nat = tables("nat");
+    let fips: Vec<&Value> = nat
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "floating_ip")
+        .collect();
+    assert_eq!(fips.len(), 1, "{nat}");
+    assert_eq!(fips[0]["external"], fip(499));
     assert_eq!(
         status["result"]["published_generation"],
         g0 + 500,
