@@ -277,6 +277,11 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
         let _ = stdin.write_all(b"\n");
     }
     stop(&mut child);
+    // testpmd (DPDK 22.11) leaves its runtime directory behind.
+    let _ = std::fs::remove_dir_all(dpdk_runtime_dir(&format!(
+        "tp-bench-{}",
+        std::process::id()
+    )));
     // The first report has no baseline (0 pps).
     assert!(
         sums.len() >= 2,
