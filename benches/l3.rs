@@ -271,29 +271,15 @@ fn dvr_decap_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> O
 
 /// `inner` as cn2 sends it to this node: VXLAN `vni`, from cn2's VTEP.
 fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
-    use dvr::pkt::*;
-    let mut v = vec![0u8; VXLAN_OVERHEAD + inner.len()];
     let ul: MacAddr = CN2_UL_MAC.parse().unwrap();
-    write_eth(&mut v, &[0x02, 0, 0, 0, 0, 0x01], &ul.0, ETHERTYPE_IPV4);
     let src: std::net::Ipv4Addr = CN2_VTEP.parse().unwrap();
     let dst: std::net::Ipv4Addr = VTEP.parse().unwrap();
-    let total = (VXLAN_OVERHEAD - ETH_LEN + inner.len()) as u16;
-    write_ipv4(
-        &mut v[ETH_LEN..],
-        total,
-        64,
-        PROTO_UDP,
-        src.octets(),
-        dst.octets(),
-    );
-    let u = &mut v[ETH_LEN + IPV4_LEN..];
-    put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
-    put16(u, 2, VXLAN_PORT);
-    put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
-    put32(u, 8, 0x0800_0000);
-    put32(u, 12, vni << 8);
-    v[VXLAN_OVERHEAD..].copy_from_slice(inner);
-    v
+    dvr::testkit::vxlan_frame(
+        inner,
+        vni,
+        (ul.0, src.octets()),
+        ([0x02, 0, 0, 0, 0, 0x01], dst.octets()),
+    )
 }
 
 // ======== end of the dvr-pmd rows.

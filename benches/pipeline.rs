@@ -70,19 +70,7 @@ fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport:
 
 /// `inner` as cn2 sends it: VXLAN `vni` from cn2's VTEP to cn1's.
 fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
-    use dvr::pkt::*;
-    let mut v = vec![0u8; VXLAN_OVERHEAD + inner.len()];
-    write_eth(&mut v, &UL_MAC, &CN2_UL_MAC, ETHERTYPE_IPV4);
-    let total = (VXLAN_OVERHEAD - ETH_LEN + inner.len()) as u16;
-    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_UDP, VTEP2, VTEP1);
-    let u = &mut v[ETH_LEN + IPV4_LEN..];
-    put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
-    put16(u, 2, VXLAN_PORT);
-    put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
-    put32(u, 8, 0x0800_0000);
-    put32(u, 12, vni << 8);
-    v[VXLAN_OVERHEAD..].copy_from_slice(inner);
-    v
+    vxlan_frame(inner, vni, (CN2_UL_MAC, VTEP2), (UL_MAC, VTEP1))
 }
 
 struct Case {

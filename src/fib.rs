@@ -4,8 +4,8 @@
 //! address for each length present and probes that map. Routers' tables are small
 //! (connected subnets, a default, a few extra routes: two to four lengths), so a
 //! lookup is a few probes; insert and remove are O(1), so one route change never
-//! rebuilds a table. (A DIR-24-8 layout for the few very large tables belongs with
-//! the routed fast path of issue 4.)
+//! rebuilds a table. The dataplane's IPv4 lookups go through a [`Trie4`] built
+//! per router when its tables are compiled (`snapshot::RouterTables::fwd4`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -276,25 +276,13 @@ impl<V: Copy> Trie4<V> {
 pub struct Fib {
     pub v4: Lpm<u32>,
     pub v6: Lpm<u128>,
-    /// The IPv4 table as a trie, once [`Fib::freeze`] built it (dropped by any
-    /// change).
-    trie4: Option<Box<Trie4>>,
 }
 
 impl Fib {
-    /// Builds the lookup structures of the table as it is now (call once the
-    /// table is complete; lookups work without, slower).
-    pub fn freeze(&mut self) {
-        self.trie4 = Some(Box::new(Trie4::build(self.v4.routes())));
-    }
-
     /// The next hop of IPv4 address `a` (the prefix length with it).
     #[inline(always)]
     pub fn lookup4(&self, a: u32) -> Option<(u8, NextHop)> {
-        match &self.trie4 {
-            Some(t) => t.lookup(a),
-            None => self.v4.lookup(a),
-        }
+        self.v4.lookup(a)
     }
 
     /// The next hop of IPv6 address `a` (the prefix length with it).
@@ -313,7 +301,6 @@ impl Fib {
     }
 
     pub fn insert(&mut self, net: IpNet, nh: NextHop) {
-        self.trie4 = None;
         match net {
             IpNet::V4(n) => self.v4.insert(u32::from(n.network()), n.prefix_len(), nh),
             IpNet::V6(n) => self.v6.insert(u128::from(n.network()), n.prefix_len(), nh),
@@ -321,7 +308,6 @@ impl Fib {
     }
 
     pub fn remove(&mut self, net: IpNet) -> Option<NextHop> {
-        self.trie4 = None;
         match net {
             IpNet::V4(n) => self.v4.remove(u32::from(n.network()), n.prefix_len()),
             IpNet::V6(n) => self.v6.remove(u128::from(n.network()), n.prefix_len()),
@@ -415,14 +401,13 @@ mod tests {
                     },
                 );
             }
-            let slow = f.clone();
-            f.freeze();
+            let trie = Trie4::build(f.v4.routes());
             for _ in 0..2000 {
                 let a = (rnd() as u32 & 0x0303_ffff) | 0x0a00_0000;
                 let a = if rnd() % 8 == 0 { rnd() as u32 } else { a };
                 assert_eq!(
-                    f.lookup4(a),
-                    slow.v4.lookup(a),
+                    trie.lookup(a),
+                    f.v4.lookup(a),
                     "round {round}: {}",
                     Ipv4Addr::from(a)
                 );

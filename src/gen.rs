@@ -5,29 +5,11 @@ use std::net::Ipv4Addr;
 
 use crate::config::Generate;
 use crate::mac::MacAddr;
-
-/// One's-complement sum of `data` (RFC 1071), not yet folded or inverted.
-fn sum16(data: &[u8], mut acc: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u32;
-    }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u32) << 8;
-    }
-    acc
-}
-
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
+use crate::pkt;
 
 /// The IPv4 header checksum of `hdr` (with its checksum field zero).
 pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
-    fold(sum16(hdr, 0))
+    crate::pkt::checksum(hdr)
 }
 
 /// A UDP flow's addresses.
@@ -70,11 +52,13 @@ pub fn udp4_frame(f: &Udp4, frame_len: usize, seq: u32) -> Vec<u8> {
         *x = (seq as u8).wrapping_add(i as u8);
     }
     // UDP checksum over the pseudo header and the datagram.
-    let mut acc = sum16(&f.src_ip.octets(), 0);
-    acc = sum16(&f.dst_ip.octets(), acc);
-    acc += 17 + udp_len as u32;
-    acc = sum16(&b[34..], acc);
-    let mut c = fold(acc);
+    let pseudo = pkt::pseudo4(
+        &f.src_ip.octets(),
+        &f.dst_ip.octets(),
+        udp_len,
+        pkt::PROTO_UDP,
+    );
+    let mut c = pkt::csum_fold(pkt::csum_add(pseudo, &b[34..]));
     if c == 0 {
         c = 0xffff;
     }
@@ -102,6 +86,14 @@ pub fn generate(g: &Generate) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sum16(data: &[u8], acc: u32) -> u32 {
+        pkt::csum_add(acc, data)
+    }
+
+    fn fold(acc: u32) -> u16 {
+        pkt::csum_fold(acc)
+    }
 
     #[test]
     fn ipv4_checksum_known_value() {

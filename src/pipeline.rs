@@ -420,49 +420,42 @@ fn nd_respond<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Result<(), Option<DropReason>> {
-    nd_answer(net, f, t).map_err(|r| (r != FLOOD_IT).then_some(r))
-}
-
-/// What [`nd_answer`] returns for a frame that is not a solicitation.
-const FLOOD_IT: DropReason = R::FloodNoMember;
-
-fn nd_answer<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), DropReason> {
     let b = f.data();
     let Some(ip) = b.get(ETH_LEN..) else {
-        return Err(R::MalformedIpv6);
+        return Err(Some(R::MalformedIpv6));
     };
     if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
-        return Err(R::MalformedIpv6);
+        return Err(Some(R::MalformedIpv6));
     }
     let plen = be16(ip, 4) as usize;
     if ip.len() < IPV6_LEN + plen {
-        return Err(R::MalformedIpv6);
+        return Err(Some(R::MalformedIpv6));
     }
     if ip[6] != PROTO_ICMPV6 {
-        return Err(FLOOD_IT);
+        return Err(None);
     }
     let icmp = &ip[IPV6_LEN..IPV6_LEN + plen];
     if icmp.len() < 4 || icmp[0] != 135 {
-        return Err(FLOOD_IT);
+        return Err(None);
     }
     // RFC 4861, 7.1.1: hop limit 255, code 0, at least 24 bytes, a valid
     // checksum, options of non-zero length that fit.
     if ip[7] != 255 || icmp[1] != 0 || icmp.len() < 24 {
-        return Err(R::MalformedNd);
+        return Err(Some(R::MalformedNd));
     }
     let sum = pseudo6(&ip[8..24], &ip[24..40], plen as u32, PROTO_ICMPV6);
     if csum_fold(csum_add(sum, icmp)) != 0 {
-        return Err(R::MalformedNd);
+        return Err(Some(R::MalformedNd));
     }
     let mut o = 24;
     let mut src_ll: Option<[u8; 6]> = None;
     while o < icmp.len() {
         if icmp.len() - o < 8 {
-            return Err(R::MalformedNd);
+            return Err(Some(R::MalformedNd));
         }
         let len = icmp[o + 1] as usize * 8;
         if len == 0 || o + len > icmp.len() {
-            return Err(R::MalformedNd);
+            return Err(Some(R::MalformedNd));
         }
         if icmp[o] == 1 {
             src_ll = Some(mac_at(icmp, o + 2));
@@ -471,11 +464,11 @@ fn nd_answer<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), 
     }
     let src = ipv6_at(ip, 8);
     if src.is_unspecified() && src_ll.is_some() {
-        return Err(R::MalformedNd);
+        return Err(Some(R::MalformedNd));
     }
     let target = ipv6_at(icmp, 8);
     if target.is_multicast() {
-        return Err(R::MalformedNd);
+        return Err(Some(R::MalformedNd));
     }
     let Some(&mac) = net.arp.get(&IpAddr::V6(target)) else {
         tr!(
@@ -484,7 +477,7 @@ fn nd_answer<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), 
             "solicitation for {target}: unknown in network {}",
             net.name
         );
-        return Err(R::NdUnknownTarget);
+        return Err(Some(R::NdUnknownTarget));
     };
     let router = net.gateways.iter().any(|g| g.ip == IpAddr::V6(target));
     tr!(
@@ -508,7 +501,7 @@ fn nd_answer<T: Trace>(net: &NetTables, f: &mut Frame, t: &mut T) -> Result<(), 
     // Neighbour advertisement: 24 bytes and a target link-layer address option.
     let want = ETH_LEN + IPV6_LEN + 32;
     if f.len() < want && !f.extend(want - f.len()) {
-        return Err(R::NoHeadroom);
+        return Err(Some(R::NoHeadroom));
     }
     f.trim(want);
     let b = f.data_mut();
@@ -1239,7 +1232,7 @@ fn from_underlay<T: Trace>(
                 return Err(R::BadIpv4Checksum);
             }
             let src = ipv4_at(ip, 12);
-            if !node.hosts.iter().any(|h| h.vtep == src) {
+            if !node.by_vtep.contains_key(&src) {
                 tr!(t, "decap", "from {src}: not a known host's VTEP");
                 return Err(R::UnknownVtepSource);
             }

@@ -78,10 +78,6 @@ impl<'a> Frame<'a> {
         self.off
     }
 
-    pub fn headroom(&self) -> usize {
-        self.off
-    }
-
     /// Grows the frame by `n` bytes in front (contents unspecified); false if
     /// the headroom is too small.
     #[inline(always)]

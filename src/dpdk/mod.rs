@@ -276,6 +276,31 @@ unsafe fn segment<'a>(m: *const ffi::rte_mbuf) -> &'a [u8] {
     )
 }
 
+/// Runs `f` on the single segment of `m` as a [`Frame`] over its whole buffer
+/// (None for a chained mbuf), then sets the mbuf's start and length to the
+/// frame's.
+///
+/// # Safety
+/// `m` must be a valid mbuf that only the caller references, for the call.
+#[inline(always)]
+unsafe fn with_frame<R>(m: *mut ffi::rte_mbuf, f: impl FnOnce(Option<&mut Frame>) -> R) -> R {
+    let mb = &mut *m;
+    if mb.nb_segs != 1 {
+        return f(None);
+    }
+    // The buffer is the mbuf's own, borrowed only for the call to `f`; the
+    // range written back lies inside it by `Frame`'s contract.
+    let buf = std::slice::from_raw_parts_mut(mb.buf_addr as *mut u8, mb.buf_len as usize);
+    let Some(mut fr) = Frame::new(buf, mb.data_off as usize, mb.data_len as usize) else {
+        return f(None);
+    };
+    let r = f(Some(&mut fr));
+    mb.data_off = fr.offset() as u16;
+    mb.data_len = fr.len() as u16;
+    mb.pkt_len = fr.len() as u32;
+    r
+}
+
 /// Replaces the data of `p` with a copy of `frame` (one segment, at the default
 /// headroom); fails when it does not fit.
 ///
@@ -324,19 +349,11 @@ impl Mbuf {
     /// may push headers in front, cut or grow it); the mbuf takes the frame's
     /// new start and length.
     pub fn with_frame<R>(&mut self, f: impl FnOnce(&mut Frame) -> R) -> R {
-        // SAFETY: the mbuf is ours (single segment: `from_frame` makes one);
-        // the buffer slice lives only for the call, and the range written back
-        // lies inside the buffer by `Frame`'s contract.
+        // SAFETY: the mbuf is ours, and borrowed mutably for the call.
         unsafe {
-            let mb = &mut *self.0.as_ptr();
-            let buf = std::slice::from_raw_parts_mut(mb.buf_addr as *mut u8, mb.buf_len as usize);
-            let mut fr = Frame::new(buf, mb.data_off as usize, mb.data_len as usize)
-                .expect("an mbuf's data lies inside its buffer");
-            let r = f(&mut fr);
-            mb.data_off = fr.offset() as u16;
-            mb.data_len = fr.len() as u16;
-            mb.pkt_len = fr.len() as u32;
-            r
+            with_frame(self.0.as_ptr(), |fr| {
+                f(fr.expect("from_frame makes one segment inside the buffer"))
+            })
         }
     }
 
@@ -470,15 +487,7 @@ impl Burst {
             // SAFETY: slot i < len holds a valid mbuf owned by this burst; the
             // slice borrows its data only for the call to `decide`.
             let d = unsafe { decide(segment(m), (*m).pkt_len, (*m).nb_segs) };
-            match outs.get_mut(d as usize) {
-                Some(o) if o.len < MAX_BURST => o.push_raw(m),
-                _ => {
-                    if drops.len == MAX_BURST {
-                        drops.clear();
-                    }
-                    drops.push_raw(m);
-                }
-            }
+            place(outs, drops, m, d);
         }
         // Every mbuf now belongs to an output or to `drops`.
         self.len = 0;
@@ -495,41 +504,15 @@ impl Burst {
     {
         for i in 0..self.len {
             let m = self.pkts[i];
-            // SAFETY: slot i < len holds a valid mbuf owned by this burst; for a
-            // single segment, buf_addr..buf_addr+buf_len is its buffer, which only
-            // this burst references; the slice lives only for the call to
-            // `decide`, after which data_off/data_len/pkt_len are set to a range
-            // that `Frame` guarantees lies inside the buffer.
+            // SAFETY: slot i < len holds a valid mbuf owned by this burst, and
+            // nothing else references it during the call.
             let d = unsafe {
-                let mb = &mut *m;
-                let pkt_len = mb.pkt_len;
-                if mb.nb_segs == 1 {
-                    let buf =
-                        std::slice::from_raw_parts_mut(mb.buf_addr as *mut u8, mb.buf_len as usize);
-                    match Frame::new(buf, mb.data_off as usize, mb.data_len as usize) {
-                        Some(mut f) => {
-                            let d = decide(Some(&mut f), pkt_len);
-                            mb.data_off = f.offset() as u16;
-                            mb.data_len = f.len() as u16;
-                            mb.pkt_len = f.len() as u32;
-                            d
-                        }
-                        None => decide(None, pkt_len),
-                    }
-                } else {
-                    decide(None, pkt_len)
-                }
+                let pkt_len = (*m).pkt_len;
+                with_frame(m, |f| decide(f, pkt_len))
             };
-            match outs.get_mut(d as usize) {
-                Some(o) if o.len < MAX_BURST => o.push_raw(m),
-                _ => {
-                    if drops.len == MAX_BURST {
-                        drops.clear();
-                    }
-                    drops.push_raw(m);
-                }
-            }
+            place(outs, drops, m, d);
         }
+        // Every mbuf now belongs to an output or to `drops`.
         self.len = 0;
     }
 
@@ -548,6 +531,21 @@ impl Burst {
     #[inline]
     pub fn bytes(&self) -> u64 {
         (0..self.len).map(|i| self.pkt_len(i) as u64).sum()
+    }
+}
+
+/// Moves `m` to output `d`, or to `drops` (freed whenever it fills) when `d`
+/// is out of range or that output is full.
+#[inline(always)]
+fn place(outs: &mut [Burst], drops: &mut Burst, m: *mut ffi::rte_mbuf, d: u16) {
+    match outs.get_mut(d as usize) {
+        Some(o) if o.len < MAX_BURST => o.push_raw(m),
+        _ => {
+            if drops.len == MAX_BURST {
+                drops.clear();
+            }
+            drops.push_raw(m);
+        }
     }
 }
 
