@@ -27,7 +27,9 @@ use crate::l2;
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::pkt::*;
-use crate::snapshot::{Adj, Dest, Iface, NetTables, RouterTables, Slot, Snapshot, VmPort};
+use crate::snapshot::{
+    Adj, Dest, HostEntry, Iface, NetTables, NodeTables, RouterTables, Slot, Snapshot, VmPort,
+};
 use crate::stats::DropReason;
 
 type R = DropReason;
@@ -236,7 +238,21 @@ fn ip_allowed(vm: &VmPort, src_mac: &[u8; 6], ip: IpAddr) -> bool {
 }
 
 /// Port security; `Ok` when the frame may enter.
+#[inline(always)]
 fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
+    // The common case first: the port's own MAC and one of its IPv4 addresses.
+    if b.len() >= ETH_LEN + IPV4_LEN
+        && be16(b, 12) == ETHERTYPE_IPV4
+        && b[6..12] == vm.mac.0
+        && vm.ips4.contains(&be32(b, ETH_LEN + 12))
+    {
+        return Ok(());
+    }
+    port_security_slow(vm, b, t)
+}
+
+#[inline(never)]
+fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
     let src = mac_at(b, 6);
     if src != vm.mac.0 && !vm.pairs.iter().any(|(_, m)| m.is_some_and(|m| m.0 == src)) {
         tr!(
@@ -287,6 +303,7 @@ fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropR
     }
 }
 
+#[inline(always)]
 fn from_vm<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
@@ -530,12 +547,12 @@ fn nd_respond<T: Trace>(
     Ok(())
 }
 
+/// 0/8 (unspecified included), 127/8, 224/4 and 255.255.255.255.
+#[inline(always)]
 fn martian4(a: Ipv4Addr) -> bool {
-    a.is_unspecified()
-        || a.is_loopback()
-        || a.is_multicast()
-        || a.is_broadcast()
-        || a.octets()[0] == 0
+    let a = u32::from(a);
+    let first = a >> 24;
+    first == 0 || first == 127 || (first & 0xf0) == 0xe0 || a == u32::MAX
 }
 
 fn martian6(a: Ipv6Addr) -> bool {
@@ -544,6 +561,7 @@ fn martian6(a: Ipv6Addr) -> bool {
 
 /// Routes a frame addressed to interface `iface` of router `router`.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn route<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
@@ -622,6 +640,7 @@ fn next_hop<'a, T: Trace>(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn route4<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
@@ -641,7 +660,11 @@ fn route4<T: Trace>(
     if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
         return Err(R::MalformedIpv4);
     }
-    if checksum(&ip[..ihl]) != 0 {
+    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
+        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
+        _ => checksum(&ip[..ihl]) == 0,
+    };
+    if !sum_ok {
         return Err(R::BadIpv4Checksum);
     }
     // Ethernet padding beyond the IP length goes.
@@ -833,6 +856,7 @@ fn route6<T: Trace>(
 /// The MAC rewrite of a routed frame and its way out: to a local port with the
 /// egress interface's MAC as source, or to another host with this host's DVR
 /// MAC as source, encapsulated.
+#[inline(always)]
 fn deliver_routed<T: Trace>(
     snap: &Snapshot,
     net: &NetTables,
@@ -1083,7 +1107,7 @@ fn icmp6_error<T: Trace>(
 /// Sends the frame in `f` to host `h` over the overlay of network `net`.
 fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let node = &*snap.node;
-    let (Some((ul_port, ul_mac)), Some(host)) = (node.underlay, node.hosts.get(h as usize)) else {
+    let (Some((ul_port, _)), Some(host)) = (node.underlay, node.hosts.get(h as usize)) else {
         return Err(R::NoUnderlay);
     };
     let inner = f.len();
@@ -1101,18 +1125,8 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
     }
     match net.kind {
         NetworkType::Vxlan | NetworkType::Gre => {
-            let Some(vtep) = node.vtep else {
-                return Err(R::NoUnderlay);
-            };
-            let Some(nh) = node.vtep_macs.get(&host.vtep) else {
-                tr!(
-                    t,
-                    "encap",
-                    "VTEP {} of host {} is not resolved yet",
-                    host.vtep,
-                    host.name
-                );
-                return Err(R::VtepUnresolved);
+            let Some(Some(outer)) = node.outer.get(h as usize) else {
+                return Err(unresolved(node, host, t));
             };
             let vxlan = net.kind == NetworkType::Vxlan;
             let hash = if vxlan { flow_hash(f.data()) } else { 0 };
@@ -1121,42 +1135,50 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
                 return Err(R::NoHeadroom);
             }
             let b = f.data_mut();
-            write_eth(b, &nh.0, &ul_mac.0, ETHERTYPE_IPV4);
+            let Some((hdr, l4)) = b.split_first_chunk_mut::<34>() else {
+                return Err(R::NoHeadroom); // unreachable: over > 34
+            };
+            // The prepared headers; then the length, the protocol and the
+            // checksum completed from the prepared sum.
+            *hdr = outer.hdr;
             let total = (over - ETH_LEN + inner) as u16;
             let proto = if vxlan { PROTO_UDP } else { PROTO_GRE };
-            write_ipv4(
-                &mut b[ETH_LEN..],
-                total,
-                64,
-                proto,
-                vtep.octets(),
-                host.vtep.octets(),
-            );
-            let l4 = &mut b[ETH_LEN + IPV4_LEN..];
+            hdr[16..18].copy_from_slice(&total.to_be_bytes());
+            hdr[23] = proto;
+            let c = csum_fold(outer.sum + total as u32 + proto as u32);
+            hdr[24..26].copy_from_slice(&c.to_be_bytes());
             if vxlan {
-                put16(l4, 0, 0xc000 | (hash as u16 & 0x3fff));
-                put16(l4, 2, VXLAN_PORT);
-                put16(l4, 4, (UDP_LEN + VXLAN_LEN + inner) as u16);
-                put16(l4, 6, 0);
-                put32(l4, 8, 0x0800_0000);
-                put32(l4, 12, net.segment << 8);
+                let Some(v) = l4.first_chunk_mut::<16>() else {
+                    return Err(R::NoHeadroom); // unreachable: prepended
+                };
+                v[0..2].copy_from_slice(&(0xc000 | (hash as u16 & 0x3fff)).to_be_bytes());
+                v[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
+                v[4..6].copy_from_slice(&((UDP_LEN + VXLAN_LEN + inner) as u16).to_be_bytes());
+                v[6..8].copy_from_slice(&[0, 0]);
+                v[8..12].copy_from_slice(&0x0800_0000u32.to_be_bytes());
+                v[12..16].copy_from_slice(&(net.segment << 8).to_be_bytes());
                 tr!(
                     t,
                     "encap",
-                    "VXLAN VNI {} {vtep} → {} ({})",
+                    "VXLAN VNI {} {} → {} ({})",
                     net.segment,
+                    Ipv4Addr::from(be32(hdr, 26)),
                     host.vtep,
                     host.name
                 );
             } else {
-                put16(l4, 0, 0x2000);
-                put16(l4, 2, ETHERTYPE_TEB);
-                put32(l4, 4, net.segment);
+                let Some(g) = l4.first_chunk_mut::<8>() else {
+                    return Err(R::NoHeadroom); // unreachable: prepended
+                };
+                g[0..2].copy_from_slice(&0x2000u16.to_be_bytes());
+                g[2..4].copy_from_slice(&ETHERTYPE_TEB.to_be_bytes());
+                g[4..8].copy_from_slice(&net.segment.to_be_bytes());
                 tr!(
                     t,
                     "encap",
-                    "GRE key {} {vtep} → {} ({})",
+                    "GRE key {} {} → {} ({})",
                     net.segment,
+                    Ipv4Addr::from(be32(hdr, 26)),
                     host.vtep,
                     host.name
                 );
@@ -1184,6 +1206,23 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
             Ok(ul_port)
         }
     }
+}
+
+/// Why there is no outer header toward `host`: no VTEP of this node, or the
+/// host's VTEP not resolved yet.
+#[cold]
+fn unresolved<T: Trace>(node: &NodeTables, host: &HostEntry, t: &mut T) -> DropReason {
+    if node.vtep.is_none() {
+        return R::NoUnderlay;
+    }
+    tr!(
+        t,
+        "encap",
+        "VTEP {} of host {} is not resolved yet",
+        host.vtep,
+        host.name
+    );
+    R::VtepUnresolved
 }
 
 /// A frame from the underlay: ARP for this VTEP, tunnels, VLAN-tagged frames.

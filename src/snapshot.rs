@@ -138,6 +138,41 @@ pub struct NodeTables {
     pub by_vlan: IntMap<u32, u32>,
     /// Resolved underlay neighbours: VTEP → MAC.
     pub vtep_macs: IntMap<Ipv4Addr, MacAddr>,
+    /// The outer Ethernet and IPv4 headers toward each host (by host index),
+    /// ready to copy; `None` while its VTEP is unresolved (see [`Outer`]).
+    pub outer: Vec<Option<Outer>>,
+}
+
+/// The outer Ethernet + IPv4 header of the tunnels toward one host, built when
+/// the tables are: this VTEP to the host's, TTL 64, DF, the protocol left 0
+/// and the total length 0 (the encapsulation writes both and completes the
+/// checksum from `sum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outer {
+    pub hdr: [u8; 34],
+    /// The one's complement sum of the IPv4 header as built (not folded).
+    pub sum: u32,
+}
+
+impl NodeTables {
+    /// The outer headers toward every host, from the resolved VTEP MACs.
+    pub fn outer_headers(&self) -> Vec<Option<Outer>> {
+        self.hosts
+            .iter()
+            .map(|h| {
+                let (vtep, (_, ul_mac)) = (self.vtep?, self.underlay?);
+                let nh = self.vtep_macs.get(&h.vtep)?;
+                let mut hdr = [0u8; 34];
+                crate::pkt::write_eth(&mut hdr, &nh.0, &ul_mac.0, crate::pkt::ETHERTYPE_IPV4);
+                crate::pkt::write_ipv4(&mut hdr[14..], 0, 64, 0, vtep.octets(), h.vtep.octets());
+                crate::pkt::put16(&mut hdr, 24, 0);
+                Some(Outer {
+                    hdr,
+                    sum: crate::pkt::csum_add(0, &hdr[14..]),
+                })
+            })
+            .collect()
+    }
 }
 
 /// A VM port of this node bound to a model port.
@@ -149,6 +184,9 @@ pub struct VmPort {
     pub mac: MacAddr,
     pub security: bool,
     pub ips: Vec<IpAddr>,
+    /// The IPv4 addresses of `ips`, as host-order integers (port security's
+    /// common case, checked without building an `IpAddr`).
+    pub ips4: Vec<u32>,
     /// Allowed address pairs: a prefix and the MAC it may use (None: the port's).
     pub pairs: Vec<(IpNet, Option<MacAddr>)>,
     pub index: u16,
@@ -354,6 +392,14 @@ impl Ctx<'_> {
             mac: p.mac,
             security: p.port_security,
             ips: p.fixed_ips.iter().map(|f| f.ip).collect(),
+            ips4: p
+                .fixed_ips
+                .iter()
+                .filter_map(|f| match f.ip {
+                    IpAddr::V4(a) => Some(u32::from(a)),
+                    IpAddr::V6(_) => None,
+                })
+                .collect(),
             pairs: p
                 .allowed_address_pairs
                 .iter()
@@ -957,6 +1003,7 @@ impl Compiler {
         self.vtep_macs.insert(vtep, mac);
         let mut node = (*self.current.node).clone();
         node.vtep_macs = self.vtep_macs.clone();
+        node.outer = node.outer_headers();
         let cur = &self.current;
         self.current = Arc::new(Snapshot {
             generation: cur.generation,
@@ -1182,7 +1229,7 @@ impl Compiler {
                 .enumerate()
                 .filter_map(|(i, h)| Some((h.dvr_mac?, i as u16)))
                 .collect();
-            Arc::new(NodeTables {
+            let mut node = NodeTables {
                 name: self.node.node.clone(),
                 vtep: me.and_then(|h| h.vtep).or(self.node.vtep),
                 dvr_mac: me.and_then(|h| h.dvr_mac).or(self.node.dvr_mac),
@@ -1199,7 +1246,10 @@ impl Compiler {
                 by_gre_key,
                 by_vlan,
                 vtep_macs: self.vtep_macs.clone(),
-            })
+                outer: Vec::new(),
+            };
+            node.outer = node.outer_headers();
+            Arc::new(node)
         } else {
             cur.node.clone()
         };
