@@ -344,7 +344,12 @@ fn main() {
     });
     eprintln!("l3fwd routes the captures: each port's input leaves by the other port");
 
-    let cases = dvr_cases();
+    // DVR_BENCH_CASE=<substring>: only the matching dvr-pmd rows (for profiling).
+    let only: String = harness::env_or("DVR_BENCH_CASE", String::new());
+    let cases: Vec<DvrCase> = dvr_cases()
+        .into_iter()
+        .filter(|c| c.name.contains(only.as_str()))
+        .collect();
     let mut tp = Vec::new();
     let mut l3 = Vec::new();
     let mut l3v6 = Vec::new();

@@ -181,11 +181,51 @@ impl Env {
     }
 }
 
+/// What a port is to the pipeline, looked up once per burst ([`ingress`]).
+#[derive(Clone, Copy)]
+pub enum Ingress<'a> {
+    /// A VM port bound to a model port, and its network's tables.
+    Vm(&'a VmPort, &'a NetTables),
+    /// A bound VM port whose network's tables are gone (a change in flight).
+    VmNoNet,
+    Underlay,
+    External,
+    /// A VM port no model port is bound to: the configuration's static table.
+    Static,
+}
+
+/// The ingress of port `in_port` in `snap`.
+#[inline]
+pub fn ingress(snap: &Snapshot, in_port: u16) -> Ingress<'_> {
+    match snap.ports.get(in_port as usize) {
+        Some(Slot::Vm(Some(vm))) => match snap.net(vm.net) {
+            Some(net) => Ingress::Vm(vm, net),
+            None => Ingress::VmNoNet,
+        },
+        Some(Slot::Underlay) => Ingress::Underlay,
+        Some(Slot::External) => Ingress::External,
+        Some(Slot::Vm(None)) | None => Ingress::Static,
+    }
+}
+
 /// Runs the pipeline over one frame that came in on `in_port`.
 #[inline]
 pub fn process<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    process_from(snap, env, ingress(snap, in_port), in_port, f, t)
+}
+
+/// [`process`] with the port's ingress already looked up (once per burst).
+#[inline]
+pub fn process_from<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    ing: Ingress<'_>,
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
@@ -197,8 +237,8 @@ pub fn process<T: Trace>(
     if b[6] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
-    match snap.ports.get(in_port as usize) {
-        Some(Slot::Vm(Some(vm))) => {
+    match ing {
+        Ingress::Vm(vm, net) => {
             tr!(
                 t,
                 "classify",
@@ -206,14 +246,15 @@ pub fn process<T: Trace>(
                 vm.name,
                 vm.network
             );
-            from_vm(snap, env, vm, f, t)
+            from_vm(snap, env, vm, net, f, t)
         }
-        Some(Slot::Underlay) => {
+        Ingress::VmNoNet => Err(R::TableGone),
+        Ingress::Underlay => {
             tr!(t, "classify", "underlay port");
             from_underlay(snap, env, in_port, f, t)
         }
-        Some(Slot::External) => Err(R::ExternalUnsupported),
-        Some(Slot::Vm(None)) | None => {
+        Ingress::External => Err(R::ExternalUnsupported),
+        Ingress::Static => {
             tr!(
                 t,
                 "classify",
@@ -308,13 +349,11 @@ fn from_vm<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     vm: &VmPort,
+    net: &NetTables,
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
     let in_port = vm.index;
-    let Some(net) = snap.net(vm.net) else {
-        return Err(R::TableGone);
-    };
     let b = f.data();
     let et = be16(b, 12);
     if et == ETHERTYPE_VLAN {

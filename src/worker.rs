@@ -10,7 +10,6 @@ use crate::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::l2::DROP;
 use crate::pipeline::{self, Env, NoTrace};
 use crate::punt::Exchange;
-use crate::snapshot::Slot;
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
@@ -270,10 +269,8 @@ impl Worker {
             let learned = &self.exchange.learned;
             let flood_out = self.tx.len() as u16;
             let floods = &mut s.floods;
-            if matches!(
-                snap.ports.get(in_port as usize),
-                Some(Slot::Vm(None)) | None
-            ) {
+            let ing = pipeline::ingress(&snap, in_port);
+            if matches!(ing, pipeline::Ingress::Static) {
                 // A VM port no model port is bound to: the configuration's
                 // static table, which only reads the frame.
                 let fdb = snap.static_fdb();
@@ -292,7 +289,8 @@ impl Worker {
                     let d = match frame {
                         None => Err(DropReason::MultiSegment),
                         Some(f) => {
-                            let d = pipeline::process(&snap, env, in_port, f, &mut NoTrace);
+                            let d =
+                                pipeline::process_from(&snap, env, ing, in_port, f, &mut NoTrace);
                             if let Some(r) = env.noted.take() {
                                 c.drop(r, 1);
                             }
