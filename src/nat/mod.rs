@@ -240,6 +240,8 @@ struct Session {
     created: u64,
 }
 
+const _: () = assert!(std::mem::size_of::<Session>() == 48);
+
 /// An inside endpoint's external address and port. Free when `refs` is 0.
 #[derive(Debug, Clone, Copy, Default)]
 struct Binding {
