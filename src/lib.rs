@@ -11,6 +11,7 @@ pub mod gen;
 pub mod l2;
 pub mod mac;
 pub mod model;
+pub mod nat;
 pub mod pcap;
 pub mod pipeline;
 pub mod pkt;

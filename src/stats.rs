@@ -136,6 +136,20 @@ reasons! {
     NotLocalAfterDecap => "not_local_after_decap",
     /// Received on the external port: north-south is not served by this node yet.
     ExternalUnsupported => "external_unsupported",
+    /// SNAT: the session table is full; the new flow is dropped, no session is evicted for it.
+    NatTableFull => "nat_table_full",
+    /// SNAT: no free port (or ICMP id) left on the external address for this protocol.
+    NatPortsExhausted => "nat_ports_exhausted",
+    /// SNAT: from outside (or an ICMP error from inside) with no live session to match.
+    NatNoSession => "nat_no_session",
+    /// NAT: a non-first fragment whose first fragment was not seen (or is forgotten).
+    NatFragmentUnknown => "nat_fragment_unknown",
+    /// SNAT: neither TCP, UDP, ICMP echo nor an ICMP error about one of them.
+    NatUnsupportedProto => "nat_unsupported_proto",
+    /// NAT: a transport header (or an ICMP error's quoted header) too short to translate.
+    NatTruncated => "nat_truncated",
+    /// SNAT: the router has no external addresses configured on this worker.
+    NatNoPool => "nat_no_pool",
 }
 
 /// A counter written by one thread only.

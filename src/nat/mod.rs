@@ -1,0 +1,1138 @@
+//! Network address translation: the stateless 1:1 rewrite of floating IPs
+//! ([`rewrite_src`], [`rewrite_dst`]) and the stateful port address
+//! translation (PAT) of the `dvr_snat` node ([`Nat`]), both with incremental
+//! checksums and ICMP errors translated inside (RFC 5508).
+//!
+//! # PAT, one instance per worker
+//!
+//! A [`Nat`] belongs to one worker: no lock, no allocation, no syscall once
+//! built ([`Nat::new`] allocates every table for `max_sessions`; only the
+//! control-path calls [`Nat::set_router`] allocates, a port pool per new
+//! external address). Several workers each get their own instance with a
+//! disjoint slice of the port range ([`Nat::set_router`] takes any range: the
+//! caller passes the worker's share), and inbound packets must reach the
+//! worker whose slice holds their destination port.
+//!
+//! The choices, where RFC 4787 / 5382 / 5508 or VPP leave one:
+//!
+//! - **Endpoint-independent mapping** for every protocol (RFC 4787 REQ-1,
+//!   RFC 5382 REQ-1): an inside endpoint (router, protocol, address, port or
+//!   ICMP id) gets one external address and port, a *binding*, shared by all
+//!   its sessions; the binding lives while one of its sessions does.
+//!   Filtering is **address and port dependent**: a packet from outside
+//!   matches only a session, i.e. a remote address and port the inside
+//!   endpoint sent to.
+//! - **Paired pooling**: the external address is picked among the router's by
+//!   a hash of the inside address (RFC 4787 REQ-2); when that address has no
+//!   free port for the protocol, the new flow is dropped
+//!   ([`DropReason::NatPortsExhausted`]), not moved to another address.
+//! - Ports come out of a FIFO per (external address, protocol), shuffled once
+//!   (RFC 6056 in spirit): a freed port goes to the back, so it is reused as
+//!   late as possible. Routers that share an external address share its pool
+//!   (and must give it the same range): a (protocol, external address, port)
+//!   is never handed out twice at the same time.
+//! - **Sessions are created by any outbound TCP, UDP or ICMP echo request
+//!   packet** (as VPP; a TCP session that never saw both SYNs stays
+//!   transitory). Outbound ICMP errors and inbound packets never create one.
+//!   Other ICMP messages and other protocols: [`DropReason::NatUnsupportedProto`].
+//! - **TCP state**: SYN seen both ways (the second a SYN-ACK, or a
+//!   simultaneous open) → established; RST, or FIN both ways → transitory
+//!   again, so a closed connection expires quickly; an outbound SYN (no ACK)
+//!   on a reset or closed session reopens it.
+//! - **Expiry**: a session is dead once idle for its timeout (by protocol and
+//!   state). Lookups treat a dead session as absent and free it; the worker
+//!   frees the others with [`Nat::expire`], a bounded sweep per burst. A dead
+//!   session not yet swept still holds its table slot and its port.
+//! - **Full table or pool**: the new flow is dropped and counted; no session,
+//!   established or not, is evicted for it.
+//! - **Fragments**: the first fragment (offset 0, MF) is translated with its
+//!   session and leaves (direction, router, source, destination, protocol, IP
+//!   id) → new address in a small set-associative table with a short timeout;
+//!   later fragments take that address (their payload has no transport
+//!   header). A later fragment seen before its first, or after the entry was
+//!   evicted, is dropped ([`DropReason::NatFragmentUnknown`]): no reassembly.
+//! - **ICMP errors** about a session are translated both ways (outer address,
+//!   quoted address and port or id, quoted IP and transport checksums, ICMP
+//!   checksum) and do not refresh the session. Hairpinning is not done here.
+//! - Removing a router, changing its external addresses or range, or flushing
+//!   an inside address (it got a floating IP) frees the sessions at once: a
+//!   scan of the table, on the control path.
+
+mod wire;
+
+#[doc(hidden)]
+pub mod model;
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ops::RangeInclusive;
+
+use rustc_hash::FxHashMap;
+
+use crate::pkt::{be16, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::stats::DropReason;
+use wire::{Hdr, Side};
+
+pub use wire::{rewrite_dst, rewrite_src};
+
+type R = DropReason;
+
+/// The usual range of translated ports and ICMP ids.
+pub const DEFAULT_PORTS: RangeInclusive<u16> = 1024..=65535;
+
+/// Idle timeouts in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_established: u32,
+    pub tcp_transitory: u32,
+    pub udp: u32,
+    pub icmp: u32,
+    /// How long a first fragment's translation waits for the later ones.
+    pub fragment: u32,
+}
+
+impl Default for Timeouts {
+    /// VPP's NAT44 defaults, and 2 s for fragments.
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: 7440,
+            tcp_transitory: 240,
+            udp: 300,
+            icmp: 60,
+            fragment: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatConfig {
+    /// Sessions of this instance (one worker): the table never grows.
+    pub max_sessions: usize,
+    /// Entries of the fragment table (rounded up to a power of two, at least 4).
+    pub max_fragments: usize,
+    pub timeouts: Timeouts,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        NatConfig {
+            max_sessions: 65536,
+            max_fragments: 1024,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A router's external configuration that [`Nat::set_router`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NatConfigError {
+    #[error("router {0}: SNAT needs at least one external address")]
+    NoAddress(u32),
+    #[error("router {0}: the port range {1}..={2} is empty")]
+    EmptyRange(u32, u16, u16),
+    #[error(
+        "router {router}: external address {ip} is shared with router {other}, \
+         which translates to ports {}..={}; a shared address needs the same range",
+        range.start(), range.end()
+    )]
+    SharedRange {
+        router: u32,
+        ip: Ipv4Addr,
+        other: u32,
+        range: RangeInclusive<u16>,
+    },
+}
+
+/// What `dvr-ctl show sessions` prints of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    pub router: u32,
+    pub proto: u8,
+    /// ICMP: the port is the echo id (inside and outside), 0 for the remote.
+    pub inside: SocketAddrV4,
+    pub outside: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    pub state: SessionState,
+    /// Seconds since created, since the last packet.
+    pub age: u64,
+    pub idle: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    TcpTransitory,
+    TcpEstablished,
+    Udp,
+    Icmp,
+}
+
+impl SessionState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::TcpTransitory => "tcp-transitory",
+            SessionState::TcpEstablished => "tcp-established",
+            SessionState::Udp => "udp",
+            SessionState::Icmp => "icmp",
+        }
+    }
+}
+
+/// Sessions created, and freed by expiry (lookups and sweeps) or by a flush.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NatCounters {
+    pub created: u64,
+    pub expired: u64,
+    pub flushed: u64,
+}
+
+// TCP state bits of a session.
+const SYN_OUT: u8 = 1;
+const SYN_IN: u8 = 2;
+const FIN_OUT: u8 = 4;
+const FIN_IN: u8 = 8;
+const RST: u8 = 16;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// The TCP state after a segment with `flags`, outbound or not.
+#[inline(always)]
+fn tcp_track(st: u8, out: bool, flags: u8) -> u8 {
+    let mut st = st;
+    let closed = st & RST != 0 || st & (FIN_OUT | FIN_IN) == FIN_OUT | FIN_IN;
+    if out && closed && flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        st = 0;
+    }
+    if flags & TCP_RST != 0 {
+        st |= RST;
+    }
+    if flags & TCP_SYN != 0 {
+        st |= if out { SYN_OUT } else { SYN_IN };
+    }
+    if flags & TCP_FIN != 0 {
+        st |= if out { FIN_OUT } else { FIN_IN };
+    }
+    st
+}
+
+#[inline(always)]
+fn tcp_established(st: u8) -> bool {
+    st & (SYN_OUT | SYN_IN) == SYN_OUT | SYN_IN
+        && st & RST == 0
+        && st & (FIN_OUT | FIN_IN) != FIN_OUT | FIN_IN
+}
+
+/// A session slot: 48 bytes, one cache line. Free when `proto` is 0.
+#[derive(Debug, Clone, Copy, Default)]
+struct Session {
+    router: u32,
+    in_ip: u32,
+    rem_ip: u32,
+    ext_ip: u32,
+    in_port: u16,
+    rem_port: u16,
+    ext_port: u16,
+    proto: u8,
+    tcp: u8,
+    binding: u32,
+    last: u64,
+    created: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Session>() == 48);
+
+/// An inside endpoint's external address and port. Free when `refs` is 0.
+#[derive(Debug, Clone, Copy, Default)]
+struct Binding {
+    router: u32,
+    in_ip: u32,
+    ext_ip: u32,
+    refs: u32,
+    in_port: u16,
+    ext_port: u16,
+    proto: u8,
+}
+
+const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+const K2: u64 = 0xBF58_476D_1CE4_E5B9;
+
+#[inline(always)]
+fn mix(a: u64, b: u64) -> u64 {
+    let h = (a ^ K1).wrapping_mul(K2);
+    let h = (h.rotate_left(31) ^ b).wrapping_mul(K1);
+    h ^ (h >> 29)
+}
+
+#[inline(always)]
+fn hash_in(router: u32, proto: u8, in_ip: u32, in_port: u16, rem_ip: u32, rem_port: u16) -> u64 {
+    mix(
+        (u64::from(in_ip) << 32) | u64::from(rem_ip),
+        (u64::from(router) << 32)
+            ^ (u64::from(proto) << 56)
+            ^ (u64::from(in_port) << 16)
+            ^ u64::from(rem_port),
+    )
+}
+
+#[inline(always)]
+fn hash_out(proto: u8, ext_ip: u32, ext_port: u16, rem_ip: u32, rem_port: u16) -> u64 {
+    mix(
+        (u64::from(ext_ip) << 32) | u64::from(rem_ip),
+        (u64::from(proto) << 32) | (u64::from(ext_port) << 16) | u64::from(rem_port),
+    )
+}
+
+#[inline(always)]
+fn hash_binding(router: u32, proto: u8, in_ip: u32, in_port: u16) -> u64 {
+    mix(
+        (u64::from(in_ip) << 32) | u64::from(router),
+        (u64::from(proto) << 16) | u64::from(in_port),
+    )
+}
+
+impl Session {
+    fn hash_in(&self) -> u64 {
+        hash_in(
+            self.router,
+            self.proto,
+            self.in_ip,
+            self.in_port,
+            self.rem_ip,
+            self.rem_port,
+        )
+    }
+
+    fn hash_out(&self) -> u64 {
+        hash_out(
+            self.proto,
+            self.ext_ip,
+            self.ext_port,
+            self.rem_ip,
+            self.rem_port,
+        )
+    }
+}
+
+const EMPTY: u64 = u64::MAX;
+
+/// An open-addressing index (linear probing, backward-shift deletion, load at
+/// most one half) from a hash to a slot number: each entry is the hash's high
+/// 32 bits (which also pick the home bucket) and the slot, 8 bytes, 8 to a
+/// cache line. The caller compares the slot's key on a tag match.
+#[derive(Debug)]
+struct Index {
+    e: Vec<u64>,
+    mask: usize,
+}
+
+impl Index {
+    fn new(n: usize) -> Index {
+        let cap = n.saturating_mul(2).next_power_of_two().max(16);
+        Index {
+            e: vec![EMPTY; cap],
+            mask: cap - 1,
+        }
+    }
+
+    #[inline(always)]
+    fn find(&self, h: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let tag = h >> 32;
+        let mut i = tag as usize & self.mask;
+        loop {
+            let e = self.e[i];
+            if e == EMPTY {
+                return None;
+            }
+            if e >> 32 == tag && eq(e as u32) {
+                return Some(e as u32);
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, h: u64, slot: u32) {
+        let tag = h >> 32;
+        let mut i = tag as usize & self.mask;
+        while self.e[i] != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.e[i] = (tag << 32) | u64::from(slot);
+    }
+
+    fn remove(&mut self, h: u64, slot: u32) {
+        let entry = (h & !0xffff_ffff) | u64::from(slot);
+        let mut i = (h >> 32) as usize & self.mask;
+        while self.e[i] != entry {
+            if self.e[i] == EMPTY {
+                debug_assert!(false, "index entry missing");
+                return;
+            }
+            i = (i + 1) & self.mask;
+        }
+        // Backward shift: move up each later entry of the run that may live
+        // in the hole (its home is not between the hole and itself).
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let e = self.e[j];
+            if e == EMPTY {
+                break;
+            }
+            let home = (e >> 32) as usize & self.mask;
+            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
+                self.e[i] = e;
+                i = j;
+            }
+        }
+        self.e[i] = EMPTY;
+    }
+}
+
+/// Free ports of one (external address, protocol).
+#[derive(Debug)]
+struct IpPool {
+    range: RangeInclusive<u16>,
+    /// Routers using the address.
+    users: Vec<u32>,
+    /// TCP, UDP, ICMP.
+    free: [VecDeque<u16>; 3],
+}
+
+#[inline(always)]
+fn proto_index(proto: u8) -> usize {
+    match proto {
+        PROTO_TCP => 0,
+        PROTO_UDP => 1,
+        _ => 2,
+    }
+}
+
+impl IpPool {
+    fn new(ip: u32, range: RangeInclusive<u16>) -> IpPool {
+        let mut ports: Vec<u16> = range.clone().collect();
+        // Fisher-Yates with a xorshift seeded by the address: the order is
+        // not guessable from the first port, and the same on every run.
+        let mut x = u64::from(ip) ^ K1;
+        for i in (1..ports.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ports.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let q: VecDeque<u16> = ports.into();
+        IpPool {
+            range,
+            users: Vec::new(),
+            free: [q.clone(), q.clone(), q],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RouterExt {
+    ips: Vec<u32>,
+    range: RangeInclusive<u16>,
+}
+
+const DIR_IN: u64 = 1 << 63;
+
+/// A first fragment's translation, for the later ones.
+#[derive(Debug, Clone, Copy, Default)]
+struct Frag {
+    /// Source and destination before translation.
+    addrs: u64,
+    /// Direction bit, protocol, IP id, router (0 inbound).
+    what: u64,
+    new_ip: u32,
+    router: u32,
+    /// 0: free.
+    expires: u64,
+}
+
+const FRAG_WAYS: usize = 4;
+
+/// Stateful PAT for the routers of one `dvr_snat` node, one instance per
+/// worker: sessions keyed with the router, so overlapping inside addresses of
+/// two routers never collide. See the module documentation for the choices.
+#[derive(Debug)]
+pub struct Nat {
+    cfg: NatConfig,
+    ticks_per_sec: u64,
+    slots: Vec<Session>,
+    free_slots: Vec<u32>,
+    by_in: Index,
+    by_out: Index,
+    bindings: Vec<Binding>,
+    free_bindings: Vec<u32>,
+    by_binding: Index,
+    frags: Vec<Frag>,
+    routers: FxHashMap<u32, RouterExt>,
+    pools: FxHashMap<u32, IpPool>,
+    /// Timeouts in ticks: TCP established, TCP transitory, UDP, ICMP, fragment.
+    t_est: u64,
+    t_trans: u64,
+    t_udp: u64,
+    t_icmp: u64,
+    t_frag: u64,
+    cursor: usize,
+    counters: NatCounters,
+}
+
+/// An outbound flow's inside key.
+#[derive(Debug, Clone, Copy)]
+struct InKey {
+    router: u32,
+    proto: u8,
+    in_ip: u32,
+    in_port: u16,
+    rem_ip: u32,
+    rem_port: u16,
+}
+
+impl Nat {
+    /// Every table for `cfg.max_sessions` sessions (at least 1), allocated
+    /// here once; `ticks_per_sec` is the unit of the `now` arguments.
+    pub fn new(cfg: NatConfig, ticks_per_sec: u64) -> Nat {
+        let n = cfg.max_sessions.clamp(1, u32::MAX as usize / 2);
+        let frags = cfg
+            .max_fragments
+            .clamp(FRAG_WAYS, 1 << 20)
+            .next_power_of_two();
+        let t = |s: u32| u64::from(s).saturating_mul(ticks_per_sec);
+        let to = cfg.timeouts;
+        Nat {
+            cfg: NatConfig {
+                max_sessions: n,
+                max_fragments: frags,
+                ..cfg
+            },
+            ticks_per_sec: ticks_per_sec.max(1),
+            slots: vec![Session::default(); n],
+            free_slots: (0..n as u32).rev().collect(),
+            by_in: Index::new(n),
+            by_out: Index::new(n),
+            bindings: vec![Binding::default(); n],
+            free_bindings: (0..n as u32).rev().collect(),
+            by_binding: Index::new(n),
+            frags: vec![Frag::default(); frags],
+            routers: FxHashMap::default(),
+            pools: FxHashMap::default(),
+            t_est: t(to.tcp_established),
+            t_trans: t(to.tcp_transitory),
+            t_udp: t(to.udp),
+            t_icmp: t(to.icmp),
+            t_frag: t(to.fragment),
+            cursor: 0,
+            counters: NatCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+
+    /// Live sessions (and dead ones not yet freed).
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn counters(&self) -> NatCounters {
+        self.counters
+    }
+
+    /// Sets (or changes) router `router`'s external addresses and the ports
+    /// (and ICMP ids) it translates to on this instance: a worker's share of
+    /// the range when several workers translate. Unchanged: nothing happens.
+    /// Changed: the router's sessions are flushed first. An address shared
+    /// with another router must come with the same range (they share its
+    /// ports). Control path: allocates a pool per new address.
+    pub fn set_router(
+        &mut self,
+        router: u32,
+        ext_ips: &[Ipv4Addr],
+        ports: RangeInclusive<u16>,
+    ) -> Result<(), NatConfigError> {
+        if ext_ips.is_empty() {
+            return Err(NatConfigError::NoAddress(router));
+        }
+        if ports.is_empty() {
+            return Err(NatConfigError::EmptyRange(
+                router,
+                *ports.start(),
+                *ports.end(),
+            ));
+        }
+        let mut ips: Vec<u32> = Vec::with_capacity(ext_ips.len());
+        for ip in ext_ips {
+            if !ips.contains(&u32::from(*ip)) {
+                ips.push(u32::from(*ip));
+            }
+        }
+        for &ip in &ips {
+            if let Some(p) = self.pools.get(&ip) {
+                if let Some(&other) = p.users.iter().find(|&&u| u != router) {
+                    if p.range != ports {
+                        return Err(NatConfigError::SharedRange {
+                            router,
+                            ip: Ipv4Addr::from(ip),
+                            other,
+                            range: p.range.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(r) = self.routers.get(&router) {
+            if r.ips == ips && r.range == ports {
+                return Ok(());
+            }
+            self.remove_router(router);
+        }
+        for &ip in &ips {
+            let p = self
+                .pools
+                .entry(ip)
+                .or_insert_with(|| IpPool::new(ip, ports.clone()));
+            p.users.push(router);
+        }
+        self.routers.insert(router, RouterExt { ips, range: ports });
+        Ok(())
+    }
+
+    /// Removes a router: its sessions are flushed, their ports freed, its
+    /// pending fragments forgotten. Returns how many sessions were flushed.
+    pub fn remove_router(&mut self, router: u32) -> usize {
+        let n = self.flush_where(|s| s.router == router);
+        self.forget_frags(|f| f.router == router);
+        if let Some(r) = self.routers.remove(&router) {
+            for ip in r.ips {
+                if let Some(p) = self.pools.get_mut(&ip) {
+                    p.users.retain(|&u| u != router);
+                    if p.users.is_empty() {
+                        self.pools.remove(&ip);
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Flushes the sessions (and pending fragments) of one inside address of
+    /// a router: it got a floating IP, which now translates it 1:1. Returns
+    /// how many sessions were flushed.
+    pub fn flush_inside(&mut self, router: u32, fixed: Ipv4Addr) -> usize {
+        let ip = u32::from(fixed);
+        let n = self.flush_where(|s| s.router == router && s.in_ip == ip);
+        self.forget_frags(|f| {
+            f.router == router
+                && if f.what & DIR_IN != 0 {
+                    f.new_ip == ip
+                } else {
+                    (f.addrs >> 32) as u32 == ip
+                }
+        });
+        n
+    }
+
+    fn flush_where(&mut self, mut pick: impl FnMut(&Session) -> bool) -> usize {
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if s.proto != 0 && pick(s) {
+                self.free_session(i as u32);
+                n += 1;
+            }
+        }
+        self.counters.flushed += n as u64;
+        n
+    }
+
+    fn forget_frags(&mut self, mut pick: impl FnMut(&Frag) -> bool) {
+        for f in &mut self.frags {
+            if f.expires != 0 && pick(f) {
+                *f = Frag::default();
+            }
+        }
+    }
+
+    /// Frees dead sessions among the next `budget` slots of the table (the
+    /// worker calls this once per burst: bounded work). Returns how many.
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        let n = self.slots.len();
+        let mut freed = 0;
+        for _ in 0..budget.min(n) {
+            let i = self.cursor;
+            self.cursor = if i + 1 == n { 0 } else { i + 1 };
+            let s = &self.slots[i];
+            if s.proto != 0 && self.dead(s, now) {
+                self.free_session(i as u32);
+                self.counters.expired += 1;
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    #[inline(always)]
+    fn timeout(&self, s: &Session) -> u64 {
+        match s.proto {
+            PROTO_TCP if tcp_established(s.tcp) => self.t_est,
+            PROTO_TCP => self.t_trans,
+            PROTO_UDP => self.t_udp,
+            _ => self.t_icmp,
+        }
+    }
+
+    #[inline(always)]
+    fn dead(&self, s: &Session, now: u64) -> bool {
+        now.saturating_sub(s.last) >= self.timeout(s)
+    }
+
+    /// The sessions, for `dvr-ctl show sessions`; ages at time `now`.
+    pub fn sessions(&self, now: u64) -> impl Iterator<Item = SessionView> + '_ {
+        let tps = self.ticks_per_sec;
+        self.slots
+            .iter()
+            .filter(|s| s.proto != 0)
+            .map(move |s| SessionView {
+                router: s.router,
+                proto: s.proto,
+                inside: SocketAddrV4::new(s.in_ip.into(), s.in_port),
+                outside: SocketAddrV4::new(s.ext_ip.into(), s.ext_port),
+                remote: SocketAddrV4::new(s.rem_ip.into(), s.rem_port),
+                state: match s.proto {
+                    PROTO_TCP if tcp_established(s.tcp) => SessionState::TcpEstablished,
+                    PROTO_TCP => SessionState::TcpTransitory,
+                    PROTO_UDP => SessionState::Udp,
+                    _ => SessionState::Icmp,
+                },
+                age: now.saturating_sub(s.created) / tps,
+                idle: now.saturating_sub(s.last) / tps,
+            })
+    }
+
+    #[inline(always)]
+    fn find_in(&self, k: &InKey) -> Option<u32> {
+        let h = hash_in(k.router, k.proto, k.in_ip, k.in_port, k.rem_ip, k.rem_port);
+        self.by_in.find(h, |i| {
+            let s = &self.slots[i as usize];
+            s.router == k.router
+                && s.in_ip == k.in_ip
+                && s.rem_ip == k.rem_ip
+                && s.in_port == k.in_port
+                && s.rem_port == k.rem_port
+                && s.proto == k.proto
+        })
+    }
+
+    #[inline(always)]
+    fn find_out(
+        &self,
+        proto: u8,
+        ext_ip: u32,
+        ext_port: u16,
+        rem_ip: u32,
+        rem_port: u16,
+    ) -> Option<u32> {
+        let h = hash_out(proto, ext_ip, ext_port, rem_ip, rem_port);
+        self.by_out.find(h, |i| {
+            let s = &self.slots[i as usize];
+            s.ext_ip == ext_ip
+                && s.rem_ip == rem_ip
+                && s.ext_port == ext_port
+                && s.rem_port == rem_port
+                && s.proto == proto
+        })
+    }
+
+    /// A live session, freeing it if it is dead.
+    #[inline(always)]
+    fn live(&mut self, s: Option<u32>, now: u64) -> Option<u32> {
+        let s = s?;
+        if self.dead(&self.slots[s as usize], now) {
+            self.free_session(s);
+            self.counters.expired += 1;
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A new session for `k` (its binding found or made).
+    fn create(&mut self, k: &InKey, now: u64) -> Result<u32, R> {
+        let Some(&slot) = self.free_slots.last() else {
+            return Err(R::NatTableFull);
+        };
+        let hb = hash_binding(k.router, k.proto, k.in_ip, k.in_port);
+        let found = self.by_binding.find(hb, |i| {
+            let b = &self.bindings[i as usize];
+            b.router == k.router
+                && b.in_ip == k.in_ip
+                && b.in_port == k.in_port
+                && b.proto == k.proto
+        });
+        let b = match found {
+            Some(b) => b,
+            None => {
+                let r = self.routers.get(&k.router).ok_or(R::NatNoPool)?;
+                let pick = (mix(u64::from(k.in_ip), 0) >> 32) as usize % r.ips.len();
+                let ext_ip = r.ips[pick];
+                let pool = self.pools.get_mut(&ext_ip).ok_or(R::NatNoPool)?;
+                // A binding per live session at most: never short of one while
+                // a session slot is free.
+                let b = self.free_bindings.pop().ok_or(R::NatTableFull)?;
+                let Some(port) = pool.free[proto_index(k.proto)].pop_front() else {
+                    self.free_bindings.push(b);
+                    return Err(R::NatPortsExhausted);
+                };
+                self.bindings[b as usize] = Binding {
+                    router: k.router,
+                    in_ip: k.in_ip,
+                    ext_ip,
+                    refs: 0,
+                    in_port: k.in_port,
+                    ext_port: port,
+                    proto: k.proto,
+                };
+                self.by_binding.insert(hb, b);
+                b
+            }
+        };
+        self.free_slots.pop();
+        let bd = &mut self.bindings[b as usize];
+        bd.refs += 1;
+        let s = Session {
+            router: k.router,
+            in_ip: k.in_ip,
+            rem_ip: k.rem_ip,
+            ext_ip: bd.ext_ip,
+            in_port: k.in_port,
+            rem_port: k.rem_port,
+            ext_port: bd.ext_port,
+            proto: k.proto,
+            tcp: 0,
+            binding: b,
+            last: now,
+            created: now,
+        };
+        self.slots[slot as usize] = s;
+        self.by_in.insert(s.hash_in(), slot);
+        self.by_out.insert(s.hash_out(), slot);
+        self.counters.created += 1;
+        Ok(slot)
+    }
+
+    fn free_session(&mut self, i: u32) {
+        let s = self.slots[i as usize];
+        self.by_in.remove(s.hash_in(), i);
+        self.by_out.remove(s.hash_out(), i);
+        let bi = s.binding as usize;
+        let b = &mut self.bindings[bi];
+        b.refs -= 1;
+        if b.refs == 0 {
+            let b = *b;
+            if let Some(p) = self.pools.get_mut(&b.ext_ip) {
+                p.free[proto_index(b.proto)].push_back(b.ext_port);
+            }
+            self.by_binding.remove(
+                hash_binding(b.router, b.proto, b.in_ip, b.in_port),
+                bi as u32,
+            );
+            self.bindings[bi] = Binding::default();
+            self.free_bindings.push(bi as u32);
+        }
+        self.slots[i as usize] = Session::default();
+        self.free_slots.push(i);
+    }
+
+    /// Refreshes a session with a packet (`out`bound or not, TCP `flags`).
+    #[inline(always)]
+    fn touch(&mut self, i: u32, out: bool, flags: u8, now: u64) {
+        let s = &mut self.slots[i as usize];
+        if s.proto == PROTO_TCP {
+            s.tcp = tcp_track(s.tcp, out, flags);
+        }
+        s.last = now;
+    }
+
+    /// Translates a packet of router `router` from inside to outside: looks
+    /// up or creates its session, rewrites the source address and port (or
+    /// ICMP echo id), checksums incrementally. An ICMP error from inside
+    /// about a session gets its quoted destination translated too. `ip` is
+    /// the IPv4 packet, validated by the caller.
+    pub fn snat_out(&mut self, router: u32, ip: &mut [u8], now: u64) -> Result<(), DropReason> {
+        let h = wire::parse(ip)?;
+        if h.frag_off != 0 {
+            return self.follow(false, router, ip, &h, now).map(|_| ());
+        }
+        let l4 = h.ihl;
+        let (sport, dport, flags) = match h.proto {
+            PROTO_TCP if ip.len() >= l4 + 20 => (be16(ip, l4), be16(ip, l4 + 2), ip[l4 + 13]),
+            PROTO_UDP if ip.len() >= l4 + 8 => (be16(ip, l4), be16(ip, l4 + 2), 0),
+            PROTO_ICMP if ip.len() >= l4 + 8 => match ip[l4] {
+                wire::ICMP_ECHO_REQUEST => (be16(ip, l4 + 4), 0, 0),
+                t if wire::is_icmp_error(t) => return self.error_out(router, ip, &h, now),
+                _ => return Err(R::NatUnsupportedProto),
+            },
+            PROTO_TCP | PROTO_UDP | PROTO_ICMP => return Err(R::NatTruncated),
+            _ => return Err(R::NatUnsupportedProto),
+        };
+        let k = InKey {
+            router,
+            proto: h.proto,
+            in_ip: h.src,
+            in_port: sport,
+            rem_ip: h.dst,
+            rem_port: dport,
+        };
+        let found = self.find_in(&k);
+        let s = match self.live(found, now) {
+            Some(s) => s,
+            None => self.create(&k, now)?,
+        };
+        self.touch(s, true, flags, now);
+        let (ext_ip, ext_port) = (
+            self.slots[s as usize].ext_ip,
+            self.slots[s as usize].ext_port,
+        );
+        wire::xlate(ip, &h, Side::Src, ext_ip, Some(ext_port))?;
+        if h.mf {
+            self.remember(false, router, &h, ext_ip, now);
+        }
+        Ok(())
+    }
+
+    /// An ICMP error from inside quotes a packet that came in through a
+    /// session: remote → inside.
+    fn error_out(&mut self, router: u32, ip: &mut [u8], h: &Hdr, now: u64) -> Result<(), R> {
+        let q = wire::quoted(ip, h.ihl)?;
+        let k = InKey {
+            router,
+            proto: q.proto,
+            in_ip: q.dst,
+            in_port: q.dport,
+            rem_ip: q.src,
+            rem_port: if q.proto == PROTO_ICMP { 0 } else { q.sport },
+        };
+        let found = self.find_in(&k);
+        let s = self.live(found, now).ok_or(R::NatNoSession)?;
+        let (ext_ip, ext_port) = (
+            self.slots[s as usize].ext_ip,
+            self.slots[s as usize].ext_port,
+        );
+        wire::xlate_quoted(ip, h.ihl, Side::Dst, None, ext_ip, Some(ext_port))?;
+        wire::xlate(ip, h, Side::Src, ext_ip, None)?;
+        if h.mf {
+            self.remember(false, router, h, ext_ip, now);
+        }
+        Ok(())
+    }
+
+    /// Translates a packet from outside back to inside by its session
+    /// (protocol, external address and port or echo id, remote address and
+    /// port): the destination becomes the inside address and port. An ICMP
+    /// error about a session gets its quoted source translated too. Returns
+    /// the session's router, for the caller to route the packet.
+    pub fn snat_in(&mut self, ip: &mut [u8], now: u64) -> Result<u32, DropReason> {
+        let h = wire::parse(ip)?;
+        if h.frag_off != 0 {
+            return self.follow(true, 0, ip, &h, now);
+        }
+        let l4 = h.ihl;
+        let (sport, dport, flags) = match h.proto {
+            PROTO_TCP if ip.len() >= l4 + 20 => (be16(ip, l4), be16(ip, l4 + 2), ip[l4 + 13]),
+            PROTO_UDP if ip.len() >= l4 + 8 => (be16(ip, l4), be16(ip, l4 + 2), 0),
+            PROTO_ICMP if ip.len() >= l4 + 8 => match ip[l4] {
+                wire::ICMP_ECHO_REPLY => (0, be16(ip, l4 + 4), 0),
+                t if wire::is_icmp_error(t) => return self.error_in(ip, &h, now),
+                _ => return Err(R::NatUnsupportedProto),
+            },
+            PROTO_TCP | PROTO_UDP | PROTO_ICMP => return Err(R::NatTruncated),
+            _ => return Err(R::NatUnsupportedProto),
+        };
+        let found = self.find_out(h.proto, h.dst, dport, h.src, sport);
+        let s = self.live(found, now).ok_or(R::NatNoSession)?;
+        self.touch(s, false, flags, now);
+        let x = self.slots[s as usize];
+        wire::xlate(ip, &h, Side::Dst, x.in_ip, Some(x.in_port))?;
+        if h.mf {
+            self.remember(true, x.router, &h, x.in_ip, now);
+        }
+        Ok(x.router)
+    }
+
+    /// An ICMP error from outside quotes a packet that went out through a
+    /// session: external → remote.
+    fn error_in(&mut self, ip: &mut [u8], h: &Hdr, now: u64) -> Result<u32, R> {
+        let q = wire::quoted(ip, h.ihl)?;
+        let rem_port = if q.proto == PROTO_ICMP { 0 } else { q.dport };
+        let found = self.find_out(q.proto, q.src, q.sport, q.dst, rem_port);
+        let s = self.live(found, now).ok_or(R::NatNoSession)?;
+        let x = self.slots[s as usize];
+        wire::xlate_quoted(ip, h.ihl, Side::Src, None, x.in_ip, Some(x.in_port))?;
+        wire::xlate(ip, h, Side::Dst, x.in_ip, None)?;
+        if h.mf {
+            self.remember(true, x.router, h, x.in_ip, now);
+        }
+        Ok(x.router)
+    }
+
+    #[inline(always)]
+    fn frag_key(inbound: bool, router: u32, h: &Hdr) -> (u64, u64) {
+        let addrs = (u64::from(h.src) << 32) | u64::from(h.dst);
+        let what = if inbound { DIR_IN } else { 0 }
+            | (u64::from(h.proto) << 48)
+            | (u64::from(h.id) << 32)
+            | if inbound { 0 } else { u64::from(router) };
+        (addrs, what)
+    }
+
+    /// Records a first fragment's new address (and router, inbound) for the
+    /// later fragments: a free, expired or same-key way of its set, else the
+    /// one closest to expiry.
+    fn remember(&mut self, inbound: bool, router: u32, h: &Hdr, new_ip: u32, now: u64) {
+        let (addrs, what) = Nat::frag_key(inbound, router, h);
+        let set = (mix(addrs, what) >> 32) as usize & (self.frags.len() - 1) & !(FRAG_WAYS - 1);
+        let mut pick = set;
+        for i in set..set + FRAG_WAYS {
+            let f = &self.frags[i];
+            if f.expires <= now || (f.addrs == addrs && f.what == what) {
+                pick = i;
+                break;
+            }
+            if f.expires < self.frags[pick].expires {
+                pick = i;
+            }
+        }
+        self.frags[pick] = Frag {
+            addrs,
+            what,
+            new_ip,
+            router,
+            expires: now.saturating_add(self.t_frag).max(1),
+        };
+    }
+
+    /// Translates a later fragment as its first was.
+    fn follow(
+        &mut self,
+        inbound: bool,
+        router: u32,
+        ip: &mut [u8],
+        h: &Hdr,
+        now: u64,
+    ) -> Result<u32, R> {
+        let (addrs, what) = Nat::frag_key(inbound, router, h);
+        let set = (mix(addrs, what) >> 32) as usize & (self.frags.len() - 1) & !(FRAG_WAYS - 1);
+        let f = self.frags[set..set + FRAG_WAYS]
+            .iter()
+            .find(|f| f.addrs == addrs && f.what == what && f.expires > now)
+            .copied()
+            .ok_or(R::NatFragmentUnknown)?;
+        let side = if inbound { Side::Dst } else { Side::Src };
+        wire::xlate(ip, h, side, f.new_ip, None)?;
+        Ok(f.router)
+    }
+
+    /// Checks the tables against each other (tests and fuzzing; a scan of
+    /// everything): both indexes find every session, bindings count their
+    /// sessions, no (protocol, external address, port) is bound twice, and
+    /// each pool's free ports and bound ports are exactly its range.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut refs = vec![0u32; self.bindings.len()];
+        let mut used = 0;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.proto == 0 {
+                continue;
+            }
+            used += 1;
+            let k = InKey {
+                router: s.router,
+                proto: s.proto,
+                in_ip: s.in_ip,
+                in_port: s.in_port,
+                rem_ip: s.rem_ip,
+                rem_port: s.rem_port,
+            };
+            if self.find_in(&k) != Some(i as u32) {
+                return Err(format!("session {i} not found by its inside key: {s:?}"));
+            }
+            if self.find_out(s.proto, s.ext_ip, s.ext_port, s.rem_ip, s.rem_port) != Some(i as u32)
+            {
+                return Err(format!("session {i} not found by its outside key: {s:?}"));
+            }
+            let b = self
+                .bindings
+                .get(s.binding as usize)
+                .ok_or("binding out of range")?;
+            if (b.router, b.proto, b.in_ip, b.in_port, b.ext_ip, b.ext_port)
+                != (s.router, s.proto, s.in_ip, s.in_port, s.ext_ip, s.ext_port)
+            {
+                return Err(format!(
+                    "session {i} {s:?} disagrees with its binding {b:?}"
+                ));
+            }
+            refs[s.binding as usize] += 1;
+            let r = self
+                .routers
+                .get(&s.router)
+                .ok_or(format!("session {i} of no router"))?;
+            if !r.ips.contains(&s.ext_ip) || !r.range.contains(&s.ext_port) {
+                return Err(format!("session {i} {s:?} outside its router's pool {r:?}"));
+            }
+        }
+        if used + self.free_slots.len() != self.slots.len() {
+            return Err("session free list and slots disagree".into());
+        }
+        let mut bound: FxHashMap<(u8, u32, u16), usize> = FxHashMap::default();
+        let mut nb = 0;
+        for (i, b) in self.bindings.iter().enumerate() {
+            if b.refs != refs[i] {
+                return Err(format!(
+                    "binding {i} {b:?} counts {} sessions, has {}",
+                    b.refs, refs[i]
+                ));
+            }
+            if b.refs == 0 {
+                continue;
+            }
+            nb += 1;
+            if let Some(j) = bound.insert((b.proto, b.ext_ip, b.ext_port), i) {
+                return Err(format!("bindings {j} and {i} share {b:?}"));
+            }
+        }
+        if nb + self.free_bindings.len() != self.bindings.len() {
+            return Err("binding free list and bindings disagree".into());
+        }
+        for (&ip, p) in &self.pools {
+            for (pi, proto) in [PROTO_TCP, PROTO_UDP, PROTO_ICMP].into_iter().enumerate() {
+                let mut seen = std::collections::HashSet::new();
+                for &port in &p.free[pi] {
+                    if !p.range.contains(&port) || !seen.insert(port) {
+                        return Err(format!("pool {ip:x}/{proto}: port {port} bad or twice"));
+                    }
+                    if bound.contains_key(&(proto, ip, port)) {
+                        return Err(format!("pool {ip:x}/{proto}: port {port} free and bound"));
+                    }
+                }
+                let nbound = bound
+                    .keys()
+                    .filter(|&&(pr, i, _)| pr == proto && i == ip)
+                    .count();
+                if seen.len() + nbound != p.range.clone().count() {
+                    return Err(format!("pool {ip:x}/{proto}: ports lost"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
