@@ -1,0 +1,1061 @@
+//! NAT benchmark: floating IPs (1:1 NAT) and SNAT (established sessions, new
+//! sessions), dvr-pmd against the Linux kernel doing the same job the way
+//! Neutron's L3 agent does it, on the same traffic, in the same run.
+//!
+//! # The kernel reference
+//!
+//! A router namespace (`qrouter-knat-PID`) with an inside leg `qr-knat`
+//! (10.0.0.1/16) and an external gateway leg `qg-knat` (203.0.113.1/24, plus
+//! each floating IP as a /32, as the L3 agent configures them), a default route
+//! to the upstream router 203.0.113.254, `ip_forward=1`, and the iptables
+//! rules the L3 agent writes (`router_info.py`; chain names and rules as it
+//! builds them, `use_random_fully` on, its default):
+//!
+//! - nat: `neutron-l3-agent-PREROUTING -d FIP/32 -j DNAT --to-destination
+//!   FIXED` (and the same in OUTPUT), `neutron-l3-agent-float-snat -s FIXED/32
+//!   -j SNAT --to-source FIP --random-fully`, `neutron-l3-agent-snat -j
+//!   neutron-l3-agent-float-snat`, `-o qg-knat -j SNAT --to-source 203.0.113.1
+//!   --random-fully`, the DNAT-hairpin SNAT and the `! -o qg ... ! --ctstate
+//!   DNAT -j ACCEPT` rule, reached through `neutron-postrouting-bottom`;
+//! - mangle: the external ingress mark (`-i qg-knat -j MARK --set-xmark
+//!   0x2/0xffff`) and the address scope CONNMARK restore, evaluated for every
+//!   packet;
+//! - filter: the FORWARD jumps to `neutron-filter-top` and the (empty) scope
+//!   chain.
+//!
+//! NAT rules are consulted for a connection's first packet only; conntrack
+//! (one global table; `nf_conntrack_max` and the hash size are raised for the
+//! run and restored after) translates the rest. Debian's `iptables` is the
+//! nf_tables backend (`iptables-nft`), as on current Neutron hosts.
+//!
+//! A generator namespace holds the other ends of both veths: `kn-in` plays the
+//! VMs, `kn-out` the upstream router. There is no pktgen module on these
+//! machines (`CONFIG_NET_PKTGEN` is not set), so `dpdk-testpmd --forward-mode=io`
+//! replays each capture from memory (`net_pcap`, `infinite_rx=1`) into an
+//! `net_af_packet` port on the generator's veth end, on the generator core. All
+//! offloads are off on all four veth ends (TESTBED.md).
+//!
+//! # What "per core" means here
+//!
+//! The router legs `qr-knat` and `qg-knat` run their receive side as threaded
+//! NAPI (GRO on gives a veth a NAPI instance; UDP is not aggregated without
+//! udp-gro-forwarding; `/sys/class/net/DEV/threaded` = 1), and both NAPI
+//! kthreads are pinned to the measured core (`DVR_BENCH_CORE`, default 1). A
+//! frame the generator sends into `kn-in` lands in `qr-knat`'s ring; that
+//! thread does all of the router's work for it: IP receive, conntrack, iptables
+//! (mangle, nat, filter), routing, the translation, neighbour output and the
+//! veth transmit to `kn-out`, whose receive side RPS sends to the generator's
+//! core. The figures:
+//!
+//! - forwarded = packets sent by `qg-knat` plus `qr-knat` during the window
+//!   (the router namespace's link counters);
+//! - busy = CPU time of the two NAPI threads during the window
+//!   (`/proc/PID/schedstat`, nanoseconds: exact, and blind to whatever else
+//!   shares the core; the machine is shared);
+//! - Mpps/core = forwarded / busy; cycles/packet = TSC rate × busy / forwarded
+//!   (TSC rate from EAL's log of the generator); new sessions/s/core = NAT
+//!   table traversals (the packet counter of the nat POSTROUTING jump, which
+//!   only a connection's first packet takes) / busy.
+//!
+//! The core's softirq share is printed too: it stays near zero, i.e. no router
+//! work runs outside the threads. Work the kernel does elsewhere for the NAT is
+//! not counted: conntrack's garbage collector (a workqueue). This flatters the
+//! kernel slightly.
+//!
+//! Caveat, seen on this 2-core machine: the generator (testpmd through
+//! AF_PACKET, one core, shared with other work) offers only about 0.1-0.2 Mpps,
+//! so the router's threads are busy about half of the time and sleep in
+//! between; their per-packet cost then includes wake-ups and cold caches that a
+//! saturated router amortises. Each case prints the offered rate and the busy
+//! share, and warns when the core is under 90% busy.
+//!
+//! dvr-pmd's rows (below, once issue 5's NAT exists) are measured like
+//! `benches/l3.rs` measures it: one busy-polling worker core, its poll cycles
+//! over the packets it handled, on captures from the same generator with its
+//! model's MACs. Comparable: cycles/packet and Mpps/core for the same traffic
+//! pattern and session count. Not comparable: absolute packet rates (the kernel
+//! is fed through AF_PACKET by a generator sharing the machine).
+//!
+//! # Cases
+//!
+//! - FIP: 64 VMs with floating IPs, 16 flows each way (`nat_gen::fip_outbound`
+//!   into `qr-`, `nat_gen::fip_inbound` into `qg-`), both directions at once.
+//! - SNAT established: `DVR_BENCH_SESSIONS` (default 1,000,000) distinct flows
+//!   replayed round-robin; measured once conntrack holds all of them; the
+//!   window's conntrack inserts show how many packets were not established.
+//! - SNAT new sessions: `DVR_BENCH_NEW_FLOWS` (default 2,000,000) distinct flows,
+//!   UDP conntrack timeout 1 s in the router namespace: a flow comes round again
+//!   after more than 1 s (the generator sends under 2 Mpps), when its entry has
+//!   expired, so nearly every packet makes a conntrack entry (and drops an
+//!   expired one). Sessions/s/core = conntrack inserts / busy; the fraction of
+//!   packets that were new is printed.
+//!
+//! Before each case is measured, a capture on the generator's side (tshark, 64
+//! frames each way) checks the translation: addresses rewritten to the floating
+//! IP / gateway address (or back to the fixed IP), ports kept by DNAT, TTL 63,
+//! IPv4 and UDP checksums valid, MACs of the router and its next hop.
+//!
+//! Run: `scripts/bench nat` (or `cargo bench -p dvr-pmd --bench nat`), as root.
+//! Environment: `DVR_BENCH_SECONDS` (window per measurement, default 6),
+//! `DVR_BENCH_ROUNDS` (default 3), `DVR_BENCH_CORE` (the core measured, default
+//! 1; the generator takes the other of cores 0 and 1), `DVR_BENCH_SESSIONS`
+//! (default 1,000,000), `DVR_BENCH_NEW_FLOWS` (default 2,000,000).
+
+#[path = "harness.rs"]
+mod harness;
+#[path = "nat_gen.rs"]
+mod nat_gen;
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dvr::mac::MacAddr;
+use harness::median;
+use nat_gen::{fixed_ip, floating_ip, EXT_GW_IP, INTERNET, UPSTREAM};
+
+/// Figures of one NAT measurement.
+#[derive(Debug, Clone, Copy, Default)]
+struct NatMeasured {
+    /// Packets forwarded per second of busy core, in millions.
+    mpps_core: f64,
+    cycles_per_packet: f64,
+    /// New sessions (conntrack inserts, or dvr-pmd's session creations) per
+    /// second of busy core.
+    sessions_per_s: f64,
+    /// Of the packets forwarded, the fraction that made a new session.
+    new_fraction: f64,
+}
+
+// ======== dvr-pmd rows (issue 5).
+// The lead adds them: each builds its captures with `nat_gen` (its model's MACs:
+// the VMs', the router's interfaces', the upstream router's), runs dvr-pmd with
+// them on `core` for `secs` seconds and returns its figures (cycles/packet from
+// the worker's poll cycles, as `harness::run_dvr_config` reads them).
+
+/// One dvr-pmd case: a name, and what measures it (`None` while dvr-pmd lacks
+/// the path). `sessions` is `DVR_BENCH_SESSIONS`, `new_flows`
+/// `DVR_BENCH_NEW_FLOWS`.
+struct DvrCase {
+    name: &'static str,
+    run: fn(
+        dir: &Path,
+        core: usize,
+        secs: u64,
+        sessions: u32,
+        new_flows: u32,
+    ) -> Option<NatMeasured>,
+}
+
+fn dvr_cases() -> Vec<DvrCase> {
+    vec![
+        DvrCase {
+            name: "dvr-pmd FIP (1:1 NAT)",
+            run: not_yet,
+        },
+        DvrCase {
+            name: "dvr-pmd SNAT established",
+            run: not_yet,
+        },
+        DvrCase {
+            name: "dvr-pmd SNAT new sessions",
+            run: not_yet,
+        },
+    ]
+}
+
+fn not_yet(_: &Path, _: usize, _: u64, _: u32, _: u32) -> Option<NatMeasured> {
+    None
+}
+
+// ======== end of the dvr-pmd rows.
+
+// ---- the kernel reference ----
+
+/// The MACs of the kernel topology: the VMs' end (`kn-in`), the router's inside
+/// leg (`qr-knat`), its gateway leg (`qg-knat`), the upstream router (`kn-out`).
+const VM_MAC: &str = "fa:16:3e:00:05:0a";
+const QR_MAC: &str = "fa:16:3e:00:05:01";
+const QG_MAC: &str = "fa:16:3e:00:05:02";
+const UP_MAC: &str = "fa:16:3e:00:05:fe";
+const QR: &str = "qr-knat";
+const QG: &str = "qg-knat";
+
+/// VMs with floating IPs, and flows per VM and direction, of the FIP case.
+const FIP_VMS: u8 = 64;
+const FIP_FLOWS: u16 = 16;
+/// The first source port of the SNAT flows.
+const SNAT_PORT: u16 = 1024;
+
+fn mac(s: &str) -> MacAddr {
+    s.parse().unwrap()
+}
+
+/// Runs `bash -ec script`; panics with its output when it fails.
+fn sh(script: &str) -> String {
+    let out = Command::new("bash")
+        .args(["-ec", script])
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "failed ({}):\n{script}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The conntrack table's global limits, raised for the run and restored on drop.
+struct ConntrackLimits {
+    max: String,
+    hashsize: String,
+}
+
+const CT_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+const CT_HASHSIZE: &str = "/sys/module/nf_conntrack/parameters/hashsize";
+
+impl ConntrackLimits {
+    /// Room for `sessions` entries (twice over: a namespace being deleted may
+    /// still hold the last round's), one bucket per entry.
+    fn raise(sessions: u32) -> Result<ConntrackLimits, String> {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("{p}: {e}"))
+        };
+        let old = ConntrackLimits {
+            max: read(CT_MAX)?,
+            hashsize: read(CT_HASHSIZE)?,
+        };
+        let want_max = (2 * sessions as u64 + 100_000).max(old.max.parse().unwrap_or(0));
+        let want_hash = (sessions as u64)
+            .next_power_of_two()
+            .max(old.hashsize.parse().unwrap_or(0));
+        std::fs::write(CT_MAX, want_max.to_string()).map_err(|e| format!("{CT_MAX}: {e}"))?;
+        std::fs::write(CT_HASHSIZE, want_hash.to_string())
+            .map_err(|e| format!("{CT_HASHSIZE}: {e}"))?;
+        eprintln!(
+            "conntrack: nf_conntrack_max {} -> {want_max}, hashsize {} -> {want_hash} (restored at exit)",
+            old.max, old.hashsize
+        );
+        Ok(old)
+    }
+}
+
+impl Drop for ConntrackLimits {
+    fn drop(&mut self) {
+        let _ = std::fs::write(CT_HASHSIZE, &self.hashsize);
+        let _ = std::fs::write(CT_MAX, &self.max);
+    }
+}
+
+/// The router and generator namespaces with their veths; deleted on drop.
+struct Topology {
+    gen: String,
+    router: String,
+    /// The router legs' NAPI threads, pinned to the measured core.
+    napi: Vec<u32>,
+}
+
+impl Topology {
+    /// Builds the namespaces, veths, addresses, routes, neighbours, RPS and
+    /// the L3 agent's iptables rules. `core` runs the router's receive work,
+    /// `gen_core` the generator ends'.
+    fn new(tag: &str, core: usize, gen_core: usize) -> Topology {
+        let id = std::process::id();
+        let mut t = Topology {
+            gen: format!("knat-gen-{tag}-{id}"),
+            router: format!("qrouter-knat-{tag}-{id}"),
+            napi: Vec::new(),
+        };
+        let (g, r) = (&t.gen, &t.router);
+        let mut s = format!(
+            r#"
+ip netns add {g}
+ip netns add {r}
+for ns in {g} {r}; do
+  ip netns exec $ns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  ip -n $ns link set lo up
+done
+ip -n {g} link add kn-in address {VM_MAC} type veth peer name {QR} address {QR_MAC} netns {r}
+ip -n {g} link add kn-out address {UP_MAC} type veth peer name {QG} address {QG_MAC} netns {r}
+for d in kn-in kn-out; do
+  ip netns exec {g} ethtool -K $d tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
+  ip -n {g} link set $d up
+done
+for d in {QR} {QG}; do
+  ip netns exec {r} ethtool -K $d tso off gso off gro off tx off rx off >/dev/null 2>&1 || true
+  ip -n {r} link set $d up
+done
+# GRO on gives an up veth a NAPI instance (UDP is not aggregated: no
+# udp-gro-forwarding); threaded, it runs in a kthread of its own.
+for d in {QR} {QG}; do
+  ip netns exec {r} ethtool -K $d gro on >/dev/null
+  ip netns exec {r} sh -c "echo 1 > /sys/class/net/$d/threaded"
+done
+ip netns exec {r} sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+  net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.{QR}.rp_filter=0 net.ipv4.conf.{QG}.rp_filter=0
+ip -n {r} addr add 10.0.0.1/16 dev {QR}
+ip -n {r} addr add {EXT_GW_IP}/24 dev {QG}
+ip -n {r} route add default via {UPSTREAM} dev {QG}
+ip -n {r} neigh replace {UPSTREAM} lladdr {UP_MAC} dev {QG} nud permanent
+ip netns exec {g} sh -c 'echo {gmask:x} > /sys/class/net/kn-in/queues/rx-0/rps_cpus; echo {gmask:x} > /sys/class/net/kn-out/queues/rx-0/rps_cpus'
+"#,
+            gmask = 1u32 << gen_core,
+        );
+        for v in 0..FIP_VMS {
+            s += &format!(
+                "ip -n {r} addr add {}/32 dev {QG}\nip -n {r} neigh replace {} lladdr {VM_MAC} dev {QR} nud permanent\n",
+                floating_ip(v),
+                fixed_ip(v)
+            );
+        }
+        sh(&s);
+        t.iptables_restore(&neutron_rules());
+        // The NAPI threads are named napi/DEV-ID (cut to 15 characters): only
+        // this benchmark names devices qr-knat / qg-knat.
+        let ps = sh("ps -eo pid=,comm=");
+        t.napi = ps
+            .lines()
+            .filter_map(|l| {
+                let (pid, comm) = l.trim().split_once(' ')?;
+                let comm = comm.trim();
+                (comm.starts_with(&format!("napi/{QR}")) || comm.starts_with(&format!("napi/{QG}")))
+                    .then(|| pid.parse().ok())?
+            })
+            .collect();
+        assert!(
+            t.napi.len() >= 2,
+            "no threaded NAPI for {QR} and {QG}:\n{ps}"
+        );
+        for pid in &t.napi {
+            sh(&format!("taskset -pc {core} {pid} >/dev/null"));
+        }
+        t
+    }
+
+    /// CPU time the router's NAPI threads have run so far, in seconds
+    /// (/proc/PID/schedstat: nanoseconds on CPU).
+    fn napi_s(&self) -> f64 {
+        self.napi
+            .iter()
+            .map(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum::<u64>() as f64
+            / 1e9
+    }
+
+    fn iptables_restore(&self, rules: &str) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.router, "iptables-restore"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("iptables-restore (scripts/install-deps installs iptables)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "iptables-restore failed: {}\n{rules}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn sysctl(&self, kv: &str) {
+        sh(&format!("ip netns exec {} sysctl -qw {kv}", self.router));
+    }
+
+    /// Packets sent by the router's legs: (qg-, qr-).
+    fn router_tx(&self) -> (u64, u64) {
+        let out = sh(&format!("ip -n {} -s -j link show", self.router));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j link");
+        let tx = |name: &str| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["ifname"] == name)
+                .and_then(|l| l["stats64"]["tx"]["packets"].as_u64())
+                .unwrap_or_else(|| panic!("no tx counter of {name}: {out}"))
+        };
+        (tx(QG), tx(QR))
+    }
+
+    /// The router namespace's conntrack entries.
+    fn ct_count(&self) -> u64 {
+        sh(&format!(
+            "ip netns exec {} cat /proc/sys/net/netfilter/nf_conntrack_count",
+            self.router
+        ))
+        .trim()
+        .parse()
+        .unwrap()
+    }
+
+    /// Connections the router namespace's NAT table has seen: the packet
+    /// counter of the rule every connection's first packet (and only that)
+    /// passes, `-A POSTROUTING -j neutron-l3-agent-POSTROUTING` of the nat
+    /// table. (/proc/net/stat/nf_conntrack no longer counts inserts.)
+    fn nat_sessions(&self) -> u64 {
+        let out = sh(&format!(
+            "ip netns exec {} iptables-save -c -t nat",
+            self.router
+        ));
+        out.lines()
+            .find(|l| l.ends_with("-A POSTROUTING -j neutron-l3-agent-POSTROUTING"))
+            .and_then(|l| l.strip_prefix('[')?.split(':').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no counter of the nat POSTROUTING jump in:\n{out}"))
+    }
+
+    /// Packets the generator's end `dev` offered to the router: sent plus
+    /// dropped at the router core's backlog.
+    fn offered(&self, dev: &str) -> u64 {
+        let out = sh(&format!("ip -n {} -s -j link show dev {dev}", self.gen));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j link");
+        let tx = &v[0]["stats64"]["tx"];
+        tx["packets"].as_u64().unwrap() + tx["dropped"].as_u64().unwrap_or(0)
+    }
+
+    /// Captures `count` frames leaving the router on the generator's end `dev`
+    /// while traffic flows (tshark, at most 30 s).
+    fn capture(&self, dir: &Path, dev: &str, count: usize) -> Vec<Vec<u8>> {
+        let file = dir.join(format!("check-{dev}.pcap"));
+        let _ = std::fs::remove_file(&file);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.gen, "tshark", "-q", "-i", dev])
+            .args(["-c", &count.to_string(), "-a", "duration:30", "-F", "pcap"])
+            .arg("-w")
+            .arg(&file)
+            .output()
+            .expect("tshark (scripts/install-deps installs it)");
+        assert!(
+            out.status.success(),
+            "tshark on {dev}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let frames = dvr::pcap::read_file(&file).expect("tshark's capture");
+        let _ = std::fs::remove_file(&file);
+        frames
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in [&self.gen, &self.router] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// The iptables rules Neutron's L3 agent installs in a legacy router's
+/// namespace for the gateway leg `qg-knat` (203.0.113.1) and `FIP_VMS`
+/// floating IPs (router_info.py: floating_forward_rules,
+/// external_gateway_nat_snat_rules, external_gateway_nat_fip_rules,
+/// external_gateway_mangle_rules, the address scope rules; use_random_fully).
+fn neutron_rules() -> String {
+    let mut nat = String::new();
+    for v in 0..FIP_VMS {
+        let (fip, fixed) = (floating_ip(v), fixed_ip(v));
+        nat += &format!(
+            "-A neutron-l3-agent-PREROUTING -d {fip}/32 -j DNAT --to-destination {fixed}\n\
+             -A neutron-l3-agent-OUTPUT -d {fip}/32 -j DNAT --to-destination {fixed}\n\
+             -A neutron-l3-agent-float-snat -s {fixed}/32 -j SNAT --to-source {fip} --random-fully\n"
+        );
+    }
+    format!(
+        r#"*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:neutron-filter-top - [0:0]
+:neutron-l3-agent-FORWARD - [0:0]
+:neutron-l3-agent-INPUT - [0:0]
+:neutron-l3-agent-OUTPUT - [0:0]
+:neutron-l3-agent-local - [0:0]
+:neutron-l3-agent-scope - [0:0]
+-A INPUT -j neutron-l3-agent-INPUT
+-A FORWARD -j neutron-filter-top
+-A FORWARD -j neutron-l3-agent-FORWARD
+-A OUTPUT -j neutron-filter-top
+-A OUTPUT -j neutron-l3-agent-OUTPUT
+-A neutron-filter-top -j neutron-l3-agent-local
+-A neutron-l3-agent-FORWARD -j neutron-l3-agent-scope
+COMMIT
+*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:neutron-l3-agent-FORWARD - [0:0]
+:neutron-l3-agent-INPUT - [0:0]
+:neutron-l3-agent-OUTPUT - [0:0]
+:neutron-l3-agent-POSTROUTING - [0:0]
+:neutron-l3-agent-PREROUTING - [0:0]
+:neutron-l3-agent-float-snat - [0:0]
+:neutron-l3-agent-floatingip - [0:0]
+:neutron-l3-agent-mark - [0:0]
+:neutron-l3-agent-scope - [0:0]
+-A PREROUTING -j neutron-l3-agent-PREROUTING
+-A INPUT -j neutron-l3-agent-INPUT
+-A FORWARD -j neutron-l3-agent-FORWARD
+-A OUTPUT -j neutron-l3-agent-OUTPUT
+-A POSTROUTING -j neutron-l3-agent-POSTROUTING
+-A neutron-l3-agent-PREROUTING -j neutron-l3-agent-mark
+-A neutron-l3-agent-PREROUTING -j neutron-l3-agent-scope
+-A neutron-l3-agent-PREROUTING -m connmark ! --mark 0x0/0xffff0000 -j CONNMARK --restore-mark --nfmask 0xffff0000 --ctmask 0xffff0000
+-A neutron-l3-agent-PREROUTING -j neutron-l3-agent-floatingip
+-A neutron-l3-agent-float-snat -m connmark --mark 0x0/0xffff0000 -j CONNMARK --save-mark --nfmask 0xffff0000 --ctmask 0xffff0000
+-A neutron-l3-agent-mark -i {QG} -j MARK --set-xmark 0x2/0xffff
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:neutron-l3-agent-OUTPUT - [0:0]
+:neutron-l3-agent-POSTROUTING - [0:0]
+:neutron-l3-agent-PREROUTING - [0:0]
+:neutron-l3-agent-float-snat - [0:0]
+:neutron-l3-agent-snat - [0:0]
+:neutron-postrouting-bottom - [0:0]
+-A PREROUTING -j neutron-l3-agent-PREROUTING
+-A OUTPUT -j neutron-l3-agent-OUTPUT
+-A POSTROUTING -j neutron-l3-agent-POSTROUTING
+-A POSTROUTING -j neutron-postrouting-bottom
+-A neutron-l3-agent-POSTROUTING ! -o {QG} -m conntrack ! --ctstate DNAT -j ACCEPT
+{nat}-A neutron-l3-agent-snat -j neutron-l3-agent-float-snat
+-A neutron-l3-agent-snat -o {QG} -j SNAT --to-source {EXT_GW_IP} --random-fully
+-A neutron-l3-agent-snat -m mark ! --mark 0x2/0xffff -m conntrack --ctstate DNAT -j SNAT --to-source {EXT_GW_IP} --random-fully
+-A neutron-postrouting-bottom -m comment --comment "Perform source NAT on outgoing traffic." -j neutron-l3-agent-snat
+COMMIT
+"#
+    )
+}
+
+/// dpdk-testpmd in the generator namespace: each capture replayed from memory
+/// into an AF_PACKET port on a generator veth end, on `gen_core`; stopped on drop.
+struct Generator {
+    child: Child,
+    prefix: String,
+    log: PathBuf,
+}
+
+impl Generator {
+    fn start(
+        topo: &Topology,
+        dir: &Path,
+        feeds: &[(&Path, &str)],
+        frames: usize,
+        core: usize,
+        gen_core: usize,
+    ) -> Generator {
+        let prefix = format!("knat-{}", std::process::id());
+        let log = dir.join("testpmd.log");
+        // Each mbuf: 640 bytes of buffer (AF_PACKET frames of 512 need 480 of
+        // room after the headroom) plus its header: about 900 bytes with the
+        // pool's overhead. The replayed captures live in the pool.
+        let mbufs = frames + 32_768;
+        let mem_mb = mbufs * 900 / (1 << 20) + 512;
+        let mut cmd = Command::new("ip");
+        // Niced: the machine is shared, and the generator must outrun the router.
+        cmd.args([
+            "netns",
+            "exec",
+            &topo.gen,
+            "nice",
+            "-n",
+            "-19",
+            "dpdk-testpmd",
+        ])
+        .args(["-l", &format!("{core},{gen_core}")])
+        .args(["--main-lcore", &core.to_string()])
+        .args([
+            "--no-huge",
+            "-m",
+            &mem_mb.to_string(),
+            "--no-pci",
+            "--no-shconf",
+        ])
+        .args(["--file-prefix", &prefix])
+        .arg("--log-level=lib.eal:debug");
+        for (i, (pcap, dev)) in feeds.iter().enumerate() {
+            cmd.args([
+                "--vdev",
+                &format!("net_pcap{i},rx_pcap={},infinite_rx=1", pcap.display()),
+            ]);
+            cmd.args([
+                "--vdev",
+                &format!("net_af_packet{i},iface={dev},framesz=512,blocksz=4096,framecnt=1024"),
+            ]);
+        }
+        cmd.args([
+            "--",
+            "--forward-mode=io",
+            "--stats-period",
+            "1",
+            "--nb-cores",
+            "1",
+            "--mbuf-size",
+            "640",
+            "--total-num-mbufs",
+            &mbufs.to_string(),
+        ]);
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .current_dir(dir)
+            .spawn()
+            .expect("start dpdk-testpmd");
+        let mut g = Generator { child, prefix, log };
+        let t0 = Instant::now();
+        while !g.log_text().contains("Port statistics") {
+            if let Ok(Some(st)) = g.child.try_wait() {
+                panic!("dpdk-testpmd exited ({st}):\n{}", g.log_text());
+            }
+            // Loading a capture of millions of frames takes a few seconds.
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "dpdk-testpmd not forwarding after 120 s:\n{}",
+                g.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        g
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The TSC rate EAL measured, from its debug log.
+    fn tsc_hz(&self) -> u64 {
+        self.log_text()
+            .lines()
+            .find_map(|l| {
+                l.split("TSC frequency is ~")
+                    .nth(1)?
+                    .strip_suffix(" KHz")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .map(|khz| khz * 1000)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(harness::dpdk_runtime_dir(&self.prefix));
+    }
+}
+
+/// The softirq time of `cpu` so far, in seconds (/proc/stat, USER_HZ = 100).
+fn softirq_s(cpu: usize) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let name = format!("cpu{cpu}");
+    let l = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .unwrap_or_else(|| panic!("no {name} in /proc/stat"));
+    // cpuN user nice system idle iowait irq softirq ...
+    let ticks: u64 = l.split_whitespace().nth(7).unwrap().parse().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// A reading of the counters that make a measurement.
+#[derive(Clone, Copy)]
+struct Reading {
+    t: Instant,
+    /// The router's NAPI threads' CPU seconds.
+    busy: f64,
+    /// The measured core's softirq seconds (should stay near zero: the
+    /// router's work runs in its NAPI threads).
+    softirq: f64,
+    forwarded: u64,
+    inserts: u64,
+    offered: u64,
+}
+
+fn read(topo: &Topology, core: usize) -> Reading {
+    let t = Instant::now();
+    let busy = topo.napi_s();
+    let softirq = softirq_s(core);
+    let (qg, qr) = topo.router_tx();
+    let inserts = topo.nat_sessions();
+    let offered = topo.offered("kn-in") + topo.offered("kn-out");
+    Reading {
+        t,
+        busy,
+        softirq,
+        forwarded: qg + qr,
+        inserts,
+        offered,
+    }
+}
+
+/// The figures of the window `a`..`b`, and the forwarded rate (Mpps), the
+/// share of the core the NAPI threads took and its share in softirq.
+fn figures(a: Reading, b: Reading, tsc_hz: u64) -> (NatMeasured, f64, f64, f64) {
+    let dt = (b.t - a.t).as_secs_f64();
+    let busy = (b.busy - a.busy).max(1e-9);
+    let fwd = (b.forwarded - a.forwarded) as f64;
+    let new = (b.inserts - a.inserts) as f64;
+    let m = NatMeasured {
+        mpps_core: fwd / busy / 1e6,
+        cycles_per_packet: if fwd > 0.0 {
+            tsc_hz as f64 * busy / fwd
+        } else {
+            0.0
+        },
+        sessions_per_s: new / busy,
+        new_fraction: if fwd > 0.0 { new / fwd } else { 0.0 },
+    };
+    (m, fwd / dt / 1e6, busy / dt, (b.softirq - a.softirq) / dt)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Case {
+    Fip,
+    SnatEstablished,
+    SnatNew,
+}
+
+impl Case {
+    fn name(self, sessions: u32) -> String {
+        match self {
+            Case::Fip => "kernel FIP (iptables 1:1 NAT)".into(),
+            Case::SnatEstablished if sessions == 1_000_000 => {
+                "kernel SNAT established (1M conntrack)".into()
+            }
+            Case::SnatEstablished => format!("kernel SNAT established ({sessions} conntrack)"),
+            Case::SnatNew => "kernel SNAT new sessions".into(),
+        }
+    }
+}
+
+/// The captures of the kernel cases, written once.
+struct Captures {
+    fip_out: PathBuf,
+    fip_in: PathBuf,
+    snat: PathBuf,
+    snat_new: PathBuf,
+}
+
+fn write_captures(dir: &Path, sessions: u32, new_flows: u32) -> Captures {
+    let w = |name: &str, frames: Vec<Vec<u8>>| {
+        let p = dir.join(name);
+        dvr::pcap::write_file(&p, &frames).unwrap();
+        p
+    };
+    Captures {
+        fip_out: w(
+            "fip-out.pcap",
+            nat_gen::fip_outbound(mac(VM_MAC), mac(QR_MAC), FIP_VMS, FIP_FLOWS),
+        ),
+        fip_in: w(
+            "fip-in.pcap",
+            nat_gen::fip_inbound(mac(UP_MAC), mac(QG_MAC), FIP_VMS, FIP_FLOWS),
+        ),
+        snat: w(
+            "snat.pcap",
+            nat_gen::snat_frames(mac(VM_MAC), mac(QR_MAC), sessions, SNAT_PORT),
+        ),
+        snat_new: w(
+            "snat-new.pcap",
+            nat_gen::snat_frames(mac(VM_MAC), mac(QR_MAC), new_flows, SNAT_PORT),
+        ),
+    }
+}
+
+/// Checks a translated frame's headers: IPv4/UDP, TTL 63 (routed once), valid
+/// IPv4 and UDP checksums, the given MACs; returns (src, dst, src port, dst
+/// port, flow index).
+fn check_frame(f: &[u8], src_mac: &str, dst_mac: &str) -> (Ipv4Addr, Ipv4Addr, u16, u16, u32) {
+    assert_eq!(f.len(), nat_gen::FRAME_LEN, "frame length");
+    assert_eq!(&f[0..6], &mac(dst_mac).0, "destination MAC");
+    assert_eq!(&f[6..12], &mac(src_mac).0, "source MAC");
+    assert_eq!(&f[12..14], &[0x08, 0x00], "ethertype");
+    assert_eq!(f[23], 17, "protocol");
+    assert_eq!(f[22], 63, "TTL");
+    assert_eq!(dvr::gen::ipv4_checksum(&f[14..34]), 0, "IPv4 checksum");
+    let udp_len = u16::from_be_bytes([f[38], f[39]]);
+    let pseudo = dvr::pkt::pseudo4(&f[26..30], &f[30..34], udp_len, 17);
+    let ip_len = u16::from_be_bytes([f[16], f[17]]) as usize;
+    assert_eq!(
+        dvr::pkt::csum_fold(dvr::pkt::csum_add(pseudo, &f[34..14 + ip_len])),
+        0,
+        "UDP checksum"
+    );
+    let a = |o: usize| Ipv4Addr::new(f[o], f[o + 1], f[o + 2], f[o + 3]);
+    (
+        a(26),
+        a(30),
+        u16::from_be_bytes([f[34], f[35]]),
+        u16::from_be_bytes([f[36], f[37]]),
+        nat_gen::seq_of(f).unwrap(),
+    )
+}
+
+/// Captures what the router sends while the generator runs and checks that it
+/// is translated as the case's rules say.
+fn check_translation(topo: &Topology, dir: &Path, case: Case) {
+    const N: usize = 64;
+    let out = topo.capture(dir, "kn-out", N);
+    assert_eq!(out.len(), N, "captured on kn-out");
+    for f in &out {
+        let (src, dst, _, dport, seq) = check_frame(f, QG_MAC, UP_MAC);
+        assert_eq!(dport, 80, "destination port");
+        match case {
+            Case::Fip => {
+                let v = (seq / FIP_FLOWS as u32) as u8;
+                assert_eq!(src, floating_ip(v), "source of VM {v}'s flow {seq}");
+                assert_eq!(dst, INTERNET);
+            }
+            Case::SnatEstablished | Case::SnatNew => {
+                assert_eq!(src, EXT_GW_IP, "source of SNAT flow {seq}");
+                assert_eq!(dst, nat_gen::snat_flow(seq, SNAT_PORT).2, "flow {seq}");
+            }
+        }
+    }
+    if case == Case::Fip {
+        let inb = topo.capture(dir, "kn-in", N);
+        assert_eq!(inb.len(), N, "captured on kn-in");
+        for f in &inb {
+            let (src, dst, sport, dport, seq) = check_frame(f, QR_MAC, VM_MAC);
+            let v = (seq / FIP_FLOWS as u32) as u8;
+            assert_eq!(src, INTERNET, "inbound source");
+            assert_eq!(sport, 80, "inbound source port");
+            assert_eq!(dst, fixed_ip(v), "inbound flow {seq} to VM {v}");
+            assert_eq!(dport, 8080 + (seq % FIP_FLOWS as u32) as u16, "port kept");
+        }
+    }
+}
+
+/// Runs one kernel case: topology, generator, warm-up, check, then a window
+/// of `secs` seconds on `core`.
+#[allow(clippy::too_many_arguments)]
+fn run_kernel(
+    dir: &Path,
+    caps: &Captures,
+    case: Case,
+    core: usize,
+    gen_core: usize,
+    secs: u64,
+    sessions: u32,
+    new_flows: u32,
+) -> NatMeasured {
+    let tag = match case {
+        Case::Fip => "f",
+        Case::SnatEstablished => "e",
+        Case::SnatNew => "n",
+    };
+    let topo = Topology::new(tag, core, gen_core);
+    if case == Case::SnatNew {
+        topo.sysctl("net.netfilter.nf_conntrack_udp_timeout=1");
+    }
+    let (feeds, frames): (Vec<(&Path, &str)>, usize) = match case {
+        Case::Fip => (
+            vec![(&caps.fip_out, "kn-in"), (&caps.fip_in, "kn-out")],
+            2 * FIP_VMS as usize * FIP_FLOWS as usize,
+        ),
+        Case::SnatEstablished => (vec![(&caps.snat, "kn-in")], sessions as usize),
+        Case::SnatNew => (vec![(&caps.snat_new, "kn-in")], new_flows as usize),
+    };
+    let gen = Generator::start(&topo, dir, &feeds, frames, core, gen_core);
+    let tsc_hz = gen.tsc_hz();
+    assert!(tsc_hz > 0, "no TSC rate in EAL's log:\n{}", gen.log_text());
+
+    // Warm-up: established sessions must all exist first.
+    if case == Case::SnatEstablished {
+        let target = sessions as u64 * 999 / 1000;
+        let (mut last, mut since) = (0, Instant::now());
+        loop {
+            let n = topo.ct_count();
+            if n >= target {
+                break;
+            }
+            if n > last {
+                (last, since) = (n, Instant::now());
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "conntrack stuck at {n} of {sessions} sessions for 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    check_translation(&topo, dir, case);
+
+    let a = read(&topo, core);
+    std::thread::sleep(Duration::from_secs(secs));
+    let b = read(&topo, core);
+    let ct = topo.ct_count();
+    drop(gen);
+    let (m, rate, share, softirq) = figures(a, b, tsc_hz);
+    let offered = (b.offered - a.offered) as f64 / (b.t - a.t).as_secs_f64() / 1e6;
+    eprintln!(
+        "  {}: offered {offered:.3} Mpps, forwarded {rate:.3} Mpps using {:.0}% of core {core} \
+         in its NAPI threads (core softirq {:.1}%), conntrack {ct} entries, {:.1}% of packets new",
+        case.name(sessions),
+        share * 100.0,
+        softirq * 100.0,
+        m.new_fraction * 100.0
+    );
+    if share < 0.9 {
+        eprintln!(
+            "  warning: core {core} not saturated by the router's work: the generator offers \
+             too little (per-packet costs then include more wake-ups)"
+        );
+    }
+    if case == Case::SnatEstablished && m.new_fraction > 0.01 {
+        eprintln!("  warning: more than 1% of the established case's packets made new sessions");
+    }
+    if case == Case::SnatNew && m.new_fraction < 0.9 {
+        eprintln!("  warning: fewer than 90% of the new-sessions case's packets made new sessions");
+    }
+    m
+}
+
+/// Why the kernel reference cannot run here, if it cannot.
+fn kernel_unavailable() -> Option<String> {
+    let uid = sh("id -u");
+    if uid.trim() != "0" {
+        return Some("not root (network namespaces and sysctls need it)".into());
+    }
+    for tool in ["iptables-restore", "tshark", "ethtool", "dpdk-testpmd"] {
+        if sh(&format!("command -v {tool} || true")).trim().is_empty() {
+            return Some(format!("{tool} missing (scripts/install-deps installs it)"));
+        }
+    }
+    None
+}
+
+fn main() {
+    let secs: u64 = harness::env_or("DVR_BENCH_SECONDS", 6);
+    let rounds: usize = harness::env_or("DVR_BENCH_ROUNDS", 3);
+    let core: usize = harness::env_or("DVR_BENCH_CORE", 1);
+    let sessions: u32 = harness::env_or("DVR_BENCH_SESSIONS", 1_000_000);
+    let new_flows: u32 = harness::env_or("DVR_BENCH_NEW_FLOWS", 2_000_000);
+    let gen_core = if core == 0 { 1 } else { 0 };
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let kernel_cases = [Case::Fip, Case::SnatEstablished, Case::SnatNew];
+    let mut kern: Vec<Vec<NatMeasured>> = vec![Vec::new(); kernel_cases.len()];
+    let why_not = kernel_unavailable();
+    let limits = match &why_not {
+        None => Some(ConntrackLimits::raise(sessions.max(new_flows))),
+        Some(_) => None,
+    };
+    let limits_err = match &limits {
+        Some(Err(e)) => Some(format!("conntrack limits not raised: {e}")),
+        _ => None,
+    };
+    let caps = why_not
+        .is_none()
+        .then(|| write_captures(dir.path(), sessions, new_flows));
+
+    let cases = dvr_cases();
+    let mut dv: Vec<Vec<NatMeasured>> = vec![Vec::new(); cases.len()];
+    for r in 0..rounds {
+        if let Some(caps) = &caps {
+            for (c, out) in kernel_cases.iter().zip(kern.iter_mut()) {
+                let m = run_kernel(
+                    dir.path(),
+                    caps,
+                    *c,
+                    core,
+                    gen_core,
+                    secs,
+                    sessions,
+                    new_flows,
+                );
+                eprintln!(
+                    "round {r}: {} {:.3} Mpps/core, {:.0} cycles/packet, {:.0} new sessions/s/core",
+                    c.name(sessions),
+                    m.mpps_core,
+                    m.cycles_per_packet,
+                    m.sessions_per_s
+                );
+                out.push(m);
+            }
+        }
+        for (c, out) in cases.iter().zip(dv.iter_mut()) {
+            if let Some(m) = (c.run)(dir.path(), core, secs, sessions, new_flows) {
+                eprintln!(
+                    "round {r}: {} {:.3} Mpps/core, {:.0} cycles/packet, {:.0} new sessions/s/core",
+                    c.name, m.mpps_core, m.cycles_per_packet, m.sessions_per_s
+                );
+                out.push(m);
+            }
+        }
+    }
+    drop(limits);
+
+    println!(
+        "\nNAT, 60-byte IPv4/UDP frames, core {core} measured, median of {rounds} rounds of {secs} s; \
+         FIP: {FIP_VMS} VMs x {FIP_FLOWS} flows each way; SNAT: {sessions} established sessions, \
+         {new_flows} new-session flows"
+    );
+    let row = |name: &str, ms: &[NatMeasured], new: bool| {
+        let m = median(ms.iter().map(|m| m.mpps_core));
+        let c = median(ms.iter().map(|m| m.cycles_per_packet));
+        print!("{name:<40} {m:>8.3} Mpps/core {c:>8.0} cycles/packet");
+        if new {
+            let s = median(ms.iter().map(|m| m.sessions_per_s));
+            print!(" {:>8.3} M new sessions/s/core", s / 1e6);
+        }
+        println!();
+        (m, c)
+    };
+    let mut kernel_rows = Vec::new();
+    for (c, ms) in kernel_cases.iter().zip(&kern) {
+        if ms.is_empty() {
+            let why = why_not.clone().or(limits_err.clone()).unwrap_or_default();
+            println!("{:<40} not measured: {why}", c.name(sessions));
+            kernel_rows.push(None);
+        } else {
+            kernel_rows.push(Some(row(&c.name(sessions), ms, *c == Case::SnatNew)));
+        }
+    }
+    if let Some(e) = &limits_err {
+        println!("note: {e}");
+    }
+    for ((c, ms), k) in cases.iter().zip(&dv).zip(&kernel_rows) {
+        if ms.is_empty() {
+            println!(
+                "{:<40} not measured (dvr-pmd NAT lands with issue 5)",
+                c.name
+            );
+            continue;
+        }
+        let (m, _) = row(c.name, ms, true);
+        if let Some((km, _)) = k {
+            println!("  ratio to the kernel per core: {:.1}", m / km);
+        }
+    }
+    println!(
+        "goals: SNAT established (1M sessions) <= 250 cycles/packet; new sessions >= 3M/s/core; \
+         >= 10x the kernel per core"
+    );
+}
