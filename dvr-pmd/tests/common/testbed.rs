@@ -489,8 +489,17 @@ impl Recording {
     /// values of `fields` (`eth.src`, `vxlan.vni`, ...; "" where a frame has no
     /// such field; several occurrences joined by ",").
     pub fn fields(&self, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+        self.fields_with(&[], filter, fields)
+    }
+
+    /// [`Recording::fields`] with further tshark options `opts` (`-o
+    /// tcp.check_checksum:TRUE`, say, for `tcp.checksum.status`: 1 good, 0 bad).
+    pub fn fields_with(&self, opts: &[&str], filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
         let mut cmd = Command::new("tshark");
-        cmd.arg("-r").arg(&self.file).args(["-n", "-T", "fields"]);
+        cmd.arg("-r")
+            .arg(&self.file)
+            .args(["-n", "-T", "fields"])
+            .args(opts);
         if !filter.is_empty() {
             cmd.args(["-Y", filter]);
         }
