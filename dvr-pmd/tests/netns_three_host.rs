@@ -689,6 +689,19 @@ fn step_snat(bed: &mut Bed) {
         );
         assert_eq!(outer, (NODES[CN2].vtep, NODES[NN].vtep), "cn2 -> nn: {f:?}");
     }
+    // And the replies, translated back on nn, crossed it from nn to cn2.
+    let back = ul.fields(
+        &format!("vxlan && ip.src == {INET} && ip.dst == {}", Bed::ip("vm2")),
+        &["ip.src", "ip.dst"],
+    );
+    assert!(!back.is_empty(), "replies to vm2 not seen on the underlay");
+    for f in &back {
+        let outer = (
+            f[0].split(',').next().unwrap(),
+            f[1].split(',').next().unwrap(),
+        );
+        assert_eq!(outer, (NODES[NN].vtep, NODES[CN2].vtep), "nn -> cn2: {f:?}");
+    }
     check_external_clean(&rec, bed);
 }
 
