@@ -31,7 +31,7 @@ use crate::pkt::*;
 use crate::snapshot::{
     Adj, Dest, HostEntry, Iface, NetTables, NodeTables, RouterTables, Slot, Snapshot, VmPort,
 };
-use crate::snapshot::{ExtAddr, SnatHere};
+use crate::snapshot::{ExtAddr, Home, SnatHere, SnatSettings};
 use crate::stats::DropReason;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -1496,6 +1496,16 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
 // routers whose SNAT runs here); traffic to them is translated back (DNAT to
 // the fixed IP, or the SNAT session) and routed by the router.
 
+/// The MAC a floating IP of router `r` is served with: this host's FIP
+/// gateway port's, or (`central`) the router's gateway port's.
+pub fn fip_mac(node: &NodeTables, r: &RouterTables, central: bool) -> Option<MacAddr> {
+    if central {
+        r.snat.as_ref().map(|s| s.mac)
+    } else {
+        node.fip_gw.map(|g| g.1)
+    }
+}
+
 /// The upstream router's MAC for router `r` (resolved on the external port).
 #[inline]
 fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReason> {
@@ -1533,7 +1543,32 @@ fn north_south4<T: Trace>(
     if let Some(&fixed) = r.floating.get(&dst) {
         return hairpin4(snap, r, src, dst, fixed, f, t);
     }
+    let sn = r.snat.as_ref();
     if let Some(fe) = r.fips.get(&IpAddr::V4(src)) {
+        if fe.central {
+            // Served by the router's SNAT node, with its gateway port's MAC.
+            let Some(sn) = sn else {
+                return Err(R::NoSnat);
+            };
+            if !sn.here {
+                return to_snat_node(snap, env, sn, ingress, f, t);
+            }
+            let Some(ext) = node.external else {
+                return Err(R::NoExternalPath);
+            };
+            let up = upstream_mac(node, r)?;
+            let b = f.data_mut();
+            nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
+            dec_ttl4(&mut b[ETH_LEN..]);
+            write_macs(b, &up.0, &sn.mac.0);
+            tr!(
+                t,
+                "nat",
+                "source {src} → floating IP {} (served centrally); out of the external port to {up}",
+                fe.floating
+            );
+            return Ok(ext);
+        }
         let (Dest::Local(_), Some(ext), Some((_, gw_mac))) = (fe.dest, node.external, node.fip_gw)
         else {
             tr!(
@@ -1557,7 +1592,7 @@ fn north_south4<T: Trace>(
         );
         return Ok(ext);
     }
-    let Some(sn) = r.snat.as_ref().filter(|s| s.enable_snat) else {
+    let Some(sn) = sn.filter(|s| s.enable_snat) else {
         tr!(t, "nat", "{src} has no floating IP and the router no SNAT");
         return Err(R::NoSnat);
     };
@@ -1581,23 +1616,32 @@ fn north_south4<T: Trace>(
         );
         return Ok(ext);
     }
+    to_snat_node(snap, env, sn, ingress, f, t)
+}
+
+/// Sends a frame that entered router interface `ingress` to the router's SNAT
+/// node, unrouted (that node routes it), from this host's DVR MAC, over the
+/// overlay of the ingress network.
+fn to_snat_node<T: Trace>(
+    snap: &Snapshot,
+    env: &Env,
+    sn: &SnatSettings,
+    ingress: &Iface,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
     if env.redirected {
         return Err(R::SnatNotHere);
     }
+    let node = &*snap.node;
     let (Some(h), Some(dvr)) = (sn.host_idx, node.dvr_mac) else {
         return Err(R::SnatHostUnknown);
     };
     let Some(net) = snap.net(ingress.net) else {
         return Err(R::TableGone);
     };
-    // Unrouted (the SNAT node routes it), from this host's DVR MAC.
     write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
-    tr!(
-        t,
-        "nat",
-        "{src} → {dst}: to the router's SNAT on host {}",
-        host_name(snap, h)
-    );
+    tr!(t, "nat", "to the router's SNAT node {}", host_name(snap, h));
     encap(snap, net, h, f, t)
 }
 
@@ -1656,22 +1700,24 @@ fn routed_to<T: Trace>(snap: &Snapshot, r: &RouterTables, f: &mut Frame, t: &mut
     deliver_routed(snap, net, &Egress { iface, mac, dest }, f, t)
 }
 
-/// A frame another host's router sent to this node's interface of router
-/// `router` for its SNAT: routed here (the SNAT must be here).
-fn snat_redirected<T: Trace>(
+/// A frame from the overlay to this node's interface of router `router`:
+/// another host's router sent it here unrouted (`from_router`: from its DVR
+/// MAC) for the router's SNAT, or a VM on another host sent it to its
+/// centralized (`legacy`) router, whose node this is. Routed here.
+fn routed_from_overlay<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     router: u32,
     iface: u16,
+    from_router: bool,
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let here = snap
-        .routers
-        .get(router as usize)
-        .and_then(|r| r.snat.as_ref())
-        .is_some_and(|s| s.here);
-    if !here {
+    let Some(r) = snap.routers.get(router as usize) else {
+        return Err(R::TableGone);
+    };
+    let snat_here = r.snat.as_ref().is_some_and(|s| s.here);
+    if from_router && !snat_here {
         tr!(
             t,
             "nat",
@@ -1679,7 +1725,15 @@ fn snat_redirected<T: Trace>(
         );
         return Err(R::SnatNotHere);
     }
-    tr!(t, "nat", "from another host's router, for SNAT here");
+    if !from_router && r.home != Home::Here {
+        tr!(
+            t,
+            "switch",
+            "to a router interface from the overlay: not a router centralized here"
+        );
+        return Err(R::NotLocalAfterDecap);
+    }
+    tr!(t, "route", "from the overlay, routed here");
     env.redirected = true;
     // The ingress port only matters for answers to the sender, which a
     // redirected frame never gets (no ICMP is sent back over the overlay).
@@ -1710,13 +1764,14 @@ fn from_external<T: Trace>(
                     router,
                     fixed,
                     here: true,
+                    central,
                 }) => {
-                    if node.fip_gw.map(|g| g.1) != Some(to) {
-                        return Err(R::ExternalWrongMac);
-                    }
                     let Some(r) = snap.routers.get(router as usize) else {
                         return Err(R::TableGone);
                     };
+                    if fip_mac(node, r, central) != Some(to) {
+                        return Err(R::ExternalWrongMac);
+                    }
                     nat::rewrite_dst(&mut f.data_mut()[ETH_LEN..], fixed)?;
                     tr!(t, "nat", "floating IP {dst} → {fixed}");
                     routed_to(snap, r, f, t)
@@ -1795,7 +1850,15 @@ fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
             }
             let fip_gw = node.fip_gw;
             let mac = match snap.ext.get(target) {
-                Some(ExtAddr::Fip { here: true, .. }) => fip_gw.map(|g| g.1),
+                Some(ExtAddr::Fip {
+                    here: true,
+                    router,
+                    central,
+                    ..
+                }) => snap
+                    .routers
+                    .get(router as usize)
+                    .and_then(|r| fip_mac(node, r, central)),
                 Some(ExtAddr::Gateway {
                     mac, here: true, ..
                 }) => Some(mac),
@@ -1882,16 +1945,13 @@ fn deliver_decapped<T: Trace>(
     let dst = MacAddr(mac_at(b, 0));
     let p = match n.fdb.get(dst.key()) {
         Some(Dest::Local(p)) => p,
-        Some(Dest::Router { router, iface })
-            if snap
+        Some(Dest::Router { router, iface }) => {
+            let from_router = snap
                 .node
                 .dvr_macs
                 .get(MacAddr(mac_at(b, 6)).key())
-                .is_some() =>
-        {
-            // Another host's router sent this here unrouted, from its DVR MAC
-            // to the router's interface: north-south for this node's SNAT.
-            return snat_redirected(snap, env, router, iface, f, t);
+                .is_some();
+            return routed_from_overlay(snap, env, router, iface, from_router, f, t);
         }
         _ => {
             tr!(

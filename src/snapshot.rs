@@ -276,6 +276,9 @@ pub struct RouterTables {
     pub fips: IpMap<FipEntry>,
     /// The external gateway and its SNAT settings, if the router has one.
     pub snat: Option<SnatSettings>,
+    /// Where the router routes: everywhere (distributed), or on its central
+    /// node only (`legacy`: the other nodes switch to it over the overlay).
+    pub home: Home,
     /// The upstream router of the external gateway's IPv4 subnet: the next
     /// hop of north-south traffic (its MAC is resolved by ARP on the external
     /// port).
@@ -285,15 +288,30 @@ pub struct RouterTables {
     pub floating: IntMap<Ipv4Addr, Ipv4Addr>,
 }
 
+/// Where a router routes, seen from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// Distributed: on every node.
+    Everywhere,
+    /// Not distributed, and this node is its central node (`snat_host`).
+    Here,
+    /// Not distributed, on another host (index), reached over the overlay.
+    Host(u16),
+    /// Not distributed and no central node known: routes nowhere.
+    Nowhere,
+}
+
 /// What an address of the external network is to this node ([`Snapshot::ext`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtAddr {
     /// A floating IP of router `router` (index), associated with `fixed`;
-    /// `here`: this node serves it (its port is bound here).
+    /// `here`: this node serves it (its port is bound here; or, `central`,
+    /// the router's SNAT node is this node).
     Fip {
         router: u32,
         fixed: Ipv4Addr,
         here: bool,
+        central: bool,
     },
     /// The external gateway IP of router `router`, whose port has `mac`;
     /// `here`: the router's SNAT runs on this node.
@@ -412,13 +430,20 @@ impl RouterTables {
     /// them; `ext_here`: the node has an external port (serves floating IPs).
     fn ext_addrs(&self, id: u32, ext_here: bool) -> Vec<(Ipv4Addr, ExtAddr)> {
         let mut v = Vec::new();
+        let snat_here = self.snat.as_ref().is_some_and(|s| s.here);
         for f in self.fips.values() {
+            let here = if f.central {
+                snat_here
+            } else {
+                matches!(f.dest, Dest::Local(_))
+            };
             v.push((
                 f.floating,
                 ExtAddr::Fip {
                     router: id,
                     fixed: f.fixed,
-                    here: ext_here && matches!(f.dest, Dest::Local(_)),
+                    here: ext_here && here,
+                    central: f.central,
                 },
             ));
         }
@@ -483,6 +508,9 @@ pub struct FipEntry {
     /// Where the associated port is: in mode `dvr` the host of the port
     /// serves its floating IP (DNAT in, SNAT out, proxy ARP).
     pub dest: Dest,
+    /// Served centrally, by the router's SNAT node: the router is not
+    /// distributed (`legacy`), or the port's host is `dvr_no_external`.
+    pub central: bool,
 }
 
 /// A router's external gateway: the addresses SNAT translates to, where the
@@ -669,7 +697,7 @@ impl RouterTables {
             }
         }
         let fwd4 = Self::resolve4(&fib, &interfaces, &neighbors);
-        let fip_map = Self::fip_map(cx, fips);
+        let fip_map = Self::fip_map(cx, r.distributed, fips);
         let snat = r.gateway.as_ref().map(|g| SnatSettings {
             network: g.network.clone(),
             ips: g.ips.iter().map(|f| f.ip).collect(),
@@ -682,6 +710,12 @@ impl RouterTables {
                 .as_deref()
                 .and_then(|h| cx.host_ids.get(h).copied()),
         });
+        let home = match r.snat_host.as_deref() {
+            _ if r.distributed => Home::Everywhere,
+            Some(h) if h == cx.node.node => Home::Here,
+            Some(h) => cx.host_ids.get(h).map_or(Home::Nowhere, |&i| Home::Host(i)),
+            None => Home::Nowhere,
+        };
         let upstream = r.gateway.as_ref().and_then(|g| {
             g.ips.iter().find_map(|f| {
                 match model.subnets.get(&f.subnet).and_then(|sn| sn.gateway_ip) {
@@ -700,6 +734,7 @@ impl RouterTables {
             floating: Self::floating_of(&fip_map),
             fips: fip_map,
             snat,
+            home,
             upstream,
         }
     }
@@ -709,7 +744,11 @@ impl RouterTables {
     }
 
     /// The floating IPs `fips` (addresses) as served through this router.
-    fn fip_map(cx: &Ctx<'_>, fips: Option<&BTreeSet<Ipv4Addr>>) -> IpMap<FipEntry> {
+    fn fip_map(
+        cx: &Ctx<'_>,
+        distributed: bool,
+        fips: Option<&BTreeSet<Ipv4Addr>>,
+    ) -> IpMap<FipEntry> {
         let model = cx.model;
         let mut fip_map = IpMap::default();
         for f in fips
@@ -720,10 +759,12 @@ impl RouterTables {
             let (Some(port), Some(fixed)) = (&f.port, f.fixed_ip) else {
                 continue;
             };
-            let dest = model
-                .ports
-                .get(port)
-                .map_or(Dest::Nowhere, |p| cx.port_dest(p));
+            let p = model.ports.get(port);
+            let dest = p.map_or(Dest::Nowhere, |p| cx.port_dest(p));
+            let no_external = p
+                .and_then(|p| p.host.as_deref())
+                .and_then(|h| model.hosts.get(h))
+                .is_some_and(|h| h.agent_mode == crate::config::AgentMode::DvrNoExternal);
             fip_map.insert(
                 IpAddr::V4(fixed),
                 FipEntry {
@@ -731,6 +772,7 @@ impl RouterTables {
                     fixed,
                     port: port.clone(),
                     dest,
+                    central: !distributed || no_external,
                 },
             );
         }
@@ -843,13 +885,19 @@ impl NetTables {
                     router: id as u32,
                     iface: k as u16,
                 };
-                fdb.push((
-                    i.mac,
-                    Dest::Router {
+                let dest = match t.home {
+                    Home::Everywhere | Home::Here => Dest::Router {
                         router: gw.router,
                         iface: gw.iface,
                     },
-                ));
+                    // A centralized router: switched to its node.
+                    Home::Host(h) => Dest::Remote(h),
+                    Home::Nowhere => Dest::Nowhere,
+                };
+                if let Dest::Remote(h) = dest {
+                    remote_hosts.insert(h);
+                }
+                fdb.push((i.mac, dest));
                 arp.insert(i.ip, i.mac);
                 gateways.push(gw);
             }
@@ -1468,7 +1516,7 @@ impl Compiler {
                 host_ids: &self.host_ids,
                 net_ids: &self.net_ids,
             };
-            let fips = RouterTables::fip_map(&cx, self.fips_by_router.get(name));
+            let fips = RouterTables::fip_map(&cx, old.distributed, self.fips_by_router.get(name));
             let t = RouterTables {
                 floating: RouterTables::floating_of(&fips),
                 fips,

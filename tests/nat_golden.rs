@@ -70,8 +70,8 @@ fn cn1(m: &Model) -> std::sync::Arc<Snapshot> {
         .expect("publishes")
 }
 
-/// nn1: an underlay port (0) and an external port (1); cn1's VTEP and the
-/// upstream router resolved.
+/// nn1: an underlay port (0) and an external port (1); cn1's and cn2's VTEPs
+/// and the upstream router resolved.
 fn nn1(m: &Model) -> std::sync::Arc<Snapshot> {
     let n = NodePorts {
         node: "nn1".into(),
@@ -86,6 +86,7 @@ fn nn1(m: &Model) -> std::sync::Arc<Snapshot> {
     };
     let mut c = Compiler::new(m, n);
     c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
     c.set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
         .expect("publishes")
 }
@@ -527,4 +528,160 @@ fn upstream_not_resolved_is_counted() {
             MacAddr(FG1)
         )]
     );
+}
+
+/// r1 made centralized on nn1 (the seed's procedure backwards: disabled,
+/// `--centralized`, enabled).
+fn legacy_model() -> Model {
+    let mut m = ns_model();
+    m.apply(&changes(json!([
+        {"op": "router_set", "name": "r1", "admin_state_up": false},
+        {"op": "router_set", "name": "r1", "distributed": false},
+        {"op": "router_set", "name": "r1", "admin_state_up": true},
+    ])))
+    .expect("a disabled router may become centralized");
+    m
+}
+
+#[test]
+fn legacy_router_routes_only_on_its_node() {
+    let m = legacy_model();
+    let s = cn1(&m);
+    let blue_gw = gw_mac(&m, "blue4");
+    // On cn1 the router's MAC is switched to nn1, unrouted, over blue's VNI.
+    let f = udp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.20", (40000, 7), 64);
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(UP));
+    let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    assert_eq!(out, to_nn1);
+    // nn1 routes it to d on cn2 (red, GRE), from its DVR MAC.
+    let n = nn1(&m);
+    let (v, out) = run1(&n, 0, &to_nn1);
+    assert_eq!(v, Ok(0));
+    let inner = udp4(DVR3, D_MAC, "10.1.0.10", "10.2.0.20", (40000, 7), 63);
+    assert_eq!(out[pkt::GRE_OVERHEAD..], inner[..]);
+    // Its floating IPs are served by nn1 with the gateway port's MAC, not by cn1.
+    let req = arp_request(UPSTREAM_MAC, "203.0.113.1", "203.0.113.50");
+    assert_eq!(run1(&s, EXT, &req).0, Err(R::ArpUnknownTarget));
+    let (_, gw_mac) = router_gw(&m);
+    let (v, out) = run1(&n, 1, &req);
+    assert_eq!(v, Ok(1));
+    assert_eq!(&out[6..12], &gw_mac);
+    let f = udp4(
+        UPSTREAM_MAC,
+        gw_mac,
+        OUTSIDE,
+        "203.0.113.50",
+        (53, 40000),
+        64,
+    );
+    let (v, out) = run1(&n, 1, &f);
+    assert_eq!(v, Ok(0));
+    let inner = udp4(DVR3, A_MAC, OUTSIDE, "10.1.0.10", (53, 40000), 63);
+    assert_eq!(out[pkt::VXLAN_OVERHEAD..], inner[..]);
+}
+
+#[test]
+fn dvr_no_external_host_floating_ips_are_served_by_the_snat_node() {
+    let mut m = ns_model();
+    m.apply(&changes(json!([
+        {"op": "host_set", "name": "cn1", "agent_mode": "dvr_no_external", "vtep": "192.0.2.1",
+         "dvr_mac": MacAddr(DVR1).to_string()},
+    ])))
+    .expect("cn1 without an external port");
+    let s = Compiler::new(&m, node())
+        .set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC))
+        .expect("publishes");
+    // E-W stays local.
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        "10.2.0.10",
+        (40000, 7),
+        64,
+    );
+    assert_eq!(run1(&s, VM_A, &f).0, Ok(VM_B));
+    // a's floating IP traffic goes unrouted to nn1 ...
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40000, 53),
+        64,
+    );
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(UP));
+    let inner = udp4(
+        DVR1,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40000, 53),
+        64,
+    );
+    let to_nn1 = vxlan_frame(&inner, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    assert_eq!(out, to_nn1);
+    // ... which translates it to the floating IP from the gateway port's MAC.
+    let n = nn1(&m);
+    let (_, gw_mac) = router_gw(&m);
+    let (v, out) = run1(&n, 0, &to_nn1);
+    assert_eq!(v, Ok(1));
+    assert_eq!(
+        out,
+        udp4(
+            gw_mac,
+            UPSTREAM_MAC,
+            "203.0.113.50",
+            OUTSIDE,
+            (40000, 53),
+            63
+        )
+    );
+}
+
+#[test]
+fn migration_to_distributed_under_a_stream() {
+    // The seed's procedure: a legacy router disabled, made distributed,
+    // enabled. The same E-W and N-S frames at each step, on cn1.
+    let mut m = legacy_model();
+    let blue_gw = gw_mac(&m, "blue4");
+    let ew = udp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.10", (40000, 7), 64);
+    let ns = udp4(A_MAC, blue_gw, "10.1.0.10", OUTSIDE, (40000, 53), 64);
+    let mut c = {
+        let mut n = node();
+        n.ports
+            .push(dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xee]));
+        Compiler::new(&m, n)
+    };
+    c.set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC));
+    let up: Ipv4Addr = "203.0.113.1".parse().unwrap();
+    let s = c.set_vtep_mac(up, MacAddr(UPSTREAM_MAC)).unwrap();
+    // Centralized: both go to nn1.
+    assert_eq!(run1(&s, VM_A, &ew).0, Ok(UP));
+    assert_eq!(run1(&s, VM_A, &ns).0, Ok(UP));
+    let steps = [
+        (
+            json!({"op": "router_set", "name": "r1", "admin_state_up": false}),
+            Err(R::UnknownDstMac),
+            Err(R::UnknownDstMac),
+        ),
+        (
+            json!({"op": "router_set", "name": "r1", "distributed": true}),
+            Err(R::UnknownDstMac),
+            Err(R::UnknownDstMac),
+        ),
+        (
+            json!({"op": "router_set", "name": "r1", "admin_state_up": true}),
+            Ok(VM_B),
+            Ok(EXT),
+        ),
+    ];
+    for (change, want_ew, want_ns) in steps {
+        let applied = m.apply(&changes(json!([change.clone()]))).unwrap();
+        let s = c.update(&m, &applied);
+        assert_eq!(run1(&s, VM_A, &ew).0, want_ew, "E-W after {change}");
+        assert_eq!(run1(&s, VM_A, &ns).0, want_ns, "N-S after {change}");
+    }
 }

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dvr::mac::MacAddr;
-use dvr::pipeline::{write_arp_request, write_garp};
+use dvr::pipeline::{fip_mac, write_arp_request, write_garp};
 use dvr::punt::Injected;
 use dvr::snapshot::{ExtAddr, ExtMap};
 
@@ -173,19 +173,27 @@ impl Garps {
         let mut announce: Vec<(Ipv4Addr, MacAddr)> = Vec::new();
         let empty = ExtMap::default();
         let old = self.seen.as_ref().unwrap_or(&empty);
-        let fip_mac = snap.node.fip_gw.map(|g| g.1);
+        // The MAC an address is served with here, if it is.
+        let served_mac = |e: &ExtAddr| match *e {
+            ExtAddr::Fip {
+                here: true,
+                router,
+                central,
+                ..
+            } => snap
+                .routers
+                .get(router as usize)
+                .and_then(|r| fip_mac(&snap.node, r, central)),
+            ExtAddr::Gateway {
+                here: true, mac, ..
+            } => Some(mac),
+            _ => None,
+        };
         let mut changed = Vec::new();
         for (shard, entries) in snap.ext.changed_since(old) {
             changed.push(shard);
             for (&a, e) in entries {
-                let mac = match *e {
-                    ExtAddr::Fip { here: true, .. } => fip_mac,
-                    ExtAddr::Gateway {
-                        here: true, mac, ..
-                    } => Some(mac),
-                    _ => None,
-                };
-                if let Some(mac) = mac {
+                if let Some(mac) = served_mac(e) {
                     if self.served.insert(a, mac) != Some(mac) {
                         announce.push((a, mac));
                     }
@@ -195,13 +203,7 @@ impl Garps {
         // Addresses of the changed shards no longer served here.
         self.served.retain(|a, mac| {
             !changed.contains(&ExtMap::shard_of(*a))
-                || match snap.ext.get(*a) {
-                    Some(ExtAddr::Fip { here: true, .. }) => fip_mac == Some(*mac),
-                    Some(ExtAddr::Gateway {
-                        here: true, mac: m, ..
-                    }) => m == *mac,
-                    _ => false,
-                }
+                || snap.ext.get(*a).and_then(|e| served_mac(&e)) == Some(*mac)
         });
         self.seen = Some(snap.ext.clone());
         let due: Vec<(Ipv4Addr, MacAddr)> = self
