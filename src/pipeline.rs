@@ -226,6 +226,14 @@ impl Env {
             {
                 tracing::warn!(router = r.router, error = %e, "SNAT not set up");
             }
+            // A fixed IP that got a floating IP leaves by it from now on: its
+            // SNAT sessions go.
+            let before = self.nat_routers.iter().find(|o| o.router == r.router);
+            for fixed in &r.with_fip {
+                if before.is_none_or(|b| b.with_fip.binary_search(fixed).is_err()) {
+                    self.nat.flush_inside(r.router, *fixed);
+                }
+            }
         }
         self.nat_routers = new;
     }

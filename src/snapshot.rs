@@ -423,6 +423,9 @@ impl ExtMap {
 pub struct SnatHere {
     pub router: u32,
     pub ips: Vec<Ipv4Addr>,
+    /// The router's fixed IPs that have a floating IP (sorted): their SNAT
+    /// sessions are flushed when they get one (they leave by it from then on).
+    pub with_fip: Vec<Ipv4Addr>,
 }
 
 impl RouterTables {
@@ -475,7 +478,13 @@ impl RouterTables {
                 IpAddr::V6(_) => None,
             })
             .collect();
-        (!ips.is_empty()).then_some(SnatHere { router: id, ips })
+        let mut with_fip: Vec<Ipv4Addr> = self.fips.values().map(|f| f.fixed).collect();
+        with_fip.sort();
+        (!ips.is_empty()).then_some(SnatHere {
+            router: id,
+            ips,
+            with_fip,
+        })
     }
 }
 

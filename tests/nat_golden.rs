@@ -685,3 +685,78 @@ fn migration_to_distributed_under_a_stream() {
         assert_eq!(run1(&s, VM_A, &ns).0, want_ns, "N-S after {change}");
     }
 }
+
+#[test]
+fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
+    let mut m = ns_model();
+    let mut c = Compiler::new(
+        &m,
+        NodePorts {
+            node: "nn1".into(),
+            ports: vec![
+                dp("up", PortRole::Underlay, NN1_UL_MAC),
+                dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xef]),
+            ],
+            static_fdb: vec![],
+            vtep: None,
+            dvr_mac: None,
+            vtep_macs: vec![],
+        },
+    );
+    c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
+    let n = c
+        .set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
+        .unwrap();
+    let red_gw = gw_mac(&m, "red4");
+    let (gw, gw_port_mac) = router_gw(&m);
+    let out_frame = gre_frame(
+        &udp4(DVR1, red_gw, "10.2.0.10", OUTSIDE, (5000, 53), 64),
+        202,
+        (UL_MAC, VTEP1),
+        (NN1_UL_MAC, VTEP3),
+    );
+    let mut e = env();
+    let (v, out) = run(&n, &mut e, 0, &out_frame);
+    assert_eq!(v, Ok(1));
+    let port = pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN);
+    let reply = udp4(
+        UPSTREAM_MAC,
+        gw_port_mac,
+        OUTSIDE,
+        &gw.to_string(),
+        (53, port),
+        64,
+    );
+    assert_eq!(run(&n, &mut e, 1, &reply).0, Ok(0));
+    // b gets a floating IP: its sessions go.
+    let applied = m
+        .apply(&changes(json!([
+            {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.52", "port": "b"},
+        ])))
+        .unwrap();
+    let n = c.update(&m, &applied);
+    assert_eq!(run(&n, &mut e, 1, &reply).0, Err(R::NatNoSession));
+    // A session of d (no floating IP), then the router disabled (gone from
+    // the dataplane).
+    let out_frame = gre_frame(
+        &udp4(DVR2, red_gw, "10.2.0.20", OUTSIDE, (5001, 53), 64),
+        202,
+        (CN2_UL_MAC, VTEP2),
+        (NN1_UL_MAC, VTEP3),
+    );
+    let mut c2 = c;
+    let n = c2
+        .set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC))
+        .unwrap();
+    let (v, _) = run(&n, &mut e, 0, &out_frame);
+    assert_eq!(v, Ok(1));
+    assert_eq!(e.nat.len(), 1);
+    let applied = m
+        .apply(&changes(
+            json!([{"op": "router_set", "name": "r1", "admin_state_up": false}]),
+        ))
+        .unwrap();
+    let n = c2.update(&m, &applied);
+    e.burst(&n);
+    assert_eq!(e.nat.len(), 0, "the router's sessions are flushed");
+}
