@@ -118,6 +118,60 @@ pub fn snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
         .expect("a new VTEP MAC publishes")
 }
 
+pub const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// cn1's FIP gateway port MAC (203.0.113.11).
+pub const FG1: [u8; 6] = [0xfa, 0x16, 0x3e, 0xf0, 0, 1];
+pub const DVR3: [u8; 6] = [0xfa, 0x16, 0x3f, 0, 0, 3];
+pub const NN1_UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+pub const VTEP3: [u8; 4] = [192, 0, 2, 3];
+/// cn1's external port in [`ns_node`].
+pub const EXT: u16 = 4;
+
+/// [`model`] with north-south: an external network `ext` (203.0.113.0/24,
+/// upstream router 203.0.113.1), r1's external gateway on it with its SNAT on
+/// `nn1` (`dvr_snat`, VTEP 192.0.2.3), floating IPs 203.0.113.50 for port a (on
+/// cn1) and 203.0.113.51 for port c (on cn2), cn1's FIP gateway port
+/// 203.0.113.11 ([`FG1`]).
+pub fn ns_model() -> Model {
+    let mut m = model();
+    m.apply(&changes(json!([
+        {"op": "host_set", "name": "cn1", "agent_mode": "dvr", "vtep": "192.0.2.1",
+         "dvr_mac": MacAddr(DVR1).to_string(),
+         "fip_gateway": {"ip": "203.0.113.11", "mac": MacAddr(FG1).to_string()}},
+        {"op": "host_set", "name": "nn1", "agent_mode": "dvr_snat", "vtep": "192.0.2.3",
+         "dvr_mac": MacAddr(DVR3).to_string()},
+        {"op": "network_create", "name": "ext", "network_type": "flat", "external": true},
+        {"op": "subnet_create", "name": "ext4", "network": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"},
+        {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext"}, "snat_host": "nn1"},
+        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.50", "port": "a"},
+        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.51", "port": "c"},
+    ])))
+    .expect("the north-south topology is valid");
+    m
+}
+
+/// [`node`] with an external port (index [`EXT`]).
+pub fn ns_node() -> NodePorts {
+    let mut n = node();
+    n.ports.push(DpPort {
+        name: "ext".into(),
+        role: PortRole::External,
+        mac: MacAddr([0x02, 0, 0, 0, 0, 0xee]),
+    });
+    n
+}
+
+/// The snapshot of `m` on [`ns_node`] with cn2's and nn1's VTEPs and the
+/// upstream router resolved.
+pub fn ns_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
+    use std::net::Ipv4Addr;
+    let mut c = crate::snapshot::Compiler::new(m, ns_node());
+    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::new(203, 0, 113, 1), MacAddr(UPSTREAM_MAC))
+        .expect("a new neighbour publishes")
+}
+
 /// Headroom and tailroom of the buffers [`check_pipeline`] runs frames in.
 pub const HEADROOM: usize = 128;
 pub const TAILROOM: usize = 128;

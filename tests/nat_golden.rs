@@ -22,32 +22,8 @@ use dvr::testkit::*;
 use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::json;
 
-const EXT: u16 = 4;
-const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const FG1: [u8; 6] = [0xfa, 0x16, 0x3e, 0xf0, 0, 1];
-const DVR3: [u8; 6] = [0xfa, 0x16, 0x3f, 0, 0, 3];
-const NN1_UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
-const VTEP3: [u8; 4] = [192, 0, 2, 3];
 const OUTSIDE: &str = "198.51.100.7";
 const PAYLOAD: &[u8] = b"north-south golden payload";
-
-fn ns_model() -> Model {
-    let mut m = model();
-    m.apply(&changes(json!([
-        {"op": "host_set", "name": "cn1", "agent_mode": "dvr", "vtep": "192.0.2.1",
-         "dvr_mac": MacAddr(DVR1).to_string(),
-         "fip_gateway": {"ip": "203.0.113.11", "mac": MacAddr(FG1).to_string()}},
-        {"op": "host_set", "name": "nn1", "agent_mode": "dvr_snat", "vtep": "192.0.2.3",
-         "dvr_mac": MacAddr(DVR3).to_string()},
-        {"op": "network_create", "name": "ext", "network_type": "flat", "external": true},
-        {"op": "subnet_create", "name": "ext4", "network": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"},
-        {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext"}, "snat_host": "nn1"},
-        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.50", "port": "a"},
-        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.51", "port": "c"},
-    ])))
-    .expect("the north-south topology is valid");
-    m
-}
 
 fn dp(name: &str, role: PortRole, mac: [u8; 6]) -> DpPort {
     DpPort {
@@ -57,17 +33,8 @@ fn dp(name: &str, role: PortRole, mac: [u8; 6]) -> DpPort {
     }
 }
 
-/// cn1 with an external port (index [`EXT`]), cn2's and nn1's VTEPs and the
-/// upstream router resolved.
 fn cn1(m: &Model) -> std::sync::Arc<Snapshot> {
-    let mut n = node();
-    n.ports
-        .push(dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xee]));
-    let mut c = Compiler::new(m, n);
-    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
-    c.set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC));
-    c.set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
-        .expect("publishes")
+    ns_snapshot(m)
 }
 
 /// nn1: an underlay port (0) and an external port (1); cn1's and cn2's VTEPs

@@ -615,3 +615,87 @@ fn fuzz_regressions() {
         0x00, 0x00, 0x64, 0x03, 0xc8,
     ]);
 }
+
+/// North-south seeds on the `ns_model` topology (port 4 is the external port).
+fn ns_seeds() -> Vec<(u16, Vec<u8>)> {
+    let m = ns_model();
+    let blue = gw_mac(&m, "blue4");
+    let red = gw_mac(&m, "red4");
+    let g = m.routers["r1"].gateway.as_ref().unwrap();
+    let gw_ip = g.ips[0].ip.to_string();
+    let mut tcp = Vec::new();
+    PacketBuilder::ethernet2(UPSTREAM_MAC, FG1)
+        .ipv4(ip4("198.51.100.7"), ip4("203.0.113.50"), 64)
+        .tcp(80, 40000, 1, 1000)
+        .syn()
+        .write(&mut tcp, b"in")
+        .unwrap();
+    vec![
+        (VM_A, udp4(A_MAC, blue, "10.1.0.10", "198.51.100.7", 64)),
+        (VM_A, udp4(A_MAC, blue, "10.1.0.10", "203.0.113.51", 64)),
+        (VM_B, udp4(B_MAC, red, "10.2.0.10", "198.51.100.7", 64)),
+        (
+            EXT,
+            udp4(UPSTREAM_MAC, FG1, "198.51.100.7", "203.0.113.50", 64),
+        ),
+        (EXT, udp4(UPSTREAM_MAC, g.mac.0, "198.51.100.7", &gw_ip, 64)),
+        (EXT, tcp),
+        (
+            EXT,
+            arp(
+                ArpOperation::REQUEST,
+                UPSTREAM_MAC,
+                [0xff; 6],
+                "203.0.113.1",
+                "203.0.113.50",
+            ),
+        ),
+        (
+            EXT,
+            arp(
+                ArpOperation::REPLY,
+                UPSTREAM_MAC,
+                FG1,
+                "203.0.113.1",
+                "203.0.113.11",
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn north_south_frames_keep_the_invariants() {
+    let snap = ns_snapshot(&ns_model());
+    let mut seeds = all_seeds();
+    seeds.extend(ns_seeds());
+    let mut r = Rng(0x0a75_d0c5_1234_0042);
+    let mut seen = BTreeMap::new();
+    let n: usize = std::env::var("DVR_RANDOM_FRAMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(100_000, |n: usize| n / 3);
+    for (port, f) in ns_seeds() {
+        tally(&check_pipeline(&snap, port, &f), &mut seen);
+    }
+    for i in 0..n {
+        let (port, f) = if i % 4 == 0 {
+            random_frame(&mut r)
+        } else {
+            mutate(&mut r, &seeds)
+        };
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| check_pipeline(&snap, port, &f)))
+            .unwrap_or_else(|_| panic!("frame {i} in on port {port}: {f:02x?}"));
+        tally(&run, &mut seen);
+    }
+    eprintln!("{n} frames: {seen:#?}");
+    for p in [VM_A, VM_B, UP, EXT] {
+        assert!(seen.contains_key(&format!("out port {p}")), "{seen:?}");
+    }
+    for r in [
+        "external_not_served",
+        "external_wrong_mac",
+        "arp_reply_consumed",
+    ] {
+        assert!(seen.contains_key(r), "{r} never seen: {seen:?}");
+    }
+}

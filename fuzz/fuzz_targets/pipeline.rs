@@ -1,6 +1,7 @@
 //! The whole pipeline on arbitrary frames: the first byte picks the ingress
-//! port of the test topology (`dvr::testkit`: VM ports a, b, e, the underlay,
-//! and one index past the last port), the rest is the frame. Never panics;
+//! port of the north-south test topology (`dvr::testkit::ns_model` on
+//! `ns_node`: VM ports a, b, e, the underlay, the external port, and one index
+//! past the last port), the rest is the frame. Never panics;
 //! the invariants are `dvr::testkit::check_pipeline`'s.
 #![no_main]
 
@@ -12,7 +13,7 @@ use libfuzzer_sys::fuzz_target;
 static SNAP: OnceLock<Arc<Snapshot>> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let snap = SNAP.get_or_init(|| dvr::testkit::snapshot(&dvr::testkit::model()));
+    let snap = SNAP.get_or_init(|| dvr::testkit::ns_snapshot(&dvr::testkit::ns_model()));
     let Some((&port, frame)) = data.split_first() else {
         return;
     };
