@@ -271,6 +271,65 @@ pub struct UnderlayNeighbor {
     pub mac: MacAddr,
 }
 
+/// The SNAT of a `dvr_snat` node: session table size and translated ports
+/// (per worker: each worker has its own table of `max_sessions` and its own
+/// share of the range).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Nat {
+    /// Sessions per worker (the table never grows).
+    pub max_sessions: usize,
+    /// The ports (and ICMP ids) translated to, "LO-HI".
+    pub port_range: String,
+    /// Idle timeouts in seconds.
+    pub tcp_established_timeout: u32,
+    pub tcp_transitory_timeout: u32,
+    pub udp_timeout: u32,
+    pub icmp_timeout: u32,
+}
+
+impl Default for Nat {
+    fn default() -> Self {
+        let t = crate::nat::Timeouts::default();
+        Nat {
+            max_sessions: 1 << 16,
+            port_range: "1024-65535".into(),
+            tcp_established_timeout: t.tcp_established,
+            tcp_transitory_timeout: t.tcp_transitory,
+            udp_timeout: t.udp,
+            icmp_timeout: t.icmp,
+        }
+    }
+}
+
+impl Nat {
+    /// The port range (checked by [`Config::load`]).
+    pub fn ports(&self) -> std::ops::RangeInclusive<u16> {
+        parse_range(&self.port_range).unwrap_or(crate::nat::DEFAULT_PORTS)
+    }
+
+    /// The table configuration of one worker's NAT.
+    pub fn table(&self) -> crate::nat::NatConfig {
+        crate::nat::NatConfig {
+            max_sessions: self.max_sessions,
+            timeouts: crate::nat::Timeouts {
+                tcp_established: self.tcp_established_timeout,
+                tcp_transitory: self.tcp_transitory_timeout,
+                udp: self.udp_timeout,
+                icmp: self.icmp_timeout,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
+fn parse_range(s: &str) -> Option<std::ops::RangeInclusive<u16>> {
+    let (lo, hi) = s.split_once('-')?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+    (lo >= 1 && lo <= hi).then_some(lo..=hi)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -293,6 +352,8 @@ struct RawConfig {
     #[serde(default)]
     underlay: Underlay,
     #[serde(default)]
+    nat: Nat,
+    #[serde(default)]
     control: Control,
 }
 
@@ -312,6 +373,7 @@ pub struct Config {
     pub ports: Vec<PortConfig>,
     pub l2: L2,
     pub underlay: Underlay,
+    pub nat: Nat,
     /// The control socket (always set after checking).
     pub control_socket: PathBuf,
     pub control_group: Option<String>,
@@ -715,6 +777,47 @@ impl Config {
                 return Err(bad(&key("ip"), format!("{} is listed twice", n.ip)));
             }
         }
+        if raw.agent_mode == AgentMode::DvrSnat {
+            // One SNAT table serves both directions: the worker that polls the
+            // external port must see every packet that creates a session.
+            if let Some(ext) = ports.iter().find(|p| p.role == PortRole::External) {
+                if let Some(p) = ports.iter().find(|p| p.worker != ext.worker) {
+                    return Err(bad(
+                        &format!("ports.{}.worker", p.name),
+                        format!(
+                            "on a dvr_snat node every port is polled by the external port's worker ({}): its SNAT sessions serve both directions",
+                            ext.worker
+                        ),
+                    ));
+                }
+            }
+        }
+        if parse_range(&raw.nat.port_range).is_none() {
+            return Err(bad(
+                "nat.port_range",
+                format!(
+                    "{:?} is not a port range LO-HI with 1 <= LO <= HI <= 65535",
+                    raw.nat.port_range
+                ),
+            ));
+        }
+        if raw.nat.max_sessions == 0 || raw.nat.max_sessions > 1 << 26 {
+            return Err(bad(
+                "nat.max_sessions",
+                format!("{} is not between 1 and 67108864", raw.nat.max_sessions),
+            ));
+        }
+        let t = &raw.nat;
+        if [
+            t.tcp_established_timeout,
+            t.tcp_transitory_timeout,
+            t.udp_timeout,
+            t.icmp_timeout,
+        ]
+        .contains(&0)
+        {
+            return Err(bad("nat", "timeouts must be at least 1 second".into()));
+        }
         if let Some(g) = &raw.control.group {
             if g.is_empty() || g.contains([':', '/', ' ']) {
                 return Err(bad("control.group", format!("{g:?} is not a group name")));
@@ -746,6 +849,7 @@ impl Config {
             ports,
             l2: raw.l2,
             underlay: raw.underlay,
+            nat: raw.nat,
         })
     }
 

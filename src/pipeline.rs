@@ -26,11 +26,15 @@ use crate::fib::NextHop;
 use crate::l2;
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
+use crate::nat::{self, Nat, NatConfig};
 use crate::pkt::*;
 use crate::snapshot::{
     Adj, Dest, HostEntry, Iface, NetTables, NodeTables, RouterTables, Slot, Snapshot, VmPort,
 };
+use crate::snapshot::{ExtAddr, Home, SnatHere, SnatSettings};
 use crate::stats::DropReason;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
 
 type R = DropReason;
 
@@ -90,6 +94,17 @@ pub struct Env {
     pub noted: Option<DropReason>,
     /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
     pub flood: Option<Flood>,
+    /// This worker's SNAT sessions (routers whose SNAT runs on this node).
+    pub nat: Box<Nat>,
+    /// The ports this worker translates to (its share of the node's range).
+    pub nat_ports: RangeInclusive<u16>,
+    /// The router list the NAT was last set up from.
+    nat_routers: Arc<Vec<SnatHere>>,
+    /// The clock for this burst, read at most once per burst (see [`Env::burst`]).
+    clock: Option<u64>,
+    /// Set while a frame another host sent here for SNAT is routed: never
+    /// sent back to another host for SNAT.
+    redirected: bool,
 }
 
 /// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
@@ -153,7 +168,21 @@ fn flood<T: Trace>(env: &mut Env, net: u32, tunnels: bool, t: &mut T) -> Verdict
 }
 
 impl Env {
+    /// An environment with a small SNAT table (tests, tools); workers use
+    /// [`Env::with_nat`].
     pub fn new(now: fn() -> u64, hz: u64) -> Env {
+        // Small: tests and traces make one per frame.
+        let cfg = NatConfig {
+            max_sessions: 64,
+            max_fragments: 4,
+            ..NatConfig::default()
+        };
+        Env::with_nat(now, hz, cfg, crate::nat::DEFAULT_PORTS)
+    }
+
+    /// An environment whose SNAT holds `cfg.max_sessions` sessions and
+    /// translates to `ports`.
+    pub fn with_nat(now: fn() -> u64, hz: u64, cfg: NatConfig, ports: RangeInclusive<u16>) -> Env {
         Env {
             now,
             hz: hz.max(1),
@@ -161,6 +190,66 @@ impl Env {
             last: now(),
             noted: None,
             flood: None,
+            nat: Box::new(Nat::new(cfg, hz.max(1))),
+            nat_ports: ports,
+            nat_routers: Arc::default(),
+            clock: None,
+            redirected: false,
+        }
+    }
+
+    /// Starts a burst on `snap`: the clock is read again when needed, and the
+    /// SNAT follows the routers whose SNAT runs here (a change of them is
+    /// rare: control path work, here on the worker that owns the table).
+    #[inline]
+    pub fn burst(&mut self, snap: &Snapshot) {
+        self.clock = None;
+        if !Arc::ptr_eq(&self.nat_routers, &snap.snat_here) {
+            self.sync_nat(snap);
+        }
+    }
+
+    #[cold]
+    fn sync_nat(&mut self, snap: &Snapshot) {
+        let new = snap.snat_here.clone();
+        for old in self.nat_routers.iter() {
+            if !new.iter().any(|n| n.router == old.router) {
+                self.nat.remove_router(old.router);
+            }
+        }
+        for r in new.iter() {
+            // Sharing an address with another router and another range is
+            // refused; the router then translates nothing (nat_no_pool).
+            if let Err(e) = self
+                .nat
+                .set_router(r.router, &r.ips, self.nat_ports.clone())
+            {
+                tracing::warn!(router = r.router, error = %e, "SNAT not set up");
+            }
+            // A fixed IP that got a floating IP leaves by it from now on: its
+            // SNAT sessions go.
+            let before = self.nat_routers.iter().find(|o| o.router == r.router);
+            for fixed in &r.with_fip {
+                if before.is_none_or(|b| b.with_fip.binary_search(fixed).is_err()) {
+                    self.nat.flush_inside(r.router, *fixed);
+                }
+            }
+        }
+        self.nat_routers = new;
+    }
+
+    /// The clock, read once per burst.
+    #[inline]
+    fn clock(&mut self) -> u64 {
+        *self.clock.get_or_insert_with(self.now)
+    }
+
+    /// Expires idle SNAT sessions: a bounded sweep, once per burst.
+    #[inline]
+    pub fn expire(&mut self, budget: usize) {
+        if !self.nat.is_empty() {
+            let now = self.clock();
+            self.nat.expire(now, budget);
         }
     }
 
@@ -253,7 +342,10 @@ pub fn process_from<T: Trace>(
             tr!(t, "classify", "underlay port");
             from_underlay(snap, env, in_port, f, t)
         }
-        Ingress::External => Err(R::ExternalUnsupported),
+        Ingress::External => {
+            tr!(t, "classify", "external port");
+            from_external(snap, env, in_port, f, t)
+        }
         Ingress::Static => {
             tr!(
                 t,
@@ -617,7 +709,7 @@ fn route<T: Trace>(
         return Err(R::TableGone);
     };
     match be16(f.data(), 12) {
-        ETHERTYPE_IPV4 => route4(snap, env, r, ingress, in_port, f, t),
+        ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
         ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
         et => {
             tr!(t, "route", "ethertype {et:#06x} is not routed");
@@ -684,6 +776,7 @@ fn route4<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     r: &RouterTables,
+    rid: u32,
     ingress: &Iface,
     in_port: u16,
     f: &mut Frame,
@@ -758,7 +851,7 @@ fn route4<T: Trace>(
                 "route",
                 "{dst} matches a /{plen} via a next hop not on a connected subnet: north-south"
             );
-            return Err(R::NoExternalPath);
+            return north_south4(snap, env, r, rid, ingress, f, t);
         }
     };
     let Some(net) = snap.net(eg.iface.net) else {
@@ -1395,13 +1488,426 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
     }
 }
 
-/// The sender of an ARP reply on the underlay (for VTEP resolution), if `b` is one.
+// ======== North-south (sections 3 and 4 of DVR-SEMANTICS.md).
+//
+// Out: a routed IPv4 packet whose destination is outside (the default route via
+// the upstream router) leaves with a floating IP if its source has one served
+// on this node (SNAT to the floating IP, out of this node's external port from
+// its FIP gateway MAC), else through the router's SNAT: on the `dvr_snat` node
+// that holds it, port address translation to the gateway IP (out of the
+// external port from the gateway port's MAC); on any other node the frame goes
+// unrouted over the overlay of its own network to that node, from this
+// node's DVR MAC to the router's interface MAC (the router's SNAT port,
+// Neutron's `sg-` port, is that interface on the SNAT node).
+// In: the external port answers ARP for the addresses this node serves
+// (floating IPs of its ports, its FIP gateway IP, the gateway IPs of the
+// routers whose SNAT runs here); traffic to them is translated back (DNAT to
+// the fixed IP, or the SNAT session) and routed by the router.
+
+/// The MAC a floating IP of router `r` is served with: this host's FIP
+/// gateway port's, or (`central`) the router's gateway port's.
+pub fn fip_mac(node: &NodeTables, r: &RouterTables, central: bool) -> Option<MacAddr> {
+    if central {
+        r.snat.as_ref().map(|s| s.mac)
+    } else {
+        node.fip_gw.map(|g| g.1)
+    }
+}
+
+/// The upstream router's MAC for router `r` (resolved on the external port).
+#[inline]
+fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReason> {
+    r.upstream
+        .and_then(|u| node.vtep_macs.get(&u).copied())
+        .ok_or(R::UpstreamUnresolved)
+}
+
+/// Decrements the TTL of the IPv4 header `ip` (checked > 1 before), with the
+/// checksum updated.
+#[inline]
+fn dec_ttl4(ip: &mut [u8]) {
+    let old = be16(ip, 8);
+    ip[8] = ip[8].wrapping_sub(1);
+    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
+    put16(ip, 10, c);
+}
+
+/// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`, whose
+/// destination is outside.
+#[inline(never)]
+fn north_south4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    rid: u32,
+    ingress: &Iface,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let node = &*snap.node;
+    let b = f.data();
+    let src = ipv4_at(b, ETH_LEN + 12);
+    let dst = ipv4_at(b, ETH_LEN + 16);
+    if let Some(&fixed) = r.floating.get(&dst) {
+        return hairpin4(snap, r, src, dst, fixed, f, t);
+    }
+    let sn = r.snat.as_ref();
+    if let Some(fe) = r.fips.get(&IpAddr::V4(src)) {
+        if fe.central {
+            // Served by the router's SNAT node, with its gateway port's MAC.
+            let Some(sn) = sn else {
+                return Err(R::NoSnat);
+            };
+            if !sn.here {
+                return to_snat_node(snap, env, sn, ingress, f, t);
+            }
+            let Some(ext) = node.external else {
+                return Err(R::NoExternalPath);
+            };
+            let up = upstream_mac(node, r)?;
+            let b = f.data_mut();
+            nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
+            dec_ttl4(&mut b[ETH_LEN..]);
+            write_macs(b, &up.0, &sn.mac.0);
+            tr!(
+                t,
+                "nat",
+                "source {src} → floating IP {} (served centrally); out of the external port to {up}",
+                fe.floating
+            );
+            return Ok(ext);
+        }
+        let (Dest::Local(_), Some(ext), Some((_, gw_mac))) = (fe.dest, node.external, node.fip_gw)
+        else {
+            tr!(
+                t,
+                "nat",
+                "{src} has floating IP {}, not served by this node",
+                fe.floating
+            );
+            return Err(R::FipNotServedHere);
+        };
+        let up = upstream_mac(node, r)?;
+        let b = f.data_mut();
+        nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
+        dec_ttl4(&mut b[ETH_LEN..]);
+        write_macs(b, &up.0, &gw_mac.0);
+        tr!(
+            t,
+            "nat",
+            "source {src} → floating IP {}; out of the external port to {up}",
+            fe.floating
+        );
+        return Ok(ext);
+    }
+    let Some(sn) = sn.filter(|s| s.enable_snat) else {
+        tr!(t, "nat", "{src} has no floating IP and the router no SNAT");
+        return Err(R::NoSnat);
+    };
+    if sn.here {
+        let Some(ext) = node.external else {
+            return Err(R::NoExternalPath);
+        };
+        let up = upstream_mac(node, r)?;
+        let now = env.clock();
+        let b = f.data_mut();
+        env.nat.snat_out(rid, &mut b[ETH_LEN..], now)?;
+        dec_ttl4(&mut b[ETH_LEN..]);
+        write_macs(b, &up.0, &sn.mac.0);
+        tr!(
+            t,
+            "nat",
+            "SNAT {src}:{} → {}:{}; out of the external port to {up}",
+            be16(b, ETH_LEN + 20),
+            ipv4_at(b, ETH_LEN + 12),
+            be16(b, ETH_LEN + 20)
+        );
+        return Ok(ext);
+    }
+    to_snat_node(snap, env, sn, ingress, f, t)
+}
+
+/// Sends a frame that entered router interface `ingress` to the router's SNAT
+/// node, unrouted (that node routes it), from this host's DVR MAC, over the
+/// overlay of the ingress network.
+fn to_snat_node<T: Trace>(
+    snap: &Snapshot,
+    env: &Env,
+    sn: &SnatSettings,
+    ingress: &Iface,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    if env.redirected {
+        return Err(R::SnatNotHere);
+    }
+    let node = &*snap.node;
+    let (Some(h), Some(dvr)) = (sn.host_idx, node.dvr_mac) else {
+        return Err(R::SnatHostUnknown);
+    };
+    let Some(net) = snap.net(ingress.net) else {
+        return Err(R::TableGone);
+    };
+    write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
+    tr!(t, "nat", "to the router's SNAT node {}", host_name(snap, h));
+    encap(snap, net, h, f, t)
+}
+
+/// A VM reaching another VM's floating IP through their router: the
+/// destination back to the fixed IP, the source to its own floating IP (so
+/// that the answer, to that floating IP, comes back the same way), routed.
+fn hairpin4<T: Trace>(
+    snap: &Snapshot,
+    r: &RouterTables,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    fixed: Ipv4Addr,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(own) = r.fips.get(&IpAddr::V4(src)).map(|fe| fe.floating) else {
+        tr!(
+            t,
+            "nat",
+            "hairpin to {dst} from {src}, which has no floating IP"
+        );
+        return Err(R::HairpinNoFip);
+    };
+    let b = f.data_mut();
+    nat::rewrite_dst(&mut b[ETH_LEN..], fixed)?;
+    nat::rewrite_src(&mut b[ETH_LEN..], own)?;
+    tr!(t, "nat", "hairpin: {src} → {dst} becomes {own} → {fixed}");
+    routed_to(snap, r, f, t)
+}
+
+/// Routes an IPv4 packet (header valid, TTL not yet decremented) of router
+/// `r` to its translated destination: a neighbour on a connected subnet.
+fn routed_to<T: Trace>(snap: &Snapshot, r: &RouterTables, f: &mut Frame, t: &mut T) -> Verdict {
+    let b = f.data();
+    let dst = ipv4_at(b, ETH_LEN + 16);
+    if b[ETH_LEN + 8] <= 1 {
+        return Err(R::TtlExpired);
+    }
+    let Some((_, Adj::Neighbor { iface, mac, dest })) = r.fwd4.lookup(u32::from(dst)) else {
+        tr!(t, "route", "{dst} is not a known neighbour of the router");
+        return Err(R::NeighborUnknown);
+    };
+    let Some(iface) = r.interfaces.get(iface as usize) else {
+        return Err(R::TableGone);
+    };
+    let Some(net) = snap.net(iface.net) else {
+        return Err(R::TableGone);
+    };
+    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    tr!(
+        t,
+        "route",
+        "{dst}: neighbour {mac} on subnet {}",
+        iface.subnet
+    );
+    deliver_routed(snap, net, &Egress { iface, mac, dest }, f, t)
+}
+
+/// A frame from the overlay to this node's interface of router `router`:
+/// another host's router sent it here unrouted (`from_router`: from its DVR
+/// MAC) for the router's SNAT, or a VM on another host sent it to its
+/// centralized (`legacy`) router, whose node this is. Routed here.
+fn routed_from_overlay<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    router: u32,
+    iface: u16,
+    from_router: bool,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(r) = snap.routers.get(router as usize) else {
+        return Err(R::TableGone);
+    };
+    let snat_here = r.snat.as_ref().is_some_and(|s| s.here);
+    if from_router && !snat_here {
+        tr!(
+            t,
+            "nat",
+            "sent here for SNAT, but the router's SNAT is not here"
+        );
+        return Err(R::SnatNotHere);
+    }
+    if !from_router && r.home != Home::Here {
+        tr!(
+            t,
+            "switch",
+            "to a router interface from the overlay: not a router centralized here"
+        );
+        return Err(R::NotLocalAfterDecap);
+    }
+    tr!(t, "route", "from the overlay, routed here");
+    env.redirected = true;
+    // The ingress port only matters for answers to the sender, which a
+    // redirected frame never gets (no ICMP is sent back over the overlay).
+    let v = route(snap, env, router, iface, u16::MAX, f, t);
+    env.redirected = false;
+    v
+}
+
+/// A frame from the external network.
+fn from_external<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    match be16(b, 12) {
+        ETHERTYPE_ARP => external_arp(snap, in_port, f, t),
+        ETHERTYPE_IPV4 => {
+            let ihl = ipv4_valid(f)?;
+            let b = f.data();
+            let dst = ipv4_at(b, ETH_LEN + 16);
+            let to = MacAddr(mac_at(b, 0));
+            let node = &*snap.node;
+            match snap.ext.get(dst) {
+                Some(ExtAddr::Fip {
+                    router,
+                    fixed,
+                    here: true,
+                    central,
+                }) => {
+                    let Some(r) = snap.routers.get(router as usize) else {
+                        return Err(R::TableGone);
+                    };
+                    if fip_mac(node, r, central) != Some(to) {
+                        return Err(R::ExternalWrongMac);
+                    }
+                    nat::rewrite_dst(&mut f.data_mut()[ETH_LEN..], fixed)?;
+                    tr!(t, "nat", "floating IP {dst} → {fixed}");
+                    routed_to(snap, r, f, t)
+                }
+                Some(ExtAddr::Gateway {
+                    mac, here: true, ..
+                }) => {
+                    if mac != to {
+                        return Err(R::ExternalWrongMac);
+                    }
+                    let now = env.clock();
+                    let router = env.nat.snat_in(&mut f.data_mut()[ETH_LEN..], now)?;
+                    let Some(r) = snap.routers.get(router as usize) else {
+                        return Err(R::TableGone);
+                    };
+                    let b = f.data();
+                    tr!(
+                        t,
+                        "nat",
+                        "SNAT session: {dst} → {}:{}",
+                        ipv4_at(b, ETH_LEN + 16),
+                        be16(b, ETH_LEN + ihl + 2)
+                    );
+                    routed_to(snap, r, f, t)
+                }
+                _ => {
+                    tr!(t, "external", "{dst} is not served by this node");
+                    Err(R::ExternalNotServed)
+                }
+            }
+        }
+        _ => Err(R::ExternalEthertype),
+    }
+}
+
+/// Checks the IPv4 header after the Ethernet header and trims the padding;
+/// gives the header length.
+fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
+    let b = f.data();
+    if b.len() < ETH_LEN + IPV4_LEN {
+        return Err(R::MalformedIpv4);
+    }
+    let ip = &b[ETH_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let total = be16(ip, 2) as usize;
+    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
+        return Err(R::MalformedIpv4);
+    }
+    if checksum(&ip[..ihl]) != 0 {
+        return Err(R::BadIpv4Checksum);
+    }
+    f.trim(ETH_LEN + total);
+    Ok(ihl)
+}
+
+/// ARP on the external port: requests for the addresses this node serves are
+/// answered (proxy ARP for floating IPs); replies go to the control thread
+/// (the upstream routers' MACs).
+fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let node = &*snap.node;
+    let b = f.data();
+    if b.len() < ETH_LEN + 28 {
+        return Err(R::MalformedArp);
+    }
+    let a = &b[ETH_LEN..];
+    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+        return Err(R::MalformedArp);
+    }
+    match be16(a, 6) {
+        1 => {
+            let target = ipv4_at(a, 24);
+            let sender = ipv4_at(a, 14);
+            if sender == target {
+                // Gratuitous: somebody else announcing; nothing to answer.
+                return Err(R::ArpReplyConsumed);
+            }
+            let fip_gw = node.fip_gw;
+            let mac = match snap.ext.get(target) {
+                Some(ExtAddr::Fip {
+                    here: true,
+                    router,
+                    central,
+                    ..
+                }) => snap
+                    .routers
+                    .get(router as usize)
+                    .and_then(|r| fip_mac(node, r, central)),
+                Some(ExtAddr::Gateway {
+                    mac, here: true, ..
+                }) => Some(mac),
+                _ => fip_gw.filter(|g| g.0 == target).map(|g| g.1),
+            };
+            let Some(mac) = mac else {
+                tr!(t, "external-arp", "who-has {target}: not served here");
+                return Err(R::ArpUnknownTarget);
+            };
+            tr!(t, "external-arp", "who-has {target}: {mac}");
+            answer_arp(f.data_mut(), mac, target);
+            Ok(in_port)
+        }
+        2 => {
+            tr!(
+                t,
+                "external-arp",
+                "reply from {}: to the control thread",
+                ipv4_at(a, 14)
+            );
+            Err(R::ArpReplyConsumed)
+        }
+        _ => Err(R::MalformedArp),
+    }
+}
+
+/// Writes a gratuitous ARP (a request for `ip` from `ip`, broadcast) from
+/// `mac` into `b` (at least 60 bytes); gives the frame's length.
+pub fn write_garp(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr) -> usize {
+    write_arp_request(b, mac, ip, ip)
+}
+
+/// The sender of an ARP reply or gratuitous ARP (for VTEP and upstream
+/// resolution), if `b` is one.
 pub fn arp_reply_sender(b: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
     if b.len() < ETH_LEN + 28 || be16(b, 12) != ETHERTYPE_ARP {
         return None;
     }
     let a = &b[ETH_LEN..];
-    (be16(a, 6) == 2).then(|| (ipv4_at(a, 14), MacAddr(mac_at(a, 8))))
+    let gratuitous = be16(a, 6) == 1 && a[14..18] == a[24..28];
+    (be16(a, 6) == 2 || gratuitous).then(|| (ipv4_at(a, 14), MacAddr(mac_at(a, 8))))
 }
 
 /// Writes an ARP request from `sender` (MAC, IP) for `target` into `b` (at least
@@ -1445,14 +1951,25 @@ fn deliver_decapped<T: Trace>(
         return flood(env, net, false, t);
     }
     let dst = MacAddr(mac_at(b, 0));
-    let Some(Dest::Local(p)) = n.fdb.get(dst.key()) else {
-        tr!(
-            t,
-            "switch",
-            "{dst} is not a local port of network {}",
-            n.name
-        );
-        return Err(R::NotLocalAfterDecap);
+    let p = match n.fdb.get(dst.key()) {
+        Some(Dest::Local(p)) => p,
+        Some(Dest::Router { router, iface }) => {
+            let from_router = snap
+                .node
+                .dvr_macs
+                .get(MacAddr(mac_at(b, 6)).key())
+                .is_some();
+            return routed_from_overlay(snap, env, router, iface, from_router, f, t);
+        }
+        _ => {
+            tr!(
+                t,
+                "switch",
+                "{dst} is not a local port of network {}",
+                n.name
+            );
+            return Err(R::NotLocalAfterDecap);
+        }
     };
     let src = MacAddr(mac_at(b, 6));
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {

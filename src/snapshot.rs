@@ -11,7 +11,7 @@
 //! recompiles only the networks and routers it touches; everything else is
 //! shared with the previous snapshot.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -92,7 +92,7 @@ impl<T> Chunked<T> {
 
 /// A map keyed by IP address with a cheap hash (keys come from the operator).
 pub type IpMap<V> = HashMap<IpAddr, V, BuildHasherDefault<IntHasher>>;
-type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+pub type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
 /// Where a frame goes after the L2 lookup, or where a neighbour lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -141,6 +141,12 @@ pub struct NodeTables {
     /// The outer Ethernet and IPv4 headers toward each host (by host index),
     /// ready to copy; `None` while its VTEP is unresolved (see [`Outer`]).
     pub outer: Vec<Option<Outer>>,
+    /// The external port (index), if the node has one.
+    pub external: Option<u16>,
+    /// This host's FIP gateway port on the external network (address, MAC):
+    /// the source MAC of floating IP traffic it sends, the MAC its proxy ARP
+    /// answers with.
+    pub fip_gw: Option<(Ipv4Addr, MacAddr)>,
 }
 
 /// The outer Ethernet + IPv4 header of the tunnels toward one host, built when
@@ -270,6 +276,216 @@ pub struct RouterTables {
     pub fips: IpMap<FipEntry>,
     /// The external gateway and its SNAT settings, if the router has one.
     pub snat: Option<SnatSettings>,
+    /// Where the router routes: everywhere (distributed), or on its central
+    /// node only (`legacy`: the other nodes switch to it over the overlay).
+    pub home: Home,
+    /// The upstream router of the external gateway's IPv4 subnet: the next
+    /// hop of north-south traffic (its MAC is resolved by ARP on the external
+    /// port).
+    pub upstream: Option<Ipv4Addr>,
+    /// The router's floating IPs that have a fixed IP: floating → fixed
+    /// (hairpin: a VM reaching another VM's floating IP).
+    pub floating: IntMap<Ipv4Addr, Ipv4Addr>,
+}
+
+/// Where a router routes, seen from this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Home {
+    /// Distributed: on every node.
+    Everywhere,
+    /// Not distributed, and this node is its central node (`snat_host`).
+    Here,
+    /// Not distributed, on another host (index), reached over the overlay.
+    Host(u16),
+    /// Not distributed and no central node known: routes nowhere.
+    Nowhere,
+}
+
+/// What an address of the external network is to this node ([`Snapshot::ext`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtAddr {
+    /// A floating IP of router `router` (index), associated with `fixed`;
+    /// `here`: this node serves it (its port is bound here; or, `central`,
+    /// the router's SNAT node is this node).
+    Fip {
+        router: u32,
+        fixed: Ipv4Addr,
+        here: bool,
+        central: bool,
+    },
+    /// The external gateway IP of router `router`, whose port has `mac`;
+    /// `here`: the router's SNAT runs on this node.
+    Gateway {
+        router: u32,
+        mac: MacAddr,
+        here: bool,
+    },
+}
+
+impl ExtAddr {
+    fn router(&self) -> u32 {
+        match *self {
+            ExtAddr::Fip { router, .. } | ExtAddr::Gateway { router, .. } => router,
+        }
+    }
+}
+
+const EXT_SHARDS: usize = 64;
+
+/// The external addresses every router of the node uses (floating IPs,
+/// gateway IPs), in shards: a change copies one shard, not the whole map.
+#[derive(Debug, Clone)]
+pub struct ExtMap {
+    shards: Vec<Arc<IntMap<Ipv4Addr, ExtAddr>>>,
+}
+
+impl Default for ExtMap {
+    fn default() -> Self {
+        ExtMap {
+            shards: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
+impl ExtMap {
+    #[inline]
+    fn shard(a: Ipv4Addr) -> usize {
+        (u32::from(a).wrapping_mul(0x9E37_79B9) >> 26) as usize % EXT_SHARDS
+    }
+
+    #[inline]
+    pub fn get(&self, a: Ipv4Addr) -> Option<ExtAddr> {
+        self.shards.get(Self::shard(a))?.get(&a).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, ExtAddr)> + '_ {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(a, e)| (*a, *e)))
+    }
+
+    /// The entries of the shards that are not `old`'s (changed since), with
+    /// whether each shard changed: for following changes without a scan of
+    /// every address.
+    pub fn changed_since<'a>(
+        &'a self,
+        old: &'a ExtMap,
+    ) -> impl Iterator<Item = (usize, &'a IntMap<Ipv4Addr, ExtAddr>)> + 'a {
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(move |(i, s)| old.shards.get(*i).is_none_or(|o| !Arc::ptr_eq(o, s)))
+            .map(|(i, s)| (i, &**s))
+    }
+
+    /// The shard an address lives in.
+    pub fn shard_of(a: Ipv4Addr) -> usize {
+        Self::shard(a)
+    }
+
+    fn insert(&mut self, a: Ipv4Addr, e: ExtAddr) {
+        Arc::make_mut(&mut self.shards[Self::shard(a)]).insert(a, e);
+    }
+
+    /// Removes `a` if router `router` holds it (another router may have
+    /// taken it over in the same transaction).
+    fn remove_of(&mut self, a: Ipv4Addr, router: u32) {
+        let sh = &mut self.shards[Self::shard(a)];
+        if sh.get(&a).is_some_and(|e| e.router() == router) {
+            Arc::make_mut(sh).remove(&a);
+        }
+    }
+
+    /// Replaces the addresses of router `id` as `old` had them by `new`'s.
+    fn update(
+        &mut self,
+        id: u32,
+        old: Option<&RouterTables>,
+        new: Option<&RouterTables>,
+        ext_here: bool,
+    ) {
+        if let Some(o) = old {
+            for (a, _) in o.ext_addrs(id, ext_here) {
+                self.remove_of(a, id);
+            }
+        }
+        if let Some(n) = new {
+            for (a, e) in n.ext_addrs(id, ext_here) {
+                self.insert(a, e);
+            }
+        }
+    }
+}
+
+/// A router whose SNAT runs on this node: its index and external IPv4
+/// addresses (the workers' NAT follows this list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnatHere {
+    pub router: u32,
+    pub ips: Vec<Ipv4Addr>,
+    /// The router's fixed IPs that have a floating IP (sorted): their SNAT
+    /// sessions are flushed when they get one (they leave by it from then on).
+    pub with_fip: Vec<Ipv4Addr>,
+}
+
+impl RouterTables {
+    /// The external addresses of this router (index `id`) as this node sees
+    /// them; `ext_here`: the node has an external port (serves floating IPs).
+    fn ext_addrs(&self, id: u32, ext_here: bool) -> Vec<(Ipv4Addr, ExtAddr)> {
+        let mut v = Vec::new();
+        let snat_here = self.snat.as_ref().is_some_and(|s| s.here);
+        for f in self.fips.values() {
+            let here = if f.central {
+                snat_here
+            } else {
+                matches!(f.dest, Dest::Local(_))
+            };
+            v.push((
+                f.floating,
+                ExtAddr::Fip {
+                    router: id,
+                    fixed: f.fixed,
+                    here: ext_here && here,
+                    central: f.central,
+                },
+            ));
+        }
+        if let Some(sn) = &self.snat {
+            for ip in &sn.ips {
+                if let IpAddr::V4(a) = ip {
+                    v.push((
+                        *a,
+                        ExtAddr::Gateway {
+                            router: id,
+                            mac: sn.mac,
+                            here: sn.here && ext_here,
+                        },
+                    ));
+                }
+            }
+        }
+        v
+    }
+
+    /// The router's SNAT, if it runs on this node.
+    fn snat_here(&self, id: u32) -> Option<SnatHere> {
+        let sn = self.snat.as_ref().filter(|s| s.here && s.enable_snat)?;
+        let ips: Vec<Ipv4Addr> = sn
+            .ips
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let mut with_fip: Vec<Ipv4Addr> = self.fips.values().map(|f| f.fixed).collect();
+        with_fip.sort();
+        (!ips.is_empty()).then_some(SnatHere {
+            router: id,
+            ips,
+            with_fip,
+        })
+    }
 }
 
 /// What the IPv4 forwarding table of a router says about a destination:
@@ -301,6 +517,9 @@ pub struct FipEntry {
     /// Where the associated port is: in mode `dvr` the host of the port
     /// serves its floating IP (DNAT in, SNAT out, proxy ARP).
     pub dest: Dest,
+    /// Served centrally, by the router's SNAT node: the router is not
+    /// distributed (`legacy`), or the port's host is `dvr_no_external`.
+    pub central: bool,
 }
 
 /// A router's external gateway: the addresses SNAT translates to, where the
@@ -314,6 +533,10 @@ pub struct SnatSettings {
     /// The `dvr_snat` host that holds the router's SNAT, and whether it is this node.
     pub host: Option<String>,
     pub here: bool,
+    /// That host's index among the node's other hosts (where compute nodes
+    /// send the router's SNAT traffic).
+    #[serde(skip)]
+    pub host_idx: Option<u16>,
 }
 
 /// The dataplane side of a node, as the compiler needs it.
@@ -483,7 +706,7 @@ impl RouterTables {
             }
         }
         let fwd4 = Self::resolve4(&fib, &interfaces, &neighbors);
-        let fip_map = Self::fip_map(cx, fips);
+        let fip_map = Self::fip_map(cx, r.distributed, fips);
         let snat = r.gateway.as_ref().map(|g| SnatSettings {
             network: g.network.clone(),
             ips: g.ips.iter().map(|f| f.ip).collect(),
@@ -491,6 +714,24 @@ impl RouterTables {
             enable_snat: g.enable_snat,
             host: r.snat_host.clone(),
             here: r.snat_host.as_deref() == Some(cx.node.node.as_str()),
+            host_idx: r
+                .snat_host
+                .as_deref()
+                .and_then(|h| cx.host_ids.get(h).copied()),
+        });
+        let home = match r.snat_host.as_deref() {
+            _ if r.distributed => Home::Everywhere,
+            Some(h) if h == cx.node.node => Home::Here,
+            Some(h) => cx.host_ids.get(h).map_or(Home::Nowhere, |&i| Home::Host(i)),
+            None => Home::Nowhere,
+        };
+        let upstream = r.gateway.as_ref().and_then(|g| {
+            g.ips.iter().find_map(|f| {
+                match model.subnets.get(&f.subnet).and_then(|sn| sn.gateway_ip) {
+                    Some(IpAddr::V4(a)) => Some(a),
+                    _ => None,
+                }
+            })
         });
         RouterTables {
             name: r.name.clone(),
@@ -499,13 +740,24 @@ impl RouterTables {
             fib: Arc::new(fib),
             neighbors: Arc::new(neighbors),
             fwd4: Arc::new(fwd4),
+            floating: Self::floating_of(&fip_map),
             fips: fip_map,
             snat,
+            home,
+            upstream,
         }
     }
 
+    fn floating_of(fips: &IpMap<FipEntry>) -> IntMap<Ipv4Addr, Ipv4Addr> {
+        fips.values().map(|f| (f.floating, f.fixed)).collect()
+    }
+
     /// The floating IPs `fips` (addresses) as served through this router.
-    fn fip_map(cx: &Ctx<'_>, fips: Option<&BTreeSet<Ipv4Addr>>) -> IpMap<FipEntry> {
+    fn fip_map(
+        cx: &Ctx<'_>,
+        distributed: bool,
+        fips: Option<&BTreeSet<Ipv4Addr>>,
+    ) -> IpMap<FipEntry> {
         let model = cx.model;
         let mut fip_map = IpMap::default();
         for f in fips
@@ -516,10 +768,12 @@ impl RouterTables {
             let (Some(port), Some(fixed)) = (&f.port, f.fixed_ip) else {
                 continue;
             };
-            let dest = model
-                .ports
-                .get(port)
-                .map_or(Dest::Nowhere, |p| cx.port_dest(p));
+            let p = model.ports.get(port);
+            let dest = p.map_or(Dest::Nowhere, |p| cx.port_dest(p));
+            let no_external = p
+                .and_then(|p| p.host.as_deref())
+                .and_then(|h| model.hosts.get(h))
+                .is_some_and(|h| h.agent_mode == crate::config::AgentMode::DvrNoExternal);
             fip_map.insert(
                 IpAddr::V4(fixed),
                 FipEntry {
@@ -527,6 +781,7 @@ impl RouterTables {
                     fixed,
                     port: port.clone(),
                     dest,
+                    central: !distributed || no_external,
                 },
             );
         }
@@ -639,13 +894,19 @@ impl NetTables {
                     router: id as u32,
                     iface: k as u16,
                 };
-                fdb.push((
-                    i.mac,
-                    Dest::Router {
+                let dest = match t.home {
+                    Home::Everywhere | Home::Here => Dest::Router {
                         router: gw.router,
                         iface: gw.iface,
                     },
-                ));
+                    // A centralized router: switched to its node.
+                    Home::Host(h) => Dest::Remote(h),
+                    Home::Nowhere => Dest::Nowhere,
+                };
+                if let Dest::Remote(h) = dest {
+                    remote_hosts.insert(h);
+                }
+                fdb.push((i.mac, dest));
                 arp.insert(i.ip, i.mac);
                 gateways.push(gw);
             }
@@ -699,12 +960,15 @@ impl Snapshot {
                 dvr_mac: node.dvr_mac,
                 underlay: underlay_of(node),
                 vtep_macs: node.vtep_macs.iter().copied().collect(),
+                external: node.external(),
                 ..NodeTables::default()
             }),
             ports: slots(node, &HashMap::new()),
             nets: Chunked::default(),
             static_fdb: Arc::new(MacTable::new(&node.static_fdb)),
             routers: Chunked::default(),
+            ext: ExtMap::default(),
+            snat_here: Arc::default(),
         }
     }
 
@@ -737,6 +1001,20 @@ impl Snapshot {
     #[inline(always)]
     pub fn net(&self, net: u32) -> Option<&NetTables> {
         self.nets.get(net as usize)
+    }
+}
+
+impl NodePorts {
+    /// The external port's index, if the node has one.
+    pub fn external(&self) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.role == PortRole::External)
+            .map(|i| i as u16)
+    }
+
+    pub fn has_external(&self) -> bool {
+        self.external().is_some()
     }
 }
 
@@ -781,6 +1059,11 @@ pub struct Snapshot {
     /// Per router (index from the [`Compiler`]): its tables, or None when the
     /// router is disabled or deleted (a disabled router routes nothing).
     pub routers: Chunked<RouterTables>,
+    /// The external network's addresses of the routers: floating IPs and
+    /// gateway IPs (what the external port answers ARP for and translates).
+    pub ext: ExtMap,
+    /// The routers whose SNAT runs on this node.
+    pub snat_here: Arc<Vec<SnatHere>>,
 }
 
 /// Keeps the published snapshot up to date with the model, recompiling only what
@@ -821,6 +1104,16 @@ pub struct Compiler {
     local: HashMap<String, VmPort>,
     /// Resolved underlay neighbours.
     vtep_macs: IntMap<Ipv4Addr, MacAddr>,
+    /// The external addresses of every router (published in the snapshot).
+    ext: ExtMap,
+    /// The routers whose SNAT runs here, by index.
+    snat: BTreeMap<u32, SnatHere>,
+    snat_changed: bool,
+    /// This host's FIP gateway port (address, MAC), from its host record.
+    fip_gw: Option<(Ipv4Addr, MacAddr)>,
+    /// Per router: its upstream router on the external network, and the
+    /// address and MAC to ask for it from (see [`Compiler::upstreams`]).
+    upstreams: BTreeMap<u32, (Ipv4Addr, Ipv4Addr, MacAddr)>,
     current: Arc<Snapshot>,
 }
 
@@ -847,6 +1140,11 @@ impl Compiler {
             fip_router: HashMap::new(),
             local: HashMap::new(),
             vtep_macs: IntMap::default(),
+            ext: ExtMap::default(),
+            snat: BTreeMap::new(),
+            snat_changed: false,
+            fip_gw: None,
+            upstreams: BTreeMap::new(),
         };
         c.vtep_macs.extend(c.node.vtep_macs.iter().copied());
         for name in model.networks.keys() {
@@ -1012,8 +1310,49 @@ impl Compiler {
             nets: cur.nets.clone(),
             static_fdb: cur.static_fdb.clone(),
             routers: cur.routers.clone(),
+            ext: cur.ext.clone(),
+            snat_here: cur.snat_here.clone(),
         });
         Some(self.current.clone())
+    }
+
+    /// Keeps the list of routers whose SNAT runs here up to date with router
+    /// `id`'s new tables (`None`: gone or disabled).
+    fn snat_routers(&mut self, id: u32, new: Option<&RouterTables>) {
+        // The upstream router to resolve, and who asks: this host's FIP
+        // gateway port, else the router's own gateway port if its SNAT is here.
+        let up = new.filter(|_| self.node.has_external()).and_then(|t| {
+            let target = t.upstream?;
+            let sender = self.fip_gw.or_else(|| {
+                let sn = t.snat.as_ref().filter(|s| s.here)?;
+                sn.ips.iter().find_map(|a| match a {
+                    IpAddr::V4(a) => Some((*a, sn.mac)),
+                    IpAddr::V6(_) => None,
+                })
+            })?;
+            Some((target, sender.0, sender.1))
+        });
+        match up {
+            Some(u) => self.upstreams.insert(id, u),
+            None => self.upstreams.remove(&id),
+        };
+        let now = new.and_then(|t| t.snat_here(id));
+        if self.snat.get(&id) != now.as_ref() {
+            self.snat_changed = true;
+            match now {
+                Some(h) => self.snat.insert(id, h),
+                None => self.snat.remove(&id),
+            };
+        }
+    }
+
+    /// The upstream routers to resolve by ARP on the external port: (target,
+    /// sender address, sender MAC), one per distinct target.
+    pub fn upstreams(&self) -> Vec<(Ipv4Addr, Ipv4Addr, MacAddr)> {
+        let mut v: Vec<_> = self.upstreams.values().copied().collect();
+        v.sort();
+        v.dedup_by_key(|u| u.0);
+        v
     }
 
     /// Takes over the underlay neighbours `old` resolved.
@@ -1116,6 +1455,16 @@ impl Compiler {
             }
         }
         if hosts_changed {
+            let fip_gw = model
+                .hosts
+                .get(&self.node.node)
+                .and_then(|h| h.fip_gateway.as_ref())
+                .map(|g| (g.ip, g.mac));
+            if fip_gw != self.fip_gw {
+                self.fip_gw = fip_gw;
+                // The address the upstream routers are asked from.
+                dirty.extend(model.routers.keys().cloned());
+            }
             let (hosts, ids) = hosts_of(model, &self.node.node);
             if hosts != self.hosts || fresh {
                 self.hosts = hosts;
@@ -1151,6 +1500,13 @@ impl Compiler {
                 self.index(id, &t);
                 new = Some(t);
             }
+            self.ext.update(
+                id as u32,
+                old.as_deref(),
+                new.as_deref(),
+                self.node.has_external(),
+            );
+            self.snat_routers(id as u32, new.as_deref());
             // One copy of the router's chunk per change.
             if old.is_some() || new.is_some() {
                 routers.set(id, new);
@@ -1169,10 +1525,15 @@ impl Compiler {
                 host_ids: &self.host_ids,
                 net_ids: &self.net_ids,
             };
+            let fips = RouterTables::fip_map(&cx, old.distributed, self.fips_by_router.get(name));
             let t = RouterTables {
-                fips: RouterTables::fip_map(&cx, self.fips_by_router.get(name)),
+                floating: RouterTables::floating_of(&fips),
+                fips,
                 ..old.clone()
             };
+            self.ext
+                .update(id as u32, Some(old), Some(&t), self.node.has_external());
+            self.snat_routers(id as u32, Some(&t));
             routers.set(id, Some(Arc::new(t)));
         }
         let mut nets = self.current.nets.clone();
@@ -1247,6 +1608,10 @@ impl Compiler {
                 by_vlan,
                 vtep_macs: self.vtep_macs.clone(),
                 outer: Vec::new(),
+                external: self.node.external(),
+                fip_gw: me
+                    .and_then(|h| h.fip_gateway.as_ref())
+                    .map(|g| (g.ip, g.mac)),
             };
             node.outer = node.outer_headers();
             Arc::new(node)
@@ -1258,6 +1623,11 @@ impl Compiler {
         } else {
             cur.ports.clone()
         };
+        let snat_here = if std::mem::take(&mut self.snat_changed) {
+            Arc::new(self.snat.values().cloned().collect())
+        } else {
+            cur.snat_here.clone()
+        };
         self.current = Arc::new(Snapshot {
             generation: model.generation,
             node,
@@ -1265,6 +1635,8 @@ impl Compiler {
             nets,
             static_fdb: cur.static_fdb.clone(),
             routers,
+            ext: self.ext.clone(),
+            snat_here,
         });
     }
 }

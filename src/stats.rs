@@ -134,8 +134,24 @@ reasons! {
     ArpReplyConsumed => "arp_reply_consumed",
     /// Decapsulated frame whose destination is not a local port (never tunnel to tunnel).
     NotLocalAfterDecap => "not_local_after_decap",
-    /// Received on the external port: north-south is not served by this node yet.
-    ExternalUnsupported => "external_unsupported",
+    /// Received on the external port: not ARP or IPv4 (the external network carries IPv4 north-south).
+    ExternalEthertype => "external_ethertype",
+    /// Received on the external port for an address this node does not serve (a floating IP bound elsewhere, another node's SNAT, no such address).
+    ExternalNotServed => "external_not_served",
+    /// Received on the external port for a served address, but not sent to the MAC that serves it.
+    ExternalWrongMac => "external_wrong_mac",
+    /// North-south: the upstream router's MAC is not resolved yet (ARP on the external port).
+    UpstreamUnresolved => "upstream_unresolved",
+    /// North-south with no floating IP: the router has no external gateway with SNAT enabled.
+    NoSnat => "no_snat",
+    /// North-south through a floating IP whose port is not on this node, or a node without an external port (dvr_no_external).
+    FipNotServedHere => "fip_not_served_here",
+    /// A frame sent to this node's router for SNAT, but the router's SNAT is not here (moved).
+    SnatNotHere => "snat_not_here",
+    /// The router's dvr_snat host is unknown (no VTEP) or has not been chosen.
+    SnatHostUnknown => "snat_host_unknown",
+    /// Hairpin to a floating IP from a VM that has none: not translated (the reply could not find its way back).
+    HairpinNoFip => "hairpin_no_fip",
     /// SNAT: the session table is full; the new flow is dropped, no session is evicted for it.
     NatTableFull => "nat_table_full",
     /// SNAT: no free port (or ICMP id) left on the external address for this protocol.

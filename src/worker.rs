@@ -1,6 +1,7 @@
 //! A worker: one pinned thread that polls its (port, queue) pairs in bursts, runs
 //! the pipeline over each burst, and transmits, grouped by output port.
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use crate::config::PollMode;
 use crate::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::l2::DROP;
+use crate::nat::NatConfig;
 use crate::pipeline::{self, Env, NoTrace};
 use crate::punt::Exchange;
 use crate::snapshot::Tables;
@@ -37,7 +39,25 @@ pub struct Worker {
     pub exchange: Arc<Exchange>,
     /// For the frames the control thread injects.
     pub pool: Arc<Mempool>,
+    /// This worker's SNAT table and its share of the translated ports.
+    pub nat: NatConfig,
+    pub nat_ports: RangeInclusive<u16>,
 }
+
+/// Share `i` of `n` of a port range (the workers' SNAT tables never hand out
+/// the same port): consecutive slices, the last one takes the remainder.
+pub fn port_share(range: &RangeInclusive<u16>, i: usize, n: usize) -> RangeInclusive<u16> {
+    let (lo, hi) = (*range.start() as usize, *range.end() as usize);
+    let n = n.clamp(1, hi - lo + 1);
+    let i = i.min(n - 1);
+    let size = (hi - lo + 1) / n;
+    let start = lo + i * size;
+    let end = if i == n - 1 { hi } else { start + size - 1 };
+    start as u16..=end as u16
+}
+
+/// SNAT table slots an expiry sweep looks at per burst.
+const EXPIRE_PER_BURST: usize = 64;
 
 /// Polls between two reads of the TSC.
 const CLOCK_POLLS: u32 = 1024;
@@ -83,7 +103,7 @@ fn output(
     d: Result<(u16, usize), DropReason>,
 ) -> u16 {
     match d {
-        Ok((p, len)) if tx_mask & (1u64 << (p & 63)) != 0 => {
+        Ok((p, len)) if p < 64 && tx_mask & (1u64 << p) != 0 => {
             out_bytes[p as usize] += len as u64;
             p
         }
@@ -133,7 +153,12 @@ impl Worker {
             out_bytes: vec![0; self.tx.len()],
             tx_mask: Self::tx_mask(&self.tx),
             drops: Burst::new(),
-            env: Env::new(dpdk::rdtsc, dpdk::tsc_hz()),
+            env: Env::with_nat(
+                dpdk::rdtsc,
+                dpdk::tsc_hz(),
+                self.nat,
+                self.nat_ports.clone(),
+            ),
         };
         let mut idle: u32 = 0;
         let mut sleep = Duration::from_micros(1);
@@ -263,6 +288,7 @@ impl Worker {
             // RCU read side: this burst uses this snapshot; dropping the guard
             // at the end of the burst lets a replaced snapshot be freed.
             let snap = self.tables.load();
+            s.env.burst(&snap);
             let (tx_mask, in_port) = (s.tx_mask, *in_port);
             let out_bytes = &mut s.out_bytes;
             let env = &mut s.env;
@@ -318,6 +344,8 @@ impl Worker {
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(rx_bytes);
             s.drops.clear();
+            // Idle SNAT sessions go, a few per burst.
+            s.env.expire(EXPIRE_PER_BURST);
             if !s.floods.is_empty() {
                 Self::replicate(c, &self.pool, self.tx.len(), &snap, in_port, s);
             }

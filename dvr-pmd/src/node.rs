@@ -184,6 +184,7 @@ impl Node {
         node.tables
             .store(Arc::new(Snapshot::from_config(&node.node_ports)));
 
+        let nworkers = rxqs.len();
         for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
             let counters = Arc::new(WorkerCounters::new(node.ports.len()));
             node.counters.push(counters.clone());
@@ -198,6 +199,8 @@ impl Node {
                 stop: node.stop.clone(),
                 exchange: node.exchange.clone(),
                 pool: pool.clone(),
+                nat: node.cfg.nat.table(),
+                nat_ports: dvr::worker::port_share(&node.cfg.nat.ports(), w, nworkers),
             });
         }
         Ok(node)

@@ -181,7 +181,10 @@ impl NodeView for View {
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut f =
             dvr::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).ok_or("frame does not fit")?;
+        // A trace's SNAT is a fresh table of its own: it shows what a new
+        // flow gets, never the workers' sessions.
         let mut env = dvr::pipeline::Env::new(|| 0, 1);
+        env.burst(&snap);
         let mut notes = dvr::pipeline::Notes::default();
         let v = dvr::pipeline::process(&snap, &mut env, in_port, &mut f, &mut notes);
         for (stage, what) in notes.0 {
@@ -262,11 +265,11 @@ impl NodeView for View {
             return Ok(serde_json::json!({"generation": snap.generation, "entries": entries}));
         }
         if what == "sessions" {
-            // Connection tracking (SNAT sessions) belongs to the N-S dataplane
-            // of dvr_snat nodes, which this build does not have yet.
+            // The SNAT sessions live in each worker's own table, which only
+            // its worker reads (no lock on the packet path).
             return Ok(
                 serde_json::json!({"generation": snap.generation, "entries": [],
-                "note": "no session table: this dataplane does not translate addresses yet (SNAT is issue 5)"}),
+                "note": "SNAT sessions are kept per worker and not exported to the control thread yet; the drop counters nat_* show what SNAT refused"}),
             );
         }
         let names: Vec<String> = match router {

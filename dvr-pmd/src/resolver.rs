@@ -4,6 +4,15 @@
 //! answers the workers hand over, and publishes each new or changed MAC in the
 //! snapshot. Unresolved VTEPs are asked for every second, resolved ones every
 //! 30 seconds (a moved VTEP is learned again).
+//!
+//! The same for the upstream routers of the external network (the next hop
+//! of north-south traffic), asked for on the external port from this host's
+//! FIP gateway port (or a router's gateway port on a `dvr_snat` node). And
+//! when an address of the external network starts being served here (a
+//! floating IP associated to, or moved to, a port of this node; a router's
+//! SNAT placed here), a gratuitous ARP for it goes out of the external port,
+//! twice, one second apart, so that the upstream switch and router learn the
+//! new place at once.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -12,14 +21,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use dvr::pipeline::write_arp_request;
+use dvr::mac::MacAddr;
+use dvr::pipeline::{fip_mac, write_arp_request, write_garp};
 use dvr::punt::Injected;
+use dvr::snapshot::{ExtAddr, ExtMap};
 
 use crate::report::View;
 
 const TICK: Duration = Duration::from_millis(50);
 const RETRY: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(30);
+/// A gratuitous ARP is sent again after this (Neutron sends three).
+const GARP_AGAIN: Duration = Duration::from_secs(1);
 
 pub struct Resolver {
     stop: Arc<AtomicBool>,
@@ -59,31 +72,63 @@ impl Drop for Resolver {
 
 fn run(view: &View, stop: &AtomicBool) {
     let mut asked: HashMap<Ipv4Addr, Instant> = HashMap::new();
+    let mut garps = Garps::default();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(TICK);
-        let (vteps, unresolved) = {
+        garps.follow(view);
+        let (vteps, unresolved, upstreams) = {
             let mut c = view.compiler.lock().unwrap_or_else(|e| e.into_inner());
             let Some(c) = c.as_mut() else {
                 continue;
             };
             let vteps = c.vteps();
+            let upstreams = c.upstreams();
             while let Some((ip, mac)) = view.exchange.learned.pop() {
-                if !vteps.contains(&ip) {
+                let upstream = upstreams.iter().any(|u| u.0 == ip);
+                if !vteps.contains(&ip) && !upstream {
                     continue;
                 }
                 if let Some(snap) = c.set_vtep_mac(ip, mac) {
-                    tracing::info!(vtep = %ip, %mac, "underlay neighbour resolved");
+                    if upstream {
+                        tracing::info!(upstream = %ip, %mac, "upstream router resolved");
+                    } else {
+                        tracing::info!(vtep = %ip, %mac, "underlay neighbour resolved");
+                    }
                     view.tables.store(snap);
                 }
             }
-            (vteps, c.unresolved_vteps())
+            (vteps, c.unresolved_vteps(), upstreams)
         };
+        let now = Instant::now();
+        if let Some(ext) = view.tables.load().node.external {
+            let resolved = view.tables.load().node.vtep_macs.clone();
+            asked.retain(|ip, _| vteps.contains(ip) || upstreams.iter().any(|u| u.0 == *ip));
+            for &(ip, from, mac) in &upstreams {
+                let every = if resolved.contains_key(&ip) {
+                    REFRESH
+                } else {
+                    RETRY
+                };
+                if asked
+                    .get(&ip)
+                    .is_some_and(|t| now.duration_since(*t) < every)
+                {
+                    continue;
+                }
+                let mut frame = [0u8; 60];
+                write_arp_request(&mut frame, mac, from, ip);
+                if let Some(x) = Injected::new(ext, &frame) {
+                    if view.exchange.inject.push(x).is_ok() {
+                        asked.insert(ip, now);
+                    }
+                }
+            }
+        }
         let node = view.tables.load().node.clone();
         let (Some(me), Some((port, mac))) = (node.vtep, node.underlay) else {
             continue;
         };
-        let now = Instant::now();
-        asked.retain(|ip, _| vteps.contains(ip));
+        asked.retain(|ip, _| vteps.contains(ip) || upstreams.iter().any(|u| u.0 == *ip));
         for ip in vteps {
             let every = if unresolved.contains(&ip) {
                 RETRY
@@ -102,6 +147,84 @@ fn run(view: &View, stop: &AtomicBool) {
                 if view.exchange.inject.push(x).is_ok() {
                     asked.insert(ip, now);
                 }
+            }
+        }
+    }
+}
+
+/// Follows the external addresses served here and announces the new ones.
+#[derive(Default)]
+struct Garps {
+    /// The map last looked at.
+    seen: Option<ExtMap>,
+    /// Served here: address → the MAC it is served with.
+    served: HashMap<Ipv4Addr, MacAddr>,
+    /// Second announcements due: (when, address, MAC).
+    again: Vec<(Instant, Ipv4Addr, MacAddr)>,
+}
+
+impl Garps {
+    fn follow(&mut self, view: &View) {
+        let snap = view.tables.load();
+        let now = Instant::now();
+        let Some(ext) = snap.node.external else {
+            return;
+        };
+        let mut announce: Vec<(Ipv4Addr, MacAddr)> = Vec::new();
+        let empty = ExtMap::default();
+        let old = self.seen.as_ref().unwrap_or(&empty);
+        // The MAC an address is served with here, if it is.
+        let served_mac = |e: &ExtAddr| match *e {
+            ExtAddr::Fip {
+                here: true,
+                router,
+                central,
+                ..
+            } => snap
+                .routers
+                .get(router as usize)
+                .and_then(|r| fip_mac(&snap.node, r, central)),
+            ExtAddr::Gateway {
+                here: true, mac, ..
+            } => Some(mac),
+            _ => None,
+        };
+        let mut changed = Vec::new();
+        for (shard, entries) in snap.ext.changed_since(old) {
+            changed.push(shard);
+            for (&a, e) in entries {
+                if let Some(mac) = served_mac(e) {
+                    if self.served.insert(a, mac) != Some(mac) {
+                        announce.push((a, mac));
+                    }
+                }
+            }
+        }
+        // Addresses of the changed shards no longer served here.
+        self.served.retain(|a, mac| {
+            !changed.contains(&ExtMap::shard_of(*a))
+                || snap.ext.get(*a).and_then(|e| served_mac(&e)) == Some(*mac)
+        });
+        self.seen = Some(snap.ext.clone());
+        let due: Vec<(Ipv4Addr, MacAddr)> = self
+            .again
+            .iter()
+            .filter(|(t, _, _)| *t <= now)
+            .map(|(_, a, m)| (*a, *m))
+            .collect();
+        self.again.retain(|(t, _, _)| *t > now);
+        for &(a, mac) in &announce {
+            self.again.push((now + GARP_AGAIN, a, mac));
+            tracing::info!(address = %a, %mac, "served here: gratuitous ARP");
+        }
+        for (a, mac) in announce.into_iter().chain(due) {
+            if self.served.get(&a) != Some(&mac) {
+                continue; // gone again meanwhile
+            }
+            let mut frame = [0u8; 60];
+            write_garp(&mut frame, mac, a);
+            if let Some(x) = Injected::new(ext, &frame) {
+                let _ = view.exchange.inject.push(x);
             }
         }
     }

@@ -606,7 +606,7 @@ fn verbs_migration_and_persistence() {
         "{text}"
     );
     let sessions = ok(s, &["show", "sessions"]);
-    assert!(sessions.contains("no session table"), "{sessions}");
+    assert!(sessions.contains("kept per worker"), "{sessions}");
     ok(s, &["floating", "ip", "unset", "--port", "203.0.113.10"]);
     let nat: Value = serde_json::from_str(&ok(s, &["--json", "show", "nat", "r1"])).unwrap();
     assert!(

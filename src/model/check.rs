@@ -749,9 +749,12 @@ impl<'m> Ctx<'m> {
         }
         if let Some(h) = &r.snat_host {
             let host = self.m.host(h)?;
-            if host.agent_mode != AgentMode::DvrSnat {
+            // A centralized (not distributed) router may also live on a
+            // `legacy` node, which routes everything of it.
+            let legacy_home = !r.distributed && host.agent_mode == AgentMode::Legacy;
+            if host.agent_mode != AgentMode::DvrSnat && !legacy_home {
                 bail!(
-                    "host {h} is in agent mode {}; a router's SNAT needs a dvr_snat host",
+                    "host {h} is in agent mode {}; a router's SNAT needs a dvr_snat host (or, for a router that is not distributed, a legacy host)",
                     agent_mode_str(host.agent_mode)
                 );
             }

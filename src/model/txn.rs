@@ -128,7 +128,13 @@ impl Model {
                 ctx.check_host(&h)?;
                 ctx.check_new_claims(ObjRef::Host(&h), self.hosts.get(name).map(ObjRef::Host))?;
                 if h.agent_mode != AgentMode::DvrSnat {
-                    if let Some(r) = self.index().rel(Rel::RoutersBySnatHost, name).next() {
+                    let legacy_ok =
+                        |r: &Router| !r.distributed && h.agent_mode == AgentMode::Legacy;
+                    if let Some(r) = self
+                        .index()
+                        .rel(Rel::RoutersBySnatHost, name)
+                        .find(|r| !self.routers.get(r.name()).is_some_and(legacy_ok))
+                    {
                         bail!(
                             "router {} has its SNAT on host {name}, which must stay in agent mode dvr_snat (not {}); move the SNAT first",
                             r.name(),

@@ -1,0 +1,762 @@
+//! North-south golden tests (sections 3 and 4 of DVR-SEMANTICS.md): crafted
+//! frames through the pipeline of a compute node (`cn1`, floating IPs) and of
+//! the network node (`nn1`, SNAT), the frames out compared byte for byte with
+//! frames built by `etherparse`, every drop with its exact reason.
+//!
+//! The topology is `dvr::testkit`'s, plus an external network `ext`
+//! (203.0.113.0/24, upstream router 203.0.113.1), router r1's external gateway
+//! on it with its SNAT on `nn1` (`dvr_snat`), floating IPs 203.0.113.50 for
+//! port a (on cn1) and 203.0.113.51 for port c (on cn2), and cn1's FIP gateway
+//! port 203.0.113.11.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use dvr::config::PortRole;
+use dvr::mac::MacAddr;
+use dvr::model::Model;
+use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
+use dvr::pkt::{self, Frame};
+use dvr::snapshot::{Compiler, DpPort, NodePorts, Snapshot};
+use dvr::stats::DropReason as R;
+use dvr::testkit::*;
+use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, SlicedPacket, TransportSlice};
+use serde_json::json;
+
+const EXT: u16 = 4;
+const UPSTREAM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const FG1: [u8; 6] = [0xfa, 0x16, 0x3e, 0xf0, 0, 1];
+const DVR3: [u8; 6] = [0xfa, 0x16, 0x3f, 0, 0, 3];
+const NN1_UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+const VTEP3: [u8; 4] = [192, 0, 2, 3];
+const OUTSIDE: &str = "198.51.100.7";
+const PAYLOAD: &[u8] = b"north-south golden payload";
+
+fn ns_model() -> Model {
+    let mut m = model();
+    m.apply(&changes(json!([
+        {"op": "host_set", "name": "cn1", "agent_mode": "dvr", "vtep": "192.0.2.1",
+         "dvr_mac": MacAddr(DVR1).to_string(),
+         "fip_gateway": {"ip": "203.0.113.11", "mac": MacAddr(FG1).to_string()}},
+        {"op": "host_set", "name": "nn1", "agent_mode": "dvr_snat", "vtep": "192.0.2.3",
+         "dvr_mac": MacAddr(DVR3).to_string()},
+        {"op": "network_create", "name": "ext", "network_type": "flat", "external": true},
+        {"op": "subnet_create", "name": "ext4", "network": "ext", "cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1"},
+        {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext"}, "snat_host": "nn1"},
+        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.50", "port": "a"},
+        {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.51", "port": "c"},
+    ])))
+    .expect("the north-south topology is valid");
+    m
+}
+
+fn dp(name: &str, role: PortRole, mac: [u8; 6]) -> DpPort {
+    DpPort {
+        name: name.into(),
+        role,
+        mac: MacAddr(mac),
+    }
+}
+
+/// cn1 with an external port (index [`EXT`]), cn2's and nn1's VTEPs and the
+/// upstream router resolved.
+fn cn1(m: &Model) -> std::sync::Arc<Snapshot> {
+    let mut n = node();
+    n.ports
+        .push(dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xee]));
+    let mut c = Compiler::new(m, n);
+    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC));
+    c.set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
+        .expect("publishes")
+}
+
+/// nn1: an underlay port (0) and an external port (1); cn1's and cn2's VTEPs
+/// and the upstream router resolved.
+fn nn1(m: &Model) -> std::sync::Arc<Snapshot> {
+    let n = NodePorts {
+        node: "nn1".into(),
+        ports: vec![
+            dp("up", PortRole::Underlay, NN1_UL_MAC),
+            dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xef]),
+        ],
+        static_fdb: vec![],
+        vtep: None,
+        dvr_mac: None,
+        vtep_macs: vec![],
+    };
+    let mut c = Compiler::new(m, n);
+    c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
+    c.set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
+        .expect("publishes")
+}
+
+fn gw_mac(m: &Model, sn: &str) -> [u8; 6] {
+    m.routers["r1"]
+        .interfaces
+        .iter()
+        .find(|i| i.subnet == sn)
+        .expect("interface")
+        .mac
+        .0
+}
+
+fn router_gw(m: &Model) -> (Ipv4Addr, [u8; 6]) {
+    let g = m.routers["r1"].gateway.as_ref().expect("gateway");
+    let ip = g
+        .ips
+        .iter()
+        .find_map(|f| match f.ip {
+            IpAddr::V4(a) => Some(a),
+            _ => None,
+        })
+        .expect("an IPv4 gateway address");
+    (ip, g.mac.0)
+}
+
+fn ip4(s: &str) -> [u8; 4] {
+    s.parse::<Ipv4Addr>().unwrap().octets()
+}
+
+fn udp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    ttl: u8,
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip4(src), ip4(dst), ttl)
+        .udp(ports.0, ports.1)
+        .write(&mut v, PAYLOAD)
+        .unwrap();
+    v
+}
+
+fn tcp4(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    ttl: u8,
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip4(src), ip4(dst), ttl)
+        .tcp(ports.0, ports.1, 1000, 64240)
+        .syn()
+        .write(&mut v, PAYLOAD)
+        .unwrap();
+    v
+}
+
+fn arp_request(src_mac: [u8; 6], src: &str, target: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, [0xff; 6])
+        .arp(
+            ArpEthIpv4Packet {
+                operation: ArpOperation::REQUEST,
+                sender_mac: src_mac,
+                sender_ipv4: ip4(src),
+                target_mac: [0; 6],
+                target_ipv4: ip4(target),
+            }
+            .into(),
+        )
+        .write(&mut v)
+        .unwrap();
+    v
+}
+
+fn arp_reply(from_mac: [u8; 6], from: &str, to_mac: [u8; 6], to: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(from_mac, to_mac)
+        .arp(
+            ArpEthIpv4Packet {
+                operation: ArpOperation::REPLY,
+                sender_mac: from_mac,
+                sender_ipv4: ip4(from),
+                target_mac: to_mac,
+                target_ipv4: ip4(to),
+            }
+            .into(),
+        )
+        .write(&mut v)
+        .unwrap();
+    v
+}
+
+/// `inner` in GRE key `key` from `src` (underlay MAC, VTEP) to `dst`.
+fn gre_frame(
+    inner: &[u8],
+    key: u32,
+    (src_mac, src): ([u8; 6], [u8; 4]),
+    (dst_mac, dst): ([u8; 6], [u8; 4]),
+) -> Vec<u8> {
+    use pkt::*;
+    let mut v = vec![0u8; GRE_OVERHEAD + inner.len()];
+    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
+    let total = (GRE_OVERHEAD - ETH_LEN + inner.len()) as u16;
+    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_GRE, src, dst);
+    let g = &mut v[ETH_LEN + IPV4_LEN..];
+    put16(g, 0, 0x2000);
+    put16(g, 2, ETHERTYPE_TEB);
+    put32(g, 4, key);
+    v[GRE_OVERHEAD..].copy_from_slice(inner);
+    v
+}
+
+/// Runs `frame` in on `in_port` with `env`; the trace path must agree.
+fn run(snap: &Snapshot, env: &mut Env, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    env.burst(snap);
+    let mut buf = vec![0u8; 128 + frame.len() + 256];
+    buf[128..128 + frame.len()].copy_from_slice(frame);
+    let mut f = Frame::new(&mut buf, 128, frame.len()).unwrap();
+    let v = pipeline::process(snap, env, in_port, &mut f, &mut NoTrace);
+    (v, f.data().to_vec())
+}
+
+/// Like [`run`] with a fresh environment, and the tracer sees the same.
+fn run1(snap: &Snapshot, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    let out = run(snap, &mut env(), in_port, frame);
+    let mut buf = vec![0u8; 128 + frame.len() + 256];
+    buf[128..128 + frame.len()].copy_from_slice(frame);
+    let mut f = Frame::new(&mut buf, 128, frame.len()).unwrap();
+    let mut e = env();
+    e.burst(snap);
+    let mut notes = Notes::default();
+    let v = pipeline::process(snap, &mut e, in_port, &mut f, &mut notes);
+    assert_eq!(v, out.0, "trace and workers agree; notes {:?}", notes.0);
+    out
+}
+
+fn env() -> Env {
+    Env::new(|| 0, 1_000_000)
+}
+
+/// IPv4 and transport checksums of an Ethernet frame are right.
+fn checksums_ok(frame: &[u8]) {
+    let ip = &frame[pkt::ETH_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    assert_eq!(pkt::checksum(&ip[..ihl]), 0, "IPv4 header checksum");
+    let total = pkt::be16(ip, 2) as usize;
+    let l4 = &ip[ihl..total];
+    let sum = pkt::pseudo4(&ip[12..16], &ip[16..20], l4.len() as u16, ip[9]);
+    match ip[9] {
+        pkt::PROTO_UDP if pkt::be16(l4, 6) == 0 => {}
+        pkt::PROTO_UDP | pkt::PROTO_TCP => {
+            assert_eq!(pkt::csum_fold(pkt::csum_add(sum, l4)), 0, "L4 checksum")
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn floating_ip_out_of_the_vm_host_external_port() {
+    let m = ns_model();
+    let s = cn1(&m);
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40000, 53),
+        64,
+    );
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(EXT));
+    let want = udp4(FG1, UPSTREAM_MAC, "203.0.113.50", OUTSIDE, (40000, 53), 63);
+    assert_eq!(out, want);
+    // TCP too, checksums right.
+    let f = tcp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40001, 80),
+        64,
+    );
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(EXT));
+    assert_eq!(
+        out,
+        tcp4(FG1, UPSTREAM_MAC, "203.0.113.50", OUTSIDE, (40001, 80), 63)
+    );
+}
+
+#[test]
+fn floating_ip_in_from_the_external_port() {
+    let m = ns_model();
+    let s = cn1(&m);
+    let f = tcp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.50", (80, 40001), 64);
+    let (v, out) = run1(&s, EXT, &f);
+    assert_eq!(v, Ok(VM_A));
+    assert_eq!(
+        out,
+        tcp4(
+            gw_mac(&m, "blue4"),
+            A_MAC,
+            OUTSIDE,
+            "10.1.0.10",
+            (80, 40001),
+            63
+        )
+    );
+    // Port c's floating IP is served by cn2, not here; the right address to
+    // the wrong MAC is not taken either.
+    let f = udp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.51", (53, 4000), 64);
+    assert_eq!(run1(&s, EXT, &f).0, Err(R::ExternalNotServed));
+    let f = udp4(
+        UPSTREAM_MAC,
+        [0x02, 9, 9, 9, 9, 9],
+        OUTSIDE,
+        "203.0.113.50",
+        (53, 4000),
+        64,
+    );
+    assert_eq!(run1(&s, EXT, &f).0, Err(R::ExternalWrongMac));
+}
+
+#[test]
+fn proxy_arp_only_for_what_this_host_serves() {
+    let m = ns_model();
+    let s = cn1(&m);
+    for target in ["203.0.113.50", "203.0.113.11"] {
+        let (v, out) = run1(&s, EXT, &arp_request(UPSTREAM_MAC, "203.0.113.1", target));
+        assert_eq!(v, Ok(EXT), "who-has {target}");
+        let mut want = arp_reply(FG1, target, UPSTREAM_MAC, "203.0.113.1");
+        want.resize(out.len(), 0);
+        assert_eq!(out, want, "who-has {target}");
+    }
+    for target in ["203.0.113.51", "203.0.113.99"] {
+        let (v, _) = run1(&s, EXT, &arp_request(UPSTREAM_MAC, "203.0.113.1", target));
+        assert_eq!(v, Err(R::ArpUnknownTarget), "who-has {target}");
+    }
+    // The router's gateway address is answered by its SNAT node only.
+    let (gw, gw_mac) = router_gw(&m);
+    let gw = gw.to_string();
+    let req = arp_request(UPSTREAM_MAC, "203.0.113.1", &gw);
+    assert_eq!(run1(&s, EXT, &req).0, Err(R::ArpUnknownTarget));
+    let n = nn1(&m);
+    let (v, out) = run1(&n, 1, &req);
+    assert_eq!(v, Ok(1));
+    let mut want = arp_reply(gw_mac, &gw, UPSTREAM_MAC, "203.0.113.1");
+    want.resize(out.len(), 0);
+    assert_eq!(out, want);
+    // Replies go to the control thread (upstream resolution).
+    let r = arp_reply(UPSTREAM_MAC, "203.0.113.1", FG1, "203.0.113.11");
+    assert_eq!(run1(&s, EXT, &r).0, Err(R::ArpReplyConsumed));
+    assert_eq!(
+        pipeline::arp_reply_sender(&r),
+        Some(("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC)))
+    );
+}
+
+#[test]
+fn hairpin_to_another_vms_floating_ip() {
+    let m = ns_model();
+    let s = cn1(&m);
+    // a (FIP .50) to c's FIP .51: c is on cn2, reached over VXLAN from the
+    // DVR MAC, seeing a's floating IP as the source.
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        "203.0.113.51",
+        (40000, 7),
+        64,
+    );
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(UP));
+    let inner = udp4(DVR1, C_MAC, "203.0.113.50", "10.1.0.20", (40000, 7), 63);
+    let want = vxlan_frame(&inner, 101, (UL_MAC, VTEP1), (CN2_UL_MAC, VTEP2));
+    assert_eq!(out, want);
+    // b has no floating IP: not translated.
+    let f = udp4(
+        B_MAC,
+        gw_mac(&m, "red4"),
+        "10.2.0.10",
+        "203.0.113.50",
+        (40000, 7),
+        64,
+    );
+    assert_eq!(run1(&s, VM_B, &f).0, Err(R::HairpinNoFip));
+}
+
+#[test]
+fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
+    let m = ns_model();
+    let s = cn1(&m);
+    let red_gw = gw_mac(&m, "red4");
+    // b has no floating IP: over the overlay (red is GRE key 202) to nn1,
+    // unrouted (TTL 64), from cn1's DVR MAC to the router's interface.
+    let f = tcp4(B_MAC, red_gw, "10.2.0.10", OUTSIDE, (41000, 80), 64);
+    let (v, out) = run1(&s, VM_B, &f);
+    assert_eq!(v, Ok(UP));
+    let inner = tcp4(DVR1, red_gw, "10.2.0.10", OUTSIDE, (41000, 80), 64);
+    let to_nn1 = gre_frame(&inner, 202, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    assert_eq!(out, to_nn1);
+
+    // On nn1: routed, translated to the gateway address, out of its external port.
+    let n = nn1(&m);
+    let mut e = env();
+    let (gw, gw_mac) = router_gw(&m);
+    let (v, out) = run(&n, &mut e, 0, &to_nn1);
+    assert_eq!(v, Ok(1));
+    checksums_ok(&out);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("IPv4")
+    };
+    assert_eq!(ip.header().source_addr(), gw);
+    assert_eq!(ip.header().destination_addr().to_string(), OUTSIDE);
+    assert_eq!(ip.header().ttl(), 63);
+    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+        panic!("TCP")
+    };
+    let ext_port = tcp.source_port();
+    assert_eq!(tcp.destination_port(), 80);
+    assert_eq!(&out[0..12], &[UPSTREAM_MAC, gw_mac].concat()[..]);
+    assert_eq!(tcp.payload(), PAYLOAD);
+
+    // The answer: back to b's address and port, tunnelled to cn1 from nn1's
+    // DVR MAC.
+    let reply = tcp4(
+        UPSTREAM_MAC,
+        gw_mac,
+        OUTSIDE,
+        &gw.to_string(),
+        (80, ext_port),
+        64,
+    );
+    let (v, out) = run(&n, &mut e, 1, &reply);
+    assert_eq!(v, Ok(0));
+    let inner = tcp4(DVR3, B_MAC, OUTSIDE, "10.2.0.10", (80, 41000), 63);
+    assert_eq!(
+        out,
+        gre_frame(&inner, 202, (NN1_UL_MAC, VTEP3), (UL_MAC, VTEP1))
+    );
+    // ... which cn1 delivers to b with the router's interface MAC.
+    let (v, out) = run1(
+        &s,
+        UP,
+        &gre_frame(&inner, 202, (NN1_UL_MAC, VTEP3), (UL_MAC, VTEP1)),
+    );
+    assert_eq!(v, Ok(VM_B));
+    assert_eq!(
+        out,
+        tcp4(red_gw, B_MAC, OUTSIDE, "10.2.0.10", (80, 41000), 63)
+    );
+
+    // The outside cannot open a session.
+    let probe = tcp4(
+        UPSTREAM_MAC,
+        gw_mac,
+        OUTSIDE,
+        &gw.to_string(),
+        (80, 1024),
+        64,
+    );
+    assert_eq!(run(&n, &mut e, 1, &probe).0, Err(R::NatNoSession));
+    // cn1 does not take SNAT traffic sent to it (its router's SNAT is on nn1).
+    let stray = gre_frame(
+        &inner_redirect(red_gw),
+        202,
+        (NN1_UL_MAC, VTEP3),
+        (UL_MAC, VTEP1),
+    );
+    assert_eq!(run1(&s, UP, &stray).0, Err(R::SnatNotHere));
+}
+
+fn inner_redirect(red_gw: [u8; 6]) -> Vec<u8> {
+    tcp4(DVR3, red_gw, "10.2.0.10", OUTSIDE, (41000, 80), 64)
+}
+
+#[test]
+fn tiny_port_range_drops_the_new_flow_and_keeps_the_old() {
+    let m = ns_model();
+    let n = nn1(&m);
+    let cfg = dvr::nat::NatConfig::default();
+    let mut e = Env::with_nat(|| 0, 1_000_000, cfg, 40000..=40001);
+    let red_gw = gw_mac(&m, "red4");
+    let flow = |sport: u16| {
+        let inner = udp4(DVR1, red_gw, "10.2.0.10", OUTSIDE, (sport, 53), 64);
+        gre_frame(&inner, 202, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3))
+    };
+    let mut ports = Vec::new();
+    for sport in [5000, 5001] {
+        let (v, out) = run(&n, &mut e, 0, &flow(sport));
+        assert_eq!(v, Ok(1));
+        ports.push(pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN));
+    }
+    ports.sort();
+    assert_eq!(ports, [40000, 40001]);
+    assert_eq!(run(&n, &mut e, 0, &flow(5002)).0, Err(R::NatPortsExhausted));
+    // The established ones still pass.
+    for sport in [5000, 5001] {
+        assert_eq!(run(&n, &mut e, 0, &flow(sport)).0, Ok(1));
+    }
+}
+
+#[test]
+fn upstream_not_resolved_is_counted() {
+    let m = ns_model();
+    let mut n = node();
+    n.ports
+        .push(dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xee]));
+    let c = Compiler::new(&m, n);
+    let s = c.current().clone();
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40000, 53),
+        64,
+    );
+    assert_eq!(run1(&s, VM_A, &f).0, Err(R::UpstreamUnresolved));
+    let mut up = c.upstreams();
+    up.sort();
+    assert_eq!(
+        up,
+        [(
+            "203.0.113.1".parse().unwrap(),
+            "203.0.113.11".parse().unwrap(),
+            MacAddr(FG1)
+        )]
+    );
+}
+
+/// r1 made centralized on nn1 (the seed's procedure backwards: disabled,
+/// `--centralized`, enabled).
+fn legacy_model() -> Model {
+    let mut m = ns_model();
+    m.apply(&changes(json!([
+        {"op": "router_set", "name": "r1", "admin_state_up": false},
+        {"op": "router_set", "name": "r1", "distributed": false},
+        {"op": "router_set", "name": "r1", "admin_state_up": true},
+    ])))
+    .expect("a disabled router may become centralized");
+    m
+}
+
+#[test]
+fn legacy_router_routes_only_on_its_node() {
+    let m = legacy_model();
+    let s = cn1(&m);
+    let blue_gw = gw_mac(&m, "blue4");
+    // On cn1 the router's MAC is switched to nn1, unrouted, over blue's VNI.
+    let f = udp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.20", (40000, 7), 64);
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(UP));
+    let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    assert_eq!(out, to_nn1);
+    // nn1 routes it to d on cn2 (red, GRE), from its DVR MAC.
+    let n = nn1(&m);
+    let (v, out) = run1(&n, 0, &to_nn1);
+    assert_eq!(v, Ok(0));
+    let inner = udp4(DVR3, D_MAC, "10.1.0.10", "10.2.0.20", (40000, 7), 63);
+    assert_eq!(out[pkt::GRE_OVERHEAD..], inner[..]);
+    // Its floating IPs are served by nn1 with the gateway port's MAC, not by cn1.
+    let req = arp_request(UPSTREAM_MAC, "203.0.113.1", "203.0.113.50");
+    assert_eq!(run1(&s, EXT, &req).0, Err(R::ArpUnknownTarget));
+    let (_, gw_mac) = router_gw(&m);
+    let (v, out) = run1(&n, 1, &req);
+    assert_eq!(v, Ok(1));
+    assert_eq!(&out[6..12], &gw_mac);
+    let f = udp4(
+        UPSTREAM_MAC,
+        gw_mac,
+        OUTSIDE,
+        "203.0.113.50",
+        (53, 40000),
+        64,
+    );
+    let (v, out) = run1(&n, 1, &f);
+    assert_eq!(v, Ok(0));
+    let inner = udp4(DVR3, A_MAC, OUTSIDE, "10.1.0.10", (53, 40000), 63);
+    assert_eq!(out[pkt::VXLAN_OVERHEAD..], inner[..]);
+}
+
+#[test]
+fn dvr_no_external_host_floating_ips_are_served_by_the_snat_node() {
+    let mut m = ns_model();
+    m.apply(&changes(json!([
+        {"op": "host_set", "name": "cn1", "agent_mode": "dvr_no_external", "vtep": "192.0.2.1",
+         "dvr_mac": MacAddr(DVR1).to_string()},
+    ])))
+    .expect("cn1 without an external port");
+    let s = Compiler::new(&m, node())
+        .set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC))
+        .expect("publishes");
+    // E-W stays local.
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        "10.2.0.10",
+        (40000, 7),
+        64,
+    );
+    assert_eq!(run1(&s, VM_A, &f).0, Ok(VM_B));
+    // a's floating IP traffic goes unrouted to nn1 ...
+    let f = udp4(
+        A_MAC,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40000, 53),
+        64,
+    );
+    let (v, out) = run1(&s, VM_A, &f);
+    assert_eq!(v, Ok(UP));
+    let inner = udp4(
+        DVR1,
+        gw_mac(&m, "blue4"),
+        "10.1.0.10",
+        OUTSIDE,
+        (40000, 53),
+        64,
+    );
+    let to_nn1 = vxlan_frame(&inner, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    assert_eq!(out, to_nn1);
+    // ... which translates it to the floating IP from the gateway port's MAC.
+    let n = nn1(&m);
+    let (_, gw_mac) = router_gw(&m);
+    let (v, out) = run1(&n, 0, &to_nn1);
+    assert_eq!(v, Ok(1));
+    assert_eq!(
+        out,
+        udp4(
+            gw_mac,
+            UPSTREAM_MAC,
+            "203.0.113.50",
+            OUTSIDE,
+            (40000, 53),
+            63
+        )
+    );
+}
+
+#[test]
+fn migration_to_distributed_under_a_stream() {
+    // The seed's procedure: a legacy router disabled, made distributed,
+    // enabled. The same E-W and N-S frames at each step, on cn1.
+    let mut m = legacy_model();
+    let blue_gw = gw_mac(&m, "blue4");
+    let ew = udp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.10", (40000, 7), 64);
+    let ns = udp4(A_MAC, blue_gw, "10.1.0.10", OUTSIDE, (40000, 53), 64);
+    let mut c = {
+        let mut n = node();
+        n.ports
+            .push(dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xee]));
+        Compiler::new(&m, n)
+    };
+    c.set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC));
+    let up: Ipv4Addr = "203.0.113.1".parse().unwrap();
+    let s = c.set_vtep_mac(up, MacAddr(UPSTREAM_MAC)).unwrap();
+    // Centralized: both go to nn1.
+    assert_eq!(run1(&s, VM_A, &ew).0, Ok(UP));
+    assert_eq!(run1(&s, VM_A, &ns).0, Ok(UP));
+    let steps = [
+        (
+            json!({"op": "router_set", "name": "r1", "admin_state_up": false}),
+            Err(R::UnknownDstMac),
+            Err(R::UnknownDstMac),
+        ),
+        (
+            json!({"op": "router_set", "name": "r1", "distributed": true}),
+            Err(R::UnknownDstMac),
+            Err(R::UnknownDstMac),
+        ),
+        (
+            json!({"op": "router_set", "name": "r1", "admin_state_up": true}),
+            Ok(VM_B),
+            Ok(EXT),
+        ),
+    ];
+    for (change, want_ew, want_ns) in steps {
+        let applied = m.apply(&changes(json!([change.clone()]))).unwrap();
+        let s = c.update(&m, &applied);
+        assert_eq!(run1(&s, VM_A, &ew).0, want_ew, "E-W after {change}");
+        assert_eq!(run1(&s, VM_A, &ns).0, want_ns, "N-S after {change}");
+    }
+}
+
+#[test]
+fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
+    let mut m = ns_model();
+    let mut c = Compiler::new(
+        &m,
+        NodePorts {
+            node: "nn1".into(),
+            ports: vec![
+                dp("up", PortRole::Underlay, NN1_UL_MAC),
+                dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xef]),
+            ],
+            static_fdb: vec![],
+            vtep: None,
+            dvr_mac: None,
+            vtep_macs: vec![],
+        },
+    );
+    c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
+    let n = c
+        .set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
+        .unwrap();
+    let red_gw = gw_mac(&m, "red4");
+    let (gw, gw_port_mac) = router_gw(&m);
+    let out_frame = gre_frame(
+        &udp4(DVR1, red_gw, "10.2.0.10", OUTSIDE, (5000, 53), 64),
+        202,
+        (UL_MAC, VTEP1),
+        (NN1_UL_MAC, VTEP3),
+    );
+    let mut e = env();
+    let (v, out) = run(&n, &mut e, 0, &out_frame);
+    assert_eq!(v, Ok(1));
+    let port = pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN);
+    let reply = udp4(
+        UPSTREAM_MAC,
+        gw_port_mac,
+        OUTSIDE,
+        &gw.to_string(),
+        (53, port),
+        64,
+    );
+    assert_eq!(run(&n, &mut e, 1, &reply).0, Ok(0));
+    // b gets a floating IP: its sessions go.
+    let applied = m
+        .apply(&changes(json!([
+            {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.52", "port": "b"},
+        ])))
+        .unwrap();
+    let n = c.update(&m, &applied);
+    assert_eq!(run(&n, &mut e, 1, &reply).0, Err(R::NatNoSession));
+    // A session of d (no floating IP), then the router disabled (gone from
+    // the dataplane).
+    let out_frame = gre_frame(
+        &udp4(DVR2, red_gw, "10.2.0.20", OUTSIDE, (5001, 53), 64),
+        202,
+        (CN2_UL_MAC, VTEP2),
+        (NN1_UL_MAC, VTEP3),
+    );
+    let mut c2 = c;
+    let n = c2
+        .set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC))
+        .unwrap();
+    let (v, _) = run(&n, &mut e, 0, &out_frame);
+    assert_eq!(v, Ok(1));
+    assert_eq!(e.nat.len(), 1);
+    let applied = m
+        .apply(&changes(
+            json!([{"op": "router_set", "name": "r1", "admin_state_up": false}]),
+        ))
+        .unwrap();
+    let n = c2.update(&m, &applied);
+    e.burst(&n);
+    assert_eq!(e.nat.len(), 0, "the router's sessions are flushed");
+}
