@@ -238,6 +238,13 @@ impl Env {
         self.nat_routers = new;
     }
 
+    /// Whether this worker translates (some router's SNAT runs here): only
+    /// then is [`prefetch_nat`] worth its pass over a burst.
+    #[inline]
+    pub fn snat_here(&self) -> bool {
+        !self.nat_routers.is_empty()
+    }
+
     /// The clock, read once per burst.
     #[inline]
     fn clock(&mut self) -> u64 {
@@ -1520,6 +1527,69 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
     r.upstream
         .and_then(|u| node.vtep_macs.get(&u).copied())
         .ok_or(R::UpstreamUnresolved)
+}
+
+/// Prefetches what the SNAT of `frame` will read, a burst ahead of the
+/// pipeline (`stage` 0: the index bucket; 1: the session slot, once the
+/// bucket is in): with a session table larger than the caches, the misses of
+/// a burst's packets then overlap instead of following each other. From the
+/// external port, the reply's session; from the underlay, the session of a
+/// frame another host sent to a router interface here (the router's SNAT).
+/// A hint only: a frame it does not recognise prefetches nothing.
+#[inline]
+pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {
+    match ing {
+        Ingress::External => {
+            if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 {
+                let ip = &frame[ETH_LEN..];
+                if stage == 0 {
+                    env.nat.prefetch_in(ip);
+                } else {
+                    env.nat.prefetch_in_session(ip);
+                }
+            }
+        }
+        Ingress::Underlay => {
+            let Some((router, ip)) = tunnelled_to_router(snap, frame) else {
+                return;
+            };
+            if stage == 0 {
+                env.nat.prefetch_out(router, ip);
+            } else {
+                env.nat.prefetch_out_session(router, ip);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// For [`prefetch_nat`]: the router and inner IPv4 packet of a VXLAN or GRE
+/// frame whose inner destination is a router interface (no checks beyond
+/// what finding them needs: the pipeline checks the frame).
+fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a [u8])> {
+    let node = &*snap.node;
+    if be16(frame.get(..14)?, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
+    let (net, inner) = match ip[9] {
+        PROTO_UDP => {
+            let vni = be32(frame.get(..VXLAN_OVERHEAD)?, VXLAN_OVERHEAD - 4) >> 8;
+            (*node.by_vni.get(&vni)?, &frame[VXLAN_OVERHEAD..])
+        }
+        PROTO_GRE => {
+            let key = be32(frame.get(..GRE_OVERHEAD)?, GRE_OVERHEAD - 4);
+            (*node.by_gre_key.get(&key)?, &frame[GRE_OVERHEAD..])
+        }
+        _ => return None,
+    };
+    if inner.len() <= ETH_LEN + IPV4_LEN || be16(inner, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    match snap.net(net)?.fdb.get(MacAddr(mac_at(inner, 0)).key())? {
+        Dest::Router { router, .. } => Some((router, &inner[ETH_LEN..])),
+        _ => None,
+    }
 }
 
 /// Decrements the TTL of the IPv4 header `ip` (checked > 1 before), with the
