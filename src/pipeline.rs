@@ -1539,14 +1539,14 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
 #[inline]
 pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {
     match ing {
-        Ingress::External => {
-            if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 {
-                let ip = &frame[ETH_LEN..];
-                if stage == 0 {
-                    env.nat.prefetch_in(ip);
-                } else {
-                    env.nat.prefetch_in_session(ip);
-                }
+        Ingress::External
+            if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 =>
+        {
+            let ip = &frame[ETH_LEN..];
+            if stage == 0 {
+                env.nat.prefetch_in(ip);
+            } else {
+                env.nat.prefetch_in_session(ip);
             }
         }
         Ingress::Underlay => {
