@@ -162,7 +162,7 @@ fn dvr_cases() -> Vec<DvrCase> {
         DvrCase {
             name: "dvr-pmd SNAT established",
             kernel: Case::SnatEstablished,
-            run: not_yet,
+            run: dvr_snat_established,
         },
         DvrCase {
             name: "dvr-pmd SNAT new sessions",
@@ -244,6 +244,18 @@ fn dvr_nat_config(
     model: &dvr::model::Model,
     extra: &str,
 ) -> String {
+    dvr_nat_config_mem(dir, core, agent_mode, model, extra, 1024)
+}
+
+/// [`dvr_nat_config`] with `memory_mb` of EAL memory.
+fn dvr_nat_config_mem(
+    dir: &Path,
+    core: usize,
+    agent_mode: &str,
+    model: &dvr::model::Model,
+    extra: &str,
+    memory_mb: u32,
+) -> String {
     let state = dir.join("nat-model.json");
     let _ = std::fs::remove_file(&state);
     model.save(&state).unwrap();
@@ -261,6 +273,7 @@ workers = [{core}]
 [eal]
 file_prefix = "dvr-nat-{pid}"
 no_shconf = true
+memory_mb = {memory_mb}
 [stats]
 interval_ms = 1000
 format = "json"
@@ -308,6 +321,92 @@ fn dvr_fip(dir: &Path, core: usize, secs: u64, _: u32, _: u32) -> Option<NatMeas
     );
     let ports = pcap_port("vm-a", "vm", &out) + &pcap_port("ext", "external", &inb);
     let r = harness::run_dvr_config(dir, &dvr_nat_config(dir, core, "dvr", &m, &ports), secs);
+    Some(NatMeasured {
+        mpps_core: r.mpps,
+        cycles_per_packet: r.cycles_per_packet,
+        sessions_per_s: 0.0,
+        new_fraction: 0.0,
+    })
+}
+
+/// Another compute node, whose VMs' SNAT traffic reaches the network node.
+const CN2_VTEP: &str = "192.0.2.2";
+const CN2_DVR_MAC: &str = "fa:16:3f:00:00:02";
+/// Destinations per inside endpoint: a router has one gateway address, so
+/// its sessions share endpoints (a binding, one external port, per inside
+/// address and port; up to 64,512 of them), 20 destinations each.
+const SNAT_DESTS: u32 = 20;
+
+/// Centralized SNAT on the `dvr_snat` node, established sessions: `sessions`
+/// UDP flows (`sessions / 20` inside endpoints on 10.0.16.0/20 and up, each to
+/// 20 internet hosts 198.51.100.1-20 port 80) as compute node `cn2` tunnels
+/// them (VXLAN 100, from its DVR MAC to the router's interface), replayed
+/// round robin into the underlay port: the first round creates the sessions,
+/// the rest of the run finds them (decapsulation, routing, PAT lookup and
+/// rewrite, out of the external port).
+fn dvr_snat_established(
+    dir: &Path,
+    core: usize,
+    secs: u64,
+    sessions: u32,
+    _: u32,
+) -> Option<NatMeasured> {
+    use serde_json::json;
+    let (mut m, router_mac) = nat_model("dvr_snat");
+    let ch: Vec<dvr::model::Change> = serde_json::from_value(json!([
+        {"op": "host_set", "name": "cn2", "agent_mode": "dvr", "vtep": CN2_VTEP, "dvr_mac": CN2_DVR_MAC}
+    ]))
+    .unwrap();
+    m.apply(&ch).expect("cn2");
+    let endpoints = sessions.div_ceil(SNAT_DESTS).min(64_000);
+    let vtep = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap().octets();
+    let frames: Vec<Vec<u8>> = (0..endpoints * SNAT_DESTS)
+        .map(|i| {
+            let (e, d) = (i / SNAT_DESTS, i % SNAT_DESTS);
+            let inner = dvr::gen::udp4_frame(
+                &dvr::gen::Udp4 {
+                    src_mac: mac(CN2_DVR_MAC),
+                    dst_mac: router_mac,
+                    src_ip: std::net::Ipv4Addr::new(
+                        10,
+                        0,
+                        16 + (e / 250) as u8,
+                        1 + (e % 250) as u8,
+                    ),
+                    dst_ip: std::net::Ipv4Addr::new(198, 51, 100, 1 + d as u8),
+                    src_port: 20000 + (e % 1000) as u16,
+                    dst_port: 80,
+                },
+                60,
+                i,
+            );
+            dvr::testkit::vxlan_frame(
+                &inner,
+                100,
+                ([0x02, 0, 0, 0, 0, 0x22], vtep(CN2_VTEP)),
+                ([0x02, 0, 0, 0, 0, 0x01], vtep(DVR_VTEP)),
+            )
+        })
+        .collect();
+    let n = frames.len() as u32;
+    let p = dir.join("dvr-snat-established.pcap");
+    dvr::pcap::write_file(&p, &frames).unwrap();
+    drop(frames);
+    // Every frame of the capture sits in an mbuf (net_pcap replays from
+    // memory): room for them and the bursts in flight.
+    let mbufs = n + 32768;
+    let memory_mb = 1024 + mbufs / 400;
+    let ports = pcap_port("up", "underlay", &p)
+        + "[[ports]]\nname = \"ext\"\nrole = \"external\"\nkind = \"null\"\n";
+    let extra = format!(
+        "[dataplane]\nmbufs = {mbufs}\n[nat]\nmax_sessions = {}\n{ports}",
+        (n as usize * 2).next_power_of_two()
+    );
+    let cfg = dvr_nat_config_mem(dir, core, "dvr_snat", &m, &extra, memory_mb);
+    let r = harness::run_dvr_config(dir, &cfg, secs);
+    eprintln!(
+        "  dvr-pmd SNAT established: {n} sessions ({endpoints} inside endpoints x {SNAT_DESTS})"
+    );
     Some(NatMeasured {
         mpps_core: r.mpps,
         cycles_per_packet: r.cycles_per_packet,
