@@ -889,18 +889,7 @@ impl Generator {
 
     /// The TSC rate EAL measured, from its debug log.
     fn tsc_hz(&self) -> u64 {
-        self.log_text()
-            .lines()
-            .find_map(|l| {
-                l.split("TSC frequency is ~")
-                    .nth(1)?
-                    .strip_suffix(" KHz")?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|khz| khz * 1000)
-            .unwrap_or(0)
+        harness::eal_tsc_hz(&self.log_text())
     }
 }
 

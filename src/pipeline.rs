@@ -789,27 +789,10 @@ fn route4<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
+    let ihl = ipv4_valid(f)?;
     let b = f.data();
-    if b.len() < ETH_LEN + IPV4_LEN {
-        return Err(R::MalformedIpv4);
-    }
     let ip = &b[ETH_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
     let total = be16(ip, 2) as usize;
-    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
-        return Err(R::MalformedIpv4);
-    }
-    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
-        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
-        _ => checksum(&ip[..ihl]) == 0,
-    };
-    if !sum_ok {
-        return Err(R::BadIpv4Checksum);
-    }
-    // Ethernet padding beyond the IP length goes.
-    f.trim(ETH_LEN + total);
-    let b = f.data();
-    let ip = &b[ETH_LEN..];
     let src = ipv4_at(ip, 12);
     let dst = ipv4_at(ip, 16);
     if martian4(src) {
@@ -1460,14 +1443,7 @@ fn from_underlay<T: Trace>(
 /// the control thread (VTEP resolution).
 fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let node = &*snap.node;
-    let b = f.data();
-    if b.len() < ETH_LEN + 28 {
-        return Err(R::MalformedArp);
-    }
-    let a = &b[ETH_LEN..];
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
-        return Err(R::MalformedArp);
-    }
+    let a = arp_payload(f.data())?;
     match be16(a, 6) {
         1 => {
             let target = ipv4_at(a, 24);
@@ -1885,8 +1861,10 @@ fn from_external<T: Trace>(
     }
 }
 
-/// Checks the IPv4 header after the Ethernet header and trims the padding;
-/// gives the header length.
+/// Checks the IPv4 header after the Ethernet header (version, lengths,
+/// checksum) and trims the Ethernet padding beyond the IP length; gives the
+/// header length.
+#[inline(always)]
 fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
     let b = f.data();
     if b.len() < ETH_LEN + IPV4_LEN {
@@ -1898,11 +1876,24 @@ fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
     if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
         return Err(R::MalformedIpv4);
     }
-    if checksum(&ip[..ihl]) != 0 {
+    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
+        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
+        _ => checksum(&ip[..ihl]) == 0,
+    };
+    if !sum_ok {
         return Err(R::BadIpv4Checksum);
     }
     f.trim(ETH_LEN + total);
     Ok(ihl)
+}
+
+/// The ARP payload of an Ethernet/IPv4 ARP frame, checked.
+fn arp_payload(b: &[u8]) -> Result<&[u8], DropReason> {
+    let a = b.get(ETH_LEN..ETH_LEN + 28).ok_or(R::MalformedArp)?;
+    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+        return Err(R::MalformedArp);
+    }
+    Ok(a)
 }
 
 /// ARP on the external port: requests for the addresses this node serves are
@@ -1910,14 +1901,7 @@ fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
 /// (the upstream routers' MACs).
 fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let node = &*snap.node;
-    let b = f.data();
-    if b.len() < ETH_LEN + 28 {
-        return Err(R::MalformedArp);
-    }
-    let a = &b[ETH_LEN..];
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
-        return Err(R::MalformedArp);
-    }
+    let a = arp_payload(f.data())?;
     match be16(a, 6) {
         1 => {
             let target = ipv4_at(a, 24);
