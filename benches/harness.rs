@@ -476,18 +476,7 @@ impl L3fwd {
 
     /// The TSC rate EAL measured, from its debug log.
     fn tsc_hz(&self) -> u64 {
-        self.log_text()
-            .lines()
-            .find_map(|l| {
-                l.split("TSC frequency is ~")
-                    .nth(1)?
-                    .strip_suffix(" KHz")?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|khz| khz * 1000)
-            .unwrap_or(0)
+        eal_tsc_hz(&self.log_text())
     }
 
     /// SIGINT (l3fwd stops its lcores, stops and closes its ports: pcap outputs
@@ -561,4 +550,20 @@ pub fn l3fwd_forward_once(dir: &Path, pcaps: &[&Path], core: usize) -> Vec<Vec<V
             f
         })
         .collect()
+}
+
+/// The TSC rate EAL measured, from its debug log ("TSC frequency is ~N KHz");
+/// 0 if the log does not say.
+pub fn eal_tsc_hz(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| {
+            l.split("TSC frequency is ~")
+                .nth(1)?
+                .strip_suffix(" KHz")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|khz| khz * 1000)
+        .unwrap_or(0)
 }

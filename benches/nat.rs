@@ -99,7 +99,8 @@
 //! Environment: `DVR_BENCH_SECONDS` (window per measurement, default 6),
 //! `DVR_BENCH_ROUNDS` (default 3), `DVR_BENCH_CORE` (the core measured, default
 //! 1; the generator takes the other of cores 0 and 1), `DVR_BENCH_SESSIONS`
-//! (default 1,000,000), `DVR_BENCH_NEW_FLOWS` (default 2,000,000).
+//! (default 1,000,000), `DVR_BENCH_NEW_FLOWS` (default 2,000,000),
+//! `DVR_BENCH_CASE` (a substring: only the rows whose name has it).
 
 #[path = "harness.rs"]
 mod harness;
@@ -114,7 +115,7 @@ use std::time::{Duration, Instant};
 
 use dvr::mac::MacAddr;
 use harness::median;
-use nat_gen::{fixed_ip, floating_ip, EXT_GW_IP, INTERNET, UPSTREAM};
+use nat_gen::{fixed_ip, floating_ip, EXT_GW_IP, INSIDE_GW, INTERNET, UPSTREAM};
 
 /// Figures of one NAT measurement.
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,6 +141,8 @@ struct NatMeasured {
 /// `DVR_BENCH_NEW_FLOWS`.
 struct DvrCase {
     name: &'static str,
+    /// The kernel case doing the same job.
+    kernel: Case,
     run: fn(
         dir: &Path,
         core: usize,
@@ -152,15 +155,18 @@ struct DvrCase {
 fn dvr_cases() -> Vec<DvrCase> {
     vec![
         DvrCase {
-            name: "dvr-pmd FIP (1:1 NAT)",
-            run: not_yet,
+            name: "dvr-pmd FIP NAT (VM -> external)",
+            kernel: Case::Fip,
+            run: dvr_fip,
         },
         DvrCase {
             name: "dvr-pmd SNAT established",
-            run: not_yet,
+            kernel: Case::SnatEstablished,
+            run: dvr_snat_established,
         },
         DvrCase {
             name: "dvr-pmd SNAT new sessions",
+            kernel: Case::SnatNew,
             run: not_yet,
         },
     ]
@@ -168,6 +174,245 @@ fn dvr_cases() -> Vec<DvrCase> {
 
 fn not_yet(_: &Path, _: usize, _: u64, _: u32, _: u32) -> Option<NatMeasured> {
     None
+}
+
+const DVR_VTEP: &str = "192.0.2.1";
+const DVR_MAC: &str = "fa:16:3f:00:00:01";
+/// This host's FIP gateway port on the external network: inbound floating IP
+/// traffic is sent to its MAC (it answers ARP for the floating IPs here).
+const FIP_GW_IP: &str = "203.0.113.3";
+const FIP_GW_MAC: &str = "fa:16:3e:00:06:03";
+
+/// The NAT model of dvr-pmd's node `bench` in `agent_mode`: network n0
+/// (VXLAN 100, 10.0.0.0/16), an external flat network (203.0.113.0/24, the
+/// upstream router [`UPSTREAM`] its gateway), router r on both (gateway
+/// address [`EXT_GW_IP`], its SNAT on `bench` if that is `dvr_snat`), and `FIP_VMS` ports on
+/// `bench` behind one dataplane port `vm-a` (port security off: the capture's
+/// frames all come from [`VM_MAC`]), each with its fixed IP and floating IP
+/// as `nat_gen` numbers them. Returns it with r's interface MAC on n0.
+fn nat_model(agent_mode: &str) -> (dvr::model::Model, MacAddr) {
+    use serde_json::json;
+    let mut ch = vec![
+        json!({"op": "host_set", "name": "bench", "agent_mode": agent_mode, "vtep": DVR_VTEP,
+               "dvr_mac": DVR_MAC, "fip_gateway": {"ip": FIP_GW_IP, "mac": FIP_GW_MAC}}),
+        json!({"op": "network_create", "name": "n0", "network_type": "vxlan", "segment": 100}),
+        json!({"op": "subnet_create", "name": "s0", "network": "n0", "cidr": "10.0.0.0/16",
+               "gateway_ip": INSIDE_GW.to_string()}),
+        json!({"op": "network_create", "name": "ext", "network_type": "flat", "external": true}),
+        json!({"op": "subnet_create", "name": "ext4", "network": "ext", "cidr": "203.0.113.0/24",
+               "gateway_ip": UPSTREAM.to_string()}),
+        json!({"op": "router_create", "name": "r"}),
+        json!({"op": "router_add_subnet", "router": "r", "subnet": "s0"}),
+        json!({"op": "router_set", "name": "r",
+               "external_gateway": {"network": "ext",
+                                    "fixed_ip": {"subnet": "ext4", "ip": EXT_GW_IP.to_string()}}}),
+    ];
+    if agent_mode == "dvr_snat" {
+        ch.push(json!({"op": "router_set", "name": "r", "snat_host": "bench"}));
+    }
+    for v in 0..FIP_VMS {
+        ch.push(
+            json!({"op": "port_create", "name": format!("vm{v:03}"), "network": "n0",
+                       "host": "bench", "binding": "vm-a", "port_security": false,
+                       "fixed_ips": [{"subnet": "s0", "ip": fixed_ip(v).to_string()}]}),
+        );
+        ch.push(json!({"op": "floating_ip_create", "network": "ext",
+                       "address": floating_ip(v).to_string(), "port": format!("vm{v:03}")}));
+    }
+    let ch: Vec<dvr::model::Change> = ch
+        .into_iter()
+        .map(|c| serde_json::from_value(c).unwrap())
+        .collect();
+    let mut m = dvr::model::Model::default();
+    m.apply(&ch).expect("the NAT bench model is valid");
+    let mac = m.routers["r"]
+        .interfaces
+        .iter()
+        .find(|i| i.subnet == "s0")
+        .expect("interface")
+        .mac;
+    (m, mac)
+}
+
+/// dvr-pmd's configuration for node `bench` in `agent_mode` with `ports`
+/// (TOML), the model saved as its state file, the upstream router's MAC
+/// given (as the resolver would learn it), JSON counters every second.
+fn dvr_nat_config(
+    dir: &Path,
+    core: usize,
+    agent_mode: &str,
+    model: &dvr::model::Model,
+    extra: &str,
+) -> String {
+    dvr_nat_config_mem(dir, core, agent_mode, model, extra, 1024)
+}
+
+/// [`dvr_nat_config`] with `memory_mb` of EAL memory.
+fn dvr_nat_config_mem(
+    dir: &Path,
+    core: usize,
+    agent_mode: &str,
+    model: &dvr::model::Model,
+    extra: &str,
+    memory_mb: u32,
+) -> String {
+    let state = dir.join("nat-model.json");
+    let _ = std::fs::remove_file(&state);
+    model.save(&state).unwrap();
+    let main = if core == 0 { 1 } else { 0 };
+    format!(
+        r#"
+node = "bench"
+agent_mode = "{agent_mode}"
+vtep = "{DVR_VTEP}"
+dvr_mac = "{DVR_MAC}"
+run_dir = "{dir}/run"
+[cores]
+main = {main}
+workers = [{core}]
+[eal]
+file_prefix = "dvr-nat-{pid}"
+no_shconf = true
+memory_mb = {memory_mb}
+[stats]
+interval_ms = 1000
+format = "json"
+[control]
+socket = "{dir}/run/nat.sock"
+state_file = "{state}"
+[[underlay.neighbors]]
+ip = "{UPSTREAM}"
+mac = "{UP_MAC}"
+{extra}
+"#,
+        dir = dir.display(),
+        state = state.display(),
+        pid = std::process::id(),
+    )
+}
+
+fn pcap_port(name: &str, role: &str, rx: &Path) -> String {
+    format!(
+        "[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"pcap\"\nrx_pcap = \"{}\"\ninfinite_rx = true\n",
+        rx.display()
+    )
+}
+
+/// Floating IPs on the VM's host (a `dvr` compute node), both directions at
+/// once as in the kernel case: `nat_gen::fip_outbound` from the VMs into
+/// `vm-a` (SNAT to the floating IP, out of the external port to the upstream
+/// router), `nat_gen::fip_inbound` from the upstream router into the external
+/// port (DNAT to the fixed IP, to the VM). Every packet is forwarded: no
+/// sessions, so none new.
+fn dvr_fip(dir: &Path, core: usize, secs: u64, _: u32, _: u32) -> Option<NatMeasured> {
+    let (m, router_mac) = nat_model("dvr");
+    let w = |name: &str, frames: Vec<Vec<u8>>| {
+        let p = dir.join(name);
+        dvr::pcap::write_file(&p, &frames).unwrap();
+        p
+    };
+    let out = w(
+        "dvr-fip-out.pcap",
+        nat_gen::fip_outbound(mac(VM_MAC), router_mac, FIP_VMS, FIP_FLOWS),
+    );
+    let inb = w(
+        "dvr-fip-in.pcap",
+        nat_gen::fip_inbound(mac(UP_MAC), mac(FIP_GW_MAC), FIP_VMS, FIP_FLOWS),
+    );
+    let ports = pcap_port("vm-a", "vm", &out) + &pcap_port("ext", "external", &inb);
+    let r = harness::run_dvr_config(dir, &dvr_nat_config(dir, core, "dvr", &m, &ports), secs);
+    Some(NatMeasured {
+        mpps_core: r.mpps,
+        cycles_per_packet: r.cycles_per_packet,
+        sessions_per_s: 0.0,
+        new_fraction: 0.0,
+    })
+}
+
+/// Another compute node, whose VMs' SNAT traffic reaches the network node.
+const CN2_VTEP: &str = "192.0.2.2";
+const CN2_DVR_MAC: &str = "fa:16:3f:00:00:02";
+/// Destinations per inside endpoint: a router has one gateway address, so
+/// its sessions share endpoints (a binding, one external port, per inside
+/// address and port; up to 64,512 of them), 20 destinations each.
+const SNAT_DESTS: u32 = 20;
+
+/// Centralized SNAT on the `dvr_snat` node, established sessions: `sessions`
+/// UDP flows (`sessions / 20` inside endpoints on 10.0.16.0/20 and up, each to
+/// 20 internet hosts 198.51.100.1-20 port 80) as compute node `cn2` tunnels
+/// them (VXLAN 100, from its DVR MAC to the router's interface), replayed
+/// round robin into the underlay port: the first round creates the sessions,
+/// the rest of the run finds them (decapsulation, routing, PAT lookup and
+/// rewrite, out of the external port).
+fn dvr_snat_established(
+    dir: &Path,
+    core: usize,
+    secs: u64,
+    sessions: u32,
+    _: u32,
+) -> Option<NatMeasured> {
+    use serde_json::json;
+    let (mut m, router_mac) = nat_model("dvr_snat");
+    let ch: Vec<dvr::model::Change> = serde_json::from_value(json!([
+        {"op": "host_set", "name": "cn2", "agent_mode": "dvr", "vtep": CN2_VTEP, "dvr_mac": CN2_DVR_MAC}
+    ]))
+    .unwrap();
+    m.apply(&ch).expect("cn2");
+    let endpoints = sessions.div_ceil(SNAT_DESTS).min(64_000);
+    let vtep = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap().octets();
+    let frames: Vec<Vec<u8>> = (0..endpoints * SNAT_DESTS)
+        .map(|i| {
+            let (e, d) = (i / SNAT_DESTS, i % SNAT_DESTS);
+            let inner = dvr::gen::udp4_frame(
+                &dvr::gen::Udp4 {
+                    src_mac: mac(CN2_DVR_MAC),
+                    dst_mac: router_mac,
+                    src_ip: std::net::Ipv4Addr::new(
+                        10,
+                        0,
+                        16 + (e / 250) as u8,
+                        1 + (e % 250) as u8,
+                    ),
+                    dst_ip: std::net::Ipv4Addr::new(198, 51, 100, 1 + d as u8),
+                    src_port: 20000 + (e % 1000) as u16,
+                    dst_port: 80,
+                },
+                60,
+                i,
+            );
+            dvr::testkit::vxlan_frame(
+                &inner,
+                100,
+                ([0x02, 0, 0, 0, 0, 0x22], vtep(CN2_VTEP)),
+                ([0x02, 0, 0, 0, 0, 0x01], vtep(DVR_VTEP)),
+            )
+        })
+        .collect();
+    let n = frames.len() as u32;
+    let p = dir.join("dvr-snat-established.pcap");
+    dvr::pcap::write_file(&p, &frames).unwrap();
+    drop(frames);
+    // Every frame of the capture sits in an mbuf (net_pcap replays from
+    // memory): room for them and the bursts in flight.
+    let mbufs = n + 32768;
+    let memory_mb = 1024 + mbufs / 400;
+    let ports = pcap_port("up", "underlay", &p)
+        + "[[ports]]\nname = \"ext\"\nrole = \"external\"\nkind = \"null\"\n";
+    let extra = format!(
+        "[dataplane]\nmbufs = {mbufs}\n[nat]\nmax_sessions = {}\n{ports}",
+        (n as usize * 2).next_power_of_two()
+    );
+    let cfg = dvr_nat_config_mem(dir, core, "dvr_snat", &m, &extra, memory_mb);
+    let r = harness::run_dvr_config(dir, &cfg, secs);
+    eprintln!(
+        "  dvr-pmd SNAT established: {n} sessions ({endpoints} inside endpoints x {SNAT_DESTS})"
+    );
+    Some(NatMeasured {
+        mpps_core: r.mpps,
+        cycles_per_packet: r.cycles_per_packet,
+        sessions_per_s: 0.0,
+        new_fraction: 0.0,
+    })
 }
 
 // ======== end of the dvr-pmd rows.
@@ -644,18 +889,7 @@ impl Generator {
 
     /// The TSC rate EAL measured, from its debug log.
     fn tsc_hz(&self) -> u64 {
-        self.log_text()
-            .lines()
-            .find_map(|l| {
-                l.split("TSC frequency is ~")
-                    .nth(1)?
-                    .strip_suffix(" KHz")?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map(|khz| khz * 1000)
-            .unwrap_or(0)
+        harness::eal_tsc_hz(&self.log_text())
     }
 }
 
@@ -960,9 +1194,18 @@ fn main() {
     let gen_core = if core == 0 { 1 } else { 0 };
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let kernel_cases = [Case::Fip, Case::SnatEstablished, Case::SnatNew];
+    // DVR_BENCH_CASE=<substring>: only the matching rows, kernel's and dvr-pmd's.
+    let only: String = harness::env_or("DVR_BENCH_CASE", String::new());
+    let kernel_cases: Vec<Case> = [Case::Fip, Case::SnatEstablished, Case::SnatNew]
+        .into_iter()
+        .filter(|c| c.name(sessions).contains(only.as_str()))
+        .collect();
     let mut kern: Vec<Vec<NatMeasured>> = vec![Vec::new(); kernel_cases.len()];
-    let why_not = kernel_unavailable();
+    let why_not = if kernel_cases.is_empty() {
+        Some(format!("DVR_BENCH_CASE={only}"))
+    } else {
+        kernel_unavailable()
+    };
     let limits = match &why_not {
         None => Some(ConntrackLimits::raise(sessions.max(new_flows))),
         Some(_) => None,
@@ -975,7 +1218,10 @@ fn main() {
         .is_none()
         .then(|| write_captures(dir.path(), sessions, new_flows));
 
-    let cases = dvr_cases();
+    let cases: Vec<DvrCase> = dvr_cases()
+        .into_iter()
+        .filter(|c| c.name.contains(only.as_str()))
+        .collect();
     let mut dv: Vec<Vec<NatMeasured>> = vec![Vec::new(); cases.len()];
     for r in 0..rounds {
         if let Some(caps) = &caps {
@@ -1041,7 +1287,11 @@ fn main() {
     if let Some(e) = &limits_err {
         println!("note: {e}");
     }
-    for ((c, ms), k) in cases.iter().zip(&dv).zip(&kernel_rows) {
+    for (c, ms) in cases.iter().zip(&dv) {
+        let k = kernel_cases
+            .iter()
+            .position(|&kc| kc == c.kernel)
+            .and_then(|i| kernel_rows[i]);
         if ms.is_empty() {
             println!(
                 "{:<40} not measured (dvr-pmd NAT lands with issue 5)",
@@ -1049,7 +1299,7 @@ fn main() {
             );
             continue;
         }
-        let (m, _) = row(c.name, ms, true);
+        let (m, _) = row(c.name, ms, c.kernel == Case::SnatNew);
         if let Some((km, _)) = k {
             println!("  ratio to the kernel per core: {:.1}", m / km);
         }

@@ -238,6 +238,13 @@ impl Env {
         self.nat_routers = new;
     }
 
+    /// Whether this worker translates (some router's SNAT runs here): only
+    /// then is [`prefetch_nat`] worth its pass over a burst.
+    #[inline]
+    pub fn snat_here(&self) -> bool {
+        !self.nat_routers.is_empty()
+    }
+
     /// The clock, read once per burst.
     #[inline]
     fn clock(&mut self) -> u64 {
@@ -782,27 +789,10 @@ fn route4<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
+    let ihl = ipv4_valid(f)?;
     let b = f.data();
-    if b.len() < ETH_LEN + IPV4_LEN {
-        return Err(R::MalformedIpv4);
-    }
     let ip = &b[ETH_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
     let total = be16(ip, 2) as usize;
-    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
-        return Err(R::MalformedIpv4);
-    }
-    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
-        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
-        _ => checksum(&ip[..ihl]) == 0,
-    };
-    if !sum_ok {
-        return Err(R::BadIpv4Checksum);
-    }
-    // Ethernet padding beyond the IP length goes.
-    f.trim(ETH_LEN + total);
-    let b = f.data();
-    let ip = &b[ETH_LEN..];
     let src = ipv4_at(ip, 12);
     let dst = ipv4_at(ip, 16);
     if martian4(src) {
@@ -1453,14 +1443,7 @@ fn from_underlay<T: Trace>(
 /// the control thread (VTEP resolution).
 fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let node = &*snap.node;
-    let b = f.data();
-    if b.len() < ETH_LEN + 28 {
-        return Err(R::MalformedArp);
-    }
-    let a = &b[ETH_LEN..];
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
-        return Err(R::MalformedArp);
-    }
+    let a = arp_payload(f.data())?;
     match be16(a, 6) {
         1 => {
             let target = ipv4_at(a, 24);
@@ -1520,6 +1503,69 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
     r.upstream
         .and_then(|u| node.vtep_macs.get(&u).copied())
         .ok_or(R::UpstreamUnresolved)
+}
+
+/// Prefetches what the SNAT of `frame` will read, a burst ahead of the
+/// pipeline (`stage` 0: the index bucket; 1: the session slot, once the
+/// bucket is in): with a session table larger than the caches, the misses of
+/// a burst's packets then overlap instead of following each other. From the
+/// external port, the reply's session; from the underlay, the session of a
+/// frame another host sent to a router interface here (the router's SNAT).
+/// A hint only: a frame it does not recognise prefetches nothing.
+#[inline]
+pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {
+    match ing {
+        Ingress::External
+            if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 =>
+        {
+            let ip = &frame[ETH_LEN..];
+            if stage == 0 {
+                env.nat.prefetch_in(ip);
+            } else {
+                env.nat.prefetch_in_session(ip);
+            }
+        }
+        Ingress::Underlay => {
+            let Some((router, ip)) = tunnelled_to_router(snap, frame) else {
+                return;
+            };
+            if stage == 0 {
+                env.nat.prefetch_out(router, ip);
+            } else {
+                env.nat.prefetch_out_session(router, ip);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// For [`prefetch_nat`]: the router and inner IPv4 packet of a VXLAN or GRE
+/// frame whose inner destination is a router interface (no checks beyond
+/// what finding them needs: the pipeline checks the frame).
+fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a [u8])> {
+    let node = &*snap.node;
+    if be16(frame.get(..14)?, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
+    let (net, inner) = match ip[9] {
+        PROTO_UDP => {
+            let vni = be32(frame.get(..VXLAN_OVERHEAD)?, VXLAN_OVERHEAD - 4) >> 8;
+            (*node.by_vni.get(&vni)?, &frame[VXLAN_OVERHEAD..])
+        }
+        PROTO_GRE => {
+            let key = be32(frame.get(..GRE_OVERHEAD)?, GRE_OVERHEAD - 4);
+            (*node.by_gre_key.get(&key)?, &frame[GRE_OVERHEAD..])
+        }
+        _ => return None,
+    };
+    if inner.len() <= ETH_LEN + IPV4_LEN || be16(inner, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    match snap.net(net)?.fdb.get(MacAddr(mac_at(inner, 0)).key())? {
+        Dest::Router { router, .. } => Some((router, &inner[ETH_LEN..])),
+        _ => None,
+    }
 }
 
 /// Decrements the TTL of the IPv4 header `ip` (checked > 1 before), with the
@@ -1815,8 +1861,10 @@ fn from_external<T: Trace>(
     }
 }
 
-/// Checks the IPv4 header after the Ethernet header and trims the padding;
-/// gives the header length.
+/// Checks the IPv4 header after the Ethernet header (version, lengths,
+/// checksum) and trims the Ethernet padding beyond the IP length; gives the
+/// header length.
+#[inline(always)]
 fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
     let b = f.data();
     if b.len() < ETH_LEN + IPV4_LEN {
@@ -1828,11 +1876,24 @@ fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
     if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
         return Err(R::MalformedIpv4);
     }
-    if checksum(&ip[..ihl]) != 0 {
+    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
+        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
+        _ => checksum(&ip[..ihl]) == 0,
+    };
+    if !sum_ok {
         return Err(R::BadIpv4Checksum);
     }
     f.trim(ETH_LEN + total);
     Ok(ihl)
+}
+
+/// The ARP payload of an Ethernet/IPv4 ARP frame, checked.
+fn arp_payload(b: &[u8]) -> Result<&[u8], DropReason> {
+    let a = b.get(ETH_LEN..ETH_LEN + 28).ok_or(R::MalformedArp)?;
+    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+        return Err(R::MalformedArp);
+    }
+    Ok(a)
 }
 
 /// ARP on the external port: requests for the addresses this node serves are
@@ -1840,14 +1901,7 @@ fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
 /// (the upstream routers' MACs).
 fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let node = &*snap.node;
-    let b = f.data();
-    if b.len() < ETH_LEN + 28 {
-        return Err(R::MalformedArp);
-    }
-    let a = &b[ETH_LEN..];
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
-        return Err(R::MalformedArp);
-    }
+    let a = arp_payload(f.data())?;
     match be16(a, 6) {
         1 => {
             let target = ipv4_at(a, 24);

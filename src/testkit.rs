@@ -201,6 +201,12 @@ fn run_one<T: crate::pipeline::Trace>(
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
     // A clock that never moves and a full token bucket: each run starts alike.
     let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+    env.burst(snap);
+    // The workers' SNAT prefetch reads any frame too.
+    let ing = crate::pipeline::ingress(snap, in_port);
+    for stage in 0..2 {
+        crate::pipeline::prefetch_nat(snap, &env, ing, frame, stage);
+    }
     let v = crate::pipeline::process(snap, &mut env, in_port, &mut f, t);
     let out = if v.is_ok() {
         f.data().to_vec()

@@ -310,6 +310,14 @@ impl Worker {
                     output(c, tx_mask, out_bytes, d.map(|p| (p, len as usize)))
                 });
             } else {
+                if env.snat_here() {
+                    // The SNAT's lookups of the whole burst, ahead of it.
+                    for stage in 0..2 {
+                        for i in 0..s.rx.len() {
+                            pipeline::prefetch_nat(&snap, env, ing, s.rx.data(i), stage);
+                        }
+                    }
+                }
                 s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
                     rx_bytes += len as u64;
                     let d = match frame {

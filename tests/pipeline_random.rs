@@ -693,7 +693,7 @@ fn north_south_frames_keep_the_invariants() {
     }
     for r in [
         "external_not_served",
-        "nat_no_session",
+        "external_wrong_mac",
         "arp_reply_consumed",
     ] {
         assert!(seen.contains_key(r), "{r} never seen: {seen:?}");

@@ -159,6 +159,47 @@ pub fn rdtsc() -> u64 {
     unsafe { ffi::rte_rdtsc() }
 }
 
+/// Asks the CPU to bring the cache line holding `r` into its caches (DPDK's
+/// `rte_prefetch0`): a hash table's bucket or slot a few packets ahead.
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees and never
+    // faults; the address comes from a live reference anyway.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
+/// A vector of `n` copies of `v`, backed by transparent huge pages where the
+/// kernel has them (`madvise(MADV_HUGEPAGE)` before the first write): for the
+/// large tables read at random on the packet path (NAT sessions and their
+/// indexes), where 4 KiB pages would cost a TLB miss, often a page walk to
+/// memory, per lookup. Without huge pages it is `vec![v; n]`.
+pub fn huge_vec<T: Clone>(n: usize, v: T) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    let spare = out.spare_capacity_mut();
+    let bytes = std::mem::size_of_val(spare);
+    if bytes >= 2 << 20 {
+        let page = 4096usize;
+        let start = spare.as_mut_ptr() as usize;
+        let aligned = (start + page - 1) & !(page - 1);
+        let len = (start + bytes).saturating_sub(aligned) & !(page - 1);
+        // SAFETY: the range lies inside the vector's own allocation (rounded
+        // inwards to whole pages), which nothing else references yet; the
+        // advice changes how the kernel backs the pages, never their contents.
+        // Failure (no THP support) only leaves the small pages.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+    out.resize(n, v);
+    out
+}
+
 /// TSC ticks per second, as measured by EAL.
 pub fn tsc_hz() -> u64 {
     // SAFETY: pure read of a value EAL computed at init.

@@ -526,6 +526,65 @@ fn many_sessions_fill_and_empty_the_indexes() {
 }
 
 #[test]
+fn bursts_translate_as_packets_one_by_one() {
+    // The same packets (new flows, the same again, replies, an ICMP error,
+    // junk, a full table) through two instances: one a packet at a time, one
+    // in bursts of 40 (two chunks of the prefetching loop).
+    let mut one = nat(30);
+    let mut many = nat(30);
+    for n in [&mut one, &mut many] {
+        n.set_router(1, &[a(EXT1), a(EXT2)], DEFAULT_PORTS).unwrap();
+    }
+    let orig: Vec<Vec<u8>> = (0..60u32)
+        .map(|i| match i % 4 {
+            0 => tcp_out(IN1 + i % 7, 1000 + (i % 9) as u16, SYN),
+            1 => packet(PROTO_UDP, IN2, REM + i, 1, udp(53, 53, b"q"), true),
+            2 => packet(PROTO_ICMP, IN1, REM, 1, echo(8, i as u16, 1, b""), true),
+            _ => vec![0x45; (i % 30) as usize],
+        })
+        .collect();
+    let mut out = orig.clone();
+    for _ in 0..2 {
+        out = orig.clone();
+        let mut a1 = out.clone();
+        let r1: Vec<_> = a1.iter_mut().map(|p| one.snat_out(1, p, 5)).collect();
+        let mut r2 = vec![Ok(()); out.len()];
+        many.snat_out_burst(1, &mut out, 5, &mut r2);
+        assert_eq!(r1, r2);
+        assert_eq!(a1, out);
+        assert!(r1.iter().any(|r| r.is_ok()) && r1.contains(&Err(R::NatTableFull)));
+    }
+    let mut back: Vec<Vec<u8>> = out
+        .iter()
+        .filter(|p| p.len() >= IPV4_LEN + 8 && p[0] == 0x45)
+        .filter_map(|p| {
+            let (ext, port) = src_of(p);
+            match p[9] {
+                PROTO_TCP => Some(tcp_in((ext, port), SYNACK)),
+                PROTO_UDP => Some(packet(
+                    PROTO_UDP,
+                    be32(p, 16),
+                    ext,
+                    3,
+                    udp(be16(p, IPV4_LEN + 2), port, b"r"),
+                    true,
+                )),
+                _ => None,
+            }
+        })
+        .collect();
+    let mut b1 = back.clone();
+    let r1: Vec<_> = b1.iter_mut().map(|p| one.snat_in(p, 6)).collect();
+    let mut r2 = vec![Ok(0); back.len()];
+    many.snat_in_burst(&mut back, 6, &mut r2);
+    assert_eq!(r1, r2);
+    assert!(r1.contains(&Ok(1)));
+    assert_eq!(b1, back);
+    one.check_invariants().unwrap();
+    many.check_invariants().unwrap();
+}
+
+#[test]
 fn model_smoke() {
     // A fixed script through the harness: a router, flows out and back.
     let mut s = vec![20, 0x13, 0, 0, 1];
