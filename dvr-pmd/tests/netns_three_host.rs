@@ -24,7 +24,8 @@
 //!
 //! - `services`: the internet host's HTTP and echo answer a probe on the
 //!   external bridge (no router involved).
-//! - `ew`: ping and a TCP transfer between vm1 and vm2/vm3 across hosts.
+//! - `ew`: ping and a TCP transfer between vm1 and vm2/vm3 across hosts, in
+//!   VXLAN 1001 between cn1's and cn2's VTEPs only.
 //! - `fip_egress`: curl from vm1 to the internet host; the file arrives intact;
 //!   on the external bridge its packets have source 203.0.113.101, Ethernet
 //!   source cn1's FIP gateway MAC, destination the internet host's MAC, good IP
@@ -40,19 +41,23 @@
 //! - `snat_1000`: 1,000 TCP connections from vm2 to the echo server, all open at
 //!   once, each with its own bytes, every byte checked; 1,000 distinct
 //!   translated source ports from the gateway IP on the wire.
-//! - `fip_move`: `floating ip unset --port` + `set --port p-vm3` while the internet host pings
-//!   203.0.113.101 every 20 ms: the first echo reply through cn2 (FIP gateway
-//!   MAC of cn2) comes less than a second after the change began (the gap is
-//!   printed); cn2 sent a gratuitous ARP for the FIP; vm3 got the requests;
-//!   curl to the FIP now reaches vm3's server; vm1 now leaves through SNAT.
+//! - `fip_move`: `floating ip unset --port` then `set --port p-vm3` on the three
+//!   nodes at once, while the internet host pings 203.0.113.101 every 20 ms:
+//!   the first echo reply through cn2 (from cn2's FIP gateway MAC) comes less
+//!   than a second after the change began (the gap is printed), none through
+//!   cn1 after it; cn2 sent a gratuitous ARP for the FIP; vm3 got the
+//!   requests; curl to the FIP now reaches vm3's server; vm1 now leaves
+//!   through SNAT.
 //! - `exhaustion`: nn restarted with `[nat] port_range = "40000-40003"`:
 //!   4 TCP connections from vm2 hold the 4 ports, 4 more fail, the 4 held ones
 //!   still echo intact; the same with UDP; nn counts `nat_ports_exhausted`;
 //!   translated ports on the wire are inside the range.
 //!
 //! Every step's external capture must also show no tenant (10.0.1.0/24)
-//! address, no DVR or router-interface MAC, no overlay and no bad IP, TCP or UDP
-//! checksum.
+//! address, no DVR or router-interface MAC, no overlay and no bad IP, TCP, UDP
+//! or ICMP checksum (a TCP checksum 0xffff where 0x0000 is computed is the same
+//! number in one's complement and is only noted). Over the whole run, cn1 must
+//! have sent a gratuitous ARP for the FIP when it was associated.
 
 mod common;
 
