@@ -994,9 +994,104 @@ fn step_exhaustion(bed: &mut Bed) {
     check_external_clean(&rec, bed);
 }
 
+/// Replies of a `ping -D` output: (time, icmp_seq).
+fn ping_replies(out: &str) -> Vec<(f64, u32)> {
+    out.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            let t = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let seq = l
+                .split("icmp_seq=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((t, seq))
+        })
+        .collect()
+}
+
+/// The seed's migration while traffic runs: r1 (distributed) is made
+/// centralized on nn (disabled, `--centralized`, enabled), then distributed
+/// again (disabled, `--distributed`, enabled: the procedure of the seed from
+/// legacy to DVR), all nodes at once, while pings run every 20 ms: vm2 to the
+/// internet (SNAT), the internet to the floating IP (vm3), vm1 to vm2 (same
+/// network: switched, the router is not on its path). Reports what each lost
+/// and the longest gap; asserts the traffic recovered after each re-enable.
+fn step_migration(bed: &mut Bed) {
+    let pings: Vec<(&str, &Vm, String)> = vec![
+        ("SNAT vm2 -> internet", bed.vm("vm2"), INET.to_owned()),
+        ("FIP internet -> vm3", &bed.inet, FIP.to_owned()),
+        ("switched vm1 -> vm2", bed.vm("vm1"), Bed::ip("vm2")),
+    ];
+    let mut running = Vec::new();
+    for (name, vm, dst) in &pings {
+        let (g, out) = spawn_guarded(&mut vm.cmd(
+            40,
+            &[
+                "ping", "-n", "-D", "-i", "0.02", "-c", "600", "-W", "1", dst,
+            ],
+        ));
+        running.push((*name, g, out));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut marks = Vec::new();
+    for (dir, flag) in [
+        ("centralized", "--centralized"),
+        ("distributed", "--distributed"),
+    ] {
+        let t0 = now_epoch();
+        all_at_once(&bed.sockets, &[&["router", "set", "--disable", "r1"]]);
+        let t1 = now_epoch();
+        all_at_once(&bed.sockets, &[&["router", "set", flag, "r1"]]);
+        all_at_once(&bed.sockets, &[&["router", "set", "--enable", "r1"]]);
+        let t2 = now_epoch();
+        marks.push((dir, t0, t1, t2));
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    let mut report = Vec::new();
+    for (name, mut g, out) in running {
+        let _ = g.wait();
+        let out = out.join().unwrap();
+        let r = ping_replies(&out);
+        let gap = r.windows(2).map(|w| w[1].0 - w[0].0).fold(0.0, f64::max);
+        let lost = 600 - r.len();
+        for (dir, t0, _, t2) in &marks {
+            // Traffic recovered: replies after the router came back.
+            let after = r.iter().filter(|(t, _)| *t > t2 + 0.5).count();
+            let during = r.iter().filter(|(t, _)| *t >= *t0 && *t <= *t2).count();
+            report.push(format!(
+                "{name}: to {dir}: disabled for {:.0} ms ({during} replies meanwhile), {after} replies from 0.5 s after",
+                (t2 - t0) * 1e3
+            ));
+            assert!(after > 0, "{name}: no reply after the router became {dir}");
+        }
+        report.push(format!(
+            "{name}: {lost} of 600 lost in all, longest gap {:.0} ms",
+            gap * 1e3
+        ));
+        if name.starts_with("switched") {
+            assert!(lost <= 2, "{name}: switching lost {lost}");
+        }
+    }
+    eprintln!("migration:\n  {}", report.join("\n  "));
+    // Afterwards, distributed again: SNAT and the FIP work.
+    let got = bed.curl(bed.vm("vm2"), &format!("http://{INET}:{HTTP}/file.bin"));
+    assert!(
+        got == std::fs::read(&bed.inet_file).unwrap(),
+        "vm2 -> internet after the migration"
+    );
+    let got = bed.curl(&bed.inet, &format!("http://{FIP}:{VM_HTTP}/vm3.bin"));
+    assert!(
+        got == std::fs::read(bed.dir().join("www-vm3/vm3.bin")).unwrap(),
+        "internet -> FIP (vm3) after the migration"
+    );
+}
+
 type Step = (&'static str, fn(&mut Bed));
 
-const STEPS: [Step; 8] = [
+const STEPS: [Step; 9] = [
     ("services", step_services),
     ("ew", step_ew),
     ("fip_egress", step_fip_egress),
@@ -1004,6 +1099,7 @@ const STEPS: [Step; 8] = [
     ("snat", step_snat),
     ("snat_1000", step_snat_1000),
     ("fip_move", step_fip_move),
+    ("migration", step_migration),
     ("exhaustion", step_exhaustion),
 ];
 
