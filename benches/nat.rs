@@ -395,7 +395,7 @@ fn dvr_snat_established(
     // Every frame of the capture sits in an mbuf (net_pcap replays from
     // memory): room for them and the bursts in flight.
     let mbufs = n + 32768;
-    let memory_mb = 1024 + mbufs / 400;
+    let memory_mb = 1024 + mbufs / 250;
     let ports = pcap_port("up", "underlay", &p)
         + "[[ports]]\nname = \"ext\"\nrole = \"external\"\nkind = \"null\"\n";
     let extra = format!(
