@@ -567,3 +567,75 @@ pub fn eal_tsc_hz(log: &str) -> u64 {
         .map(|khz| khz * 1000)
         .unwrap_or(0)
 }
+
+/// What sets one benchmark node apart in [`model_config`].
+pub struct BenchNode<'a> {
+    pub agent_mode: &'a str,
+    pub vtep: &'a str,
+    pub dvr_mac: &'a str,
+    /// Names the EAL file prefix, the control socket and the state file.
+    pub tag: &'a str,
+    pub memory_mb: u32,
+    /// A static underlay neighbour (IP, MAC), as the resolver would learn it.
+    pub neighbor: (&'a str, &'a str),
+}
+
+/// dvr-pmd's configuration for node `bench` with the model `model` saved as
+/// its state file in `dir`, its worker on `core`, JSON counters every second,
+/// and `extra` TOML (ports, more sections) at the end.
+pub fn model_config(
+    dir: &Path,
+    core: usize,
+    n: &BenchNode<'_>,
+    model: &dvr::model::Model,
+    extra: &str,
+) -> String {
+    let state = dir.join(format!("{}-model.json", n.tag));
+    let _ = std::fs::remove_file(&state);
+    model.save(&state).unwrap();
+    let main = if core == 0 { 1 } else { 0 };
+    format!(
+        r#"
+node = "bench"
+agent_mode = "{agent_mode}"
+vtep = "{vtep}"
+dvr_mac = "{dvr_mac}"
+run_dir = "{dir}/run"
+[cores]
+main = {main}
+workers = [{core}]
+[eal]
+file_prefix = "dvr-{tag}-{pid}"
+no_shconf = true
+memory_mb = {memory_mb}
+[stats]
+interval_ms = 1000
+format = "json"
+[control]
+socket = "{dir}/run/{tag}.sock"
+state_file = "{state}"
+[[underlay.neighbors]]
+ip = "{nip}"
+mac = "{nmac}"
+{extra}
+"#,
+        agent_mode = n.agent_mode,
+        vtep = n.vtep,
+        dvr_mac = n.dvr_mac,
+        tag = n.tag,
+        memory_mb = n.memory_mb,
+        nip = n.neighbor.0,
+        nmac = n.neighbor.1,
+        dir = dir.display(),
+        state = state.display(),
+        pid = std::process::id(),
+    )
+}
+
+/// A pcap port `name` of `role` replaying `rx` from memory.
+pub fn pcap_port(name: &str, role: &str, rx: &Path) -> String {
+    format!(
+        "[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"pcap\"\nrx_pcap = \"{}\"\ninfinite_rx = true\n",
+        rx.display()
+    )
+}

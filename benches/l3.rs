@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 use dvr::mac::MacAddr;
 use dvr::model::{Change, Model};
-use harness::{median, run_l3fwd, run_testpmd, Measured};
+use harness::{median, pcap_port, run_l3fwd, run_testpmd, BenchNode, Measured};
 use serde_json::json;
 
 /// One dvr-pmd case: a name, and what measures it on the routed captures `(a, b)`
@@ -67,6 +67,20 @@ const CN2_VTEP: &str = "192.0.2.2";
 const DVR_MAC: &str = "fa:16:3f:00:00:01";
 const CN2_DVR_MAC: &str = "fa:16:3f:00:00:02";
 const CN2_UL_MAC: &str = "02:00:00:00:00:02";
+
+/// The node configuration of the dvr-pmd rows: `ports` (TOML), the model
+/// saved as the state file, cn2's VTEP given as a static neighbour.
+fn dvr_config(dir: &Path, core: usize, model: &Model, ports: &str) -> String {
+    let node = BenchNode {
+        agent_mode: "dvr",
+        vtep: VTEP,
+        dvr_mac: DVR_MAC,
+        tag: "l3",
+        memory_mb: 1024,
+        neighbor: (CN2_VTEP, CN2_UL_MAC),
+    };
+    harness::model_config(dir, core, &node, model, ports)
+}
 
 /// The benchmarks' model; the neighbours live on this node (`bench`) or on
 /// `cn2`. Returns it with the router's interface MACs on s0 and s1 (the same
@@ -133,50 +147,6 @@ fn captures(dir: &Path, router: [MacAddr; 2], flows: u16) -> (PathBuf, PathBuf) 
         path
     };
     (mk(0), mk(1))
-}
-
-/// A node configuration with `ports` (TOML), the model saved in `dir` as its
-/// state file, JSON counters every second.
-fn dvr_config(dir: &Path, core: usize, model: &Model, ports: &str) -> String {
-    let state = dir.join("bench-model.json");
-    let _ = std::fs::remove_file(&state);
-    model.save(&state).unwrap();
-    let main = if core == 0 { 1 } else { 0 };
-    format!(
-        r#"
-node = "bench"
-agent_mode = "dvr"
-vtep = "{VTEP}"
-dvr_mac = "{DVR_MAC}"
-run_dir = "{dir}/run"
-[cores]
-main = {main}
-workers = [{core}]
-[eal]
-file_prefix = "dvr-l3-{pid}"
-no_shconf = true
-[stats]
-interval_ms = 1000
-format = "json"
-[control]
-socket = "{dir}/run/l3.sock"
-state_file = "{state}"
-[[underlay.neighbors]]
-ip = "{CN2_VTEP}"
-mac = "{CN2_UL_MAC}"
-{ports}
-"#,
-        dir = dir.display(),
-        state = state.display(),
-        pid = std::process::id(),
-    )
-}
-
-fn pcap_port(name: &str, role: &str, rx: &Path) -> String {
-    format!(
-        "[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"pcap\"\nrx_pcap = \"{}\"\ninfinite_rx = true\n",
-        rx.display()
-    )
 }
 
 fn null_port(name: &str, role: &str) -> String {

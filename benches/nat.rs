@@ -234,21 +234,11 @@ fn nat_model(agent_mode: &str) -> (dvr::model::Model, MacAddr) {
     (m, mac)
 }
 
-/// dvr-pmd's configuration for node `bench` in `agent_mode` with `ports`
-/// (TOML), the model saved as its state file, the upstream router's MAC
-/// given (as the resolver would learn it), JSON counters every second.
+/// dvr-pmd's configuration for node `bench` in `agent_mode` with `extra`
+/// (ports, more sections), `memory_mb` of EAL memory, the model saved as its
+/// state file, the upstream router's MAC given (as the resolver would learn
+/// it).
 fn dvr_nat_config(
-    dir: &Path,
-    core: usize,
-    agent_mode: &str,
-    model: &dvr::model::Model,
-    extra: &str,
-) -> String {
-    dvr_nat_config_mem(dir, core, agent_mode, model, extra, 1024)
-}
-
-/// [`dvr_nat_config`] with `memory_mb` of EAL memory.
-fn dvr_nat_config_mem(
     dir: &Path,
     core: usize,
     agent_mode: &str,
@@ -256,46 +246,15 @@ fn dvr_nat_config_mem(
     extra: &str,
     memory_mb: u32,
 ) -> String {
-    let state = dir.join("nat-model.json");
-    let _ = std::fs::remove_file(&state);
-    model.save(&state).unwrap();
-    let main = if core == 0 { 1 } else { 0 };
-    format!(
-        r#"
-node = "bench"
-agent_mode = "{agent_mode}"
-vtep = "{DVR_VTEP}"
-dvr_mac = "{DVR_MAC}"
-run_dir = "{dir}/run"
-[cores]
-main = {main}
-workers = [{core}]
-[eal]
-file_prefix = "dvr-nat-{pid}"
-no_shconf = true
-memory_mb = {memory_mb}
-[stats]
-interval_ms = 1000
-format = "json"
-[control]
-socket = "{dir}/run/nat.sock"
-state_file = "{state}"
-[[underlay.neighbors]]
-ip = "{UPSTREAM}"
-mac = "{UP_MAC}"
-{extra}
-"#,
-        dir = dir.display(),
-        state = state.display(),
-        pid = std::process::id(),
-    )
-}
-
-fn pcap_port(name: &str, role: &str, rx: &Path) -> String {
-    format!(
-        "[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"pcap\"\nrx_pcap = \"{}\"\ninfinite_rx = true\n",
-        rx.display()
-    )
+    let node = harness::BenchNode {
+        agent_mode,
+        vtep: DVR_VTEP,
+        dvr_mac: DVR_MAC,
+        tag: "nat",
+        memory_mb,
+        neighbor: (&UPSTREAM.to_string(), UP_MAC),
+    };
+    harness::model_config(dir, core, &node, model, extra)
 }
 
 /// Floating IPs on the VM's host (a `dvr` compute node), both directions at
@@ -319,8 +278,13 @@ fn dvr_fip(dir: &Path, core: usize, secs: u64, _: u32, _: u32) -> Option<NatMeas
         "dvr-fip-in.pcap",
         nat_gen::fip_inbound(mac(UP_MAC), mac(FIP_GW_MAC), FIP_VMS, FIP_FLOWS),
     );
-    let ports = pcap_port("vm-a", "vm", &out) + &pcap_port("ext", "external", &inb);
-    let r = harness::run_dvr_config(dir, &dvr_nat_config(dir, core, "dvr", &m, &ports), secs);
+    let ports =
+        harness::pcap_port("vm-a", "vm", &out) + &harness::pcap_port("ext", "external", &inb);
+    let r = harness::run_dvr_config(
+        dir,
+        &dvr_nat_config(dir, core, "dvr", &m, &ports, 1024),
+        secs,
+    );
     Some(NatMeasured {
         mpps_core: r.mpps,
         cycles_per_packet: r.cycles_per_packet,
@@ -396,13 +360,13 @@ fn dvr_snat_established(
     // memory): room for them and the bursts in flight.
     let mbufs = n + 32768;
     let memory_mb = 1024 + mbufs / 250;
-    let ports = pcap_port("up", "underlay", &p)
+    let ports = harness::pcap_port("up", "underlay", &p)
         + "[[ports]]\nname = \"ext\"\nrole = \"external\"\nkind = \"null\"\n";
     let extra = format!(
         "[dataplane]\nmbufs = {mbufs}\n[nat]\nmax_sessions = {}\n{ports}",
         (n as usize * 2).next_power_of_two()
     );
-    let cfg = dvr_nat_config_mem(dir, core, "dvr_snat", &m, &extra, memory_mb);
+    let cfg = dvr_nat_config(dir, core, "dvr_snat", &m, &extra, memory_mb);
     let r = harness::run_dvr_config(dir, &cfg, secs);
     eprintln!(
         "  dvr-pmd SNAT established: {n} sessions ({endpoints} inside endpoints x {SNAT_DESTS})"

@@ -1458,15 +1458,7 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
             answer_arp(f.data_mut(), mac, vtep);
             Ok(in_port)
         }
-        2 => {
-            tr!(
-                t,
-                "underlay-arp",
-                "reply from {}: to the control thread",
-                ipv4_at(a, 14)
-            );
-            Err(R::ArpReplyConsumed)
-        }
+        2 => arp_reply_consumed(a, "underlay-arp", t),
         _ => Err(R::MalformedArp),
     }
 }
@@ -1599,8 +1591,9 @@ fn north_south4<T: Trace>(
     }
     let sn = r.snat.as_ref();
     if let Some(fe) = r.fips.get(&IpAddr::V4(src)) {
-        if fe.central {
-            // Served by the router's SNAT node, with its gateway port's MAC.
+        // Served here from this host's FIP gateway port, or (central) by the
+        // router's SNAT node from its gateway port.
+        let (ext, from) = if fe.central {
             let Some(sn) = sn else {
                 return Err(R::NoSnat);
             };
@@ -1610,38 +1603,30 @@ fn north_south4<T: Trace>(
             let Some(ext) = node.external else {
                 return Err(R::NoExternalPath);
             };
-            let up = upstream_mac(node, r)?;
-            let b = f.data_mut();
-            nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
-            dec_ttl4(&mut b[ETH_LEN..]);
-            write_macs(b, &up.0, &sn.mac.0);
-            tr!(
-                t,
-                "nat",
-                "source {src} → floating IP {} (served centrally); out of the external port to {up}",
-                fe.floating
-            );
-            return Ok(ext);
-        }
-        let (Dest::Local(_), Some(ext), Some((_, gw_mac))) = (fe.dest, node.external, node.fip_gw)
-        else {
-            tr!(
-                t,
-                "nat",
-                "{src} has floating IP {}, not served by this node",
-                fe.floating
-            );
-            return Err(R::FipNotServedHere);
+            (ext, sn.mac)
+        } else {
+            let (Dest::Local(_), Some(ext), Some((_, gw_mac))) =
+                (fe.dest, node.external, node.fip_gw)
+            else {
+                tr!(
+                    t,
+                    "nat",
+                    "{src} has floating IP {}, not served by this node",
+                    fe.floating
+                );
+                return Err(R::FipNotServedHere);
+            };
+            (ext, gw_mac)
         };
         let up = upstream_mac(node, r)?;
         let b = f.data_mut();
         nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
         dec_ttl4(&mut b[ETH_LEN..]);
-        write_macs(b, &up.0, &gw_mac.0);
+        write_macs(b, &up.0, &from.0);
         tr!(
             t,
             "nat",
-            "source {src} → floating IP {}; out of the external port to {up}",
+            "source {src} → floating IP {} from {from}; out of the external port to {up}",
             fe.floating
         );
         return Ok(ext);
@@ -1663,10 +1648,8 @@ fn north_south4<T: Trace>(
         tr!(
             t,
             "nat",
-            "SNAT {src}:{} → {}:{}; out of the external port to {up}",
-            be16(b, ETH_LEN + 20),
-            ipv4_at(b, ETH_LEN + 12),
-            be16(b, ETH_LEN + 20)
+            "SNAT {src} → {}; out of the external port to {up}",
+            ipv4_at(b, ETH_LEN + 12)
         );
         return Ok(ext);
     }
@@ -1887,6 +1870,18 @@ fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
     Ok(ihl)
 }
 
+/// An ARP reply (payload `a`) seen by `stage`: for the control thread's
+/// resolver, not forwarded.
+fn arp_reply_consumed<T: Trace>(a: &[u8], stage: &'static str, t: &mut T) -> Verdict {
+    tr!(
+        t,
+        stage,
+        "reply from {}: to the control thread",
+        ipv4_at(a, 14)
+    );
+    Err(R::ArpReplyConsumed)
+}
+
 /// The ARP payload of an Ethernet/IPv4 ARP frame, checked.
 fn arp_payload(b: &[u8]) -> Result<&[u8], DropReason> {
     let a = b.get(ETH_LEN..ETH_LEN + 28).ok_or(R::MalformedArp)?;
@@ -1934,15 +1929,7 @@ fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
             answer_arp(f.data_mut(), mac, target);
             Ok(in_port)
         }
-        2 => {
-            tr!(
-                t,
-                "external-arp",
-                "reply from {}: to the control thread",
-                ipv4_at(a, 14)
-            );
-            Err(R::ArpReplyConsumed)
-        }
+        2 => arp_reply_consumed(a, "external-arp", t),
         _ => Err(R::MalformedArp),
     }
 }
