@@ -206,12 +206,15 @@ const HUGE_PAGE: usize = 2 << 20;
 /// A fixed-size table of `Copy` values on whole, aligned 2 MiB pages advised
 /// as transparent huge pages: a table read at random on the packet path then
 /// costs one TLB entry per 2 MiB instead of one per 4 KiB page (a page walk
-/// per lookup once the mbufs have filled the TLB). Without huge pages it
-/// works all the same, on small pages.
+/// per lookup once the mbufs have filled the TLB). The pages are mapped here
+/// (the allocator may hand out heap memory already backed by small pages).
+/// Without huge pages it works all the same, on small pages; tables under
+/// 2 MiB are plain allocations.
 pub struct HugeTable<T: Copy> {
     ptr: NonNull<T>,
     len: usize,
-    layout: std::alloc::Layout,
+    /// Bytes mapped (huge), or the allocation's layout (small).
+    mem: std::result::Result<usize, std::alloc::Layout>,
 }
 
 // SAFETY: a HugeTable owns its memory exclusively, like a Box<[T]>.
@@ -220,44 +223,64 @@ unsafe impl<T: Copy + Send> Send for HugeTable<T> {}
 unsafe impl<T: Copy + Sync> Sync for HugeTable<T> {}
 
 impl<T: Copy> HugeTable<T> {
-    /// `n` copies of `v` (`n` > 0).
+    /// `n` copies of `v` (at least one).
     pub fn new(n: usize, v: T) -> HugeTable<T> {
         let n = n.max(1);
         let bytes = std::mem::size_of::<T>()
             .checked_mul(n)
-            .expect("table size overflows");
-        // Small tables (tests, tools) are plain allocations.
-        let huge = bytes >= HUGE_PAGE;
-        let (size, align) = if huge {
-            (
-                bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE,
-                HUGE_PAGE.max(std::mem::align_of::<T>()),
-            )
+            .expect("table size overflows")
+            .max(1);
+        let (raw, mem) = if bytes >= HUGE_PAGE && std::mem::align_of::<T>() <= HUGE_PAGE {
+            let size = bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+            (Self::map(size), Ok(size))
         } else {
-            (bytes.max(1), std::mem::align_of::<T>())
+            let layout = std::alloc::Layout::from_size_align(bytes, std::mem::align_of::<T>())
+                .expect("valid layout");
+            // SAFETY: the layout has a non-zero size.
+            (unsafe { std::alloc::alloc(layout) }, Err(layout))
         };
-        let layout = std::alloc::Layout::from_size_align(size, align).expect("valid layout");
-        // SAFETY: the layout has a non-zero size.
-        let raw = unsafe { std::alloc::alloc(layout) };
         let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
-            std::alloc::handle_alloc_error(layout);
+            panic!("out of memory for a table of {bytes} bytes");
         };
-        if huge {
-            // SAFETY: the range is our fresh allocation, aligned to the huge
-            // page size, not yet written: the advice only changes how the
-            // kernel backs it. Failure (no THP support) leaves small pages.
-            unsafe {
-                libc::madvise(raw.cast(), size, libc::MADV_HUGEPAGE);
-            }
-        }
         for i in 0..n {
-            // SAFETY: i < n elements fit in the allocation (size >= n * size_of T).
+            // SAFETY: n elements fit in the memory (at least n * size_of T bytes).
             unsafe { ptr.as_ptr().add(i).write(v) };
         }
-        HugeTable {
-            ptr,
-            len: n,
-            layout,
+        HugeTable { ptr, len: n, mem }
+    }
+
+    /// Maps `size` bytes (a multiple of [`HUGE_PAGE`]) aligned to a huge
+    /// page and advises them as huge; null when the mapping fails.
+    fn map(size: usize) -> *mut u8 {
+        let span = size + HUGE_PAGE;
+        // SAFETY: an anonymous private mapping of fresh memory; nothing else
+        // refers to it. The head and tail beyond the aligned `size` bytes are
+        // unmapped again (whole pages of our own mapping), and the advice
+        // only changes how the kernel backs pages not yet touched; its
+        // failure (no THP) leaves small pages.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                span,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return std::ptr::null_mut();
+            }
+            let start = p as usize;
+            let aligned = (start + HUGE_PAGE - 1) & !(HUGE_PAGE - 1);
+            if aligned > start {
+                libc::munmap(p, aligned - start);
+            }
+            let tail = start + span - (aligned + size);
+            if tail > 0 {
+                libc::munmap((aligned + size) as *mut libc::c_void, tail);
+            }
+            libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+            aligned as *mut u8
         }
     }
 }
@@ -279,8 +302,14 @@ impl<T: Copy> std::ops::DerefMut for HugeTable<T> {
 
 impl<T: Copy> Drop for HugeTable<T> {
     fn drop(&mut self) {
-        // SAFETY: allocated in new with this very layout; T: Copy needs no drop.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), self.layout) };
+        match self.mem {
+            // SAFETY: mapped in HugeTable::map with this size; T: Copy needs no drop.
+            Ok(size) => unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), size);
+            },
+            // SAFETY: allocated in new with this very layout.
+            Err(layout) => unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) },
+        }
     }
 }
 
