@@ -180,14 +180,22 @@ impl Env {
             max_fragments: 4,
             ..NatConfig::default()
         };
-        let mut env = Env::with_nat(now, hz, cfg, crate::nat::DEFAULT_PORTS);
-        env.flows = FlowCache::new(4);
-        env
+        Env::build(now, hz, cfg, crate::nat::DEFAULT_PORTS, 4)
     }
 
     /// An environment whose SNAT holds `cfg.max_sessions` sessions and
     /// translates to `ports`.
     pub fn with_nat(now: fn() -> u64, hz: u64, cfg: NatConfig, ports: RangeInclusive<u16>) -> Env {
+        Env::build(now, hz, cfg, ports, flow::WORKER_SETS)
+    }
+
+    fn build(
+        now: fn() -> u64,
+        hz: u64,
+        cfg: NatConfig,
+        ports: RangeInclusive<u16>,
+        flow_sets: usize,
+    ) -> Env {
         Env {
             now,
             hz: hz.max(1),
@@ -200,7 +208,7 @@ impl Env {
             nat_routers: Arc::default(),
             clock: None,
             redirected: false,
-            flows: FlowCache::new(flow::WORKER_SETS),
+            flows: FlowCache::new(flow_sets),
         }
     }
 
