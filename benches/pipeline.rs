@@ -185,10 +185,23 @@ fn grow(m: &mut Model, routers: usize) {
     }
 }
 
-/// Cycles per packet of `c` on `snap`, the copy into the buffers subtracted.
-fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> (f64, f64) {
+/// Cycles per packet of `c` on `snap`, the copy into the buffers subtracted:
+/// with a worker's flow cache (`cached`: routed flows after their first
+/// frame), or with none (every frame through the full pipeline).
+fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f64, f64) {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
-    let mut env = Env::new(dvr::dpdk::rdtsc, hz as u64);
+    let mut env = if cached {
+        Env::with_nat(
+            dvr::dpdk::rdtsc,
+            hz as u64,
+            dvr::nat::NatConfig::default(),
+            dvr::nat::DEFAULT_PORTS,
+        )
+    } else {
+        let mut e = Env::new(dvr::dpdk::rdtsc, hz as u64);
+        e.flows = dvr::flow::FlowCache::off();
+        e
+    };
     // Check once that the path is the one meant.
     for (b, f) in bufs.iter_mut().zip(&c.frames) {
         b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
@@ -248,7 +261,11 @@ fn main() {
         .collect();
     let res_small: Vec<(f64, f64)> = cs
         .iter()
-        .map(|c| measure(&snap_small, c, iters, hz))
+        .map(|c| measure(&snap_small, c, iters, hz, false))
+        .collect();
+    let cached_small: Vec<(f64, f64)> = cs
+        .iter()
+        .map(|c| measure(&snap_small, c, iters, hz, true))
         .collect();
 
     let rss0 = rss_mib();
@@ -269,7 +286,11 @@ fn main() {
     let small_trie = snap_small.routers.get(0).map_or(0, |r| r.fwd4.bytes());
     let res_big: Vec<(f64, f64)> = cs
         .iter()
-        .map(|c| measure(&snap_big, c, iters, hz))
+        .map(|c| measure(&snap_big, c, iters, hz, false))
+        .collect();
+    let cached_big: Vec<(f64, f64)> = cs
+        .iter()
+        .map(|c| measure(&snap_big, c, iters, hz, true))
         .collect();
 
     println!(
@@ -277,18 +298,29 @@ fn main() {
         hz / 1e9
     );
     println!(
-        "{:<36} {:>14} {:>22}",
-        "path",
-        "1 route",
-        format!("{} routers, {} routes", big.routers.len(), total_routes)
+        "cycles/packet; full: every frame through the whole pipeline (no flow cache); \
+         cached: a worker's flow cache (routed flows after their first frame)"
     );
-    for (c, (s, b)) in cs.iter().zip(res_small.iter().zip(&res_big)) {
+    println!(
+        "{:<36} {:>20} {:>34}",
+        "path",
+        "1 route: full/cached",
+        format!(
+            "{} routers, {} routes: full/cached",
+            big.routers.len(),
+            total_routes
+        )
+    );
+    for (i, c) in cs.iter().enumerate() {
+        let s = res_small[i].0;
         println!(
-            "{:<36} {:>8.1} cyc/pkt {:>14.1} cyc/pkt   ({:.1} Mpps/core at {:.2} GHz, pipeline only)",
+            "{:<36} {:>9.1} / {:>7.1} {:>23.1} / {:>7.1}   ({:.1} Mpps/core full at {:.2} GHz, pipeline only)",
             c.name,
-            s.0,
-            b.0,
-            hz / s.0.max(1.0) / 1e6,
+            s,
+            cached_small[i].0,
+            res_big[i].0,
+            cached_big[i].0,
+            hz / s.max(1.0) / 1e6,
             hz / 1e9
         );
     }

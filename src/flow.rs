@@ -1,13 +1,13 @@
-//! The per-worker flow cache of the routed east-west path: what the full
-//! pipeline decided for a frame from a VM port, kept by the frame's key so the
+//! The per-worker flow cache of the east-west path: what the full pipeline
+//! decided for an IPv4 frame from a VM port, kept by the frame's key so the
 //! next frames of the flow skip the lookups (FDB, router, routing trie,
 //! neighbour, network).
 //!
 //! The key is everything those decisions read from the frame: the ingress
 //! port, both MACs, the EtherType, the IPv4 source and destination. The value
-//! is the outcome of a routed frame to a known neighbour: its MACs after the
-//! rewrite and where it goes (a local port, or another host through the
-//! network's overlay). Entries belong to one snapshot ([`Snapshot::epoch`]):
+//! is the outcome of a frame switched to a known port, or routed to a known
+//! neighbour (its MACs after the rewrite): where it goes (a local port, or
+//! another host through the network's overlay). Entries belong to one snapshot ([`Snapshot::epoch`]):
 //! a table change makes every entry stale at once, without a sweep.
 //!
 //! What depends on each frame is still checked on each frame by the pipeline
@@ -33,10 +33,12 @@ pub enum Out {
     },
 }
 
-/// The cached outcome of a routed frame.
+/// The cached outcome of a frame: routed (checked, TTL decremented, MACs
+/// rewritten) or switched as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Action {
-    /// Destination and source MAC after the rewrite.
+    pub routed: bool,
+    /// Destination and source MAC after the rewrite (routed).
     pub macs: [u8; 12],
     /// The egress network's MTU.
     pub mtu: u16,
@@ -60,6 +62,7 @@ const EMPTY: Entry = Entry {
     key: [0; 3],
     epoch: 0,
     action: Action {
+        routed: false,
         macs: [0; 12],
         mtu: 0,
         out: Out::Port(0),
@@ -80,6 +83,8 @@ pub struct FlowCache {
     /// what it decided (see [`FlowCache::offer`]).
     pending: Option<(Key, usize)>,
     learned: Option<Action>,
+    /// Off: nothing is ever cached (every frame takes the full pipeline).
+    learn: bool,
     pub hits: u64,
     pub inserts: u64,
 }
@@ -93,8 +98,18 @@ impl FlowCache {
             mask: n - 1,
             pending: None,
             learned: None,
+            learn: true,
             hits: 0,
             inserts: 0,
+        }
+    }
+
+    /// A cache that caches nothing: every frame takes the full pipeline
+    /// (to measure or compare it).
+    pub fn off() -> FlowCache {
+        FlowCache {
+            learn: false,
+            ..FlowCache::new(1)
         }
     }
 
@@ -155,7 +170,7 @@ impl FlowCache {
         let (Some((k, s)), Some(a)) = (self.pending.take(), self.learned.take()) else {
             return;
         };
-        if forwarded {
+        if forwarded && self.learn {
             let set = &mut self.sets[s];
             // The newest entry in way 0; the older one moves to way 1.
             set[1] = set[0];
@@ -184,6 +199,7 @@ mod tests {
     }
 
     const A: Action = Action {
+        routed: true,
         macs: [1; 12],
         mtu: 1500,
         out: Out::Port(3),
@@ -228,6 +244,12 @@ mod tests {
         c.offer(A);
         c.settle(8, true);
         assert_eq!(c.lookup(8, k), None);
+        // Off: never learns.
+        let mut off = FlowCache::off();
+        assert_eq!(off.lookup(7, k), None);
+        off.offer(A);
+        off.settle(7, true);
+        assert_eq!(off.lookup(7, k), None);
     }
 
     #[test]

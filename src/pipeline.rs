@@ -476,7 +476,7 @@ fn from_vm<T: Trace>(
         return from_vm_full(snap, env, vm, net, f, t);
     };
     match env.flows.lookup(snap.epoch, k) {
-        Some(a) => match routed_cached(snap, a, f) {
+        Some(a) => match cached(snap, a, f) {
             Some(v) => v,
             // A check of this frame failed: the full pipeline says which.
             None => from_vm_full(snap, env, vm, net, f, t),
@@ -489,19 +489,22 @@ fn from_vm<T: Trace>(
     }
 }
 
-/// A frame of a cached routed flow: the per-frame checks of [`route4`] (IPv4
-/// header, TTL, MTU), then the cached rewrite and way out. `None` when a check
-/// fails: the full pipeline then decides.
+/// A frame of a cached flow; routed: the per-frame checks of [`route4`] (IPv4
+/// header, TTL, MTU), then the cached rewrite; then the cached way out (an
+/// overlay checks its MTU). `None` when a check fails: the full pipeline then
+/// decides.
 #[inline(always)]
-fn routed_cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
-    ipv4_valid(f).ok()?;
-    let b = f.data_mut();
-    let ip = &mut b[ETH_LEN..];
-    if ip[8] <= 1 || be16(ip, 2) > a.mtu {
-        return None;
+fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
+    if a.routed {
+        ipv4_valid(f).ok()?;
+        let b = f.data_mut();
+        let ip = &mut b[ETH_LEN..];
+        if ip[8] <= 1 || be16(ip, 2) > a.mtu {
+            return None;
+        }
+        dec_ttl4(ip);
+        b[..12].copy_from_slice(&a.macs);
     }
-    dec_ttl4(ip);
-    b[..12].copy_from_slice(&a.macs);
     Some(match a.out {
         Out::Port(p) => Ok(p),
         Out::Host {
@@ -561,10 +564,21 @@ fn from_vm_full<T: Trace>(
         Some(Dest::Local(p)) if p == in_port => Err(R::SameIngressPort),
         Some(Dest::Local(p)) => {
             tr!(t, "switch", "{dst} is local port {p}");
+            if !T::ON && et == ETHERTYPE_IPV4 {
+                env.flows.offer(switched(net, Out::Port(p)));
+            }
             Ok(p)
         }
         Some(Dest::Remote(h)) => {
             tr!(t, "switch", "{dst} is on host {}", host_name(snap, h));
+            if !T::ON && et == ETHERTYPE_IPV4 {
+                let out = Out::Host {
+                    host: h,
+                    kind: net.kind,
+                    segment: net.segment,
+                };
+                env.flows.offer(switched(net, out));
+            }
             encap(snap, net, h, f, t)
         }
         Some(Dest::Router { router, iface }) => {
@@ -1049,6 +1063,18 @@ fn route6<T: Trace>(
     deliver_routed(snap, net, &eg, f, t)
 }
 
+/// The flow cache's action for an IPv4 frame switched on `net` to `out`
+/// (its key holds all that port security and the FDB read of it).
+#[inline(always)]
+fn switched(net: &NetTables, out: Out) -> Action {
+    Action {
+        routed: false,
+        macs: [0; 12],
+        mtu: net.mtu,
+        out,
+    }
+}
+
 /// Offers the flow cache what [`deliver_routed`] does with `eg` (kept if the
 /// frame is forwarded and came from a VM port: see [`FlowCache::offer`]).
 #[inline(always)]
@@ -1072,6 +1098,7 @@ fn offer_routed(snap: &Snapshot, env: &mut Env, net: &NetTables, eg: &Egress<'_>
     macs[..6].copy_from_slice(&eg.mac.0);
     macs[6..].copy_from_slice(&src.0);
     env.flows.offer(Action {
+        routed: true,
         macs,
         mtu: net.mtu,
         out,

@@ -1138,6 +1138,34 @@ fn a_routed_flow_is_cached_and_each_frame_still_checked() {
         run_warm(&off, &mut env, VM_A, &local),
         (Err(R::UnknownDstMac), vec![], None)
     );
+    // Switched IPv4 flows are cached too (to C on cn2 over VXLAN), and a
+    // frame too big for the overlay is still refused.
+    let sw = udp4(A_MAC, C_MAC, "10.1.0.10", "10.1.0.20", 64);
+    let (v, out, _) = run_warm(&b, &mut env, VM_A, &sw);
+    assert_eq!(v, Ok(UP));
+    let sw_out = vxlan_to_cn2(&sw, 101, sport_of(&out));
+    assert_eq!(out, sw_out);
+    let hits = env.flows.hits;
+    assert_eq!(run_warm(&b, &mut env, VM_A, &sw), (Ok(UP), sw_out, None));
+    assert_eq!(env.flows.hits, hits + 1);
+    let blue_mtu = b.m.networks["blue"].mtu;
+    let mut sw_big = Vec::new();
+    PacketBuilder::ethernet2(A_MAC, C_MAC)
+        .ipv4(ip4("10.1.0.10"), ip4("10.1.0.20"), 64)
+        .udp(40000, 5001)
+        .write(&mut sw_big, &vec![0x5a; blue_mtu as usize + 1 - 28])
+        .unwrap();
+    assert_eq!(
+        run_warm(&b, &mut env, VM_A, &sw_big),
+        (Err(R::MtuExceeded), vec![], None)
+    );
+    // ARP is never cached (its key does not hold what port security reads).
+    let inserts = env.flows.inserts;
+    let (gw, _) = b.gw("blue4");
+    let arp = arp_request(A_MAC, "10.1.0.10", &gw.to_string());
+    assert!(run_warm(&b, &mut env, VM_A, &arp).0.is_ok());
+    assert_eq!(env.flows.inserts, inserts);
+
     let again = Bed::new();
     let hits = env.flows.hits;
     assert_eq!(run_warm(&again, &mut env, VM_A, &local), first[0]);
