@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dpdk;
 pub mod fib;
+pub mod flow;
 pub mod gen;
 pub mod l2;
 pub mod mac;

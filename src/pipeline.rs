@@ -23,6 +23,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::fib::NextHop;
+use crate::flow::{self, Action, FlowCache, Out};
 use crate::l2;
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
@@ -105,6 +106,8 @@ pub struct Env {
     /// Set while a frame another host sent here for SNAT is routed: never
     /// sent back to another host for SNAT.
     redirected: bool,
+    /// The routed east-west flows seen on this worker ([`crate::flow`]).
+    pub flows: FlowCache,
 }
 
 /// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
@@ -177,7 +180,9 @@ impl Env {
             max_fragments: 4,
             ..NatConfig::default()
         };
-        Env::with_nat(now, hz, cfg, crate::nat::DEFAULT_PORTS)
+        let mut env = Env::with_nat(now, hz, cfg, crate::nat::DEFAULT_PORTS);
+        env.flows = FlowCache::new(4);
+        env
     }
 
     /// An environment whose SNAT holds `cfg.max_sessions` sessions and
@@ -195,6 +200,7 @@ impl Env {
             nat_routers: Arc::default(),
             clock: None,
             redirected: false,
+            flows: FlowCache::new(flow::WORKER_SETS),
         }
     }
 
@@ -443,8 +449,70 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
     }
 }
 
+/// A frame from a VM port: a flow already routed on this snapshot takes its
+/// cached way ([`crate::flow`]), anything else the full pipeline, whose
+/// routed outcome is then cached. Traces always take the full pipeline.
 #[inline(always)]
 fn from_vm<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    vm: &VmPort,
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    if T::ON {
+        return from_vm_full(snap, env, vm, net, f, t);
+    }
+    let Some(k) = FlowCache::key(vm.index, f.data()) else {
+        return from_vm_full(snap, env, vm, net, f, t);
+    };
+    match env.flows.lookup(snap.epoch, k) {
+        Some(a) => match routed_cached(snap, a, f) {
+            Some(v) => v,
+            // A check of this frame failed: the full pipeline says which.
+            None => from_vm_full(snap, env, vm, net, f, t),
+        },
+        None => {
+            let v = from_vm_full(snap, env, vm, net, f, t);
+            env.flows.settle(snap.epoch, v.is_ok());
+            v
+        }
+    }
+}
+
+/// A frame of a cached routed flow: the per-frame checks of [`route4`] (IPv4
+/// header, TTL, MTU), then the cached rewrite and way out. `None` when a check
+/// fails: the full pipeline then decides.
+#[inline(always)]
+fn routed_cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
+    ipv4_valid(f).ok()?;
+    let b = f.data_mut();
+    let ip = &mut b[ETH_LEN..];
+    if ip[8] <= 1 || be16(ip, 2) > a.mtu {
+        return None;
+    }
+    dec_ttl4(ip);
+    b[..12].copy_from_slice(&a.macs);
+    Some(match a.out {
+        Out::Port(p) => Ok(p),
+        Out::Host {
+            host,
+            kind,
+            segment,
+        } => {
+            let seg = Segment {
+                kind,
+                segment,
+                mtu: a.mtu,
+            };
+            overlay(snap, seg, "", host, f, &mut NoTrace)
+        }
+    })
+}
+
+#[inline(always)]
+fn from_vm_full<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     vm: &VmPort,
@@ -877,12 +945,10 @@ fn route4<T: Trace>(
         );
         return Err(R::MtuExceeded);
     }
-    let b = f.data_mut();
-    let ip = &mut b[ETH_LEN..];
-    let old = be16(ip, 8);
-    ip[8] = ttl - 1;
-    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
-    put16(ip, 10, c);
+    if !T::ON {
+        offer_routed(snap, env, net, &eg);
+    }
+    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
     tr!(t, "rewrite", "TTL {} → {}", ttl, ttl - 1);
     deliver_routed(snap, net, &eg, f, t)
 }
@@ -973,6 +1039,35 @@ fn route6<T: Trace>(
     f.data_mut()[ETH_LEN + 7] = hop - 1;
     tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
     deliver_routed(snap, net, &eg, f, t)
+}
+
+/// Offers the flow cache what [`deliver_routed`] does with `eg` (kept if the
+/// frame is forwarded and came from a VM port: see [`FlowCache::offer`]).
+#[inline(always)]
+fn offer_routed(snap: &Snapshot, env: &mut Env, net: &NetTables, eg: &Egress<'_>) {
+    let (src, out) = match eg.dest {
+        Dest::Local(p) => (eg.iface.mac, Out::Port(p)),
+        Dest::Remote(h) => match snap.node.dvr_mac {
+            Some(dvr) => (
+                dvr,
+                Out::Host {
+                    host: h,
+                    kind: net.kind,
+                    segment: net.segment,
+                },
+            ),
+            None => return,
+        },
+        Dest::Nowhere | Dest::Router { .. } => return,
+    };
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&eg.mac.0);
+    macs[6..].copy_from_slice(&src.0);
+    env.flows.offer(Action {
+        macs,
+        mtu: net.mtu,
+        out,
+    });
 }
 
 /// The MAC rewrite of a routed frame and its way out: to a local port with the
@@ -1226,8 +1321,34 @@ fn icmp6_error<T: Trace>(
     Ok(in_port)
 }
 
+/// What the overlay of a network needs to know of it.
+#[derive(Clone, Copy)]
+struct Segment {
+    kind: NetworkType,
+    segment: u32,
+    mtu: u16,
+}
+
 /// Sends the frame in `f` to host `h` over the overlay of network `net`.
+#[inline(always)]
 fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let seg = Segment {
+        kind: net.kind,
+        segment: net.segment,
+        mtu: net.mtu,
+    };
+    overlay(snap, seg, &net.name, h, f, t)
+}
+
+/// Sends the frame in `f` to host `h` over the overlay of `net` (named `name`).
+fn overlay<T: Trace>(
+    snap: &Snapshot,
+    net: Segment,
+    name: &str,
+    h: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
     let node = &*snap.node;
     let (Some((ul_port, _)), Some(host)) = (node.underlay, node.hosts.get(h as usize)) else {
         return Err(R::NoUnderlay);
@@ -1239,9 +1360,8 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
         tr!(
             t,
             "encap",
-            "frame of {inner} bytes exceeds MTU {} of {}",
+            "frame of {inner} bytes exceeds MTU {} of {name}",
             net.mtu,
-            net.name
         );
         return Err(R::MtuExceeded);
     }
@@ -1558,16 +1678,6 @@ fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a
         Dest::Router { router, .. } => Some((router, &inner[ETH_LEN..])),
         _ => None,
     }
-}
-
-/// Decrements the TTL of the IPv4 header `ip` (checked > 1 before), with the
-/// checksum updated.
-#[inline]
-fn dec_ttl4(ip: &mut [u8]) {
-    let old = be16(ip, 8);
-    ip[8] = ip[8].wrapping_sub(1);
-    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
-    put16(ip, 10, c);
 }
 
 /// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`, whose

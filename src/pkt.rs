@@ -223,6 +223,19 @@ pub fn csum_update16(check: u16, old: u16, new: u16) -> u16 {
     !(sum as u16)
 }
 
+/// Decrements the TTL of the IPv4 header `ip` (the caller checked it is > 1)
+/// and updates its checksum. The new TTL/protocol word is computed in a
+/// register and stored once: storing the TTL byte and then reading the word
+/// back would stall on store forwarding (a byte store cannot feed a 16-bit load).
+#[inline(always)]
+pub fn dec_ttl4(ip: &mut [u8]) {
+    let old = be16(ip, 8);
+    let new = old.wrapping_sub(0x100);
+    let c = csum_update16(be16(ip, 10), old, new);
+    put16(ip, 8, new);
+    put16(ip, 10, c);
+}
+
 /// [`csum_update16`] for a 32-bit field (two words).
 #[inline(always)]
 pub fn csum_update32(check: u16, old: u32, new: u32) -> u16 {
@@ -376,11 +389,9 @@ mod tests {
     fn incremental_update_equals_recomputing() {
         let mut h = [0u8; 20];
         write_ipv4(&mut h, 84, 64, 1, [10, 0, 0, 1], [10, 0, 1, 2]);
-        for ttl in (1..=64u8).rev() {
-            let old = be16(&h, 8);
-            h[8] = ttl - 1;
-            let c = csum_update16(be16(&h, 10), old, be16(&h, 8));
-            put16(&mut h, 10, c);
+        for ttl in (2..=64u8).rev() {
+            dec_ttl4(&mut h);
+            assert_eq!((h[8], h[9]), (ttl - 1, 1), "ttl {ttl}");
             assert_eq!(checksum(&h), 0, "ttl {ttl}");
         }
         let old = be32(&h, 12);

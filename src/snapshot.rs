@@ -954,6 +954,7 @@ impl Snapshot {
     pub fn from_config(node: &NodePorts) -> Snapshot {
         Snapshot {
             generation: 0,
+            epoch: next_epoch(),
             node: Arc::new(NodeTables {
                 name: node.node.clone(),
                 vtep: node.vtep,
@@ -1044,11 +1045,21 @@ fn slots(node: &NodePorts, local: &HashMap<String, VmPort>) -> Box<[Slot]> {
     s.into_boxed_slice()
 }
 
+/// A new [`Snapshot::epoch`].
+fn next_epoch() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The dataplane's tables: see the module documentation.
 #[derive(Debug)]
 pub struct Snapshot {
     /// The model generation it was compiled from (0: configuration only).
     pub generation: u64,
+    /// Unique to this snapshot among those of the process (never 0): what a
+    /// worker's flow cache entries are valid for ([`crate::flow`]). Several
+    /// snapshots can share a model generation (a resolved VTEP, say).
+    pub epoch: u64,
     pub node: Arc<NodeTables>,
     /// Per dataplane port.
     pub ports: Box<[Slot]>,
@@ -1305,6 +1316,7 @@ impl Compiler {
         let cur = &self.current;
         self.current = Arc::new(Snapshot {
             generation: cur.generation,
+            epoch: next_epoch(),
             node: Arc::new(node),
             ports: cur.ports.clone(),
             nets: cur.nets.clone(),
@@ -1630,6 +1642,7 @@ impl Compiler {
         };
         self.current = Arc::new(Snapshot {
             generation: model.generation,
+            epoch: next_epoch(),
             node,
             ports,
             nets,

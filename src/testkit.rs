@@ -196,18 +196,30 @@ fn run_one<T: crate::pipeline::Trace>(
     frame: &[u8],
     t: &mut T,
 ) -> Run {
+    // A clock that never moves and a full token bucket: each run starts alike.
+    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+    run_in(&mut env, snap, in_port, frame, t)
+}
+
+/// Runs `frame` once more in `env`, as a worker runs the next frame of a flow.
+fn run_in<T: crate::pipeline::Trace>(
+    env: &mut crate::pipeline::Env,
+    snap: &crate::snapshot::Snapshot,
+    in_port: u16,
+    frame: &[u8],
+    t: &mut T,
+) -> Run {
     let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
     buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
-    // A clock that never moves and a full token bucket: each run starts alike.
-    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
     env.burst(snap);
+    env.noted = None;
     // The workers' SNAT prefetch reads any frame too.
     let ing = crate::pipeline::ingress(snap, in_port);
     for stage in 0..2 {
-        crate::pipeline::prefetch_nat(snap, &env, ing, frame, stage);
+        crate::pipeline::prefetch_nat(snap, env, ing, frame, stage);
     }
-    let v = crate::pipeline::process(snap, &mut env, in_port, &mut f, t);
+    let v = crate::pipeline::process(snap, env, in_port, &mut f, t);
     let out = if v.is_ok() {
         f.data().to_vec()
     } else {
@@ -239,6 +251,19 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
         run, traced,
         "trace and workers disagree; notes {:?}",
         notes.0
+    );
+    // The same frame again on the same worker: a routed flow now takes the
+    // flow cache ([`crate::flow`]), which must decide exactly alike.
+    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+    let first = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
+    let hits = env.flows.hits;
+    let again = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
+    assert_eq!(first, run);
+    assert_eq!(
+        again,
+        run,
+        "the flow cache disagrees (hit: {})",
+        env.flows.hits > hits
     );
     let (v, out, noted) = &run;
     match *v {
