@@ -194,7 +194,9 @@ impl Worker {
                 continue;
             }
             idle = idle.saturating_add(1);
-            if idle >= IDLE_POLLS_BEFORE_SLEEP {
+            // Not while answering a question about the sessions: the scan
+            // goes on at polling speed.
+            if idle >= IDLE_POLLS_BEFORE_SLEEP && s.scan.is_none() {
                 // Time asleep is not polling time.
                 clock.flush(&self.counters);
                 std::thread::sleep(sleep);
