@@ -16,6 +16,7 @@
 //!
 //! [`Snapshot::epoch`]: crate::snapshot::Snapshot::epoch
 
+use crate::dpdk::HugeTable;
 use crate::model::NetworkType;
 
 /// Where a cached flow goes.
@@ -68,12 +69,12 @@ const EMPTY: Entry = Entry {
 /// Ways per set: a new flow replaces the set's older entry.
 const WAYS: usize = 2;
 
-/// Sets of a worker's cache (`WAYS` × 64 bytes each: 128 KiB).
-pub const WORKER_SETS: usize = 1024;
+/// Sets of a worker's cache (`WAYS` × 64 bytes each: 2 MiB, one huge page).
+pub const WORKER_SETS: usize = 16384;
 
 /// A set-associative cache of [`Action`]s by [`Key`].
 pub struct FlowCache {
-    sets: Box<[[Entry; WAYS]]>,
+    sets: HugeTable<[Entry; WAYS]>,
     mask: usize,
     /// The key and set of the frame being decided by the full pipeline, and
     /// what it decided (see [`FlowCache::offer`]).
@@ -88,7 +89,7 @@ impl FlowCache {
     pub fn new(sets: usize) -> FlowCache {
         let n = sets.max(1).next_power_of_two();
         FlowCache {
-            sets: vec![[EMPTY; WAYS]; n].into_boxed_slice(),
+            sets: HugeTable::new(n, [EMPTY; WAYS]),
             mask: n - 1,
             pending: None,
             learned: None,
@@ -114,13 +115,21 @@ impl FlowCache {
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
     }
 
+    /// Prefetches the set of `k` (a burst's sets are fetched ahead of it).
+    #[inline(always)]
+    pub fn prefetch(&self, k: &Key) {
+        crate::dpdk::prefetch(&self.sets[self.set_of(k)]);
+    }
+
     /// The action cached for `k` on snapshot `epoch`. On a miss the key is
     /// kept for [`FlowCache::offer`] until [`FlowCache::settle`].
     #[inline(always)]
     pub fn lookup(&mut self, epoch: u64, k: Key) -> Option<Action> {
         let s = self.set_of(&k);
         for e in &self.sets[s] {
-            if e.key == k && e.epoch == epoch {
+            // Word by word: the key was just stored as three words, and one
+            // wider load of it would stall on store forwarding.
+            if e.key[0] == k[0] && e.key[1] == k[1] && e.key[2] == k[2] && e.epoch == epoch {
                 self.hits += 1;
                 return Some(e.action);
             }
@@ -219,6 +228,24 @@ mod tests {
         c.offer(A);
         c.settle(8, true);
         assert_eq!(c.lookup(8, k), None);
+    }
+
+    #[test]
+    fn a_worker_sized_cache_on_huge_pages_works_alike() {
+        let mut c = FlowCache::new(WORKER_SETS);
+        assert_eq!(c.sets.len(), WORKER_SETS);
+        let keys: Vec<Key> = (0..=255)
+            .map(|i| FlowCache::key(1, &frame(2, [10, 0, 1, i])).unwrap())
+            .collect();
+        for k in &keys {
+            assert_eq!(c.lookup(3, *k), None);
+            c.offer(A);
+            c.settle(3, true);
+        }
+        for k in &keys {
+            assert_eq!(c.lookup(3, *k), Some(A));
+        }
+        assert_eq!(c.hits, 256);
     }
 
     #[test]

@@ -1623,6 +1623,17 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
 /// a burst's packets then overlap instead of following each other. From the
 /// external port, the reply's session; from the underlay, the session of a
 /// frame another host sent to a router interface here (the router's SNAT).
+/// Prefetches the flow cache set of a frame from a VM port (a hint, ahead of
+/// the burst).
+#[inline(always)]
+pub fn prefetch_flow(env: &Env, ing: Ingress<'_>, frame: &[u8]) {
+    if let Ingress::Vm(vm, _) = ing {
+        if let Some(k) = FlowCache::key(vm.index, frame) {
+            env.flows.prefetch(&k);
+        }
+    }
+}
+
 /// A hint only: a frame it does not recognise prefetches nothing.
 #[inline]
 pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {

@@ -381,6 +381,12 @@ impl Worker {
                     output(c, tx_mask, out_bytes, d.map(|p| (p, len as usize)))
                 });
             } else {
+                if matches!(ing, pipeline::Ingress::Vm(..)) {
+                    // The flow cache sets of the whole burst, ahead of it.
+                    for i in 0..s.rx.len() {
+                        pipeline::prefetch_flow(env, ing, s.rx.data(i));
+                    }
+                }
                 if env.snat_here() {
                     // The SNAT's lookups of the whole burst, ahead of it.
                     for stage in 0..2 {

@@ -200,6 +200,90 @@ pub fn huge_vec<T: Clone>(n: usize, v: T) -> Vec<T> {
     out
 }
 
+/// The size of a transparent huge page on x86-64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// A fixed-size table of `Copy` values on whole, aligned 2 MiB pages advised
+/// as transparent huge pages: a table read at random on the packet path then
+/// costs one TLB entry per 2 MiB instead of one per 4 KiB page (a page walk
+/// per lookup once the mbufs have filled the TLB). Without huge pages it
+/// works all the same, on small pages.
+pub struct HugeTable<T: Copy> {
+    ptr: NonNull<T>,
+    len: usize,
+    layout: std::alloc::Layout,
+}
+
+// SAFETY: a HugeTable owns its memory exclusively, like a Box<[T]>.
+unsafe impl<T: Copy + Send> Send for HugeTable<T> {}
+// SAFETY: shared access only reads, like &[T].
+unsafe impl<T: Copy + Sync> Sync for HugeTable<T> {}
+
+impl<T: Copy> HugeTable<T> {
+    /// `n` copies of `v` (`n` > 0).
+    pub fn new(n: usize, v: T) -> HugeTable<T> {
+        let n = n.max(1);
+        let bytes = std::mem::size_of::<T>()
+            .checked_mul(n)
+            .expect("table size overflows");
+        // Small tables (tests, tools) are plain allocations.
+        let huge = bytes >= HUGE_PAGE;
+        let (size, align) = if huge {
+            (
+                bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE,
+                HUGE_PAGE.max(std::mem::align_of::<T>()),
+            )
+        } else {
+            (bytes.max(1), std::mem::align_of::<T>())
+        };
+        let layout = std::alloc::Layout::from_size_align(size, align).expect("valid layout");
+        // SAFETY: the layout has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
+            std::alloc::handle_alloc_error(layout);
+        };
+        if huge {
+            // SAFETY: the range is our fresh allocation, aligned to the huge
+            // page size, not yet written: the advice only changes how the
+            // kernel backs it. Failure (no THP support) leaves small pages.
+            unsafe {
+                libc::madvise(raw.cast(), size, libc::MADV_HUGEPAGE);
+            }
+        }
+        for i in 0..n {
+            // SAFETY: i < n elements fit in the allocation (size >= n * size_of T).
+            unsafe { ptr.as_ptr().add(i).write(v) };
+        }
+        HugeTable {
+            ptr,
+            len: n,
+            layout,
+        }
+    }
+}
+
+impl<T: Copy> std::ops::Deref for HugeTable<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: ptr holds len initialised elements, owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> std::ops::DerefMut for HugeTable<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref, and &mut self makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> Drop for HugeTable<T> {
+    fn drop(&mut self) {
+        // SAFETY: allocated in new with this very layout; T: Copy needs no drop.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), self.layout) };
+    }
+}
+
 /// TSC ticks per second, as measured by EAL.
 pub fn tsc_hz() -> u64 {
     // SAFETY: pure read of a value EAL computed at init.
