@@ -139,6 +139,21 @@ pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Measur
 /// second: `[stats] interval_ms = 1000, format = "json"`) for `secs` seconds;
 /// the rate is the packets sent on all ports, over the last seconds.
 pub fn run_dvr_config(dir: &Path, cfg: &str, secs: u64) -> Measured {
+    run_dvr_window(dir, cfg, secs).measured
+}
+
+/// A dvr-pmd measurement and the JSON counter lines that open and close its
+/// window (for the counters a bench reads beyond the rate: drops, sessions).
+pub struct DvrWindow {
+    pub measured: Measured,
+    pub first: serde_json::Value,
+    pub last: serde_json::Value,
+}
+
+/// [`run_dvr_config`], with the window's first and last counter lines. With
+/// `DVR_BENCH_PERF=FILE` set, `perf record -g -p PID -o FILE` samples the
+/// daemon over the window (from its second counter line on, `secs` - 1 s).
+pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
     let path = dir.join("bench.toml");
     std::fs::write(&path, cfg).unwrap();
     let mut child = Command::new(dvr_pmd())
@@ -150,57 +165,73 @@ pub fn run_dvr_config(dir: &Path, cfg: &str, secs: u64) -> Measured {
         .spawn()
         .expect("start dvr-pmd");
     let out = BufReader::new(child.stdout.take().unwrap());
-    let mut samples: Vec<(f64, u64, u64, u64)> = Vec::new(); // t, tx packets, busy cycles, packets
-    let mut tsc_hz = 0;
+    let mut lines: Vec<serde_json::Value> = Vec::new();
     let mut start = None;
+    let mut perf: Option<std::process::Child> = None;
     for line in out.lines() {
         let Ok(line) = line else { break };
         let v: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(_) => continue,
         };
-        tsc_hz = v["tsc_hz"].as_u64().unwrap_or(0);
-        let tx: u64 = v["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["tx_packets"].as_u64().unwrap())
-            .sum();
-        let w = &v["workers"][0];
-        samples.push((
-            v["t"].as_f64().unwrap(),
-            tx,
-            w["poll_cycles"].as_u64().unwrap(),
-            w["packets"].as_u64().unwrap(),
-        ));
+        lines.push(v);
+        if lines.len() == 2 && secs > 1 {
+            if let Ok(file) = std::env::var("DVR_BENCH_PERF") {
+                perf = Some(
+                    Command::new("perf")
+                        .args(["record", "-q", "-g", "-o", &file, "-p"])
+                        .arg(child.id().to_string())
+                        .args(["--", "sleep", &(secs - 1).to_string()])
+                        .stdout(Stdio::null())
+                        .spawn()
+                        .expect("perf record"),
+                );
+            }
+        }
         if start.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(secs) {
             break;
         }
     }
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
     stop(&mut child);
     assert!(
-        samples.len() >= 3,
+        lines.len() >= 3,
         "dvr-pmd gave {} counter lines in {secs} s: too few to measure",
-        samples.len()
+        lines.len()
     );
     // Skip the first second (start-up), rate over the rest.
-    let s = &samples[1..];
-    let (first, last) = (s[0], s[s.len() - 1]);
-    let dt = last.0 - first.0;
+    let (first, last) = (lines[1].clone(), lines[lines.len() - 1].clone());
+    let tx = |v: &serde_json::Value| -> u64 {
+        v["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["tx_packets"].as_u64().unwrap())
+            .sum()
+    };
+    let w = |v: &serde_json::Value, k: &str| v["workers"][0][k].as_u64().unwrap();
+    let dt = last["t"].as_f64().unwrap() - first["t"].as_f64().unwrap();
     let mpps = if dt > 0.0 {
-        (last.1 - first.1) as f64 / dt / 1e6
+        (tx(&last) - tx(&first)) as f64 / dt / 1e6
     } else {
         0.0
     };
-    let pk = last.3 - first.3;
-    Measured {
+    let pk = w(&last, "packets") - w(&first, "packets");
+    let measured = Measured {
         mpps,
         cycles_per_packet: if pk > 0 {
-            (last.2 - first.2) as f64 / pk as f64
+            (w(&last, "poll_cycles") - w(&first, "poll_cycles")) as f64 / pk as f64
         } else {
             0.0
         },
-        tsc_hz,
+        tsc_hz: last["tsc_hz"].as_u64().unwrap_or(0),
+    };
+    DvrWindow {
+        measured,
+        first,
+        last,
     }
 }
 
@@ -216,7 +247,31 @@ fn stop(child: &mut std::process::Child) {
 /// on `core`, for `secs` seconds; the rate is the median of its per-second Rx-pps
 /// reports (all ports summed), the first two skipped.
 pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &str) -> Measured {
+    let vdevs: Vec<String> = pcaps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("net_pcap{i},rx_pcap={},infinite_rx=1", p.display()))
+        .collect();
+    run_testpmd_vdevs(dir, &vdevs, core, secs, mode, 16384, 1024)
+}
+
+/// [`run_testpmd`] on the devices `vdevs` (`--vdev` arguments, one port each,
+/// paired in order), with a pool of `mbufs` and `memory_mb` of EAL memory (a
+/// capture replayed with `infinite_rx` holds one mbuf per frame). Cycles per
+/// packet: the TSC rate EAL measured over the rate (the forwarding core
+/// polls all the time).
+pub fn run_testpmd_vdevs(
+    dir: &Path,
+    vdevs: &[String],
+    core: usize,
+    secs: u64,
+    mode: &str,
+    mbufs: u32,
+    memory_mb: u32,
+) -> Measured {
     let main = if core == 0 { 1 } else { 0 };
+    let prefix = format!("tp-bench-{}", std::process::id());
+    let log = dir.join("testpmd-eal.log");
     let mut cmd = Command::new("dpdk-testpmd");
     cmd.args([
         "-l",
@@ -224,13 +279,18 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
         "--main-lcore",
         &main.to_string(),
     ])
-    .args(["--no-huge", "-m", "1024", "--no-pci", "--no-shconf"])
-    .args(["--file-prefix", &format!("tp-bench-{}", std::process::id())]);
-    for (i, p) in pcaps.iter().enumerate() {
-        cmd.args([
-            "--vdev",
-            &format!("net_pcap{i},rx_pcap={},infinite_rx=1", p.display()),
-        ]);
+    .args([
+        "--no-huge",
+        "-m",
+        &memory_mb.to_string(),
+        "--no-pci",
+        "--no-shconf",
+    ])
+    .args(["--file-prefix", &prefix])
+    // for "TSC frequency is ~N KHz"
+    .arg("--log-level=lib.eal:debug");
+    for v in vdevs {
+        cmd.args(["--vdev", v]);
     }
     cmd.args([
         "--",
@@ -238,18 +298,18 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
         "--stats-period",
         "1",
         "--total-num-mbufs",
-        "16384",
+        &mbufs.to_string(),
     ]);
     // testpmd stops forwarding when its standard input closes: keep a pipe open.
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .current_dir(dir)
         .spawn()
         .expect("start dpdk-testpmd (scripts/install-deps installs it)");
     let out = BufReader::new(child.stdout.take().unwrap());
-    let nports = pcaps.len();
+    let nports = vdevs.len();
     let mut current = Vec::new();
     let mut sums = Vec::new();
     let mut start = None;
@@ -267,9 +327,11 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
                     current.clear();
                 }
             }
+            // The measurement window starts with the first report (start-up,
+            // e.g. loading a large capture, excluded).
+            start.get_or_insert_with(Instant::now);
         }
-        // The measurement window starts with the first report (start-up excluded).
-        if start.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(secs) {
+        if start.is_some_and(|s| s.elapsed() >= Duration::from_secs(secs)) {
             break;
         }
     }
@@ -278,10 +340,8 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
     }
     stop(&mut child);
     // testpmd (DPDK 22.11) leaves its runtime directory behind.
-    let _ = std::fs::remove_dir_all(dpdk_runtime_dir(&format!(
-        "tp-bench-{}",
-        std::process::id()
-    )));
+    let _ = std::fs::remove_dir_all(dpdk_runtime_dir(&prefix));
+    let tsc_hz = eal_tsc_hz(&std::fs::read_to_string(&log).unwrap_or_default());
     // The first report has no baseline (0 pps).
     assert!(
         sums.len() >= 2,
@@ -292,7 +352,8 @@ pub fn run_testpmd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64, mode: &s
     assert!(mpps > 0.0, "dpdk-testpmd forwarded nothing: {sums:?}");
     Measured {
         mpps,
-        ..Default::default()
+        cycles_per_packet: Measured::cycles_at(tsc_hz as f64, mpps),
+        tsc_hz,
     }
 }
 

@@ -281,11 +281,24 @@ pub struct Nat {
     pub max_sessions: usize,
     /// The ports (and ICMP ids) translated to, "LO-HI".
     pub port_range: String,
-    /// Idle timeouts in seconds.
-    pub tcp_established_timeout: u32,
-    pub tcp_transitory_timeout: u32,
-    pub udp_timeout: u32,
-    pub icmp_timeout: u32,
+    /// Idle timeouts in seconds, to the millisecond: `300`, or `0.25` for
+    /// 250 ms (short timeouts are for tests and benchmarks of session churn).
+    pub tcp_established_timeout: f64,
+    pub tcp_transitory_timeout: f64,
+    pub udp_timeout: f64,
+    pub icmp_timeout: f64,
+}
+
+/// The longest timeout: 2^32 - 1 ms (about 49 days).
+const TIMEOUT_MAX_MS: u64 = u32::MAX as u64;
+
+/// A timeout in seconds as whole milliseconds, if it is one: at least 1 ms,
+/// at most [`TIMEOUT_MAX_MS`], no finer than a millisecond.
+fn timeout_ms(secs: f64) -> Option<u64> {
+    let ms = secs * 1000.0;
+    let whole = ms.round();
+    (ms.is_finite() && (ms - whole).abs() < 1e-6 && whole >= 1.0 && whole <= TIMEOUT_MAX_MS as f64)
+        .then_some(whole as u64)
 }
 
 impl Default for Nat {
@@ -294,10 +307,10 @@ impl Default for Nat {
         Nat {
             max_sessions: 1 << 16,
             port_range: "1024-65535".into(),
-            tcp_established_timeout: t.tcp_established,
-            tcp_transitory_timeout: t.tcp_transitory,
-            udp_timeout: t.udp,
-            icmp_timeout: t.icmp,
+            tcp_established_timeout: t.tcp_established_ms as f64 / 1000.0,
+            tcp_transitory_timeout: t.tcp_transitory_ms as f64 / 1000.0,
+            udp_timeout: t.udp_ms as f64 / 1000.0,
+            icmp_timeout: t.icmp_ms as f64 / 1000.0,
         }
     }
 }
@@ -313,10 +326,10 @@ impl Nat {
         crate::nat::NatConfig {
             max_sessions: self.max_sessions,
             timeouts: crate::nat::Timeouts {
-                tcp_established: self.tcp_established_timeout,
-                tcp_transitory: self.tcp_transitory_timeout,
-                udp: self.udp_timeout,
-                icmp: self.icmp_timeout,
+                tcp_established_ms: timeout_ms(self.tcp_established_timeout).unwrap_or(1),
+                tcp_transitory_ms: timeout_ms(self.tcp_transitory_timeout).unwrap_or(1),
+                udp_ms: timeout_ms(self.udp_timeout).unwrap_or(1),
+                icmp_ms: timeout_ms(self.icmp_timeout).unwrap_or(1),
                 ..Default::default()
             },
             ..Default::default()
@@ -808,15 +821,21 @@ impl Config {
             ));
         }
         let t = &raw.nat;
-        if [
-            t.tcp_established_timeout,
-            t.tcp_transitory_timeout,
-            t.udp_timeout,
-            t.icmp_timeout,
-        ]
-        .contains(&0)
-        {
-            return Err(bad("nat", "timeouts must be at least 1 second".into()));
+        for (key, v) in [
+            ("nat.tcp_established_timeout", t.tcp_established_timeout),
+            ("nat.tcp_transitory_timeout", t.tcp_transitory_timeout),
+            ("nat.udp_timeout", t.udp_timeout),
+            ("nat.icmp_timeout", t.icmp_timeout),
+        ] {
+            if timeout_ms(v).is_none() {
+                return Err(bad(
+                    key,
+                    format!(
+                        "{v} is not a timeout: seconds from 0.001 to {}, to the millisecond",
+                        TIMEOUT_MAX_MS as f64 / 1000.0
+                    ),
+                ));
+            }
         }
         if let Some(g) = &raw.control.group {
             if g.is_empty() || g.contains([':', '/', ' ']) {
@@ -1032,6 +1051,39 @@ port = "vm-b"
         assert!(args
             .windows(2)
             .any(|w| w[0] == "--file-prefix" && w[1] == "dvr-cn1"));
+    }
+
+    #[test]
+    fn nat_timeouts_in_seconds_to_the_millisecond() {
+        let with = |nat: &str| Config::parse(&format!("{GOOD}[nat]\n{nat}\n"), "t.toml");
+        let t = with("").unwrap().nat.table().timeouts;
+        assert_eq!(t, crate::nat::Timeouts::default());
+        let t = with("udp_timeout = 300\nicmp_timeout = 0.25\ntcp_transitory_timeout = 1.5")
+            .unwrap()
+            .nat
+            .table()
+            .timeouts;
+        assert_eq!(
+            (t.udp_ms, t.icmp_ms, t.tcp_transitory_ms),
+            (300_000, 250, 1500)
+        );
+        assert_eq!(t.tcp_established_ms, 7_440_000);
+        assert_eq!(
+            with("udp_timeout = 0.001")
+                .unwrap()
+                .nat
+                .table()
+                .timeouts
+                .udp_ms,
+            1
+        );
+        for bad in ["0", "0.0005", "0.0015", "-1", "5000000", "nan", "inf"] {
+            let e = with(&format!("udp_timeout = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("nat.udp_timeout"), "{bad}: {e}");
+            assert!(e.contains("to the millisecond"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! The exchange between the workers and the control thread, without locks or
-//! allocation on the workers' side: what the dataplane learned for the control
-//! plane (the senders of ARP replies on the underlay), and frames the control
-//! plane wants sent (ARP requests for VTEPs). Bounded queues: when one is full
-//! the newest entry is dropped (learning retries, requests are re-sent).
+//! allocation on the workers' packet path: what the dataplane learned for the
+//! control plane (the senders of ARP replies on the underlay), frames the
+//! control plane wants sent (ARP requests for VTEPs), and the SNAT sessions
+//! the control plane asks to see ([`SessionQuery`]). Bounded queues: when one
+//! is full the newest entry is dropped (learning retries, requests are
+//! re-sent, an answer that does not fit is reported missing).
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
 use crate::mac::MacAddr;
+use crate::nat::SessionView;
 
 /// The largest frame the control plane injects.
 pub const INJECT_MAX: usize = 128;
@@ -43,6 +49,8 @@ pub struct Exchange {
     pub learned: ArrayQueue<(Ipv4Addr, MacAddr)>,
     /// Frames for the workers to send.
     pub inject: ArrayQueue<Injected>,
+    /// `dvr-ctl show sessions`: a question to every worker.
+    pub sessions: SessionQuery,
 }
 
 impl Default for Exchange {
@@ -50,6 +58,197 @@ impl Default for Exchange {
         Exchange {
             learned: ArrayQueue::new(256),
             inject: ArrayQueue::new(64),
+            sessions: SessionQuery::default(),
         }
+    }
+}
+
+/// The most sessions one worker lists in an answer (its count is whole).
+pub const SESSIONS_MAX: usize = 1000;
+
+/// A question about the SNAT sessions: its number (never 0) and the router
+/// (its index in the compiled tables) it is about, if only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Question {
+    pub number: u32,
+    pub router: Option<u32>,
+}
+
+/// One worker's answer to question `number`.
+#[derive(Debug, Clone)]
+pub struct SessionAnswer {
+    pub worker: usize,
+    pub number: u32,
+    /// The live sessions that match, all of them.
+    pub total: u64,
+    /// The first [`SESSIONS_MAX`] of them.
+    pub sessions: Vec<SessionView>,
+}
+
+/// The SNAT sessions live in each worker's own table, which only its worker
+/// touches. The control thread posts a question (one atomic word: its number
+/// and the router); each worker sees it with one relaxed load per poll, scans
+/// its table a part at a time between bursts (cold path: the answer is
+/// allocated there, nothing per packet) and pushes its answer into a bounded
+/// queue; the control thread collects the answers with a deadline, so a
+/// worker that does not answer delays it at most that long and is named.
+pub struct SessionQuery {
+    /// `number << 32 | router + 1` (0: every router); 0 until the first question.
+    question: AtomicU64,
+    answers: ArrayQueue<SessionAnswer>,
+    /// The asking side: one question at a time; the last number used.
+    asking: Mutex<u32>,
+}
+
+impl Default for SessionQuery {
+    fn default() -> Self {
+        SessionQuery {
+            question: AtomicU64::new(0),
+            // Room for every worker's answer and a late one from each for
+            // the question before, up to 128 workers.
+            answers: ArrayQueue::new(256),
+            asking: Mutex::new(0),
+        }
+    }
+}
+
+impl SessionQuery {
+    /// Worker side: the question to answer, if there is one other than
+    /// `answered` (the number of the last question this worker answered).
+    #[inline(always)]
+    pub fn pending(&self, answered: u32) -> Option<Question> {
+        let q = self.question.load(Ordering::Acquire);
+        let number = (q >> 32) as u32;
+        (number != 0 && number != answered).then(|| Question {
+            number,
+            router: (q as u32).checked_sub(1),
+        })
+    }
+
+    /// Worker side: hands in an answer. False when the queue is full (the
+    /// control thread then reports the worker as not answering).
+    pub fn answer(&self, a: SessionAnswer) -> bool {
+        self.answers.push(a).is_ok()
+    }
+
+    /// Control side: asks `workers` workers about `router` (every router:
+    /// None) and waits for their answers, at most `timeout`. Returns each
+    /// worker's answer, None for those that did not answer in time.
+    pub fn ask(
+        &self,
+        router: Option<u32>,
+        workers: usize,
+        timeout: Duration,
+    ) -> Vec<Option<SessionAnswer>> {
+        let mut last = self.asking.lock().unwrap_or_else(|e| e.into_inner());
+        // Late answers to earlier questions.
+        while self.answers.pop().is_some() {}
+        let number = match last.wrapping_add(1) {
+            0 => 1,
+            n => n,
+        };
+        *last = number;
+        let filter = router.map_or(0, |r| u64::from(r) + 1) & 0xffff_ffff;
+        self.question
+            .store(u64::from(number) << 32 | filter, Ordering::Release);
+        let mut got: Vec<Option<SessionAnswer>> = vec![None; workers];
+        let mut missing = workers;
+        let deadline = Instant::now() + timeout;
+        while missing > 0 {
+            match self.answers.pop() {
+                Some(a) if a.number == number && a.worker < workers => {
+                    let w = a.worker;
+                    if got[w].replace(a).is_none() {
+                        missing -= 1;
+                    }
+                }
+                Some(_) => {}
+                None if Instant::now() >= deadline => break,
+                None => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+        got
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(worker: usize, number: u32, total: u64) -> SessionAnswer {
+        SessionAnswer {
+            worker,
+            number,
+            total,
+            sessions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_question_is_seen_once_with_its_router() {
+        let q = SessionQuery::default();
+        assert_eq!(q.pending(0), None, "nothing asked yet");
+        std::thread::scope(|s| {
+            let asker = s.spawn(|| q.ask(Some(7), 1, Duration::from_secs(10)));
+            let seen = loop {
+                if let Some(x) = q.pending(0) {
+                    break x;
+                }
+                std::thread::yield_now();
+            };
+            assert_eq!(seen.router, Some(7));
+            assert!(q.answer(answer(0, seen.number, 3)));
+            let got = asker.join().unwrap();
+            assert_eq!(got[0].as_ref().map(|a| a.total), Some(3));
+            assert_eq!(q.pending(seen.number), None, "answered: nothing more");
+        });
+        // Every router: the filter is None.
+        std::thread::scope(|s| {
+            let asker = s.spawn(|| q.ask(None, 1, Duration::from_secs(10)));
+            let seen = loop {
+                if let Some(x) = q.pending(1) {
+                    break x;
+                }
+                std::thread::yield_now();
+            };
+            assert_eq!(
+                seen,
+                Question {
+                    number: 2,
+                    router: None
+                }
+            );
+            q.answer(answer(0, 2, 0));
+            asker.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_silent_worker_is_missing_after_the_timeout_and_stale_answers_are_ignored() {
+        let q = SessionQuery::default();
+        // A late answer to an earlier question is left in the queue.
+        assert!(q.answer(answer(1, 99, 5)));
+        std::thread::scope(|s| {
+            let t0 = Instant::now();
+            let asker = s.spawn(|| q.ask(None, 2, Duration::from_millis(200)));
+            let seen = loop {
+                if let Some(x) = q.pending(0) {
+                    break x;
+                }
+                std::thread::yield_now();
+            };
+            // Worker 1 answers a question that is not this one; worker 0
+            // answers this one; worker 1 never does.
+            q.answer(answer(1, seen.number + 1, 9));
+            q.answer(answer(0, seen.number, 4));
+            let got = asker.join().unwrap();
+            let waited = t0.elapsed();
+            assert_eq!(got[0].as_ref().map(|a| a.total), Some(4));
+            assert!(got[1].is_none(), "worker 1 did not answer");
+            assert!(
+                waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+                "{waited:?}"
+            );
+        });
     }
 }

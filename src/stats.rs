@@ -180,6 +180,13 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Sets the value (a gauge, or a count kept elsewhere). Only the owning
+    /// worker calls this: one store.
+    #[inline(always)]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
     #[inline]
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -211,6 +218,11 @@ pub struct WorkerCounters {
     pub poll_cycles: Counter,
     /// Packets processed (received) by this worker.
     pub packets: Counter,
+    /// Sessions in this worker's SNAT table (live, and expired ones not yet
+    /// freed), and sessions it has created since it started: set after each
+    /// burst.
+    pub nat_sessions: Counter,
+    pub nat_sessions_created: Counter,
 }
 
 impl WorkerCounters {
@@ -222,6 +234,8 @@ impl WorkerCounters {
             busy_polls: Counter::default(),
             poll_cycles: Counter::default(),
             packets: Counter::default(),
+            nat_sessions: Counter::default(),
+            nat_sessions_created: Counter::default(),
         }
     }
 
@@ -247,6 +261,8 @@ impl WorkerCounters {
             busy_polls: self.busy_polls.get(),
             poll_cycles: self.poll_cycles.get(),
             packets: self.packets.get(),
+            nat_sessions: self.nat_sessions.get(),
+            nat_sessions_created: self.nat_sessions_created.get(),
         }
     }
 }
@@ -277,6 +293,8 @@ pub struct WorkerSnapshot {
     pub busy_polls: u64,
     pub poll_cycles: u64,
     pub packets: u64,
+    pub nat_sessions: u64,
+    pub nat_sessions_created: u64,
 }
 
 impl Default for WorkerSnapshot {
@@ -288,6 +306,8 @@ impl Default for WorkerSnapshot {
             busy_polls: 0,
             poll_cycles: 0,
             packets: 0,
+            nat_sessions: 0,
+            nat_sessions_created: 0,
         }
     }
 }
@@ -321,6 +341,8 @@ pub fn total(ws: &[WorkerSnapshot], ports: usize) -> WorkerSnapshot {
         t.busy_polls += w.busy_polls;
         t.poll_cycles += w.poll_cycles;
         t.packets += w.packets;
+        t.nat_sessions += w.nat_sessions;
+        t.nat_sessions_created += w.nat_sessions_created;
     }
     t
 }

@@ -11,7 +11,7 @@ use crate::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::l2::DROP;
 use crate::nat::NatConfig;
 use crate::pipeline::{self, Env, NoTrace};
-use crate::punt::Exchange;
+use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
@@ -58,6 +58,20 @@ pub fn port_share(range: &RangeInclusive<u16>, i: usize, n: usize) -> RangeInclu
 
 /// SNAT table slots an expiry sweep looks at per burst.
 const EXPIRE_PER_BURST: usize = 64;
+
+/// SNAT table slots a worker scans per poll to answer `dvr-ctl show
+/// sessions` (512 KiB of slots: tens of microseconds between two bursts).
+const SESSION_SCAN_SLOTS: usize = 16384;
+
+/// A question about the SNAT sessions being answered, a part of the table
+/// per poll.
+struct Scan {
+    q: Question,
+    /// The next slot to look at.
+    next: usize,
+    total: u64,
+    found: Vec<crate::nat::SessionView>,
+}
 
 /// Polls between two reads of the TSC.
 const CLOCK_POLLS: u32 = 1024;
@@ -131,6 +145,10 @@ struct Scratch {
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
+    /// The number of the last session question answered, and the one being
+    /// answered.
+    answered: u32,
+    scan: Option<Scan>,
 }
 
 impl Worker {
@@ -159,6 +177,8 @@ impl Worker {
                 self.nat,
                 self.nat_ports.clone(),
             ),
+            answered: 0,
+            scan: None,
         };
         let mut idle: u32 = 0;
         let mut sleep = Duration::from_micros(1);
@@ -174,7 +194,9 @@ impl Worker {
                 continue;
             }
             idle = idle.saturating_add(1);
-            if idle >= IDLE_POLLS_BEFORE_SLEEP {
+            // Not while answering a question about the sessions: the scan
+            // goes on at polling speed.
+            if idle >= IDLE_POLLS_BEFORE_SLEEP && s.scan.is_none() {
                 // Time asleep is not polling time.
                 clock.flush(&self.counters);
                 std::thread::sleep(sleep);
@@ -220,6 +242,52 @@ impl Worker {
                 c.drop(DropReason::TxQueueFull, r.dropped);
             }
         }
+    }
+
+    /// Answers the control thread's question about the SNAT sessions, a part
+    /// of the table per call (bounded work between bursts; the answer is
+    /// allocated here, off the packet path).
+    #[cold]
+    fn sessions_step(&mut self, s: &mut Scratch, q: Question) {
+        let scan = match &mut s.scan {
+            Some(sc) if sc.q == q => sc,
+            other => other.insert(Scan {
+                q,
+                next: 0,
+                total: 0,
+                found: Vec::new(),
+            }),
+        };
+        let nat = &s.env.nat;
+        let now = (s.env.now)();
+        let end = (scan.next + SESSION_SCAN_SLOTS).min(nat.capacity());
+        for v in nat.live_sessions(scan.next..end, now) {
+            if q.router.is_some_and(|r| r != v.router) {
+                continue;
+            }
+            scan.total += 1;
+            if scan.found.len() < SESSIONS_MAX {
+                scan.found.push(v);
+            }
+        }
+        scan.next = end;
+        if end < nat.capacity() {
+            return;
+        }
+        let Some(sc) = s.scan.take() else { return };
+        let answer = SessionAnswer {
+            worker: self.index,
+            number: q.number,
+            total: sc.total,
+            sessions: sc.found,
+        };
+        if !self.exchange.sessions.answer(answer) {
+            tracing::warn!(
+                worker = self.index,
+                "session answer queue full: answer dropped"
+            );
+        }
+        s.answered = q.number;
     }
 
     /// Copies each frame of the flood burst to its network's other local ports
@@ -275,6 +343,9 @@ impl Worker {
     fn poll_once(&mut self, s: &mut Scratch) -> usize {
         if !self.exchange.inject.is_empty() {
             self.inject(s);
+        }
+        if let Some(q) = self.exchange.sessions.pending(s.answered) {
+            self.sessions_step(s, q);
         }
         let c = &*self.counters;
         let mut got = 0;
@@ -360,6 +431,8 @@ impl Worker {
             s.drops.clear();
             // Idle SNAT sessions go, a few per burst.
             s.env.expire(EXPIRE_PER_BURST);
+            c.nat_sessions.set(s.env.nat.len() as u64);
+            c.nat_sessions_created.set(s.env.nat.counters().created);
             if !s.floods.is_empty() {
                 Self::replicate(c, &self.pool, self.tx.len(), &snap, in_port, s);
             }

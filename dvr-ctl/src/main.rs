@@ -79,7 +79,7 @@ enum Cmd {
     Show {
         #[arg(value_parser = ["ports", "stats", "errors", "runtime", "status", "fib", "neighbors", "fdb", "nat", "sessions"])]
         what: String,
-        /// With fib / neighbors: one router only.
+        /// With fib / neighbors / nat / sessions: one router only.
         router: Option<String>,
     },
 }
@@ -698,12 +698,12 @@ fn call_of(cmd: Cmd) -> Result<Call, String> {
         } => Trace(
             json!({"port": port, "src_mac": src_mac, "dst_mac": dst_mac, "src_ip": src_ip, "dst_ip": dst_ip}),
         ),
-        Cmd::Show { what, router } if ["fib", "neighbors", "nat"].contains(&what.as_str()) => {
+        Cmd::Show { what, router }
+            if ["fib", "neighbors", "nat", "sessions"].contains(&what.as_str()) =>
+        {
             Tables(what, router)
         }
-        Cmd::Show { what, router: None } if what == "fdb" || what == "sessions" => {
-            Tables(what, None)
-        }
+        Cmd::Show { what, router: None } if what == "fdb" => Tables(what, None),
         Cmd::Show {
             what,
             router: Some(r),
@@ -994,13 +994,34 @@ fn print_view(what: &str, v: &Value) {
         ),
         "sessions" => {
             table(
-                &["router", "protocol", "inside", "outside", "state"],
+                &[
+                    "router", "protocol", "inside", "outside", "remote", "state", "idle s",
+                ],
                 &rows_of(&v["entries"], |e| {
-                    fields(e, &["router", "protocol", "inside", "outside", "state"])
+                    let mut r = fields(
+                        e,
+                        &["router", "protocol", "inside", "outside", "remote", "state"],
+                    );
+                    r.push(format!("{:.1}", e["idle_s"].as_f64().unwrap_or(0.0)));
+                    r
                 }),
             );
-            if let Some(n) = v["note"].as_str() {
-                println!("({n})");
+            let listed = v["entries"].as_array().map_or(0, |a| a.len());
+            let total = v["total"].as_u64().unwrap_or(0);
+            if total as usize > listed {
+                println!(
+                    "{total} sessions, {listed} listed (at most {} per worker)",
+                    cell(&v["limit_per_worker"])
+                );
+            } else {
+                println!("{total} sessions");
+            }
+            for w in v["unanswered"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "dvr-ctl: worker {} (core {}) did not answer in time: its sessions are missing",
+                    cell(&w["worker"]),
+                    cell(&w["core"])
+                );
             }
         }
         "fdb" => table(
@@ -1029,6 +1050,8 @@ fn print_view(what: &str, v: &Value) {
                 "cycles/packet",
                 "packets/poll",
                 "busy polls",
+                "nat sessions",
+                "nat created",
             ],
             &rows_of(&v["workers"], |w| {
                 let polls = w["polls"].as_f64().unwrap_or(0.0);
@@ -1048,6 +1071,8 @@ fn print_view(what: &str, v: &Value) {
                             0.0
                         }
                     ),
+                    cell(&w["nat_sessions"]),
+                    cell(&w["nat_sessions_created"]),
                 ]
             }),
         ),

@@ -36,8 +36,10 @@ pub trait NodeView: Send + Sync {
         Option<std::net::Ipv4Addr>,
         Option<dvr::mac::MacAddr>,
     );
-    /// A view of the published tables: `fib` or `neighbors` (of one router or
-    /// all), or `fdb` (this node's MAC tables).
+    /// A view of the published tables: `fib`, `neighbors` or `nat` (of one
+    /// router or all), `fdb` (this node's MAC tables), or `sessions` (the
+    /// workers' SNAT sessions, of one router or all: asked of the workers,
+    /// waiting for them at most 200 ms).
     fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
     /// Runs a described frame through the pipeline code on the published tables
     /// and reports each stage's decision (nothing is sent).
@@ -565,6 +567,15 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                         p.what
                     ),
                 );
+            }
+            if let (true, Some(r)) = (p.what == "sessions", &p.router) {
+                if !shared_state.lock().model.routers.contains_key(r) {
+                    return Response::err(
+                        id,
+                        ErrorCode::NotFound,
+                        format!("sessions: no router named {r:?}"),
+                    );
+                }
             }
             match shared_state.view.tables(&p.what, p.router.as_deref()) {
                 Ok(v) => Response::ok(id, v),

@@ -105,6 +105,8 @@ impl View {
                     busy_polls: w.busy_polls,
                     poll_cycles: w.poll_cycles,
                     cycles_per_packet: w.cycles_per_packet(),
+                    nat_sessions: w.nat_sessions,
+                    nat_sessions_created: w.nat_sessions_created,
                 })
                 .collect(),
         };
@@ -226,6 +228,9 @@ impl NodeView for View {
     }
 
     fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String> {
+        if what == "sessions" {
+            return self.sessions(router);
+        }
         let snap = self.tables.load();
         let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
         let Some(c) = c.as_ref() else {
@@ -263,14 +268,6 @@ impl NodeView for View {
                 }
             }
             return Ok(serde_json::json!({"generation": snap.generation, "entries": entries}));
-        }
-        if what == "sessions" {
-            // The SNAT sessions live in each worker's own table, which only
-            // its worker reads (no lock on the packet path).
-            return Ok(
-                serde_json::json!({"generation": snap.generation, "entries": [],
-                "note": "SNAT sessions are kept per worker and not exported to the control thread yet; the drop counters nat_* show what SNAT refused"}),
-            );
         }
         let names: Vec<String> = match router {
             Some(r) => vec![r.to_owned()],
@@ -322,6 +319,76 @@ impl NodeView for View {
     }
 }
 
+/// How long the control thread waits for the workers' session answers.
+const SESSIONS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl View {
+    /// The SNAT sessions of every worker (of router `router` only, if given):
+    /// asked of the workers, which each answer from their own table between
+    /// bursts with at most `punt::SESSIONS_MAX` sessions and their count. A
+    /// worker that does not answer within [`SESSIONS_TIMEOUT`] is named in
+    /// `unanswered`.
+    fn sessions(&self, router: Option<&str>) -> Result<serde_json::Value, String> {
+        let (generation, names) = {
+            let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(c) = c.as_ref() else {
+                return Err("no tables published yet".into());
+            };
+            (self.tables.load().generation, c.router_names())
+        };
+        let id = match router {
+            None => None,
+            Some(r) => match names.iter().position(|n| n == r) {
+                Some(i) => Some(i as u32),
+                // Known to the model (the caller checked) but never compiled
+                // here: no sessions.
+                None => {
+                    return Ok(serde_json::json!({"generation": generation, "entries": [],
+                        "total": 0, "limit_per_worker": dvr::punt::SESSIONS_MAX,
+                        "workers": [], "unanswered": []}))
+                }
+            },
+        };
+        let answers = self
+            .exchange
+            .sessions
+            .ask(id, self.counters.len(), SESSIONS_TIMEOUT);
+        let mut entries = Vec::new();
+        let mut workers = Vec::new();
+        let mut unanswered = Vec::new();
+        let mut total = 0;
+        for (w, a) in answers.into_iter().enumerate() {
+            let Some(a) = a else {
+                unanswered.push(serde_json::json!({"worker": w, "core": self.cores[w]}));
+                continue;
+            };
+            total += a.total;
+            workers.push(serde_json::json!({"worker": w, "core": self.cores[w],
+                "sessions": a.total, "listed": a.sessions.len()}));
+            let mut v = a.sessions;
+            v.sort_by_key(|s| (s.router, s.inside, s.remote, s.proto));
+            for s in v {
+                entries.push(serde_json::json!({
+                    "router": names.get(s.router as usize).map_or_else(|| format!("#{}", s.router), |n| n.clone()),
+                    "protocol": s.protocol(),
+                    "inside": s.inside.to_string(),
+                    "outside": s.outside.to_string(),
+                    "remote": s.remote.to_string(),
+                    "state": s.state.name(),
+                    "idle_s": s.idle_ms as f64 / 1000.0,
+                    "age_s": s.age_ms as f64 / 1000.0,
+                    "worker": w,
+                }));
+            }
+        }
+        Ok(
+            serde_json::json!({"generation": generation, "entries": entries, "total": total,
+            "limit_per_worker": dvr::punt::SESSIONS_MAX, "workers": workers,
+            "unanswered": unanswered}),
+        )
+    }
+}
+
 /// Where a neighbour lives, for people.
 fn location(c: &Compiler, d: dvr::snapshot::Dest) -> String {
     use dvr::snapshot::Dest;
@@ -360,6 +427,10 @@ struct WorkerLine {
     busy_polls: u64,
     poll_cycles: u64,
     cycles_per_packet: f64,
+    /// Sessions in the worker's SNAT table (expired ones not yet freed
+    /// included), and sessions it created since it started.
+    nat_sessions: u64,
+    nat_sessions_created: u64,
 }
 
 #[derive(Serialize)]

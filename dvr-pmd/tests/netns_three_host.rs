@@ -37,7 +37,9 @@
 //!   wire the source is the router's gateway IP and MAC, leaving nn's external
 //!   port; the flow crosses the underlay from cn2 to nn; the internet host cannot
 //!   connect to vm2's server through the gateway IP, and nn counts
-//!   `nat_no_session` for it.
+//!   `nat_no_session` for it; `dvr-ctl show sessions r1` on nn lists one TCP
+//!   session for the curl (its outside address and port the ones on the wire)
+//!   and one ICMP session for the ping.
 //! - `snat_1000`: 1,000 TCP connections from vm2 to the echo server, all open at
 //!   once, each with its own bytes, every byte checked; 1,000 distinct
 //!   translated source ports from the gateway IP on the wire.
@@ -665,6 +667,43 @@ fn step_snat(bed: &mut Bed) {
         got.len()
     );
     vm2.ping(INET, 3);
+    // nn's sessions of vm2 with the internet host's HTTP and echo: the
+    // curl's connection and the ping's echo id (their outside port is
+    // checked against the wire below).
+    let listed = json(&bed.sockets[NN], &["show", "sessions", "r1"]);
+    let vm2_ip = Bed::ip("vm2");
+    let mine: Vec<&Value> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["inside"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{vm2_ip}:"))
+                && (e["remote"] == format!("{INET}:{HTTP}")
+                    || (e["protocol"] == "icmp" && e["remote"] == format!("{INET}:0")))
+        })
+        .collect();
+    let tcp: Vec<&&Value> = mine.iter().filter(|e| e["protocol"] == "tcp").collect();
+    assert_eq!(tcp.len(), 1, "one session for the curl: {listed}");
+    assert_eq!(
+        mine.iter().filter(|e| e["protocol"] == "icmp").count(),
+        1,
+        "one session for the ping: {listed}"
+    );
+    assert_eq!(listed["unanswered"], serde_json::json!([]), "{listed}");
+    for e in &mine {
+        assert!(
+            e["outside"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{ROUTER_GW}:")),
+            "{e}"
+        );
+        assert_eq!(e["router"], "r1", "{e}");
+    }
+    let curl_outside = tcp[0]["outside"].as_str().unwrap().to_owned();
 
     // Unsolicited inbound: vm2 serves, the internet host tries the gateway IP.
     let before = drops(&bed.errors(NN), "nat_no_session");
@@ -707,6 +746,19 @@ fn step_snat(bed: &mut Bed) {
             "SNAT egress frame: {f:?}"
         );
     }
+    let curl_ports: std::collections::BTreeSet<String> = rec
+        .fields(
+            &format!("ip.src == {ROUTER_GW} && tcp.dstport == {HTTP}"),
+            &["tcp.srcport"],
+        )
+        .into_iter()
+        .map(|f| format!("{ROUTER_GW}:{}", f[0]))
+        .collect();
+    assert_eq!(
+        curl_ports.into_iter().collect::<Vec<_>>(),
+        vec![curl_outside],
+        "the curl's translated source on the wire is its session's outside"
+    );
     let from_nn = nn_rec.fields(&out_filter, &["frame.number"]);
     assert_eq!(
         from_nn.len(),

@@ -81,28 +81,41 @@ type R = DropReason;
 /// The usual range of translated ports and ICMP ids.
 pub const DEFAULT_PORTS: RangeInclusive<u16> = 1024..=65535;
 
-/// Idle timeouts in seconds.
+/// Idle timeouts in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    pub tcp_established: u32,
-    pub tcp_transitory: u32,
-    pub udp: u32,
-    pub icmp: u32,
+    pub tcp_established_ms: u64,
+    pub tcp_transitory_ms: u64,
+    pub udp_ms: u64,
+    pub icmp_ms: u64,
     /// How long a first fragment's translation waits for the later ones.
-    pub fragment: u32,
+    pub fragment_ms: u64,
 }
 
 impl Default for Timeouts {
-    /// VPP's NAT44 defaults, and 2 s for fragments.
+    /// VPP's NAT44 defaults (7440 s, 240 s, 300 s, 60 s), and 2 s for fragments.
     fn default() -> Self {
         Timeouts {
-            tcp_established: 7440,
-            tcp_transitory: 240,
-            udp: 300,
-            icmp: 60,
-            fragment: 2,
+            tcp_established_ms: 7_440_000,
+            tcp_transitory_ms: 240_000,
+            udp_ms: 300_000,
+            icmp_ms: 60_000,
+            fragment_ms: 2_000,
         }
     }
+}
+
+/// `ms` milliseconds in ticks of `ticks_per_sec`, rounded up (a timeout is
+/// never shorter than asked, nor 0 ticks unless 0 ms), saturating.
+pub fn ms_to_ticks(ms: u64, ticks_per_sec: u64) -> u64 {
+    (u128::from(ms) * u128::from(ticks_per_sec))
+        .div_ceil(1000)
+        .min(u128::from(u64::MAX)) as u64
+}
+
+/// `ticks` of `ticks_per_sec` in whole milliseconds.
+fn ticks_to_ms(ticks: u64, ticks_per_sec: u64) -> u64 {
+    (u128::from(ticks) * 1000 / u128::from(ticks_per_sec.max(1))) as u64
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,9 +167,20 @@ pub struct SessionView {
     pub outside: SocketAddrV4,
     pub remote: SocketAddrV4,
     pub state: SessionState,
-    /// Seconds since created, since the last packet.
-    pub age: u64,
-    pub idle: u64,
+    /// Milliseconds since created, since the last packet.
+    pub age_ms: u64,
+    pub idle_ms: u64,
+}
+
+impl SessionView {
+    /// `tcp`, `udp` or `icmp`.
+    pub fn protocol(&self) -> &'static str {
+        match self.proto {
+            PROTO_TCP => "tcp",
+            PROTO_UDP => "udp",
+            _ => "icmp",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -590,7 +614,7 @@ impl Nat {
             .max_fragments
             .clamp(FRAG_WAYS, 1 << 20)
             .next_power_of_two();
-        let t = |s: u32| u64::from(s).saturating_mul(ticks_per_sec);
+        let t = |ms: u64| ms_to_ticks(ms, ticks_per_sec);
         let to = cfg.timeouts;
         Nat {
             cfg: NatConfig {
@@ -610,11 +634,11 @@ impl Nat {
             frags: vec![Frag::default(); frags],
             routers: FxHashMap::default(),
             pools: FxHashMap::default(),
-            t_est: t(to.tcp_established),
-            t_trans: t(to.tcp_transitory),
-            t_udp: t(to.udp),
-            t_icmp: t(to.icmp),
-            t_frag: t(to.fragment),
+            t_est: t(to.tcp_established_ms),
+            t_trans: t(to.tcp_transitory_ms),
+            t_udp: t(to.udp_ms),
+            t_icmp: t(to.icmp_ms),
+            t_frag: t(to.fragment_ms),
             cursor: 0,
             counters: NatCounters::default(),
         }
@@ -810,27 +834,64 @@ impl Nat {
         now.saturating_sub(s.last) >= self.timeout(s)
     }
 
-    /// The sessions, for `dvr-ctl show sessions`; ages at time `now`.
+    /// Every session held (live, and dead ones not yet freed), ages at time
+    /// `now`: a scan of the whole table (tests, the reference model).
     pub fn sessions(&self, now: u64) -> impl Iterator<Item = SessionView> + '_ {
+        self.view_slots(0..self.slots.len(), now)
+            .filter_map(|(v, _)| v)
+    }
+
+    /// Session slots of the table (its `max_sessions`).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The live sessions of slots `slots` (a part of `0..capacity()`), ages
+    /// at time `now`: what `dvr-ctl show sessions` lists, scanned a part at a
+    /// time by the worker that owns the table (control path: a bounded scan
+    /// between bursts, never a pause of the whole table's length). Sessions
+    /// that are idle past their timeout are left out: a packet would not find
+    /// them.
+    pub fn live_sessions(
+        &self,
+        slots: std::ops::Range<usize>,
+        now: u64,
+    ) -> impl Iterator<Item = SessionView> + '_ {
+        let slots = slots.start.min(self.slots.len())..slots.end.min(self.slots.len());
+        self.view_slots(slots, now)
+            .filter_map(|(v, dead)| v.filter(|_| !dead))
+    }
+
+    /// The view of each slot in `slots` (None: free) and whether it is dead.
+    fn view_slots(
+        &self,
+        slots: std::ops::Range<usize>,
+        now: u64,
+    ) -> impl Iterator<Item = (Option<SessionView>, bool)> + '_ {
         let tps = self.ticks_per_sec;
-        self.slots
+        self.slots[slots.clone()]
             .iter()
-            .zip(&self.cold)
-            .filter(|(s, _)| s.proto != 0)
-            .map(move |(s, c)| SessionView {
-                router: s.router,
-                proto: s.proto,
-                inside: SocketAddrV4::new(s.in_ip.into(), s.in_port),
-                outside: SocketAddrV4::new(s.ext_ip.into(), s.ext_port),
-                remote: SocketAddrV4::new(s.rem_ip.into(), s.rem_port),
-                state: match s.proto {
-                    PROTO_TCP if tcp_established(s.tcp) => SessionState::TcpEstablished,
-                    PROTO_TCP => SessionState::TcpTransitory,
-                    PROTO_UDP => SessionState::Udp,
-                    _ => SessionState::Icmp,
-                },
-                age: now.saturating_sub(c.created) / tps,
-                idle: now.saturating_sub(s.last) / tps,
+            .zip(&self.cold[slots])
+            .map(move |(s, c)| {
+                if s.proto == 0 {
+                    return (None, false);
+                }
+                let v = SessionView {
+                    router: s.router,
+                    proto: s.proto,
+                    inside: SocketAddrV4::new(s.in_ip.into(), s.in_port),
+                    outside: SocketAddrV4::new(s.ext_ip.into(), s.ext_port),
+                    remote: SocketAddrV4::new(s.rem_ip.into(), s.rem_port),
+                    state: match s.proto {
+                        PROTO_TCP if tcp_established(s.tcp) => SessionState::TcpEstablished,
+                        PROTO_TCP => SessionState::TcpTransitory,
+                        PROTO_UDP => SessionState::Udp,
+                        _ => SessionState::Icmp,
+                    },
+                    age_ms: ticks_to_ms(now.saturating_sub(c.created), tps),
+                    idle_ms: ticks_to_ms(now.saturating_sub(s.last), tps),
+                };
+                (Some(v), self.dead(s, now))
             })
     }
 

@@ -255,13 +255,13 @@ pub struct Model {
 impl Model {
     fn alive(&self, k: &Key, s: &MSession, now: u64) -> bool {
         let t = &self.timeouts;
-        let secs = match k.1 {
-            PROTO_TCP if s.established() => t.tcp_established,
-            PROTO_TCP => t.tcp_transitory,
-            PROTO_UDP => t.udp,
-            _ => t.icmp,
+        let ms = match k.1 {
+            PROTO_TCP if s.established() => t.tcp_established_ms,
+            PROTO_TCP => t.tcp_transitory_ms,
+            PROTO_UDP => t.udp_ms,
+            _ => t.icmp_ms,
         };
-        now.saturating_sub(s.last) < u64::from(secs) * self.tps
+        now.saturating_sub(s.last) < super::ms_to_ticks(ms, self.tps)
     }
 
     fn live(&self, k: &Key, now: u64) -> Option<MSession> {

@@ -199,6 +199,56 @@ fn tcp_round_trip_and_state_machine() {
 }
 
 #[test]
+fn live_sessions_are_listed_by_parts_without_the_dead_ones() {
+    let mut n = Nat::new(
+        NatConfig {
+            max_sessions: 8,
+            timeouts: Timeouts {
+                udp_ms: 250,
+                ..Timeouts::default()
+            },
+            ..NatConfig::default()
+        },
+        TPS,
+    );
+    n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
+    // Three UDP sessions at t = 0 and a TCP one at t = 200 ms.
+    for port in [5000, 5001, 5002] {
+        let mut p = packet(PROTO_UDP, IN1, REM, 1, udp(port, 53, b"q"), true);
+        n.snat_out(1, &mut p, 0).unwrap();
+    }
+    n.snat_out(1, &mut tcp_out(IN2, 4000, SYN), 200).unwrap();
+    assert_eq!(n.capacity(), 8);
+    let at = |now: u64| {
+        // In parts of 3 slots, as a worker scans its table.
+        let mut v: Vec<SessionView> = (0..n.capacity())
+            .step_by(3)
+            .flat_map(|i| n.live_sessions(i..i + 3, now).collect::<Vec<_>>())
+            .collect();
+        v.sort_by_key(|s| s.inside);
+        v
+    };
+    let v = at(249);
+    assert_eq!(v.len(), 4);
+    assert_eq!(v[0].inside, SocketAddrV4::new(a(IN1), 5000));
+    assert_eq!((v[0].idle_ms, v[0].age_ms), (249, 249));
+    assert_eq!(v[0].protocol(), "udp");
+    assert_eq!(v[3].protocol(), "tcp");
+    assert_eq!(v[3].idle_ms, 49);
+    // 250 ms idle: the UDP sessions are dead (still held until swept).
+    let v = at(250);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].state, SessionState::TcpTransitory);
+    assert_eq!(n.len(), 4);
+    assert_eq!(n.sessions(250).count(), 4, "sessions() lists all held");
+    assert_eq!(
+        n.live_sessions(6..100, 0).count(),
+        0,
+        "clamped to the table"
+    );
+}
+
+#[test]
 fn rst_makes_a_session_transitory_and_syn_reopens_it() {
     let mut n = nat(16);
     n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
