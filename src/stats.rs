@@ -223,6 +223,10 @@ pub struct WorkerCounters {
     /// burst.
     pub nat_sessions: Counter,
     pub nat_sessions_created: Counter,
+    /// Frames that found their flow in the worker's flow cache
+    /// ([`crate::flow`]), and flows it has cached: set after each burst.
+    pub flow_hits: Counter,
+    pub flow_inserts: Counter,
 }
 
 impl WorkerCounters {
@@ -236,6 +240,8 @@ impl WorkerCounters {
             packets: Counter::default(),
             nat_sessions: Counter::default(),
             nat_sessions_created: Counter::default(),
+            flow_hits: Counter::default(),
+            flow_inserts: Counter::default(),
         }
     }
 
@@ -263,6 +269,8 @@ impl WorkerCounters {
             packets: self.packets.get(),
             nat_sessions: self.nat_sessions.get(),
             nat_sessions_created: self.nat_sessions_created.get(),
+            flow_hits: self.flow_hits.get(),
+            flow_inserts: self.flow_inserts.get(),
         }
     }
 }
@@ -295,6 +303,8 @@ pub struct WorkerSnapshot {
     pub packets: u64,
     pub nat_sessions: u64,
     pub nat_sessions_created: u64,
+    pub flow_hits: u64,
+    pub flow_inserts: u64,
 }
 
 impl Default for WorkerSnapshot {
@@ -308,6 +318,8 @@ impl Default for WorkerSnapshot {
             packets: 0,
             nat_sessions: 0,
             nat_sessions_created: 0,
+            flow_hits: 0,
+            flow_inserts: 0,
         }
     }
 }
@@ -343,6 +355,8 @@ pub fn total(ws: &[WorkerSnapshot], ports: usize) -> WorkerSnapshot {
         t.packets += w.packets;
         t.nat_sessions += w.nat_sessions;
         t.nat_sessions_created += w.nat_sessions_created;
+        t.flow_hits += w.flow_hits;
+        t.flow_inserts += w.flow_inserts;
     }
     t
 }

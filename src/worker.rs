@@ -433,6 +433,8 @@ impl Worker {
             s.env.expire(EXPIRE_PER_BURST);
             c.nat_sessions.set(s.env.nat.len() as u64);
             c.nat_sessions_created.set(s.env.nat.counters().created);
+            c.flow_hits.set(s.env.flows.hits);
+            c.flow_inserts.set(s.env.flows.inserts);
             if !s.floods.is_empty() {
                 Self::replicate(c, &self.pool, self.tx.len(), &snap, in_port, s);
             }

@@ -1052,6 +1052,8 @@ fn print_view(what: &str, v: &Value) {
                 "busy polls",
                 "nat sessions",
                 "nat created",
+                "flow hits",
+                "flows cached",
             ],
             &rows_of(&v["workers"], |w| {
                 let polls = w["polls"].as_f64().unwrap_or(0.0);
@@ -1073,6 +1075,8 @@ fn print_view(what: &str, v: &Value) {
                     ),
                     cell(&w["nat_sessions"]),
                     cell(&w["nat_sessions_created"]),
+                    cell(&w["flow_hits"]),
+                    cell(&w["flow_inserts"]),
                 ]
             }),
         ),

@@ -107,6 +107,8 @@ impl View {
                     cycles_per_packet: w.cycles_per_packet(),
                     nat_sessions: w.nat_sessions,
                     nat_sessions_created: w.nat_sessions_created,
+                    flow_hits: w.flow_hits,
+                    flow_inserts: w.flow_inserts,
                 })
                 .collect(),
         };
@@ -431,6 +433,9 @@ struct WorkerLine {
     /// included), and sessions it created since it started.
     nat_sessions: u64,
     nat_sessions_created: u64,
+    /// Frames that took the flow cache, and flows cached (see `dvr::flow`).
+    flow_hits: u64,
+    flow_inserts: u64,
 }
 
 #[derive(Serialize)]

@@ -141,6 +141,8 @@ tx_pcap = "{ou}"
     let mut dvr = Daemon::start(&config);
     let n = input.len() as u64;
     let last = dvr.until(|v| v["ports"][0]["rx_packets"].as_u64() == Some(n));
+    // Set at the end of the last burst, just after the port counters.
+    let flows = dvr.until(|v| v["workers"][0]["flow_inserts"].as_u64() == Some(3));
     // The ports' MACs as the daemon has them (the underlay's is the tunnels'
     // source).
     let status = common::dvr_ctl();
@@ -213,6 +215,12 @@ tx_pcap = "{ou}"
             r.name()
         );
     }
+    // The worker's flow cache: the routed flows to b and d and the switched
+    // one to c were cached; b's second and third frames, both TTL-1 frames
+    // and the bad checksum found b's flow (the last three then took the full
+    // pipeline, whose drops are counted above).
+    let w = &flows["workers"][0];
+    assert_eq!(w["flow_hits"].as_u64(), Some(5), "{w}");
     assert_eq!(
         want_drops,
         [
