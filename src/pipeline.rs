@@ -457,9 +457,10 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
     }
 }
 
-/// A frame from a VM port: a flow already routed on this snapshot takes its
-/// cached way ([`crate::flow`]), anything else the full pipeline, whose
-/// routed outcome is then cached. Traces always take the full pipeline.
+/// A frame from a VM port: an IPv4 flow already routed or switched on this
+/// snapshot takes its cached way ([`crate::flow`]), anything else the full
+/// pipeline, whose outcome is then cached if it may be. Traces always take
+/// the full pipeline.
 #[inline(always)]
 fn from_vm<T: Trace>(
     snap: &Snapshot,
