@@ -174,32 +174,6 @@ pub fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
-/// A vector of `n` copies of `v`, backed by transparent huge pages where the
-/// kernel has them (`madvise(MADV_HUGEPAGE)` before the first write): for the
-/// large tables read at random on the packet path (NAT sessions and their
-/// indexes), where 4 KiB pages would cost a TLB miss, often a page walk to
-/// memory, per lookup. Without huge pages it is `vec![v; n]`.
-pub fn huge_vec<T: Clone>(n: usize, v: T) -> Vec<T> {
-    let mut out: Vec<T> = Vec::with_capacity(n);
-    let spare = out.spare_capacity_mut();
-    let bytes = std::mem::size_of_val(spare);
-    if bytes >= 2 << 20 {
-        let page = 4096usize;
-        let start = spare.as_mut_ptr() as usize;
-        let aligned = (start + page - 1) & !(page - 1);
-        let len = (start + bytes).saturating_sub(aligned) & !(page - 1);
-        // SAFETY: the range lies inside the vector's own allocation (rounded
-        // inwards to whole pages), which nothing else references yet; the
-        // advice changes how the kernel backs the pages, never their contents.
-        // Failure (no THP support) only leaves the small pages.
-        unsafe {
-            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
-        }
-    }
-    out.resize(n, v);
-    out
-}
-
 /// The size of a transparent huge page on x86-64.
 const HUGE_PAGE: usize = 2 << 20;
 
@@ -297,6 +271,13 @@ impl<T: Copy> std::ops::DerefMut for HugeTable<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in deref, and &mut self makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Copy> fmt::Debug for HugeTable<T> {
+    /// The size only: the tables are large.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HugeTable({} entries)", self.len)
     }
 }
 

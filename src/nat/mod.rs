@@ -69,7 +69,7 @@ use std::ops::RangeInclusive;
 
 use rustc_hash::FxHashMap;
 
-use crate::dpdk::{huge_vec, prefetch};
+use crate::dpdk::{prefetch, HugeTable};
 use crate::pkt::{be16, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::DropReason;
 use wire::{Hdr, Side};
@@ -355,7 +355,7 @@ const EMPTY: u64 = u64::MAX;
 /// cache line. The caller compares the slot's key on a tag match.
 #[derive(Debug)]
 struct Index {
-    e: Vec<u64>,
+    e: HugeTable<u64>,
     mask: usize,
 }
 
@@ -363,7 +363,7 @@ impl Index {
     fn new(n: usize) -> Index {
         let cap = n.saturating_mul(2).next_power_of_two().max(16);
         Index {
-            e: huge_vec(cap, EMPTY),
+            e: HugeTable::new(cap, EMPTY),
             mask: cap - 1,
         }
     }
@@ -519,12 +519,12 @@ const FRAG_WAYS: usize = 4;
 pub struct Nat {
     cfg: NatConfig,
     ticks_per_sec: u64,
-    slots: Vec<Session>,
-    cold: Vec<Cold>,
+    slots: HugeTable<Session>,
+    cold: HugeTable<Cold>,
     free_slots: Vec<u32>,
     by_in: Index,
     by_out: Index,
-    bindings: Vec<Binding>,
+    bindings: HugeTable<Binding>,
     free_bindings: Vec<u32>,
     by_binding: Index,
     frags: Vec<Frag>,
@@ -623,12 +623,12 @@ impl Nat {
                 ..cfg
             },
             ticks_per_sec: ticks_per_sec.max(1),
-            slots: huge_vec(n, Session::default()),
-            cold: huge_vec(n, Cold::default()),
+            slots: HugeTable::new(n, Session::default()),
+            cold: HugeTable::new(n, Cold::default()),
             free_slots: (0..n as u32).rev().collect(),
             by_in: Index::new(n),
             by_out: Index::new(n),
-            bindings: huge_vec(n, Binding::default()),
+            bindings: HugeTable::new(n, Binding::default()),
             free_bindings: (0..n as u32).rev().collect(),
             by_binding: Index::new(n),
             frags: vec![Frag::default(); frags],
