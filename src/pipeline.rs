@@ -573,12 +573,7 @@ fn from_vm_full<T: Trace>(
         Some(Dest::Remote(h)) => {
             tr!(t, "switch", "{dst} is on host {}", host_name(snap, h));
             if !T::ON && et == ETHERTYPE_IPV4 {
-                let out = Out::Host {
-                    host: h,
-                    kind: net.kind,
-                    segment: net.segment,
-                };
-                env.flows.offer(switched(net, out));
+                env.flows.offer(switched(net, host_out(h, net)));
             }
             encap(snap, net, h, f, t)
         }
@@ -1064,6 +1059,16 @@ fn route6<T: Trace>(
     deliver_routed(snap, net, &eg, f, t)
 }
 
+/// Where the flow cache sends a frame for host `h` over `net`'s overlay.
+#[inline(always)]
+fn host_out(h: u16, net: &NetTables) -> Out {
+    Out::Host {
+        host: h,
+        kind: net.kind,
+        segment: net.segment,
+    }
+}
+
 /// The flow cache's action for an IPv4 frame switched on `net` to `out`
 /// (its key holds all that port security and the FDB read of it).
 #[inline(always)]
@@ -1083,14 +1088,7 @@ fn offer_routed(snap: &Snapshot, env: &mut Env, net: &NetTables, eg: &Egress<'_>
     let (src, out) = match eg.dest {
         Dest::Local(p) => (eg.iface.mac, Out::Port(p)),
         Dest::Remote(h) => match snap.node.dvr_mac {
-            Some(dvr) => (
-                dvr,
-                Out::Host {
-                    host: h,
-                    kind: net.kind,
-                    segment: net.segment,
-                },
-            ),
+            Some(dvr) => (dvr, host_out(h, net)),
             None => return,
         },
         Dest::Nowhere | Dest::Router { .. } => return,
@@ -1653,23 +1651,21 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
         .ok_or(R::UpstreamUnresolved)
 }
 
+/// Prefetches the flow cache set of a frame from VM port `port` (a hint,
+/// ahead of the burst).
+#[inline(always)]
+pub fn prefetch_flow(env: &Env, port: u16, frame: &[u8]) {
+    if let Some(k) = FlowCache::key(port, frame) {
+        env.flows.prefetch(&k);
+    }
+}
+
 /// Prefetches what the SNAT of `frame` will read, a burst ahead of the
 /// pipeline (`stage` 0: the index bucket; 1: the session slot, once the
 /// bucket is in): with a session table larger than the caches, the misses of
 /// a burst's packets then overlap instead of following each other. From the
 /// external port, the reply's session; from the underlay, the session of a
 /// frame another host sent to a router interface here (the router's SNAT).
-/// Prefetches the flow cache set of a frame from a VM port (a hint, ahead of
-/// the burst).
-#[inline(always)]
-pub fn prefetch_flow(env: &Env, ing: Ingress<'_>, frame: &[u8]) {
-    if let Ingress::Vm(vm, _) = ing {
-        if let Some(k) = FlowCache::key(vm.index, frame) {
-            env.flows.prefetch(&k);
-        }
-    }
-}
-
 /// A hint only: a frame it does not recognise prefetches nothing.
 #[inline]
 pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {

@@ -244,26 +244,25 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
     use crate::pkt::{ETH_LEN, ICMP_LEN, IPV4_LEN};
     use crate::stats::DropReason;
 
-    let run = run_one(snap, in_port, frame, &mut NoTrace);
+    // A worker's environment: the frame's first run, then the same frame
+    // again, which a routed or switched flow now takes from the flow cache
+    // ([`crate::flow`]) and must decide exactly alike.
+    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+    let run = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
+    let hits = env.flows.hits;
+    let again = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
+    assert_eq!(
+        again,
+        run,
+        "the flow cache disagrees (hit: {})",
+        env.flows.hits > hits
+    );
     let mut notes = Notes::default();
     let traced = run_one(snap, in_port, frame, &mut notes);
     assert_eq!(
         run, traced,
         "trace and workers disagree; notes {:?}",
         notes.0
-    );
-    // The same frame again on the same worker: a routed flow now takes the
-    // flow cache ([`crate::flow`]), which must decide exactly alike.
-    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
-    let first = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
-    let hits = env.flows.hits;
-    let again = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
-    assert_eq!(first, run);
-    assert_eq!(
-        again,
-        run,
-        "the flow cache disagrees (hit: {})",
-        env.flows.hits > hits
     );
     let (v, out, noted) = &run;
     match *v {

@@ -381,10 +381,10 @@ impl Worker {
                     output(c, tx_mask, out_bytes, d.map(|p| (p, len as usize)))
                 });
             } else {
-                if matches!(ing, pipeline::Ingress::Vm(..)) {
+                if let pipeline::Ingress::Vm(vm, _) = ing {
                     // The flow cache sets of the whole burst, ahead of it.
                     for i in 0..s.rx.len() {
-                        pipeline::prefetch_flow(env, ing, s.rx.data(i));
+                        pipeline::prefetch_flow(env, vm.index, s.rx.data(i));
                     }
                 }
                 if env.snat_here() {
