@@ -76,8 +76,12 @@ pub fn pcap_pair(dir: &Path, frame_len: usize, flows: u16) -> (PathBuf, PathBuf)
     )
 }
 
+/// The dvr-pmd binary measured: this build's, or `DVR_BENCH_PMD` (another
+/// build's, to compare two builds on the same machine in alternation).
 fn dvr_pmd() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_dvr-pmd"))
+    std::env::var_os("DVR_BENCH_PMD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr-pmd")))
 }
 
 /// A node configuration: two pcap VM ports replaying `a` and `b` at each other

@@ -28,7 +28,9 @@
 //! always busy. The median of the rounds is printed; compare only within a run.
 //!
 //! Run: `scripts/bench l3` (or `cargo bench -p dvr-pmd --bench l3`).
-//! Environment: `DVR_BENCH_SECONDS` (per measurement, default 6), `DVR_BENCH_ROUNDS`
+//! Environment: `DVR_BENCH_PMD` (the dvr-pmd binary to measure, default this
+//! build's: to compare two builds in alternation), `DVR_BENCH_SECONDS` (per
+//! measurement, default 6), `DVR_BENCH_ROUNDS`
 //! (alternating rounds, default 3), `DVR_BENCH_CORE` (forwarding core, default 1),
 //! `DVR_BENCH_FLOWS` (flows per direction, default 64), `DVR_BENCH_V6=1` (adds
 //! l3fwd on IPv6 captures: 66-byte frames to 2001:200:0:P::/64).

@@ -124,8 +124,11 @@ impl FlowCache {
         Some([dst, w(6), w(26)])
     }
 
+    /// The set of key `k` (a worker computes it once per frame, in the
+    /// burst's prefetch pass, for [`FlowCache::prefetch_set`] and
+    /// [`FlowCache::peek`]).
     #[inline(always)]
-    fn set_of(&self, k: &Key) -> usize {
+    pub fn set_of(&self, k: &Key) -> usize {
         let x = k[0] ^ k[1].rotate_left(21) ^ k[2].rotate_left(43);
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
     }
@@ -133,7 +136,27 @@ impl FlowCache {
     /// Prefetches the set of `k` (a burst's sets are fetched ahead of it).
     #[inline(always)]
     pub fn prefetch(&self, k: &Key) {
-        crate::dpdk::prefetch(&self.sets[self.set_of(k)]);
+        self.prefetch_set(self.set_of(k));
+    }
+
+    /// Prefetches set `s` ([`FlowCache::set_of`]).
+    #[inline(always)]
+    pub fn prefetch_set(&self, s: usize) {
+        if let Some(set) = self.sets.get(s) {
+            crate::dpdk::prefetch(set);
+        }
+    }
+
+    /// The action cached for `k`, whose set is `s` ([`FlowCache::set_of`]),
+    /// on snapshot `epoch`; neither counts a hit nor keeps the key.
+    #[inline(always)]
+    pub fn peek(&self, epoch: u64, k: &Key, s: usize) -> Option<&Action> {
+        // Word by word: the key was just stored as three words, and one
+        // wider load of it would stall on store forwarding.
+        self.sets.get(s)?.iter().find_map(|e| {
+            (e.key[0] == k[0] && e.key[1] == k[1] && e.key[2] == k[2] && e.epoch == epoch)
+                .then_some(&e.action)
+        })
     }
 
     /// The action cached for `k` on snapshot `epoch`. On a miss the key is
@@ -141,13 +164,10 @@ impl FlowCache {
     #[inline(always)]
     pub fn lookup(&mut self, epoch: u64, k: Key) -> Option<Action> {
         let s = self.set_of(&k);
-        for e in &self.sets[s] {
-            // Word by word: the key was just stored as three words, and one
-            // wider load of it would stall on store forwarding.
-            if e.key[0] == k[0] && e.key[1] == k[1] && e.key[2] == k[2] && e.epoch == epoch {
-                self.hits += 1;
-                return Some(e.action);
-            }
+        if let Some(a) = self.peek(epoch, &k, s) {
+            let a = *a;
+            self.hits += 1;
+            return Some(a);
         }
         self.pending = Some((k, s));
         None

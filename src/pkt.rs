@@ -201,12 +201,20 @@ pub fn checksum(b: &[u8]) -> u16 {
 }
 
 /// Whether a 20-byte IPv4 header (no options) sums to all ones: its checksum
-/// is right. Five 32-bit words, no loop.
+/// is right. Three little-endian loads (8, 8 and 4 bytes) added with
+/// end-around carries: a ones' complement sum taken in the other byte order
+/// is the byte-swapped sum, and all ones swapped is all ones.
 #[inline(always)]
 pub fn ipv4_header_sum_ok(h: &[u8; 20]) -> bool {
-    let w = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]) as u64;
-    let sum = w(0) + w(4) + w(8) + w(12) + w(16);
-    let s = (sum & 0xffff_ffff) + (sum >> 32);
+    let (a, rest) = h.split_first_chunk::<8>().expect("20 bytes");
+    let (b, c) = rest.split_first_chunk::<8>().expect("12 bytes");
+    let c: &[u8; 4] = c.try_into().expect("4 bytes");
+    let (s, o) = u64::from_le_bytes(*a).overflowing_add(u64::from_le_bytes(*b));
+    // A carry out leaves at most 2^64 - 2: adding it back cannot overflow.
+    let s = s + o as u64;
+    let (s, o) = s.overflowing_add(u32::from_le_bytes(*c) as u64);
+    let s = s + o as u64;
+    let s = (s & 0xffff_ffff) + (s >> 32);
     let s = (s & 0xffff) + (s >> 16);
     let s = (s & 0xffff) + (s >> 16);
     let s = (s & 0xffff) + (s >> 16);
@@ -360,6 +368,35 @@ fn flow_hash_other(inner: &[u8], et: u16) -> u32 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ipv4_header_sum_ok_agrees_with_checksum() {
+        // Pseudo-random headers, and each with its checksum set right.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            if x & 3 == 0 {
+                // Words of all ones: the end-around carries.
+                h[..8].fill(0xff);
+            }
+            assert_eq!(ipv4_header_sum_ok(&h), checksum(&h) == 0, "{h:?}");
+            h[10..12].fill(0);
+            let c = checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            assert!(ipv4_header_sum_ok(&h), "{h:?}");
+            h[(x % 20) as usize] ^= 1 << (x >> 8 & 7);
+            assert!(!ipv4_header_sum_ok(&h), "{h:?}");
+        }
+        assert!(!ipv4_header_sum_ok(&[0; 20]));
+        assert!(ipv4_header_sum_ok(&[0xff; 20]));
+    }
+
     use super::*;
 
     #[test]

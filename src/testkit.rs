@@ -228,10 +228,52 @@ fn run_in<T: crate::pipeline::Trace>(
     (v, out, env.noted)
 }
 
+/// Runs `frame` in on `in_port` the way a worker decides a frame of a VM
+/// port's burst: its flow key and set worked out ahead, then
+/// [`crate::pipeline::fast`] on its bytes, and the whole pipeline when that
+/// cannot decide.
+fn run_fast(
+    env: &mut crate::pipeline::Env,
+    snap: &crate::snapshot::Snapshot,
+    in_port: u16,
+    frame: &[u8],
+) -> Run {
+    use crate::flow::FlowCache;
+    use crate::pipeline::{cached_out, fast, ingress, Fast, Ingress, NoTrace};
+    let Ingress::Vm(vm, _) = ingress(snap, in_port) else {
+        return run_in(env, snap, in_port, frame, &mut NoTrace);
+    };
+    let Some(k) = FlowCache::key(vm.index, frame) else {
+        return run_in(env, snap, in_port, frame, &mut NoTrace);
+    };
+    let set = env.flows.set_of(&k);
+    env.burst(snap);
+    env.noted = None;
+    let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+    let at = HEADROOM..HEADROOM + frame.len();
+    match fast(snap, env, &k, set, &mut buf[at]) {
+        Fast::Port(p) => (Ok(p), buf[HEADROOM..HEADROOM + frame.len()].to_vec(), None),
+        Fast::Overlay(a) => {
+            let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
+            let v = cached_out(snap, a, &mut f);
+            let out = if v.is_ok() {
+                f.data().to_vec()
+            } else {
+                Vec::new()
+            };
+            (v, out, None)
+        }
+        Fast::Slow => run_in(env, snap, in_port, frame, &mut NoTrace),
+    }
+}
+
 /// Runs `frame` (any bytes) in on `in_port` through the pipeline as the
 /// workers do and as `trace` does, and asserts what must hold for every input:
 ///
-/// - both runs agree: verdict, frame out, noted reason;
+/// - both runs agree: verdict, frame out, noted reason; and so do a second
+///   run in the same worker environment (through the flow cache) and the
+///   workers' own flow cache way ([`crate::pipeline::fast`]);
 /// - `Ok(port)`: `port` is a port of the node; the frame that leaves is at
 ///   least an Ethernet header with a unicast source MAC, and at most the input
 ///   plus [`MAX_GROWTH`] bytes of encapsulation, or an ICMP error of at most
@@ -257,6 +299,8 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
         "the flow cache disagrees (hit: {})",
         env.flows.hits > hits
     );
+    let fast = run_fast(&mut env, snap, in_port, frame);
+    assert_eq!(fast, run, "the workers' flow cache way disagrees");
     let mut notes = Notes::default();
     let traced = run_one(snap, in_port, frame, &mut notes);
     assert_eq!(

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::dpdk::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
+use crate::dpdk::{self, Burst, Mbuf, Mempool, Pkt, RxQueue, TxQueue};
+use crate::flow;
 use crate::l2::DROP;
 use crate::nat::NatConfig;
-use crate::pipeline::{self, Env, NoTrace};
+use crate::pipeline::{self, Env, Fast, NoTrace};
 use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
+use crate::snapshot::Snapshot;
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 
@@ -55,6 +57,10 @@ pub fn port_share(range: &RangeInclusive<u16>, i: usize, n: usize) -> RangeInclu
     let end = if i == n - 1 { hi } else { start + size - 1 };
     start as u16..=end as u16
 }
+
+/// How many frames ahead of the one being decided a VM port's burst works
+/// out flow keys and fetches their cache sets.
+const FLOW_AHEAD: usize = 8;
 
 /// SNAT table slots an expiry sweep looks at per burst.
 const EXPIRE_PER_BURST: usize = 64;
@@ -107,20 +113,12 @@ impl Clock {
     }
 }
 
-/// The output burst index of a decision (`Ok((port, frame length))`), counting
-/// the bytes queued for the port, or [`DROP`] with the reason counted.
+/// The output burst index of a decision (`Ok(port)`), or [`DROP`] with the
+/// reason counted.
 #[inline(always)]
-fn output(
-    c: &WorkerCounters,
-    tx_mask: u64,
-    out_bytes: &mut [u64],
-    d: Result<(u16, usize), DropReason>,
-) -> u16 {
+fn output(c: &WorkerCounters, tx_mask: u64, d: Result<u16, DropReason>) -> u16 {
     match d {
-        Ok((p, len)) if p < 64 && tx_mask & (1u64 << p) != 0 => {
-            out_bytes[p as usize] += len as u64;
-            p
-        }
+        Ok(p) if p < 64 && tx_mask & (1u64 << p) != 0 => p,
         Ok(_) => {
             c.drop(DropReason::NoTxQueue, 1);
             DROP
@@ -129,6 +127,104 @@ fn output(
             c.drop(r, 1);
             DROP
         }
+    }
+}
+
+/// What deciding the frames of one burst takes.
+struct BurstCtx<'a> {
+    snap: &'a Snapshot,
+    env: &'a mut Env,
+    c: &'a WorkerCounters,
+    tx_mask: u64,
+    learned: &'a crossbeam_queue::ArrayQueue<(std::net::Ipv4Addr, crate::mac::MacAddr)>,
+    /// The index of the flood burst (after the ports').
+    flood_out: u16,
+    floods: &'a mut Vec<pipeline::Flood>,
+    ing: pipeline::Ingress<'a>,
+    in_port: u16,
+    rx_bytes: u64,
+}
+
+impl BurstCtx<'_> {
+    /// Prefetches the SNAT's lookups of the whole burst, ahead of it.
+    #[inline(always)]
+    fn prefetch_nat(&self, rx: &Burst) {
+        if self.env.snat_here() {
+            for stage in 0..2 {
+                for i in 0..rx.len() {
+                    pipeline::prefetch_nat(self.snap, self.env, self.ing, rx.data(i), stage);
+                }
+            }
+        }
+    }
+
+    /// A frame from a VM port with its flow key and cache set: the flow
+    /// cache's way ([`pipeline::fast`]) when it has one, else [`Self::slow`].
+    /// Counts the frames it decides in `hits`.
+    #[inline(always)]
+    fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt, hits: &mut u64) -> (u16, u32) {
+        let len = pkt.len();
+        let Some(bytes) = pkt.bytes_mut() else {
+            return self.slow(pkt);
+        };
+        match pipeline::fast(self.snap, self.env, k, set, bytes) {
+            Fast::Port(p) => {
+                self.rx_bytes += len as u64;
+                *hits += 1;
+                (output(self.c, self.tx_mask, Ok(p)), len)
+            }
+            Fast::Overlay(a) => {
+                self.rx_bytes += len as u64;
+                *hits += 1;
+                let snap = self.snap;
+                let d = pkt.frame(|f| match f {
+                    Some(f) => pipeline::cached_out(snap, a, f),
+                    None => Err(DropReason::MultiSegment),
+                });
+                (output(self.c, self.tx_mask, d), pkt.len())
+            }
+            Fast::Slow => self.slow(pkt),
+        }
+    }
+
+    /// A frame through the whole pipeline: where it goes, and its length
+    /// then.
+    #[inline(always)]
+    fn slow(&mut self, mut pkt: Pkt) -> (u16, u32) {
+        self.rx_bytes += pkt.len() as u64;
+        let d = pkt.frame(|frame| match frame {
+            None => Err(DropReason::MultiSegment),
+            Some(f) => {
+                let d = pipeline::process_from(
+                    self.snap,
+                    self.env,
+                    self.ing,
+                    self.in_port,
+                    f,
+                    &mut NoTrace,
+                );
+                if let Some(r) = self.env.noted.take() {
+                    self.c.drop(r, 1);
+                }
+                if d == Err(DropReason::ArpReplyConsumed) {
+                    if let Some(x) = pipeline::arp_reply_sender(f.data()) {
+                        let _ = self.learned.push(x);
+                    }
+                }
+                d
+            }
+        });
+        let to = match d {
+            Ok(pipeline::FLOOD) => match self.env.flood.take() {
+                Some(fl) => {
+                    self.floods.push(fl);
+                    self.flood_out
+                }
+                None => DROP,
+            },
+            d => output(self.c, self.tx_mask, d),
+        };
+        (to, pkt.len())
     }
 }
 
@@ -142,6 +238,12 @@ struct Scratch {
     /// Bytes queued in each of `outs`.
     out_bytes: Vec<u64>,
     drops: Burst,
+    /// Where each frame of the burst goes (an index into `outs`, or [`DROP`]).
+    to: [u16; dpdk::MAX_BURST],
+    /// The length of each frame of the burst once decided.
+    lens: [u32; dpdk::MAX_BURST],
+    /// The flow cache key and set of each frame of a VM port's burst.
+    keys: [Option<(flow::Key, usize)>; dpdk::MAX_BURST],
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
@@ -171,6 +273,9 @@ impl Worker {
             out_bytes: vec![0; self.tx.len()],
             tx_mask: Self::tx_mask(&self.tx),
             drops: Burst::new(),
+            to: [DROP; dpdk::MAX_BURST],
+            lens: [0; dpdk::MAX_BURST],
+            keys: [None; dpdk::MAX_BURST],
             env: Env::with_nat(
                 dpdk::rdtsc,
                 dpdk::tsc_hz(),
@@ -355,76 +460,79 @@ impl Worker {
                 continue;
             }
             got += n;
-            let mut rx_bytes = 0u64;
             // RCU read side: this burst uses this snapshot; dropping the guard
             // at the end of the burst lets a replaced snapshot be freed.
             let snap = self.tables.load();
             s.env.burst(&snap);
-            let (tx_mask, in_port) = (s.tx_mask, *in_port);
-            let out_bytes = &mut s.out_bytes;
-            let env = &mut s.env;
-            let learned = &self.exchange.learned;
-            let flood_out = self.tx.len() as u16;
-            let floods = &mut s.floods;
+            let in_port = *in_port;
             let ing = pipeline::ingress(&snap, in_port);
-            if matches!(ing, pipeline::Ingress::Static) {
-                // A VM port no model port is bound to: the configuration's
-                // static table, which only reads the frame.
-                let fdb = snap.static_fdb();
-                s.rx.dispatch(&mut s.outs, &mut s.drops, |frame, len, segs| {
-                    rx_bytes += len as u64;
-                    let d = if segs != 1 {
-                        Err(DropReason::MultiSegment)
-                    } else {
-                        crate::l2::classify(fdb, in_port, frame)
-                    };
-                    output(c, tx_mask, out_bytes, d.map(|p| (p, len as usize)))
-                });
-            } else {
-                if let pipeline::Ingress::Vm(vm, _) = ing {
-                    // The flow cache sets of the whole burst, ahead of it.
-                    for i in 0..s.rx.len() {
-                        pipeline::prefetch_flow(env, vm.index, s.rx.data(i));
+            let mut b = BurstCtx {
+                snap: &snap,
+                env: &mut s.env,
+                c,
+                tx_mask: s.tx_mask,
+                learned: &self.exchange.learned,
+                flood_out: self.tx.len() as u16,
+                floods: &mut s.floods,
+                ing,
+                in_port,
+                rx_bytes: 0,
+            };
+            let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
+            match ing {
+                pipeline::Ingress::Static => {
+                    // A VM port no model port is bound to: the configuration's
+                    // static table, which only reads the frame.
+                    let fdb = snap.static_fdb();
+                    for i in 0..n {
+                        lens[i] = s.rx.pkt_len(i);
+                        b.rx_bytes += lens[i] as u64;
+                        let d = if s.rx.nb_segs(i) != 1 {
+                            Err(DropReason::MultiSegment)
+                        } else {
+                            crate::l2::classify(fdb, in_port, s.rx.data(i))
+                        };
+                        to[i] = output(c, b.tx_mask, d);
                     }
                 }
-                if env.snat_here() {
-                    // The SNAT's lookups of the whole burst, ahead of it.
-                    for stage in 0..2 {
-                        for i in 0..s.rx.len() {
-                            pipeline::prefetch_nat(&snap, env, ing, s.rx.data(i), stage);
+                pipeline::Ingress::Vm(vm, _) => {
+                    b.prefetch_nat(&s.rx);
+                    // Each frame's flow key and cache set are worked out
+                    // FLOW_AHEAD frames before it is decided: its set is
+                    // fetched meanwhile.
+                    let keys = &mut s.keys[..n];
+                    let key = |rx: &Burst, flows: &flow::FlowCache, i: usize| {
+                        flow::FlowCache::key(vm.index, rx.data(i)).map(|k| {
+                            let set = flows.set_of(&k);
+                            flows.prefetch_set(set);
+                            (k, set)
+                        })
+                    };
+                    for (i, k) in keys.iter_mut().enumerate().take(FLOW_AHEAD) {
+                        *k = key(&s.rx, &b.env.flows, i);
+                    }
+                    let mut hits = 0;
+                    for i in 0..n {
+                        if i + FLOW_AHEAD < n {
+                            keys[i + FLOW_AHEAD] = key(&s.rx, &b.env.flows, i + FLOW_AHEAD);
                         }
+                        let pkt = s.rx.pkt(i);
+                        (to[i], lens[i]) = match &keys[i] {
+                            Some((k, set)) => b.fast(k, *set, pkt, &mut hits),
+                            None => b.slow(pkt),
+                        };
+                    }
+                    b.env.flows.hits += hits;
+                }
+                _ => {
+                    b.prefetch_nat(&s.rx);
+                    for i in 0..n {
+                        (to[i], lens[i]) = b.slow(s.rx.pkt(i));
                     }
                 }
-                s.rx.process(&mut s.outs, &mut s.drops, |frame, len| {
-                    rx_bytes += len as u64;
-                    let d = match frame {
-                        None => Err(DropReason::MultiSegment),
-                        Some(f) => {
-                            let d =
-                                pipeline::process_from(&snap, env, ing, in_port, f, &mut NoTrace);
-                            if let Some(r) = env.noted.take() {
-                                c.drop(r, 1);
-                            }
-                            if d == Err(DropReason::ArpReplyConsumed) {
-                                if let Some(x) = pipeline::arp_reply_sender(f.data()) {
-                                    let _ = learned.push(x);
-                                }
-                            }
-                            d.map(|p| (p, f.len()))
-                        }
-                    };
-                    match d {
-                        Ok((pipeline::FLOOD, _)) => match env.flood.take() {
-                            Some(fl) => {
-                                floods.push(fl);
-                                flood_out
-                            }
-                            None => DROP,
-                        },
-                        d => output(c, tx_mask, out_bytes, d),
-                    }
-                });
             }
+            let rx_bytes = b.rx_bytes;
+            s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
             let pc = &c.ports[in_port as usize];
             pc.rx_packets.add(n as u64);
             pc.rx_bytes.add(rx_bytes);

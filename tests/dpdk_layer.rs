@@ -119,18 +119,31 @@ fn ring_pair_carries_frames_both_ways() {
         assert_eq!(got.data(i), &f[..]);
         assert_eq!(got.nb_segs(i), 1);
     }
-    // And back, through dispatch: every frame to output 0, except odd lengths dropped.
+    // And back, through distribute: every frame to output 0, except odd
+    // lengths dropped.
     let mut outs = [Burst::new()];
+    let mut out_bytes = [0u64];
     let mut drops = Burst::new();
-    got.dispatch(&mut outs, &mut drops, |f, _, _| {
-        if f.len() % 2 == 0 {
-            0
-        } else {
-            u16::MAX
-        }
-    });
+    let to: Vec<u16> = (0..got.len())
+        .map(|i| {
+            if got.data(i).len().is_multiple_of(2) {
+                0
+            } else {
+                u16::MAX
+            }
+        })
+        .collect();
+    let lens: Vec<u32> = (0..got.len()).map(|i| got.pkt_len(i)).collect();
+    got.distribute(&to, &lens, &mut outs, &mut out_bytes, &mut drops);
+    assert!(got.is_empty());
     assert_eq!(outs[0].len(), 10);
     assert_eq!(drops.len(), 10);
+    let even: u64 = frames
+        .iter()
+        .map(|f| f.len() as u64)
+        .filter(|l| l % 2 == 0)
+        .sum();
+    assert_eq!(out_bytes[0], even);
     drops.clear();
     assert_eq!(txb[0].tx(&mut outs[0]).sent, 10);
     let mut back = Burst::new();

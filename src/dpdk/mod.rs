@@ -607,45 +607,64 @@ impl Burst {
         self.len += 1;
     }
 
-    /// Moves every packet to the output that `decide` picks for it:
-    /// `decide(frame, pkt_len, nb_segs)` returns an index into `outs`, or anything
-    /// out of range (by convention `u16::MAX`) to move it to `drops`. An output
-    /// that is full sends the packet to `drops` too; `drops` is freed whenever it
-    /// fills. `self` is empty afterwards.
+    /// Packet `i`, to decide on ([`Pkt`]).
     #[inline(always)]
-    pub fn dispatch<F>(&mut self, outs: &mut [Burst], drops: &mut Burst, mut decide: F)
-    where
-        F: FnMut(&[u8], u32, u16) -> u16,
-    {
-        for i in 0..self.len {
-            let m = self.pkts[i];
-            // SAFETY: slot i < len holds a valid mbuf owned by this burst; the
-            // slice borrows its data only for the call to `decide`.
-            let d = unsafe { decide(segment(m), (*m).pkt_len, (*m).nb_segs) };
-            place(outs, drops, m, d);
+    pub fn pkt(&mut self, i: usize) -> Pkt<'_> {
+        assert!(i < self.len);
+        Pkt {
+            m: self.pkts[i],
+            _burst: std::marker::PhantomData,
         }
-        // Every mbuf now belongs to an output or to `drops`.
-        self.len = 0;
     }
 
-    /// Like [`Burst::dispatch`], but `decide` gets each single-segment packet as
-    /// a mutable [`Frame`] over its whole buffer (headroom and tailroom
-    /// included), may rewrite, grow or cut it, and the mbuf takes the frame's
-    /// new start and length. Chained packets get `None` and are left as they are.
-    #[inline(always)]
-    pub fn process<F>(&mut self, outs: &mut [Burst], drops: &mut Burst, mut decide: F)
-    where
-        F: FnMut(Option<&mut Frame>, u32) -> u16,
-    {
-        for i in 0..self.len {
-            let m = self.pkts[i];
-            // SAFETY: slot i < len holds a valid mbuf owned by this burst, and
-            // nothing else references it during the call.
-            let d = unsafe {
-                let pkt_len = (*m).pkt_len;
-                with_frame(m, |f| decide(f, pkt_len))
+    /// Moves each packet `i` to output `to[i]`, an index into `outs`, or to
+    /// `drops` for anything out of range (by convention `u16::MAX`, or no
+    /// `to[i]`) or when that output is full; `drops` is freed whenever it
+    /// fills. Each packet's length `lens[i]` (as the caller knows it: the
+    /// mbufs are not read again) is added to `out_bytes` of its output, if
+    /// there is such an entry. Consecutive packets to the same output move
+    /// together. `self` is empty afterwards.
+    #[inline]
+    pub fn distribute(
+        &mut self,
+        to: &[u16],
+        lens: &[u32],
+        outs: &mut [Burst],
+        out_bytes: &mut [u64],
+        drops: &mut Burst,
+    ) {
+        let to = &to[..to.len().min(self.len)];
+        let mut i = 0;
+        while i < to.len() {
+            let d = to[i];
+            let run = 1 + to[i + 1..].iter().take_while(|&&x| x == d).count();
+            let moved = match outs.get_mut(d as usize) {
+                Some(o) => {
+                    let n = run.min(MAX_BURST - o.len);
+                    let pkts = &self.pkts[i..i + n];
+                    o.pkts[o.len..o.len + n].copy_from_slice(pkts);
+                    o.len += n;
+                    let bytes: u64 = lens.iter().skip(i).take(n).map(|&l| l as u64).sum();
+                    if let Some(b) = out_bytes.get_mut(d as usize) {
+                        *b += bytes;
+                    }
+                    n
+                }
+                None => 0,
             };
-            place(outs, drops, m, d);
+            for &m in &self.pkts[i + moved..i + run] {
+                if drops.len == MAX_BURST {
+                    drops.clear();
+                }
+                drops.push_raw(m);
+            }
+            i += run;
+        }
+        for &m in &self.pkts[to.len()..self.len] {
+            if drops.len == MAX_BURST {
+                drops.clear();
+            }
+            drops.push_raw(m);
         }
         // Every mbuf now belongs to an output or to `drops`.
         self.len = 0;
@@ -669,18 +688,53 @@ impl Burst {
     }
 }
 
-/// Moves `m` to output `d`, or to `drops` (freed whenever it fills) when `d`
-/// is out of range or that output is full.
-#[inline(always)]
-fn place(outs: &mut [Burst], drops: &mut Burst, m: *mut ffi::rte_mbuf, d: u16) {
-    match outs.get_mut(d as usize) {
-        Some(o) if o.len < MAX_BURST => o.push_raw(m),
-        _ => {
-            if drops.len == MAX_BURST {
-                drops.clear();
+/// A packet of a burst being decided ([`Burst::pkt`]), borrowed from it.
+pub struct Pkt<'a> {
+    m: *mut ffi::rte_mbuf,
+    _burst: std::marker::PhantomData<&'a mut Burst>,
+}
+
+impl Pkt<'_> {
+    /// The packet's total length (all segments).
+    #[inline(always)]
+    pub fn len(&self) -> u32 {
+        // SAFETY: `m` is a valid mbuf of the burst, borrowed for 'a.
+        unsafe { (*self.m).pkt_len }
+    }
+
+    /// Whether the packet has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes of a single-segment packet, to rewrite in place (its start
+    /// and length stay); `None` for a chained packet.
+    #[inline(always)]
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        // SAFETY: `m` is a valid mbuf owned by the burst and borrowed
+        // mutably for 'a; the slice is checked to lie inside its buffer.
+        unsafe {
+            let m = &*self.m;
+            let (off, len) = (m.data_off as usize, m.data_len as usize);
+            if m.nb_segs != 1 || off + len > m.buf_len as usize {
+                return None;
             }
-            drops.push_raw(m);
+            Some(std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(off),
+                len,
+            ))
         }
+    }
+
+    /// Runs `f` on the single-segment packet as a mutable [`Frame`] over its
+    /// whole buffer (headroom and tailroom included; `None` when chained):
+    /// `f` may rewrite, grow or cut it, and the mbuf takes the frame's new
+    /// start and length.
+    #[inline(always)]
+    pub fn frame<R>(&mut self, f: impl FnOnce(Option<&mut Frame>) -> R) -> R {
+        // SAFETY: `m` is a valid mbuf owned by the burst and borrowed mutably
+        // for 'a; nothing else references it during the call.
+        unsafe { with_frame(self.m, f) }
     }
 }
 
