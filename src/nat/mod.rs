@@ -283,6 +283,8 @@ struct Binding {
     in_ip: u32,
     ext_ip: u32,
     refs: u32,
+    /// The pool of `ext_ip` (`Nat::pools`).
+    pool: u32,
     in_port: u16,
     ext_port: u16,
     proto: u8,
@@ -476,6 +478,7 @@ impl Index {
 /// Free ports of one (external address, protocol).
 #[derive(Debug)]
 struct IpPool {
+    ip: u32,
     range: RangeInclusive<u16>,
     /// Routers using the address.
     users: Vec<u32>,
@@ -518,6 +521,7 @@ impl IpPool {
         }
         let q: VecDeque<u16> = ports.into();
         IpPool {
+            ip,
             range,
             users: Vec::new(),
             free: [q.clone(), q.clone(), q],
@@ -529,6 +533,8 @@ impl IpPool {
 #[derive(Debug, Clone)]
 struct RouterExt {
     ips: Vec<u32>,
+    /// Their pools (`Nat::pools`), in the same order.
+    pools: Vec<u32>,
     range: RangeInclusive<u16>,
 }
 
@@ -628,7 +634,12 @@ pub struct Nat {
     by_binding: Index,
     frags: Vec<Frag>,
     routers: FxHashMap<u32, RouterExt>,
-    pools: FxHashMap<u32, IpPool>,
+    /// The pools of the external addresses in use, where routers and
+    /// bindings find them by number (`None`: a number free for the next one,
+    /// in `free_pools`), and by address on the control path (`pool_of`).
+    pools: Vec<Option<IpPool>>,
+    pool_of: FxHashMap<u32, u32>,
+    free_pools: Vec<u32>,
     /// Timeouts in ticks: TCP established, TCP transitory, UDP, ICMP, fragment.
     t_est: u64,
     t_trans: u64,
@@ -733,7 +744,9 @@ impl Nat {
             by_binding: Index::new(n),
             frags: vec![Frag::default(); frags],
             routers: FxHashMap::default(),
-            pools: FxHashMap::default(),
+            pools: Vec::new(),
+            pool_of: FxHashMap::default(),
+            free_pools: Vec::new(),
             t_est: t(to.tcp_established_ms),
             t_trans: t(to.tcp_transitory_ms),
             t_udp: t(to.udp_ms),
@@ -791,7 +804,7 @@ impl Nat {
             }
         }
         for &ip in &ips {
-            if let Some(p) = self.pools.get(&ip) {
+            if let Some(p) = self.pool_of(ip) {
                 if let Some(&other) = p.users.iter().find(|&&u| u != router) {
                     if p.range != ports {
                         return Err(NatConfigError::SharedRange {
@@ -810,15 +823,46 @@ impl Nat {
             }
             self.remove_router(router);
         }
+        let mut pools = Vec::with_capacity(ips.len());
         for &ip in &ips {
-            let p = self
-                .pools
-                .entry(ip)
-                .or_insert_with(|| IpPool::new(ip, ports.clone()));
-            p.users.push(router);
+            let i = match self.pool_of.get(&ip) {
+                Some(&i) => i,
+                None => {
+                    let p = Some(IpPool::new(ip, ports.clone()));
+                    let i = match self.free_pools.pop() {
+                        Some(i) => {
+                            self.pools[i as usize] = p;
+                            i
+                        }
+                        None => {
+                            self.pools.push(p);
+                            (self.pools.len() - 1) as u32
+                        }
+                    };
+                    self.pool_of.insert(ip, i);
+                    i
+                }
+            };
+            if let Some(p) = &mut self.pools[i as usize] {
+                p.users.push(router);
+            }
+            pools.push(i);
         }
-        self.routers.insert(router, RouterExt { ips, range: ports });
+        self.routers.insert(
+            router,
+            RouterExt {
+                ips,
+                pools,
+                range: ports,
+            },
+        );
         Ok(())
+    }
+
+    /// The pool of external address `ip`, if a router uses it.
+    fn pool_of(&self, ip: u32) -> Option<&IpPool> {
+        let &i = self.pool_of.get(&ip)?;
+        self.pools[i as usize].as_ref()
     }
 
     /// Removes a router: its sessions are flushed, their ports freed, its
@@ -827,11 +871,15 @@ impl Nat {
         let n = self.flush_where(|s| s.router == router);
         self.forget_frags(|f| f.router == router);
         if let Some(r) = self.routers.remove(&router) {
-            for ip in r.ips {
-                if let Some(p) = self.pools.get_mut(&ip) {
+            for (ip, i) in r.ips.into_iter().zip(r.pools) {
+                let slot = &mut self.pools[i as usize];
+                if let Some(p) = slot {
                     p.users.retain(|&u| u != router);
                     if p.users.is_empty() {
-                        self.pools.remove(&ip);
+                        // No router uses it: no binding either (flushed).
+                        *slot = None;
+                        self.pool_of.remove(&ip);
+                        self.free_pools.push(i);
                     }
                 }
             }
@@ -1065,8 +1113,9 @@ impl Nat {
             Some(b) => b,
             None => {
                 let r = self.routers.get(&k.router).ok_or(R::NatNoPool)?;
-                let ext_ip = r.ips[pick_ip(k.in_ip, r.ips.len())];
-                let pool = self.pools.get_mut(&ext_ip).ok_or(R::NatNoPool)?;
+                let pick = pick_ip(k.in_ip, r.ips.len());
+                let (ext_ip, pi) = (r.ips[pick], r.pools[pick]);
+                let pool = self.pools[pi as usize].as_mut().ok_or(R::NatNoPool)?;
                 // A binding per live session at most: never short of one while
                 // a session slot is free.
                 let b = self.free_bindings.pop().ok_or(R::NatTableFull)?;
@@ -1079,6 +1128,7 @@ impl Nat {
                     in_ip: k.in_ip,
                     ext_ip,
                     refs: 0,
+                    pool: pi,
                     in_port: k.in_port,
                     ext_port: port,
                     proto: k.proto,
@@ -1129,7 +1179,7 @@ impl Nat {
         b.refs -= 1;
         if b.refs == 0 {
             let b = *b;
-            if let Some(p) = self.pools.get_mut(&b.ext_ip) {
+            if let Some(p) = &mut self.pools[b.pool as usize] {
                 p.free[proto_index(b.proto)].push_back(b.ext_port);
             }
             // The binding's key is the session's inside endpoint.
@@ -1336,8 +1386,8 @@ impl Nat {
     #[inline(always)]
     fn next_port(&self, k: &InKey) -> Option<(u32, u16)> {
         let r = self.routers.get(&k.router)?;
-        let ext_ip = r.ips[pick_ip(k.in_ip, r.ips.len())];
-        let pool = self.pools.get(&ext_ip)?;
+        let pick = pick_ip(k.in_ip, r.ips.len());
+        let (ext_ip, pool) = (r.ips[pick], self.pools[r.pools[pick] as usize].as_ref()?);
         let pi = proto_index(k.proto);
         let burst = self.look.burst.get();
         let n = match pool.ahead[pi].get() {
@@ -1489,6 +1539,14 @@ impl Nat {
                     "session {i} {s:?} disagrees with its binding {b:?}"
                 ));
             }
+            if self
+                .pools
+                .get(b.pool as usize)
+                .and_then(|p| p.as_ref().map(|p| p.ip))
+                != Some(b.ext_ip)
+            {
+                return Err(format!("binding {sb} {b:?} names another address's pool"));
+            }
             refs[sb] += 1;
             let r = self
                 .routers
@@ -1521,7 +1579,12 @@ impl Nat {
         if nb + self.free_bindings.len() != self.bindings.len() {
             return Err("binding free list and bindings disagree".into());
         }
-        for (&ip, p) in &self.pools {
+        for (i, p) in self.pools.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let ip = p.ip;
+            if self.pool_of.get(&ip) != Some(&(i as u32)) {
+                return Err(format!("pool {i} of {ip:x} not found by its address"));
+            }
             for (pi, proto) in [PROTO_TCP, PROTO_UDP, PROTO_ICMP].into_iter().enumerate() {
                 let mut seen = std::collections::HashSet::new();
                 for &port in &p.free[pi] {
