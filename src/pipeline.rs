@@ -1719,33 +1719,28 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
 }
 
 /// Prefetches what the SNAT of `frame` will read, a burst ahead of the
-/// pipeline (`stage` 0: the index bucket; 1: the session slot, once the
-/// bucket is in): with a session table larger than the caches, the misses of
-/// a burst's packets then overlap instead of following each other. From the
-/// external port, the reply's session; from the underlay, the session of a
-/// frame another host sent to a router interface here (the router's SNAT).
-/// A hint only: a frame it does not recognise prefetches nothing.
+/// pipeline (`stage` 0: the index bucket; 1: the session slot, or for a new
+/// flow what creating its session reads, once the bucket is in): with a
+/// session table larger than the caches, the misses of a burst's packets then
+/// overlap instead of following each other. From the external port, the
+/// reply's session; from the underlay, the session of a frame another host
+/// sent to a router interface here (the router's SNAT). Stage 0 runs on every
+/// frame of the burst, then stage 1 on every frame, in the same order: stage
+/// 1 takes what stage 0 found from the NAT (in that order; it does not read
+/// the frame again). A hint only: a frame it does not recognise prefetches
+/// nothing.
 #[inline]
 pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {
     match ing {
+        Ingress::External | Ingress::Underlay if stage != 0 => env.nat.prefetch_next(),
         Ingress::External
             if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 =>
         {
-            let ip = &frame[ETH_LEN..];
-            if stage == 0 {
-                env.nat.prefetch_in(ip);
-            } else {
-                env.nat.prefetch_in_session(ip);
-            }
+            env.nat.prefetch_in(&frame[ETH_LEN..]);
         }
         Ingress::Underlay => {
-            let Some((router, ip)) = tunnelled_to_router(snap, frame) else {
-                return;
-            };
-            if stage == 0 {
+            if let Some((router, ip)) = tunnelled_to_router(snap, frame) {
                 env.nat.prefetch_out(router, ip);
-            } else {
-                env.nat.prefetch_out_session(router, ip);
             }
         }
         _ => {}

@@ -63,6 +63,7 @@ mod wire;
 #[doc(hidden)]
 pub mod model;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::RangeInclusive;
@@ -282,6 +283,8 @@ struct Binding {
     in_ip: u32,
     ext_ip: u32,
     refs: u32,
+    /// The pool of `ext_ip` (`Nat::pools`).
+    pool: u32,
     in_port: u16,
     ext_port: u16,
     proto: u8,
@@ -325,6 +328,7 @@ fn hash_binding(router: u32, proto: u8, in_ip: u32, in_port: u16) -> u64 {
 }
 
 impl Session {
+    #[inline(always)]
     fn hash_in(&self) -> u64 {
         hash_in(
             self.router,
@@ -336,6 +340,7 @@ impl Session {
         )
     }
 
+    #[inline(always)]
     fn hash_out(&self) -> u64 {
         hash_out(
             self.proto,
@@ -344,6 +349,27 @@ impl Session {
             self.rem_ip,
             self.rem_port,
         )
+    }
+}
+
+/// A session slot and the hashes of its keys in the three indexes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hashed {
+    slot: u32,
+    h_in: u64,
+    h_out: u64,
+    h_binding: u64,
+}
+
+impl Hashed {
+    #[inline(always)]
+    fn of(slot: u32, s: &Session) -> Hashed {
+        Hashed {
+            slot,
+            h_in: s.hash_in(),
+            h_out: s.hash_out(),
+            h_binding: hash_binding(s.router, s.proto, s.in_ip, s.in_port),
+        }
     }
 }
 
@@ -452,11 +478,24 @@ impl Index {
 /// Free ports of one (external address, protocol).
 #[derive(Debug)]
 struct IpPool {
+    ip: u32,
     range: RangeInclusive<u16>,
     /// Routers using the address.
     users: Vec<u32>,
     /// TCP, UDP, ICMP.
     free: [VecDeque<u16>; 3],
+    /// Per protocol: (lookahead burst, new flows of that burst predicted to
+    /// take a port here so far), for [`Nat::prefetch_next`] to guess the
+    /// port each one will get (the next ones at the front of `free`).
+    ahead: [Cell<(u32, u32)>; 3],
+}
+
+/// Which of a router's `n` external addresses inside address `in_ip` gets
+/// (paired pooling): the hash's top 32 bits scaled to the count
+/// (multiply-shift).
+#[inline(always)]
+fn pick_ip(in_ip: u32, n: usize) -> usize {
+    (((mix(u64::from(in_ip), 0) >> 32) * n as u64) >> 32) as usize
 }
 
 #[inline(always)]
@@ -482,9 +521,11 @@ impl IpPool {
         }
         let q: VecDeque<u16> = ports.into();
         IpPool {
+            ip,
             range,
             users: Vec::new(),
             free: [q.clone(), q.clone(), q],
+            ahead: Default::default(),
         }
     }
 }
@@ -492,6 +533,8 @@ impl IpPool {
 #[derive(Debug, Clone)]
 struct RouterExt {
     ips: Vec<u32>,
+    /// Their pools (`Nat::pools`), in the same order.
+    pools: Vec<u32>,
     range: RangeInclusive<u16>,
 }
 
@@ -512,6 +555,68 @@ struct Frag {
 
 const FRAG_WAYS: usize = 4;
 
+/// What stage one of the lookahead ([`Nat::prefetch_out`],
+/// [`Nat::prefetch_in`]) leaves for stage two ([`Nat::prefetch_next`]): the
+/// lookup's key and hash, so stage two neither parses nor hashes again.
+#[derive(Debug, Clone, Copy)]
+enum Ahead {
+    Out(InKey, u64),
+    In(u64),
+}
+
+/// Lookups that stage one prefetched, for stage two: a ring the size of the
+/// largest burst, filled by stage one in packet order and emptied by stage
+/// two in the same order. Cells: the lookahead reads the tables only, and
+/// stays a `&self` hint.
+#[derive(Debug)]
+struct Lookahead {
+    ring: [Cell<Ahead>; LOOKAHEAD],
+    /// Next entry stage two takes, next free entry (both wrap at 256).
+    head: Cell<u8>,
+    tail: Cell<u8>,
+    /// Bumped when stage one finds the ring empty: a new burst (see
+    /// `IpPool::ahead`).
+    burst: Cell<u32>,
+}
+
+/// Entries of the lookahead ring: a burst (`dpdk::MAX_BURST`).
+const LOOKAHEAD: usize = 64;
+const _: () = assert!(LOOKAHEAD.is_power_of_two() && LOOKAHEAD <= 128);
+
+impl Lookahead {
+    fn new() -> Lookahead {
+        Lookahead {
+            ring: std::array::from_fn(|_| Cell::new(Ahead::In(0))),
+            head: Cell::new(0),
+            tail: Cell::new(0),
+            burst: Cell::new(0),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&self, a: Ahead) {
+        let (head, tail) = (self.head.get(), self.tail.get());
+        let used = tail.wrapping_sub(head) as usize;
+        if used == 0 || used == LOOKAHEAD {
+            // Stage two took everything (or never ran): a new burst.
+            self.head.set(tail);
+            self.burst.set(self.burst.get().wrapping_add(1));
+        }
+        self.ring[tail as usize % LOOKAHEAD].set(a);
+        self.tail.set(tail.wrapping_add(1));
+    }
+
+    #[inline(always)]
+    fn pop(&self) -> Option<Ahead> {
+        let head = self.head.get();
+        if head == self.tail.get() {
+            return None;
+        }
+        self.head.set(head.wrapping_add(1));
+        Some(self.ring[head as usize % LOOKAHEAD].get())
+    }
+}
+
 /// Stateful PAT for the routers of one `dvr_snat` node, one instance per
 /// worker: sessions keyed with the router, so overlapping inside addresses of
 /// two routers never collide. See the module documentation for the choices.
@@ -529,7 +634,12 @@ pub struct Nat {
     by_binding: Index,
     frags: Vec<Frag>,
     routers: FxHashMap<u32, RouterExt>,
-    pools: FxHashMap<u32, IpPool>,
+    /// The pools of the external addresses in use, where routers and
+    /// bindings find them by number (`None`: a number free for the next one,
+    /// in `free_pools`), and by address on the control path (`pool_of`).
+    pools: Vec<Option<IpPool>>,
+    pool_of: FxHashMap<u32, u32>,
+    free_pools: Vec<u32>,
     /// Timeouts in ticks: TCP established, TCP transitory, UDP, ICMP, fragment.
     t_est: u64,
     t_trans: u64,
@@ -538,6 +648,7 @@ pub struct Nat {
     t_frag: u64,
     cursor: usize,
     counters: NatCounters,
+    look: Lookahead,
 }
 
 /// An outbound flow's inside key.
@@ -633,7 +744,9 @@ impl Nat {
             by_binding: Index::new(n),
             frags: vec![Frag::default(); frags],
             routers: FxHashMap::default(),
-            pools: FxHashMap::default(),
+            pools: Vec::new(),
+            pool_of: FxHashMap::default(),
+            free_pools: Vec::new(),
             t_est: t(to.tcp_established_ms),
             t_trans: t(to.tcp_transitory_ms),
             t_udp: t(to.udp_ms),
@@ -641,6 +754,7 @@ impl Nat {
             t_frag: t(to.fragment_ms),
             cursor: 0,
             counters: NatCounters::default(),
+            look: Lookahead::new(),
         }
     }
 
@@ -690,7 +804,7 @@ impl Nat {
             }
         }
         for &ip in &ips {
-            if let Some(p) = self.pools.get(&ip) {
+            if let Some(p) = self.pool_of(ip) {
                 if let Some(&other) = p.users.iter().find(|&&u| u != router) {
                     if p.range != ports {
                         return Err(NatConfigError::SharedRange {
@@ -709,15 +823,46 @@ impl Nat {
             }
             self.remove_router(router);
         }
+        let mut pools = Vec::with_capacity(ips.len());
         for &ip in &ips {
-            let p = self
-                .pools
-                .entry(ip)
-                .or_insert_with(|| IpPool::new(ip, ports.clone()));
-            p.users.push(router);
+            let i = match self.pool_of.get(&ip) {
+                Some(&i) => i,
+                None => {
+                    let p = Some(IpPool::new(ip, ports.clone()));
+                    let i = match self.free_pools.pop() {
+                        Some(i) => {
+                            self.pools[i as usize] = p;
+                            i
+                        }
+                        None => {
+                            self.pools.push(p);
+                            (self.pools.len() - 1) as u32
+                        }
+                    };
+                    self.pool_of.insert(ip, i);
+                    i
+                }
+            };
+            if let Some(p) = &mut self.pools[i as usize] {
+                p.users.push(router);
+            }
+            pools.push(i);
         }
-        self.routers.insert(router, RouterExt { ips, range: ports });
+        self.routers.insert(
+            router,
+            RouterExt {
+                ips,
+                pools,
+                range: ports,
+            },
+        );
         Ok(())
+    }
+
+    /// The pool of external address `ip`, if a router uses it.
+    fn pool_of(&self, ip: u32) -> Option<&IpPool> {
+        let &i = self.pool_of.get(&ip)?;
+        self.pools[i as usize].as_ref()
     }
 
     /// Removes a router: its sessions are flushed, their ports freed, its
@@ -726,11 +871,15 @@ impl Nat {
         let n = self.flush_where(|s| s.router == router);
         self.forget_frags(|f| f.router == router);
         if let Some(r) = self.routers.remove(&router) {
-            for ip in r.ips {
-                if let Some(p) = self.pools.get_mut(&ip) {
+            for (ip, i) in r.ips.into_iter().zip(r.pools) {
+                let slot = &mut self.pools[i as usize];
+                if let Some(p) = slot {
                     p.users.retain(|&u| u != router);
                     if p.users.is_empty() {
-                        self.pools.remove(&ip);
+                        // No router uses it: no binding either (flushed).
+                        *slot = None;
+                        self.pool_of.remove(&ip);
+                        self.free_pools.push(i);
                     }
                 }
             }
@@ -780,23 +929,24 @@ impl Nat {
     /// worker calls this once per burst: bounded work). Returns how many.
     ///
     /// The dead ones are freed 16 at a time, their index buckets, binding and
-    /// rest prefetched first: freeing one touches four lines at random.
+    /// rest prefetched first: freeing one touches four lines at random. Their
+    /// hashes are computed once, for the prefetch and the removal.
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
         let n = self.slots.len();
         let mut freed = 0;
-        let mut dead = [0u32; 16];
+        let mut dead = [Hashed::default(); 16];
         let mut nd = 0;
         for _ in 0..budget.min(n) {
             let i = self.cursor;
             self.cursor = if i + 1 == n { 0 } else { i + 1 };
             let s = &self.slots[i];
             if s.proto != 0 && self.dead(s, now) {
-                self.by_in.prefetch(s.hash_in());
-                self.by_out.prefetch(s.hash_out());
-                self.by_binding
-                    .prefetch(hash_binding(s.router, s.proto, s.in_ip, s.in_port));
+                let d = Hashed::of(i as u32, s);
+                self.by_in.prefetch(d.h_in);
+                self.by_out.prefetch(d.h_out);
+                self.by_binding.prefetch(d.h_binding);
                 prefetch(&self.cold[i]);
-                dead[nd] = i as u32;
+                dead[nd] = d;
                 nd += 1;
                 if nd == dead.len() {
                     self.free_dead(&dead);
@@ -809,12 +959,12 @@ impl Nat {
         freed + nd
     }
 
-    fn free_dead(&mut self, dead: &[u32]) {
-        for &i in dead {
-            prefetch(&self.bindings[self.cold[i as usize].binding as usize]);
+    fn free_dead(&mut self, dead: &[Hashed]) {
+        for d in dead {
+            prefetch(&self.bindings[self.cold[d.slot as usize].binding as usize]);
         }
-        for &i in dead {
-            self.free_session(i);
+        for d in dead {
+            self.free_hashed(d);
         }
         self.counters.expired += dead.len() as u64;
     }
@@ -897,7 +1047,13 @@ impl Nat {
 
     #[inline(always)]
     fn find_in(&self, k: &InKey) -> Option<u32> {
-        self.by_in.find(k.hash(), |i| {
+        self.find_in_hashed(k, k.hash())
+    }
+
+    /// [`Nat::find_in`] with `k`'s hash at hand.
+    #[inline(always)]
+    fn find_in_hashed(&self, k: &InKey, h: u64) -> Option<u32> {
+        self.by_in.find(h, |i| {
             let s = &self.slots[i as usize];
             s.router == k.router
                 && s.in_ip == k.in_ip
@@ -940,8 +1096,8 @@ impl Nat {
         Some(s)
     }
 
-    /// A new session for `k` (its binding found or made).
-    fn create(&mut self, k: &InKey, now: u64) -> Result<u32, R> {
+    /// A new session for `k` (its binding found or made); `h_in` is `k`'s hash.
+    fn create(&mut self, k: &InKey, h_in: u64, now: u64) -> Result<u32, R> {
         let Some(&slot) = self.free_slots.last() else {
             return Err(R::NatTableFull);
         };
@@ -957,11 +1113,9 @@ impl Nat {
             Some(b) => b,
             None => {
                 let r = self.routers.get(&k.router).ok_or(R::NatNoPool)?;
-                // Multiply-shift: the hash's top 32 bits scaled to the count.
-                let pick =
-                    (((mix(u64::from(k.in_ip), 0) >> 32) * r.ips.len() as u64) >> 32) as usize;
-                let ext_ip = r.ips[pick];
-                let pool = self.pools.get_mut(&ext_ip).ok_or(R::NatNoPool)?;
+                let pick = pick_ip(k.in_ip, r.ips.len());
+                let (ext_ip, pi) = (r.ips[pick], r.pools[pick]);
+                let pool = self.pools[pi as usize].as_mut().ok_or(R::NatNoPool)?;
                 // A binding per live session at most: never short of one while
                 // a session slot is free.
                 let b = self.free_bindings.pop().ok_or(R::NatTableFull)?;
@@ -974,6 +1128,7 @@ impl Nat {
                     in_ip: k.in_ip,
                     ext_ip,
                     refs: 0,
+                    pool: pi,
                     in_port: k.in_port,
                     ext_port: port,
                     proto: k.proto,
@@ -1002,28 +1157,33 @@ impl Nat {
             created: now,
             binding: b,
         };
-        self.by_in.insert(s.hash_in(), slot);
+        self.by_in.insert(h_in, slot);
         self.by_out.insert(s.hash_out(), slot);
         self.counters.created += 1;
         Ok(slot)
     }
 
     fn free_session(&mut self, i: u32) {
-        let s = self.slots[i as usize];
-        self.by_in.remove(s.hash_in(), i);
-        self.by_out.remove(s.hash_out(), i);
+        let d = Hashed::of(i, &self.slots[i as usize]);
+        self.free_hashed(&d);
+    }
+
+    /// Frees a session, its hashes at hand.
+    #[inline(always)]
+    fn free_hashed(&mut self, d: &Hashed) {
+        let i = d.slot;
+        self.by_in.remove(d.h_in, i);
+        self.by_out.remove(d.h_out, i);
         let bi = self.cold[i as usize].binding as usize;
         let b = &mut self.bindings[bi];
         b.refs -= 1;
         if b.refs == 0 {
             let b = *b;
-            if let Some(p) = self.pools.get_mut(&b.ext_ip) {
+            if let Some(p) = &mut self.pools[b.pool as usize] {
                 p.free[proto_index(b.proto)].push_back(b.ext_port);
             }
-            self.by_binding.remove(
-                hash_binding(b.router, b.proto, b.in_ip, b.in_port),
-                bi as u32,
-            );
+            // The binding's key is the session's inside endpoint.
+            self.by_binding.remove(d.h_binding, bi as u32);
             self.bindings[bi] = Binding::default();
             self.free_bindings.push(bi as u32);
         }
@@ -1071,10 +1231,11 @@ impl Nat {
             rem_ip: h.dst,
             rem_port: dport,
         };
-        let found = self.find_in(&k);
+        let h_in = k.hash();
+        let found = self.find_in_hashed(&k, h_in);
         let s = match self.live(found, now) {
             Some(s) => s,
-            None => self.create(&k, now)?,
+            None => self.create(&k, h_in, now)?,
         };
         self.touch(s, true, flags, now);
         let (ext_ip, ext_port) = (
@@ -1164,33 +1325,20 @@ impl Nat {
     }
 
     /// Stage one of a lookahead for [`Nat::snat_out`] of `ip` (a few packets
-    /// before it): prefetches the index bucket its lookup reads. A hint only:
-    /// any packet is fine, one with no session lookup (fragment, ICMP error,
-    /// other protocol, short) prefetches nothing.
+    /// before it): prefetches the index bucket its lookup reads, and leaves
+    /// the key for stage two ([`Nat::prefetch_next`]). A hint only: any packet
+    /// is fine, one with no session lookup (fragment, ICMP error, other
+    /// protocol, short) prefetches nothing.
+    ///
+    /// Stage one of a burst runs on all its packets, then stage two as many
+    /// times, then the translations, in the packets' order (at most 64
+    /// packets a burst).
     #[inline(always)]
     pub fn prefetch_out(&self, router: u32, ip: &[u8]) {
         if let Some(k) = out_key(router, ip) {
-            self.by_in.prefetch(k.hash());
-        }
-    }
-
-    /// Stage two, once the bucket is in (a few packets after stage one):
-    /// prefetches the session slot the lookup compares, or for a new flow the
-    /// binding index bucket its creation reads.
-    #[inline(always)]
-    pub fn prefetch_out_session(&self, router: u32, ip: &[u8]) {
-        if let Some(k) = out_key(router, ip) {
-            self.prefetch_out_hashed(&k, k.hash());
-        }
-    }
-
-    #[inline(always)]
-    fn prefetch_out_hashed(&self, k: &InKey, h: u64) {
-        match self.by_in.first(h) {
-            Some(s) => prefetch(&self.slots[s as usize]),
-            None => self
-                .by_binding
-                .prefetch(hash_binding(k.router, k.proto, k.in_ip, k.in_port)),
+            let h = k.hash();
+            self.by_in.prefetch(h);
+            self.look.push(Ahead::Out(k, h));
         }
     }
 
@@ -1199,22 +1347,62 @@ impl Nat {
     pub fn prefetch_in(&self, ip: &[u8]) {
         if let Some(h) = in_hash(ip) {
             self.by_out.prefetch(h);
+            self.look.push(Ahead::In(h));
         }
     }
 
-    /// [`Nat::prefetch_out_session`] for [`Nat::snat_in`].
+    /// Stage two of the lookahead, once stage one's bucket is in: the next
+    /// lookup stage one left (none left: nothing) gets the session slot it
+    /// will compare prefetched, or, for a new outbound flow, what creating
+    /// its session will read: the binding index bucket and the outside index
+    /// bucket of the port it will most likely get (the next free one of its
+    /// pool after those of the burst's earlier new flows).
     #[inline(always)]
-    pub fn prefetch_in_session(&self, ip: &[u8]) {
-        if let Some(s) = in_hash(ip).and_then(|h| self.by_out.first(h)) {
-            prefetch(&self.slots[s as usize]);
+    pub fn prefetch_next(&self) {
+        match self.look.pop() {
+            Some(Ahead::Out(k, h)) => match self.by_in.first(h) {
+                Some(s) => prefetch(&self.slots[s as usize]),
+                None => {
+                    self.by_binding
+                        .prefetch(hash_binding(k.router, k.proto, k.in_ip, k.in_port));
+                    if let Some((ext_ip, port)) = self.next_port(&k) {
+                        self.by_out
+                            .prefetch(hash_out(k.proto, ext_ip, port, k.rem_ip, k.rem_port));
+                    }
+                }
+            },
+            Some(Ahead::In(h)) => {
+                if let Some(s) = self.by_out.first(h) {
+                    prefetch(&self.slots[s as usize]);
+                }
+            }
+            None => {}
         }
+    }
+
+    /// The external address and port a new binding for `k` will most likely
+    /// get, if this burst's earlier new flows predicted so far get theirs
+    /// first (and none of them finds a binding after all).
+    #[inline(always)]
+    fn next_port(&self, k: &InKey) -> Option<(u32, u16)> {
+        let r = self.routers.get(&k.router)?;
+        let pick = pick_ip(k.in_ip, r.ips.len());
+        let (ext_ip, pool) = (r.ips[pick], self.pools[r.pools[pick] as usize].as_ref()?);
+        let pi = proto_index(k.proto);
+        let burst = self.look.burst.get();
+        let n = match pool.ahead[pi].get() {
+            (b, n) if b == burst => n,
+            _ => 0,
+        };
+        pool.ahead[pi].set((burst, n + 1));
+        pool.free[pi].get(n as usize).map(|&p| (ext_ip, p))
     }
 
     /// [`Nat::snat_out`] on each packet of a burst (`res[i]` the result of
     /// `pkts[i]`; as many as the shorter of the two), the same translations in
-    /// the same order, with the lookups of up to 32 packets prefetched first:
-    /// with a table larger than the caches, their cache misses overlap
-    /// instead of following each other.
+    /// the same order, with the lookups of up to 32 packets prefetched first
+    /// (both stages of the lookahead): with a table larger than the caches,
+    /// their cache misses overlap instead of following each other.
     pub fn snat_out_burst<P: AsMut<[u8]>>(
         &mut self,
         router: u32,
@@ -1224,16 +1412,11 @@ impl Nat {
     ) {
         let n = pkts.len().min(res.len());
         for (pkts, res) in pkts[..n].chunks_mut(32).zip(res[..n].chunks_mut(32)) {
-            let mut keys = [None; 32];
-            for (k, p) in keys.iter_mut().zip(pkts.iter_mut()) {
-                *k = out_key(router, p.as_mut()).map(|k| {
-                    let h = k.hash();
-                    self.by_in.prefetch(h);
-                    (k, h)
-                });
+            for p in pkts.iter_mut() {
+                self.prefetch_out(router, p.as_mut());
             }
-            for (k, h) in keys.iter().flatten() {
-                self.prefetch_out_hashed(k, *h);
+            for _ in 0..pkts.len() {
+                self.prefetch_next();
             }
             for (p, r) in pkts.iter_mut().zip(res.iter_mut()) {
                 *r = self.snat_out(router, p.as_mut(), now);
@@ -1250,17 +1433,11 @@ impl Nat {
     ) {
         let n = pkts.len().min(res.len());
         for (pkts, res) in pkts[..n].chunks_mut(32).zip(res[..n].chunks_mut(32)) {
-            let mut hs = [None; 32];
-            for (h, p) in hs.iter_mut().zip(pkts.iter_mut()) {
-                *h = in_hash(p.as_mut());
-                if let Some(h) = *h {
-                    self.by_out.prefetch(h);
-                }
+            for p in pkts.iter_mut() {
+                self.prefetch_in(p.as_mut());
             }
-            for h in hs.iter().flatten() {
-                if let Some(s) = self.by_out.first(*h) {
-                    prefetch(&self.slots[s as usize]);
-                }
+            for _ in 0..pkts.len() {
+                self.prefetch_next();
             }
             for (p, r) in pkts.iter_mut().zip(res.iter_mut()) {
                 *r = self.snat_in(p.as_mut(), now);
@@ -1362,6 +1539,14 @@ impl Nat {
                     "session {i} {s:?} disagrees with its binding {b:?}"
                 ));
             }
+            if self
+                .pools
+                .get(b.pool as usize)
+                .and_then(|p| p.as_ref().map(|p| p.ip))
+                != Some(b.ext_ip)
+            {
+                return Err(format!("binding {sb} {b:?} names another address's pool"));
+            }
             refs[sb] += 1;
             let r = self
                 .routers
@@ -1394,7 +1579,12 @@ impl Nat {
         if nb + self.free_bindings.len() != self.bindings.len() {
             return Err("binding free list and bindings disagree".into());
         }
-        for (&ip, p) in &self.pools {
+        for (i, p) in self.pools.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let ip = p.ip;
+            if self.pool_of.get(&ip) != Some(&(i as u32)) {
+                return Err(format!("pool {i} of {ip:x} not found by its address"));
+            }
             for (pi, proto) in [PROTO_TCP, PROTO_UDP, PROTO_ICMP].into_iter().enumerate() {
                 let mut seen = std::collections::HashSet::new();
                 for &port in &p.free[pi] {

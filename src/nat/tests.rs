@@ -635,6 +635,51 @@ fn bursts_translate_as_packets_one_by_one() {
 }
 
 #[test]
+fn lookahead_guesses_the_ports_new_flows_get() {
+    // Two bursts of new flows over two external addresses and three
+    // protocols: stage two of the lookahead guesses, for each new flow in
+    // order, the port its binding then gets (the next free ones of its pool,
+    // after the burst's earlier new flows).
+    let mut n = nat(100);
+    n.set_router(1, &[a(EXT1), a(EXT2)], DEFAULT_PORTS).unwrap();
+    for round in 0..2u32 {
+        let mut pkts: Vec<Vec<u8>> = (0..40u32)
+            .map(|i| {
+                let src = IN1 + i % 5 + 16 * round;
+                let sport = 2000 + i as u16;
+                match i % 3 {
+                    0 => tcp_out(src, sport, SYN),
+                    1 => packet(PROTO_UDP, src, REM, 1, udp(sport, 53, b"q"), true),
+                    _ => packet(PROTO_ICMP, src, REM, 1, echo(8, sport, 1, b""), true),
+                }
+            })
+            .collect();
+        for p in &pkts {
+            n.prefetch_out(1, p);
+        }
+        let guessed: Vec<_> = (0..pkts.len())
+            .map(|_| match n.look.pop() {
+                Some(Ahead::Out(k, h)) => {
+                    assert!(n.by_in.first(h).is_none(), "a new flow");
+                    n.next_port(&k)
+                }
+                _ => panic!("stage one left each packet's key"),
+            })
+            .collect();
+        assert_eq!(n.look.pop().map(|_| ()), None);
+        for (p, g) in pkts.iter_mut().zip(guessed) {
+            n.snat_out(1, p, 5).unwrap();
+            let got = match p[9] {
+                PROTO_ICMP => (be32(p, 12), be16(p, IPV4_LEN + 4)),
+                _ => src_of(p),
+            };
+            assert_eq!(Some(got), g);
+        }
+    }
+    n.check_invariants().unwrap();
+}
+
+#[test]
 fn model_smoke() {
     // A fixed script through the harness: a router, flows out and back.
     let mut s = vec![20, 0x13, 0, 0, 1];
