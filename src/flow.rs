@@ -7,8 +7,9 @@
 //! port, both MACs, the EtherType, the IPv4 source and destination. The value
 //! is the outcome of a frame switched to a known port, or routed to a known
 //! neighbour (its MACs after the rewrite): where it goes (a local port, or
-//! another host through the network's overlay). Entries belong to one snapshot ([`Snapshot::epoch`]):
-//! a table change makes every entry stale at once, without a sweep.
+//! another host through the network's overlay). Entries belong to one
+//! snapshot ([`Snapshot::epoch`]): a table change makes every entry stale at
+//! once, without a sweep.
 //!
 //! What depends on each frame is still checked on each frame by the pipeline
 //! (IPv4 header and checksum, TTL, MTU); a frame that does not pass them takes
@@ -124,19 +125,12 @@ impl FlowCache {
         Some([dst, w(6), w(26)])
     }
 
-    /// The set of key `k` (a worker computes it once per frame, in the
-    /// burst's prefetch pass, for [`FlowCache::prefetch_set`] and
-    /// [`FlowCache::peek`]).
+    /// The set of key `k` (a worker works it out once per frame, a few
+    /// frames ahead, for [`FlowCache::prefetch_set`] and [`FlowCache::peek`]).
     #[inline(always)]
     pub fn set_of(&self, k: &Key) -> usize {
         let x = k[0] ^ k[1].rotate_left(21) ^ k[2].rotate_left(43);
         (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & self.mask
-    }
-
-    /// Prefetches the set of `k` (a burst's sets are fetched ahead of it).
-    #[inline(always)]
-    pub fn prefetch(&self, k: &Key) {
-        self.prefetch_set(self.set_of(k));
     }
 
     /// Prefetches set `s` ([`FlowCache::set_of`]).
@@ -272,18 +266,27 @@ mod tests {
         assert_eq!(off.lookup(7, k), None);
     }
 
+    /// The keys of frames to 10.0.1.`i` for each `i` of `last`.
+    fn keys(last: impl Iterator<Item = u8>) -> Vec<Key> {
+        last.map(|i| FlowCache::key(1, &frame(2, [10, 0, 1, i])).unwrap())
+            .collect()
+    }
+
+    /// Each of `keys` missed, then was forwarded with [`A`] on `epoch`.
+    fn learn(c: &mut FlowCache, keys: &[Key], epoch: u64) {
+        for k in keys {
+            assert_eq!(c.lookup(epoch, *k), None);
+            c.offer(A);
+            c.settle(epoch, true);
+        }
+    }
+
     #[test]
     fn a_worker_sized_cache_on_huge_pages_works_alike() {
         let mut c = FlowCache::new(WORKER_SETS);
         assert_eq!(c.sets.len(), WORKER_SETS);
-        let keys: Vec<Key> = (0..=255)
-            .map(|i| FlowCache::key(1, &frame(2, [10, 0, 1, i])).unwrap())
-            .collect();
-        for k in &keys {
-            assert_eq!(c.lookup(3, *k), None);
-            c.offer(A);
-            c.settle(3, true);
-        }
+        let keys = keys(0..=255);
+        learn(&mut c, &keys, 3);
         for k in &keys {
             assert_eq!(c.lookup(3, *k), Some(A));
         }
@@ -293,14 +296,8 @@ mod tests {
     #[test]
     fn a_set_keeps_its_two_newest_flows() {
         let mut c = FlowCache::new(1);
-        let keys: Vec<Key> = (1..=3)
-            .map(|i| FlowCache::key(1, &frame(2, [10, 0, 1, i])).unwrap())
-            .collect();
-        for k in &keys {
-            assert_eq!(c.lookup(1, *k), None);
-            c.offer(A);
-            c.settle(1, true);
-        }
+        let keys = keys(1..=3);
+        learn(&mut c, &keys, 1);
         assert_eq!(c.lookup(1, keys[0]), None);
         c.settle(1, true);
         assert_eq!(c.lookup(1, keys[1]), Some(A));

@@ -496,9 +496,7 @@ fn from_vm<T: Trace>(
 /// decides.
 #[inline(always)]
 fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
-    if a.routed && !routed_in_place(&a, f.data_mut()) {
-        // What the common case leaves out: options, padding to trim; or a
-        // check fails, and the full pipeline says which.
+    if a.routed {
         ipv4_valid(f).ok()?;
         let b = f.data_mut();
         let ip = &mut b[ETH_LEN..];
@@ -511,8 +509,9 @@ fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
     Some(cached_out(snap, a, f))
 }
 
-/// The common case of a routed frame of a cached flow, checked and rewritten
-/// in place in its bytes `b`: a 20-byte IPv4 header with a valid checksum,
+/// The common case of a routed frame of a cached flow ([`fast`]; [`cached`]
+/// takes any frame), checked and rewritten in place in its bytes `b`: a
+/// 20-byte IPv4 header with a valid checksum,
 /// exactly as long as the frame (no padding to trim), TTL above 1, within the
 /// MTU; then the TTL and checksum, and the cached MACs. `false`, with nothing
 /// written, for any other frame.
@@ -1719,20 +1718,17 @@ fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReas
 }
 
 /// Prefetches what the SNAT of `frame` will read, a burst ahead of the
-/// pipeline (`stage` 0: the index bucket; 1: the session slot, or for a new
-/// flow what creating its session reads, once the bucket is in): with a
-/// session table larger than the caches, the misses of a burst's packets then
-/// overlap instead of following each other. From the external port, the
+/// pipeline, in two stages: this is stage one, the index bucket of the
+/// frame's lookup; [`prefetch_nat_next`] is stage two, once the bucket is in:
+/// the session slot, or for a new flow what creating its session reads. With
+/// a session table larger than the caches, the misses of a burst's packets
+/// then overlap instead of following each other. From the external port, the
 /// reply's session; from the underlay, the session of a frame another host
-/// sent to a router interface here (the router's SNAT). Stage 0 runs on every
-/// frame of the burst, then stage 1 on every frame, in the same order: stage
-/// 1 takes what stage 0 found from the NAT (in that order; it does not read
-/// the frame again). A hint only: a frame it does not recognise prefetches
-/// nothing.
+/// sent to a router interface here (the router's SNAT). A hint only: a frame
+/// it does not recognise prefetches nothing.
 #[inline]
-pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], stage: u8) {
+pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8]) {
     match ing {
-        Ingress::External | Ingress::Underlay if stage != 0 => env.nat.prefetch_next(),
         Ingress::External
             if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 =>
         {
@@ -1745,6 +1741,14 @@ pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8], 
         }
         _ => {}
     }
+}
+
+/// Stage two of [`prefetch_nat`]: called once per frame of the burst after
+/// stage one ran on all of them, it takes what stage one found, in the same
+/// order (it does not read the frame again).
+#[inline]
+pub fn prefetch_nat_next(env: &Env) {
+    env.nat.prefetch_next();
 }
 
 /// For [`prefetch_nat`]: the router and inner IPv4 packet of a VXLAN or GRE

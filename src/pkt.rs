@@ -368,6 +368,7 @@ fn flow_hash_other(inner: &[u8], et: u16) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn ipv4_header_sum_ok_agrees_with_checksum() {
@@ -396,8 +397,6 @@ mod tests {
         assert!(!ipv4_header_sum_ok(&[0; 20]));
         assert!(ipv4_header_sum_ok(&[0xff; 20]));
     }
-
-    use super::*;
 
     #[test]
     fn flow_hash_spreads_flows_over_the_vxlan_port_bits() {

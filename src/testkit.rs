@@ -209,23 +209,37 @@ fn run_in<T: crate::pipeline::Trace>(
     frame: &[u8],
     t: &mut T,
 ) -> Run {
-    let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
-    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+    let mut buf = buffer(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
     env.burst(snap);
     env.noted = None;
     // The workers' SNAT prefetch reads any frame too.
     let ing = crate::pipeline::ingress(snap, in_port);
-    for stage in 0..2 {
-        crate::pipeline::prefetch_nat(snap, env, ing, frame, stage);
-    }
+    crate::pipeline::prefetch_nat(snap, env, ing, frame);
+    crate::pipeline::prefetch_nat_next(env);
     let v = crate::pipeline::process(snap, env, in_port, &mut f, t);
+    outcome(v, &f, env.noted)
+}
+
+/// `frame` in a buffer laid out as in an mbuf: headroom, frame, tailroom.
+fn buffer(frame: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
+    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+    buf
+}
+
+/// The [`Run`] of a frame decided `v`, as `f` then is, with `noted`.
+fn outcome(
+    v: crate::pipeline::Verdict,
+    f: &crate::pkt::Frame,
+    noted: Option<crate::stats::DropReason>,
+) -> Run {
     let out = if v.is_ok() {
         f.data().to_vec()
     } else {
         Vec::new()
     };
-    (v, out, env.noted)
+    (v, out, noted)
 }
 
 /// Runs `frame` in on `in_port` the way a worker decides a frame of a VM
@@ -248,22 +262,18 @@ fn run_fast(
     };
     let set = env.flows.set_of(&k);
     env.burst(snap);
-    env.noted = None;
-    let mut buf = vec![0u8; HEADROOM + frame.len() + TAILROOM];
-    buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
-    let at = HEADROOM..HEADROOM + frame.len();
-    match fast(snap, env, &k, set, &mut buf[at]) {
-        Fast::Port(p) => (Ok(p), buf[HEADROOM..HEADROOM + frame.len()].to_vec(), None),
-        Fast::Overlay(a) => {
-            let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
-            let v = cached_out(snap, a, &mut f);
-            let out = if v.is_ok() {
-                f.data().to_vec()
-            } else {
-                Vec::new()
-            };
-            (v, out, None)
-        }
+    let mut buf = buffer(frame);
+    let way = fast(
+        snap,
+        env,
+        &k,
+        set,
+        &mut buf[HEADROOM..HEADROOM + frame.len()],
+    );
+    let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
+    match way {
+        Fast::Port(p) => outcome(Ok(p), &f, None),
+        Fast::Overlay(a) => outcome(cached_out(snap, a, &mut f), &f, None),
         Fast::Slow => run_in(env, snap, in_port, frame, &mut NoTrace),
     }
 }

@@ -136,62 +136,68 @@ struct BurstCtx<'a> {
     env: &'a mut Env,
     c: &'a WorkerCounters,
     tx_mask: u64,
-    learned: &'a crossbeam_queue::ArrayQueue<(std::net::Ipv4Addr, crate::mac::MacAddr)>,
+    exchange: &'a Exchange,
     /// The index of the flood burst (after the ports').
     flood_out: u16,
     floods: &'a mut Vec<pipeline::Flood>,
     ing: pipeline::Ingress<'a>,
     in_port: u16,
     rx_bytes: u64,
+    /// Frames the flow cache decided ([`BurstCtx::fast`]).
+    hits: u64,
 }
 
 impl BurstCtx<'_> {
-    /// Prefetches the SNAT's lookups of the whole burst, ahead of it.
+    /// Prefetches the SNAT's lookups of the whole burst, ahead of it (both
+    /// stages).
     #[inline(always)]
     fn prefetch_nat(&self, rx: &Burst) {
         if self.env.snat_here() {
-            for stage in 0..2 {
-                for i in 0..rx.len() {
-                    pipeline::prefetch_nat(self.snap, self.env, self.ing, rx.data(i), stage);
-                }
+            for i in 0..rx.len() {
+                pipeline::prefetch_nat(self.snap, self.env, self.ing, rx.data(i));
+            }
+            for _ in 0..rx.len() {
+                pipeline::prefetch_nat_next(self.env);
             }
         }
     }
 
     /// A frame from a VM port with its flow key and cache set: the flow
-    /// cache's way ([`pipeline::fast`]) when it has one, else [`Self::slow`].
-    /// Counts the frames it decides in `hits`.
+    /// cache's way ([`pipeline::fast`]) when it has one, else the whole
+    /// pipeline. Where it goes, and its length then.
     #[inline(always)]
-    fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt, hits: &mut u64) -> (u16, u32) {
-        let len = pkt.len();
-        let Some(bytes) = pkt.bytes_mut() else {
-            return self.slow(pkt);
+    fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt) -> (u16, u32) {
+        self.rx_bytes += pkt.len() as u64;
+        let way = match pkt.bytes_mut() {
+            Some(bytes) => pipeline::fast(self.snap, self.env, k, set, bytes),
+            None => Fast::Slow,
         };
-        match pipeline::fast(self.snap, self.env, k, set, bytes) {
-            Fast::Port(p) => {
-                self.rx_bytes += len as u64;
-                *hits += 1;
-                (output(self.c, self.tx_mask, Ok(p)), len)
-            }
+        let d = match way {
+            Fast::Port(p) => Ok(p),
             Fast::Overlay(a) => {
-                self.rx_bytes += len as u64;
-                *hits += 1;
                 let snap = self.snap;
-                let d = pkt.frame(|f| match f {
+                pkt.frame(|f| match f {
                     Some(f) => pipeline::cached_out(snap, a, f),
                     None => Err(DropReason::MultiSegment),
-                });
-                (output(self.c, self.tx_mask, d), pkt.len())
+                })
             }
-            Fast::Slow => self.slow(pkt),
-        }
+            Fast::Slow => return self.whole(pkt),
+        };
+        self.hits += 1;
+        (output(self.c, self.tx_mask, d), pkt.len())
+    }
+
+    /// A frame through the whole pipeline (counted as received).
+    #[inline(always)]
+    fn slow(&mut self, pkt: Pkt) -> (u16, u32) {
+        self.rx_bytes += pkt.len() as u64;
+        self.whole(pkt)
     }
 
     /// A frame through the whole pipeline: where it goes, and its length
     /// then.
     #[inline(always)]
-    fn slow(&mut self, mut pkt: Pkt) -> (u16, u32) {
-        self.rx_bytes += pkt.len() as u64;
+    fn whole(&mut self, mut pkt: Pkt) -> (u16, u32) {
         let d = pkt.frame(|frame| match frame {
             None => Err(DropReason::MultiSegment),
             Some(f) => {
@@ -208,7 +214,7 @@ impl BurstCtx<'_> {
                 }
                 if d == Err(DropReason::ArpReplyConsumed) {
                     if let Some(x) = pipeline::arp_reply_sender(f.data()) {
-                        let _ = self.learned.push(x);
+                        let _ = self.exchange.learned.push(x);
                     }
                 }
                 d
@@ -471,12 +477,13 @@ impl Worker {
                 env: &mut s.env,
                 c,
                 tx_mask: s.tx_mask,
-                learned: &self.exchange.learned,
+                exchange: &self.exchange,
                 flood_out: self.tx.len() as u16,
                 floods: &mut s.floods,
                 ing,
                 in_port,
                 rx_bytes: 0,
+                hits: 0,
             };
             let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
             match ing {
@@ -496,7 +503,6 @@ impl Worker {
                     }
                 }
                 pipeline::Ingress::Vm(vm, _) => {
-                    b.prefetch_nat(&s.rx);
                     // Each frame's flow key and cache set are worked out
                     // FLOW_AHEAD frames before it is decided: its set is
                     // fetched meanwhile.
@@ -511,18 +517,17 @@ impl Worker {
                     for (i, k) in keys.iter_mut().enumerate().take(FLOW_AHEAD) {
                         *k = key(&s.rx, &b.env.flows, i);
                     }
-                    let mut hits = 0;
                     for i in 0..n {
                         if i + FLOW_AHEAD < n {
                             keys[i + FLOW_AHEAD] = key(&s.rx, &b.env.flows, i + FLOW_AHEAD);
                         }
                         let pkt = s.rx.pkt(i);
                         (to[i], lens[i]) = match &keys[i] {
-                            Some((k, set)) => b.fast(k, *set, pkt, &mut hits),
+                            Some((k, set)) => b.fast(k, *set, pkt),
                             None => b.slow(pkt),
                         };
                     }
-                    b.env.flows.hits += hits;
+                    b.env.flows.hits += b.hits;
                 }
                 _ => {
                     b.prefetch_nat(&s.rx);

@@ -111,11 +111,23 @@ fn v6(ip: IpAddr) -> [u8; 16] {
 const PAYLOAD: &[u8] = b"dvr golden payload 0123456789";
 
 fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Vec<u8> {
+    udp4_carrying(src_mac, dst_mac, src, dst, ttl, PAYLOAD)
+}
+
+/// [`udp4`] with `payload`.
+fn udp4_carrying(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut v = Vec::new();
     PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(ip4(src), ip4(dst), ttl)
         .udp(40000, 5001)
-        .write(&mut v, PAYLOAD)
+        .write(&mut v, payload)
         .unwrap();
     v
 }
@@ -1111,12 +1123,8 @@ fn a_routed_flow_is_cached_and_each_frame_still_checked() {
     );
     // Over the overlay's MTU with DF: fragmentation needed, as uncached.
     let red_mtu = b.m.networks["red"].mtu;
-    let mut big = Vec::new();
-    PacketBuilder::ethernet2(A_MAC, blue_gw)
-        .ipv4(ip4("10.1.0.10"), ip4("10.2.0.20"), 64)
-        .udp(40000, 5001)
-        .write(&mut big, &vec![0x5a; red_mtu as usize + 1 - 28])
-        .unwrap();
+    let over_red = vec![0x5a; red_mtu as usize + 1 - 28];
+    let big = udp4_carrying(A_MAC, blue_gw, "10.1.0.10", "10.2.0.20", 64, &over_red);
     let (v, _, noted) = run_warm(&b, &mut env, VM_A, &big);
     assert_eq!((v, noted), (Ok(VM_A), Some(R::FragmentationNeeded)));
     // Padding beyond the IP length is trimmed on the cached way too.
@@ -1149,12 +1157,8 @@ fn a_routed_flow_is_cached_and_each_frame_still_checked() {
     assert_eq!(run_warm(&b, &mut env, VM_A, &sw), (Ok(UP), sw_out, None));
     assert_eq!(env.flows.hits, hits + 1);
     let blue_mtu = b.m.networks["blue"].mtu;
-    let mut sw_big = Vec::new();
-    PacketBuilder::ethernet2(A_MAC, C_MAC)
-        .ipv4(ip4("10.1.0.10"), ip4("10.1.0.20"), 64)
-        .udp(40000, 5001)
-        .write(&mut sw_big, &vec![0x5a; blue_mtu as usize + 1 - 28])
-        .unwrap();
+    let over_blue = vec![0x5a; blue_mtu as usize + 1 - 28];
+    let sw_big = udp4_carrying(A_MAC, C_MAC, "10.1.0.10", "10.1.0.20", 64, &over_blue);
     assert_eq!(
         run_warm(&b, &mut env, VM_A, &sw_big),
         (Err(R::MtuExceeded), vec![], None)

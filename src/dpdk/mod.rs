@@ -607,6 +607,15 @@ impl Burst {
         self.len += 1;
     }
 
+    /// Takes `m` to be freed: appended, once the burst (full) is freed.
+    #[inline(always)]
+    fn discard(&mut self, m: *mut ffi::rte_mbuf) {
+        if self.len == MAX_BURST {
+            self.clear();
+        }
+        self.push_raw(m);
+    }
+
     /// Packet `i`, to decide on ([`Pkt`]).
     #[inline(always)]
     pub fn pkt(&mut self, i: usize) -> Pkt<'_> {
@@ -653,18 +662,12 @@ impl Burst {
                 None => 0,
             };
             for &m in &self.pkts[i + moved..i + run] {
-                if drops.len == MAX_BURST {
-                    drops.clear();
-                }
-                drops.push_raw(m);
+                drops.discard(m);
             }
             i += run;
         }
         for &m in &self.pkts[to.len()..self.len] {
-            if drops.len == MAX_BURST {
-                drops.clear();
-            }
-            drops.push_raw(m);
+            drops.discard(m);
         }
         // Every mbuf now belongs to an output or to `drops`.
         self.len = 0;
