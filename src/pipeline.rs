@@ -540,7 +540,7 @@ fn routed_in_place(a: &Action, b: &mut [u8]) -> bool {
 
 /// The cached way out of a frame already checked and rewritten.
 #[inline(always)]
-pub fn cached_out(snap: &Snapshot, a: Action, f: &mut Frame) -> Verdict {
+fn cached_out<P: InPlace>(snap: &Snapshot, a: Action, f: &mut P) -> Verdict {
     match a.out {
         Out::Port(p) => Ok(p),
         Out::Host {
@@ -558,35 +558,29 @@ pub fn cached_out(snap: &Snapshot, a: Action, f: &mut Frame) -> Verdict {
     }
 }
 
-/// What a worker's flow cache makes of a frame from a VM port ([`fast`]).
-pub enum Fast {
-    /// Checked and rewritten in place: to this local port, as long as it was.
-    Port(u16),
-    /// Checked and rewritten in place: to encapsulate ([`cached_out`]).
-    Overlay(Action),
-    /// Not cached, or not the common case: the whole pipeline decides
-    /// ([`process_from`]); nothing was written.
-    Slow,
-}
-
 /// A frame from a VM port whose flow key `k` and set `set` the worker
 /// computed ahead ([`FlowCache::key`], [`FlowCache::set_of`]): a flow
 /// cached on this snapshot, and a frame needing nothing but its rewrite (see
-/// [`routed_in_place`]), is decided here on its bytes `b`, without a
-/// [`Frame`]. For the same frame, [`process_from`] decides the same. The
-/// caller counts the hits (`env.flows.hits`), a burst at a time.
+/// [`routed_in_place`]), is decided here where it lies, without a
+/// [`Frame`]: rewritten, and encapsulated if it leaves over the overlay.
+/// `None`, with nothing written, for any other frame: the whole pipeline
+/// ([`process_from`]) then decides, and it decides the same for the frames
+/// decided here. The caller counts the hits (`env.flows.hits`), a burst at
+/// a time.
 #[inline(always)]
-pub fn fast(snap: &Snapshot, env: &Env, k: &flow::Key, set: usize, b: &mut [u8]) -> Fast {
-    let Some(&a) = env.flows.peek(snap.epoch, k, set) else {
-        return Fast::Slow;
-    };
+pub fn fast<P: InPlace>(
+    snap: &Snapshot,
+    env: &Env,
+    k: &flow::Key,
+    set: usize,
+    p: &mut P,
+) -> Option<Verdict> {
+    let &a = env.flows.peek(snap.epoch, k, set)?;
+    let b = p.bytes()?;
     if a.routed && !routed_in_place(&a, b) {
-        return Fast::Slow;
+        return None;
     }
-    match a.out {
-        Out::Port(p) => Fast::Port(p),
-        Out::Host { .. } => Fast::Overlay(a),
-    }
+    Some(cached_out(snap, a, p))
 }
 
 #[inline(always)]
@@ -1441,19 +1435,22 @@ fn encap<T: Trace>(snap: &Snapshot, net: &NetTables, h: u16, f: &mut Frame, t: &
 }
 
 /// Sends the frame in `f` to host `h` over the overlay of `net` (named `name`).
-fn overlay<T: Trace>(
+fn overlay<P: InPlace, T: Trace>(
     snap: &Snapshot,
     net: Segment,
     name: &str,
     h: u16,
-    f: &mut Frame,
+    f: &mut P,
     t: &mut T,
 ) -> Verdict {
     let node = &*snap.node;
     let (Some((ul_port, _)), Some(host)) = (node.underlay, node.hosts.get(h as usize)) else {
         return Err(R::NoUnderlay);
     };
-    let inner = f.len();
+    let Some(b) = f.bytes() else {
+        return Err(R::MultiSegment);
+    };
+    let inner = b.len();
     // Only what leaves through the overlay must fit its MTU (the underlay
     // must never fragment); frames between local ports may be larger.
     if inner > net.mtu as usize + ETH_LEN {
@@ -1471,12 +1468,11 @@ fn overlay<T: Trace>(
                 return Err(unresolved(node, host, t));
             };
             let vxlan = net.kind == NetworkType::Vxlan;
-            let hash = if vxlan { flow_hash(f.data()) } else { 0 };
+            let hash = if vxlan { flow_hash(b) } else { 0 };
             let over = if vxlan { VXLAN_OVERHEAD } else { GRE_OVERHEAD };
-            if !f.prepend(over) {
+            let Some(b) = f.prepend(over) else {
                 return Err(R::NoHeadroom);
-            }
-            let b = f.data_mut();
+            };
             let Some((hdr, l4)) = b.split_first_chunk_mut::<34>() else {
                 return Err(R::NoHeadroom); // unreachable: over > 34
             };
@@ -1528,10 +1524,9 @@ fn overlay<T: Trace>(
             Ok(ul_port)
         }
         NetworkType::Vlan => {
-            if !f.prepend(VLAN_LEN) {
+            let Some(b) = f.prepend(VLAN_LEN) else {
                 return Err(R::NoHeadroom);
-            }
-            let b = f.data_mut();
+            };
             b.copy_within(VLAN_LEN..VLAN_LEN + 12, 0);
             put16(b, 12, ETHERTYPE_VLAN);
             put16(b, 14, (net.segment & 0x0fff) as u16);

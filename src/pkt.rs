@@ -119,6 +119,30 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// A frame that a worker's flow cache way rewrites where it lies
+/// ([`crate::pipeline::fast`]): an mbuf of a burst ([`crate::dpdk::Pkt`]), or
+/// a [`Frame`].
+pub trait InPlace {
+    /// Its bytes; `None` when they are not one contiguous run.
+    fn bytes(&mut self) -> Option<&mut [u8]>;
+    /// Grows it by `n` bytes in front (contents unspecified) and returns its
+    /// bytes then; `None`, with nothing changed, when the headroom is too
+    /// small or the bytes are not one run.
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]>;
+}
+
+impl InPlace for Frame<'_> {
+    #[inline(always)]
+    fn bytes(&mut self) -> Option<&mut [u8]> {
+        Some(self.data_mut())
+    }
+
+    #[inline(always)]
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        Frame::prepend(self, n).then(|| self.data_mut())
+    }
+}
+
 #[inline(always)]
 pub fn be16(b: &[u8], at: usize) -> u16 {
     // One bounds check for the range, not one per byte.

@@ -11,7 +11,7 @@ use crate::dpdk::{self, Burst, Mbuf, Mempool, Pkt, RxQueue, TxQueue};
 use crate::flow;
 use crate::l2::DROP;
 use crate::nat::NatConfig;
-use crate::pipeline::{self, Env, Fast, NoTrace};
+use crate::pipeline::{self, Env, NoTrace};
 use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
 use crate::snapshot::Snapshot;
 use crate::snapshot::Tables;
@@ -168,20 +168,8 @@ impl BurstCtx<'_> {
     #[inline(always)]
     fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt) -> (u16, u32) {
         self.rx_bytes += pkt.len() as u64;
-        let way = match pkt.bytes_mut() {
-            Some(bytes) => pipeline::fast(self.snap, self.env, k, set, bytes),
-            None => Fast::Slow,
-        };
-        let d = match way {
-            Fast::Port(p) => Ok(p),
-            Fast::Overlay(a) => {
-                let snap = self.snap;
-                pkt.frame(|f| match f {
-                    Some(f) => pipeline::cached_out(snap, a, f),
-                    None => Err(DropReason::MultiSegment),
-                })
-            }
-            Fast::Slow => return self.whole(pkt),
+        let Some(d) = pipeline::fast(self.snap, self.env, k, set, &mut pkt) else {
+            return self.whole(pkt);
         };
         self.hits += 1;
         (output(self.c, self.tx_mask, d), pkt.len())

@@ -710,10 +710,23 @@ impl Pkt<'_> {
         self.len() == 0
     }
 
+    /// Runs `f` on the single-segment packet as a mutable [`Frame`] over its
+    /// whole buffer (headroom and tailroom included; `None` when chained):
+    /// `f` may rewrite, grow or cut it, and the mbuf takes the frame's new
+    /// start and length.
+    #[inline(always)]
+    pub fn frame<R>(&mut self, f: impl FnOnce(Option<&mut Frame>) -> R) -> R {
+        // SAFETY: `m` is a valid mbuf owned by the burst and borrowed mutably
+        // for 'a; nothing else references it during the call.
+        unsafe { with_frame(self.m, f) }
+    }
+}
+
+impl crate::pkt::InPlace for Pkt<'_> {
     /// The bytes of a single-segment packet, to rewrite in place (its start
     /// and length stay); `None` for a chained packet.
     #[inline(always)]
-    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+    fn bytes(&mut self) -> Option<&mut [u8]> {
         // SAFETY: `m` is a valid mbuf owned by the burst and borrowed
         // mutably for 'a; the slice is checked to lie inside its buffer.
         unsafe {
@@ -729,15 +742,26 @@ impl Pkt<'_> {
         }
     }
 
-    /// Runs `f` on the single-segment packet as a mutable [`Frame`] over its
-    /// whole buffer (headroom and tailroom included; `None` when chained):
-    /// `f` may rewrite, grow or cut it, and the mbuf takes the frame's new
-    /// start and length.
+    /// Moves a single-segment packet's start `n` bytes into its headroom.
     #[inline(always)]
-    pub fn frame<R>(&mut self, f: impl FnOnce(Option<&mut Frame>) -> R) -> R {
-        // SAFETY: `m` is a valid mbuf owned by the burst and borrowed mutably
-        // for 'a; nothing else references it during the call.
-        unsafe { with_frame(self.m, f) }
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        // SAFETY: as in `bytes`; the new start is checked to stay inside the
+        // buffer (n <= data_off) and the length to fit the mbuf's fields.
+        unsafe {
+            let m = &mut *self.m;
+            let (off, len) = (m.data_off as usize, m.data_len as usize + n);
+            if m.nb_segs != 1 || n > off || off - n + len > m.buf_len as usize {
+                return None;
+            }
+            let off = off - n;
+            m.data_off = off as u16;
+            m.data_len = len as u16;
+            m.pkt_len = len as u32;
+            Some(std::slice::from_raw_parts_mut(
+                (m.buf_addr as *mut u8).add(off),
+                len,
+            ))
+        }
     }
 }
 
