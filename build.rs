@@ -46,6 +46,7 @@ fn main() {
         .allowlist_function("rte_eth_.*")
         .allowlist_function("rte_pktmbuf_.*")
         .allowlist_function("rte_mempool_.*")
+        .allowlist_function("rte_malloc_heap_(create|destroy|memory_add|memory_remove|get_socket)")
         .allowlist_function("rte_ring_(create|free|lookup)")
         .allowlist_function("rte_lcore_.*")
         .allowlist_function("rte_thread_(register|unregister)")

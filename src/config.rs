@@ -79,6 +79,9 @@ pub struct Dataplane {
     pub mbuf_cache: u32,
     pub rx_desc: u16,
     pub tx_desc: u16,
+    /// Without hugepages and without NICs, packet buffers in memory of
+    /// their own on transparent huge pages rather than EAL's 4 KiB pages.
+    pub thp_mbufs: bool,
 }
 
 impl Default for Dataplane {
@@ -90,6 +93,7 @@ impl Default for Dataplane {
             mbuf_cache: 256,
             rx_desc: 1024,
             tx_desc: 1024,
+            thp_mbufs: true,
         }
     }
 }

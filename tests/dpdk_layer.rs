@@ -184,3 +184,52 @@ fn null_port_sends_and_counts() {
     assert_eq!(tx[0].tx(&mut b).sent, 5);
     assert!(p.link_up());
 }
+
+#[test]
+fn a_pool_on_transparent_huge_pages_carries_frames_and_goes_away() {
+    use dvr::pkt::InPlace;
+    let _g = eal();
+    for round in 0..2 {
+        // The same names twice: the first pool's heap and memory were released.
+        let pool = Mempool::new_thp("t_thp", 4095, 0).unwrap();
+        assert!(pool.on_thp());
+        let full = pool.available();
+        assert_eq!(full, 4095);
+        let (a, b) =
+            dpdk::ring_pair(&format!("t_ta{round}"), &format!("t_tb{round}"), 256).unwrap();
+        let pa = Port::start(a, "t_ta", &setup(), &pool).unwrap();
+        let pb = Port::start(b, "t_tb", &setup(), &pool).unwrap();
+        let (_, mut txa) = pa.queues(1, 1);
+        let (mut rxb, _) = pb.queues(1, 1);
+        let frames: Vec<Vec<u8>> = (0..32u8).map(|i| vec![i; 60 + i as usize]).collect();
+        let mut out = Burst::new();
+        for f in &frames {
+            Mbuf::from_frame(&pool, f)
+                .unwrap()
+                .push_to(&mut out)
+                .ok()
+                .unwrap();
+        }
+        assert_eq!(txa[0].tx(&mut out).sent, 32);
+        let mut got = Burst::new();
+        assert_eq!(rxb[0].rx(&mut got, 32), 32);
+        for (i, f) in frames.iter().enumerate() {
+            let mut p = got.pkt(i);
+            assert_eq!(p.bytes().unwrap(), &f[..]);
+            // A packet grows into its headroom in place: its bytes then, the
+            // old ones at the end; more than the headroom leaves it as it was.
+            let b = p.prepend(50).unwrap();
+            assert_eq!(b.len(), f.len() + 50);
+            assert_eq!(&b[50..], &f[..]);
+            b[..50].fill(0xee);
+            assert!(p.prepend(4096).is_none());
+            assert_eq!(p.len() as usize, f.len() + 50);
+            assert_eq!(&got.data(i)[50..], &f[..]);
+            assert_eq!(got.data(i)[..50], [0xee; 50]);
+        }
+        assert_eq!(pool.available(), full - 32);
+        drop(got);
+        assert_eq!(pool.available(), full);
+        drop((pa, pb));
+    }
+}

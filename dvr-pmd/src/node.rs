@@ -142,7 +142,7 @@ impl Node {
         node.eal = Some(Eal::init("dvr-pmd", &args)?);
         node.tsc_hz = dpdk::tsc_hz();
         let dp = node.cfg.dataplane.clone();
-        let pool = Mempool::new("dvr_mbufs", dp.mbufs, dp.mbuf_cache)?;
+        let pool = packet_pool(&node.cfg, dp.mbufs, dp.mbuf_cache)?;
         node.pool = Some(pool.clone());
         let nworkers = node.cfg.cores.workers.len() as u16;
 
@@ -407,4 +407,28 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.close_all();
     }
+}
+
+/// The packet buffers. Without hugepages and without a NIC, in memory of
+/// their own on transparent huge pages (`Mempool::new_thp`: a few TLB
+/// entries instead of one per buffer; `[dataplane] thp_mbufs`); otherwise,
+/// or when that fails, in EAL's memory.
+fn packet_pool(cfg: &Config, n: u32, cache: u32) -> Result<Arc<Mempool>, StartError> {
+    let nic = cfg
+        .ports
+        .iter()
+        .any(|p| matches!(p.kind, PortKind::Pci { .. }));
+    if cfg.dataplane.thp_mbufs && !cfg.eal.hugepages && !nic {
+        match Mempool::new_thp("dvr_mbufs", n, cache) {
+            Ok(p) => {
+                tracing::info!(mbufs = n, "packet buffers on transparent huge pages");
+                return Ok(p);
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "packet buffers on transparent huge pages failed: in EAL's memory instead"
+            ),
+        }
+    }
+    Ok(Mempool::new("dvr_mbufs", n, cache)?)
 }

@@ -206,7 +206,7 @@ impl<T: Copy> HugeTable<T> {
             .max(1);
         let (raw, mem) = if bytes >= HUGE_PAGE && std::mem::align_of::<T>() <= HUGE_PAGE {
             let size = bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE;
-            (Self::map(size), Ok(size))
+            (map_huge(size), Ok(size))
         } else {
             let layout = std::alloc::Layout::from_size_align(bytes, std::mem::align_of::<T>())
                 .expect("valid layout");
@@ -222,40 +222,40 @@ impl<T: Copy> HugeTable<T> {
         }
         HugeTable { ptr, len: n, mem }
     }
+}
 
-    /// Maps `size` bytes (a multiple of [`HUGE_PAGE`]) aligned to a huge
-    /// page and advises them as huge; null when the mapping fails.
-    fn map(size: usize) -> *mut u8 {
-        let span = size + HUGE_PAGE;
-        // SAFETY: an anonymous private mapping of fresh memory; nothing else
-        // refers to it. The head and tail beyond the aligned `size` bytes are
-        // unmapped again (whole pages of our own mapping), and the advice
-        // only changes how the kernel backs pages not yet touched; its
-        // failure (no THP) leaves small pages.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                span,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                return std::ptr::null_mut();
-            }
-            let start = p as usize;
-            let aligned = (start + HUGE_PAGE - 1) & !(HUGE_PAGE - 1);
-            if aligned > start {
-                libc::munmap(p, aligned - start);
-            }
-            let tail = start + span - (aligned + size);
-            if tail > 0 {
-                libc::munmap((aligned + size) as *mut libc::c_void, tail);
-            }
-            libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
-            aligned as *mut u8
+/// Maps `size` bytes (a multiple of [`HUGE_PAGE`]) aligned to a huge
+/// page and advises them as huge; null when the mapping fails.
+fn map_huge(size: usize) -> *mut u8 {
+    let span = size + HUGE_PAGE;
+    // SAFETY: an anonymous private mapping of fresh memory; nothing else
+    // refers to it. The head and tail beyond the aligned `size` bytes are
+    // unmapped again (whole pages of our own mapping), and the advice
+    // only changes how the kernel backs pages not yet touched; its
+    // failure (no THP) leaves small pages.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            span,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return std::ptr::null_mut();
         }
+        let start = p as usize;
+        let aligned = (start + HUGE_PAGE - 1) & !(HUGE_PAGE - 1);
+        if aligned > start {
+            libc::munmap(p, aligned - start);
+        }
+        let tail = start + span - (aligned + size);
+        if tail > 0 {
+            libc::munmap((aligned + size) as *mut libc::c_void, tail);
+        }
+        libc::madvise(aligned as *mut libc::c_void, size, libc::MADV_HUGEPAGE);
+        aligned as *mut u8
     }
 }
 
@@ -322,6 +322,9 @@ pub fn unregister_thread() {
 pub struct Mempool {
     ptr: NonNull<ffi::rte_mempool>,
     name: String,
+    /// The pool's own memory, when it is not EAL's ([`Mempool::new_thp`]);
+    /// released after the pool (fields drop after `Drop::drop`).
+    heap: Option<ThpHeap>,
 }
 
 // SAFETY: rte_mempool is designed for concurrent use from many lcores; the pointer
@@ -330,14 +333,132 @@ unsafe impl Send for Mempool {}
 // SAFETY: as above: every operation we expose on &Mempool is thread-safe in DPDK.
 unsafe impl Sync for Mempool {}
 
+/// Bytes a packet buffer of the default data room takes in a pool, with the
+/// mempool's header and alignment (2,304 bytes of mbuf and data room, a
+/// 64-byte object header, rounded up).
+const MBUF_FOOTPRINT: usize = 2432;
+/// Room a pool's own memory keeps beyond its buffers: the pool structure,
+/// its ring and per-lcore caches, and the buffers a 2 MiB page cannot hold
+/// whole at its end.
+const POOL_SLACK: usize = 8 << 20;
+
+/// Memory of a packet pool that is not EAL's: anonymous, aligned to and
+/// advised onto transparent huge pages, added to DPDK as a malloc heap of
+/// its own. It has no IOVAs: for virtual devices, which only use virtual
+/// addresses.
+struct ThpHeap {
+    name: CString,
+    addr: NonNull<u8>,
+    len: usize,
+    /// Added to the heap (removed again on drop).
+    added: bool,
+}
+
+impl ThpHeap {
+    /// A heap named `name` of at least `bytes`, its memory mapped and added.
+    fn new(name: &str, bytes: usize) -> Result<ThpHeap> {
+        let op = format!("THP heap {name}");
+        let cname = cstring(&op, name)?;
+        let len = bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+        let Some(addr) = NonNull::new(map_huge(len)) else {
+            return Err(Error::other(op, format!("mmap of {len} bytes failed")));
+        };
+        // SAFETY: cname is a valid C string DPDK copies.
+        if unsafe { ffi::rte_malloc_heap_create(cname.as_ptr()) } != 0 {
+            // SAFETY: our own mapping of `len` bytes, not yet given to DPDK.
+            unsafe { libc::munmap(addr.as_ptr().cast(), len) };
+            return Err(Error::from_errno(format!("rte_malloc_heap_create({name})")));
+        }
+        let mut heap = ThpHeap {
+            name: cname,
+            addr,
+            len,
+            added: false,
+        };
+        // SAFETY: `len` bytes at `addr` are our mapping, aligned to and a
+        // multiple of HUGE_PAGE; no IOVA table (null): DPDK records none.
+        let rc = unsafe {
+            ffi::rte_malloc_heap_memory_add(
+                heap.name.as_ptr(),
+                addr.as_ptr().cast(),
+                len,
+                std::ptr::null_mut(),
+                (len / HUGE_PAGE) as u32,
+                HUGE_PAGE,
+            )
+        };
+        if rc != 0 {
+            // `heap` drops: the heap is destroyed and the memory unmapped.
+            return Err(Error::from_errno(format!(
+                "rte_malloc_heap_memory_add({name})"
+            )));
+        }
+        heap.added = true;
+        Ok(heap)
+    }
+
+    /// The socket id DPDK gave the heap (allocations on it use its memory).
+    fn socket(&self) -> Result<i32> {
+        // SAFETY: a valid C string naming a heap we created.
+        let s = unsafe { ffi::rte_malloc_heap_get_socket(self.name.as_ptr()) };
+        if s < 0 {
+            return Err(Error::from_errno("rte_malloc_heap_get_socket"));
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for ThpHeap {
+    fn drop(&mut self) {
+        // SAFETY: nothing is allocated from the heap any more (its pool was
+        // freed first); then the memory is ours again to unmap.
+        unsafe {
+            if self.added {
+                ffi::rte_malloc_heap_memory_remove(
+                    self.name.as_ptr(),
+                    self.addr.as_ptr().cast(),
+                    self.len,
+                );
+            }
+            ffi::rte_malloc_heap_destroy(self.name.as_ptr());
+            libc::munmap(self.addr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
 impl Mempool {
     /// A packet mbuf pool of `n` buffers with a per-lcore cache of `cache` and the
-    /// default data room (2048 bytes + headroom).
+    /// default data room (2048 bytes + headroom), in EAL's memory.
     pub fn new(name: &str, n: u32, cache: u32) -> Result<Arc<Mempool>> {
+        // SOCKET_ID_ANY (-1) lets DPDK choose the memory.
+        Self::create(name, n, cache, -1, None)
+    }
+
+    /// As [`Mempool::new`], in memory of the pool's own on transparent huge
+    /// pages ([`ThpHeap`]) instead of EAL's. Without hugepages (`--no-huge`)
+    /// EAL's memory is 4 KiB pages, one buffer per page, and every buffer a
+    /// packet touches costs a TLB entry; on 2 MiB pages the buffers are
+    /// packed and a few entries cover them. For virtual devices only: the
+    /// memory has no IOVAs, which a NIC's DMA would need.
+    pub fn new_thp(name: &str, n: u32, cache: u32) -> Result<Arc<Mempool>> {
+        let bytes = n as usize * MBUF_FOOTPRINT + POOL_SLACK;
+        let heap = ThpHeap::new(&format!("{name}_thp"), bytes)?;
+        let socket = heap.socket()?;
+        Self::create(name, n, cache, socket, Some(heap))
+    }
+
+    fn create(
+        name: &str,
+        n: u32,
+        cache: u32,
+        socket: i32,
+        heap: Option<ThpHeap>,
+    ) -> Result<Arc<Mempool>> {
         let op = format!("rte_pktmbuf_pool_create({name})");
         let cname = cstring(&op, name)?;
-        // SAFETY: cname is a valid C string copied by DPDK; sizes are plain integers;
-        // SOCKET_ID_ANY (-1) lets DPDK choose the memory.
+        // SAFETY: cname is a valid C string copied by DPDK; sizes are plain
+        // integers; `socket` is SOCKET_ID_ANY or the socket of `heap`, which
+        // lives as long as the pool.
         let p = unsafe {
             ffi::rte_pktmbuf_pool_create(
                 cname.as_ptr(),
@@ -345,16 +466,23 @@ impl Mempool {
                 cache,
                 0,
                 ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                -1,
+                socket,
             )
         };
         match NonNull::new(p) {
             Some(ptr) => Ok(Arc::new(Mempool {
                 ptr,
                 name: name.to_owned(),
+                heap,
             })),
             None => Err(Error::from_errno(op)),
         }
+    }
+
+    /// Whether the pool's buffers are in memory of its own on transparent
+    /// huge pages ([`Mempool::new_thp`]).
+    pub fn on_thp(&self) -> bool {
+        self.heap.is_some()
     }
 
     pub fn name(&self) -> &str {
