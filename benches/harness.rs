@@ -99,6 +99,7 @@ workers = [{core}]
 [eal]
 file_prefix = "dvr-bench-{pid}"
 no_shconf = true
+{huge}
 {extra}
 [[ports]]
 name = "vm-a"
@@ -123,6 +124,7 @@ port = "vm-b"
         a = a.display(),
         b = b.display(),
         pid = std::process::id(),
+        huge = huge_eal(),
     )
 }
 
@@ -179,6 +181,20 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
             Err(_) => continue,
         };
         lines.push(v);
+        if lines.len() == 2 {
+            // What of the daemon is on transparent huge pages (its packet
+            // buffers and its tables), once per measurement.
+            let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", child.id()));
+            let kb = rollup.ok().and_then(|r| {
+                r.lines()
+                    .find(|l| l.starts_with("AnonHugePages:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            });
+            eprintln!(
+                "  dvr-pmd on transparent huge pages: {} MiB",
+                kb.map_or("?".into(), |k| (k / 1024).to_string())
+            );
+        }
         if lines.len() == 2 && secs > 1 {
             if let Ok(file) = std::env::var("DVR_BENCH_PERF") {
                 perf = Some(
@@ -283,13 +299,8 @@ pub fn run_testpmd_vdevs(
         "--main-lcore",
         &main.to_string(),
     ])
-    .args([
-        "--no-huge",
-        "-m",
-        &memory_mb.to_string(),
-        "--no-pci",
-        "--no-shconf",
-    ])
+    .args(huge_args())
+    .args(["-m", &memory_mb.to_string(), "--no-pci", "--no-shconf"])
     .args(["--file-prefix", &prefix])
     // for "TSC frequency is ~N KHz"
     .arg("--log-level=lib.eal:debug");
@@ -503,7 +514,8 @@ impl L3fwd {
         let log = dir.join(format!("{prefix}.log"));
         let mut cmd = Command::new(l3fwd_bin());
         cmd.args(["-l", &core.to_string()])
-            .args(["--no-huge", "-m", "1024", "--no-pci", "--no-shconf"])
+            .args(huge_args())
+            .args(["-m", "1024", "--no-pci", "--no-shconf"])
             .args(["--file-prefix", &prefix])
             // for "TSC frequency is ~N KHz"
             .arg("--log-level=lib.eal:debug");
@@ -672,6 +684,7 @@ workers = [{core}]
 [eal]
 file_prefix = "dvr-{tag}-{pid}"
 no_shconf = true
+{huge}
 memory_mb = {memory_mb}
 [stats]
 interval_ms = 1000
@@ -694,6 +707,7 @@ mac = "{nmac}"
         dir = dir.display(),
         state = state.display(),
         pid = std::process::id(),
+        huge = huge_eal(),
     )
 }
 
@@ -703,4 +717,22 @@ pub fn pcap_port(name: &str, role: &str, rx: &Path) -> String {
         "[[ports]]\nname = \"{name}\"\nrole = \"{role}\"\nkind = \"pcap\"\nrx_pcap = \"{}\"\ninfinite_rx = true\n",
         rx.display()
     )
+}
+
+/// EAL's memory for the reference forwarders: `--no-huge`, or with
+/// `DVR_BENCH_HUGE=DIR` the hugepages of that hugetlbfs mount (README).
+pub fn huge_args() -> Vec<String> {
+    match std::env::var("DVR_BENCH_HUGE") {
+        Ok(d) => vec!["--huge-dir".into(), d],
+        Err(_) => vec!["--no-huge".into()],
+    }
+}
+
+/// dvr-pmd's `[eal]` lines for the same choice as [`huge_args`] (nothing:
+/// its default, no hugepages, packet buffers on transparent huge pages).
+pub fn huge_eal() -> String {
+    match std::env::var("DVR_BENCH_HUGE") {
+        Ok(d) => format!("hugepages = true\nextra_args = [\"--huge-dir\", \"{d}\"]"),
+        Err(_) => String::new(),
+    }
 }
