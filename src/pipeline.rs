@@ -1319,6 +1319,11 @@ fn icmp4_error<T: Trace>(
     why: DropReason,
     t: &mut T,
 ) -> Verdict {
+    // A frame another host sent here for SNAT gets no answer (no ICMP goes
+    // back over the overlay): dropped for what was wrong with it.
+    if env.redirected {
+        return Err(why);
+    }
     let IpAddr::V4(from) = ingress.ip else {
         return Err(why);
     };
@@ -1372,6 +1377,10 @@ fn icmp6_error<T: Trace>(
     why: DropReason,
     t: &mut T,
 ) -> Verdict {
+    // As in icmp4_error: no answer over the overlay.
+    if env.redirected {
+        return Err(why);
+    }
     let IpAddr::V6(from) = ingress.ip else {
         return Err(why);
     };
