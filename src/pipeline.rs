@@ -1789,6 +1789,134 @@ fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a
     }
 }
 
+/// The common case of a `dvr_snat` node, worked out on a frame's bytes alone
+/// ([`snat_way`]): a VXLAN frame from a known host to this VTEP whose inner
+/// frame goes to a router interface here, routed by the router out to the
+/// outside through its SNAT here. What [`snat_apply`] needs to finish it.
+#[derive(Debug, Clone, Copy)]
+pub struct SnatWay {
+    /// The external port, and the MACs the frame leaves with.
+    ext: u16,
+    up: MacAddr,
+    from: MacAddr,
+    /// The inner frame's length (Ethernet + its IPv4 total length).
+    inner: u16,
+    look: nat::OutLookup,
+}
+
+impl SnatWay {
+    /// The NAT's lookup of the frame, to prefetch ([`Nat::prefetch_lookup`]).
+    #[inline(always)]
+    pub fn look(&self) -> nat::OutLookup {
+        self.look
+    }
+}
+
+/// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
+/// underlay, the way [`SnatWay`] describes: every check it makes of such a
+/// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
+/// VTEPs, VXLAN header and VNI; the inner frame's MACs and the router
+/// interface it is for; the inner IPv4 header and checksum, martians, the
+/// route, TTL; the floating IPs; the router's SNAT here, the external port,
+/// the upstream router resolved; what the NAT looks the packet up by).
+/// `None` for any other frame (the pipeline decides it), including frames it
+/// would take this way but with IPv4 options.
+#[inline(always)]
+pub fn snat_way(snap: &Snapshot, b: &[u8]) -> Option<SnatWay> {
+    let node = &*snap.node;
+    // process_from, from_underlay: the outer headers.
+    let (eth, ip) = b.split_at_checked(ETH_LEN)?;
+    if eth[6] & 1 != 0 || be16(eth, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let h = ip.first_chunk::<IPV4_LEN>()?;
+    let total = be16(h, 2) as usize;
+    if h[0] != 0x45
+        || total < IPV4_LEN
+        || total > ip.len()
+        || Some(ipv4_at(h, 16)) != node.vtep
+        || !ipv4_header_sum_ok(h)
+        || h[9] != PROTO_UDP
+        || !node.by_vtep.contains_key(&ipv4_at(h, 12))
+    {
+        return None;
+    }
+    let l4 = &ip[IPV4_LEN..total];
+    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || be16(l4, 2) != VXLAN_PORT || l4[8] & 0x08 == 0 {
+        return None;
+    }
+    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
+    // deliver_decapped: to a router interface.
+    let inner = &l4[UDP_LEN + VXLAN_LEN..];
+    let n = snap.net(net)?;
+    if inner[6] & 1 != 0 || inner[0] & 1 != 0 {
+        return None;
+    }
+    let Some(Dest::Router { router, iface }) = n.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
+        return None;
+    };
+    let from_router = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
+    // routed_from_overlay, route.
+    let r = snap.routers.get(router as usize)?;
+    let sn = r.snat.as_ref()?;
+    if !(sn.here && (from_router || r.home == Home::Here)) {
+        return None;
+    }
+    r.interfaces.get(iface as usize)?;
+    if be16(inner, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    // route4: ipv4_valid, martians, the route, TTL.
+    let ip = &inner[ETH_LEN..];
+    let h = ip.first_chunk::<IPV4_LEN>()?;
+    let total = be16(h, 2) as usize;
+    if h[0] != 0x45 || total < IPV4_LEN || total > ip.len() || !ipv4_header_sum_ok(h) {
+        return None;
+    }
+    let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
+    if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
+        return None;
+    }
+    let Some((_, Adj::External)) = r.fwd4.lookup(u32::from(dst)) else {
+        return None;
+    };
+    // north_south4: no floating IP either way, the router's SNAT here.
+    if r.floating.contains_key(&dst) || r.fips.contains_key(&IpAddr::V4(src)) || !sn.enable_snat {
+        return None;
+    }
+    let ext = node.external?;
+    let up = upstream_mac(node, r).ok()?;
+    let look = Nat::out_lookup(router, &ip[..total])?;
+    Some(SnatWay {
+        ext,
+        up,
+        from: sn.mac,
+        inner: (ETH_LEN + total) as u16,
+        look,
+    })
+}
+
+/// Finishes a frame [`snat_way`] found `w` for (its bytes unchanged since,
+/// the same snapshot) as the whole pipeline does: decapsulated, translated
+/// by this worker's SNAT, its TTL decremented, out of the external port from
+/// the router's gateway MAC to the upstream router.
+#[inline(always)]
+pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Verdict {
+    if !f.adj(VXLAN_OVERHEAD) {
+        return Err(R::TableGone);
+    }
+    f.trim(w.inner as usize);
+    let now = env.clock();
+    let b = f.data_mut();
+    let Some(ip) = b.get_mut(ETH_LEN..) else {
+        return Err(R::TableGone);
+    };
+    env.nat.snat_out_looked(ip, &w.look, now)?;
+    dec_ttl4(ip);
+    write_macs(b, &w.up.0, &w.from.0);
+    Ok(w.ext)
+}
+
 /// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`, whose
 /// destination is outside.
 #[inline(never)]
