@@ -108,6 +108,8 @@ pub struct Env {
     redirected: bool,
     /// The routed east-west flows seen on this worker ([`crate::flow`]).
     pub flows: FlowCache,
+    /// What [`snat_way`] last found for a tunnel ([`SnatMemo`]).
+    pub snat_memo: SnatMemo,
 }
 
 /// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
@@ -209,6 +211,7 @@ impl Env {
             clock: None,
             redirected: false,
             flows: FlowCache::new(flow_sets),
+            snat_memo: SnatMemo::default(),
         }
     }
 
@@ -1822,7 +1825,7 @@ impl SnatWay {
 /// `None` for any other frame (the pipeline decides it), including frames it
 /// would take this way but with IPv4 options.
 #[inline(always)]
-pub fn snat_way(snap: &Snapshot, b: &[u8]) -> Option<SnatWay> {
+pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWay> {
     let node = &*snap.node;
     // process_from, from_underlay: the outer headers.
     let (eth, ip) = b.split_at_checked(ETH_LEN)?;
@@ -1837,7 +1840,6 @@ pub fn snat_way(snap: &Snapshot, b: &[u8]) -> Option<SnatWay> {
         || Some(ipv4_at(h, 16)) != node.vtep
         || !ipv4_header_sum_ok(h)
         || h[9] != PROTO_UDP
-        || !node.by_vtep.contains_key(&ipv4_at(h, 12))
     {
         return None;
     }
@@ -1845,27 +1847,23 @@ pub fn snat_way(snap: &Snapshot, b: &[u8]) -> Option<SnatWay> {
     if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || be16(l4, 2) != VXLAN_PORT || l4[8] & 0x08 == 0 {
         return None;
     }
-    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
-    // deliver_decapped: to a router interface.
     let inner = &l4[UDP_LEN + VXLAN_LEN..];
-    let n = snap.net(net)?;
     if inner[6] & 1 != 0 || inner[0] & 1 != 0 {
         return None;
     }
-    let Some(Dest::Router { router, iface }) = n.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
-        return None;
+    // The tunnel: source VTEP, VNI, inner MACs; what they decide (a router
+    // interface here, the router's SNAT here and its way out) depends on
+    // the snapshot only, kept for the next frames of the same tunnel.
+    let key = SnatMemo::key(h, l4, inner);
+    let t = match memo.get(snap.epoch, &key) {
+        Some(t) => t,
+        None => {
+            let t = snat_tunnel(snap, h, l4, inner)?;
+            memo.set(snap.epoch, key, t);
+            t
+        }
     };
-    let from_router = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
-    // routed_from_overlay, route.
-    let r = snap.routers.get(router as usize)?;
-    let sn = r.snat.as_ref()?;
-    if !(sn.here && (from_router || r.home == Home::Here)) {
-        return None;
-    }
-    r.interfaces.get(iface as usize)?;
-    if be16(inner, 12) != ETHERTYPE_IPV4 {
-        return None;
-    }
+    let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = &inner[ETH_LEN..];
     let h = ip.first_chunk::<IPV4_LEN>()?;
@@ -1880,20 +1878,107 @@ pub fn snat_way(snap: &Snapshot, b: &[u8]) -> Option<SnatWay> {
     let Some((_, Adj::External)) = r.fwd4.lookup(u32::from(dst)) else {
         return None;
     };
-    // north_south4: no floating IP either way, the router's SNAT here.
-    if r.floating.contains_key(&dst) || r.fips.contains_key(&IpAddr::V4(src)) || !sn.enable_snat {
+    // north_south4: no floating IP either way.
+    if (!r.floating.is_empty() && r.floating.contains_key(&dst))
+        || (!r.fips.is_empty() && r.fips.contains_key(&IpAddr::V4(src)))
+    {
         return None;
     }
-    let ext = node.external?;
-    let up = upstream_mac(node, r).ok()?;
-    let look = Nat::out_lookup(router, &ip[..total])?;
+    let look = Nat::out_lookup(t.router, &ip[..total])?;
     Some(SnatWay {
-        ext,
-        up,
-        from: sn.mac,
+        ext: t.ext,
+        up: t.up,
+        from: t.from,
         inner: (ETH_LEN + total) as u16,
         look,
     })
+}
+
+/// What a tunnel's frames that reach the SNAT have in common ([`snat_way`]).
+#[derive(Debug, Clone, Copy)]
+struct SnatTunnel {
+    router: u32,
+    ext: u16,
+    up: MacAddr,
+    from: MacAddr,
+}
+
+/// The part of [`snat_way`] that depends on a frame's tunnel only (outer
+/// header `h`, UDP and VXLAN headers `l4`, inner frame `inner`, their
+/// lengths checked): a known source VTEP, the VNI's network, to a router
+/// interface there from a DVR MAC (or to a router centralized here), the
+/// router's SNAT enabled and here, the external port, the upstream router
+/// resolved.
+fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> Option<SnatTunnel> {
+    let node = &*snap.node;
+    if !node.by_vtep.contains_key(&ipv4_at(h, 12)) {
+        return None;
+    }
+    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
+    // deliver_decapped: to a router interface.
+    let n = snap.net(net)?;
+    let Some(Dest::Router { router, iface }) = n.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
+        return None;
+    };
+    let from_router = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
+    // routed_from_overlay, route.
+    let r = snap.routers.get(router as usize)?;
+    let sn = r.snat.as_ref()?;
+    if !(sn.here && sn.enable_snat && (from_router || r.home == Home::Here)) {
+        return None;
+    }
+    r.interfaces.get(iface as usize)?;
+    if be16(inner, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    Some(SnatTunnel {
+        router,
+        ext: node.external?,
+        up: upstream_mac(node, r).ok()?,
+        from: sn.mac,
+    })
+}
+
+/// A worker's memory of the last tunnel [`snat_way`] took a frame of: its
+/// key (source VTEP, VNI, inner destination and source MACs, ethertype) and
+/// what [`snat_tunnel`] found for it on snapshot `epoch` (never 0): valid
+/// for that snapshot only, so any table change makes it stale.
+#[derive(Debug, Default)]
+pub struct SnatMemo {
+    epoch: u64,
+    key: [u8; 24],
+    t: Option<SnatTunnel>,
+}
+
+impl SnatMemo {
+    /// The tunnel key of a frame: source VTEP, VXLAN VNI (and its reserved
+    /// byte), inner destination and source MACs and ethertype.
+    #[inline(always)]
+    fn key(h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> [u8; 24] {
+        let mut k = [0u8; 24];
+        k[..4].copy_from_slice(&h[12..16]);
+        k[4..8].copy_from_slice(&l4[12..16]);
+        k[8..22].copy_from_slice(&inner[..14]);
+        k
+    }
+
+    #[inline(always)]
+    fn get(&self, epoch: u64, key: &[u8; 24]) -> Option<SnatTunnel> {
+        if self.epoch == epoch && self.key == *key {
+            self.t
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, epoch: u64, key: [u8; 24], t: SnatTunnel) {
+        *self = SnatMemo {
+            epoch,
+            key,
+            t: Some(t),
+        };
+    }
 }
 
 /// Finishes a frame [`snat_way`] found `w` for (its bytes unchanged since,

@@ -328,7 +328,7 @@ pub fn run_snat_way(
     use crate::pipeline::{ingress, snat_apply, snat_way, Ingress, NoTrace};
     env.burst(snap);
     let way = match ingress(snap, in_port) {
-        Ingress::Underlay if env.snat_here() => snat_way(snap, frame),
+        Ingress::Underlay if env.snat_here() => snat_way(snap, &mut env.snat_memo, frame),
         _ => None,
     };
     let Some(w) = way else {

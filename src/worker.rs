@@ -554,7 +554,7 @@ impl Worker {
                     for (i, w) in ways.iter_mut().enumerate() {
                         let data = s.rx.data(i);
                         *w = if s.rx.nb_segs(i) == 1 {
-                            pipeline::snat_way(&snap, data)
+                            pipeline::snat_way(&snap, &mut b.env.snat_memo, data)
                         } else {
                             None
                         };

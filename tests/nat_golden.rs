@@ -734,12 +734,21 @@ fn fix_sum(f: &mut [u8], at: usize) {
 /// own environment; both must agree byte for byte. Gives each frame's
 /// outcome and whether the SNAT way took it.
 fn snat_way_vs_pipeline(snap: &Snapshot, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>, bool)> {
-    let (mut e_way, mut e_all) = (env(), env());
+    snat_way_vs_pipeline_in(snap, &mut (env(), env()), frames)
+}
+
+/// [`snat_way_vs_pipeline`] in the environments `envs` (the SNAT way's,
+/// the whole pipeline's), as a worker runs one burst after another.
+fn snat_way_vs_pipeline_in(
+    snap: &Snapshot,
+    (e_way, e_all): &mut (Env, Env),
+    frames: &[Vec<u8>],
+) -> Vec<(Verdict, Vec<u8>, bool)> {
     frames
         .iter()
         .map(|f| {
-            let ((v, out, noted), taken) = run_snat_way(&mut e_way, snap, 0, f);
-            let (v2, out2) = run(snap, &mut e_all, 0, f);
+            let ((v, out, noted), taken) = run_snat_way(e_way, snap, 0, f);
+            let (v2, out2) = run(snap, e_all, 0, f);
             assert_eq!(v, v2, "verdicts (SNAT way taken: {taken})");
             if v.is_ok() {
                 assert_eq!(out, out2, "frames out (SNAT way taken: {taken})");
@@ -909,8 +918,12 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
             Err(R::FipNotServedHere),
         ),
     ];
+    // After a frame of the same tunnel took the SNAT way: what the worker
+    // remembers of the tunnel leaves every check of the frame to be made.
+    let envs = &mut (env(), env());
+    assert!(snat_way_vs_pipeline_in(&n, envs, std::slice::from_ref(&good))[0].2);
     for (what, frame, want) in cases {
-        let runs = snat_way_vs_pipeline(&n, std::slice::from_ref(&frame));
+        let runs = snat_way_vs_pipeline_in(&n, envs, std::slice::from_ref(&frame));
         let (v, _, taken) = &runs[0];
         assert!(!taken, "{what}: the SNAT way must leave it to the pipeline");
         assert_eq!(*v, want, "{what}");
@@ -939,7 +952,11 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
 fn snat_way_follows_a_table_change() {
     let m = ns_model();
     let (_, f) = snat_from_cn2(&m, "10.1.0.77", (5000, 53), 64);
-    let (v, out, taken) = snat_way_vs_pipeline(&nn1(&m), std::slice::from_ref(&f)).remove(0);
+    // One worker's environments throughout: what its SNAT way remembers of
+    // the tunnel belongs to the snapshot it was found on.
+    let envs = &mut (env(), env());
+    let (v, out, taken) =
+        snat_way_vs_pipeline_in(&nn1(&m), envs, std::slice::from_ref(&f)).remove(0);
     assert!(taken);
     assert_eq!((v, &out[0..6]), (Ok(1), &UPSTREAM_MAC[..]));
     // The upstream router's MAC changes: the next snapshot's frames leave to
@@ -950,7 +967,7 @@ fn snat_way_follows_a_table_change() {
     let n2 = c
         .set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(moved))
         .expect("publishes");
-    let (v, out, taken) = snat_way_vs_pipeline(&n2, std::slice::from_ref(&f)).remove(0);
+    let (v, out, taken) = snat_way_vs_pipeline_in(&n2, envs, std::slice::from_ref(&f)).remove(0);
     assert!(taken);
     assert_eq!((v, &out[0..6]), (Ok(1), &moved[..]));
     // SNAT disabled on the router: the pipeline drops it, the way does not
@@ -960,7 +977,7 @@ fn snat_way_follows_a_table_change() {
         {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext", "enable_snat": false}, "snat_host": "nn1"},
     ])))
     .expect("valid");
-    let (v, _, taken) = snat_way_vs_pipeline(&nn1(&m2), &[f]).remove(0);
+    let (v, _, taken) = snat_way_vs_pipeline_in(&nn1(&m2), envs, &[f]).remove(0);
     assert!(!taken);
     assert_eq!(v, Err(R::NoSnat));
 }
