@@ -108,6 +108,8 @@ pub struct Env {
     redirected: bool,
     /// The routed east-west flows seen on this worker ([`crate::flow`]).
     pub flows: FlowCache,
+    /// What [`snat_way`] last found for a tunnel ([`SnatMemo`]).
+    pub snat_memo: SnatMemo,
 }
 
 /// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
@@ -209,6 +211,7 @@ impl Env {
             clock: None,
             redirected: false,
             flows: FlowCache::new(flow_sets),
+            snat_memo: SnatMemo::default(),
         }
     }
 
@@ -1313,6 +1316,11 @@ fn icmp4_error<T: Trace>(
     why: DropReason,
     t: &mut T,
 ) -> Verdict {
+    // A frame another host sent here for SNAT gets no answer (no ICMP goes
+    // back over the overlay): dropped for what was wrong with it.
+    if env.redirected {
+        return Err(why);
+    }
     let IpAddr::V4(from) = ingress.ip else {
         return Err(why);
     };
@@ -1366,6 +1374,10 @@ fn icmp6_error<T: Trace>(
     why: DropReason,
     t: &mut T,
 ) -> Verdict {
+    // As in icmp4_error: no answer over the overlay.
+    if env.redirected {
+        return Err(why);
+    }
     let IpAddr::V6(from) = ingress.ip else {
         return Err(why);
     };
@@ -1773,6 +1785,216 @@ fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a
         Dest::Router { router, .. } => Some((router, &inner[ETH_LEN..])),
         _ => None,
     }
+}
+
+/// The common case of a `dvr_snat` node, worked out on a frame's bytes alone
+/// ([`snat_way`]): a VXLAN frame from a known host to this VTEP whose inner
+/// frame goes to a router interface here, routed by the router out to the
+/// outside through its SNAT here. What [`snat_apply`] needs to finish it.
+#[derive(Debug, Clone, Copy)]
+pub struct SnatWay {
+    /// The external port, and the MACs the frame leaves with.
+    ext: u16,
+    up: MacAddr,
+    from: MacAddr,
+    /// The inner frame's length (Ethernet + its IPv4 total length).
+    inner: u16,
+    look: nat::OutLookup,
+}
+
+impl SnatWay {
+    /// The NAT's lookup of the frame, to prefetch ([`Nat::prefetch_lookup`]).
+    #[inline(always)]
+    pub fn look(&self) -> nat::OutLookup {
+        self.look
+    }
+}
+
+/// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
+/// underlay, the way [`SnatWay`] describes: every check it makes of such a
+/// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
+/// VTEPs, VXLAN header and VNI; the inner frame's MACs and the router
+/// interface it is for; the inner IPv4 header and checksum, martians, the
+/// route, TTL; the floating IPs; the router's SNAT here, the external port,
+/// the upstream router resolved; what the NAT looks the packet up by).
+/// `None` for any other frame (the pipeline decides it), including frames it
+/// would take this way but with IPv4 options.
+#[inline(always)]
+pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWay> {
+    let node = &*snap.node;
+    // process_from, from_underlay: the outer headers.
+    let (eth, ip) = b.split_at_checked(ETH_LEN)?;
+    if eth[6] & 1 != 0 || be16(eth, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let h = ip.first_chunk::<IPV4_LEN>()?;
+    let total = be16(h, 2) as usize;
+    if h[0] != 0x45
+        || total < IPV4_LEN
+        || total > ip.len()
+        || Some(ipv4_at(h, 16)) != node.vtep
+        || !ipv4_header_sum_ok(h)
+        || h[9] != PROTO_UDP
+    {
+        return None;
+    }
+    let l4 = &ip[IPV4_LEN..total];
+    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || be16(l4, 2) != VXLAN_PORT || l4[8] & 0x08 == 0 {
+        return None;
+    }
+    let inner = &l4[UDP_LEN + VXLAN_LEN..];
+    if inner[6] & 1 != 0 || inner[0] & 1 != 0 {
+        return None;
+    }
+    // The tunnel: source VTEP, VNI, inner MACs; what they decide (a router
+    // interface here, the router's SNAT here and its way out) depends on
+    // the snapshot only, kept for the next frames of the same tunnel.
+    let key = SnatMemo::key(h, l4, inner);
+    let t = match memo.get(snap.epoch, &key) {
+        Some(t) => t,
+        None => {
+            let t = snat_tunnel(snap, h, l4, inner)?;
+            memo.set(snap.epoch, key, t);
+            t
+        }
+    };
+    let r = snap.routers.get(t.router as usize)?;
+    // route4: ipv4_valid, martians, the route, TTL.
+    let ip = &inner[ETH_LEN..];
+    let h = ip.first_chunk::<IPV4_LEN>()?;
+    let total = be16(h, 2) as usize;
+    if h[0] != 0x45 || total < IPV4_LEN || total > ip.len() || !ipv4_header_sum_ok(h) {
+        return None;
+    }
+    let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
+    if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
+        return None;
+    }
+    let Some((_, Adj::External)) = r.fwd4.lookup(u32::from(dst)) else {
+        return None;
+    };
+    // north_south4: no floating IP either way.
+    if (!r.floating.is_empty() && r.floating.contains_key(&dst))
+        || (!r.fips.is_empty() && r.fips.contains_key(&IpAddr::V4(src)))
+    {
+        return None;
+    }
+    let look = Nat::out_lookup(t.router, &ip[..total])?;
+    Some(SnatWay {
+        ext: t.ext,
+        up: t.up,
+        from: t.from,
+        inner: (ETH_LEN + total) as u16,
+        look,
+    })
+}
+
+/// What a tunnel's frames that reach the SNAT have in common ([`snat_way`]).
+#[derive(Debug, Clone, Copy)]
+struct SnatTunnel {
+    router: u32,
+    ext: u16,
+    up: MacAddr,
+    from: MacAddr,
+}
+
+/// The part of [`snat_way`] that depends on a frame's tunnel only (outer
+/// header `h`, UDP and VXLAN headers `l4`, inner frame `inner`, their
+/// lengths checked): a known source VTEP, the VNI's network, to a router
+/// interface there from a DVR MAC (or to a router centralized here), the
+/// router's SNAT enabled and here, the external port, the upstream router
+/// resolved.
+fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> Option<SnatTunnel> {
+    let node = &*snap.node;
+    if !node.by_vtep.contains_key(&ipv4_at(h, 12)) {
+        return None;
+    }
+    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
+    // deliver_decapped: to a router interface.
+    let n = snap.net(net)?;
+    let Some(Dest::Router { router, iface }) = n.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
+        return None;
+    };
+    let from_router = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
+    // routed_from_overlay, route.
+    let r = snap.routers.get(router as usize)?;
+    let sn = r.snat.as_ref()?;
+    if !(sn.here && sn.enable_snat && (from_router || r.home == Home::Here)) {
+        return None;
+    }
+    r.interfaces.get(iface as usize)?;
+    if be16(inner, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    Some(SnatTunnel {
+        router,
+        ext: node.external?,
+        up: upstream_mac(node, r).ok()?,
+        from: sn.mac,
+    })
+}
+
+/// A worker's memory of the last tunnel [`snat_way`] took a frame of: its
+/// key (source VTEP, VNI, inner destination and source MACs, ethertype) and
+/// what [`snat_tunnel`] found for it on snapshot `epoch` (never 0): valid
+/// for that snapshot only, so any table change makes it stale.
+#[derive(Debug, Default)]
+pub struct SnatMemo {
+    epoch: u64,
+    key: [u8; 24],
+    t: Option<SnatTunnel>,
+}
+
+impl SnatMemo {
+    /// The tunnel key of a frame: source VTEP, VXLAN VNI (and its reserved
+    /// byte), inner destination and source MACs and ethertype.
+    #[inline(always)]
+    fn key(h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> [u8; 24] {
+        let mut k = [0u8; 24];
+        k[..4].copy_from_slice(&h[12..16]);
+        k[4..8].copy_from_slice(&l4[12..16]);
+        k[8..22].copy_from_slice(&inner[..14]);
+        k
+    }
+
+    #[inline(always)]
+    fn get(&self, epoch: u64, key: &[u8; 24]) -> Option<SnatTunnel> {
+        if self.epoch == epoch && self.key == *key {
+            self.t
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, epoch: u64, key: [u8; 24], t: SnatTunnel) {
+        *self = SnatMemo {
+            epoch,
+            key,
+            t: Some(t),
+        };
+    }
+}
+
+/// Finishes a frame [`snat_way`] found `w` for (its bytes unchanged since,
+/// the same snapshot) as the whole pipeline does: decapsulated, translated
+/// by this worker's SNAT, its TTL decremented, out of the external port from
+/// the router's gateway MAC to the upstream router.
+#[inline(always)]
+pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Verdict {
+    if !f.adj(VXLAN_OVERHEAD) {
+        return Err(R::TableGone);
+    }
+    f.trim(w.inner as usize);
+    let now = env.clock();
+    let b = f.data_mut();
+    let Some(ip) = b.get_mut(ETH_LEN..) else {
+        return Err(R::TableGone);
+    };
+    env.nat.snat_out_looked(ip, &w.look, now)?;
+    dec_ttl4(ip);
+    write_macs(b, &w.up.0, &w.from.0);
+    Ok(w.ext)
 }
 
 /// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`, whose

@@ -172,6 +172,42 @@ pub fn ns_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
         .expect("a new neighbour publishes")
 }
 
+/// The ports of [`snat_node_snapshot`]: its underlay and external ports.
+pub const NN1_UP: u16 = 0;
+pub const NN1_EXT: u16 = 1;
+
+/// The ports of `nn1` ([`snat_node_snapshot`]).
+pub fn snat_node_ports() -> NodePorts {
+    let port = |name: &str, role, mac| DpPort {
+        name: name.into(),
+        role,
+        mac: MacAddr(mac),
+    };
+    NodePorts {
+        node: "nn1".into(),
+        ports: vec![
+            port("up", PortRole::Underlay, NN1_UL_MAC),
+            port("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xef]),
+        ],
+        static_fdb: vec![],
+        vtep: None,
+        dvr_mac: None,
+        vtep_macs: vec![],
+    }
+}
+
+/// The snapshot of `m` ([`ns_model`]) on `nn1`, the `dvr_snat` node holding
+/// r1's SNAT: an underlay port ([`NN1_UP`]) and an external port
+/// ([`NN1_EXT`]); cn1's and cn2's VTEPs and the upstream router resolved.
+pub fn snat_node_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
+    use std::net::Ipv4Addr;
+    let mut c = crate::snapshot::Compiler::new(m, snat_node_ports());
+    c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
+    c.set_vtep_mac(Ipv4Addr::new(203, 0, 113, 1), MacAddr(UPSTREAM_MAC))
+        .expect("a new neighbour publishes")
+}
+
 /// Headroom and tailroom of the buffers [`check_pipeline`] runs frames in.
 pub const HEADROOM: usize = 128;
 pub const TAILROOM: usize = 128;
@@ -273,12 +309,42 @@ fn run_fast(
     }
 }
 
+/// Runs `frame` in on `in_port` the way a worker decides a frame of an
+/// underlay port's burst on a node with SNAT here: its SNAT way worked out
+/// and its lookup prefetched ahead ([`crate::pipeline::snat_way`]), then
+/// finished that way, or the whole pipeline when there is none. Also gives
+/// whether it took the SNAT way.
+pub fn run_snat_way(
+    env: &mut crate::pipeline::Env,
+    snap: &crate::snapshot::Snapshot,
+    in_port: u16,
+    frame: &[u8],
+) -> (Run, bool) {
+    use crate::pipeline::{ingress, snat_apply, snat_way, Ingress, NoTrace};
+    env.burst(snap);
+    let way = match ingress(snap, in_port) {
+        Ingress::Underlay if env.snat_here() => snat_way(snap, &mut env.snat_memo, frame),
+        _ => None,
+    };
+    let Some(w) = way else {
+        return (run_in(env, snap, in_port, frame, &mut NoTrace), false);
+    };
+    env.noted = None;
+    env.nat.prefetch_lookup(&w.look());
+    crate::pipeline::prefetch_nat_next(env);
+    let mut buf = buffer(frame);
+    let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
+    let v = snat_apply(env, &w, &mut f);
+    (outcome(v, &f, env.noted), true)
+}
+
 /// Runs `frame` (any bytes) in on `in_port` through the pipeline as the
 /// workers do and as `trace` does, and asserts what must hold for every input:
 ///
 /// - both runs agree: verdict, frame out, noted reason; and so do a second
-///   run in the same worker environment (through the flow cache) and the
-///   workers' own flow cache way ([`crate::pipeline::fast`]);
+///   run in the same worker environment (through the flow cache), the
+///   workers' own flow cache way ([`crate::pipeline::fast`]) and an underlay
+///   port's SNAT way ([`run_snat_way`], twice: session made, then found);
 /// - `Ok(port)`: `port` is a port of the node; the frame that leaves is at
 ///   least an Ethernet header with a unicast source MAC, and at most the input
 ///   plus [`MAX_GROWTH`] bytes of encapsulation, or an ICMP error of at most
@@ -306,6 +372,14 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
     );
     let fast = run_fast(&mut env, snap, in_port, frame);
     assert_eq!(fast, run, "the workers' flow cache way disagrees");
+    // The SNAT way of an underlay port, in a fresh environment (the first
+    // run's session is then made alike), and once more in the same one (the
+    // session found).
+    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+    let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
+    assert_eq!(way, run, "the SNAT way disagrees (taken: {taken})");
+    let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
+    assert_eq!(way, again, "the SNAT way disagrees again (taken: {taken})");
     let mut notes = Notes::default();
     let traced = run_one(snap, in_port, frame, &mut notes);
     assert_eq!(
@@ -318,7 +392,10 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
         Ok(crate::pipeline::FLOOD) => {
             // Replicated by the worker as it came in (from a VM port) or as
             // decapsulated (from the underlay).
-            if in_port == UP {
+            if matches!(
+                crate::pipeline::ingress(snap, in_port),
+                crate::pipeline::Ingress::Underlay
+            ) {
                 assert!(out.len() <= frame.len(), "decapsulated, not grown");
             } else {
                 assert_eq!(&out[..], frame, "a flooded frame is not changed");

@@ -175,6 +175,20 @@ impl BurstCtx<'_> {
         (output(self.c, self.tx_mask, d), pkt.len())
     }
 
+    /// A frame from the underlay that [`pipeline::snat_way`] found `w` for:
+    /// finished that way ([`pipeline::snat_apply`]). Where it goes, and its
+    /// length then.
+    #[inline(always)]
+    fn snat(&mut self, w: &pipeline::SnatWay, mut pkt: Pkt) -> (u16, u32) {
+        self.rx_bytes += pkt.len() as u64;
+        let env = &mut *self.env;
+        let d = pkt.frame(|f| match f {
+            Some(f) => pipeline::snat_apply(env, w, f),
+            None => Err(DropReason::MultiSegment),
+        });
+        (output(self.c, self.tx_mask, d), pkt.len())
+    }
+
     /// A frame through the whole pipeline (counted as received).
     #[inline(always)]
     fn slow(&mut self, pkt: Pkt) -> (u16, u32) {
@@ -238,6 +252,8 @@ struct Scratch {
     lens: [u32; dpdk::MAX_BURST],
     /// The flow cache key and set of each frame of a VM port's burst.
     keys: [Option<(flow::Key, usize)>; dpdk::MAX_BURST],
+    /// The SNAT way of each frame of an underlay port's burst.
+    ways: [Option<pipeline::SnatWay>; dpdk::MAX_BURST],
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
@@ -270,6 +286,7 @@ impl Worker {
             to: [DROP; dpdk::MAX_BURST],
             lens: [0; dpdk::MAX_BURST],
             keys: [None; dpdk::MAX_BURST],
+            ways: [None; dpdk::MAX_BURST],
             env: Env::with_nat(
                 dpdk::rdtsc,
                 dpdk::tsc_hz(),
@@ -516,6 +533,33 @@ impl Worker {
                         };
                     }
                     b.env.flows.hits += b.hits;
+                }
+                pipeline::Ingress::Underlay if b.env.snat_here() => {
+                    // Each frame's SNAT way worked out (read-only) and its
+                    // session's lookup prefetched, for the whole burst; then
+                    // the frames finished in order.
+                    let ways = &mut s.ways[..n];
+                    for (i, w) in ways.iter_mut().enumerate() {
+                        let data = s.rx.data(i);
+                        *w = if s.rx.nb_segs(i) == 1 {
+                            pipeline::snat_way(&snap, &mut b.env.snat_memo, data)
+                        } else {
+                            None
+                        };
+                        match w {
+                            Some(w) => b.env.nat.prefetch_lookup(&w.look()),
+                            None => pipeline::prefetch_nat(&snap, b.env, ing, data),
+                        }
+                    }
+                    for _ in 0..n {
+                        pipeline::prefetch_nat_next(b.env);
+                    }
+                    for i in 0..n {
+                        (to[i], lens[i]) = match &ways[i] {
+                            Some(w) => b.snat(w, s.rx.pkt(i)),
+                            None => b.slow(s.rx.pkt(i)),
+                        };
+                    }
                 }
                 _ => {
                     b.prefetch_nat(&s.rx);

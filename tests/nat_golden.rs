@@ -40,22 +40,7 @@ fn cn1(m: &Model) -> std::sync::Arc<Snapshot> {
 /// nn1: an underlay port (0) and an external port (1); cn1's and cn2's VTEPs
 /// and the upstream router resolved.
 fn nn1(m: &Model) -> std::sync::Arc<Snapshot> {
-    let n = NodePorts {
-        node: "nn1".into(),
-        ports: vec![
-            dp("up", PortRole::Underlay, NN1_UL_MAC),
-            dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xef]),
-        ],
-        static_fdb: vec![],
-        vtep: None,
-        dvr_mac: None,
-        vtep_macs: vec![],
-    };
-    let mut c = Compiler::new(m, n);
-    c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
-    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
-    c.set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))
-        .expect("publishes")
+    snat_node_snapshot(m)
 }
 
 fn gw_mac(m: &Model, sn: &str) -> [u8; 6] {
@@ -726,4 +711,273 @@ fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
     let n = c2.update(&m, &applied);
     e.burst(&n);
     assert_eq!(e.nat.len(), 0, "the router's sessions are flushed");
+}
+
+/// r1's SNAT traffic as cn2 tunnels it to nn1 over blue (VXLAN 101), from
+/// cn2's DVR MAC to the router's blue interface; `inner` from `src`.
+fn snat_from_cn2(m: &Model, src: &str, ports: (u16, u16), ttl: u8) -> (Vec<u8>, Vec<u8>) {
+    let blue = gw_mac(m, "blue4");
+    let inner = udp4(DVR2, blue, src, OUTSIDE, ports, ttl);
+    let outer = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    (inner, outer)
+}
+
+/// Sets the IPv4 header checksum of the header at `at` (20 bytes).
+fn fix_sum(f: &mut [u8], at: usize) {
+    f[at + 10..at + 12].copy_from_slice(&[0, 0]);
+    let c = pkt::checksum(&f[at..at + 20]);
+    f[at + 10..at + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Runs `frames` in on nn1's underlay port in order, each twice: the way a
+/// worker does (`run_snat_way`) and through the whole pipeline, each in its
+/// own environment; both must agree byte for byte. Gives each frame's
+/// outcome and whether the SNAT way took it.
+fn snat_way_vs_pipeline(snap: &Snapshot, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>, bool)> {
+    snat_way_vs_pipeline_in(snap, &mut (env(), env()), frames)
+}
+
+/// [`snat_way_vs_pipeline`] in the environments `envs` (the SNAT way's,
+/// the whole pipeline's), as a worker runs one burst after another.
+fn snat_way_vs_pipeline_in(
+    snap: &Snapshot,
+    (e_way, e_all): &mut (Env, Env),
+    frames: &[Vec<u8>],
+) -> Vec<(Verdict, Vec<u8>, bool)> {
+    frames
+        .iter()
+        .map(|f| {
+            let ((v, out, noted), taken) = run_snat_way(e_way, snap, 0, f);
+            let (v2, out2) = run(snap, e_all, 0, f);
+            assert_eq!(v, v2, "verdicts (SNAT way taken: {taken})");
+            if v.is_ok() {
+                assert_eq!(out, out2, "frames out (SNAT way taken: {taken})");
+            }
+            assert_eq!(noted, None);
+            (v, out, taken)
+        })
+        .collect()
+}
+
+#[test]
+fn snat_way_takes_the_common_case_as_the_pipeline_does() {
+    let m = ns_model();
+    let n = nn1(&m);
+    let (gw, gw_router_mac) = router_gw(&m);
+    let blue = gw_mac(&m, "blue4");
+    let (_, udp) = snat_from_cn2(&m, "10.1.0.77", (5000, 53), 64);
+    let mut tcp_inner = Vec::new();
+    PacketBuilder::ethernet2(DVR2, blue)
+        .ipv4(ip4("10.1.0.78"), ip4(OUTSIDE), 9)
+        .tcp(41000, 443, 7, 64240)
+        .ack(1)
+        .write(&mut tcp_inner, PAYLOAD)
+        .unwrap();
+    let tcp = vxlan_frame(&tcp_inner, 101, (CN2_UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    let mut echo_inner = Vec::new();
+    PacketBuilder::ethernet2(DVR2, blue)
+        .ipv4(ip4("10.1.0.79"), ip4(OUTSIDE), 2)
+        .icmpv4_echo_request(77, 1)
+        .write(&mut echo_inner, PAYLOAD)
+        .unwrap();
+    let echo = vxlan_frame(&echo_inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    let runs = snat_way_vs_pipeline(&n, &[udp.clone(), tcp, echo, udp]);
+    let mut ext_ports = Vec::new();
+    for (v, out, taken) in &runs {
+        assert!(taken, "the SNAT way takes it");
+        assert_eq!(*v, Ok(1));
+        checksums_ok(out);
+        assert_eq!(&out[0..12], &[UPSTREAM_MAC, gw_router_mac].concat()[..]);
+        assert_eq!(pkt::ipv4_at(out, pkt::ETH_LEN + 12), gw);
+        ext_ports.push(pkt::be16(out, pkt::ETH_LEN + pkt::IPV4_LEN));
+    }
+    // TTL 9 and 2 leave as 8 and 1; the UDP flow keeps its port.
+    assert_eq!(runs[1].1[pkt::ETH_LEN + 8], 8);
+    assert_eq!(runs[2].1[pkt::ETH_LEN + 8], 1);
+    assert_eq!(ext_ports[0], ext_ports[3]);
+}
+
+#[test]
+fn snat_way_leaves_every_other_frame_to_the_pipeline() {
+    let m = ns_model();
+    let n = nn1(&m);
+    let blue = gw_mac(&m, "blue4");
+    let (inner, good) = snat_from_cn2(&m, "10.1.0.77", (5000, 53), 64);
+    let tunnel = |inner: &[u8], vni: u32, from: [u8; 4], to: [u8; 4]| {
+        vxlan_frame(inner, vni, (CN2_UL_MAC, from), (NN1_UL_MAC, to))
+    };
+    let with_inner = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut i = inner.clone();
+        edit(&mut i);
+        tunnel(&i, 101, VTEP2, VTEP3)
+    };
+    let with_outer = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut o = good.clone();
+        edit(&mut o);
+        o
+    };
+    let inner_ip = pkt::VXLAN_OVERHEAD + pkt::ETH_LEN;
+    let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+        (
+            "bad outer checksum",
+            with_outer(&|o| o[pkt::ETH_LEN + 10] ^= 1),
+            Err(R::BadIpv4Checksum),
+        ),
+        (
+            "bad inner checksum",
+            with_outer(&|o| o[inner_ip + 10] ^= 1),
+            Err(R::BadIpv4Checksum),
+        ),
+        (
+            "inner TTL 1",
+            tunnel(
+                &snat_from_cn2(&m, "10.1.0.77", (5000, 53), 1).0,
+                101,
+                VTEP2,
+                VTEP3,
+            ),
+            Err(R::TtlExpired),
+        ),
+        (
+            "unknown VNI",
+            tunnel(&inner, 999, VTEP2, VTEP3),
+            Err(R::UnknownVni),
+        ),
+        (
+            "red's GRE key as a VNI (a network without that VNI)",
+            tunnel(&inner, 202, VTEP2, VTEP3),
+            Err(R::UnknownVni),
+        ),
+        (
+            "unknown VTEP source",
+            tunnel(&inner, 101, [192, 0, 2, 99], VTEP3),
+            Err(R::UnknownVtepSource),
+        ),
+        (
+            "not this VTEP",
+            tunnel(&inner, 101, VTEP2, VTEP1),
+            Err(R::NotForThisVtep),
+        ),
+        (
+            "VXLAN I flag clear",
+            with_outer(&|o| o[pkt::ETH_LEN + pkt::IPV4_LEN + 8] = 0),
+            Err(R::BadVxlan),
+        ),
+        (
+            "outer IP length beyond the frame",
+            with_outer(&|o| {
+                let l = pkt::be16(o, pkt::ETH_LEN + 2) + 1;
+                o[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
+                fix_sum(o, pkt::ETH_LEN);
+            }),
+            Err(R::MalformedIpv4),
+        ),
+        (
+            "inner IP length beyond the frame",
+            with_inner(&|i| {
+                let l = pkt::be16(i, pkt::ETH_LEN + 2) + 1;
+                i[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
+                fix_sum(i, pkt::ETH_LEN);
+            }),
+            Err(R::MalformedIpv4),
+        ),
+        (
+            "martian destination",
+            with_inner(&|i| {
+                i[pkt::ETH_LEN + 16..pkt::ETH_LEN + 20].copy_from_slice(&[127, 0, 0, 1]);
+                fix_sum(i, pkt::ETH_LEN);
+            }),
+            Err(R::MartianDestination),
+        ),
+        (
+            "a VM's MAC, not a DVR MAC (the router is not centralized here)",
+            with_inner(&|i| i[6..12].copy_from_slice(&C_MAC)),
+            Err(R::NotLocalAfterDecap),
+        ),
+        (
+            "a later fragment",
+            with_inner(&|i| {
+                i[pkt::ETH_LEN + 6..pkt::ETH_LEN + 8].copy_from_slice(&[0, 8]);
+                fix_sum(i, pkt::ETH_LEN);
+            }),
+            Err(R::NatFragmentUnknown),
+        ),
+        (
+            "a TCP header cut short",
+            with_inner(&|i| {
+                i[pkt::ETH_LEN + 9] = pkt::PROTO_TCP;
+                i.truncate(pkt::ETH_LEN + pkt::IPV4_LEN + 12);
+                i[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&32u16.to_be_bytes());
+                fix_sum(i, pkt::ETH_LEN);
+            }),
+            Err(R::NatTruncated),
+        ),
+        (
+            "a source with a floating IP (served on cn1)",
+            snat_from_cn2(&m, "10.1.0.10", (5000, 53), 64).1,
+            Err(R::FipNotServedHere),
+        ),
+    ];
+    // After a frame of the same tunnel took the SNAT way: what the worker
+    // remembers of the tunnel leaves every check of the frame to be made.
+    let envs = &mut (env(), env());
+    assert!(snat_way_vs_pipeline_in(&n, envs, std::slice::from_ref(&good))[0].2);
+    for (what, frame, want) in cases {
+        let runs = snat_way_vs_pipeline_in(&n, envs, std::slice::from_ref(&frame));
+        let (v, _, taken) = &runs[0];
+        assert!(!taken, "{what}: the SNAT way must leave it to the pipeline");
+        assert_eq!(*v, want, "{what}");
+    }
+    // A frame the SNAT way leaves to the pipeline that it forwards: IPv4
+    // options inside.
+    // The inner packet with 4 bytes of options (NOP, NOP, NOP, end).
+    let mut opts = inner.clone();
+    let at = pkt::ETH_LEN + pkt::IPV4_LEN;
+    opts.splice(at..at, [1, 1, 1, 0]);
+    opts[pkt::ETH_LEN] = 0x46;
+    let l = pkt::be16(&opts, pkt::ETH_LEN + 2) + 4;
+    opts[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
+    opts[pkt::ETH_LEN + 10..pkt::ETH_LEN + 12].copy_from_slice(&[0, 0]);
+    let c = pkt::checksum(&opts[pkt::ETH_LEN..at + 4]);
+    opts[pkt::ETH_LEN + 10..pkt::ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(blue, opts[..6]);
+    let runs = snat_way_vs_pipeline(&n, &[tunnel(&opts, 101, VTEP2, VTEP3)]);
+    let (v, out, taken) = &runs[0];
+    assert!(!taken, "IPv4 options: left to the pipeline");
+    assert_eq!(*v, Ok(1), "IPv4 options");
+    checksums_ok(out);
+}
+
+#[test]
+fn snat_way_follows_a_table_change() {
+    let m = ns_model();
+    let (_, f) = snat_from_cn2(&m, "10.1.0.77", (5000, 53), 64);
+    // One worker's environments throughout: what its SNAT way remembers of
+    // the tunnel belongs to the snapshot it was found on.
+    let envs = &mut (env(), env());
+    let (v, out, taken) =
+        snat_way_vs_pipeline_in(&nn1(&m), envs, std::slice::from_ref(&f)).remove(0);
+    assert!(taken);
+    assert_eq!((v, &out[0..6]), (Ok(1), &UPSTREAM_MAC[..]));
+    // The upstream router's MAC changes: the next snapshot's frames leave to
+    // the new one.
+    let moved = [0x02, 0, 0, 0, 0, 0x77];
+    let mut c = Compiler::new(&m, snat_node_ports());
+    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
+    let n2 = c
+        .set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(moved))
+        .expect("publishes");
+    let (v, out, taken) = snat_way_vs_pipeline_in(&n2, envs, std::slice::from_ref(&f)).remove(0);
+    assert!(taken);
+    assert_eq!((v, &out[0..6]), (Ok(1), &moved[..]));
+    // SNAT disabled on the router: the pipeline drops it, the way does not
+    // take it.
+    let mut m2 = m.clone();
+    m2.apply(&changes(json!([
+        {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext", "enable_snat": false}, "snat_host": "nn1"},
+    ])))
+    .expect("valid");
+    let (v, _, taken) = snat_way_vs_pipeline_in(&nn1(&m2), envs, &[f]).remove(0);
+    assert!(!taken);
+    assert_eq!(v, Err(R::NoSnat));
 }

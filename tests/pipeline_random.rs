@@ -699,3 +699,95 @@ fn north_south_frames_keep_the_invariants() {
         assert!(seen.contains_key(r), "{r} never seen: {seen:?}");
     }
 }
+
+/// Seeds for the `dvr_snat` node nn1 ([`snat_node_snapshot`]): r1's SNAT
+/// traffic as cn2 tunnels it there (VXLAN on blue, GRE on red; UDP, TCP,
+/// ICMP echo; from cn2's DVR MAC to the router's interface), and replies from
+/// outside to the gateway address.
+fn snat_node_seeds() -> Vec<(u16, Vec<u8>)> {
+    let m = ns_model();
+    let blue = gw_mac(&m, "blue4");
+    let red = gw_mac(&m, "red4");
+    let g = m.routers["r1"].gateway.as_ref().unwrap();
+    let gw_ip = g.ips[0].ip.to_string();
+    let to_nn1 =
+        |inner: &[u8], vni: u32| vxlan_frame(inner, vni, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    let mut tcp = Vec::new();
+    PacketBuilder::ethernet2(DVR2, blue)
+        .ipv4(ip4("10.1.0.77"), ip4("198.51.100.7"), 64)
+        .tcp(41000, 80, 1, 1000)
+        .syn()
+        .write(&mut tcp, PAYLOAD)
+        .unwrap();
+    let mut gre = gre_from_cn2(&udp4(DVR2, red, "10.2.0.77", "198.51.100.7", 64), 202);
+    gre[30..34].copy_from_slice(&VTEP3);
+    fix_ipv4_header(&mut gre, 14);
+    vec![
+        (
+            NN1_UP,
+            to_nn1(&udp4(DVR2, blue, "10.1.0.77", "198.51.100.7", 64), 101),
+        ),
+        (NN1_UP, to_nn1(&tcp, 101)),
+        (
+            NN1_UP,
+            to_nn1(&echo4(DVR2, blue, "10.1.0.77", "198.51.100.7"), 101),
+        ),
+        (NN1_UP, gre),
+        (
+            NN1_EXT,
+            udp4(UPSTREAM_MAC, g.mac.0, "198.51.100.7", &gw_ip, 64),
+        ),
+    ]
+}
+
+/// Sets the IPv4 header checksum of the header at `at`.
+fn fix_ipv4_header(f: &mut [u8], at: usize) {
+    f[at + 10..at + 12].copy_from_slice(&[0, 0]);
+    let c = pkt::checksum(&f[at..at + 20]);
+    f[at + 10..at + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The SNAT way of an underlay port (`testkit::run_snat_way`, checked by
+/// `check_pipeline` against the whole pipeline) on nn1, over mutated SNAT
+/// frames: it must take the common case and agree everywhere.
+#[test]
+fn snat_node_frames_keep_the_invariants() {
+    let snap = snat_node_snapshot(&ns_model());
+    let seeds = snat_node_seeds();
+    let mut r = Rng(0x5a7_0de0_5eed_0001);
+    let mut seen = BTreeMap::new();
+    let mut taken = 0;
+    let n: usize = std::env::var("DVR_RANDOM_FRAMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        // Each frame sets up SNAT port pools a few times (fresh
+        // environments): fewer frames than the other tests.
+        .map_or(10_000, |n: usize| n / 10);
+    for (i, (port, f)) in seeds.iter().enumerate() {
+        tally(&check_pipeline(&snap, *port, f), &mut seen);
+        let env = &mut dvr::pipeline::Env::new(|| 0, 1_000_000);
+        let (_, way) = run_snat_way(env, &snap, *port, f);
+        // The VXLAN seeds are the SNAT way's, the others not.
+        assert_eq!(way, i < 3, "seed {i}");
+    }
+    for i in 0..n {
+        let (port, f) = mutate(&mut r, &seeds);
+        let port = port % 2;
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| check_pipeline(&snap, port, &f)))
+            .unwrap_or_else(|_| panic!("frame {i} in on port {port}: {f:02x?}"));
+        taken += (port == NN1_UP
+            && dvr::pipeline::snat_way(&snap, &mut Default::default(), &f).is_some())
+            as usize;
+        tally(&run, &mut seen);
+    }
+    eprintln!("{n} frames, {taken} the SNAT way: {seen:#?}");
+    assert!(taken > n / 10, "{taken} of {n} the SNAT way");
+    for k in [
+        "out port 1",
+        "bad_ipv4_checksum",
+        "unknown_vni",
+        "malformed_ipv4",
+    ] {
+        assert!(seen.contains_key(k), "{k} never seen: {seen:?}");
+    }
+}

@@ -676,6 +676,17 @@ impl InKey {
     }
 }
 
+/// [`Nat::snat_out`]'s lookup of a packet, worked out ahead of it
+/// ([`Nat::out_lookup`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OutLookup {
+    hdr: Hdr,
+    k: InKey,
+    h_in: u64,
+    /// TCP flags (0 for UDP and ICMP).
+    flags: u8,
+}
+
 /// The inside key [`Nat::snat_out`] looks `ip` up by, if it looks one up
 /// (a whole packet or first fragment of TCP, UDP or an ICMP echo request).
 #[inline(always)]
@@ -1231,20 +1242,92 @@ impl Nat {
             rem_ip: h.dst,
             rem_port: dport,
         };
-        let h_in = k.hash();
-        let found = self.find_in_hashed(&k, h_in);
+        self.snat_out_session(ip, &h, &k, k.hash(), flags, now)
+    }
+
+    /// The lookup of [`Nat::snat_out`] of `ip` for router `router`, worked
+    /// out without translating (nothing is read but `ip`): for a whole
+    /// packet or first fragment of TCP, UDP or an ICMP echo request long
+    /// enough to translate. `None` for any other packet (fragment, ICMP
+    /// error, other protocol, short): [`Nat::snat_out`] decides those.
+    /// [`Nat::snat_out_looked`] then translates `ip`, unchanged meanwhile,
+    /// exactly as [`Nat::snat_out`] would.
+    #[inline(always)]
+    pub fn out_lookup(router: u32, ip: &[u8]) -> Option<OutLookup> {
+        let h = wire::parse(ip).ok()?;
+        if h.frag_off != 0 {
+            return None;
+        }
+        let l4 = h.ihl;
+        let (sport, dport, flags) = match h.proto {
+            PROTO_TCP if ip.len() >= l4 + 20 => (be16(ip, l4), be16(ip, l4 + 2), ip[l4 + 13]),
+            PROTO_UDP if ip.len() >= l4 + 8 => (be16(ip, l4), be16(ip, l4 + 2), 0),
+            PROTO_ICMP if ip.len() >= l4 + 8 && ip[l4] == wire::ICMP_ECHO_REQUEST => {
+                (be16(ip, l4 + 4), 0, 0)
+            }
+            _ => return None,
+        };
+        let k = InKey {
+            router,
+            proto: h.proto,
+            in_ip: h.src,
+            in_port: sport,
+            rem_ip: h.dst,
+            rem_port: dport,
+        };
+        Some(OutLookup {
+            hdr: h,
+            h_in: k.hash(),
+            k,
+            flags,
+        })
+    }
+
+    /// Stage one of the lookahead ([`Nat::prefetch_out`]) for a lookup
+    /// already worked out.
+    #[inline(always)]
+    pub fn prefetch_lookup(&self, l: &OutLookup) {
+        self.by_in.prefetch(l.h_in);
+        self.look.push(Ahead::Out(l.k, l.h_in));
+    }
+
+    /// [`Nat::snat_out`] of `ip`, whose lookup `l` is ([`Nat::out_lookup`] of
+    /// the same bytes).
+    #[inline(always)]
+    pub fn snat_out_looked(
+        &mut self,
+        ip: &mut [u8],
+        l: &OutLookup,
+        now: u64,
+    ) -> Result<(), DropReason> {
+        self.snat_out_session(ip, &l.hdr, &l.k, l.h_in, l.flags, now)
+    }
+
+    /// The rest of [`Nat::snat_out`] once its key `k` (hash `h_in`) is known:
+    /// the session found or created, refreshed, the packet translated.
+    #[inline(always)]
+    fn snat_out_session(
+        &mut self,
+        ip: &mut [u8],
+        h: &Hdr,
+        k: &InKey,
+        h_in: u64,
+        flags: u8,
+        now: u64,
+    ) -> Result<(), DropReason> {
+        let found = self.find_in_hashed(k, h_in);
         let s = match self.live(found, now) {
             Some(s) => s,
-            None => self.create(&k, h_in, now)?,
+            None => self.create(k, h_in, now)?,
         };
         self.touch(s, true, flags, now);
         let (ext_ip, ext_port) = (
             self.slots[s as usize].ext_ip,
             self.slots[s as usize].ext_port,
         );
-        wire::xlate(ip, &h, Side::Src, ext_ip, Some(ext_port))?;
+        wire::xlate(ip, h, Side::Src, ext_ip, Some(ext_port))?;
         if h.mf {
-            self.remember(false, router, &h, ext_ip, now);
+            self.remember(false, k.router, h, ext_ip, now);
         }
         Ok(())
     }
