@@ -47,6 +47,19 @@ fn setup() -> PortSetup {
     }
 }
 
+/// A burst of copies of `frames` in mbufs of `pool`.
+fn burst_of(pool: &Mempool, frames: &[Vec<u8>]) -> Burst {
+    let mut out = Burst::new();
+    for f in frames {
+        Mbuf::from_frame(pool, f)
+            .unwrap()
+            .push_to(&mut out)
+            .ok()
+            .unwrap();
+    }
+    out
+}
+
 #[test]
 fn eal_starts_only_once() {
     let _g = eal();
@@ -100,14 +113,7 @@ fn ring_pair_carries_frames_both_ways() {
     let (mut rxb, mut txb) = pb.queues(1, 1);
 
     let frames: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 60 + i as usize]).collect();
-    let mut out = Burst::new();
-    for f in &frames {
-        Mbuf::from_frame(&pool, f)
-            .unwrap()
-            .push_to(&mut out)
-            .ok()
-            .unwrap();
-    }
+    let mut out = burst_of(&pool, &frames);
     let r = txa[0].tx(&mut out);
     assert_eq!(r.sent, 20);
     assert_eq!(r.bytes, frames.iter().map(|f| f.len() as u64).sum::<u64>());
@@ -202,14 +208,7 @@ fn a_pool_on_transparent_huge_pages_carries_frames_and_goes_away() {
         let (_, mut txa) = pa.queues(1, 1);
         let (mut rxb, _) = pb.queues(1, 1);
         let frames: Vec<Vec<u8>> = (0..32u8).map(|i| vec![i; 60 + i as usize]).collect();
-        let mut out = Burst::new();
-        for f in &frames {
-            Mbuf::from_frame(&pool, f)
-                .unwrap()
-                .push_to(&mut out)
-                .ok()
-                .unwrap();
-        }
+        let mut out = burst_of(&pool, &frames);
         assert_eq!(txa[0].tx(&mut out).sent, 32);
         let mut got = Burst::new();
         assert_eq!(rxb[0].rx(&mut got, 32), 32);

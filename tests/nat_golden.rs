@@ -16,7 +16,7 @@ use dvr::mac::MacAddr;
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
 use dvr::pkt::{self, Frame};
-use dvr::snapshot::{Compiler, DpPort, NodePorts, Snapshot};
+use dvr::snapshot::{Compiler, DpPort, Snapshot};
 use dvr::stats::DropReason as R;
 use dvr::testkit::*;
 use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, SlicedPacket, TransportSlice};
@@ -641,20 +641,7 @@ fn migration_to_distributed_under_a_stream() {
 #[test]
 fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
     let mut m = ns_model();
-    let mut c = Compiler::new(
-        &m,
-        NodePorts {
-            node: "nn1".into(),
-            ports: vec![
-                dp("up", PortRole::Underlay, NN1_UL_MAC),
-                dp("ext", PortRole::External, [0x02, 0, 0, 0, 0, 0xef]),
-            ],
-            static_fdb: vec![],
-            vtep: None,
-            dvr_mac: None,
-            vtep_macs: vec![],
-        },
-    );
+    let mut c = Compiler::new(&m, snat_node_ports());
     c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
     let n = c
         .set_vtep_mac("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC))

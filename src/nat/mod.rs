@@ -1218,31 +1218,24 @@ impl Nat {
     /// about a session gets its quoted destination translated too. `ip` is
     /// the IPv4 packet, validated by the caller.
     pub fn snat_out(&mut self, router: u32, ip: &mut [u8], now: u64) -> Result<(), DropReason> {
+        if let Some(l) = Self::out_lookup(router, ip) {
+            return self.snat_out_looked(ip, &l, now);
+        }
+        // What has no lookup of its own: fragments, ICMP other than echo
+        // requests, other protocols, packets too short to translate.
         let h = wire::parse(ip)?;
         if h.frag_off != 0 {
             return self.follow(false, router, ip, &h, now).map(|_| ());
         }
         let l4 = h.ihl;
-        let (sport, dport, flags) = match h.proto {
-            PROTO_TCP if ip.len() >= l4 + 20 => (be16(ip, l4), be16(ip, l4 + 2), ip[l4 + 13]),
-            PROTO_UDP if ip.len() >= l4 + 8 => (be16(ip, l4), be16(ip, l4 + 2), 0),
-            PROTO_ICMP if ip.len() >= l4 + 8 => match ip[l4] {
-                wire::ICMP_ECHO_REQUEST => (be16(ip, l4 + 4), 0, 0),
-                t if wire::is_icmp_error(t) => return self.error_out(router, ip, &h, now),
-                _ => return Err(R::NatUnsupportedProto),
-            },
-            PROTO_TCP | PROTO_UDP | PROTO_ICMP => return Err(R::NatTruncated),
-            _ => return Err(R::NatUnsupportedProto),
-        };
-        let k = InKey {
-            router,
-            proto: h.proto,
-            in_ip: h.src,
-            in_port: sport,
-            rem_ip: h.dst,
-            rem_port: dport,
-        };
-        self.snat_out_session(ip, &h, &k, k.hash(), flags, now)
+        match h.proto {
+            PROTO_ICMP if ip.len() >= l4 + 8 && wire::is_icmp_error(ip[l4]) => {
+                self.error_out(router, ip, &h, now)
+            }
+            PROTO_ICMP if ip.len() >= l4 + 8 => Err(R::NatUnsupportedProto),
+            PROTO_TCP | PROTO_UDP | PROTO_ICMP => Err(R::NatTruncated),
+            _ => Err(R::NatUnsupportedProto),
+        }
     }
 
     /// The lookup of [`Nat::snat_out`] of `ip` for router `router`, worked
