@@ -374,12 +374,20 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
     assert_eq!(fast, run, "the workers' flow cache way disagrees");
     // The SNAT way of an underlay port, in a fresh environment (the first
     // run's session is then made alike), and once more in the same one (the
-    // session found).
-    let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
-    let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
-    assert_eq!(way, run, "the SNAT way disagrees (taken: {taken})");
-    let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
-    assert_eq!(way, again, "the SNAT way disagrees again (taken: {taken})");
+    // session found). A frame it does not take is decided by the whole
+    // pipeline, as just checked: no second environment for it (each one
+    // sets up the SNAT's port pools).
+    let underlay = matches!(
+        crate::pipeline::ingress(snap, in_port),
+        crate::pipeline::Ingress::Underlay
+    );
+    if underlay && crate::pipeline::snat_way(snap, &mut Default::default(), frame).is_some() {
+        let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
+        let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
+        assert_eq!(way, run, "the SNAT way disagrees (taken: {taken})");
+        let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
+        assert_eq!(way, again, "the SNAT way disagrees again (taken: {taken})");
+    }
     let mut notes = Notes::default();
     let traced = run_one(snap, in_port, frame, &mut notes);
     assert_eq!(
