@@ -687,30 +687,6 @@ pub struct OutLookup {
     flags: u8,
 }
 
-/// The inside key [`Nat::snat_out`] looks `ip` up by, if it looks one up
-/// (a whole packet or first fragment of TCP, UDP or an ICMP echo request).
-#[inline(always)]
-fn out_key(router: u32, ip: &[u8]) -> Option<InKey> {
-    let h = wire::parse(ip).ok()?;
-    let l4 = h.ihl;
-    if h.frag_off != 0 || ip.len() < l4 + 8 {
-        return None;
-    }
-    let (in_port, rem_port) = match h.proto {
-        PROTO_TCP | PROTO_UDP => (be16(ip, l4), be16(ip, l4 + 2)),
-        PROTO_ICMP if ip[l4] == wire::ICMP_ECHO_REQUEST => (be16(ip, l4 + 4), 0),
-        _ => return None,
-    };
-    Some(InKey {
-        router,
-        proto: h.proto,
-        in_ip: h.src,
-        in_port,
-        rem_ip: h.dst,
-        rem_port,
-    })
-}
-
 /// The outside key's hash [`Nat::snat_in`] looks `ip` up by, if it looks one up.
 #[inline(always)]
 fn in_hash(ip: &[u8]) -> Option<u64> {
@@ -1285,7 +1261,8 @@ impl Nat {
     }
 
     /// [`Nat::snat_out`] of `ip`, whose lookup `l` is ([`Nat::out_lookup`] of
-    /// the same bytes).
+    /// the same bytes): the session found or created, refreshed, the packet
+    /// translated.
     #[inline(always)]
     pub fn snat_out_looked(
         &mut self,
@@ -1293,27 +1270,13 @@ impl Nat {
         l: &OutLookup,
         now: u64,
     ) -> Result<(), DropReason> {
-        self.snat_out_session(ip, &l.hdr, &l.k, l.h_in, l.flags, now)
-    }
-
-    /// The rest of [`Nat::snat_out`] once its key `k` (hash `h_in`) is known:
-    /// the session found or created, refreshed, the packet translated.
-    #[inline(always)]
-    fn snat_out_session(
-        &mut self,
-        ip: &mut [u8],
-        h: &Hdr,
-        k: &InKey,
-        h_in: u64,
-        flags: u8,
-        now: u64,
-    ) -> Result<(), DropReason> {
-        let found = self.find_in_hashed(k, h_in);
+        let (h, k) = (&l.hdr, &l.k);
+        let found = self.find_in_hashed(k, l.h_in);
         let s = match self.live(found, now) {
             Some(s) => s,
-            None => self.create(k, h_in, now)?,
+            None => self.create(k, l.h_in, now)?,
         };
-        self.touch(s, true, flags, now);
+        self.touch(s, true, l.flags, now);
         let (ext_ip, ext_port) = (
             self.slots[s as usize].ext_ip,
             self.slots[s as usize].ext_port,
@@ -1411,10 +1374,8 @@ impl Nat {
     /// packets a burst).
     #[inline(always)]
     pub fn prefetch_out(&self, router: u32, ip: &[u8]) {
-        if let Some(k) = out_key(router, ip) {
-            let h = k.hash();
-            self.by_in.prefetch(h);
-            self.look.push(Ahead::Out(k, h));
+        if let Some(l) = Self::out_lookup(router, ip) {
+            self.prefetch_lookup(&l);
         }
     }
 
