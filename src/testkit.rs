@@ -164,10 +164,21 @@ pub fn ns_node() -> NodePorts {
 /// The snapshot of `m` on [`ns_node`] with cn2's and nn1's VTEPs and the
 /// upstream router resolved.
 pub fn ns_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
+    resolved(m, ns_node(), [(VTEP2, CN2_UL_MAC), (VTEP3, NN1_UL_MAC)])
+}
+
+/// The snapshot of `m` on `ports` with the two VTEPs `vteps` (address, MAC)
+/// and the upstream router 203.0.113.1 resolved.
+fn resolved(
+    m: &Model,
+    ports: NodePorts,
+    vteps: [([u8; 4], [u8; 6]); 2],
+) -> std::sync::Arc<crate::snapshot::Snapshot> {
     use std::net::Ipv4Addr;
-    let mut c = crate::snapshot::Compiler::new(m, ns_node());
-    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
-    c.set_vtep_mac(Ipv4Addr::from(VTEP3), MacAddr(NN1_UL_MAC));
+    let mut c = crate::snapshot::Compiler::new(m, ports);
+    for (ip, mac) in vteps {
+        c.set_vtep_mac(Ipv4Addr::from(ip), MacAddr(mac));
+    }
     c.set_vtep_mac(Ipv4Addr::new(203, 0, 113, 1), MacAddr(UPSTREAM_MAC))
         .expect("a new neighbour publishes")
 }
@@ -200,12 +211,22 @@ pub fn snat_node_ports() -> NodePorts {
 /// r1's SNAT: an underlay port ([`NN1_UP`]) and an external port
 /// ([`NN1_EXT`]); cn1's and cn2's VTEPs and the upstream router resolved.
 pub fn snat_node_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
-    use std::net::Ipv4Addr;
-    let mut c = crate::snapshot::Compiler::new(m, snat_node_ports());
-    c.set_vtep_mac(Ipv4Addr::from(VTEP1), MacAddr(UL_MAC));
-    c.set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC));
-    c.set_vtep_mac(Ipv4Addr::new(203, 0, 113, 1), MacAddr(UPSTREAM_MAC))
-        .expect("a new neighbour publishes")
+    resolved(m, snat_node_ports(), [(VTEP1, UL_MAC), (VTEP2, CN2_UL_MAC)])
+}
+
+/// Recomputes the IPv4 header checksum at `at` (if an IPv4 header is
+/// there), so that a changed or mutated frame gets past the checksum check
+/// to the stages behind it.
+pub fn fix_ipv4(f: &mut [u8], at: usize) {
+    let Some(&vihl) = f.get(at) else { return };
+    let ihl = (vihl & 0x0f) as usize * 4;
+    if vihl >> 4 != 4 || ihl < 20 || f.len() < at + ihl {
+        return;
+    }
+    f[at + 10] = 0;
+    f[at + 11] = 0;
+    let c = crate::pkt::checksum(&f[at..at + ihl]);
+    f[at + 10..at + 12].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Headroom and tailroom of the buffers [`check_pipeline`] runs frames in.
@@ -400,10 +421,7 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
         Ok(crate::pipeline::FLOOD) => {
             // Replicated by the worker as it came in (from a VM port) or as
             // decapsulated (from the underlay).
-            if matches!(
-                crate::pipeline::ingress(snap, in_port),
-                crate::pipeline::Ingress::Underlay
-            ) {
+            if underlay {
                 assert!(out.len() <= frame.len(), "decapsulated, not grown");
             } else {
                 assert_eq!(&out[..], frame, "a flooded frame is not changed");

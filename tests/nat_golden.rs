@@ -709,13 +709,6 @@ fn snat_from_cn2(m: &Model, src: &str, ports: (u16, u16), ttl: u8) -> (Vec<u8>, 
     (inner, outer)
 }
 
-/// Sets the IPv4 header checksum of the header at `at` (20 bytes).
-fn fix_sum(f: &mut [u8], at: usize) {
-    f[at + 10..at + 12].copy_from_slice(&[0, 0]);
-    let c = pkt::checksum(&f[at..at + 20]);
-    f[at + 10..at + 12].copy_from_slice(&c.to_be_bytes());
-}
-
 /// Runs `frames` in on nn1's underlay port in order, each twice: the way a
 /// worker does (`run_snat_way`) and through the whole pipeline, each in its
 /// own environment; both must agree byte for byte. Gives each frame's
@@ -855,7 +848,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
             with_outer(&|o| {
                 let l = pkt::be16(o, pkt::ETH_LEN + 2) + 1;
                 o[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
-                fix_sum(o, pkt::ETH_LEN);
+                fix_ipv4(o, pkt::ETH_LEN);
             }),
             Err(R::MalformedIpv4),
         ),
@@ -864,7 +857,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
             with_inner(&|i| {
                 let l = pkt::be16(i, pkt::ETH_LEN + 2) + 1;
                 i[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
-                fix_sum(i, pkt::ETH_LEN);
+                fix_ipv4(i, pkt::ETH_LEN);
             }),
             Err(R::MalformedIpv4),
         ),
@@ -872,7 +865,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
             "martian destination",
             with_inner(&|i| {
                 i[pkt::ETH_LEN + 16..pkt::ETH_LEN + 20].copy_from_slice(&[127, 0, 0, 1]);
-                fix_sum(i, pkt::ETH_LEN);
+                fix_ipv4(i, pkt::ETH_LEN);
             }),
             Err(R::MartianDestination),
         ),
@@ -885,7 +878,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
             "a later fragment",
             with_inner(&|i| {
                 i[pkt::ETH_LEN + 6..pkt::ETH_LEN + 8].copy_from_slice(&[0, 8]);
-                fix_sum(i, pkt::ETH_LEN);
+                fix_ipv4(i, pkt::ETH_LEN);
             }),
             Err(R::NatFragmentUnknown),
         ),
@@ -895,7 +888,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 i[pkt::ETH_LEN + 9] = pkt::PROTO_TCP;
                 i.truncate(pkt::ETH_LEN + pkt::IPV4_LEN + 12);
                 i[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&32u16.to_be_bytes());
-                fix_sum(i, pkt::ETH_LEN);
+                fix_ipv4(i, pkt::ETH_LEN);
             }),
             Err(R::NatTruncated),
         ),
