@@ -1827,15 +1827,8 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     if eth[6] & 1 != 0 || be16(eth, 12) != ETHERTYPE_IPV4 {
         return None;
     }
-    let h = ip.first_chunk::<IPV4_LEN>()?;
-    let total = be16(h, 2) as usize;
-    if h[0] != 0x45
-        || total < IPV4_LEN
-        || total > ip.len()
-        || Some(ipv4_at(h, 16)) != node.vtep
-        || !ipv4_header_sum_ok(h)
-        || h[9] != PROTO_UDP
-    {
+    let (h, total) = plain_ipv4(ip)?;
+    if Some(ipv4_at(h, 16)) != node.vtep || h[9] != PROTO_UDP {
         return None;
     }
     let l4 = &ip[IPV4_LEN..total];
@@ -1849,23 +1842,22 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     // The tunnel: source VTEP, VNI, inner MACs; what they decide (a router
     // interface here, the router's SNAT here and its way out) depends on
     // the snapshot only, kept for the next frames of the same tunnel.
+    // A tunnel that does not lead here is remembered too: the frames of an
+    // east-west tunnel on this node then pay no lookups before the whole
+    // pipeline makes them.
     let key = SnatMemo::key(h, l4, inner);
     let t = match memo.get(snap.epoch, &key) {
-        Some(t) => t,
+        Some(t) => t?,
         None => {
-            let t = snat_tunnel(snap, h, l4, inner)?;
+            let t = snat_tunnel(snap, h, l4, inner);
             memo.set(snap.epoch, key, t);
-            t
+            t?
         }
     };
     let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = &inner[ETH_LEN..];
-    let h = ip.first_chunk::<IPV4_LEN>()?;
-    let total = be16(h, 2) as usize;
-    if h[0] != 0x45 || total < IPV4_LEN || total > ip.len() || !ipv4_header_sum_ok(h) {
-        return None;
-    }
+    let (h, total) = plain_ipv4(ip)?;
     let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
     if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
         return None;
@@ -1887,6 +1879,17 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
         inner: (ETH_LEN + total) as u16,
         look,
     })
+}
+
+/// The common case of [`ipv4_valid`], on bytes: a 20-byte IPv4 header at
+/// the start of `ip` with a right checksum and a total length that `ip`
+/// holds; the header and that length.
+#[inline(always)]
+fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; IPV4_LEN], usize)> {
+    let h = ip.first_chunk::<IPV4_LEN>()?;
+    let total = be16(h, 2) as usize;
+    (h[0] == 0x45 && total >= IPV4_LEN && total <= ip.len() && ipv4_header_sum_ok(h))
+        .then_some((h, total))
 }
 
 /// What a tunnel's frames that reach the SNAT have in common ([`snat_way`]).
@@ -1934,10 +1937,11 @@ fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> 
     })
 }
 
-/// A worker's memory of the last tunnel [`snat_way`] took a frame of: its
-/// key (source VTEP, VNI, inner destination and source MACs, ethertype) and
-/// what [`snat_tunnel`] found for it on snapshot `epoch` (never 0): valid
-/// for that snapshot only, so any table change makes it stale.
+/// A worker's memory of the last tunnel [`snat_way`] looked at: its key
+/// (source VTEP, VNI, inner destination and source MACs, ethertype) and
+/// what [`snat_tunnel`] found for it on snapshot `epoch` (never 0), which
+/// reads nothing else of a frame: valid for that snapshot only, so any
+/// table change makes it stale.
 #[derive(Debug, Default)]
 pub struct SnatMemo {
     epoch: u64,
@@ -1957,22 +1961,15 @@ impl SnatMemo {
         k
     }
 
+    /// What [`snat_tunnel`] found for `key` on `epoch`, if remembered.
     #[inline(always)]
-    fn get(&self, epoch: u64, key: &[u8; 24]) -> Option<SnatTunnel> {
-        if self.epoch == epoch && self.key == *key {
-            self.t
-        } else {
-            None
-        }
+    fn get(&self, epoch: u64, key: &[u8; 24]) -> Option<Option<SnatTunnel>> {
+        (self.epoch == epoch && self.key == *key).then_some(self.t)
     }
 
     #[inline(always)]
-    fn set(&mut self, epoch: u64, key: [u8; 24], t: SnatTunnel) {
-        *self = SnatMemo {
-            epoch,
-            key,
-            t: Some(t),
-        };
+    fn set(&mut self, epoch: u64, key: [u8; 24], t: Option<SnatTunnel>) {
+        *self = SnatMemo { epoch, key, t };
     }
 }
 

@@ -908,6 +908,12 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         assert!(!taken, "{what}: the SNAT way must leave it to the pipeline");
         assert_eq!(*v, want, "{what}");
     }
+    // A tunnel remembered as not leading here (red's VNI, where blue's
+    // gateway MAC is no router interface) leaves the good tunnel's frames
+    // to take the way still.
+    let other = tunnel(&inner, 202, VTEP2, VTEP3);
+    let runs = snat_way_vs_pipeline_in(&n, envs, &[other, good.clone()]);
+    assert_eq!((runs[0].2, runs[1].2), (false, true));
     // A frame the SNAT way leaves to the pipeline that it forwards: IPv4
     // options inside.
     // The inner packet with 4 bytes of options (NOP, NOP, NOP, end).
