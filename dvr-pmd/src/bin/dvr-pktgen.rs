@@ -9,6 +9,13 @@
 //! anywhere), so a lossless path loses nothing. Ends when everything was sent and
 //! `--expect` is met, or when nothing moved for `--idle-exit-ms`; prints one JSON
 //! line with the counts and exits 0 (the caller judges the counts).
+//!
+//! `--probe P:SRC:DST` (before any counted frame): a probe frame of that flow
+//! (UDP port 7, not 9) is sent from port P, again every 50 ms, until one is
+//! received back. A vhost-user peer's queues are set up by the backend's own
+//! thread after our link is up; frames it forwards to a queue not yet enabled
+//! are dropped there. The probes are counted apart (`probes_sent`,
+//! `probes_received`), so the caller can account for each one.
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
@@ -31,6 +38,10 @@ struct Args {
     /// `PORT:SRC_MAC:DST_MAC:COUNT`: frames to send from port index PORT.
     #[arg(long = "send")]
     sends: Vec<String>,
+    /// `PORT:SRC_MAC:DST_MAC`: a path to probe until it forwards, before the
+    /// counted frames.
+    #[arg(long = "probe")]
+    probes: Vec<String>,
     /// Total frames to receive (all ports) before exiting; default: all sent.
     #[arg(long)]
     expect: Option<u64>,
@@ -58,49 +69,87 @@ struct Send {
     sent: u64,
 }
 
+/// The UDP destination port of counted frames, and of probes.
+const COUNTED_PORT: u16 = 9;
+const PROBE_PORT: u16 = 7;
+
 fn parse_send(s: &str, nports: usize) -> Result<Send, String> {
     let parts: Vec<&str> = s.split(':').collect();
     // PORT : six MAC octets : six MAC octets : COUNT
     if parts.len() != 14 {
         return Err(format!("--send {s}: expected PORT:SRC_MAC:DST_MAC:COUNT"));
     }
+    parse_flow("--send", s, &parts[..13], nports, COUNTED_PORT).and_then(|(port, flow)| {
+        let count: u64 = parts[13]
+            .parse()
+            .map_err(|_| format!("--send {s}: bad count"))?;
+        Ok(Send {
+            port,
+            flow,
+            count,
+            sent: 0,
+        })
+    })
+}
+
+fn parse_probe(s: &str, nports: usize) -> Result<(usize, Udp4), String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 13 {
+        return Err(format!("--probe {s}: expected PORT:SRC_MAC:DST_MAC"));
+    }
+    parse_flow("--probe", s, &parts, nports, PROBE_PORT)
+}
+
+/// PORT and two MACs (`parts`, split at ':') of `s`, the value of option
+/// `opt`: the port index and the flow sent from it to UDP port `dst_port`.
+fn parse_flow(
+    opt: &str,
+    s: &str,
+    parts: &[&str],
+    nports: usize,
+    dst_port: u16,
+) -> Result<(usize, Udp4), String> {
     let port: usize = parts[0]
         .parse()
-        .map_err(|_| format!("--send {s}: bad port"))?;
+        .map_err(|_| format!("{opt} {s}: bad port"))?;
     if port >= nports {
-        return Err(format!("--send {s}: port {port} does not exist"));
+        return Err(format!("{opt} {s}: port {port} does not exist"));
     }
     let src: MacAddr = parts[1..7]
         .join(":")
         .parse()
-        .map_err(|e| format!("--send {s}: {e}"))?;
+        .map_err(|e| format!("{opt} {s}: {e}"))?;
     let dst: MacAddr = parts[7..13]
         .join(":")
         .parse()
-        .map_err(|e| format!("--send {s}: {e}"))?;
-    let count: u64 = parts[13]
-        .parse()
-        .map_err(|_| format!("--send {s}: bad count"))?;
-    Ok(Send {
+        .map_err(|e| format!("{opt} {s}: {e}"))?;
+    Ok((
         port,
-        flow: Udp4 {
+        Udp4 {
             src_mac: src,
             dst_mac: dst,
             src_ip: Ipv4Addr::new(10, 0, 0, 1),
             dst_ip: Ipv4Addr::new(10, 0, 0, 2),
             src_port: 5000 + port as u16,
-            dst_port: 9,
+            dst_port,
         },
-        count,
-        sent: 0,
-    })
+    ))
 }
 
-/// Whether `f` is a frame this generator could have built (any flow, any seq).
-fn frame_ok(f: &[u8], frame_len: usize) -> bool {
+/// What a received frame is.
+enum Got {
+    Counted,
+    Probe,
+    Bad,
+}
+
+/// A counted frame or a probe this generator could have built (any flow, any
+/// seq), or anything else.
+fn classify(f: &[u8], frame_len: usize) -> Got {
     if f.len() != frame_len || f.len() < 46 {
-        return false;
+        return Got::Bad;
     }
+    let dst_port = u16::from_be_bytes([f[36], f[37]]);
     let seq = u32::from_be_bytes([f[42], f[43], f[44], f[45]]);
     let flow = Udp4 {
         src_mac: MacAddr(f[6..12].try_into().unwrap()),
@@ -108,9 +157,14 @@ fn frame_ok(f: &[u8], frame_len: usize) -> bool {
         src_ip: Ipv4Addr::new(10, 0, 0, 1),
         dst_ip: Ipv4Addr::new(10, 0, 0, 2),
         src_port: u16::from_be_bytes([f[34], f[35]]),
-        dst_port: 9,
+        dst_port,
     };
-    udp4_frame(&flow, frame_len, seq) == f
+    match dst_port {
+        _ if udp4_frame(&flow, frame_len, seq) != f => Got::Bad,
+        COUNTED_PORT => Got::Counted,
+        PROBE_PORT => Got::Probe,
+        _ => Got::Bad,
+    }
 }
 
 #[derive(Default, serde::Serialize)]
@@ -119,6 +173,8 @@ struct PortCount {
     received: u64,
     received_bad: u64,
     tx_refused: u64,
+    probes_sent: u64,
+    probes_received: u64,
 }
 
 fn main() -> ExitCode {
@@ -137,6 +193,11 @@ fn run(args: &Args) -> Result<(), String> {
         .sends
         .iter()
         .map(|s| parse_send(s, args.ports.len()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let probes = args
+        .probes
+        .iter()
+        .map(|s| parse_probe(s, args.ports.len()))
         .collect::<Result<Vec<_>, _>>()?;
     let eal_args: Vec<String> = [
         "-l",
@@ -192,6 +253,46 @@ fn run(args: &Args) -> Result<(), String> {
     let mut burst = Burst::new();
     let mut rx = Burst::new();
     let mut seq: u32 = 0;
+    // Receives a burst on each port into `counts`; returns how many frames.
+    let mut receive = |queues: &mut Vec<(dpdk::RxQueue, dpdk::TxQueue)>,
+                       counts: &mut Vec<PortCount>| {
+        let mut got = 0;
+        for (p, (q, _)) in queues.iter_mut().enumerate() {
+            let n = q.rx(&mut rx, 32);
+            for i in 0..n {
+                match classify(rx.data(i), args.frame_len) {
+                    Got::Counted => counts[p].received += 1,
+                    Got::Probe => counts[p].probes_received += 1,
+                    Got::Bad => counts[p].received_bad += 1,
+                }
+            }
+            got += n as u64;
+            rx.clear();
+        }
+        got
+    };
+    for &(port, flow) in &probes {
+        let start = Instant::now();
+        let before: u64 = counts.iter().map(|c| c.probes_received).sum();
+        let mut last_sent: Option<Instant> = None;
+        while counts.iter().map(|c| c.probes_received).sum::<u64>() == before {
+            if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(50)) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("probe from port {port} not forwarded within 10 s"));
+                }
+                pool.alloc_into(&mut burst, 1).map_err(|e| e.to_string())?;
+                burst
+                    .set_frame(0, &udp4_frame(&flow, args.frame_len, 0))
+                    .map_err(|e| e.to_string())?;
+                let r = queues[port].1.tx(&mut burst);
+                counts[port].probes_sent += r.sent;
+                last_sent = Some(Instant::now());
+            }
+            if receive(&mut queues, &mut counts) == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
     loop {
         let mut progress = false;
         for s in sends.iter_mut() {
@@ -219,19 +320,11 @@ fn run(args: &Args) -> Result<(), String> {
             counts[s.port].tx_refused += r.dropped;
             progress |= r.sent > 0;
         }
-        for (p, (q, _)) in queues.iter_mut().enumerate() {
-            let n = q.rx(&mut rx, 32);
-            for i in 0..n {
-                if frame_ok(rx.data(i), args.frame_len) {
-                    counts[p].received += 1;
-                } else {
-                    counts[p].received_bad += 1;
-                }
-            }
-            received += n as u64;
-            rx.clear();
-            progress |= n > 0;
-        }
+        let before: u64 = counts.iter().map(|c| c.probes_received).sum();
+        let n = receive(&mut queues, &mut counts);
+        // Late probes are not counted frames: they were never in the window.
+        received += n - (counts.iter().map(|c| c.probes_received).sum::<u64>() - before);
+        progress |= n > 0;
         if progress {
             last_progress = Instant::now();
         }
