@@ -1867,7 +1867,7 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     };
     // north_south4: no floating IP either way.
     if (!r.floating.is_empty() && r.floating.contains_key(&dst))
-        || (!r.fips.is_empty() && r.fips.contains_key(&IpAddr::V4(src)))
+        || (!r.fips.is_empty() && r.fips.contains_key(&src))
     {
         return None;
     }
@@ -2014,7 +2014,7 @@ fn north_south4<T: Trace>(
         return hairpin4(snap, r, src, dst, fixed, f, t);
     }
     let sn = r.snat.as_ref();
-    if let Some(fe) = r.fips.get(&IpAddr::V4(src)) {
+    if let Some(fe) = r.fips.get(&src) {
         // Served here from this host's FIP gateway port, or (central) by the
         // router's SNAT node from its gateway port.
         let (ext, from) = if fe.central {
@@ -2118,7 +2118,7 @@ fn hairpin4<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let Some(own) = r.fips.get(&IpAddr::V4(src)).map(|fe| fe.floating) else {
+    let Some(own) = r.fips.get(&src).map(|fe| fe.floating) else {
         tr!(
             t,
             "nat",

@@ -273,7 +273,7 @@ pub struct RouterTables {
     pub fwd4: Arc<Trie4<Adj>>,
     /// Floating IPs served through this router, by fixed IP (shared parts
     /// above: a floating IP change recompiles only this).
-    pub fips: IpMap<FipEntry>,
+    pub fips: IntMap<Ipv4Addr, FipEntry>,
     /// The external gateway and its SNAT settings, if the router has one.
     pub snat: Option<SnatSettings>,
     /// Where the router routes: everywhere (distributed), or on its central
@@ -748,7 +748,7 @@ impl RouterTables {
         }
     }
 
-    fn floating_of(fips: &IpMap<FipEntry>) -> IntMap<Ipv4Addr, Ipv4Addr> {
+    fn floating_of(fips: &IntMap<Ipv4Addr, FipEntry>) -> IntMap<Ipv4Addr, Ipv4Addr> {
         fips.values().map(|f| (f.floating, f.fixed)).collect()
     }
 
@@ -757,9 +757,9 @@ impl RouterTables {
         cx: &Ctx<'_>,
         distributed: bool,
         fips: Option<&BTreeSet<Ipv4Addr>>,
-    ) -> IpMap<FipEntry> {
+    ) -> IntMap<Ipv4Addr, FipEntry> {
         let model = cx.model;
-        let mut fip_map = IpMap::default();
+        let mut fip_map = IntMap::default();
         for f in fips
             .into_iter()
             .flatten()
@@ -775,7 +775,7 @@ impl RouterTables {
                 .and_then(|h| model.hosts.get(h))
                 .is_some_and(|h| h.agent_mode == crate::config::AgentMode::DvrNoExternal);
             fip_map.insert(
-                IpAddr::V4(fixed),
+                fixed,
                 FipEntry {
                     floating: f.address,
                     fixed,

@@ -1015,12 +1015,12 @@ fn floating_ips_and_snat_settings_are_compiled_per_router() {
     let full = Compiler::new(&m, node());
     for (s, comp) in [(&inc, &c), (full.current(), &full)] {
         let r = s.router(comp, "r1").unwrap();
-        let a = &r.fips[&IpAddr::V4(ip4("10.1.0.10").into())];
+        let a = &r.fips[&ip4("10.1.0.10").into()];
         assert_eq!(
             (a.floating, a.dest),
             ("203.0.113.50".parse().unwrap(), Dest::Local(VM_A))
         );
-        let cc = &r.fips[&IpAddr::V4(ip4("10.1.0.20").into())];
+        let cc = &r.fips[&ip4("10.1.0.20").into()];
         assert_eq!(
             (cc.floating, cc.dest),
             ("203.0.113.51".parse().unwrap(), Dest::Remote(0))
