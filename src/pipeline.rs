@@ -277,6 +277,14 @@ impl Env {
         }
     }
 
+    /// [`Env::expire`] between bursts: at the time now, not the last
+    /// burst's.
+    #[inline]
+    pub fn expire_now(&mut self, budget: usize) {
+        self.clock = None;
+        self.expire(budget);
+    }
+
     /// Takes one ICMP error token if there is one.
     fn icmp_token(&mut self) -> bool {
         if self.tokens == 0 {

@@ -64,6 +64,11 @@ const FLOW_AHEAD: usize = 8;
 
 /// SNAT table slots an expiry sweep looks at per burst.
 const EXPIRE_PER_BURST: usize = 64;
+/// With no traffic, idle SNAT sessions still go: every `IDLE_EXPIRE_POLLS`
+/// empty polls, a sweep of `EXPIRE_WHEN_IDLE` slots (a default table of 64k
+/// in 16 sweeps: well under a second even when the worker sleeps).
+const IDLE_EXPIRE_POLLS: u32 = 64;
+const EXPIRE_WHEN_IDLE: usize = 4096;
 
 /// SNAT table slots a worker scans per poll to answer `dvr-ctl show
 /// sessions` (512 KiB of slots: tens of microseconds between two bursts).
@@ -297,6 +302,7 @@ impl Worker {
             scan: None,
         };
         let mut idle: u32 = 0;
+        let mut empty_polls: u32 = 0;
         let mut sleep = Duration::from_micros(1);
         // The TSC is read once per CLOCK_POLLS polls, not per poll: on virtual
         // machines a TSC read can cost as much as a burst of packets.
@@ -304,6 +310,12 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             let got = self.poll_once(&mut s);
             clock.tick(&self.counters);
+            if got == 0 {
+                empty_polls = empty_polls.wrapping_add(1);
+                if empty_polls.is_multiple_of(IDLE_EXPIRE_POLLS) {
+                    self.expire_idle(&mut s);
+                }
+            }
             if got > 0 || self.poll_mode == PollMode::Busy {
                 idle = 0;
                 sleep = Duration::from_micros(1);
@@ -330,6 +342,16 @@ impl Worker {
             }
         }
         clock.flush(&self.counters);
+    }
+
+    /// No packet for a while: a sweep of the SNAT table at the time now
+    /// (bursts sweep it too, but only when packets come).
+    #[cold]
+    fn expire_idle(&self, s: &mut Scratch) {
+        if !s.env.nat.is_empty() {
+            s.env.expire_now(EXPIRE_WHEN_IDLE);
+            self.counters.nat_sessions.set(s.env.nat.len() as u64);
+        }
     }
 
     /// Sends what the control thread asked to be sent (rare: ARP requests).

@@ -18,7 +18,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{dvr_ctl, node_head, Daemon};
@@ -191,14 +191,11 @@ fn by_key(v: &Value) -> BTreeMap<(String, String, String, String, String), Strin
         .collect()
 }
 
-#[test]
-fn show_sessions_lists_exactly_the_flows_translated() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let m = model();
-    // Inside addresses without floating IPs (ports a and c have some: their
-    // traffic leaves by them on their own hosts, never by SNAT).
-    let flows = [
+/// The flows sent for SNAT. Inside addresses without floating IPs (ports a
+/// and c have some: their traffic leaves by them on their own hosts, never
+/// by SNAT).
+fn snat_flows() -> [Flow; 6] {
+    [
         Flow {
             router: "r1",
             from_cn2: false,
@@ -245,11 +242,18 @@ fn show_sessions_lists_exactly_the_flows_translated() {
             inside: ("10.1.0.40", 5001),
             remote: ("198.51.100.7", 53),
         },
-    ];
+    ]
+}
+
+/// A dvr-pmd as nn1 that replays, once, `flows` tunnelled from the compute
+/// nodes, and then flow 0's packet again (no new session), with `nat` as
+/// its `[nat]` table. The daemon, its control socket, the capture
+/// its external port writes, the frames replayed.
+fn start_nn1(d: &Path, m: &Model, flows: &[Flow], nat: &str) -> (Daemon, PathBuf, PathBuf, u64) {
     let tunnelled = |i: usize, f: &Flow| {
         let (router_mac, vni) = match f.router {
-            "r1" => (interface_mac(&m, "r1", "blue4"), 101),
-            _ => (interface_mac(&m, "r2", "n2-4"), R2_VNI),
+            "r1" => (interface_mac(m, "r1", "blue4"), 101),
+            _ => (interface_mac(m, "r2", "n2-4"), R2_VNI),
         };
         let (dvr_mac, ul) = if f.from_cn2 {
             (DVR2, (CN2_UL_MAC, VTEP2))
@@ -305,11 +309,21 @@ tx_pcap = "{out_ext}"
         in_up = in_up.display(),
         d = d.display(),
         out_ext = out_ext.display(),
-    );
+    ) + "[nat]\n"
+        + nat;
     let config = d.join("node.toml");
     std::fs::write(&config, cfg).unwrap();
-    let mut dvr = Daemon::start(&config);
-    let n = input.len() as u64;
+    let dvr = Daemon::start(&config);
+    (dvr, socket, out_ext, input.len() as u64)
+}
+
+#[test]
+fn show_sessions_lists_exactly_the_flows_translated() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model();
+    let flows = snat_flows();
+    let (mut dvr, socket, out_ext, n) = start_nn1(d, &m, &flows, "");
     let stats = dvr.until(|v| {
         v["ports"][0]["rx_packets"].as_u64() == Some(n)
             && v["ports"][1]["tx_packets"].as_u64() >= Some(flows.len() as u64 + 1)
@@ -408,4 +422,32 @@ tx_pcap = "{out_ext}"
         );
     }
     assert_eq!(left[&0], left[&1], "one endpoint, one mapping");
+}
+
+/// Sessions expire when no packet comes after them too: an idle worker sweeps
+/// its table (bursts only sweep it when packets come). Timeouts of 0.3 s; the
+/// `nat_sessions` counter and `show sessions` go to zero with no packet
+/// received meanwhile.
+#[test]
+fn idle_sessions_expire_without_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = model();
+    let flows = snat_flows();
+    let timeouts = "udp_timeout = 0.3\nicmp_timeout = 0.3\ntcp_transitory_timeout = 0.3\n";
+    let (mut dvr, socket, _, n) = start_nn1(d, &m, &flows, timeouts);
+    dvr.until(|v| {
+        v["ports"][0]["rx_packets"].as_u64() == Some(n)
+            && v["workers"][0]["nat_sessions_created"] == json!(flows.len())
+    });
+    let v = dvr.until(|v| v["workers"][0]["nat_sessions"] == json!(0));
+    assert_eq!(
+        v["ports"][0]["rx_packets"],
+        json!(n),
+        "no packet since: {v}"
+    );
+    let all = sessions_json(&socket, None);
+    assert_eq!(all["total"], json!(0), "{all}");
+    assert_eq!(all["entries"], json!([]), "{all}");
+    dvr.stop();
 }
