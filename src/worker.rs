@@ -65,8 +65,9 @@ const FLOW_AHEAD: usize = 8;
 /// SNAT table slots an expiry sweep looks at per burst.
 const EXPIRE_PER_BURST: usize = 64;
 /// With no traffic, idle SNAT sessions still go: every `IDLE_EXPIRE_POLLS`
-/// empty polls, a sweep of `EXPIRE_WHEN_IDLE` slots (a default table of 64k
-/// in 16 sweeps: well under a second even when the worker sleeps).
+/// empty polls, a sweep of `EXPIRE_WHEN_IDLE` slots: a default table of 64k
+/// in 16 sweeps, about half a second when the worker sleeps its longest
+/// (`MAX_SLEEP` between polls), a 1M table in about eight seconds.
 const IDLE_EXPIRE_POLLS: u32 = 64;
 const EXPIRE_WHEN_IDLE: usize = 4096;
 
