@@ -540,6 +540,10 @@ struct RouterExt {
 
 const DIR_IN: u64 = 1 << 63;
 
+/// Slots a full table or pool sweeps for dead sessions before it refuses a
+/// new flow ([`Nat::create`]).
+pub const RECLAIM_SLOTS: usize = 4096;
+
 /// A first fragment's translation, for the later ones.
 #[derive(Debug, Clone, Copy, Default)]
 struct Frag {
@@ -647,6 +651,8 @@ pub struct Nat {
     t_icmp: u64,
     t_frag: u64,
     cursor: usize,
+    /// The `now` of the last reclaiming sweep ([`Nat::create`]).
+    reclaimed: u64,
     counters: NatCounters,
     look: Lookahead,
 }
@@ -740,6 +746,7 @@ impl Nat {
             t_icmp: t(to.icmp_ms),
             t_frag: t(to.fragment_ms),
             cursor: 0,
+            reclaimed: u64::MAX,
             counters: NatCounters::default(),
             look: Lookahead::new(),
         }
@@ -1083,8 +1090,26 @@ impl Nat {
         Some(s)
     }
 
-    /// A new session for `k` (its binding found or made); `h_in` is `k`'s hash.
+    /// A new session for `k` (its binding found or made); `h_in` is `k`'s
+    /// hash. With every slot or every port of its address taken, the dead
+    /// sessions of the next [`RECLAIM_SLOTS`] slots are freed first, as
+    /// conntrack reuses an expired entry's tuple (at most one such sweep per
+    /// `now`, i.e. per burst: a flood of refused flows costs one sweep).
     fn create(&mut self, k: &InKey, h_in: u64, now: u64) -> Result<u32, R> {
+        match self.try_create(k, h_in, now) {
+            Err(e @ (R::NatTableFull | R::NatPortsExhausted)) if self.reclaimed != now => {
+                self.reclaimed = now;
+                if self.expire(now, RECLAIM_SLOTS) == 0 {
+                    return Err(e);
+                }
+                self.try_create(k, h_in, now)
+            }
+            r => r,
+        }
+    }
+
+    /// [`Nat::create`] with what is free now.
+    fn try_create(&mut self, k: &InKey, h_in: u64, now: u64) -> Result<u32, R> {
         let Some(&slot) = self.free_slots.last() else {
             return Err(R::NatTableFull);
         };

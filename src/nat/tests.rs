@@ -450,10 +450,52 @@ fn exhausted_ports_drop_new_flows_only_and_come_back_after_expiry() {
         n.snat_out(1, &mut tcp_out(IN1, 3, SYN), later - 1),
         Err(R::NatPortsExhausted)
     );
-    n.expire(later, 16);
+    // No sweep has run: the refused flow's own sweep frees the dead session.
     let mut p = tcp_out(IN1, 3, SYN);
     n.snat_out(1, &mut p, later).unwrap();
     assert_eq!(src_of(&p), exts[0]);
+    assert_eq!(n.counters().expired, 1);
+    n.check_invariants().unwrap();
+}
+
+#[test]
+fn a_full_table_or_pool_frees_dead_sessions_before_refusing() {
+    let udp_out = |sport: u16| packet(PROTO_UDP, IN1, REM, 1, udp(sport, 53, b""), true);
+    let dead = 300 * TPS;
+    // Two ports: flow 1 made at 0, flow 2 at 10; flow 3 finds both ports
+    // taken. Once flow 1 is dead (not swept), flow 3 gets its port; flow 4
+    // at the same time finds flow 2 alive and is refused.
+    let mut n = nat(16);
+    n.set_router(1, &[a(EXT1)], 2000..=2001).unwrap();
+    let mut p1 = udp_out(1);
+    n.snat_out(1, &mut p1, 0).unwrap();
+    n.snat_out(1, &mut udp_out(2), 10).unwrap();
+    assert_eq!(
+        n.snat_out(1, &mut udp_out(3), dead - 1),
+        Err(R::NatPortsExhausted)
+    );
+    let mut p3 = udp_out(3);
+    n.snat_out(1, &mut p3, dead).unwrap();
+    assert_eq!(src_of(&p3), src_of(&p1), "flow 1's port");
+    assert_eq!(
+        n.snat_out(1, &mut udp_out(4), dead),
+        Err(R::NatPortsExhausted)
+    );
+    assert_eq!((n.len(), n.counters().expired), (2, 1));
+    n.check_invariants().unwrap();
+    // A full table the same way: three slots, the first session dead.
+    let mut n = nat(3);
+    n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
+    for (sport, at) in [(1, 0), (2, 10), (3, 10)] {
+        n.snat_out(1, &mut udp_out(sport), at).unwrap();
+    }
+    assert_eq!(
+        n.snat_out(1, &mut udp_out(4), dead - 1),
+        Err(R::NatTableFull)
+    );
+    n.snat_out(1, &mut udp_out(4), dead).unwrap();
+    assert_eq!(n.snat_out(1, &mut udp_out(5), dead), Err(R::NatTableFull));
+    assert_eq!((n.len(), n.counters().expired), (3, 1));
     n.check_invariants().unwrap();
 }
 
