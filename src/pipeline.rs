@@ -110,6 +110,8 @@ pub struct Env {
     pub flows: FlowCache,
     /// What [`snat_way`] last found for a tunnel ([`SnatMemo`]).
     pub snat_memo: SnatMemo,
+    /// What [`decap_way`] last found for a tunnel ([`DecapMemo`]).
+    pub decap_memo: DecapMemo,
 }
 
 /// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
@@ -212,6 +214,7 @@ impl Env {
             redirected: false,
             flows: FlowCache::new(flow_sets),
             snat_memo: SnatMemo::default(),
+            decap_memo: DecapMemo::default(),
         }
     }
 
@@ -1829,24 +1832,8 @@ impl SnatWay {
 /// would take this way but with IPv4 options.
 #[inline(always)]
 pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWay> {
-    let node = &*snap.node;
     // process_from, from_underlay: the outer headers.
-    let (eth, ip) = b.split_at_checked(ETH_LEN)?;
-    if eth[6] & 1 != 0 || be16(eth, 12) != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let (h, total) = plain_ipv4(ip)?;
-    if Some(ipv4_at(h, 16)) != node.vtep || h[9] != PROTO_UDP {
-        return None;
-    }
-    let l4 = &ip[IPV4_LEN..total];
-    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || be16(l4, 2) != VXLAN_PORT || l4[8] & 0x08 == 0 {
-        return None;
-    }
-    let inner = &l4[UDP_LEN + VXLAN_LEN..];
-    if inner[6] & 1 != 0 || inner[0] & 1 != 0 {
-        return None;
-    }
+    let (h, l4, inner) = vxlan_to_here(snap, b)?;
     // The tunnel: source VTEP, VNI, inner MACs; what they decide (a router
     // interface here, the router's SNAT here and its way out) depends on
     // the snapshot only, kept for the next frames of the same tunnel.
@@ -1854,14 +1841,7 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     // east-west tunnel on this node then pay no lookups before the whole
     // pipeline makes them.
     let key = SnatMemo::key(h, l4, inner);
-    let t = match memo.get(snap.epoch, &key) {
-        Some(t) => t?,
-        None => {
-            let t = snat_tunnel(snap, h, l4, inner);
-            memo.set(snap.epoch, key, t);
-            t?
-        }
-    };
+    let t = memo.recall(snap.epoch, key, || snat_tunnel(snap, h, l4, inner))?;
     let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = &inner[ETH_LEN..];
@@ -1902,7 +1882,7 @@ fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; IPV4_LEN], usize)> {
 
 /// What a tunnel's frames that reach the SNAT have in common ([`snat_way`]).
 #[derive(Debug, Clone, Copy)]
-struct SnatTunnel {
+pub struct SnatTunnel {
     router: u32,
     ext: u16,
     up: MacAddr,
@@ -1945,19 +1925,50 @@ fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> 
     })
 }
 
-/// A worker's memory of the last tunnel [`snat_way`] looked at: its key
-/// (source VTEP, VNI, inner destination and source MACs, ethertype) and
-/// what [`snat_tunnel`] found for it on snapshot `epoch` (never 0), which
-/// reads nothing else of a frame: valid for that snapshot only, so any
-/// table change makes it stale.
-#[derive(Debug, Default)]
-pub struct SnatMemo {
-    epoch: u64,
-    key: [u8; 24],
-    t: Option<SnatTunnel>,
+/// A worker's memory of the last tunnels a way ([`snat_way`],
+/// [`decap_way`]) looked at: [`TUNNEL_MEMO`] entries, each the last tunnel
+/// of the keys that hash to it. An entry holds its key (source VTEP, VNI,
+/// inner destination and source MACs, ethertype) and what the way's tunnel
+/// part ([`snat_tunnel`], [`decap_tunnel`]) found for it on snapshot `epoch`
+/// (never 0), which reads nothing else of a frame: valid for that snapshot
+/// only, so any table change makes it stale.
+#[derive(Debug, Clone)]
+pub struct TunnelMemo<T> {
+    e: Box<[Remembered<T>; TUNNEL_MEMO]>,
 }
 
-impl SnatMemo {
+/// Entries of a [`TunnelMemo`]: the tunnels of a compute node's busy VMs
+/// and peers (a power of two).
+pub const TUNNEL_MEMO: usize = 64;
+const _: () = assert!(TUNNEL_MEMO.is_power_of_two());
+
+#[derive(Debug, Clone, Copy)]
+struct Remembered<T> {
+    epoch: u64,
+    key: [u8; 24],
+    t: Option<T>,
+}
+
+/// [`snat_way`]'s memory.
+pub type SnatMemo = TunnelMemo<SnatTunnel>;
+/// [`decap_way`]'s memory.
+pub type DecapMemo = TunnelMemo<DecapTunnel>;
+
+impl<T: Copy> Default for TunnelMemo<T> {
+    fn default() -> Self {
+        TunnelMemo {
+            e: Box::new(
+                [Remembered {
+                    epoch: 0,
+                    key: [0; 24],
+                    t: None,
+                }; TUNNEL_MEMO],
+            ),
+        }
+    }
+}
+
+impl<T: Copy> TunnelMemo<T> {
     /// The tunnel key of a frame: source VTEP, VXLAN VNI (and its reserved
     /// byte), inner destination and source MACs and ethertype.
     #[inline(always)]
@@ -1969,16 +1980,154 @@ impl SnatMemo {
         k
     }
 
-    /// What [`snat_tunnel`] found for `key` on `epoch`, if remembered.
+    /// The entry `key` is remembered in.
     #[inline(always)]
-    fn get(&self, epoch: u64, key: &[u8; 24]) -> Option<Option<SnatTunnel>> {
-        (self.epoch == epoch && self.key == *key).then_some(self.t)
+    fn slot(key: &[u8; 24]) -> usize {
+        let w = |i: usize| u64::from_le_bytes(key[i..i + 8].try_into().unwrap_or_default());
+        let h = (w(0) ^ w(8).rotate_left(21) ^ w(16).rotate_left(42))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 32) as usize & (TUNNEL_MEMO - 1)
     }
 
+    /// What the tunnel part `find` finds for `key` on `epoch`: remembered,
+    /// or found and remembered (in place of what its entry held).
     #[inline(always)]
-    fn set(&mut self, epoch: u64, key: [u8; 24], t: Option<SnatTunnel>) {
-        *self = SnatMemo { epoch, key, t };
+    fn recall(&mut self, epoch: u64, key: [u8; 24], find: impl FnOnce() -> Option<T>) -> Option<T> {
+        let e = &mut self.e[Self::slot(&key)];
+        if e.epoch == epoch && e.key == key {
+            return e.t;
+        }
+        let t = find();
+        *e = Remembered { epoch, key, t };
+        t
     }
+}
+
+/// The common case of a frame from another host to a port here, worked out
+/// on its bytes alone ([`decap_way`]): a VXLAN frame from a known host to
+/// this VTEP whose inner frame goes to a local port, switched, or routed by
+/// the sending host (its DVR MAC rewritten to the router interface's). What
+/// [`decap_apply`] needs to finish it.
+#[derive(Debug, Clone, Copy)]
+pub struct DecapWay {
+    port: u16,
+    /// The inner frame's length.
+    inner: u16,
+    /// The source MAC the inner frame leaves with, if it is rewritten.
+    src: Option<MacAddr>,
+}
+
+/// What a tunnel's frames that go to a local port have in common
+/// ([`decap_way`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DecapTunnel {
+    port: u16,
+    net: u32,
+    /// The inner source MAC is a host's DVR MAC.
+    dvr_src: bool,
+}
+
+/// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
+/// underlay, the way [`DecapWay`] describes: every check it makes of such a
+/// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
+/// VTEPs, VXLAN header and VNI; the inner MACs and the local port; for a
+/// DVR MAC source, the router interface covering the destination). `None`
+/// for any other frame (the pipeline decides it), including frames it would
+/// take this way but with IPv4 options.
+#[inline(always)]
+pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<DecapWay> {
+    let (h, l4, inner) = vxlan_to_here(snap, b)?;
+    let key = TunnelMemo::<DecapTunnel>::key(h, l4, inner);
+    let t = memo.recall(snap.epoch, key, || decap_tunnel(snap, h, l4, inner))?;
+    // deliver_decapped: the DVR MAC of the host that routed it becomes the
+    // interface's of the subnet of the destination.
+    let src = if t.dvr_src {
+        let dst = match be16(inner, 12) {
+            ETHERTYPE_IPV4 if inner.len() >= ETH_LEN + IPV4_LEN => {
+                IpAddr::V4(ipv4_at(inner, ETH_LEN + 16))
+            }
+            ETHERTYPE_IPV6 if inner.len() >= ETH_LEN + IPV6_LEN => {
+                IpAddr::V6(ipv6_at(inner, ETH_LEN + 24))
+            }
+            _ => return None,
+        };
+        let n = snap.net(t.net)?;
+        Some(n.gateways.iter().find(|g| g.cidr.contains(&dst))?.mac)
+    } else {
+        None
+    };
+    Some(DecapWay {
+        port: t.port,
+        inner: inner.len() as u16,
+        src,
+    })
+}
+
+/// The outer headers of a VXLAN frame to this VTEP, checked as the whole
+/// pipeline checks them (a 20-byte IPv4 header), and its inner frame with a
+/// unicast source and destination: the outer IPv4 header, the UDP and VXLAN
+/// headers and the rest of the packet, the inner frame.
+#[inline(always)]
+fn vxlan_to_here<'a>(
+    snap: &Snapshot,
+    b: &'a [u8],
+) -> Option<(&'a [u8; IPV4_LEN], &'a [u8], &'a [u8])> {
+    let (eth, ip) = b.split_at_checked(ETH_LEN)?;
+    if eth[6] & 1 != 0 || be16(eth, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let (h, total) = plain_ipv4(ip)?;
+    if Some(ipv4_at(h, 16)) != snap.node.vtep || h[9] != PROTO_UDP {
+        return None;
+    }
+    let l4 = &ip[IPV4_LEN..total];
+    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || be16(l4, 2) != VXLAN_PORT || l4[8] & 0x08 == 0 {
+        return None;
+    }
+    let inner = &l4[UDP_LEN + VXLAN_LEN..];
+    if inner[6] & 1 != 0 || inner[0] & 1 != 0 {
+        return None;
+    }
+    Some((h, l4, inner))
+}
+
+/// The part of [`decap_way`] that depends on a frame's tunnel only: a known
+/// source VTEP, the VNI's network, a local port there for the inner
+/// destination MAC, whether the inner source is a DVR MAC.
+fn decap_tunnel(
+    snap: &Snapshot,
+    h: &[u8; IPV4_LEN],
+    l4: &[u8],
+    inner: &[u8],
+) -> Option<DecapTunnel> {
+    let node = &*snap.node;
+    if !node.by_vtep.contains_key(&ipv4_at(h, 12)) {
+        return None;
+    }
+    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
+    let Some(Dest::Local(port)) = snap.net(net)?.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
+        return None;
+    };
+    Some(DecapTunnel {
+        port,
+        net,
+        dvr_src: node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some(),
+    })
+}
+
+/// Finishes a frame [`decap_way`] found `w` for (its bytes unchanged since,
+/// the same snapshot) as the whole pipeline does: decapsulated, its source
+/// MAC rewritten if it was a DVR MAC, to the local port.
+#[inline(always)]
+pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Verdict {
+    if !f.adj(VXLAN_OVERHEAD) {
+        return Err(R::TableGone);
+    }
+    f.trim(w.inner as usize);
+    if let Some(src) = w.src {
+        f.data_mut()[6..12].copy_from_slice(&src.0);
+    }
+    Ok(w.port)
 }
 
 /// Finishes a frame [`snat_way`] found `w` for (its bytes unchanged since,

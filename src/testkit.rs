@@ -359,13 +359,42 @@ pub fn run_snat_way(
     (outcome(v, &f, env.noted), true)
 }
 
+/// Runs `frame` in on `in_port` the way a worker decides a frame of an
+/// underlay port's burst on a node without SNAT here: its decap way
+/// ([`crate::pipeline::decap_way`], with the environment's memory of the last
+/// tunnel), or the whole pipeline when there is none. Also gives whether it
+/// took the decap way.
+pub fn run_decap_way(
+    env: &mut crate::pipeline::Env,
+    snap: &crate::snapshot::Snapshot,
+    in_port: u16,
+    frame: &[u8],
+) -> (Run, bool) {
+    use crate::pipeline::{decap_apply, decap_way, ingress, Ingress, NoTrace};
+    env.burst(snap);
+    let way = match ingress(snap, in_port) {
+        Ingress::Underlay => decap_way(snap, &mut env.decap_memo, frame),
+        _ => None,
+    };
+    let Some(w) = way else {
+        return (run_in(env, snap, in_port, frame, &mut NoTrace), false);
+    };
+    env.noted = None;
+    let mut buf = buffer(frame);
+    let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
+    let v = decap_apply(&w, &mut f);
+    (outcome(v, &f, env.noted), true)
+}
+
 /// Runs `frame` (any bytes) in on `in_port` through the pipeline as the
 /// workers do and as `trace` does, and asserts what must hold for every input:
 ///
 /// - both runs agree: verdict, frame out, noted reason; and so do a second
 ///   run in the same worker environment (through the flow cache), the
 ///   workers' own flow cache way ([`crate::pipeline::fast`]) and an underlay
-///   port's SNAT way ([`run_snat_way`], twice: session made, then found);
+///   port's SNAT way ([`run_snat_way`], twice: session made, then found) and
+///   decap way ([`run_decap_way`], twice: the tunnel found, then
+///   remembered);
 /// - `Ok(port)`: `port` is a port of the node; the frame that leaves is at
 ///   least an Ethernet header with a unicast source MAC, and at most the input
 ///   plus [`MAX_GROWTH`] bytes of encapsulation, or an ICMP error of at most
@@ -408,6 +437,14 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
         assert_eq!(way, run, "the SNAT way disagrees (taken: {taken})");
         let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
         assert_eq!(way, again, "the SNAT way disagrees again (taken: {taken})");
+    }
+    // The decap way, twice (the tunnel found, then remembered): it changes
+    // no state, so the first run's environment will do.
+    if underlay && crate::pipeline::decap_way(snap, &mut Default::default(), frame).is_some() {
+        for round in ["", " again"] {
+            let (way, taken) = run_decap_way(&mut env, snap, in_port, frame);
+            assert_eq!(way, run, "the decap way disagrees{round} (taken: {taken})");
+        }
     }
     let mut notes = Notes::default();
     let traced = run_one(snap, in_port, frame, &mut notes);

@@ -195,6 +195,19 @@ impl BurstCtx<'_> {
         (output(self.c, self.tx_mask, d), pkt.len())
     }
 
+    /// A frame from the underlay that [`pipeline::decap_way`] found `w` for:
+    /// finished that way ([`pipeline::decap_apply`]). Where it goes, and its
+    /// length then.
+    #[inline(always)]
+    fn decap(&mut self, w: &pipeline::DecapWay, mut pkt: Pkt) -> (u16, u32) {
+        self.rx_bytes += pkt.len() as u64;
+        let d = pkt.frame(|f| match f {
+            Some(f) => pipeline::decap_apply(w, f),
+            None => Err(DropReason::MultiSegment),
+        });
+        (output(self.c, self.tx_mask, d), pkt.len())
+    }
+
     /// A frame through the whole pipeline (counted as received).
     #[inline(always)]
     fn slow(&mut self, pkt: Pkt) -> (u16, u32) {
@@ -580,6 +593,22 @@ impl Worker {
                     for i in 0..n {
                         (to[i], lens[i]) = match &ways[i] {
                             Some(w) => b.snat(w, s.rx.pkt(i)),
+                            None => b.slow(s.rx.pkt(i)),
+                        };
+                    }
+                }
+                pipeline::Ingress::Underlay => {
+                    // A frame from another host for a port here, switched or
+                    // routed there, takes its decap way; any other one the
+                    // whole pipeline.
+                    for i in 0..n {
+                        let w = if s.rx.nb_segs(i) == 1 {
+                            pipeline::decap_way(&snap, &mut b.env.decap_memo, s.rx.data(i))
+                        } else {
+                            None
+                        };
+                        (to[i], lens[i]) = match &w {
+                            Some(w) => b.decap(w, s.rx.pkt(i)),
                             None => b.slow(s.rx.pkt(i)),
                         };
                     }

@@ -779,3 +779,52 @@ fn snat_node_frames_keep_the_invariants() {
         assert!(seen.contains_key(k), "{k} never seen: {seen:?}");
     }
 }
+
+/// The decap way remembers the last tunnel it looked at: a frame decided
+/// right after a good frame of the same tunnel (the memory hit) must agree
+/// with the whole pipeline as well. Mutations of the VXLAN seeds, each
+/// decided after each seed in one worker environment.
+#[test]
+fn decap_way_agrees_after_a_remembered_tunnel() {
+    let snap = snapshot(&model());
+    let vxlan: Vec<(u16, Vec<u8>)> = seeds()
+        .into_iter()
+        .filter(|(name, ..)| name.starts_with("up-vxlan"))
+        .map(|(_, port, f)| (port, f))
+        .collect();
+    assert_eq!(vxlan.len(), 2);
+    let mut r = Rng(0xdeca_f00d_0000_0001);
+    let n = if cfg!(debug_assertions) {
+        3_000
+    } else {
+        30_000
+    };
+    let (mut after_hit, mut left) = (0, 0);
+    for i in 0..n {
+        let (port, f) = mutate(&mut r, &vxlan);
+        let whole = std::panic::catch_unwind(AssertUnwindSafe(|| check_pipeline(&snap, port, &f)))
+            .unwrap_or_else(|_| panic!("frame {i}: {f:02x?}"));
+        for (seed_port, seed) in &vxlan {
+            let mut env = dvr::pipeline::Env::new(|| 0, 1_000_000);
+            let (_, taken) = run_decap_way(&mut env, &snap, *seed_port, seed);
+            assert!(taken, "the seed takes the decap way");
+            let (way, taken) = run_decap_way(&mut env, &snap, port, &f);
+            assert_eq!(
+                way, whole,
+                "frame {i} after a seed (taken: {taken}): {f:02x?}"
+            );
+            if taken {
+                after_hit += 1;
+            } else {
+                left += 1;
+            }
+        }
+    }
+    // Both happen: frames the way takes after the memory, and frames it
+    // leaves to the pipeline.
+    assert!(
+        after_hit > n / 10 && left > n / 10,
+        "{after_hit} taken, {left} left"
+    );
+    eprintln!("DECAP {after_hit} taken, {left} left");
+}
