@@ -341,28 +341,29 @@ pub fn run_snat_way(
     in_port: u16,
     frame: &[u8],
 ) -> (Run, bool) {
-    use crate::pipeline::{ingress, snat_apply, snat_way, Ingress, NoTrace};
-    env.burst(snap);
-    let way = match ingress(snap, in_port) {
-        Ingress::Underlay if env.snat_here() => snat_way(snap, &mut env.snat_memo, frame),
-        _ => None,
-    };
-    let Some(w) = way else {
-        return (run_in(env, snap, in_port, frame, &mut NoTrace), false);
-    };
-    env.noted = None;
-    env.nat.prefetch_lookup(&w.look());
-    crate::pipeline::prefetch_nat_next(env);
-    let mut buf = buffer(frame);
-    let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
-    let v = snat_apply(env, &w, &mut f);
-    (outcome(v, &f, env.noted), true)
+    use crate::pipeline::{snat_apply, snat_way};
+    run_way(
+        env,
+        snap,
+        in_port,
+        frame,
+        |env| {
+            if !env.snat_here() {
+                return None;
+            }
+            let w = snat_way(snap, &mut env.snat_memo, frame)?;
+            env.nat.prefetch_lookup(&w.look());
+            crate::pipeline::prefetch_nat_next(env);
+            Some(w)
+        },
+        snat_apply,
+    )
 }
 
 /// Runs `frame` in on `in_port` the way a worker decides a frame of an
 /// underlay port's burst on a node without SNAT here: its decap way
-/// ([`crate::pipeline::decap_way`], with the environment's memory of the last
-/// tunnel), or the whole pipeline when there is none. Also gives whether it
+/// ([`crate::pipeline::decap_way`], with the environment's memory of
+/// tunnels), or the whole pipeline when there is none. Also gives whether it
 /// took the decap way.
 pub fn run_decap_way(
     env: &mut crate::pipeline::Env,
@@ -370,10 +371,36 @@ pub fn run_decap_way(
     in_port: u16,
     frame: &[u8],
 ) -> (Run, bool) {
-    use crate::pipeline::{decap_apply, decap_way, ingress, Ingress, NoTrace};
+    use crate::pipeline::{decap_apply, decap_way};
+    run_way(
+        env,
+        snap,
+        in_port,
+        frame,
+        |env| decap_way(snap, &mut env.decap_memo, frame),
+        |_, w, f| decap_apply(w, f),
+    )
+}
+
+/// A frame of an underlay port's burst: the way `find` works out (on a new
+/// burst), finished by `apply`, or the whole pipeline when there is none;
+/// and whether it took the way.
+fn run_way<W>(
+    env: &mut crate::pipeline::Env,
+    snap: &crate::snapshot::Snapshot,
+    in_port: u16,
+    frame: &[u8],
+    find: impl FnOnce(&mut crate::pipeline::Env) -> Option<W>,
+    apply: impl FnOnce(
+        &mut crate::pipeline::Env,
+        &W,
+        &mut crate::pkt::Frame,
+    ) -> crate::pipeline::Verdict,
+) -> (Run, bool) {
+    use crate::pipeline::{ingress, Ingress, NoTrace};
     env.burst(snap);
     let way = match ingress(snap, in_port) {
-        Ingress::Underlay => decap_way(snap, &mut env.decap_memo, frame),
+        Ingress::Underlay => find(env),
         _ => None,
     };
     let Some(w) = way else {
@@ -382,7 +409,7 @@ pub fn run_decap_way(
     env.noted = None;
     let mut buf = buffer(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
-    let v = decap_apply(&w, &mut f);
+    let v = apply(env, &w, &mut f);
     (outcome(v, &f, env.noted), true)
 }
 
