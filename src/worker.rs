@@ -208,6 +208,23 @@ impl BurstCtx<'_> {
         (output(self.c, self.tx_mask, d), pkt.len())
     }
 
+    /// Frame `i` of an underlay port's burst (and not for the SNAT here): a
+    /// frame from another host for a port here, switched or routed there,
+    /// takes its decap way ([`pipeline::decap_way`]); any other one the whole
+    /// pipeline.
+    #[inline(always)]
+    fn underlay(&mut self, snap: &Snapshot, rx: &mut Burst, i: usize) -> (u16, u32) {
+        let w = if rx.nb_segs(i) == 1 {
+            pipeline::decap_way(snap, &mut self.env.decap_memo, rx.data(i))
+        } else {
+            None
+        };
+        match &w {
+            Some(w) => self.decap(w, rx.pkt(i)),
+            None => self.slow(rx.pkt(i)),
+        }
+    }
+
     /// A frame through the whole pipeline (counted as received).
     #[inline(always)]
     fn slow(&mut self, pkt: Pkt) -> (u16, u32) {
@@ -593,24 +610,13 @@ impl Worker {
                     for i in 0..n {
                         (to[i], lens[i]) = match &ways[i] {
                             Some(w) => b.snat(w, s.rx.pkt(i)),
-                            None => b.slow(s.rx.pkt(i)),
+                            None => b.underlay(&snap, &mut s.rx, i),
                         };
                     }
                 }
                 pipeline::Ingress::Underlay => {
-                    // A frame from another host for a port here, switched or
-                    // routed there, takes its decap way; any other one the
-                    // whole pipeline.
                     for i in 0..n {
-                        let w = if s.rx.nb_segs(i) == 1 {
-                            pipeline::decap_way(&snap, &mut b.env.decap_memo, s.rx.data(i))
-                        } else {
-                            None
-                        };
-                        (to[i], lens[i]) = match &w {
-                            Some(w) => b.decap(w, s.rx.pkt(i)),
-                            None => b.slow(s.rx.pkt(i)),
-                        };
+                        (to[i], lens[i]) = b.underlay(&snap, &mut s.rx, i);
                     }
                 }
                 _ => {
