@@ -30,7 +30,7 @@ use crate::model::NetworkType;
 use crate::nat::{self, Nat, NatConfig};
 use crate::pkt::*;
 use crate::snapshot::{
-    Adj, Dest, HostEntry, Iface, NetTables, NodeTables, RouterTables, Slot, Snapshot, VmPort,
+    Adj, Dest, Gw, HostEntry, Iface, NetTables, NodeTables, RouterTables, Slot, Snapshot, VmPort,
 };
 use crate::snapshot::{ExtAddr, Home, SnatHere, SnatSettings};
 use crate::stats::DropReason;
@@ -1840,8 +1840,7 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     // A tunnel that does not lead here is remembered too: the frames of an
     // east-west tunnel on this node then pay no lookups before the whole
     // pipeline makes them.
-    let key = SnatMemo::key(h, l4, inner);
-    let t = memo.recall(snap.epoch, key, || snat_tunnel(snap, h, l4, inner))?;
+    let t = memo.recall(snap.epoch, h, l4, inner, || snat_tunnel(snap, h, l4, inner))?;
     let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = &inner[ETH_LEN..];
@@ -1989,10 +1988,20 @@ impl<T: Copy> TunnelMemo<T> {
         (h >> 32) as usize & (TUNNEL_MEMO - 1)
     }
 
-    /// What the tunnel part `find` finds for `key` on `epoch`: remembered,
-    /// or found and remembered (in place of what its entry held).
+    /// What the tunnel part `find` finds for the tunnel of a frame (outer
+    /// IPv4 header `h`, UDP and VXLAN headers `l4`, inner frame `inner`) on
+    /// `epoch`: remembered, or found and remembered (in place of what its
+    /// entry held).
     #[inline(always)]
-    fn recall(&mut self, epoch: u64, key: [u8; 24], find: impl FnOnce() -> Option<T>) -> Option<T> {
+    fn recall(
+        &mut self,
+        epoch: u64,
+        h: &[u8; IPV4_LEN],
+        l4: &[u8],
+        inner: &[u8],
+        find: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
+        let key = Self::key(h, l4, inner);
         let e = &mut self.e[Self::slot(&key)];
         if e.epoch == epoch && e.key == key {
             return e.t;
@@ -2037,22 +2046,13 @@ pub struct DecapTunnel {
 #[inline(always)]
 pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<DecapWay> {
     let (h, l4, inner) = vxlan_to_here(snap, b)?;
-    let key = TunnelMemo::<DecapTunnel>::key(h, l4, inner);
-    let t = memo.recall(snap.epoch, key, || decap_tunnel(snap, h, l4, inner))?;
+    let t = memo.recall(snap.epoch, h, l4, inner, || {
+        decap_tunnel(snap, h, l4, inner)
+    })?;
     // deliver_decapped: the DVR MAC of the host that routed it becomes the
     // interface's of the subnet of the destination.
     let src = if t.dvr_src {
-        let dst = match be16(inner, 12) {
-            ETHERTYPE_IPV4 if inner.len() >= ETH_LEN + IPV4_LEN => {
-                IpAddr::V4(ipv4_at(inner, ETH_LEN + 16))
-            }
-            ETHERTYPE_IPV6 if inner.len() >= ETH_LEN + IPV6_LEN => {
-                IpAddr::V6(ipv6_at(inner, ETH_LEN + 24))
-            }
-            _ => return None,
-        };
-        let n = snap.net(t.net)?;
-        Some(n.gateways.iter().find(|g| g.cidr.contains(&dst))?.mac)
+        Some(covering_gateway(snap.net(t.net)?, inner)?.mac)
     } else {
         None
     };
@@ -2061,6 +2061,19 @@ pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<Deca
         inner: inner.len() as u16,
         src,
     })
+}
+
+/// The router interface of network `n` whose subnet holds the destination
+/// of decapsulated frame `b` (IPv4 or IPv6, header present): the source MAC
+/// a frame routed by another host (from its DVR MAC) is delivered with.
+#[inline(always)]
+fn covering_gateway<'a>(n: &'a NetTables, b: &[u8]) -> Option<&'a Gw> {
+    let dst = match be16(b, 12) {
+        ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => IpAddr::V4(ipv4_at(b, ETH_LEN + 16)),
+        ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => IpAddr::V6(ipv6_at(b, ETH_LEN + 24)),
+        _ => return None,
+    };
+    n.gateways.iter().find(|g| g.cidr.contains(&dst))
 }
 
 /// The outer headers of a VXLAN frame to this VTEP, checked as the whole
@@ -2595,17 +2608,7 @@ fn deliver_decapped<T: Trace>(
     };
     let src = MacAddr(mac_at(b, 6));
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
-        let dst_ip = match be16(b, 12) {
-            ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
-                Some(IpAddr::V4(ipv4_at(b, ETH_LEN + 16)))
-            }
-            ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
-                Some(IpAddr::V6(ipv6_at(b, ETH_LEN + 24)))
-            }
-            _ => None,
-        };
-        let gw = dst_ip.and_then(|ip| n.gateways.iter().find(|g| g.cidr.contains(&ip)));
-        if let Some(gw) = gw {
+        if let Some(gw) = covering_gateway(n, b) {
             f.data_mut()[6..12].copy_from_slice(&gw.mac.0);
             tr!(
                 t,
