@@ -1944,7 +1944,7 @@ const _: () = assert!(TUNNEL_MEMO.is_power_of_two());
 #[derive(Debug, Clone, Copy)]
 struct Remembered<T> {
     epoch: u64,
-    key: [u8; 24],
+    key: [u64; 3],
     t: Option<T>,
 }
 
@@ -1959,7 +1959,7 @@ impl<T: Copy> Default for TunnelMemo<T> {
             e: Box::new(
                 [Remembered {
                     epoch: 0,
-                    key: [0; 24],
+                    key: [0; 3],
                     t: None,
                 }; TUNNEL_MEMO],
             ),
@@ -1969,21 +1969,31 @@ impl<T: Copy> Default for TunnelMemo<T> {
 
 impl<T: Copy> TunnelMemo<T> {
     /// The tunnel key of a frame: source VTEP, VXLAN VNI (and its reserved
-    /// byte), inner destination and source MACs and ethertype.
+    /// byte), inner destination and source MACs and ethertype. Loaded as
+    /// three words straight from the frame: a key assembled byte by byte
+    /// and read back as words stalls on store forwarding.
     #[inline(always)]
-    fn key(h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> [u8; 24] {
-        let mut k = [0u8; 24];
-        k[..4].copy_from_slice(&h[12..16]);
-        k[4..8].copy_from_slice(&l4[12..16]);
-        k[8..22].copy_from_slice(&inner[..14]);
-        k
+    fn key(h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> [u64; 3] {
+        let w4 = |b: &[u8], at: usize| {
+            b.get(at..at + 4)
+                .and_then(|x| x.try_into().ok())
+                .map_or(0, u32::from_le_bytes) as u64
+        };
+        let w8 = |at: usize| {
+            inner
+                .get(at..at + 8)
+                .and_then(|x| x.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
+        // without its first two bytes.
+        [w4(h, 12) | w4(l4, 12) << 32, w8(0), w8(6) >> 16]
     }
 
     /// The entry `key` is remembered in.
     #[inline(always)]
-    fn slot(key: &[u8; 24]) -> usize {
-        let w = |i: usize| u64::from_le_bytes(key[i..i + 8].try_into().unwrap_or_default());
-        let h = (w(0) ^ w(8).rotate_left(21) ^ w(16).rotate_left(42))
+    fn slot(key: &[u64; 3]) -> usize {
+        let h = (key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42))
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (h >> 32) as usize & (TUNNEL_MEMO - 1)
     }
