@@ -136,7 +136,10 @@ pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Measur
         a,
         b,
         core,
-        "[stats]\ninterval_ms = 1000\nformat = \"json\"",
+        &format!(
+            "[stats]\ninterval_ms = 1000\nformat = \"json\"\n[control]\nstate_file = \"{}\"",
+            dir.join("state/model.json").display()
+        ),
     );
     run_dvr_config(dir, &cfg, secs)
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 
-use common::{drops, fdb, node_head, port, vm_port, Daemon};
+use common::{drops, fdb, node_head, port, state_in, vm_port, Daemon};
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
 
@@ -76,6 +76,7 @@ fn pcap_replay_switches_by_mac_byte_for_byte() {
             ],
         ),
         fdb(&[(A, "vm-a"), (B, "vm-b")]),
+        state_in(d),
     ]
     .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dvr_pktgen, fdb, node_head, port, run_guarded, unique, vm_port, Daemon};
+use common::{dvr_pktgen, fdb, node_head, port, run_guarded, state_in, unique, vm_port, Daemon};
 use std::process::{Command, Stdio};
 
 const A: &str = "fa:16:3e:00:00:0a";
@@ -30,6 +30,7 @@ fn vhost_user_ports_forward_both_ways() {
             &[format!("socket = \"{}\"", sock_b.display())],
         ),
         fdb(&[(A, "vm-a"), (B, "vm-b")]),
+        state_in(d),
     ]
     .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();

@@ -217,6 +217,15 @@ pub fn drops(v: &serde_json::Value, reason: &str) -> u64 {
         .unwrap_or_else(|| panic!("no drop reason {reason} in {v}"))
 }
 
+/// A `[control]` section keeping the node's model state in `dir` (a test's
+/// own directory), not in the default `/var/lib/dvr/<node>/`.
+pub fn state_in(dir: &Path) -> String {
+    format!(
+        "[control]\nstate_file = \"{}\"\n",
+        dir.join("state/model.json").display()
+    )
+}
+
 /// The common head of a test node configuration.
 pub fn node_head(name: &str, run_dir: &Path) -> String {
     format!(
