@@ -204,8 +204,9 @@ enum PortCmd {
         /// The host the port is bound to (`--host` of openstack port create).
         #[arg(long)]
         host: Option<String>,
-        /// The dataplane port on that host (a `[[ports]]` name of its config).
-        #[arg(long)]
+        /// The dataplane port on that host (a `[[ports]]` name of its config);
+        /// needs `--host`: without one the port is bound nowhere.
+        #[arg(long, requires = "host")]
         binding: Option<String>,
         #[command(flatten)]
         security: PortSecurity,

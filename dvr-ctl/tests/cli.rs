@@ -90,6 +90,20 @@ fn usage_errors_are_exit_1() {
             "subnet-range",
         ),
         (&["floating", "ip", "set", "203.0.113.5"], "--port"),
+        // A binding names a dataplane port of the node given by --host:
+        // without one, the port would be bound nowhere.
+        (
+            &[
+                "port",
+                "create",
+                "--network",
+                "n1",
+                "--binding",
+                "vm-a",
+                "p1",
+            ],
+            "--host <HOST>",
+        ),
     ];
     for (args, want) in cases {
         let (code, _, err) = ctl(args);
