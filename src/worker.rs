@@ -185,24 +185,30 @@ impl BurstCtx<'_> {
     /// finished that way ([`pipeline::snat_apply`]). Where it goes, and its
     /// length then.
     #[inline(always)]
-    fn snat(&mut self, w: &pipeline::SnatWay, mut pkt: Pkt) -> (u16, u32) {
-        self.rx_bytes += pkt.len() as u64;
-        let env = &mut *self.env;
-        let d = pkt.frame(|f| match f {
-            Some(f) => pipeline::snat_apply(env, w, f),
-            None => Err(DropReason::MultiSegment),
-        });
-        (output(self.c, self.tx_mask, d), pkt.len())
+    fn snat(&mut self, w: &pipeline::SnatWay, pkt: Pkt) -> (u16, u32) {
+        self.finish(pkt, |env, f| pipeline::snat_apply(env, w, f))
     }
 
     /// A frame from the underlay that [`pipeline::decap_way`] found `w` for:
     /// finished that way ([`pipeline::decap_apply`]). Where it goes, and its
     /// length then.
     #[inline(always)]
-    fn decap(&mut self, w: &pipeline::DecapWay, mut pkt: Pkt) -> (u16, u32) {
+    fn decap(&mut self, w: &pipeline::DecapWay, pkt: Pkt) -> (u16, u32) {
+        self.finish(pkt, |_, f| pipeline::decap_apply(w, f))
+    }
+
+    /// A frame a way found out about, finished by `apply` (counted as
+    /// received): where it goes, and its length then.
+    #[inline(always)]
+    fn finish(
+        &mut self,
+        mut pkt: Pkt,
+        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> pipeline::Verdict,
+    ) -> (u16, u32) {
         self.rx_bytes += pkt.len() as u64;
+        let env = &mut *self.env;
         let d = pkt.frame(|f| match f {
-            Some(f) => pipeline::decap_apply(w, f),
+            Some(f) => apply(env, f),
             None => Err(DropReason::MultiSegment),
         });
         (output(self.c, self.tx_mask, d), pkt.len())
