@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
+use dvr::stats::CycleSplit;
 
 pub const MAC_A: &str = "fa:16:3e:00:00:0a";
 pub const MAC_B: &str = "fa:16:3e:00:00:0b";
@@ -38,9 +39,18 @@ pub struct Measured {
     pub mpps: f64,
     pub cycles_per_packet: f64,
     pub tsc_hz: u64,
+    /// dvr-pmd's only: its cycles per packet in the drivers' receive calls,
+    /// its own work and the drivers' transmit calls (sampled polls).
+    pub split: Option<CycleSplit>,
 }
 
 impl Measured {
+    /// `" (rx R, dvr W, tx T)"`: the parts of dvr-pmd's cycles per packet,
+    /// or nothing.
+    pub fn parts(&self) -> String {
+        parts(self.split)
+    }
+
     pub fn cycles_at(tsc_hz: f64, mpps: f64) -> f64 {
         if mpps == 0.0 {
             0.0
@@ -48,6 +58,24 @@ impl Measured {
             tsc_hz / (mpps * 1e6)
         }
     }
+}
+
+/// [`Measured::parts`] of a split.
+pub fn parts(split: Option<CycleSplit>) -> String {
+    split.map_or(String::new(), |s| {
+        format!(" (rx {:.1}, dvr {:.1}, tx {:.1})", s.rx, s.work, s.tx)
+    })
+}
+
+/// The median of each part of the splits (`None` if one is missing).
+pub fn median_split(v: impl Iterator<Item = Option<CycleSplit>> + Clone) -> Option<CycleSplit> {
+    let all: Option<Vec<CycleSplit>> = v.collect();
+    let all = all.filter(|a| !a.is_empty())?;
+    Some(CycleSplit {
+        rx: median(all.iter().map(|s| s.rx)),
+        work: median(all.iter().map(|s| s.work)),
+        tx: median(all.iter().map(|s| s.tx)),
+    })
 }
 
 /// Two captures: frames from VM A to VM B and the other way round.
@@ -250,6 +278,27 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
             0.0
         },
         tsc_hz: last["tsc_hz"].as_u64().unwrap_or(0),
+        split: None,
+    };
+    // (A build without the sampled counters, measured by `DVR_BENCH_PMD`: no
+    // split.)
+    let sampled = |k: &str| {
+        let (a, b) = (
+            first["workers"][0][k].as_u64()?,
+            last["workers"][0][k].as_u64()?,
+        );
+        b.checked_sub(a)
+    };
+    let measured = Measured {
+        split: (|| {
+            dvr::stats::split(
+                measured.cycles_per_packet,
+                sampled("sampled_cycles")?,
+                sampled("sampled_rx_cycles")?,
+                sampled("sampled_tx_cycles")?,
+            )
+        })(),
+        ..measured
     };
     DvrWindow {
         measured,
@@ -372,6 +421,7 @@ pub fn run_testpmd_vdevs(
         mpps,
         cycles_per_packet: Measured::cycles_at(tsc_hz as f64, mpps),
         tsc_hz,
+        split: None,
     }
 }
 
@@ -596,6 +646,7 @@ pub fn run_l3fwd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64) -> Measure
         mpps,
         cycles_per_packet: Measured::cycles_at(tsc_hz as f64, mpps),
         tsc_hz,
+        split: None,
     }
 }
 

@@ -35,8 +35,10 @@ fn main() {
         tm.push(m);
         let d = run_dvr(dir.path(), &a, &b, core, secs);
         eprintln!(
-            "round {r}: dvr-pmd l2  {:.2} Mpps, {:.1} cycles/packet",
-            d.mpps, d.cycles_per_packet
+            "round {r}: dvr-pmd l2  {:.2} Mpps, {:.1} cycles/packet{}",
+            d.mpps,
+            d.cycles_per_packet,
+            d.parts()
         );
         tp.push(t);
         dv.push(d);
@@ -61,6 +63,10 @@ fn main() {
         Measured::cycles_at(tsc_hz, m),
     );
     report("dvr-pmd (L2 FDB switch)", d, d_cpp);
+    println!(
+        "  cycles/packet in parts{}",
+        harness::parts(harness::median_split(dv.iter().map(|m| m.split)))
+    );
     println!("ratio dvr / testpmd-io:  {:.3} (goal >= 0.95)", d / t);
     println!(
         "ratio dvr / testpmd-mac: {:.3} (mac rewrites the Ethernet header, no lookup)",

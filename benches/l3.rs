@@ -368,8 +368,11 @@ fn main() {
         for (c, out) in cases.iter().zip(dv.iter_mut()) {
             if let Some(d) = (c.run)(dir.path(), &a, &b, core, secs) {
                 eprintln!(
-                    "round {r}: {} {:.2} Mpps, {:.1} cycles/packet",
-                    c.name, d.mpps, d.cycles_per_packet
+                    "round {r}: {} {:.2} Mpps, {:.1} cycles/packet{}",
+                    c.name,
+                    d.mpps,
+                    d.cycles_per_packet,
+                    d.parts()
                 );
                 out.push(d);
             }
@@ -420,7 +423,11 @@ fn main() {
         let m = median(ms.iter().map(|m| m.mpps));
         let cpp = median(ms.iter().map(|m| m.cycles_per_packet));
         report(c.name, m, cpp);
-        println!("  ratio to l3fwd: {:.3}", m / l);
+        println!(
+            "  ratio to l3fwd: {:.3}; cycles/packet in parts{}",
+            m / l,
+            harness::parts(harness::median_split(ms.iter().map(|m| m.split)))
+        );
     }
     println!("goals: routed same-host >= 1.1 x l3fwd; routed + VXLAN encap <= 200 cycles/packet");
     println!(

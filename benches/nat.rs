@@ -146,6 +146,8 @@ struct NatMeasured {
     sessions_per_s: f64,
     /// Of the packets forwarded, the fraction that made a new session.
     new_fraction: f64,
+    /// dvr-pmd's cycles per packet in parts ([`harness::Measured::split`]).
+    split: Option<dvr::stats::CycleSplit>,
 }
 
 // ======== dvr-pmd rows (issue 5).
@@ -309,6 +311,7 @@ fn dvr_fip(dir: &Path, core: usize, secs: u64, _: u32, _: u32) -> Option<NatMeas
         cycles_per_packet: r.cycles_per_packet,
         sessions_per_s: 0.0,
         new_fraction: 0.0,
+        split: r.split,
     })
 }
 
@@ -462,6 +465,7 @@ fn dvr_snat_established(
         cycles_per_packet: r.cycles_per_packet,
         sessions_per_s: 0.0,
         new_fraction: 0.0,
+        split: r.split,
     })
 }
 
@@ -489,6 +493,7 @@ fn testpmd_snat_established(
         cycles_per_packet: r.cycles_per_packet,
         sessions_per_s: 0.0,
         new_fraction: 0.0,
+        split: r.split,
     })
 }
 
@@ -570,6 +575,7 @@ fn dvr_snat_new(dir: &Path, core: usize, secs: u64, _: u32, new_flows: u32) -> O
             0.0
         },
         new_fraction: created as f64 / packets.max(1) as f64,
+        split: r.split,
     })
 }
 
@@ -1121,6 +1127,7 @@ fn figures(a: Reading, b: Reading, tsc_hz: u64) -> (NatMeasured, f64, f64, f64) 
         },
         sessions_per_s: new / busy,
         new_fraction: if fwd > 0.0 { new / fwd } else { 0.0 },
+        split: None,
     };
     (m, fwd / dt / 1e6, busy / dt, (b.softirq - a.softirq) / dt)
 }
@@ -1407,8 +1414,12 @@ fn main() {
         for (c, out) in cases.iter().zip(dv.iter_mut()) {
             if let Some(m) = (c.run)(dir.path(), core, secs, sessions, new_flows) {
                 eprintln!(
-                    "round {r}: {} {:.3} Mpps/core, {:.0} cycles/packet, {:.0} new sessions/s/core",
-                    c.name, m.mpps_core, m.cycles_per_packet, m.sessions_per_s
+                    "round {r}: {} {:.3} Mpps/core, {:.0} cycles/packet{}, {:.0} new sessions/s/core",
+                    c.name,
+                    m.mpps_core,
+                    m.cycles_per_packet,
+                    harness::parts(m.split),
+                    m.sessions_per_s
                 );
                 out.push(m);
             }
@@ -1430,6 +1441,10 @@ fn main() {
             print!(" {:>8.3} M new sessions/s/core", s / 1e6);
         }
         println!();
+        let parts = harness::parts(harness::median_split(ms.iter().map(|m| m.split)));
+        if !parts.is_empty() {
+            println!("  cycles/packet in parts{parts}");
+        }
         (m, c, s)
     };
     let mut kernel_rows = Vec::new();

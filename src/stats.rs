@@ -218,6 +218,14 @@ pub struct WorkerCounters {
     pub poll_cycles: Counter,
     /// Packets processed (received) by this worker.
     pub packets: Counter,
+    /// Where the cycles go, from a sample of the polls that found packets
+    /// (one poll in `worker::SAMPLE_POLLS` is timed in parts): the sampled
+    /// polls' packets and cycles, and the cycles of those spent in the
+    /// drivers' receive and transmit calls. The rest is dvr's own work.
+    pub sampled_packets: Counter,
+    pub sampled_cycles: Counter,
+    pub sampled_rx_cycles: Counter,
+    pub sampled_tx_cycles: Counter,
     /// Sessions in this worker's SNAT table (live, and expired ones not yet
     /// freed), and sessions it has created since it started: set after each
     /// burst.
@@ -238,6 +246,10 @@ impl WorkerCounters {
             busy_polls: Counter::default(),
             poll_cycles: Counter::default(),
             packets: Counter::default(),
+            sampled_packets: Counter::default(),
+            sampled_cycles: Counter::default(),
+            sampled_rx_cycles: Counter::default(),
+            sampled_tx_cycles: Counter::default(),
             nat_sessions: Counter::default(),
             nat_sessions_created: Counter::default(),
             flow_hits: Counter::default(),
@@ -267,6 +279,10 @@ impl WorkerCounters {
             busy_polls: self.busy_polls.get(),
             poll_cycles: self.poll_cycles.get(),
             packets: self.packets.get(),
+            sampled_packets: self.sampled_packets.get(),
+            sampled_cycles: self.sampled_cycles.get(),
+            sampled_rx_cycles: self.sampled_rx_cycles.get(),
+            sampled_tx_cycles: self.sampled_tx_cycles.get(),
             nat_sessions: self.nat_sessions.get(),
             nat_sessions_created: self.nat_sessions_created.get(),
             flow_hits: self.flow_hits.get(),
@@ -301,6 +317,10 @@ pub struct WorkerSnapshot {
     pub busy_polls: u64,
     pub poll_cycles: u64,
     pub packets: u64,
+    pub sampled_packets: u64,
+    pub sampled_cycles: u64,
+    pub sampled_rx_cycles: u64,
+    pub sampled_tx_cycles: u64,
     pub nat_sessions: u64,
     pub nat_sessions_created: u64,
     pub flow_hits: u64,
@@ -316,6 +336,10 @@ impl Default for WorkerSnapshot {
             busy_polls: 0,
             poll_cycles: 0,
             packets: 0,
+            sampled_packets: 0,
+            sampled_cycles: 0,
+            sampled_rx_cycles: 0,
+            sampled_tx_cycles: 0,
             nat_sessions: 0,
             nat_sessions_created: 0,
             flow_hits: 0,
@@ -334,6 +358,44 @@ impl WorkerSnapshot {
             self.poll_cycles as f64 / self.packets as f64
         }
     }
+
+    /// [`WorkerSnapshot::cycles_per_packet`] in its three parts, in the
+    /// shares the sampled polls spent on them (`None` before a poll with
+    /// packets was sampled).
+    pub fn split(&self) -> Option<CycleSplit> {
+        split(
+            self.cycles_per_packet(),
+            self.sampled_cycles,
+            self.sampled_rx_cycles,
+            self.sampled_tx_cycles,
+        )
+    }
+}
+
+/// Cycles per packet in the drivers' receive calls, in dvr's own work, and in
+/// the drivers' transmit calls; they add up to the whole.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CycleSplit {
+    pub rx: f64,
+    pub work: f64,
+    pub tx: f64,
+}
+
+/// `cycles_per_packet` divided in the shares that the sampled cycles
+/// `sampled` spent in receive calls (`rx`) and transmit calls (`tx`). `None`
+/// with no sample, or with parts larger than their whole (counters read
+/// between two updates of one sample).
+pub fn split(cycles_per_packet: f64, sampled: u64, rx: u64, tx: u64) -> Option<CycleSplit> {
+    if sampled == 0 || rx.checked_add(tx)? > sampled {
+        return None;
+    }
+    let share = |c: u64| cycles_per_packet * c as f64 / sampled as f64;
+    let (rx, tx) = (share(rx), share(tx));
+    Some(CycleSplit {
+        rx,
+        work: cycles_per_packet - rx - tx,
+        tx,
+    })
 }
 
 /// Sums of several workers' snapshots.
@@ -353,6 +415,10 @@ pub fn total(ws: &[WorkerSnapshot], ports: usize) -> WorkerSnapshot {
         t.busy_polls += w.busy_polls;
         t.poll_cycles += w.poll_cycles;
         t.packets += w.packets;
+        t.sampled_packets += w.sampled_packets;
+        t.sampled_cycles += w.sampled_cycles;
+        t.sampled_rx_cycles += w.sampled_rx_cycles;
+        t.sampled_tx_cycles += w.sampled_tx_cycles;
         t.nat_sessions += w.nat_sessions;
         t.nat_sessions_created += w.nat_sessions_created;
         t.flow_hits += w.flow_hits;
@@ -389,5 +455,30 @@ mod tests {
         assert_eq!(t.ports[0], PortSnapshot::default());
         assert_eq!(t.drops[DropReason::UnknownDstMac as usize], 2);
         assert_eq!(t.cycles_per_packet(), 25.0);
+        assert_eq!(t.split(), None);
+    }
+
+    #[test]
+    fn splits_in_the_sampled_shares() {
+        let a = WorkerCounters::new(1);
+        a.poll_cycles.add(1000);
+        a.packets.add(10);
+        a.sampled_packets.add(2);
+        a.sampled_cycles.add(400);
+        a.sampled_rx_cycles.add(100);
+        a.sampled_tx_cycles.add(60);
+        let s = a.snapshot().split().unwrap();
+        assert_eq!(
+            s,
+            CycleSplit {
+                rx: 25.0,
+                work: 60.0,
+                tx: 15.0
+            }
+        );
+        // Parts larger than their whole: no split.
+        assert_eq!(split(100.0, 10, 8, 8), None);
+        assert_eq!(split(100.0, 10, u64::MAX, 8), None);
+        assert_eq!(split(100.0, 0, 0, 0), None);
     }
 }

@@ -88,6 +88,22 @@ struct Scan {
 /// Polls between two reads of the TSC.
 const CLOCK_POLLS: u32 = 1024;
 
+/// One poll in this many is timed in parts (receive calls, transmit calls,
+/// the whole; `WorkerCounters::sampled_cycles`): a few TSC reads a burst,
+/// for one burst in 16.
+pub const SAMPLE_POLLS: u32 = 16;
+const _: () = assert!(CLOCK_POLLS.is_multiple_of(SAMPLE_POLLS));
+
+/// The TSC if this poll is sampled ([`SAMPLE_POLLS`]), else 0.
+#[inline(always)]
+fn lap(sampled: bool) -> u64 {
+    if sampled {
+        dpdk::rdtsc()
+    } else {
+        0
+    }
+}
+
 /// Accounts the TSC cycles a worker spends polling, reading the TSC rarely.
 struct Clock {
     since: u64,
@@ -345,7 +361,7 @@ impl Worker {
         // machines a TSC read can cost as much as a burst of packets.
         let mut clock = Clock::start();
         while !self.stop.load(Ordering::Relaxed) {
-            let got = self.poll_once(&mut s);
+            let got = self.poll_once(&mut s, clock.polls.is_multiple_of(SAMPLE_POLLS));
             clock.tick(&self.counters);
             if got == 0 {
                 empty_polls = empty_polls.wrapping_add(1);
@@ -372,7 +388,7 @@ impl Worker {
             }
         }
         for _ in 0..DRAIN_BURSTS {
-            let got = self.poll_once(&mut s);
+            let got = self.poll_once(&mut s, false);
             clock.tick(&self.counters);
             if got == 0 {
                 break;
@@ -513,9 +529,13 @@ impl Worker {
         s.outs[nports] = flood;
     }
 
-    /// Polls every RX queue once. Returns the packets received.
+    /// Polls every RX queue once. Returns the packets received. A `sampled`
+    /// poll also counts its cycles: all of them, and those of its receive and
+    /// transmit calls.
     #[inline]
-    fn poll_once(&mut self, s: &mut Scratch) -> usize {
+    fn poll_once(&mut self, s: &mut Scratch, sampled: bool) -> usize {
+        let start = lap(sampled);
+        let (mut rx_cycles, mut tx_cycles) = (0u64, 0u64);
         if !self.exchange.inject.is_empty() {
             self.inject(s);
         }
@@ -525,7 +545,9 @@ impl Worker {
         let c = &*self.counters;
         let mut got = 0;
         for (in_port, q) in self.rx.iter_mut() {
+            let t = lap(sampled);
             let n = q.rx(&mut s.rx, self.burst);
+            rx_cycles = rx_cycles.wrapping_add(lap(sampled).wrapping_sub(t));
             if n == 0 {
                 continue;
             }
@@ -653,7 +675,9 @@ impl Worker {
                 }
                 let bytes = std::mem::take(&mut s.out_bytes[p]);
                 if let Some(txq) = self.tx[p].as_mut() {
+                    let t = lap(sampled);
                     let r = txq.tx_with_bytes(out, bytes);
+                    tx_cycles = tx_cycles.wrapping_add(lap(sampled).wrapping_sub(t));
                     let pc = &c.ports[p];
                     pc.tx_packets.add(r.sent);
                     pc.tx_bytes.add(r.bytes);
@@ -666,6 +690,12 @@ impl Worker {
         if got > 0 {
             c.busy_polls.add(1);
             c.packets.add(got as u64);
+            if sampled {
+                c.sampled_packets.add(got as u64);
+                c.sampled_cycles.add(lap(true).wrapping_sub(start));
+                c.sampled_rx_cycles.add(rx_cycles);
+                c.sampled_tx_cycles.add(tx_cycles);
+            }
         }
         got
     }

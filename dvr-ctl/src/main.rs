@@ -863,6 +863,14 @@ fn cell(v: &Value) -> String {
     }
 }
 
+/// One part of a worker's cycles per packet (`rx`, `work`, `tx`; the daemon
+/// divides them from sampled polls): empty before the first sample.
+fn part(w: &Value, name: &str) -> String {
+    w["cycles_per_packet_split"][name]
+        .as_f64()
+        .map_or(String::new(), |c| format!("{c:.1}"))
+}
+
 fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
@@ -1049,6 +1057,9 @@ fn print_view(what: &str, v: &Value) {
                 "core",
                 "packets",
                 "cycles/packet",
+                "rx",
+                "dvr",
+                "tx",
                 "packets/poll",
                 "busy polls",
                 "nat sessions",
@@ -1065,6 +1076,9 @@ fn print_view(what: &str, v: &Value) {
                     cell(&w["core"]),
                     cell(&w["packets"]),
                     format!("{:.1}", w["cycles_per_packet"].as_f64().unwrap_or(0.0)),
+                    part(w, "rx"),
+                    part(w, "work"),
+                    part(w, "tx"),
                     format!("{:.1}", if busy > 0.0 { pk / busy } else { 0.0 }),
                     format!(
                         "{:.1}%",

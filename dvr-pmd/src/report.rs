@@ -105,6 +105,15 @@ impl View {
                     busy_polls: w.busy_polls,
                     poll_cycles: w.poll_cycles,
                     cycles_per_packet: w.cycles_per_packet(),
+                    sampled_packets: w.sampled_packets,
+                    sampled_cycles: w.sampled_cycles,
+                    sampled_rx_cycles: w.sampled_rx_cycles,
+                    sampled_tx_cycles: w.sampled_tx_cycles,
+                    cycles_per_packet_split: w.split().map(|s| SplitLine {
+                        rx: s.rx,
+                        work: s.work,
+                        tx: s.tx,
+                    }),
                     nat_sessions: w.nat_sessions,
                     nat_sessions_created: w.nat_sessions_created,
                     flow_hits: w.flow_hits,
@@ -420,6 +429,15 @@ struct PortLine<'a> {
     oerrors: u64,
 }
 
+/// Cycles per packet in the drivers' receive calls, dvr's own work and the
+/// drivers' transmit calls.
+#[derive(Serialize)]
+struct SplitLine {
+    rx: f64,
+    work: f64,
+    tx: f64,
+}
+
 #[derive(Serialize)]
 struct WorkerLine {
     worker: usize,
@@ -429,6 +447,13 @@ struct WorkerLine {
     busy_polls: u64,
     poll_cycles: u64,
     cycles_per_packet: f64,
+    /// The polls timed in parts (`dvr::stats::WorkerCounters`), and
+    /// `cycles_per_packet` divided in their shares (absent before one).
+    sampled_packets: u64,
+    sampled_cycles: u64,
+    sampled_rx_cycles: u64,
+    sampled_tx_cycles: u64,
+    cycles_per_packet_split: Option<SplitLine>,
     /// Sessions in the worker's SNAT table (expired ones not yet freed
     /// included), and sessions it created since it started.
     nat_sessions: u64,
@@ -506,9 +531,12 @@ impl Reporter {
                     );
                 }
                 for (i, w) in ws.iter().enumerate() {
+                    let split = w.split().map_or(String::new(), |s| {
+                        format!(" (rx {:.1}, dvr {:.1}, tx {:.1})", s.rx, s.work, s.tx)
+                    });
                     let _ = writeln!(
                         out,
-                        "  worker {i} (core {}): {} packets, {:.1} cycles/packet, {:.0}% polls busy",
+                        "  worker {i} (core {}): {} packets, {:.1} cycles/packet{split}, {:.0}% polls busy",
                         view.cores[i],
                         w.packets,
                         w.cycles_per_packet(),

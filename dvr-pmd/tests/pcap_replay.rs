@@ -123,3 +123,78 @@ fn pcap_replay_switches_by_mac_byte_for_byte() {
     // The node removed its runtime files.
     assert_eq!(std::fs::read_dir(d.join("run")).unwrap().count(), 0);
 }
+
+/// A capture replayed forever keeps the worker busy. Its cycles per packet
+/// come in three parts, the drivers' receive calls, dvr's own work and the
+/// drivers' transmit calls, measured on one poll in 16 and adding up to the
+/// whole: in the JSON counters and in `dvr-ctl show runtime`.
+#[test]
+fn busy_worker_splits_its_cycles_into_rx_work_and_tx() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a: Vec<Vec<u8>> = (0..64).map(|i| frame(A, B, 60, i)).collect();
+    let b: Vec<Vec<u8>> = (0..64).map(|i| frame(B, A, 60, 100 + i)).collect();
+    dvr::pcap::write_file(&d.join("in-a.pcap"), &a).unwrap();
+    dvr::pcap::write_file(&d.join("in-b.pcap"), &b).unwrap();
+    let replay = |f: &str| [format!("rx_pcap = \"{f}\""), "infinite_rx = true".into()];
+    let socket = d.join("ctl.sock");
+    let cfg = [
+        node_head("split", &d.join("run")),
+        vm_port("vm-a", "pcap", &replay("in-a.pcap")),
+        vm_port("vm-b", "pcap", &replay("in-b.pcap")),
+        fdb(&[(A, "vm-a"), (B, "vm-b")]),
+        state_in(d),
+        format!("socket = \"{}\"\n", socket.display()),
+    ]
+    .concat();
+    std::fs::write(d.join("node.toml"), cfg).unwrap();
+
+    let mut dvr = Daemon::start(&d.join("node.toml"));
+    let v = dvr.until(|v| v["workers"][0]["sampled_packets"].as_u64() > Some(100_000));
+    let runtime = std::process::Command::new(common::dvr_ctl())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["show", "runtime"])
+        .output()
+        .unwrap();
+    dvr.stop();
+
+    let w = &v["workers"][0];
+    let n = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("no {k} in {w}"));
+    let f = |k: &str| {
+        w["cycles_per_packet_split"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no split {k} in {w}"))
+    };
+    // Every poll of the replay finds packets: one in 16 of them is sampled.
+    let share = n("sampled_packets") as f64 / n("packets") as f64;
+    assert!((0.04..0.09).contains(&share), "sampled share {share}: {w}");
+    assert!(
+        n("sampled_rx_cycles") + n("sampled_tx_cycles") < n("sampled_cycles"),
+        "{w}"
+    );
+    let (rx, work, tx) = (f("rx"), f("work"), f("tx"));
+    assert!(rx > 0.0 && work > 0.0 && tx > 0.0, "{w}");
+    let whole = w["cycles_per_packet"].as_f64().unwrap();
+    assert!((rx + work + tx - whole).abs() < 1e-6 * whole, "{w}");
+
+    let text = String::from_utf8_lossy(&runtime.stdout);
+    assert!(runtime.status.success(), "{text}");
+    let header = text.lines().nth(1).unwrap_or_default();
+    let row = text.lines().nth(3).unwrap_or_default();
+    let cells = |l: &str| {
+        l.split('|')
+            .map(|c| c.trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (header, row) = (cells(header), cells(row));
+    for part in ["rx", "dvr", "tx"] {
+        let i = header.iter().position(|h| h == part);
+        let cell = i.and_then(|i| row.get(i)).map(String::as_str);
+        assert!(
+            cell.and_then(|c| c.parse::<f64>().ok())
+                .is_some_and(|c| c > 0.0),
+            "column {part}: {text}"
+        );
+    }
+}
