@@ -62,9 +62,7 @@ impl Measured {
 
 /// [`Measured::parts`] of a split.
 pub fn parts(split: Option<CycleSplit>) -> String {
-    split.map_or(String::new(), |s| {
-        format!(" (rx {:.1}, dvr {:.1}, tx {:.1})", s.rx, s.work, s.tx)
-    })
+    split.map_or(String::new(), |s| format!(" ({s})"))
 }
 
 /// The median of each part of the splits (`None` if one is missing).

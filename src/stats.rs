@@ -381,6 +381,16 @@ pub struct CycleSplit {
     pub tx: f64,
 }
 
+impl std::fmt::Display for CycleSplit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rx {:.1}, dvr {:.1}, tx {:.1}",
+            self.rx, self.work, self.tx
+        )
+    }
+}
+
 /// `cycles_per_packet` divided in the shares that the sampled cycles
 /// `sampled` spent in receive calls (`rx`) and transmit calls (`tx`). `None`
 /// with no sample, or with parts larger than their whole (counters read

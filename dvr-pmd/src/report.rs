@@ -531,9 +531,7 @@ impl Reporter {
                     );
                 }
                 for (i, w) in ws.iter().enumerate() {
-                    let split = w.split().map_or(String::new(), |s| {
-                        format!(" (rx {:.1}, dvr {:.1}, tx {:.1})", s.rx, s.work, s.tx)
-                    });
+                    let split = w.split().map_or(String::new(), |s| format!(" ({s})"));
                     let _ = writeln!(
                         out,
                         "  worker {i} (core {}): {} packets, {:.1} cycles/packet{split}, {:.0}% polls busy",
