@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -748,7 +748,7 @@ fn socket_path(cli: &Option<PathBuf>) -> Result<PathBuf, String> {
 }
 
 /// Sends one request; Err(message) when the daemon cannot be reached.
-fn request(socket: &PathBuf, method: &str, params: Value) -> Result<Response, String> {
+fn request(socket: &Path, method: &str, params: Value) -> Result<Response, String> {
     let mut s = UnixStream::connect(socket)
         .map_err(|e| format!("cannot reach dvr-pmd at {}: {e}", socket.display()))?;
     let req = Request {
@@ -824,6 +824,9 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_REFUSED);
     }
     let result = resp.result.unwrap_or(Value::Null);
+    if let Call::Apply(changes) = &call {
+        warn_unbound(&socket, changes);
+    }
     if cli.json {
         println!(
             "{}",
@@ -847,6 +850,28 @@ fn main() -> ExitCode {
         _ => {}
     }
     ExitCode::SUCCESS
+}
+
+/// After `port set` / `port unset` were applied: a warning on standard
+/// error for each such port left with a binding and no host, which binds it
+/// nowhere (the model accepts it, as Neutron accepts a port without
+/// `binding:host_id`).
+fn warn_unbound(socket: &Path, changes: &[Change]) {
+    for c in changes {
+        let (Change::PortSet { name, .. } | Change::PortUnset { name, .. }) = c else {
+            continue;
+        };
+        let Ok(resp) = request(socket, "show", json!({ "kind": Kind::Port, "name": name })) else {
+            continue;
+        };
+        let port = resp.result.unwrap_or(Value::Null);
+        if let (Some(b), true) = (port["binding"].as_str(), port["host"].is_null()) {
+            eprintln!(
+                "dvr-ctl: warning: port {name} has binding {b} but no host: it is bound nowhere \
+                 (port set --host HOST {name})"
+            );
+        }
+    }
 }
 
 fn cell(v: &Value) -> String {

@@ -520,6 +520,20 @@ fn verbs_migration_and_persistence() {
         text.contains("decision=forward") && text.contains("out_port=vm-b"),
         "{text}"
     );
+    // A binding left without a host binds nothing: applied, with a warning.
+    let warned = |args: &[&str]| {
+        let (code, _, err) = ctl(s, args);
+        assert_eq!(code, 0, "dvr-ctl {args:?}: {err}");
+        err.contains("warning: port pb has binding vm-b but no host")
+    };
+    assert!(warned(&["port", "unset", "--host", "pb"]));
+    let t = trace("fa:16:3e:00:00:0b");
+    assert_eq!(t["reason"], "unknown_dst_mac", "bound nowhere: {t}");
+    assert!(warned(&["port", "set", "--binding", "vm-b", "pb"]));
+    assert!(!warned(&["port", "set", "--host", "ctl", "pb"]));
+    assert!(!warned(&["port", "set", "--binding", "vm-b", "pb"]));
+    let t = trace("fa:16:3e:00:00:0b");
+    assert_eq!(t["out_port"], "vm-b", "bound again: {t}");
     ok(s, &["port", "delete", "pb"]);
     refused(
         s,
