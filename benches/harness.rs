@@ -45,12 +45,6 @@ pub struct Measured {
 }
 
 impl Measured {
-    /// `" (rx R, dvr W, tx T)"`: the parts of dvr-pmd's cycles per packet,
-    /// or nothing.
-    pub fn parts(&self) -> String {
-        parts(self.split)
-    }
-
     pub fn cycles_at(tsc_hz: f64, mpps: f64) -> f64 {
         if mpps == 0.0 {
             0.0
@@ -60,13 +54,14 @@ impl Measured {
     }
 }
 
-/// [`Measured::parts`] of a split.
+/// `" (rx R, dvr W, tx T)"`: the parts of dvr-pmd's cycles per packet
+/// ([`Measured::split`]), or nothing.
 pub fn parts(split: Option<CycleSplit>) -> String {
     split.map_or(String::new(), |s| format!(" ({s})"))
 }
 
 /// The median of each part of the splits (`None` if one is missing).
-pub fn median_split(v: impl Iterator<Item = Option<CycleSplit>> + Clone) -> Option<CycleSplit> {
+pub fn median_split(v: impl Iterator<Item = Option<CycleSplit>>) -> Option<CycleSplit> {
     let all: Option<Vec<CycleSplit>> = v.collect();
     let all = all.filter(|a| !a.is_empty())?;
     Some(CycleSplit {
@@ -268,18 +263,13 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
         0.0
     };
     let pk = w(&last, "packets") - w(&first, "packets");
-    let measured = Measured {
-        mpps,
-        cycles_per_packet: if pk > 0 {
-            (w(&last, "poll_cycles") - w(&first, "poll_cycles")) as f64 / pk as f64
-        } else {
-            0.0
-        },
-        tsc_hz: last["tsc_hz"].as_u64().unwrap_or(0),
-        split: None,
+    let cycles_per_packet = if pk > 0 {
+        (w(&last, "poll_cycles") - w(&first, "poll_cycles")) as f64 / pk as f64
+    } else {
+        0.0
     };
-    // (A build without the sampled counters, measured by `DVR_BENCH_PMD`: no
-    // split.)
+    // A sampled counter over the window (`None` from a build without them,
+    // measured by `DVR_BENCH_PMD`: no split).
     let sampled = |k: &str| {
         let (a, b) = (
             first["workers"][0][k].as_u64()?,
@@ -287,16 +277,19 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
         );
         b.checked_sub(a)
     };
+    let split = (|| {
+        dvr::stats::split(
+            cycles_per_packet,
+            sampled("sampled_cycles")?,
+            sampled("sampled_rx_cycles")?,
+            sampled("sampled_tx_cycles")?,
+        )
+    })();
     let measured = Measured {
-        split: (|| {
-            dvr::stats::split(
-                measured.cycles_per_packet,
-                sampled("sampled_cycles")?,
-                sampled("sampled_rx_cycles")?,
-                sampled("sampled_tx_cycles")?,
-            )
-        })(),
-        ..measured
+        mpps,
+        cycles_per_packet,
+        tsc_hz: last["tsc_hz"].as_u64().unwrap_or(0),
+        split,
     };
     DvrWindow {
         measured,

@@ -38,7 +38,7 @@ fn main() {
             "round {r}: dvr-pmd l2  {:.2} Mpps, {:.1} cycles/packet{}",
             d.mpps,
             d.cycles_per_packet,
-            d.parts()
+            harness::parts(d.split)
         );
         tp.push(t);
         dv.push(d);

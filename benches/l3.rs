@@ -372,7 +372,7 @@ fn main() {
                     c.name,
                     d.mpps,
                     d.cycles_per_packet,
-                    d.parts()
+                    harness::parts(d.split)
                 );
                 out.push(d);
             }

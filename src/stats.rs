@@ -374,7 +374,7 @@ impl WorkerSnapshot {
 
 /// Cycles per packet in the drivers' receive calls, in dvr's own work, and in
 /// the drivers' transmit calls; they add up to the whole.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct CycleSplit {
     pub rx: f64,
     pub work: f64,

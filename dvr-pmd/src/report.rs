@@ -109,11 +109,7 @@ impl View {
                     sampled_cycles: w.sampled_cycles,
                     sampled_rx_cycles: w.sampled_rx_cycles,
                     sampled_tx_cycles: w.sampled_tx_cycles,
-                    cycles_per_packet_split: w.split().map(|s| SplitLine {
-                        rx: s.rx,
-                        work: s.work,
-                        tx: s.tx,
-                    }),
+                    cycles_per_packet_split: w.split(),
                     nat_sessions: w.nat_sessions,
                     nat_sessions_created: w.nat_sessions_created,
                     flow_hits: w.flow_hits,
@@ -429,15 +425,6 @@ struct PortLine<'a> {
     oerrors: u64,
 }
 
-/// Cycles per packet in the drivers' receive calls, dvr's own work and the
-/// drivers' transmit calls.
-#[derive(Serialize)]
-struct SplitLine {
-    rx: f64,
-    work: f64,
-    tx: f64,
-}
-
 #[derive(Serialize)]
 struct WorkerLine {
     worker: usize,
@@ -453,7 +440,7 @@ struct WorkerLine {
     sampled_cycles: u64,
     sampled_rx_cycles: u64,
     sampled_tx_cycles: u64,
-    cycles_per_packet_split: Option<SplitLine>,
+    cycles_per_packet_split: Option<dvr::stats::CycleSplit>,
     /// Sessions in the worker's SNAT table (expired ones not yet freed
     /// included), and sessions it created since it started.
     nat_sessions: u64,
