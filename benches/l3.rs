@@ -23,7 +23,9 @@
 //!   outputs checks that it really routes: each port sends exactly the other
 //!   port's frames, TTL 63, checksum valid, MACs rewritten.
 //! - dvr-pmd: routed same-host, routed + VXLAN encapsulation, decapsulation +
-//!   routed (issue 4), in `dvr_cases` below once the routed dataplane exists.
+//!   routed (issue 4), in `dvr_cases` below; and under them the same frames
+//!   switched by dvr-pmd's static L2 table, not routed (`dvr_switched`): what
+//!   dvr-pmd's loop and the drivers cost when it does the least it does.
 //!
 //! Rates are packets sent per second, both ports summed, by the one forwarding
 //! core: testpmd's per-second reports (median), l3fwd's port counters read over
@@ -177,6 +179,10 @@ fn flows() -> u16 {
 fn dvr_cases() -> Vec<DvrCase> {
     vec![
         DvrCase {
+            name: SWITCHED,
+            run: dvr_switched,
+        },
+        DvrCase {
             name: "dvr-pmd routed same-host",
             run: dvr_routed,
         },
@@ -189,6 +195,29 @@ fn dvr_cases() -> Vec<DvrCase> {
             run: dvr_decap_routed,
         },
     ]
+}
+
+/// The name of the row under the routed ones: [`dvr_switched`].
+const SWITCHED: &str = "dvr-pmd switched, not routed";
+
+/// The floor under the routed rows: the same frames switched by the static L2
+/// table of the node configuration, with no model (no router: each frame is
+/// read, not written, and its router MAC sends port 0's input out of port 1
+/// and port 1's out of port 0). What dvr-pmd's worker loop and the drivers
+/// cost when dvr-pmd does the least it does to a frame.
+fn dvr_switched(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
+    let (_, macs) = bench_model(flows(), "bench");
+    let extra = format!(
+        "[stats]\ninterval_ms = 1000\nformat = \"json\"\n\
+         [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
+         [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-a\"\n",
+        macs[0], macs[1]
+    );
+    Some(harness::run_dvr_config(
+        dir,
+        &harness::node_config(dir, a, b, core, &extra),
+        secs,
+    ))
 }
 
 /// Both subnets' VMs on this node: each port's input is routed to the other
@@ -435,4 +464,15 @@ fn main() {
         Measured::cycles_at(tsc_hz, l * 1.1),
         Measured::cycles_at(tsc_hz, tm)
     );
+    if let Some((_, ms)) = cases
+        .iter()
+        .zip(&dv)
+        .find(|(c, ms)| c.name == SWITCHED && !ms.is_empty())
+    {
+        println!(
+            "  dvr-pmd, switching these frames and routing none, spends {:.1}{}",
+            median(ms.iter().map(|m| m.cycles_per_packet)),
+            harness::parts(harness::median_split(ms.iter().map(|m| m.split)))
+        );
+    }
 }
