@@ -207,11 +207,15 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// cost when dvr-pmd does the least it does to a frame.
 fn dvr_switched(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
     let (_, macs) = bench_model(flows(), "bench");
+    // Its (empty) model is kept in the bench's directory, not the default's.
     let extra = format!(
         "[stats]\ninterval_ms = 1000\nformat = \"json\"\n\
+         [control]\nstate_file = \"{}\"\n\
          [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
          [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-a\"\n",
-        macs[0], macs[1]
+        dir.join("switched/model.json").display(),
+        macs[0],
+        macs[1]
     );
     Some(harness::run_dvr_config(
         dir,
