@@ -151,14 +151,16 @@ port = "vm-b"
 
 /// Runs dvr-pmd forwarding between two pcap ports replaying `a` and `b` for `secs`
 /// seconds; the rate is taken from its JSON counters over the last seconds.
-pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Measured {
+/// `fdb`: more static L2 entries (`[[l2.fdb]]` TOML) beside those of
+/// [`node_config`]. Its (empty) model is kept in `dir`.
+pub fn run_dvr(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64, fdb: &str) -> Measured {
     let cfg = node_config(
         dir,
         a,
         b,
         core,
         &format!(
-            "[stats]\ninterval_ms = 1000\nformat = \"json\"\n[control]\nstate_file = \"{}\"",
+            "[stats]\ninterval_ms = 1000\nformat = \"json\"\n[control]\nstate_file = \"{}\"\n{fdb}",
             dir.join("state/model.json").display()
         ),
     );

@@ -33,7 +33,7 @@ fn main() {
         let m = run_testpmd(dir.path(), &[&a, &b], core, secs, "mac");
         eprintln!("round {r}: testpmd mac {:.2} Mpps", m.mpps);
         tm.push(m);
-        let d = run_dvr(dir.path(), &a, &b, core, secs);
+        let d = run_dvr(dir.path(), &a, &b, core, secs, "");
         eprintln!(
             "round {r}: dvr-pmd l2  {:.2} Mpps, {:.1} cycles/packet{}",
             d.mpps,

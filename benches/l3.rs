@@ -207,21 +207,12 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// cost when dvr-pmd does the least it does to a frame.
 fn dvr_switched(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
     let (_, macs) = bench_model(flows(), "bench");
-    // Its (empty) model is kept in the bench's directory, not the default's.
-    let extra = format!(
-        "[stats]\ninterval_ms = 1000\nformat = \"json\"\n\
-         [control]\nstate_file = \"{}\"\n\
-         [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
+    let fdb = format!(
+        "[[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
          [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-a\"\n",
-        dir.join("switched/model.json").display(),
-        macs[0],
-        macs[1]
+        macs[0], macs[1]
     );
-    Some(harness::run_dvr_config(
-        dir,
-        &harness::node_config(dir, a, b, core, &extra),
-        secs,
-    ))
+    Some(harness::run_dvr(dir, a, b, core, secs, &fdb))
 }
 
 /// Both subnets' VMs on this node: each port's input is routed to the other
@@ -448,6 +439,7 @@ fn main() {
         );
     }
     println!("ratio l3fwd / testpmd-io: {:.3}", l / t);
+    let mut switched = None;
     for (c, ms) in cases.iter().zip(&dv) {
         if ms.is_empty() {
             println!("{:<34} not measured (no such path in dvr-pmd yet)", c.name);
@@ -456,11 +448,14 @@ fn main() {
         let m = median(ms.iter().map(|m| m.mpps));
         let cpp = median(ms.iter().map(|m| m.cycles_per_packet));
         report(c.name, m, cpp);
+        let parts = harness::parts(harness::median_split(ms.iter().map(|m| m.split)));
         println!(
-            "  ratio to l3fwd: {:.3}; cycles/packet in parts{}",
-            m / l,
-            harness::parts(harness::median_split(ms.iter().map(|m| m.split)))
+            "  ratio to l3fwd: {:.3}; cycles/packet in parts{parts}",
+            m / l
         );
+        if c.name == SWITCHED {
+            switched = Some((cpp, parts));
+        }
     }
     println!("goals: routed same-host >= 1.1 x l3fwd; routed + VXLAN encap <= 200 cycles/packet");
     println!(
@@ -468,15 +463,7 @@ fn main() {
         Measured::cycles_at(tsc_hz, l * 1.1),
         Measured::cycles_at(tsc_hz, tm)
     );
-    if let Some((_, ms)) = cases
-        .iter()
-        .zip(&dv)
-        .find(|(c, ms)| c.name == SWITCHED && !ms.is_empty())
-    {
-        println!(
-            "  dvr-pmd, switching these frames and routing none, spends {:.1}{}",
-            median(ms.iter().map(|m| m.cycles_per_packet)),
-            harness::parts(harness::median_split(ms.iter().map(|m| m.split)))
-        );
+    if let Some((cpp, parts)) = switched {
+        println!("  dvr-pmd, switching these frames and routing none, spends {cpp:.1}{parts}");
     }
 }

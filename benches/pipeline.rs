@@ -187,9 +187,6 @@ fn grow(m: &mut Model, routers: usize) {
     }
 }
 
-/// Cycles per packet of `c` on `snap`, the copy into the buffers subtracted:
-/// with a worker's flow cache (`cached`: routed flows after their first
-/// frame), or with none (every frame through the full pipeline).
 /// The cycles of copying `frames` into `bufs`, `iters` times: what each
 /// measurement also spends, to subtract.
 fn copy_only(bufs: &mut [Vec<u8>], frames: &[Vec<u8>], iters: usize) -> u64 {
@@ -203,15 +200,41 @@ fn copy_only(bufs: &mut [Vec<u8>], frames: &[Vec<u8>], iters: usize) -> u64 {
     dvr::dpdk::rdtsc() - t0
 }
 
+/// The best of 5 runs of `run` over `c`'s frames in `bufs` (each `iters`
+/// bursts, its cycles or `None`), in cycles per packet with the copy
+/// subtracted, and the copy's.
+fn best_of_5(
+    bufs: &mut Vec<Vec<u8>>,
+    c: &Case,
+    iters: usize,
+    mut run: impl FnMut(&mut Vec<Vec<u8>>) -> Option<u64>,
+) -> Option<(f64, f64)> {
+    let n = (iters * BURST) as f64;
+    let (mut best, mut best_copy) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        best_copy = best_copy.min(copy_only(bufs, &c.frames, iters) as f64 / n);
+        best = best.min(run(bufs)? as f64 / n);
+    }
+    Some(((best - best_copy).max(0.0), best_copy))
+}
+
+/// A worker's environment, with its flow cache and SNAT tables.
+fn worker_env(hz: f64) -> Env {
+    Env::with_nat(
+        dvr::dpdk::rdtsc,
+        hz as u64,
+        dvr::nat::NatConfig::default(),
+        dvr::nat::DEFAULT_PORTS,
+    )
+}
+
+/// Cycles per packet of `c` on `snap`, the copy into the buffers subtracted:
+/// with a worker's flow cache (`cached`: routed flows after their first
+/// frame), or with none (every frame through the full pipeline).
 fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f64, f64) {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
     let mut env = if cached {
-        Env::with_nat(
-            dvr::dpdk::rdtsc,
-            hz as u64,
-            dvr::nat::NatConfig::default(),
-            dvr::nat::DEFAULT_PORTS,
-        )
+        worker_env(hz)
     } else {
         let mut e = Env::new(dvr::dpdk::rdtsc, hz as u64);
         e.flows = dvr::flow::FlowCache::off();
@@ -224,29 +247,22 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
         let v = pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace);
         assert_eq!(v, Ok(c.want), "{}", c.name);
     }
-    let full = |bufs: &mut Vec<Vec<u8>>, env: &mut Env| {
+    let full = |bufs: &mut Vec<Vec<u8>>| {
         let mut sent = 0u64;
         let t0 = dvr::dpdk::rdtsc();
         for _ in 0..iters {
             for (b, f) in bufs.iter_mut().zip(&c.frames) {
                 b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
                 let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-                if let Ok(p) = pipeline::process(snap, env, c.port, &mut fr, &mut NoTrace) {
+                if let Ok(p) = pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace) {
                     sent += p as u64;
                 }
             }
         }
         std::hint::black_box(sent);
-        dvr::dpdk::rdtsc() - t0
+        Some(dvr::dpdk::rdtsc() - t0)
     };
-    let n = (iters * BURST) as f64;
-    let mut best = f64::MAX;
-    let mut best_copy = f64::MAX;
-    for _ in 0..5 {
-        best_copy = best_copy.min(copy_only(&mut bufs, &c.frames, iters) as f64 / n);
-        best = best.min(full(&mut bufs, &mut env) as f64 / n);
-    }
-    ((best - best_copy).max(0.0), best_copy)
+    best_of_5(&mut bufs, c, iters, full).expect("every run gives its cycles")
 }
 
 /// The worker's way for a VM port's burst when the flow cache knows its flows
@@ -256,12 +272,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
 /// the cache does not decide this path's frames.
 fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
-    let mut env = Env::with_nat(
-        dvr::dpdk::rdtsc,
-        hz as u64,
-        dvr::nat::NatConfig::default(),
-        dvr::nat::DEFAULT_PORTS,
-    );
+    let mut env = worker_env(hz);
     // The first frame of each flow goes the whole way, and is learned.
     for (b, f) in bufs.iter_mut().zip(&c.frames) {
         b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
@@ -295,13 +306,7 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
         Some(dvr::dpdk::rdtsc() - t0)
     };
     run(&mut bufs, true)?;
-    let n = (iters * BURST) as f64;
-    let (mut best, mut best_copy) = (f64::MAX, f64::MAX);
-    for _ in 0..5 {
-        best_copy = best_copy.min(copy_only(&mut bufs, &c.frames, iters) as f64 / n);
-        best = best.min(run(&mut bufs, false)? as f64 / n);
-    }
-    Some((best - best_copy).max(0.0))
+    best_of_5(&mut bufs, c, iters, |b| run(b, false)).map(|(way, _)| way)
 }
 
 fn main() {
