@@ -7,8 +7,8 @@
 //! routed to another host (VXLAN and GRE encapsulation, DVR MAC), and the
 //! receive side (decapsulation, DVR MAC rewrite). The copy alone is measured
 //! too and subtracted. Each path three ways: without the flow cache, with it,
-//! and the way a worker decides a VM port's burst of cached flows
-//! (`measure_fast`).
+//! and the worker's own way for the burst: a VM port's cached flows
+//! (`measure_fast`), an underlay port's decap way (`measure_decap`).
 //!
 //! Scale: the same paths on the same router `r1` with one extra route, then
 //! with the model grown to 10,000 routers (each with its own network, subnet and
@@ -268,8 +268,9 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
 /// The worker's way for a VM port's burst when the flow cache knows its flows
 /// (`worker.rs`, `Ingress::Vm`): every frame's flow key worked out and its
 /// cache set fetched, then each frame decided where it lies
-/// ([`pipeline::fast`]). Cycles per packet, the copy subtracted; `None` when
-/// the cache does not decide this path's frames.
+/// ([`pipeline::fast`]); for an underlay port's frames, [`measure_decap`].
+/// Cycles per packet, the copy subtracted; `None` when the cache does not
+/// decide this path's frames.
 fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
     let mut env = worker_env(hz);
@@ -278,6 +279,9 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
         b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
         let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
         pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace).ok()?;
+    }
+    if matches!(pipeline::ingress(snap, c.port), pipeline::Ingress::Underlay) {
+        return measure_decap(snap, c, iters, hz);
     }
     let mut keys = [([0u64; 3], 0usize); BURST];
     let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| -> Option<u64> {
@@ -297,6 +301,49 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
                 let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
                 match pipeline::fast(snap, &env, k, *set, &mut fr) {
                     Some(Ok(p)) if !check || p == c.want => sent += p as u64,
+                    _ if check => return None,
+                    _ => {}
+                }
+            }
+        }
+        std::hint::black_box(sent);
+        Some(dvr::dpdk::rdtsc() - t0)
+    };
+    run(&mut bufs, true)?;
+    best_of_5(&mut bufs, c, iters, |b| run(b, false)).map(|(way, _)| way)
+}
+
+/// The worker's way for an underlay port's burst (`worker.rs`,
+/// `Ingress::Underlay`, no SNAT here): each frame's decap way worked out on
+/// its bytes ([`pipeline::decap_way`]), then finished
+/// ([`pipeline::decap_apply`]). Cycles per packet, the copy subtracted;
+/// `None` when the frames do not take that way.
+fn measure_decap(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
+    let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
+    let mut env = worker_env(hz);
+    let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| -> Option<u64> {
+        let mut sent = 0u64;
+        let t0 = dvr::dpdk::rdtsc();
+        for _ in 0..iters {
+            // The whole burst first, as a driver hands it over.
+            for (b, f) in bufs.iter_mut().zip(&c.frames) {
+                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+            }
+            for (b, f) in bufs.iter_mut().zip(&c.frames) {
+                let w = pipeline::decap_way(
+                    snap,
+                    &mut env.decap_memo,
+                    &b[HEADROOM..HEADROOM + f.len()],
+                );
+                let Some(w) = w else {
+                    if check {
+                        return None;
+                    }
+                    continue;
+                };
+                let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
+                match pipeline::decap_apply(&w, &mut fr) {
+                    Ok(p) if !check || p == c.want => sent += p as u64,
                     _ if check => return None,
                     _ => {}
                 }
@@ -374,9 +421,9 @@ fn main() {
     println!(
         "cycles/packet; full: every frame through the whole pipeline (no flow cache); \
          cached: the whole pipeline with a worker's flow cache (routed flows after their \
-         first frame); way: what a worker does with a VM port's burst of cached flows \
-         (keys and sets fetched for the burst, then each frame decided in place; - where \
-         the flow cache does not decide)"
+         first frame); way: the worker's own way for the burst: a VM port's cached flows \
+         (keys and sets fetched for the burst, then each frame decided in place), the \
+         underlay's decap way (- where there is none)"
     );
     println!(
         "{:<36} {:>26} {:>40}",
