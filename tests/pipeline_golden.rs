@@ -570,6 +570,47 @@ fn decapsulates_and_rewrites_the_dvr_mac_to_the_gateway_mac() {
     assert_eq!((v, out), (Ok(VM_E), inner));
 }
 
+/// A frame another host routed is delivered from the router interface of the
+/// subnet that holds its destination, on a VXLAN network with one IPv4 subnet
+/// and on one with two; one outside them is dropped. The workers' decap way
+/// takes the frames it delivers, byte for byte as the whole pipeline.
+#[test]
+fn decap_rewrites_to_the_interface_of_the_destination_subnet() {
+    let one = Bed::new();
+    let mut m = model();
+    m.apply(&changes(json!([
+        {"op": "subnet_create", "name": "blue4b", "network": "blue", "cidr": "10.9.0.0/24"},
+        {"op": "router_add_subnet", "router": "r1", "subnet": "blue4b"},
+    ])))
+    .expect("a second IPv4 subnet on blue");
+    let two = Bed::from_model(m);
+    let cases = [
+        (&one, "10.1.0.10", Some(one.gw("blue4").1)),
+        (&one, "10.9.0.10", None),
+        (&two, "10.1.0.10", Some(two.gw("blue4").1)),
+        (&two, "10.9.0.10", Some(two.gw("blue4b").1)),
+        (&two, "10.7.0.10", None),
+    ];
+    for (b, dst, gw) in cases {
+        let inner = udp4(DVR2, A_MAC, "10.2.0.20", dst, 63);
+        let f = vxlan_from_cn2(&inner, 101);
+        let got = check_pipeline(&b.snap, UP, &f);
+        let (_, taken) = run_decap_way(&mut env_at(0), &b.snap, UP, &f);
+        match gw {
+            Some(gw) => {
+                let mut want = inner.clone();
+                want[6..12].copy_from_slice(&gw);
+                assert_eq!(got, (Ok(VM_A), want, None), "to {dst}");
+                assert!(taken, "to {dst}: the decap way");
+            }
+            None => {
+                assert_eq!(got.0, Err(R::TableGone), "to {dst}");
+                assert!(!taken, "to {dst}: the whole pipeline");
+            }
+        }
+    }
+}
+
 #[test]
 fn decap_checks_vtep_vni_key_and_never_forwards_tunnel_to_tunnel() {
     let b = Bed::new();
