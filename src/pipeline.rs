@@ -180,19 +180,27 @@ impl Env {
     /// An environment with a small SNAT table (tests, tools); workers use
     /// [`Env::with_nat`].
     pub fn new(now: fn() -> u64, hz: u64) -> Env {
-        // Small: tests and traces make one per frame.
+        // Small: tests and traces make one per frame. 64 flow cache sets (8
+        // KiB): enough that the few flows of a test do not share a set.
         let cfg = NatConfig {
             max_sessions: 64,
             max_fragments: 4,
             ..NatConfig::default()
         };
-        Env::build(now, hz, cfg, crate::nat::DEFAULT_PORTS, 4)
+        Env::build(
+            now,
+            hz,
+            cfg,
+            crate::nat::DEFAULT_PORTS,
+            64,
+            TUNNEL_MEMO_SMALL,
+        )
     }
 
     /// An environment whose SNAT holds `cfg.max_sessions` sessions and
     /// translates to `ports`.
     pub fn with_nat(now: fn() -> u64, hz: u64, cfg: NatConfig, ports: RangeInclusive<u16>) -> Env {
-        Env::build(now, hz, cfg, ports, flow::WORKER_SETS)
+        Env::build(now, hz, cfg, ports, flow::WORKER_SETS, TUNNEL_MEMO)
     }
 
     fn build(
@@ -201,6 +209,7 @@ impl Env {
         cfg: NatConfig,
         ports: RangeInclusive<u16>,
         flow_sets: usize,
+        memo: usize,
     ) -> Env {
         Env {
             now,
@@ -215,8 +224,8 @@ impl Env {
             clock: None,
             redirected: false,
             flows: FlowCache::new(flow_sets),
-            snat_memo: SnatMemo::default(),
-            decap_memo: DecapMemo::default(),
+            snat_memo: SnatMemo::new(memo),
+            decap_memo: DecapMemo::new(memo),
         }
     }
 
@@ -1927,21 +1936,28 @@ fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> 
 }
 
 /// A worker's memory of the last tunnels a way ([`snat_way`],
-/// [`decap_way`]) looked at: [`TUNNEL_MEMO`] entries, each the last tunnel
-/// of the keys that hash to it. An entry holds its key (source VTEP, VNI,
+/// [`decap_way`]) looked at: a power of two of entries ([`TUNNEL_MEMO`] in a
+/// worker), each the last tunnel of the keys that hash to it. An entry holds its key (source VTEP, VNI,
 /// inner destination and source MACs, ethertype) and what the way's tunnel
 /// part ([`snat_tunnel`], [`decap_tunnel`]) found for it on snapshot `epoch`
 /// (never 0), which reads nothing else of a frame: valid for that snapshot
 /// only, so any table change makes it stale.
 #[derive(Debug, Clone)]
 pub struct TunnelMemo<T> {
-    e: Box<[Remembered<T>; TUNNEL_MEMO]>,
+    e: Box<[Remembered<T>]>,
+    mask: usize,
 }
 
-/// Entries of a [`TunnelMemo`]: the tunnels of a compute node's busy VMs
-/// and peers (a power of two).
-pub const TUNNEL_MEMO: usize = 64;
-const _: () = assert!(TUNNEL_MEMO.is_power_of_two());
+/// Entries of a worker's [`TunnelMemo`]s: the tunnels of a compute node's
+/// busy VMs and peers. A tunnel is a local VM's MAC for each sending host's
+/// DVR MAC (or sending VM), so hundreds are common: with 64 entries, the
+/// 128 tunnels of the l3 bench's receive case missed on most frames.
+/// 4096 entries of 64 bytes (256 KiB) keep a few hundred busy tunnels
+/// mostly apart.
+pub const TUNNEL_MEMO: usize = 4096;
+/// Entries of the memories of [`Env::new`] (tests and traces make one per
+/// frame).
+const TUNNEL_MEMO_SMALL: usize = 64;
 
 #[derive(Debug, Clone, Copy)]
 struct Remembered<T> {
@@ -1950,6 +1966,10 @@ struct Remembered<T> {
     t: Option<T>,
 }
 
+// What the size of TUNNEL_MEMO's memory assumes.
+const _: () = assert!(std::mem::size_of::<Remembered<DecapTunnel>>() <= 64);
+const _: () = assert!(std::mem::size_of::<Remembered<SnatTunnel>>() <= 64);
+
 /// [`snat_way`]'s memory.
 pub type SnatMemo = TunnelMemo<SnatTunnel>;
 /// [`decap_way`]'s memory.
@@ -1957,19 +1977,25 @@ pub type DecapMemo = TunnelMemo<DecapTunnel>;
 
 impl<T: Copy> Default for TunnelMemo<T> {
     fn default() -> Self {
-        TunnelMemo {
-            e: Box::new(
-                [Remembered {
-                    epoch: 0,
-                    key: [0; 3],
-                    t: None,
-                }; TUNNEL_MEMO],
-            ),
-        }
+        Self::new(TUNNEL_MEMO_SMALL)
     }
 }
 
 impl<T: Copy> TunnelMemo<T> {
+    /// A memory of `entries` entries (rounded up to a power of two).
+    pub fn new(entries: usize) -> Self {
+        let n = entries.max(1).next_power_of_two();
+        let empty = Remembered {
+            epoch: 0,
+            key: [0; 3],
+            t: None,
+        };
+        TunnelMemo {
+            e: vec![empty; n].into_boxed_slice(),
+            mask: n - 1,
+        }
+    }
+
     /// The tunnel key of a frame: source VTEP, VXLAN VNI (and its reserved
     /// byte), inner destination and source MACs and ethertype. Loaded as
     /// three words straight from the frame: a key assembled byte by byte
@@ -1994,10 +2020,9 @@ impl<T: Copy> TunnelMemo<T> {
 
     /// The entry `key` is remembered in.
     #[inline(always)]
-    fn slot(key: &[u64; 3]) -> usize {
-        let h = (key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (h >> 32) as usize & (TUNNEL_MEMO - 1)
+    fn slot(&self, key: &[u64; 3]) -> usize {
+        let x = key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42);
+        crate::flow::fold_mul(x) as usize & self.mask
     }
 
     /// What the tunnel part `find` finds for the tunnel of a frame (outer
@@ -2014,7 +2039,10 @@ impl<T: Copy> TunnelMemo<T> {
         find: impl FnOnce() -> Option<T>,
     ) -> Option<T> {
         let key = Self::key(h, l4, inner);
-        let e = &mut self.e[Self::slot(&key)];
+        let at = self.slot(&key);
+        let Some(e) = self.e.get_mut(at) else {
+            return find();
+        };
         // Word by word: the key was just stored as three words, and the
         // wider loads of an array comparison stall on store forwarding.
         if e.epoch == epoch && e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] {
@@ -2704,4 +2732,37 @@ fn deliver_decapped<T: Trace>(
     }
     tr!(t, "switch", "{dst} is local port {p}");
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker's memory keeps apart the tunnels of a node's VMs: 128 that
+    /// differ only in the last byte of the inner destination MAC are each
+    /// found once, then remembered.
+    #[test]
+    fn tunnels_that_differ_in_one_mac_byte_are_all_remembered() {
+        let mut m: TunnelMemo<u8> = TunnelMemo::new(TUNNEL_MEMO);
+        let mut h = [0u8; IPV4_LEN];
+        h[12..16].copy_from_slice(&[192, 0, 2, 2]);
+        let mut l4 = [0u8; UDP_LEN + VXLAN_LEN];
+        l4[8] = 0x08;
+        l4[14] = 101;
+        let mut finds = 0;
+        for _ in 0..3 {
+            for i in 0..128u8 {
+                let mut inner = [0u8; 60];
+                inner[..6].copy_from_slice(&[0xfa, 0x16, 0x3e, 0, 1, i]);
+                inner[6..12].copy_from_slice(&[0xfa, 0x16, 0x3e, 0, 2, 1]);
+                inner[12] = 8;
+                let t = m.recall(7, &h, &l4, &inner, || {
+                    finds += 1;
+                    Some(i)
+                });
+                assert_eq!(t, Some(i));
+            }
+        }
+        assert_eq!(finds, 128);
+    }
 }
