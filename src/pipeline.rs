@@ -1936,15 +1936,16 @@ fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> 
 }
 
 /// A worker's memory of the last tunnels a way ([`snat_way`],
-/// [`decap_way`]) looked at: a power of two of entries ([`TUNNEL_MEMO`] in a
-/// worker), each the last tunnel of the keys that hash to it. An entry holds its key (source VTEP, VNI,
-/// inner destination and source MACs, ethertype) and what the way's tunnel
+/// [`decap_way`]) looked at: sets of two entries ([`TUNNEL_MEMO`] entries
+/// in a worker), each set the last two tunnels of the keys that hash to it.
+/// An entry holds its key (source VTEP, VNI, inner destination and source
+/// MACs, ethertype) and what the way's tunnel
 /// part ([`snat_tunnel`], [`decap_tunnel`]) found for it on snapshot `epoch`
 /// (never 0), which reads nothing else of a frame: valid for that snapshot
 /// only, so any table change makes it stale.
 #[derive(Debug, Clone)]
 pub struct TunnelMemo<T> {
-    e: Box<[Remembered<T>]>,
+    sets: Box<[[Remembered<T>; 2]]>,
     mask: usize,
 }
 
@@ -1952,8 +1953,9 @@ pub struct TunnelMemo<T> {
 /// busy VMs and peers. A tunnel is a local VM's MAC for each sending host's
 /// DVR MAC (or sending VM), so hundreds are common: with 64 entries, the
 /// 128 tunnels of the l3 bench's receive case missed on most frames.
-/// 4096 entries of 64 bytes (256 KiB) keep a few hundred busy tunnels
-/// mostly apart.
+/// 4096 entries of 64 bytes (256 KiB), two per set: of a thousand busy
+/// tunnels, fewer than one in ten shares its set with two others, where
+/// with one entry per index about a fifth would share it with another.
 pub const TUNNEL_MEMO: usize = 4096;
 /// Entries of the memories of [`Env::new`] (tests and traces make one per
 /// frame).
@@ -1982,16 +1984,17 @@ impl<T: Copy> Default for TunnelMemo<T> {
 }
 
 impl<T: Copy> TunnelMemo<T> {
-    /// A memory of `entries` entries (rounded up to a power of two).
+    /// A memory of `entries` entries (rounded up to a power of two, at
+    /// least one set of two).
     pub fn new(entries: usize) -> Self {
-        let n = entries.max(1).next_power_of_two();
+        let n = (entries / 2).max(1).next_power_of_two();
         let empty = Remembered {
             epoch: 0,
             key: [0; 3],
             t: None,
         };
         TunnelMemo {
-            e: vec![empty; n].into_boxed_slice(),
+            sets: vec![[empty; 2]; n].into_boxed_slice(),
             mask: n - 1,
         }
     }
@@ -2018,7 +2021,7 @@ impl<T: Copy> TunnelMemo<T> {
         [w4(h, 12) | w4(l4, 12) << 32, w8(0), w8(6) >> 16]
     }
 
-    /// The entry `key` is remembered in.
+    /// The set `key` is remembered in.
     #[inline(always)]
     fn slot(&self, key: &[u64; 3]) -> usize {
         let x = key[0] ^ key[1].rotate_left(21) ^ key[2].rotate_left(42);
@@ -2027,8 +2030,8 @@ impl<T: Copy> TunnelMemo<T> {
 
     /// What the tunnel part `find` finds for the tunnel of a frame (outer
     /// IPv4 header `h`, UDP and VXLAN headers `l4`, inner frame `inner`) on
-    /// `epoch`: remembered, or found and remembered (in place of what its
-    /// entry held).
+    /// `epoch`: remembered, or found and remembered (the newest of its set;
+    /// the set's older entry goes).
     #[inline(always)]
     fn recall(
         &mut self,
@@ -2040,16 +2043,19 @@ impl<T: Copy> TunnelMemo<T> {
     ) -> Option<T> {
         let key = Self::key(h, l4, inner);
         let at = self.slot(&key);
-        let Some(e) = self.e.get_mut(at) else {
+        let Some(set) = self.sets.get_mut(at) else {
             return find();
         };
         // Word by word: the key was just stored as three words, and the
         // wider loads of an array comparison stall on store forwarding.
-        if e.epoch == epoch && e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] {
-            return e.t;
+        for e in set.iter() {
+            if e.epoch == epoch && e.key[0] == key[0] && e.key[1] == key[1] && e.key[2] == key[2] {
+                return e.t;
+            }
         }
         let t = find();
-        *e = Remembered { epoch, key, t };
+        set[1] = set[0];
+        set[0] = Remembered { epoch, key, t };
         t
     }
 }
@@ -2764,5 +2770,26 @@ mod tests {
             }
         }
         assert_eq!(finds, 128);
+    }
+
+    /// A set keeps its two newest tunnels: a third one found takes the
+    /// place of the older.
+    #[test]
+    fn a_set_keeps_its_two_newest_tunnels() {
+        let mut m: TunnelMemo<u8> = TunnelMemo::new(2);
+        let h = [0u8; IPV4_LEN];
+        let l4 = [0u8; UDP_LEN + VXLAN_LEN];
+        let mut finds = Vec::new();
+        for i in [1u8, 2, 1, 2, 3, 2, 3, 1] {
+            let mut inner = [0u8; 60];
+            inner[5] = i;
+            let t = m.recall(7, &h, &l4, &inner, || {
+                finds.push(i);
+                Some(i)
+            });
+            assert_eq!(t, Some(i));
+        }
+        // 1 and 2 found once each and remembered together; 3 replaced 1.
+        assert_eq!(finds, [1, 2, 3, 1]);
     }
 }
