@@ -272,6 +272,9 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
 /// Cycles per packet, the copy subtracted; `None` when the cache does not
 /// decide this path's frames.
 fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
+    if matches!(pipeline::ingress(snap, c.port), pipeline::Ingress::Underlay) {
+        return measure_decap(snap, c, iters, hz);
+    }
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
     let mut env = worker_env(hz);
     // The first frame of each flow goes the whole way, and is learned.
@@ -280,17 +283,9 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
         let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
         pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace).ok()?;
     }
-    if matches!(pipeline::ingress(snap, c.port), pipeline::Ingress::Underlay) {
-        return measure_decap(snap, c, iters, hz);
-    }
     let mut keys = [([0u64; 3], 0usize); BURST];
-    let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| -> Option<u64> {
-        let mut sent = 0u64;
-        let t0 = dvr::dpdk::rdtsc();
-        for _ in 0..iters {
-            for (b, f) in bufs.iter_mut().zip(&c.frames) {
-                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-            }
+    let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| {
+        time_bursts(bufs, c, iters, |bufs, sent| {
             for (k, (b, f)) in keys.iter_mut().zip(bufs.iter().zip(&c.frames)) {
                 let key = dvr::flow::FlowCache::key(c.port, &b[HEADROOM..HEADROOM + f.len()])?;
                 let set = env.flows.set_of(&key);
@@ -299,15 +294,11 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
             }
             for ((k, set), (b, f)) in keys.iter().zip(bufs.iter_mut().zip(&c.frames)) {
                 let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-                match pipeline::fast(snap, &env, k, *set, &mut fr) {
-                    Some(Ok(p)) if !check || p == c.want => sent += p as u64,
-                    _ if check => return None,
-                    _ => {}
-                }
+                let v = pipeline::fast(snap, &env, k, *set, &mut fr);
+                tally(check, c.want, v, sent)?;
             }
-        }
-        std::hint::black_box(sent);
-        Some(dvr::dpdk::rdtsc() - t0)
+            Some(())
+        })
     };
     run(&mut bufs, true)?;
     best_of_5(&mut bufs, c, iters, |b| run(b, false)).map(|(way, _)| way)
@@ -321,39 +312,58 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
 fn measure_decap(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
     let mut env = worker_env(hz);
-    let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| -> Option<u64> {
-        let mut sent = 0u64;
-        let t0 = dvr::dpdk::rdtsc();
-        for _ in 0..iters {
-            // The whole burst first, as a driver hands it over.
-            for (b, f) in bufs.iter_mut().zip(&c.frames) {
-                b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
-            }
+    let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| {
+        time_bursts(bufs, c, iters, |bufs, sent| {
             for (b, f) in bufs.iter_mut().zip(&c.frames) {
                 let w = pipeline::decap_way(
                     snap,
                     &mut env.decap_memo,
                     &b[HEADROOM..HEADROOM + f.len()],
                 );
-                let Some(w) = w else {
-                    if check {
-                        return None;
-                    }
-                    continue;
-                };
-                let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-                match pipeline::decap_apply(&w, &mut fr) {
-                    Ok(p) if !check || p == c.want => sent += p as u64,
-                    _ if check => return None,
-                    _ => {}
-                }
+                let v = w.map(|w| {
+                    let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
+                    pipeline::decap_apply(&w, &mut fr)
+                });
+                tally(check, c.want, v, sent)?;
             }
-        }
-        std::hint::black_box(sent);
-        Some(dvr::dpdk::rdtsc() - t0)
+            Some(())
+        })
     };
     run(&mut bufs, true)?;
     best_of_5(&mut bufs, c, iters, |b| run(b, false)).map(|(way, _)| way)
+}
+
+/// `iters` bursts of `c`'s frames, each copied into `bufs` whole (as a
+/// driver hands it over), then decided by `burst`, which adds the ports to
+/// `sent` ([`tally`]): the cycles taken, or `None` when `burst` gives up.
+fn time_bursts(
+    bufs: &mut [Vec<u8>],
+    c: &Case,
+    iters: usize,
+    mut burst: impl FnMut(&mut [Vec<u8>], &mut u64) -> Option<()>,
+) -> Option<u64> {
+    let mut sent = 0u64;
+    let t0 = dvr::dpdk::rdtsc();
+    for _ in 0..iters {
+        for (b, f) in bufs.iter_mut().zip(&c.frames) {
+            b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
+        }
+        burst(bufs, &mut sent)?;
+    }
+    std::hint::black_box(sent);
+    Some(dvr::dpdk::rdtsc() - t0)
+}
+
+/// Adds the port a way decided (`v`; `None`: the way left the frame) to
+/// `sent`; with `check`, `None` unless it decided the frame and sent it to
+/// `want`.
+fn tally(check: bool, want: u16, v: Option<pipeline::Verdict>, sent: &mut u64) -> Option<()> {
+    match v {
+        Some(Ok(p)) if !check || p == want => *sent += p as u64,
+        _ if check => return None,
+        _ => {}
+    }
+    Some(())
 }
 
 fn main() {
