@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::fib::NextHop;
+use crate::fib::{Key as _, NextHop};
 use crate::flow::{self, Action, FlowCache, Out};
 use crate::l2;
 use crate::mac::MacAddr;
@@ -2096,13 +2096,31 @@ pub struct Gw4 {
     mac: MacAddr,
 }
 
-/// The network address and mask of an IPv4 prefix, as words.
+/// The router interface of network `n` when it is its only IPv4 one: its
+/// prefix as words (masked as the LPM masks, [`fib::Key::mask`]) and MAC.
+///
+/// [`fib::Key::mask`]: crate::fib::Key::mask
+fn sole_gw4(n: &NetTables) -> Option<Gw4> {
+    let mut v4 = n.gateways.iter().filter_map(|g| match g.cidr {
+        IpNet::V4(c) => Some((c, g.mac)),
+        IpNet::V6(_) => None,
+    });
+    let (c, mac) = v4.next()?;
+    if v4.next().is_some() {
+        return None;
+    }
+    let len = c.prefix_len();
+    Some(Gw4 {
+        net: u32::from(c.addr()).mask(len),
+        mask: u32::MAX.mask(len),
+        mac,
+    })
+}
+
+/// Whether `dst` lies in prefix `net`/`len` (IPv4 or IPv6 as words).
 #[inline(always)]
-fn prefix4(c: &ipnet::Ipv4Net) -> (u32, u32) {
-    let mask = u32::MAX
-        .checked_shl(32 - c.prefix_len() as u32)
-        .unwrap_or(0);
-    (u32::from(c.addr()) & mask, mask)
+fn in_prefix<K: crate::fib::Key>(dst: K, net: K, len: u8) -> bool {
+    dst.mask(len) == net.mask(len)
 }
 
 /// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
@@ -2152,22 +2170,14 @@ fn covering_gateway<'a>(n: &'a NetTables, b: &[u8]) -> Option<&'a Gw> {
         ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
             let dst = u32::from(ipv4_at(b, ETH_LEN + 16));
             n.gateways.iter().find(|g| match g.cidr {
-                IpNet::V4(c) => {
-                    let (net, mask) = prefix4(&c);
-                    dst & mask == net
-                }
+                IpNet::V4(c) => in_prefix(dst, u32::from(c.addr()), c.prefix_len()),
                 IpNet::V6(_) => false,
             })
         }
         ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
             let dst = u128::from(ipv6_at(b, ETH_LEN + 24));
             n.gateways.iter().find(|g| match g.cidr {
-                IpNet::V6(c) => {
-                    let mask = u128::MAX
-                        .checked_shl(128 - c.prefix_len() as u32)
-                        .unwrap_or(0);
-                    (u128::from(c.addr()) ^ dst) & mask == 0
-                }
+                IpNet::V6(c) => in_prefix(dst, u128::from(c.addr()), c.prefix_len()),
                 IpNet::V4(_) => false,
             })
         }
@@ -2222,14 +2232,7 @@ fn decap_tunnel(
         return None;
     };
     let dvr_src = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
-    let mut v4 = n.gateways.iter().filter_map(|g| match g.cidr {
-        IpNet::V4(c) if dvr_src => Some((prefix4(&c), g.mac)),
-        _ => None,
-    });
-    let gw4 = match (v4.next(), v4.next()) {
-        (Some(((net, mask), mac)), None) => Some(Gw4 { net, mask, mac }),
-        _ => None,
-    };
+    let gw4 = if dvr_src { sole_gw4(n) } else { None };
     Some(DecapTunnel {
         port,
         net,
