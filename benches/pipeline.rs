@@ -268,13 +268,9 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
 /// The worker's way for a VM port's burst when the flow cache knows its flows
 /// (`worker.rs`, `Ingress::Vm`): every frame's flow key worked out and its
 /// cache set fetched, then each frame decided where it lies
-/// ([`pipeline::fast`]); for an underlay port's frames, [`measure_decap`].
-/// Cycles per packet, the copy subtracted; `None` when the cache does not
-/// decide this path's frames.
+/// ([`pipeline::fast`]). Cycles per packet, the copy subtracted; `None`
+/// when the cache does not decide this path's frames.
 fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
-    if matches!(pipeline::ingress(snap, c.port), pipeline::Ingress::Underlay) {
-        return measure_decap(snap, c, iters, hz);
-    }
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
     let mut env = worker_env(hz);
     // The first frame of each flow goes the whole way, and is learned.
@@ -331,6 +327,15 @@ fn measure_decap(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64
     };
     run(&mut bufs, true)?;
     best_of_5(&mut bufs, c, iters, |b| run(b, false)).map(|(way, _)| way)
+}
+
+/// The worker's own way for `c`'s burst: [`measure_decap`] for an underlay
+/// port's frames, [`measure_fast`] for any other.
+fn measure_way(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
+    match pipeline::ingress(snap, c.port) {
+        pipeline::Ingress::Underlay => measure_decap(snap, c, iters, hz),
+        _ => measure_fast(snap, c, iters, hz),
+    }
 }
 
 /// `iters` bursts of `c`'s frames, each copied into `bufs` whole (as a
@@ -391,7 +396,7 @@ fn main() {
         .collect();
     let way_small: Vec<Option<f64>> = cs
         .iter()
-        .map(|c| measure_fast(&snap_small, c, iters, hz))
+        .map(|c| measure_way(&snap_small, c, iters, hz))
         .collect();
 
     let rss0 = rss_mib();
@@ -420,7 +425,7 @@ fn main() {
         .collect();
     let way_big: Vec<Option<f64>> = cs
         .iter()
-        .map(|c| measure_fast(&snap_big, c, iters, hz))
+        .map(|c| measure_way(&snap_big, c, iters, hz))
         .collect();
     let way = |w: Option<f64>| w.map_or("-".to_string(), |w| format!("{w:.1}"));
 
