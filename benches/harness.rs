@@ -182,6 +182,40 @@ pub struct DvrWindow {
     pub last: serde_json::Value,
 }
 
+impl DvrWindow {
+    /// The drop reasons counted in the window, with their counts.
+    pub fn drops(&self) -> Vec<(String, u64)> {
+        let at = |v: &serde_json::Value, k: &str| v["drops"][k].as_u64().unwrap_or(0);
+        let Some(reasons) = self.last["drops"].as_object() else {
+            return Vec::new();
+        };
+        reasons
+            .keys()
+            .map(|k| {
+                (
+                    k.clone(),
+                    at(&self.last, k).saturating_sub(at(&self.first, k)),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// The packets each port sent in the window, by port name.
+    pub fn sent(&self) -> Vec<(String, u64)> {
+        let ports = |v: &serde_json::Value| v["ports"].as_array().cloned().unwrap_or_default();
+        ports(&self.last)
+            .iter()
+            .zip(ports(&self.first))
+            .map(|(l, f)| {
+                let n = |p: &serde_json::Value| p["tx_packets"].as_u64().unwrap_or(0);
+                let name = l["name"].as_str().unwrap_or("?").to_owned();
+                (name, n(l).saturating_sub(n(&f)))
+            })
+            .collect()
+    }
+}
+
 /// [`run_dvr_config`], with the window's first and last counter lines. With
 /// `DVR_BENCH_PERF=FILE` set, `perf record -g -p PID -o FILE` samples the
 /// daemon over the window (from its second counter line on, `secs` - 1 s).

@@ -22,10 +22,12 @@
 //!   job than a router's. Before measuring, one pass with `tx_pcap`
 //!   outputs checks that it really routes: each port sends exactly the other
 //!   port's frames, TTL 63, checksum valid, MACs rewritten.
-//! - dvr-pmd: routed same-host, routed + VXLAN encapsulation, decapsulation +
-//!   routed (issue 4), in `dvr_cases` below; and under them the same frames
-//!   switched by dvr-pmd's static L2 table, not routed (`dvr_switched`): what
-//!   dvr-pmd's loop and the drivers cost when it does the least it does.
+//! - dvr-pmd: routed same-host, and for each overlay (VXLAN, GRE, VLAN)
+//!   routed + encapsulation toward another host and the receiving side
+//!   (decapsulation + routed) (issue 4), in `dvr_cases` below; and under them
+//!   the same frames switched by dvr-pmd's static L2 table, not routed
+//!   (`dvr_switched`): what dvr-pmd's loop and the drivers cost when it does
+//!   the least it does.
 //!
 //! Rates are packets sent per second, both ports summed, by the one forwarding
 //! core: testpmd's per-second reports (median), l3fwd's port counters read over
@@ -58,18 +60,62 @@ use serde_json::json;
 /// `core` for `secs` seconds; `None` while dvr-pmd lacks the path.
 struct DvrCase {
     name: &'static str,
-    run: fn(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured>,
+    /// The overlay of the model's networks.
+    ov: Overlay,
+    run:
+        fn(ov: Overlay, dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured>,
+}
+
+/// The type of the bench model's two networks (segments 100 and 101: VNIs,
+/// GRE keys or VLAN IDs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Overlay {
+    Vxlan,
+    Gre,
+    Vlan,
+}
+
+impl Overlay {
+    fn network_type(self) -> &'static str {
+        match self {
+            Overlay::Vxlan => "vxlan",
+            Overlay::Gre => "gre",
+            Overlay::Vlan => "vlan",
+        }
+    }
+
+    /// `inner` as cn2 sends it to this node on segment `seg`: in VXLAN or
+    /// GRE from cn2's VTEP, or tagged.
+    fn sent_by_cn2(self, inner: &[u8], seg: u32) -> Vec<u8> {
+        let ul: MacAddr = CN2_UL_MAC.parse().unwrap();
+        let src: std::net::Ipv4Addr = CN2_VTEP.parse().unwrap();
+        let dst: std::net::Ipv4Addr = VTEP.parse().unwrap();
+        let (from, to) = (
+            (ul.0, src.octets()),
+            ([0x02, 0, 0, 0, 0, 0x01], dst.octets()),
+        );
+        match self {
+            Overlay::Vxlan => dvr::testkit::vxlan_frame(inner, seg, from, to),
+            Overlay::Gre => dvr::testkit::gre_frame(inner, seg, from, to),
+            Overlay::Vlan => dvr::testkit::vlan_frame(inner, seg as u16),
+        }
+    }
 }
 
 // ======== dvr-pmd rows (issue 4).
 // Each gets the same captures as l3fwd (or, for decapsulation, the same frames
 // as another host would send them) and a model, loaded from the state file at
 // start: one distributed router with interfaces on 198.18.0.0/24 (network n0,
-// VXLAN 100) and 198.18.1.0/24 (n1, VXLAN 101), gateways .254; the senders `a`
-// (198.18.0.10 on vm-a) and `b` (198.18.1.10 on vm-b) named a0 and a1 (the
-// first by name serves its VM port); and one port per flow
-// destination (198.18.P.1-64), on this node or on another host `cn2`.
+// segment 100) and 198.18.1.0/24 (n1, segment 101), both VXLAN, GRE or VLAN
+// networks, gateways .254; the senders `a` (198.18.0.200 on vm-a) and `b`
+// (198.18.1.200 on vm-b) named a0 and a1 (the first by name serves its VM
+// port); and one port per flow destination (198.18.P.1-64), all on this node
+// or all on another host `cn2`.
 
+/// The last byte of the senders' addresses: above the flows' destinations
+/// (198.18.P.1 up, `DVR_BENCH_FLOWS` of them), so that with cn2 holding
+/// those, every frame leaves toward cn2.
+const SENDER: u8 = 200;
 const VTEP: &str = "192.0.2.1";
 const CN2_VTEP: &str = "192.0.2.2";
 const DVR_MAC: &str = "fa:16:3f:00:00:01";
@@ -93,12 +139,13 @@ fn dvr_config(dir: &Path, core: usize, model: &Model, ports: &str) -> String {
 /// The benchmarks' model; the neighbours live on this node (`bench`) or on
 /// `cn2`. Returns it with the router's interface MACs on s0 and s1 (the same
 /// whatever `neighbours_on`: the model gives them before any port exists).
-fn bench_model(flows: u16, neighbours_on: &str) -> (Model, [MacAddr; 2]) {
+fn bench_model(flows: u16, neighbours_on: &str, ov: Overlay) -> (Model, [MacAddr; 2]) {
+    let ty = ov.network_type();
     let mut changes = vec![
         json!({"op": "host_set", "name": "bench", "agent_mode": "dvr", "vtep": VTEP, "dvr_mac": DVR_MAC}),
         json!({"op": "host_set", "name": "cn2", "agent_mode": "dvr", "vtep": CN2_VTEP, "dvr_mac": CN2_DVR_MAC}),
-        json!({"op": "network_create", "name": "n0", "network_type": "vxlan", "segment": 100}),
-        json!({"op": "network_create", "name": "n1", "network_type": "vxlan", "segment": 101}),
+        json!({"op": "network_create", "name": "n0", "network_type": ty, "segment": 100}),
+        json!({"op": "network_create", "name": "n1", "network_type": ty, "segment": 101}),
         json!({"op": "subnet_create", "name": "s0", "network": "n0", "cidr": "198.18.0.0/24", "gateway_ip": "198.18.0.254"}),
         json!({"op": "subnet_create", "name": "s1", "network": "n1", "cidr": "198.18.1.0/24", "gateway_ip": "198.18.1.254"}),
         json!({"op": "router_create", "name": "r"}),
@@ -108,9 +155,9 @@ fn bench_model(flows: u16, neighbours_on: &str) -> (Model, [MacAddr; 2]) {
     for p in 0..2u8 {
         changes.push(json!({"op": "port_create", "name": format!("a{p}"), "network": format!("n{p}"),
             "mac": routed_gen::HOST_MAC[p as usize], "host": "bench", "binding": format!("vm-{}", ["a", "b"][p as usize]),
-            "fixed_ips": [{"subnet": format!("s{p}"), "ip": format!("198.18.{p}.10")}]}));
+            "fixed_ips": [{"subnet": format!("s{p}"), "ip": format!("198.18.{p}.{SENDER}")}]}));
         for h in 1..=flows.min(254) {
-            if h == 10 {
+            if h == SENDER as u16 {
                 continue;
             }
             changes.push(
@@ -145,7 +192,7 @@ fn captures(dir: &Path, router: [MacAddr; 2], flows: u16) -> (PathBuf, PathBuf) 
         let frames = routed_gen::routed_v4_frames(
             routed_gen::HOST_MAC[p as usize].parse().unwrap(),
             router[p as usize],
-            std::net::Ipv4Addr::new(198, 18, p, 10),
+            std::net::Ipv4Addr::new(198, 18, p, SENDER),
             routed_gen::l3fwd_v4_net(1 - p),
             flows,
             60,
@@ -180,18 +227,42 @@ fn dvr_cases() -> Vec<DvrCase> {
     vec![
         DvrCase {
             name: SWITCHED,
+            ov: Overlay::Vxlan,
             run: dvr_switched,
         },
         DvrCase {
             name: "dvr-pmd routed same-host",
+            ov: Overlay::Vxlan,
             run: dvr_routed,
         },
         DvrCase {
             name: "dvr-pmd routed + VXLAN encap",
+            ov: Overlay::Vxlan,
             run: dvr_routed_encap,
         },
         DvrCase {
-            name: "dvr-pmd decap + routed (receive)",
+            name: "dvr-pmd VXLAN decap + routed",
+            ov: Overlay::Vxlan,
+            run: dvr_decap_routed,
+        },
+        DvrCase {
+            name: "dvr-pmd routed + GRE encap",
+            ov: Overlay::Gre,
+            run: dvr_routed_encap,
+        },
+        DvrCase {
+            name: "dvr-pmd GRE decap + routed",
+            ov: Overlay::Gre,
+            run: dvr_decap_routed,
+        },
+        DvrCase {
+            name: "dvr-pmd routed + VLAN tag",
+            ov: Overlay::Vlan,
+            run: dvr_routed_encap,
+        },
+        DvrCase {
+            name: "dvr-pmd VLAN untag + routed",
+            ov: Overlay::Vlan,
             run: dvr_decap_routed,
         },
     ]
@@ -205,8 +276,15 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// read, not written, and its router MAC sends port 0's input out of port 1
 /// and port 1's out of port 0). What dvr-pmd's worker loop and the drivers
 /// cost when dvr-pmd does the least it does to a frame.
-fn dvr_switched(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
-    let (_, macs) = bench_model(flows(), "bench");
+fn dvr_switched(
+    ov: Overlay,
+    dir: &Path,
+    a: &Path,
+    b: &Path,
+    core: usize,
+    secs: u64,
+) -> Option<Measured> {
+    let (_, macs) = bench_model(flows(), "bench", ov);
     let fdb = format!(
         "[[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
          [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-a\"\n",
@@ -217,40 +295,64 @@ fn dvr_switched(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Optio
 
 /// Both subnets' VMs on this node: each port's input is routed to the other
 /// port (TTL, checksum, MACs), as l3fwd does.
-fn dvr_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
-    let (m, _) = bench_model(flows(), "bench");
+fn dvr_routed(
+    ov: Overlay,
+    dir: &Path,
+    a: &Path,
+    b: &Path,
+    core: usize,
+    secs: u64,
+) -> Option<Measured> {
+    let (m, _) = bench_model(flows(), "bench", ov);
     let ports = pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b);
-    Some(harness::run_dvr_config(
+    Some(run_checked(
         dir,
         &dvr_config(dir, core, &m, &ports),
         secs,
+        &["vm-a", "vm-b"],
     ))
 }
 
-/// The destinations live on `cn2`: each packet is routed, its inner source set
-/// to this host's DVR MAC, and sent VXLAN-encapsulated out of the underlay port
-/// (a sink here).
-fn dvr_routed_encap(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
-    let (m, _) = bench_model(flows(), "cn2");
+/// The destinations live on `cn2`: each packet is routed, its (inner) source
+/// set to this host's DVR MAC, and sent out of the underlay port (a sink here)
+/// in VXLAN or GRE to cn2's VTEP, or tagged with the network's VLAN.
+fn dvr_routed_encap(
+    ov: Overlay,
+    dir: &Path,
+    a: &Path,
+    b: &Path,
+    core: usize,
+    secs: u64,
+) -> Option<Measured> {
+    let (m, _) = bench_model(flows(), "cn2", ov);
     let ports = pcap_port("vm-a", "vm", a)
         + &pcap_port("vm-b", "vm", b)
         + &sink_port(dir, "up", "underlay");
-    Some(harness::run_dvr_config(
+    Some(run_checked(
         dir,
         &dvr_config(dir, core, &m, &ports),
         secs,
+        &["up"],
     ))
 }
 
 /// The receiving side of the routed + encap case: what `cn2` sends for the same
-/// flows (routed there, inner source cn2's DVR MAC, VXLAN from cn2's VTEP)
-/// arrives on the underlay port, is decapsulated, its source rewritten to the
-/// router interface MAC and delivered to the local VMs (sinks here).
-fn dvr_decap_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured> {
-    let (m, _) = bench_model(flows(), "bench");
+/// flows (routed there, inner source cn2's DVR MAC, in VXLAN or GRE from cn2's
+/// VTEP, or VLAN-tagged) arrives on the underlay port, is decapsulated (or
+/// untagged), its source rewritten to the router interface MAC and delivered
+/// to the local VMs (sinks here).
+fn dvr_decap_routed(
+    ov: Overlay,
+    dir: &Path,
+    a: &Path,
+    b: &Path,
+    core: usize,
+    secs: u64,
+) -> Option<Measured> {
+    let (m, _) = bench_model(flows(), "bench", ov);
     let mut frames = Vec::new();
     for (p, cap) in [a, b].iter().enumerate() {
-        let vni = 101 - p as u32; // port 0's input goes to n1, port 1's to n0
+        let seg = 101 - p as u32; // port 0's input goes to n1, port 1's to n0
         for f in dvr::pcap::read_file(cap).unwrap() {
             let dst = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
             let Some(nb) = m.ports.values().find(|q| {
@@ -267,7 +369,7 @@ fn dvr_decap_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> O
             inner[24..26].copy_from_slice(&[0, 0]);
             let c = dvr::pkt::checksum(&inner[14..34]);
             inner[24..26].copy_from_slice(&c.to_be_bytes());
-            frames.push(vxlan_from_cn2(&inner, vni));
+            frames.push(ov.sent_by_cn2(&inner, seg));
         }
     }
     let cap = dir.join("decap-in.pcap");
@@ -275,24 +377,33 @@ fn dvr_decap_routed(dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> O
     let ports = sink_port(dir, "vm-a", "vm")
         + &sink_port(dir, "vm-b", "vm")
         + &pcap_port("up", "underlay", &cap);
-    Some(harness::run_dvr_config(
+    Some(run_checked(
         dir,
         &dvr_config(dir, core, &m, &ports),
         secs,
+        &["vm-a", "vm-b"],
     ))
 }
 
-/// `inner` as cn2 sends it to this node: VXLAN `vni`, from cn2's VTEP.
-fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
-    let ul: MacAddr = CN2_UL_MAC.parse().unwrap();
-    let src: std::net::Ipv4Addr = CN2_VTEP.parse().unwrap();
-    let dst: std::net::Ipv4Addr = VTEP.parse().unwrap();
-    dvr::testkit::vxlan_frame(
-        inner,
-        vni,
-        (ul.0, src.octets()),
-        ([0x02, 0, 0, 0, 0, 0x01], dst.octets()),
-    )
+/// dvr-pmd's measurement on `cfg`, its window checked: nothing dropped, and
+/// every packet sent out of one of the ports `out` (a row that measured
+/// frames going elsewhere would measure another path).
+fn run_checked(dir: &Path, cfg: &str, secs: u64, out: &[&str]) -> Measured {
+    let w = harness::run_dvr_window(dir, cfg, secs);
+    let drops = w.drops();
+    assert!(drops.is_empty(), "dvr-pmd dropped in the window: {drops:?}");
+    let sent = w.sent();
+    for (port, n) in &sent {
+        assert!(
+            *n == 0 || out.contains(&port.as_str()),
+            "dvr-pmd sent {n} packets out of {port}, expected only {out:?}"
+        );
+    }
+    assert!(
+        sent.iter().any(|(_, n)| *n > 0),
+        "dvr-pmd sent nothing: {sent:?}"
+    );
+    w.measured
 }
 
 // ======== end of the dvr-pmd rows.
@@ -341,11 +452,16 @@ fn main() {
     let rounds: usize = harness::env_or("DVR_BENCH_ROUNDS", 3);
     let core: usize = harness::env_or("DVR_BENCH_CORE", 1);
     let flows: u16 = harness::env_or("DVR_BENCH_FLOWS", 64);
+    assert!(
+        (1..SENDER as u16).contains(&flows),
+        "DVR_BENCH_FLOWS must be 1 to {}: the senders are .{SENDER}",
+        SENDER - 1
+    );
     let v6 = harness::env_or("DVR_BENCH_V6", 0u8) == 1;
     let dir = tempfile::tempdir().expect("temp dir");
     // The captures go to the bench model's router interface MAC (l3fwd and
     // testpmd ignore it).
-    let macs = bench_model(flows, "bench").1;
+    let macs = bench_model(flows, "bench", Overlay::Vxlan).1;
     let (a, b) = captures(dir.path(), macs, flows);
     let router = macs[0];
     check_l3fwd_routes(dir.path(), [&a, &b], core);
@@ -390,7 +506,7 @@ fn main() {
             l3v6.push(l);
         }
         for (c, out) in cases.iter().zip(dv.iter_mut()) {
-            if let Some(d) = (c.run)(dir.path(), &a, &b, core, secs) {
+            if let Some(d) = (c.run)(c.ov, dir.path(), &a, &b, core, secs) {
                 eprintln!(
                     "round {r}: {} {:.2} Mpps, {:.1} cycles/packet{}",
                     c.name,

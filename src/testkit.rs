@@ -683,3 +683,37 @@ pub fn vxlan_frame(
     v[VXLAN_OVERHEAD..].copy_from_slice(inner);
     v
 }
+
+/// `inner` in GRE with key `key` (transparent Ethernet bridging) as the host
+/// with underlay MAC `src_mac` and VTEP `src` sends it to `dst` (`dst_mac`),
+/// as the pipeline encapsulates.
+pub fn gre_frame(
+    inner: &[u8],
+    key: u32,
+    (src_mac, src): ([u8; 6], [u8; 4]),
+    (dst_mac, dst): ([u8; 6], [u8; 4]),
+) -> Vec<u8> {
+    use crate::pkt::*;
+    let mut v = vec![0u8; GRE_OVERHEAD + inner.len()];
+    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
+    let total = (GRE_OVERHEAD - ETH_LEN + inner.len()) as u16;
+    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_GRE, src, dst);
+    let g = &mut v[ETH_LEN + IPV4_LEN..];
+    put16(g, 0, 0x2000);
+    put16(g, 2, ETHERTYPE_TEB);
+    put32(g, 4, key);
+    v[GRE_OVERHEAD..].copy_from_slice(inner);
+    v
+}
+
+/// `frame` with an 802.1Q tag of VLAN `vid` after its MACs, as a host sends
+/// it on a VLAN network.
+pub fn vlan_frame(frame: &[u8], vid: u16) -> Vec<u8> {
+    use crate::pkt::*;
+    let mut v = Vec::with_capacity(frame.len() + VLAN_LEN);
+    v.extend_from_slice(&frame[..12]);
+    v.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+    v.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    v.extend_from_slice(&frame[12..]);
+    v
+}
