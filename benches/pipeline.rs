@@ -5,10 +5,11 @@
 //! headroom) and run through `pipeline::process`, the code the workers run,
 //! on the `dvr::testkit` topology: L2 to a local port, routed to a local port,
 //! routed to another host (VXLAN and GRE encapsulation, DVR MAC), and the
-//! receive side (decapsulation, DVR MAC rewrite). The copy alone is measured
-//! too and subtracted. Each path three ways: without the flow cache, with it,
-//! and the worker's own way for the burst: a VM port's cached flows
-//! (`measure_fast`), an underlay port's decap way (`measure_decap`).
+//! receive side (VXLAN and GRE decapsulation, VLAN untagging; DVR MAC
+//! rewrite). The copy alone is measured too and subtracted. Each path three
+//! ways: without the flow cache, with it, and the worker's own way for the
+//! burst: a VM port's cached flows (`measure_fast`), an underlay port's decap
+//! way (`measure_decap`).
 //!
 //! Scale: the same paths on the same router `r1` with one extra route, then
 //! with the model grown to 10,000 routers (each with its own network, subnet and
@@ -123,13 +124,37 @@ fn cases(m: &Model) -> Vec<Case> {
             frames: flows(&|i| udp4(A_MAC, blue, ip("10.1.0.10"), ip("10.2.0.20"), 1024 + i)),
         },
         Case {
-            name: "decap + DVR MAC rewrite (receive)",
+            name: "VXLAN decap + DVR MAC rewrite",
             port: UP,
             want: VM_A,
             frames: flows(&|i| {
                 vxlan_from_cn2(
                     &udp4(DVR2, A_MAC, ip("10.2.0.20"), ip("10.1.0.10"), 1024 + i),
                     101,
+                )
+            }),
+        },
+        Case {
+            name: "GRE decap + DVR MAC rewrite",
+            port: UP,
+            want: VM_B,
+            frames: flows(&|i| {
+                gre_frame(
+                    &udp4(DVR2, B_MAC, ip("10.1.0.20"), ip("10.2.0.10"), 1024 + i),
+                    202,
+                    (CN2_UL_MAC, VTEP2),
+                    (UL_MAC, VTEP1),
+                )
+            }),
+        },
+        Case {
+            name: "VLAN untag + DVR MAC rewrite",
+            port: UP,
+            want: VM_E,
+            frames: flows(&|i| {
+                vlan_frame(
+                    &udp4(DVR2, E_MAC, ip("10.1.0.20"), ip("10.3.0.10"), 1024 + i),
+                    303,
                 )
             }),
         },
