@@ -1844,17 +1844,20 @@ impl SnatWay {
 #[inline(always)]
 pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWay> {
     // process_from, from_underlay: the outer headers.
-    let (h, l4, inner) = vxlan_to_here(snap, b)?;
+    let a = arrival(snap, b)?;
+    if a.carrier != Carrier::Vxlan {
+        return None;
+    }
     // The tunnel: source VTEP, VNI, inner MACs; what they decide (a router
     // interface here, the router's SNAT here and its way out) depends on
     // the snapshot only, kept for the next frames of the same tunnel.
     // A tunnel that does not lead here is remembered too: the frames of an
     // east-west tunnel on this node then pay no lookups before the whole
     // pipeline makes them.
-    let t = memo.recall(snap.epoch, h, l4, inner, || snat_tunnel(snap, h, l4, inner))?;
+    let t = memo.recall(snap.epoch, a.key, move || snat_tunnel(snap, a))?;
     let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
-    let ip = &inner[ETH_LEN..];
+    let ip = a.l3;
     let (h, total) = plain_ipv4(ip)?;
     let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
     if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
@@ -1899,24 +1902,23 @@ pub struct SnatTunnel {
     from: MacAddr,
 }
 
-/// The part of [`snat_way`] that depends on a frame's tunnel only (outer
-/// header `h`, UDP and VXLAN headers `l4`, inner frame `inner`, their
-/// lengths checked): a known source VTEP, the VNI's network, to a router
+/// The part of [`snat_way`] that depends on a frame's tunnel only
+/// ([`Arrival`]'s key): a known source VTEP, the VNI's network, to a router
 /// interface there from a DVR MAC (or to a router centralized here), the
 /// router's SNAT enabled and here, the external port, the upstream router
 /// resolved.
-fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> Option<SnatTunnel> {
+fn snat_tunnel(snap: &Snapshot, a: Arrival) -> Option<SnatTunnel> {
     let node = &*snap.node;
-    if !node.by_vtep.contains_key(&ipv4_at(h, 12)) {
+    if !a.sent_by_known_vtep(node) {
         return None;
     }
-    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
+    let net = a.network(node)?;
     // deliver_decapped: to a router interface.
     let n = snap.net(net)?;
-    let Some(Dest::Router { router, iface }) = n.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
+    let Some(Dest::Router { router, iface }) = n.fdb.get(a.dst().key()) else {
         return None;
     };
-    let from_router = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
+    let from_router = node.dvr_macs.get(a.src().key()).is_some();
     // routed_from_overlay, route.
     let r = snap.routers.get(router as usize)?;
     let sn = r.snat.as_ref()?;
@@ -1924,7 +1926,7 @@ fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> 
         return None;
     }
     r.interfaces.get(iface as usize)?;
-    if be16(inner, 12) != ETHERTYPE_IPV4 {
+    if a.ethertype != ETHERTYPE_IPV4 {
         return None;
     }
     Some(SnatTunnel {
@@ -1938,11 +1940,11 @@ fn snat_tunnel(snap: &Snapshot, h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> 
 /// A worker's memory of the last tunnels a way ([`snat_way`],
 /// [`decap_way`]) looked at: sets of two entries ([`TUNNEL_MEMO`] entries
 /// in a worker), each set the last two tunnels of the keys that hash to it.
-/// An entry holds its key (source VTEP, VNI, inner destination and source
-/// MACs, ethertype) and what the way's tunnel part ([`snat_tunnel`],
-/// [`decap_tunnel`]) found for it on snapshot `epoch` (never 0), which reads
-/// nothing else of a frame: valid for that snapshot only, so any table
-/// change makes it stale.
+/// An entry holds its key ([`Arrival`]'s key: carrier, source VTEP, segment,
+/// inner destination and source MACs, ethertype) and what the way's tunnel
+/// part ([`snat_tunnel`], [`decap_tunnel`]) found for it on snapshot `epoch`
+/// (never 0), which reads nothing else of a frame: valid for that snapshot
+/// only, so any table change makes it stale.
 #[derive(Debug, Clone)]
 pub struct TunnelMemo<T> {
     sets: Box<[[Remembered<T>; 2]]>,
@@ -1999,28 +2001,6 @@ impl<T: Copy> TunnelMemo<T> {
         }
     }
 
-    /// The tunnel key of a frame: source VTEP, VXLAN VNI (and its reserved
-    /// byte), inner destination and source MACs and ethertype. Loaded as
-    /// three words straight from the frame: a key assembled byte by byte
-    /// and read back as words stalls on store forwarding.
-    #[inline(always)]
-    fn key(h: &[u8; IPV4_LEN], l4: &[u8], inner: &[u8]) -> [u64; 3] {
-        let w4 = |b: &[u8], at: usize| {
-            b.get(at..at + 4)
-                .and_then(|x| x.try_into().ok())
-                .map_or(0, u32::from_le_bytes) as u64
-        };
-        let w8 = |at: usize| {
-            inner
-                .get(at..at + 8)
-                .and_then(|x| x.try_into().ok())
-                .map_or(0, u64::from_le_bytes)
-        };
-        // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
-        // without its first two bytes.
-        [w4(h, 12) | w4(l4, 12) << 32, w8(0), w8(6) >> 16]
-    }
-
     /// The set `key` is remembered in.
     #[inline(always)]
     fn slot(&self, key: &[u64; 3]) -> usize {
@@ -2028,20 +2008,11 @@ impl<T: Copy> TunnelMemo<T> {
         crate::flow::fold_mul(x) as usize & self.mask
     }
 
-    /// What the tunnel part `find` finds for the tunnel of a frame (outer
-    /// IPv4 header `h`, UDP and VXLAN headers `l4`, inner frame `inner`) on
-    /// `epoch`: remembered, or found and remembered (the newest of its set;
-    /// the set's older entry goes).
+    /// What the tunnel part `find` finds for the tunnel `key` of a frame
+    /// ([`Arrival`]'s key) on `epoch`: remembered, or found and remembered
+    /// (the newest of its set; the set's older entry goes).
     #[inline(always)]
-    fn recall(
-        &mut self,
-        epoch: u64,
-        h: &[u8; IPV4_LEN],
-        l4: &[u8],
-        inner: &[u8],
-        find: impl FnOnce() -> Option<T>,
-    ) -> Option<T> {
-        let key = Self::key(h, l4, inner);
+    fn recall(&mut self, epoch: u64, key: [u64; 3], find: impl FnOnce() -> Option<T>) -> Option<T> {
         let at = self.slot(&key);
         let Some(set) = self.sets.get_mut(at) else {
             return find();
@@ -2061,17 +2032,92 @@ impl<T: Copy> TunnelMemo<T> {
 }
 
 /// The common case of a frame from another host to a port here, worked out
-/// on its bytes alone ([`decap_way`]): a VXLAN frame from a known host to
-/// this VTEP whose inner frame goes to a local port, switched, or routed by
-/// the sending host (its DVR MAC rewritten to the router interface's). What
-/// [`decap_apply`] needs to finish it.
+/// on its bytes alone ([`decap_way`]): a VXLAN or GRE frame from a known
+/// host to this VTEP, or a frame tagged with a VLAN network's ID, whose
+/// inner frame goes to a local port, switched, or routed by the sending host
+/// (its DVR MAC rewritten to the router interface's). What [`decap_apply`]
+/// needs to finish it.
 #[derive(Debug, Clone, Copy)]
 pub struct DecapWay {
     port: u16,
+    /// How its network came: the outer headers to remove, or the tag.
+    carrier: Carrier,
     /// The inner frame's length.
     inner: u16,
     /// The source MAC the inner frame leaves with, if it is rewritten.
     src: Option<MacAddr>,
+}
+
+/// How a frame from another host carries its network, as the whole
+/// pipeline reads it ([`from_underlay`]). Part of a tunnel's key: a VNI, a
+/// GRE key and a VLAN ID of the same value name different networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Carrier {
+    Vxlan = 1,
+    Gre = 2,
+    Vlan = 3,
+}
+
+impl Carrier {
+    /// The bytes in front of the inner frame's MACs: the outer headers
+    /// (VXLAN, GRE; 20-byte outer IPv4 header), none for a tag (it follows
+    /// the MACs).
+    fn outer(self) -> usize {
+        match self {
+            Carrier::Vxlan => VXLAN_OVERHEAD,
+            Carrier::Gre => GRE_OVERHEAD,
+            Carrier::Vlan => 0,
+        }
+    }
+}
+
+/// A frame from the underlay to this node, its outer headers checked as the
+/// whole pipeline checks them ([`from_underlay`]; a 20-byte outer IPv4
+/// header) and its inner frame's MACs unicast: what the ways
+/// ([`snat_way`], [`decap_way`]) read of it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival<'a> {
+    carrier: Carrier,
+    /// The key of its tunnel in a [`TunnelMemo`]: the source VTEP and the
+    /// segment's word as sent (a tag: the VLAN ID), the inner frame's first
+    /// 14 bytes (MACs and ethertype) and the carrier. Loaded as words
+    /// straight from the frame (a key assembled byte by byte and read back
+    /// as words stalls on store forwarding), in each carrier's own branch.
+    key: [u64; 3],
+    /// The inner frame's destination and source MACs.
+    macs: &'a [u8; 12],
+    /// The inner frame's ethertype.
+    ethertype: u16,
+    /// The rest of the inner frame, from its layer 3 header on.
+    l3: &'a [u8],
+}
+
+impl Arrival<'_> {
+    fn dst(&self) -> MacAddr {
+        MacAddr(mac_at(self.macs, 0))
+    }
+
+    fn src(&self) -> MacAddr {
+        MacAddr(mac_at(self.macs, 6))
+    }
+
+    /// Its source VTEP is a known host's (no VTEP for a tag).
+    fn sent_by_known_vtep(&self, node: &NodeTables) -> bool {
+        let vtep = Ipv4Addr::from((self.key[0] as u32).to_le_bytes());
+        self.carrier == Carrier::Vlan || node.by_vtep.contains_key(&vtep)
+    }
+
+    /// The network its segment names (read back from the key).
+    fn network(&self, node: &NodeTables) -> Option<u32> {
+        let word = u32::from_be_bytes(((self.key[0] >> 32) as u32).to_le_bytes());
+        match self.carrier {
+            Carrier::Vxlan => node.by_vni.get(&(word >> 8)),
+            Carrier::Gre => node.by_gre_key.get(&word),
+            Carrier::Vlan => node.by_vlan.get(&(self.key[0] as u32)),
+        }
+        .copied()
+    }
 }
 
 /// What a tunnel's frames that go to a local port have in common
@@ -2132,50 +2178,48 @@ fn in_prefix<K: crate::fib::Key>(dst: K, net: K, len: u8) -> bool {
 /// take this way but with IPv4 options.
 #[inline(always)]
 pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<DecapWay> {
-    let (h, l4, inner) = vxlan_to_here(snap, b)?;
-    let t = memo.recall(snap.epoch, h, l4, inner, || {
-        decap_tunnel(snap, h, l4, inner)
-    })?;
+    let a = arrival(snap, b)?;
+    let t = memo.recall(snap.epoch, a.key, move || decap_tunnel(snap, a))?;
     // deliver_decapped: the DVR MAC of the host that routed it becomes the
     // interface's of the subnet of the destination.
     let src = match (t.dvr_src, t.gw4) {
         (false, _) => None,
-        (true, Some(g)) if be16(inner, 12) == ETHERTYPE_IPV4 => {
-            if inner.len() < ETH_LEN + IPV4_LEN
-                || u32::from(ipv4_at(inner, ETH_LEN + 16)) & g.mask != g.net
-            {
+        (true, Some(g)) if a.ethertype == ETHERTYPE_IPV4 => {
+            if a.l3.len() < IPV4_LEN || u32::from(ipv4_at(a.l3, 16)) & g.mask != g.net {
                 return None;
             }
             Some(g.mac)
         }
-        (true, _) => Some(covering_gateway(snap.net(t.net)?, inner)?.mac),
+        (true, _) => Some(covering_gateway(snap.net(t.net)?, a.ethertype, a.l3)?.mac),
     };
     Some(DecapWay {
         port: t.port,
-        inner: inner.len() as u16,
+        carrier: a.carrier,
+        inner: (ETH_LEN + a.l3.len()) as u16,
         src,
     })
 }
 
 /// The router interface of network `n` whose subnet holds the destination
-/// of decapsulated frame `b` (IPv4 or IPv6, header present): the source MAC
-/// a frame routed by another host (from its DVR MAC) is delivered with.
+/// of a decapsulated frame (of `ethertype`, IPv4 or IPv6, its header at the
+/// start of `l3`): the source MAC a frame routed by another host (from its
+/// DVR MAC) is delivered with.
 ///
 /// Word arithmetic on the interfaces' prefixes: `IpNet::contains` on an
 /// `IpAddr` is an out-of-line call that rebuilds both ends of the range; it
 /// took a fifth of the pipeline bench's samples on the receive path.
 #[inline(always)]
-fn covering_gateway<'a>(n: &'a NetTables, b: &[u8]) -> Option<&'a Gw> {
-    match be16(b, 12) {
-        ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
-            let dst = u32::from(ipv4_at(b, ETH_LEN + 16));
+fn covering_gateway<'a>(n: &'a NetTables, ethertype: u16, l3: &[u8]) -> Option<&'a Gw> {
+    match ethertype {
+        ETHERTYPE_IPV4 if l3.len() >= IPV4_LEN => {
+            let dst = u32::from(ipv4_at(l3, 16));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V4(c) => in_prefix(dst, u32::from(c.addr()), c.prefix_len()),
                 IpNet::V6(_) => false,
             })
         }
-        ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
-            let dst = u128::from(ipv6_at(b, ETH_LEN + 24));
+        ETHERTYPE_IPV6 if l3.len() >= IPV6_LEN => {
+            let dst = u128::from(ipv6_at(l3, 24));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V6(c) => in_prefix(dst, u128::from(c.addr()), c.prefix_len()),
                 IpNet::V4(_) => false,
@@ -2185,53 +2229,132 @@ fn covering_gateway<'a>(n: &'a NetTables, b: &[u8]) -> Option<&'a Gw> {
     }
 }
 
-/// The outer headers of a VXLAN frame to this VTEP, checked as the whole
-/// pipeline checks them (a 20-byte IPv4 header), and its inner frame with a
-/// unicast source and destination: the outer IPv4 header, the UDP and VXLAN
-/// headers and the rest of the packet, the inner frame.
+/// Frame `b` from the underlay as the ways read it ([`Arrival`]): a VXLAN or
+/// GRE frame to this VTEP, or a VLAN-tagged frame, with a unicast inner
+/// source and destination. `None` for any other frame.
 #[inline(always)]
-fn vxlan_to_here<'a>(
-    snap: &Snapshot,
-    b: &'a [u8],
-) -> Option<(&'a [u8; IPV4_LEN], &'a [u8], &'a [u8])> {
-    let (eth, ip) = b.split_at_checked(ETH_LEN)?;
-    if eth[6] & 1 != 0 || be16(eth, 12) != ETHERTYPE_IPV4 {
+fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
+    let (eth, rest) = b.split_first_chunk::<ETH_LEN>()?;
+    if eth[6] & 1 != 0 {
         return None;
     }
-    let (h, total) = plain_ipv4(ip)?;
-    if Some(ipv4_at(h, 16)) != snap.node.vtep || h[9] != PROTO_UDP {
-        return None;
+    match be16(eth, 12) {
+        ETHERTYPE_IPV4 => {
+            let (h, total) = plain_ipv4(rest)?;
+            if Some(ipv4_at(h, 16)) != snap.node.vtep {
+                return None;
+            }
+            let l4 = &rest[IPV4_LEN..total];
+            match h[9] {
+                PROTO_UDP => {
+                    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN
+                        || be16(l4, 2) != VXLAN_PORT
+                        || l4[8] & 0x08 == 0
+                    {
+                        return None;
+                    }
+                    tunnelled(Carrier::Vxlan, h, l4, 12, UDP_LEN + VXLAN_LEN)
+                }
+                PROTO_GRE => {
+                    if l4.len() < GRE_LEN + ETH_LEN
+                        || be16(l4, 0) != 0x2000
+                        || be16(l4, 2) != ETHERTYPE_TEB
+                    {
+                        return None;
+                    }
+                    tunnelled(Carrier::Gre, h, l4, 4, GRE_LEN)
+                }
+                _ => None,
+            }
+        }
+        // The inner frame is the MACs and what follows the tag: its
+        // ethertype and layer 3 are read after the tag.
+        ETHERTYPE_VLAN => {
+            let tag = rest.first_chunk::<VLAN_LEN>()?;
+            let vid = (be16(tag, 0) & 0x0fff) as u32;
+            let (macs, _) = b.split_first_chunk::<12>()?;
+            if macs[0] & 1 != 0 {
+                return None;
+            }
+            let ethertype = be16(tag, 2);
+            Some(Arrival {
+                carrier: Carrier::Vlan,
+                key: [
+                    vid as u64,
+                    word8(macs, 0),
+                    word4(macs, 8) | (ethertype as u64) << 32 | (Carrier::Vlan as u64) << 48,
+                ],
+                macs,
+                ethertype,
+                l3: &rest[VLAN_LEN..],
+            })
+        }
+        _ => None,
     }
-    let l4 = &ip[IPV4_LEN..total];
-    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || be16(l4, 2) != VXLAN_PORT || l4[8] & 0x08 == 0 {
-        return None;
-    }
-    let inner = &l4[UDP_LEN + VXLAN_LEN..];
-    if inner[6] & 1 != 0 || inner[0] & 1 != 0 {
-        return None;
-    }
-    Some((h, l4, inner))
 }
 
-/// The part of [`decap_way`] that depends on a frame's tunnel only: a known
-/// source VTEP, the VNI's network, a local port there for the inner
-/// destination MAC, whether the inner source is a DVR MAC.
-fn decap_tunnel(
-    snap: &Snapshot,
+/// [`arrival`] of a VXLAN or GRE frame (outer IPv4 header `h`, then `l4`):
+/// its segment's word at `seg_at` of `l4`, its inner frame after `strip`
+/// bytes of `l4`, with unicast MACs.
+#[inline(always)]
+fn tunnelled<'a>(
+    carrier: Carrier,
     h: &[u8; IPV4_LEN],
-    l4: &[u8],
-    inner: &[u8],
-) -> Option<DecapTunnel> {
-    let node = &*snap.node;
-    if !node.by_vtep.contains_key(&ipv4_at(h, 12)) {
+    l4: &'a [u8],
+    seg_at: usize,
+    strip: usize,
+) -> Option<Arrival<'a>> {
+    let inner = l4.get(strip..)?;
+    let (macs, _) = inner.split_first_chunk::<12>()?;
+    if macs[0] & 1 != 0 || macs[6] & 1 != 0 {
         return None;
     }
-    let net = *node.by_vni.get(&(be32(l4, 12) >> 8))?;
+    Some(Arrival {
+        carrier,
+        // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
+        // without its first two bytes.
+        key: [
+            word4(h, 12) | word4(l4, seg_at) << 32,
+            word8(inner, 0),
+            word8(inner, 6) >> 16 | (carrier as u64) << 48,
+        ],
+        macs,
+        ethertype: be16(inner, 12),
+        l3: inner.get(ETH_LEN..)?,
+    })
+}
+
+/// The 4 bytes at `at` of `b` as a little-endian word (0 past its end).
+#[inline(always)]
+fn word4(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 4)
+        .and_then(|x| x.try_into().ok())
+        .map_or(0, u32::from_le_bytes) as u64
+}
+
+/// The 8 bytes at `at` of `b` as a little-endian word (0 past its end).
+#[inline(always)]
+fn word8(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|x| x.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The part of [`decap_way`] that depends on a frame's tunnel only
+/// ([`Arrival`]'s key): a known source VTEP, the segment's network, a local
+/// port there for the inner destination MAC, whether the inner source is a
+/// DVR MAC.
+fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
+    let node = &*snap.node;
+    if !a.sent_by_known_vtep(node) {
+        return None;
+    }
+    let net = a.network(node)?;
     let n = snap.net(net)?;
-    let Some(Dest::Local(port)) = n.fdb.get(MacAddr(mac_at(inner, 0)).key()) else {
+    let Some(Dest::Local(port)) = n.fdb.get(a.dst().key()) else {
         return None;
     };
-    let dvr_src = node.dvr_macs.get(MacAddr(mac_at(inner, 6)).key()).is_some();
+    let dvr_src = node.dvr_macs.get(a.src().key()).is_some();
     let gw4 = if dvr_src { sole_gw4(n) } else { None };
     Some(DecapTunnel {
         port,
@@ -2242,11 +2365,18 @@ fn decap_tunnel(
 }
 
 /// Finishes a frame [`decap_way`] found `w` for (its bytes unchanged since,
-/// the same snapshot) as the whole pipeline does: decapsulated, its source
-/// MAC rewritten if it was a DVR MAC, to the local port.
+/// the same snapshot) as the whole pipeline does: decapsulated (or its tag
+/// taken out), its source MAC rewritten if it was a DVR MAC, to the local
+/// port.
 #[inline(always)]
 pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Verdict {
-    if !f.adj(VXLAN_OVERHEAD) {
+    if w.carrier == Carrier::Vlan {
+        let Some(b) = f.data_mut().get_mut(..ETH_LEN + VLAN_LEN) else {
+            return Err(R::TableGone);
+        };
+        b.copy_within(0..12, VLAN_LEN);
+        f.adj(VLAN_LEN);
+    } else if !f.adj(w.carrier.outer()) {
         return Err(R::TableGone);
     }
     f.trim(w.inner as usize);
@@ -2721,7 +2851,7 @@ fn deliver_decapped<T: Trace>(
     };
     let src = MacAddr(mac_at(b, 6));
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
-        if let Some(gw) = covering_gateway(n, b) {
+        if let Some(gw) = covering_gateway(n, be16(b, 12), &b[ETH_LEN..]) {
             f.data_mut()[6..12].copy_from_slice(&gw.mac.0);
             tr!(
                 t,
@@ -2746,26 +2876,67 @@ fn deliver_decapped<T: Trace>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit;
+
+    /// An IPv4/UDP frame from `src` to `dst` (MACs), as cn2 sends it to
+    /// cn1 ([`testkit::model`]) on segment `seg` of `carrier`.
+    fn sent_by_cn2(carrier: Carrier, seg: u32, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut inner = vec![0u8; 60];
+        write_eth(&mut inner, &dst, &src, ETHERTYPE_IPV4);
+        write_ipv4(
+            &mut inner[ETH_LEN..],
+            46,
+            64,
+            PROTO_UDP,
+            [10, 1, 0, 20],
+            [10, 1, 0, 10],
+        );
+        let from = (testkit::CN2_UL_MAC, testkit::VTEP2);
+        let to = (testkit::UL_MAC, testkit::VTEP1);
+        match carrier {
+            Carrier::Vxlan => testkit::vxlan_frame(&inner, seg, from, to),
+            Carrier::Gre => testkit::gre_frame(&inner, seg, from, to),
+            Carrier::Vlan => testkit::vlan_frame(&inner, seg as u16),
+        }
+    }
+
+    /// Tunnels that differ only in their carrier have different keys: a
+    /// VNI, a GRE key and a VLAN ID of the same value name different
+    /// networks.
+    #[test]
+    fn the_same_segment_on_another_carrier_is_another_tunnel() {
+        let snap = testkit::snapshot(&testkit::model());
+        let mut m: TunnelMemo<Carrier> = TunnelMemo::new(TUNNEL_MEMO);
+        let mut finds = 0;
+        for _ in 0..2 {
+            for c in [Carrier::Vxlan, Carrier::Gre, Carrier::Vlan] {
+                let f = sent_by_cn2(c, 101, testkit::A_MAC, testkit::C_MAC);
+                let a = arrival(&snap, &f).expect("a frame the ways read");
+                assert_eq!(a.carrier, c);
+                let t = m.recall(7, a.key, || {
+                    finds += 1;
+                    Some(c)
+                });
+                assert_eq!(t, Some(c));
+            }
+        }
+        assert_eq!(finds, 3);
+    }
 
     /// A worker's memory keeps apart the tunnels of a node's VMs: 128 that
     /// differ only in the last byte of the inner destination MAC are each
     /// found once, then remembered.
     #[test]
     fn tunnels_that_differ_in_one_mac_byte_are_all_remembered() {
+        let snap = testkit::snapshot(&testkit::model());
         let mut m: TunnelMemo<u8> = TunnelMemo::new(TUNNEL_MEMO);
-        let mut h = [0u8; IPV4_LEN];
-        h[12..16].copy_from_slice(&[192, 0, 2, 2]);
-        let mut l4 = [0u8; UDP_LEN + VXLAN_LEN];
-        l4[8] = 0x08;
-        l4[14] = 101;
         let mut finds = 0;
         for _ in 0..3 {
             for i in 0..128u8 {
-                let mut inner = [0u8; 60];
-                inner[..6].copy_from_slice(&[0xfa, 0x16, 0x3e, 0, 1, i]);
-                inner[6..12].copy_from_slice(&[0xfa, 0x16, 0x3e, 0, 2, 1]);
-                inner[12] = 8;
-                let t = m.recall(7, &h, &l4, &inner, || {
+                let dst = [0xfa, 0x16, 0x3e, 0, 1, i];
+                let f = sent_by_cn2(Carrier::Vxlan, 101, dst, testkit::DVR2);
+                let a = arrival(&snap, &f).expect("a frame the ways read");
+                let t = m.recall(7, a.key, || {
                     finds += 1;
                     Some(i)
                 });
@@ -2780,13 +2951,9 @@ mod tests {
     #[test]
     fn a_set_keeps_its_two_newest_tunnels() {
         let mut m: TunnelMemo<u8> = TunnelMemo::new(2);
-        let h = [0u8; IPV4_LEN];
-        let l4 = [0u8; UDP_LEN + VXLAN_LEN];
         let mut finds = Vec::new();
         for i in [1u8, 2, 1, 2, 3, 2, 3, 1] {
-            let mut inner = [0u8; 60];
-            inner[5] = i;
-            let t = m.recall(7, &h, &l4, &inner, || {
+            let t = m.recall(7, [0, i as u64, 0], || {
                 finds.push(i);
                 Some(i)
             });

@@ -611,6 +611,78 @@ fn decap_rewrites_to_the_interface_of_the_destination_subnet() {
     }
 }
 
+/// Frames from another host on GRE and VLAN networks take the workers'
+/// decap way, as VXLAN ones do, and leave it byte for byte as the whole
+/// pipeline delivers them: routed there (DVR MAC rewritten to the interface
+/// of the destination's subnet, IPv4 and IPv6) or switched; padding after
+/// the outer IPv4 packet trimmed, a VLAN frame's kept. Unknown segments are
+/// left to the whole pipeline, which drops them.
+#[test]
+fn gre_and_vlan_frames_from_another_host_take_the_decap_way() {
+    let b = Bed::new();
+    let (_, red4) = b.gw("red4");
+    let (_, red6) = b.gw("red6");
+    let (_, green4) = b.gw("green4");
+    let gre_in = |key: u32, inner: &[u8]| gre(CN2_UL_MAC, UL_MAC, VTEP2, VTEP1, key, inner);
+    let with_src = |f: &[u8], mac: [u8; 6]| {
+        let mut v = f.to_vec();
+        v[6..12].copy_from_slice(&mac);
+        v
+    };
+    let padded = |f: Vec<u8>| [f, vec![0xee; 6]].concat();
+    let red_routed4 = udp4(DVR2, B_MAC, "10.1.0.20", "10.2.0.10", 63);
+    let red_routed6 = udp6(DVR2, B_MAC, "2001:db8:1::20", "2001:db8:2::10", 63);
+    let red_switched = udp4(D_MAC, B_MAC, "10.2.0.20", "10.2.0.10", 64);
+    let green_routed = udp4(DVR2, E_MAC, "10.1.0.20", "10.3.0.10", 63);
+    let green_switched = udp4(F_MAC, E_MAC, "10.3.0.20", "10.3.0.10", 64);
+    let cases = [
+        (
+            gre_in(202, &red_routed4),
+            VM_B,
+            with_src(&red_routed4, red4),
+        ),
+        (
+            gre_in(202, &red_routed6),
+            VM_B,
+            with_src(&red_routed6, red6),
+        ),
+        (gre_in(202, &red_switched), VM_B, red_switched.clone()),
+        (
+            padded(gre_in(202, &red_switched)),
+            VM_B,
+            red_switched.clone(),
+        ),
+        (
+            vlan_tag(&green_routed, 303),
+            VM_E,
+            with_src(&green_routed, green4),
+        ),
+        (vlan_tag(&green_switched, 303), VM_E, green_switched.clone()),
+        (
+            vlan_tag(&padded(green_switched.clone()), 303),
+            VM_E,
+            padded(green_switched.clone()),
+        ),
+    ];
+    for (i, (f, port, want)) in cases.iter().enumerate() {
+        let got = check_pipeline(&b.snap, UP, f);
+        assert_eq!(got, (Ok(*port), want.clone(), None), "case {i}");
+        let mut env = env_at(0);
+        for pass in ["found", "remembered"] {
+            let (way, taken) = run_decap_way(&mut env, &b.snap, UP, f);
+            assert!(taken, "case {i} ({pass}): the decap way");
+            assert_eq!(way, got, "case {i} ({pass})");
+        }
+    }
+    for (f, why) in [
+        (gre_in(4242, &red_switched), R::UnknownGreKey),
+        (vlan_tag(&green_switched, 999), R::UnknownVlan),
+    ] {
+        assert_eq!(check_pipeline(&b.snap, UP, &f).0, Err(why));
+        assert!(!run_decap_way(&mut env_at(0), &b.snap, UP, &f).1);
+    }
+}
+
 #[test]
 fn decap_checks_vtep_vni_key_and_never_forwards_tunnel_to_tunnel() {
     let b = Bed::new();

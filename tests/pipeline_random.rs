@@ -782,17 +782,21 @@ fn snat_node_frames_keep_the_invariants() {
 
 /// The decap way remembers the last tunnel it looked at: a frame decided
 /// right after a good frame of the same tunnel (the memory hit) must agree
-/// with the whole pipeline as well. Mutations of the VXLAN seeds, each
-/// decided after each seed in one worker environment.
+/// with the whole pipeline as well. Mutations of the VXLAN, GRE and VLAN
+/// seeds, each decided after each seed in one worker environment.
 #[test]
 fn decap_way_agrees_after_a_remembered_tunnel() {
     let snap = snapshot(&model());
-    let vxlan: Vec<(u16, Vec<u8>)> = seeds()
+    let tunnels: Vec<(u16, Vec<u8>)> = seeds()
         .into_iter()
-        .filter(|(name, ..)| name.starts_with("up-vxlan"))
+        .filter(|(name, ..)| {
+            ["up-vxlan", "up-gre", "up-vlan"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        })
         .map(|(_, port, f)| (port, f))
         .collect();
-    assert_eq!(vxlan.len(), 2);
+    assert_eq!(tunnels.len(), 4);
     let mut r = Rng(0xdeca_f00d_0000_0001);
     let n = if cfg!(debug_assertions) {
         3_000
@@ -801,10 +805,10 @@ fn decap_way_agrees_after_a_remembered_tunnel() {
     };
     let (mut after_hit, mut left) = (0, 0);
     for i in 0..n {
-        let (port, f) = mutate(&mut r, &vxlan);
+        let (port, f) = mutate(&mut r, &tunnels);
         let whole = std::panic::catch_unwind(AssertUnwindSafe(|| check_pipeline(&snap, port, &f)))
             .unwrap_or_else(|_| panic!("frame {i}: {f:02x?}"));
-        for (seed_port, seed) in &vxlan {
+        for (seed_port, seed) in &tunnels {
             let mut env = dvr::pipeline::Env::new(|| 0, 1_000_000);
             let (_, taken) = run_decap_way(&mut env, &snap, *seed_port, seed);
             assert!(taken, "the seed takes the decap way");
