@@ -141,26 +141,6 @@ fn arp_reply(from_mac: [u8; 6], from: &str, to_mac: [u8; 6], to: &str) -> Vec<u8
     v
 }
 
-/// `inner` in GRE key `key` from `src` (underlay MAC, VTEP) to `dst`.
-fn gre_frame(
-    inner: &[u8],
-    key: u32,
-    (src_mac, src): ([u8; 6], [u8; 4]),
-    (dst_mac, dst): ([u8; 6], [u8; 4]),
-) -> Vec<u8> {
-    use pkt::*;
-    let mut v = vec![0u8; GRE_OVERHEAD + inner.len()];
-    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
-    let total = (GRE_OVERHEAD - ETH_LEN + inner.len()) as u16;
-    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_GRE, src, dst);
-    let g = &mut v[ETH_LEN + IPV4_LEN..];
-    put16(g, 0, 0x2000);
-    put16(g, 2, ETHERTYPE_TEB);
-    put32(g, 4, key);
-    v[GRE_OVERHEAD..].copy_from_slice(inner);
-    v
-}
-
 /// Runs `frame` in on `in_port` with `env`; the trace path must agree.
 fn run(snap: &Snapshot, env: &mut Env, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
     env.burst(snap);

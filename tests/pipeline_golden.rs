@@ -192,14 +192,6 @@ fn gre(
     v
 }
 
-fn vlan_tag(frame: &[u8], vid: u16) -> Vec<u8> {
-    let mut v = frame[..12].to_vec();
-    v.extend_from_slice(&[0x81, 0x00]);
-    v.extend_from_slice(&vid.to_be_bytes());
-    v.extend_from_slice(&frame[12..]);
-    v
-}
-
 /// `frame` as routed: MACs rewritten, TTL (hop limit) one less, checksum fixed.
 fn routed4(frame: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
     let mut v = frame.to_vec();
@@ -292,7 +284,7 @@ fn switches_to_a_remote_port_over_gre_and_vlan() {
     let f = udp4(E_MAC, F_MAC, "10.3.0.10", "10.3.0.20", 64);
     let (v, out, _) = b.run(VM_E, &f);
     assert_eq!(v, Ok(UP));
-    assert_eq!(out, vlan_tag(&f, 303));
+    assert_eq!(out, vlan_frame(&f, 303));
 }
 
 #[test]
@@ -539,7 +531,7 @@ fn routes_to_another_host_with_the_dvr_mac_inside_the_tunnel() {
     let f = udp4(A_MAC, blue_gw, "10.1.0.10", "10.3.0.20", 64);
     let (v, out, _) = b.run(VM_A, &f);
     assert_eq!(v, Ok(UP));
-    assert_eq!(out, vlan_tag(&routed4(&f, DVR1, F_MAC), 303));
+    assert_eq!(out, vlan_frame(&routed4(&f, DVR1, F_MAC), 303));
 }
 
 #[test]
@@ -566,7 +558,7 @@ fn decapsulates_and_rewrites_the_dvr_mac_to_the_gateway_mac() {
     want[6..12].copy_from_slice(&red_gw);
     assert_eq!(out, want);
     let inner = udp4(F_MAC, E_MAC, "10.3.0.20", "10.3.0.10", 64);
-    let (v, out, _) = b.run(UP, &vlan_tag(&inner, 303));
+    let (v, out, _) = b.run(UP, &vlan_frame(&inner, 303));
     assert_eq!((v, out), (Ok(VM_E), inner));
 }
 
@@ -653,13 +645,17 @@ fn gre_and_vlan_frames_from_another_host_take_the_decap_way() {
             red_switched.clone(),
         ),
         (
-            vlan_tag(&green_routed, 303),
+            vlan_frame(&green_routed, 303),
             VM_E,
             with_src(&green_routed, green4),
         ),
-        (vlan_tag(&green_switched, 303), VM_E, green_switched.clone()),
         (
-            vlan_tag(&padded(green_switched.clone()), 303),
+            vlan_frame(&green_switched, 303),
+            VM_E,
+            green_switched.clone(),
+        ),
+        (
+            vlan_frame(&padded(green_switched.clone()), 303),
             VM_E,
             padded(green_switched.clone()),
         ),
@@ -676,7 +672,7 @@ fn gre_and_vlan_frames_from_another_host_take_the_decap_way() {
     }
     for (f, why) in [
         (gre_in(4242, &red_switched), R::UnknownGreKey),
-        (vlan_tag(&green_switched, 999), R::UnknownVlan),
+        (vlan_frame(&green_switched, 999), R::UnknownVlan),
     ] {
         assert_eq!(check_pipeline(&b.snap, UP, &f).0, Err(why));
         assert!(!run_decap_way(&mut env_at(0), &b.snap, UP, &f).1);
@@ -706,7 +702,7 @@ fn decap_checks_vtep_vni_key_and_never_forwards_tunnel_to_tunnel() {
         &gre(CN2_UL_MAC, UL_MAC, VTEP2, VTEP1, 4242, &inner),
         R::UnknownGreKey,
     );
-    b.drops(UP, &vlan_tag(&inner, 999), R::UnknownVlan);
+    b.drops(UP, &vlan_frame(&inner, 999), R::UnknownVlan);
     // To a port that is not here (d lives on cn2): never sent back into a tunnel.
     let inner = udp4(B_MAC, D_MAC, "10.2.0.10", "10.2.0.20", 64);
     b.drops(
@@ -980,7 +976,7 @@ fn malformed_and_martian_packets_are_dropped_with_reasons() {
     let mut mc = good.clone();
     mc[6] |= 1;
     b.drops(VM_A, &mc, R::MulticastSrcMac);
-    b.drops(VM_A, &vlan_tag(&good, 5), R::VlanFromVm);
+    b.drops(VM_A, &vlan_frame(&good, 5), R::VlanFromVm);
     let m = udp4(A_MAC, gw_mac, "10.1.0.10", "224.0.0.5", 64);
     b.drops(VM_A, &m, R::MartianDestination);
     let mut v6 = udp6(A_MAC, gw_mac, "2001:db8:1::10", "2001:db8:2::10", 64);

@@ -186,14 +186,6 @@ fn gre_from_cn2(inner: &[u8], key: u32) -> Vec<u8> {
     v
 }
 
-fn vlan_tag(frame: &[u8], vid: u16) -> Vec<u8> {
-    let mut v = frame[..12].to_vec();
-    v.extend_from_slice(&[0x81, 0x00]);
-    v.extend_from_slice(&vid.to_be_bytes());
-    v.extend_from_slice(&frame[12..]);
-    v
-}
-
 /// The seed frames: (name, ingress port, frame), one per path of the pipeline
 /// the golden tests cover.
 fn seeds() -> Vec<(&'static str, u16, Vec<u8>)> {
@@ -341,7 +333,7 @@ fn seeds() -> Vec<(&'static str, u16, Vec<u8>)> {
         (
             "up-vlan",
             UP,
-            vlan_tag(&udp4(F_MAC, E_MAC, "10.3.0.20", "10.3.0.10", 64), 303),
+            vlan_frame(&udp4(F_MAC, E_MAC, "10.3.0.20", "10.3.0.10", 64), 303),
         ),
         (
             "up-arp-vtep",
