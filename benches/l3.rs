@@ -55,15 +55,30 @@ use dvr::model::{Change, Model};
 use harness::{median, pcap_port, run_l3fwd, run_testpmd, BenchNode, Measured};
 use serde_json::json;
 
-/// One dvr-pmd case: a name, and what measures it on the routed captures `(a, b)`
-/// (port 0's and port 1's input, sent to [`routed_gen::ROUTER_MAC`]) in `dir` on
-/// `core` for `secs` seconds; `None` while dvr-pmd lacks the path.
+/// One dvr-pmd case: a name, and what measures it on a [`Run`] (the routed
+/// captures, sent to [`routed_gen::ROUTER_MAC`]) with the model's networks of
+/// overlay `ov`; `None` while dvr-pmd lacks the path.
 struct DvrCase {
     name: &'static str,
     /// The overlay of the model's networks.
     ov: Overlay,
-    run:
-        fn(ov: Overlay, dir: &Path, a: &Path, b: &Path, core: usize, secs: u64) -> Option<Measured>,
+    run: fn(ov: Overlay, r: &Run) -> Option<Measured>,
+}
+
+/// What a dvr-pmd case runs on: the routed captures `a` (port 0's input)
+/// and `b` (port 1's), in `dir`, forwarding on `core` for `secs` seconds.
+struct Run<'p> {
+    dir: &'p Path,
+    a: &'p Path,
+    b: &'p Path,
+    core: usize,
+    secs: u64,
+}
+
+impl<'p> Run<'p> {
+    fn parts(&self) -> (&'p Path, &'p Path, &'p Path, usize, u64) {
+        (self.dir, self.a, self.b, self.core, self.secs)
+    }
 }
 
 /// The type of the bench model's two networks (segments 100 and 101: VNIs,
@@ -276,14 +291,8 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// read, not written, and its router MAC sends port 0's input out of port 1
 /// and port 1's out of port 0). What dvr-pmd's worker loop and the drivers
 /// cost when dvr-pmd does the least it does to a frame.
-fn dvr_switched(
-    ov: Overlay,
-    dir: &Path,
-    a: &Path,
-    b: &Path,
-    core: usize,
-    secs: u64,
-) -> Option<Measured> {
+fn dvr_switched(ov: Overlay, r: &Run) -> Option<Measured> {
+    let (dir, a, b, core, secs) = r.parts();
     let (_, macs) = bench_model(flows(), "bench", ov);
     let fdb = format!(
         "[[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
@@ -295,14 +304,8 @@ fn dvr_switched(
 
 /// Both subnets' VMs on this node: each port's input is routed to the other
 /// port (TTL, checksum, MACs), as l3fwd does.
-fn dvr_routed(
-    ov: Overlay,
-    dir: &Path,
-    a: &Path,
-    b: &Path,
-    core: usize,
-    secs: u64,
-) -> Option<Measured> {
+fn dvr_routed(ov: Overlay, r: &Run) -> Option<Measured> {
+    let (dir, a, b, core, secs) = r.parts();
     let (m, _) = bench_model(flows(), "bench", ov);
     let ports = pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b);
     Some(run_checked(
@@ -316,14 +319,8 @@ fn dvr_routed(
 /// The destinations live on `cn2`: each packet is routed, its (inner) source
 /// set to this host's DVR MAC, and sent out of the underlay port (a sink here)
 /// in VXLAN or GRE to cn2's VTEP, or tagged with the network's VLAN.
-fn dvr_routed_encap(
-    ov: Overlay,
-    dir: &Path,
-    a: &Path,
-    b: &Path,
-    core: usize,
-    secs: u64,
-) -> Option<Measured> {
+fn dvr_routed_encap(ov: Overlay, r: &Run) -> Option<Measured> {
+    let (dir, a, b, core, secs) = r.parts();
     let (m, _) = bench_model(flows(), "cn2", ov);
     let ports = pcap_port("vm-a", "vm", a)
         + &pcap_port("vm-b", "vm", b)
@@ -341,14 +338,8 @@ fn dvr_routed_encap(
 /// VTEP, or VLAN-tagged) arrives on the underlay port, is decapsulated (or
 /// untagged), its source rewritten to the router interface MAC and delivered
 /// to the local VMs (sinks here).
-fn dvr_decap_routed(
-    ov: Overlay,
-    dir: &Path,
-    a: &Path,
-    b: &Path,
-    core: usize,
-    secs: u64,
-) -> Option<Measured> {
+fn dvr_decap_routed(ov: Overlay, r: &Run) -> Option<Measured> {
+    let (dir, a, b, core, secs) = r.parts();
     let (m, _) = bench_model(flows(), "bench", ov);
     let mut frames = Vec::new();
     for (p, cap) in [a, b].iter().enumerate() {
@@ -506,7 +497,14 @@ fn main() {
             l3v6.push(l);
         }
         for (c, out) in cases.iter().zip(dv.iter_mut()) {
-            if let Some(d) = (c.run)(c.ov, dir.path(), &a, &b, core, secs) {
+            let run = Run {
+                dir: dir.path(),
+                a: &a,
+                b: &b,
+                core,
+                secs,
+            };
+            if let Some(d) = (c.run)(c.ov, &run) {
                 eprintln!(
                     "round {r}: {} {:.2} Mpps, {:.1} cycles/packet{}",
                     c.name,
