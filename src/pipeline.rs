@@ -2172,10 +2172,11 @@ fn in_prefix<K: crate::fib::Key>(dst: K, net: K, len: u8) -> bool {
 /// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
 /// underlay, the way [`DecapWay`] describes: every check it makes of such a
 /// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
-/// VTEPs, VXLAN header and VNI; the inner MACs and the local port; for a
-/// DVR MAC source, the router interface covering the destination). `None`
-/// for any other frame (the pipeline decides it), including frames it would
-/// take this way but with IPv4 options.
+/// VTEPs, VXLAN or GRE header and VNI or key, or the VLAN tag; the inner
+/// MACs and the local port; for a DVR MAC source, the router interface
+/// covering the destination). `None` for any other frame (the pipeline
+/// decides it), including frames it would take this way but with outer IPv4
+/// options.
 #[inline(always)]
 pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<DecapWay> {
     let a = arrival(snap, b)?;
