@@ -1596,6 +1596,16 @@ fn unresolved<T: Trace>(node: &NodeTables, host: &HostEntry, t: &mut T) -> DropR
     R::VtepUnresolved
 }
 
+/// Takes the 802.1Q tag after the MACs out of `f` (the MACs move over it).
+/// False, `f` unchanged, if `f` is too short to hold one.
+fn untag(f: &mut Frame) -> bool {
+    let Some(b) = f.data_mut().get_mut(..ETH_LEN + VLAN_LEN) else {
+        return false;
+    };
+    b.copy_within(0..12, VLAN_LEN);
+    f.adj(VLAN_LEN)
+}
+
 /// A frame from the underlay: ARP for this VTEP, tunnels, VLAN-tagged frames.
 fn from_underlay<T: Trace>(
     snap: &Snapshot,
@@ -1617,9 +1627,7 @@ fn from_underlay<T: Trace>(
                 tr!(t, "decap", "VLAN {vid}: no such network");
                 return Err(R::UnknownVlan);
             };
-            let b = f.data_mut();
-            b.copy_within(0..12, VLAN_LEN);
-            f.adj(VLAN_LEN);
+            untag(f); // its length checked above
             tr!(t, "decap", "VLAN {vid}");
             deliver_decapped(snap, env, net, f, t)
         }
@@ -1845,7 +1853,7 @@ impl SnatWay {
 pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWay> {
     // process_from, from_underlay: the outer headers.
     let a = arrival(snap, b)?;
-    if a.carrier != Carrier::Vxlan {
+    if a.carrier != NetworkType::Vxlan {
         return None;
     }
     // The tunnel: source VTEP, VNI, inner MACs; what they decide (a router
@@ -2041,35 +2049,11 @@ impl<T: Copy> TunnelMemo<T> {
 pub struct DecapWay {
     port: u16,
     /// How its network came: the outer headers to remove, or the tag.
-    carrier: Carrier,
+    carrier: NetworkType,
     /// The inner frame's length.
     inner: u16,
     /// The source MAC the inner frame leaves with, if it is rewritten.
     src: Option<MacAddr>,
-}
-
-/// How a frame from another host carries its network, as the whole
-/// pipeline reads it ([`from_underlay`]). Part of a tunnel's key: a VNI, a
-/// GRE key and a VLAN ID of the same value name different networks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Carrier {
-    Vxlan = 1,
-    Gre = 2,
-    Vlan = 3,
-}
-
-impl Carrier {
-    /// The bytes in front of the inner frame's MACs: the outer headers
-    /// (VXLAN, GRE; 20-byte outer IPv4 header), none for a tag (it follows
-    /// the MACs).
-    fn outer(self) -> usize {
-        match self {
-            Carrier::Vxlan => VXLAN_OVERHEAD,
-            Carrier::Gre => GRE_OVERHEAD,
-            Carrier::Vlan => 0,
-        }
-    }
 }
 
 /// A frame from the underlay to this node, its outer headers checked as the
@@ -2078,7 +2062,10 @@ impl Carrier {
 /// ([`snat_way`], [`decap_way`]) read of it.
 #[derive(Debug, Clone, Copy)]
 struct Arrival<'a> {
-    carrier: Carrier,
+    /// How it carries its network (never flat). Part of its tunnel's key: a
+    /// VNI, a GRE key and a VLAN ID of the same value name different
+    /// networks.
+    carrier: NetworkType,
     /// The key of its tunnel in a [`TunnelMemo`]: the source VTEP and the
     /// segment's word as sent (a tag: the VLAN ID), the inner frame's first
     /// 14 bytes (MACs and ethertype) and the carrier. Loaded as words
@@ -2104,17 +2091,19 @@ impl Arrival<'_> {
 
     /// Its source VTEP is a known host's (no VTEP for a tag).
     fn sent_by_known_vtep(&self, node: &NodeTables) -> bool {
-        let vtep = Ipv4Addr::from((self.key[0] as u32).to_le_bytes());
-        self.carrier == Carrier::Vlan || node.by_vtep.contains_key(&vtep)
+        let vtep = Ipv4Addr::from((self.key[0] as u32).swap_bytes());
+        self.carrier == NetworkType::Vlan || node.by_vtep.contains_key(&vtep)
     }
 
-    /// The network its segment names (read back from the key).
+    /// The network its segment names (read back from the key, whose words
+    /// were loaded little-endian).
     fn network(&self, node: &NodeTables) -> Option<u32> {
-        let word = u32::from_be_bytes(((self.key[0] >> 32) as u32).to_le_bytes());
+        let word = ((self.key[0] >> 32) as u32).swap_bytes();
         match self.carrier {
-            Carrier::Vxlan => node.by_vni.get(&(word >> 8)),
-            Carrier::Gre => node.by_gre_key.get(&word),
-            Carrier::Vlan => node.by_vlan.get(&(self.key[0] as u32)),
+            NetworkType::Vxlan => node.by_vni.get(&(word >> 8)),
+            NetworkType::Gre => node.by_gre_key.get(&word),
+            NetworkType::Vlan => node.by_vlan.get(&(self.key[0] as u32)),
+            NetworkType::Flat => None,
         }
         .copied()
     }
@@ -2254,7 +2243,7 @@ fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
                     {
                         return None;
                     }
-                    tunnelled(Carrier::Vxlan, h, l4, 12, UDP_LEN + VXLAN_LEN)
+                    tunnelled(NetworkType::Vxlan, h, l4, 12, UDP_LEN + VXLAN_LEN)
                 }
                 PROTO_GRE => {
                     if l4.len() < GRE_LEN + ETH_LEN
@@ -2263,7 +2252,7 @@ fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
                     {
                         return None;
                     }
-                    tunnelled(Carrier::Gre, h, l4, 4, GRE_LEN)
+                    tunnelled(NetworkType::Gre, h, l4, 4, GRE_LEN)
                 }
                 _ => None,
             }
@@ -2279,11 +2268,11 @@ fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
             }
             let ethertype = be16(tag, 2);
             Some(Arrival {
-                carrier: Carrier::Vlan,
+                carrier: NetworkType::Vlan,
                 key: [
                     vid as u64,
                     word8(macs, 0),
-                    word4(macs, 8) | (ethertype as u64) << 32 | (Carrier::Vlan as u64) << 48,
+                    word4(macs, 8) | (ethertype as u64) << 32 | (NetworkType::Vlan as u64) << 48,
                 ],
                 macs,
                 ethertype,
@@ -2299,7 +2288,7 @@ fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
 /// bytes of `l4`, with unicast MACs.
 #[inline(always)]
 fn tunnelled<'a>(
-    carrier: Carrier,
+    carrier: NetworkType,
     h: &[u8; IPV4_LEN],
     l4: &'a [u8],
     seg_at: usize,
@@ -2371,13 +2360,13 @@ fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
 /// port.
 #[inline(always)]
 pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Verdict {
-    if w.carrier == Carrier::Vlan {
-        let Some(b) = f.data_mut().get_mut(..ETH_LEN + VLAN_LEN) else {
-            return Err(R::TableGone);
-        };
-        b.copy_within(0..12, VLAN_LEN);
-        f.adj(VLAN_LEN);
-    } else if !f.adj(w.carrier.outer()) {
+    let stripped = match w.carrier {
+        NetworkType::Vxlan => f.adj(VXLAN_OVERHEAD),
+        NetworkType::Gre => f.adj(GRE_OVERHEAD),
+        NetworkType::Vlan => untag(f),
+        NetworkType::Flat => false,
+    };
+    if !stripped {
         return Err(R::TableGone);
     }
     f.trim(w.inner as usize);
@@ -2881,7 +2870,7 @@ mod tests {
 
     /// An IPv4/UDP frame from `src` to `dst` (MACs), as cn2 sends it to
     /// cn1 ([`testkit::model`]) on segment `seg` of `carrier`.
-    fn sent_by_cn2(carrier: Carrier, seg: u32, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    fn sent_by_cn2(carrier: NetworkType, seg: u32, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
         let mut inner = vec![0u8; 60];
         write_eth(&mut inner, &dst, &src, ETHERTYPE_IPV4);
         write_ipv4(
@@ -2895,9 +2884,10 @@ mod tests {
         let from = (testkit::CN2_UL_MAC, testkit::VTEP2);
         let to = (testkit::UL_MAC, testkit::VTEP1);
         match carrier {
-            Carrier::Vxlan => testkit::vxlan_frame(&inner, seg, from, to),
-            Carrier::Gre => testkit::gre_frame(&inner, seg, from, to),
-            Carrier::Vlan => testkit::vlan_frame(&inner, seg as u16),
+            NetworkType::Vxlan => testkit::vxlan_frame(&inner, seg, from, to),
+            NetworkType::Gre => testkit::gre_frame(&inner, seg, from, to),
+            NetworkType::Vlan => testkit::vlan_frame(&inner, seg as u16),
+            NetworkType::Flat => inner,
         }
     }
 
@@ -2907,10 +2897,10 @@ mod tests {
     #[test]
     fn the_same_segment_on_another_carrier_is_another_tunnel() {
         let snap = testkit::snapshot(&testkit::model());
-        let mut m: TunnelMemo<Carrier> = TunnelMemo::new(TUNNEL_MEMO);
+        let mut m: TunnelMemo<NetworkType> = TunnelMemo::new(TUNNEL_MEMO);
         let mut finds = 0;
         for _ in 0..2 {
-            for c in [Carrier::Vxlan, Carrier::Gre, Carrier::Vlan] {
+            for c in [NetworkType::Vxlan, NetworkType::Gre, NetworkType::Vlan] {
                 let f = sent_by_cn2(c, 101, testkit::A_MAC, testkit::C_MAC);
                 let a = arrival(&snap, &f).expect("a frame the ways read");
                 assert_eq!(a.carrier, c);
@@ -2935,7 +2925,7 @@ mod tests {
         for _ in 0..3 {
             for i in 0..128u8 {
                 let dst = [0xfa, 0x16, 0x3e, 0, 1, i];
-                let f = sent_by_cn2(Carrier::Vxlan, 101, dst, testkit::DVR2);
+                let f = sent_by_cn2(NetworkType::Vxlan, 101, dst, testkit::DVR2);
                 let a = arrival(&snap, &f).expect("a frame the ways read");
                 let t = m.recall(7, a.key, || {
                     finds += 1;
