@@ -51,18 +51,18 @@ mod routed_gen;
 use std::path::{Path, PathBuf};
 
 use dvr::mac::MacAddr;
-use dvr::model::{Change, Model};
+use dvr::model::{Change, Model, NetworkType};
 use harness::{median, pcap_port, run_l3fwd, run_testpmd, BenchNode, Measured};
 use serde_json::json;
 
 /// One dvr-pmd case: a name, and what measures it on a [`Run`] (the routed
 /// captures, sent to [`routed_gen::ROUTER_MAC`]) with the model's networks of
-/// overlay `ov`; `None` while dvr-pmd lacks the path.
+/// type `ty`; `None` while dvr-pmd lacks the path.
 struct DvrCase {
     name: &'static str,
-    /// The overlay of the model's networks.
-    ov: Overlay,
-    run: fn(ov: Overlay, r: &Run) -> Option<Measured>,
+    /// The type of the model's two networks.
+    ty: NetworkType,
+    run: fn(ty: NetworkType, r: &Run) -> Option<Measured>,
 }
 
 /// What a dvr-pmd case runs on: the routed captures `a` (port 0's input)
@@ -81,39 +81,21 @@ impl<'p> Run<'p> {
     }
 }
 
-/// The type of the bench model's two networks (segments 100 and 101: VNIs,
-/// GRE keys or VLAN IDs).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Overlay {
-    Vxlan,
-    Gre,
-    Vlan,
-}
-
-impl Overlay {
-    fn network_type(self) -> &'static str {
-        match self {
-            Overlay::Vxlan => "vxlan",
-            Overlay::Gre => "gre",
-            Overlay::Vlan => "vlan",
-        }
-    }
-
-    /// `inner` as cn2 sends it to this node on segment `seg`: in VXLAN or
-    /// GRE from cn2's VTEP, or tagged.
-    fn sent_by_cn2(self, inner: &[u8], seg: u32) -> Vec<u8> {
-        let ul: MacAddr = CN2_UL_MAC.parse().unwrap();
-        let src: std::net::Ipv4Addr = CN2_VTEP.parse().unwrap();
-        let dst: std::net::Ipv4Addr = VTEP.parse().unwrap();
-        let (from, to) = (
-            (ul.0, src.octets()),
-            ([0x02, 0, 0, 0, 0, 0x01], dst.octets()),
-        );
-        match self {
-            Overlay::Vxlan => dvr::testkit::vxlan_frame(inner, seg, from, to),
-            Overlay::Gre => dvr::testkit::gre_frame(inner, seg, from, to),
-            Overlay::Vlan => dvr::testkit::vlan_frame(inner, seg as u16),
-        }
+/// `inner` as cn2 sends it to this node on segment `seg` of a network of
+/// type `ty`: in VXLAN or GRE from cn2's VTEP, tagged, or as it is (flat).
+fn sent_by_cn2(ty: NetworkType, inner: &[u8], seg: u32) -> Vec<u8> {
+    let ul: MacAddr = CN2_UL_MAC.parse().unwrap();
+    let src: std::net::Ipv4Addr = CN2_VTEP.parse().unwrap();
+    let dst: std::net::Ipv4Addr = VTEP.parse().unwrap();
+    let (from, to) = (
+        (ul.0, src.octets()),
+        ([0x02, 0, 0, 0, 0, 0x01], dst.octets()),
+    );
+    match ty {
+        NetworkType::Vxlan => dvr::testkit::vxlan_frame(inner, seg, from, to),
+        NetworkType::Gre => dvr::testkit::gre_frame(inner, seg, from, to),
+        NetworkType::Vlan => dvr::testkit::vlan_frame(inner, seg as u16),
+        NetworkType::Flat => inner.to_vec(),
     }
 }
 
@@ -154,8 +136,7 @@ fn dvr_config(dir: &Path, core: usize, model: &Model, ports: &str) -> String {
 /// The benchmarks' model; the neighbours live on this node (`bench`) or on
 /// `cn2`. Returns it with the router's interface MACs on s0 and s1 (the same
 /// whatever `neighbours_on`: the model gives them before any port exists).
-fn bench_model(flows: u16, neighbours_on: &str, ov: Overlay) -> (Model, [MacAddr; 2]) {
-    let ty = ov.network_type();
+fn bench_model(flows: u16, neighbours_on: &str, ty: NetworkType) -> (Model, [MacAddr; 2]) {
     let mut changes = vec![
         json!({"op": "host_set", "name": "bench", "agent_mode": "dvr", "vtep": VTEP, "dvr_mac": DVR_MAC}),
         json!({"op": "host_set", "name": "cn2", "agent_mode": "dvr", "vtep": CN2_VTEP, "dvr_mac": CN2_DVR_MAC}),
@@ -242,42 +223,42 @@ fn dvr_cases() -> Vec<DvrCase> {
     vec![
         DvrCase {
             name: SWITCHED,
-            ov: Overlay::Vxlan,
+            ty: NetworkType::Vxlan,
             run: dvr_switched,
         },
         DvrCase {
             name: "dvr-pmd routed same-host",
-            ov: Overlay::Vxlan,
+            ty: NetworkType::Vxlan,
             run: dvr_routed,
         },
         DvrCase {
             name: "dvr-pmd routed + VXLAN encap",
-            ov: Overlay::Vxlan,
+            ty: NetworkType::Vxlan,
             run: dvr_routed_encap,
         },
         DvrCase {
             name: "dvr-pmd VXLAN decap + routed",
-            ov: Overlay::Vxlan,
+            ty: NetworkType::Vxlan,
             run: dvr_decap_routed,
         },
         DvrCase {
             name: "dvr-pmd routed + GRE encap",
-            ov: Overlay::Gre,
+            ty: NetworkType::Gre,
             run: dvr_routed_encap,
         },
         DvrCase {
             name: "dvr-pmd GRE decap + routed",
-            ov: Overlay::Gre,
+            ty: NetworkType::Gre,
             run: dvr_decap_routed,
         },
         DvrCase {
             name: "dvr-pmd routed + VLAN tag",
-            ov: Overlay::Vlan,
+            ty: NetworkType::Vlan,
             run: dvr_routed_encap,
         },
         DvrCase {
             name: "dvr-pmd VLAN untag + routed",
-            ov: Overlay::Vlan,
+            ty: NetworkType::Vlan,
             run: dvr_decap_routed,
         },
     ]
@@ -291,9 +272,9 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// read, not written, and its router MAC sends port 0's input out of port 1
 /// and port 1's out of port 0). What dvr-pmd's worker loop and the drivers
 /// cost when dvr-pmd does the least it does to a frame.
-fn dvr_switched(ov: Overlay, r: &Run) -> Option<Measured> {
+fn dvr_switched(ty: NetworkType, r: &Run) -> Option<Measured> {
     let (dir, a, b, core, secs) = r.parts();
-    let (_, macs) = bench_model(flows(), "bench", ov);
+    let (_, macs) = bench_model(flows(), "bench", ty);
     let fdb = format!(
         "[[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
          [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-a\"\n",
@@ -304,9 +285,9 @@ fn dvr_switched(ov: Overlay, r: &Run) -> Option<Measured> {
 
 /// Both subnets' VMs on this node: each port's input is routed to the other
 /// port (TTL, checksum, MACs), as l3fwd does.
-fn dvr_routed(ov: Overlay, r: &Run) -> Option<Measured> {
+fn dvr_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
     let (dir, a, b, core, secs) = r.parts();
-    let (m, _) = bench_model(flows(), "bench", ov);
+    let (m, _) = bench_model(flows(), "bench", ty);
     let ports = pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b);
     Some(run_checked(
         dir,
@@ -319,9 +300,9 @@ fn dvr_routed(ov: Overlay, r: &Run) -> Option<Measured> {
 /// The destinations live on `cn2`: each packet is routed, its (inner) source
 /// set to this host's DVR MAC, and sent out of the underlay port (a sink here)
 /// in VXLAN or GRE to cn2's VTEP, or tagged with the network's VLAN.
-fn dvr_routed_encap(ov: Overlay, r: &Run) -> Option<Measured> {
+fn dvr_routed_encap(ty: NetworkType, r: &Run) -> Option<Measured> {
     let (dir, a, b, core, secs) = r.parts();
-    let (m, _) = bench_model(flows(), "cn2", ov);
+    let (m, _) = bench_model(flows(), "cn2", ty);
     let ports = pcap_port("vm-a", "vm", a)
         + &pcap_port("vm-b", "vm", b)
         + &sink_port(dir, "up", "underlay");
@@ -338,9 +319,9 @@ fn dvr_routed_encap(ov: Overlay, r: &Run) -> Option<Measured> {
 /// VTEP, or VLAN-tagged) arrives on the underlay port, is decapsulated (or
 /// untagged), its source rewritten to the router interface MAC and delivered
 /// to the local VMs (sinks here).
-fn dvr_decap_routed(ov: Overlay, r: &Run) -> Option<Measured> {
+fn dvr_decap_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
     let (dir, a, b, core, secs) = r.parts();
-    let (m, _) = bench_model(flows(), "bench", ov);
+    let (m, _) = bench_model(flows(), "bench", ty);
     let mut frames = Vec::new();
     for (p, cap) in [a, b].iter().enumerate() {
         let seg = 101 - p as u32; // port 0's input goes to n1, port 1's to n0
@@ -360,7 +341,7 @@ fn dvr_decap_routed(ov: Overlay, r: &Run) -> Option<Measured> {
             inner[24..26].copy_from_slice(&[0, 0]);
             let c = dvr::pkt::checksum(&inner[14..34]);
             inner[24..26].copy_from_slice(&c.to_be_bytes());
-            frames.push(ov.sent_by_cn2(&inner, seg));
+            frames.push(sent_by_cn2(ty, &inner, seg));
         }
     }
     let cap = dir.join("decap-in.pcap");
@@ -452,7 +433,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     // The captures go to the bench model's router interface MAC (l3fwd and
     // testpmd ignore it).
-    let macs = bench_model(flows, "bench", Overlay::Vxlan).1;
+    let macs = bench_model(flows, "bench", NetworkType::Vxlan).1;
     let (a, b) = captures(dir.path(), macs, flows);
     let router = macs[0];
     check_l3fwd_routes(dir.path(), [&a, &b], core);
@@ -504,7 +485,7 @@ fn main() {
                 core,
                 secs,
             };
-            if let Some(d) = (c.run)(c.ov, &run) {
+            if let Some(d) = (c.run)(c.ty, &run) {
                 eprintln!(
                     "round {r}: {} {:.2} Mpps, {:.1} cycles/packet{}",
                     c.name,
