@@ -203,17 +203,23 @@ impl DvrWindow {
 
     /// The packets each port sent in the window, by port name.
     pub fn sent(&self) -> Vec<(String, u64)> {
-        let ports = |v: &serde_json::Value| v["ports"].as_array().cloned().unwrap_or_default();
-        ports(&self.last)
-            .iter()
-            .zip(ports(&self.first))
-            .map(|(l, f)| {
-                let n = |p: &serde_json::Value| p["tx_packets"].as_u64().unwrap_or(0);
-                let name = l["name"].as_str().unwrap_or("?").to_owned();
-                (name, n(l).saturating_sub(n(&f)))
-            })
-            .collect()
+        sent_between(&self.first, &self.last)
     }
+}
+
+/// The packets each port sent between counter lines `first` and `last`, by
+/// port name.
+fn sent_between(first: &serde_json::Value, last: &serde_json::Value) -> Vec<(String, u64)> {
+    let ports = |v: &serde_json::Value| v["ports"].as_array().cloned().unwrap_or_default();
+    ports(last)
+        .iter()
+        .zip(ports(first))
+        .map(|(l, f)| {
+            let n = |p: &serde_json::Value| p["tx_packets"].as_u64().unwrap_or(0);
+            let name = l["name"].as_str().unwrap_or("?").to_owned();
+            (name, n(l).saturating_sub(n(&f)))
+        })
+        .collect()
 }
 
 /// [`run_dvr_config`], with the window's first and last counter lines. With
@@ -283,18 +289,11 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
     );
     // Skip the first second (start-up), rate over the rest.
     let (first, last) = (lines[1].clone(), lines[lines.len() - 1].clone());
-    let tx = |v: &serde_json::Value| -> u64 {
-        v["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["tx_packets"].as_u64().unwrap())
-            .sum()
-    };
     let w = |v: &serde_json::Value, k: &str| v["workers"][0][k].as_u64().unwrap();
     let dt = last["t"].as_f64().unwrap() - first["t"].as_f64().unwrap();
     let mpps = if dt > 0.0 {
-        (tx(&last) - tx(&first)) as f64 / dt / 1e6
+        let sent: u64 = sent_between(&first, &last).iter().map(|(_, n)| n).sum();
+        sent as f64 / dt / 1e6
     } else {
         0.0
     };
