@@ -670,17 +670,38 @@ pub fn vxlan_frame(
     (dst_mac, dst): ([u8; 6], [u8; 4]),
 ) -> Vec<u8> {
     use crate::pkt::*;
-    let mut v = vec![0u8; VXLAN_OVERHEAD + inner.len()];
-    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
-    let total = (VXLAN_OVERHEAD - ETH_LEN + inner.len()) as u16;
-    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_UDP, src, dst);
+    let mut v = tunnelled(
+        inner,
+        VXLAN_OVERHEAD,
+        PROTO_UDP,
+        (src_mac, src),
+        (dst_mac, dst),
+    );
     let u = &mut v[ETH_LEN + IPV4_LEN..];
     put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
     put16(u, 2, VXLAN_PORT);
     put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
     put32(u, 8, 0x0800_0000);
     put32(u, 12, vni << 8);
-    v[VXLAN_OVERHEAD..].copy_from_slice(inner);
+    v
+}
+
+/// `inner` after `over` bytes of outer headers: Ethernet and IPv4 (protocol
+/// `proto`, TTL 64) from `src` to `dst` filled in, the tunnel header after
+/// them left zero.
+fn tunnelled(
+    inner: &[u8],
+    over: usize,
+    proto: u8,
+    (src_mac, src): ([u8; 6], [u8; 4]),
+    (dst_mac, dst): ([u8; 6], [u8; 4]),
+) -> Vec<u8> {
+    use crate::pkt::*;
+    let mut v = vec![0u8; over + inner.len()];
+    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
+    let total = (over - ETH_LEN + inner.len()) as u16;
+    write_ipv4(&mut v[ETH_LEN..], total, 64, proto, src, dst);
+    v[over..].copy_from_slice(inner);
     v
 }
 
@@ -694,15 +715,17 @@ pub fn gre_frame(
     (dst_mac, dst): ([u8; 6], [u8; 4]),
 ) -> Vec<u8> {
     use crate::pkt::*;
-    let mut v = vec![0u8; GRE_OVERHEAD + inner.len()];
-    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
-    let total = (GRE_OVERHEAD - ETH_LEN + inner.len()) as u16;
-    write_ipv4(&mut v[ETH_LEN..], total, 64, PROTO_GRE, src, dst);
+    let mut v = tunnelled(
+        inner,
+        GRE_OVERHEAD,
+        PROTO_GRE,
+        (src_mac, src),
+        (dst_mac, dst),
+    );
     let g = &mut v[ETH_LEN + IPV4_LEN..];
     put16(g, 0, 0x2000);
     put16(g, 2, ETHERTYPE_TEB);
     put32(g, 4, key);
-    v[GRE_OVERHEAD..].copy_from_slice(inner);
     v
 }
 
