@@ -2891,6 +2891,20 @@ mod tests {
         }
     }
 
+    /// What `m` recalls for `key`, finding `t` (and noting it in `found`)
+    /// when it does not remember it.
+    fn recall<T: Copy>(
+        m: &mut TunnelMemo<T>,
+        key: [u64; 3],
+        t: T,
+        found: &mut Vec<T>,
+    ) -> Option<T> {
+        m.recall(7, key, || {
+            found.push(t);
+            Some(t)
+        })
+    }
+
     /// Tunnels that differ only in their carrier have different keys: a
     /// VNI, a GRE key and a VLAN ID of the same value name different
     /// networks.
@@ -2898,20 +2912,16 @@ mod tests {
     fn the_same_segment_on_another_carrier_is_another_tunnel() {
         let snap = testkit::snapshot(&testkit::model());
         let mut m: TunnelMemo<NetworkType> = TunnelMemo::new(TUNNEL_MEMO);
-        let mut finds = 0;
+        let mut found = Vec::new();
         for _ in 0..2 {
             for c in [NetworkType::Vxlan, NetworkType::Gre, NetworkType::Vlan] {
                 let f = sent_by_cn2(c, 101, testkit::A_MAC, testkit::C_MAC);
                 let a = arrival(&snap, &f).expect("a frame the ways read");
                 assert_eq!(a.carrier, c);
-                let t = m.recall(7, a.key, || {
-                    finds += 1;
-                    Some(c)
-                });
-                assert_eq!(t, Some(c));
+                assert_eq!(recall(&mut m, a.key, c, &mut found), Some(c));
             }
         }
-        assert_eq!(finds, 3);
+        assert_eq!(found.len(), 3);
     }
 
     /// A worker's memory keeps apart the tunnels of a node's VMs: 128 that
@@ -2921,20 +2931,16 @@ mod tests {
     fn tunnels_that_differ_in_one_mac_byte_are_all_remembered() {
         let snap = testkit::snapshot(&testkit::model());
         let mut m: TunnelMemo<u8> = TunnelMemo::new(TUNNEL_MEMO);
-        let mut finds = 0;
+        let mut found = Vec::new();
         for _ in 0..3 {
             for i in 0..128u8 {
                 let dst = [0xfa, 0x16, 0x3e, 0, 1, i];
                 let f = sent_by_cn2(NetworkType::Vxlan, 101, dst, testkit::DVR2);
                 let a = arrival(&snap, &f).expect("a frame the ways read");
-                let t = m.recall(7, a.key, || {
-                    finds += 1;
-                    Some(i)
-                });
-                assert_eq!(t, Some(i));
+                assert_eq!(recall(&mut m, a.key, i, &mut found), Some(i));
             }
         }
-        assert_eq!(finds, 128);
+        assert_eq!(found.len(), 128);
     }
 
     /// A set keeps its two newest tunnels: a third one found takes the
@@ -2942,15 +2948,11 @@ mod tests {
     #[test]
     fn a_set_keeps_its_two_newest_tunnels() {
         let mut m: TunnelMemo<u8> = TunnelMemo::new(2);
-        let mut finds = Vec::new();
+        let mut found = Vec::new();
         for i in [1u8, 2, 1, 2, 3, 2, 3, 1] {
-            let t = m.recall(7, [0, i as u64, 0], || {
-                finds.push(i);
-                Some(i)
-            });
-            assert_eq!(t, Some(i));
+            assert_eq!(recall(&mut m, [0, i as u64, 0], i, &mut found), Some(i));
         }
         // 1 and 2 found once each and remembered together; 3 replaced 1.
-        assert_eq!(finds, [1, 2, 3, 1]);
+        assert_eq!(found, [1, 2, 3, 1]);
     }
 }
