@@ -235,6 +235,12 @@ pub struct WorkerCounters {
     /// ([`crate::flow`]), and flows it has cached: set after each burst.
     pub flow_hits: Counter,
     pub flow_inserts: Counter,
+    /// Frames from the underlay decided by the workers' short ways: the
+    /// decap way (`pipeline::decap_way`: from another host, for a port
+    /// here) and the SNAT way (`pipeline::snat_way`: to the SNAT on this
+    /// node). Every other frame takes the whole pipeline.
+    pub decap_way: Counter,
+    pub snat_way: Counter,
 }
 
 impl WorkerCounters {
@@ -254,6 +260,8 @@ impl WorkerCounters {
             nat_sessions_created: Counter::default(),
             flow_hits: Counter::default(),
             flow_inserts: Counter::default(),
+            decap_way: Counter::default(),
+            snat_way: Counter::default(),
         }
     }
 
@@ -287,6 +295,8 @@ impl WorkerCounters {
             nat_sessions_created: self.nat_sessions_created.get(),
             flow_hits: self.flow_hits.get(),
             flow_inserts: self.flow_inserts.get(),
+            decap_way: self.decap_way.get(),
+            snat_way: self.snat_way.get(),
         }
     }
 }
@@ -325,6 +335,8 @@ pub struct WorkerSnapshot {
     pub nat_sessions_created: u64,
     pub flow_hits: u64,
     pub flow_inserts: u64,
+    pub decap_way: u64,
+    pub snat_way: u64,
 }
 
 impl Default for WorkerSnapshot {
@@ -344,6 +356,8 @@ impl Default for WorkerSnapshot {
             nat_sessions_created: 0,
             flow_hits: 0,
             flow_inserts: 0,
+            decap_way: 0,
+            snat_way: 0,
         }
     }
 }
@@ -433,6 +447,8 @@ pub fn total(ws: &[WorkerSnapshot], ports: usize) -> WorkerSnapshot {
         t.nat_sessions_created += w.nat_sessions_created;
         t.flow_hits += w.flow_hits;
         t.flow_inserts += w.flow_inserts;
+        t.decap_way += w.decap_way;
+        t.snat_way += w.snat_way;
     }
     t
 }

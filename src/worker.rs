@@ -167,6 +167,10 @@ struct BurstCtx<'a> {
     rx_bytes: u64,
     /// Frames the flow cache decided ([`BurstCtx::fast`]).
     hits: u64,
+    /// Frames the decap way and the SNAT way decided ([`BurstCtx::decap`],
+    /// [`BurstCtx::snat`]).
+    decaps: u64,
+    snats: u64,
 }
 
 impl BurstCtx<'_> {
@@ -202,6 +206,7 @@ impl BurstCtx<'_> {
     /// length then.
     #[inline(always)]
     fn snat(&mut self, w: &pipeline::SnatWay, pkt: Pkt) -> (u16, u32) {
+        self.snats += 1;
         self.finish(pkt, |env, f| pipeline::snat_apply(env, w, f))
     }
 
@@ -210,6 +215,7 @@ impl BurstCtx<'_> {
     /// length then.
     #[inline(always)]
     fn decap(&mut self, w: &pipeline::DecapWay, pkt: Pkt) -> (u16, u32) {
+        self.decaps += 1;
         self.finish(pkt, |_, f| pipeline::decap_apply(w, f))
     }
 
@@ -570,6 +576,8 @@ impl Worker {
                 in_port,
                 rx_bytes: 0,
                 hits: 0,
+                decaps: 0,
+                snats: 0,
             };
             let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
             match ing {
@@ -654,7 +662,7 @@ impl Worker {
                     }
                 }
             }
-            let rx_bytes = b.rx_bytes;
+            let (rx_bytes, decaps, snats) = (b.rx_bytes, b.decaps, b.snats);
             s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
             let pc = &c.ports[in_port as usize];
             pc.rx_packets.add(n as u64);
@@ -666,6 +674,8 @@ impl Worker {
             c.nat_sessions_created.set(s.env.nat.counters().created);
             c.flow_hits.set(s.env.flows.hits);
             c.flow_inserts.set(s.env.flows.inserts);
+            c.decap_way.add(decaps);
+            c.snat_way.add(snats);
             if !s.floods.is_empty() {
                 Self::replicate(c, &self.pool, self.tx.len(), &snap, in_port, s);
             }

@@ -1091,6 +1091,8 @@ fn print_view(what: &str, v: &Value) {
                 "nat created",
                 "flow hits",
                 "flows cached",
+                "decap way",
+                "snat way",
             ],
             &rows_of(&v["workers"], |w| {
                 let polls = w["polls"].as_f64().unwrap_or(0.0);
@@ -1117,6 +1119,8 @@ fn print_view(what: &str, v: &Value) {
                     cell(&w["nat_sessions_created"]),
                     cell(&w["flow_hits"]),
                     cell(&w["flow_inserts"]),
+                    cell(&w["decap_way"]),
+                    cell(&w["snat_way"]),
                 ]
             }),
         ),

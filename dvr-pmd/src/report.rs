@@ -114,6 +114,8 @@ impl View {
                     nat_sessions_created: w.nat_sessions_created,
                     flow_hits: w.flow_hits,
                     flow_inserts: w.flow_inserts,
+                    decap_way: w.decap_way,
+                    snat_way: w.snat_way,
                 })
                 .collect(),
         };
@@ -448,6 +450,10 @@ struct WorkerLine {
     /// Frames that took the flow cache, and flows cached (see `dvr::flow`).
     flow_hits: u64,
     flow_inserts: u64,
+    /// Frames from the underlay the decap way and the SNAT way decided
+    /// (see `dvr::stats::WorkerCounters`).
+    decap_way: u64,
+    snat_way: u64,
 }
 
 #[derive(Serialize)]

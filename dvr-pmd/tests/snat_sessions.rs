@@ -11,8 +11,9 @@
 //! remote, protocol, state; one session per flow, a repeated packet makes
 //! none, the same inside endpoint of two routers two sessions), their outside
 //! address and port are the ones the translated frames left with, the
-//! router filter, the counters `nat_sessions` / `nat_sessions_created` of the
-//! JSON stats, and the refusal of an unknown router.
+//! router filter, the counters `nat_sessions` / `nat_sessions_created` and
+//! `snat_way` (every frame replayed took the SNAT way) of the JSON stats, and
+//! the refusal of an unknown router.
 
 mod common;
 
@@ -388,6 +389,18 @@ fn show_sessions_lists_exactly_the_flows_translated() {
     assert_eq!(
         final_stats["workers"][0]["nat_sessions_created"],
         json!(flows.len())
+    );
+    // Every frame replayed is a VXLAN frame to a router's SNAT here, with
+    // nothing the SNAT way leaves to the whole pipeline: each one took it.
+    assert_eq!(
+        final_stats["workers"][0]["snat_way"],
+        json!(n),
+        "{final_stats}"
+    );
+    assert_eq!(
+        final_stats["workers"][0]["decap_way"],
+        json!(0),
+        "{final_stats}"
     );
 
     // The outside address and port of each session is the source its
