@@ -91,12 +91,7 @@ fn sent_by_cn2(ty: NetworkType, inner: &[u8], seg: u32) -> Vec<u8> {
         (ul.0, src.octets()),
         ([0x02, 0, 0, 0, 0, 0x01], dst.octets()),
     );
-    match ty {
-        NetworkType::Vxlan => dvr::testkit::vxlan_frame(inner, seg, from, to),
-        NetworkType::Gre => dvr::testkit::gre_frame(inner, seg, from, to),
-        NetworkType::Vlan => dvr::testkit::vlan_frame(inner, seg as u16),
-        NetworkType::Flat => inner.to_vec(),
-    }
+    dvr::testkit::segment_frame(ty, inner, seg, from, to)
 }
 
 // ======== dvr-pmd rows (issue 4).

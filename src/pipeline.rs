@@ -2883,12 +2883,7 @@ mod tests {
         );
         let from = (testkit::CN2_UL_MAC, testkit::VTEP2);
         let to = (testkit::UL_MAC, testkit::VTEP1);
-        match carrier {
-            NetworkType::Vxlan => testkit::vxlan_frame(&inner, seg, from, to),
-            NetworkType::Gre => testkit::gre_frame(&inner, seg, from, to),
-            NetworkType::Vlan => testkit::vlan_frame(&inner, seg as u16),
-            NetworkType::Flat => inner,
-        }
+        testkit::segment_frame(carrier, &inner, seg, from, to)
     }
 
     /// What `m` recalls for `key`, finding `t` (and noting it in `found`)

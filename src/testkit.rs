@@ -729,6 +729,26 @@ pub fn gre_frame(
     v
 }
 
+/// `inner` as the host with underlay MAC `src_mac` and VTEP `src` sends it to
+/// `dst` (`dst_mac`) on segment `seg` of a network of type `ty`: in VXLAN
+/// ([`vxlan_frame`]) or GRE ([`gre_frame`]), tagged ([`vlan_frame`]), or as
+/// it is (flat).
+pub fn segment_frame(
+    ty: crate::model::NetworkType,
+    inner: &[u8],
+    seg: u32,
+    from: ([u8; 6], [u8; 4]),
+    to: ([u8; 6], [u8; 4]),
+) -> Vec<u8> {
+    use crate::model::NetworkType;
+    match ty {
+        NetworkType::Vxlan => vxlan_frame(inner, seg, from, to),
+        NetworkType::Gre => gre_frame(inner, seg, from, to),
+        NetworkType::Vlan => vlan_frame(inner, seg as u16),
+        NetworkType::Flat => inner.to_vec(),
+    }
+}
+
 /// `frame` with an 802.1Q tag of VLAN `vid` after its MACs, as a host sends
 /// it on a VLAN network.
 pub fn vlan_frame(frame: &[u8], vid: u16) -> Vec<u8> {
