@@ -75,12 +75,6 @@ struct Run<'p> {
     secs: u64,
 }
 
-impl<'p> Run<'p> {
-    fn parts(&self) -> (&'p Path, &'p Path, &'p Path, usize, u64) {
-        (self.dir, self.a, self.b, self.core, self.secs)
-    }
-}
-
 /// `inner` as cn2 sends it to this node on segment `seg` of a network of
 /// type `ty`: in VXLAN or GRE from cn2's VTEP, tagged, or as it is (flat).
 fn sent_by_cn2(ty: NetworkType, inner: &[u8], seg: u32) -> Vec<u8> {
@@ -268,7 +262,13 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// and port 1's out of port 0). What dvr-pmd's worker loop and the drivers
 /// cost when dvr-pmd does the least it does to a frame.
 fn dvr_switched(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let (dir, a, b, core, secs) = r.parts();
+    let &Run {
+        dir,
+        a,
+        b,
+        core,
+        secs,
+    } = r;
     let (_, macs) = bench_model(flows(), "bench", ty);
     let fdb = format!(
         "[[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
@@ -281,7 +281,13 @@ fn dvr_switched(ty: NetworkType, r: &Run) -> Option<Measured> {
 /// Both subnets' VMs on this node: each port's input is routed to the other
 /// port (TTL, checksum, MACs), as l3fwd does.
 fn dvr_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let (dir, a, b, core, secs) = r.parts();
+    let &Run {
+        dir,
+        a,
+        b,
+        core,
+        secs,
+    } = r;
     let (m, _) = bench_model(flows(), "bench", ty);
     let ports = pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b);
     Some(run_checked(
@@ -296,7 +302,13 @@ fn dvr_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
 /// set to this host's DVR MAC, and sent out of the underlay port (a sink here)
 /// in VXLAN or GRE to cn2's VTEP, or tagged with the network's VLAN.
 fn dvr_routed_encap(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let (dir, a, b, core, secs) = r.parts();
+    let &Run {
+        dir,
+        a,
+        b,
+        core,
+        secs,
+    } = r;
     let (m, _) = bench_model(flows(), "cn2", ty);
     let ports = pcap_port("vm-a", "vm", a)
         + &pcap_port("vm-b", "vm", b)
@@ -315,7 +327,13 @@ fn dvr_routed_encap(ty: NetworkType, r: &Run) -> Option<Measured> {
 /// untagged), its source rewritten to the router interface MAC and delivered
 /// to the local VMs (sinks here).
 fn dvr_decap_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let (dir, a, b, core, secs) = r.parts();
+    let &Run {
+        dir,
+        a,
+        b,
+        core,
+        secs,
+    } = r;
     let (m, _) = bench_model(flows(), "bench", ty);
     let mut frames = Vec::new();
     for (p, cap) in [a, b].iter().enumerate() {
