@@ -129,20 +129,10 @@ mac = "{cn2}"
     dvr.until(|v| v["ports"][in_port as usize]["rx_packets"].as_u64() == Some(n));
     // The ports' MACs as the daemon has them (the underlay's is the tunnels'
     // source).
-    let status = common::dvr_ctl();
-    let ports: serde_json::Value = serde_json::from_slice(
-        &std::process::Command::new(status)
-            .args([
-                "--socket",
-                &d.join("ctl.sock").display().to_string(),
-                "--json",
-                "show",
-                "ports",
-            ])
-            .output()
-            .unwrap()
-            .stdout,
-    )
+    let ports: serde_json::Value = serde_json::from_str(&common::testbed::ctl(
+        &d.join("ctl.sock"),
+        &["--json", "show", "ports"],
+    ))
     .unwrap();
     let last = dvr.stop();
 
