@@ -262,38 +262,24 @@ const SWITCHED: &str = "dvr-pmd switched, not routed";
 /// and port 1's out of port 0). What dvr-pmd's worker loop and the drivers
 /// cost when dvr-pmd does the least it does to a frame.
 fn dvr_switched(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let &Run {
-        dir,
-        a,
-        b,
-        core,
-        secs,
-    } = r;
     let (_, macs) = bench_model(flows(), "bench", ty);
     let fdb = format!(
         "[[l2.fdb]]\nmac = \"{}\"\nport = \"vm-b\"\n\
          [[l2.fdb]]\nmac = \"{}\"\nport = \"vm-a\"\n",
         macs[0], macs[1]
     );
-    Some(harness::run_dvr(dir, a, b, core, secs, &fdb))
+    Some(harness::run_dvr(r.dir, r.a, r.b, r.core, r.secs, &fdb))
 }
 
 /// Both subnets' VMs on this node: each port's input is routed to the other
 /// port (TTL, checksum, MACs), as l3fwd does.
 fn dvr_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let &Run {
-        dir,
-        a,
-        b,
-        core,
-        secs,
-    } = r;
     let (m, _) = bench_model(flows(), "bench", ty);
-    let ports = pcap_port("vm-a", "vm", a) + &pcap_port("vm-b", "vm", b);
+    let ports = pcap_port("vm-a", "vm", r.a) + &pcap_port("vm-b", "vm", r.b);
     Some(run_checked(
-        dir,
-        &dvr_config(dir, core, &m, &ports),
-        secs,
+        r.dir,
+        &dvr_config(r.dir, r.core, &m, &ports),
+        r.secs,
         &["vm-a", "vm-b"],
     ))
 }
@@ -302,21 +288,14 @@ fn dvr_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
 /// set to this host's DVR MAC, and sent out of the underlay port (a sink here)
 /// in VXLAN or GRE to cn2's VTEP, or tagged with the network's VLAN.
 fn dvr_routed_encap(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let &Run {
-        dir,
-        a,
-        b,
-        core,
-        secs,
-    } = r;
     let (m, _) = bench_model(flows(), "cn2", ty);
-    let ports = pcap_port("vm-a", "vm", a)
-        + &pcap_port("vm-b", "vm", b)
-        + &sink_port(dir, "up", "underlay");
+    let ports = pcap_port("vm-a", "vm", r.a)
+        + &pcap_port("vm-b", "vm", r.b)
+        + &sink_port(r.dir, "up", "underlay");
     Some(run_checked(
-        dir,
-        &dvr_config(dir, core, &m, &ports),
-        secs,
+        r.dir,
+        &dvr_config(r.dir, r.core, &m, &ports),
+        r.secs,
         &["up"],
     ))
 }
@@ -327,16 +306,9 @@ fn dvr_routed_encap(ty: NetworkType, r: &Run) -> Option<Measured> {
 /// untagged), its source rewritten to the router interface MAC and delivered
 /// to the local VMs (sinks here).
 fn dvr_decap_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
-    let &Run {
-        dir,
-        a,
-        b,
-        core,
-        secs,
-    } = r;
     let (m, _) = bench_model(flows(), "bench", ty);
     let mut frames = Vec::new();
-    for (p, cap) in [a, b].iter().enumerate() {
+    for (p, cap) in [r.a, r.b].iter().enumerate() {
         let seg = 101 - p as u32; // port 0's input goes to n1, port 1's to n0
         for f in dvr::pcap::read_file(cap).unwrap() {
             let dst = std::net::Ipv4Addr::new(f[30], f[31], f[32], f[33]);
@@ -357,15 +329,15 @@ fn dvr_decap_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
             frames.push(sent_by_cn2(ty, &inner, seg));
         }
     }
-    let cap = dir.join("decap-in.pcap");
+    let cap = r.dir.join("decap-in.pcap");
     dvr::pcap::write_file(&cap, &frames).unwrap();
-    let ports = sink_port(dir, "vm-a", "vm")
-        + &sink_port(dir, "vm-b", "vm")
+    let ports = sink_port(r.dir, "vm-a", "vm")
+        + &sink_port(r.dir, "vm-b", "vm")
         + &pcap_port("up", "underlay", &cap);
     Some(run_checked(
-        dir,
-        &dvr_config(dir, core, &m, &ports),
-        secs,
+        r.dir,
+        &dvr_config(r.dir, r.core, &m, &ports),
+        r.secs,
         &["vm-a", "vm-b"],
     ))
 }
