@@ -1012,7 +1012,7 @@ fn route4<T: Trace>(
                 "route",
                 "{dst} matches a /{plen} via a next hop not on a connected subnet: north-south"
             );
-            return north_south4(snap, env, r, rid, ingress, f, t);
+            return north_south4(snap, env, r, rid, ingress, in_port, f, t);
         }
     };
     let Some(net) = snap.net(eg.iface.net) else {
@@ -1339,13 +1339,47 @@ fn icmp4_error<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     // A frame another host sent here for SNAT gets no answer (no ICMP goes
-    // back over the overlay): dropped for what was wrong with it.
+    // back over the overlay) but for a path MTU ([`too_big4`]): that host
+    // already answered for its TTL and route before sending it.
     if env.redirected {
         return Err(why);
     }
     let IpAddr::V4(from) = ingress.ip else {
         return Err(why);
     };
+    icmp4_build(env, from, ingress.mac, f, Icmp4 { ty, code, mtu }, why, t)?;
+    Ok(in_port)
+}
+
+/// An ICMP error's type, code and (fragmentation needed) next-hop MTU.
+#[derive(Clone, Copy)]
+struct Icmp4 {
+    ty: u8,
+    code: u8,
+    mtu: u32,
+}
+
+/// ICMP destination unreachable, fragmentation needed (RFC 1191).
+const fn frag_needed(mtu: u16) -> Icmp4 {
+    Icmp4 {
+        ty: 3,
+        code: 4,
+        mtu: mtu as u32,
+    }
+}
+
+/// The IPv4 packet in `f` turned, in place, into ICMP error `e` from `from`
+/// (`mac`) to its source, back to the MAC it came from; `env.noted` is
+/// `why`. Never about an ICMP error or a non-first fragment; rate limited.
+fn icmp4_build<T: Trace>(
+    env: &mut Env,
+    from: Ipv4Addr,
+    mac: MacAddr,
+    f: &mut Frame,
+    e: Icmp4,
+    why: DropReason,
+    t: &mut T,
+) -> Result<(), DropReason> {
     let b = f.data();
     let ip = &b[ETH_LEN..];
     let ihl = (ip[0] & 0x0f) as usize * 4;
@@ -1363,24 +1397,141 @@ fn icmp4_error<T: Trace>(
     }
     f.trim(ETH_LEN + IPV4_LEN + ICMP_LEN + quote);
     let b = f.data_mut();
-    write_eth(b, &src_mac, &ingress.mac.0, ETHERTYPE_IPV4);
+    write_eth(b, &src_mac, &mac.0, ETHERTYPE_IPV4);
     let total = (IPV4_LEN + ICMP_LEN + quote) as u16;
     write_ipv4(&mut b[ETH_LEN..], total, 64, PROTO_ICMP, from.octets(), to);
     let icmp = &mut b[ETH_LEN + IPV4_LEN..];
-    icmp[0] = ty;
-    icmp[1] = code;
+    icmp[0] = e.ty;
+    icmp[1] = e.code;
     put16(icmp, 2, 0);
-    put32(icmp, 4, mtu & 0xffff);
+    put32(icmp, 4, e.mtu & 0xffff);
     let c = checksum(icmp);
     put16(icmp, 2, c);
     tr!(
         t,
         "icmp",
-        "ICMP type {ty} code {code} from {from} to {}",
+        "ICMP type {} code {} from {from} to {}",
+        e.ty,
+        e.code,
         Ipv4Addr::from(to)
     );
     env.noted = Some(why);
+    Ok(())
+}
+
+/// The IPv4 packet in `f` (header valid), routed by router `r` from
+/// interface `ingress` (port `in_port`), is `total` bytes and its way out
+/// takes at most `mtu`: with DF, answered with fragmentation needed and the
+/// way's MTU (RFC 1191) from the interface it came in by (a frame another
+/// host sent here for SNAT: routed back to its sender over the overlay),
+/// else dropped (dvr does not fragment). Before any translation of the
+/// packet, so the quote is what its sender sent.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn too_big4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    mtu: u16,
+    t: &mut T,
+) -> Verdict {
+    let total = be16(f.data(), ETH_LEN + 2);
+    if be16(f.data(), ETH_LEN + 6) & 0x4000 == 0 {
+        tr!(
+            t,
+            "mtu",
+            "{total} bytes exceed the way's MTU {mtu}; fragmenting is not supported"
+        );
+        return Err(R::MtuExceeded);
+    }
+    tr!(
+        t,
+        "mtu",
+        "{total} bytes exceed the way's MTU {mtu} with DF: fragmentation needed"
+    );
+    if !env.redirected {
+        return icmp4_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            3,
+            4,
+            mtu as u32,
+            R::FragmentationNeeded,
+            t,
+        );
+    }
+    let IpAddr::V4(from) = ingress.ip else {
+        return Err(R::FragmentationNeeded);
+    };
+    icmp4_build(
+        env,
+        from,
+        ingress.mac,
+        f,
+        frag_needed(mtu),
+        R::FragmentationNeeded,
+        t,
+    )?;
+    // Back to the sender where it lives, as the router routes to it.
+    let dst = ipv4_at(f.data(), ETH_LEN + 16);
+    let (eg, net) = egress_to(snap, r, dst, t)?;
+    deliver_routed(snap, net, &eg, f, t)
+}
+
+/// The IPv4 packet in `f`, in from the external port `in_port` to `from`
+/// (address, MAC: a floating IP or a router's gateway), untranslated, is too
+/// big for the network its translated destination is on (`mtu`): with DF,
+/// answered from `from` with fragmentation needed, else dropped.
+#[cold]
+#[inline(never)]
+fn too_big_in<T: Trace>(
+    env: &mut Env,
+    (from, mac): (Ipv4Addr, MacAddr),
+    in_port: u16,
+    f: &mut Frame,
+    mtu: u16,
+    t: &mut T,
+) -> Verdict {
+    if be16(f.data(), ETH_LEN + 6) & 0x4000 == 0 {
+        tr!(
+            t,
+            "mtu",
+            "exceeds the MTU {mtu} of the way in; fragmenting is not supported"
+        );
+        return Err(R::MtuExceeded);
+    }
+    tr!(
+        t,
+        "mtu",
+        "exceeds the MTU {mtu} of the way in, with DF: fragmentation needed"
+    );
+    icmp4_build(
+        env,
+        from,
+        mac,
+        f,
+        frag_needed(mtu),
+        R::FragmentationNeeded,
+        t,
+    )?;
     Ok(in_port)
+}
+
+/// The MTU of router `r`'s external network: what may leave through the
+/// external port (`u16::MAX` when unknown: no bound).
+#[inline(always)]
+fn external_mtu(snap: &Snapshot, r: &RouterTables) -> u16 {
+    r.snat
+        .as_ref()
+        .and_then(|s| s.net)
+        .and_then(|n| snap.net(n))
+        .map_or(u16::MAX, |n| n.mtu)
 }
 
 /// The IPv6 counterpart of [`icmp4_error`] (RFC 4443).
@@ -1845,8 +1996,8 @@ impl SnatWay {
 /// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
 /// VTEPs, VXLAN header and VNI; the inner frame's MACs and the router
 /// interface it is for; the inner IPv4 header and checksum, martians, the
-/// route, TTL; the floating IPs; the router's SNAT here, the external port,
-/// the upstream router resolved; what the NAT looks the packet up by).
+/// route, TTL; the floating IPs; the router's SNAT here, the external port and
+/// its MTU, the upstream router resolved; what the NAT looks the packet up by).
 /// `None` for any other frame (the pipeline decides it), including frames it
 /// would take this way but with IPv4 options.
 #[inline(always)]
@@ -1869,6 +2020,10 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     let (h, total) = plain_ipv4(ip)?;
     let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
     if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
+        return None;
+    }
+    // north_south4: what the external network takes.
+    if total > t.mtu as usize {
         return None;
     }
     let Some((_, Adj::External)) = r.fwd4.lookup(u32::from(dst)) else {
@@ -1908,6 +2063,8 @@ pub struct SnatTunnel {
     ext: u16,
     up: MacAddr,
     from: MacAddr,
+    /// The external network's MTU ([`external_mtu`]).
+    mtu: u16,
 }
 
 /// The part of [`snat_way`] that depends on a frame's tunnel only
@@ -1942,6 +2099,7 @@ fn snat_tunnel(snap: &Snapshot, a: Arrival) -> Option<SnatTunnel> {
         ext: node.external?,
         up: upstream_mac(node, r).ok()?,
         from: sn.mac,
+        mtu: external_mtu(snap, r),
     })
 }
 
@@ -2397,8 +2555,11 @@ pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Verdict {
     Ok(w.ext)
 }
 
-/// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`, whose
-/// destination is outside.
+/// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`
+/// (port `in_port`), whose destination is outside. What is too big for its
+/// way out (the external network, or the overlay toward the SNAT node) is
+/// answered before it is translated ([`too_big4`]).
+#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn north_south4<T: Trace>(
     snap: &Snapshot,
@@ -2406,6 +2567,7 @@ fn north_south4<T: Trace>(
     r: &RouterTables,
     rid: u32,
     ingress: &Iface,
+    in_port: u16,
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
@@ -2413,8 +2575,9 @@ fn north_south4<T: Trace>(
     let b = f.data();
     let src = ipv4_at(b, ETH_LEN + 12);
     let dst = ipv4_at(b, ETH_LEN + 16);
+    let total = be16(b, ETH_LEN + 2);
     if let Some(&fixed) = r.floating.get(&dst) {
-        return hairpin4(snap, r, src, dst, fixed, f, t);
+        return hairpin4(snap, env, r, ingress, in_port, (src, dst, fixed), f, t);
     }
     let sn = r.snat.as_ref();
     if let Some(fe) = r.fips.get(&src) {
@@ -2425,7 +2588,7 @@ fn north_south4<T: Trace>(
                 return Err(R::NoSnat);
             };
             if !sn.here {
-                return to_snat_node(snap, env, sn, ingress, f, t);
+                return to_snat_node(snap, env, r, sn, ingress, in_port, f, t);
             }
             let Some(ext) = node.external else {
                 return Err(R::NoExternalPath);
@@ -2445,6 +2608,10 @@ fn north_south4<T: Trace>(
             };
             (ext, gw_mac)
         };
+        let mtu = external_mtu(snap, r);
+        if total > mtu {
+            return too_big4(snap, env, r, ingress, in_port, f, mtu, t);
+        }
         let up = upstream_mac(node, r)?;
         let b = f.data_mut();
         nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
@@ -2466,6 +2633,10 @@ fn north_south4<T: Trace>(
         let Some(ext) = node.external else {
             return Err(R::NoExternalPath);
         };
+        let mtu = external_mtu(snap, r);
+        if total > mtu {
+            return too_big4(snap, env, r, ingress, in_port, f, mtu, t);
+        }
         let up = upstream_mac(node, r)?;
         let now = env.clock();
         let b = f.data_mut();
@@ -2480,17 +2651,21 @@ fn north_south4<T: Trace>(
         );
         return Ok(ext);
     }
-    to_snat_node(snap, env, sn, ingress, f, t)
+    to_snat_node(snap, env, r, sn, ingress, in_port, f, t)
 }
 
 /// Sends a frame that entered router interface `ingress` to the router's SNAT
 /// node, unrouted (that node routes it), from this host's DVR MAC, over the
-/// overlay of the ingress network.
+/// overlay of the ingress network; one too big for that overlay is answered
+/// here ([`too_big4`]).
+#[allow(clippy::too_many_arguments)]
 fn to_snat_node<T: Trace>(
     snap: &Snapshot,
-    env: &Env,
+    env: &mut Env,
+    r: &RouterTables,
     sn: &SnatSettings,
     ingress: &Iface,
+    in_port: u16,
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
@@ -2504,6 +2679,9 @@ fn to_snat_node<T: Trace>(
     let Some(net) = snap.net(ingress.net) else {
         return Err(R::TableGone);
     };
+    if be16(f.data(), ETH_LEN + 2) > net.mtu {
+        return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
+    }
     write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
     tr!(t, "nat", "to the router's SNAT node {}", host_name(snap, h));
     encap(snap, net, h, f, t)
@@ -2512,12 +2690,15 @@ fn to_snat_node<T: Trace>(
 /// A VM reaching another VM's floating IP through their router: the
 /// destination back to the fixed IP, the source to its own floating IP (so
 /// that the answer, to that floating IP, comes back the same way), routed.
+/// `(src, dst, fixed)`: the packet's addresses and the fixed IP behind `dst`.
+#[allow(clippy::too_many_arguments)]
 fn hairpin4<T: Trace>(
     snap: &Snapshot,
+    env: &mut Env,
     r: &RouterTables,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    fixed: Ipv4Addr,
+    ingress: &Iface,
+    in_port: u16,
+    (src, dst, fixed): (Ipv4Addr, Ipv4Addr, Ipv4Addr),
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
@@ -2529,21 +2710,25 @@ fn hairpin4<T: Trace>(
         );
         return Err(R::HairpinNoFip);
     };
+    let (eg, net) = egress_to(snap, r, fixed, t)?;
+    if be16(f.data(), ETH_LEN + 2) > net.mtu {
+        return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
+    }
     let b = f.data_mut();
     nat::rewrite_dst(&mut b[ETH_LEN..], fixed)?;
     nat::rewrite_src(&mut b[ETH_LEN..], own)?;
     tr!(t, "nat", "hairpin: {src} → {dst} becomes {own} → {fixed}");
-    routed_to(snap, r, f, t)
+    routed_on(snap, net, &eg, f, t)
 }
 
-/// Routes an IPv4 packet (header valid, TTL not yet decremented) of router
-/// `r` to its translated destination: a neighbour on a connected subnet.
-fn routed_to<T: Trace>(snap: &Snapshot, r: &RouterTables, f: &mut Frame, t: &mut T) -> Verdict {
-    let b = f.data();
-    let dst = ipv4_at(b, ETH_LEN + 16);
-    if b[ETH_LEN + 8] <= 1 {
-        return Err(R::TtlExpired);
-    }
+/// Where router `r` routes a translated destination `dst`: a neighbour on a
+/// connected subnet, and that subnet's network.
+fn egress_to<'a, T: Trace>(
+    snap: &'a Snapshot,
+    r: &'a RouterTables,
+    dst: Ipv4Addr,
+    t: &mut T,
+) -> Result<(Egress<'a>, &'a NetTables), DropReason> {
     let Some((_, Adj::Neighbor { iface, mac, dest })) = r.fwd4.lookup(u32::from(dst)) else {
         tr!(t, "route", "{dst} is not a known neighbour of the router");
         return Err(R::NeighborUnknown);
@@ -2554,14 +2739,29 @@ fn routed_to<T: Trace>(snap: &Snapshot, r: &RouterTables, f: &mut Frame, t: &mut
     let Some(net) = snap.net(iface.net) else {
         return Err(R::TableGone);
     };
-    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
     tr!(
         t,
         "route",
         "{dst}: neighbour {mac} on subnet {}",
         iface.subnet
     );
-    deliver_routed(snap, net, &Egress { iface, mac, dest }, f, t)
+    Ok((Egress { iface, mac, dest }, net))
+}
+
+/// Routes an IPv4 packet (header valid, TTL not yet decremented, translated)
+/// to `eg` on `net` ([`egress_to`]).
+fn routed_on<T: Trace>(
+    snap: &Snapshot,
+    net: &NetTables,
+    eg: &Egress<'_>,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    if f.data()[ETH_LEN + 8] <= 1 {
+        return Err(R::TtlExpired);
+    }
+    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    deliver_routed(snap, net, eg, f, t)
 }
 
 /// A frame from the overlay to this node's interface of router `router`:
@@ -2636,9 +2836,16 @@ fn from_external<T: Trace>(
                     if fip_mac(node, r, central) != Some(to) {
                         return Err(R::ExternalWrongMac);
                     }
+                    if b[ETH_LEN + 8] <= 1 {
+                        return Err(R::TtlExpired);
+                    }
+                    let (eg, net) = egress_to(snap, r, fixed, t)?;
+                    if be16(b, ETH_LEN + 2) > net.mtu {
+                        return too_big_in(env, (dst, to), in_port, f, net.mtu, t);
+                    }
                     nat::rewrite_dst(&mut f.data_mut()[ETH_LEN..], fixed)?;
                     tr!(t, "nat", "floating IP {dst} → {fixed}");
-                    routed_to(snap, r, f, t)
+                    routed_on(snap, net, &eg, f, t)
                 }
                 Some(ExtAddr::Gateway {
                     mac, here: true, ..
@@ -2647,19 +2854,30 @@ fn from_external<T: Trace>(
                         return Err(R::ExternalWrongMac);
                     }
                     let now = env.clock();
+                    // What the session translates besides the address, to put
+                    // back in a packet answered as too big.
+                    let port = nat::in_port(&b[ETH_LEN..]);
                     let router = env.nat.snat_in(&mut f.data_mut()[ETH_LEN..], now)?;
                     let Some(r) = snap.routers.get(router as usize) else {
                         return Err(R::TableGone);
                     };
                     let b = f.data();
+                    let inside = ipv4_at(b, ETH_LEN + 16);
                     tr!(
                         t,
                         "nat",
-                        "SNAT session: {dst} → {}:{}",
-                        ipv4_at(b, ETH_LEN + 16),
+                        "SNAT session: {dst} → {inside}:{}",
                         be16(b, ETH_LEN + ihl + 2)
                     );
-                    routed_to(snap, r, f, t)
+                    if b[ETH_LEN + 8] <= 1 {
+                        return Err(R::TtlExpired);
+                    }
+                    let (eg, net) = egress_to(snap, r, inside, t)?;
+                    if be16(b, ETH_LEN + 2) > net.mtu {
+                        nat::untranslate_in(&mut f.data_mut()[ETH_LEN..], dst, port)?;
+                        return too_big_in(env, (dst, mac), in_port, f, net.mtu, t);
+                    }
+                    routed_on(snap, net, &eg, f, t)
                 }
                 _ => {
                     tr!(t, "external", "{dst} is not served by this node");

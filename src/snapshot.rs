@@ -537,6 +537,10 @@ pub struct SnatSettings {
     /// send the router's SNAT traffic).
     #[serde(skip)]
     pub host_idx: Option<u16>,
+    /// The external network's index ([`Snapshot::net`]): its MTU bounds what
+    /// leaves through the external port.
+    #[serde(skip)]
+    pub net: Option<u32>,
 }
 
 /// The dataplane side of a node, as the compiler needs it.
@@ -718,6 +722,7 @@ impl RouterTables {
                 .snat_host
                 .as_deref()
                 .and_then(|h| cx.host_ids.get(h).copied()),
+            net: cx.net_ids.get(&g.network).copied(),
         });
         let home = match r.snat_host.as_deref() {
             _ if r.distributed => Home::Everywhere,

@@ -947,3 +947,260 @@ fn snat_way_follows_a_table_change() {
     assert!(!taken);
     assert_eq!(v, Err(R::NoSnat));
 }
+
+// ======== Path MTU on the north-south ways (fragmentation needed, RFC 1191).
+
+/// A TCP segment with DF (etherparse sets it) whose IPv4 packet is `total`
+/// bytes.
+fn big_tcp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, total: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip4(src), ip4(dst), 64)
+        .tcp(41000, 80, 1000, 64240)
+        .ack(1)
+        .write(&mut v, &vec![0x5a; total - 40])
+        .unwrap();
+    assert_eq!(v.len(), pkt::ETH_LEN + total);
+    v
+}
+
+/// `f` with DF cleared (IPv4 header checksum fixed).
+fn without_df(f: &[u8]) -> Vec<u8> {
+    let mut f = f.to_vec();
+    f[pkt::ETH_LEN + 6] &= !0x40;
+    fix_ipv4(&mut f, pkt::ETH_LEN);
+    f
+}
+
+/// Runs `frame` in on `in_port` with a fresh environment: the verdict, the
+/// frame out and what the worker counts for it.
+fn run_noted(snap: &Snapshot, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>, Option<R>) {
+    let mut e = env();
+    let (v, out) = run(snap, &mut e, in_port, frame);
+    (v, out, e.noted)
+}
+
+/// `out` is an Ethernet frame from `macs.1` to `macs.0` holding an ICMP
+/// fragmentation needed with next-hop MTU `mtu` from `from` to `to`, both
+/// checksums right, quoting the first bytes of `sent`'s IP packet (at most
+/// 576 bytes of IP in all).
+fn assert_frag_needed(
+    out: &[u8],
+    macs: ([u8; 6], [u8; 6]),
+    (from, to): (&str, &str),
+    mtu: u16,
+    sent: &[u8],
+) {
+    assert_eq!(&out[..6], &macs.0, "destination MAC");
+    assert_eq!(&out[6..12], &macs.1, "source MAC");
+    let p = SlicedPacket::from_ethernet(out).expect("an IPv4 frame");
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("IPv4: {out:02x?}")
+    };
+    let h = ip.header();
+    assert_eq!(h.source_addr().to_string(), from, "ICMP source");
+    assert_eq!(h.destination_addr().to_string(), to, "ICMP destination");
+    assert_eq!(pkt::checksum(&out[14..34]), 0, "IPv4 header checksum");
+    assert!(h.total_len() as usize <= 576, "at most 576 bytes");
+    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!("ICMP: {out:02x?}")
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }
+        )
+    );
+    assert_eq!(pkt::checksum(&out[34..]), 0, "ICMP checksum");
+    let quote = &out[42..];
+    assert!(!quote.is_empty());
+    assert_eq!(
+        quote,
+        &sent[pkt::ETH_LEN..pkt::ETH_LEN + quote.len()],
+        "the quote is what was sent, untranslated"
+    );
+}
+
+/// `m` with the external network's MTU set to `mtu`.
+fn ext_mtu(m: &Model, mtu: u16) -> Model {
+    let mut m = m.clone();
+    m.apply(&changes(
+        json!([{"op": "network_set", "name": "ext", "mtu": mtu}]),
+    ))
+    .unwrap();
+    m
+}
+
+#[test]
+fn snat_traffic_too_big_for_the_overlay_is_answered_on_the_vm_host() {
+    // b (red: GRE, MTU 1458) sends a full-size segment to the outside; it
+    // has no floating IP, so it would go to nn1 over red's overlay.
+    let m = ns_model();
+    let s = cn1(&m);
+    let red = gw_mac(&m, "red4");
+    let mtu = m.networks["red"].mtu;
+    let f = big_tcp4(B_MAC, red, "10.2.0.10", OUTSIDE, 1500);
+    let (v, out, noted) = run_noted(&s, VM_B, &f);
+    assert_eq!((v, noted), (Ok(VM_B), Some(R::FragmentationNeeded)));
+    assert_frag_needed(&out, (B_MAC, red), ("10.2.0.1", "10.2.0.10"), mtu, &f);
+    // Exactly the MTU fits; without DF it is dropped, counted.
+    let fits = big_tcp4(B_MAC, red, "10.2.0.10", OUTSIDE, mtu as usize);
+    assert_eq!(run_noted(&s, VM_B, &fits).0, Ok(UP));
+    assert_eq!(run_noted(&s, VM_B, &without_df(&f)).0, Err(R::MtuExceeded));
+}
+
+#[test]
+fn floating_ip_traffic_too_big_for_the_external_network_is_answered() {
+    // ext's MTU lowered to 1400: a's (floating IP 203.0.113.50) 1450 bytes
+    // to the outside are answered with the interface's address; the quote
+    // is a's packet as it sent it (its fixed address, not the floating IP).
+    let m = ext_mtu(&ns_model(), 1400);
+    let s = cn1(&m);
+    let blue = gw_mac(&m, "blue4");
+    let f = big_tcp4(A_MAC, blue, "10.1.0.10", OUTSIDE, 1450);
+    let (v, out, noted) = run_noted(&s, VM_A, &f);
+    assert_eq!((v, noted), (Ok(VM_A), Some(R::FragmentationNeeded)));
+    assert_frag_needed(&out, (A_MAC, blue), ("10.1.0.1", "10.1.0.10"), 1400, &f);
+    let fits = big_tcp4(A_MAC, blue, "10.1.0.10", OUTSIDE, 1400);
+    assert_eq!(run_noted(&s, VM_A, &fits).0, Ok(EXT));
+    assert_eq!(run_noted(&s, VM_A, &without_df(&f)).0, Err(R::MtuExceeded));
+}
+
+#[test]
+fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslated() {
+    // Into a's floating IP on cn1: blue (VXLAN) has MTU 1450.
+    let m = ns_model();
+    let s = cn1(&m);
+    let blue_mtu = m.networks["blue"].mtu;
+    let f = big_tcp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.50", 1500);
+    let (v, out, noted) = run_noted(&s, EXT, &f);
+    assert_eq!((v, noted), (Ok(EXT), Some(R::FragmentationNeeded)));
+    assert_frag_needed(
+        &out,
+        (UPSTREAM_MAC, FG1),
+        ("203.0.113.50", OUTSIDE),
+        blue_mtu,
+        &f,
+    );
+    let fits = big_tcp4(
+        UPSTREAM_MAC,
+        FG1,
+        OUTSIDE,
+        "203.0.113.50",
+        blue_mtu as usize,
+    );
+    assert_eq!(run_noted(&s, EXT, &fits).0, Ok(VM_A));
+
+    // Into an SNAT session on nn1: b's flow out, then a full-size answer
+    // to the gateway address and port it left with.
+    let n = nn1(&m);
+    let mut e = env();
+    let red = gw_mac(&m, "red4");
+    let red_mtu = m.networks["red"].mtu;
+    let inner = tcp4(DVR1, red, "10.2.0.10", OUTSIDE, (41000, 80), 64);
+    let to_nn1 = gre_frame(&inner, 202, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    let (v, out) = run(&n, &mut e, NN1_UP, &to_nn1);
+    assert_eq!(v, Ok(NN1_EXT));
+    let ext_port = pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN);
+    let (gw, gw_router_mac) = router_gw(&m);
+    let mut back = Vec::new();
+    PacketBuilder::ethernet2(UPSTREAM_MAC, gw_router_mac)
+        .ipv4(ip4(OUTSIDE), gw.octets(), 64)
+        .tcp(80, ext_port, 5000, 64240)
+        .ack(1001)
+        .write(&mut back, &vec![0xa5; 1500 - 40])
+        .unwrap();
+    e.noted = None;
+    let (v, out) = run(&n, &mut e, NN1_EXT, &back);
+    assert_eq!((v, e.noted), (Ok(NN1_EXT), Some(R::FragmentationNeeded)));
+    assert_frag_needed(
+        &out,
+        (UPSTREAM_MAC, gw_router_mac),
+        (&gw.to_string(), OUTSIDE),
+        red_mtu,
+        &back,
+    );
+    // The session still translates what fits.
+    back.truncate(pkt::ETH_LEN + red_mtu as usize);
+    let total = red_mtu.to_be_bytes();
+    back[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&total);
+    fix_ipv4(&mut back, pkt::ETH_LEN);
+    let l4 = pkt::ETH_LEN + pkt::IPV4_LEN;
+    let sum = pkt::pseudo4(
+        &back[pkt::ETH_LEN + 12..pkt::ETH_LEN + 16],
+        &back[pkt::ETH_LEN + 16..pkt::ETH_LEN + 20],
+        (back.len() - l4) as u16,
+        pkt::PROTO_TCP,
+    );
+    back[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+    let c = pkt::csum_fold(pkt::csum_add(sum, &back[l4..]));
+    back[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    e.noted = None;
+    let (v, _) = run(&n, &mut e, NN1_EXT, &back);
+    assert_eq!((v, e.noted), (Ok(NN1_UP), None));
+}
+
+#[test]
+fn on_the_snat_node_too_big_for_the_outside_goes_back_over_the_overlay() {
+    // ext's MTU lowered to 1400; g (10.1.0.30 on blue, on cn2, no floating
+    // IP) sent 1450 bytes: they fit blue's overlay to nn1, not the outside.
+    // nn1 answers g where it lives: routed back over blue (VXLAN 101) to
+    // cn2, from nn1's DVR MAC to g's MAC.
+    const G_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x10];
+    let mut m = ext_mtu(&ns_model(), 1400);
+    m.apply(&changes(json!([port(
+        "g",
+        "blue",
+        G_MAC,
+        "cn2",
+        Some("vm-g"),
+        &[("blue4", "10.1.0.30")]
+    )])))
+    .unwrap();
+    let n = nn1(&m);
+    let blue = gw_mac(&m, "blue4");
+    let inner = big_tcp4(DVR2, blue, "10.1.0.30", OUTSIDE, 1450);
+    let from_cn2 = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    let (v, out, noted) = run_noted(&n, NN1_UP, &from_cn2);
+    assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
+    // The outer headers toward cn2; inside, the answer.
+    let outer = pkt::VXLAN_OVERHEAD;
+    assert_eq!(&out[..6], &CN2_UL_MAC);
+    assert_eq!(pkt::ipv4_at(&out, pkt::ETH_LEN + 16).octets(), VTEP2);
+    assert_eq!(pkt::be32(&out, outer - 4) >> 8, 101, "VNI");
+    assert_frag_needed(
+        &out[outer..],
+        (G_MAC, DVR3),
+        ("10.1.0.1", "10.1.0.30"),
+        1400,
+        &inner,
+    );
+    // The SNAT way leaves it to the pipeline (without DF: dropped, counted);
+    // what fits takes the way out.
+    let fits = big_tcp4(DVR2, blue, "10.1.0.30", OUTSIDE, 1400);
+    let fits = vxlan_frame(&fits, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    let runs = snat_way_vs_pipeline(&n, &[without_df_inner(&from_cn2, outer), fits]);
+    assert_eq!((runs[0].0, runs[0].2), (Err(R::MtuExceeded), false));
+    assert_eq!((runs[1].0, runs[1].2), (Ok(NN1_EXT), true));
+}
+
+/// `f` with DF cleared in the IPv4 header of its inner frame (at `at`).
+fn without_df_inner(f: &[u8], at: usize) -> Vec<u8> {
+    let mut f = f.to_vec();
+    let inner = without_df(&f[at..]);
+    f[at..].copy_from_slice(&inner);
+    f
+}
+
+#[test]
+fn hairpin_too_big_for_the_destination_network_is_answered() {
+    // a → c's floating IP 203.0.113.51: c is on blue (MTU 1450) on cn2.
+    let m = ns_model();
+    let s = cn1(&m);
+    let blue = gw_mac(&m, "blue4");
+    let mtu = m.networks["blue"].mtu;
+    let f = big_tcp4(A_MAC, blue, "10.1.0.10", "203.0.113.51", 1500);
+    let (v, out, noted) = run_noted(&s, VM_A, &f);
+    assert_eq!((v, noted), (Ok(VM_A), Some(R::FragmentationNeeded)));
+    assert_frag_needed(&out, (A_MAC, blue), ("10.1.0.1", "10.1.0.10"), mtu, &f);
+}

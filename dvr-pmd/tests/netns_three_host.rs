@@ -40,6 +40,13 @@
 //!   `nat_no_session` for it; `dvr-ctl show sessions r1` on nn lists one TCP
 //!   session for the curl (its outside address and port the ones on the wire)
 //!   and one ICMP session for the ping.
+//! - `pmtu`: vm1 and vm2 with MTU 1500 on their 1450 network (a guest that
+//!   ignores DHCP's MTU): iperf3 for 5 s each way through SNAT (vm2) and
+//!   through the floating IP (vm1) moves data, the internet host sending
+//!   first (nn and cn1 answer its too-big segments after translating them:
+//!   both count `fragmentation_needed`); `ping -M do -s 1472` from vm2
+//!   through SNAT prints the router's "Frag needed and DF set (mtu = 1450)"
+//!   (cn2 counts it).
 //! - `snat_1000`: 1,000 TCP connections from vm2 to the echo server, all open at
 //!   once, each with its own bytes, every byte checked; 1,000 distinct
 //!   translated source ports from the gateway IP on the wire.
@@ -819,6 +826,117 @@ fn step_snat(bed: &mut Bed) {
     iperf(vm2, "SNAT");
 }
 
+/// VMs with MTU 1500 on their network of MTU 1450 (guests that ignore
+/// DHCP's MTU option) for the `pmtu` step; back to 1450, their path MTU
+/// memory flushed, when dropped (also when the step fails).
+struct Mtu1500<'a> {
+    bed: &'a Bed,
+    vms: Vec<&'static str>,
+}
+
+impl<'a> Mtu1500<'a> {
+    fn set(bed: &'a Bed, vms: &[&'static str]) -> Self {
+        let m = Mtu1500 {
+            bed,
+            vms: vms.to_vec(),
+        };
+        m.mtu("1500");
+        m
+    }
+
+    /// Both ends of each VM's link: a frame the VM sends must reach dvr-pmd.
+    fn mtu(&self, mtu: &str) {
+        for name in &self.vms {
+            let i = VMS.iter().position(|v| v.0 == *name).unwrap();
+            let vm = &self.bed.vms[i];
+            let host = &self.bed.hosts[VMS[i].1];
+            let o = std::process::Command::new("ip")
+                .args(["-n", host, "link", "set", &vm.iface, "mtu", mtu])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            vm.ok(&["ip", "link", "set", "eth0", "mtu", mtu]);
+            vm.ok(&["ip", "route", "flush", "cache"]);
+        }
+    }
+}
+
+impl Drop for Mtu1500<'_> {
+    fn drop(&mut self) {
+        self.mtu(&MTU.to_string());
+    }
+}
+
+/// `iperf3` for 5 s between `vm` and the internet host (`-R`: the internet
+/// host sends): it must move data.
+fn iperf5(vm: &Vm, how: &str, reverse: bool) -> u64 {
+    let port = IPERF.to_string();
+    let mut args = vec!["iperf3", "-c", INET, "-p", &port, "-t", "5", "-J"];
+    if reverse {
+        args.push("-R");
+    }
+    let o = vm.run(40, &args);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 {how} JSON: {e}: {out}"));
+    assert!(v.get("error").is_none(), "iperf3 {how}: {}", v["error"]);
+    let recv = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let bps = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0);
+    eprintln!(
+        "pmtu: iperf3 {how}: {recv} bytes in 5 s, {:.0} Mbit/s",
+        bps / 1e6
+    );
+    assert!(recv > 1 << 20, "iperf3 {how}: under 1 MiB received: {out}");
+    recv
+}
+
+fn step_pmtu(bed: &mut Bed) {
+    let bed: &Bed = bed;
+    let _mtu = Mtu1500::set(bed, &["vm1", "vm2"]);
+    let (vm1, vm2) = (bed.vm("vm1"), bed.vm("vm2"));
+    let frag_needed = |n: usize| drops(&bed.errors(n), "fragmentation_needed");
+    let before: Vec<u64> = [CN1, CN2, NN].into_iter().map(frag_needed).collect();
+    // The internet host sends first (the VMs have not learnt a path MTU:
+    // their SYNs offer 1460-byte segments): nn answers what is too big for
+    // the overlay to cn2 after the session's translation, cn1 what is too
+    // big for vm1's network after the floating IP's.
+    iperf5(vm2, "through SNAT, reverse", true);
+    assert!(frag_needed(NN) > before[2], "nn answered nothing too big");
+    iperf5(vm1, "through the floating IP, reverse", true);
+    assert!(frag_needed(CN1) > before[0], "cn1 answered nothing too big");
+    // A full-size ping with DF through SNAT: the router's answer, from the
+    // network's gateway, with the overlay's MTU.
+    let o = vm2.run(
+        20,
+        &[
+            "ping", "-4", "-n", "-M", "do", "-s", "1472", "-c", "2", "-i", "0.5", "-W", "2", INET,
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "From {TENANT_GW} icmp_seq=1 Frag needed and DF set (mtu = {MTU})"
+        )),
+        "ping -M do -s 1472 through SNAT: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        frag_needed(CN2) > before[1],
+        "cn2 counted no fragmentation_needed"
+    );
+    // The VMs send: TCP finds the path's MTU through SNAT and the floating IP.
+    iperf5(vm2, "through SNAT", false);
+    iperf5(vm1, "through the floating IP", false);
+    eprintln!(
+        "pmtu: fragmentation_needed answered by cn1 {}, cn2 {}, nn {}",
+        frag_needed(CN1) - before[0],
+        frag_needed(CN2) - before[1],
+        frag_needed(NN) - before[2]
+    );
+}
+
 fn step_snat_1000(bed: &mut Bed) {
     const N: usize = 1000;
     let vm2 = bed.vm("vm2");
@@ -1143,12 +1261,13 @@ fn step_migration(bed: &mut Bed) {
 
 type Step = (&'static str, fn(&mut Bed));
 
-const STEPS: [Step; 9] = [
+const STEPS: [Step; 10] = [
     ("services", step_services),
     ("ew", step_ew),
     ("fip_egress", step_fip_egress),
     ("fip_ingress", step_fip_ingress),
     ("snat", step_snat),
+    ("pmtu", step_pmtu),
     ("snat_1000", step_snat_1000),
     ("fip_move", step_fip_move),
     ("migration", step_migration),

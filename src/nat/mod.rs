@@ -75,7 +75,7 @@ use crate::pkt::{be16, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::DropReason;
 use wire::{Hdr, Side};
 
-pub use wire::{rewrite_dst, rewrite_src};
+pub use wire::{in_port, rewrite_dst, rewrite_src, untranslate_in};
 
 type R = DropReason;
 

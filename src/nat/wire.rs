@@ -335,3 +335,29 @@ pub fn rewrite_dst(ip: &mut [u8], new: Ipv4Addr) -> Result<(), DropReason> {
     }
     xlate(ip, &h, Side::Dst, new, None)
 }
+
+/// What [`crate::nat::Nat::snat_in`] translates in the IPv4 packet `ip`
+/// from outside besides its destination address: its destination port
+/// (TCP, UDP) or echo id (ICMP); `None` for anything else (a fragment, an
+/// ICMP error, a short packet), whose port is not translated.
+pub fn in_port(ip: &[u8]) -> Option<u16> {
+    let h = parse(ip).ok()?;
+    if h.frag_off != 0 {
+        return None;
+    }
+    let at = h.ihl + Side::Dst.port_at(h.proto);
+    match h.proto {
+        PROTO_TCP | PROTO_UDP => Some(be16(ip.get(..at + 2)?, at)),
+        PROTO_ICMP if ip.get(h.ihl) == Some(&ICMP_ECHO_REPLY) => Some(be16(ip.get(..at + 2)?, at)),
+        _ => None,
+    }
+}
+
+/// Puts back the destination of a packet from outside that
+/// [`crate::nat::Nat::snat_in`] translated: address `addr` and, if `port`,
+/// the port or echo id ([`in_port`] read before), checksums updated. So an
+/// ICMP error about it quotes what its sender sent.
+pub fn untranslate_in(ip: &mut [u8], addr: Ipv4Addr, port: Option<u16>) -> Result<(), DropReason> {
+    let h = parse(ip)?;
+    xlate(ip, &h, Side::Dst, u32::from(addr), port)
+}
