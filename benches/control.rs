@@ -140,7 +140,7 @@ fn main() {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start dvr-pmd");
+        .unwrap_or_else(|e| harness::cannot_measure(format!("cannot start dvr-pmd: {e}")));
     let pid = child.id();
     let sock = d.join("ctl.sock");
     let t0 = Instant::now();
@@ -148,10 +148,15 @@ fn main() {
         if let Ok(c) = UnixStream::connect(&sock) {
             break c;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "dvr-pmd did not start"
-        );
+        if let Ok(Some(st)) = child.try_wait() {
+            // Its own error is on standard error, above.
+            harness::cannot_measure(format!(
+                "dvr-pmd ended ({st}) before its control socket was up"
+            ));
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            harness::cannot_measure(format!("no control socket {} after 30 s", sock.display()));
+        }
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut c = Client(BufReader::new(conn), 0.0, 0.0);

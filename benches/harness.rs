@@ -32,6 +32,94 @@ pub fn median(v: impl Iterator<Item = f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Ends a bench that cannot measure: why, in one line on standard error, and
+/// exit status 1. Not a panic: the bench profile aborts on one (exit 134, a
+/// backtrace with `RUST_BACKTRACE`), which says less and leaves a core. The
+/// bench's temporary directory stays, with the logs a message names.
+pub fn cannot_measure(why: impl std::fmt::Display) -> ! {
+    eprintln!("{}", cannot_measure_line(&why.to_string()));
+    std::process::exit(1)
+}
+
+/// [`cannot_measure`]'s line: `why` on one line, whatever it quotes (a log
+/// line, an error with its own line breaks).
+pub fn cannot_measure_line(why: &str) -> String {
+    format!(
+        "bench: cannot measure: {}",
+        why.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
+/// The last non-empty line of a forwarder's log, to quote in one line.
+pub fn last_line(log: &str) -> &str {
+    log.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(empty)")
+}
+
+/// A measurement window over a forwarder's rate reports: it ends `secs` after
+/// its first report, and not before it has the `need` reports a rate is worked
+/// out of. A window shorter than the forwarder's reports allow
+/// (`DVR_BENCH_SECONDS=1`, or reports that come slower than once a second) is
+/// measured longer, with a note, rather than refused.
+pub struct Window {
+    who: &'static str,
+    secs: u64,
+    need: usize,
+    start: Option<Instant>,
+    stretched: bool,
+}
+
+impl Window {
+    pub fn new(who: &'static str, secs: u64, need: usize) -> Window {
+        Window {
+            who,
+            secs,
+            need,
+            start: None,
+            stretched: false,
+        }
+    }
+
+    /// After a report came, `reports` in all: whether the window is over.
+    pub fn over(&mut self, reports: usize) -> bool {
+        let start = *self.start.get_or_insert_with(Instant::now);
+        if start.elapsed() < Duration::from_secs(self.secs) {
+            return false;
+        }
+        if reports < self.need {
+            self.stretched = true;
+            return false;
+        }
+        if self.stretched {
+            eprintln!(
+                "  {}: window measured {:.1} s, not {} s: a rate needs {} reports",
+                self.who,
+                start.elapsed().as_secs_f64(),
+                self.secs,
+                self.need
+            );
+        }
+        true
+    }
+
+    /// Whether the window went on past `secs` for its reports.
+    pub fn stretched(&self) -> bool {
+        self.stretched
+    }
+
+    /// The forwarder stopped reporting with `reports` (its output ended: it
+    /// exited with `status`): the bench cannot measure. `more`: where to look.
+    pub fn ended(&self, reports: usize, status: &str, more: &str) -> ! {
+        cannot_measure(format!(
+            "{} ended ({status}) after {reports} of the {} reports a rate needs{more}",
+            self.who, self.need
+        ))
+    }
+}
+
 /// One forwarder's figures.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Measured {
@@ -235,12 +323,17 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start dvr-pmd");
-    let out = BufReader::new(child.stdout.take().unwrap());
+        .unwrap_or_else(|e| cannot_measure(format!("cannot start dvr-pmd: {e}")));
+    // Read to its end, after the window too: dvr-pmd takes a closed standard
+    // output for a reader that left, and says so.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut lines: Vec<serde_json::Value> = Vec::new();
-    let mut start = None;
+    // Three counter lines: the first (start-up) is skipped, the rate is over
+    // the others.
+    let mut window = Window::new("dvr-pmd", secs, 3);
+    let mut over = false;
     let mut perf: Option<std::process::Child> = None;
-    for line in out.lines() {
+    for line in (&mut out).lines() {
         let Ok(line) = line else { break };
         let v: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
@@ -274,19 +367,21 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
                 );
             }
         }
-        if start.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(secs) {
+        if window.over(lines.len()) {
+            over = true;
             break;
         }
     }
+    let rest = std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     if let Some(mut p) = perf {
         let _ = p.wait();
     }
-    stop(&mut child);
-    assert!(
-        lines.len() >= 3,
-        "dvr-pmd gave {} counter lines in {secs} s: too few to measure",
-        lines.len()
-    );
+    let status = stop(&mut child);
+    let _ = rest.join();
+    if !over {
+        // Its own error is on standard error, above.
+        window.ended(lines.len(), &status, "");
+    }
     // Skip the first second (start-up), rate over the rest.
     let (first, last) = (lines[1].clone(), lines[lines.len() - 1].clone());
     let w = |v: &serde_json::Value, k: &str| v["workers"][0][k].as_u64().unwrap();
@@ -333,12 +428,15 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
     }
 }
 
-fn stop(child: &mut std::process::Child) {
+/// SIGINT, then waits: how the child ended, as a phrase (`exit status: 1`).
+fn stop(child: &mut std::process::Child) -> String {
     let _ = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
         .status();
-    let _ = child.wait();
+    child
+        .wait()
+        .map_or_else(|e| format!("not waited for: {e}"), |st| st.to_string())
 }
 
 /// Runs `dpdk-testpmd` in `mode` between pcap ports replaying `pcaps`, forwarding
@@ -400,12 +498,19 @@ pub fn run_testpmd_vdevs(
         .stderr(std::fs::File::create(&log).unwrap())
         .current_dir(dir)
         .spawn()
-        .expect("start dpdk-testpmd (scripts/install-deps installs it)");
+        .unwrap_or_else(|e| {
+            cannot_measure(format!(
+                "cannot start dpdk-testpmd ({e}; scripts/install-deps installs it)"
+            ))
+        });
     let out = BufReader::new(child.stdout.take().unwrap());
     let nports = vdevs.len();
     let mut current = Vec::new();
     let mut sums = Vec::new();
-    let mut start = None;
+    // The window starts with the first report (start-up, e.g. loading a large
+    // capture, excluded), which has no baseline (0 pps): two at least.
+    let mut window = Window::new("dpdk-testpmd", secs, 2);
+    let mut over = false;
     for line in out.lines() {
         let Ok(line) = line else { break };
         if let Some(rest) = line.trim().strip_prefix("Rx-pps:") {
@@ -418,31 +523,35 @@ pub fn run_testpmd_vdevs(
                 if current.len() == nports {
                     sums.push(current.iter().sum::<f64>());
                     current.clear();
+                    if window.over(sums.len()) {
+                        over = true;
+                        break;
+                    }
                 }
             }
-            // The measurement window starts with the first report (start-up,
-            // e.g. loading a large capture, excluded).
-            start.get_or_insert_with(Instant::now);
-        }
-        if start.is_some_and(|s| s.elapsed() >= Duration::from_secs(secs)) {
-            break;
         }
     }
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(b"\n");
     }
-    stop(&mut child);
+    let status = stop(&mut child);
     // testpmd (DPDK 22.11) leaves its runtime directory behind.
     let _ = std::fs::remove_dir_all(dpdk_runtime_dir(&prefix));
-    let tsc_hz = eal_tsc_hz(&std::fs::read_to_string(&log).unwrap_or_default());
-    // The first report has no baseline (0 pps).
-    assert!(
-        sums.len() >= 2,
-        "dpdk-testpmd gave {} rate reports in {secs} s: too few to measure",
-        sums.len()
-    );
+    let eal_log = std::fs::read_to_string(&log).unwrap_or_default();
+    if !over {
+        window.ended(
+            sums.len(),
+            &status,
+            &format!("; its log {}: {}", log.display(), last_line(&eal_log)),
+        );
+    }
+    let tsc_hz = eal_tsc_hz(&eal_log);
     let mpps = median(sums[1..].iter().copied()) / 1e6;
-    assert!(mpps > 0.0, "dpdk-testpmd forwarded nothing: {sums:?}");
+    if mpps <= 0.0 {
+        cannot_measure(format!(
+            "dpdk-testpmd forwarded nothing in its window (Rx-pps sums {sums:?})"
+        ));
+    }
     Measured {
         mpps,
         cycles_per_packet: Measured::cycles_at(tsc_hz as f64, mpps),
@@ -459,8 +568,12 @@ pub fn l3fwd_bin() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let status = Command::new(root.join("scripts/build-l3fwd"))
         .status()
-        .expect("run scripts/build-l3fwd");
-    assert!(status.success(), "scripts/build-l3fwd failed");
+        .unwrap_or_else(|e| cannot_measure(format!("cannot run scripts/build-l3fwd: {e}")));
+    if !status.success() {
+        cannot_measure(format!(
+            "scripts/build-l3fwd failed ({status}); its output is above"
+        ));
+    }
     root.join("target/l3fwd/build/l3fwd")
 }
 
@@ -499,11 +612,9 @@ impl Telemetry {
         let sock = dpdk_runtime_dir(prefix).join("dpdk_telemetry.v2");
         let t0 = Instant::now();
         while !sock.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no telemetry socket {} after 10 s",
-                sock.display()
-            );
+            if t0.elapsed() > Duration::from_secs(10) {
+                cannot_measure(format!("no telemetry socket {} after 10 s", sock.display()));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         let mut child = Command::new("dpdk-telemetry.py")
@@ -513,7 +624,11 @@ impl Telemetry {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start dpdk-telemetry.py (package dpdk-dev)");
+            .unwrap_or_else(|e| {
+                cannot_measure(format!(
+                    "cannot start dpdk-telemetry.py ({e}; package dpdk-dev)"
+                ))
+            });
         let out = BufReader::new(child.stdout.take().unwrap());
         Telemetry { child, out }
     }
@@ -522,17 +637,20 @@ impl Telemetry {
     /// command's name in the reply.
     pub fn query(&mut self, cmd: &str) -> serde_json::Value {
         let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{cmd}").expect("write to dpdk-telemetry.py");
-        stdin.flush().unwrap();
+        if let Err(e) = writeln!(stdin, "{cmd}").and_then(|()| stdin.flush()) {
+            cannot_measure(format!("dpdk-telemetry.py does not read {cmd}: {e}"));
+        }
         let mut line = String::new();
         let n = self.out.read_line(&mut line).unwrap_or(0);
-        assert!(n > 0, "dpdk-telemetry.py gave no reply to {cmd}");
+        if n == 0 {
+            cannot_measure(format!("dpdk-telemetry.py gave no reply to {cmd}"));
+        }
         let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("telemetry reply to {cmd}: {e}: {line}"));
-        let name = cmd.split(',').next().unwrap();
-        v.get(name)
-            .cloned()
-            .unwrap_or_else(|| panic!("telemetry reply to {cmd} lacks {name}: {line}"))
+            .unwrap_or_else(|e| cannot_measure(format!("telemetry reply to {cmd}: {e}: {line}")));
+        let name = cmd.split(',').next().unwrap_or(cmd);
+        v.get(name).cloned().unwrap_or_else(|| {
+            cannot_measure(format!("telemetry reply to {cmd} lacks {name}: {line}"))
+        })
     }
 
     /// A port's `/ethdev/stats` counter, e.g. `opackets`.
@@ -540,7 +658,7 @@ impl Telemetry {
         let v = self.query(&format!("/ethdev/stats,{port}"));
         v[name]
             .as_u64()
-            .unwrap_or_else(|| panic!("/ethdev/stats,{port} has no {name}: {v}"))
+            .unwrap_or_else(|| cannot_measure(format!("/ethdev/stats,{port} has no {name}: {v}")))
     }
 
     /// Packets sent, summed over ports `0..nports`, and when they were read (the
@@ -609,18 +727,26 @@ impl L3fwd {
             .stderr(f)
             .current_dir(dir)
             .spawn()
-            .expect("start l3fwd");
+            .unwrap_or_else(|e| cannot_measure(format!("cannot start l3fwd: {e}")));
         let mut l = L3fwd { child, prefix, log };
         let t0 = Instant::now();
         while !l.log_text().contains("entering main loop") {
             if let Ok(Some(st)) = l.child.try_wait() {
-                panic!("l3fwd exited ({st}) before forwarding:\n{}", l.log_text());
+                cannot_measure(format!(
+                    "l3fwd ended ({st}) before forwarding; its log {}: {}",
+                    l.log.display(),
+                    last_line(&l.log_text())
+                ));
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "l3fwd not forwarding after 20 s:\n{}",
-                l.log_text()
-            );
+            if t0.elapsed() > Duration::from_secs(20) {
+                let _ = l.child.kill();
+                let _ = l.child.wait();
+                cannot_measure(format!(
+                    "l3fwd not forwarding after 20 s; its log {}: {}",
+                    l.log.display(),
+                    last_line(&l.log_text())
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         l
@@ -666,8 +792,15 @@ pub fn run_l3fwd(dir: &Path, pcaps: &[&Path], core: usize, secs: u64) -> Measure
     drop(tel);
     let log = l.stop();
     let mpps = (n1 - n0) as f64 / (t1 - t0).as_secs_f64() / 1e6;
-    assert!(mpps > 0.0, "l3fwd forwarded nothing:\n{log}");
-    assert!(tsc_hz > 0, "no TSC rate in l3fwd's EAL log:\n{log}");
+    if mpps <= 0.0 {
+        cannot_measure(format!(
+            "l3fwd forwarded nothing in {secs} s; its log's last line: {}",
+            last_line(&log)
+        ));
+    }
+    if tsc_hz == 0 {
+        cannot_measure("no TSC rate in l3fwd's EAL log (\"TSC frequency is ~N KHz\")");
+    }
     Measured {
         mpps,
         cycles_per_packet: Measured::cycles_at(tsc_hz as f64, mpps),

@@ -348,18 +348,20 @@ fn dvr_decap_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
 fn run_checked(dir: &Path, cfg: &str, secs: u64, out: &[&str]) -> Measured {
     let w = harness::run_dvr_window(dir, cfg, secs);
     let drops = w.drops();
-    assert!(drops.is_empty(), "dvr-pmd dropped in the window: {drops:?}");
+    if !drops.is_empty() {
+        harness::cannot_measure(format!("dvr-pmd dropped in the window: {drops:?}"));
+    }
     let sent = w.sent();
     for (port, n) in &sent {
-        assert!(
-            *n == 0 || out.contains(&port.as_str()),
-            "dvr-pmd sent {n} packets out of {port}, expected only {out:?}"
-        );
+        if *n > 0 && !out.contains(&port.as_str()) {
+            harness::cannot_measure(format!(
+                "dvr-pmd sent {n} packets out of {port}, expected only {out:?}"
+            ));
+        }
     }
-    assert!(
-        sent.iter().any(|(_, n)| *n > 0),
-        "dvr-pmd sent nothing: {sent:?}"
-    );
+    if sent.iter().all(|(_, n)| *n == 0) {
+        harness::cannot_measure(format!("dvr-pmd sent nothing: {sent:?}"));
+    }
     w.measured
 }
 
@@ -409,11 +411,12 @@ fn main() {
     let rounds: usize = harness::env_or("DVR_BENCH_ROUNDS", 3);
     let core: usize = harness::env_or("DVR_BENCH_CORE", 1);
     let flows: u16 = harness::env_or("DVR_BENCH_FLOWS", 64);
-    assert!(
-        (1..SENDER as u16).contains(&flows),
-        "DVR_BENCH_FLOWS must be 1 to {}: the senders are .{SENDER}",
-        SENDER - 1
-    );
+    if !(1..SENDER as u16).contains(&flows) {
+        harness::cannot_measure(format!(
+            "DVR_BENCH_FLOWS must be 1 to {}: the senders are .{SENDER}",
+            SENDER - 1
+        ));
+    }
     let v6 = harness::env_or("DVR_BENCH_V6", 0u8) == 1;
     let dir = tempfile::tempdir().expect("temp dir");
     // The captures go to the bench model's router interface MAC (l3fwd and

@@ -1029,19 +1029,27 @@ impl Generator {
             .stderr(f)
             .current_dir(dir)
             .spawn()
-            .expect("start dpdk-testpmd");
+            .unwrap_or_else(|e| harness::cannot_measure(format!("cannot start dpdk-testpmd: {e}")));
         let mut g = Generator { child, prefix, log };
         let t0 = Instant::now();
         while !g.log_text().contains("Port statistics") {
             if let Ok(Some(st)) = g.child.try_wait() {
-                panic!("dpdk-testpmd exited ({st}):\n{}", g.log_text());
+                harness::cannot_measure(format!(
+                    "dpdk-testpmd (the generator) ended ({st}); its log {}: {}",
+                    g.log.display(),
+                    harness::last_line(&g.log_text())
+                ));
             }
             // Loading a capture of millions of frames takes a few seconds.
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "dpdk-testpmd not forwarding after 120 s:\n{}",
-                g.log_text()
-            );
+            if t0.elapsed() > Duration::from_secs(120) {
+                let _ = g.child.kill();
+                let _ = g.child.wait();
+                harness::cannot_measure(format!(
+                    "dpdk-testpmd (the generator) not forwarding after 120 s; its log {}: {}",
+                    g.log.display(),
+                    harness::last_line(&g.log_text())
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         g
@@ -1282,7 +1290,12 @@ fn run_kernel(
     };
     let gen = Generator::start(&topo, dir, &feeds, frames, core, gen_core);
     let tsc_hz = gen.tsc_hz();
-    assert!(tsc_hz > 0, "no TSC rate in EAL's log:\n{}", gen.log_text());
+    if tsc_hz == 0 {
+        harness::cannot_measure(format!(
+            "no TSC rate (\"TSC frequency is ~N KHz\") in the generator's EAL log {}",
+            gen.log.display()
+        ));
+    }
 
     // Warm-up: established sessions must all exist first.
     if case == Case::SnatEstablished {

@@ -4,6 +4,7 @@
 //! types: packet bytes, tables, counters.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod dpdk;
 pub mod fib;

@@ -3,7 +3,9 @@
 //! shows what the daemon does (`dvr-ctl show stats`).
 //!
 //! Exit codes: 0 done, 1 refused (by the daemon or a bad command line), 2 the
-//! daemon could not be reached.
+//! daemon could not be reached. Output goes through `dvr::outln!`: a standard
+//! output whose reader is gone (`dvr-ctl show errors | head -1`) ends dvr-ctl
+//! as it ends `cat`, killed by SIGPIPE without a word (see `dvr::cli`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
@@ -828,7 +830,7 @@ fn main() -> ExitCode {
         warn_unbound(&socket, changes);
     }
     if cli.json {
-        println!(
+        dvr::outln!(
             "{}",
             serde_json::to_string_pretty(&result).unwrap_or_default()
         );
@@ -839,7 +841,7 @@ fn main() -> ExitCode {
             if let Some(applied) = result["applied"].as_array() {
                 for a in applied {
                     if let (Some(k), Some(n)) = (a["kind"].as_str(), a["name"].as_str()) {
-                        println!("{} {}", k.replace('_', " "), n);
+                        dvr::outln!("{} {}", k.replace('_', " "), n);
                     }
                 }
             }
@@ -908,8 +910,8 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
         .map(|n| format!("+{}", "-".repeat(n + 2)))
         .collect::<String>()
         + "+";
-    println!("{sep}");
-    println!(
+    dvr::outln!("{sep}");
+    dvr::outln!(
         "{}|",
         headers
             .iter()
@@ -917,9 +919,9 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
             .map(|(h, n)| format!("| {h:<n$} "))
             .collect::<String>()
     );
-    println!("{sep}");
+    dvr::outln!("{sep}");
     for r in rows {
-        println!(
+        dvr::outln!(
             "{}|",
             r.iter()
                 .zip(&w)
@@ -927,7 +929,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
                 .collect::<String>()
         );
     }
-    println!("{sep}");
+    dvr::outln!("{sep}");
 }
 
 fn print_object(v: &Value) {
@@ -1043,12 +1045,12 @@ fn print_view(what: &str, v: &Value) {
             let listed = v["entries"].as_array().map_or(0, |a| a.len());
             let total = v["total"].as_u64().unwrap_or(0);
             if total as usize > listed {
-                println!(
+                dvr::outln!(
                     "{total} sessions, {listed} listed (at most {} per worker)",
                     cell(&v["limit_per_worker"])
                 );
             } else {
-                println!("{total} sessions");
+                dvr::outln!("{total} sessions");
             }
             for w in v["unanswered"].as_array().into_iter().flatten() {
                 eprintln!(
@@ -1073,7 +1075,7 @@ fn print_view(what: &str, v: &Value) {
                     .filter(|(k, _)| *k != "stage")
                     .map(|(k, v)| format!("{k}={}", cell(v)))
                     .collect();
-                println!("{:<14} {}", cell(&st["stage"]), rest.join(" "));
+                dvr::outln!("{:<14} {}", cell(&st["stage"]), rest.join(" "));
             }
         }
         "runtime" => table(

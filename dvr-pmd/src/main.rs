@@ -59,7 +59,9 @@ fn main() -> ExitCode {
         .init();
 
     if args.print_default_config {
-        print!("{DEFAULT_CONFIG}");
+        // A closed standard output ends this one-shot command as it ends
+        // `cat` (`dvr::cli`); the daemon's counter lines do otherwise (report.rs).
+        dvr::cli::print(format_args!("{DEFAULT_CONFIG}"));
         return ExitCode::SUCCESS;
     }
     let loaded = match &args.config {
@@ -84,7 +86,7 @@ fn main() -> ExitCode {
         cfg.stats.interval_ms = ms;
     }
     if args.check {
-        println!("configuration of node {} is valid", cfg.node);
+        dvr::outln!("configuration of node {} is valid", cfg.node);
         return ExitCode::SUCCESS;
     }
 

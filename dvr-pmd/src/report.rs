@@ -473,19 +473,36 @@ struct Line<'a> {
 pub struct Reporter {
     format: StatsFormat,
     last: Option<(Instant, WorkerSnapshot)>,
+    /// Standard output's reader is gone: no more counter lines.
+    closed: bool,
 }
 
 impl Reporter {
     pub fn new(format: StatsFormat) -> Self {
-        Reporter { format, last: None }
+        Reporter {
+            format,
+            last: None,
+            closed: false,
+        }
     }
 
+    /// Prints one counter report on standard output. When its reader is gone
+    /// (`dvr-pmd | head -3`, a log collector that stopped), the daemon is not
+    /// ended with it, as a short command would be (`dvr::cli`): it says so once
+    /// on standard error and goes on forwarding without counter lines until
+    /// SIGINT / SIGTERM; `dvr-ctl show stats` still reads the counters. SIGPIPE
+    /// stays ignored (as Rust starts a program), so no write to the closed pipe,
+    /// ours or DPDK's log lines, ends the process. Other write errors (a full
+    /// disk) drop that report; the next one is tried.
     pub fn print(&mut self, view: &View, is_final: bool) {
+        if self.closed {
+            return;
+        }
         let now = Instant::now();
         let ws = view.snapshot();
         let t = total(&ws, view.ports.len());
-        let out = std::io::stdout();
-        let mut out = out.lock();
+        // The whole report in one write, whose error is seen.
+        let mut out = Vec::new();
         match self.format {
             StatsFormat::Json => {
                 let _ = serde_json::to_writer(&mut out, &view.counters_json(is_final));
@@ -550,7 +567,16 @@ impl Reporter {
                 );
             }
         }
-        let _ = out.flush();
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = stdout.write_all(&out).and_then(|()| stdout.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.closed = true;
+                tracing::warn!(
+                    "standard output closed: no more counter lines; forwarding goes on \
+                     (dvr-ctl show stats reads the counters)"
+                );
+            }
+        }
         self.last = Some((now, t));
     }
 }

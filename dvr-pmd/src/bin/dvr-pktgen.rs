@@ -344,12 +344,14 @@ fn run(args: &Args) -> Result<(), String> {
         }
     }
     let out = serde_json::json!({ "ports": counts, "sent": sent, "received": received });
-    println!("{out}");
     drop(queues);
     for p in ports {
         p.close();
     }
     drop(pool);
     eal.cleanup();
+    // After the cleanup: a closed standard output ends dvr-pktgen as it ends
+    // `cat`, killed by SIGPIPE without a word (`dvr::cli`).
+    dvr::outln!("{out}");
     Ok(())
 }
