@@ -1019,34 +1019,8 @@ fn route4<T: Trace>(
         return Err(R::TableGone);
     };
     if total > net.mtu as usize {
-        if be16(ip, 6) & 0x4000 != 0 {
-            tr!(
-                t,
-                "route",
-                "{total} bytes exceed MTU {} of {} with DF: fragmentation needed",
-                net.mtu,
-                net.name
-            );
-            return icmp4_error(
-                env,
-                ingress,
-                in_port,
-                f,
-                3,
-                4,
-                net.mtu as u32,
-                R::FragmentationNeeded,
-                t,
-            );
-        }
-        tr!(
-            t,
-            "route",
-            "{total} bytes exceed MTU {} of {}; fragmenting is not supported",
-            net.mtu,
-            net.name
-        );
-        return Err(R::MtuExceeded);
+        tr!(t, "route", "egress network {}", net.name);
+        return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     if !T::ON {
         offer_routed(snap, env, net, &eg);
@@ -1127,17 +1101,7 @@ fn route6<T: Trace>(
             net.mtu,
             net.name
         );
-        return icmp6_error(
-            env,
-            ingress,
-            in_port,
-            f,
-            2,
-            0,
-            net.mtu as u32,
-            R::FragmentationNeeded,
-            t,
-        );
+        return too_big6(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     f.data_mut()[ETH_LEN + 7] = hop - 1;
     tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
@@ -1547,13 +1511,29 @@ fn icmp6_error<T: Trace>(
     why: DropReason,
     t: &mut T,
 ) -> Verdict {
-    // As in icmp4_error: no answer over the overlay.
+    // As in icmp4_error: no answer over the overlay but for a path MTU.
     if env.redirected {
         return Err(why);
     }
     let IpAddr::V6(from) = ingress.ip else {
         return Err(why);
     };
+    icmp6_build(env, from, ingress.mac, f, (ty, code, param), why, t)?;
+    Ok(in_port)
+}
+
+/// The IPv6 packet in `f` turned, in place, into ICMPv6 error `(type, code,
+/// parameter)` from `from` (`mac`) to its source, back to the MAC it came
+/// from; `env.noted` is `why`. Never about an ICMPv6 error; rate limited.
+fn icmp6_build<T: Trace>(
+    env: &mut Env,
+    from: Ipv6Addr,
+    mac: MacAddr,
+    f: &mut Frame,
+    (ty, code, param): (u8, u8, u32),
+    why: DropReason,
+    t: &mut T,
+) -> Result<(), DropReason> {
     let b = f.data();
     let ip = &b[ETH_LEN..];
     // Never about an ICMPv6 error (types below 128).
@@ -1572,7 +1552,7 @@ fn icmp6_error<T: Trace>(
     }
     f.trim(ETH_LEN + IPV6_LEN + ICMP_LEN + quote);
     let b = f.data_mut();
-    write_eth(b, &src_mac, &ingress.mac.0, ETHERTYPE_IPV6);
+    write_eth(b, &src_mac, &mac.0, ETHERTYPE_IPV6);
     let plen = (ICMP_LEN + quote) as u16;
     write_ipv6(
         &mut b[ETH_LEN..],
@@ -1597,7 +1577,37 @@ fn icmp6_error<T: Trace>(
         Ipv6Addr::from(to)
     );
     env.noted = Some(why);
-    Ok(in_port)
+    Ok(())
+}
+
+/// The IPv6 counterpart of [`too_big4`] (packet too big, RFC 8201; IPv6
+/// routers never fragment).
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn too_big6<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    mtu: u16,
+    t: &mut T,
+) -> Verdict {
+    let why = R::FragmentationNeeded;
+    if !env.redirected {
+        return icmp6_error(env, ingress, in_port, f, 2, 0, mtu as u32, why, t);
+    }
+    let IpAddr::V6(from) = ingress.ip else {
+        return Err(why);
+    };
+    icmp6_build(env, from, ingress.mac, f, (2, 0, mtu as u32), why, t)?;
+    // Back to the sender where it lives, as the router routes to it.
+    let dst = ipv6_at(f.data(), ETH_LEN + 24);
+    let eg = next_hop(r, IpAddr::V6(dst), t)?;
+    let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
+    deliver_routed(snap, net, &eg, f, t)
 }
 
 /// What the overlay of a network needs to know of it.

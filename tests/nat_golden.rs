@@ -1204,3 +1204,88 @@ fn hairpin_too_big_for_the_destination_network_is_answered() {
     assert_eq!((v, noted), (Ok(VM_A), Some(R::FragmentationNeeded)));
     assert_frag_needed(&out, (A_MAC, blue), ("10.1.0.1", "10.1.0.10"), mtu, &f);
 }
+
+#[test]
+fn a_centralized_router_answers_too_big_over_the_overlay() {
+    // r1 centralized on nn1 (legacy); red's MTU lowered to 1400. a (blue,
+    // on cn1) sends 1450 bytes to d (red, on cn2): they fit blue's overlay
+    // to nn1, which routes them, but not red. nn1 answers a where it lives:
+    // over blue (VXLAN 101) to cn1, from nn1's DVR MAC, from blue's gateway.
+    let mut m = legacy_model();
+    m.apply(&changes(
+        json!([{"op": "network_set", "name": "red", "mtu": 1400}]),
+    ))
+    .unwrap();
+    let n = nn1(&m);
+    let blue = gw_mac(&m, "blue4");
+    let f = big_tcp4(A_MAC, blue, "10.1.0.10", "10.2.0.20", 1450);
+    let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
+    assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
+    assert_eq!(&out[..6], &UL_MAC);
+    assert_eq!(pkt::ipv4_at(&out, pkt::ETH_LEN + 16).octets(), VTEP1);
+    assert_frag_needed(
+        &out[pkt::VXLAN_OVERHEAD..],
+        (A_MAC, DVR3),
+        ("10.1.0.1", "10.1.0.10"),
+        1400,
+        &f,
+    );
+
+    // IPv6: packet too big, the same way back.
+    let mut f6 = Vec::new();
+    let blue6 = gw_mac(&m, "blue6");
+    PacketBuilder::ethernet2(A_MAC, blue6)
+        .ipv6(
+            "2001:db8:1::10"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            "2001:db8:2::20"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            64,
+        )
+        .udp(5000, 7)
+        .write(&mut f6, &vec![0x6b; 1450 - 48])
+        .unwrap();
+    let to_nn1 = vxlan_frame(&f6, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
+    assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
+    let inner = &out[pkt::VXLAN_OVERHEAD..];
+    assert_eq!(&inner[..12], &[A_MAC, DVR3].concat()[..]);
+    let p = SlicedPacket::from_ethernet(inner).unwrap();
+    let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+        panic!("IPv6: {inner:02x?}")
+    };
+    let gw6 = m.routers["r1"]
+        .interfaces
+        .iter()
+        .find(|i| i.subnet == "blue6")
+        .unwrap()
+        .ip
+        .to_string();
+    assert_eq!(ip.header().source_addr().to_string(), gw6);
+    assert_eq!(ip.header().destination_addr().to_string(), "2001:db8:1::10");
+    let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else {
+        panic!("ICMPv6: {inner:02x?}")
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 }
+    );
+    let h = ip.header();
+    let sum = pkt::pseudo6(
+        &h.source(),
+        &h.destination(),
+        u32::from(h.payload_length()),
+        pkt::PROTO_ICMPV6,
+    );
+    assert_eq!(
+        pkt::csum_fold(pkt::csum_add(sum, &inner[54..])),
+        0,
+        "ICMPv6 checksum"
+    );
+    assert_eq!(&inner[62..], &f6[14..14 + inner.len() - 62], "the quote");
+}
