@@ -97,6 +97,9 @@ pub struct Env {
     pub noted: Option<DropReason>,
     /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
     pub flood: Option<Flood>,
+    /// Set when a frame showed a VIP's holder ([`VipNote`]): the worker
+    /// hands it to the control thread.
+    pub vip: Option<VipNote>,
     /// This worker's SNAT sessions (routers whose SNAT runs on this node).
     pub nat: Box<Nat>,
     /// The ports this worker translates to (its share of the node's range).
@@ -121,11 +124,25 @@ pub const FLOOD: u16 = u16::MAX - 1;
 
 /// A broadcast or multicast frame of network `net` (index), to copy to the
 /// network's other local ports and, when `tunnels`, to every other host with
-/// ports on it (head-end replication).
+/// ports on it (head-end replication). With `only`, an address inside allowed
+/// address pairs: only to the ports whose pairs cover it (and the hosts of
+/// such ports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flood {
     pub net: u32,
     pub tunnels: bool,
+    pub only: Option<IpAddr>,
+}
+
+/// A frame from a port showed that `mac` holds `ip`, an address inside the
+/// allowed address pairs of a port of network `net` (a gratuitous ARP, an
+/// ARP reply, a neighbour advertisement): for the control thread, which
+/// publishes the holder ([`crate::snapshot::Compiler::set_vip_holder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipNote {
+    pub net: u32,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
 }
 
 /// Where one copy of a flooded frame goes.
@@ -142,17 +159,35 @@ pub fn flood_targets(
     in_port: u16,
 ) -> impl Iterator<Item = Target> + '_ {
     let net = snap.net(fl.net);
-    let local = net
+    let all = net.filter(|_| fl.only.is_none());
+    let local = all
         .into_iter()
         .flat_map(|n| n.local_ports.iter())
         .filter(move |&&p| p != in_port)
         .map(|&p| Target::Port(p));
-    let remote = net
+    let remote = all
         .filter(|_| fl.tunnels)
         .into_iter()
         .flat_map(|n| n.remote_hosts.iter())
         .map(|&h| Target::Host(h));
-    local.chain(remote)
+    // The VIP entries are sorted by where their port is: a port (or host)
+    // with several covering pairs gets one copy.
+    let vips = net
+        .zip(fl.only)
+        .into_iter()
+        .flat_map(|(n, ip)| n.vips_of(ip))
+        .filter_map(move |v| match v.dest {
+            Dest::Local(p) if p != in_port => Some(Target::Port(p)),
+            Dest::Remote(h) if fl.tunnels => Some(Target::Host(h)),
+            _ => None,
+        })
+        .scan(None, |prev, t| {
+            let first = *prev != Some(t);
+            *prev = Some(t);
+            Some(first.then_some(t))
+        })
+        .flatten();
+    local.chain(remote).chain(vips)
 }
 
 /// Encapsulates a copy of a flooded frame of network `net` toward host `h`.
@@ -172,7 +207,27 @@ fn flood<T: Trace>(env: &mut Env, net: u32, tunnels: bool, t: &mut T) -> Verdict
             ""
         }
     );
-    env.flood = Some(Flood { net, tunnels });
+    env.flood = Some(Flood {
+        net,
+        tunnels,
+        only: None,
+    });
+    Ok(FLOOD)
+}
+
+/// Floods a request for `ip`, an address inside allowed address pairs, to
+/// the ports whose pairs cover it (and, when `tunnels`, to their hosts).
+fn flood_vip<T: Trace>(env: &mut Env, net: u32, tunnels: bool, ip: IpAddr, t: &mut T) -> Verdict {
+    tr!(
+        t,
+        "switch",
+        "{ip} is inside allowed address pairs: to the ports whose pairs cover it"
+    );
+    env.flood = Some(Flood {
+        net,
+        tunnels,
+        only: Some(ip),
+    });
     Ok(FLOOD)
 }
 
@@ -218,6 +273,7 @@ impl Env {
             last: now(),
             noted: None,
             flood: None,
+            vip: None,
             nat: Box::new(Nat::new(cfg, hz.max(1))),
             nat_ports: ports,
             nat_routers: Arc::default(),
@@ -627,18 +683,31 @@ fn from_vm_full<T: Trace>(
         port_security(vm, b, t)?;
         tr!(t, "port-security", "allowed");
     }
+    if et != ETHERTYPE_IPV4 && !vm.pairs.is_empty() {
+        vip_learn(env, vm, net, b, t);
+    }
     if et == ETHERTYPE_ARP {
         match arp_respond(net, f, t) {
             Ok(()) => return Ok(in_port),
             Err(None) => {} // not a request the responder answers: switch it
+            Err(Some(R::ArpUnknownTarget)) => return arp_unanswered(env, vm, net, f, t),
             Err(Some(r)) => return Err(r),
         }
     }
     let b = f.data();
     if b[0] & 1 != 0 {
         if et == ETHERTYPE_IPV6 {
+            if own_dad(vm, net, b) {
+                tr!(
+                    t,
+                    "nd-responder",
+                    "duplicate address detection for the port's own address: not answered"
+                );
+                return flood(env, vm.net, true, t);
+            }
             match nd_respond(net, f, t) {
                 Ok(()) => return Ok(in_port),
+                Err(Some(R::NdUnknownTarget)) => return nd_unanswered(env, vm, net, f, t),
                 Err(Some(r)) => return Err(r),
                 Err(None) => {}
             }
@@ -722,6 +791,172 @@ fn arp_respond<T: Trace>(
     tr!(t, "arp-responder", "who-has {target}: {mac}");
     answer_arp(f.data_mut(), mac, target);
     Ok(())
+}
+
+/// The address and MAC a frame announces: an ARP request or reply (a
+/// gratuitous one included) whose sender MAC is the frame's source, or a
+/// neighbour advertisement (its target, the frame's source MAC).
+fn announced(b: &[u8]) -> Option<(IpAddr, MacAddr)> {
+    let src = b.get(6..12)?;
+    let ip = match be16(b, 12) {
+        ETHERTYPE_ARP => {
+            let a = b.get(ETH_LEN..ETH_LEN + 28)?;
+            if be16(a, 0) != 1
+                || be16(a, 2) != ETHERTYPE_IPV4
+                || a[4] != 6
+                || a[5] != 4
+                || !matches!(be16(a, 6), 1 | 2)
+                || a[8..14] != *src
+            {
+                return None;
+            }
+            IpAddr::V4(ipv4_at(a, 14))
+        }
+        ETHERTYPE_IPV6 => {
+            let ip = b.get(ETH_LEN..)?;
+            if ip.len() < IPV6_LEN + 24
+                || ip[0] >> 4 != 6
+                || ip[6] != PROTO_ICMPV6
+                || ip[7] != 255
+                || ip[IPV6_LEN] != 136
+                || ip[IPV6_LEN + 1] != 0
+            {
+                return None;
+            }
+            IpAddr::V6(ipv6_at(ip, IPV6_LEN + 8))
+        }
+        _ => return None,
+    };
+    (!ip.is_unspecified()).then_some((ip, MacAddr(mac_at(b, 6))))
+}
+
+/// Notes a VIP's holder when the frame `b` from port `vm` (port security
+/// passed) announces an address inside one of the port's allowed pairs,
+/// with the pair's MAC ([`announced`]).
+#[inline(never)]
+fn vip_learn<T: Trace>(env: &mut Env, vm: &VmPort, net: &NetTables, b: &[u8], t: &mut T) {
+    let Some((ip, mac)) = announced(b) else {
+        return;
+    };
+    if vm.ips.contains(&ip)
+        || net.holders.get(&ip) == Some(&mac)
+        || !vm
+            .pairs
+            .iter()
+            .any(|(n, m)| m.unwrap_or(vm.mac) == mac && n.contains(&ip))
+    {
+        return;
+    }
+    tr!(t, "vip", "{ip} is held by {mac} (port {})", vm.name);
+    env.vip = Some(VipNote {
+        net: vm.net,
+        ip,
+        mac,
+    });
+}
+
+/// Notes a VIP's holder when a broadcast or multicast frame `b` of network
+/// `net` (index `id`) from another host announces an address inside the
+/// allowed pairs of a port there, with the pair's MAC (that host's port
+/// security checked it).
+#[inline(never)]
+fn vip_learn_overlay<T: Trace>(env: &mut Env, id: u32, net: &NetTables, b: &[u8], t: &mut T) {
+    if net.vips.is_empty() {
+        return;
+    }
+    let Some((ip, mac)) = announced(b) else {
+        return;
+    };
+    if net.holders.get(&ip) == Some(&mac)
+        || !net
+            .vips_of(ip)
+            .any(|v| v.mac == mac && matches!(v.dest, Dest::Remote(_)))
+    {
+        return;
+    }
+    tr!(t, "vip", "{ip} is held by {mac}, on another host");
+    env.vip = Some(VipNote { net: id, ip, mac });
+}
+
+/// A broadcast ARP request the responder does not answer (it would be
+/// dropped as `arp_unknown_target`): a gratuitous one (a VIP announced by
+/// its holder) goes to the whole network; one for an address inside
+/// allowed address pairs, to the ports whose pairs cover it.
+#[inline(never)]
+fn arp_unanswered<T: Trace>(
+    env: &mut Env,
+    vm: &VmPort,
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(a) = f.data().get(ETH_LEN..ETH_LEN + 28) else {
+        return Err(R::MalformedArp);
+    };
+    let (sender, target) = (ipv4_at(a, 14), ipv4_at(a, 24));
+    if sender == target {
+        tr!(t, "arp-responder", "gratuitous ARP for {target}");
+        return flood(env, vm.net, true, t);
+    }
+    let ip = IpAddr::V4(target);
+    if net.vips_of(ip).next().is_some() {
+        return flood_vip(env, vm.net, true, ip, t);
+    }
+    Err(R::ArpUnknownTarget)
+}
+
+/// A neighbour solicitation the responder does not answer (it would be
+/// dropped as `nd_unknown_target`): for an address inside allowed address
+/// pairs, to the ports whose pairs cover it; for another link-local address
+/// (a stable-privacy or random one), to the whole network.
+#[inline(never)]
+fn nd_unanswered<T: Trace>(
+    env: &mut Env,
+    vm: &VmPort,
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let at = ETH_LEN + IPV6_LEN + 8;
+    let Some(target) = f.data().get(at..at + 16) else {
+        return Err(R::MalformedNd);
+    };
+    let target = ipv6_at(target, 0);
+    let ip = IpAddr::V6(target);
+    if net.vips_of(ip).next().is_some() {
+        return flood_vip(env, vm.net, true, ip, t);
+    }
+    if target.segments()[0] & 0xffc0 == 0xfe80 {
+        tr!(t, "nd-responder", "{target} is link-local: to the network");
+        return flood(env, vm.net, true, t);
+    }
+    Err(R::NdUnknownTarget)
+}
+
+/// Whether `b` is a well-formed duplicate address detection probe (a
+/// neighbour solicitation from the unspecified address) of port `vm` for
+/// one of its own addresses: the responder must not answer it (the guest
+/// would give the address up).
+#[inline(never)]
+fn own_dad(vm: &VmPort, net: &NetTables, b: &[u8]) -> bool {
+    let Some(ip) = b.get(ETH_LEN..) else {
+        return false;
+    };
+    if ip.len() < IPV6_LEN + 24 || ip[0] >> 4 != 6 || ip[6] != PROTO_ICMPV6 || ip[7] != 255 {
+        return false;
+    }
+    let plen = be16(ip, 4) as usize;
+    let Some(icmp) = ip.get(IPV6_LEN..IPV6_LEN + plen) else {
+        return false;
+    };
+    if icmp.len() < 24 || icmp[0] != 135 || icmp[1] != 0 || !ipv6_at(ip, 8).is_unspecified() {
+        return false;
+    }
+    let sum = pseudo6(&ip[8..24], &ip[24..40], plen as u32, PROTO_ICMPV6);
+    if csum_fold(csum_add(sum, icmp)) != 0 {
+        return false;
+    }
+    net.arp.get(&IpAddr::V6(ipv6_at(icmp, 8))) == Some(&vm.mac)
 }
 
 /// Turns the ARP request in `b` into the reply that `ip` is at `mac`, to the
@@ -948,6 +1183,50 @@ fn next_hop<'a, T: Trace>(
     })
 }
 
+/// The egress toward `dst` when router `r` has no neighbour for its next
+/// hop: the next hop may be inside the allowed address pairs of ports of its
+/// subnet (a VIP), held by a port that announced it or by the only port
+/// that may hold it.
+#[inline(never)]
+fn vip_egress<'a, T: Trace>(
+    snap: &Snapshot,
+    r: &'a RouterTables,
+    dst: IpAddr,
+    t: &mut T,
+) -> Result<Egress<'a>, DropReason> {
+    let (iface, via) = match r.fib.lookup_fast(dst) {
+        Some((_, NextHop::Connected { iface })) => (iface, dst),
+        Some((_, NextHop::Via { via })) => match r.fib.lookup_fast(via) {
+            Some((_, NextHop::Connected { iface })) => (iface, via),
+            _ => return Err(R::NeighborUnknown),
+        },
+        None => return Err(R::NeighborUnknown),
+    };
+    let iface = r.interfaces.get(iface as usize).ok_or(R::TableGone)?;
+    let net = snap.net(iface.net).ok_or(R::TableGone)?;
+    if net.vips_of(via).next().is_none() {
+        return Err(R::NeighborUnknown);
+    }
+    match net.vip_holder(via) {
+        Some((mac, dest)) => {
+            tr!(
+                t,
+                "route",
+                "{via} is inside allowed address pairs: held by {mac}"
+            );
+            Ok(Egress { iface, mac, dest })
+        }
+        None => {
+            tr!(
+                t,
+                "route",
+                "{via} is inside allowed address pairs of several ports: none has announced it"
+            );
+            Err(R::VipHolderUnknown)
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn route4<T: Trace>(
@@ -1004,7 +1283,7 @@ fn route4<T: Trace>(
                 "{dst} matches a /{plen} on {}: no such neighbour",
                 r.interfaces[iface as usize].subnet
             );
-            return Err(R::NeighborUnknown);
+            vip_egress(snap, r, IpAddr::V4(dst), t)?
         }
         Adj::External => {
             tr!(
@@ -1087,6 +1366,7 @@ fn route6<T: Trace>(
             tr!(t, "route", "no route to {dst}: unreachable");
             return icmp6_error(env, ingress, in_port, f, 1, 0, 0, R::NoRoute, t);
         }
+        Err(R::NeighborUnknown) => vip_egress(snap, r, IpAddr::V6(dst), t)?,
         Err(e) => return Err(e),
     };
     let Some(net) = snap.net(eg.iface.net) else {
@@ -3044,6 +3324,7 @@ fn deliver_decapped<T: Trace>(
         return Err(R::MulticastSrcMac);
     }
     if b[0] & 1 != 0 {
+        vip_learn_overlay(env, net, n, b, t);
         return flood(env, net, false, t);
     }
     let dst = MacAddr(mac_at(b, 0));

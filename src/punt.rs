@@ -1,6 +1,7 @@
 //! The exchange between the workers and the control thread, without locks or
 //! allocation on the workers' packet path: what the dataplane learned for the
-//! control plane (the senders of ARP replies on the underlay), frames the
+//! control plane (the senders of ARP replies on the underlay, the holders
+//! of VIPs announced on VM ports), frames the
 //! control plane wants sent (ARP requests for VTEPs), and the SNAT sessions
 //! the control plane asks to see ([`SessionQuery`]). Bounded queues: when one
 //! is full the newest entry is dropped (learning retries, requests are
@@ -49,6 +50,8 @@ pub struct Exchange {
     pub learned: ArrayQueue<(Ipv4Addr, MacAddr)>,
     /// Frames for the workers to send.
     pub inject: ArrayQueue<Injected>,
+    /// VIP holders the workers saw announced.
+    pub vips: ArrayQueue<crate::pipeline::VipNote>,
     /// `dvr-ctl show sessions`: a question to every worker.
     pub sessions: SessionQuery,
 }
@@ -58,6 +61,7 @@ impl Default for Exchange {
         Exchange {
             learned: ArrayQueue::new(256),
             inject: ArrayQueue::new(64),
+            vips: ArrayQueue::new(256),
             sessions: SessionQuery::default(),
         }
     }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -236,6 +236,82 @@ pub struct NetTables {
     pub remote_hosts: Vec<u16>,
     /// This node's ports here.
     pub local_ports: Vec<u16>,
+    /// The allowed address pairs of the network's ports (a VIP such as a
+    /// keepalived address may be held by any of them), by where the port is.
+    pub vips: Vec<Vip>,
+    /// The VIPs' holders as learned from the ports (a gratuitous ARP, an
+    /// ARP reply, an unsolicited NA that passed port security): address →
+    /// MAC. Set by the control thread ([`Compiler::set_vip_holder`]).
+    pub holders: IpMap<MacAddr>,
+}
+
+/// The most VIP holders a network remembers (a port with a wide pair
+/// cannot grow the tables without bound).
+pub const MAX_HOLDERS: usize = 4096;
+
+/// An allowed address pair of a port: any address of `cidr` may be the
+/// port's, with `mac`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vip {
+    pub cidr: IpNet,
+    pub mac: MacAddr,
+    pub dest: Dest,
+}
+
+/// An order of [`Dest`]s (the VIP entries of one port are together).
+fn dest_key(d: Dest) -> (u8, u32, u32) {
+    match d {
+        Dest::Nowhere => (0, 0, 0),
+        Dest::Local(p) => (1, p as u32, 0),
+        Dest::Remote(h) => (2, h as u32, 0),
+        Dest::Router { router, iface } => (3, router, iface as u32),
+    }
+}
+
+/// The link-local address (`fe80::/64`, modified EUI-64) a port with `mac`
+/// gives itself.
+pub fn eui64_link_local(mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 2,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
+    ])
+}
+
+impl NetTables {
+    /// The VIP entries that may hold `ip`.
+    pub fn vips_of(&self, ip: IpAddr) -> impl Iterator<Item = &Vip> + '_ {
+        self.vips.iter().filter(move |v| v.cidr.contains(&ip))
+    }
+
+    /// Where `ip`, an address inside allowed address pairs, lives: its
+    /// learned holder, else the one port whose pairs cover it. `None` when
+    /// no pair covers it, or several ports may hold it and none has said so.
+    pub fn vip_holder(&self, ip: IpAddr) -> Option<(MacAddr, Dest)> {
+        if let Some(&mac) = self.holders.get(&ip) {
+            if let Some(v) = self.vips_of(ip).find(|v| v.mac == mac) {
+                return Some((v.mac, v.dest));
+            }
+        }
+        let mut c = self.vips_of(ip);
+        let first = c.next()?;
+        c.all(|v| v.mac == first.mac && v.dest == first.dest)
+            .then_some((first.mac, first.dest))
+    }
 }
 
 /// A router interface as the dataplane sees it.
@@ -853,6 +929,7 @@ impl NetTables {
         let mut arp = IpMap::default();
         let mut remote_hosts = BTreeSet::new();
         let mut local_ports = BTreeSet::new();
+        let mut vips = Vec::new();
         for p in ports
             .into_iter()
             .flatten()
@@ -873,16 +950,26 @@ impl NetTables {
             for f in &p.fixed_ips {
                 arp.insert(f.ip, p.mac);
             }
+            // The port's EUI-64 link-local address: answered like a fixed IP.
+            arp.entry(IpAddr::V6(eui64_link_local(p.mac)))
+                .or_insert(p.mac);
             for a in &p.allowed_address_pairs {
                 let mac = a.mac.unwrap_or(p.mac);
                 if a.mac.is_some() {
                     fdb.push((mac, dest));
                 }
-                if a.ip.prefix_len() == a.ip.max_prefix_len() {
-                    arp.insert(a.ip.addr(), mac);
-                }
+                // Not answered by the responder (several ports may hold the
+                // address, and it moves): requests for it go to the ports
+                // whose pairs cover it, and the holder answers.
+                vips.push(Vip {
+                    cidr: a.ip,
+                    mac,
+                    dest,
+                });
             }
         }
+        vips.sort_by_key(|v| (dest_key(v.dest), v.cidr.addr(), v.cidr.prefix_len()));
+        vips.dedup();
         let mut gateways = Vec::new();
         for &id in router_ids.into_iter().flatten() {
             let Some(t) = routers.get(id) else {
@@ -928,6 +1015,8 @@ impl NetTables {
             gateways,
             remote_hosts: remote_hosts.into_iter().collect(),
             local_ports: local_ports.into_iter().collect(),
+            vips,
+            holders: IpMap::default(),
         })
     }
 }
@@ -1130,6 +1219,9 @@ pub struct Compiler {
     /// Per router: its upstream router on the external network, and the
     /// address and MAC to ask for it from (see [`Compiler::upstreams`]).
     upstreams: BTreeMap<u32, (Ipv4Addr, Ipv4Addr, MacAddr)>,
+    /// The learned holders of VIPs, by network name (see
+    /// [`NetTables::holders`]).
+    holders: HashMap<String, IpMap<MacAddr>>,
     current: Arc<Snapshot>,
 }
 
@@ -1161,6 +1253,7 @@ impl Compiler {
             snat_changed: false,
             fip_gw: None,
             upstreams: BTreeMap::new(),
+            holders: HashMap::new(),
         };
         c.vtep_macs.extend(c.node.vtep_macs.iter().copied());
         for name in model.networks.keys() {
@@ -1325,6 +1418,51 @@ impl Compiler {
             node: Arc::new(node),
             ports: cur.ports.clone(),
             nets: cur.nets.clone(),
+            static_fdb: cur.static_fdb.clone(),
+            routers: cur.routers.clone(),
+            ext: cur.ext.clone(),
+            snat_here: cur.snat_here.clone(),
+        });
+        Some(self.current.clone())
+    }
+
+    /// Takes over the VIP holders `old` learned.
+    pub fn inherit_holders(&mut self, old: &Compiler) {
+        for (net, m) in &old.holders {
+            let Some(&id) = self.net_ids.get(net) else {
+                continue;
+            };
+            for (ip, mac) in m {
+                self.set_vip_holder(id, *ip, *mac);
+            }
+        }
+    }
+
+    /// Records that `mac` holds `ip`, an address inside the allowed pairs of
+    /// a port of network `net` (index), and publishes it. Returns the new
+    /// snapshot when the holder is new or changed; `None` too when no pair of
+    /// the network covers `ip` with `mac` (a stale or forged note).
+    pub fn set_vip_holder(&mut self, net: u32, ip: IpAddr, mac: MacAddr) -> Option<Arc<Snapshot>> {
+        let t = self.current.nets.get(net as usize)?;
+        if t.holders.get(&ip) == Some(&mac)
+            || !t.vips_of(ip).any(|v| v.mac == mac)
+            || (t.holders.len() >= MAX_HOLDERS && !t.holders.contains_key(&ip))
+        {
+            return None;
+        }
+        let name = self.net_names.get(net as usize)?.clone();
+        let mut t = t.clone();
+        t.holders.insert(ip, mac);
+        self.holders.entry(name).or_default().insert(ip, mac);
+        let mut nets = self.current.nets.clone();
+        nets.set(net as usize, Some(Arc::new(t)));
+        let cur = &self.current;
+        self.current = Arc::new(Snapshot {
+            generation: cur.generation,
+            epoch: next_epoch(),
+            node: cur.node.clone(),
+            ports: cur.ports.clone(),
+            nets,
             static_fdb: cur.static_fdb.clone(),
             routers: cur.routers.clone(),
             ext: cur.ext.clone(),
@@ -1571,7 +1709,12 @@ impl Compiler {
                 &routers,
                 self.routers_by_net.get(name),
             )
-            .map(Arc::new);
+            .map(|mut t| {
+                if let Some(h) = self.holders.get(name) {
+                    t.holders = h.clone();
+                }
+                Arc::new(t)
+            });
             nets.set(id as usize, t);
         }
         if local_changed || nets_changed {

@@ -56,6 +56,8 @@ reasons! {
     NoTxQueue => "no_tx_queue",
     /// The destination port's transmit queue was full.
     TxQueueFull => "tx_queue_full",
+    /// The destination port's link is down (a vhost-user guest that has not set up its queues yet, or has gone): not a congestion.
+    TxLinkDown => "tx_link_down",
     /// Port security: the source MAC is neither the port's nor an allowed pair's.
     PortSecurityMac => "port_security_mac",
     /// Port security: the source IP is neither a fixed IP nor inside an allowed pair.
@@ -92,6 +94,8 @@ reasons! {
     FragmentationNeeded => "fragmentation_needed",
     /// The next hop is not a known port on a connected subnet.
     NeighborUnknown => "neighbor_unknown",
+    /// Routed to an address inside the allowed address pairs of several ports (a VIP), none of which has announced it yet (gratuitous ARP, ARP reply, neighbour advertisement).
+    VipHolderUnknown => "vip_holder_unknown",
     /// The next hop's port is bound to no host with a VTEP.
     NeighborUnbound => "neighbor_unbound",
     /// North-south traffic (via the external gateway): not served by this node yet.

@@ -135,6 +135,17 @@ impl Clock {
     }
 }
 
+/// Why a TX queue did not take frames: its port's link is down (a
+/// vhost-user guest still booting, or gone), else the queue was full.
+#[inline]
+fn unsent(txq: &TxQueue) -> DropReason {
+    if txq.port().link_known_down() {
+        DropReason::TxLinkDown
+    } else {
+        DropReason::TxQueueFull
+    }
+}
+
 /// The output burst index of a decision (`Ok(port)`), or [`DROP`] with the
 /// reason counted.
 #[inline(always)]
@@ -277,6 +288,11 @@ impl BurstCtx<'_> {
                 );
                 if let Some(r) = self.env.noted.take() {
                     self.c.drop(r, 1);
+                }
+                if let Some(n) = self.env.vip.take() {
+                    // Full: the holder announces itself again (keepalived
+                    // repeats its gratuitous ARPs).
+                    let _ = self.exchange.vips.push(n);
                 }
                 if d == Err(DropReason::ArpReplyConsumed) {
                     if let Some(x) = pipeline::arp_reply_sender(f.data()) {
@@ -436,7 +452,7 @@ impl Worker {
             pc.tx_packets.add(r.sent);
             pc.tx_bytes.add(r.bytes);
             if r.dropped > 0 {
-                c.drop(DropReason::TxQueueFull, r.dropped);
+                c.drop(unsent(txq), r.dropped);
             }
         }
     }
@@ -692,7 +708,7 @@ impl Worker {
                     pc.tx_packets.add(r.sent);
                     pc.tx_bytes.add(r.bytes);
                     if r.dropped > 0 {
-                        c.drop(DropReason::TxQueueFull, r.dropped);
+                        c.drop(unsent(txq), r.dropped);
                     }
                 }
             }

@@ -1286,3 +1286,235 @@ fn a_routed_flow_is_cached_and_each_frame_still_checked() {
     assert_eq!(run_warm(&again, &mut env, VM_A, &local), first[0]);
     assert_eq!(env.flows.hits, hits + 1);
 }
+
+// ---- Allowed address pairs (VIPs) and link-local addresses ---------------------
+
+const A2_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0xa2];
+const VIP: &str = "10.1.0.100";
+const VIP6: &str = "2001:db8:1::100";
+
+/// [`model`] with a second blue port `a2` on cn1 (it takes vm-b from b), if
+/// `a2`, and the VIP 10.1.0.100 / 2001:db8:1::100 (exact pairs, the ports'
+/// own MACs) on a (cn1) and c (cn2), as keepalived would hold it; and the
+/// CIDR pair 10.1.0.128/28 on a only.
+fn vip_model(a2: bool) -> Model {
+    let mut m = model();
+    if a2 {
+        m.apply(&changes(json!([port(
+            "a2",
+            "blue",
+            A2_MAC,
+            "cn1",
+            Some("vm-b"),
+            &[("blue4", "10.1.0.11")]
+        )])))
+        .unwrap();
+    }
+    let pairs = json!([{"ip": format!("{VIP}/32")}, {"ip": format!("{VIP6}/128")}]);
+    m.apply(&changes(json!([
+        {"op": "port_set", "name": "a", "allowed_address_pairs": pairs},
+        {"op": "port_set", "name": "c", "allowed_address_pairs": pairs},
+        {"op": "port_set", "name": "a", "allowed_address_pairs": [{"ip": "10.1.0.128/28"}]},
+    ])))
+    .unwrap();
+    m
+}
+
+/// The targets of the flood `run` asked for.
+fn flooded_to(b: &Bed, env: &Env, in_port: u16) -> Vec<pipeline::Target> {
+    let fl = env.flood.expect("a flood");
+    pipeline::flood_targets(&b.snap, fl, in_port).collect()
+}
+
+/// A duplicate address detection probe for `target`: from the unspecified
+/// address, no option.
+fn ns_dad(src_mac: [u8; 6], target: &str) -> Vec<u8> {
+    let t = ip6(target);
+    let mut dst = ip6("ff02::1:ff00:0");
+    dst[13..].copy_from_slice(&t[13..]);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+        .ipv6([0; 16], dst, 255)
+        .icmpv6(Icmpv6Type::NeighborSolicitation)
+        .write(&mut v, &t)
+        .unwrap();
+    v
+}
+
+/// An unsolicited neighbour advertisement for `target` to all nodes.
+fn na_unsolicited(from_mac: [u8; 6], target: &str) -> Vec<u8> {
+    let mut body = ip6(target).to_vec();
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&from_mac);
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(from_mac, [0x33, 0x33, 0, 0, 0, 1])
+        .ipv6(ip6(target), ip6("ff02::1"), 255)
+        .icmpv6(Icmpv6Type::NeighborAdvertisement(
+            icmpv6::NeighborAdvertisementHeader {
+                router: false,
+                solicited: false,
+                r#override: true,
+            },
+        ))
+        .write(&mut v, &body)
+        .unwrap();
+    v
+}
+
+#[test]
+fn arp_and_ns_for_a_vip_go_to_the_ports_whose_pairs_cover_it() {
+    use pipeline::Target::{Host, Port};
+    let b = Bed::from_model(vip_model(true));
+    // The exact VIP, which a (here) and c (on cn2) may hold: to both, not
+    // answered for either.
+    let req = arp_request(A2_MAC, "10.1.0.11", VIP);
+    let mut env = env_at(0);
+    let (v, out) = b.run_env(&mut env, VM_B, &req);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(out, req, "the request goes as it came");
+    assert_eq!(env.flood.unwrap().only, Some(VIP.parse().unwrap()));
+    assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A), Host(0)]);
+    // A CIDR pair (a's 10.1.0.128/28, 10.1.99.0/24): to a only.
+    for ip in ["10.1.0.130", "10.1.99.7"] {
+        let mut env = env_at(0);
+        let (v, _) = b.run_env(&mut env, VM_B, &arp_request(A2_MAC, "10.1.0.11", ip));
+        assert_eq!(v, Ok(pipeline::FLOOD));
+        assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A)]);
+    }
+    // From a holder: to the other one only.
+    let mut env = env_at(0);
+    let (v, _) = b.run_env(&mut env, VM_A, &arp_request(A_MAC, "10.1.0.10", VIP));
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(flooded_to(&b, &env, VM_A), vec![Host(0)]);
+    // The same for a neighbour solicitation.
+    let mut env = env_at(0);
+    let (v, _) = b.run_env(&mut env, VM_B, &ns(A2_MAC, "fe80::f816:3eff:fe00:a2", VIP6));
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A), Host(0)]);
+    // An address no pair covers is still unknown.
+    b.drops(
+        VM_B,
+        &arp_request(A2_MAC, "10.1.0.11", "10.1.0.77"),
+        R::ArpUnknownTarget,
+    );
+    b.drops(
+        VM_B,
+        &ns(A2_MAC, "fe80::f816:3eff:fe00:a2", "2001:db8:1::77"),
+        R::NdUnknownTarget,
+    );
+}
+
+#[test]
+fn routed_traffic_to_a_vip_goes_to_its_holder_and_follows_it() {
+    let m = vip_model(false);
+    let mut c = Compiler::new(&m, node());
+    let snap = c
+        .set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC))
+        .unwrap();
+    let mut b = Bed { m, snap };
+    let (_, red_gw) = b.gw("red4");
+    let (_, blue_gw) = b.gw("blue4");
+    let (_, red6_gw) = b.gw("red6");
+    let (_, blue6_gw) = b.gw("blue6");
+    let f = udp4(B_MAC, red_gw, "10.2.0.10", VIP, 64);
+    let f6 = udp6(B_MAC, red6_gw, "2001:db8:2::10", VIP6, 64);
+    // Two ports may hold it and neither has said so yet.
+    b.drops(VM_B, &f, R::VipHolderUnknown);
+    b.drops(VM_B, &f6, R::VipHolderUnknown);
+    // Inside the pair of one port only: that port's, with the pair's MAC.
+    let g = udp4(B_MAC, red_gw, "10.2.0.10", "10.1.0.130", 64);
+    let (v, out, _) = b.run(VM_B, &g);
+    assert_eq!((v, out), (Ok(VM_A), routed4(&g, blue_gw, A_MAC)));
+
+    // a announces the VIP (keepalived's gratuitous ARP): flooded to the
+    // whole network, and the holder noted for the control thread.
+    let garp = arp_request(A_MAC, VIP, VIP);
+    let mut env = env_at(0);
+    let (v, out) = b.run_env(&mut env, VM_A, &garp);
+    assert_eq!((v, out), (Ok(pipeline::FLOOD), garp.clone()));
+    assert_eq!(env.flood.unwrap().only, None);
+    let n = env.vip.expect("the holder is noted");
+    assert_eq!((n.ip, n.mac), (VIP.parse().unwrap(), MacAddr(A_MAC)));
+    // Nobody else may claim it with a MAC no pair gives it.
+    assert!(c.set_vip_holder(n.net, n.ip, MacAddr(PAIR_MAC)).is_none());
+    b.snap = c.set_vip_holder(n.net, n.ip, n.mac).expect("published");
+    assert!(c.set_vip_holder(n.net, n.ip, n.mac).is_none(), "known");
+    let (v, out, _) = b.run(VM_B, &f);
+    assert_eq!((v, out), (Ok(VM_A), routed4(&f, blue_gw, A_MAC)));
+    // Known again, not noted again.
+    let mut env = env_at(0);
+    assert_eq!(b.run_env(&mut env, VM_A, &garp).0, Ok(pipeline::FLOOD));
+    assert_eq!(env.vip, None);
+
+    // The VIP moves to c on cn2: its gratuitous ARP comes over the overlay.
+    let mut env = env_at(0);
+    let moved = vxlan_from_cn2(&arp_request(C_MAC, VIP, VIP), 101);
+    let (v, _) = b.run_env(&mut env, UP, &moved);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    let n = env.vip.expect("the new holder is noted");
+    assert_eq!(n.mac, MacAddr(C_MAC));
+    b.snap = c.set_vip_holder(n.net, n.ip, n.mac).expect("published");
+    let (v, out, _) = b.run(VM_B, &f);
+    assert_eq!(v, Ok(UP));
+    assert_eq!(
+        out,
+        vxlan_to_cn2(&routed4(&f, DVR1, C_MAC), 101, sport_of(&out))
+    );
+
+    // And back to a, announced by a broadcast ARP reply.
+    let mut env = env_at(0);
+    let reply = arp_reply(A_MAC, ip4(VIP), [0xff; 6], VIP);
+    assert_eq!(b.run_env(&mut env, VM_A, &reply).0, Ok(pipeline::FLOOD));
+    let n = env.vip.expect("noted");
+    b.snap = c.set_vip_holder(n.net, n.ip, n.mac).expect("published");
+    let (v, out, _) = b.run(VM_B, &f);
+    assert_eq!((v, out), (Ok(VM_A), routed4(&f, blue_gw, A_MAC)));
+
+    // IPv6: an unsolicited neighbour advertisement.
+    let mut env = env_at(0);
+    let (v, _) = b.run_env(&mut env, VM_A, &na_unsolicited(A_MAC, VIP6));
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    let n = env.vip.expect("noted");
+    assert_eq!(n.ip, VIP6.parse::<IpAddr>().unwrap());
+    b.snap = c.set_vip_holder(n.net, n.ip, n.mac).expect("published");
+    let (v, out, _) = b.run(VM_B, &f6);
+    assert_eq!((v, out), (Ok(VM_A), routed6(&f6, blue6_gw, A_MAC)));
+}
+
+#[test]
+fn link_local_addresses_work_between_the_ports_of_a_network() {
+    use pipeline::Target::{Host, Port};
+    let b = Bed::from_model(vip_model(true));
+    let (ll_a, ll_a2) = ("fe80::f816:3eff:fe00:a", "fe80::f816:3eff:fe00:a2");
+    // A port's EUI-64 link-local address is answered, here or on cn2.
+    let (v, out, _) = b.run(VM_B, &ns(A2_MAC, ll_a2, ll_a));
+    assert_eq!(v, Ok(VM_B));
+    assert_eq!(out, na(A_MAC, ip6(ll_a), A2_MAC, ll_a2, false));
+    let ll_c = "fe80::f816:3eff:fe00:c";
+    let (v, out, _) = b.run(VM_B, &ns(A2_MAC, ll_a2, ll_c));
+    assert_eq!(v, Ok(VM_B));
+    assert_eq!(out, na(C_MAC, ip6(ll_c), A2_MAC, ll_a2, false));
+    // Another link-local address (stable privacy): to the whole network.
+    let mut env = env_at(0);
+    let (v, _) = b.run_env(
+        &mut env,
+        VM_B,
+        &ns(A2_MAC, ll_a2, "fe80::1234:5678:9abc:def0"),
+    );
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(env.flood.unwrap().only, None);
+    assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A), Host(0)]);
+    // A port's probe (DAD) for its own address is not answered (it would
+    // give the address up); another port's probe for it is.
+    for own in [ll_a, "2001:db8:1::10"] {
+        let mut env = env_at(0);
+        let (v, _) = b.run_env(&mut env, VM_A, &ns_dad(A_MAC, own));
+        assert_eq!(v, Ok(pipeline::FLOOD), "{own}");
+    }
+    let (v, _, _) = b.run(VM_B, &ns_dad(A2_MAC, ll_a));
+    assert_eq!(v, Ok(VM_B));
+    // Link-local unicast between the two: switched.
+    let f = udp6(A2_MAC, A_MAC, ll_a2, ll_a, 64);
+    let (v, out, _) = b.run(VM_B, &f);
+    assert_eq!((v, out), (Ok(VM_A), f));
+}

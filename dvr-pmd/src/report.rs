@@ -149,9 +149,11 @@ impl NodeView for View {
             (Some(c), Some(applied)) => c.update(model, applied),
             _ => {
                 let mut fresh = Compiler::new(model, self.node_ports.clone());
-                // What was resolved on the underlay stays resolved.
+                // What was resolved on the underlay stays resolved, and
+                // the VIPs' holders stay known.
                 if let Some(old) = c.as_ref() {
                     fresh.inherit_vtep_macs(old);
+                    fresh.inherit_holders(old);
                 }
                 let s = fresh.current().clone();
                 *c = Some(fresh);

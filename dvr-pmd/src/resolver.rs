@@ -5,6 +5,9 @@
 //! snapshot. Unresolved VTEPs are asked for every second, resolved ones every
 //! 30 seconds (a moved VTEP is learned again).
 //!
+//! The holders of VIPs (addresses inside allowed address pairs) that the
+//! workers saw announced on VM ports are published here too, every tick.
+//!
 //! The same for the upstream routers of the external network (the next hop
 //! of north-south traffic), asked for on the external port from this host's
 //! FIP gateway port (or a router's gateway port on a `dvr_snat` node). And
@@ -75,6 +78,11 @@ fn run(view: &View, stop: &AtomicBool) {
     let mut garps = Garps::default();
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(TICK);
+        // The workers count frames a port's link did not take apart from a
+        // full queue (tx_link_down): they read what is seen here.
+        for p in &view.ports {
+            p.refresh_link();
+        }
         garps.follow(view);
         let (vteps, unresolved, upstreams) = {
             let mut c = view.compiler.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,6 +104,16 @@ fn run(view: &View, stop: &AtomicBool) {
                     }
                     view.tables.store(snap);
                 }
+            }
+            let mut published = None;
+            while let Some(n) = view.exchange.vips.pop() {
+                if let Some(snap) = c.set_vip_holder(n.net, n.ip, n.mac) {
+                    tracing::info!(vip = %n.ip, mac = %n.mac, "VIP holder learned");
+                    published = Some(snap);
+                }
+            }
+            if let Some(snap) = published {
+                view.tables.store(snap);
             }
             (vteps, c.unresolved_vteps(), upstreams)
         };

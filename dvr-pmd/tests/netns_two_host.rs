@@ -454,6 +454,7 @@ fn two_hosts(ov: Overlay) {
             "mtu_exceeded",
             "table_gone",
             "tx_queue_full",
+            "tx_link_down",
             "arp_unknown_target",
             "nd_unknown_target",
         ] {

@@ -85,7 +85,7 @@ fn vhost_user_ports_forward_both_ways() {
     assert_eq!(port(&last, "vm-a", "tx_packets"), N + got_a);
     assert_eq!(common::drops(&last, "unknown_dst_mac"), 100);
     assert_eq!(
-        common::drops(&last, "tx_queue_full"),
+        common::drops(&last, "tx_queue_full") + common::drops(&last, "tx_link_down"),
         sent_a + sent_b - got_a - got_b
     );
 }

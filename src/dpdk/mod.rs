@@ -927,6 +927,8 @@ pub struct Port {
     id: u16,
     name: String,
     closed: AtomicBool,
+    /// The link was down when last looked at ([`Port::refresh_link`]).
+    link_down: AtomicBool,
     _pool: Arc<Mempool>,
 }
 
@@ -1092,12 +1094,15 @@ impl Port {
         if rc < 0 {
             return Err(Error::from_code(format!("rte_eth_dev_start({name})"), rc));
         }
-        Ok(Arc::new(Port {
+        let port = Arc::new(Port {
             id,
             name: name.to_owned(),
             closed: AtomicBool::new(false),
+            link_down: AtomicBool::new(false),
             _pool: pool.clone(),
-        }))
+        });
+        port.refresh_link();
+        Ok(port)
     }
 
     pub fn id(&self) -> u16 {
@@ -1122,6 +1127,23 @@ impl Port {
         // SAFETY: valid port, out pointer to our local; the call does not wait.
         let rc = unsafe { ffi::rte_eth_link_get_nowait(self.id, &mut l) };
         rc == 0 && l.link_status() != 0
+    }
+
+    /// Looks at the link again (a call into the driver: the control thread
+    /// does it, a few times a second) and remembers it for
+    /// [`Port::link_known_down`]. Returns whether it is up.
+    pub fn refresh_link(&self) -> bool {
+        let up = self.link_up();
+        self.link_down.store(!up, Ordering::Relaxed);
+        up
+    }
+
+    /// Whether the link was down when last looked at ([`Port::refresh_link`]):
+    /// one load, for the workers (a vhost-user port whose guest has not set
+    /// up its queues yet is down).
+    #[inline]
+    pub fn link_known_down(&self) -> bool {
+        self.link_down.load(Ordering::Relaxed)
     }
 
     /// The driver's counters for this port.
