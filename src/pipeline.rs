@@ -683,8 +683,10 @@ fn from_vm_full<T: Trace>(
         port_security(vm, b, t)?;
         tr!(t, "port-security", "allowed");
     }
-    if et != ETHERTYPE_IPV4 && !vm.pairs.is_empty() {
-        vip_learn(env, vm, net, b, t);
+    if et != ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
+        if let Some(v) = vip_reply_to_router(env, vm, net, f, t) {
+            return v;
+        }
     }
     if et == ETHERTYPE_ARP {
         match arp_respond(net, f, t) {
@@ -830,29 +832,59 @@ fn announced(b: &[u8]) -> Option<(IpAddr, MacAddr)> {
     (!ip.is_unspecified()).then_some((ip, MacAddr(mac_at(b, 6))))
 }
 
-/// Notes a VIP's holder when the frame `b` from port `vm` (port security
-/// passed) announces an address inside one of the port's allowed pairs,
-/// with the pair's MAC ([`announced`]).
+/// Whether the frame `b` from port `vm` (port security passed) announces
+/// an address inside one of the port's allowed pairs, with the pair's MAC
+/// ([`announced`]); if so and the holder is new, notes it.
 #[inline(never)]
-fn vip_learn<T: Trace>(env: &mut Env, vm: &VmPort, net: &NetTables, b: &[u8], t: &mut T) {
+fn vip_learn<T: Trace>(env: &mut Env, vm: &VmPort, net: &NetTables, b: &[u8], t: &mut T) -> bool {
     let Some((ip, mac)) = announced(b) else {
-        return;
+        return false;
     };
     if vm.ips.contains(&ip)
-        || net.holders.get(&ip) == Some(&mac)
         || !vm
             .pairs
             .iter()
             .any(|(n, m)| m.unwrap_or(vm.mac) == mac && n.contains(&ip))
     {
-        return;
+        return false;
     }
-    tr!(t, "vip", "{ip} is held by {mac} (port {})", vm.name);
-    env.vip = Some(VipNote {
-        net: vm.net,
-        ip,
-        mac,
-    });
+    if net.holders.get(&ip) != Some(&mac) {
+        tr!(t, "vip", "{ip} is held by {mac} (port {})", vm.name);
+        env.vip = Some(VipNote {
+            net: vm.net,
+            ip,
+            mac,
+        });
+    }
+    true
+}
+
+/// An ARP reply of a VIP's holder to a router interface (the answer to
+/// [`vip_probe`]): sent to the whole network as a broadcast, so that every
+/// host learns the holder (the routers of other hosts asked too). `None`
+/// for any other frame.
+#[inline(never)]
+fn vip_reply_to_router<T: Trace>(
+    env: &mut Env,
+    vm: &VmPort,
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Option<Verdict> {
+    let b = f.data();
+    if be16(b, 12) != ETHERTYPE_ARP || b[0] & 1 != 0 || be16(b, ETH_LEN + 6) != 2 {
+        return None;
+    }
+    let Some(Dest::Router { .. }) = net.fdb.get(MacAddr(mac_at(b, 0)).key()) else {
+        return None;
+    };
+    tr!(
+        t,
+        "vip",
+        "the holder's reply to a router: to the whole network"
+    );
+    f.data_mut()[..6].copy_from_slice(&[0xff; 6]);
+    Some(flood(env, vm.net, true, t))
 }
 
 /// Notes a VIP's holder when a broadcast or multicast frame `b` of network
@@ -1183,29 +1215,39 @@ fn next_hop<'a, T: Trace>(
     })
 }
 
+/// The interface and next hop (`dst` itself on a connected subnet) of `dst`
+/// in router `r`, when the next hop is on a connected subnet.
+fn connected_via(r: &RouterTables, dst: IpAddr) -> Option<(&Iface, IpAddr)> {
+    let (iface, via) = match r.fib.lookup_fast(dst)? {
+        (_, NextHop::Connected { iface }) => (iface, dst),
+        (_, NextHop::Via { via }) => match r.fib.lookup_fast(via)? {
+            (_, NextHop::Connected { iface }) => (iface, via),
+            _ => return None,
+        },
+    };
+    Some((r.interfaces.get(iface as usize)?, via))
+}
+
 /// The egress toward `dst` when router `r` has no neighbour for its next
 /// hop: the next hop may be inside the allowed address pairs of ports of its
 /// subnet (a VIP), held by a port that announced it or by the only port
-/// that may hold it.
+/// that may hold it. Several may and none has announced it: the ports are
+/// asked ([`vip_probe`]).
 #[inline(never)]
 fn vip_egress<'a, T: Trace>(
     snap: &Snapshot,
+    env: &mut Env,
     r: &'a RouterTables,
     dst: IpAddr,
+    f: &mut Frame,
     t: &mut T,
-) -> Result<Egress<'a>, DropReason> {
-    let (iface, via) = match r.fib.lookup_fast(dst) {
-        Some((_, NextHop::Connected { iface })) => (iface, dst),
-        Some((_, NextHop::Via { via })) => match r.fib.lookup_fast(via) {
-            Some((_, NextHop::Connected { iface })) => (iface, via),
-            _ => return Err(R::NeighborUnknown),
-        },
-        None => return Err(R::NeighborUnknown),
+) -> Result<Egress<'a>, Verdict> {
+    let Some((iface, via)) = connected_via(r, dst) else {
+        return Err(Err(R::NeighborUnknown));
     };
-    let iface = r.interfaces.get(iface as usize).ok_or(R::TableGone)?;
-    let net = snap.net(iface.net).ok_or(R::TableGone)?;
+    let net = snap.net(iface.net).ok_or(Err(R::TableGone))?;
     if net.vips_of(via).next().is_none() {
-        return Err(R::NeighborUnknown);
+        return Err(Err(R::NeighborUnknown));
     }
     match net.vip_holder(via) {
         Some((mac, dest)) => {
@@ -1222,9 +1264,50 @@ fn vip_egress<'a, T: Trace>(
                 "route",
                 "{via} is inside allowed address pairs of several ports: none has announced it"
             );
-            Err(R::VipHolderUnknown)
+            Err(vip_probe(env, snap.node.dvr_mac, iface, via, f, t))
         }
     }
+}
+
+/// Turns a frame routed to `via`, an address inside the allowed pairs of
+/// several ports none of which has announced it, into an ARP request from
+/// interface `iface` for it, to those ports (the holder's reply is learned
+/// like a gratuitous ARP). The frame is counted as `vip_holder_unknown`;
+/// requests share the ICMP errors' rate limit. Its Ethernet source is this
+/// host's DVR MAC if it has one (as for every routed frame, a router's MAC
+/// is never seen from several hosts), the ARP sender the interface's.
+/// IPv6: dropped only (the holder's unsolicited NA is learned).
+fn vip_probe<T: Trace>(
+    env: &mut Env,
+    dvr_mac: Option<MacAddr>,
+    iface: &Iface,
+    via: IpAddr,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let (IpAddr::V4(from), IpAddr::V4(target)) = (iface.ip, via) else {
+        return Err(R::VipHolderUnknown);
+    };
+    if !env.icmp_token() {
+        return Err(R::VipHolderUnknown);
+    }
+    let want = ETH_LEN + 28;
+    if f.len() < want && !f.extend(want - f.len()) {
+        return Err(R::VipHolderUnknown);
+    }
+    f.trim(want);
+    let b = f.data_mut();
+    write_arp_request(b, iface.mac, from, target);
+    if let Some(m) = dvr_mac {
+        b[6..12].copy_from_slice(&m.0);
+    }
+    tr!(
+        t,
+        "route",
+        "who-has {target} tell {from}: to the ports that may hold it"
+    );
+    env.noted = Some(R::VipHolderUnknown);
+    flood_vip(env, iface.net, true, via, t)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1283,7 +1366,10 @@ fn route4<T: Trace>(
                 "{dst} matches a /{plen} on {}: no such neighbour",
                 r.interfaces[iface as usize].subnet
             );
-            vip_egress(snap, r, IpAddr::V4(dst), t)?
+            match vip_egress(snap, env, r, IpAddr::V4(dst), f, t) {
+                Ok(eg) => eg,
+                Err(v) => return v,
+            }
         }
         Adj::External => {
             tr!(
@@ -1366,7 +1452,10 @@ fn route6<T: Trace>(
             tr!(t, "route", "no route to {dst}: unreachable");
             return icmp6_error(env, ingress, in_port, f, 1, 0, 0, R::NoRoute, t);
         }
-        Err(R::NeighborUnknown) => vip_egress(snap, r, IpAddr::V6(dst), t)?,
+        Err(R::NeighborUnknown) => match vip_egress(snap, env, r, IpAddr::V6(dst), f, t) {
+            Ok(eg) => eg,
+            Err(v) => return v,
+        },
         Err(e) => return Err(e),
     };
     let Some(net) = snap.net(eg.iface.net) else {

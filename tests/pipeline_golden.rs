@@ -1418,9 +1418,31 @@ fn routed_traffic_to_a_vip_goes_to_its_holder_and_follows_it() {
     let (_, blue6_gw) = b.gw("blue6");
     let f = udp4(B_MAC, red_gw, "10.2.0.10", VIP, 64);
     let f6 = udp6(B_MAC, red6_gw, "2001:db8:2::10", VIP6, 64);
-    // Two ports may hold it and neither has said so yet.
-    b.drops(VM_B, &f, R::VipHolderUnknown);
+    // Two ports may hold it and neither has said so yet: the router asks
+    // them (the frame is counted as not forwarded).
+    let mut env = env_at(0);
+    let (v, out) = b.run_env(&mut env, VM_B, &f);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(env.noted, Some(R::VipHolderUnknown));
+    let (blue_ip, _) = b.gw("blue4");
+    let mut ask = arp_request(blue_gw, &blue_ip.to_string(), VIP);
+    ask[6..12].copy_from_slice(&DVR1);
+    assert_eq!(out, ask, "who-has the VIP, from the DVR MAC");
+    assert_eq!(
+        flooded_to(&b, &env, VM_B),
+        vec![pipeline::Target::Port(VM_A), pipeline::Target::Host(0)]
+    );
     b.drops(VM_B, &f6, R::VipHolderUnknown);
+    // The holder's answer to the router goes to the whole network (the
+    // routers of other hosts learn it too), and the holder is noted.
+    let mut env = env_at(0);
+    let answer = arp_reply(A_MAC, ip4(VIP), blue_gw, &blue_ip.to_string());
+    let (v, out) = b.run_env(&mut env, VM_A, &answer);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    let mut bcast = answer.clone();
+    bcast[..6].copy_from_slice(&[0xff; 6]);
+    assert_eq!(out, bcast);
+    assert_eq!(env.vip.map(|n| n.mac), Some(MacAddr(A_MAC)));
     // Inside the pair of one port only: that port's, with the pair's MAC.
     let g = udp4(B_MAC, red_gw, "10.2.0.10", "10.1.0.130", 64);
     let (v, out, _) = b.run(VM_B, &g);
