@@ -859,10 +859,10 @@ fn vip_learn<T: Trace>(env: &mut Env, vm: &VmPort, net: &NetTables, b: &[u8], t:
     true
 }
 
-/// An ARP reply of a VIP's holder to a router interface (the answer to
-/// [`vip_probe`]): sent to the whole network as a broadcast, so that every
-/// host learns the holder (the routers of other hosts asked too). `None`
-/// for any other frame.
+/// An ARP reply (a neighbour advertisement) of a VIP's holder to a router
+/// interface, the answer to [`vip_probe`]: sent to the whole network as a
+/// broadcast (to the all-nodes group), so that every host learns the holder
+/// (the routers of other hosts asked too). `None` for any other frame.
 #[inline(never)]
 fn vip_reply_to_router<T: Trace>(
     env: &mut Env,
@@ -871,8 +871,15 @@ fn vip_reply_to_router<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Option<Verdict> {
+    // The frame announces (vip_learn): an ARP request or reply, or a
+    // neighbour advertisement, as long as they are.
     let b = f.data();
-    if be16(b, 12) != ETHERTYPE_ARP || b[0] & 1 != 0 || be16(b, ETH_LEN + 6) != 2 {
+    let to = match be16(b, 12) {
+        ETHERTYPE_ARP if be16(b, ETH_LEN + 6) == 2 => [0xff; 6],
+        ETHERTYPE_IPV6 => [0x33, 0x33, 0, 0, 0, 1],
+        _ => return None,
+    };
+    if b[0] & 1 != 0 {
         return None;
     }
     let Some(Dest::Router { .. }) = net.fdb.get(MacAddr(mac_at(b, 0)).key()) else {
@@ -881,9 +888,9 @@ fn vip_reply_to_router<T: Trace>(
     tr!(
         t,
         "vip",
-        "the holder's reply to a router: to the whole network"
+        "the holder's answer to a router: to the whole network"
     );
-    f.data_mut()[..6].copy_from_slice(&[0xff; 6]);
+    f.data_mut()[..6].copy_from_slice(&to);
     Some(flood(env, vm.net, true, t))
 }
 
@@ -1270,13 +1277,13 @@ fn vip_egress<'a, T: Trace>(
 }
 
 /// Turns a frame routed to `via`, an address inside the allowed pairs of
-/// several ports none of which has announced it, into an ARP request from
-/// interface `iface` for it, to those ports (the holder's reply is learned
-/// like a gratuitous ARP). The frame is counted as `vip_holder_unknown`;
-/// requests share the ICMP errors' rate limit. Its Ethernet source is this
-/// host's DVR MAC if it has one (as for every routed frame, a router's MAC
-/// is never seen from several hosts), the ARP sender the interface's.
-/// IPv6: dropped only (the holder's unsolicited NA is learned).
+/// several ports none of which has announced it, into an ARP request (a
+/// neighbour solicitation) from interface `iface` for it, to those ports
+/// (the holder's answer is learned like a gratuitous ARP). The frame is
+/// counted as `vip_holder_unknown`; requests share the ICMP errors' rate
+/// limit. Their Ethernet source is this host's DVR MAC if it has one (as
+/// for every routed frame, a router's MAC is never seen from several
+/// hosts), the sender (source link-layer address) the interface's.
 fn vip_probe<T: Trace>(
     env: &mut Env,
     dvr_mac: Option<MacAddr>,
@@ -1285,27 +1292,63 @@ fn vip_probe<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let (IpAddr::V4(from), IpAddr::V4(target)) = (iface.ip, via) else {
-        return Err(R::VipHolderUnknown);
+    let want = match (iface.ip, via) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => ETH_LEN + 28,
+        (IpAddr::V6(_), IpAddr::V6(_)) => ETH_LEN + IPV6_LEN + 32,
+        _ => return Err(R::VipHolderUnknown),
     };
-    if !env.icmp_token() {
-        return Err(R::VipHolderUnknown);
-    }
-    let want = ETH_LEN + 28;
-    if f.len() < want && !f.extend(want - f.len()) {
+    if !env.icmp_token() || (f.len() < want && !f.extend(want - f.len())) {
         return Err(R::VipHolderUnknown);
     }
     f.trim(want);
     let b = f.data_mut();
-    write_arp_request(b, iface.mac, from, target);
+    match (iface.ip, via) {
+        (IpAddr::V4(from), IpAddr::V4(target)) => {
+            write_arp_request(b, iface.mac, from, target);
+            tr!(
+                t,
+                "route",
+                "who-has {target} tell {from}: to the ports that may hold it"
+            );
+        }
+        (IpAddr::V6(from), IpAddr::V6(target)) => {
+            let to = target.octets();
+            let mut dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0).octets();
+            dst[13..].copy_from_slice(&to[13..]);
+            write_eth(
+                b,
+                &[0x33, 0x33, dst[12], dst[13], dst[14], dst[15]],
+                &iface.mac.0,
+                ETHERTYPE_IPV6,
+            );
+            write_ipv6(
+                &mut b[ETH_LEN..],
+                32,
+                PROTO_ICMPV6,
+                255,
+                &from.octets(),
+                &dst,
+            );
+            let n = &mut b[ETH_LEN + IPV6_LEN..];
+            n[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+            n[8..24].copy_from_slice(&to);
+            n[24] = 1;
+            n[25] = 1;
+            n[26..32].copy_from_slice(&iface.mac.0);
+            let sum = pseudo6(&from.octets(), &dst, 32, PROTO_ICMPV6);
+            let c = csum_fold(csum_add(sum, &n[..32]));
+            put16(n, 2, c);
+            tr!(
+                t,
+                "route",
+                "solicitation for {target} from {from}: to the ports that may hold it"
+            );
+        }
+        _ => return Err(R::VipHolderUnknown),
+    }
     if let Some(m) = dvr_mac {
         b[6..12].copy_from_slice(&m.0);
     }
-    tr!(
-        t,
-        "route",
-        "who-has {target} tell {from}: to the ports that may hold it"
-    );
     env.noted = Some(R::VipHolderUnknown);
     flood_vip(env, iface.net, true, via, t)
 }

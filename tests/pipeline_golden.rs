@@ -1432,7 +1432,26 @@ fn routed_traffic_to_a_vip_goes_to_its_holder_and_follows_it() {
         flooded_to(&b, &env, VM_B),
         vec![pipeline::Target::Port(VM_A), pipeline::Target::Host(0)]
     );
-    b.drops(VM_B, &f6, R::VipHolderUnknown);
+    let mut env = env_at(0);
+    let (v, out) = b.run_env(&mut env, VM_B, &f6);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(env.noted, Some(R::VipHolderUnknown));
+    let (blue6_ip, _) = b.gw("blue6");
+    let mut ask6 = ns(blue6_gw, &blue6_ip.to_string(), VIP6);
+    ask6[6..12].copy_from_slice(&DVR1);
+    assert_eq!(out, ask6, "a solicitation for the VIP, from the DVR MAC");
+    assert_eq!(
+        flooded_to(&b, &env, VM_B),
+        vec![pipeline::Target::Port(VM_A), pipeline::Target::Host(0)]
+    );
+    let mut env = env_at(0);
+    let answer6 = na(A_MAC, ip6(VIP6), blue6_gw, &blue6_ip.to_string(), false);
+    let (v, out) = b.run_env(&mut env, VM_A, &answer6);
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    let mut all_nodes = answer6.clone();
+    all_nodes[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(out, all_nodes);
+    assert_eq!(env.vip.map(|n| n.mac), Some(MacAddr(A_MAC)));
     // The holder's answer to the router goes to the whole network (the
     // routers of other hosts learn it too), and the holder is noted.
     let mut env = env_at(0);
