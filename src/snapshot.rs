@@ -1807,6 +1807,59 @@ mod tests {
     use super::*;
     use crate::model::{Change, NetworkType};
 
+    /// A learned VIP holder is published, stays when its network is
+    /// recompiled and when a new compiler takes over; a MAC no pair gives
+    /// the address is refused; a network remembers at most MAX_HOLDERS.
+    #[test]
+    fn vip_holders_survive_recompiles_and_are_bounded() {
+        use crate::testkit;
+        use serde_json::json;
+        let mut m = testkit::model();
+        let mut c = Compiler::new(&m, testkit::node());
+        let blue = c.net_ids["blue"];
+        let ip: IpAddr = "10.1.99.7".parse().unwrap();
+        let pair = MacAddr(testkit::PAIR_MAC);
+        let holders = |s: &Snapshot| s.nets.get(blue as usize).unwrap().holders.clone();
+        assert!(c
+            .set_vip_holder(blue, ip, MacAddr(testkit::A_MAC))
+            .is_none());
+        assert!(c
+            .set_vip_holder(blue, "10.1.98.7".parse().unwrap(), pair)
+            .is_none());
+        let s = c.set_vip_holder(blue, ip, pair).expect("published");
+        assert_eq!(
+            s.nets.get(blue as usize).unwrap().vip_holder(ip),
+            Some((pair, Dest::Local(testkit::VM_A)))
+        );
+        let applied = m
+            .apply(&testkit::changes(json!([testkit::port(
+                "a3",
+                "blue",
+                [0xfa, 0x16, 0x3e, 0, 0, 0xa3],
+                "cn2",
+                None,
+                &[("blue4", "10.1.0.30")]
+            )])))
+            .unwrap();
+        let s = c.update(&m, &applied);
+        assert_eq!(holders(&s).get(&ip), Some(&pair), "kept on a recompile");
+        let mut fresh = Compiler::new(&m, testkit::node());
+        fresh.inherit_holders(&c);
+        assert_eq!(holders(fresh.current()).get(&ip), Some(&pair));
+
+        m.apply(&testkit::changes(json!([
+            {"op": "port_set", "name": "a", "allowed_address_pairs": [{"ip": "10.200.0.0/16"}]}
+        ])))
+        .unwrap();
+        let mut c = Compiler::new(&m, testkit::node());
+        let a = MacAddr(testkit::A_MAC);
+        for i in 0..MAX_HOLDERS as u32 + 10 {
+            let ip = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 200, 0, 0)) + i));
+            let _ = c.set_vip_holder(blue, ip, a);
+        }
+        assert_eq!(holders(c.current()).len(), MAX_HOLDERS);
+    }
+
     fn mac(s: &str) -> MacAddr {
         s.parse().unwrap()
     }
