@@ -67,6 +67,24 @@ impl Default for Exchange {
     }
 }
 
+impl Exchange {
+    /// Records the VIP holders the workers noted in `c` (control thread).
+    /// Returns the newest snapshot if one changed, to publish.
+    pub fn learn_vips(
+        &self,
+        c: &mut crate::snapshot::Compiler,
+    ) -> Option<std::sync::Arc<crate::snapshot::Snapshot>> {
+        let mut published = None;
+        while let Some(n) = self.vips.pop() {
+            if let Some(snap) = c.set_vip_holder(n.net, n.ip, n.mac) {
+                tracing::info!(vip = %n.ip, mac = %n.mac, "VIP holder learned");
+                published = Some(snap);
+            }
+        }
+        published
+    }
+}
+
 /// The most sessions one worker lists in an answer (its count is whole).
 pub const SESSIONS_MAX: usize = 1000;
 
@@ -178,6 +196,31 @@ impl SessionQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The holders the workers noted are published, the last one winning;
+    /// one already known publishes nothing.
+    #[test]
+    fn noted_vip_holders_are_published() {
+        use crate::pipeline::VipNote;
+        use crate::testkit;
+        let m = testkit::model();
+        let mut c = crate::snapshot::Compiler::new(&m, testkit::node());
+        let x = Exchange::default();
+        assert!(x.learn_vips(&mut c).is_none());
+        let blue = (0..8u32)
+            .find(|&i| c.current().net(i).is_some_and(|n| n.name == "blue"))
+            .unwrap();
+        let ip = "10.1.99.7".parse().unwrap();
+        let pair = MacAddr(testkit::PAIR_MAC);
+        let note = |mac| VipNote { net: blue, ip, mac };
+        x.vips.push(note(MacAddr(testkit::A_MAC))).unwrap();
+        x.vips.push(note(pair)).unwrap();
+        let s = x.learn_vips(&mut c).expect("published");
+        assert_eq!(s.net(blue).unwrap().holders.get(&ip), Some(&pair));
+        assert!(std::sync::Arc::ptr_eq(&s, c.current()));
+        x.vips.push(note(pair)).unwrap();
+        assert!(x.learn_vips(&mut c).is_none(), "already known");
+    }
 
     fn answer(worker: usize, number: u32, total: u64) -> SessionAnswer {
         SessionAnswer {

@@ -105,14 +105,7 @@ fn run(view: &View, stop: &AtomicBool) {
                     view.tables.store(snap);
                 }
             }
-            let mut published = None;
-            while let Some(n) = view.exchange.vips.pop() {
-                if let Some(snap) = c.set_vip_holder(n.net, n.ip, n.mac) {
-                    tracing::info!(vip = %n.ip, mac = %n.mac, "VIP holder learned");
-                    published = Some(snap);
-                }
-            }
-            if let Some(snap) = published {
+            if let Some(snap) = view.exchange.learn_vips(c) {
                 view.tables.store(snap);
             }
             (vteps, c.unresolved_vteps(), upstreams)
