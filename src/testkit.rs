@@ -5,7 +5,8 @@
 //! 2001:db8:2::/64) and `green` (VLAN 303, MTU 1500: 10.3.0.0/24,
 //! 2001:db8:3::/64). Ports a (blue), b (red) and e (green) are on cn1; c (blue),
 //! d (red) and f (green) on cn2. Port a has the allowed pair 10.1.99.0/24 with
-//! its own MAC.
+//! its own MAC; a and c share the VIP 10.1.0.100 / 2001:db8:1::100 (exact
+//! pairs, their own MACs).
 //!
 //! Also the invariants the fuzz targets (`fuzz/`) and the random-frame test
 //! (`tests/pipeline_random.rs`) check on any input: [`check_pipeline`] and
@@ -84,6 +85,8 @@ pub fn model() -> Model {
         port("e", "green", E_MAC, "cn1", Some("vm-e"), &[("green4", "10.3.0.10"), ("green6", "2001:db8:3::10")]),
         port("f", "green", F_MAC, "cn2", Some("vm-c"), &[("green4", "10.3.0.20")]),
         {"op": "port_set", "name": "a", "allowed_address_pairs": [{"ip": "10.1.99.0/24", "mac": MacAddr(PAIR_MAC).to_string()}]},
+        {"op": "port_set", "name": "a", "allowed_address_pairs": [{"ip": "10.1.0.100/32"}, {"ip": "2001:db8:1::100/128"}]},
+        {"op": "port_set", "name": "c", "allowed_address_pairs": [{"ip": "10.1.0.100/32"}, {"ip": "2001:db8:1::100/128"}]},
     ])))
     .expect("the test topology is valid");
     m
@@ -427,6 +430,11 @@ fn run_way<W>(
 ///   plus [`MAX_GROWTH`] bytes of encapsulation, or an ICMP error of at most
 ///   14 + 576 bytes (then, and only then, with a noted reason), or a neighbour
 ///   advertisement of [`ND_ADVERT_LEN`] bytes;
+/// - `Ok(FLOOD)`: a group destination; the frame as it came (from a VM
+///   port; no larger, decapsulated, from the underlay), or with only its
+///   destination MAC made the whole network's (a VIP holder's answer to a
+///   router), or an ARP request or a solicitation with
+///   `vip_holder_unknown` noted (a routed frame to a VIP nobody announced);
 /// - `Err(reason)`: one of [`DropReason::ALL`](crate::stats::DropReason::ALL),
 ///   and nothing noted.
 pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u8]) -> Run {
@@ -485,13 +493,29 @@ pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u
         Ok(crate::pipeline::FLOOD) => {
             // Replicated by the worker as it came in (from a VM port) or as
             // decapsulated (from the underlay).
-            if underlay {
+            // Or, from a VM port: a VIP holder's answer to a router, to
+            // the whole network (its destination MAC alone changed); a
+            // frame routed to a VIP no port has announced, turned into an
+            // ARP request or a neighbour solicitation for it (noted).
+            if *noted == Some(DropReason::VipHolderUnknown) {
+                assert!(!underlay);
+                assert!(
+                    out.len() == ETH_LEN + 28 || out.len() == ETH_LEN + 40 + 32,
+                    "an ARP request or a solicitation, {} bytes",
+                    out.len()
+                );
+            } else if underlay {
                 assert!(out.len() <= frame.len(), "decapsulated, not grown");
-            } else {
-                assert_eq!(&out[..], frame, "a flooded frame is not changed");
+            } else if out[..] != *frame {
+                assert_eq!(out.len(), frame.len());
+                assert_eq!(out[6..], frame[6..], "only the destination MAC changes");
+                assert!(
+                    out[..6] == [0xff; 6] || out[..6] == [0x33, 0x33, 0, 0, 0, 1],
+                    "to the whole network"
+                );
             }
             assert!(out.len() >= ETH_LEN && out[0] & 1 == 1, "a group address");
-            assert!(noted.is_none());
+            assert!(noted.is_none() || *noted == Some(DropReason::VipHolderUnknown));
         }
         Ok(p) => {
             assert!(

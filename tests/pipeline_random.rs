@@ -351,6 +351,62 @@ fn seeds() -> Vec<(&'static str, u16, Vec<u8>)> {
             udp4(CN2_UL_MAC, UL_MAC, "192.0.2.2", "192.0.2.1", 64),
         ),
         (
+            "b-udp4-route-vip-nobody-announced",
+            VM_B,
+            udp4(B_MAC, red, "10.2.0.10", "10.1.0.100", 64),
+        ),
+        (
+            "b-udp6-route-vip-nobody-announced",
+            VM_B,
+            udp6(
+                B_MAC,
+                gw_mac(&m, "red6"),
+                "2001:db8:2::10",
+                "2001:db8:1::100",
+                64,
+            ),
+        ),
+        (
+            "a-garp-vip",
+            VM_A,
+            arp(req, A_MAC, [0xff; 6], "10.1.0.100", "10.1.0.100"),
+        ),
+        (
+            "a-arp-reply-vip-to-router",
+            VM_A,
+            arp(rep, A_MAC, blue, "10.1.0.100", &gw_ip(&m, "blue4")),
+        ),
+        (
+            "a-arp-who-has-cidr-vip",
+            VM_A,
+            arp(req, A_MAC, [0xff; 6], "10.1.0.10", "10.1.99.7"),
+        ),
+        (
+            "a-ns-link-local",
+            VM_A,
+            ns(
+                A_MAC,
+                "fe80::f816:3eff:fe00:a",
+                "fe80::f816:3eff:fe00:c",
+                None,
+            ),
+        ),
+        (
+            "a-ns-vip",
+            VM_A,
+            ns(A_MAC, "fe80::f816:3eff:fe00:a", "2001:db8:1::100", None),
+        ),
+        (
+            "a-dad-own-link-local",
+            VM_A,
+            ns(A_MAC, "::", "fe80::f816:3eff:fe00:a", None),
+        ),
+        (
+            "up-garp-vip",
+            UP,
+            vxlan_from_cn2(&arp(req, C_MAC, [0xff; 6], "10.1.0.100", "10.1.0.100"), 101),
+        ),
+        (
             "unbound-udp4",
             4,
             udp4(A_MAC, B_MAC, "10.1.0.10", "10.1.0.11", 64),
@@ -525,6 +581,9 @@ fn seeds_take_their_paths() {
         let ok = match name {
             "a-udp4-ttl1" | "a-udp4-no-route" | "a-udp6-hop1" | "a-udp6-no-route"
             | "e-udp4-frag-needed" => v.is_ok() && noted.is_some(),
+            "b-udp4-route-vip-nobody-announced" | "b-udp6-route-vip-nobody-announced" => {
+                v == Ok(dvr::pipeline::FLOOD) && noted == Some(DropReason::VipHolderUnknown)
+            }
             "a-arp-reply" => v == Err(DropReason::UnknownDstMac) || v.is_ok(),
             "a-ns-dad" => v == Err(DropReason::NdUnknownTarget) || v.is_ok(),
             "up-arp-reply" => v == Err(DropReason::ArpReplyConsumed),
