@@ -1,17 +1,20 @@
 //! Real Linux guests (network namespaces on `af_packet` ports of a real
 //! dvr-pmd) with no static neighbour entries: a VIP shared by two ports'
 //! allowed address pairs, as keepalived holds one, is reached through the
-//! ports that may hold it and follows its holder's gratuitous ARP; IPv6
+//! ports that may hold it and follows its holder's gratuitous ARP, also
+//! routed from another network (the router asks the ports that may hold it,
+//! then learns the holder from the answer or the gratuitous ARP); IPv6
 //! link-local addresses (the EUI-64 one and another) work between the VMs.
 
 mod common;
 
-use common::testbed::{ctl, Testbed, Vm, VmOpts};
+use common::testbed::{ctl, Testbed, Vm, VmOpts, CLIENT_SECS};
 use common::{drops, node_head, vm_port, Daemon};
 
 const A: &str = "fa:16:3e:00:00:0a";
 const B: &str = "fa:16:3e:00:00:0b";
 const C: &str = "fa:16:3e:00:00:0c";
+const D: &str = "fa:16:3e:00:00:0d";
 const VIP: &str = "10.0.1.100";
 
 /// A gratuitous ARP for `argv[2]` from `argv[1]` (MAC) out of eth0.
@@ -41,55 +44,88 @@ fn link_local(vm: &Vm) -> String {
 #[test]
 fn vips_and_link_local_addresses_between_real_guests() {
     let tb = Testbed::new();
-    let a = tb.vm("a", VmOpts::new(A, "10.0.1.5/24").ip6("fd00:1::5/64"));
-    let b = tb.vm("b", VmOpts::new(B, "10.0.1.6/24").ip6("fd00:1::6/64"));
-    let c = tb.vm("c", VmOpts::new(C, "10.0.1.7/24").ip6("fd00:1::7/64"));
+    let vm =
+        |name, mac, ip: &str, ip6: &str| tb.vm(name, VmOpts::new(mac, ip).ip6(ip6).gw("10.0.1.1"));
+    let a = vm("a", A, "10.0.1.5/24", "fd00:1::5/64");
+    let b = vm("b", B, "10.0.1.6/24", "fd00:1::6/64");
+    let c = vm("c", C, "10.0.1.7/24", "fd00:1::7/64");
+    // On another network, behind the router.
+    let d = tb.vm("d", VmOpts::new(D, "10.0.2.5/24").gw("10.0.2.1"));
 
-    let d = tb.dir();
-    let socket = d.join("ctl.sock");
+    let dir = tb.dir();
+    let socket = dir.join("ctl.sock");
     let cfg = [
-        node_head("cn1", &d.join("run")),
+        node_head("cn1", &dir.join("run")),
         format!(
             "[control]\nsocket = \"{}\"\nstate_file = \"{}\"\n",
             socket.display(),
-            d.join("model.json").display()
+            dir.join("model.json").display()
         ),
         vm_port("vm-a", "af_packet", &[format!("iface = \"{}\"", a.iface)]),
         vm_port("vm-b", "af_packet", &[format!("iface = \"{}\"", b.iface)]),
         vm_port("vm-c", "af_packet", &[format!("iface = \"{}\"", c.iface)]),
+        vm_port("vm-d", "af_packet", &[format!("iface = \"{}\"", d.iface)]),
     ]
     .concat();
-    std::fs::write(d.join("node.toml"), cfg).unwrap();
-    let mut dvr = Daemon::start(&d.join("node.toml"));
+    std::fs::write(dir.join("node.toml"), cfg).unwrap();
+    let mut dvr = Daemon::start(&dir.join("node.toml"));
     dvr.next();
 
     let s = socket.as_path();
-    ctl(
-        s,
-        &[
-            "network",
-            "create",
-            "--provider-network-type",
-            "vxlan",
-            "--provider-segment",
-            "101",
-            "net1",
-        ],
-    );
-    for (name, range) in [("s4", "10.0.1.0/24"), ("s6", "fd00:1::/64")] {
+    ctl(s, &["router", "create", "--distributed", "r1"]);
+    for (net, seg) in [("net1", "101"), ("net2", "102")] {
+        ctl(
+            s,
+            &[
+                "network",
+                "create",
+                "--provider-network-type",
+                "vxlan",
+                "--provider-segment",
+                seg,
+                net,
+            ],
+        );
+    }
+    for (net, name, range) in [
+        ("net1", "s4", "10.0.1.0/24"),
+        ("net1", "s6", "fd00:1::/64"),
+        ("net2", "s24", "10.0.2.0/24"),
+    ] {
         ctl(
             s,
             &[
                 "subnet",
                 "create",
                 "--network",
-                "net1",
+                net,
                 "--subnet-range",
                 range,
                 name,
             ],
         );
     }
+    ctl(s, &["router", "add", "subnet", "r1", "s4"]);
+    ctl(s, &["router", "add", "subnet", "r1", "s24"]);
+    let ip_d = format!("subnet=s24,ip-address={}", d.ip.as_ref().unwrap());
+    ctl(
+        s,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net2",
+            "--mac-address",
+            D,
+            "--fixed-ip",
+            &ip_d,
+            "--host",
+            "cn1",
+            "--binding",
+            "vm-d",
+            "pd",
+        ],
+    );
     let vip_pair = format!("ip-address={VIP}/32");
     for (name, vm, binding, vip) in [
         ("pa", &a, "vm-a", false),
@@ -139,9 +175,16 @@ fn vips_and_link_local_addresses_between_real_guests() {
     ]);
     a.ping("fe80::1234%eth0", 3);
 
-    // The VIP on b (keepalived's master): a's ARP for it reaches b and c, b
-    // answers.
+    // The VIP on b (keepalived's master), which announces nothing (no
+    // gratuitous ARP). Routed from net2: the first echo request becomes the
+    // router's ARP request to b and c (and is counted); b's answer is
+    // learned, and the next ones go to b.
     b.ok(&["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"]);
+    d.run(CLIENT_SECS, &["ping", "-c", "1", "-W", "1", VIP]);
+    dvr.until(|v| drops(v, "vip_holder_unknown") >= 1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.ping(VIP, 3);
+    // On net1: a's ARP for it reaches b and c, b answers.
     a.ping(VIP, 3);
     let neigh = a.ok(&["ip", "neigh", "show", VIP, "dev", "eth0"]);
     assert!(neigh.contains(B), "{neigh}");
@@ -154,6 +197,9 @@ fn vips_and_link_local_addresses_between_real_guests() {
     a.ping(VIP, 3);
     let neigh = a.ok(&["ip", "neigh", "show", VIP, "dev", "eth0"]);
     assert!(neigh.contains(C), "{neigh}");
+    // The router learned it too, within a tick of the control thread.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.ping(VIP, 3);
 
     let last = dvr.stop();
     for r in [
