@@ -1881,7 +1881,7 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
     }
 }
 
-// ======== North-south (sections 3 and 4 of DVR-SEMANTICS.md).
+// ======== North-south (sections 3 and 4 of docs/BEHAVIOUR.md).
 //
 // Out: a routed IPv4 packet whose destination is outside (the default route via
 // the upstream router) leaves with a floating IP if its source has one served

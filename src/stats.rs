@@ -467,6 +467,22 @@ mod tests {
         }
     }
 
+    /// docs/BEHAVIOUR.md lists every reason with its meaning: a reason added
+    /// without its line there fails here.
+    #[test]
+    fn every_reason_is_documented() {
+        let doc = include_str!("../docs/BEHAVIOUR.md");
+        for r in DropReason::ALL {
+            let row = format!("| `{}` | ", r.name());
+            assert!(
+                doc.lines()
+                    .any(|l| l.starts_with(&row) && l.len() > row.len() + 2),
+                "docs/BEHAVIOUR.md has no row for {}",
+                r.name()
+            );
+        }
+    }
+
     #[test]
     fn counts_and_sums() {
         let a = WorkerCounters::new(2);

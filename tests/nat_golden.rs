@@ -1,4 +1,4 @@
-//! North-south golden tests (sections 3 and 4 of DVR-SEMANTICS.md): crafted
+//! North-south golden tests (sections 3 and 4 of docs/BEHAVIOUR.md): crafted
 //! frames through the pipeline of a compute node (`cn1`, floating IPs) and of
 //! the network node (`nn1`, SNAT), the frames out compared byte for byte with
 //! frames built by `etherparse`, every drop with its exact reason.

@@ -1,4 +1,4 @@
-//! Golden tests of the pipeline (DVR-SEMANTICS sections 1, 2 and 7): crafted
+//! Golden tests of the pipeline (docs/BEHAVIOUR.md sections 1, 2 and 7): crafted
 //! frames in, the exact frames out compared byte for byte, or the exact drop
 //! reason (the worker counts exactly that reason, once). The expected frames
 //! are built with `etherparse`, an implementation independent of ours.
