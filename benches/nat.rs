@@ -33,7 +33,8 @@
 //! machines (`CONFIG_NET_PKTGEN` is not set), so `dpdk-testpmd --forward-mode=io`
 //! replays each capture from memory (`net_pcap`, `infinite_rx=1`) into an
 //! `net_af_packet` port on the generator's veth end, on the generator core. All
-//! offloads are off on all four veth ends (TESTBED.md).
+//! offloads are off on all four veth ends (with them on, the kernel hands an
+//! AF_PACKET reader 64 KiB super-frames with partial checksums).
 //!
 //! # What "per core" means here
 //!

@@ -4,7 +4,9 @@
 //! - **classify**: the ingress port's slot (a VM port bound to a model port, an
 //!   unbound VM port switched by the static table, the underlay);
 //! - **port security** (VM ports): source MAC and IP against the port's own and
-//!   its allowed address pairs (exact or CIDR);
+//!   its allowed address pairs (exact or CIDR); ARP senders and neighbour
+//!   discovery about the port itself only; no router advertisement, redirect
+//!   or DHCP server message;
 //! - **ARP / ND responder**: requests for any address the model knows are
 //!   answered here, never flooded;
 //! - **switch**: destination MAC in the network's FDB (local port, a port on
@@ -13,7 +15,8 @@
 //!   echo, TTL / hop limit, MTU, neighbour rewrite, ICMP errors;
 //! - **encapsulate** toward another host (VXLAN, GRE, VLAN) with this host's DVR
 //!   MAC as the inner source of routed frames; on the way in, **decapsulate**
-//!   with VTEP and VNI / key / VLAN checks and rewrite a DVR MAC source to the
+//!   with VTEP and VNI / key / VLAN checks, drop an inner source that is this
+//!   node's router interface or DVR MAC, and rewrite a DVR MAC source to the
 //!   router interface MAC.
 //!
 //! Frames are changed in place ([`Frame`]); an answer (ARP reply, echo reply,
@@ -472,6 +475,11 @@ fn ip_allowed(vm: &VmPort, src_mac: &[u8; 6], ip: IpAddr) -> bool {
             .any(|(net, mac)| mac.unwrap_or(vm.mac).0 == *src_mac && net.contains(&ip))
 }
 
+/// Whether `mac` is one the port may send from: its own or an allowed pair's.
+fn mac_allowed(vm: &VmPort, mac: &[u8; 6]) -> bool {
+    vm.mac.0 == *mac || vm.pairs.iter().any(|(_, m)| m.is_some_and(|m| m.0 == *mac))
+}
+
 /// Port security; `Ok` when the frame may enter.
 #[inline(always)]
 fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
@@ -489,7 +497,7 @@ fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropR
 #[inline(never)]
 fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
     let src = mac_at(b, 6);
-    if src != vm.mac.0 && !vm.pairs.iter().any(|(_, m)| m.is_some_and(|m| m.0 == src)) {
+    if !mac_allowed(vm, &src) {
         tr!(
             t,
             "port-security",
@@ -506,13 +514,7 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
             }
             IpAddr::V4(a)
         }
-        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => {
-            let a = ipv4_at(b, ETH_LEN + 14);
-            if a.is_unspecified() {
-                return Ok(()); // ARP probe
-            }
-            IpAddr::V4(a)
-        }
+        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => return arp_security(vm, &b[ETH_LEN..], t),
         ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
             let a = ipv6_at(b, ETH_LEN + 8);
             // Unspecified (DAD) and link-local sources stay on the link.
@@ -536,6 +538,226 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
         );
         Err(R::PortSecurityIp)
     }
+}
+
+/// Port security of ARP packet `a` (Ethernet / IPv4; anything else is left
+/// to the responder, which drops it as malformed): its sender hardware
+/// address is the port's MAC or an allowed pair's, and its sender IP one of
+/// the port's addresses or inside an allowed pair, for that MAC. Requests,
+/// replies and gratuitous ARP alike; a probe (RFC 5227, no sender IP yet)
+/// needs the MAC only.
+fn arp_security<T: Trace>(vm: &VmPort, a: &[u8], t: &mut T) -> Result<(), DropReason> {
+    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+        return Ok(());
+    }
+    let sha = mac_at(a, 8);
+    let spa = ipv4_at(a, 14);
+    let ok = if spa.is_unspecified() {
+        mac_allowed(vm, &sha)
+    } else {
+        ip_allowed(vm, &sha, IpAddr::V4(spa))
+    };
+    if ok {
+        return Ok(());
+    }
+    tr!(
+        t,
+        "port-security",
+        "ARP sender {spa} at {} is not allowed on port {}",
+        MacAddr(sha),
+        vm.name
+    );
+    Err(R::PortSecurityArp)
+}
+
+/// Whether IPv4 packet `ip` is a DHCP server message: UDP from port 67 to
+/// port 68, unfragmented or the first fragment. The flow key holds neither
+/// the protocol nor the ports, so the frames of a cached flow are asked too
+/// ([`fast`], [`cached`]): one byte read for any other protocol.
+#[inline(always)]
+fn dhcp_server4(ip: &[u8]) -> bool {
+    let Some(h) = ip.first_chunk::<IPV4_LEN>() else {
+        return false;
+    };
+    if h[9] != PROTO_UDP {
+        return false;
+    }
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    ihl >= IPV4_LEN
+        && be16(h, 6) & 0x1fff == 0
+        && ip
+            .get(ihl..ihl + 4)
+            .is_some_and(|u| be16(u, 0) == 67 && be16(u, 2) == 68)
+}
+
+/// The upper-layer protocol of IPv6 packet `ip` and its bytes (within the
+/// payload length), past hop-by-hop, routing, destination options and
+/// fragment headers (at most 8). `None` for a packet too short for its
+/// headers, a non-first fragment or a longer chain.
+fn upper6(ip: &[u8]) -> Option<(u8, &[u8])> {
+    if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let rest = &ip[IPV6_LEN..];
+    let mut p = rest.get(..be16(ip, 4) as usize).unwrap_or(rest);
+    let mut nh = ip[6];
+    for _ in 0..8 {
+        match nh {
+            0 | 43 | 60 => {
+                let len = (*p.get(1)? as usize + 1) * 8;
+                nh = p[0];
+                p = p.get(len..)?;
+            }
+            44 => {
+                if p.len() < 8 || be16(p, 2) & 0xfff8 != 0 {
+                    return None;
+                }
+                nh = p[0];
+                p = &p[8..];
+            }
+            _ => return Some((nh, p)),
+        }
+    }
+    None
+}
+
+/// The link-local address a MAC gives by EUI-64 (RFC 4291, appendix A).
+fn eui64_link_local(mac: &[u8; 6]) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from([
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 2,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]))
+}
+
+/// Whether a port may advertise link-local `target` at `mac`: its EUI-64
+/// address, or any other `fe80::/64` address (stable-privacy, random: port
+/// security lets the port send from it) that is not another MAC's EUI-64
+/// one.
+fn link_local_of(target: IpAddr, mac: &[u8; 6]) -> bool {
+    let IpAddr::V6(a) = target else {
+        return false;
+    };
+    let o = a.octets();
+    o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0]
+        && (target == eui64_link_local(mac) || o[11..13] != [0xff, 0xfe])
+}
+
+/// Port security beyond a frame's source addresses, as Neutron's default
+/// rules: no DHCP or DHCPv6 server messages, no ICMPv6 router advertisement
+/// or redirect, and neighbour discovery only about the port itself
+/// ([`nd_security`]). Frame `b` is of ethertype `et`; anything too short
+/// to tell is left to the stages that parse it.
+#[inline(always)]
+fn port_security_msgs<T: Trace>(
+    vm: &VmPort,
+    et: u16,
+    b: &[u8],
+    t: &mut T,
+) -> Result<(), DropReason> {
+    let Some(ip) = b.get(ETH_LEN..) else {
+        return Ok(());
+    };
+    match et {
+        ETHERTYPE_IPV4 if dhcp_server4(ip) => {
+            tr!(t, "port-security", "DHCP server message (UDP 67 to 68)");
+            Err(R::PortSecurityDhcp)
+        }
+        ETHERTYPE_IPV6 => match upper6(ip) {
+            Some((PROTO_UDP, u)) if u.len() >= 4 && be16(u, 0) == 547 && be16(u, 2) == 546 => {
+                tr!(t, "port-security", "DHCPv6 server message (UDP 547 to 546)");
+                Err(R::PortSecurityDhcp)
+            }
+            Some((PROTO_ICMPV6, icmp)) => match icmp.first() {
+                Some(134) | Some(137) => {
+                    tr!(
+                        t,
+                        "port-security",
+                        "ICMPv6 {} from a VM port",
+                        if icmp[0] == 134 {
+                            "router advertisement"
+                        } else {
+                            "redirect"
+                        }
+                    );
+                    Err(R::PortSecurityRa)
+                }
+                Some(135) | Some(136) => nd_security(vm, b, icmp, t),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Port security of a neighbour solicitation or advertisement `icmp` in
+/// frame `b`: every link-layer address option (source in a solicitation,
+/// target in an advertisement) is the port's MAC or an allowed pair's; an
+/// advertisement's target is one of the port's addresses or inside an
+/// allowed pair for the MAC it advertises (its target link-layer option,
+/// else the frame's source), or a link-local address of that MAC
+/// ([`link_local_of`]).
+/// Options that do not parse are malformed (RFC 4861, 7.1).
+fn nd_security<T: Trace>(vm: &VmPort, b: &[u8], icmp: &[u8], t: &mut T) -> Result<(), DropReason> {
+    if icmp.len() < 24 {
+        return Err(R::MalformedNd);
+    }
+    let advert = icmp[0] == 136;
+    let mut mac = mac_at(b, 6);
+    let mut o = 24;
+    while o < icmp.len() {
+        if icmp.len() - o < 8 {
+            return Err(R::MalformedNd);
+        }
+        let len = icmp[o + 1] as usize * 8;
+        if len == 0 || o + len > icmp.len() {
+            return Err(R::MalformedNd);
+        }
+        if icmp[o] == 1 || icmp[o] == 2 {
+            let ll = mac_at(icmp, o + 2);
+            if !mac_allowed(vm, &ll) {
+                tr!(
+                    t,
+                    "port-security",
+                    "neighbour discovery with link-layer address {}: not the port's",
+                    MacAddr(ll)
+                );
+                return Err(R::PortSecurityNd);
+            }
+            if icmp[o] == 2 {
+                mac = ll;
+            }
+        }
+        o += len;
+    }
+    if !advert {
+        return Ok(());
+    }
+    let target = IpAddr::V6(ipv6_at(icmp, 8));
+    if ip_allowed(vm, &mac, target) || (mac_allowed(vm, &mac) && link_local_of(target, &mac)) {
+        return Ok(());
+    }
+    tr!(
+        t,
+        "port-security",
+        "neighbour advertisement for {target} at {}: not the port's",
+        MacAddr(mac)
+    );
+    Err(R::PortSecurityNd)
 }
 
 /// A frame from a VM port: an IPv4 flow already routed or switched on this
@@ -577,6 +799,9 @@ fn from_vm<T: Trace>(
 /// decides.
 #[inline(always)]
 fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
+    if f.data().get(ETH_LEN..).is_some_and(dhcp_server4) {
+        return None;
+    }
     if a.routed {
         ipv4_valid(f).ok()?;
         let b = f.data_mut();
@@ -658,6 +883,10 @@ pub fn fast<P: InPlace>(
 ) -> Option<Verdict> {
     let &a = env.flows.peek(snap.epoch, k, set)?;
     let b = p.bytes()?;
+    // Port security's checks the key cannot hold: the whole pipeline judges.
+    if b.get(ETH_LEN..).is_some_and(dhcp_server4) {
+        return None;
+    }
     if a.routed && !routed_in_place(&a, b) {
         return None;
     }
@@ -681,6 +910,7 @@ fn from_vm_full<T: Trace>(
     }
     if vm.security {
         port_security(vm, b, t)?;
+        port_security_msgs(vm, et, b, t)?;
         tr!(t, "port-security", "allowed");
     }
     if et != ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
@@ -1531,7 +1761,8 @@ fn host_out(h: u16, net: &NetTables) -> Out {
 }
 
 /// The flow cache's action for an IPv4 frame switched on `net` to `out`
-/// (its key holds all that port security and the FDB read of it).
+/// (its key holds all that port security and the FDB read of it, but the
+/// DHCP server check, which [`fast`] and [`cached`] make on each frame).
 #[inline(always)]
 fn switched(net: &NetTables, out: Out) -> Action {
     Action {
@@ -2293,7 +2524,7 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
     }
 }
 
-// ======== North-south (sections 3 and 4 of DVR-SEMANTICS.md).
+// ======== North-south (sections 3 and 4 of docs/BEHAVIOUR.md).
 //
 // Out: a routed IPv4 packet whose destination is outside (the default route via
 // the upstream router) leaves with a floating IP if its source has one served
@@ -2505,6 +2736,10 @@ fn snat_tunnel(snap: &Snapshot, a: Arrival) -> Option<SnatTunnel> {
     let Some(Dest::Router { router, iface }) = n.fdb.get(a.dst().key()) else {
         return None;
     };
+    // deliver_decapped drops it: left to the whole pipeline.
+    if gateway_source(node, n, a.src()) {
+        return None;
+    }
     let from_router = node.dvr_macs.get(a.src().key()).is_some();
     // routed_from_overlay, route.
     let r = snap.routers.get(router as usize)?;
@@ -2924,6 +3159,10 @@ fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
     let Some(Dest::Local(port)) = n.fdb.get(a.dst().key()) else {
         return None;
     };
+    // deliver_decapped drops it: left to the whole pipeline.
+    if gateway_source(node, n, a.src()) {
+        return None;
+    }
     let dvr_src = node.dvr_macs.get(a.src().key()).is_some();
     let gw4 = if dvr_src { sole_gw4(n) } else { None };
     Some(DecapTunnel {
@@ -3435,6 +3674,15 @@ pub fn write_arp_request(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4A
     ETH_LEN + 28
 }
 
+/// Whether `src`, the inner source MAC of a frame from the overlay on
+/// network `n`, is one only this node sends from: a router interface MAC of
+/// a router here (the gateway MAC never appears as a source on the fabric:
+/// other hosts route from their DVR MAC), or this node's own DVR MAC.
+#[inline(always)]
+fn gateway_source(node: &NodeTables, n: &NetTables, src: MacAddr) -> bool {
+    node.dvr_mac == Some(src) || matches!(n.fdb.get(src.key()), Some(Dest::Router { .. }))
+}
+
 /// A decapsulated frame on network `net`: delivered to a local port only, with
 /// a DVR MAC source (a frame routed on its source host) rewritten to the
 /// destination subnet's router interface MAC.
@@ -3455,6 +3703,15 @@ fn deliver_decapped<T: Trace>(
     if b[6] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
+    let src = MacAddr(mac_at(b, 6));
+    if gateway_source(&snap.node, n, src) {
+        tr!(
+            t,
+            "decap",
+            "source {src} is a router interface or DVR MAC of this node"
+        );
+        return Err(R::OverlayGatewayMac);
+    }
     if b[0] & 1 != 0 {
         vip_learn_overlay(env, net, n, b, t);
         return flood(env, net, false, t);
@@ -3463,11 +3720,7 @@ fn deliver_decapped<T: Trace>(
     let p = match n.fdb.get(dst.key()) {
         Some(Dest::Local(p)) => p,
         Some(Dest::Router { router, iface }) => {
-            let from_router = snap
-                .node
-                .dvr_macs
-                .get(MacAddr(mac_at(b, 6)).key())
-                .is_some();
+            let from_router = snap.node.dvr_macs.get(src.key()).is_some();
             return routed_from_overlay(snap, env, router, iface, from_router, f, t);
         }
         _ => {
@@ -3480,7 +3733,6 @@ fn deliver_decapped<T: Trace>(
             return Err(R::NotLocalAfterDecap);
         }
     };
-    let src = MacAddr(mac_at(b, 6));
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
         if let Some(gw) = covering_gateway(n, be16(b, 12), &b[ETH_LEN..]) {
             f.data_mut()[6..12].copy_from_slice(&gw.mac.0);

@@ -62,6 +62,14 @@ reasons! {
     PortSecurityMac => "port_security_mac",
     /// Port security: the source IP is neither a fixed IP nor inside an allowed pair.
     PortSecurityIp => "port_security_ip",
+    /// Port security: an ARP packet whose sender MAC or sender IP is neither the port's nor an allowed pair's.
+    PortSecurityArp => "port_security_arp",
+    /// Port security: a neighbour solicitation or advertisement whose link-layer address option, or advertised target, is not the port's.
+    PortSecurityNd => "port_security_nd",
+    /// Port security: an ICMPv6 router advertisement or redirect from a VM port.
+    PortSecurityRa => "port_security_ra",
+    /// Port security: a DHCP (UDP 67 to 68) or DHCPv6 (UDP 547 to 546) server message from a VM port.
+    PortSecurityDhcp => "port_security_dhcp",
     /// A VLAN-tagged frame from a VM port.
     VlanFromVm => "vlan_from_vm",
     /// ARP that is not an Ethernet/IPv4 request or reply of the right length.
@@ -138,6 +146,8 @@ reasons! {
     ArpReplyConsumed => "arp_reply_consumed",
     /// Decapsulated frame whose destination is not a local port (never tunnel to tunnel).
     NotLocalAfterDecap => "not_local_after_decap",
+    /// Decapsulated frame whose source MAC is a router interface MAC or the DVR MAC of this node (the gateway MAC never appears as a source on the fabric).
+    OverlayGatewayMac => "overlay_gateway_mac",
     /// Received on the external port: not ARP or IPv4 (the external network carries IPv4 north-south).
     ExternalEthertype => "external_ethertype",
     /// Received on the external port for an address this node does not serve (a floating IP bound elsewhere, another node's SNAT, no such address).
@@ -468,6 +478,22 @@ mod tests {
         assert_eq!(names.len(), DropReason::COUNT);
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
+        }
+    }
+
+    /// docs/BEHAVIOUR.md lists every reason with its meaning: a reason added
+    /// without its line there fails here.
+    #[test]
+    fn every_reason_is_documented() {
+        let doc = include_str!("../docs/BEHAVIOUR.md");
+        for r in DropReason::ALL {
+            let row = format!("| `{}` | ", r.name());
+            assert!(
+                doc.lines()
+                    .any(|l| l.starts_with(&row) && l.len() > row.len() + 2),
+                "docs/BEHAVIOUR.md has no row for {}",
+                r.name()
+            );
         }
     }
 

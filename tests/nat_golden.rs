@@ -1,4 +1,4 @@
-//! North-south golden tests (sections 3 and 4 of DVR-SEMANTICS.md): crafted
+//! North-south golden tests (sections 3 and 4 of docs/BEHAVIOUR.md): crafted
 //! frames through the pipeline of a compute node (`cn1`, floating IPs) and of
 //! the network node (`nn1`, SNAT), the frames out compared byte for byte with
 //! frames built by `etherparse`, every drop with its exact reason.
@@ -1288,4 +1288,42 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
         "ICMPv6 checksum"
     );
     assert_eq!(&inner[62..], &f6[14..14 + inner.len() - 62], "the quote");
+}
+
+/// The SNAT node never routes a frame from the overlay whose inner source
+/// is its own router interface MAC or DVR MAC (the gateway MAC never
+/// appears as a source on the fabric); nor does its SNAT way take it.
+#[test]
+fn the_snat_node_drops_frames_from_its_own_gateway_or_dvr_mac() {
+    for (m, what) in [(ns_model(), "distributed"), (legacy_model(), "centralized")] {
+        let n = nn1(&m);
+        let blue = gw_mac(&m, "blue4");
+        // What cn2 sends is taken (the SNAT way, or routed by the
+        // centralized router).
+        let from = if what == "distributed" { DVR2 } else { C_MAC };
+        let inner = udp4(from, blue, "10.1.0.77", OUTSIDE, (5000, 53), 64);
+        let f = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+        let ((v, _, _), _) = run_snat_way(&mut env(), &n, NN1_UP, &f);
+        assert_eq!(v, Ok(1), "{what}: from {}", MacAddr(from));
+        for src in [blue, DVR3] {
+            let inner = udp4(src, blue, "10.1.0.77", OUTSIDE, (5000, 53), 64);
+            let f = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+            let mut memo = Default::default();
+            assert!(
+                pipeline::snat_way(&n, &mut memo, &f).is_none(),
+                "{what}: from {}: not the SNAT way",
+                MacAddr(src)
+            );
+            assert_eq!(
+                run1(&n, NN1_UP, &f).0,
+                Err(R::OverlayGatewayMac),
+                "{what}: from {}",
+                MacAddr(src)
+            );
+            assert_eq!(
+                run_snat_way(&mut env(), &n, NN1_UP, &f).0 .0,
+                Err(R::OverlayGatewayMac)
+            );
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Golden tests of the pipeline (DVR-SEMANTICS sections 1, 2 and 7): crafted
+//! Golden tests of the pipeline (docs/BEHAVIOUR.md sections 1, 2 and 7): crafted
 //! frames in, the exact frames out compared byte for byte, or the exact drop
 //! reason (the worker counts exactly that reason, once). The expected frames
 //! are built with `etherparse`, an implementation independent of ours.
@@ -1287,6 +1287,473 @@ fn a_routed_flow_is_cached_and_each_frame_still_checked() {
     assert_eq!(env.flows.hits, hits + 1);
 }
 
+// ---- Port security as Neutron's anti-spoofing and default rules -------------
+
+/// The test topology with port b's port security disabled.
+fn b_insecure() -> Bed {
+    let mut m = model();
+    m.apply(&changes(
+        json!([{"op": "port_set", "name": "b", "port_security": false}]),
+    ))
+    .expect("b has no allowed pairs");
+    Bed::from_model(m)
+}
+
+/// The verdict of `frame` in on `in_port`, after [`check_pipeline`]'s checks
+/// (trace, flow cache, the workers' ways all agree).
+fn verdict(b: &Bed, in_port: u16, frame: &[u8]) -> Verdict {
+    check_pipeline(&b.snap, in_port, frame).0
+}
+
+/// The EUI-64 link-local address of `mac`.
+fn link_local(mac: [u8; 6]) -> String {
+    let m = mac;
+    Ipv6Addr::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 2, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    )
+    .to_string()
+}
+
+/// An ICMPv6 message of type `ty` (code 0, bytes 5 to 8 zero) with `body`.
+fn icmp6_msg(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ty: u8,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv6(ip6(src), ip6(dst), 255)
+        .icmpv6(Icmpv6Type::Unknown {
+            type_u8: ty,
+            code_u8: 0,
+            bytes5to8: [0; 4],
+        })
+        .write(&mut v, body)
+        .unwrap();
+    v
+}
+
+/// `frame` (IPv6) with an 8-byte hop-by-hop options header (PadN) before
+/// its upper layer.
+fn with_hop_by_hop(frame: &[u8]) -> Vec<u8> {
+    let nh = frame[20];
+    let mut v = frame[..54].to_vec();
+    v[20] = 0;
+    let plen = u16::from_be_bytes([v[18], v[19]]) + 8;
+    v[18..20].copy_from_slice(&plen.to_be_bytes());
+    v.extend_from_slice(&[nh, 0, 1, 4, 0, 0, 0, 0]);
+    v.extend_from_slice(&frame[54..]);
+    v
+}
+
+#[test]
+fn port_security_drops_router_advertisements_and_redirects() {
+    let b = Bed::new();
+    let all_nodes = [0x33, 0x33, 0, 0, 0, 1];
+    // A router advertisement with a prefix information option, as radvd
+    // sends it: today flooded to every VM of the network.
+    let mut pio = vec![
+        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x0e, 0x10, 0, 0, 0, 0,
+    ];
+    pio.extend_from_slice(&ip6("2001:db8:1::"));
+    let ra_body = [&[0u8; 8][..], &pio].concat();
+    let ra = |mac, src: &str| icmp6_msg(mac, all_nodes, src, "ff02::1", 134, &ra_body);
+    let ll_a = link_local(A_MAC);
+    b.drops(VM_A, &ra(A_MAC, &ll_a), R::PortSecurityRa);
+    assert_eq!(verdict(&b, VM_A, &ra(A_MAC, &ll_a)), Err(R::PortSecurityRa));
+    b.drops(VM_A, &ra(A_MAC, "2001:db8:1::10"), R::PortSecurityRa);
+    // Behind a hop-by-hop options header too.
+    b.drops(VM_A, &with_hop_by_hop(&ra(A_MAC, &ll_a)), R::PortSecurityRa);
+    // A redirect to c (on cn2): today sent into the tunnel.
+    let mut redirect_body = ip6("2001:db8:1::1").to_vec();
+    redirect_body.extend_from_slice(&ip6("2001:db8:2::20"));
+    let redirect = icmp6_msg(A_MAC, C_MAC, &ll_a, &link_local(C_MAC), 137, &redirect_body);
+    assert_eq!(verdict(&b, VM_A, &redirect), Err(R::PortSecurityRa));
+    // A router solicitation and an echo request still pass.
+    let rs = icmp6_msg(
+        A_MAC,
+        [0x33, 0x33, 0, 0, 0, 2],
+        &ll_a,
+        "ff02::2",
+        133,
+        &[0; 4],
+    );
+    assert_eq!(verdict(&b, VM_A, &rs), Ok(pipeline::FLOOD));
+    // Port security disabled: as before.
+    let b = b_insecure();
+    let ll_b = link_local(B_MAC);
+    assert_eq!(verdict(&b, VM_B, &ra(B_MAC, &ll_b)), Ok(pipeline::FLOOD));
+    let redirect = icmp6_msg(B_MAC, D_MAC, &ll_b, "fe80::1", 137, &redirect_body);
+    assert_eq!(verdict(&b, VM_B, &redirect), Ok(UP));
+}
+
+fn dhcp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ports: (u16, u16)) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip4(src), ip4(dst), 64)
+        .udp(ports.0, ports.1)
+        .write(&mut v, b"offer")
+        .unwrap();
+    v
+}
+
+fn dhcp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ports: (u16, u16)) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv6(ip6(src), ip6(dst), 64)
+        .udp(ports.0, ports.1)
+        .write(&mut v, b"advertise")
+        .unwrap();
+    v
+}
+
+#[test]
+fn port_security_drops_dhcp_server_messages_even_on_a_cached_flow() {
+    let b = Bed::new();
+    let bcast = [0xff; 6];
+    // An offer broadcast, and one unicast to c on cn2.
+    let offer = dhcp4(A_MAC, bcast, "10.1.0.10", "255.255.255.255", (67, 68));
+    assert_eq!(verdict(&b, VM_A, &offer), Err(R::PortSecurityDhcp));
+    let offer_c = dhcp4(A_MAC, C_MAC, "10.1.0.10", "10.1.0.20", (67, 68));
+    assert_eq!(verdict(&b, VM_A, &offer_c), Err(R::PortSecurityDhcp));
+    // DHCPv6 advertise / reply, multicast and unicast.
+    let ll_a = link_local(A_MAC);
+    let adv = dhcp6(A_MAC, C_MAC, &ll_a, &link_local(C_MAC), (547, 546));
+    assert_eq!(verdict(&b, VM_A, &adv), Err(R::PortSecurityDhcp));
+    let adv = dhcp6(
+        A_MAC,
+        [0x33, 0x33, 0, 1, 0, 2],
+        &ll_a,
+        "ff02::1:2",
+        (547, 546),
+    );
+    assert_eq!(verdict(&b, VM_A, &adv), Err(R::PortSecurityDhcp));
+    assert_eq!(
+        verdict(&b, VM_A, &with_hop_by_hop(&adv)),
+        Err(R::PortSecurityDhcp)
+    );
+    // Client messages (and a relay's, 67 to 67) pass.
+    let discover = dhcp4(A_MAC, bcast, "0.0.0.0", "255.255.255.255", (68, 67));
+    assert_eq!(verdict(&b, VM_A, &discover), Ok(pipeline::FLOOD));
+    let relay = dhcp4(A_MAC, C_MAC, "10.1.0.10", "10.1.0.20", (67, 67));
+    assert_eq!(verdict(&b, VM_A, &relay), Ok(UP));
+    let solicit = dhcp6(
+        A_MAC,
+        [0x33, 0x33, 0, 1, 0, 2],
+        &ll_a,
+        "ff02::1:2",
+        (546, 547),
+    );
+    assert_eq!(verdict(&b, VM_A, &solicit), Ok(pipeline::FLOOD));
+
+    // A flow a to c cached (its key: port, MACs, ethertype, addresses), then
+    // the offer of the same key: neither the cached way nor the workers'
+    // flow cache way forwards it.
+    let mut env = env_at(0);
+    let data = udp4(A_MAC, C_MAC, "10.1.0.10", "10.1.0.20", 64);
+    assert_eq!(run_warm(&b, &mut env, VM_A, &data).0, Ok(UP));
+    assert_eq!(run_warm(&b, &mut env, VM_A, &data).0, Ok(UP));
+    assert_eq!(env.flows.hits, 1, "the flow is cached");
+    let fast = |env: &Env, frame: &[u8]| {
+        let k = dvr::flow::FlowCache::key(VM_A, frame).expect("a key");
+        assert_eq!(k, dvr::flow::FlowCache::key(VM_A, &data).unwrap());
+        let set = env.flows.set_of(&k);
+        let mut buf = vec![0u8; 128 + frame.len() + 128];
+        buf[128..128 + frame.len()].copy_from_slice(frame);
+        let mut f = Frame::new(&mut buf, 128, frame.len()).unwrap();
+        pipeline::fast(&b.snap, env, &k, set, &mut f)
+    };
+    assert_eq!(fast(&env, &data), Some(Ok(UP)));
+    assert_eq!(fast(&env, &offer_c), None, "left to the whole pipeline");
+    assert_eq!(
+        run_warm(&b, &mut env, VM_A, &offer_c),
+        (Err(R::PortSecurityDhcp), vec![], None)
+    );
+    // A routed flow likewise (a to b through the router).
+    let (_, blue_gw) = b.gw("blue4");
+    let routed = udp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.10", 64);
+    assert!(run_warm(&b, &mut env, VM_A, &routed).0.is_ok());
+    let routed_offer = dhcp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.10", (67, 68));
+    assert_eq!(
+        run_warm(&b, &mut env, VM_A, &routed_offer),
+        (Err(R::PortSecurityDhcp), vec![], None)
+    );
+
+    // Port security disabled: served as before.
+    let b = b_insecure();
+    let offer = dhcp4(B_MAC, D_MAC, "10.2.0.10", "10.2.0.20", (67, 68));
+    assert_eq!(verdict(&b, VM_B, &offer), Ok(UP));
+    let adv = dhcp6(B_MAC, D_MAC, &link_local(B_MAC), "fe80::1", (547, 546));
+    assert_eq!(verdict(&b, VM_B, &adv), Ok(UP));
+}
+
+/// An ARP packet of operation `op` in a frame from `eth_src` to `eth_dst`.
+fn arp_of(
+    eth_src: [u8; 6],
+    eth_dst: [u8; 6],
+    op: ArpOperation,
+    sender: ([u8; 6], &str),
+    target: ([u8; 6], &str),
+) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(eth_src, eth_dst)
+        .arp(
+            ArpEthIpv4Packet {
+                operation: op,
+                sender_mac: sender.0,
+                sender_ipv4: ip4(sender.1),
+                target_mac: target.0,
+                target_ipv4: ip4(target.1),
+            }
+            .into(),
+        )
+        .write(&mut v)
+        .unwrap();
+    v
+}
+
+#[test]
+fn port_security_checks_the_arp_sender_of_requests_replies_and_gratuitous_arp() {
+    let b = Bed::new();
+    let (gw, gw_mac) = b.gw("blue4");
+    let gw = gw.to_string();
+    let spoofed = [0xfa, 0x16, 0x3e, 0, 0, 0x66];
+    let bcast = [0xff; 6];
+    let req = ArpOperation::REQUEST;
+    let rep = ArpOperation::REPLY;
+    // A request whose sender MAC is not the port's: today answered, to it.
+    let f = arp_of(A_MAC, bcast, req, (spoofed, "10.1.0.10"), ([0; 6], &gw));
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    // The sender IP not the port's.
+    let f = arp_of(A_MAC, bcast, req, (A_MAC, "10.1.0.20"), ([0; 6], &gw));
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    // A reply to c with another MAC, or another IP.
+    let f = arp_of(
+        A_MAC,
+        C_MAC,
+        rep,
+        (spoofed, "10.1.0.10"),
+        (C_MAC, "10.1.0.20"),
+    );
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    let f = arp_of(A_MAC, C_MAC, rep, (A_MAC, "10.1.0.1"), (C_MAC, "10.1.0.20"));
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    // Gratuitous ARP claiming the gateway's address, or with another MAC.
+    let f = arp_of(A_MAC, bcast, rep, (A_MAC, &gw), (bcast, &gw));
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    let f = arp_of(
+        A_MAC,
+        bcast,
+        rep,
+        (spoofed, "10.1.0.10"),
+        (bcast, "10.1.0.10"),
+    );
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    // A probe (no sender IP) with another MAC.
+    let f = arp_of(
+        A_MAC,
+        bcast,
+        req,
+        (spoofed, "0.0.0.0"),
+        ([0; 6], "10.1.0.10"),
+    );
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+    // The pair's MAC with an address outside the pair.
+    let f = arp_of(PAIR_MAC, bcast, req, (PAIR_MAC, "10.1.0.10"), ([0; 6], &gw));
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityArp));
+
+    // The port's own, and the allowed pair's MAC and address: answered.
+    let (v, out, _) = check_pipeline(&b.snap, VM_A, &arp_request(A_MAC, "10.1.0.10", &gw));
+    assert_eq!(v, Ok(VM_A));
+    assert_eq!(out, arp_reply(gw_mac, ip4(&gw), A_MAC, "10.1.0.10"));
+    let f = arp_of(PAIR_MAC, bcast, req, (PAIR_MAC, "10.1.99.7"), ([0; 6], &gw));
+    let (v, out, _) = check_pipeline(&b.snap, VM_A, &f);
+    assert_eq!(v, Ok(VM_A));
+    assert_eq!(out, arp_reply(gw_mac, ip4(&gw), PAIR_MAC, "10.1.99.7"));
+    // Its own reply, gratuitous ARP and probe pass.
+    let f = arp_of(
+        A_MAC,
+        C_MAC,
+        rep,
+        (A_MAC, "10.1.0.10"),
+        (C_MAC, "10.1.0.20"),
+    );
+    assert_eq!(verdict(&b, VM_A, &f), Ok(UP));
+    let f = arp_of(
+        A_MAC,
+        bcast,
+        rep,
+        (A_MAC, "10.1.0.10"),
+        (bcast, "10.1.0.10"),
+    );
+    assert_eq!(verdict(&b, VM_A, &f), Ok(pipeline::FLOOD));
+    let f = arp_of(A_MAC, bcast, req, (A_MAC, "0.0.0.0"), ([0; 6], "10.1.0.10"));
+    assert_eq!(verdict(&b, VM_A, &f), Ok(VM_A));
+
+    // Port security disabled: a spoofed request is answered as before.
+    let b = b_insecure();
+    let (gw, gw_mac) = b.gw("red4");
+    let gw = gw.to_string();
+    let f = arp_of(B_MAC, bcast, req, (spoofed, "10.2.0.10"), ([0; 6], &gw));
+    let (v, out, _) = check_pipeline(&b.snap, VM_B, &f);
+    assert_eq!(v, Ok(VM_B));
+    assert_eq!(out, arp_reply(gw_mac, ip4(&gw), spoofed, "10.2.0.10"));
+    let f = arp_of(B_MAC, bcast, rep, (B_MAC, &gw), (bcast, &gw));
+    assert_eq!(verdict(&b, VM_B, &f), Ok(pipeline::FLOOD));
+}
+
+/// A neighbour solicitation from `eth_src` (IPv6 `src`) for `target` with
+/// the source link-layer option `ll`.
+fn ns_with(eth_src: [u8; 6], src: &str, target: &str, ll: [u8; 6]) -> Vec<u8> {
+    let mut f = ns(eth_src, src, target);
+    // ns() puts its MAC in the option: `ll` there, the checksum fixed up.
+    let at = f.len() - 6;
+    f[at..].copy_from_slice(&ll);
+    fix_icmp6(&mut f);
+    f
+}
+
+/// A neighbour advertisement from `eth_src` (IPv6 `src`) to `dst` for
+/// `target` with the target link-layer option `ll`.
+fn na_with(eth_src: [u8; 6], src: &str, dst: &str, target: &str, ll: [u8; 6]) -> Vec<u8> {
+    let mut body = ip6(target).to_vec();
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&ll);
+    let mut v = Vec::new();
+    let dst_mac = if dst == "ff02::1" {
+        [0x33, 0x33, 0, 0, 0, 1]
+    } else {
+        C_MAC
+    };
+    PacketBuilder::ethernet2(eth_src, dst_mac)
+        .ipv6(ip6(src), ip6(dst), 255)
+        .icmpv6(Icmpv6Type::NeighborAdvertisement(
+            icmpv6::NeighborAdvertisementHeader {
+                router: false,
+                solicited: false,
+                r#override: true,
+            },
+        ))
+        .write(&mut v, &body)
+        .unwrap();
+    v
+}
+
+/// The ICMPv6 checksum of an IPv6 frame without extension headers recomputed.
+fn fix_icmp6(f: &mut [u8]) {
+    f[56] = 0;
+    f[57] = 0;
+    let plen = u16::from_be_bytes([f[18], f[19]]) as u32;
+    let sum = pkt::pseudo6(&f[22..38], &f[38..54], plen, 58);
+    let c = pkt::csum_fold(pkt::csum_add(sum, &f[54..]));
+    f[56..58].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn port_security_checks_neighbour_discovery_link_layer_options_and_targets() {
+    let b = Bed::new();
+    let (gw, gw_mac) = b.gw("blue6");
+    let gw = gw.to_string();
+    let spoofed = [0xfa, 0x16, 0x3e, 0, 0, 0x66];
+    // A solicitation whose source link-layer option is not the port's:
+    // today answered.
+    let f = ns_with(A_MAC, "2001:db8:1::10", &gw, spoofed);
+    assert_eq!(verdict(&b, VM_A, &f), Err(R::PortSecurityNd));
+    // An advertisement for another port's address (c's), for the gateway's,
+    // or for its own with another MAC; unsolicited (flooded today) or
+    // unicast (switched today).
+    for (dst, target, ll) in [
+        ("ff02::1", "2001:db8:1::20", A_MAC),
+        ("ff02::1", gw.as_str(), A_MAC),
+        ("ff02::1", "2001:db8:1::10", spoofed),
+        ("2001:db8:1::20", "2001:db8:1::20", A_MAC),
+        ("ff02::1", link_local(C_MAC).as_str(), A_MAC),
+    ] {
+        let f = na_with(A_MAC, "2001:db8:1::10", dst, target, ll);
+        assert_eq!(
+            verdict(&b, VM_A, &f),
+            Err(R::PortSecurityNd),
+            "{target} at {}",
+            MacAddr(ll)
+        );
+    }
+    // Its own solicitation, and advertisements for its own addresses (its
+    // EUI-64 link-local one too) pass.
+    let (v, out, _) = check_pipeline(&b.snap, VM_A, &ns(A_MAC, "2001:db8:1::10", &gw));
+    assert_eq!(v, Ok(VM_A));
+    assert_eq!(out, na(gw_mac, ip6(&gw), A_MAC, "2001:db8:1::10", true));
+    let f = na_with(A_MAC, "2001:db8:1::10", "ff02::1", "2001:db8:1::10", A_MAC);
+    assert_eq!(verdict(&b, VM_A, &f), Ok(pipeline::FLOOD));
+    let ll_a = link_local(A_MAC);
+    let f = na_with(A_MAC, &ll_a, "2001:db8:1::20", &ll_a, A_MAC);
+    assert_eq!(verdict(&b, VM_A, &f), Ok(UP));
+
+    // Port security disabled: as before.
+    let b = b_insecure();
+    let (gw, gw_mac) = b.gw("red6");
+    let gw = gw.to_string();
+    let f = ns_with(B_MAC, "2001:db8:2::10", &gw, spoofed);
+    let (v, out, _) = check_pipeline(&b.snap, VM_B, &f);
+    assert_eq!(v, Ok(VM_B));
+    assert_eq!(out, na(gw_mac, ip6(&gw), B_MAC, "2001:db8:2::10", true));
+    let f = na_with(B_MAC, "2001:db8:2::10", "ff02::1", "2001:db8:2::20", B_MAC);
+    assert_eq!(verdict(&b, VM_B, &f), Ok(pipeline::FLOOD));
+}
+
+#[test]
+fn a_frame_from_the_overlay_with_a_gateway_or_own_dvr_mac_source_is_dropped() {
+    let b = Bed::new();
+    let (_, blue_gw) = b.gw("blue4");
+    let (_, blue6_gw) = b.gw("blue6");
+    // From cn2 to a: today delivered (the decap way takes it).
+    for src in [blue_gw, blue6_gw, DVR1] {
+        let inner = udp4(src, A_MAC, "10.1.0.1", "10.1.0.10", 64);
+        let f = vxlan_from_cn2(&inner, 101);
+        assert_eq!(verdict(&b, UP, &f), Err(R::OverlayGatewayMac));
+        assert!(!run_decap_way(&mut env_at(0), &b.snap, UP, &f).1);
+    }
+    // A gratuitous ARP for the gateway from the gateway MAC: today flooded.
+    let (gw, _) = b.gw("blue4");
+    let gw = gw.to_string();
+    let garp = arp_of(
+        blue_gw,
+        [0xff; 6],
+        ArpOperation::REPLY,
+        (blue_gw, &gw),
+        ([0xff; 6], &gw),
+    );
+    assert_eq!(
+        verdict(&b, UP, &vxlan_from_cn2(&garp, 101)),
+        Err(R::OverlayGatewayMac)
+    );
+    // GRE and VLAN alike.
+    let (_, red_gw) = b.gw("red4");
+    let inner = udp4(red_gw, B_MAC, "10.2.0.1", "10.2.0.10", 64);
+    let f = gre(CN2_UL_MAC, UL_MAC, VTEP2, VTEP1, 202, &inner);
+    assert_eq!(verdict(&b, UP, &f), Err(R::OverlayGatewayMac));
+    let (_, green_gw) = b.gw("green4");
+    let inner = udp4(green_gw, E_MAC, "10.3.0.1", "10.3.0.10", 64);
+    assert_eq!(
+        verdict(&b, UP, &vlan_frame(&inner, 303)),
+        Err(R::OverlayGatewayMac)
+    );
+    // cn2's DVR MAC and a VM's MAC as source are delivered as before.
+    let inner = udp4(DVR2, A_MAC, "10.2.0.20", "10.1.0.10", 63);
+    assert_eq!(verdict(&b, UP, &vxlan_from_cn2(&inner, 101)), Ok(VM_A));
+    let inner = udp4(C_MAC, A_MAC, "10.1.0.20", "10.1.0.10", 64);
+    assert_eq!(verdict(&b, UP, &vxlan_from_cn2(&inner, 101)), Ok(VM_A));
+}
+
 // ---- Allowed address pairs (VIPs) and link-local addresses ---------------------
 
 const A2_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0xa2];
@@ -1535,7 +2002,13 @@ fn link_local_addresses_work_between_the_ports_of_a_network() {
     let (v, out, _) = b.run(VM_B, &ns(A2_MAC, ll_a2, ll_c));
     assert_eq!(v, Ok(VM_B));
     assert_eq!(out, na(C_MAC, ip6(ll_c), A2_MAC, ll_a2, false));
-    // Another link-local address (stable privacy): to the whole network.
+    // Another link-local address (stable privacy): a port may advertise it
+    // (not another MAC's EUI-64 one), and a solicitation for it goes to the
+    // whole network.
+    let mut env = env_at(0);
+    let ours = na_unsolicited(A_MAC, "fe80::1234:5678:9abc:def0");
+    assert_eq!(b.run_env(&mut env, VM_A, &ours).0, Ok(pipeline::FLOOD));
+    b.drops(VM_A, &na_unsolicited(A_MAC, ll_c), R::PortSecurityNd);
     let mut env = env_at(0);
     let (v, _) = b.run_env(
         &mut env,

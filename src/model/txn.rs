@@ -726,7 +726,7 @@ impl Model {
         }
     }
 
-    /// The migration rules (DVR-SEMANTICS.md section 5): `distributed` and `ha`
+    /// The migration rules (docs/BEHAVIOUR.md section 5): `distributed` and `ha`
     /// change only on a router that is already disabled, and an HA router is not
     /// made distributed directly.
     fn router_mode_change(

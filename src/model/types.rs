@@ -1,4 +1,4 @@
-//! The objects of the control-plane model (DVR-SEMANTICS.md, "Objects") and the
+//! The objects of the control-plane model (docs/BEHAVIOUR.md, "Objects") and the
 //! changes that `dvr-ctl` asks for. Objects are named: a name is the object's id
 //! and is unique among objects of its kind (floating IPs are named by address).
 
