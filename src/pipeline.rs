@@ -1147,6 +1147,35 @@ fn vip_learn_overlay<T: Trace>(env: &mut Env, id: u32, net: &NetTables, b: &[u8]
     env.vip = Some(VipNote { net: id, ip, mac });
 }
 
+/// The address a broadcast ARP request or a neighbour solicitation `b` from
+/// another host asks for, when it is inside allowed address pairs of ports
+/// of `net` (and not an address the model knows): it goes to those ports
+/// only, as on the host it came from.
+#[inline(never)]
+fn vip_asked(net: &NetTables, b: &[u8]) -> Option<IpAddr> {
+    if net.vips.is_empty() {
+        return None;
+    }
+    let target = match be16(b, 12) {
+        ETHERTYPE_ARP => {
+            let a = b.get(ETH_LEN..ETH_LEN + 28)?;
+            if be16(a, 6) != 1 || a[14..18] == a[24..28] {
+                return None;
+            }
+            IpAddr::V4(ipv4_at(a, 24))
+        }
+        ETHERTYPE_IPV6 => {
+            let ip = b.get(ETH_LEN..)?;
+            if ip.len() < IPV6_LEN + 24 || ip[6] != PROTO_ICMPV6 || ip[IPV6_LEN] != 135 {
+                return None;
+            }
+            IpAddr::V6(ipv6_at(ip, IPV6_LEN + 8))
+        }
+        _ => return None,
+    };
+    (!net.arp.contains_key(&target) && net.vips_of(target).next().is_some()).then_some(target)
+}
+
 /// A broadcast ARP request the responder does not answer (it would be
 /// dropped as `arp_unknown_target`): a gratuitous one (a VIP announced by
 /// its holder) goes to the whole network; one for an address inside
@@ -3714,6 +3743,9 @@ fn deliver_decapped<T: Trace>(
     }
     if b[0] & 1 != 0 {
         vip_learn_overlay(env, net, n, b, t);
+        if let Some(ip) = vip_asked(n, b) {
+            return flood_vip(env, net, false, ip, t);
+        }
         return flood(env, net, false, t);
     }
     let dst = MacAddr(mac_at(b, 0));

@@ -1853,6 +1853,13 @@ fn arp_and_ns_for_a_vip_go_to_the_ports_whose_pairs_cover_it() {
     let (v, _) = b.run_env(&mut env, VM_A, &arp_request(A_MAC, "10.1.0.10", VIP));
     assert_eq!(v, Ok(pipeline::FLOOD));
     assert_eq!(flooded_to(&b, &env, VM_A), vec![Host(0)]);
+    // From another host (c on cn2 asks): to the ports here whose pairs
+    // cover it, not to a2.
+    let mut env = env_at(0);
+    let asked = arp_request(C_MAC, "10.1.0.20", "10.1.0.130");
+    let (v, _) = b.run_env(&mut env, UP, &vxlan_from_cn2(&asked, 101));
+    assert_eq!(v, Ok(pipeline::FLOOD));
+    assert_eq!(flooded_to(&b, &env, UP), vec![Port(VM_A)]);
     // The same for a neighbour solicitation.
     let mut env = env_at(0);
     let (v, _) = b.run_env(&mut env, VM_B, &ns(A2_MAC, "fe80::f816:3eff:fe00:a2", VIP6));
