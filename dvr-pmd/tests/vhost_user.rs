@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{dvr_pktgen, fdb, node_head, port, run_guarded, state_in, unique, vm_port, Daemon};
+use common::{
+    dvr_pktgen, fdb, node_head, port, run_guarded, spawn_guarded, state_in, unique, vm_port, Daemon,
+};
 use std::process::{Command, Stdio};
 
 const A: &str = "fa:16:3e:00:00:0a";
@@ -119,23 +121,23 @@ fn frames_for_a_guest_not_yet_up_are_counted_as_link_down() {
     dvr.next();
 
     // Only vm-a's "guest" is there; fewer frames than pktgen's window, so
-    // it sends them all without any coming back.
+    // it sends them all without any coming back. It stays connected until the
+    // daemon has taken them: frames still in a vring whose guest leaves are
+    // gone, and on a loaded machine the daemon may set the vring up late.
     const N: u64 = 100;
-    let (st, stdout) = run_guarded(
+    let (mut guest, _stdout) = spawn_guarded(
         Command::new(dvr_pktgen())
             .args(["--file-prefix", &unique("pktgen")])
             .args(["--port", &format!("virtio_user0,path={}", sock_a.display())])
             .args(["--send", &format!("0:{A}:{B}:{N}")])
             .args(["--expect", "0"])
-            .args(["--idle-exit-ms", "500"])
+            .args(["--idle-exit-ms", "3600000"])
             .stdin(Stdio::null())
             .stderr(Stdio::inherit()),
     );
-    assert!(st.success(), "dvr-pktgen failed: {stdout}");
-    let gen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("pktgen summary");
-    assert_eq!(gen["ports"][0]["sent"], N, "{gen}");
 
     let v = dvr.until(|v| port(v, "vm-a", "rx_packets") >= N);
+    guest.terminate();
     dvr.stop();
     assert_eq!(port(&v, "vm-a", "rx_packets"), N, "{v}");
     assert_eq!(port(&v, "vm-b", "tx_packets"), 0, "{v}");
