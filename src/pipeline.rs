@@ -238,6 +238,13 @@ impl Env {
     /// An environment with a small SNAT table (tests, tools); workers use
     /// [`Env::with_nat`].
     pub fn new(now: fn() -> u64, hz: u64) -> Env {
+        Env::small(now, hz, crate::nat::DEFAULT_PORTS)
+    }
+
+    /// [`Env::new`] whose SNAT translates to `ports`: a short range makes one
+    /// quickly (its port pools are shuffled when the first burst sets up the
+    /// SNAT), for fuzzing that makes one per frame.
+    pub fn small(now: fn() -> u64, hz: u64, ports: RangeInclusive<u16>) -> Env {
         // Small: tests and traces make one per frame. 64 flow cache sets (8
         // KiB): enough that the few flows of a test do not share a set.
         let cfg = NatConfig {
@@ -245,14 +252,7 @@ impl Env {
             max_fragments: 4,
             ..NatConfig::default()
         };
-        Env::build(
-            now,
-            hz,
-            cfg,
-            crate::nat::DEFAULT_PORTS,
-            64,
-            TUNNEL_MEMO_SMALL,
-        )
+        Env::build(now, hz, cfg, ports, 64, TUNNEL_MEMO_SMALL)
     }
 
     /// An environment whose SNAT holds `cfg.max_sessions` sessions and
