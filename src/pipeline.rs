@@ -2116,8 +2116,20 @@ fn too_big4<T: Trace>(
     )?;
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv4_at(f.data(), ETH_LEN + 16);
-    let (eg, net) = egress_to(snap, r, dst, t)?;
-    deliver_routed(snap, net, &eg, f, t)
+    let back =
+        egress_to(snap, r, dst, t).and_then(|(eg, net)| deliver_routed(snap, net, &eg, f, t));
+    unnote_if_dropped(env, back)
+}
+
+/// `v`, the verdict on an ICMP error [`icmp4_build`] or [`icmp6_build`] made
+/// (and noted), then routed: dropped on its way, the frame counts once, under
+/// that drop's reason, not also as answered.
+#[inline(always)]
+fn unnote_if_dropped(env: &mut Env, v: Verdict) -> Verdict {
+    if v.is_err() {
+        env.noted = None;
+    }
+    v
 }
 
 /// The IPv4 packet in `f`, in from the external port `in_port` to `from`
@@ -2277,9 +2289,11 @@ fn too_big6<T: Trace>(
     icmp6_build(env, from, ingress.mac, f, (2, 0, mtu as u32), why, t)?;
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv6_at(f.data(), ETH_LEN + 24);
-    let eg = next_hop(r, IpAddr::V6(dst), t)?;
-    let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
-    deliver_routed(snap, net, &eg, f, t)
+    let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
+        let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
+        deliver_routed(snap, net, &eg, f, t)
+    });
+    unnote_if_dropped(env, back)
 }
 
 /// What the overlay of a network needs to know of it.

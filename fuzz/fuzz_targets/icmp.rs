@@ -9,8 +9,10 @@
 //! of IP, past the test networks' MTUs); 5 fixes the IP lengths and the IPv4
 //! header checksum (also done after any of the above); 6 adds Ethernet
 //! padding (after the IP packet: never quoted); 7 runs the frame on `nn1`,
-//! the SNAT node (`dvr::testkit::snat_node_snapshot`) instead of `cn1`
-//! (`ns_snapshot`). Each frame runs once, in a fresh worker environment.
+//! the SNAT node (`dvr::testkit::snat_node_snapshot` of `ns_model_pmtu`:
+//! the outside's MTU below the overlay's, so that nn1 answers too big back
+//! over the overlay) instead of `cn1` (`ns_snapshot` of `ns_model`). Each
+//! frame runs once, in a fresh worker environment.
 //!
 //! Checked on every ICMP error that leaves (after its tunnel, if it goes
 //! back over the overlay):
@@ -45,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let snap = if shape & 0x80 == 0 {
         CN1.get_or_init(|| dvr::testkit::ns_snapshot(&dvr::testkit::ns_model()))
     } else {
-        NN1.get_or_init(|| dvr::testkit::snat_node_snapshot(&dvr::testkit::ns_model()))
+        NN1.get_or_init(|| dvr::testkit::snat_node_snapshot(&dvr::testkit::ns_model_pmtu()))
     };
     let in_port = u16::from(*port) % (snap.ports.len() as u16 + 1);
     let mut frame = rest.to_vec();
