@@ -1340,6 +1340,10 @@ fn icmp_fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let from_cn2 = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
     // 1500 bytes from outside to a's floating IP: blue's MTU is 1450.
     let into_fip = big_tcp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.50", 1500);
+    // a's 1450 bytes to d through r1 centralized on nn1: red's MTU is 1400.
+    let l = legacy_red_1400();
+    let f = big_tcp4(A_MAC, gw_mac(&l, "blue4"), "10.1.0.10", "10.2.0.20", 1450);
+    let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
     let with = |port: u16, shape: u8, f: &[u8]| {
         let mut v = vec![port as u8, shape];
         v.extend_from_slice(f);
@@ -1348,7 +1352,19 @@ fn icmp_fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("nn1-overlay-too-big", with(NN1_UP, 0x80, &from_cn2)),
         ("cn1-outside-to-fip-too-big", with(EXT, 0, &into_fip)),
+        ("nn1-legacy-too-big", with(0x80 | NN1_UP, 0x80, &to_nn1)),
     ]
+}
+
+/// [`legacy_model`] with red's MTU lowered to 1400: the `icmp` target's
+/// third node.
+fn legacy_red_1400() -> Model {
+    let mut m = legacy_model();
+    m.apply(&changes(
+        json!([{"op": "network_set", "name": "red", "mtu": 1400}]),
+    ))
+    .unwrap();
+    m
 }
 
 /// The `icmp` target's seeds are answered with fragmentation needed in its
@@ -1357,11 +1373,17 @@ fn icmp_fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
 fn icmp_fuzz_seeds_are_answered() {
     let nn1 = snat_node_snapshot(&ns_model_pmtu());
     let cn1 = ns_snapshot(&ns_model());
+    let legacy = snat_node_snapshot(&legacy_red_1400());
     for (name, s) in icmp_fuzz_seeds() {
-        let snap = if s[1] & 0x80 != 0 { &nn1 } else { &cn1 };
-        let (v, out, noted) = run_frame(snap, u16::from(s[0]), &s[2..]);
+        let snap = match (s[1] & 0x80 != 0, s[0] & 0x80 != 0) {
+            (false, _) => &cn1,
+            (true, false) => &nn1,
+            (true, true) => &legacy,
+        };
+        let port = u16::from(s[0] & 0x7f);
+        let (v, out, noted) = run_frame(snap, port, &s[2..]);
         assert_eq!(noted, Some(R::FragmentationNeeded), "{name}: {v:?}");
-        assert_eq!(v, Ok(u16::from(s[0])), "{name}: back where it came from");
+        assert_eq!(v, Ok(port), "{name}: back where it came from");
         assert!(out.len() > pkt::ETH_LEN + 28, "{name}");
     }
 }

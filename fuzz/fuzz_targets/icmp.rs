@@ -11,8 +11,10 @@
 //! padding (after the IP packet: never quoted); 7 runs the frame on `nn1`,
 //! the SNAT node (`dvr::testkit::snat_node_snapshot` of `ns_model_pmtu`:
 //! the outside's MTU below the overlay's, so that nn1 answers too big back
-//! over the overlay) instead of `cn1` (`ns_snapshot` of `ns_model`). Each
-//! frame runs once, in a fresh worker environment.
+//! over the overlay) instead of `cn1` (`ns_snapshot` of `ns_model`); with
+//! bit 7 of byte 0 also set, on nn1 with r1 centralized there and red's MTU
+//! lowered (the rest of byte 0 picks the port). Each frame runs once, in a
+//! fresh worker environment.
 //!
 //! Checked on every ICMP error that leaves (after its tunnel, if it goes
 //! back over the overlay):
@@ -36,6 +38,22 @@ use libfuzzer_sys::fuzz_target;
 
 static CN1: OnceLock<Arc<Snapshot>> = OnceLock::new();
 static NN1: OnceLock<Arc<Snapshot>> = OnceLock::new();
+static LEGACY: OnceLock<Arc<Snapshot>> = OnceLock::new();
+
+/// nn1 with r1 centralized there (legacy) and red's MTU lowered to 1400:
+/// nn1 routes between the networks and answers too big back over the
+/// overlay.
+fn legacy() -> Arc<Snapshot> {
+    let mut m = dvr::testkit::ns_model();
+    m.apply(&dvr::testkit::changes(serde_json::json!([
+        {"op": "router_set", "name": "r1", "admin_state_up": false},
+        {"op": "router_set", "name": "r1", "distributed": false},
+        {"op": "router_set", "name": "r1", "admin_state_up": true},
+        {"op": "network_set", "name": "red", "mtu": 1400},
+    ])))
+    .expect("a disabled router may become centralized");
+    dvr::testkit::snat_node_snapshot(&m)
+}
 
 /// The most bytes of IP an ICMP error takes (RFC 1812: 576).
 const MAX: usize = dvr::pipeline::ICMP_ERROR_MAX;
@@ -44,12 +62,14 @@ fuzz_target!(|data: &[u8]| {
     let [port, shape, rest @ ..] = data else {
         return;
     };
-    let snap = if shape & 0x80 == 0 {
-        CN1.get_or_init(|| dvr::testkit::ns_snapshot(&dvr::testkit::ns_model()))
-    } else {
-        NN1.get_or_init(|| dvr::testkit::snat_node_snapshot(&dvr::testkit::ns_model_pmtu()))
+    let snap = match (shape & 0x80 != 0, port & 0x80 != 0) {
+        (false, _) => CN1.get_or_init(|| dvr::testkit::ns_snapshot(&dvr::testkit::ns_model())),
+        (true, false) => {
+            NN1.get_or_init(|| dvr::testkit::snat_node_snapshot(&dvr::testkit::ns_model_pmtu()))
+        }
+        (true, true) => LEGACY.get_or_init(legacy),
     };
-    let in_port = u16::from(*port) % (snap.ports.len() as u16 + 1);
+    let in_port = u16::from(port & 0x7f) % (snap.ports.len() as u16 + 1);
     let mut frame = rest.to_vec();
     shape_frame(&mut frame, *shape);
     let (v, out, noted) = dvr::testkit::run_frame(snap, in_port, &frame);
