@@ -238,6 +238,13 @@ impl Env {
     /// An environment with a small SNAT table (tests, tools); workers use
     /// [`Env::with_nat`].
     pub fn new(now: fn() -> u64, hz: u64) -> Env {
+        Env::small(now, hz, crate::nat::DEFAULT_PORTS)
+    }
+
+    /// [`Env::new`] whose SNAT translates to `ports`: a short range makes one
+    /// quickly (its port pools are shuffled when the first burst sets up the
+    /// SNAT), for fuzzing that makes one per frame.
+    pub fn small(now: fn() -> u64, hz: u64, ports: RangeInclusive<u16>) -> Env {
         // Small: tests and traces make one per frame. 64 flow cache sets (8
         // KiB): enough that the few flows of a test do not share a set.
         let cfg = NatConfig {
@@ -245,14 +252,7 @@ impl Env {
             max_fragments: 4,
             ..NatConfig::default()
         };
-        Env::build(
-            now,
-            hz,
-            cfg,
-            crate::nat::DEFAULT_PORTS,
-            64,
-            TUNNEL_MEMO_SMALL,
-        )
+        Env::build(now, hz, cfg, ports, 64, TUNNEL_MEMO_SMALL)
     }
 
     /// An environment whose SNAT holds `cfg.max_sessions` sessions and
@@ -2116,8 +2116,20 @@ fn too_big4<T: Trace>(
     )?;
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv4_at(f.data(), ETH_LEN + 16);
-    let (eg, net) = egress_to(snap, r, dst, t)?;
-    deliver_routed(snap, net, &eg, f, t)
+    let back =
+        egress_to(snap, r, dst, t).and_then(|(eg, net)| deliver_routed(snap, net, &eg, f, t));
+    unnote_if_dropped(env, back)
+}
+
+/// `v`, the verdict on an ICMP error [`icmp4_build`] or [`icmp6_build`] made
+/// (and noted), then routed: dropped on its way, the frame counts once, under
+/// that drop's reason, not also as answered.
+#[inline(always)]
+fn unnote_if_dropped(env: &mut Env, v: Verdict) -> Verdict {
+    if v.is_err() {
+        env.noted = None;
+    }
+    v
 }
 
 /// The IPv4 packet in `f`, in from the external port `in_port` to `from`
@@ -2277,9 +2289,11 @@ fn too_big6<T: Trace>(
     icmp6_build(env, from, ingress.mac, f, (2, 0, mtu as u32), why, t)?;
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv6_at(f.data(), ETH_LEN + 24);
-    let eg = next_hop(r, IpAddr::V6(dst), t)?;
-    let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
-    deliver_routed(snap, net, &eg, f, t)
+    let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
+        let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
+        deliver_routed(snap, net, &eg, f, t)
+    });
+    unnote_if_dropped(env, back)
 }
 
 /// What the overlay of a network needs to know of it.

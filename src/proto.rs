@@ -128,6 +128,81 @@ impl Response {
     }
 }
 
+/// A request line as the daemon reads it ([`decode`]).
+#[derive(Debug)]
+pub enum Decoded {
+    /// `apply`: the transaction, its changes parsed straight from the line.
+    Apply { id: u64, changes: Vec<Change> },
+    /// Any other method; its `params` are checked per method ([`params`]).
+    Other(Request),
+}
+
+/// Reads one request line (newline removed) as the daemon does: the envelope
+/// first (is it a request at all, which version and method: the params are
+/// only checked to be JSON, nothing is built for them), then an `apply`'s
+/// changes straight from the line, or any other request whole. `Err` is the
+/// error reply: [`ErrorCode::InvalidRequest`] or
+/// [`ErrorCode::UnsupportedVersion`].
+pub fn decode(line: &str) -> Result<Decoded, Response> {
+    let head: Envelope<serde::de::IgnoredAny> = serde_json::from_str(line).map_err(|e| {
+        Response::err(
+            0,
+            ErrorCode::InvalidRequest,
+            format!("not a valid request: {e}"),
+        )
+    })?;
+    let id = head.id;
+    if head.version != VERSION {
+        return Err(Response::err(
+            id,
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {} is not supported; this daemon speaks {}",
+                head.version, VERSION
+            ),
+        ));
+    }
+    if head.method == "apply" {
+        let p: ApplyParams = match serde_json::from_str::<Envelope<ApplyParams>>(line) {
+            Ok(Envelope {
+                params: Some(p), ..
+            }) => p,
+            // Absent or null: what `{}` is missing.
+            Ok(_) => params(id, serde_json::Value::Null)?,
+            Err(e) => return Err(bad_params(id, e)),
+        };
+        return Ok(Decoded::Apply {
+            id,
+            changes: p.changes,
+        });
+    }
+    serde_json::from_str(line).map(Decoded::Other).map_err(|e| {
+        Response::err(
+            id,
+            ErrorCode::InvalidRequest,
+            format!("not a valid request: {e}"),
+        )
+    })
+}
+
+/// Bad params, as the reply says it.
+pub fn bad_params(id: u64, e: impl std::fmt::Display) -> Response {
+    Response::err(id, ErrorCode::InvalidRequest, format!("bad params: {e}"))
+}
+
+/// The `params` of request `id` read as `T` (absent or `null`: as `{}`).
+pub fn params<T: serde::de::DeserializeOwned>(
+    id: u64,
+    v: serde_json::Value,
+) -> Result<T, Response> {
+    let v = if v.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        v
+    };
+    serde_json::from_value(v).map_err(|e| bad_params(id, e))
+}
+
 /// One line read with a bound.
 #[derive(Debug)]
 pub enum Line {
@@ -263,5 +338,45 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn decode_reads_requests_as_the_daemon_does() {
+        let code = |line: &str| match decode(line) {
+            Err(r) => {
+                assert!(!r.ok);
+                Some(r.error.unwrap().code)
+            }
+            Ok(_) => None,
+        };
+        match decode(
+            r#"{"version":1,"id":7,"method":"apply","params":{"changes":[{"op":"router_create","name":"r1"}]}}"#,
+        ) {
+            Ok(Decoded::Apply { id: 7, changes }) => assert_eq!(changes.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        match decode(r#"{"version":1,"id":8,"method":"list","params":{"kind":"router"}}"#) {
+            Ok(Decoded::Other(r)) => assert_eq!((r.id, r.method.as_str()), (8, "list")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(code("not json"), Some(ErrorCode::InvalidRequest));
+        assert_eq!(
+            code(r#"{"version":2,"id":1,"method":"apply"}"#),
+            Some(ErrorCode::UnsupportedVersion)
+        );
+        let r = decode(r#"{"version":1,"id":9,"method":"apply"}"#).unwrap_err();
+        assert_eq!(r.id, 9);
+        let e = r.error.unwrap();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.starts_with("bad params: "), "{}", e.message);
+        assert!(e.message.contains("changes"), "{}", e.message);
+        assert_eq!(
+            code(r#"{"version":1,"method":"apply","params":{"changes":[{"op":"x"}]}}"#),
+            Some(ErrorCode::InvalidRequest)
+        );
+        assert_eq!(
+            code(r#"{"version":1,"method":"list","colour":1}"#),
+            Some(ErrorCode::InvalidRequest)
+        );
     }
 }

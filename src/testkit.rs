@@ -153,6 +153,24 @@ pub fn ns_model() -> Model {
     m
 }
 
+/// The MAC of port `g` of [`ns_model_pmtu`].
+pub const G_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0x10];
+
+/// [`ns_model`] with the external network's MTU lowered to 1400 (below
+/// blue's overlay MTU, 1450) and a port `g` (10.1.0.30 on blue, on cn2, no
+/// floating IP: it goes out by SNAT on nn1): a packet from g can fit the
+/// overlay to nn1 and not the outside, and nn1 then answers fragmentation
+/// needed back over the overlay. The `icmp` fuzz target's model of nn1.
+pub fn ns_model_pmtu() -> Model {
+    let mut m = ns_model();
+    m.apply(&changes(json!([
+        {"op": "network_set", "name": "ext", "mtu": 1400},
+        port("g", "blue", G_MAC, "cn2", Some("vm-g"), &[("blue4", "10.1.0.30")]),
+    ])))
+    .expect("a valid change of the north-south topology");
+    m
+}
+
 /// [`node`] with an external port (index [`EXT`]).
 pub fn ns_node() -> NodePorts {
     let mut n = node();
@@ -259,6 +277,21 @@ fn run_one<T: crate::pipeline::Trace>(
     // A clock that never moves and a full token bucket: each run starts alike.
     let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
     run_in(&mut env, snap, in_port, frame, t)
+}
+
+/// One run of `frame` in on `in_port` in a fresh worker environment, with
+/// no check: for the `icmp` fuzz target, which checks the ICMP errors that
+/// come out its own way. Its SNAT translates to 64 ports (40000-40063):
+/// quicker to set up than the whole range.
+pub fn run_frame(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u8]) -> Run {
+    let mut env = crate::pipeline::Env::small(|| 0, 1_000_000, 40000..=40063);
+    run_in(
+        &mut env,
+        snap,
+        in_port,
+        frame,
+        &mut crate::pipeline::NoTrace,
+    )
 }
 
 /// Runs `frame` once more in `env`, as a worker runs the next frame of a flow.

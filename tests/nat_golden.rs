@@ -1327,3 +1327,124 @@ fn the_snat_node_drops_frames_from_its_own_gateway_or_dvr_mac() {
         }
     }
 }
+
+/// Seeds of the `icmp` fuzz target (`fuzz/corpus/icmp/`) for the ways the
+/// pipeline seeds do not take: byte 0 the port, byte 1 the shape (0x80: on
+/// nn1, the target's `snat_node_snapshot(&ns_model_pmtu())`; 0: on cn1,
+/// `ns_snapshot(&ns_model())`), then the frame.
+fn icmp_fuzz_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let m = ns_model_pmtu();
+    let blue = gw_mac(&m, "blue4");
+    // g's 1450 bytes fit blue's overlay to nn1, not the outside (MTU 1400).
+    let inner = big_tcp4(DVR2, blue, "10.1.0.30", OUTSIDE, 1450);
+    let from_cn2 = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    // 1500 bytes from outside to a's floating IP: blue's MTU is 1450.
+    let into_fip = big_tcp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.50", 1500);
+    // a's 1450 bytes to d through r1 centralized on nn1: red's MTU is 1400.
+    let l = legacy_red_1400();
+    let f = big_tcp4(A_MAC, gw_mac(&l, "blue4"), "10.1.0.10", "10.2.0.20", 1450);
+    let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    let with = |port: u16, shape: u8, f: &[u8]| {
+        let mut v = vec![port as u8, shape];
+        v.extend_from_slice(f);
+        v
+    };
+    vec![
+        ("nn1-overlay-too-big", with(NN1_UP, 0x80, &from_cn2)),
+        ("cn1-outside-to-fip-too-big", with(EXT, 0, &into_fip)),
+        ("nn1-legacy-too-big", with(0x80 | NN1_UP, 0x80, &to_nn1)),
+    ]
+}
+
+/// [`legacy_model`] with red's MTU lowered to 1400: the `icmp` target's
+/// third node.
+fn legacy_red_1400() -> Model {
+    let mut m = legacy_model();
+    m.apply(&changes(
+        json!([{"op": "network_set", "name": "red", "mtu": 1400}]),
+    ))
+    .unwrap();
+    m
+}
+
+/// The `icmp` target's seeds are answered with fragmentation needed in its
+/// environment: over the overlay on nn1, from the floating IP on cn1.
+#[test]
+fn icmp_fuzz_seeds_are_answered() {
+    let nn1 = snat_node_snapshot(&ns_model_pmtu());
+    let cn1 = ns_snapshot(&ns_model());
+    let legacy = snat_node_snapshot(&legacy_red_1400());
+    for (name, s) in icmp_fuzz_seeds() {
+        let snap = match (s[1] & 0x80 != 0, s[0] & 0x80 != 0) {
+            (false, _) => &cn1,
+            (true, false) => &nn1,
+            (true, true) => &legacy,
+        };
+        let port = u16::from(s[0] & 0x7f);
+        let (v, out, noted) = run_frame(snap, port, &s[2..]);
+        assert_eq!(noted, Some(R::FragmentationNeeded), "{name}: {v:?}");
+        assert_eq!(v, Ok(port), "{name}: back where it came from");
+        assert!(out.len() > pkt::ETH_LEN + 28, "{name}");
+    }
+}
+
+/// Writes them: `cargo test --test nat_golden -- --ignored write_icmp_fuzz_seeds`.
+#[test]
+#[ignore]
+fn write_icmp_fuzz_seeds() {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/icmp");
+    std::fs::create_dir_all(&d).unwrap();
+    for (name, s) in icmp_fuzz_seeds() {
+        std::fs::write(d.join(name), s).unwrap();
+    }
+}
+
+/// nn1 answers a frame from the overlay too big for the outside, but cannot
+/// route the answer back to its sender (here: no port has its address): the
+/// frame is dropped for that, counted once, not also as answered with
+/// fragmentation needed. Found by the `icmp` fuzz target.
+#[test]
+fn too_big_on_the_snat_node_with_no_way_back_is_one_drop() {
+    let m = ns_model_pmtu();
+    let n = nn1(&m);
+    let blue = gw_mac(&m, "blue4");
+    for (src, why) in [
+        ("10.1.0.99", R::NeighborUnknown),
+        ("10.30.0.1", R::NeighborUnknown),
+    ] {
+        let inner = big_tcp4(DVR2, blue, src, OUTSIDE, 1450);
+        let from_cn2 = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+        let (v, _, noted) = run_noted(&n, NN1_UP, &from_cn2);
+        assert_eq!((v, noted), (Err(why), None), "from {src}");
+    }
+    // A centralized router on nn1, red's MTU lowered: from a host on blue
+    // with no port, IPv6.
+    let mut m = legacy_model();
+    m.apply(&changes(
+        json!([{"op": "network_set", "name": "red", "mtu": 1400}]),
+    ))
+    .unwrap();
+    let n = nn1(&m);
+    let mut f6 = Vec::new();
+    PacketBuilder::ethernet2(A_MAC, gw_mac(&m, "blue6"))
+        .ipv6(
+            "2001:db8:1::99"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            "2001:db8:2::20"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+            64,
+        )
+        .udp(5000, 7)
+        .write(&mut f6, &vec![0x6b; 1450 - 48])
+        .unwrap();
+    let to_nn1 = vxlan_frame(&f6, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
+    let (v, _, noted) = run_noted(&n, NN1_UP, &to_nn1);
+    assert!(
+        v.is_err() && noted.is_none(),
+        "IPv6: {v:?}, noted {noted:?}"
+    );
+}

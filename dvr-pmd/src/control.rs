@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use dvr::model::{Applied, Change, Model, Store};
 use dvr::proto::{
-    self, ApplyParams, Envelope, ErrorCode, Line, ListParams, Request, Response, ShowParams,
+    self, params, Decoded, ErrorCode, Line, ListParams, Request, Response, ShowParams,
 };
-use serde::de::IgnoredAny;
 use serde_json::json;
 
 /// Counters and identity of the node, as the control thread reports them.
@@ -374,79 +373,30 @@ struct CommittedResult<'a> {
 /// Handles one request line; returns the response line (without the newline).
 fn dispatch(line: &str, shared_state: &Shared) -> String {
     let received = std::time::Instant::now();
-    // The envelope first: the params are skipped (checked to be JSON only), so
-    // that an `apply` is parsed once into its changes.
-    let head: Envelope<IgnoredAny> = match serde_json::from_str(line) {
-        Ok(r) => r,
-        Err(e) => {
-            return to_line(&Response::err(
-                0,
-                ErrorCode::InvalidRequest,
-                format!("not a valid request: {e}"),
-            ))
-        }
-    };
-    let id = head.id;
-    if head.version != proto::VERSION {
-        return to_line(&Response::err(
-            id,
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "protocol version {} is not supported; this daemon speaks {}",
-                head.version,
-                proto::VERSION
-            ),
-        ));
+    match proto::decode(line) {
+        Ok(Decoded::Apply { id, changes }) => apply(&changes, id, shared_state, received),
+        Ok(Decoded::Other(req)) => to_line(&dispatch_other(req, shared_state)),
+        Err(r) => to_line(&r),
     }
-    if head.method == "apply" {
-        return apply(line, id, shared_state, received);
-    }
-    let req: Request = match serde_json::from_str(line) {
-        Ok(r) => r,
-        Err(e) => {
-            return to_line(&Response::err(
-                id,
-                ErrorCode::InvalidRequest,
-                format!("not a valid request: {e}"),
-            ))
-        }
-    };
-    to_line(&dispatch_other(req, shared_state))
-}
-
-/// Bad params, as the reply says it.
-fn bad_params(id: u64, e: impl std::fmt::Display) -> Response {
-    Response::err(id, ErrorCode::InvalidRequest, format!("bad params: {e}"))
-}
-
-fn params<T: serde::de::DeserializeOwned>(id: u64, v: serde_json::Value) -> Result<T, Response> {
-    let v = if v.is_null() { json!({}) } else { v };
-    serde_json::from_value(v).map_err(|e| bad_params(id, e))
 }
 
 /// `apply`: validates and applies the transaction, publishes the new tables,
 /// journals it (fsynced), then replies.
-fn apply(line: &str, id: u64, shared_state: &Shared, received: std::time::Instant) -> String {
-    let p: ApplyParams = match serde_json::from_str::<Envelope<ApplyParams>>(line) {
-        Ok(Envelope {
-            params: Some(p), ..
-        }) => p,
-        // Absent or null: what `{}` is missing.
-        Ok(_) => match params(id, serde_json::Value::Null) {
-            Ok(p) => p,
-            Err(r) => return to_line(&r),
-        },
-        Err(e) => return to_line(&bad_params(id, e)),
-    };
+fn apply(
+    changes: &[Change],
+    id: u64,
+    shared_state: &Shared,
+    received: std::time::Instant,
+) -> String {
     let mut state = shared_state.lock();
     let State { model, store } = &mut *state;
-    match model.apply(&p.changes) {
+    match model.apply(changes) {
         Ok(applied) => {
             let generation = model.generation;
             shared_state.view.publish(model, Some(&applied));
             // From here the workers use the new tables from their next burst.
             let publish_us = received.elapsed().as_micros() as u64;
-            if let Err(e) = store.commit(&p.changes, model) {
+            if let Err(e) = store.commit(changes, model) {
                 tracing::error!(error = %e, "cannot save the model");
                 return to_line(&Response::err(
                     id,

@@ -532,9 +532,10 @@ impl Model {
         }
     }
 
-    /// The incrementally kept index equals one built from scratch.
-    #[cfg(test)]
-    pub(super) fn index_is_fresh(&self) -> bool {
+    /// The incrementally kept index equals one built from scratch (false when
+    /// none is built yet). For the tests and the `control` fuzz target.
+    #[doc(hidden)]
+    pub fn index_is_fresh(&self) -> bool {
         self.index.0.as_deref() == Some(&Index::build(self))
     }
 }

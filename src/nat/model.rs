@@ -809,3 +809,754 @@ fn compare(nat: &Nat, m: &Model, now: u64) {
         panic!("{e}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// ICMP errors and fragments: the harness of the `nat_icmp` fuzz target.
+
+/// What the NAT must read of the packet an ICMP error quotes (`q`, from the
+/// error's offset 8), as RFC 5508 and the module documentation say: a whole
+/// IPv4 header of a first (or only) fragment and 8 bytes of TCP, UDP or an
+/// ICMP echo; its flow (protocol, source, destination, ports or echo id
+/// twice), or why the error is dropped.
+fn quoted_flow(q: &[u8]) -> Result<(u8, u32, u32, u16, u16), R> {
+    if q.len() < IPV4_LEN || q[0] >> 4 != 4 {
+        return Err(R::NatTruncated);
+    }
+    let ihl = usize::from(q[0] & 15) * 4;
+    if ihl < IPV4_LEN || ihl > q.len() {
+        return Err(R::NatTruncated);
+    }
+    if be16(q, 6) & 0x1fff != 0 {
+        return Err(R::NatFragmentUnknown);
+    }
+    if q.len() < ihl + 8 {
+        return Err(R::NatTruncated);
+    }
+    let (sport, dport) = match q[9] {
+        PROTO_TCP | PROTO_UDP => (be16(q, ihl), be16(q, ihl + 2)),
+        PROTO_ICMP if matches!(q[ihl], 0 | 8) => (be16(q, ihl + 4), be16(q, ihl + 4)),
+        _ => return Err(R::NatUnsupportedProto),
+    };
+    Ok((q[9], be32(q, 12), be32(q, 16), sport, dport))
+}
+
+/// What must become of the ICMP error `p` (an unfragmented packet, or the
+/// first fragment of one, with a 20-byte header) from outside: the session
+/// it is about, or why it is dropped.
+fn expect_error_in(m: &Model, p: &[u8], now: u64) -> Result<Key, R> {
+    if !super::wire::is_icmp_error(p[IPV4_LEN]) {
+        return Err(R::NatUnsupportedProto);
+    }
+    let (proto, src, dst, sport, dport) = quoted_flow(&p[IPV4_LEN + ICMP_LEN..])?;
+    let rport = if proto == PROTO_ICMP { 0 } else { dport };
+    m.by_out(proto, (src, sport), (dst, rport), now)
+        .map(|(k, _)| k)
+        .ok_or(R::NatNoSession)
+}
+
+/// [`expect_error_in`] for an ICMP error `p` from inside, router `router`:
+/// the session and its external address and port.
+fn expect_error_out(m: &Model, router: u32, p: &[u8], now: u64) -> Result<(Key, (u32, u16)), R> {
+    if !super::wire::is_icmp_error(p[IPV4_LEN]) {
+        return Err(R::NatUnsupportedProto);
+    }
+    let (proto, src, dst, sport, dport) = quoted_flow(&p[IPV4_LEN + ICMP_LEN..])?;
+    let rport = if proto == PROTO_ICMP { 0 } else { sport };
+    let key: Key = (router, proto, dst, dport, src, rport);
+    m.live(&key, now)
+        .map(|s| (key, s.ext))
+        .ok_or(R::NatNoSession)
+}
+
+/// Where the transport checksum of a quoted packet of `proto` is, from its
+/// transport header.
+fn l4_ck_at(proto: u8) -> Option<usize> {
+    match proto {
+        PROTO_TCP => Some(16),
+        PROTO_UDP => Some(6),
+        PROTO_ICMP => Some(2),
+        _ => None,
+    }
+}
+
+/// Checks the ICMP error `after`, translated from `before` (unfragmented,
+/// 20-byte outer header): from outside (`inbound`) its destination and
+/// its quote's source address and port (or echo id) became `to`, from
+/// inside its source and its quote's destination; nothing else changed but
+/// the checksums, and every checksum that verified before verifies after
+/// (outer header, ICMP, quoted header, quoted transport when the quote is the
+/// whole packet).
+fn check_error_rewrite(before: &[u8], after: &[u8], inbound: bool, to: (u32, u16)) {
+    assert_eq!(before.len(), after.len());
+    let q = IPV4_LEN + ICMP_LEN;
+    let qihl = usize::from(before[q] & 15) * 4;
+    let qproto = before[q + 9];
+    let l4 = q + qihl;
+    let (outer_at, quoted_at) = if inbound { (16, q + 12) } else { (12, q + 16) };
+    let port_at = l4
+        + match (qproto, inbound) {
+            (PROTO_ICMP, _) => 4,
+            (_, true) => 0,
+            (_, false) => 2,
+        };
+    assert_eq!(be32(after, outer_at), to.0, "outer address of {after:02x?}");
+    assert_eq!(
+        be32(after, quoted_at),
+        to.0,
+        "quoted address of {after:02x?}"
+    );
+    assert_eq!(be16(after, port_at), to.1, "quoted port of {after:02x?}");
+    let ck = l4_ck_at(qproto).map(|c| l4 + c);
+    let may_change = |i: usize| {
+        (outer_at..outer_at + 4).contains(&i)
+            || (10..12).contains(&i)
+            || (IPV4_LEN + 2..IPV4_LEN + 4).contains(&i)
+            || (quoted_at..quoted_at + 4).contains(&i)
+            || (q + 10..q + 12).contains(&i)
+            || (port_at..port_at + 2).contains(&i)
+            || ck.is_some_and(|c| (c..c + 2).contains(&i))
+    };
+    for (i, (a, b)) in before.iter().zip(after).enumerate() {
+        assert!(
+            a == b || may_change(i),
+            "byte {i} changed: {before:02x?} -> {after:02x?}"
+        );
+    }
+    assert_eq!(checksum(&after[..IPV4_LEN]), 0, "outer header checksum");
+    if checksum(&before[IPV4_LEN..]) == 0 {
+        assert_eq!(
+            checksum(&after[IPV4_LEN..]),
+            0,
+            "ICMP checksum of {after:02x?}"
+        );
+    }
+    if checksum(&before[q..l4]) == 0 {
+        assert_eq!(checksum(&after[q..l4]), 0, "quoted header checksum");
+    }
+    let whole = usize::from(be16(before, q + 2)) == before.len() - q && be16(before, q + 6) == 0;
+    if whole && l4_ok(&before[q..]) {
+        assert!(
+            l4_ok(&after[q..]),
+            "quoted transport checksum of {after:02x?}"
+        );
+    }
+}
+
+/// `translated` (a quote after translation) equals `expected` (the packet the
+/// quote should now be of, cut as long): byte for byte, checksums as one's
+/// complement numbers; a checksum the quote holds only half of is left.
+fn assert_quote(translated: &[u8], expected: &[u8], untranslated: &[u8]) {
+    let n = translated.len();
+    let expected = &expected[..n];
+    let ihl = usize::from(expected[0] & 15) * 4;
+    let ck = l4_ck_at(expected[9]).map(|c| ihl + c);
+    let mut i = 0;
+    while i < n {
+        let field = if i == 10 {
+            Some(10)
+        } else {
+            ck.filter(|&c| c == i)
+        };
+        match field {
+            Some(c) if c + 2 <= n => {
+                assert!(
+                    crate::testkit::same_checksum(be16(translated, c), be16(expected, c)),
+                    "quoted checksum at {c}: {translated:02x?}, expected {expected:02x?}"
+                );
+                i += 2;
+            }
+            Some(c) => {
+                assert_eq!(translated[c..], untranslated[c..n], "half a checksum");
+                i = n;
+            }
+            None => {
+                assert_eq!(
+                    translated[i], expected[i],
+                    "quoted byte {i}: {translated:02x?}, expected {expected:02x?}"
+                );
+                i += 1;
+            }
+        }
+    }
+}
+
+/// A packet as [`packet`] makes it, then with `opts` bytes of IP options
+/// (NOPs) and flags and fragment offset `frag`; checksums of the whole.
+#[allow(clippy::too_many_arguments)]
+fn shaped(
+    proto: u8,
+    (src, sport): (u32, u16),
+    (dst, dport): (u32, u16),
+    kind: u8,
+    opts: usize,
+    frag: u16,
+    payload: &[u8],
+    udp_csum: bool,
+) -> Vec<u8> {
+    let mut p = packet(
+        proto,
+        src,
+        dst,
+        9,
+        l4_of(proto, sport, dport, 0x10, kind, payload),
+        udp_csum,
+    );
+    if opts > 0 {
+        p.splice(IPV4_LEN..IPV4_LEN, std::iter::repeat_n(1u8, opts));
+        p[0] = 0x40 | ((IPV4_LEN + opts) / 4) as u8;
+    }
+    let n = p.len() as u16;
+    put16(&mut p, 2, n);
+    put16(&mut p, 6, frag);
+    fix_header(&mut p);
+    p
+}
+
+/// Recomputes the IPv4 header checksum of `p`.
+fn fix_header(p: &mut [u8]) {
+    let ihl = usize::from(p[0] & 15) * 4;
+    put16(p, 10, 0);
+    let c = checksum(&p[..ihl]);
+    put16(p, 10, c);
+}
+
+/// An ICMP error of type `kind` from `src` to `dst` with IP id `id`
+/// quoting `quote`.
+fn error_packet(kind: u8, src: u32, dst: u32, id: u16, quote: &[u8]) -> Vec<u8> {
+    let mut p = icmp_error(kind, src, dst, quote);
+    put16(&mut p, 4, id);
+    fix_header(&mut p);
+    p
+}
+
+/// The ICMP types the harness sends as errors: the three that quote a
+/// packet, and a redirect (not translated: dropped as unsupported).
+const ERROR_KINDS: [u8; 4] = [3, 11, 12, 5];
+
+/// One ICMP error the harness made, about `s`, before it is sent.
+struct Crafted {
+    /// The error.
+    p: Vec<u8>,
+    /// The packet it quotes, whole, as it was on the wire (translated).
+    wire: Vec<u8>,
+}
+
+/// Makes an ICMP error about the packet of `s` that went out (`inbound`:
+/// the error comes from outside) or came in (from inside), shaped by the
+/// script: cut anywhere, with IP options, a quoted first or later fragment,
+/// a UDP checksum of zero, another port or remote.
+fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
+    let kind = b.pick(&ERROR_KINDS)?;
+    let shape = b.next()?;
+    let cut = b.next()?;
+    let opts = if shape & 1 != 0 {
+        4 * usize::from(1 + (shape >> 1) % 3)
+    } else {
+        0
+    };
+    let frag = match (shape >> 3) & 3 {
+        1 => 0x2000,
+        2 => 0x2000 | 3,
+        3 => 0x4000,
+        _ => 0,
+    };
+    let udp_csum = shape & 0x20 == 0;
+    let payload = [0xa5u8; 13];
+    let rport = if s.proto == PROTO_ICMP { 0 } else { s.remote.1 };
+    // Another port (or echo id) than the session's, now and then.
+    let other = |p: u16| {
+        if shape & 0x40 != 0 {
+            p.wrapping_add(1)
+        } else {
+            p
+        }
+    };
+    let remote = if shape & 0x80 != 0 {
+        REMOTE[usize::from(REMOTE[0] == s.remote.0)]
+    } else {
+        s.remote.0
+    };
+    let wire = if inbound {
+        // What went out: ext -> remote (an echo request).
+        shaped(
+            s.proto,
+            (s.ext.0, other(s.ext.1)),
+            (remote, rport),
+            8,
+            opts,
+            frag,
+            &payload,
+            udp_csum,
+        )
+    } else {
+        // What came in: remote -> inside, as the inside host got it (an
+        // echo reply).
+        let sport = if s.proto == PROTO_ICMP {
+            s.inside.1
+        } else {
+            rport
+        };
+        shaped(
+            s.proto,
+            (remote, sport),
+            (s.inside.0, other(s.inside.1)),
+            0,
+            opts,
+            frag,
+            &payload,
+            udp_csum,
+        )
+    };
+    let n = match cut % 8 {
+        0..=3 => wire.len(),
+        4 => IPV4_LEN + opts + 8,
+        5 => IPV4_LEN + opts + 4,
+        _ => usize::from(cut) % (wire.len() + 1),
+    }
+    .min(wire.len());
+    let p = if inbound {
+        error_packet(kind, 0xc633_64fe, s.ext.0, id, &wire[..n])
+    } else {
+        error_packet(kind, s.inside.0, remote, id, &wire[..n])
+    };
+    Some(Crafted { p, wire })
+}
+
+/// The quote of `c` as the NAT must leave it: the quoted packet with the
+/// session's side put back (from outside: source `to`; from inside:
+/// destination `to`), checksums of the whole recomputed.
+fn untranslated(c: &Crafted, inbound: bool, to: (u32, u16)) -> Vec<u8> {
+    let w = &c.wire;
+    let ihl = usize::from(w[0] & 15) * 4;
+    let proto = w[9];
+    let mut p = w.clone();
+    let (addr_at, port_at) = match (proto, inbound) {
+        (PROTO_ICMP, true) => (12, ihl + 4),
+        (PROTO_ICMP, false) => (16, ihl + 4),
+        (_, true) => (12, ihl),
+        (_, false) => (16, ihl + 2),
+    };
+    put32(&mut p, addr_at, to.0);
+    put16(&mut p, port_at, to.1);
+    fix_header(&mut p);
+    // The transport checksum of the whole, from scratch (a zero UDP
+    // checksum stays zero).
+    if let Some(at) = l4_ck_at(proto) {
+        let at = ihl + at;
+        if !(proto == PROTO_UDP && be16(&p, at) == 0) {
+            put16(&mut p, at, 0);
+            let l4 = &p[ihl..];
+            let mut c = if proto == PROTO_ICMP {
+                checksum(l4)
+            } else {
+                csum_fold(csum_add(
+                    pseudo4(&p[12..16], &p[16..20], l4.len() as u16, proto),
+                    l4,
+                ))
+            };
+            if proto == PROTO_UDP && c == 0 {
+                c = 0xffff;
+            }
+            put16(&mut p, at, c);
+        }
+    }
+    p
+}
+
+/// Sends an ICMP error about a flow the script made (or a near miss) from
+/// outside (`inbound`) or inside, whole or as two fragments, and checks it
+/// against the model. `junk`: one byte of the quote flipped first (the
+/// checksums that covered it fixed), so that the quote may be anything.
+#[allow(clippy::too_many_arguments)]
+fn send_error(
+    b: &mut Bytes,
+    nat: &mut Nat,
+    m: &Model,
+    now: u64,
+    id: u16,
+    sent: &[Sent],
+    inbound: bool,
+    split: bool,
+    junk: bool,
+) -> Option<bool> {
+    let which = usize::from(b.next()?);
+    let Some(&s) = sent.get(which % sent.len().max(1)) else {
+        return Some(false);
+    };
+    let router = if inbound || b.next()? & 3 != 0 {
+        s.router
+    } else {
+        b.pick(&ROUTERS)?
+    };
+    let mut c = craft(b, &s, inbound, id)?;
+    let q = IPV4_LEN + ICMP_LEN;
+    if junk && c.p.len() > q {
+        let at = q + usize::from(b.next()?) % (c.p.len() - q);
+        let x = b.next()?.max(1);
+        c.p[at] ^= x;
+        // The quoted header's checksum (if the quote holds the header) and
+        // the ICMP checksum made right again: only the content is junk.
+        let ihl = usize::from(c.p[q] & 15) * 4;
+        if ihl >= IPV4_LEN && q + ihl <= c.p.len() && !(q + 10..q + 12).contains(&at) {
+            put16(&mut c.p, q + 10, 0);
+            let ck = checksum(&c.p[q..q + ihl]);
+            put16(&mut c.p, q + 10, ck);
+        }
+        put16(&mut c.p, IPV4_LEN + 2, 0);
+        let ck = checksum(&c.p[IPV4_LEN..]);
+        put16(&mut c.p, IPV4_LEN + 2, ck);
+    }
+    let before = c.p.clone();
+    // What must happen: the session and the address and port the error's
+    // side of it is translated to, or the reason.
+    let expect: Result<(u32, (u32, u16)), R> = if inbound {
+        expect_error_in(m, &c.p, now).map(|k| (k.0, (k.2, k.3)))
+    } else {
+        expect_error_out(m, router, &c.p, now).map(|(_, ext)| (router, ext))
+    };
+    // Split so that the first fragment holds the whole quoted header and
+    // 8 bytes (the error can be translated from it alone).
+    let split = split && c.p.len() > IPV4_LEN + 8 + 60 + 8 + 8;
+    let mut send = |x: &mut [u8]| -> Result<u32, R> {
+        if inbound {
+            nat.snat_in(x, now)
+        } else {
+            nat.snat_out(router, x, now).map(|()| router)
+        }
+    };
+    let (got, after) = if split {
+        let (mut first, mut later) = fragment(&c.p, 8 + 60 + 8);
+        let r1 = send(&mut first);
+        let r2 = send(&mut later);
+        match &r1 {
+            Ok(r) => {
+                assert_eq!(
+                    r2,
+                    Ok(*r),
+                    "the later fragment of an error goes with its first"
+                );
+                assert_eq!(first[12..20], later[12..20], "fragment addresses");
+                assert_eq!(checksum(&later[..IPV4_LEN]), 0, "later fragment checksum");
+            }
+            Err(_) => assert_eq!(
+                r2,
+                Err(R::NatFragmentUnknown),
+                "a fragment of a dropped first"
+            ),
+        }
+        (r1, join(&first, &later))
+    } else {
+        let mut p = c.p.clone();
+        (send(&mut p), p)
+    };
+    match (expect, got) {
+        (Ok((r, to)), Ok(router)) => {
+            assert_eq!(router, r, "router of the error");
+            check_error_rewrite(&before, &after, inbound, to);
+            if !junk {
+                let native = untranslated(&c, inbound, to);
+                assert_quote(&after[q..], &native, &before[q..]);
+            }
+            Some(true)
+        }
+        (Err(e), Err(g)) if e == g => Some(false),
+        (e, g) => panic!(
+            "error {} {before:02x?}: model {e:x?}, nat {g:?}",
+            if inbound { "in" } else { "out" }
+        ),
+    }
+}
+
+/// A later fragment waiting to be sent, and what its first fragment got.
+struct Later {
+    inbound: bool,
+    router: u32,
+    frag: Vec<u8>,
+    /// The first fragment's router and new address, or its drop.
+    first: Result<(u32, u32), R>,
+    /// [`Harness::epoch`] when the first was sent.
+    epoch: u64,
+}
+
+/// Sends the first fragment of a new datagram of a flow of `sent` (out: of a
+/// live session only; the harness does not make sessions from fragments),
+/// and keeps the later ones, a middle and a last, for [`send_later`]. With
+/// `reverse`, the last is sent before the first (dropped: nothing to follow)
+/// and again right after it.
+#[allow(clippy::too_many_arguments)]
+fn send_first(
+    b: &mut Bytes,
+    nat: &mut Nat,
+    m: &mut Model,
+    now: u64,
+    id: u16,
+    sent: &[Sent],
+    later: &mut Vec<Later>,
+    epoch: u64,
+    reverse: bool,
+) -> Option<bool> {
+    let which = usize::from(b.next()?);
+    let Some(&s) = sent.get(which % sent.len().max(1)) else {
+        return Some(false);
+    };
+    let inbound = b.next()? & 1 != 0;
+    let rport = if s.proto == PROTO_ICMP { 0 } else { s.remote.1 };
+    let payload = [0x3cu8; 40];
+    let (p, key) = if inbound {
+        let sport = if s.proto == PROTO_ICMP {
+            s.ext.1
+        } else {
+            rport
+        };
+        let p = packet(
+            s.proto,
+            s.remote.0,
+            s.ext.0,
+            id,
+            l4_of(s.proto, sport, s.ext.1, 0x10, 0, &payload),
+            true,
+        );
+        (
+            p,
+            m.by_out(s.proto, s.ext, (s.remote.0, rport), now)
+                .map(|(k, _)| k),
+        )
+    } else {
+        let key: Key = (s.router, s.proto, s.inside.0, s.inside.1, s.remote.0, rport);
+        if m.live(&key, now).is_none() {
+            return Some(false);
+        }
+        let p = packet(
+            s.proto,
+            s.inside.0,
+            s.remote.0,
+            id,
+            l4_of(s.proto, s.inside.1, rport, 0x10, 8, &payload),
+            true,
+        );
+        (p, Some(key))
+    };
+    // Three fragments: 24 bytes of transport (a whole TCP header), 16
+    // more, the rest.
+    let (mut first, rest) = fragment(&p, 24);
+    let mut whole_rest = p[..IPV4_LEN].to_vec();
+    whole_rest.extend_from_slice(&rest[IPV4_LEN..]);
+    let (mut middle, mut last) = {
+        // Split the rest again: offsets continue from the first's end.
+        let off = be16(&rest, 6) & 0x1fff;
+        let (mut a, mut c) = fragment(&whole_rest, 16);
+        let c_off = be16(&c, 6) & 0x1fff;
+        put16(&mut a, 6, 0x2000 | off);
+        put16(&mut c, 6, off + c_off);
+        fix_header(&mut a);
+        fix_header(&mut c);
+        (a, c)
+    };
+    let send = |nat: &mut Nat, x: &mut [u8]| -> Result<u32, R> {
+        if inbound {
+            nat.snat_in(x, now)
+        } else {
+            nat.snat_out(s.router, x, now).map(|()| s.router)
+        }
+    };
+    if reverse {
+        let mut l = last.clone();
+        assert_eq!(
+            send(nat, &mut l),
+            Err(R::NatFragmentUnknown),
+            "a last fragment before its first"
+        );
+    }
+    let got = send(nat, &mut first);
+    let first_res = match (key, got) {
+        (Some(k), Ok(router)) => {
+            assert_eq!(router, k.0);
+            let ms = m.sessions.get_mut(&k).expect("a live session");
+            ms.last = now;
+            let new = if inbound {
+                be32(&first, 16)
+            } else {
+                be32(&first, 12)
+            };
+            let want = if inbound { k.2 } else { ms.ext.0 };
+            assert_eq!(new, want, "first fragment's new address");
+            assert_eq!(
+                checksum(&first[..IPV4_LEN]),
+                0,
+                "first fragment's header checksum"
+            );
+            Ok((router, new))
+        }
+        (None, Err(R::NatNoSession)) => Err(R::NatNoSession),
+        (k, g) => panic!("first fragment of {s:x?} ({inbound}): model {k:x?}, nat {g:?}"),
+    };
+    let ok = first_res.is_ok();
+    for frag in [&mut middle, &mut last] {
+        later.push(Later {
+            inbound,
+            router: s.router,
+            frag: frag.clone(),
+            first: first_res,
+            epoch,
+        });
+    }
+    if reverse {
+        let l = later.pop().expect("just pushed");
+        check_later(nat, now, epoch, &l);
+    }
+    if later.len() > 16 {
+        later.drain(..later.len() - 16);
+    }
+    Some(ok)
+}
+
+/// Sends a later fragment: it goes where its first went (same router, same
+/// new address, only the address and header checksum changed), or, if its
+/// first was dropped, is dropped as unknown. Dropped as unknown also when
+/// something since (`epoch` moved: time, other first fragments, router
+/// changes) may have let its entry go.
+fn check_later(nat: &mut Nat, now: u64, epoch: u64, l: &Later) {
+    let mut f = l.frag.clone();
+    let got = if l.inbound {
+        nat.snat_in(&mut f, now)
+    } else {
+        nat.snat_out(l.router, &mut f, now).map(|()| l.router)
+    };
+    match (l.first, got) {
+        (Ok((router, new)), Ok(r)) => {
+            assert_eq!(r, router, "a later fragment's router");
+            let at = if l.inbound { 16 } else { 12 };
+            assert_eq!(be32(&f, at), new, "a later fragment's new address");
+            assert_eq!(checksum(&f[..IPV4_LEN]), 0, "a later fragment's checksum");
+            for (i, (a, b)) in l.frag.iter().zip(&f).enumerate() {
+                assert!(
+                    a == b || (at..at + 4).contains(&i) || (10..12).contains(&i),
+                    "a later fragment's byte {i} changed"
+                );
+            }
+        }
+        (Ok(_), Err(R::NatFragmentUnknown)) => assert!(
+            epoch != l.epoch,
+            "a later fragment lost its first's entry: {:02x?}",
+            l.frag
+        ),
+        (Err(_), Err(R::NatFragmentUnknown)) => {}
+        (first, g) => panic!(
+            "later fragment {:02x?}: first {first:x?}, now {g:?}",
+            l.frag
+        ),
+    }
+}
+
+/// Plays `data` as [`run`] does, with fewer plain packets and more ICMP
+/// errors and fragments: errors both ways about the script's flows and near
+/// misses (another port or remote), cut at any length, with quoted IP
+/// options, about fragments, fragmented themselves, with junk in the quote;
+/// and first fragments whose later ones come out of order, repeated,
+/// interleaved with others, after time steps. Checked: what [`run`] checks;
+/// each error is translated exactly when the model has its session (its
+/// quote then is the untranslated packet, checksums and all, nothing else
+/// changed) or dropped with the reason its quote gives; a later fragment goes
+/// where its first went or is dropped as unknown, and only for a reason.
+pub fn run_icmp(data: &[u8]) -> Outcome {
+    let mut o = Outcome::default();
+    let mut b = Bytes(data);
+    let Some(first) = b.next() else { return o };
+    let max_sessions = 4 + usize::from(first % 37);
+    let Some(size) = b.next() else { return o };
+    let base = 1000 + u16::from(size >> 4) * 100;
+    let range = base..=base + u16::from(size % 8);
+    let cfg = NatConfig {
+        max_sessions,
+        max_fragments: 16,
+        timeouts: Timeouts::default(),
+    };
+    let mut nat = Nat::new(cfg, TPS);
+    let mut m = Model {
+        timeouts: cfg.timeouts,
+        tps: TPS,
+        ..Default::default()
+    };
+    let mut now: u64 = 1;
+    let mut ip_id: u16 = 0;
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut later: Vec<Later> = Vec::new();
+    // Moves whenever a fragment entry may have gone or been displaced.
+    let mut epoch: u64 = 0;
+    while let Some(op) = b.next() {
+        ip_id = ip_id.wrapping_add(1);
+        let count = |o: &mut u64, r: Option<bool>| r.map(|ok| *o += u64::from(ok));
+        let ok = match op % 16 {
+            0 => {
+                epoch += 1;
+                set_router(&mut b, &mut nat, &mut m, &range)
+            }
+            1 => {
+                epoch += 1;
+                b.pick(&STEPS).map(|s| now += s)
+            }
+            2 => b.next().map(|n| {
+                nat.expire(now, usize::from(n));
+            }),
+            3..=5 => {
+                epoch += 1;
+                let r = outbound(&mut b, &mut nat, &mut m, now, ip_id, &mut sent);
+                count(&mut o.out, r)
+            }
+            6 => {
+                epoch += 1;
+                let r = inbound(&mut b, &mut nat, &mut m, now, ip_id, &sent);
+                count(&mut o.back, r)
+            }
+            7 | 8 => {
+                let r = send_error(&mut b, &mut nat, &m, now, ip_id, &sent, true, false, false);
+                count(&mut o.errors, r)
+            }
+            9 | 10 => {
+                let r = send_error(&mut b, &mut nat, &m, now, ip_id, &sent, false, false, false);
+                count(&mut o.errors, r)
+            }
+            11 => {
+                epoch += 1;
+                let inb = b.next().map(|x| x & 1 != 0);
+                inb.and_then(|inb| {
+                    let r = send_error(&mut b, &mut nat, &m, now, ip_id, &sent, inb, true, false);
+                    count(&mut o.errors, r)
+                })
+            }
+            12 | 14 => {
+                epoch += 1;
+                let r = send_first(
+                    &mut b,
+                    &mut nat,
+                    &mut m,
+                    now,
+                    ip_id,
+                    &sent,
+                    &mut later,
+                    epoch,
+                    op % 16 == 14,
+                );
+                count(&mut o.back, r)
+            }
+            13 => b.next().map(|i| {
+                if !later.is_empty() {
+                    let l = &later[usize::from(i) % later.len()];
+                    check_later(&mut nat, now, epoch, l);
+                }
+            }),
+            _ => {
+                let inb = b.next().map(|x| x & 1 != 0);
+                inb.and_then(|inb| {
+                    let r = send_error(&mut b, &mut nat, &m, now, ip_id, &sent, inb, false, true);
+                    count(&mut o.errors, r)
+                })
+            }
+        };
+        if ok.is_none() {
+            break;
+        }
+        compare(&nat, &m, now);
+    }
+    o
+}

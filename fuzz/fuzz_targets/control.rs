@@ -1,0 +1,117 @@
+//! The control protocol on any bytes: what a client writes on the control
+//! socket, read as the daemon reads it (`dvr::proto::read_line`, bounded
+//! lines, through a reader of a buffer size the first byte picks; then
+//! `dvr::proto::decode`, the daemon's decoder), each request applied to a
+//! model that starts as the north-south test topology (`dvr::testkit::ns_model`)
+//! and carries over from line to line, as the daemon's does. Checked on
+//! every line:
+//!
+//! - never a panic;
+//! - an undecodable request gets an error reply (invalid request or
+//!   unsupported version) with a message, and the reply serialises;
+//! - a rejected `apply` leaves the model as it was: equal, and byte for byte
+//!   the same serialisation, its derived index the same as one built anew;
+//!   the error has a message;
+//! - a committed `apply` bumps the generation by one, names one object per
+//!   change, leaves a model that passes `Model::validate`, whose index is
+//!   fresh and whose serialisation reads back equal (the journal's way);
+//! - `show` and `list` answer from the model without changing it.
+#![no_main]
+
+use std::io::BufReader;
+use std::sync::OnceLock;
+
+use dvr::model::Model;
+use dvr::proto::{self, Decoded, ErrorCode, Line, ListParams, ShowParams};
+use libfuzzer_sys::fuzz_target;
+
+static START: OnceLock<Model> = OnceLock::new();
+
+/// Lines read from one input at most.
+const MAX_LINES: usize = 64;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cap, bytes)) = data.split_first() else {
+        return;
+    };
+    let mut model = START.get_or_init(dvr::testkit::ns_model).clone();
+    let mut r = BufReader::with_capacity(1 + usize::from(cap % 64), bytes);
+    let mut buf = Vec::new();
+    for _ in 0..MAX_LINES {
+        match proto::read_line(&mut r, &mut buf, proto::MAX_REQUEST).expect("reading a slice") {
+            Line::Complete(line) => request(&mut model, &line),
+            Line::Closed | Line::TooLong => break,
+        }
+    }
+});
+
+fn request(model: &mut Model, line: &str) {
+    match proto::decode(line) {
+        Err(resp) => {
+            assert!(!resp.ok && resp.result.is_none(), "{resp:?}");
+            let e = resp.error.as_ref().expect("an error reply has an error");
+            assert!(
+                matches!(
+                    e.code,
+                    ErrorCode::InvalidRequest | ErrorCode::UnsupportedVersion
+                ),
+                "{e:?}"
+            );
+            assert!(!e.message.is_empty());
+            let text = serde_json::to_string(&resp).expect("a reply serialises");
+            let back: proto::Response = serde_json::from_str(&text).expect("and reads back");
+            assert_eq!(back, resp);
+        }
+        Ok(Decoded::Apply { changes, .. }) => {
+            let before = model.clone();
+            match model.apply(&changes) {
+                Ok(applied) => {
+                    assert_eq!(model.generation, before.generation + 1);
+                    assert_eq!(applied.len(), changes.len());
+                    if let Err(e) = model.validate() {
+                        panic!("committed {changes:?} leaves an invalid model: {e}");
+                    }
+                    assert!(model.index_is_fresh(), "stale index after {changes:?}");
+                    let text = serde_json::to_vec(&*model).expect("a model serialises");
+                    let back: Model = serde_json::from_slice(&text).expect("reads back");
+                    assert_eq!(&back, model, "a model that does not read back");
+                }
+                Err(e) => {
+                    assert!(!e.0.is_empty(), "a refusal with no message");
+                    assert_eq!(
+                        *model, before,
+                        "refused {changes:?} ({e}) changed the model"
+                    );
+                    // The clone serialises as the model did before.
+                    let before_text = serde_json::to_vec(&before).expect("a model serialises");
+                    let after = serde_json::to_vec(&*model).expect("a model serialises");
+                    assert!(
+                        after == before_text,
+                        "refused {changes:?} ({e}): not the same bytes"
+                    );
+                    assert!(model.index_is_fresh(), "refused {changes:?}: stale index");
+                }
+            }
+        }
+        Ok(Decoded::Other(req)) => {
+            let generation = model.generation;
+            match req.method.as_str() {
+                "show" => {
+                    if let Ok(p) = proto::params::<ShowParams>(req.id, req.params) {
+                        match model.show(p.kind, &p.name) {
+                            Ok(v) => assert!(!v.is_null()),
+                            Err(e) => assert!(!e.0.is_empty()),
+                        }
+                    }
+                }
+                "list" => {
+                    if let Ok(p) = proto::params::<ListParams>(req.id, req.params) {
+                        let _ = model.list(p.kind);
+                    }
+                }
+                _ => {}
+            }
+            assert_eq!(model.generation, generation);
+        }
+    }
+}
