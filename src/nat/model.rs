@@ -356,26 +356,32 @@ pub struct Outcome {
     pub refused: u64,
 }
 
+/// The start of a script: its first two bytes size the session table and
+/// the routers' port range; a NAT and its model, both empty.
+fn start(b: &mut Bytes, max_fragments: usize) -> Option<(Nat, Model, RangeInclusive<u16>)> {
+    let max_sessions = 4 + usize::from(b.next()? % 37);
+    let size = b.next()?;
+    let base = 1000 + u16::from(size >> 4) * 100;
+    let cfg = NatConfig {
+        max_sessions,
+        max_fragments,
+        timeouts: Timeouts::default(),
+    };
+    let m = Model {
+        timeouts: cfg.timeouts,
+        tps: TPS,
+        ..Default::default()
+    };
+    Some((Nat::new(cfg, TPS), m, base..=base + u16::from(size % 8)))
+}
+
 /// Plays `data` on a [`Nat`] and on the [`Model`] and panics where they
 /// disagree (see the module documentation).
 pub fn run(data: &[u8]) -> Outcome {
     let mut o = Outcome::default();
     let mut b = Bytes(data);
-    let Some(first) = b.next() else { return o };
-    let max_sessions = 4 + usize::from(first % 37);
-    let Some(size) = b.next() else { return o };
-    let base = 1000 + u16::from(size >> 4) * 100;
-    let range = base..=base + u16::from(size % 8);
-    let cfg = NatConfig {
-        max_sessions,
-        max_fragments: 64,
-        timeouts: Timeouts::default(),
-    };
-    let mut nat = Nat::new(cfg, TPS);
-    let mut m = Model {
-        timeouts: cfg.timeouts,
-        tps: TPS,
-        ..Default::default()
+    let Some((mut nat, mut m, range)) = start(&mut b, 64) else {
+        return o;
     };
     let mut now: u64 = 1;
     let mut ip_id: u16 = 0;
@@ -1461,21 +1467,8 @@ fn check_later(nat: &mut Nat, now: u64, epoch: u64, l: &Later) {
 pub fn run_icmp(data: &[u8]) -> Outcome {
     let mut o = Outcome::default();
     let mut b = Bytes(data);
-    let Some(first) = b.next() else { return o };
-    let max_sessions = 4 + usize::from(first % 37);
-    let Some(size) = b.next() else { return o };
-    let base = 1000 + u16::from(size >> 4) * 100;
-    let range = base..=base + u16::from(size % 8);
-    let cfg = NatConfig {
-        max_sessions,
-        max_fragments: 16,
-        timeouts: Timeouts::default(),
-    };
-    let mut nat = Nat::new(cfg, TPS);
-    let mut m = Model {
-        timeouts: cfg.timeouts,
-        tps: TPS,
-        ..Default::default()
+    let Some((mut nat, mut m, range)) = start(&mut b, 16) else {
+        return o;
     };
     let mut now: u64 = 1;
     let mut ip_id: u16 = 0;
