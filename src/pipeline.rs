@@ -514,7 +514,7 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
             }
             IpAddr::V4(a)
         }
-        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => return arp_security(vm, &b[ETH_LEN..], t),
+        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => return arp_security(vm, b, t),
         ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
             let a = ipv6_at(b, ETH_LEN + 8);
             // Unspecified (DAD) and link-local sources stay on the link.
@@ -540,16 +540,16 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
     }
 }
 
-/// Port security of ARP packet `a` (Ethernet / IPv4; anything else is left
+/// Port security of the ARP packet in frame `b` (Ethernet / IPv4; anything else is left
 /// to the responder, which drops it as malformed): its sender hardware
 /// address is the port's MAC or an allowed pair's, and its sender IP one of
 /// the port's addresses or inside an allowed pair, for that MAC. Requests,
 /// replies and gratuitous ARP alike; a probe (RFC 5227, no sender IP yet)
 /// needs the MAC only.
-fn arp_security<T: Trace>(vm: &VmPort, a: &[u8], t: &mut T) -> Result<(), DropReason> {
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
+fn arp_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
+    let Ok(a) = arp_payload(b) else {
         return Ok(());
-    }
+    };
     let sha = mac_at(a, 8);
     let spa = ipv4_at(a, 14);
     let ok = if spa.is_unspecified() {
@@ -621,28 +621,6 @@ fn upper6(ip: &[u8]) -> Option<(u8, &[u8])> {
     None
 }
 
-/// The link-local address a MAC gives by EUI-64 (RFC 4291, appendix A).
-fn eui64_link_local(mac: &[u8; 6]) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::from([
-        0xfe,
-        0x80,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        mac[0] ^ 2,
-        mac[1],
-        mac[2],
-        0xff,
-        0xfe,
-        mac[3],
-        mac[4],
-        mac[5],
-    ]))
-}
-
 /// Whether a port may advertise link-local `target` at `mac`: its EUI-64
 /// address, or any other `fe80::/64` address (stable-privacy, random: port
 /// security lets the port send from it) that is not another MAC's EUI-64
@@ -653,7 +631,7 @@ fn link_local_of(target: IpAddr, mac: &[u8; 6]) -> bool {
     };
     let o = a.octets();
     o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0]
-        && (target == eui64_link_local(mac) || o[11..13] != [0xff, 0xfe])
+        && (a == crate::snapshot::eui64_link_local(MacAddr(*mac)) || o[11..13] != [0xff, 0xfe])
 }
 
 /// Port security beyond a frame's source addresses, as Neutron's default
@@ -1032,14 +1010,8 @@ fn announced(b: &[u8]) -> Option<(IpAddr, MacAddr)> {
     let src = b.get(6..12)?;
     let ip = match be16(b, 12) {
         ETHERTYPE_ARP => {
-            let a = b.get(ETH_LEN..ETH_LEN + 28)?;
-            if be16(a, 0) != 1
-                || be16(a, 2) != ETHERTYPE_IPV4
-                || a[4] != 6
-                || a[5] != 4
-                || !matches!(be16(a, 6), 1 | 2)
-                || a[8..14] != *src
-            {
+            let a = arp_payload(b).ok()?;
+            if !matches!(be16(a, 6), 1 | 2) || a[8..14] != *src {
                 return None;
             }
             IpAddr::V4(ipv4_at(a, 14))
