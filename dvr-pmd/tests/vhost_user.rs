@@ -8,19 +8,19 @@ mod common;
 use common::{
     dvr_pktgen, fdb, node_head, port, run_guarded, spawn_guarded, state_in, unique, vm_port, Daemon,
 };
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const A: &str = "fa:16:3e:00:00:0a";
 const B: &str = "fa:16:3e:00:00:0b";
 
-#[test]
-fn vhost_user_ports_forward_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A daemon `node` in `d` with two vhost-user ports, vm-a (MAC A) and vm-b
+/// (MAC B), switched by a static table; started (its sockets listening).
+fn two_vhost_ports(d: &Path, node: &str) -> (Daemon, PathBuf, PathBuf) {
     let sock_a = d.join("vm-a.sock");
     let sock_b = d.join("vm-b.sock");
     let cfg = [
-        node_head("vhost", &d.join("run")),
+        node_head(node, &d.join("run")),
         vm_port(
             "vm-a",
             "vhost-user",
@@ -37,7 +37,14 @@ fn vhost_user_ports_forward_both_ways() {
     .concat();
     std::fs::write(d.join("node.toml"), cfg).unwrap();
     let mut dvr = Daemon::start(&d.join("node.toml"));
-    dvr.next(); // started: the sockets are listening
+    dvr.next();
+    (dvr, sock_a, sock_b)
+}
+
+#[test]
+fn vhost_user_ports_forward_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dvr, sock_a, sock_b) = two_vhost_ports(dir.path(), "vhost");
     assert!(sock_a.exists() && sock_b.exists());
 
     const N: u64 = 5000;
@@ -97,28 +104,7 @@ fn vhost_user_ports_forward_both_ways() {
 #[test]
 fn frames_for_a_guest_not_yet_up_are_counted_as_link_down() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let sock_a = d.join("vm-a.sock");
-    let sock_b = d.join("vm-b.sock");
-    let cfg = [
-        node_head("vhost-down", &d.join("run")),
-        vm_port(
-            "vm-a",
-            "vhost-user",
-            &[format!("socket = \"{}\"", sock_a.display())],
-        ),
-        vm_port(
-            "vm-b",
-            "vhost-user",
-            &[format!("socket = \"{}\"", sock_b.display())],
-        ),
-        fdb(&[(A, "vm-a"), (B, "vm-b")]),
-        state_in(d),
-    ]
-    .concat();
-    std::fs::write(d.join("node.toml"), cfg).unwrap();
-    let mut dvr = Daemon::start(&d.join("node.toml"));
-    dvr.next();
+    let (mut dvr, sock_a, _) = two_vhost_ports(dir.path(), "vhost-down");
 
     // Only vm-a's "guest" is there; fewer frames than pktgen's window, so
     // it sends them all without any coming back. It stays connected until the
