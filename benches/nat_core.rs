@@ -40,6 +40,7 @@ use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
 use dvr::nat::{self, Nat, NatConfig};
 use dvr::pkt::{be16, be32};
+use dvr::testkit::Rng;
 
 const BURST: usize = 32;
 const IP_LEN: usize = nat_gen::FRAME_LEN - 14;
@@ -84,23 +85,11 @@ fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32) -> Buf {
     )
 }
 
-/// xorshift64*.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 fn shuffled(n: u32, seed: u64) -> Vec<u32> {
     let mut v: Vec<u32> = (0..n).collect();
     let mut r = Rng(seed);
     for i in (1..v.len()).rev() {
-        v.swap(i, (r.next() % (i as u64 + 1)) as usize);
+        v.swap(i, (r.next_u64() % (i as u64 + 1)) as usize);
     }
     v
 }
@@ -277,14 +266,14 @@ fn main() {
         assert_eq!(n.len(), sessions as usize);
         let mut r = Rng(2);
         for i in (1..replies.len()).rev() {
-            replies.swap(i, (r.next() % (i as u64 + 1)) as usize);
+            replies.swap(i, (r.next_u64() % (i as u64 + 1)) as usize);
         }
         let out = {
             // Another order than the one that created them.
             let mut o = out;
             let mut r = Rng(3);
             for i in (1..o.len()).rev() {
-                o.swap(i, (r.next() % (i as u64 + 1)) as usize);
+                o.swap(i, (r.next_u64() % (i as u64 + 1)) as usize);
             }
             o
         };

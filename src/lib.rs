@@ -22,5 +22,6 @@ pub mod punt;
 pub mod snapshot;
 pub mod stats;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod worker;

@@ -66,10 +66,6 @@ fn router_gw(m: &Model) -> (Ipv4Addr, [u8; 6]) {
     (ip, g.mac.0)
 }
 
-fn ip4(s: &str) -> [u8; 4] {
-    s.parse::<Ipv4Addr>().unwrap().octets()
-}
-
 fn udp4(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -78,13 +74,7 @@ fn udp4(
     ports: (u16, u16),
     ttl: u8,
 ) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip4(src), ip4(dst), ttl)
-        .udp(ports.0, ports.1)
-        .write(&mut v, PAYLOAD)
-        .unwrap();
-    v
+    udp4_packet(src_mac, dst_mac, src, dst, ports, ttl, PAYLOAD)
 }
 
 fn tcp4(

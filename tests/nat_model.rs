@@ -3,26 +3,15 @@
 //! checks as the `nat` fuzz target, on every `cargo test`.
 
 use dvr::nat::model::Outcome;
-
-/// xorshift64*: the scripts are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+use dvr::testkit::Rng;
 
 #[test]
 fn nat_matches_the_model_on_random_scripts() {
     let mut rng = Rng(0x5eed_f4a7);
     let mut o = Outcome::default();
     for _ in 0..800 {
-        let len = 16 + (rng.next() % 1500) as usize;
-        let script: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let len = 16 + (rng.next_u64() % 1500) as usize;
+        let script: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         add(&mut o, dvr::nat::model::run(&script));
     }
     println!("{o:?}");
@@ -41,8 +30,8 @@ fn nat_matches_the_model_under_pressure() {
     for _ in 0..150 {
         // Routers 1 {EXT1}, 2 {EXT1, EXT2}, 3 {EXT3}.
         let mut script = vec![
-            rng.next() as u8,
-            rng.next() as u8,
+            rng.next_u64() as u8,
+            rng.next_u64() as u8,
             0,
             0,
             1,
@@ -54,7 +43,7 @@ fn nat_matches_the_model_under_pressure() {
             4,
         ];
         for _ in 0..300 {
-            let op = match rng.next() % 10 {
+            let op = match rng.next_u64() % 10 {
                 0..=4 => 6,
                 5 | 6 => 10,
                 7 => 12,
@@ -63,7 +52,7 @@ fn nat_matches_the_model_under_pressure() {
             };
             script.push(op);
             for _ in 0..8 {
-                script.push(rng.next() as u8);
+                script.push(rng.next_u64() as u8);
             }
         }
         add(&mut o, dvr::nat::model::run(&script));
@@ -216,8 +205,8 @@ fn nat_icmp_matches_the_model_on_random_scripts() {
         } else {
             Vec::new()
         };
-        let len = 16 + (rng.next() % 1000) as usize;
-        script.extend((0..len).map(|_| rng.next() as u8));
+        let len = 16 + (rng.next_u64() % 1000) as usize;
+        script.extend((0..len).map(|_| rng.next_u64() as u8));
         add(&mut o, dvr::nat::model::run_icmp(&script));
     }
     println!("{o:?}");

@@ -86,14 +86,6 @@ fn env_at(_t: u64) -> Env {
     Env::new(|| 0, 1_000_000)
 }
 
-fn ip4(s: &str) -> [u8; 4] {
-    s.parse::<Ipv4Addr>().unwrap().octets()
-}
-
-fn ip6(s: &str) -> [u8; 16] {
-    s.parse::<Ipv6Addr>().unwrap().octets()
-}
-
 fn v4(ip: IpAddr) -> [u8; 4] {
     match ip {
         IpAddr::V4(a) => a.octets(),
@@ -123,23 +115,11 @@ fn udp4_carrying(
     ttl: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip4(src), ip4(dst), ttl)
-        .udp(40000, 5001)
-        .write(&mut v, payload)
-        .unwrap();
-    v
+    udp4_packet(src_mac, dst_mac, src, dst, (40000, 5001), ttl, payload)
 }
 
 fn udp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, hop: u8) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv6(ip6(src), ip6(dst), hop)
-        .udp(40000, 5001)
-        .write(&mut v, PAYLOAD)
-        .unwrap();
-    v
+    udp6_packet(src_mac, dst_mac, src, dst, (40000, 5001), hop, PAYLOAD)
 }
 
 /// An outer VXLAN (or GRE) frame from cn1 to cn2 around `inner`, with the
@@ -157,19 +137,6 @@ fn vxlan_to_cn2(inner: &[u8], vni: u32, sport: u16) -> Vec<u8> {
     // RFC 7348: the outer UDP checksum is sent as zero.
     v[40] = 0;
     v[41] = 0;
-    v
-}
-
-fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
-    let mut hdr = vec![0x08, 0, 0, 0];
-    hdr.extend_from_slice(&(vni << 8).to_be_bytes());
-    hdr.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(CN2_UL_MAC, UL_MAC)
-        .ipv4(VTEP2, VTEP1, 64)
-        .udp(50000, 4789)
-        .write(&mut v, &hdr)
-        .unwrap();
     v
 }
 
@@ -747,15 +714,7 @@ fn echo4(
     ttl: u8,
     reply: bool,
 ) -> Vec<u8> {
-    let mut v = Vec::new();
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src, dst, ttl);
-    let b = if reply {
-        b.icmpv4_echo_reply(7, 1)
-    } else {
-        b.icmpv4_echo_request(7, 1)
-    };
-    b.write(&mut v, b"ping").unwrap();
-    v
+    echo4_packet(src_mac, dst_mac, (src, dst), ttl, reply, b"ping")
 }
 
 #[test]

@@ -14,7 +14,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
@@ -22,35 +22,7 @@ use dvr::model::Model;
 use dvr::pkt;
 use dvr::stats::DropReason;
 use dvr::testkit::*;
-use etherparse::{ArpEthIpv4Packet, ArpOperation, Icmpv6Type, IpNumber, PacketBuilder};
-
-/// A small xorshift generator: the same sequence on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
-fn ip4(s: &str) -> [u8; 4] {
-    s.parse::<Ipv4Addr>().unwrap().octets()
-}
-
-fn ip6(s: &str) -> [u8; 16] {
-    s.parse::<Ipv6Addr>().unwrap().octets()
-}
+use etherparse::{ArpEthIpv4Packet, ArpOperation, Icmpv6Type, PacketBuilder};
 
 fn gw_mac(m: &Model, sn: &str) -> [u8; 6] {
     m.routers["r1"]
@@ -75,33 +47,15 @@ fn gw_ip(m: &Model, sn: &str) -> String {
 const PAYLOAD: &[u8] = b"dvr fuzz seed payload 0123456789";
 
 fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip4(src), ip4(dst), ttl)
-        .udp(40000, 5001)
-        .write(&mut v, PAYLOAD)
-        .unwrap();
-    v
+    udp4_packet(src_mac, dst_mac, src, dst, (40000, 5001), ttl, PAYLOAD)
 }
 
 fn udp6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, hop: u8) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv6(ip6(src), ip6(dst), hop)
-        .udp(40000, 5001)
-        .write(&mut v, PAYLOAD)
-        .unwrap();
-    v
+    udp6_packet(src_mac, dst_mac, src, dst, (40000, 5001), hop, PAYLOAD)
 }
 
 fn echo4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str) -> Vec<u8> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip4(src), ip4(dst), 64)
-        .icmpv4_echo_request(7, 1)
-        .write(&mut v, b"ping")
-        .unwrap();
-    v
+    echo4_packet(src_mac, dst_mac, (ip4(src), ip4(dst)), 64, false, b"ping")
 }
 
 fn echo6(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str) -> Vec<u8> {
@@ -157,31 +111,6 @@ fn ns(src_mac: [u8; 6], src: &str, target: &str, to_mac: Option<[u8; 6]>) -> Vec
         .ipv6(ip6(src), dst, 255)
         .icmpv6(Icmpv6Type::NeighborSolicitation)
         .write(&mut v, &body)
-        .unwrap();
-    v
-}
-
-fn vxlan_from_cn2(inner: &[u8], vni: u32) -> Vec<u8> {
-    let mut hdr = vec![0x08, 0, 0, 0];
-    hdr.extend_from_slice(&(vni << 8).to_be_bytes());
-    hdr.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(CN2_UL_MAC, UL_MAC)
-        .ipv4(VTEP2, VTEP1, 64)
-        .udp(50000, 4789)
-        .write(&mut v, &hdr)
-        .unwrap();
-    v
-}
-
-fn gre_from_cn2(inner: &[u8], key: u32) -> Vec<u8> {
-    let mut g = vec![0x20, 0x00, 0x65, 0x58];
-    g.extend_from_slice(&key.to_be_bytes());
-    g.extend_from_slice(inner);
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2(CN2_UL_MAC, UL_MAC)
-        .ipv4(VTEP2, VTEP1, 64)
-        .write(&mut v, IpNumber(47), &g)
         .unwrap();
     v
 }
@@ -480,30 +409,30 @@ const FIELDS: &[usize] = &[
 ];
 
 fn mutate(r: &mut Rng, seeds: &[(u16, Vec<u8>)]) -> (u16, Vec<u8>) {
-    let (mut port, mut f) = seeds[r.below(seeds.len())].clone();
-    for _ in 0..1 + r.below(3) {
-        match r.below(10) {
+    let (mut port, mut f) = seeds[r.index(seeds.len())].clone();
+    for _ in 0..1 + r.index(3) {
+        match r.index(10) {
             0 | 1 => {
                 // Bit flips.
-                for _ in 0..1 + r.below(4) {
+                for _ in 0..1 + r.index(4) {
                     if !f.is_empty() {
-                        let i = r.below(f.len());
-                        f[i] ^= 1 << r.below(8);
+                        let i = r.index(f.len());
+                        f[i] ^= 1 << r.index(8);
                     }
                 }
             }
-            2 => f.truncate(r.below(f.len() + 1)),
+            2 => f.truncate(r.index(f.len() + 1)),
             3 | 4 => {
                 // A length (or other 16-bit) field: small changes, extremes.
-                let at = FIELDS[r.below(FIELDS.len())];
+                let at = FIELDS[r.index(FIELDS.len())];
                 if at + 2 <= f.len() {
                     let old = u16::from_be_bytes([f[at], f[at + 1]]);
-                    let new = match r.below(5) {
+                    let new = match r.index(5) {
                         0 => 0,
                         1 => 0xffff,
-                        2 => old.wrapping_add(1 + r.below(8) as u16),
-                        3 => old.wrapping_sub(1 + r.below(8) as u16),
-                        _ => r.next() as u16,
+                        2 => old.wrapping_add(1 + r.index(8) as u16),
+                        3 => old.wrapping_sub(1 + r.index(8) as u16),
+                        _ => r.next_u64() as u16,
                     };
                     f[at..at + 2].copy_from_slice(&new.to_be_bytes());
                 }
@@ -511,35 +440,35 @@ fn mutate(r: &mut Rng, seeds: &[(u16, Vec<u8>)]) -> (u16, Vec<u8>) {
             5 => {
                 // An interesting byte anywhere.
                 if !f.is_empty() {
-                    let i = r.below(f.len());
-                    f[i] = [0, 1, 0x7f, 0x80, 0xff, 0x45, 0x60, 135][r.below(8)];
+                    let i = r.index(f.len());
+                    f[i] = [0, 1, 0x7f, 0x80, 0xff, 0x45, 0x60, 135][r.index(8)];
                 }
             }
             6 => {
                 // Longer: padding or random bytes.
-                let n = r.below(64);
-                let fill = if r.below(2) == 0 { 0 } else { r.byte() };
+                let n = r.index(64);
+                let fill = if r.index(2) == 0 { 0 } else { r.byte() };
                 f.extend(std::iter::repeat_n(fill, n));
             }
             7 => {
                 // Splice: this seed's head and another's tail.
-                let (_, g) = &seeds[r.below(seeds.len())];
-                let cut = r.below(f.len() + 1);
-                let from = r.below(g.len() + 1);
+                let (_, g) = &seeds[r.index(seeds.len())];
+                let cut = r.index(f.len() + 1);
+                let from = r.index(g.len() + 1);
                 f.truncate(cut);
                 f.extend_from_slice(&g[from..]);
             }
-            8 => port = r.below(5) as u16,
+            8 => port = r.index(5) as u16,
             _ => {
                 // Bytes of another seed at the same offset (a header swapped).
-                let (_, g) = &seeds[r.below(seeds.len())];
-                let at = r.below(f.len().min(g.len()) + 1);
-                let n = r.below(f.len().min(g.len()) - at + 1);
+                let (_, g) = &seeds[r.index(seeds.len())];
+                let at = r.index(f.len().min(g.len()) + 1);
+                let n = r.index(f.len().min(g.len()) - at + 1);
                 f[at..at + n].copy_from_slice(&g[at..at + n]);
             }
         }
     }
-    if r.below(2) == 0 {
+    if r.index(2) == 0 {
         // Valid checksums, outer and inner (after VXLAN, GRE, a VLAN tag).
         for at in [14, 18, 64, 56] {
             fix_ipv4(&mut f, at);
@@ -549,18 +478,18 @@ fn mutate(r: &mut Rng, seeds: &[(u16, Vec<u8>)]) -> (u16, Vec<u8>) {
 }
 
 fn random_frame(r: &mut Rng) -> (u16, Vec<u8>) {
-    let n = r.below(160);
+    let n = r.index(160);
     let mut f: Vec<u8> = (0..n).map(|_| r.byte()).collect();
     // Mostly addressed to someone the node knows, with an ethertype it parses.
-    if n >= 14 && r.below(4) != 0 {
+    if n >= 14 && r.index(4) != 0 {
         let macs = [A_MAC, B_MAC, C_MAC, E_MAC, UL_MAC, [0xff; 6]];
-        f[0..6].copy_from_slice(&macs[r.below(macs.len())]);
+        f[0..6].copy_from_slice(&macs[r.index(macs.len())]);
         f[6] &= 0xfe;
-        let et: u16 = [0x0800, 0x86dd, 0x0806, 0x8100][r.below(4)];
+        let et: u16 = [0x0800, 0x86dd, 0x0806, 0x8100][r.index(4)];
         f[12..14].copy_from_slice(&et.to_be_bytes());
         fix_ipv4(&mut f, 14);
     }
-    (r.below(5) as u16, f)
+    (r.index(5) as u16, f)
 }
 
 /// What the pipeline decided over a run: (verdict name, count).
@@ -636,7 +565,7 @@ fn random_and_mutated_frames_keep_the_invariants() {
 fn random_bytes_keep_the_header_invariants() {
     let mut r = Rng(0x0123_4567_89ab_cdef);
     for _ in 0..100_000 {
-        let n = r.below(100);
+        let n = r.index(100);
         let b: Vec<u8> = (0..n).map(|_| r.byte()).collect();
         check_headers(&b);
     }

@@ -15,27 +15,14 @@ use std::net::Ipv4Addr;
 
 use common::{drops, node_head, Daemon};
 use dvr::pipeline::{self, Env, NoTrace};
-use dvr::pkt::{self, Frame};
+use dvr::pkt::Frame;
 use dvr::snapshot::{Compiler, DpPort, NodePorts};
 use dvr::stats::DropReason;
 use dvr::testkit::*;
 
 fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    pkt::write_eth(&mut f, &dst_mac, &src_mac, pkt::ETHERTYPE_IPV4);
-    let (s, d): (Ipv4Addr, Ipv4Addr) = (src.parse().unwrap(), dst.parse().unwrap());
-    pkt::write_ipv4(
-        &mut f[14..],
-        46,
-        ttl,
-        pkt::PROTO_UDP,
-        s.octets(),
-        d.octets(),
-    );
-    pkt::put16(&mut f, 34, 4000);
-    pkt::put16(&mut f, 36, 9);
-    pkt::put16(&mut f, 38, 26);
-    f
+    let ips = (src.parse().unwrap(), dst.parse().unwrap());
+    udp4_min(src_mac, dst_mac, ips, (4000, 9), ttl)
 }
 
 fn arp_request(src_mac: [u8; 6], src: &str, target: &str) -> Vec<u8> {

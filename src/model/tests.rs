@@ -1951,29 +1951,7 @@ fn subnet_gateway_none_on_the_wire() {
     }
 }
 
-/// A small deterministic generator (xorshift64*), for the random sequences below.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
+use crate::testkit::Rng;
 
 /// A random change over few names and few values, so that changes often collide
 /// (taken addresses and MACs, used objects, missing ones).

@@ -61,6 +61,7 @@
 mod wire;
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod model;
 
 use std::cell::Cell;

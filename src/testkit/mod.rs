@@ -12,6 +12,10 @@
 //! (`tests/pipeline_random.rs`) check on any input: [`check_pipeline`] and
 //! [`check_headers`].
 
+mod frames;
+
+pub use frames::*;
+
 use serde_json::{json, Value};
 
 use crate::config::PortRole;
