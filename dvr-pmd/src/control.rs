@@ -14,15 +14,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dvr::model::{Applied, Change, Model, Store};
+use dvr::proto::answers::{Stats, Status, TableKind, TablesAnswer, Trace};
 use dvr::proto::{
     self, params, Decoded, ErrorCode, Line, ListParams, Request, Response, ShowParams,
 };
-use serde_json::json;
 
 /// Counters and identity of the node, as the control thread reports them.
 pub trait NodeView: Send + Sync {
-    fn status(&self) -> serde_json::Value;
-    fn stats(&self) -> serde_json::Value;
+    /// Who the node is and what it runs; `generation`: the model's.
+    fn status(&self, generation: u64) -> Status;
+    fn stats(&self) -> Stats;
     /// Compiles the model into the dataplane's tables and publishes them:
     /// from scratch, or only what a committed transaction touched (`applied`).
     fn publish(&self, model: &Model, applied: Option<&[Applied]>);
@@ -39,10 +40,10 @@ pub trait NodeView: Send + Sync {
     /// router or all), `fdb` (this node's MAC tables), or `sessions` (the
     /// workers' SNAT sessions, of one router or all: asked of the workers,
     /// waiting for them at most 200 ms).
-    fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
+    fn tables(&self, what: TableKind, router: Option<&str>) -> Result<TablesAnswer, String>;
     /// Runs a described frame through the pipeline code on the published tables
     /// and reports each stage's decision (nothing is sent).
-    fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String>;
+    fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
 }
@@ -424,6 +425,18 @@ fn apply(
     }
 }
 
+/// A typed answer as a response.
+fn answer(id: u64, result: &impl serde::Serialize) -> Response {
+    match serde_json::to_value(result) {
+        Ok(v) => Response::ok(id, v),
+        Err(e) => Response::err(
+            id,
+            ErrorCode::Internal,
+            format!("cannot encode the answer: {e}"),
+        ),
+    }
+}
+
 /// The methods other than `apply`.
 fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
     let id = req.id;
@@ -455,14 +468,10 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
             format!("{} takes no params", req.method),
         ),
         "status" => {
-            let mut v = shared_state.view.status();
             let generation = shared_state.lock().model.generation;
-            v["generation"] = json!(generation);
-            v["published_generation"] = json!(shared_state.view.published_generation());
-            v["protocol"] = json!(proto::VERSION);
-            Response::ok(id, v)
+            answer(id, &shared_state.view.status(generation))
         }
-        "stats" => Response::ok(id, shared_state.view.stats()),
+        "stats" => answer(id, &shared_state.view.stats()),
         "trace" => {
             #[derive(serde::Deserialize)]
             #[serde(deny_unknown_fields)]
@@ -492,7 +501,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 0,
             );
             match shared_state.view.trace(&p.port, &frame) {
-                Ok(v) => Response::ok(id, v),
+                Ok(v) => answer(id, &v),
                 Err(e) => Response::err(id, ErrorCode::NotFound, e),
             }
         }
@@ -508,7 +517,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            if !["fib", "neighbors", "fdb", "nat", "sessions"].contains(&p.what.as_str()) {
+            let Some(what) = TableKind::from_name(&p.what) else {
                 return Response::err(
                     id,
                     ErrorCode::InvalidRequest,
@@ -517,8 +526,8 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                         p.what
                     ),
                 );
-            }
-            if let (true, Some(r)) = (p.what == "sessions", &p.router) {
+            };
+            if let (TableKind::Sessions, Some(r)) = (what, &p.router) {
                 if !shared_state.lock().model.routers.contains_key(r) {
                     return Response::err(
                         id,
@@ -527,8 +536,8 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                     );
                 }
             }
-            match shared_state.view.tables(&p.what, p.router.as_deref()) {
-                Ok(v) => Response::ok(id, v),
+            match shared_state.view.tables(what, p.router.as_deref()) {
+                Ok(v) => answer(id, &v),
                 Err(e) => Response::err(id, ErrorCode::NotFound, e),
             }
         }

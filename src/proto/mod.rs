@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Change, Kind};
 
+pub mod answers;
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 /// The longest request line accepted, newline included.
