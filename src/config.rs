@@ -38,6 +38,19 @@ pub enum AgentMode {
     Legacy,
 }
 
+impl AgentMode {
+    /// The name in files, requests and messages: `dvr`, `dvr_snat`,
+    /// `dvr_no_external`, `legacy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentMode::Dvr => "dvr",
+            AgentMode::DvrSnat => "dvr_snat",
+            AgentMode::DvrNoExternal => "dvr_no_external",
+            AgentMode::Legacy => "legacy",
+        }
+    }
+}
+
 /// What a port is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

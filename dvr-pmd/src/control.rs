@@ -14,9 +14,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dvr::model::{Applied, Change, Model, Store};
-use dvr::proto::answers::{Stats, Status, TableKind, TablesAnswer, Trace};
+use dvr::proto::answers::{self, Stats, Status, TableKind, TablesAnswer, Trace};
 use dvr::proto::{
     self, params, Decoded, ErrorCode, Line, ListParams, Request, Response, ShowParams,
+    TablesParams, TraceParams,
 };
 
 /// Counters and identity of the node, as the control thread reports them.
@@ -360,15 +361,7 @@ struct Committed<'a> {
     version: u32,
     id: u64,
     ok: bool,
-    result: CommittedResult<'a>,
-}
-
-#[derive(serde::Serialize)]
-struct CommittedResult<'a> {
-    generation: u64,
-    applied: &'a [Applied],
-    publish_us: u64,
-    durable_us: u64,
+    result: answers::Committed<'a>,
 }
 
 /// Handles one request line; returns the response line (without the newline).
@@ -413,9 +406,9 @@ fn apply(
                 version: proto::VERSION,
                 id,
                 ok: true,
-                result: CommittedResult {
+                result: answers::Committed {
                     generation,
-                    applied: &applied,
+                    applied: std::borrow::Cow::Borrowed(&applied),
                     publish_us,
                     durable_us: received.elapsed().as_micros() as u64,
                 },
@@ -473,17 +466,6 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
         }
         "stats" => answer(id, &shared_state.view.stats()),
         "trace" => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct TraceParams {
-                port: String,
-                src_mac: dvr::mac::MacAddr,
-                dst_mac: dvr::mac::MacAddr,
-                #[serde(default)]
-                src_ip: Option<std::net::Ipv4Addr>,
-                #[serde(default)]
-                dst_ip: Option<std::net::Ipv4Addr>,
-            }
             let p: TraceParams = match params(id, req.params) {
                 Ok(p) => p,
                 Err(r) => return r,
@@ -506,13 +488,6 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
             }
         }
         "tables" => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct TablesParams {
-                what: String,
-                #[serde(default)]
-                router: Option<String>,
-            }
             let p: TablesParams = match params(id, req.params) {
                 Ok(p) => p,
                 Err(r) => return r,

@@ -33,12 +33,7 @@ pub(super) fn check_name(kind: Kind, name: &str) -> Result<(), ModelError> {
 }
 
 pub(super) fn agent_mode_str(m: AgentMode) -> &'static str {
-    match m {
-        AgentMode::Dvr => "dvr",
-        AgentMode::DvrSnat => "dvr_snat",
-        AgentMode::DvrNoExternal => "dvr_no_external",
-        AgentMode::Legacy => "legacy",
-    }
+    m.name()
 }
 
 pub(super) fn is_v6(net: &IpNet) -> bool {

@@ -3,6 +3,7 @@
 //! and renders them. Their serde form is the `result` of the response
 //! (`docs/PROTOCOL.md`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -10,6 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::AgentMode;
 use crate::mac::MacAddr;
+use crate::model::Applied;
+
+/// `apply`: the transaction committed, one entry per change, how long until
+/// the workers had its tables and until it was durable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed<'a> {
+    pub generation: u64,
+    pub applied: Cow<'a, [Applied]>,
+    pub publish_us: u64,
+    pub durable_us: u64,
+}
 
 /// `status`: who the node is and what it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
