@@ -32,10 +32,6 @@ pub(super) fn check_name(kind: Kind, name: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-pub(super) fn agent_mode_str(m: AgentMode) -> &'static str {
-    m.name()
-}
-
 pub(super) fn is_v6(net: &IpNet) -> bool {
     matches!(net, IpNet::V6(_))
 }
@@ -750,7 +746,7 @@ impl<'m> Ctx<'m> {
             if host.agent_mode != AgentMode::DvrSnat && !legacy_home {
                 bail!(
                     "host {h} is in agent mode {}; a router's SNAT needs a dvr_snat host (or, for a router that is not distributed, a legacy host)",
-                    agent_mode_str(host.agent_mode)
+                    host.agent_mode.name()
                 );
             }
         }

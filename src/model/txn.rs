@@ -9,8 +9,7 @@ use ipnet::IpNet;
 
 use super::alloc::{first_host, lowest_free};
 use super::check::{
-    agent_mode_str, check_name, check_pair, is_v6, nexthop_reachable, router_connects, Ctx, ObjId,
-    ObjRef,
+    check_name, check_pair, is_v6, nexthop_reachable, router_connects, Ctx, ObjId, ObjRef,
 };
 use super::index::{ObjKey, Rel};
 use super::*;
@@ -262,7 +261,7 @@ impl Model {
                 bail!(
                     "router {} has its SNAT on host {name}, which must stay in agent mode dvr_snat (not {}); move the SNAT first",
                     r.name(),
-                    agent_mode_str(h.agent_mode)
+                    h.agent_mode.name()
                 );
             }
         }
