@@ -234,13 +234,21 @@ pub struct FdbEntry {
     pub local: Option<FdbLocal>,
 }
 
-/// A MAC behind a dataplane port of this node.
+/// A MAC behind a dataplane port of this node. Both keys are there (null
+/// when unknown), so an entry without them reads as not local.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FdbLocal {
     /// The dataplane port (a `[[ports]]` name).
+    #[serde(deserialize_with = "present")]
     pub dataplane_port: Option<String>,
     /// The model port served on it.
+    #[serde(deserialize_with = "present")]
     pub port: Option<String>,
+}
+
+/// A key that must be there, null or not.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::deserialize(d)
 }
 
 /// A translation of a router: its SNAT or a floating IP.
@@ -374,5 +382,100 @@ impl TraceStage {
         .into_iter()
         .filter_map(|(k, v)| Some((k, v?)))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// An answer's serde form, and the answer read back from it.
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        v: &T,
+    ) -> serde_json::Value {
+        let j = serde_json::to_value(v).unwrap();
+        let back: T = serde_json::from_value(j.clone()).unwrap();
+        assert_eq!(&back, v);
+        j
+    }
+
+    #[test]
+    fn fdb_entries_have_port_keys_only_when_local() {
+        let mut e = FdbEntry {
+            network: "n1".into(),
+            mac: "fa:16:3e:00:00:05".into(),
+            location: "router 0 interface 0".into(),
+            local: None,
+        };
+        assert_eq!(
+            round_trip(&e),
+            json!({"network": "n1", "mac": "fa:16:3e:00:00:05", "location": "router 0 interface 0"})
+        );
+        e.location = "local port 0".into();
+        e.local = Some(FdbLocal {
+            dataplane_port: Some("vm-a".into()),
+            port: None,
+        });
+        assert_eq!(
+            round_trip(&e),
+            json!({"network": "n1", "mac": "fa:16:3e:00:00:05", "location": "local port 0",
+                "dataplane_port": "vm-a", "port": null})
+        );
+    }
+
+    #[test]
+    fn nat_entries_and_next_hops_keep_their_keys() {
+        let snat = NatEntry {
+            router: "r1".into(),
+            kind: NatKind::Snat,
+            external: "203.0.113.2".into(),
+            internal: "all subnets".into(),
+            port: None,
+            at: "ctl (this node)".into(),
+        };
+        assert_eq!(
+            round_trip(&snat),
+            json!({"router": "r1", "type": "snat", "external": "203.0.113.2",
+                "internal": "all subnets", "where": "ctl (this node)"})
+        );
+        let fib = FibEntry {
+            router: "r1".into(),
+            prefix: "10.0.1.0/24".into(),
+            next_hop: NextHop::Connected { iface: 0 },
+        };
+        assert_eq!(
+            round_trip(&fib),
+            json!({"router": "r1", "prefix": "10.0.1.0/24",
+                "next_hop": {"type": "connected", "iface": 0}})
+        );
+    }
+
+    #[test]
+    fn trace_stages_list_the_fields_they_have_in_name_order() {
+        let st = TraceStage {
+            stage: "ingress".into(),
+            port: Some("vm-a".into()),
+            index: Some(0),
+            frame_len: Some(60),
+            generation: Some(22),
+            ..Default::default()
+        };
+        assert_eq!(
+            round_trip(&st),
+            json!({"stage": "ingress", "port": "vm-a", "index": 0, "frame_len": 60, "generation": 22})
+        );
+        let names: Vec<&str> = st.fields().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(names, ["frame_len", "generation", "index", "port"]);
+        let flood = TraceStage {
+            stage: "output".into(),
+            decision: Some("flood".into()),
+            copies_to: Some(vec![]),
+            ..Default::default()
+        };
+        assert_eq!(
+            flood.fields(),
+            [("copies_to", String::new()), ("decision", "flood".into())]
+        );
     }
 }
