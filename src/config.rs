@@ -38,6 +38,19 @@ pub enum AgentMode {
     Legacy,
 }
 
+impl AgentMode {
+    /// The name in files, requests and messages: `dvr`, `dvr_snat`,
+    /// `dvr_no_external`, `legacy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentMode::Dvr => "dvr",
+            AgentMode::DvrSnat => "dvr_snat",
+            AgentMode::DvrNoExternal => "dvr_no_external",
+            AgentMode::Legacy => "legacy",
+        }
+    }
+}
+
 /// What a port is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -438,414 +451,11 @@ impl Config {
     }
 
     fn check(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Invalid {
+        let ports = check_sections(&raw).map_err(|b| ConfigError::Invalid {
             origin: origin.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
-        if raw.node.is_empty()
-            || raw.node.len() > 32
-            || !raw
-                .node
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(bad(
-                "node",
-                format!("{:?}: use 1 to 32 letters, digits, '-' or '_'", raw.node),
-            ));
-        }
-        if let Some(m) = raw.dvr_mac {
-            if m.is_multicast() || m.is_zero() {
-                return Err(bad("dvr_mac", format!("{m} is not a unicast address")));
-            }
-        }
-        if raw.cores.workers.is_empty() {
-            return Err(bad(
-                "cores.workers",
-                "at least one worker core is needed".into(),
-            ));
-        }
-        let mut seen = HashSet::new();
-        for &c in &raw.cores.workers {
-            if c == raw.cores.main {
-                return Err(bad(
-                    "cores.workers",
-                    format!("core {c} is also cores.main: the control thread and a worker cannot share a core"),
-                ));
-            }
-            if !seen.insert(c) {
-                return Err(bad("cores.workers", format!("core {c} is listed twice")));
-            }
-        }
-        let dp = &raw.dataplane;
-        if dp.burst == 0 || dp.burst > MAX_BURST {
-            return Err(bad(
-                "dataplane.burst",
-                format!("{} is out of range 1..={MAX_BURST}", dp.burst),
-            ));
-        }
-        if dp.mbufs < 1024 {
-            return Err(bad(
-                "dataplane.mbufs",
-                format!("{} is too few (at least 1024)", dp.mbufs),
-            ));
-        }
-        if dp.mbuf_cache > 512 || dp.mbuf_cache as u64 * 3 / 2 > dp.mbufs as u64 {
-            return Err(bad(
-                "dataplane.mbuf_cache",
-                format!(
-                    "{} is out of range (at most 512 and two thirds of mbufs)",
-                    dp.mbuf_cache
-                ),
-            ));
-        }
-        for (key, v) in [
-            ("dataplane.rx_desc", dp.rx_desc),
-            ("dataplane.tx_desc", dp.tx_desc),
-        ] {
-            if !(32..=4096).contains(&v) {
-                return Err(bad(key, format!("{v} is out of range 32..=4096")));
-            }
-        }
-        if raw.eal.memory_mb < 64 {
-            return Err(bad(
-                "eal.memory_mb",
-                format!("{} MiB is too little (at least 64)", raw.eal.memory_mb),
-            ));
-        }
-        if let Some(p) = &raw.eal.file_prefix {
-            if p.is_empty() || p.contains('/') {
-                return Err(bad(
-                    "eal.file_prefix",
-                    format!("{p:?} must be a non-empty name without '/'"),
-                ));
-            }
-        }
-        if ![
-            "emergency",
-            "alert",
-            "critical",
-            "error",
-            "warning",
-            "notice",
-            "info",
-            "debug",
-        ]
-        .contains(&raw.eal.log_level.as_str())
-            && raw.eal.log_level.parse::<u32>().is_err()
-        {
-            return Err(bad(
-                "eal.log_level",
-                format!(
-                    "{:?}: use error, warning, notice, info, debug or a number",
-                    raw.eal.log_level
-                ),
-            ));
-        }
-
-        if raw.ports.len() > MAX_PORTS {
-            return Err(bad(
-                "ports",
-                format!(
-                    "{} ports; at most {MAX_PORTS} are supported",
-                    raw.ports.len()
-                ),
-            ));
-        }
-        let mut ports = Vec::with_capacity(raw.ports.len());
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        for (i, p) in raw.ports.iter().enumerate() {
-            let key = |k: &str| format!("ports[{i}].{k}");
-            if p.name.is_empty()
-                || p.name.len() > 24
-                || !p
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return Err(bad(
-                    &key("name"),
-                    format!("{:?}: use 1 to 24 letters, digits, '-' or '_'", p.name),
-                ));
-            }
-            if names.insert(&p.name, i).is_some() {
-                return Err(bad(
-                    &key("name"),
-                    format!("port name {:?} is used twice", p.name),
-                ));
-            }
-            let Some((_, allowed)) = KIND_KEYS.iter().find(|(k, _)| *k == p.kind) else {
-                let kinds: Vec<_> = KIND_KEYS.iter().map(|(k, _)| *k).collect();
-                return Err(bad(
-                    &key("kind"),
-                    format!(
-                        "unknown port kind {:?}; expected one of {}",
-                        p.kind,
-                        kinds.join(", ")
-                    ),
-                ));
-            };
-            for (k, present) in [
-                ("socket", p.socket.is_some()),
-                ("client", p.client.is_some()),
-                ("address", p.address.is_some()),
-                ("iface", p.iface.is_some()),
-                ("rx_pcap", p.rx_pcap.is_some()),
-                ("tx_pcap", p.tx_pcap.is_some()),
-                ("infinite_rx", p.infinite_rx.is_some()),
-                ("generate", p.generate.is_some()),
-                ("peer", p.peer.is_some()),
-            ] {
-                if present && !allowed.contains(&k) {
-                    return Err(bad(
-                        &key(k),
-                        format!("does not apply to a port of kind {}", p.kind),
-                    ));
-                }
-            }
-            let need = |k: &str, v: Option<String>| -> Result<String, ConfigError> {
-                match v {
-                    Some(s) if !s.is_empty() => Ok(s),
-                    _ => Err(bad(&key(k), format!("a port of kind {} needs it", p.kind))),
-                }
-            };
-            let kind = match p.kind.as_str() {
-                "vhost-user" => PortKind::VhostUser {
-                    socket: PathBuf::from(need(
-                        "socket",
-                        p.socket.as_ref().map(|s| s.display().to_string()),
-                    )?),
-                    client: p.client.unwrap_or(false),
-                },
-                "pci" => {
-                    let address = need("address", p.address.clone())?;
-                    if !is_pci_address(&address) {
-                        return Err(bad(
-                            &key("address"),
-                            format!("{address:?} is not a PCI address like 0000:01:00.0"),
-                        ));
-                    }
-                    PortKind::Pci { address }
-                }
-                "af_packet" | "tap" => {
-                    let iface = need("iface", p.iface.clone())?;
-                    if iface.len() > 15 || iface.contains(['/', ',', ' ', '=']) {
-                        return Err(bad(
-                            &key("iface"),
-                            format!("{iface:?} is not a valid interface name"),
-                        ));
-                    }
-                    if p.kind == "tap" {
-                        PortKind::Tap { iface }
-                    } else {
-                        PortKind::AfPacket { iface }
-                    }
-                }
-                "pcap" => {
-                    let rx = match (&p.rx_pcap, &p.generate) {
-                        (Some(_), Some(_)) => {
-                            return Err(bad(
-                                &key("generate"),
-                                "give rx_pcap or generate, not both".into(),
-                            ))
-                        }
-                        (Some(f), None) => Some(PcapRx::File(f.clone())),
-                        (None, Some(g)) => {
-                            if !(60..=1514).contains(&g.frame_len) {
-                                return Err(bad(
-                                    &key("generate.frame_len"),
-                                    format!("{} is out of range 60..=1514", g.frame_len),
-                                ));
-                            }
-                            if g.flows == 0 {
-                                return Err(bad(
-                                    &key("generate.flows"),
-                                    "must be at least 1".into(),
-                                ));
-                            }
-                            Some(PcapRx::Generate(g.clone()))
-                        }
-                        (None, None) => None,
-                    };
-                    if rx.is_none() && p.tx_pcap.is_none() {
-                        return Err(bad(
-                            &key("rx_pcap"),
-                            "a pcap port needs rx_pcap, generate or tx_pcap".into(),
-                        ));
-                    }
-                    if p.infinite_rx == Some(true) && rx.is_none() {
-                        return Err(bad(&key("infinite_rx"), "needs rx_pcap or generate".into()));
-                    }
-                    for (k, v) in [("rx_pcap", &p.rx_pcap), ("tx_pcap", &p.tx_pcap)] {
-                        if let Some(v) = v {
-                            if v.to_string_lossy().contains([',', '=']) {
-                                return Err(bad(
-                                    &key(k),
-                                    format!(
-                                        "{}: ',' and '=' cannot appear in the path",
-                                        v.display()
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    PortKind::Pcap {
-                        rx,
-                        tx: p.tx_pcap.clone(),
-                        infinite_rx: p.infinite_rx.unwrap_or(false),
-                    }
-                }
-                "ring" => PortKind::Ring {
-                    peer: need("peer", p.peer.clone())?,
-                },
-                _ => PortKind::Null,
-            };
-            if let PortKind::VhostUser { socket, .. } = &kind {
-                if socket.to_string_lossy().contains([',', '=']) {
-                    return Err(bad(
-                        &key("socket"),
-                        format!(
-                            "{}: ',' and '=' cannot appear in the path",
-                            socket.display()
-                        ),
-                    ));
-                }
-            }
-            let worker = p.worker.unwrap_or(i % raw.cores.workers.len());
-            if worker >= raw.cores.workers.len() {
-                return Err(bad(
-                    &key("worker"),
-                    format!(
-                        "worker {worker} does not exist (cores.workers has {})",
-                        raw.cores.workers.len()
-                    ),
-                ));
-            }
-            ports.push(PortConfig {
-                name: p.name.clone(),
-                role: p.role,
-                kind,
-                worker,
-            });
-        }
-        // Ring peers must name each other.
-        for (i, p) in ports.iter().enumerate() {
-            if let PortKind::Ring { peer } = &p.kind {
-                let ok = ports.iter().any(|q| {
-                    q.name == *peer
-                        && matches!(&q.kind, PortKind::Ring { peer: back } if *back == p.name)
-                });
-                if !ok || *peer == p.name {
-                    return Err(bad(
-                        &format!("ports[{i}].peer"),
-                        format!(
-                            "{peer:?} must be another ring port whose peer is {:?}",
-                            p.name
-                        ),
-                    ));
-                }
-            }
-        }
-        let mut sockets = HashSet::new();
-        for (i, p) in ports.iter().enumerate() {
-            if let PortKind::VhostUser { socket, .. } = &p.kind {
-                if !sockets.insert(socket.clone()) {
-                    return Err(bad(
-                        &format!("ports[{i}].socket"),
-                        format!("{} is used by two ports", socket.display()),
-                    ));
-                }
-            }
-        }
-        let mut macs = HashSet::new();
-        for (i, e) in raw.l2.fdb.iter().enumerate() {
-            let key = |k: &str| format!("l2.fdb[{i}].{k}");
-            if e.mac.is_multicast() || e.mac.is_zero() {
-                return Err(bad(
-                    &key("mac"),
-                    format!("{} is not a unicast address", e.mac),
-                ));
-            }
-            if !macs.insert(e.mac) {
-                return Err(bad(&key("mac"), format!("{} is listed twice", e.mac)));
-            }
-            match ports.iter().find(|p| p.name == e.port) {
-                None => return Err(bad(&key("port"), format!("no port is named {:?}", e.port))),
-                Some(p) if p.role != PortRole::Vm => {
-                    return Err(bad(
-                        &key("port"),
-                        format!("port {:?} is not a vm port", e.port),
-                    ))
-                }
-                Some(_) => {}
-            }
-        }
-        let mut ips = HashSet::new();
-        for (i, n) in raw.underlay.neighbors.iter().enumerate() {
-            let key = |k: &str| format!("underlay.neighbors[{i}].{k}");
-            if n.mac.is_multicast() || n.mac.is_zero() {
-                return Err(bad(
-                    &key("mac"),
-                    format!("{} is not a unicast address", n.mac),
-                ));
-            }
-            if !ips.insert(n.ip) {
-                return Err(bad(&key("ip"), format!("{} is listed twice", n.ip)));
-            }
-        }
-        if raw.agent_mode == AgentMode::DvrSnat {
-            // One SNAT table serves both directions: the worker that polls the
-            // external port must see every packet that creates a session.
-            if let Some(ext) = ports.iter().find(|p| p.role == PortRole::External) {
-                if let Some(p) = ports.iter().find(|p| p.worker != ext.worker) {
-                    return Err(bad(
-                        &format!("ports.{}.worker", p.name),
-                        format!(
-                            "on a dvr_snat node every port is polled by the external port's worker ({}): its SNAT sessions serve both directions",
-                            ext.worker
-                        ),
-                    ));
-                }
-            }
-        }
-        if parse_range(&raw.nat.port_range).is_none() {
-            return Err(bad(
-                "nat.port_range",
-                format!(
-                    "{:?} is not a port range LO-HI with 1 <= LO <= HI <= 65535",
-                    raw.nat.port_range
-                ),
-            ));
-        }
-        if raw.nat.max_sessions == 0 || raw.nat.max_sessions > 1 << 26 {
-            return Err(bad(
-                "nat.max_sessions",
-                format!("{} is not between 1 and 67108864", raw.nat.max_sessions),
-            ));
-        }
-        let t = &raw.nat;
-        for (key, v) in [
-            ("nat.tcp_established_timeout", t.tcp_established_timeout),
-            ("nat.tcp_transitory_timeout", t.tcp_transitory_timeout),
-            ("nat.udp_timeout", t.udp_timeout),
-            ("nat.icmp_timeout", t.icmp_timeout),
-        ] {
-            if timeout_ms(v).is_none() {
-                return Err(bad(
-                    key,
-                    format!(
-                        "{v} is not a timeout: seconds from 0.001 to {}, to the millisecond",
-                        TIMEOUT_MAX_MS as f64 / 1000.0
-                    ),
-                ));
-            }
-        }
-        if let Some(g) = &raw.control.group {
-            if g.is_empty() || g.contains([':', '/', ' ']) {
-                return Err(bad("control.group", format!("{g:?} is not a group name")));
-            }
-        }
+            key: b.key,
+            message: b.message,
+        })?;
         let node = raw.node;
         let run_dir = raw
             .run_dir
@@ -948,6 +558,487 @@ impl Config {
         a.extend(self.eal.extra_args.iter().cloned());
         a
     }
+}
+
+/// A key of the file and what is wrong with it (a [`ConfigError::Invalid`]
+/// without its origin).
+struct Bad {
+    key: String,
+    message: String,
+}
+
+fn bad(key: &str, message: String) -> Bad {
+    Bad {
+        key: key.to_owned(),
+        message,
+    }
+}
+
+/// Every section of a parsed file, in the file's order (the first error is
+/// the one reported); the ports checked.
+fn check_sections(raw: &RawConfig) -> Result<Vec<PortConfig>, Bad> {
+    check_node(raw)?;
+    check_cores(&raw.cores)?;
+    check_dataplane(&raw.dataplane)?;
+    check_eal(&raw.eal)?;
+    let ports = check_ports(&raw.ports, raw.cores.workers.len())?;
+    check_l2(&raw.l2, &ports)?;
+    check_underlay(&raw.underlay)?;
+    check_snat_worker(raw.agent_mode, &ports)?;
+    check_nat(&raw.nat)?;
+    check_control(&raw.control)?;
+    Ok(ports)
+}
+
+/// `node` and `dvr_mac`.
+fn check_node(raw: &RawConfig) -> Result<(), Bad> {
+    if raw.node.is_empty()
+        || raw.node.len() > 32
+        || !raw
+            .node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad(
+            "node",
+            format!("{:?}: use 1 to 32 letters, digits, '-' or '_'", raw.node),
+        ));
+    }
+    if let Some(m) = raw.dvr_mac {
+        if m.is_multicast() || m.is_zero() {
+            return Err(bad("dvr_mac", format!("{m} is not a unicast address")));
+        }
+    }
+    Ok(())
+}
+
+/// `[cores]`.
+fn check_cores(cores: &Cores) -> Result<(), Bad> {
+    if cores.workers.is_empty() {
+        return Err(bad(
+            "cores.workers",
+            "at least one worker core is needed".into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for &c in &cores.workers {
+        if c == cores.main {
+            return Err(bad(
+                "cores.workers",
+                format!("core {c} is also cores.main: the control thread and a worker cannot share a core"),
+            ));
+        }
+        if !seen.insert(c) {
+            return Err(bad("cores.workers", format!("core {c} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// `[dataplane]`.
+fn check_dataplane(dp: &Dataplane) -> Result<(), Bad> {
+    if dp.burst == 0 || dp.burst > MAX_BURST {
+        return Err(bad(
+            "dataplane.burst",
+            format!("{} is out of range 1..={MAX_BURST}", dp.burst),
+        ));
+    }
+    if dp.mbufs < 1024 {
+        return Err(bad(
+            "dataplane.mbufs",
+            format!("{} is too few (at least 1024)", dp.mbufs),
+        ));
+    }
+    if dp.mbuf_cache > 512 || dp.mbuf_cache as u64 * 3 / 2 > dp.mbufs as u64 {
+        return Err(bad(
+            "dataplane.mbuf_cache",
+            format!(
+                "{} is out of range (at most 512 and two thirds of mbufs)",
+                dp.mbuf_cache
+            ),
+        ));
+    }
+    for (key, v) in [
+        ("dataplane.rx_desc", dp.rx_desc),
+        ("dataplane.tx_desc", dp.tx_desc),
+    ] {
+        if !(32..=4096).contains(&v) {
+            return Err(bad(key, format!("{v} is out of range 32..=4096")));
+        }
+    }
+    Ok(())
+}
+
+/// `[eal]`.
+fn check_eal(eal: &Eal) -> Result<(), Bad> {
+    if eal.memory_mb < 64 {
+        return Err(bad(
+            "eal.memory_mb",
+            format!("{} MiB is too little (at least 64)", eal.memory_mb),
+        ));
+    }
+    if let Some(p) = &eal.file_prefix {
+        if p.is_empty() || p.contains('/') {
+            return Err(bad(
+                "eal.file_prefix",
+                format!("{p:?} must be a non-empty name without '/'"),
+            ));
+        }
+    }
+    if ![
+        "emergency",
+        "alert",
+        "critical",
+        "error",
+        "warning",
+        "notice",
+        "info",
+        "debug",
+    ]
+    .contains(&eal.log_level.as_str())
+        && eal.log_level.parse::<u32>().is_err()
+    {
+        return Err(bad(
+            "eal.log_level",
+            format!(
+                "{:?}: use error, warning, notice, info, debug or a number",
+                eal.log_level
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[[ports]]`: each port, then what ports say of each other (ring peers,
+/// vhost-user sockets).
+fn check_ports(raw: &[RawPort], workers: usize) -> Result<Vec<PortConfig>, Bad> {
+    if raw.len() > MAX_PORTS {
+        return Err(bad(
+            "ports",
+            format!("{} ports; at most {MAX_PORTS} are supported", raw.len()),
+        ));
+    }
+    let mut ports = Vec::with_capacity(raw.len());
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in raw.iter().enumerate() {
+        let key = |k: &str| format!("ports[{i}].{k}");
+        if p.name.is_empty()
+            || p.name.len() > 24
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                &key("name"),
+                format!("{:?}: use 1 to 24 letters, digits, '-' or '_'", p.name),
+            ));
+        }
+        if names.insert(&p.name, i).is_some() {
+            return Err(bad(
+                &key("name"),
+                format!("port name {:?} is used twice", p.name),
+            ));
+        }
+        let kind = port_kind(i, p)?;
+        let worker = p.worker.unwrap_or(i % workers);
+        if worker >= workers {
+            return Err(bad(
+                &key("worker"),
+                format!("worker {worker} does not exist (cores.workers has {workers})"),
+            ));
+        }
+        ports.push(PortConfig {
+            name: p.name.clone(),
+            role: p.role,
+            kind,
+            worker,
+        });
+    }
+    // Ring peers must name each other.
+    for (i, p) in ports.iter().enumerate() {
+        if let PortKind::Ring { peer } = &p.kind {
+            let ok = ports.iter().any(|q| {
+                q.name == *peer
+                    && matches!(&q.kind, PortKind::Ring { peer: back } if *back == p.name)
+            });
+            if !ok || *peer == p.name {
+                return Err(bad(
+                    &format!("ports[{i}].peer"),
+                    format!(
+                        "{peer:?} must be another ring port whose peer is {:?}",
+                        p.name
+                    ),
+                ));
+            }
+        }
+    }
+    let mut sockets = HashSet::new();
+    for (i, p) in ports.iter().enumerate() {
+        if let PortKind::VhostUser { socket, .. } = &p.kind {
+            if !sockets.insert(socket.clone()) {
+                return Err(bad(
+                    &format!("ports[{i}].socket"),
+                    format!("{} is used by two ports", socket.display()),
+                ));
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// The device of port `i`: its kind, with the keys that kind takes and only those.
+fn port_kind(i: usize, p: &RawPort) -> Result<PortKind, Bad> {
+    let key = |k: &str| format!("ports[{i}].{k}");
+    let Some((_, allowed)) = KIND_KEYS.iter().find(|(k, _)| *k == p.kind) else {
+        let kinds: Vec<_> = KIND_KEYS.iter().map(|(k, _)| *k).collect();
+        return Err(bad(
+            &key("kind"),
+            format!(
+                "unknown port kind {:?}; expected one of {}",
+                p.kind,
+                kinds.join(", ")
+            ),
+        ));
+    };
+    for (k, present) in [
+        ("socket", p.socket.is_some()),
+        ("client", p.client.is_some()),
+        ("address", p.address.is_some()),
+        ("iface", p.iface.is_some()),
+        ("rx_pcap", p.rx_pcap.is_some()),
+        ("tx_pcap", p.tx_pcap.is_some()),
+        ("infinite_rx", p.infinite_rx.is_some()),
+        ("generate", p.generate.is_some()),
+        ("peer", p.peer.is_some()),
+    ] {
+        if present && !allowed.contains(&k) {
+            return Err(bad(
+                &key(k),
+                format!("does not apply to a port of kind {}", p.kind),
+            ));
+        }
+    }
+    let need = |k: &str, v: Option<String>| -> Result<String, Bad> {
+        match v {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => Err(bad(&key(k), format!("a port of kind {} needs it", p.kind))),
+        }
+    };
+    let kind = match p.kind.as_str() {
+        "vhost-user" => PortKind::VhostUser {
+            socket: PathBuf::from(need(
+                "socket",
+                p.socket.as_ref().map(|s| s.display().to_string()),
+            )?),
+            client: p.client.unwrap_or(false),
+        },
+        "pci" => {
+            let address = need("address", p.address.clone())?;
+            if !is_pci_address(&address) {
+                return Err(bad(
+                    &key("address"),
+                    format!("{address:?} is not a PCI address like 0000:01:00.0"),
+                ));
+            }
+            PortKind::Pci { address }
+        }
+        "af_packet" | "tap" => {
+            let iface = need("iface", p.iface.clone())?;
+            if iface.len() > 15 || iface.contains(['/', ',', ' ', '=']) {
+                return Err(bad(
+                    &key("iface"),
+                    format!("{iface:?} is not a valid interface name"),
+                ));
+            }
+            if p.kind == "tap" {
+                PortKind::Tap { iface }
+            } else {
+                PortKind::AfPacket { iface }
+            }
+        }
+        "pcap" => pcap_kind(i, p)?,
+        "ring" => PortKind::Ring {
+            peer: need("peer", p.peer.clone())?,
+        },
+        _ => PortKind::Null,
+    };
+    if let PortKind::VhostUser { socket, .. } = &kind {
+        if socket.to_string_lossy().contains([',', '=']) {
+            return Err(bad(
+                &key("socket"),
+                format!(
+                    "{}: ',' and '=' cannot appear in the path",
+                    socket.display()
+                ),
+            ));
+        }
+    }
+    Ok(kind)
+}
+
+/// A pcap port `i`: what it replays (a file or generated frames) and writes.
+fn pcap_kind(i: usize, p: &RawPort) -> Result<PortKind, Bad> {
+    let key = |k: &str| format!("ports[{i}].{k}");
+    let rx = match (&p.rx_pcap, &p.generate) {
+        (Some(_), Some(_)) => {
+            return Err(bad(
+                &key("generate"),
+                "give rx_pcap or generate, not both".into(),
+            ))
+        }
+        (Some(f), None) => Some(PcapRx::File(f.clone())),
+        (None, Some(g)) => {
+            if !(60..=1514).contains(&g.frame_len) {
+                return Err(bad(
+                    &key("generate.frame_len"),
+                    format!("{} is out of range 60..=1514", g.frame_len),
+                ));
+            }
+            if g.flows == 0 {
+                return Err(bad(&key("generate.flows"), "must be at least 1".into()));
+            }
+            Some(PcapRx::Generate(g.clone()))
+        }
+        (None, None) => None,
+    };
+    if rx.is_none() && p.tx_pcap.is_none() {
+        return Err(bad(
+            &key("rx_pcap"),
+            "a pcap port needs rx_pcap, generate or tx_pcap".into(),
+        ));
+    }
+    if p.infinite_rx == Some(true) && rx.is_none() {
+        return Err(bad(&key("infinite_rx"), "needs rx_pcap or generate".into()));
+    }
+    for (k, v) in [("rx_pcap", &p.rx_pcap), ("tx_pcap", &p.tx_pcap)] {
+        if let Some(v) = v {
+            if v.to_string_lossy().contains([',', '=']) {
+                return Err(bad(
+                    &key(k),
+                    format!("{}: ',' and '=' cannot appear in the path", v.display()),
+                ));
+            }
+        }
+    }
+    Ok(PortKind::Pcap {
+        rx,
+        tx: p.tx_pcap.clone(),
+        infinite_rx: p.infinite_rx.unwrap_or(false),
+    })
+}
+
+/// `[l2]`: the static MAC table names vm ports.
+fn check_l2(l2: &L2, ports: &[PortConfig]) -> Result<(), Bad> {
+    let mut macs = HashSet::new();
+    for (i, e) in l2.fdb.iter().enumerate() {
+        let key = |k: &str| format!("l2.fdb[{i}].{k}");
+        if e.mac.is_multicast() || e.mac.is_zero() {
+            return Err(bad(
+                &key("mac"),
+                format!("{} is not a unicast address", e.mac),
+            ));
+        }
+        if !macs.insert(e.mac) {
+            return Err(bad(&key("mac"), format!("{} is listed twice", e.mac)));
+        }
+        match ports.iter().find(|p| p.name == e.port) {
+            None => return Err(bad(&key("port"), format!("no port is named {:?}", e.port))),
+            Some(p) if p.role != PortRole::Vm => {
+                return Err(bad(
+                    &key("port"),
+                    format!("port {:?} is not a vm port", e.port),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `[underlay]`.
+fn check_underlay(underlay: &Underlay) -> Result<(), Bad> {
+    let mut ips = HashSet::new();
+    for (i, n) in underlay.neighbors.iter().enumerate() {
+        let key = |k: &str| format!("underlay.neighbors[{i}].{k}");
+        if n.mac.is_multicast() || n.mac.is_zero() {
+            return Err(bad(
+                &key("mac"),
+                format!("{} is not a unicast address", n.mac),
+            ));
+        }
+        if !ips.insert(n.ip) {
+            return Err(bad(&key("ip"), format!("{} is listed twice", n.ip)));
+        }
+    }
+    Ok(())
+}
+
+/// On a dvr_snat node, one worker polls every port: one SNAT table serves
+/// both directions, so the worker that polls the external port must see
+/// every packet that creates a session.
+fn check_snat_worker(agent_mode: AgentMode, ports: &[PortConfig]) -> Result<(), Bad> {
+    if agent_mode != AgentMode::DvrSnat {
+        return Ok(());
+    }
+    if let Some(ext) = ports.iter().find(|p| p.role == PortRole::External) {
+        if let Some(p) = ports.iter().find(|p| p.worker != ext.worker) {
+            return Err(bad(
+                &format!("ports.{}.worker", p.name),
+                format!(
+                    "on a dvr_snat node every port is polled by the external port's worker ({}): its SNAT sessions serve both directions",
+                    ext.worker
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[nat]`.
+fn check_nat(t: &Nat) -> Result<(), Bad> {
+    if parse_range(&t.port_range).is_none() {
+        return Err(bad(
+            "nat.port_range",
+            format!(
+                "{:?} is not a port range LO-HI with 1 <= LO <= HI <= 65535",
+                t.port_range
+            ),
+        ));
+    }
+    if t.max_sessions == 0 || t.max_sessions > 1 << 26 {
+        return Err(bad(
+            "nat.max_sessions",
+            format!("{} is not between 1 and 67108864", t.max_sessions),
+        ));
+    }
+    for (key, v) in [
+        ("nat.tcp_established_timeout", t.tcp_established_timeout),
+        ("nat.tcp_transitory_timeout", t.tcp_transitory_timeout),
+        ("nat.udp_timeout", t.udp_timeout),
+        ("nat.icmp_timeout", t.icmp_timeout),
+    ] {
+        if timeout_ms(v).is_none() {
+            return Err(bad(
+                key,
+                format!(
+                    "{v} is not a timeout: seconds from 0.001 to {}, to the millisecond",
+                    TIMEOUT_MAX_MS as f64 / 1000.0
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[control]`.
+fn check_control(control: &Control) -> Result<(), Bad> {
+    if let Some(g) = &control.group {
+        if g.is_empty() || g.contains([':', '/', ' ']) {
+            return Err(bad("control.group", format!("{g:?} is not a group name")));
+        }
+    }
+    Ok(())
 }
 
 fn is_pci_address(s: &str) -> bool {

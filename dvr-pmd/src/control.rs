@@ -14,15 +14,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dvr::model::{Applied, Change, Model, Store};
+use dvr::proto::answers::{self, Stats, Status, TableKind, TablesAnswer, Trace};
 use dvr::proto::{
     self, params, Decoded, ErrorCode, Line, ListParams, Request, Response, ShowParams,
+    TablesParams, TraceParams,
 };
-use serde_json::json;
 
 /// Counters and identity of the node, as the control thread reports them.
 pub trait NodeView: Send + Sync {
-    fn status(&self) -> serde_json::Value;
-    fn stats(&self) -> serde_json::Value;
+    /// Who the node is and what it runs; `generation`: the model's.
+    fn status(&self, generation: u64) -> Status;
+    fn stats(&self) -> Stats;
     /// Compiles the model into the dataplane's tables and publishes them:
     /// from scratch, or only what a committed transaction touched (`applied`).
     fn publish(&self, model: &Model, applied: Option<&[Applied]>);
@@ -39,10 +41,10 @@ pub trait NodeView: Send + Sync {
     /// router or all), `fdb` (this node's MAC tables), or `sessions` (the
     /// workers' SNAT sessions, of one router or all: asked of the workers,
     /// waiting for them at most 200 ms).
-    fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String>;
+    fn tables(&self, what: TableKind, router: Option<&str>) -> Result<TablesAnswer, String>;
     /// Runs a described frame through the pipeline code on the published tables
     /// and reports each stage's decision (nothing is sent).
-    fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String>;
+    fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
 }
@@ -359,15 +361,7 @@ struct Committed<'a> {
     version: u32,
     id: u64,
     ok: bool,
-    result: CommittedResult<'a>,
-}
-
-#[derive(serde::Serialize)]
-struct CommittedResult<'a> {
-    generation: u64,
-    applied: &'a [Applied],
-    publish_us: u64,
-    durable_us: u64,
+    result: answers::Committed<'a>,
 }
 
 /// Handles one request line; returns the response line (without the newline).
@@ -412,15 +406,27 @@ fn apply(
                 version: proto::VERSION,
                 id,
                 ok: true,
-                result: CommittedResult {
+                result: answers::Committed {
                     generation,
-                    applied: &applied,
+                    applied: std::borrow::Cow::Borrowed(&applied),
                     publish_us,
                     durable_us: received.elapsed().as_micros() as u64,
                 },
             })
         }
         Err(e) => to_line(&Response::err(id, ErrorCode::Rejected, e.to_string())),
+    }
+}
+
+/// A typed answer as a response.
+fn answer(id: u64, result: &impl serde::Serialize) -> Response {
+    match serde_json::to_value(result) {
+        Ok(v) => Response::ok(id, v),
+        Err(e) => Response::err(
+            id,
+            ErrorCode::Internal,
+            format!("cannot encode the answer: {e}"),
+        ),
     }
 }
 
@@ -455,26 +461,11 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
             format!("{} takes no params", req.method),
         ),
         "status" => {
-            let mut v = shared_state.view.status();
             let generation = shared_state.lock().model.generation;
-            v["generation"] = json!(generation);
-            v["published_generation"] = json!(shared_state.view.published_generation());
-            v["protocol"] = json!(proto::VERSION);
-            Response::ok(id, v)
+            answer(id, &shared_state.view.status(generation))
         }
-        "stats" => Response::ok(id, shared_state.view.stats()),
+        "stats" => answer(id, &shared_state.view.stats()),
         "trace" => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct TraceParams {
-                port: String,
-                src_mac: dvr::mac::MacAddr,
-                dst_mac: dvr::mac::MacAddr,
-                #[serde(default)]
-                src_ip: Option<std::net::Ipv4Addr>,
-                #[serde(default)]
-                dst_ip: Option<std::net::Ipv4Addr>,
-            }
             let p: TraceParams = match params(id, req.params) {
                 Ok(p) => p,
                 Err(r) => return r,
@@ -492,23 +483,16 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 0,
             );
             match shared_state.view.trace(&p.port, &frame) {
-                Ok(v) => Response::ok(id, v),
+                Ok(v) => answer(id, &v),
                 Err(e) => Response::err(id, ErrorCode::NotFound, e),
             }
         }
         "tables" => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct TablesParams {
-                what: String,
-                #[serde(default)]
-                router: Option<String>,
-            }
             let p: TablesParams = match params(id, req.params) {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            if !["fib", "neighbors", "fdb", "nat", "sessions"].contains(&p.what.as_str()) {
+            let Some(what) = TableKind::from_name(&p.what) else {
                 return Response::err(
                     id,
                     ErrorCode::InvalidRequest,
@@ -517,8 +501,8 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                         p.what
                     ),
                 );
-            }
-            if let (true, Some(r)) = (p.what == "sessions", &p.router) {
+            };
+            if let (TableKind::Sessions, Some(r)) = (what, &p.router) {
                 if !shared_state.lock().model.routers.contains_key(r) {
                     return Response::err(
                         id,
@@ -527,8 +511,8 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                     );
                 }
             }
-            match shared_state.view.tables(&p.what, p.router.as_deref()) {
-                Ok(v) => Response::ok(id, v),
+            match shared_state.view.tables(what, p.router.as_deref()) {
+                Ok(v) => answer(id, &v),
                 Err(e) => Response::err(id, ErrorCode::NotFound, e),
             }
         }

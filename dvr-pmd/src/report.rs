@@ -5,8 +5,12 @@ use std::io::Write;
 use std::time::Instant;
 
 use dvr::config::StatsFormat;
+use dvr::proto::answers::{
+    CycleSplit, FdbEntry, FdbLocal, FibEntry, NatEntry, NatKind, NeighborEntry, PortStats,
+    PortStatus, SessionEntry, SessionWorker, Sessions, Stats, Status, Table, TableKind,
+    TablesAnswer, Trace, TraceStage, WorkerId, WorkerStats,
+};
 use dvr::stats::{total, DropReason, WorkerSnapshot};
-use serde::Serialize;
 
 use std::sync::Arc;
 
@@ -62,12 +66,12 @@ impl View {
         self.counters.iter().map(|c| c.snapshot()).collect()
     }
 
-    /// The counters as one JSON object (the `--stats-format json` line).
-    pub fn counters_json(&self, is_final: bool) -> serde_json::Value {
+    /// The counters (the `stats` answer and the `--stats-format json` line).
+    pub fn counters(&self, is_final: bool) -> Stats {
         let ws = self.snapshot();
         let t = total(&ws, self.ports.len());
-        let line = Line {
-            node: &self.node,
+        Stats {
+            node: self.node.clone(),
             t: self.started.elapsed().as_secs_f64(),
             is_final,
             tsc_hz: self.tsc_hz,
@@ -77,8 +81,8 @@ impl View {
                 .zip(&t.ports)
                 .map(|(p, c)| {
                     let d = p.stats();
-                    PortLine {
-                        name: p.name(),
+                    PortStats {
+                        name: p.name().to_owned(),
                         rx_packets: c.rx_packets,
                         rx_bytes: c.rx_bytes,
                         tx_packets: c.tx_packets,
@@ -92,12 +96,12 @@ impl View {
                 .collect(),
             drops: DropReason::ALL
                 .iter()
-                .map(|r| (r.name().to_owned(), t.drops[*r as usize].into()))
+                .map(|r| (r.name().to_owned(), t.drops[*r as usize]))
                 .collect(),
             workers: ws
                 .iter()
                 .enumerate()
-                .map(|(i, w)| WorkerLine {
+                .map(|(i, w)| WorkerStats {
                     worker: i,
                     core: self.cores[i],
                     packets: w.packets,
@@ -109,7 +113,7 @@ impl View {
                     sampled_cycles: w.sampled_cycles,
                     sampled_rx_cycles: w.sampled_rx_cycles,
                     sampled_tx_cycles: w.sampled_tx_cycles,
-                    cycles_per_packet_split: w.split(),
+                    cycles_per_packet_split: w.split().map(CycleSplit::from),
                     nat_sessions: w.nat_sessions,
                     nat_sessions_created: w.nat_sessions_created,
                     flow_hits: w.flow_hits,
@@ -118,29 +122,35 @@ impl View {
                     snat_way: w.snat_way,
                 })
                 .collect(),
-        };
-        serde_json::to_value(&line).unwrap_or_default()
+        }
     }
 }
 
 impl NodeView for View {
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "node": self.node,
-            "agent_mode": self.agent_mode,
-            "uptime_s": self.started.elapsed().as_secs_f64(),
-            "workers": self.cores,
-            "ports": self.ports.iter().map(|p| serde_json::json!({
-                "name": p.name(),
-                "id": p.id(),
-                "mac": dvr::mac::MacAddr(p.mac()).to_string(),
-                "link_up": p.link_up(),
-            })).collect::<Vec<_>>(),
-        })
+    fn status(&self, generation: u64) -> Status {
+        Status {
+            node: self.node.clone(),
+            agent_mode: self.agent_mode,
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            workers: self.cores.clone(),
+            ports: self
+                .ports
+                .iter()
+                .map(|p| PortStatus {
+                    name: p.name().to_owned(),
+                    id: p.id(),
+                    mac: dvr::mac::MacAddr(p.mac()),
+                    link_up: p.link_up(),
+                })
+                .collect(),
+            generation,
+            published_generation: self.published_generation(),
+            protocol: dvr::proto::VERSION,
+        }
     }
 
-    fn stats(&self) -> serde_json::Value {
-        self.counters_json(false)
+    fn stats(&self) -> Stats {
+        self.counters(false)
     }
 
     fn publish(&self, model: &Model, applied: Option<&[Applied]>) {
@@ -177,16 +187,20 @@ impl NodeView for View {
         (self.agent_mode, self.vtep, self.dvr_mac)
     }
 
-    fn trace(&self, port: &str, frame: &[u8]) -> Result<serde_json::Value, String> {
+    fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String> {
         let in_port = self
             .node_ports
             .index_of(port)
             .ok_or_else(|| format!("no dataplane port named {port}"))?;
         let snap = self.tables.load_full();
-        let mut stages = vec![
-            serde_json::json!({"stage": "ingress", "port": port, "index": in_port,
-            "frame_len": frame.len(), "generation": snap.generation}),
-        ];
+        let mut stages = vec![TraceStage {
+            stage: "ingress".into(),
+            port: Some(port.to_owned()),
+            index: Some(in_port),
+            frame_len: Some(frame.len()),
+            generation: Some(snap.generation),
+            ..Default::default()
+        }];
         // The same code the workers run, on the same snapshot, on a copy of the
         // frame in a buffer with the mbufs' headroom.
         const HEADROOM: usize = 128;
@@ -201,7 +215,11 @@ impl NodeView for View {
         let mut notes = dvr::pipeline::Notes::default();
         let v = dvr::pipeline::process(&snap, &mut env, in_port, &mut f, &mut notes);
         for (stage, what) in notes.0 {
-            stages.push(serde_json::json!({"stage": stage, "decision": what}));
+            stages.push(TraceStage {
+                stage: stage.to_string(),
+                decision: Some(what.to_string()),
+                ..Default::default()
+            });
         }
         let name = |p: u16| {
             self.node_ports
@@ -210,6 +228,11 @@ impl NodeView for View {
                 .map_or("?".to_string(), |d| d.name.clone())
         };
         let hex: String = f.data().iter().map(|b| format!("{b:02x}")).collect();
+        let output = |decision: &str| TraceStage {
+            stage: "output".into(),
+            decision: Some(decision.into()),
+            ..Default::default()
+        };
         let last = match (v, env.noted) {
             (Ok(dvr::pipeline::FLOOD), _) => {
                 let targets: Vec<String> = env
@@ -225,66 +248,56 @@ impl NodeView for View {
                             .map_or("?".into(), |h| format!("host {}", h.name)),
                     })
                     .collect();
-                serde_json::json!({"stage": "output", "decision": "flood", "copies_to": targets})
+                TraceStage {
+                    copies_to: Some(targets),
+                    ..output("flood")
+                }
             }
-            (Ok(p), Some(r)) => serde_json::json!({"stage": "output", "decision": "answer",
-                "out_port": name(p), "reason": r.name(), "frame": hex}),
-            (Ok(p), None) => serde_json::json!({"stage": "output", "decision": "forward",
-                "out_port": name(p), "frame": hex}),
-            (Err(r), _) => serde_json::json!({"stage": "output", "decision": "drop",
-                "reason": r.name(), "why": r.describe()}),
+            (Ok(p), Some(r)) => TraceStage {
+                out_port: Some(name(p)),
+                reason: Some(r.name().into()),
+                frame: Some(hex),
+                ..output("answer")
+            },
+            (Ok(p), None) => TraceStage {
+                out_port: Some(name(p)),
+                frame: Some(hex),
+                ..output("forward")
+            },
+            (Err(r), _) => TraceStage {
+                reason: Some(r.name().into()),
+                why: Some(r.describe().into()),
+                ..output("drop")
+            },
         };
         stages.push(last);
-        Ok(serde_json::json!({ "stages": stages }))
+        Ok(Trace { stages })
     }
 
-    fn tables(&self, what: &str, router: Option<&str>) -> Result<serde_json::Value, String> {
-        if what == "sessions" {
-            return self.sessions(router);
+    fn tables(&self, what: TableKind, router: Option<&str>) -> Result<TablesAnswer, String> {
+        if what == TableKind::Sessions {
+            return self.sessions(router).map(TablesAnswer::Sessions);
         }
         let snap = self.tables.load();
         let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
         let Some(c) = c.as_ref() else {
             return Err("no tables published yet".into());
         };
-        if what == "fdb" {
-            // Every network's table: local ports, ports on other hosts (behind
-            // their VTEP) and router interfaces.
-            let mut entries = Vec::new();
-            // The model port served on each dataplane port (the first by
-            // network and MAC, as compiled).
-            let mut served: std::collections::HashMap<u16, String> = Default::default();
-            for (_, _, port, idx) in c.local_entries() {
-                served.entry(idx).or_insert(port);
-            }
-            for net in c.network_names() {
-                let Some(t) = snap.network(c, &net) else {
-                    continue;
-                };
-                let mut v: Vec<_> = t.fdb.iter().collect();
-                v.sort_by_key(|(k, _)| dvr::mac::MacAddr::from_key(*k));
-                for (k, d) in v {
-                    let mut e = serde_json::json!({"network": net, "mac": dvr::mac::MacAddr::from_key(k).to_string(),
-                        "location": location(c, d)});
-                    if let dvr::snapshot::Dest::Local(i) = d {
-                        e["dataplane_port"] = self
-                            .node_ports
-                            .ports
-                            .get(i as usize)
-                            .map(|p| p.name.clone())
-                            .into();
-                        e["port"] = served.get(&i).cloned().into();
-                    }
-                    entries.push(e);
-                }
-            }
-            return Ok(serde_json::json!({"generation": snap.generation, "entries": entries}));
+        let generation = snap.generation;
+        if what == TableKind::Fdb {
+            let entries = self.fdb(c, &snap);
+            return Ok(TablesAnswer::Fdb(Table {
+                generation,
+                entries,
+            }));
         }
         let names: Vec<String> = match router {
             Some(r) => vec![r.to_owned()],
             None => c.router_names(),
         };
-        let mut out = Vec::new();
+        let mut fib = Vec::new();
+        let mut nat = Vec::new();
+        let mut neighbors = Vec::new();
         for name in names {
             let Some(t) = snap.router(c, &name) else {
                 if router.is_some() {
@@ -294,35 +307,40 @@ impl NodeView for View {
                 }
                 continue;
             };
-            if what == "fib" {
-                for (p, nh) in t.fib.routes() {
-                    out.push(serde_json::json!({"router": name, "prefix": p.to_string(), "next_hop": nh}));
-                }
-            } else if what == "nat" {
-                if let Some(g) = &t.snat {
-                    out.push(serde_json::json!({"router": name, "type": "snat",
-                    "external": g.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","),
-                    "internal": if g.enable_snat { "all subnets" } else { "disabled" },
-                    "where": g.host.as_deref().map_or("no dvr_snat host".into(), |h| {
-                        if g.here { format!("{h} (this node)") } else { h.to_string() }
-                    })}));
-                }
-                let mut v: Vec<_> = t.fips.values().collect();
-                v.sort_by_key(|f| f.floating);
-                for f in v {
-                    out.push(serde_json::json!({"router": name, "type": "floating_ip",
-                        "external": f.floating.to_string(), "internal": f.fixed.to_string(),
-                        "port": f.port, "where": location(c, f.dest)}));
-                }
-            } else {
-                let mut v: Vec<_> = t.neighbors.iter().collect();
-                v.sort_by_key(|(ip, _)| **ip);
-                for (ip, n) in v {
-                    out.push(serde_json::json!({"router": name, "ip": ip.to_string(), "mac": n.mac.to_string(), "port": n.port, "location": location(c, n.dest)}));
+            match what {
+                TableKind::Fib => fib.extend(t.fib.routes().into_iter().map(|(p, nh)| FibEntry {
+                    router: name.clone(),
+                    prefix: p.to_string(),
+                    next_hop: nh.into(),
+                })),
+                TableKind::Nat => nat.extend(nat_entries(c, &name, t)),
+                _ => {
+                    let mut v: Vec<_> = t.neighbors.iter().collect();
+                    v.sort_by_key(|(ip, _)| **ip);
+                    neighbors.extend(v.into_iter().map(|(ip, n)| NeighborEntry {
+                        router: name.clone(),
+                        ip: ip.to_string(),
+                        mac: n.mac.to_string(),
+                        port: n.port.clone(),
+                        location: location(c, n.dest),
+                    }));
                 }
             }
         }
-        Ok(serde_json::json!({"generation": snap.generation, "entries": out}))
+        Ok(match what {
+            TableKind::Fib => TablesAnswer::Fib(Table {
+                generation,
+                entries: fib,
+            }),
+            TableKind::Nat => TablesAnswer::Nat(Table {
+                generation,
+                entries: nat,
+            }),
+            _ => TablesAnswer::Neighbors(Table {
+                generation,
+                entries: neighbors,
+            }),
+        })
     }
 
     fn published_generation(&self) -> u64 {
@@ -330,16 +348,99 @@ impl NodeView for View {
     }
 }
 
+/// A router's translations: its SNAT, then its floating IPs by address.
+fn nat_entries(c: &Compiler, router: &str, t: &dvr::snapshot::RouterTables) -> Vec<NatEntry> {
+    let mut out = Vec::new();
+    if let Some(g) = &t.snat {
+        out.push(NatEntry {
+            router: router.to_owned(),
+            kind: NatKind::Snat,
+            external: g
+                .ips
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            internal: if g.enable_snat {
+                "all subnets"
+            } else {
+                "disabled"
+            }
+            .into(),
+            port: None,
+            at: g.host.as_deref().map_or("no dvr_snat host".into(), |h| {
+                if g.here {
+                    format!("{h} (this node)")
+                } else {
+                    h.to_string()
+                }
+            }),
+        });
+    }
+    let mut v: Vec<_> = t.fips.values().collect();
+    v.sort_by_key(|f| f.floating);
+    for f in v {
+        out.push(NatEntry {
+            router: router.to_owned(),
+            kind: NatKind::FloatingIp,
+            external: f.floating.to_string(),
+            internal: f.fixed.to_string(),
+            port: Some(f.port.clone()),
+            at: location(c, f.dest),
+        });
+    }
+    out
+}
+
 /// How long the control thread waits for the workers' session answers.
 const SESSIONS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl View {
+    /// Every network's MAC table: local ports, ports on other hosts (behind
+    /// their VTEP) and router interfaces.
+    fn fdb(&self, c: &Compiler, snap: &dvr::snapshot::Snapshot) -> Vec<FdbEntry> {
+        let mut entries = Vec::new();
+        // The model port served on each dataplane port (the first by
+        // network and MAC, as compiled).
+        let mut served: std::collections::HashMap<u16, String> = Default::default();
+        for (_, _, port, idx) in c.local_entries() {
+            served.entry(idx).or_insert(port);
+        }
+        for net in c.network_names() {
+            let Some(t) = snap.network(c, &net) else {
+                continue;
+            };
+            let mut v: Vec<_> = t.fdb.iter().collect();
+            v.sort_by_key(|(k, _)| dvr::mac::MacAddr::from_key(*k));
+            for (k, d) in v {
+                let local = match d {
+                    dvr::snapshot::Dest::Local(i) => Some(FdbLocal {
+                        dataplane_port: self
+                            .node_ports
+                            .ports
+                            .get(i as usize)
+                            .map(|p| p.name.clone()),
+                        port: served.get(&i).cloned(),
+                    }),
+                    _ => None,
+                };
+                entries.push(FdbEntry {
+                    network: net.clone(),
+                    mac: dvr::mac::MacAddr::from_key(k).to_string(),
+                    location: location(c, d),
+                    local,
+                });
+            }
+        }
+        entries
+    }
+
     /// The SNAT sessions of every worker (of router `router` only, if given):
     /// asked of the workers, which each answer from their own table between
     /// bursts with at most `punt::SESSIONS_MAX` sessions and their count. A
     /// worker that does not answer within [`SESSIONS_TIMEOUT`] is named in
     /// `unanswered`.
-    fn sessions(&self, router: Option<&str>) -> Result<serde_json::Value, String> {
+    fn sessions(&self, router: Option<&str>) -> Result<Sessions, String> {
         let (generation, names) = {
             let c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
             let Some(c) = c.as_ref() else {
@@ -347,56 +448,59 @@ impl View {
             };
             (self.tables.load().generation, c.router_names())
         };
+        let mut out = Sessions {
+            generation,
+            entries: Vec::new(),
+            total: 0,
+            limit_per_worker: dvr::punt::SESSIONS_MAX,
+            workers: Vec::new(),
+            unanswered: Vec::new(),
+        };
         let id = match router {
             None => None,
             Some(r) => match names.iter().position(|n| n == r) {
                 Some(i) => Some(i as u32),
                 // Known to the model (the caller checked) but never compiled
                 // here: no sessions.
-                None => {
-                    return Ok(serde_json::json!({"generation": generation, "entries": [],
-                        "total": 0, "limit_per_worker": dvr::punt::SESSIONS_MAX,
-                        "workers": [], "unanswered": []}))
-                }
+                None => return Ok(out),
             },
         };
         let answers = self
             .exchange
             .sessions
             .ask(id, self.counters.len(), SESSIONS_TIMEOUT);
-        let mut entries = Vec::new();
-        let mut workers = Vec::new();
-        let mut unanswered = Vec::new();
-        let mut total = 0;
         for (w, a) in answers.into_iter().enumerate() {
+            let core = self.cores[w];
             let Some(a) = a else {
-                unanswered.push(serde_json::json!({"worker": w, "core": self.cores[w]}));
+                out.unanswered.push(WorkerId { worker: w, core });
                 continue;
             };
-            total += a.total;
-            workers.push(serde_json::json!({"worker": w, "core": self.cores[w],
-                "sessions": a.total, "listed": a.sessions.len()}));
+            out.total += a.total;
+            out.workers.push(SessionWorker {
+                worker: w,
+                core,
+                sessions: a.total,
+                listed: a.sessions.len(),
+            });
             let mut v = a.sessions;
             v.sort_by_key(|s| (s.router, s.inside, s.remote, s.proto));
-            for s in v {
-                entries.push(serde_json::json!({
-                    "router": names.get(s.router as usize).map_or_else(|| format!("#{}", s.router), |n| n.clone()),
-                    "protocol": s.protocol(),
-                    "inside": s.inside.to_string(),
-                    "outside": s.outside.to_string(),
-                    "remote": s.remote.to_string(),
-                    "state": s.state.name(),
-                    "idle_s": s.idle_ms as f64 / 1000.0,
-                    "age_s": s.age_ms as f64 / 1000.0,
-                    "worker": w,
-                }));
-            }
+            out.entries.extend(v.into_iter().map(|s| {
+                SessionEntry {
+                    router: names
+                        .get(s.router as usize)
+                        .map_or_else(|| format!("#{}", s.router), |n| n.clone()),
+                    protocol: s.protocol().into(),
+                    inside: s.inside.to_string(),
+                    outside: s.outside.to_string(),
+                    remote: s.remote.to_string(),
+                    state: s.state.name().into(),
+                    idle_s: s.idle_ms as f64 / 1000.0,
+                    age_s: s.age_ms as f64 / 1000.0,
+                    worker: w,
+                }
+            }));
         }
-        Ok(
-            serde_json::json!({"generation": generation, "entries": entries, "total": total,
-            "limit_per_worker": dvr::punt::SESSIONS_MAX, "workers": workers,
-            "unanswered": unanswered}),
-        )
+        Ok(out)
     }
 }
 
@@ -412,64 +516,6 @@ fn location(c: &Compiler, d: dvr::snapshot::Dest) -> String {
         Dest::Router { router, iface } => format!("router {router} interface {iface}"),
         Dest::Nowhere => "unbound".into(),
     }
-}
-
-#[derive(Serialize)]
-struct PortLine<'a> {
-    name: &'a str,
-    rx_packets: u64,
-    rx_bytes: u64,
-    tx_packets: u64,
-    tx_bytes: u64,
-    /// What the driver counted: packets it could not receive for want of buffers
-    /// or room, and its own errors.
-    imissed: u64,
-    ierrors: u64,
-    rx_nombuf: u64,
-    oerrors: u64,
-}
-
-#[derive(Serialize)]
-struct WorkerLine {
-    worker: usize,
-    core: usize,
-    packets: u64,
-    polls: u64,
-    busy_polls: u64,
-    poll_cycles: u64,
-    cycles_per_packet: f64,
-    /// The polls timed in parts (`dvr::stats::WorkerCounters`), and
-    /// `cycles_per_packet` divided in their shares (absent before one).
-    sampled_packets: u64,
-    sampled_cycles: u64,
-    sampled_rx_cycles: u64,
-    sampled_tx_cycles: u64,
-    cycles_per_packet_split: Option<dvr::stats::CycleSplit>,
-    /// Sessions in the worker's SNAT table (expired ones not yet freed
-    /// included), and sessions it created since it started.
-    nat_sessions: u64,
-    nat_sessions_created: u64,
-    /// Frames that took the flow cache, and flows cached (see `dvr::flow`).
-    flow_hits: u64,
-    flow_inserts: u64,
-    /// Frames from the underlay the decap way and the SNAT way decided
-    /// (see `dvr::stats::WorkerCounters`).
-    decap_way: u64,
-    snat_way: u64,
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    node: &'a str,
-    /// Seconds since the node started forwarding.
-    t: f64,
-    /// The last line, printed after the workers stopped: the exact totals.
-    #[serde(rename = "final")]
-    is_final: bool,
-    tsc_hz: u64,
-    ports: Vec<PortLine<'a>>,
-    drops: serde_json::Map<String, serde_json::Value>,
-    workers: Vec<WorkerLine>,
 }
 
 pub struct Reporter {
@@ -507,7 +553,7 @@ impl Reporter {
         let mut out = Vec::new();
         match self.format {
             StatsFormat::Json => {
-                let _ = serde_json::to_writer(&mut out, &view.counters_json(is_final));
+                let _ = serde_json::to_writer(&mut out, &view.counters(is_final));
                 let _ = writeln!(out);
             }
             StatsFormat::Text => {

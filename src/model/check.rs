@@ -32,15 +32,6 @@ pub(super) fn check_name(kind: Kind, name: &str) -> Result<(), ModelError> {
     Ok(())
 }
 
-pub(super) fn agent_mode_str(m: AgentMode) -> &'static str {
-    match m {
-        AgentMode::Dvr => "dvr",
-        AgentMode::DvrSnat => "dvr_snat",
-        AgentMode::DvrNoExternal => "dvr_no_external",
-        AgentMode::Legacy => "legacy",
-    }
-}
-
 pub(super) fn is_v6(net: &IpNet) -> bool {
     matches!(net, IpNet::V6(_))
 }
@@ -755,7 +746,7 @@ impl<'m> Ctx<'m> {
             if host.agent_mode != AgentMode::DvrSnat && !legacy_home {
                 bail!(
                     "host {h} is in agent mode {}; a router's SNAT needs a dvr_snat host (or, for a router that is not distributed, a legacy host)",
-                    agent_mode_str(host.agent_mode)
+                    host.agent_mode.name()
                 );
             }
         }

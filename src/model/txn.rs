@@ -9,12 +9,12 @@ use ipnet::IpNet;
 
 use super::alloc::{first_host, lowest_free};
 use super::check::{
-    agent_mode_str, check_name, check_pair, is_v6, nexthop_reachable, router_connects, Ctx, ObjId,
-    ObjRef,
+    check_name, check_pair, is_v6, nexthop_reachable, router_connects, Ctx, ObjId, ObjRef,
 };
 use super::index::{ObjKey, Rel};
 use super::*;
 use crate::config::AgentMode;
+use crate::mac::MacAddr;
 
 /// The previous value of an object a transaction wrote (`None`: it did not exist).
 pub(super) enum Undo {
@@ -40,10 +40,10 @@ macro_rules! writers {
 
                 fn $del(&mut self, log: &mut Vec<Undo>, k: &$kty) {
                     if self.$map.contains_key(k) {
-                        self.reindex(ObjKey::$variant(k.clone()), None);
+                        self.reindex(ObjKey::$variant(k.to_owned()), None);
                     }
                     if let Some(old) = self.$map.remove(k) {
-                        log.push(Undo::$variant(k.clone(), Some(old)));
+                        log.push(Undo::$variant(k.to_owned(), Some(old)));
                     }
                 }
             )*
@@ -70,11 +70,11 @@ macro_rules! writers {
 }
 
 writers! {
-    put_host, del_host, hosts, Host, Host, name: String;
-    put_network, del_network, networks, Network, Network, name: String;
-    put_subnet, del_subnet, subnets, Subnet, Subnet, name: String;
-    put_port, del_port, ports, Port, Port, name: String;
-    put_router, del_router, routers, Router, Router, name: String;
+    put_host, del_host, hosts, Host, Host, name: str;
+    put_network, del_network, networks, Network, Network, name: str;
+    put_subnet, del_subnet, subnets, Subnet, Subnet, name: str;
+    put_port, del_port, ports, Port, Port, name: str;
+    put_router, del_router, routers, Router, Router, name: str;
     put_fip, del_fip, floating_ips, Fip, FloatingIp, address: Ipv4Addr;
 }
 
@@ -116,233 +116,28 @@ impl Model {
                 vtep,
                 dvr_mac,
                 fip_gateway,
-            } => {
-                let h = Host {
-                    name: name.clone(),
-                    agent_mode: *agent_mode,
-                    vtep: *vtep,
-                    dvr_mac: *dvr_mac,
-                    fip_gateway: fip_gateway.clone(),
-                };
-                let ctx = Ctx::scan(self);
-                ctx.check_host(&h)?;
-                ctx.check_new_claims(ObjRef::Host(&h), self.hosts.get(name).map(ObjRef::Host))?;
-                if h.agent_mode != AgentMode::DvrSnat {
-                    let legacy_ok =
-                        |r: &Router| !r.distributed && h.agent_mode == AgentMode::Legacy;
-                    if let Some(r) = self
-                        .index()
-                        .rel(Rel::RoutersBySnatHost, name)
-                        .find(|r| !self.routers.get(r.name()).is_some_and(legacy_ok))
-                    {
-                        bail!(
-                            "router {} has its SNAT on host {name}, which must stay in agent mode dvr_snat (not {}); move the SNAT first",
-                            r.name(),
-                            agent_mode_str(h.agent_mode)
-                        );
-                    }
-                }
-                self.put_host(log, h);
-                Ok(applied(Kind::Host, name))
-            }
-            Change::HostDelete { name } => {
-                self.host(name)?;
-                let bound: Vec<&str> = self
-                    .index()
-                    .rel(Rel::PortsByHost, name)
-                    .map(ObjKey::name)
-                    .collect();
-                if !bound.is_empty() {
-                    bail!(
-                        "host {name} has ports bound to it ({}); unbind them (port unset --host) or delete them first",
-                        some_names(bound)
-                    );
-                }
-                if let Some(r) = self.index().rel(Rel::RoutersBySnatHost, name).next() {
-                    bail!(
-                        "router {} has its SNAT on host {name}; move it to another host first",
-                        r.name()
-                    );
-                }
-                self.del_host(log, name);
-                Ok(applied(Kind::Host, name))
-            }
-
+            } => self.host_set(log, name, agent_mode, vtep, dvr_mac, fip_gateway),
+            Change::HostDelete { name } => self.host_delete(log, name),
             Change::NetworkCreate {
                 name,
                 network_type,
                 segment,
                 mtu,
                 external,
-            } => {
-                if self.networks.contains_key(name) {
-                    bail!("network {name} already exists");
-                }
-                let n = Network {
-                    name: name.clone(),
-                    network_type: *network_type,
-                    segment: *segment,
-                    mtu: mtu.unwrap_or(default_mtu(*network_type)),
-                    external: *external,
-                };
-                let ctx = Ctx::scan(self);
-                ctx.check_network(&n)?;
-                ctx.check_new_claims(ObjRef::Network(&n), None)?;
-                self.put_network(log, n);
-                Ok(applied(Kind::Network, name))
-            }
+            } => self.network_create(log, name, network_type, segment, mtu, external),
             Change::NetworkSet {
                 name,
                 mtu,
                 external,
-            } => {
-                let mut n = self.network(name)?.clone();
-                if let Some(mtu) = mtu {
-                    n.mtu = *mtu;
-                }
-                let ctx = Ctx::scan(self);
-                ctx.check_network(&n)?;
-                if n.mtu < 1280 {
-                    if let Some(s) = ctx.subnets_of(name).into_iter().find(|s| is_v6(&s.cidr)) {
-                        bail!(
-                            "network {name} has IPv6 subnet {} ({}); its MTU cannot go below 1280",
-                            s.name,
-                            s.cidr
-                        );
-                    }
-                }
-                if let Some(ext) = *external {
-                    if ext && !n.external {
-                        self.check_can_become_external(&ctx, name)?;
-                    }
-                    if !ext && n.external {
-                        self.check_can_become_internal(name)?;
-                    }
-                    n.external = ext;
-                }
-                self.put_network(log, n);
-                Ok(applied(Kind::Network, name))
-            }
-            Change::NetworkDelete { name } => {
-                self.network(name)?;
-                let ctx = Ctx::scan(self);
-                let subnets = ctx.subnets_of(name);
-                if !subnets.is_empty() {
-                    bail!(
-                        "network {name} still has subnets ({}); delete them first",
-                        some_names(subnets.iter().map(|s| &s.name))
-                    );
-                }
-                let ports: Vec<&str> = self
-                    .index()
-                    .rel(Rel::PortsByNetwork, name)
-                    .map(ObjKey::name)
-                    .collect();
-                if !ports.is_empty() {
-                    bail!(
-                        "network {name} still has ports ({}); delete them first",
-                        some_names(ports)
-                    );
-                }
-                // (Floating IPs and gateways need a subnet: covered above, but
-                // said plainly should a file have been edited by hand.)
-                if let Some(f) = self.index().rel(Rel::FipsByNetwork, name).next() {
-                    bail!(
-                        "network {name} still has floating IP {}; delete it first",
-                        f.address()
-                    );
-                }
-                if let Some(r) = self.index().rel(Rel::RoutersByGwNetwork, name).next() {
-                    bail!(
-                        "router {} has its external gateway on network {name}; unset it first",
-                        r.name()
-                    );
-                }
-                self.del_network(log, name);
-                Ok(applied(Kind::Network, name))
-            }
-
+            } => self.network_set(log, name, mtu, external),
+            Change::NetworkDelete { name } => self.network_delete(log, name),
             Change::SubnetCreate {
                 name,
                 network,
                 cidr,
                 gateway_ip,
-            } => {
-                if self.subnets.contains_key(name) {
-                    bail!("subnet {name} already exists");
-                }
-                let s = Subnet {
-                    name: name.clone(),
-                    network: network.clone(),
-                    cidr: *cidr,
-                    gateway_ip: match gateway_ip {
-                        None => Some(first_host(cidr)),
-                        Some(g) => *g,
-                    },
-                };
-                let ctx = Ctx::scan(self);
-                ctx.check_subnet(&s)?;
-                ctx.check_subnet_overlap(&s)?;
-                self.put_subnet(log, s);
-                Ok(applied(Kind::Subnet, name))
-            }
-            Change::SubnetDelete { name } => {
-                let s = self.subnet(name)?;
-                let idx = self.index();
-                let users = idx.rel(Rel::PortsBySubnet, name);
-                for p in users.filter_map(|k| self.ports.get(k.name())) {
-                    if let Some(f) = p.fixed_ips.iter().find(|f| &f.subnet == name) {
-                        bail!(
-                            "subnet {name} is used by port {} ({}); delete the port first",
-                            p.name,
-                            f.ip
-                        );
-                    }
-                }
-                let routers: BTreeSet<&ObjKey> = idx
-                    .rel(Rel::RoutersByIfaceSubnet, name)
-                    .chain(idx.rel(Rel::RoutersByGwSubnet, name))
-                    .collect();
-                for r in routers
-                    .into_iter()
-                    .filter_map(|k| self.routers.get(k.name()))
-                {
-                    if r.interfaces.iter().any(|i| &i.subnet == name) {
-                        bail!(
-                            "subnet {name} is an interface of router {}; remove it from the router first (router remove subnet)",
-                            r.name
-                        );
-                    }
-                    if let Some(f) = r
-                        .gateway
-                        .iter()
-                        .flat_map(|g| &g.ips)
-                        .find(|f| &f.subnet == name)
-                    {
-                        bail!(
-                            "router {}'s external gateway has {} in subnet {name}; unset the gateway first",
-                            r.name,
-                            f.ip
-                        );
-                    }
-                }
-                if let IpNet::V4(v4) = s.cidr {
-                    if let Some(f) = self
-                        .floating_ips
-                        .range(v4.network()..=v4.broadcast())
-                        .map(|(_, f)| f)
-                        .find(|f| f.network == s.network)
-                    {
-                        bail!(
-                            "floating IP {} is in subnet {name}; delete it first",
-                            f.address
-                        );
-                    }
-                }
-                self.del_subnet(log, name);
-                Ok(applied(Kind::Subnet, name))
-            }
-
+            } => self.subnet_create(log, name, network, cidr, gateway_ip),
+            Change::SubnetDelete { name } => self.subnet_delete(log, name),
             Change::PortCreate {
                 name,
                 network,
@@ -352,136 +147,44 @@ impl Model {
                 port_security,
                 allowed_address_pairs,
                 binding,
-            } => {
-                if self.ports.contains_key(name) {
-                    bail!("port {name} already exists");
-                }
-                check_name(Kind::Port, name)?;
-                self.network(network)?;
-                if let Some(h) = host {
-                    self.host(h)?;
-                }
-                let specs: Vec<FixedIpSpec> = if fixed_ips.is_empty() {
-                    // The first subnet of each family.
-                    let subnets = Ctx::scan(self).subnets_of(network);
-                    let v4 = subnets.iter().find(|s| !is_v6(&s.cidr));
-                    let v6 = subnets.iter().find(|s| is_v6(&s.cidr));
-                    v4.into_iter()
-                        .chain(v6)
-                        .map(|s| FixedIpSpec {
-                            subnet: Some(s.name.clone()),
-                            ip: None,
-                        })
-                        .collect()
-                } else {
-                    fixed_ips.clone()
-                };
-                let ips = self.resolve_fixed_ips(network, &specs, ObjId::Port(name))?;
-                let mut pairs = Vec::new();
-                add_pairs(&mut pairs, allowed_address_pairs)?;
-                let p = Port {
-                    name: name.clone(),
-                    network: network.clone(),
-                    mac: match mac {
-                        Some(m) => *m,
-                        None => self.generate_mac(&format!("port/{name}")),
-                    },
-                    fixed_ips: ips,
-                    host: host.clone(),
-                    port_security: port_security.unwrap_or(true),
-                    allowed_address_pairs: pairs,
-                    binding: binding.clone(),
-                };
-                let ctx = Ctx::scan(self);
-                ctx.check_port(&p)?;
-                ctx.check_new_claims(ObjRef::Port(&p), None)?;
-                self.put_port(log, p);
-                Ok(applied(Kind::Port, name))
-            }
+            } => self.port_create(
+                log,
+                name,
+                network,
+                mac,
+                fixed_ips,
+                host,
+                port_security,
+                allowed_address_pairs,
+                binding,
+            ),
             Change::PortSet {
                 name,
                 host,
                 binding,
                 port_security,
                 allowed_address_pairs,
-            } => {
-                let mut p = self.port(name)?.clone();
-                if let Some(h) = host {
-                    self.host(h)?;
-                    p.host = Some(h.clone());
-                }
-                if let Some(b) = binding {
-                    p.binding = Some(b.clone());
-                }
-                if let Some(ps) = port_security {
-                    p.port_security = *ps;
-                }
-                add_pairs(&mut p.allowed_address_pairs, allowed_address_pairs)?;
-                Ctx::scan(self).check_port(&p)?;
-                self.put_port(log, p);
-                Ok(applied(Kind::Port, name))
-            }
+            } => self.port_set(
+                log,
+                name,
+                host,
+                binding,
+                port_security,
+                allowed_address_pairs,
+            ),
             Change::PortUnset {
                 name,
                 host,
                 binding,
                 allowed_address_pairs,
-            } => {
-                let mut p = self.port(name)?.clone();
-                if *host {
-                    p.host = None;
-                }
-                if *binding {
-                    p.binding = None;
-                }
-                for pair in allowed_address_pairs {
-                    let before = p.allowed_address_pairs.len();
-                    p.allowed_address_pairs.retain(|x| {
-                        !(x.ip == pair.ip && (pair.mac.is_none() || x.mac == pair.mac))
-                    });
-                    if p.allowed_address_pairs.len() == before {
-                        bail!("port {name} has no allowed address pair {}", pair.ip);
-                    }
-                }
-                Ctx::scan(self).check_port(&p)?;
-                self.put_port(log, p);
-                Ok(applied(Kind::Port, name))
-            }
-            Change::PortDelete { name } => {
-                self.port(name)?;
-                if let Some(f) = self.index().rel(Rel::FipsByPort, name).next() {
-                    bail!(
-                        "floating IP {} is associated with port {name}; unset it first",
-                        f.address()
-                    );
-                }
-                self.del_port(log, name);
-                Ok(applied(Kind::Port, name))
-            }
-
+            } => self.port_unset(log, name, host, binding, allowed_address_pairs),
+            Change::PortDelete { name } => self.port_delete(log, name),
             Change::RouterCreate {
                 name,
                 distributed,
                 ha,
                 admin_state_up,
-            } => {
-                if self.routers.contains_key(name) {
-                    bail!("router {name} already exists");
-                }
-                let r = Router {
-                    name: name.clone(),
-                    distributed: distributed.unwrap_or(true),
-                    ha: *ha,
-                    admin_state_up: *admin_state_up,
-                    interfaces: Vec::new(),
-                    gateway: None,
-                    routes: Vec::new(),
-                    snat_host: None,
-                };
-                Ctx::scan(self).check_router(&r)?;
-                self.put_router(log, r);
-                Ok(applied(Kind::Router, name))
-            }
+            } => self.router_create(log, name, distributed, ha, admin_state_up),
             Change::RouterSet {
                 name,
                 admin_state_up,
@@ -490,143 +193,531 @@ impl Model {
                 external_gateway,
                 routes,
                 snat_host,
-            } => {
-                let cur = self.router(name)?;
-                let mut r = cur.clone();
-                self.router_mode_change(&mut r, *distributed, *ha)?;
-                if let Some(up) = admin_state_up {
-                    r.admin_state_up = *up;
-                }
-                if let Some(spec) = external_gateway {
-                    r.gateway = Some(self.new_gateway(cur, spec)?);
-                }
-                for route in routes {
-                    if r.routes.contains(route) {
-                        bail!(
-                            "route {} via {} is already on router {name}",
-                            route.destination,
-                            route.nexthop
-                        );
-                    }
-                    r.routes.push(route.clone());
-                }
-                if let Some(h) = snat_host {
-                    r.snat_host = Some(h.clone());
-                }
-                let new_gw_net = r.gateway.as_ref().map(|g| g.network.as_str());
-                let old_gw_net = cur.gateway.as_ref().map(|g| g.network.as_str());
-                if new_gw_net != old_gw_net {
-                    if let Some(f) = self.fip_served_by(name) {
-                        bail!(
-                            "floating IP {} uses router {name}'s external gateway on network {}; unset it before moving the gateway",
-                            f.address,
-                            f.network
-                        );
-                    }
-                }
-                let ctx = Ctx::scan(self);
-                ctx.check_router(&r)?;
-                ctx.check_new_claims(ObjRef::Router(&r), Some(ObjRef::Router(cur)))?;
-                self.put_router(log, r);
-                Ok(applied(Kind::Router, name))
-            }
+            } => self.router_set(
+                log,
+                name,
+                admin_state_up,
+                distributed,
+                ha,
+                external_gateway,
+                routes,
+                snat_host,
+            ),
             Change::RouterUnset {
                 name,
                 external_gateway,
                 routes,
-            } => {
-                let mut r = self.router(name)?.clone();
-                for route in routes {
-                    let Some(at) = r.routes.iter().position(|x| x == route) else {
-                        bail!(
-                            "router {name} has no route {} via {}",
-                            route.destination,
-                            route.nexthop
-                        );
-                    };
-                    r.routes.remove(at);
-                }
-                if *external_gateway {
-                    if let Some(f) = self.fip_served_by(name) {
-                        bail!(
-                            "floating IP {} uses router {name}'s external gateway; unset it first",
-                            f.address
-                        );
-                    }
-                    if let Some(g) = r.gateway.take() {
-                        let reach = self.reach(&r);
-                        if let Some(route) = r
-                            .routes
-                            .iter()
-                            .find(|x| !nexthop_reachable(x.nexthop, &reach))
-                        {
-                            bail!(
-                                "route {} via {} needs router {name}'s external gateway on network {}: its nexthop is reachable only through it; remove the route first (router unset --route)",
-                                route.destination,
-                                route.nexthop,
-                                g.network
-                            );
-                        }
-                    }
-                }
-                Ctx::scan(self).check_router(&r)?;
-                self.put_router(log, r);
-                Ok(applied(Kind::Router, name))
-            }
-            Change::RouterDelete { name } => {
-                let r = self.router(name)?;
-                if !r.interfaces.is_empty() {
-                    bail!(
-                        "router {name} still has interfaces on subnets {}; remove them first (router remove subnet)",
-                        some_names(r.interfaces.iter().map(|i| &i.subnet))
-                    );
-                }
-                if let Some(g) = &r.gateway {
-                    bail!(
-                        "router {name} still has an external gateway on network {}; unset it first",
-                        g.network
-                    );
-                }
-                self.del_router(log, name);
-                Ok(applied(Kind::Router, name))
-            }
+            } => self.router_unset(log, name, external_gateway, routes),
+            Change::RouterDelete { name } => self.router_delete(log, name),
             Change::RouterAddSubnet { router, subnet } => {
-                let cur = self.router(router)?;
-                let s = self.subnet(subnet)?;
-                let net = self.network(&s.network)?;
-                if net.external {
-                    bail!(
-                        "subnet {subnet} belongs to external network {}; set it as router {router}'s external gateway instead",
-                        net.name
-                    );
-                }
-                let Some(gw) = s.gateway_ip else {
-                    bail!(
-                        "subnet {subnet} has no gateway IP; a router interface takes the subnet's gateway address"
-                    );
-                };
-                if cur.interfaces.iter().any(|i| &i.subnet == subnet) {
-                    bail!("subnet {subnet} is already on router {router}");
-                }
-                let mut r = cur.clone();
-                r.interfaces.push(Interface {
-                    subnet: subnet.clone(),
-                    ip: gw,
-                    mac: self.generate_mac(&format!("router/{router}/interface/{subnet}")),
-                });
-                let ctx = Ctx::scan(self);
-                ctx.check_router(&r)?;
-                ctx.check_new_claims(ObjRef::Router(&r), Some(ObjRef::Router(cur)))?;
-                self.put_router(log, r);
-                Ok(applied(Kind::Router, router))
+                self.router_add_subnet(log, router, subnet)
             }
             Change::RouterRemoveSubnet { router, subnet } => {
-                let mut r = self.router(router)?.clone();
-                let s = self.subnet(subnet)?;
-                let Some(at) = r.interfaces.iter().position(|i| &i.subnet == subnet) else {
-                    bail!("subnet {subnet} is not on router {router}");
-                };
-                r.interfaces.remove(at);
+                self.router_remove_subnet(log, router, subnet)
+            }
+            Change::FloatingIpCreate {
+                network,
+                address,
+                port,
+                fixed_ip,
+            } => self.floating_ip_create(log, network, address, port, fixed_ip),
+            Change::FloatingIpSet {
+                address,
+                port,
+                fixed_ip,
+            } => self.floating_ip_set(log, address, port, fixed_ip),
+            Change::FloatingIpUnset { address } => self.floating_ip_unset(log, address),
+            Change::FloatingIpDelete { address } => self.floating_ip_delete(log, address),
+        }
+    }
+
+    /// [`Change::HostSet`].
+    fn host_set(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        agent_mode: &AgentMode,
+        vtep: &Option<Ipv4Addr>,
+        dvr_mac: &Option<MacAddr>,
+        fip_gateway: &Option<FipGateway>,
+    ) -> Result<Applied, ModelError> {
+        let h = Host {
+            name: name.to_owned(),
+            agent_mode: *agent_mode,
+            vtep: *vtep,
+            dvr_mac: *dvr_mac,
+            fip_gateway: fip_gateway.clone(),
+        };
+        let ctx = Ctx::scan(self);
+        ctx.check_host(&h)?;
+        ctx.check_new_claims(ObjRef::Host(&h), self.hosts.get(name).map(ObjRef::Host))?;
+        if h.agent_mode != AgentMode::DvrSnat {
+            let legacy_ok = |r: &Router| !r.distributed && h.agent_mode == AgentMode::Legacy;
+            if let Some(r) = self
+                .index()
+                .rel(Rel::RoutersBySnatHost, name)
+                .find(|r| !self.routers.get(r.name()).is_some_and(legacy_ok))
+            {
+                bail!(
+                    "router {} has its SNAT on host {name}, which must stay in agent mode dvr_snat (not {}); move the SNAT first",
+                    r.name(),
+                    h.agent_mode.name()
+                );
+            }
+        }
+        self.put_host(log, h);
+        Ok(applied(Kind::Host, name))
+    }
+
+    /// [`Change::HostDelete`].
+    fn host_delete(&mut self, log: &mut Vec<Undo>, name: &str) -> Result<Applied, ModelError> {
+        self.host(name)?;
+        let bound: Vec<&str> = self
+            .index()
+            .rel(Rel::PortsByHost, name)
+            .map(ObjKey::name)
+            .collect();
+        if !bound.is_empty() {
+            bail!(
+                "host {name} has ports bound to it ({}); unbind them (port unset --host) or delete them first",
+                some_names(bound)
+            );
+        }
+        if let Some(r) = self.index().rel(Rel::RoutersBySnatHost, name).next() {
+            bail!(
+                "router {} has its SNAT on host {name}; move it to another host first",
+                r.name()
+            );
+        }
+        self.del_host(log, name);
+        Ok(applied(Kind::Host, name))
+    }
+
+    /// [`Change::NetworkCreate`].
+    fn network_create(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        network_type: &NetworkType,
+        segment: &Option<u32>,
+        mtu: &Option<u16>,
+        external: &bool,
+    ) -> Result<Applied, ModelError> {
+        if self.networks.contains_key(name) {
+            bail!("network {name} already exists");
+        }
+        let n = Network {
+            name: name.to_owned(),
+            network_type: *network_type,
+            segment: *segment,
+            mtu: mtu.unwrap_or(default_mtu(*network_type)),
+            external: *external,
+        };
+        let ctx = Ctx::scan(self);
+        ctx.check_network(&n)?;
+        ctx.check_new_claims(ObjRef::Network(&n), None)?;
+        self.put_network(log, n);
+        Ok(applied(Kind::Network, name))
+    }
+
+    /// [`Change::NetworkSet`].
+    fn network_set(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        mtu: &Option<u16>,
+        external: &Option<bool>,
+    ) -> Result<Applied, ModelError> {
+        let mut n = self.network(name)?.clone();
+        if let Some(mtu) = mtu {
+            n.mtu = *mtu;
+        }
+        let ctx = Ctx::scan(self);
+        ctx.check_network(&n)?;
+        if n.mtu < 1280 {
+            if let Some(s) = ctx.subnets_of(name).into_iter().find(|s| is_v6(&s.cidr)) {
+                bail!(
+                    "network {name} has IPv6 subnet {} ({}); its MTU cannot go below 1280",
+                    s.name,
+                    s.cidr
+                );
+            }
+        }
+        if let Some(ext) = *external {
+            if ext && !n.external {
+                self.check_can_become_external(&ctx, name)?;
+            }
+            if !ext && n.external {
+                self.check_can_become_internal(name)?;
+            }
+            n.external = ext;
+        }
+        self.put_network(log, n);
+        Ok(applied(Kind::Network, name))
+    }
+
+    /// [`Change::NetworkDelete`].
+    fn network_delete(&mut self, log: &mut Vec<Undo>, name: &str) -> Result<Applied, ModelError> {
+        self.network(name)?;
+        let ctx = Ctx::scan(self);
+        let subnets = ctx.subnets_of(name);
+        if !subnets.is_empty() {
+            bail!(
+                "network {name} still has subnets ({}); delete them first",
+                some_names(subnets.iter().map(|s| &s.name))
+            );
+        }
+        let ports: Vec<&str> = self
+            .index()
+            .rel(Rel::PortsByNetwork, name)
+            .map(ObjKey::name)
+            .collect();
+        if !ports.is_empty() {
+            bail!(
+                "network {name} still has ports ({}); delete them first",
+                some_names(ports)
+            );
+        }
+        // (Floating IPs and gateways need a subnet: covered above, but
+        // said plainly should a file have been edited by hand.)
+        if let Some(f) = self.index().rel(Rel::FipsByNetwork, name).next() {
+            bail!(
+                "network {name} still has floating IP {}; delete it first",
+                f.address()
+            );
+        }
+        if let Some(r) = self.index().rel(Rel::RoutersByGwNetwork, name).next() {
+            bail!(
+                "router {} has its external gateway on network {name}; unset it first",
+                r.name()
+            );
+        }
+        self.del_network(log, name);
+        Ok(applied(Kind::Network, name))
+    }
+
+    /// [`Change::SubnetCreate`].
+    fn subnet_create(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        network: &str,
+        cidr: &IpNet,
+        gateway_ip: &Option<Option<IpAddr>>,
+    ) -> Result<Applied, ModelError> {
+        if self.subnets.contains_key(name) {
+            bail!("subnet {name} already exists");
+        }
+        let s = Subnet {
+            name: name.to_owned(),
+            network: network.to_owned(),
+            cidr: *cidr,
+            gateway_ip: match gateway_ip {
+                None => Some(first_host(cidr)),
+                Some(g) => *g,
+            },
+        };
+        let ctx = Ctx::scan(self);
+        ctx.check_subnet(&s)?;
+        ctx.check_subnet_overlap(&s)?;
+        self.put_subnet(log, s);
+        Ok(applied(Kind::Subnet, name))
+    }
+
+    /// [`Change::SubnetDelete`].
+    fn subnet_delete(&mut self, log: &mut Vec<Undo>, name: &str) -> Result<Applied, ModelError> {
+        let s = self.subnet(name)?;
+        let idx = self.index();
+        let users = idx.rel(Rel::PortsBySubnet, name);
+        for p in users.filter_map(|k| self.ports.get(k.name())) {
+            if let Some(f) = p.fixed_ips.iter().find(|f| f.subnet == name) {
+                bail!(
+                    "subnet {name} is used by port {} ({}); delete the port first",
+                    p.name,
+                    f.ip
+                );
+            }
+        }
+        let routers: BTreeSet<&ObjKey> = idx
+            .rel(Rel::RoutersByIfaceSubnet, name)
+            .chain(idx.rel(Rel::RoutersByGwSubnet, name))
+            .collect();
+        for r in routers
+            .into_iter()
+            .filter_map(|k| self.routers.get(k.name()))
+        {
+            if r.interfaces.iter().any(|i| i.subnet == name) {
+                bail!(
+                    "subnet {name} is an interface of router {}; remove it from the router first (router remove subnet)",
+                    r.name
+                );
+            }
+            if let Some(f) = r
+                .gateway
+                .iter()
+                .flat_map(|g| &g.ips)
+                .find(|f| f.subnet == name)
+            {
+                bail!(
+                    "router {}'s external gateway has {} in subnet {name}; unset the gateway first",
+                    r.name,
+                    f.ip
+                );
+            }
+        }
+        if let IpNet::V4(v4) = s.cidr {
+            if let Some(f) = self
+                .floating_ips
+                .range(v4.network()..=v4.broadcast())
+                .map(|(_, f)| f)
+                .find(|f| f.network == s.network)
+            {
+                bail!(
+                    "floating IP {} is in subnet {name}; delete it first",
+                    f.address
+                );
+            }
+        }
+        self.del_subnet(log, name);
+        Ok(applied(Kind::Subnet, name))
+    }
+
+    /// [`Change::PortCreate`].
+    #[allow(clippy::too_many_arguments)] // one per field of the change
+    fn port_create(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        network: &str,
+        mac: &Option<MacAddr>,
+        fixed_ips: &[FixedIpSpec],
+        host: &Option<String>,
+        port_security: &Option<bool>,
+        allowed_address_pairs: &[AllowedPair],
+        binding: &Option<String>,
+    ) -> Result<Applied, ModelError> {
+        if self.ports.contains_key(name) {
+            bail!("port {name} already exists");
+        }
+        check_name(Kind::Port, name)?;
+        self.network(network)?;
+        if let Some(h) = host {
+            self.host(h)?;
+        }
+        let specs: Vec<FixedIpSpec> = if fixed_ips.is_empty() {
+            // The first subnet of each family.
+            let subnets = Ctx::scan(self).subnets_of(network);
+            let v4 = subnets.iter().find(|s| !is_v6(&s.cidr));
+            let v6 = subnets.iter().find(|s| is_v6(&s.cidr));
+            v4.into_iter()
+                .chain(v6)
+                .map(|s| FixedIpSpec {
+                    subnet: Some(s.name.clone()),
+                    ip: None,
+                })
+                .collect()
+        } else {
+            fixed_ips.to_vec()
+        };
+        let ips = self.resolve_fixed_ips(network, &specs, ObjId::Port(name))?;
+        let mut pairs = Vec::new();
+        add_pairs(&mut pairs, allowed_address_pairs)?;
+        let p = Port {
+            name: name.to_owned(),
+            network: network.to_owned(),
+            mac: match mac {
+                Some(m) => *m,
+                None => self.generate_mac(&format!("port/{name}")),
+            },
+            fixed_ips: ips,
+            host: host.clone(),
+            port_security: port_security.unwrap_or(true),
+            allowed_address_pairs: pairs,
+            binding: binding.clone(),
+        };
+        let ctx = Ctx::scan(self);
+        ctx.check_port(&p)?;
+        ctx.check_new_claims(ObjRef::Port(&p), None)?;
+        self.put_port(log, p);
+        Ok(applied(Kind::Port, name))
+    }
+
+    /// [`Change::PortSet`].
+    fn port_set(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        host: &Option<String>,
+        binding: &Option<String>,
+        port_security: &Option<bool>,
+        allowed_address_pairs: &[AllowedPair],
+    ) -> Result<Applied, ModelError> {
+        let mut p = self.port(name)?.clone();
+        if let Some(h) = host {
+            self.host(h)?;
+            p.host = Some(h.clone());
+        }
+        if let Some(b) = binding {
+            p.binding = Some(b.clone());
+        }
+        if let Some(ps) = port_security {
+            p.port_security = *ps;
+        }
+        add_pairs(&mut p.allowed_address_pairs, allowed_address_pairs)?;
+        Ctx::scan(self).check_port(&p)?;
+        self.put_port(log, p);
+        Ok(applied(Kind::Port, name))
+    }
+
+    /// [`Change::PortUnset`].
+    fn port_unset(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        host: &bool,
+        binding: &bool,
+        allowed_address_pairs: &[AllowedPair],
+    ) -> Result<Applied, ModelError> {
+        let mut p = self.port(name)?.clone();
+        if *host {
+            p.host = None;
+        }
+        if *binding {
+            p.binding = None;
+        }
+        for pair in allowed_address_pairs {
+            let before = p.allowed_address_pairs.len();
+            p.allowed_address_pairs
+                .retain(|x| !(x.ip == pair.ip && (pair.mac.is_none() || x.mac == pair.mac)));
+            if p.allowed_address_pairs.len() == before {
+                bail!("port {name} has no allowed address pair {}", pair.ip);
+            }
+        }
+        Ctx::scan(self).check_port(&p)?;
+        self.put_port(log, p);
+        Ok(applied(Kind::Port, name))
+    }
+
+    /// [`Change::PortDelete`].
+    fn port_delete(&mut self, log: &mut Vec<Undo>, name: &str) -> Result<Applied, ModelError> {
+        self.port(name)?;
+        if let Some(f) = self.index().rel(Rel::FipsByPort, name).next() {
+            bail!(
+                "floating IP {} is associated with port {name}; unset it first",
+                f.address()
+            );
+        }
+        self.del_port(log, name);
+        Ok(applied(Kind::Port, name))
+    }
+
+    /// [`Change::RouterCreate`].
+    fn router_create(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        distributed: &Option<bool>,
+        ha: &bool,
+        admin_state_up: &bool,
+    ) -> Result<Applied, ModelError> {
+        if self.routers.contains_key(name) {
+            bail!("router {name} already exists");
+        }
+        let r = Router {
+            name: name.to_owned(),
+            distributed: distributed.unwrap_or(true),
+            ha: *ha,
+            admin_state_up: *admin_state_up,
+            interfaces: Vec::new(),
+            gateway: None,
+            routes: Vec::new(),
+            snat_host: None,
+        };
+        Ctx::scan(self).check_router(&r)?;
+        self.put_router(log, r);
+        Ok(applied(Kind::Router, name))
+    }
+
+    /// [`Change::RouterSet`].
+    #[allow(clippy::too_many_arguments)] // one per field of the change
+    fn router_set(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        admin_state_up: &Option<bool>,
+        distributed: &Option<bool>,
+        ha: &Option<bool>,
+        external_gateway: &Option<GatewaySpec>,
+        routes: &[Route],
+        snat_host: &Option<String>,
+    ) -> Result<Applied, ModelError> {
+        let cur = self.router(name)?;
+        let mut r = cur.clone();
+        self.router_mode_change(&mut r, *distributed, *ha)?;
+        if let Some(up) = admin_state_up {
+            r.admin_state_up = *up;
+        }
+        if let Some(spec) = external_gateway {
+            r.gateway = Some(self.new_gateway(cur, spec)?);
+        }
+        for route in routes {
+            if r.routes.contains(route) {
+                bail!(
+                    "route {} via {} is already on router {name}",
+                    route.destination,
+                    route.nexthop
+                );
+            }
+            r.routes.push(route.clone());
+        }
+        if let Some(h) = snat_host {
+            r.snat_host = Some(h.clone());
+        }
+        let new_gw_net = r.gateway.as_ref().map(|g| g.network.as_str());
+        let old_gw_net = cur.gateway.as_ref().map(|g| g.network.as_str());
+        if new_gw_net != old_gw_net {
+            if let Some(f) = self.fip_served_by(name) {
+                bail!(
+                    "floating IP {} uses router {name}'s external gateway on network {}; unset it before moving the gateway",
+                    f.address,
+                    f.network
+                );
+            }
+        }
+        let ctx = Ctx::scan(self);
+        ctx.check_router(&r)?;
+        ctx.check_new_claims(ObjRef::Router(&r), Some(ObjRef::Router(cur)))?;
+        self.put_router(log, r);
+        Ok(applied(Kind::Router, name))
+    }
+
+    /// [`Change::RouterUnset`].
+    fn router_unset(
+        &mut self,
+        log: &mut Vec<Undo>,
+        name: &str,
+        external_gateway: &bool,
+        routes: &[Route],
+    ) -> Result<Applied, ModelError> {
+        let mut r = self.router(name)?.clone();
+        for route in routes {
+            let Some(at) = r.routes.iter().position(|x| x == route) else {
+                bail!(
+                    "router {name} has no route {} via {}",
+                    route.destination,
+                    route.nexthop
+                );
+            };
+            r.routes.remove(at);
+        }
+        if *external_gateway {
+            if let Some(f) = self.fip_served_by(name) {
+                bail!(
+                    "floating IP {} uses router {name}'s external gateway; unset it first",
+                    f.address
+                );
+            }
+            if let Some(g) = r.gateway.take() {
                 let reach = self.reach(&r);
                 if let Some(route) = r
                     .routes
@@ -634,96 +725,202 @@ impl Model {
                     .find(|x| !nexthop_reachable(x.nexthop, &reach))
                 {
                     bail!(
-                        "route {} via {} needs subnet {subnet}: its nexthop is reachable only through it; remove the route first (router unset --route)",
+                        "route {} via {} needs router {name}'s external gateway on network {}: its nexthop is reachable only through it; remove the route first (router unset --route)",
                         route.destination,
-                        route.nexthop
+                        route.nexthop,
+                        g.network
                     );
                 }
-                let served = self.index().rel(Rel::FipsByRouter, router);
-                for f in served.filter_map(|k| self.floating_ips.get(&k.address())) {
-                    if f.router.as_ref() != Some(router) {
-                        continue;
-                    }
-                    if let (Some(port), Some(ip)) = (&f.port, f.fixed_ip) {
-                        if s.cidr.contains(&IpAddr::V4(ip)) {
-                            bail!(
-                                "floating IP {} is served by router {router} through subnet {subnet} (port {port}, {ip}); unset it first",
-                                f.address
-                            );
-                        }
-                    }
-                }
-                Ctx::scan(self).check_router(&r)?;
-                self.put_router(log, r);
-                Ok(applied(Kind::Router, router))
-            }
-
-            Change::FloatingIpCreate {
-                network,
-                address,
-                port,
-                fixed_ip,
-            } => {
-                let net = self.network(network)?;
-                if !net.external {
-                    bail!(
-                        "network {network} is not external; floating IPs live on an external network (router:external)"
-                    );
-                }
-                if port.is_none() && fixed_ip.is_some() {
-                    bail!("a fixed IP for a floating IP needs a port");
-                }
-                let address = match address {
-                    Some(a) => {
-                        if self.floating_ips.contains_key(a) {
-                            bail!("floating IP {a} already exists");
-                        }
-                        *a
-                    }
-                    None => self.allocate_fip(network)?,
-                };
-                let f = FloatingIp {
-                    address,
-                    network: network.clone(),
-                    port: None,
-                    fixed_ip: None,
-                    router: None,
-                };
-                let ctx = Ctx::scan(self);
-                ctx.check_fip(&f)?;
-                ctx.check_new_claims(ObjRef::Fip(&f), None)?;
-                // Created associated: checked as a create then a set would be,
-                // and written (and indexed) once.
-                let f = match port {
-                    Some(port) => self.associated(&f, port, *fixed_ip)?,
-                    None => f,
-                };
-                self.put_fip(log, f);
-                Ok(applied(Kind::FloatingIp, address))
-            }
-            Change::FloatingIpSet {
-                address,
-                port,
-                fixed_ip,
-            } => {
-                let f = self.associated(self.fip(*address)?, port, *fixed_ip)?;
-                self.put_fip(log, f);
-                Ok(applied(Kind::FloatingIp, address))
-            }
-            Change::FloatingIpUnset { address } => {
-                let mut f = self.fip(*address)?.clone();
-                f.port = None;
-                f.fixed_ip = None;
-                f.router = None;
-                self.put_fip(log, f);
-                Ok(applied(Kind::FloatingIp, address))
-            }
-            Change::FloatingIpDelete { address } => {
-                self.fip(*address)?;
-                self.del_fip(log, address);
-                Ok(applied(Kind::FloatingIp, address))
             }
         }
+        Ctx::scan(self).check_router(&r)?;
+        self.put_router(log, r);
+        Ok(applied(Kind::Router, name))
+    }
+
+    /// [`Change::RouterDelete`].
+    fn router_delete(&mut self, log: &mut Vec<Undo>, name: &str) -> Result<Applied, ModelError> {
+        let r = self.router(name)?;
+        if !r.interfaces.is_empty() {
+            bail!(
+                "router {name} still has interfaces on subnets {}; remove them first (router remove subnet)",
+                some_names(r.interfaces.iter().map(|i| &i.subnet))
+            );
+        }
+        if let Some(g) = &r.gateway {
+            bail!(
+                "router {name} still has an external gateway on network {}; unset it first",
+                g.network
+            );
+        }
+        self.del_router(log, name);
+        Ok(applied(Kind::Router, name))
+    }
+
+    /// [`Change::RouterAddSubnet`].
+    fn router_add_subnet(
+        &mut self,
+        log: &mut Vec<Undo>,
+        router: &str,
+        subnet: &str,
+    ) -> Result<Applied, ModelError> {
+        let cur = self.router(router)?;
+        let s = self.subnet(subnet)?;
+        let net = self.network(&s.network)?;
+        if net.external {
+            bail!(
+                "subnet {subnet} belongs to external network {}; set it as router {router}'s external gateway instead",
+                net.name
+            );
+        }
+        let Some(gw) = s.gateway_ip else {
+            bail!(
+                "subnet {subnet} has no gateway IP; a router interface takes the subnet's gateway address"
+            );
+        };
+        if cur.interfaces.iter().any(|i| i.subnet == subnet) {
+            bail!("subnet {subnet} is already on router {router}");
+        }
+        let mut r = cur.clone();
+        r.interfaces.push(Interface {
+            subnet: subnet.to_owned(),
+            ip: gw,
+            mac: self.generate_mac(&format!("router/{router}/interface/{subnet}")),
+        });
+        let ctx = Ctx::scan(self);
+        ctx.check_router(&r)?;
+        ctx.check_new_claims(ObjRef::Router(&r), Some(ObjRef::Router(cur)))?;
+        self.put_router(log, r);
+        Ok(applied(Kind::Router, router))
+    }
+
+    /// [`Change::RouterRemoveSubnet`].
+    fn router_remove_subnet(
+        &mut self,
+        log: &mut Vec<Undo>,
+        router: &str,
+        subnet: &str,
+    ) -> Result<Applied, ModelError> {
+        let mut r = self.router(router)?.clone();
+        let s = self.subnet(subnet)?;
+        let Some(at) = r.interfaces.iter().position(|i| i.subnet == subnet) else {
+            bail!("subnet {subnet} is not on router {router}");
+        };
+        r.interfaces.remove(at);
+        let reach = self.reach(&r);
+        if let Some(route) = r
+            .routes
+            .iter()
+            .find(|x| !nexthop_reachable(x.nexthop, &reach))
+        {
+            bail!(
+                "route {} via {} needs subnet {subnet}: its nexthop is reachable only through it; remove the route first (router unset --route)",
+                route.destination,
+                route.nexthop
+            );
+        }
+        let served = self.index().rel(Rel::FipsByRouter, router);
+        for f in served.filter_map(|k| self.floating_ips.get(&k.address())) {
+            if f.router.as_deref() != Some(router) {
+                continue;
+            }
+            if let (Some(port), Some(ip)) = (&f.port, f.fixed_ip) {
+                if s.cidr.contains(&IpAddr::V4(ip)) {
+                    bail!(
+                        "floating IP {} is served by router {router} through subnet {subnet} (port {port}, {ip}); unset it first",
+                        f.address
+                    );
+                }
+            }
+        }
+        Ctx::scan(self).check_router(&r)?;
+        self.put_router(log, r);
+        Ok(applied(Kind::Router, router))
+    }
+
+    /// [`Change::FloatingIpCreate`].
+    fn floating_ip_create(
+        &mut self,
+        log: &mut Vec<Undo>,
+        network: &str,
+        address: &Option<Ipv4Addr>,
+        port: &Option<String>,
+        fixed_ip: &Option<Ipv4Addr>,
+    ) -> Result<Applied, ModelError> {
+        let net = self.network(network)?;
+        if !net.external {
+            bail!(
+                "network {network} is not external; floating IPs live on an external network (router:external)"
+            );
+        }
+        if port.is_none() && fixed_ip.is_some() {
+            bail!("a fixed IP for a floating IP needs a port");
+        }
+        let address = match address {
+            Some(a) => {
+                if self.floating_ips.contains_key(a) {
+                    bail!("floating IP {a} already exists");
+                }
+                *a
+            }
+            None => self.allocate_fip(network)?,
+        };
+        let f = FloatingIp {
+            address,
+            network: network.to_owned(),
+            port: None,
+            fixed_ip: None,
+            router: None,
+        };
+        let ctx = Ctx::scan(self);
+        ctx.check_fip(&f)?;
+        ctx.check_new_claims(ObjRef::Fip(&f), None)?;
+        // Created associated: checked as a create then a set would be,
+        // and written (and indexed) once.
+        let f = match port {
+            Some(port) => self.associated(&f, port, *fixed_ip)?,
+            None => f,
+        };
+        self.put_fip(log, f);
+        Ok(applied(Kind::FloatingIp, address))
+    }
+
+    /// [`Change::FloatingIpSet`].
+    fn floating_ip_set(
+        &mut self,
+        log: &mut Vec<Undo>,
+        address: &Ipv4Addr,
+        port: &str,
+        fixed_ip: &Option<Ipv4Addr>,
+    ) -> Result<Applied, ModelError> {
+        let f = self.associated(self.fip(*address)?, port, *fixed_ip)?;
+        self.put_fip(log, f);
+        Ok(applied(Kind::FloatingIp, address))
+    }
+
+    /// [`Change::FloatingIpUnset`].
+    fn floating_ip_unset(
+        &mut self,
+        log: &mut Vec<Undo>,
+        address: &Ipv4Addr,
+    ) -> Result<Applied, ModelError> {
+        let mut f = self.fip(*address)?.clone();
+        f.port = None;
+        f.fixed_ip = None;
+        f.router = None;
+        self.put_fip(log, f);
+        Ok(applied(Kind::FloatingIp, address))
+    }
+
+    /// [`Change::FloatingIpDelete`].
+    fn floating_ip_delete(
+        &mut self,
+        log: &mut Vec<Undo>,
+        address: &Ipv4Addr,
+    ) -> Result<Applied, ModelError> {
+        self.fip(*address)?;
+        self.del_fip(log, address);
+        Ok(applied(Kind::FloatingIp, address))
     }
 
     /// The migration rules (docs/BEHAVIOUR.md section 5): `distributed` and `ha`

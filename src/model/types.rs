@@ -386,6 +386,18 @@ impl Kind {
             Kind::FloatingIp => "floating IP",
         }
     }
+
+    /// The name in requests and replies: `host`, ..., `floating_ip`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Host => "host",
+            Kind::Network => "network",
+            Kind::Subnet => "subnet",
+            Kind::Port => "port",
+            Kind::Router => "router",
+            Kind::FloatingIp => "floating_ip",
+        }
+    }
 }
 
 impl std::fmt::Display for Kind {

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Change, Kind};
 
+pub mod answers;
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 /// The longest request line accepted, newline included.
@@ -63,6 +65,30 @@ pub struct ShowParams {
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     pub kind: Kind,
+}
+
+/// Parameters of `tables`: a table kind (`answers::TableKind`'s names),
+/// of one router or all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TablesParams {
+    pub what: String,
+    #[serde(default)]
+    pub router: Option<String>,
+}
+
+/// Parameters of `trace`: a UDP frame described by its addresses, arriving
+/// on dataplane port `port` (unset addresses are 0.0.0.0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceParams {
+    pub port: String,
+    pub src_mac: crate::mac::MacAddr,
+    pub dst_mac: crate::mac::MacAddr,
+    #[serde(default)]
+    pub src_ip: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub dst_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// What went wrong, for scripts.

@@ -1,0 +1,459 @@
+//! The daemon's answers for people: tables over the typed answers
+//! (`dvr::proto::answers`, the model's objects), as the openstack client
+//! prints them.
+
+use dvr::model::{FloatingIp, Host, Kind, Network, Port, Router, Subnet};
+use dvr::proto::answers::{
+    Committed, FdbEntry, FibEntry, NatEntry, NeighborEntry, NextHop, Sessions, Stats, Status,
+    Table, TableKind, Trace, WorkerStats,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::ShowKind;
+use crate::client::answer;
+
+/// A value of an object's serde form in one cell: lists joined by `, `,
+/// objects as `key=value,...`, null empty.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(", "),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{k}={}", cell(v)))
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+/// An optional value in a cell: empty when absent.
+fn opt<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(String::new, T::to_string)
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let sep: String = w
+        .iter()
+        .map(|n| format!("+{}", "-".repeat(n + 2)))
+        .collect::<String>()
+        + "+";
+    dvr::outln!("{sep}");
+    dvr::outln!(
+        "{}|",
+        headers
+            .iter()
+            .zip(&w)
+            .map(|(h, n)| format!("| {h:<n$} "))
+            .collect::<String>()
+    );
+    dvr::outln!("{sep}");
+    for r in rows {
+        dvr::outln!(
+            "{}|",
+            r.iter()
+                .zip(&w)
+                .map(|(c, n)| format!("| {c:<n$} "))
+                .collect::<String>()
+        );
+    }
+    dvr::outln!("{sep}");
+}
+
+/// One object, a row per field of its serde form, in name order.
+fn fields(obj: &impl Serialize) {
+    let rows: Vec<Vec<String>> = match serde_json::to_value(obj) {
+        Ok(Value::Object(o)) => o.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect(),
+        _ => Vec::new(),
+    };
+    table(&["Field", "Value"], &rows);
+}
+
+/// `apply`: each object changed, `KIND NAME`.
+pub fn applied(result: Value) -> Result<(), String> {
+    let c: Committed = answer(result)?;
+    for a in c.applied.iter() {
+        dvr::outln!("{} {}", a.kind.name().replace('_', " "), a.name);
+    }
+    Ok(())
+}
+
+/// `KIND show NAME`.
+pub fn object(kind: Kind, result: Value) -> Result<(), String> {
+    match kind {
+        Kind::Host => fields(&answer::<Host>(result)?),
+        Kind::Network => fields(&answer::<Network>(result)?),
+        Kind::Subnet => fields(&answer::<Subnet>(result)?),
+        Kind::Port => fields(&answer::<Port>(result)?),
+        Kind::Router => fields(&answer::<Router>(result)?),
+        Kind::FloatingIp => fields(&answer::<FloatingIp>(result)?),
+    }
+    Ok(())
+}
+
+/// `KIND list`: the main fields of each object.
+pub fn list(kind: Kind, result: Value) -> Result<(), String> {
+    fn rows<T: serde::de::DeserializeOwned>(
+        result: Value,
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> Result<Vec<Vec<String>>, String> {
+        Ok(answer::<Vec<T>>(result)?.iter().map(row).collect())
+    }
+    match kind {
+        Kind::Host => table(
+            &["name", "agent_mode", "vtep", "dvr_mac"],
+            &rows(result, |h: &Host| {
+                vec![
+                    h.name.clone(),
+                    h.agent_mode.name().into(),
+                    opt(&h.vtep),
+                    opt(&h.dvr_mac),
+                ]
+            })?,
+        ),
+        Kind::Network => table(
+            &["name", "network_type", "segment", "mtu", "external"],
+            &rows(result, |n: &Network| {
+                vec![
+                    n.name.clone(),
+                    n.network_type.to_string(),
+                    opt(&n.segment),
+                    n.mtu.to_string(),
+                    n.external.to_string(),
+                ]
+            })?,
+        ),
+        Kind::Subnet => table(
+            &["name", "network", "cidr", "gateway_ip"],
+            &rows(result, |s: &Subnet| {
+                vec![
+                    s.name.clone(),
+                    s.network.clone(),
+                    s.cidr.to_string(),
+                    opt(&s.gateway_ip),
+                ]
+            })?,
+        ),
+        Kind::Port => table(
+            &["name", "network", "mac", "fixed_ips", "host"],
+            &rows(result, |p: &Port| {
+                let ips: Vec<String> = p
+                    .fixed_ips
+                    .iter()
+                    .map(|f| format!("ip={},subnet={}", f.ip, f.subnet))
+                    .collect();
+                vec![
+                    p.name.clone(),
+                    p.network.clone(),
+                    p.mac.to_string(),
+                    ips.join(", "),
+                    opt(&p.host),
+                ]
+            })?,
+        ),
+        Kind::Router => table(
+            &["name", "admin_state_up", "distributed", "ha"],
+            &rows(result, |r: &Router| {
+                vec![
+                    r.name.clone(),
+                    r.admin_state_up.to_string(),
+                    r.distributed.to_string(),
+                    r.ha.to_string(),
+                ]
+            })?,
+        ),
+        Kind::FloatingIp => table(
+            &["address", "network", "port", "fixed_ip", "router"],
+            &rows(result, |f: &FloatingIp| {
+                vec![
+                    f.address.to_string(),
+                    f.network.clone(),
+                    opt(&f.port),
+                    opt(&f.fixed_ip),
+                    opt(&f.router),
+                ]
+            })?,
+        ),
+    }
+    Ok(())
+}
+
+/// `show status|ports` (from the `status` answer), `show stats|errors|runtime`
+/// (from the `stats` answer).
+pub fn node(what: ShowKind, result: Value) -> Result<(), String> {
+    match what {
+        ShowKind::Status => fields(&answer::<Status>(result)?),
+        ShowKind::Ports => ports(&answer(result)?),
+        ShowKind::Errors => errors(&answer(result)?),
+        ShowKind::Runtime => runtime(&answer(result)?),
+        _ => stats(&answer(result)?),
+    }
+    Ok(())
+}
+
+fn ports(s: &Status) {
+    let rows: Vec<Vec<String>> = s
+        .ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                p.id.to_string(),
+                p.mac.to_string(),
+                p.link_up.to_string(),
+            ]
+        })
+        .collect();
+    table(&["port", "id", "mac", "link up"], &rows);
+}
+
+fn stats(s: &Stats) {
+    let rows: Vec<Vec<String>> = s
+        .ports
+        .iter()
+        .map(|p| {
+            [
+                p.rx_packets,
+                p.rx_bytes,
+                p.tx_packets,
+                p.tx_bytes,
+                p.imissed,
+            ]
+            .iter()
+            .fold(vec![p.name.clone()], |mut r, n| {
+                r.push(n.to_string());
+                r
+            })
+        })
+        .collect();
+    table(
+        &[
+            "port",
+            "rx packets",
+            "rx bytes",
+            "tx packets",
+            "tx bytes",
+            "missed",
+        ],
+        &rows,
+    );
+}
+
+fn errors(s: &Stats) {
+    let rows: Vec<Vec<String>> = s
+        .drops
+        .iter()
+        .map(|(reason, n)| vec![n.to_string(), reason.clone()])
+        .collect();
+    table(&["count", "reason"], &rows);
+}
+
+fn runtime(s: &Stats) {
+    table(
+        &[
+            "worker",
+            "core",
+            "packets",
+            "cycles/packet",
+            "rx",
+            "dvr",
+            "tx",
+            "packets/poll",
+            "busy polls",
+            "nat sessions",
+            "nat created",
+            "flow hits",
+            "flows cached",
+            "decap way",
+            "snat way",
+        ],
+        &s.workers.iter().map(runtime_row).collect::<Vec<_>>(),
+    );
+}
+
+/// A worker's row of `show runtime`: its parts of the cycles per packet are
+/// empty before the first sampled poll.
+fn runtime_row(w: &WorkerStats) -> Vec<String> {
+    let polls = w.polls as f64;
+    let busy = w.busy_polls as f64;
+    let pk = w.packets as f64;
+    let part = |f: fn(&dvr::proto::answers::CycleSplit) -> f64| {
+        w.cycles_per_packet_split
+            .as_ref()
+            .map_or(String::new(), |s| format!("{:.1}", f(s)))
+    };
+    vec![
+        w.worker.to_string(),
+        w.core.to_string(),
+        w.packets.to_string(),
+        format!("{:.1}", w.cycles_per_packet),
+        part(|s| s.rx),
+        part(|s| s.work),
+        part(|s| s.tx),
+        format!("{:.1}", if busy > 0.0 { pk / busy } else { 0.0 }),
+        format!(
+            "{:.1}%",
+            if polls > 0.0 {
+                100.0 * busy / polls
+            } else {
+                0.0
+            }
+        ),
+        w.nat_sessions.to_string(),
+        w.nat_sessions_created.to_string(),
+        w.flow_hits.to_string(),
+        w.flow_inserts.to_string(),
+        w.decap_way.to_string(),
+        w.snat_way.to_string(),
+    ]
+}
+
+/// `show fib|neighbors|nat|fdb|sessions`.
+pub fn tables(what: TableKind, result: Value) -> Result<(), String> {
+    match what {
+        TableKind::Fib => fib(&answer(result)?),
+        TableKind::Neighbors => neighbors(&answer(result)?),
+        TableKind::Nat => nat(&answer(result)?),
+        TableKind::Fdb => fdb(&answer(result)?),
+        TableKind::Sessions => sessions(&answer(result)?),
+    }
+    Ok(())
+}
+
+fn fib(t: &Table<FibEntry>) {
+    let rows: Vec<Vec<String>> = t
+        .entries
+        .iter()
+        .map(|e| {
+            let hop = match e.next_hop {
+                NextHop::Connected { iface } => format!("connected (interface {iface})"),
+                NextHop::Via { via } => format!("via {via}"),
+            };
+            vec![e.router.clone(), e.prefix.clone(), hop]
+        })
+        .collect();
+    table(&["router", "prefix", "next hop"], &rows);
+}
+
+fn neighbors(t: &Table<NeighborEntry>) {
+    let rows: Vec<Vec<String>> = t
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.router.clone(),
+                e.ip.clone(),
+                e.mac.clone(),
+                e.port.clone(),
+                e.location.clone(),
+            ]
+        })
+        .collect();
+    table(&["router", "ip", "mac", "port", "location"], &rows);
+}
+
+fn nat(t: &Table<NatEntry>) {
+    let rows: Vec<Vec<String>> = t
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.router.clone(),
+                e.kind.name().into(),
+                e.external.clone(),
+                e.internal.clone(),
+                opt(&e.port),
+                e.at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["router", "type", "external", "internal", "port", "where"],
+        &rows,
+    );
+}
+
+fn fdb(t: &Table<FdbEntry>) {
+    let rows: Vec<Vec<String>> = t
+        .entries
+        .iter()
+        .map(|e| {
+            let local = e.local.as_ref();
+            vec![
+                e.network.clone(),
+                e.mac.clone(),
+                e.location.clone(),
+                local.map_or_else(String::new, |l| opt(&l.port)),
+                local.map_or_else(String::new, |l| opt(&l.dataplane_port)),
+            ]
+        })
+        .collect();
+    table(
+        &["network", "mac", "location", "port", "dataplane port"],
+        &rows,
+    );
+}
+
+/// The sessions listed, how many there are, and the workers that did not
+/// answer (on standard error).
+fn sessions(s: &Sessions) {
+    let rows: Vec<Vec<String>> = s
+        .entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.router.clone(),
+                e.protocol.clone(),
+                e.inside.clone(),
+                e.outside.clone(),
+                e.remote.clone(),
+                e.state.clone(),
+                format!("{:.1}", e.idle_s),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "router", "protocol", "inside", "outside", "remote", "state", "idle s",
+        ],
+        &rows,
+    );
+    let listed = s.entries.len();
+    let total = s.total;
+    if total as usize > listed {
+        dvr::outln!(
+            "{total} sessions, {listed} listed (at most {} per worker)",
+            s.limit_per_worker
+        );
+    } else {
+        dvr::outln!("{total} sessions");
+    }
+    for w in &s.unanswered {
+        eprintln!(
+            "dvr-ctl: worker {} (core {}) did not answer in time: its sessions are missing",
+            w.worker, w.core
+        );
+    }
+}
+
+/// `trace`: a line per stage, its fields after it.
+pub fn trace(result: Value) -> Result<(), String> {
+    let t: Trace = answer(result)?;
+    for st in &t.stages {
+        let rest: Vec<String> = st
+            .fields()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        dvr::outln!("{:<14} {}", st.stage, rest.join(" "));
+    }
+    Ok(())
+}
