@@ -35,11 +35,11 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use dvr::dpdk::rdtsc;
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
 use dvr::nat::{self, Nat, NatConfig};
 use dvr::pkt::{be16, be32};
+use dvr::sys::rdtsc;
 use dvr::testkit::Rng;
 
 const BURST: usize = 32;

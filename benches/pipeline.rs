@@ -38,9 +38,9 @@ const HEADROOM: usize = 128;
 const BUF: usize = 2048;
 
 fn tsc_hz() -> f64 {
-    let (t0, c0) = (Instant::now(), dvr::dpdk::rdtsc());
+    let (t0, c0) = (Instant::now(), dvr::sys::rdtsc());
     std::thread::sleep(Duration::from_millis(200));
-    (dvr::dpdk::rdtsc() - c0) as f64 / t0.elapsed().as_secs_f64()
+    (dvr::sys::rdtsc() - c0) as f64 / t0.elapsed().as_secs_f64()
 }
 
 fn rss_mib() -> f64 {
@@ -197,14 +197,14 @@ fn grow(m: &mut Model, routers: usize) {
 /// The cycles of copying `frames` into `bufs`, `iters` times: what each
 /// measurement also spends, to subtract.
 fn copy_only(bufs: &mut [Vec<u8>], frames: &[Vec<u8>], iters: usize) -> u64 {
-    let t0 = dvr::dpdk::rdtsc();
+    let t0 = dvr::sys::rdtsc();
     for _ in 0..iters {
         for (b, f) in bufs.iter_mut().zip(frames) {
             b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
             std::hint::black_box(&b[HEADROOM]);
         }
     }
-    dvr::dpdk::rdtsc() - t0
+    dvr::sys::rdtsc() - t0
 }
 
 /// The best of 5 runs of `run` over `c`'s frames in `bufs` (each `iters`
@@ -228,7 +228,7 @@ fn best_of_5(
 /// A worker's environment, with its flow cache and SNAT tables.
 fn worker_env(hz: f64) -> Env {
     Env::with_nat(
-        dvr::dpdk::rdtsc,
+        dvr::sys::rdtsc,
         hz as u64,
         dvr::nat::NatConfig::default(),
         dvr::nat::DEFAULT_PORTS,
@@ -243,7 +243,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
     let mut env = if cached {
         worker_env(hz)
     } else {
-        let mut e = Env::new(dvr::dpdk::rdtsc, hz as u64);
+        let mut e = Env::new(dvr::sys::rdtsc, hz as u64);
         e.flows = dvr::flow::FlowCache::off();
         e
     };
@@ -256,7 +256,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
     }
     let full = |bufs: &mut Vec<Vec<u8>>| {
         let mut sent = 0u64;
-        let t0 = dvr::dpdk::rdtsc();
+        let t0 = dvr::sys::rdtsc();
         for _ in 0..iters {
             for (b, f) in bufs.iter_mut().zip(&c.frames) {
                 b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
@@ -267,7 +267,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
             }
         }
         std::hint::black_box(sent);
-        Some(dvr::dpdk::rdtsc() - t0)
+        Some(dvr::sys::rdtsc() - t0)
     };
     best_of_5(&mut bufs, c, iters, full).expect("every run gives its cycles")
 }
@@ -355,7 +355,7 @@ fn time_bursts(
     mut burst: impl FnMut(&mut [Vec<u8>], &mut u64) -> Option<()>,
 ) -> Option<u64> {
     let mut sent = 0u64;
-    let t0 = dvr::dpdk::rdtsc();
+    let t0 = dvr::sys::rdtsc();
     for _ in 0..iters {
         for (b, f) in bufs.iter_mut().zip(&c.frames) {
             b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
@@ -363,7 +363,7 @@ fn time_bursts(
         burst(bufs, &mut sent)?;
     }
     std::hint::black_box(sent);
-    Some(dvr::dpdk::rdtsc() - t0)
+    Some(dvr::sys::rdtsc() - t0)
 }
 
 /// Adds the port a way decided (`v`; `None`: the way left the frame) to

@@ -422,7 +422,7 @@ const KIND_KEYS: &[(&str, &[&str])] = &[
     ("null", &[]),
 ];
 
-pub const MAX_BURST: usize = crate::dpdk::MAX_BURST;
+pub const MAX_BURST: usize = crate::sys::MAX_BURST;
 /// Ports of one node (the workers keep a 64-bit mask of them).
 pub const MAX_PORTS: usize = 64;
 

@@ -17,8 +17,8 @@
 //!
 //! [`Snapshot::epoch`]: crate::snapshot::Snapshot::epoch
 
-use crate::dpdk::HugeTable;
 use crate::model::NetworkType;
+use crate::sys::HugeTable;
 
 /// Where a cached flow goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +148,7 @@ impl FlowCache {
     #[inline(always)]
     pub fn prefetch_set(&self, s: usize) {
         if let Some(set) = self.sets.get(s) {
-            crate::dpdk::prefetch(set);
+            crate::sys::prefetch(set);
         }
     }
 

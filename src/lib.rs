@@ -1,12 +1,11 @@
 //! dvr: the dataplane library of a distributed virtual router on DPDK.
 //!
-//! `dpdk` is the only module with `unsafe` code; everything else works on safe
+//! `sys` is the only module with `unsafe` code; everything else works on safe
 //! types: packet bytes, tables, counters.
 #![deny(unsafe_code)]
 
 pub mod cli;
 pub mod config;
-pub mod dpdk;
 pub mod fib;
 pub mod flow;
 pub mod gen;
@@ -21,6 +20,7 @@ pub mod proto;
 pub mod punt;
 pub mod snapshot;
 pub mod stats;
+pub mod sys;
 #[doc(hidden)]
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

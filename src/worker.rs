@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::dpdk::{self, Burst, Mbuf, Mempool, Pkt, RxQueue, TxQueue};
 use crate::flow;
 use crate::l2::DROP;
 use crate::nat::NatConfig;
@@ -16,6 +15,7 @@ use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
 use crate::snapshot::Snapshot;
 use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
+use crate::sys::{self, Burst, Mbuf, Mempool, Pkt, RxQueue, TxQueue};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
 const IDLE_POLLS_BEFORE_PAUSE: u32 = 64;
@@ -98,7 +98,7 @@ const _: () = assert!(CLOCK_POLLS.is_multiple_of(SAMPLE_POLLS));
 #[inline(always)]
 fn lap(sampled: bool) -> u64 {
     if sampled {
-        dpdk::rdtsc()
+        sys::rdtsc()
     } else {
         0
     }
@@ -113,7 +113,7 @@ struct Clock {
 impl Clock {
     fn start() -> Self {
         Clock {
-            since: dpdk::rdtsc(),
+            since: sys::rdtsc(),
             polls: 0,
         }
     }
@@ -127,7 +127,7 @@ impl Clock {
     }
 
     fn flush(&mut self, c: &WorkerCounters) {
-        let now = dpdk::rdtsc();
+        let now = sys::rdtsc();
         c.poll_cycles.add(now.wrapping_sub(self.since));
         c.polls.add(self.polls as u64);
         self.since = now;
@@ -327,13 +327,13 @@ struct Scratch {
     out_bytes: Vec<u64>,
     drops: Burst,
     /// Where each frame of the burst goes (an index into `outs`, or [`DROP`]).
-    to: [u16; dpdk::MAX_BURST],
+    to: [u16; sys::MAX_BURST],
     /// The length of each frame of the burst once decided.
-    lens: [u32; dpdk::MAX_BURST],
+    lens: [u32; sys::MAX_BURST],
     /// The flow cache key and set of each frame of a VM port's burst.
-    keys: [Option<(flow::Key, usize)>; dpdk::MAX_BURST],
+    keys: [Option<(flow::Key, usize)>; sys::MAX_BURST],
     /// The SNAT way of each frame of an underlay port's burst.
-    ways: [Option<pipeline::SnatWay>; dpdk::MAX_BURST],
+    ways: [Option<pipeline::SnatWay>; sys::MAX_BURST],
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
@@ -359,20 +359,15 @@ impl Worker {
         let mut s = Scratch {
             rx: Burst::new(),
             outs: (0..=self.tx.len()).map(|_| Burst::new()).collect(),
-            floods: Vec::with_capacity(dpdk::MAX_BURST),
+            floods: Vec::with_capacity(sys::MAX_BURST),
             out_bytes: vec![0; self.tx.len()],
             tx_mask: Self::tx_mask(&self.tx),
             drops: Burst::new(),
-            to: [DROP; dpdk::MAX_BURST],
-            lens: [0; dpdk::MAX_BURST],
-            keys: [None; dpdk::MAX_BURST],
-            ways: [None; dpdk::MAX_BURST],
-            env: Env::with_nat(
-                dpdk::rdtsc,
-                dpdk::tsc_hz(),
-                self.nat,
-                self.nat_ports.clone(),
-            ),
+            to: [DROP; sys::MAX_BURST],
+            lens: [0; sys::MAX_BURST],
+            keys: [None; sys::MAX_BURST],
+            ways: [None; sys::MAX_BURST],
+            env: Env::with_nat(sys::rdtsc, sys::tsc_hz(), self.nat, self.nat_ports.clone()),
             answered: 0,
             scan: None,
         };

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use dvr::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, PortSetup};
+use dvr::sys::{self, Burst, Eal, Mbuf, Mempool, Port, PortSetup};
 
 /// EAL, once per process; the tests share it (and run one at a time: they count
 /// pool buffers).
@@ -106,7 +106,7 @@ fn mempool_errors_are_reported() {
 fn ring_pair_carries_frames_both_ways() {
     let _g = eal();
     let pool = Mempool::new("t_ring", 2047, 0).unwrap();
-    let (a, b) = dpdk::ring_pair("t_ra", "t_rb", 256).unwrap();
+    let (a, b) = sys::ring_pair("t_ra", "t_rb", 256).unwrap();
     let pa = Port::start(a, "t_ra", &setup(), &pool).unwrap();
     let pb = Port::start(b, "t_rb", &setup(), &pool).unwrap();
     let (mut rxa, mut txa) = pa.queues(1, 1);
@@ -166,9 +166,9 @@ fn ring_pair_carries_frames_both_ways() {
 #[test]
 fn bad_vdev_names_the_device() {
     let _g = eal();
-    let e = dpdk::vdev_create("net_nosuchdriver0", "").expect_err("unknown driver refused");
+    let e = sys::vdev_create("net_nosuchdriver0", "").expect_err("unknown driver refused");
     assert!(e.to_string().contains("net_nosuchdriver0"), "{e}");
-    let e = dpdk::vdev_create("net_pcap9", "rx_pcap=/nonexistent.pcap")
+    let e = sys::vdev_create("net_pcap9", "rx_pcap=/nonexistent.pcap")
         .expect_err("missing file refused");
     assert!(e.to_string().contains("net_pcap9"), "{e}");
 }
@@ -177,8 +177,8 @@ fn bad_vdev_names_the_device() {
 fn null_port_sends_and_counts() {
     let _g = eal();
     let pool = Mempool::new("t_null", 1023, 0).unwrap();
-    let id = dpdk::vdev_create("net_null7", "").unwrap();
-    let info = dpdk::dev_info(id).unwrap();
+    let id = sys::vdev_create("net_null7", "").unwrap();
+    let info = sys::dev_info(id).unwrap();
     assert_eq!(info.driver, "net_null");
     let p: Arc<Port> = Port::start(id, "null7", &setup(), &pool).unwrap();
     let (_rx, mut tx) = p.queues(1, 1);
@@ -201,8 +201,7 @@ fn a_pool_on_transparent_huge_pages_carries_frames_and_goes_away() {
         assert!(pool.on_thp());
         let full = pool.available();
         assert_eq!(full, 4095);
-        let (a, b) =
-            dpdk::ring_pair(&format!("t_ta{round}"), &format!("t_tb{round}"), 256).unwrap();
+        let (a, b) = sys::ring_pair(&format!("t_ta{round}"), &format!("t_tb{round}"), 256).unwrap();
         let pa = Port::start(a, "t_ta", &setup(), &pool).unwrap();
         let pb = Port::start(b, "t_tb", &setup(), &pool).unwrap();
         let (_, mut txa) = pa.queues(1, 1);

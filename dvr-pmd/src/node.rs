@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use dvr::config::{Config, PcapRx, PortKind};
-use dvr::dpdk::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
 use dvr::mac::MacAddr;
 use dvr::punt::Exchange;
 use dvr::snapshot::{DpPort, NodePorts, Snapshot, Tables};
 use dvr::stats::WorkerCounters;
+use dvr::sys::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
 use dvr::worker::Worker;
 
 /// Why the node could not start.
@@ -29,8 +29,8 @@ fn err(msg: impl Into<String>) -> StartError {
     StartError(msg.into())
 }
 
-impl From<dpdk::Error> for StartError {
-    fn from(e: dpdk::Error) -> Self {
+impl From<sys::Error> for StartError {
+    fn from(e: sys::Error) -> Self {
         StartError(e.to_string())
     }
 }
@@ -140,7 +140,7 @@ impl Node {
         let args = node.cfg.eal_args();
         tracing::info!(args = %args.join(" "), "starting EAL");
         node.eal = Some(Eal::init("dvr-pmd", &args)?);
-        node.tsc_hz = dpdk::tsc_hz();
+        node.tsc_hz = sys::tsc_hz();
         let dp = node.cfg.dataplane.clone();
         let pool = packet_pool(&node.cfg, dp.mbufs, dp.mbuf_cache)?;
         node.pool = Some(pool.clone());
@@ -150,7 +150,7 @@ impl Node {
         let mut rxqs: Vec<Vec<(u16, RxQueue)>> = (0..nworkers).map(|_| Vec::new()).collect();
         let mut txqs: Vec<Vec<Option<TxQueue>>> = (0..nworkers).map(|_| Vec::new()).collect();
         for (i, (pc, id)) in node.cfg.ports.clone().iter().zip(ids).enumerate() {
-            let info = dpdk::dev_info(id)?;
+            let info = sys::dev_info(id)?;
             let rx = info.max_rx_queues.min(1);
             let tx = info.max_tx_queues.min(nworkers);
             if tx < nworkers {
@@ -221,7 +221,7 @@ impl Node {
                             ready_tx.send(Err(format!("worker {w}: cannot pin to core {core}")));
                         return;
                     }
-                    match dpdk::register_thread() {
+                    match sys::register_thread() {
                         Ok(lcore) => {
                             let _ = ready_tx.send(Ok(lcore));
                         }
@@ -231,7 +231,7 @@ impl Node {
                         }
                     }
                     worker.run();
-                    dpdk::unregister_thread();
+                    sys::unregister_thread();
                 })
                 .map_err(|e| err(format!("cannot spawn worker {w}: {e}")))?;
             self.workers.push(h);
@@ -304,9 +304,9 @@ impl Node {
         let mut ids = Vec::new();
         let mut rings: HashMap<String, u16> = HashMap::new();
         for (i, p) in self.cfg.ports.iter().enumerate() {
-            let ctx = |e: dpdk::Error| err(format!("port {}: {e}", p.name));
+            let ctx = |e: sys::Error| err(format!("port {}: {e}", p.name));
             let id = match &p.kind {
-                PortKind::VhostUser { socket, client } => dpdk::vdev_create(
+                PortKind::VhostUser { socket, client } => sys::vdev_create(
                     &format!("net_vhost{i}"),
                     &format!(
                         "iface={},queues={nworkers},client={}",
@@ -315,19 +315,19 @@ impl Node {
                     ),
                 )
                 .map_err(ctx)?,
-                PortKind::Pci { address } => dpdk::port_by_name(address).map_err(|e| {
+                PortKind::Pci { address } => sys::port_by_name(address).map_err(|e| {
                     err(format!(
                         "port {}: PCI device {address} not found by DPDK (bound to vfio-pci?): {e}",
                         p.name
                     ))
                 })?,
-                PortKind::AfPacket { iface } => dpdk::vdev_create(
+                PortKind::AfPacket { iface } => sys::vdev_create(
                     &format!("net_af_packet{i}"),
                     &format!("iface={iface},qpairs={nworkers}"),
                 )
                 .map_err(ctx)?,
                 PortKind::Tap { iface } => {
-                    dpdk::vdev_create(&format!("net_tap{i}"), &format!("iface={iface}"))
+                    sys::vdev_create(&format!("net_tap{i}"), &format!("iface={iface}"))
                         .map_err(ctx)?
                 }
                 PortKind::Pcap {
@@ -350,19 +350,19 @@ impl Node {
                     if *infinite_rx {
                         args.push("infinite_rx=1".into());
                     }
-                    dpdk::vdev_create(&format!("net_pcap{i}"), &args.join(",")).map_err(ctx)?
+                    sys::vdev_create(&format!("net_pcap{i}"), &args.join(",")).map_err(ctx)?
                 }
                 PortKind::Ring { peer } => match rings.get(&p.name) {
                     Some(&id) => id,
                     None => {
-                        let (a, b) = dpdk::ring_pair(&p.name, peer, 1024).map_err(ctx)?;
+                        let (a, b) = sys::ring_pair(&p.name, peer, 1024).map_err(ctx)?;
                         rings.insert(peer.clone(), b);
                         a
                     }
                 },
                 // Without no-rx, net_null would hand out empty packets forever.
                 PortKind::Null => {
-                    dpdk::vdev_create(&format!("net_null{i}"), "no-rx=1").map_err(ctx)?
+                    sys::vdev_create(&format!("net_null{i}"), "no-rx=1").map_err(ctx)?
                 }
             };
             ids.push(id);

@@ -15,10 +15,10 @@ use dvr::stats::{total, DropReason, WorkerSnapshot};
 use std::sync::Arc;
 
 use dvr::config::AgentMode;
-use dvr::dpdk::Port;
 use dvr::model::{Applied, Model};
 use dvr::snapshot::{Compiler, NodePorts, Tables};
 use dvr::stats::WorkerCounters;
+use dvr::sys::Port;
 
 use crate::control::NodeView;
 use crate::node::Node;

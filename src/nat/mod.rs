@@ -71,9 +71,9 @@ use std::ops::RangeInclusive;
 
 use rustc_hash::FxHashMap;
 
-use crate::dpdk::{prefetch, HugeTable};
 use crate::pkt::{be16, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::DropReason;
+use crate::sys::{prefetch, HugeTable};
 use wire::{Hdr, Side};
 
 pub use wire::{in_port, rewrite_dst, rewrite_src, untranslate_in};
@@ -584,7 +584,7 @@ struct Lookahead {
     burst: Cell<u32>,
 }
 
-/// Entries of the lookahead ring: a burst (`dpdk::MAX_BURST`).
+/// Entries of the lookahead ring: a burst (`sys::MAX_BURST`).
 const LOOKAHEAD: usize = 64;
 const _: () = assert!(LOOKAHEAD.is_power_of_two() && LOOKAHEAD <= 128);
 

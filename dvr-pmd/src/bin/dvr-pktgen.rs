@@ -22,9 +22,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dvr::dpdk::{self, Burst, Eal, Mempool, Port, PortSetup};
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
+use dvr::sys::{self, Burst, Eal, Mempool, Port, PortSetup};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -222,7 +222,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut queues = Vec::new();
     for spec in &args.ports {
         let (name, devargs) = spec.split_once(',').unwrap_or((spec.as_str(), ""));
-        let id = dpdk::vdev_create(name, devargs).map_err(|e| e.to_string())?;
+        let id = sys::vdev_create(name, devargs).map_err(|e| e.to_string())?;
         let setup = PortSetup {
             rx_queues: 1,
             tx_queues: 1,
@@ -255,7 +255,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut seq: u32 = 0;
     // Receives a burst on each port into `counts`; returns how many frames
     // other than probes, and how many probes.
-    let mut receive = |queues: &mut Vec<(dpdk::RxQueue, dpdk::TxQueue)>,
+    let mut receive = |queues: &mut Vec<(sys::RxQueue, sys::TxQueue)>,
                        counts: &mut Vec<PortCount>| {
         let (mut others, mut probes) = (0u64, 0u64);
         for (p, (q, _)) in queues.iter_mut().enumerate() {
