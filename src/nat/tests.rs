@@ -1,7 +1,9 @@
+use super::lookahead::Ahead;
 use super::model::*;
 use super::*;
 use crate::pkt::*;
 use crate::stats::DropReason as R;
+use std::net::SocketAddrV4;
 
 const IN1: u32 = 0x0a00_0005; // 10.0.0.5
 const IN2: u32 = 0x0a00_0006;
