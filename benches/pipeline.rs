@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace};
 use dvr::pkt::Frame;
-use dvr::snapshot::Snapshot;
+use dvr::tables::Snapshot;
 use dvr::testkit::*;
 use serde_json::json;
 

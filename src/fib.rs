@@ -5,7 +5,7 @@
 //! (connected subnets, a default, a few extra routes: two to four lengths), so a
 //! lookup is a few probes; insert and remove are O(1), so one route change never
 //! rebuilds a table. The dataplane's IPv4 lookups go through a [`Trie4`] built
-//! per router when its tables are compiled (`snapshot::RouterTables::fwd4`).
+//! per router when its tables are compiled (`tables::RouterTables::fwd4`).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -15,7 +15,7 @@
 //! (IPv4 header and checksum, TTL, MTU); a frame that does not pass them takes
 //! the full pipeline, which then decides exactly as it would have uncached.
 //!
-//! [`Snapshot::epoch`]: crate::snapshot::Snapshot::epoch
+//! [`Snapshot::epoch`]: crate::tables::Snapshot::epoch
 
 use crate::model::NetworkType;
 use crate::sys::HugeTable;

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod compile;
 pub mod config;
 pub mod fib;
 pub mod flow;
@@ -18,9 +19,9 @@ pub mod pipeline;
 pub mod pkt;
 pub mod proto;
 pub mod punt;
-pub mod snapshot;
 pub mod stats;
 pub mod sys;
+pub mod tables;
 #[doc(hidden)]
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

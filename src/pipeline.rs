@@ -34,11 +34,11 @@ use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::nat::{self, Nat, NatConfig};
 use crate::pkt::*;
-use crate::snapshot::{
+use crate::stats::DropReason;
+use crate::tables::{
     Adj, Dest, Gw, HostEntry, Iface, NetTables, NodeTables, RouterTables, Slot, Snapshot, VmPort,
 };
-use crate::snapshot::{ExtAddr, Home, SnatHere, SnatSettings};
-use crate::stats::DropReason;
+use crate::tables::{ExtAddr, Home, SnatHere, SnatSettings};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -140,7 +140,7 @@ pub struct Flood {
 /// A frame from a port showed that `mac` holds `ip`, an address inside the
 /// allowed address pairs of a port of network `net` (a gratuitous ARP, an
 /// ARP reply, a neighbour advertisement): for the control thread, which
-/// publishes the holder ([`crate::snapshot::Compiler::set_vip_holder`]).
+/// publishes the holder ([`crate::compile::Compiler::set_vip_holder`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VipNote {
     pub net: u32,
@@ -631,7 +631,7 @@ fn link_local_of(target: IpAddr, mac: &[u8; 6]) -> bool {
     };
     let o = a.octets();
     o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0]
-        && (a == crate::snapshot::eui64_link_local(MacAddr(*mac)) || o[11..13] != [0xff, 0xfe])
+        && (a == crate::tables::eui64_link_local(MacAddr(*mac)) || o[11..13] != [0xff, 0xfe])
 }
 
 /// Port security beyond a frame's source addresses, as Neutron's default

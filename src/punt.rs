@@ -72,8 +72,8 @@ impl Exchange {
     /// Returns the newest snapshot if one changed, to publish.
     pub fn learn_vips(
         &self,
-        c: &mut crate::snapshot::Compiler,
-    ) -> Option<std::sync::Arc<crate::snapshot::Snapshot>> {
+        c: &mut crate::compile::Compiler,
+    ) -> Option<std::sync::Arc<crate::tables::Snapshot>> {
         let mut published = None;
         while let Some(n) = self.vips.pop() {
             if let Some(snap) = c.set_vip_holder(n.net, n.ip, n.mac) {
@@ -204,7 +204,7 @@ mod tests {
         use crate::pipeline::VipNote;
         use crate::testkit;
         let m = testkit::model();
-        let mut c = crate::snapshot::Compiler::new(&m, testkit::node());
+        let mut c = crate::compile::Compiler::new(&m, testkit::node());
         let x = Exchange::default();
         assert!(x.learn_vips(&mut c).is_none());
         let blue = (0..8u32)

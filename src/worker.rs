@@ -12,10 +12,10 @@ use crate::l2::DROP;
 use crate::nat::NatConfig;
 use crate::pipeline::{self, Env, NoTrace};
 use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
-use crate::snapshot::Snapshot;
-use crate::snapshot::Tables;
 use crate::stats::{DropReason, WorkerCounters};
 use crate::sys::{self, Burst, Mbuf, Mempool, Pkt, RxQueue, TxQueue};
+use crate::tables::Snapshot;
+use crate::tables::Tables;
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
 const IDLE_POLLS_BEFORE_PAUSE: u32 = 64;
@@ -505,7 +505,7 @@ impl Worker {
         c: &WorkerCounters,
         pool: &Mempool,
         nports: usize,
-        snap: &crate::snapshot::Snapshot,
+        snap: &crate::tables::Snapshot,
         in_port: u16,
         s: &mut Scratch,
     ) {

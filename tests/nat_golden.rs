@@ -11,13 +11,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use dvr::compile::Compiler;
 use dvr::config::PortRole;
 use dvr::mac::MacAddr;
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
 use dvr::pkt::{self, Frame};
-use dvr::snapshot::{Compiler, DpPort, Snapshot};
 use dvr::stats::DropReason as R;
+use dvr::tables::{DpPort, Snapshot};
 use dvr::testkit::*;
 use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::json;

@@ -10,12 +10,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use dvr::compile::Compiler;
 use dvr::mac::MacAddr;
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
 use dvr::pkt::{self, Frame};
-use dvr::snapshot::{Compiler, Snapshot};
 use dvr::stats::DropReason as R;
+use dvr::tables::Snapshot;
 use etherparse::{
     icmpv4, icmpv6, ArpEthIpv4Packet, ArpOperation, Icmpv4Type, Icmpv6Type, IpNumber, PacketBuilder,
 };
@@ -1067,7 +1068,7 @@ fn only_frames_into_the_overlay_must_fit_the_network_mtu() {
 
 #[test]
 fn floating_ips_and_snat_settings_are_compiled_per_router() {
-    use dvr::snapshot::Dest;
+    use dvr::tables::Dest;
     let mut m = model();
     let mut c = Compiler::new(&m, node());
     let ext = json!([

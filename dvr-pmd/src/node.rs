@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use dvr::config::{Config, PcapRx, PortKind};
 use dvr::mac::MacAddr;
 use dvr::punt::Exchange;
-use dvr::snapshot::{DpPort, NodePorts, Snapshot, Tables};
 use dvr::stats::WorkerCounters;
 use dvr::sys::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
+use dvr::tables::{DpPort, NodePorts, Snapshot, Tables};
 use dvr::worker::Worker;
 
 /// Why the node could not start.

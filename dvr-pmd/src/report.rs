@@ -14,11 +14,12 @@ use dvr::stats::{total, DropReason, WorkerSnapshot};
 
 use std::sync::Arc;
 
+use dvr::compile::Compiler;
 use dvr::config::AgentMode;
 use dvr::model::{Applied, Model};
-use dvr::snapshot::{Compiler, NodePorts, Tables};
 use dvr::stats::WorkerCounters;
 use dvr::sys::Port;
+use dvr::tables::{NodePorts, Tables};
 
 use crate::control::NodeView;
 use crate::node::Node;
@@ -349,7 +350,7 @@ impl NodeView for View {
 }
 
 /// A router's translations: its SNAT, then its floating IPs by address.
-fn nat_entries(c: &Compiler, router: &str, t: &dvr::snapshot::RouterTables) -> Vec<NatEntry> {
+fn nat_entries(c: &Compiler, router: &str, t: &dvr::tables::RouterTables) -> Vec<NatEntry> {
     let mut out = Vec::new();
     if let Some(g) = &t.snat {
         out.push(NatEntry {
@@ -398,7 +399,7 @@ const SESSIONS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(2
 impl View {
     /// Every network's MAC table: local ports, ports on other hosts (behind
     /// their VTEP) and router interfaces.
-    fn fdb(&self, c: &Compiler, snap: &dvr::snapshot::Snapshot) -> Vec<FdbEntry> {
+    fn fdb(&self, c: &Compiler, snap: &dvr::tables::Snapshot) -> Vec<FdbEntry> {
         let mut entries = Vec::new();
         // The model port served on each dataplane port (the first by
         // network and MAC, as compiled).
@@ -414,7 +415,7 @@ impl View {
             v.sort_by_key(|(k, _)| dvr::mac::MacAddr::from_key(*k));
             for (k, d) in v {
                 let local = match d {
-                    dvr::snapshot::Dest::Local(i) => Some(FdbLocal {
+                    dvr::tables::Dest::Local(i) => Some(FdbLocal {
                         dataplane_port: self
                             .node_ports
                             .ports
@@ -505,8 +506,8 @@ impl View {
 }
 
 /// Where a neighbour lives, for people.
-fn location(c: &Compiler, d: dvr::snapshot::Dest) -> String {
-    use dvr::snapshot::Dest;
+fn location(c: &Compiler, d: dvr::tables::Dest) -> String {
+    use dvr::tables::Dest;
     match d {
         Dest::Local(p) => format!("local port {p}"),
         Dest::Remote(h) => c

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use dvr::mac::MacAddr;
 use dvr::pipeline::{fip_mac, write_arp_request, write_garp};
 use dvr::punt::Injected;
-use dvr::snapshot::{ExtAddr, ExtMap};
+use dvr::tables::{ExtAddr, ExtMap};
 
 use crate::report::View;
 

@@ -14,10 +14,11 @@ mod common;
 use std::net::Ipv4Addr;
 
 use common::{drops, node_head, Daemon};
+use dvr::compile::Compiler;
 use dvr::pipeline::{self, Env, NoTrace};
 use dvr::pkt::Frame;
-use dvr::snapshot::{Compiler, DpPort, NodePorts};
 use dvr::stats::DropReason;
+use dvr::tables::{DpPort, NodePorts};
 use dvr::testkit::*;
 
 fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Vec<u8> {

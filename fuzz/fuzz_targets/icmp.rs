@@ -32,7 +32,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use dvr::snapshot::Snapshot;
+use dvr::tables::Snapshot;
 use dvr::stats::DropReason;
 use etherparse::{Icmpv4Slice, Icmpv6Slice, Ipv4Slice, Ipv6Slice};
 use libfuzzer_sys::fuzz_target;

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use dvr::snapshot::Snapshot;
+use dvr::tables::Snapshot;
 use libfuzzer_sys::fuzz_target;
 
 static SNAP: OnceLock<Arc<Snapshot>> = OnceLock::new();

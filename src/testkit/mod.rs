@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::config::PortRole;
 use crate::mac::MacAddr;
 use crate::model::{Change, Model};
-use crate::snapshot::{DpPort, NodePorts};
+use crate::tables::{DpPort, NodePorts};
 
 pub const UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 pub const CN2_UL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -119,8 +119,8 @@ pub fn node() -> NodePorts {
 
 /// The snapshot of [`model`] on [`node`] with cn2's VTEP resolved (its
 /// underlay MAC is [`CN2_UL_MAC`]).
-pub fn snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
-    let mut c = crate::snapshot::Compiler::new(m, node());
+pub fn snapshot(m: &Model) -> std::sync::Arc<crate::tables::Snapshot> {
+    let mut c = crate::compile::Compiler::new(m, node());
     c.set_vtep_mac(std::net::Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC))
         .expect("a new VTEP MAC publishes")
 }
@@ -188,7 +188,7 @@ pub fn ns_node() -> NodePorts {
 
 /// The snapshot of `m` on [`ns_node`] with cn2's and nn1's VTEPs and the
 /// upstream router resolved.
-pub fn ns_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
+pub fn ns_snapshot(m: &Model) -> std::sync::Arc<crate::tables::Snapshot> {
     resolved(m, ns_node(), [(VTEP2, CN2_UL_MAC), (VTEP3, NN1_UL_MAC)])
 }
 
@@ -198,9 +198,9 @@ fn resolved(
     m: &Model,
     ports: NodePorts,
     vteps: [([u8; 4], [u8; 6]); 2],
-) -> std::sync::Arc<crate::snapshot::Snapshot> {
+) -> std::sync::Arc<crate::tables::Snapshot> {
     use std::net::Ipv4Addr;
-    let mut c = crate::snapshot::Compiler::new(m, ports);
+    let mut c = crate::compile::Compiler::new(m, ports);
     for (ip, mac) in vteps {
         c.set_vtep_mac(Ipv4Addr::from(ip), MacAddr(mac));
     }
@@ -235,7 +235,7 @@ pub fn snat_node_ports() -> NodePorts {
 /// The snapshot of `m` ([`ns_model`]) on `nn1`, the `dvr_snat` node holding
 /// r1's SNAT: an underlay port ([`NN1_UP`]) and an external port
 /// ([`NN1_EXT`]); cn1's and cn2's VTEPs and the upstream router resolved.
-pub fn snat_node_snapshot(m: &Model) -> std::sync::Arc<crate::snapshot::Snapshot> {
+pub fn snat_node_snapshot(m: &Model) -> std::sync::Arc<crate::tables::Snapshot> {
     resolved(m, snat_node_ports(), [(VTEP1, UL_MAC), (VTEP2, CN2_UL_MAC)])
 }
 
@@ -273,7 +273,7 @@ pub type Run = (
 );
 
 fn run_one<T: crate::pipeline::Trace>(
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::tables::Snapshot,
     in_port: u16,
     frame: &[u8],
     t: &mut T,
@@ -287,7 +287,7 @@ fn run_one<T: crate::pipeline::Trace>(
 /// no check: for the `icmp` fuzz target, which checks the ICMP errors that
 /// come out its own way. Its SNAT translates to 64 ports (40000-40063):
 /// quicker to set up than the whole range.
-pub fn run_frame(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u8]) -> Run {
+pub fn run_frame(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]) -> Run {
     let mut env = crate::pipeline::Env::small(|| 0, 1_000_000, 40000..=40063);
     run_in(
         &mut env,
@@ -301,7 +301,7 @@ pub fn run_frame(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u8]) -
 /// Runs `frame` once more in `env`, as a worker runs the next frame of a flow.
 fn run_in<T: crate::pipeline::Trace>(
     env: &mut crate::pipeline::Env,
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::tables::Snapshot,
     in_port: u16,
     frame: &[u8],
     t: &mut T,
@@ -345,7 +345,7 @@ fn outcome(
 /// cannot decide.
 fn run_fast(
     env: &mut crate::pipeline::Env,
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::tables::Snapshot,
     in_port: u16,
     frame: &[u8],
 ) -> Run {
@@ -377,7 +377,7 @@ fn run_fast(
 /// whether it took the SNAT way.
 pub fn run_snat_way(
     env: &mut crate::pipeline::Env,
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::tables::Snapshot,
     in_port: u16,
     frame: &[u8],
 ) -> (Run, bool) {
@@ -407,7 +407,7 @@ pub fn run_snat_way(
 /// took the decap way.
 pub fn run_decap_way(
     env: &mut crate::pipeline::Env,
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::tables::Snapshot,
     in_port: u16,
     frame: &[u8],
 ) -> (Run, bool) {
@@ -427,7 +427,7 @@ pub fn run_decap_way(
 /// and whether it took the way.
 fn run_way<W>(
     env: &mut crate::pipeline::Env,
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::tables::Snapshot,
     in_port: u16,
     frame: &[u8],
     find: impl FnOnce(&mut crate::pipeline::Env) -> Option<W>,
@@ -474,7 +474,7 @@ fn run_way<W>(
 ///   `vip_holder_unknown` noted (a routed frame to a VIP nobody announced);
 /// - `Err(reason)`: one of [`DropReason::ALL`](crate::stats::DropReason::ALL),
 ///   and nothing noted.
-pub fn check_pipeline(snap: &crate::snapshot::Snapshot, in_port: u16, frame: &[u8]) -> Run {
+pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]) -> Run {
     use crate::pipeline::{NoTrace, Notes, ICMP_ERROR_MAX};
     use crate::pkt::{ETH_LEN, ICMP_LEN, IPV4_LEN};
     use crate::stats::DropReason;

@@ -1,0 +1,232 @@
+//! The external network's addresses: floating IPs and routers' gateway
+//! addresses, and the SNAT that runs on this node.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{Dest, IntMap, RouterTables};
+use crate::mac::MacAddr;
+
+/// What an address of the external network is to this node ([`Snapshot::ext`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtAddr {
+    /// A floating IP of router `router` (index), associated with `fixed`;
+    /// `here`: this node serves it (its port is bound here; or, `central`,
+    /// the router's SNAT node is this node).
+    Fip {
+        router: u32,
+        fixed: Ipv4Addr,
+        here: bool,
+        central: bool,
+    },
+    /// The external gateway IP of router `router`, whose port has `mac`;
+    /// `here`: the router's SNAT runs on this node.
+    Gateway {
+        router: u32,
+        mac: MacAddr,
+        here: bool,
+    },
+}
+
+impl ExtAddr {
+    fn router(&self) -> u32 {
+        match *self {
+            ExtAddr::Fip { router, .. } | ExtAddr::Gateway { router, .. } => router,
+        }
+    }
+}
+
+const EXT_SHARDS: usize = 64;
+
+/// The external addresses every router of the node uses (floating IPs,
+/// gateway IPs), in shards: a change copies one shard, not the whole map.
+#[derive(Debug, Clone)]
+pub struct ExtMap {
+    shards: Vec<Arc<IntMap<Ipv4Addr, ExtAddr>>>,
+}
+
+impl Default for ExtMap {
+    fn default() -> Self {
+        ExtMap {
+            shards: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
+        }
+    }
+}
+
+impl ExtMap {
+    #[inline]
+    fn shard(a: Ipv4Addr) -> usize {
+        (u32::from(a).wrapping_mul(0x9E37_79B9) >> 26) as usize % EXT_SHARDS
+    }
+
+    #[inline]
+    pub fn get(&self, a: Ipv4Addr) -> Option<ExtAddr> {
+        self.shards.get(Self::shard(a))?.get(&a).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, ExtAddr)> + '_ {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(a, e)| (*a, *e)))
+    }
+
+    /// The entries of the shards that are not `old`'s (changed since), with
+    /// whether each shard changed: for following changes without a scan of
+    /// every address.
+    pub fn changed_since<'a>(
+        &'a self,
+        old: &'a ExtMap,
+    ) -> impl Iterator<Item = (usize, &'a IntMap<Ipv4Addr, ExtAddr>)> + 'a {
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(move |(i, s)| old.shards.get(*i).is_none_or(|o| !Arc::ptr_eq(o, s)))
+            .map(|(i, s)| (i, &**s))
+    }
+
+    /// The shard an address lives in.
+    pub fn shard_of(a: Ipv4Addr) -> usize {
+        Self::shard(a)
+    }
+
+    pub(crate) fn insert(&mut self, a: Ipv4Addr, e: ExtAddr) {
+        Arc::make_mut(&mut self.shards[Self::shard(a)]).insert(a, e);
+    }
+
+    /// Removes `a` if router `router` holds it (another router may have
+    /// taken it over in the same transaction).
+    pub(crate) fn remove_of(&mut self, a: Ipv4Addr, router: u32) {
+        let sh = &mut self.shards[Self::shard(a)];
+        if sh.get(&a).is_some_and(|e| e.router() == router) {
+            Arc::make_mut(sh).remove(&a);
+        }
+    }
+
+    /// Replaces the addresses of router `id` as `old` had them by `new`'s.
+    pub(crate) fn update(
+        &mut self,
+        id: u32,
+        old: Option<&RouterTables>,
+        new: Option<&RouterTables>,
+        ext_here: bool,
+    ) {
+        if let Some(o) = old {
+            for (a, _) in o.ext_addrs(id, ext_here) {
+                self.remove_of(a, id);
+            }
+        }
+        if let Some(n) = new {
+            for (a, e) in n.ext_addrs(id, ext_here) {
+                self.insert(a, e);
+            }
+        }
+    }
+}
+
+/// A router whose SNAT runs on this node: its index and external IPv4
+/// addresses (the workers' NAT follows this list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnatHere {
+    pub router: u32,
+    pub ips: Vec<Ipv4Addr>,
+    /// The router's fixed IPs that have a floating IP (sorted): their SNAT
+    /// sessions are flushed when they get one (they leave by it from then on).
+    pub with_fip: Vec<Ipv4Addr>,
+}
+
+impl RouterTables {
+    /// The external addresses of this router (index `id`) as this node sees
+    /// them; `ext_here`: the node has an external port (serves floating IPs).
+    pub(crate) fn ext_addrs(&self, id: u32, ext_here: bool) -> Vec<(Ipv4Addr, ExtAddr)> {
+        let mut v = Vec::new();
+        let snat_here = self.snat.as_ref().is_some_and(|s| s.here);
+        for f in self.fips.values() {
+            let here = if f.central {
+                snat_here
+            } else {
+                matches!(f.dest, Dest::Local(_))
+            };
+            v.push((
+                f.floating,
+                ExtAddr::Fip {
+                    router: id,
+                    fixed: f.fixed,
+                    here: ext_here && here,
+                    central: f.central,
+                },
+            ));
+        }
+        if let Some(sn) = &self.snat {
+            for ip in &sn.ips {
+                if let IpAddr::V4(a) = ip {
+                    v.push((
+                        *a,
+                        ExtAddr::Gateway {
+                            router: id,
+                            mac: sn.mac,
+                            here: sn.here && ext_here,
+                        },
+                    ));
+                }
+            }
+        }
+        v
+    }
+
+    /// The router's SNAT, if it runs on this node.
+    pub(crate) fn snat_here(&self, id: u32) -> Option<SnatHere> {
+        let sn = self.snat.as_ref().filter(|s| s.here && s.enable_snat)?;
+        let ips: Vec<Ipv4Addr> = sn
+            .ips
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let mut with_fip: Vec<Ipv4Addr> = self.fips.values().map(|f| f.fixed).collect();
+        with_fip.sort();
+        (!ips.is_empty()).then_some(SnatHere {
+            router: id,
+            ips,
+            with_fip,
+        })
+    }
+}
+
+/// A floating IP association (1:1 NAT) as the dataplane sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FipEntry {
+    pub floating: Ipv4Addr,
+    pub fixed: Ipv4Addr,
+    pub port: String,
+    /// Where the associated port is: in mode `dvr` the host of the port
+    /// serves its floating IP (DNAT in, SNAT out, proxy ARP).
+    pub dest: Dest,
+    /// Served centrally, by the router's SNAT node: the router is not
+    /// distributed (`legacy`), or the port's host is `dvr_no_external`.
+    pub central: bool,
+}
+
+/// A router's external gateway: the addresses SNAT translates to, where the
+/// centralized SNAT runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnatSettings {
+    pub network: String,
+    pub ips: Vec<IpAddr>,
+    pub mac: MacAddr,
+    pub enable_snat: bool,
+    /// The `dvr_snat` host that holds the router's SNAT, and whether it is this node.
+    pub host: Option<String>,
+    pub here: bool,
+    /// That host's index among the node's other hosts (where compute nodes
+    /// send the router's SNAT traffic).
+    #[serde(skip)]
+    pub host_idx: Option<u16>,
+    /// The external network's index ([`Snapshot::net`]): its MTU bounds what
+    /// leaves through the external port.
+    #[serde(skip)]
+    pub net: Option<u32>,
+}
