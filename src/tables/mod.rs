@@ -1,7 +1,9 @@
 //! The dataplane's tables as one immutable snapshot, compiled from the model for
-//! this node (by [`crate::compile`]) and published RCU style: the control thread swaps in a new snapshot
-//! (`arc_swap::ArcSwap`), a worker loads the current one once per burst, and an old
-//! snapshot is freed when the last worker that loaded it has finished its burst.
+//! this node ([`crate::compile`], which also holds `Snapshot::compile` and
+//! `Snapshot::from_config`) and published RCU style: the control thread swaps
+//! in a new snapshot (`arc_swap::ArcSwap`), a worker loads the current one once
+//! per burst, and an old snapshot is freed when the last worker that loaded it
+//! has finished its burst.
 //!
 //! A snapshot is a tree of `Arc`s: the node's own tables (VTEP, DVR MAC, the
 //! other hosts, segment → network maps), one table set per network (FDB with
