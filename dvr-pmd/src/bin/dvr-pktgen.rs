@@ -19,6 +19,7 @@
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -218,133 +219,20 @@ fn run(args: &Args) -> Result<(), String> {
     .collect();
     let eal = Eal::init("dvr-pktgen", &eal_args).map_err(|e| e.to_string())?;
     let pool = Mempool::new("pktgen", 8191, 256).map_err(|e| e.to_string())?;
-    let mut ports = Vec::new();
-    let mut queues = Vec::new();
-    for spec in &args.ports {
-        let (name, devargs) = spec.split_once(',').unwrap_or((spec.as_str(), ""));
-        let id = sys::vdev_create(name, devargs).map_err(|e| e.to_string())?;
-        let setup = PortSetup {
-            rx_queues: 1,
-            tx_queues: 1,
-            rx_desc: 1024,
-            tx_desc: 1024,
-            promiscuous: true,
-        };
-        let p = Port::start(id, name, &setup, &pool).map_err(|e| e.to_string())?;
-        let (mut r, mut t) = p.queues(1, 1);
-        queues.push((r.remove(0), t.remove(0)));
-        ports.push(p);
-    }
-    // Wait (bounded) for the links: a vhost-user peer must have accepted us.
-    let t0 = Instant::now();
-    while !ports.iter().all(|p| p.link_up()) {
-        if t0.elapsed() > Duration::from_secs(10) {
-            return Err("links did not come up within 10 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-
-    let total: u64 = sends.iter().map(|s| s.count).sum();
-    let expect = args.expect.unwrap_or(total);
-    let mut counts: Vec<PortCount> = ports.iter().map(|_| PortCount::default()).collect();
-    let mut received = 0u64;
-    let mut sent = 0u64;
-    let mut last_progress = Instant::now();
-    let mut burst = Burst::new();
-    let mut rx = Burst::new();
-    let mut seq: u32 = 0;
-    // Receives a burst on each port into `counts`; returns how many frames
-    // other than probes, and how many probes.
-    let mut receive = |queues: &mut Vec<(sys::RxQueue, sys::TxQueue)>,
-                       counts: &mut Vec<PortCount>| {
-        let (mut others, mut probes) = (0u64, 0u64);
-        for (p, (q, _)) in queues.iter_mut().enumerate() {
-            for i in 0..q.rx(&mut rx, 32) {
-                match classify(rx.data(i), args.frame_len) {
-                    Got::Counted => counts[p].received += 1,
-                    Got::Probe => {
-                        counts[p].probes_received += 1;
-                        probes += 1;
-                        continue;
-                    }
-                    Got::Bad => counts[p].received_bad += 1,
-                }
-                others += 1;
-            }
-            rx.clear();
-        }
-        (others, probes)
+    let (ports, queues) = start_ports(&args.ports, &pool)?;
+    let mut g = Gen {
+        counts: ports.iter().map(|_| PortCount::default()).collect(),
+        queues,
+        rx: Burst::new(),
+        tx: Burst::new(),
+        frame_len: args.frame_len,
     };
     for &(port, flow) in &probes {
-        let start = Instant::now();
-        let mut last_sent: Option<Instant> = None;
-        loop {
-            if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(50)) {
-                if start.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("probe from port {port} not forwarded within 10 s"));
-                }
-                pool.alloc_into(&mut burst, 1).map_err(|e| e.to_string())?;
-                burst
-                    .set_frame(0, &udp4_frame(&flow, args.frame_len, 0))
-                    .map_err(|e| e.to_string())?;
-                let r = queues[port].1.tx(&mut burst);
-                counts[port].probes_sent += r.sent;
-                last_sent = Some(Instant::now());
-            }
-            match receive(&mut queues, &mut counts) {
-                (_, 1..) => break,
-                (0, 0) => std::thread::sleep(Duration::from_micros(50)),
-                _ => {}
-            }
-        }
+        g.probe(&pool, port, &flow)?;
     }
-    loop {
-        let mut progress = false;
-        for s in sends.iter_mut() {
-            let in_flight = sent - received.min(sent);
-            let room = args
-                .window
-                .saturating_sub(in_flight)
-                .min(s.count - s.sent)
-                .min(32);
-            if room == 0 {
-                continue;
-            }
-            if pool.alloc_into(&mut burst, room as usize).is_err() {
-                continue;
-            }
-            for i in 0..burst.len() {
-                let f = udp4_frame(&s.flow, args.frame_len, seq.wrapping_add(i as u32));
-                burst.set_frame(i, &f).map_err(|e| e.to_string())?;
-            }
-            let r = queues[s.port].1.tx(&mut burst);
-            seq = seq.wrapping_add(r.sent as u32);
-            s.sent += r.sent;
-            sent += r.sent;
-            counts[s.port].sent += r.sent;
-            counts[s.port].tx_refused += r.dropped;
-            progress |= r.sent > 0;
-        }
-        // Late probes are not counted frames: they were never in the window.
-        let (others, probes) = receive(&mut queues, &mut counts);
-        received += others;
-        progress |= others + probes > 0;
-        if progress {
-            last_progress = Instant::now();
-        }
-        let all_sent = sends.iter().all(|s| s.sent == s.count);
-        if all_sent && received >= expect {
-            break;
-        }
-        if last_progress.elapsed() > Duration::from_millis(args.idle_exit_ms) {
-            break;
-        }
-        if !progress {
-            std::thread::sleep(Duration::from_micros(50));
-        }
-    }
-    let out = serde_json::json!({ "ports": counts, "sent": sent, "received": received });
-    drop(queues);
+    let (sent, received) = g.stream(args, &pool, &mut sends)?;
+    let out = serde_json::json!({ "ports": g.counts, "sent": sent, "received": received });
+    drop(g.queues);
     for p in ports {
         p.close();
     }
@@ -354,4 +242,163 @@ fn run(args: &Args) -> Result<(), String> {
     // `cat`, killed by SIGPIPE without a word (`dvr::cli`).
     dvr::outln!("{out}");
     Ok(())
+}
+
+/// A port's one receive queue and one transmit queue.
+type Queues = (sys::RxQueue, sys::TxQueue);
+
+/// Creates and starts the ports (`NAME[,DEVARGS]` each), one queue each way,
+/// and waits (bounded) for their links: a vhost-user peer must have accepted
+/// us.
+fn start_ports(
+    specs: &[String],
+    pool: &Arc<Mempool>,
+) -> Result<(Vec<Arc<Port>>, Vec<Queues>), String> {
+    let mut ports = Vec::new();
+    let mut queues = Vec::new();
+    for spec in specs {
+        let (name, devargs) = spec.split_once(',').unwrap_or((spec.as_str(), ""));
+        let id = sys::vdev_create(name, devargs).map_err(|e| e.to_string())?;
+        let setup = PortSetup {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            promiscuous: true,
+        };
+        let p = Port::start(id, name, &setup, pool).map_err(|e| e.to_string())?;
+        let (mut r, mut t) = p.queues(1, 1);
+        queues.push((r.remove(0), t.remove(0)));
+        ports.push(p);
+    }
+    let t0 = Instant::now();
+    while !ports.iter().all(|p| p.link_up()) {
+        if t0.elapsed() > Duration::from_secs(10) {
+            return Err("links did not come up within 10 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok((ports, queues))
+}
+
+/// The generator's ports and what it counted on each.
+struct Gen {
+    queues: Vec<Queues>,
+    counts: Vec<PortCount>,
+    rx: Burst,
+    tx: Burst,
+    frame_len: usize,
+}
+
+impl Gen {
+    /// Receives a burst on each port into the counts; returns how many
+    /// frames other than probes, and how many probes.
+    fn receive(&mut self) -> (u64, u64) {
+        let (mut others, mut probes) = (0u64, 0u64);
+        for (p, (q, _)) in self.queues.iter_mut().enumerate() {
+            for i in 0..q.rx(&mut self.rx, 32) {
+                match classify(self.rx.data(i), self.frame_len) {
+                    Got::Counted => self.counts[p].received += 1,
+                    Got::Probe => {
+                        self.counts[p].probes_received += 1;
+                        probes += 1;
+                        continue;
+                    }
+                    Got::Bad => self.counts[p].received_bad += 1,
+                }
+                others += 1;
+            }
+            self.rx.clear();
+        }
+        (others, probes)
+    }
+
+    /// Sends `flow`'s probe out of `port` every 50 ms until a probe comes
+    /// back on any port (10 s at most).
+    fn probe(&mut self, pool: &Mempool, port: usize, flow: &Udp4) -> Result<(), String> {
+        let start = Instant::now();
+        let mut last_sent: Option<Instant> = None;
+        loop {
+            if last_sent.is_none_or(|t| t.elapsed() >= Duration::from_millis(50)) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("probe from port {port} not forwarded within 10 s"));
+                }
+                pool.alloc_into(&mut self.tx, 1)
+                    .map_err(|e| e.to_string())?;
+                self.tx
+                    .set_frame(0, &udp4_frame(flow, self.frame_len, 0))
+                    .map_err(|e| e.to_string())?;
+                let r = self.queues[port].1.tx(&mut self.tx);
+                self.counts[port].probes_sent += r.sent;
+                last_sent = Some(Instant::now());
+            }
+            match self.receive() {
+                (_, 1..) => return Ok(()),
+                (0, 0) => std::thread::sleep(Duration::from_micros(50)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends every `--send` stream within the window of frames in flight and
+    /// counts what comes back, until all were sent and the expected number
+    /// received, or nothing moved for `--idle-exit-ms`. Returns (sent,
+    /// received).
+    fn stream(
+        &mut self,
+        args: &Args,
+        pool: &Mempool,
+        sends: &mut [Send],
+    ) -> Result<(u64, u64), String> {
+        let total: u64 = sends.iter().map(|s| s.count).sum();
+        let expect = args.expect.unwrap_or(total);
+        let (mut sent, mut received) = (0u64, 0u64);
+        let mut last_progress = Instant::now();
+        let mut seq: u32 = 0;
+        loop {
+            let mut progress = false;
+            for s in sends.iter_mut() {
+                let in_flight = sent - received.min(sent);
+                let room = args
+                    .window
+                    .saturating_sub(in_flight)
+                    .min(s.count - s.sent)
+                    .min(32);
+                if room == 0 {
+                    continue;
+                }
+                if pool.alloc_into(&mut self.tx, room as usize).is_err() {
+                    continue;
+                }
+                for i in 0..self.tx.len() {
+                    let f = udp4_frame(&s.flow, self.frame_len, seq.wrapping_add(i as u32));
+                    self.tx.set_frame(i, &f).map_err(|e| e.to_string())?;
+                }
+                let r = self.queues[s.port].1.tx(&mut self.tx);
+                seq = seq.wrapping_add(r.sent as u32);
+                s.sent += r.sent;
+                sent += r.sent;
+                self.counts[s.port].sent += r.sent;
+                self.counts[s.port].tx_refused += r.dropped;
+                progress |= r.sent > 0;
+            }
+            // Late probes are not counted frames: they were never in the window.
+            let (others, probes) = self.receive();
+            received += others;
+            progress |= others + probes > 0;
+            if progress {
+                last_progress = Instant::now();
+            }
+            let all_sent = sends.iter().all(|s| s.sent == s.count);
+            if all_sent && received >= expect {
+                return Ok((sent, received));
+            }
+            if last_progress.elapsed() > Duration::from_millis(args.idle_exit_ms) {
+                return Ok((sent, received));
+            }
+            if !progress {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
 }
