@@ -23,4 +23,5 @@ pub mod snapshot;
 pub mod stats;
 #[doc(hidden)]
 pub mod testkit;
+pub mod wire;
 pub mod worker;
