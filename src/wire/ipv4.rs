@@ -232,12 +232,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     #[inline(always)]
     fn set_addr_updating(&mut self, f: Field, new: u32) -> u32 {
-        let b = self.buffer.as_mut();
-        let old = get32(b, f.clone());
-        set32(b, f, new);
-        let c = csum_update32(get16(b, field::CHECKSUM), old, new);
-        set16(b, field::CHECKSUM, c);
-        old
+        let h = self
+            .buffer
+            .as_mut()
+            .first_chunk_mut()
+            .expect("checked in new_checked");
+        update_addr(h, f, new)
     }
 
     /// Decrements the TTL (the caller checked it is above 1) and updates
@@ -332,6 +332,18 @@ pub fn validate_lengths(ip: &[u8]) -> Result<Ipv4Packet<&[u8]>, Refused> {
         return Err(Refused::TotalLen);
     };
     Ok(Ipv4Packet { buffer: ip })
+}
+
+/// Sets the address `f` ([`field::SRC_ADDR`] or [`field::DST_ADDR`]) of the
+/// IPv4 header `h` to `new` and updates the header checksum (RFC 1624);
+/// returns the old address.
+#[inline(always)]
+pub fn update_addr(h: &mut [u8; HEADER_LEN], f: Field, new: u32) -> u32 {
+    let old = get32(h, f.clone());
+    set32(h, f, new);
+    let c = csum_update32(get16(h, field::CHECKSUM), old, new);
+    set16(h, field::CHECKSUM, c);
+    old
 }
 
 /// Decrements the TTL of the IPv4 header `ip` (the caller checked it is > 1)

@@ -104,22 +104,22 @@ pub fn mac_at(b: &[u8], at: usize) -> [u8; 6] {
 // folds into that one check.
 
 #[inline(always)]
-fn get16(b: &[u8], f: Field) -> u16 {
+pub(crate) fn get16(b: &[u8], f: Field) -> u16 {
     u16::from_be_bytes(b[f].try_into().expect("2-byte field"))
 }
 
 #[inline(always)]
-fn get32(b: &[u8], f: Field) -> u32 {
+pub(crate) fn get32(b: &[u8], f: Field) -> u32 {
     u32::from_be_bytes(b[f].try_into().expect("4-byte field"))
 }
 
 #[inline(always)]
-fn set16(b: &mut [u8], f: Field, v: u16) {
+pub(crate) fn set16(b: &mut [u8], f: Field, v: u16) {
     b[f].copy_from_slice(&v.to_be_bytes());
 }
 
 #[inline(always)]
-fn set32(b: &mut [u8], f: Field, v: u32) {
+pub(crate) fn set32(b: &mut [u8], f: Field, v: u32) {
     b[f].copy_from_slice(&v.to_be_bytes());
 }
 
