@@ -138,6 +138,13 @@ mod tests {
         let mac = [2, 0, 0, 0, 0, 1];
         let (me, them) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
         assert_eq!(write_request(&mut b, &mac, me, them), 42);
+        #[rustfmt::skip]
+        let want = [
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06,
+            0, 1, 0x08, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1,
+            0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
+        ];
+        assert_eq!(b[..42], want);
         let a = of_frame(&b).unwrap();
         assert_eq!((a.operation(), a.sender_ip(), a.target_ip()), (1, me, them));
         assert_eq!((a.sender_mac(), a.target_mac()), (mac, [0; 6]));

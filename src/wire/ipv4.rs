@@ -216,6 +216,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         set16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
 
+    #[inline(always)]
+    pub fn set_ident(&mut self, v: u16) {
+        set16(self.buffer.as_mut(), field::IDENT, v);
+    }
+
+    /// Computes the header checksum afresh and writes it.
+    #[inline]
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let c = checksum(self.header());
+        self.set_checksum(c);
+    }
+
     /// Sets the source address and updates the header checksum; returns
     /// the old address.
     #[inline(always)]
