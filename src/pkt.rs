@@ -18,16 +18,15 @@ pub use crate::wire::gre::HEADER_LEN as GRE_LEN;
 pub use crate::wire::icmp4::HEADER_LEN as ICMP_LEN;
 pub use crate::wire::ipv4::{dec_ttl as dec_ttl4, write as write_ipv4, HEADER_LEN as IPV4_LEN};
 pub use crate::wire::ipv6::{write as write_ipv6, HEADER_LEN as IPV6_LEN};
+pub use crate::wire::proto::{
+    GRE as PROTO_GRE, ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP,
+    UDP as PROTO_UDP,
+};
 pub use crate::wire::tunnel::{GRE_OVERHEAD, VXLAN_OVERHEAD};
 pub use crate::wire::udp::{HEADER_LEN as UDP_LEN, VXLAN_PORT};
 pub use crate::wire::vlan::HEADER_LEN as VLAN_LEN;
 pub use crate::wire::vxlan::{flow_hash, HEADER_LEN as VXLAN_LEN};
 pub use crate::wire::{be16, be32, ipv4_at, ipv6_at, put16, put32};
-pub const PROTO_ICMP: u8 = crate::wire::proto::ICMP;
-pub const PROTO_TCP: u8 = crate::wire::proto::TCP;
-pub const PROTO_UDP: u8 = crate::wire::proto::UDP;
-pub const PROTO_GRE: u8 = crate::wire::proto::GRE;
-pub const PROTO_ICMPV6: u8 = crate::wire::proto::ICMPV6;
 
 /// A frame in a buffer with room in front (headroom) and behind (tailroom):
 /// `buf[off..off + len]` is the frame. Headers can be pushed in front

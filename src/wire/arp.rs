@@ -122,6 +122,25 @@ pub fn write_request(b: &mut [u8], mac: &[u8; 6], ip: Ipv4Addr, target: Ipv4Addr
     ETH_LEN + HEADER_LEN
 }
 
+/// Turns the ARP request in the frame `b` (checked by [`of_frame`]) into
+/// the reply that `ip` is at `mac`, to the requester, in place. False, with
+/// nothing written, if `b` is too short to hold an ARP packet.
+pub fn answer(b: &mut [u8], mac: &[u8; 6], ip: Ipv4Addr) -> bool {
+    let Some(f) = b.get_mut(..ETH_LEN + HEADER_LEN) else {
+        return false;
+    };
+    let (eth, a) = f.split_at_mut(ETH_LEN);
+    let requester = get_mac(a, field::SHA);
+    let sender_ip: [u8; 4] = a[field::SPA].try_into().expect("4 bytes");
+    ethernet::write(eth, &requester, mac, ETHERTYPE_ARP);
+    set16(a, field::OPER, OP_REPLY);
+    a[field::SHA].copy_from_slice(mac);
+    a[field::SPA].copy_from_slice(&ip.octets());
+    a[field::THA].copy_from_slice(&requester);
+    a[field::TPA].copy_from_slice(&sender_ip);
+    true
+}
+
 /// Writes a gratuitous ARP (a request for `ip` from `ip`, broadcast) from
 /// `mac` into `b` (at least 42 bytes); gives the frame's length.
 pub fn write_garp(b: &mut [u8], mac: &[u8; 6], ip: Ipv4Addr) -> usize {
@@ -156,6 +175,20 @@ mod tests {
         b[ETH_LEN + 24..ETH_LEN + 28].copy_from_slice(&them.octets());
         assert_eq!(reply_sender(&b), Some((me, mac)), "a reply");
         assert!(of_frame(&b[..41]).is_none());
+        // Answered: from the answer's MAC to the requester's.
+        let mut q = [0u8; 60];
+        write_request(&mut q, &mac, me, them);
+        let theirs = [2, 0, 0, 0, 0, 2];
+        assert!(answer(&mut q, &theirs, them));
+        let r = of_frame(&q).unwrap();
+        assert_eq!(
+            (r.operation(), r.sender_ip(), r.target_ip()),
+            (OP_REPLY, them, me)
+        );
+        assert_eq!((r.sender_mac(), r.target_mac()), (theirs, mac));
+        assert_eq!((&q[..6], &q[6..12]), (&mac[..], &theirs[..]));
+        assert_eq!(reply_sender(&q), Some((them, theirs)));
+        assert!(!answer(&mut q[..41], &theirs, them));
         b[ETH_LEN + 4] = 8;
         assert!(of_frame(&b).is_none(), "not Ethernet/IPv4");
         assert!(reply_sender(&b[..41]).is_none());

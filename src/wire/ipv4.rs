@@ -330,6 +330,24 @@ pub fn validate(ip: &[u8]) -> Result<Ipv4Packet<&[u8]>, Refused> {
 /// [`validate`] without the checksum.
 #[inline(always)]
 pub fn validate_lengths(ip: &[u8]) -> Result<Ipv4Packet<&[u8]>, Refused> {
+    let total = lengths(ip)?;
+    Ok(Ipv4Packet {
+        buffer: &ip[..total],
+    })
+}
+
+/// [`validate`] of a packet to rewrite: the view is mutable.
+#[inline(always)]
+pub fn validate_mut(ip: &mut [u8]) -> Result<Ipv4Packet<&mut [u8]>, Refused> {
+    let total = validate(ip)?.as_bytes().len();
+    Ok(Ipv4Packet {
+        buffer: &mut ip[..total],
+    })
+}
+
+/// The checks of [`validate_lengths`]; the total length.
+#[inline(always)]
+fn lengths(ip: &[u8]) -> Result<usize, Refused> {
     let Some(h) = ip.first_chunk::<HEADER_LEN>() else {
         return Err(Refused::Short);
     };
@@ -341,10 +359,10 @@ pub fn validate_lengths(ip: &[u8]) -> Result<Ipv4Packet<&[u8]>, Refused> {
     if ihl < HEADER_LEN || total < ihl {
         return Err(Refused::HeaderLen);
     }
-    let Some(ip) = ip.get(..total) else {
+    if total > ip.len() {
         return Err(Refused::TotalLen);
-    };
-    Ok(Ipv4Packet { buffer: ip })
+    }
+    Ok(total)
 }
 
 /// Sets the address `f` ([`field::SRC_ADDR`] or [`field::DST_ADDR`]) of the
@@ -418,6 +436,18 @@ mod tests {
         assert_eq!(p.dst_addr(), Ipv4Addr::new(10, 0, 1, 2));
         assert_eq!((p.ttl(), p.protocol(), p.total_len()), (64, 17, 28));
         assert!(p.dont_frag() && !p.more_frags() && p.frag_offset() == 0);
+    }
+
+    #[test]
+    fn validate_mut_gives_a_view_to_rewrite() {
+        let mut b = packet(28, 46);
+        let mut p = validate_mut(&mut b).unwrap();
+        p.dec_ttl();
+        assert_eq!(p.as_bytes().len(), 28);
+        assert_eq!(b[8], 63);
+        assert!(validate(&b).is_ok());
+        b[10] ^= 1;
+        assert_eq!(validate_mut(&mut b).err(), Some(Refused::Checksum));
     }
 
     #[test]
