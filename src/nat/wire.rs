@@ -19,7 +19,7 @@ use crate::wire::checksum::{csum_add, csum_fold, csum_update16, csum_update32};
 use crate::wire::icmp4::{self, types as icmp_types};
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
-use crate::wire::{get16, set16, tcp, udp, Field};
+use crate::wire::{be16, get16, put16, set16, tcp, udp, Field};
 
 type R = DropReason;
 
@@ -73,13 +73,14 @@ impl Side {
         }
     }
 
-    /// The port's field in a TCP or UDP header (the same in both); an ICMP
-    /// query id whichever side.
-    fn port_field(self, proto: u8) -> Field {
+    /// Where the port's field starts in a TCP or UDP header (the same in
+    /// both); an ICMP query id's whichever side. An offset, not a range: a
+    /// 2-byte read at an offset the compiler knows the length of.
+    fn port_at(self, proto: u8) -> usize {
         match (proto, self) {
-            (PROTO_ICMP, _) => icmp4::field::ECHO_ID,
-            (_, Side::Src) => udp::field::SRC_PORT,
-            (_, Side::Dst) => udp::field::DST_PORT,
+            (PROTO_ICMP, _) => icmp4::field::ECHO_ID.start,
+            (_, Side::Src) => udp::field::SRC_PORT.start,
+            (_, Side::Dst) => udp::field::DST_PORT.start,
         }
     }
 }
@@ -94,8 +95,8 @@ fn set_addr(b: &mut [u8], side: Side, new: u32) -> Result<(), R> {
 }
 
 /// Updates the transport header at `l4` for an address of its pseudo-header
-/// changed from `old` to `new`, and writes `port` (its field, new value)
-/// when given. A real packet (`quote` false) must hold its whole
+/// changed from `old` to `new`, and writes `port` (where its field starts,
+/// new value) when given. A real packet (`quote` false) must hold its whole
 /// header; a quote (`quote` true) needs only the port, and its checksum is
 /// updated only when the quote reaches it. Other protocols: the address needs
 /// nothing, a port is [`DropReason::NatUnsupportedProto`]. Nothing is written
@@ -107,35 +108,33 @@ fn set_l4(
     proto: u8,
     old: u32,
     new: u32,
-    port: Option<(Field, u16)>,
+    port: Option<(usize, u16)>,
     quote: bool,
 ) -> Result<(), R> {
     let len = b.len();
     match proto {
         PROTO_TCP | PROTO_UDP => {
             let (ck, hdr) = if proto == PROTO_TCP {
-                (tcp::field::CHECKSUM, tcp::HEADER_LEN)
+                (tcp::field::CHECKSUM.start, tcp::HEADER_LEN)
             } else {
-                (udp::field::CHECKSUM, udp::HEADER_LEN)
+                (udp::field::CHECKSUM.start, udp::HEADER_LEN)
             };
-            let need = match (quote, port.is_some()) {
+            let need = match (quote, port) {
                 (false, _) => hdr,
                 // The ports.
-                (true, true) => udp::field::DST_PORT.end,
-                (true, false) => 0,
+                (true, Some(_)) => udp::field::DST_PORT.end,
+                (true, None) => 0,
             };
             if l4 + need > len {
                 return Err(R::NatTruncated);
             }
-            let moved = port.map(|(f, p)| {
-                let f = l4 + f.start..l4 + f.end;
-                let o = get16(b, f.clone());
-                set16(b, f, p);
+            let moved = port.map(|(at, p)| {
+                let o = be16(b, l4 + at);
+                put16(b, l4 + at, p);
                 (o, p)
             });
-            if l4 + ck.end <= len {
-                let ck = l4 + ck.start..l4 + ck.end;
-                let c = get16(b, ck.clone());
+            if l4 + ck + 2 <= len {
+                let c = be16(b, l4 + ck);
                 if proto == PROTO_UDP && c == 0 {
                     // No checksum: stays none (RFC 768).
                     return Ok(());
@@ -147,18 +146,18 @@ fn set_l4(
                 if proto == PROTO_UDP && c == 0 {
                     c = 0xffff;
                 }
-                set16(b, ck, c);
+                put16(b, l4 + ck, c);
             }
             Ok(())
         }
         PROTO_ICMP => {
-            if let Some((f, p)) = port {
+            if let Some((at, p)) = port {
                 let m = b
                     .get_mut(l4..)
                     .and_then(|m| m.first_chunk_mut::<{ icmp4::HEADER_LEN }>())
                     .ok_or(R::NatTruncated)?;
-                let o = get16(m, f.clone());
-                set16(m, f, p);
+                let o = be16(m, at);
+                put16(m, at, p);
                 let c = csum_update16(get16(m, icmp4::field::CHECKSUM), o, p);
                 set16(m, icmp4::field::CHECKSUM, c);
             }
@@ -187,7 +186,7 @@ pub(super) fn xlate(
         Side::Dst => h.dst,
     };
     if h.frag_off == 0 {
-        let port = port.map(|p| (side.port_field(h.proto), p));
+        let port = port.map(|p| (side.port_at(h.proto), p));
         set_l4(ip, h.ihl, h.proto, old, addr, port, false)?;
     }
     set_addr(ip, side, addr)
@@ -271,7 +270,7 @@ pub(super) fn xlate_quoted(
     let end = (el4 + tcp::HEADER_LEN).min(ip.len());
     let before = !csum_fold(csum_add(0, &ip[e..end]));
     if eh.frag_off == 0 {
-        let port = port.map(|p| (side.port_field(eh.proto), p));
+        let port = port.map(|p| (side.port_at(eh.proto), p));
         set_l4(ip, el4, eh.proto, old, addr, port, true)?;
     }
     set_addr(&mut ip[e..], side, addr)?;
@@ -332,8 +331,8 @@ pub fn in_port(ip: &[u8]) -> Option<u16> {
     if h.frag_off != 0 {
         return None;
     }
-    let f = Side::Dst.port_field(h.proto);
-    let port = |l4: &[u8]| Some(get16(l4.get(..f.end)?, f.clone()));
+    let at = Side::Dst.port_at(h.proto);
+    let port = |l4: &[u8]| Some(be16(l4.get(..at + 2)?, at));
     let l4 = ip.get(h.ihl..)?;
     match h.proto {
         PROTO_TCP | PROTO_UDP => port(l4),
