@@ -61,10 +61,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline(always)]
     pub fn new_checked(buffer: T) -> Option<Self> {
         let b = buffer.as_ref();
-        let v = *b.first()?;
+        let v = b.first_chunk::<HEADER_LEN>()?[field::VER_IHL];
         let ihl = usize::from(v & 0x0f) * 4;
-        (b.len() >= HEADER_LEN && v >> 4 == 4 && ihl >= HEADER_LEN && ihl <= b.len())
-            .then_some(Ipv4Packet { buffer })
+        (v >> 4 == 4 && ihl >= HEADER_LEN && ihl <= b.len()).then_some(Ipv4Packet { buffer })
     }
 
     #[inline(always)]
