@@ -60,10 +60,17 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// the quote): [`validate`] checks a packet. `None` for anything else.
     #[inline(always)]
     pub fn new_checked(buffer: T) -> Option<Self> {
+        // Two tests, as the code before the views had them: the compiler
+        // keeps them two well-predicted branches.
         let b = buffer.as_ref();
-        let v = b.first_chunk::<HEADER_LEN>()?[field::VER_IHL];
-        let ihl = usize::from(v & 0x0f) * 4;
-        (v >> 4 == 4 && ihl >= HEADER_LEN && ihl <= b.len()).then_some(Ipv4Packet { buffer })
+        if b.len() < HEADER_LEN || b[field::VER_IHL] >> 4 != 4 {
+            return None;
+        }
+        let ihl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+        if ihl < HEADER_LEN || ihl > b.len() {
+            return None;
+        }
+        Some(Ipv4Packet { buffer })
     }
 
     #[inline(always)]
