@@ -133,3 +133,92 @@ fn get_ipv6(b: &[u8], f: Field) -> Ipv6Addr {
     let a: [u8; 16] = b[f].try_into().expect("16-byte field");
     Ipv6Addr::from(a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every view, parser and check on arbitrary bytes: `None` or `Err`, or a
+    /// view whose every accessor answers; never a panic.
+    #[test]
+    fn no_input_makes_a_view_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let vtep = Some(Ipv4Addr::new(10, 0, 0, 1));
+        for _ in 0..100_000 {
+            let len = (rnd() % 120) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+            // Plausible headers often enough to reach past the first checks.
+            let r = rnd();
+            if len > 34 && r & 1 == 0 {
+                b[12..14].copy_from_slice(&[0x08, 0x00]);
+                b[14] = 0x45 + (r >> 8 & 1) as u8;
+                b[23] = [proto::UDP, proto::GRE, proto::TCP][(r >> 16) as usize % 3];
+                b[30..34].copy_from_slice(&[10, 0, 0, 1]);
+                let total = (len - 14 - (r >> 24) as usize % 4) as u16;
+                b[16..18].copy_from_slice(&total.to_be_bytes());
+                if len > 38 && r & 2 == 0 {
+                    b[36..38].copy_from_slice(&udp::VXLAN_PORT.to_be_bytes());
+                }
+            }
+            let _ = tunnel::underlay(&b, vtep, |_| rnd() & 1 == 0).map(|u| match u {
+                tunnel::Underlay::Tunnel(t) => (t.segment(), t.inner.len(), t.outer.ttl()),
+                tunnel::Underlay::Tagged(t) => (u32::from(t.vid), t.l3.len(), 0),
+                _ => (0, 0, 0),
+            });
+            let l3 = b.get(14..).unwrap_or(&[]);
+            if let Ok(p) = ipv4::validate(l3) {
+                assert!(p.checksum_ok() && p.payload().len() <= p.as_bytes().len());
+            }
+            let _ = ipv4::validate_lengths(l3).map(|p| p.checksum_ok());
+            let _ = ipv6::upper_layer(&b);
+            let mut m = b.clone();
+            if let Ok(mut p) = ipv4::validate_mut(&mut m) {
+                p.dec_ttl();
+                p.set_src_updating(1);
+                p.fill_checksum();
+            }
+            if let Some(p) = Ipv4Packet::new_checked(&b[..]) {
+                let _ = (p.version(), p.total_len(), p.ident(), p.frag_offset());
+                let _ = (p.more_frags(), p.dont_frag(), p.protocol(), p.checksum());
+                let _ = (
+                    p.src_addr(),
+                    p.dst_addr(),
+                    p.header().len(),
+                    p.payload().len(),
+                );
+                let _ = (p.checksum_ok(), p.fixed().len());
+            }
+            if let Some(p) = Ipv6Packet::new_checked(&b[..]) {
+                let _ = (p.next_header(), p.hop_limit(), p.src_addr(), p.dst_addr());
+                let _ = (p.payload().len(), p.src_bytes().len(), p.dst_bytes().len());
+            }
+            if let Some(e) = EthernetFrame::new_checked(&b[..]) {
+                let _ = (e.dst(), e.src(), e.ethertype(), e.macs(), e.payload().len());
+            }
+            let _ = arp::of_frame(&b).map(|a| (a.operation(), a.sender_ip(), a.target_mac()));
+            let _ = arp::reply_sender(&b);
+            let mut a = b.clone();
+            let _ = arp::answer(&mut a, &[2; 6], Ipv4Addr::LOCALHOST);
+            if let Some(m) = NdMessage::new_checked(&b[..]) {
+                let _ = (m.target(), m.flags(), m.is_advert());
+                for o in m.options() {
+                    let _ = o.map(|o| (o.kind, o.mac()));
+                }
+            }
+            let _ = Icmp4Packet::new_checked(&b[..]).map(|m| (m.echo_id(), m.quote().len()));
+            let _ = Icmp6Packet::new_checked(&b[..]).map(|m| (m.param(), m.code()));
+            let _ = UdpHeader::new_checked(&b[..]).map(|u| (u.len(), u.payload().len()));
+            let _ = TcpHeader::new_checked(&b[..]).map(|t| (t.seq(), t.ack(), t.flags()));
+            let _ = VxlanHeader::new_checked(&b[..]).map(|v| (v.vni(), v.vni_valid()));
+            let _ = GreHeader::new_checked(&b[..]).map(|g| (g.key(), g.is_keyed_teb()));
+            let _ = VlanTag::new_checked(&b[..]).map(|t| (t.vid(), t.payload().len()));
+            let _ = vxlan::flow_hash(&b);
+        }
+    }
+}
