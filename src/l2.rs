@@ -3,6 +3,7 @@
 
 use crate::mac::MacAddr;
 use crate::stats::DropReason;
+use crate::wire::EthernetFrame;
 
 /// Where a packet goes: a port index, or [`DROP`].
 pub type Dest = u16;
@@ -124,13 +125,11 @@ impl<V: Copy + Default> MacTable<V> {
 /// by its destination MAC in `fdb` (the table of the ingress port's network).
 #[inline(always)]
 pub fn classify(fdb: &MacTable, in_port: u16, frame: &[u8]) -> Result<Dest, DropReason> {
-    if frame.len() < 14 {
-        return Err(DropReason::RuntFrame);
-    }
-    if frame[6] & 1 != 0 {
+    let eth = EthernetFrame::new_checked(frame).ok_or(DropReason::RuntFrame)?;
+    if eth.src_is_group() {
         return Err(DropReason::MulticastSrcMac);
     }
-    if frame[0] & 1 != 0 {
+    if eth.dst_is_group() {
         return Err(DropReason::FloodNotConfigured);
     }
     match fdb.get(MacAddr::key_of(frame)) {

@@ -25,4 +25,5 @@ pub mod tables;
 #[doc(hidden)]
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod wire;
 pub mod worker;

@@ -25,9 +25,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use dvr::mac::MacAddr;
-use dvr::pipeline::{fip_mac, write_arp_request, write_garp};
+use dvr::pipeline::fip_mac;
 use dvr::punt::Injected;
 use dvr::tables::{ExtAddr, ExtMap};
+use dvr::wire::arp;
 
 use crate::report::View;
 
@@ -127,7 +128,7 @@ fn run(view: &View, stop: &AtomicBool) {
                     continue;
                 }
                 let mut frame = [0u8; 60];
-                write_arp_request(&mut frame, mac, from, ip);
+                arp::write_request(&mut frame, &mac.0, from, ip);
                 if let Some(x) = Injected::new(ext, &frame) {
                     if view.exchange.inject.push(x).is_ok() {
                         asked.insert(ip, now);
@@ -153,7 +154,7 @@ fn run(view: &View, stop: &AtomicBool) {
                 continue;
             }
             let mut frame = [0u8; 60];
-            write_arp_request(&mut frame, mac, me, ip);
+            arp::write_request(&mut frame, &mac.0, me, ip);
             if let Some(x) = Injected::new(port, &frame) {
                 if view.exchange.inject.push(x).is_ok() {
                     asked.insert(ip, now);
@@ -233,7 +234,7 @@ impl Garps {
                 continue; // gone again meanwhile
             }
             let mut frame = [0u8; 60];
-            write_garp(&mut frame, mac, a);
+            arp::write_garp(&mut frame, &mac.0, a);
             if let Some(x) = Injected::new(ext, &frame) {
                 let _ = view.exchange.inject.push(x);
             }

@@ -4,41 +4,28 @@
 //! quotes (RFC 5508). Every access is checked first: a short packet is a
 //! [`DropReason::NatTruncated`], never a panic.
 //!
-//! ```text
-//!  0                   1                   2                   3
-//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! |Version|  IHL  |Type of Service|          Total Length         |
-//! |         Identification        |Flags|      Fragment Offset    |
-//! |  Time to Live |    Protocol   |         Header Checksum       |  10
-//! |                       Source Address                          |  12
-//! |                    Destination Address                        |  16
-//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//! TCP: ports at 0 and 2, checksum at 16 (pseudo-header).
-//! UDP: ports at 0 and 2, checksum at 6 (pseudo-header; 0 = none).
-//! ICMP: type 0, code 1, checksum at 2 (no pseudo-header); echo id at 4;
-//!       errors (3, 11, 12) quote the offending IP header + 8 bytes from 8.
-//! ```
+//! The headers are read through the views of [`crate::wire`]; a quoted
+//! transport header may be cut short (RFC 792 quotes 8 bytes), so its ports
+//! and checksums are reached by their named fields where the quote holds
+//! them. TCP and UDP: ports at the same offsets, checksum (over the
+//! pseudo-header) at 16 and 6 (UDP: 0 is none); ICMP: checksum at 2 (no
+//! pseudo-header), echo id at 4; errors quote the offending IP header and
+//! 8 bytes of its data from 8.
 
 use std::net::Ipv4Addr;
 
-use crate::pkt::*;
 use crate::stats::DropReason;
+use crate::wire::checksum::{csum_add, csum_fold, csum_update16, csum_update32};
+use crate::wire::icmp4::{self, types as icmp_types};
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
+use crate::wire::{be16, get16, put16, set16, tcp, udp, Field};
 
 type R = DropReason;
 
-/// More fragments.
-pub(super) const MF: u16 = 0x2000;
-const OFFSET: u16 = 0x1fff;
-pub(super) const ICMP_ECHO_REPLY: u8 = 0;
-pub(super) const ICMP_ECHO_REQUEST: u8 = 8;
-
-/// Destination unreachable, time exceeded, parameter problem: the ICMP
-/// errors that quote a packet.
-#[inline(always)]
-pub(super) fn is_icmp_error(t: u8) -> bool {
-    matches!(t, 3 | 11 | 12)
-}
+pub(super) const ICMP_ECHO_REPLY: u8 = icmp_types::ECHO_REPLY;
+pub(super) const ICMP_ECHO_REQUEST: u8 = icmp_types::ECHO_REQUEST;
+pub(super) use icmp4::is_error as is_icmp_error;
 
 /// The IPv4 header fields NAT reads.
 #[derive(Debug, Clone, Copy)]
@@ -59,22 +46,15 @@ pub(super) struct Hdr {
 /// quote's).
 #[inline(always)]
 pub(super) fn parse(b: &[u8]) -> Result<Hdr, R> {
-    if b.len() < IPV4_LEN || b[0] >> 4 != 4 {
-        return Err(R::NatTruncated);
-    }
-    let ihl = usize::from(b[0] & 0x0f) * 4;
-    if ihl < IPV4_LEN || ihl > b.len() {
-        return Err(R::NatTruncated);
-    }
-    let f = be16(b, 6);
+    let p = Ipv4Packet::new_checked(b).ok_or(R::NatTruncated)?;
     Ok(Hdr {
-        ihl,
-        proto: b[9],
-        frag_off: f & OFFSET,
-        mf: f & MF != 0,
-        id: be16(b, 4),
-        src: be32(b, 12),
-        dst: be32(b, 16),
+        ihl: p.header_len(),
+        proto: p.protocol(),
+        frag_off: p.frag_offset(),
+        mf: p.more_frags(),
+        id: p.ident(),
+        src: p.src_u32(),
+        dst: p.dst_u32(),
     })
 }
 
@@ -86,39 +66,37 @@ pub(super) enum Side {
 }
 
 impl Side {
-    fn addr_at(self) -> usize {
+    fn addr_field(self) -> Field {
         match self {
-            Side::Src => 12,
-            Side::Dst => 16,
+            Side::Src => ipv4::field::SRC_ADDR,
+            Side::Dst => ipv4::field::DST_ADDR,
         }
     }
 
-    /// The port's offset in a TCP or UDP header; an ICMP query id is at 4
-    /// whichever side.
+    /// Where the port's field starts in a TCP or UDP header (the same in
+    /// both); an ICMP query id's whichever side. An offset, not a range: a
+    /// 2-byte read at an offset the compiler knows the length of.
     fn port_at(self, proto: u8) -> usize {
         match (proto, self) {
-            (PROTO_ICMP, _) => 4,
-            (_, Side::Src) => 0,
-            (_, Side::Dst) => 2,
+            (PROTO_ICMP, _) => icmp4::field::ECHO_ID.start,
+            (_, Side::Src) => udp::field::SRC_PORT.start,
+            (_, Side::Dst) => udp::field::DST_PORT.start,
         }
     }
 }
 
-/// Writes `new` at `h + at` (an address of the IPv4 header at `h`) and
-/// updates that header's checksum; returns the old address. `b` holds the
-/// whole header (checked by [`parse`]).
+/// Sets `side`'s address of the IPv4 header at the start of `b` (whole:
+/// checked by [`parse`]) to `new` and updates its checksum.
 #[inline(always)]
-fn set_addr(b: &mut [u8], h: usize, at: usize, new: u32) -> u32 {
-    let old = be32(b, h + at);
-    put32(b, h + at, new);
-    let c = csum_update32(be16(b, h + 10), old, new);
-    put16(b, h + 10, c);
-    old
+fn set_addr(b: &mut [u8], side: Side, new: u32) -> Result<(), R> {
+    let h = b.first_chunk_mut().ok_or(R::NatTruncated)?;
+    ipv4::update_addr(h, side.addr_field(), new);
+    Ok(())
 }
 
 /// Updates the transport header at `l4` for an address of its pseudo-header
-/// changed from `old` to `new`, and writes `port` (offset in the header, new
-/// value) when given. A real packet (`quote` false) must hold its whole
+/// changed from `old` to `new`, and writes `port` (where its field starts,
+/// new value) when given. A real packet (`quote` false) must hold its whole
 /// header; a quote (`quote` true) needs only the port, and its checksum is
 /// updated only when the quote reaches it. Other protocols: the address needs
 /// nothing, a port is [`DropReason::NatUnsupportedProto`]. Nothing is written
@@ -137,13 +115,14 @@ fn set_l4(
     match proto {
         PROTO_TCP | PROTO_UDP => {
             let (ck, hdr) = if proto == PROTO_TCP {
-                (16, 20)
+                (tcp::field::CHECKSUM.start, tcp::HEADER_LEN)
             } else {
-                (6, UDP_LEN)
+                (udp::field::CHECKSUM.start, udp::HEADER_LEN)
             };
             let need = match (quote, port) {
                 (false, _) => hdr,
-                (true, Some(_)) => 4,
+                // The ports.
+                (true, Some(_)) => udp::field::DST_PORT.end,
                 (true, None) => 0,
             };
             if l4 + need > len {
@@ -173,13 +152,14 @@ fn set_l4(
         }
         PROTO_ICMP => {
             if let Some((at, p)) = port {
-                if l4 + ICMP_LEN > len {
-                    return Err(R::NatTruncated);
-                }
-                let o = be16(b, l4 + at);
-                put16(b, l4 + at, p);
-                let c = csum_update16(be16(b, l4 + 2), o, p);
-                put16(b, l4 + 2, c);
+                let m = b
+                    .get_mut(l4..)
+                    .and_then(|m| m.first_chunk_mut::<{ icmp4::HEADER_LEN }>())
+                    .ok_or(R::NatTruncated)?;
+                let o = be16(m, at);
+                put16(m, at, p);
+                let c = csum_update16(get16(m, icmp4::field::CHECKSUM), o, p);
+                set16(m, icmp4::field::CHECKSUM, c);
             }
             Ok(())
         }
@@ -209,8 +189,7 @@ pub(super) fn xlate(
         let port = port.map(|p| (side.port_at(h.proto), p));
         set_l4(ip, h.ihl, h.proto, old, addr, port, false)?;
     }
-    set_addr(ip, 0, side.addr_at(), addr);
-    Ok(())
+    set_addr(ip, side, addr)
 }
 
 /// The flow of the packet an ICMP error quotes (from its offset 8).
@@ -228,19 +207,23 @@ pub(super) struct Quoted {
 /// a whole IP header, then the ports or the echo id (RFC 792 quotes 8 bytes).
 /// A quoted non-first fragment has no ports: [`DropReason::NatFragmentUnknown`].
 pub(super) fn quoted(ip: &[u8], l4: usize) -> Result<Quoted, R> {
-    let e = l4 + ICMP_LEN;
+    let e = l4 + icmp4::field::QUOTE;
     let eh = parse(ip.get(e..).ok_or(R::NatTruncated)?)?;
     if eh.frag_off != 0 {
         return Err(R::NatFragmentUnknown);
     }
-    let el4 = e + eh.ihl;
-    if el4 + 8 > ip.len() {
-        return Err(R::NatTruncated);
-    }
+    // The 8 bytes RFC 792 quotes: ports, or ICMP type, code, checksum, id.
+    let q: &[u8; 8] = ip
+        .get(e + eh.ihl..)
+        .and_then(|q| q.first_chunk())
+        .ok_or(R::NatTruncated)?;
     let (sport, dport) = match eh.proto {
-        PROTO_TCP | PROTO_UDP => (be16(ip, el4), be16(ip, el4 + 2)),
-        PROTO_ICMP if matches!(ip[el4], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => {
-            let id = be16(ip, el4 + 4);
+        PROTO_TCP | PROTO_UDP => (
+            get16(q, udp::field::SRC_PORT),
+            get16(q, udp::field::DST_PORT),
+        ),
+        PROTO_ICMP if matches!(q[icmp4::field::TYPE], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => {
+            let id = get16(q, icmp4::field::ECHO_ID);
             (id, id)
         }
         _ => return Err(R::NatUnsupportedProto),
@@ -268,7 +251,7 @@ pub(super) fn xlate_quoted(
     addr: u32,
     port: Option<u16>,
 ) -> Result<(), R> {
-    let e = l4 + ICMP_LEN;
+    let e = l4 + icmp4::field::QUOTE;
     let eh = parse(ip.get(e..).ok_or(R::NatTruncated)?)?;
     let old = match side {
         Side::Src => eh.src,
@@ -284,16 +267,17 @@ pub(super) fn xlate_quoted(
     // The words that can change: quoted IP header and transport header up
     // to the TCP checksum. Their sum before and after updates the ICMP
     // checksum in one step (their offset from the ICMP header is even).
-    let end = (el4 + 20).min(ip.len());
+    let end = (el4 + tcp::HEADER_LEN).min(ip.len());
     let before = !csum_fold(csum_add(0, &ip[e..end]));
     if eh.frag_off == 0 {
         let port = port.map(|p| (side.port_at(eh.proto), p));
         set_l4(ip, el4, eh.proto, old, addr, port, true)?;
     }
-    set_addr(ip, e, side.addr_at(), addr);
+    set_addr(&mut ip[e..], side, addr)?;
     let after = !csum_fold(csum_add(0, &ip[e..end]));
-    let c = csum_update16(be16(ip, l4 + 2), before, after);
-    put16(ip, l4 + 2, c);
+    let ck = l4 + icmp4::field::CHECKSUM.start..l4 + icmp4::field::CHECKSUM.end;
+    let c = csum_update16(get16(ip, ck.clone()), before, after);
+    set16(ip, ck, c);
     Ok(())
 }
 
@@ -303,8 +287,10 @@ pub(super) fn xlate_quoted(
 pub(super) fn icmp_error(ip: &[u8], h: &Hdr) -> bool {
     h.proto == PROTO_ICMP
         && h.frag_off == 0
-        && ip.len() >= h.ihl + ICMP_LEN
-        && is_icmp_error(ip[h.ihl])
+        && ip
+            .get(h.ihl..)
+            .and_then(icmp4::Icmp4Packet::new_checked)
+            .is_some_and(|m| is_icmp_error(m.msg_type()))
 }
 
 /// Stateless 1:1 NAT (a floating IP) on the way out: the source becomes
@@ -345,10 +331,12 @@ pub fn in_port(ip: &[u8]) -> Option<u16> {
     if h.frag_off != 0 {
         return None;
     }
-    let at = h.ihl + Side::Dst.port_at(h.proto);
+    let at = Side::Dst.port_at(h.proto);
+    let port = |l4: &[u8]| Some(be16(l4.get(..at + 2)?, at));
+    let l4 = ip.get(h.ihl..)?;
     match h.proto {
-        PROTO_TCP | PROTO_UDP => Some(be16(ip.get(..at + 2)?, at)),
-        PROTO_ICMP if ip.get(h.ihl) == Some(&ICMP_ECHO_REPLY) => Some(be16(ip.get(..at + 2)?, at)),
+        PROTO_TCP | PROTO_UDP => port(l4),
+        PROTO_ICMP if l4.first() == Some(&ICMP_ECHO_REPLY) => port(l4),
         _ => None,
     }
 }
