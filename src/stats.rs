@@ -250,8 +250,8 @@ pub struct WorkerCounters {
     pub flow_hits: Counter,
     pub flow_inserts: Counter,
     /// Frames from the underlay decided by the workers' short ways: the
-    /// decap way (`pipeline::decap_way`: from another host, for a port
-    /// here) and the SNAT way (`pipeline::snat_way`: to the SNAT on this
+    /// decap way (`fastpath::decap_way`: from another host, for a port
+    /// here) and the SNAT way (`fastpath::snat_way`: to the SNAT on this
     /// node). Every other frame takes the whole pipeline.
     pub decap_way: Counter,
     pub snat_way: Counter,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::flow;
+use crate::fastpath::{self, flow};
 use crate::l2::DROP;
 use crate::nat::NatConfig;
 use crate::pipeline::{self, Env, NoTrace};
@@ -191,43 +191,43 @@ impl BurstCtx<'_> {
     fn prefetch_nat(&self, rx: &Burst) {
         if self.env.snat_here() {
             for i in 0..rx.len() {
-                pipeline::prefetch_nat(self.snap, self.env, self.ing, rx.data(i));
+                fastpath::prefetch_nat(self.snap, self.env, self.ing, rx.data(i));
             }
             for _ in 0..rx.len() {
-                pipeline::prefetch_nat_next(self.env);
+                fastpath::prefetch_nat_next(self.env);
             }
         }
     }
 
     /// A frame from a VM port with its flow key and cache set: the flow
-    /// cache's way ([`pipeline::fast`]) when it has one, else the whole
+    /// cache's way ([`fastpath::fast`]) when it has one, else the whole
     /// pipeline. Where it goes, and its length then.
     #[inline(always)]
     fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt) -> (u16, u32) {
         self.rx_bytes += pkt.len() as u64;
-        let Some(d) = pipeline::fast(self.snap, self.env, k, set, &mut pkt) else {
+        let Some(d) = fastpath::fast(self.snap, self.env, k, set, &mut pkt) else {
             return self.whole(pkt);
         };
         self.hits += 1;
         (output(self.c, self.tx_mask, d), pkt.len())
     }
 
-    /// A frame from the underlay that [`pipeline::snat_way`] found `w` for:
-    /// finished that way ([`pipeline::snat_apply`]). Where it goes, and its
+    /// A frame from the underlay that [`fastpath::snat_way`] found `w` for:
+    /// finished that way ([`fastpath::snat_apply`]). Where it goes, and its
     /// length then.
     #[inline(always)]
-    fn snat(&mut self, w: &pipeline::SnatWay, pkt: Pkt) -> (u16, u32) {
+    fn snat(&mut self, w: &fastpath::SnatWay, pkt: Pkt) -> (u16, u32) {
         self.snats += 1;
-        self.finish(pkt, |env, f| pipeline::snat_apply(env, w, f))
+        self.finish(pkt, |env, f| fastpath::snat_apply(env, w, f))
     }
 
-    /// A frame from the underlay that [`pipeline::decap_way`] found `w` for:
-    /// finished that way ([`pipeline::decap_apply`]). Where it goes, and its
+    /// A frame from the underlay that [`fastpath::decap_way`] found `w` for:
+    /// finished that way ([`fastpath::decap_apply`]). Where it goes, and its
     /// length then.
     #[inline(always)]
-    fn decap(&mut self, w: &pipeline::DecapWay, pkt: Pkt) -> (u16, u32) {
+    fn decap(&mut self, w: &fastpath::DecapWay, pkt: Pkt) -> (u16, u32) {
         self.decaps += 1;
-        self.finish(pkt, |_, f| pipeline::decap_apply(w, f))
+        self.finish(pkt, |_, f| fastpath::decap_apply(w, f))
     }
 
     /// A frame a way found out about, finished by `apply` (counted as
@@ -249,12 +249,12 @@ impl BurstCtx<'_> {
 
     /// Frame `i` of an underlay port's burst (and not for the SNAT here): a
     /// frame from another host for a port here, switched or routed there,
-    /// takes its decap way ([`pipeline::decap_way`]); any other one the whole
+    /// takes its decap way ([`fastpath::decap_way`]); any other one the whole
     /// pipeline.
     #[inline(always)]
     fn underlay(&mut self, snap: &Snapshot, rx: &mut Burst, i: usize) -> (u16, u32) {
         let w = if rx.nb_segs(i) == 1 {
-            pipeline::decap_way(snap, &mut self.env.decap_memo, rx.data(i))
+            fastpath::decap_way(snap, &mut self.env.decap_memo, rx.data(i))
         } else {
             None
         };
@@ -333,7 +333,7 @@ struct Scratch {
     /// The flow cache key and set of each frame of a VM port's burst.
     keys: [Option<(flow::Key, usize)>; sys::MAX_BURST],
     /// The SNAT way of each frame of an underlay port's burst.
-    ways: [Option<pipeline::SnatWay>; sys::MAX_BURST],
+    ways: [Option<fastpath::SnatWay>; sys::MAX_BURST],
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
@@ -642,17 +642,17 @@ impl Worker {
                     for (i, w) in ways.iter_mut().enumerate() {
                         let data = s.rx.data(i);
                         *w = if s.rx.nb_segs(i) == 1 {
-                            pipeline::snat_way(&snap, &mut b.env.snat_memo, data)
+                            fastpath::snat_way(&snap, &mut b.env.snat_memo, data)
                         } else {
                             None
                         };
                         match w {
                             Some(w) => b.env.nat.prefetch_lookup(&w.look()),
-                            None => pipeline::prefetch_nat(&snap, b.env, ing, data),
+                            None => fastpath::prefetch_nat(&snap, b.env, ing, data),
                         }
                     }
                     for _ in 0..n {
-                        pipeline::prefetch_nat_next(b.env);
+                        fastpath::prefetch_nat_next(b.env);
                     }
                     for i in 0..n {
                         (to[i], lens[i]) = match &ways[i] {
