@@ -294,10 +294,8 @@ impl BurstCtx<'_> {
                     // repeats its gratuitous ARPs).
                     let _ = self.exchange.vips.push(n);
                 }
-                if d == Err(DropReason::ArpReplyConsumed) {
-                    if let Some(x) = pipeline::arp_reply_sender(f.data()) {
-                        let _ = self.exchange.learned.push(x);
-                    }
+                if let Some(x) = self.env.learned.take() {
+                    let _ = self.exchange.learned.push(x);
                 }
                 d
             }

@@ -35,7 +35,7 @@ pub(super) fn from_underlay<T: Trace>(
     let node = &*snap.node;
     let b = f.data();
     match be16(b, 12) {
-        ETHERTYPE_ARP => underlay_arp(snap, in_port, f, t),
+        ETHERTYPE_ARP => underlay_arp(snap, env, in_port, f, t),
         ETHERTYPE_VLAN => {
             if b.len() < ETH_LEN + VLAN_LEN {
                 return Err(R::RuntFrame);
@@ -116,7 +116,13 @@ pub(super) fn from_underlay<T: Trace>(
 
 /// ARP on the underlay: requests for this VTEP are answered; replies go to
 /// the control thread (VTEP resolution).
-fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+fn underlay_arp<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
     let node = &*snap.node;
     let a = arp_payload(f.data())?;
     match be16(a, 6) {
@@ -133,7 +139,7 @@ fn underlay_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
             answer_arp(f.data_mut(), mac, vtep);
             Ok(in_port)
         }
-        2 => arp_reply_consumed(a, "underlay-arp", t),
+        2 => arp_reply_consumed(env, a, "underlay-arp", t),
         _ => Err(R::MalformedArp),
     }
 }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::route::{deliver_routed, egress_to, next_hop};
-use super::{mac_at, Env, Trace, Verdict, ICMP_ERROR_MAX};
+use super::{mac_at, Env, Trace, Verdict, FROM_OVERLAY, ICMP_ERROR_MAX};
 use crate::mac::MacAddr;
 use crate::pkt::*;
 use crate::stats::{DropReason, DropReason as R};
@@ -42,7 +42,7 @@ pub(super) fn icmp4_error<T: Trace>(
     // A frame another host sent here for SNAT gets no answer (no ICMP goes
     // back over the overlay) but for a path MTU ([`too_big4`]): that host
     // already answered for its TTL and route before sending it.
-    if env.redirected {
+    if in_port == FROM_OVERLAY {
         return Err(why);
     }
     let IpAddr::V4(from) = ingress.ip else {
@@ -154,7 +154,7 @@ pub(super) fn too_big4<T: Trace>(
         "mtu",
         "{total} bytes exceed the way's MTU {mtu} with DF: fragmentation needed"
     );
-    if !env.redirected {
+    if in_port != FROM_OVERLAY {
         return icmp4_error(
             env,
             ingress,
@@ -250,7 +250,7 @@ pub(super) fn icmp6_error<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     // As in icmp4_error: no answer over the overlay but for a path MTU.
-    if env.redirected {
+    if in_port == FROM_OVERLAY {
         return Err(why);
     }
     let IpAddr::V6(from) = ingress.ip else {
@@ -334,7 +334,7 @@ pub(super) fn too_big6<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let why = R::FragmentationNeeded;
-    if !env.redirected {
+    if in_port != FROM_OVERLAY {
         return icmp6_error(env, ingress, in_port, f, 2, 0, mtu as u32, why, t);
     }
     let IpAddr::V6(from) = ingress.ip else {

@@ -39,7 +39,7 @@
 //! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
 //! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -121,6 +121,13 @@ pub const ICMP_BURST: u64 = 50;
 /// The most an ICMP error may be (IP header, ICMP header and the quote).
 pub const ICMP_ERROR_MAX: usize = 576;
 
+/// The ingress "port" of a frame another host sent over the overlay to a
+/// router interface here, routed here ([`nat::routed_from_overlay`]): no
+/// port of this node. Such a frame is never answered (no ICMP error goes
+/// back over the overlay, but for a path MTU: [`icmp::too_big4`]) and never
+/// sent on to another host for SNAT.
+const FROM_OVERLAY: u16 = u16::MAX;
+
 /// A worker's own state for the pipeline.
 pub struct Env {
     /// The clock (TSC) and its rate; read only when an ICMP error is due.
@@ -133,6 +140,10 @@ pub struct Env {
     pub noted: Option<DropReason>,
     /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
     pub flood: Option<Flood>,
+    /// Set with an `arp_reply_consumed` drop: the sender (address, MAC) of
+    /// the ARP reply or gratuitous ARP, for the control thread's resolver
+    /// (the VTEPs of other hosts, the upstream routers).
+    pub learned: Option<(Ipv4Addr, MacAddr)>,
     /// Set when a frame showed a VIP's holder ([`VipNote`]): the worker
     /// hands it to the control thread.
     pub vip: Option<VipNote>,
@@ -144,9 +155,6 @@ pub struct Env {
     nat_routers: Arc<Vec<SnatHere>>,
     /// The clock for this burst, read at most once per burst (see [`Env::burst`]).
     clock: Option<u64>,
-    /// Set while a frame another host sent here for SNAT is routed: never
-    /// sent back to another host for SNAT.
-    redirected: bool,
     /// The routed east-west flows seen on this worker ([`crate::flow`]).
     pub flows: FlowCache,
     /// What [`snat_way`] last found for a tunnel ([`SnatMemo`]).
@@ -212,11 +220,11 @@ impl Env {
             noted: None,
             flood: None,
             vip: None,
+            learned: None,
             nat: Box::new(Nat::new(cfg, hz.max(1))),
             nat_ports: ports,
             nat_routers: Arc::default(),
             clock: None,
-            redirected: false,
             flows: FlowCache::new(flow_sets),
             snat_memo: SnatMemo::new(memo),
             decap_memo: DecapMemo::new(memo),

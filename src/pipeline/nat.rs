@@ -18,9 +18,9 @@ use std::net::Ipv4Addr;
 
 use super::encap::encap;
 use super::icmp::{too_big4, too_big_in};
-use super::responder::{answer_arp, arp_payload, arp_reply_consumed};
+use super::responder::{answer_arp, arp_payload, arp_reply_consumed, arp_sender_learned};
 use super::route::{egress_to, ipv4_valid, route, routed_on, write_macs};
-use super::{host_name, mac_at, Env, Trace, Verdict};
+use super::{host_name, mac_at, Env, Trace, Verdict, FROM_OVERLAY};
 use crate::mac::MacAddr;
 use crate::nat;
 use crate::pkt::*;
@@ -170,7 +170,7 @@ fn to_snat_node<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    if env.redirected {
+    if in_port == FROM_OVERLAY {
         return Err(R::SnatNotHere);
     }
     let node = &*snap.node;
@@ -256,12 +256,7 @@ pub(super) fn routed_from_overlay<T: Trace>(
         return Err(R::NotLocalAfterDecap);
     }
     tr!(t, "route", "from the overlay, routed here");
-    env.redirected = true;
-    // The ingress port only matters for answers to the sender, which a
-    // redirected frame never gets (no ICMP is sent back over the overlay).
-    let v = route(snap, env, router, iface, u16::MAX, f, t);
-    env.redirected = false;
-    v
+    route(snap, env, router, iface, FROM_OVERLAY, f, t)
 }
 
 /// A frame from the external network.
@@ -274,7 +269,7 @@ pub(super) fn from_external<T: Trace>(
 ) -> Verdict {
     let b = f.data();
     match be16(b, 12) {
-        ETHERTYPE_ARP => external_arp(snap, in_port, f, t),
+        ETHERTYPE_ARP => external_arp(snap, env, in_port, f, t),
         ETHERTYPE_IPV4 => {
             let ihl = ipv4_valid(f)?;
             let b = f.data();
@@ -350,7 +345,13 @@ pub(super) fn from_external<T: Trace>(
 /// ARP on the external port: requests for the addresses this node serves are
 /// answered (proxy ARP for floating IPs); replies go to the control thread
 /// (the upstream routers' MACs).
-fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+fn external_arp<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
     let node = &*snap.node;
     let a = arp_payload(f.data())?;
     match be16(a, 6) {
@@ -359,7 +360,7 @@ fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
             let sender = ipv4_at(a, 14);
             if sender == target {
                 // Gratuitous: somebody else announcing; nothing to answer.
-                return Err(R::ArpReplyConsumed);
+                return arp_sender_learned(env, a);
             }
             let fip_gw = node.fip_gw;
             let mac = match snap.ext.get(target) {
@@ -385,7 +386,7 @@ fn external_arp<T: Trace>(snap: &Snapshot, in_port: u16, f: &mut Frame, t: &mut 
             answer_arp(f.data_mut(), mac, target);
             Ok(in_port)
         }
-        2 => arp_reply_consumed(a, "external-arp", t),
+        2 => arp_reply_consumed(env, a, "external-arp", t),
         _ => Err(R::MalformedArp),
     }
 }

@@ -427,13 +427,26 @@ pub(super) fn nd_respond<T: Trace>(
 
 /// An ARP reply (payload `a`) seen by `stage`: for the control thread's
 /// resolver, not forwarded.
-pub(super) fn arp_reply_consumed<T: Trace>(a: &[u8], stage: &'static str, t: &mut T) -> Verdict {
+pub(super) fn arp_reply_consumed<T: Trace>(
+    env: &mut Env,
+    a: &[u8],
+    stage: &'static str,
+    t: &mut T,
+) -> Verdict {
     tr!(
         t,
         stage,
         "reply from {}: to the control thread",
         ipv4_at(a, 14)
     );
+    arp_sender_learned(env, a)
+}
+
+/// The sender of ARP payload `a` (a reply, or a gratuitous ARP) handed to
+/// the control thread's resolver ([`Env::learned`]); the frame goes no
+/// further.
+pub(super) fn arp_sender_learned(env: &mut Env, a: &[u8]) -> Verdict {
+    env.learned = Some((ipv4_at(a, 14), MacAddr(mac_at(a, 8))));
     Err(R::ArpReplyConsumed)
 }
 
@@ -478,4 +491,76 @@ pub fn write_arp_request(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4A
     a[18..24].copy_from_slice(&[0; 6]);
     a[24..28].copy_from_slice(&target.octets());
     ETH_LEN + 28
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{process, NoTrace};
+    use crate::tables::Snapshot;
+    use crate::testkit;
+
+    /// What the pipeline hands the control thread's resolver for `frame` in
+    /// on `in_port`, with its verdict.
+    fn learned(
+        snap: &Snapshot,
+        in_port: u16,
+        frame: &[u8],
+    ) -> (Verdict, Option<(Ipv4Addr, MacAddr)>) {
+        let mut buf = vec![0u8; testkit::HEADROOM + frame.len() + testkit::TAILROOM];
+        buf[testkit::HEADROOM..testkit::HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut f = Frame::new(&mut buf, testkit::HEADROOM, frame.len()).expect("fits");
+        let mut env = Env::new(|| 0, 1_000_000);
+        let v = process(snap, &mut env, in_port, &mut f, &mut NoTrace);
+        (v, env.learned)
+    }
+
+    /// An ARP request from `mac` (`ip`) for `target`, made a reply to
+    /// `to` when `reply`.
+    fn arp(mac: [u8; 6], ip: [u8; 4], target: [u8; 4], reply: Option<[u8; 6]>) -> Vec<u8> {
+        let mut b = vec![0u8; 60];
+        let ip = Ipv4Addr::from(ip);
+        write_arp_request(&mut b, MacAddr(mac), ip, Ipv4Addr::from(target));
+        if let Some(to) = reply {
+            b[..6].copy_from_slice(&to);
+            put16(&mut b[ETH_LEN..], 6, 2);
+            b[ETH_LEN + 18..ETH_LEN + 24].copy_from_slice(&to);
+        }
+        b
+    }
+
+    /// The sender of an ARP reply on the underlay (a VTEP) and of a
+    /// gratuitous ARP on the external port (an upstream router) goes to the
+    /// resolver with the frame's drop, as the pipeline read it: the worker
+    /// does not parse the frame again. Requests it answers hand over nothing.
+    #[test]
+    fn arp_senders_go_to_the_resolver_with_the_consumed_frame() {
+        let snap = testkit::snapshot(&testkit::model());
+        let reply = arp(
+            testkit::CN2_UL_MAC,
+            testkit::VTEP2,
+            testkit::VTEP1,
+            Some(testkit::UL_MAC),
+        );
+        assert_eq!(
+            learned(&snap, testkit::UP, &reply),
+            (
+                Err(R::ArpReplyConsumed),
+                Some((testkit::VTEP2.into(), MacAddr(testkit::CN2_UL_MAC)))
+            )
+        );
+        let ask = arp(testkit::CN2_UL_MAC, testkit::VTEP2, testkit::VTEP1, None);
+        assert_eq!(learned(&snap, testkit::UP, &ask), (Ok(testkit::UP), None));
+
+        let snap = testkit::ns_snapshot(&testkit::ns_model());
+        let up = [203, 0, 113, 1];
+        let garp = arp(testkit::UPSTREAM_MAC, up, up, None);
+        assert_eq!(
+            learned(&snap, testkit::EXT, &garp),
+            (
+                Err(R::ArpReplyConsumed),
+                Some((up.into(), MacAddr(testkit::UPSTREAM_MAC)))
+            )
+        );
+    }
 }
