@@ -246,7 +246,7 @@ pub struct WorkerCounters {
     pub nat_sessions: Counter,
     pub nat_sessions_created: Counter,
     /// Frames that found their flow in the worker's flow cache
-    /// ([`crate::flow`]), and flows it has cached: set after each burst.
+    /// ([`crate::fastpath::flow`]), and flows it has cached: set after each burst.
     pub flow_hits: Counter,
     pub flow_inserts: Counter,
     /// Frames from the underlay decided by the workers' short ways: the

@@ -1,7 +1,7 @@
 //! The flow cache's way ([`super::flow`]): a frame from a VM port of a flow
 //! the whole pipeline routed or switched on this snapshot takes the cached
 //! outcome, its per-frame checks made again; what the pipeline offers the
-//! cache when it decides a frame ([`switched`], [`offer_routed`]).
+//! cache when it decides a frame (`switched`, `offer_routed`).
 
 use super::flow::{self, Action, Out};
 use crate::pipeline::encap::{overlay, Segment};
@@ -83,12 +83,12 @@ fn cached_out<P: InPlace>(snap: &Snapshot, a: Action, f: &mut P) -> Verdict {
 }
 
 /// A frame from a VM port whose flow key `k` and set `set` the worker
-/// computed ahead ([`FlowCache::key`], [`FlowCache::set_of`]): a flow
+/// computed ahead ([`FlowCache::key`](super::flow::FlowCache::key), [`FlowCache::set_of`](super::flow::FlowCache::set_of)): a flow
 /// cached on this snapshot, and a frame needing nothing but its rewrite (see
-/// [`routed_in_place`]), is decided here where it lies, without a
+/// `routed_in_place`), is decided here where it lies, without a
 /// [`Frame`]: rewritten, and encapsulated if it leaves over the overlay.
 /// `None`, with nothing written, for any other frame: the whole pipeline
-/// ([`process_from`]) then decides, and it decides the same for the frames
+/// ([`crate::pipeline::process_from`]) then decides, and it decides the same for the frames
 /// decided here. The caller counts the hits (`env.flows.hits`), a burst at
 /// a time.
 #[inline(always)]

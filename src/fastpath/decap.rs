@@ -79,7 +79,7 @@ fn sole_gw4(n: &NetTables) -> Option<Gw4> {
     })
 }
 
-/// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
+/// Whether the whole pipeline ([`crate::pipeline::process_from`]) takes `b`, in from the
 /// underlay, the way [`DecapWay`] describes: every check it makes of such a
 /// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
 /// VTEPs, VXLAN or GRE header and VNI or key, or the VLAN tag; the inner

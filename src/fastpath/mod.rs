@@ -5,7 +5,7 @@
 //! - [`flow`]: the flow cache of routed and switched IPv4 flows from VM
 //!   ports, and [`cached`], its way: [`fast`] on a frame in place;
 //! - [`tunnel`]: a frame from the underlay as the ways read it
-//!   ([`tunnel::Arrival`]) and the memory of the tunnels they looked at
+//!   (`tunnel::Arrival`) and the memory of the tunnels they looked at
 //!   ([`TunnelMemo`]);
 //! - [`decap`]: the decap way ([`decap_way`], [`decap_apply`]) and its memory
 //!   ([`DecapMemo`]): from another host, for a port here;

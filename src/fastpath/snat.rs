@@ -102,7 +102,7 @@ impl SnatWay {
     }
 }
 
-/// Whether the whole pipeline ([`process_from`]) takes `b`, in from the
+/// Whether the whole pipeline ([`crate::pipeline::process_from`]) takes `b`, in from the
 /// underlay, the way [`SnatWay`] describes: every check it makes of such a
 /// frame made here, read-only (outer Ethernet and IPv4 header, checksum,
 /// VTEPs, VXLAN header and VNI; the inner frame's MACs and the router

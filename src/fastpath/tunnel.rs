@@ -1,5 +1,5 @@
 //! What the underlay's ways ([`super::decap`], [`super::snat`]) share: a
-//! frame from the underlay as they read it ([`Arrival`]), and the memory of
+//! frame from the underlay as they read it (`Arrival`), and the memory of
 //! the tunnels they last looked at ([`TunnelMemo`]).
 
 use std::net::Ipv4Addr;
@@ -21,12 +21,12 @@ pub(super) fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; IPV4_LEN], usize)> {
         .then_some((h, total))
 }
 
-/// A worker's memory of the last tunnels a way ([`snat_way`],
-/// [`decap_way`]) looked at: sets of two entries ([`TUNNEL_MEMO`] entries
+/// A worker's memory of the last tunnels a way ([`super::snat_way`],
+/// [`super::decap_way`]) looked at: sets of two entries ([`TUNNEL_MEMO`] entries
 /// in a worker), each set the last two tunnels of the keys that hash to it.
-/// An entry holds its key ([`Arrival`]'s key: carrier, source VTEP, segment,
+/// An entry holds its key (`Arrival`'s key: carrier, source VTEP, segment,
 /// inner destination and source MACs, ethertype) and what the way's tunnel
-/// part ([`snat_tunnel`], [`decap_tunnel`]) found for it on snapshot `epoch`
+/// part (`snat_tunnel`, `decap_tunnel`) found for it on snapshot `epoch`
 /// (never 0), which reads nothing else of a frame: valid for that snapshot
 /// only, so any table change makes it stale.
 #[derive(Debug, Clone)]

@@ -2,36 +2,36 @@
 //! to the port it leaves by (or the reason it is dropped). The stages, in
 //! the order a frame meets them, one file each:
 //!
-//! - [`classify`]: the ingress port's slot (a VM port bound to a model port,
+//! - [`classify`](mod@classify): the ingress port's slot (a VM port bound to a model port,
 //!   an unbound VM port switched by the static table, the underlay, the
 //!   external port), looked up once per burst; [`process_from`] sends the
 //!   frame on to the way in of its kind;
-//! - [`port_security`] (VM ports): source MAC and IP against the port's own
+//! - [`port_security`](mod@port_security) (VM ports): source MAC and IP against the port's own
 //!   and its allowed address pairs (exact or CIDR); ARP senders and neighbour
 //!   discovery about the port itself only; no router advertisement, redirect
 //!   or DHCP server message;
-//! - [`responder`]: requests for any address the model knows are answered
+//! - [`responder`](mod@responder): requests for any address the model knows are answered
 //!   here, never flooded (ARP, neighbour discovery); VIP holders learned from
 //!   what allowed address pairs announce;
-//! - [`switch`]: destination MAC in the network's FDB (local port, a port on
+//! - [`switch`](mod@switch): destination MAC in the network's FDB (local port, a port on
 //!   another host, a router interface); broadcast and multicast flooded;
-//! - [`route`] (distributed, per router, IPv4 and IPv6 LPM): router-addressed
+//! - [`route`](mod@route) (distributed, per router, IPv4 and IPv6 LPM): router-addressed
 //!   echo, TTL / hop limit, MTU, neighbour rewrite;
-//! - [`icmp`]: the errors routing answers with (unreachable, time exceeded,
+//! - [`icmp`](mod@icmp): the errors routing answers with (unreachable, time exceeded,
 //!   fragmentation needed / packet too big), rate limited;
-//! - [`nat`]: north-south: floating IPs, the router's SNAT here or on its
+//! - [`nat`](mod@nat): north-south: floating IPs, the router's SNAT here or on its
 //!   SNAT node, hairpin; the external port's way in (DNAT, SNAT sessions,
 //!   proxy ARP);
-//! - [`encap`] toward another host (VXLAN, GRE, VLAN) with this host's DVR
+//! - [`encap`](mod@encap) toward another host (VXLAN, GRE, VLAN) with this host's DVR
 //!   MAC as the inner source of routed frames;
-//! - [`decap`]: the underlay's way in: VTEP and VNI / key / VLAN checks, drop
+//! - [`decap`](mod@decap): the underlay's way in: VTEP and VNI / key / VLAN checks, drop
 //!   an inner source that is this node's router interface or DVR MAC, and
 //!   rewrite a DVR MAC source to the router interface MAC.
 //!
-//! In order: a VM port's frame takes [`from_vm`] (the flow cache, else
-//! [`from_vm_full`]: port security, VIP learning, responder, switch, route,
-//! NAT, encap); an underlay frame [`decap::from_underlay`] (decap, then
-//! switch or route); an external frame [`nat::from_external`] (NAT, then
+//! In order: a VM port's frame takes `from_vm` (the flow cache, else
+//! `from_vm_full`: port security, VIP learning, responder, switch, route,
+//! NAT, encap); an underlay frame `decap::from_underlay` (decap, then
+//! switch or route); an external frame `nat::from_external` (NAT, then
 //! route). The fast paths that decide the common cases on a frame's bytes
 //! alone are in [`crate::fastpath`].
 //!
@@ -99,15 +99,15 @@ macro_rules! tr {
     };
 }
 
-pub(crate) mod classify;
-pub(crate) mod decap;
-pub(crate) mod encap;
-pub(crate) mod icmp;
-pub(crate) mod nat;
-pub(crate) mod port_security;
-pub(crate) mod responder;
-pub(crate) mod route;
-pub(crate) mod switch;
+pub mod classify;
+pub mod decap;
+pub mod encap;
+pub mod icmp;
+pub mod nat;
+pub mod port_security;
+pub mod responder;
+pub mod route;
+pub mod switch;
 
 pub use classify::{ingress, Ingress};
 pub use nat::fip_mac;
@@ -155,11 +155,11 @@ pub struct Env {
     nat_routers: Arc<Vec<SnatHere>>,
     /// The clock for this burst, read at most once per burst (see [`Env::burst`]).
     clock: Option<u64>,
-    /// The routed east-west flows seen on this worker ([`crate::flow`]).
+    /// The routed east-west flows seen on this worker ([`crate::fastpath::flow`]).
     pub flows: FlowCache,
-    /// What [`snat_way`] last found for a tunnel ([`SnatMemo`]).
+    /// What [`crate::fastpath::snat_way`] last found for a tunnel ([`SnatMemo`]).
     pub snat_memo: SnatMemo,
-    /// What [`decap_way`] last found for a tunnel ([`DecapMemo`]).
+    /// What [`crate::fastpath::decap_way`] last found for a tunnel ([`DecapMemo`]).
     pub decap_memo: DecapMemo,
 }
 
@@ -272,7 +272,7 @@ impl Env {
     }
 
     /// Whether this worker translates (some router's SNAT runs here): only
-    /// then is [`prefetch_nat`] worth its pass over a burst.
+    /// then is [`crate::fastpath::prefetch_nat`] worth its pass over a burst.
     #[inline]
     pub fn snat_here(&self) -> bool {
         !self.nat_routers.is_empty()
@@ -383,7 +383,7 @@ pub(crate) fn mac_at(b: &[u8], at: usize) -> [u8; 6] {
 }
 
 /// A frame from a VM port: an IPv4 flow already routed or switched on this
-/// snapshot takes its cached way ([`crate::flow`]), anything else the full
+/// snapshot takes its cached way ([`crate::fastpath::flow`]), anything else the full
 /// pipeline, whose outcome is then cached if it may be. Traces always take
 /// the full pipeline.
 #[inline(always)]
