@@ -185,20 +185,6 @@ struct BurstCtx<'a> {
 }
 
 impl BurstCtx<'_> {
-    /// Prefetches the SNAT's lookups of the whole burst, ahead of it (both
-    /// stages).
-    #[inline(always)]
-    fn prefetch_nat(&self, rx: &Burst) {
-        if self.env.snat_here() {
-            for i in 0..rx.len() {
-                fastpath::prefetch_nat(self.snap, self.env, self.ing, rx.data(i));
-            }
-            for _ in 0..rx.len() {
-                fastpath::prefetch_nat_next(self.env);
-            }
-        }
-    }
-
     /// A frame from a VM port with its flow key and cache set: the flow
     /// cache's way ([`fastpath::fast`]) when it has one, else the whole
     /// pipeline. Where it goes, and its length then.
@@ -252,9 +238,9 @@ impl BurstCtx<'_> {
     /// takes its decap way ([`fastpath::decap_way`]); any other one the whole
     /// pipeline.
     #[inline(always)]
-    fn underlay(&mut self, snap: &Snapshot, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn underlay(&mut self, rx: &mut Burst, i: usize) -> (u16, u32) {
         let w = if rx.nb_segs(i) == 1 {
-            fastpath::decap_way(snap, &mut self.env.decap_memo, rx.data(i))
+            fastpath::decap_way(self.snap, &mut self.env.decap_memo, rx.data(i))
         } else {
             None
         };
@@ -311,6 +297,209 @@ impl BurstCtx<'_> {
             d => output(self.c, self.tx_mask, d),
         };
         (to, pkt.len())
+    }
+}
+
+/// What differs between the bursts of the kinds of ingress: what is worked
+/// out for a frame ahead of deciding it, and how far ahead; then how a frame
+/// is decided. One loop runs them all ([`decide_burst`]), compiled once for
+/// each.
+trait Way {
+    /// How many frames ahead of the one being decided [`Way::ahead`] runs:
+    /// 0, nothing is worked out ahead; the burst's length or more, all of
+    /// it before the first frame is decided.
+    #[inline(always)]
+    fn lead(&self) -> usize {
+        0
+    }
+
+    /// Works out what deciding frame `i` will take (its flow key and cache
+    /// set, its SNAT way), prefetching it.
+    #[inline(always)]
+    fn ahead(&mut self, _b: &mut BurstCtx<'_>, _rx: &Burst, _i: usize) {}
+
+    /// Once [`Way::ahead`] ran on the first `lead` frames: called once per
+    /// frame of the burst (`n`), for what they prefetched in two stages.
+    #[inline(always)]
+    fn led(&mut self, _b: &mut BurstCtx<'_>, _n: usize) {}
+
+    /// Decides frame `i`: where it goes (an output burst index, or
+    /// [`DROP`]), and its length then.
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32);
+}
+
+/// Decides the `n` frames of burst `rx` (`n`: the length of `to` and `lens`)
+/// the way `w` does: frame `i` goes to `to[i]`, `lens[i]` bytes long.
+#[inline(always)]
+fn decide_burst<W: Way>(
+    mut w: W,
+    b: &mut BurstCtx<'_>,
+    rx: &mut Burst,
+    to: &mut [u16],
+    lens: &mut [u32],
+) {
+    let n = to.len().min(lens.len());
+    let lead = w.lead().min(n);
+    for i in 0..lead {
+        w.ahead(b, rx, i);
+    }
+    if lead != 0 {
+        w.led(b, n);
+    }
+    for i in 0..n {
+        if lead != 0 && i + lead < n {
+            w.ahead(b, rx, i + lead);
+        }
+        (to[i], lens[i]) = w.decide(b, rx, i);
+    }
+}
+
+/// A VM port no model port is bound to: the configuration's static table,
+/// which only reads the frame.
+struct Static<'s>(&'s crate::l2::MacTable);
+
+impl Way for Static<'_> {
+    #[inline(always)]
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+        let len = rx.pkt_len(i);
+        b.rx_bytes += len as u64;
+        let d = if rx.nb_segs(i) != 1 {
+            Err(DropReason::MultiSegment)
+        } else {
+            crate::l2::classify(self.0, b.in_port, rx.data(i))
+        };
+        (output(b.c, b.tx_mask, d), len)
+    }
+}
+
+/// A VM port's burst: each frame's flow key and cache set are worked out
+/// [`FLOW_AHEAD`] frames before it is decided (its set is fetched
+/// meanwhile); a frame of a cached flow takes the flow cache's way.
+struct FromVm<'k> {
+    /// The VM port (its index: what the flow keys hold).
+    port: u16,
+    keys: &'k mut [Option<(flow::Key, usize)>],
+}
+
+impl Way for FromVm<'_> {
+    #[inline(always)]
+    fn lead(&self) -> usize {
+        FLOW_AHEAD
+    }
+
+    #[inline(always)]
+    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &Burst, i: usize) {
+        let flows = &b.env.flows;
+        let k = flow::FlowCache::key(self.port, rx.data(i)).map(|k| {
+            let set = flows.set_of(&k);
+            flows.prefetch_set(set);
+            (k, set)
+        });
+        if let Some(slot) = self.keys.get_mut(i) {
+            *slot = k;
+        }
+    }
+
+    #[inline(always)]
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+        let pkt = rx.pkt(i);
+        match self.keys.get(i) {
+            Some(Some((k, set))) => b.fast(k, *set, pkt),
+            _ => b.slow(pkt),
+        }
+    }
+}
+
+/// An underlay port's burst on a node with a router's SNAT here: each
+/// frame's SNAT way worked out (read-only) and its session's lookup
+/// prefetched, for the whole burst; then the frames finished in order, a
+/// frame with no SNAT way as on any other node ([`Underlay`]).
+struct SnatUnderlay<'w> {
+    ways: &'w mut [Option<fastpath::SnatWay>],
+}
+
+impl Way for SnatUnderlay<'_> {
+    #[inline(always)]
+    fn lead(&self) -> usize {
+        usize::MAX
+    }
+
+    #[inline(always)]
+    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &Burst, i: usize) {
+        let Some(w) = self.ways.get_mut(i) else {
+            return;
+        };
+        let data = rx.data(i);
+        *w = if rx.nb_segs(i) == 1 {
+            fastpath::snat_way(b.snap, &mut b.env.snat_memo, data)
+        } else {
+            None
+        };
+        match w {
+            Some(w) => b.env.nat.prefetch_lookup(&w.look()),
+            None => fastpath::prefetch_nat(b.snap, b.env, b.ing, data),
+        }
+    }
+
+    #[inline(always)]
+    fn led(&mut self, b: &mut BurstCtx<'_>, n: usize) {
+        for _ in 0..n {
+            fastpath::prefetch_nat_next(b.env);
+        }
+    }
+
+    #[inline(always)]
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+        match self.ways.get(i) {
+            Some(Some(w)) => b.snat(w, rx.pkt(i)),
+            _ => b.underlay(rx, i),
+        }
+    }
+}
+
+/// An underlay port's burst on a node with no SNAT here: each frame takes
+/// its decap way, or the whole pipeline.
+struct Underlay;
+
+impl Way for Underlay {
+    #[inline(always)]
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+        b.underlay(rx, i)
+    }
+}
+
+/// Any other burst (the external port, a bound VM port whose network is
+/// gone): the whole pipeline; with `prefetch` (a router's SNAT here), the
+/// SNAT's lookups of the whole burst prefetched ahead of it, in two stages.
+struct Whole {
+    prefetch: bool,
+}
+
+impl Way for Whole {
+    #[inline(always)]
+    fn lead(&self) -> usize {
+        if self.prefetch {
+            usize::MAX
+        } else {
+            0
+        }
+    }
+
+    #[inline(always)]
+    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &Burst, i: usize) {
+        fastpath::prefetch_nat(b.snap, b.env, b.ing, rx.data(i));
+    }
+
+    #[inline(always)]
+    fn led(&mut self, b: &mut BurstCtx<'_>, n: usize) {
+        for _ in 0..n {
+            fastpath::prefetch_nat_next(b.env);
+        }
+    }
+
+    #[inline(always)]
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+        b.slow(rx.pkt(i))
     }
 }
 
@@ -589,88 +778,34 @@ impl Worker {
                 snats: 0,
             };
             let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
+            let rx = &mut s.rx;
             match ing {
                 pipeline::Ingress::Static => {
-                    // A VM port no model port is bound to: the configuration's
-                    // static table, which only reads the frame.
-                    let fdb = snap.static_fdb();
-                    for i in 0..n {
-                        lens[i] = s.rx.pkt_len(i);
-                        b.rx_bytes += lens[i] as u64;
-                        let d = if s.rx.nb_segs(i) != 1 {
-                            Err(DropReason::MultiSegment)
-                        } else {
-                            crate::l2::classify(fdb, in_port, s.rx.data(i))
-                        };
-                        to[i] = output(c, b.tx_mask, d);
-                    }
+                    let way = Static(snap.static_fdb());
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
                 pipeline::Ingress::Vm(vm, _) => {
-                    // Each frame's flow key and cache set are worked out
-                    // FLOW_AHEAD frames before it is decided: its set is
-                    // fetched meanwhile.
-                    let keys = &mut s.keys[..n];
-                    let key = |rx: &Burst, flows: &flow::FlowCache, i: usize| {
-                        flow::FlowCache::key(vm.index, rx.data(i)).map(|k| {
-                            let set = flows.set_of(&k);
-                            flows.prefetch_set(set);
-                            (k, set)
-                        })
+                    let way = FromVm {
+                        port: vm.index,
+                        keys: &mut s.keys[..n],
                     };
-                    for (i, k) in keys.iter_mut().enumerate().take(FLOW_AHEAD) {
-                        *k = key(&s.rx, &b.env.flows, i);
-                    }
-                    for i in 0..n {
-                        if i + FLOW_AHEAD < n {
-                            keys[i + FLOW_AHEAD] = key(&s.rx, &b.env.flows, i + FLOW_AHEAD);
-                        }
-                        let pkt = s.rx.pkt(i);
-                        (to[i], lens[i]) = match &keys[i] {
-                            Some((k, set)) => b.fast(k, *set, pkt),
-                            None => b.slow(pkt),
-                        };
-                    }
-                    b.env.flows.hits += b.hits;
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
                 pipeline::Ingress::Underlay if b.env.snat_here() => {
-                    // Each frame's SNAT way worked out (read-only) and its
-                    // session's lookup prefetched, for the whole burst; then
-                    // the frames finished in order.
-                    let ways = &mut s.ways[..n];
-                    for (i, w) in ways.iter_mut().enumerate() {
-                        let data = s.rx.data(i);
-                        *w = if s.rx.nb_segs(i) == 1 {
-                            fastpath::snat_way(&snap, &mut b.env.snat_memo, data)
-                        } else {
-                            None
-                        };
-                        match w {
-                            Some(w) => b.env.nat.prefetch_lookup(&w.look()),
-                            None => fastpath::prefetch_nat(&snap, b.env, ing, data),
-                        }
-                    }
-                    for _ in 0..n {
-                        fastpath::prefetch_nat_next(b.env);
-                    }
-                    for i in 0..n {
-                        (to[i], lens[i]) = match &ways[i] {
-                            Some(w) => b.snat(w, s.rx.pkt(i)),
-                            None => b.underlay(&snap, &mut s.rx, i),
-                        };
-                    }
+                    let way = SnatUnderlay {
+                        ways: &mut s.ways[..n],
+                    };
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
-                pipeline::Ingress::Underlay => {
-                    for i in 0..n {
-                        (to[i], lens[i]) = b.underlay(&snap, &mut s.rx, i);
-                    }
-                }
+                pipeline::Ingress::Underlay => decide_burst(Underlay, &mut b, rx, to, lens),
                 _ => {
-                    b.prefetch_nat(&s.rx);
-                    for i in 0..n {
-                        (to[i], lens[i]) = b.slow(s.rx.pkt(i));
-                    }
+                    let way = Whole {
+                        prefetch: b.env.snat_here(),
+                    };
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
             }
+            b.env.flows.hits += b.hits;
             let (rx_bytes, decaps, snats) = (b.rx_bytes, b.decaps, b.snats);
             s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
             let pc = &c.ports[in_port as usize];
