@@ -26,6 +26,7 @@ mod harness;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use dvr::fastpath;
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace};
 use dvr::pkt::Frame;
@@ -244,7 +245,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
         worker_env(hz)
     } else {
         let mut e = Env::new(dvr::sys::rdtsc, hz as u64);
-        e.flows = dvr::flow::FlowCache::off();
+        e.flows = fastpath::flow::FlowCache::off();
         e
     };
     // Check once that the path is the one meant.
@@ -275,7 +276,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
 /// The worker's way for a VM port's burst when the flow cache knows its flows
 /// (`worker.rs`, `Ingress::Vm`): every frame's flow key worked out and its
 /// cache set fetched, then each frame decided where it lies
-/// ([`pipeline::fast`]). Cycles per packet, the copy subtracted; `None`
+/// ([`fastpath::fast`]). Cycles per packet, the copy subtracted; `None`
 /// when the cache does not decide this path's frames.
 fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
@@ -290,14 +291,14 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
     let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| {
         time_bursts(bufs, c, iters, |bufs, sent| {
             for (k, (b, f)) in keys.iter_mut().zip(bufs.iter().zip(&c.frames)) {
-                let key = dvr::flow::FlowCache::key(c.port, &b[HEADROOM..HEADROOM + f.len()])?;
+                let key = fastpath::flow::FlowCache::key(c.port, &b[HEADROOM..HEADROOM + f.len()])?;
                 let set = env.flows.set_of(&key);
                 env.flows.prefetch_set(set);
                 *k = (key, set);
             }
             for ((k, set), (b, f)) in keys.iter().zip(bufs.iter_mut().zip(&c.frames)) {
                 let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-                let v = pipeline::fast(snap, &env, k, *set, &mut fr);
+                let v = fastpath::fast(snap, &env, k, *set, &mut fr);
                 tally(check, c.want, v, sent)?;
             }
             Some(())
@@ -309,8 +310,8 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
 
 /// The worker's way for an underlay port's burst (`worker.rs`,
 /// `Ingress::Underlay`, no SNAT here): each frame's decap way worked out on
-/// its bytes ([`pipeline::decap_way`]), then finished
-/// ([`pipeline::decap_apply`]). Cycles per packet, the copy subtracted;
+/// its bytes ([`fastpath::decap_way`]), then finished
+/// ([`fastpath::decap_apply`]). Cycles per packet, the copy subtracted;
 /// `None` when the frames do not take that way.
 fn measure_decap(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64> {
     let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; BUF]).collect();
@@ -318,14 +319,14 @@ fn measure_decap(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64
     let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| {
         time_bursts(bufs, c, iters, |bufs, sent| {
             for (b, f) in bufs.iter_mut().zip(&c.frames) {
-                let w = pipeline::decap_way(
+                let w = fastpath::decap_way(
                     snap,
                     &mut env.decap_memo,
                     &b[HEADROOM..HEADROOM + f.len()],
                 );
                 let v = w.map(|w| {
                     let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-                    pipeline::decap_apply(&w, &mut fr)
+                    fastpath::decap_apply(&w, &mut fr)
                 });
                 tally(check, c.want, v, sent)?;
             }

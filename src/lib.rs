@@ -7,8 +7,8 @@
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod fastpath;
 pub mod fib;
-pub mod flow;
 pub mod gen;
 pub mod l2;
 pub mod mac;

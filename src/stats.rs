@@ -246,12 +246,12 @@ pub struct WorkerCounters {
     pub nat_sessions: Counter,
     pub nat_sessions_created: Counter,
     /// Frames that found their flow in the worker's flow cache
-    /// ([`crate::flow`]), and flows it has cached: set after each burst.
+    /// ([`crate::fastpath::flow`]), and flows it has cached: set after each burst.
     pub flow_hits: Counter,
     pub flow_inserts: Counter,
     /// Frames from the underlay decided by the workers' short ways: the
-    /// decap way (`pipeline::decap_way`: from another host, for a port
-    /// here) and the SNAT way (`pipeline::snat_way`: to the SNAT on this
+    /// decap way (`fastpath::decap_way`: from another host, for a port
+    /// here) and the SNAT way (`fastpath::snat_way`: to the SNAT on this
     /// node). Every other frame takes the whole pipeline.
     pub decap_way: Counter,
     pub snat_way: Counter,

@@ -1301,7 +1301,7 @@ fn the_snat_node_drops_frames_from_its_own_gateway_or_dvr_mac() {
             let f = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
             let mut memo = Default::default();
             assert!(
-                pipeline::snat_way(&n, &mut memo, &f).is_none(),
+                dvr::fastpath::snat_way(&n, &mut memo, &f).is_none(),
                 "{what}: from {}: not the SNAT way",
                 MacAddr(src)
             );

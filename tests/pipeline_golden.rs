@@ -1425,13 +1425,13 @@ fn port_security_drops_dhcp_server_messages_even_on_a_cached_flow() {
     assert_eq!(run_warm(&b, &mut env, VM_A, &data).0, Ok(UP));
     assert_eq!(env.flows.hits, 1, "the flow is cached");
     let fast = |env: &Env, frame: &[u8]| {
-        let k = dvr::flow::FlowCache::key(VM_A, frame).expect("a key");
-        assert_eq!(k, dvr::flow::FlowCache::key(VM_A, &data).unwrap());
+        let k = dvr::fastpath::flow::FlowCache::key(VM_A, frame).expect("a key");
+        assert_eq!(k, dvr::fastpath::flow::FlowCache::key(VM_A, &data).unwrap());
         let set = env.flows.set_of(&k);
         let mut buf = vec![0u8; 128 + frame.len() + 128];
         buf[128..128 + frame.len()].copy_from_slice(frame);
         let mut f = Frame::new(&mut buf, 128, frame.len()).unwrap();
-        pipeline::fast(&b.snap, env, &k, set, &mut f)
+        dvr::fastpath::fast(&b.snap, env, &k, set, &mut f)
     };
     assert_eq!(fast(&env, &data), Some(Ok(UP)));
     assert_eq!(fast(&env, &offer_c), None, "left to the whole pipeline");

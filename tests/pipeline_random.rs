@@ -744,7 +744,7 @@ fn snat_node_frames_keep_the_invariants() {
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| check_pipeline(&snap, port, &f)))
             .unwrap_or_else(|_| panic!("frame {i} in on port {port}: {f:02x?}"));
         taken += (port == NN1_UP
-            && dvr::pipeline::snat_way(&snap, &mut Default::default(), &f).is_some())
+            && dvr::fastpath::snat_way(&snap, &mut Default::default(), &f).is_some())
             as usize;
         tally(&run, &mut seen);
     }

@@ -240,7 +240,7 @@ fn frames_out_and_counters_match_the_pipeline_exactly() {
 }
 
 /// Frames cn2 sends cn1 over each overlay, for ports on cn1: each one the
-/// workers' decap way takes (`pipeline::decap_way`) is counted as such
+/// workers' decap way takes (`fastpath::decap_way`) is counted as such
 /// (`decap_way`), and the daemon sends exactly what the whole pipeline
 /// would; the frames the way leaves to the pipeline are not counted.
 #[test]

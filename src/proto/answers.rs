@@ -102,7 +102,7 @@ pub struct WorkerStats {
     /// included), and sessions it created since it started.
     pub nat_sessions: u64,
     pub nat_sessions_created: u64,
-    /// Frames that took the flow cache, and flows cached (see `dvr::flow`).
+    /// Frames that took the flow cache, and flows cached (see `dvr::fastpath::flow`).
     pub flow_hits: u64,
     pub flow_inserts: u64,
     /// Frames from the underlay the decap way and the SNAT way decided

@@ -312,8 +312,8 @@ fn run_in<T: crate::pipeline::Trace>(
     env.noted = None;
     // The workers' SNAT prefetch reads any frame too.
     let ing = crate::pipeline::ingress(snap, in_port);
-    crate::pipeline::prefetch_nat(snap, env, ing, frame);
-    crate::pipeline::prefetch_nat_next(env);
+    crate::fastpath::prefetch_nat(snap, env, ing, frame);
+    crate::fastpath::prefetch_nat_next(env);
     let v = crate::pipeline::process(snap, env, in_port, &mut f, t);
     outcome(v, &f, env.noted)
 }
@@ -341,7 +341,7 @@ fn outcome(
 
 /// Runs `frame` in on `in_port` the way a worker decides a frame of a VM
 /// port's burst: its flow key and set worked out ahead, then
-/// [`crate::pipeline::fast`] on its bytes, and the whole pipeline when that
+/// [`crate::fastpath::fast`] on its bytes, and the whole pipeline when that
 /// cannot decide.
 fn run_fast(
     env: &mut crate::pipeline::Env,
@@ -349,8 +349,9 @@ fn run_fast(
     in_port: u16,
     frame: &[u8],
 ) -> Run {
-    use crate::flow::FlowCache;
-    use crate::pipeline::{fast, ingress, Ingress, NoTrace};
+    use crate::fastpath::fast;
+    use crate::fastpath::flow::FlowCache;
+    use crate::pipeline::{ingress, Ingress, NoTrace};
     let Ingress::Vm(vm, _) = ingress(snap, in_port) else {
         return run_in(env, snap, in_port, frame, &mut NoTrace);
     };
@@ -372,7 +373,7 @@ fn run_fast(
 
 /// Runs `frame` in on `in_port` the way a worker decides a frame of an
 /// underlay port's burst on a node with SNAT here: its SNAT way worked out
-/// and its lookup prefetched ahead ([`crate::pipeline::snat_way`]), then
+/// and its lookup prefetched ahead ([`crate::fastpath::snat_way`]), then
 /// finished that way, or the whole pipeline when there is none. Also gives
 /// whether it took the SNAT way.
 pub fn run_snat_way(
@@ -381,7 +382,7 @@ pub fn run_snat_way(
     in_port: u16,
     frame: &[u8],
 ) -> (Run, bool) {
-    use crate::pipeline::{snat_apply, snat_way};
+    use crate::fastpath::{snat_apply, snat_way};
     run_way(
         env,
         snap,
@@ -393,7 +394,7 @@ pub fn run_snat_way(
             }
             let w = snat_way(snap, &mut env.snat_memo, frame)?;
             env.nat.prefetch_lookup(&w.look());
-            crate::pipeline::prefetch_nat_next(env);
+            crate::fastpath::prefetch_nat_next(env);
             Some(w)
         },
         snat_apply,
@@ -402,7 +403,7 @@ pub fn run_snat_way(
 
 /// Runs `frame` in on `in_port` the way a worker decides a frame of an
 /// underlay port's burst on a node without SNAT here: its decap way
-/// ([`crate::pipeline::decap_way`], with the environment's memory of
+/// ([`crate::fastpath::decap_way`], with the environment's memory of
 /// tunnels), or the whole pipeline when there is none. Also gives whether it
 /// took the decap way.
 pub fn run_decap_way(
@@ -411,7 +412,7 @@ pub fn run_decap_way(
     in_port: u16,
     frame: &[u8],
 ) -> (Run, bool) {
-    use crate::pipeline::{decap_apply, decap_way};
+    use crate::fastpath::{decap_apply, decap_way};
     run_way(
         env,
         snap,
@@ -458,7 +459,7 @@ fn run_way<W>(
 ///
 /// - both runs agree: verdict, frame out, noted reason; and so do a second
 ///   run in the same worker environment (through the flow cache), the
-///   workers' own flow cache way ([`crate::pipeline::fast`]) and an underlay
+///   workers' own flow cache way ([`crate::fastpath::fast`]) and an underlay
 ///   port's SNAT way ([`run_snat_way`], twice: session made, then found) and
 ///   decap way ([`run_decap_way`], twice: the tunnel found, then
 ///   remembered);
@@ -481,7 +482,7 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
 
     // A worker's environment: the frame's first run, then the same frame
     // again, which a routed or switched flow now takes from the flow cache
-    // ([`crate::flow`]) and must decide exactly alike.
+    // ([`crate::fastpath::flow`]) and must decide exactly alike.
     let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
     let run = run_in(&mut env, snap, in_port, frame, &mut NoTrace);
     let hits = env.flows.hits;
@@ -503,7 +504,7 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
         crate::pipeline::ingress(snap, in_port),
         crate::pipeline::Ingress::Underlay
     );
-    if underlay && crate::pipeline::snat_way(snap, &mut Default::default(), frame).is_some() {
+    if underlay && crate::fastpath::snat_way(snap, &mut Default::default(), frame).is_some() {
         let mut env = crate::pipeline::Env::new(|| 0, 1_000_000);
         let (way, taken) = run_snat_way(&mut env, snap, in_port, frame);
         assert_eq!(way, run, "the SNAT way disagrees (taken: {taken})");
@@ -512,7 +513,7 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
     }
     // The decap way, twice (the tunnel found, then remembered): it changes
     // no state, so the first run's environment will do.
-    if underlay && crate::pipeline::decap_way(snap, &mut Default::default(), frame).is_some() {
+    if underlay && crate::fastpath::decap_way(snap, &mut Default::default(), frame).is_some() {
         for round in ["", " again"] {
             let (way, taken) = run_decap_way(&mut env, snap, in_port, frame);
             assert_eq!(way, run, "the decap way disagrees{round} (taken: {taken})");

@@ -7,15 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::flow;
+use crate::fastpath::{self, flow};
 use crate::l2::DROP;
 use crate::nat::NatConfig;
-use crate::pipeline::{self, Env, NoTrace};
+use crate::pipeline::{self, Env};
 use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
 use crate::stats::{DropReason, WorkerCounters};
-use crate::sys::{self, Burst, Mbuf, Mempool, Pkt, RxQueue, TxQueue};
-use crate::tables::Snapshot;
+use crate::sys::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::tables::Tables;
+
+mod burst;
+
+use burst::{decide_burst, BurstCtx, FromVm, SnatUnderlay, Static, Underlay, Whole};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
 const IDLE_POLLS_BEFORE_PAUSE: u32 = 64;
@@ -57,10 +60,6 @@ pub fn port_share(range: &RangeInclusive<u16>, i: usize, n: usize) -> RangeInclu
     let end = if i == n - 1 { hi } else { start + size - 1 };
     start as u16..=end as u16
 }
-
-/// How many frames ahead of the one being decided a VM port's burst works
-/// out flow keys and fetches their cache sets.
-const FLOW_AHEAD: usize = 8;
 
 /// SNAT table slots an expiry sweep looks at per burst.
 const EXPIRE_PER_BURST: usize = 64;
@@ -146,176 +145,6 @@ fn unsent(txq: &TxQueue) -> DropReason {
     }
 }
 
-/// The output burst index of a decision (`Ok(port)`), or [`DROP`] with the
-/// reason counted.
-#[inline(always)]
-fn output(c: &WorkerCounters, tx_mask: u64, d: Result<u16, DropReason>) -> u16 {
-    match d {
-        Ok(p) if p < 64 && tx_mask & (1u64 << p) != 0 => p,
-        Ok(_) => {
-            c.drop(DropReason::NoTxQueue, 1);
-            DROP
-        }
-        Err(r) => {
-            c.drop(r, 1);
-            DROP
-        }
-    }
-}
-
-/// What deciding the frames of one burst takes.
-struct BurstCtx<'a> {
-    snap: &'a Snapshot,
-    env: &'a mut Env,
-    c: &'a WorkerCounters,
-    tx_mask: u64,
-    exchange: &'a Exchange,
-    /// The index of the flood burst (after the ports').
-    flood_out: u16,
-    floods: &'a mut Vec<pipeline::Flood>,
-    ing: pipeline::Ingress<'a>,
-    in_port: u16,
-    rx_bytes: u64,
-    /// Frames the flow cache decided ([`BurstCtx::fast`]).
-    hits: u64,
-    /// Frames the decap way and the SNAT way decided ([`BurstCtx::decap`],
-    /// [`BurstCtx::snat`]).
-    decaps: u64,
-    snats: u64,
-}
-
-impl BurstCtx<'_> {
-    /// Prefetches the SNAT's lookups of the whole burst, ahead of it (both
-    /// stages).
-    #[inline(always)]
-    fn prefetch_nat(&self, rx: &Burst) {
-        if self.env.snat_here() {
-            for i in 0..rx.len() {
-                pipeline::prefetch_nat(self.snap, self.env, self.ing, rx.data(i));
-            }
-            for _ in 0..rx.len() {
-                pipeline::prefetch_nat_next(self.env);
-            }
-        }
-    }
-
-    /// A frame from a VM port with its flow key and cache set: the flow
-    /// cache's way ([`pipeline::fast`]) when it has one, else the whole
-    /// pipeline. Where it goes, and its length then.
-    #[inline(always)]
-    fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt) -> (u16, u32) {
-        self.rx_bytes += pkt.len() as u64;
-        let Some(d) = pipeline::fast(self.snap, self.env, k, set, &mut pkt) else {
-            return self.whole(pkt);
-        };
-        self.hits += 1;
-        (output(self.c, self.tx_mask, d), pkt.len())
-    }
-
-    /// A frame from the underlay that [`pipeline::snat_way`] found `w` for:
-    /// finished that way ([`pipeline::snat_apply`]). Where it goes, and its
-    /// length then.
-    #[inline(always)]
-    fn snat(&mut self, w: &pipeline::SnatWay, pkt: Pkt) -> (u16, u32) {
-        self.snats += 1;
-        self.finish(pkt, |env, f| pipeline::snat_apply(env, w, f))
-    }
-
-    /// A frame from the underlay that [`pipeline::decap_way`] found `w` for:
-    /// finished that way ([`pipeline::decap_apply`]). Where it goes, and its
-    /// length then.
-    #[inline(always)]
-    fn decap(&mut self, w: &pipeline::DecapWay, pkt: Pkt) -> (u16, u32) {
-        self.decaps += 1;
-        self.finish(pkt, |_, f| pipeline::decap_apply(w, f))
-    }
-
-    /// A frame a way found out about, finished by `apply` (counted as
-    /// received): where it goes, and its length then.
-    #[inline(always)]
-    fn finish(
-        &mut self,
-        mut pkt: Pkt,
-        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> pipeline::Verdict,
-    ) -> (u16, u32) {
-        self.rx_bytes += pkt.len() as u64;
-        let env = &mut *self.env;
-        let d = pkt.frame(|f| match f {
-            Some(f) => apply(env, f),
-            None => Err(DropReason::MultiSegment),
-        });
-        (output(self.c, self.tx_mask, d), pkt.len())
-    }
-
-    /// Frame `i` of an underlay port's burst (and not for the SNAT here): a
-    /// frame from another host for a port here, switched or routed there,
-    /// takes its decap way ([`pipeline::decap_way`]); any other one the whole
-    /// pipeline.
-    #[inline(always)]
-    fn underlay(&mut self, snap: &Snapshot, rx: &mut Burst, i: usize) -> (u16, u32) {
-        let w = if rx.nb_segs(i) == 1 {
-            pipeline::decap_way(snap, &mut self.env.decap_memo, rx.data(i))
-        } else {
-            None
-        };
-        match &w {
-            Some(w) => self.decap(w, rx.pkt(i)),
-            None => self.slow(rx.pkt(i)),
-        }
-    }
-
-    /// A frame through the whole pipeline (counted as received).
-    #[inline(always)]
-    fn slow(&mut self, pkt: Pkt) -> (u16, u32) {
-        self.rx_bytes += pkt.len() as u64;
-        self.whole(pkt)
-    }
-
-    /// A frame through the whole pipeline: where it goes, and its length
-    /// then.
-    #[inline(always)]
-    fn whole(&mut self, mut pkt: Pkt) -> (u16, u32) {
-        let d = pkt.frame(|frame| match frame {
-            None => Err(DropReason::MultiSegment),
-            Some(f) => {
-                let d = pipeline::process_from(
-                    self.snap,
-                    self.env,
-                    self.ing,
-                    self.in_port,
-                    f,
-                    &mut NoTrace,
-                );
-                if let Some(r) = self.env.noted.take() {
-                    self.c.drop(r, 1);
-                }
-                if let Some(n) = self.env.vip.take() {
-                    // Full: the holder announces itself again (keepalived
-                    // repeats its gratuitous ARPs).
-                    let _ = self.exchange.vips.push(n);
-                }
-                if d == Err(DropReason::ArpReplyConsumed) {
-                    if let Some(x) = pipeline::arp_reply_sender(f.data()) {
-                        let _ = self.exchange.learned.push(x);
-                    }
-                }
-                d
-            }
-        });
-        let to = match d {
-            Ok(pipeline::FLOOD) => match self.env.flood.take() {
-                Some(fl) => {
-                    self.floods.push(fl);
-                    self.flood_out
-                }
-                None => DROP,
-            },
-            d => output(self.c, self.tx_mask, d),
-        };
-        (to, pkt.len())
-    }
-}
-
 /// Per-worker scratch space, allocated once before the loop.
 struct Scratch {
     rx: Burst,
@@ -333,7 +162,7 @@ struct Scratch {
     /// The flow cache key and set of each frame of a VM port's burst.
     keys: [Option<(flow::Key, usize)>; sys::MAX_BURST],
     /// The SNAT way of each frame of an underlay port's burst.
-    ways: [Option<pipeline::SnatWay>; sys::MAX_BURST],
+    ways: [Option<fastpath::SnatWay>; sys::MAX_BURST],
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
@@ -591,88 +420,34 @@ impl Worker {
                 snats: 0,
             };
             let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
+            let rx = &mut s.rx;
             match ing {
                 pipeline::Ingress::Static => {
-                    // A VM port no model port is bound to: the configuration's
-                    // static table, which only reads the frame.
-                    let fdb = snap.static_fdb();
-                    for i in 0..n {
-                        lens[i] = s.rx.pkt_len(i);
-                        b.rx_bytes += lens[i] as u64;
-                        let d = if s.rx.nb_segs(i) != 1 {
-                            Err(DropReason::MultiSegment)
-                        } else {
-                            crate::l2::classify(fdb, in_port, s.rx.data(i))
-                        };
-                        to[i] = output(c, b.tx_mask, d);
-                    }
+                    let way = Static(snap.static_fdb());
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
                 pipeline::Ingress::Vm(vm, _) => {
-                    // Each frame's flow key and cache set are worked out
-                    // FLOW_AHEAD frames before it is decided: its set is
-                    // fetched meanwhile.
-                    let keys = &mut s.keys[..n];
-                    let key = |rx: &Burst, flows: &flow::FlowCache, i: usize| {
-                        flow::FlowCache::key(vm.index, rx.data(i)).map(|k| {
-                            let set = flows.set_of(&k);
-                            flows.prefetch_set(set);
-                            (k, set)
-                        })
+                    let way = FromVm {
+                        port: vm.index,
+                        keys: &mut s.keys[..n],
                     };
-                    for (i, k) in keys.iter_mut().enumerate().take(FLOW_AHEAD) {
-                        *k = key(&s.rx, &b.env.flows, i);
-                    }
-                    for i in 0..n {
-                        if i + FLOW_AHEAD < n {
-                            keys[i + FLOW_AHEAD] = key(&s.rx, &b.env.flows, i + FLOW_AHEAD);
-                        }
-                        let pkt = s.rx.pkt(i);
-                        (to[i], lens[i]) = match &keys[i] {
-                            Some((k, set)) => b.fast(k, *set, pkt),
-                            None => b.slow(pkt),
-                        };
-                    }
-                    b.env.flows.hits += b.hits;
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
                 pipeline::Ingress::Underlay if b.env.snat_here() => {
-                    // Each frame's SNAT way worked out (read-only) and its
-                    // session's lookup prefetched, for the whole burst; then
-                    // the frames finished in order.
-                    let ways = &mut s.ways[..n];
-                    for (i, w) in ways.iter_mut().enumerate() {
-                        let data = s.rx.data(i);
-                        *w = if s.rx.nb_segs(i) == 1 {
-                            pipeline::snat_way(&snap, &mut b.env.snat_memo, data)
-                        } else {
-                            None
-                        };
-                        match w {
-                            Some(w) => b.env.nat.prefetch_lookup(&w.look()),
-                            None => pipeline::prefetch_nat(&snap, b.env, ing, data),
-                        }
-                    }
-                    for _ in 0..n {
-                        pipeline::prefetch_nat_next(b.env);
-                    }
-                    for i in 0..n {
-                        (to[i], lens[i]) = match &ways[i] {
-                            Some(w) => b.snat(w, s.rx.pkt(i)),
-                            None => b.underlay(&snap, &mut s.rx, i),
-                        };
-                    }
+                    let way = SnatUnderlay {
+                        ways: &mut s.ways[..n],
+                    };
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
-                pipeline::Ingress::Underlay => {
-                    for i in 0..n {
-                        (to[i], lens[i]) = b.underlay(&snap, &mut s.rx, i);
-                    }
-                }
+                pipeline::Ingress::Underlay => decide_burst(Underlay, &mut b, rx, to, lens),
                 _ => {
-                    b.prefetch_nat(&s.rx);
-                    for i in 0..n {
-                        (to[i], lens[i]) = b.slow(s.rx.pkt(i));
-                    }
+                    let way = Whole {
+                        prefetch: b.env.snat_here(),
+                    };
+                    decide_burst(way, &mut b, rx, to, lens);
                 }
             }
+            b.env.flows.hits += b.hits;
             let (rx_bytes, decaps, snats) = (b.rx_bytes, b.decaps, b.snats);
             s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
             let pc = &c.ports[in_port as usize];

@@ -1,0 +1,351 @@
+//! The ICMP and ICMPv6 errors routing answers with (unreachable, time
+//! exceeded, fragmentation needed / packet too big), built in place in the
+//! packet's buffer, never about an ICMP error or a non-first fragment, rate
+//! limited per worker.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::route::{deliver_routed, egress_to, next_hop};
+use super::{mac_at, Env, Trace, Verdict, FROM_OVERLAY, ICMP_ERROR_MAX};
+use crate::mac::MacAddr;
+use crate::pkt::*;
+use crate::stats::{DropReason, DropReason as R};
+use crate::tables::{Iface, RouterTables, Snapshot};
+
+/// Whether an ICMP error may be sent about this IPv4 packet (RFC 1812 4.3.2.7:
+/// never about an ICMP error or a non-first fragment).
+fn may_answer4(ip: &[u8], ihl: usize) -> bool {
+    if be16(ip, 6) & 0x1fff != 0 {
+        return false;
+    }
+    if ip[9] == PROTO_ICMP {
+        return matches!(ip.get(ihl), Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
+    }
+    true
+}
+
+/// Turns the packet in `f` (from `in_port`, to the router interface `ingress`)
+/// into an ICMP error to its source, in place: a new IPv4 + ICMP header in
+/// front of the quoted original, at most [`ICMP_ERROR_MAX`] bytes of IP.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn icmp4_error<T: Trace>(
+    env: &mut Env,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    ty: u8,
+    code: u8,
+    mtu: u32,
+    why: DropReason,
+    t: &mut T,
+) -> Verdict {
+    // A frame another host sent here for SNAT gets no answer (no ICMP goes
+    // back over the overlay) but for a path MTU ([`too_big4`]): that host
+    // already answered for its TTL and route before sending it.
+    if in_port == FROM_OVERLAY {
+        return Err(why);
+    }
+    let IpAddr::V4(from) = ingress.ip else {
+        return Err(why);
+    };
+    icmp4_build(env, from, ingress.mac, f, Icmp4 { ty, code, mtu }, why, t)?;
+    Ok(in_port)
+}
+
+/// An ICMP error's type, code and (fragmentation needed) next-hop MTU.
+#[derive(Clone, Copy)]
+struct Icmp4 {
+    ty: u8,
+    code: u8,
+    mtu: u32,
+}
+
+/// ICMP destination unreachable, fragmentation needed (RFC 1191).
+const fn frag_needed(mtu: u16) -> Icmp4 {
+    Icmp4 {
+        ty: 3,
+        code: 4,
+        mtu: mtu as u32,
+    }
+}
+
+/// The IPv4 packet in `f` turned, in place, into ICMP error `e` from `from`
+/// (`mac`) to its source, back to the MAC it came from; `env.noted` is
+/// `why`. Never about an ICMP error or a non-first fragment; rate limited.
+fn icmp4_build<T: Trace>(
+    env: &mut Env,
+    from: Ipv4Addr,
+    mac: MacAddr,
+    f: &mut Frame,
+    e: Icmp4,
+    why: DropReason,
+    t: &mut T,
+) -> Result<(), DropReason> {
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if !may_answer4(ip, ihl) {
+        return Err(R::IcmpErrorNotSent);
+    }
+    if !env.icmp_token() {
+        return Err(R::IcmpRateLimited);
+    }
+    let to: [u8; 4] = ip[12..16].try_into().expect("4 bytes");
+    let src_mac = mac_at(b, 6);
+    let quote = ip.len().min(ICMP_ERROR_MAX - IPV4_LEN - ICMP_LEN);
+    if !f.prepend(IPV4_LEN + ICMP_LEN) {
+        return Err(R::NoHeadroom);
+    }
+    f.trim(ETH_LEN + IPV4_LEN + ICMP_LEN + quote);
+    let b = f.data_mut();
+    write_eth(b, &src_mac, &mac.0, ETHERTYPE_IPV4);
+    let total = (IPV4_LEN + ICMP_LEN + quote) as u16;
+    write_ipv4(&mut b[ETH_LEN..], total, 64, PROTO_ICMP, from.octets(), to);
+    let icmp = &mut b[ETH_LEN + IPV4_LEN..];
+    icmp[0] = e.ty;
+    icmp[1] = e.code;
+    put16(icmp, 2, 0);
+    put32(icmp, 4, e.mtu & 0xffff);
+    let c = checksum(icmp);
+    put16(icmp, 2, c);
+    tr!(
+        t,
+        "icmp",
+        "ICMP type {} code {} from {from} to {}",
+        e.ty,
+        e.code,
+        Ipv4Addr::from(to)
+    );
+    env.noted = Some(why);
+    Ok(())
+}
+
+/// The IPv4 packet in `f` (header valid), routed by router `r` from
+/// interface `ingress` (port `in_port`), is `total` bytes and its way out
+/// takes at most `mtu`: with DF, answered with fragmentation needed and the
+/// way's MTU (RFC 1191) from the interface it came in by (a frame another
+/// host sent here for SNAT: routed back to its sender over the overlay),
+/// else dropped (dvr does not fragment). Before any translation of the
+/// packet, so the quote is what its sender sent.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+pub(super) fn too_big4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    mtu: u16,
+    t: &mut T,
+) -> Verdict {
+    let total = be16(f.data(), ETH_LEN + 2);
+    if be16(f.data(), ETH_LEN + 6) & 0x4000 == 0 {
+        tr!(
+            t,
+            "mtu",
+            "{total} bytes exceed the way's MTU {mtu}; fragmenting is not supported"
+        );
+        return Err(R::MtuExceeded);
+    }
+    tr!(
+        t,
+        "mtu",
+        "{total} bytes exceed the way's MTU {mtu} with DF: fragmentation needed"
+    );
+    if in_port != FROM_OVERLAY {
+        return icmp4_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            3,
+            4,
+            mtu as u32,
+            R::FragmentationNeeded,
+            t,
+        );
+    }
+    let IpAddr::V4(from) = ingress.ip else {
+        return Err(R::FragmentationNeeded);
+    };
+    icmp4_build(
+        env,
+        from,
+        ingress.mac,
+        f,
+        frag_needed(mtu),
+        R::FragmentationNeeded,
+        t,
+    )?;
+    // Back to the sender where it lives, as the router routes to it.
+    let dst = ipv4_at(f.data(), ETH_LEN + 16);
+    let back =
+        egress_to(snap, r, dst, t).and_then(|(eg, net)| deliver_routed(snap, net, &eg, f, t));
+    unnote_if_dropped(env, back)
+}
+
+/// `v`, the verdict on an ICMP error [`icmp4_build`] or [`icmp6_build`] made
+/// (and noted), then routed: dropped on its way, the frame counts once, under
+/// that drop's reason, not also as answered.
+#[inline(always)]
+fn unnote_if_dropped(env: &mut Env, v: Verdict) -> Verdict {
+    if v.is_err() {
+        env.noted = None;
+    }
+    v
+}
+
+/// The IPv4 packet in `f`, in from the external port `in_port` to `from`
+/// (address, MAC: a floating IP or a router's gateway), untranslated, is too
+/// big for the network its translated destination is on (`mtu`): with DF,
+/// answered from `from` with fragmentation needed, else dropped.
+#[cold]
+#[inline(never)]
+pub(super) fn too_big_in<T: Trace>(
+    env: &mut Env,
+    (from, mac): (Ipv4Addr, MacAddr),
+    in_port: u16,
+    f: &mut Frame,
+    mtu: u16,
+    t: &mut T,
+) -> Verdict {
+    if be16(f.data(), ETH_LEN + 6) & 0x4000 == 0 {
+        tr!(
+            t,
+            "mtu",
+            "exceeds the MTU {mtu} of the way in; fragmenting is not supported"
+        );
+        return Err(R::MtuExceeded);
+    }
+    tr!(
+        t,
+        "mtu",
+        "exceeds the MTU {mtu} of the way in, with DF: fragmentation needed"
+    );
+    icmp4_build(
+        env,
+        from,
+        mac,
+        f,
+        frag_needed(mtu),
+        R::FragmentationNeeded,
+        t,
+    )?;
+    Ok(in_port)
+}
+
+/// The IPv6 counterpart of [`icmp4_error`] (RFC 4443).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn icmp6_error<T: Trace>(
+    env: &mut Env,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    ty: u8,
+    code: u8,
+    param: u32,
+    why: DropReason,
+    t: &mut T,
+) -> Verdict {
+    // As in icmp4_error: no answer over the overlay but for a path MTU.
+    if in_port == FROM_OVERLAY {
+        return Err(why);
+    }
+    let IpAddr::V6(from) = ingress.ip else {
+        return Err(why);
+    };
+    icmp6_build(env, from, ingress.mac, f, (ty, code, param), why, t)?;
+    Ok(in_port)
+}
+
+/// The IPv6 packet in `f` turned, in place, into ICMPv6 error `(type, code,
+/// parameter)` from `from` (`mac`) to its source, back to the MAC it came
+/// from; `env.noted` is `why`. Never about an ICMPv6 error; rate limited.
+fn icmp6_build<T: Trace>(
+    env: &mut Env,
+    from: Ipv6Addr,
+    mac: MacAddr,
+    f: &mut Frame,
+    (ty, code, param): (u8, u8, u32),
+    why: DropReason,
+    t: &mut T,
+) -> Result<(), DropReason> {
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    // Never about an ICMPv6 error (types below 128).
+    if ip[6] == PROTO_ICMPV6 && ip.get(IPV6_LEN).is_none_or(|&ty| ty < 128) {
+        return Err(R::IcmpErrorNotSent);
+    }
+    if !env.icmp_token() {
+        return Err(R::IcmpRateLimited);
+    }
+    let mut to = [0u8; 16];
+    to.copy_from_slice(&ip[8..24]);
+    let src_mac = mac_at(b, 6);
+    let quote = ip.len().min(ICMP_ERROR_MAX - IPV6_LEN - ICMP_LEN);
+    if !f.prepend(IPV6_LEN + ICMP_LEN) {
+        return Err(R::NoHeadroom);
+    }
+    f.trim(ETH_LEN + IPV6_LEN + ICMP_LEN + quote);
+    let b = f.data_mut();
+    write_eth(b, &src_mac, &mac.0, ETHERTYPE_IPV6);
+    let plen = (ICMP_LEN + quote) as u16;
+    write_ipv6(
+        &mut b[ETH_LEN..],
+        plen,
+        PROTO_ICMPV6,
+        64,
+        &from.octets(),
+        &to,
+    );
+    let icmp = &mut b[ETH_LEN + IPV6_LEN..];
+    icmp[0] = ty;
+    icmp[1] = code;
+    put16(icmp, 2, 0);
+    put32(icmp, 4, param);
+    let sum = pseudo6(&from.octets(), &to, plen as u32, PROTO_ICMPV6);
+    let c = csum_fold(csum_add(sum, icmp));
+    put16(icmp, 2, c);
+    tr!(
+        t,
+        "icmp",
+        "ICMPv6 type {ty} code {code} from {from} to {}",
+        Ipv6Addr::from(to)
+    );
+    env.noted = Some(why);
+    Ok(())
+}
+
+/// The IPv6 counterpart of [`too_big4`] (packet too big, RFC 8201; IPv6
+/// routers never fragment).
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+pub(super) fn too_big6<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    mtu: u16,
+    t: &mut T,
+) -> Verdict {
+    let why = R::FragmentationNeeded;
+    if in_port != FROM_OVERLAY {
+        return icmp6_error(env, ingress, in_port, f, 2, 0, mtu as u32, why, t);
+    }
+    let IpAddr::V6(from) = ingress.ip else {
+        return Err(why);
+    };
+    icmp6_build(env, from, ingress.mac, f, (2, 0, mtu as u32), why, t)?;
+    // Back to the sender where it lives, as the router routes to it.
+    let dst = ipv6_at(f.data(), ETH_LEN + 24);
+    let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
+        let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
+        deliver_routed(snap, net, &eg, f, t)
+    });
+    unnote_if_dropped(env, back)
+}

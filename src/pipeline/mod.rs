@@ -1,0 +1,479 @@
+//! The packet pipeline: what happens to one frame, from the port it came in on
+//! to the port it leaves by (or the reason it is dropped). The stages, in
+//! the order a frame meets them, one file each:
+//!
+//! - [`classify`](mod@classify): the ingress port's slot (a VM port bound to a model port,
+//!   an unbound VM port switched by the static table, the underlay, the
+//!   external port), looked up once per burst; [`process_from`] sends the
+//!   frame on to the way in of its kind;
+//! - [`port_security`](mod@port_security) (VM ports): source MAC and IP against the port's own
+//!   and its allowed address pairs (exact or CIDR); ARP senders and neighbour
+//!   discovery about the port itself only; no router advertisement, redirect
+//!   or DHCP server message;
+//! - [`responder`](mod@responder): requests for any address the model knows are answered
+//!   here, never flooded (ARP, neighbour discovery); VIP holders learned from
+//!   what allowed address pairs announce;
+//! - [`switch`](mod@switch): destination MAC in the network's FDB (local port, a port on
+//!   another host, a router interface); broadcast and multicast flooded;
+//! - [`route`](mod@route) (distributed, per router, IPv4 and IPv6 LPM): router-addressed
+//!   echo, TTL / hop limit, MTU, neighbour rewrite;
+//! - [`icmp`](mod@icmp): the errors routing answers with (unreachable, time exceeded,
+//!   fragmentation needed / packet too big), rate limited;
+//! - [`nat`](mod@nat): north-south: floating IPs, the router's SNAT here or on its
+//!   SNAT node, hairpin; the external port's way in (DNAT, SNAT sessions,
+//!   proxy ARP);
+//! - [`encap`](mod@encap) toward another host (VXLAN, GRE, VLAN) with this host's DVR
+//!   MAC as the inner source of routed frames;
+//! - [`decap`](mod@decap): the underlay's way in: VTEP and VNI / key / VLAN checks, drop
+//!   an inner source that is this node's router interface or DVR MAC, and
+//!   rewrite a DVR MAC source to the router interface MAC.
+//!
+//! In order: a VM port's frame takes `from_vm` (the flow cache, else
+//! `from_vm_full`: port security, VIP learning, responder, switch, route,
+//! NAT, encap); an underlay frame `decap::from_underlay` (decap, then
+//! switch or route); an external frame `nat::from_external` (NAT, then
+//! route). The fast paths that decide the common cases on a frame's bytes
+//! alone are in [`crate::fastpath`].
+//!
+//! Frames are changed in place ([`Frame`]); an answer (ARP reply, echo reply,
+//! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
+//! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use self::decap::from_underlay;
+use self::nat::from_external;
+use self::port_security::{port_security, port_security_msgs};
+use self::responder::{
+    arp_respond, arp_unanswered, nd_respond, nd_unanswered, own_dad, vip_learn, vip_reply_to_router,
+};
+use self::switch::{flood, switch};
+use crate::fastpath::cached::cached;
+use crate::fastpath::decap::DecapMemo;
+use crate::fastpath::flow::{self, FlowCache};
+use crate::fastpath::snat::SnatMemo;
+use crate::fastpath::tunnel::{TUNNEL_MEMO, TUNNEL_MEMO_SMALL};
+use crate::l2;
+use crate::mac::MacAddr;
+use crate::nat::{Nat, NatConfig};
+use crate::pkt::*;
+use crate::stats::{DropReason, DropReason as R};
+use crate::tables::{NetTables, Snapshot, SnatHere, VmPort};
+
+/// Where a frame goes: a dataplane port index, or why not.
+pub type Verdict = Result<u16, DropReason>;
+
+/// Records each stage's decision when tracing; compiled out otherwise.
+pub trait Trace {
+    const ON: bool;
+    fn note(&mut self, stage: &'static str, what: String);
+}
+
+/// The workers' tracer: records nothing.
+pub struct NoTrace;
+
+impl Trace for NoTrace {
+    const ON: bool = false;
+    #[inline(always)]
+    fn note(&mut self, _: &'static str, _: String) {}
+}
+
+/// A tracer that keeps every note, in order.
+#[derive(Debug, Default)]
+pub struct Notes(pub Vec<(&'static str, String)>);
+
+impl Trace for Notes {
+    const ON: bool = true;
+    fn note(&mut self, stage: &'static str, what: String) {
+        self.0.push((stage, what));
+    }
+}
+
+macro_rules! tr {
+    ($t:expr, $stage:expr, $($a:tt)*) => {
+        if T::ON {
+            $t.note($stage, format!($($a)*));
+        }
+    };
+}
+
+pub mod classify;
+pub mod decap;
+pub mod encap;
+pub mod icmp;
+pub mod nat;
+pub mod port_security;
+pub mod responder;
+pub mod route;
+pub mod switch;
+
+pub use classify::{ingress, Ingress};
+pub use nat::fip_mac;
+pub use responder::{arp_reply_sender, write_arp_request, write_garp};
+pub use switch::{encap_copy, flood_targets, Flood, Target};
+
+/// ICMP errors a worker may send: a token bucket of `ICMP_BURST` refilled at
+/// `ICMP_PER_SEC`.
+pub const ICMP_PER_SEC: u64 = 1000;
+pub const ICMP_BURST: u64 = 50;
+/// The most an ICMP error may be (IP header, ICMP header and the quote).
+pub const ICMP_ERROR_MAX: usize = 576;
+
+/// The ingress "port" of a frame another host sent over the overlay to a
+/// router interface here, routed here ([`nat::routed_from_overlay`]): no
+/// port of this node. Such a frame is never answered (no ICMP error goes
+/// back over the overlay, but for a path MTU: [`icmp::too_big4`]) and never
+/// sent on to another host for SNAT.
+const FROM_OVERLAY: u16 = u16::MAX;
+
+/// A worker's own state for the pipeline.
+pub struct Env {
+    /// The clock (TSC) and its rate; read only when an ICMP error is due.
+    pub now: fn() -> u64,
+    pub hz: u64,
+    tokens: u64,
+    last: u64,
+    /// Set when a frame was not forwarded but answered (an ICMP error): the
+    /// worker counts the reason and sends the answer.
+    pub noted: Option<DropReason>,
+    /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
+    pub flood: Option<Flood>,
+    /// Set with an `arp_reply_consumed` drop: the sender (address, MAC) of
+    /// the ARP reply or gratuitous ARP, for the control thread's resolver
+    /// (the VTEPs of other hosts, the upstream routers).
+    pub learned: Option<(Ipv4Addr, MacAddr)>,
+    /// Set when a frame showed a VIP's holder ([`VipNote`]): the worker
+    /// hands it to the control thread.
+    pub vip: Option<VipNote>,
+    /// This worker's SNAT sessions (routers whose SNAT runs on this node).
+    pub nat: Box<Nat>,
+    /// The ports this worker translates to (its share of the node's range).
+    pub nat_ports: RangeInclusive<u16>,
+    /// The router list the NAT was last set up from.
+    nat_routers: Arc<Vec<SnatHere>>,
+    /// The clock for this burst, read at most once per burst (see [`Env::burst`]).
+    clock: Option<u64>,
+    /// The routed east-west flows seen on this worker ([`crate::fastpath::flow`]).
+    pub flows: FlowCache,
+    /// What [`crate::fastpath::snat_way`] last found for a tunnel ([`SnatMemo`]).
+    pub snat_memo: SnatMemo,
+    /// What [`crate::fastpath::decap_way`] last found for a tunnel ([`DecapMemo`]).
+    pub decap_memo: DecapMemo,
+}
+
+/// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
+pub const FLOOD: u16 = u16::MAX - 1;
+
+/// A frame from a port showed that `mac` holds `ip`, an address inside the
+/// allowed address pairs of a port of network `net` (a gratuitous ARP, an
+/// ARP reply, a neighbour advertisement): for the control thread, which
+/// publishes the holder ([`crate::compile::Compiler::set_vip_holder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipNote {
+    pub net: u32,
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+}
+
+impl Env {
+    /// An environment with a small SNAT table (tests, tools); workers use
+    /// [`Env::with_nat`].
+    pub fn new(now: fn() -> u64, hz: u64) -> Env {
+        Env::small(now, hz, crate::nat::DEFAULT_PORTS)
+    }
+
+    /// [`Env::new`] whose SNAT translates to `ports`: a short range makes one
+    /// quickly (its port pools are shuffled when the first burst sets up the
+    /// SNAT), for fuzzing that makes one per frame.
+    pub fn small(now: fn() -> u64, hz: u64, ports: RangeInclusive<u16>) -> Env {
+        // Small: tests and traces make one per frame. 64 flow cache sets (8
+        // KiB): enough that the few flows of a test do not share a set.
+        let cfg = NatConfig {
+            max_sessions: 64,
+            max_fragments: 4,
+            ..NatConfig::default()
+        };
+        Env::build(now, hz, cfg, ports, 64, TUNNEL_MEMO_SMALL)
+    }
+
+    /// An environment whose SNAT holds `cfg.max_sessions` sessions and
+    /// translates to `ports`.
+    pub fn with_nat(now: fn() -> u64, hz: u64, cfg: NatConfig, ports: RangeInclusive<u16>) -> Env {
+        Env::build(now, hz, cfg, ports, flow::WORKER_SETS, TUNNEL_MEMO)
+    }
+
+    fn build(
+        now: fn() -> u64,
+        hz: u64,
+        cfg: NatConfig,
+        ports: RangeInclusive<u16>,
+        flow_sets: usize,
+        memo: usize,
+    ) -> Env {
+        Env {
+            now,
+            hz: hz.max(1),
+            tokens: ICMP_BURST,
+            last: now(),
+            noted: None,
+            flood: None,
+            vip: None,
+            learned: None,
+            nat: Box::new(Nat::new(cfg, hz.max(1))),
+            nat_ports: ports,
+            nat_routers: Arc::default(),
+            clock: None,
+            flows: FlowCache::new(flow_sets),
+            snat_memo: SnatMemo::new(memo),
+            decap_memo: DecapMemo::new(memo),
+        }
+    }
+
+    /// Starts a burst on `snap`: the clock is read again when needed, and the
+    /// SNAT follows the routers whose SNAT runs here (a change of them is
+    /// rare: control path work, here on the worker that owns the table).
+    #[inline]
+    pub fn burst(&mut self, snap: &Snapshot) {
+        self.clock = None;
+        if !Arc::ptr_eq(&self.nat_routers, &snap.snat_here) {
+            self.sync_nat(snap);
+        }
+    }
+
+    #[cold]
+    fn sync_nat(&mut self, snap: &Snapshot) {
+        let new = snap.snat_here.clone();
+        for old in self.nat_routers.iter() {
+            if !new.iter().any(|n| n.router == old.router) {
+                self.nat.remove_router(old.router);
+            }
+        }
+        for r in new.iter() {
+            // Sharing an address with another router and another range is
+            // refused; the router then translates nothing (nat_no_pool).
+            if let Err(e) = self
+                .nat
+                .set_router(r.router, &r.ips, self.nat_ports.clone())
+            {
+                tracing::warn!(router = r.router, error = %e, "SNAT not set up");
+            }
+            // A fixed IP that got a floating IP leaves by it from now on: its
+            // SNAT sessions go.
+            let before = self.nat_routers.iter().find(|o| o.router == r.router);
+            for fixed in &r.with_fip {
+                if before.is_none_or(|b| b.with_fip.binary_search(fixed).is_err()) {
+                    self.nat.flush_inside(r.router, *fixed);
+                }
+            }
+        }
+        self.nat_routers = new;
+    }
+
+    /// Whether this worker translates (some router's SNAT runs here): only
+    /// then is [`crate::fastpath::prefetch_nat`] worth its pass over a burst.
+    #[inline]
+    pub fn snat_here(&self) -> bool {
+        !self.nat_routers.is_empty()
+    }
+
+    /// The clock, read once per burst.
+    #[inline]
+    pub(crate) fn clock(&mut self) -> u64 {
+        *self.clock.get_or_insert_with(self.now)
+    }
+
+    /// Expires idle SNAT sessions: a bounded sweep, once per burst.
+    #[inline]
+    pub fn expire(&mut self, budget: usize) {
+        if !self.nat.is_empty() {
+            let now = self.clock();
+            self.nat.expire(now, budget);
+        }
+    }
+
+    /// [`Env::expire`] between bursts: at the time now, not the last
+    /// burst's.
+    #[inline]
+    pub fn expire_now(&mut self, budget: usize) {
+        self.clock = None;
+        self.expire(budget);
+    }
+
+    /// Takes one ICMP error token if there is one.
+    fn icmp_token(&mut self) -> bool {
+        if self.tokens == 0 {
+            let now = (self.now)();
+            let earned =
+                now.wrapping_sub(self.last) as u128 * ICMP_PER_SEC as u128 / self.hz as u128;
+            if earned == 0 {
+                return false;
+            }
+            self.tokens = (earned as u64).min(ICMP_BURST);
+            self.last = now;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// Runs the pipeline over one frame that came in on `in_port`.
+#[inline]
+pub fn process<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    process_from(snap, env, ingress(snap, in_port), in_port, f, t)
+}
+
+/// [`process`] with the port's ingress already looked up (once per burst).
+#[inline]
+pub fn process_from<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    ing: Ingress<'_>,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    if b.len() < ETH_LEN {
+        return Err(R::RuntFrame);
+    }
+    if b[6] & 1 != 0 {
+        return Err(R::MulticastSrcMac);
+    }
+    match ing {
+        Ingress::Vm(vm, net) => {
+            tr!(
+                t,
+                "classify",
+                "VM port of model port {} on network {}",
+                vm.name,
+                vm.network
+            );
+            from_vm(snap, env, vm, net, f, t)
+        }
+        Ingress::VmNoNet => Err(R::TableGone),
+        Ingress::Underlay => {
+            tr!(t, "classify", "underlay port");
+            from_underlay(snap, env, in_port, f, t)
+        }
+        Ingress::External => {
+            tr!(t, "classify", "external port");
+            from_external(snap, env, in_port, f, t)
+        }
+        Ingress::Static => {
+            tr!(
+                t,
+                "classify",
+                "VM port with no model port bound: the configuration's static table"
+            );
+            l2::classify(snap.static_fdb(), in_port, b)
+        }
+    }
+}
+
+pub(crate) fn mac_at(b: &[u8], at: usize) -> [u8; 6] {
+    b[at..at + 6].try_into().expect("6 bytes")
+}
+
+/// A frame from a VM port: an IPv4 flow already routed or switched on this
+/// snapshot takes its cached way ([`crate::fastpath::flow`]), anything else the full
+/// pipeline, whose outcome is then cached if it may be. Traces always take
+/// the full pipeline.
+#[inline(always)]
+fn from_vm<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    vm: &VmPort,
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    if T::ON {
+        return from_vm_full(snap, env, vm, net, f, t);
+    }
+    let Some(k) = FlowCache::key(vm.index, f.data()) else {
+        return from_vm_full(snap, env, vm, net, f, t);
+    };
+    match env.flows.lookup(snap.epoch, k) {
+        Some(a) => match cached(snap, a, f) {
+            Some(v) => v,
+            // A check of this frame failed: the full pipeline says which.
+            None => from_vm_full(snap, env, vm, net, f, t),
+        },
+        None => {
+            let v = from_vm_full(snap, env, vm, net, f, t);
+            env.flows.settle(snap.epoch, v.is_ok());
+            v
+        }
+    }
+}
+
+#[inline(always)]
+fn from_vm_full<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    vm: &VmPort,
+    net: &NetTables,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let in_port = vm.index;
+    let b = f.data();
+    let et = be16(b, 12);
+    if et == ETHERTYPE_VLAN {
+        return Err(R::VlanFromVm);
+    }
+    if vm.security {
+        port_security(vm, b, t)?;
+        port_security_msgs(vm, et, b, t)?;
+        tr!(t, "port-security", "allowed");
+    }
+    if et != ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
+        if let Some(v) = vip_reply_to_router(env, vm, net, f, t) {
+            return v;
+        }
+    }
+    if et == ETHERTYPE_ARP {
+        match arp_respond(net, f, t) {
+            Ok(()) => return Ok(in_port),
+            Err(None) => {} // not a request the responder answers: switch it
+            Err(Some(R::ArpUnknownTarget)) => return arp_unanswered(env, vm, net, f, t),
+            Err(Some(r)) => return Err(r),
+        }
+    }
+    let b = f.data();
+    if b[0] & 1 != 0 {
+        if et == ETHERTYPE_IPV6 {
+            if own_dad(vm, net, b) {
+                tr!(
+                    t,
+                    "nd-responder",
+                    "duplicate address detection for the port's own address: not answered"
+                );
+                return flood(env, vm.net, true, t);
+            }
+            match nd_respond(net, f, t) {
+                Ok(()) => return Ok(in_port),
+                Err(Some(R::NdUnknownTarget)) => return nd_unanswered(env, vm, net, f, t),
+                Err(Some(r)) => return Err(r),
+                Err(None) => {}
+            }
+        }
+        return flood(env, vm.net, true, t);
+    }
+    switch(snap, env, net, in_port, et, f, t)
+}
+
+fn host_name(snap: &Snapshot, h: u16) -> &str {
+    snap.node
+        .hosts
+        .get(h as usize)
+        .map_or("?", |h| h.name.as_str())
+}

@@ -1,0 +1,392 @@
+//! North-south (sections 3 and 4 of docs/BEHAVIOUR.md).
+//!
+//! Out: a routed IPv4 packet whose destination is outside (the default route via
+//! the upstream router) leaves with a floating IP if its source has one served
+//! on this node (SNAT to the floating IP, out of this node's external port from
+//! its FIP gateway MAC), else through the router's SNAT: on the `dvr_snat` node
+//! that holds it, port address translation to the gateway IP (out of the
+//! external port from the gateway port's MAC); on any other node the frame goes
+//! unrouted over the overlay of its own network to that node, from this
+//! node's DVR MAC to the router's interface MAC (the router's SNAT port,
+//! Neutron's `sg-` port, is that interface on the SNAT node).
+//! In: the external port answers ARP for the addresses this node serves
+//! (floating IPs of its ports, its FIP gateway IP, the gateway IPs of the
+//! routers whose SNAT runs here); traffic to them is translated back (DNAT to
+//! the fixed IP, or the SNAT session) and routed by the router.
+
+use std::net::Ipv4Addr;
+
+use super::encap::encap;
+use super::icmp::{too_big4, too_big_in};
+use super::responder::{answer_arp, arp_payload, arp_reply_consumed, arp_sender_learned};
+use super::route::{egress_to, ipv4_valid, route, routed_on, write_macs};
+use super::{host_name, mac_at, Env, Trace, Verdict, FROM_OVERLAY};
+use crate::mac::MacAddr;
+use crate::nat;
+use crate::pkt::*;
+use crate::stats::{DropReason, DropReason as R};
+use crate::tables::{Dest, ExtAddr, Home, Iface, NodeTables, RouterTables, Snapshot, SnatSettings};
+
+/// The MTU of router `r`'s external network: what may leave through the
+/// external port (`u16::MAX` when unknown: no bound).
+#[inline(always)]
+pub(crate) fn external_mtu(snap: &Snapshot, r: &RouterTables) -> u16 {
+    r.snat
+        .as_ref()
+        .and_then(|s| s.net)
+        .and_then(|n| snap.net(n))
+        .map_or(u16::MAX, |n| n.mtu)
+}
+
+/// The MAC a floating IP of router `r` is served with: this host's FIP
+/// gateway port's, or (`central`) the router's gateway port's.
+pub fn fip_mac(node: &NodeTables, r: &RouterTables, central: bool) -> Option<MacAddr> {
+    if central {
+        r.snat.as_ref().map(|s| s.mac)
+    } else {
+        node.fip_gw.map(|g| g.1)
+    }
+}
+
+/// The upstream router's MAC for router `r` (resolved on the external port).
+#[inline]
+pub(crate) fn upstream_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReason> {
+    r.upstream
+        .and_then(|u| node.vtep_macs.get(&u).copied())
+        .ok_or(R::UpstreamUnresolved)
+}
+
+/// A routed IPv4 packet of router `r` (index `rid`), in from `ingress`
+/// (port `in_port`), whose destination is outside. What is too big for its
+/// way out (the external network, or the overlay toward the SNAT node) is
+/// answered before it is translated ([`too_big4`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(super) fn north_south4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    rid: u32,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let node = &*snap.node;
+    let b = f.data();
+    let src = ipv4_at(b, ETH_LEN + 12);
+    let dst = ipv4_at(b, ETH_LEN + 16);
+    let total = be16(b, ETH_LEN + 2);
+    if let Some(&fixed) = r.floating.get(&dst) {
+        return hairpin4(snap, env, r, ingress, in_port, (src, dst, fixed), f, t);
+    }
+    let sn = r.snat.as_ref();
+    if let Some(fe) = r.fips.get(&src) {
+        // Served here from this host's FIP gateway port, or (central) by the
+        // router's SNAT node from its gateway port.
+        let (ext, from) = if fe.central {
+            let Some(sn) = sn else {
+                return Err(R::NoSnat);
+            };
+            if !sn.here {
+                return to_snat_node(snap, env, r, sn, ingress, in_port, f, t);
+            }
+            let Some(ext) = node.external else {
+                return Err(R::NoExternalPath);
+            };
+            (ext, sn.mac)
+        } else {
+            let (Dest::Local(_), Some(ext), Some((_, gw_mac))) =
+                (fe.dest, node.external, node.fip_gw)
+            else {
+                tr!(
+                    t,
+                    "nat",
+                    "{src} has floating IP {}, not served by this node",
+                    fe.floating
+                );
+                return Err(R::FipNotServedHere);
+            };
+            (ext, gw_mac)
+        };
+        let mtu = external_mtu(snap, r);
+        if total > mtu {
+            return too_big4(snap, env, r, ingress, in_port, f, mtu, t);
+        }
+        let up = upstream_mac(node, r)?;
+        let b = f.data_mut();
+        nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
+        dec_ttl4(&mut b[ETH_LEN..]);
+        write_macs(b, &up.0, &from.0);
+        tr!(
+            t,
+            "nat",
+            "source {src} → floating IP {} from {from}; out of the external port to {up}",
+            fe.floating
+        );
+        return Ok(ext);
+    }
+    let Some(sn) = sn.filter(|s| s.enable_snat) else {
+        tr!(t, "nat", "{src} has no floating IP and the router no SNAT");
+        return Err(R::NoSnat);
+    };
+    if sn.here {
+        let Some(ext) = node.external else {
+            return Err(R::NoExternalPath);
+        };
+        let mtu = external_mtu(snap, r);
+        if total > mtu {
+            return too_big4(snap, env, r, ingress, in_port, f, mtu, t);
+        }
+        let up = upstream_mac(node, r)?;
+        let now = env.clock();
+        let b = f.data_mut();
+        env.nat.snat_out(rid, &mut b[ETH_LEN..], now)?;
+        dec_ttl4(&mut b[ETH_LEN..]);
+        write_macs(b, &up.0, &sn.mac.0);
+        tr!(
+            t,
+            "nat",
+            "SNAT {src} → {}; out of the external port to {up}",
+            ipv4_at(b, ETH_LEN + 12)
+        );
+        return Ok(ext);
+    }
+    to_snat_node(snap, env, r, sn, ingress, in_port, f, t)
+}
+
+/// Sends a frame that entered router interface `ingress` to the router's SNAT
+/// node, unrouted (that node routes it), from this host's DVR MAC, over the
+/// overlay of the ingress network; one too big for that overlay is answered
+/// here ([`too_big4`]).
+#[allow(clippy::too_many_arguments)]
+fn to_snat_node<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    sn: &SnatSettings,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    if in_port == FROM_OVERLAY {
+        return Err(R::SnatNotHere);
+    }
+    let node = &*snap.node;
+    let (Some(h), Some(dvr)) = (sn.host_idx, node.dvr_mac) else {
+        return Err(R::SnatHostUnknown);
+    };
+    let Some(net) = snap.net(ingress.net) else {
+        return Err(R::TableGone);
+    };
+    if be16(f.data(), ETH_LEN + 2) > net.mtu {
+        return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
+    }
+    write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
+    tr!(t, "nat", "to the router's SNAT node {}", host_name(snap, h));
+    encap(snap, net, h, f, t)
+}
+
+/// A VM reaching another VM's floating IP through their router: the
+/// destination back to the fixed IP, the source to its own floating IP (so
+/// that the answer, to that floating IP, comes back the same way), routed.
+/// `(src, dst, fixed)`: the packet's addresses and the fixed IP behind `dst`.
+#[allow(clippy::too_many_arguments)]
+fn hairpin4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    (src, dst, fixed): (Ipv4Addr, Ipv4Addr, Ipv4Addr),
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(own) = r.fips.get(&src).map(|fe| fe.floating) else {
+        tr!(
+            t,
+            "nat",
+            "hairpin to {dst} from {src}, which has no floating IP"
+        );
+        return Err(R::HairpinNoFip);
+    };
+    let (eg, net) = egress_to(snap, r, fixed, t)?;
+    if be16(f.data(), ETH_LEN + 2) > net.mtu {
+        return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
+    }
+    let b = f.data_mut();
+    nat::rewrite_dst(&mut b[ETH_LEN..], fixed)?;
+    nat::rewrite_src(&mut b[ETH_LEN..], own)?;
+    tr!(t, "nat", "hairpin: {src} → {dst} becomes {own} → {fixed}");
+    routed_on(snap, net, &eg, f, t)
+}
+
+/// A frame from the overlay to this node's interface of router `router`:
+/// another host's router sent it here unrouted (`from_router`: from its DVR
+/// MAC) for the router's SNAT, or a VM on another host sent it to its
+/// centralized (`legacy`) router, whose node this is. Routed here.
+pub(super) fn routed_from_overlay<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    router: u32,
+    iface: u16,
+    from_router: bool,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(r) = snap.routers.get(router as usize) else {
+        return Err(R::TableGone);
+    };
+    let snat_here = r.snat.as_ref().is_some_and(|s| s.here);
+    if from_router && !snat_here {
+        tr!(
+            t,
+            "nat",
+            "sent here for SNAT, but the router's SNAT is not here"
+        );
+        return Err(R::SnatNotHere);
+    }
+    if !from_router && r.home != Home::Here {
+        tr!(
+            t,
+            "switch",
+            "to a router interface from the overlay: not a router centralized here"
+        );
+        return Err(R::NotLocalAfterDecap);
+    }
+    tr!(t, "route", "from the overlay, routed here");
+    route(snap, env, router, iface, FROM_OVERLAY, f, t)
+}
+
+/// A frame from the external network.
+pub(super) fn from_external<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    match be16(b, 12) {
+        ETHERTYPE_ARP => external_arp(snap, env, in_port, f, t),
+        ETHERTYPE_IPV4 => {
+            let ihl = ipv4_valid(f)?;
+            let b = f.data();
+            let dst = ipv4_at(b, ETH_LEN + 16);
+            let to = MacAddr(mac_at(b, 0));
+            let node = &*snap.node;
+            match snap.ext.get(dst) {
+                Some(ExtAddr::Fip {
+                    router,
+                    fixed,
+                    here: true,
+                    central,
+                }) => {
+                    let Some(r) = snap.routers.get(router as usize) else {
+                        return Err(R::TableGone);
+                    };
+                    if fip_mac(node, r, central) != Some(to) {
+                        return Err(R::ExternalWrongMac);
+                    }
+                    if b[ETH_LEN + 8] <= 1 {
+                        return Err(R::TtlExpired);
+                    }
+                    let (eg, net) = egress_to(snap, r, fixed, t)?;
+                    if be16(b, ETH_LEN + 2) > net.mtu {
+                        return too_big_in(env, (dst, to), in_port, f, net.mtu, t);
+                    }
+                    nat::rewrite_dst(&mut f.data_mut()[ETH_LEN..], fixed)?;
+                    tr!(t, "nat", "floating IP {dst} → {fixed}");
+                    routed_on(snap, net, &eg, f, t)
+                }
+                Some(ExtAddr::Gateway {
+                    mac, here: true, ..
+                }) => {
+                    if mac != to {
+                        return Err(R::ExternalWrongMac);
+                    }
+                    let now = env.clock();
+                    // What the session translates besides the address, to put
+                    // back in a packet answered as too big.
+                    let port = nat::in_port(&b[ETH_LEN..]);
+                    let router = env.nat.snat_in(&mut f.data_mut()[ETH_LEN..], now)?;
+                    let Some(r) = snap.routers.get(router as usize) else {
+                        return Err(R::TableGone);
+                    };
+                    let b = f.data();
+                    let inside = ipv4_at(b, ETH_LEN + 16);
+                    tr!(
+                        t,
+                        "nat",
+                        "SNAT session: {dst} → {inside}:{}",
+                        be16(b, ETH_LEN + ihl + 2)
+                    );
+                    if b[ETH_LEN + 8] <= 1 {
+                        return Err(R::TtlExpired);
+                    }
+                    let (eg, net) = egress_to(snap, r, inside, t)?;
+                    if be16(b, ETH_LEN + 2) > net.mtu {
+                        nat::untranslate_in(&mut f.data_mut()[ETH_LEN..], dst, port)?;
+                        return too_big_in(env, (dst, mac), in_port, f, net.mtu, t);
+                    }
+                    routed_on(snap, net, &eg, f, t)
+                }
+                _ => {
+                    tr!(t, "external", "{dst} is not served by this node");
+                    Err(R::ExternalNotServed)
+                }
+            }
+        }
+        _ => Err(R::ExternalEthertype),
+    }
+}
+
+/// ARP on the external port: requests for the addresses this node serves are
+/// answered (proxy ARP for floating IPs); replies go to the control thread
+/// (the upstream routers' MACs).
+fn external_arp<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let node = &*snap.node;
+    let a = arp_payload(f.data())?;
+    match be16(a, 6) {
+        1 => {
+            let target = ipv4_at(a, 24);
+            let sender = ipv4_at(a, 14);
+            if sender == target {
+                // Gratuitous: somebody else announcing; nothing to answer.
+                return arp_sender_learned(env, a);
+            }
+            let fip_gw = node.fip_gw;
+            let mac = match snap.ext.get(target) {
+                Some(ExtAddr::Fip {
+                    here: true,
+                    router,
+                    central,
+                    ..
+                }) => snap
+                    .routers
+                    .get(router as usize)
+                    .and_then(|r| fip_mac(node, r, central)),
+                Some(ExtAddr::Gateway {
+                    mac, here: true, ..
+                }) => Some(mac),
+                _ => fip_gw.filter(|g| g.0 == target).map(|g| g.1),
+            };
+            let Some(mac) = mac else {
+                tr!(t, "external-arp", "who-has {target}: not served here");
+                return Err(R::ArpUnknownTarget);
+            };
+            tr!(t, "external-arp", "who-has {target}: {mac}");
+            answer_arp(f.data_mut(), mac, target);
+            Ok(in_port)
+        }
+        2 => arp_reply_consumed(env, a, "external-arp", t),
+        _ => Err(R::MalformedArp),
+    }
+}

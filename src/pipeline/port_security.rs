@@ -1,0 +1,285 @@
+//! Port security (VM ports), as Neutron's default rules: source MAC and IP
+//! against the port's own and its allowed address pairs (exact or CIDR);
+//! ARP senders and neighbour discovery about the port itself only; no
+//! router advertisement, redirect, DHCP or DHCPv6 server message.
+
+use std::net::IpAddr;
+
+use super::responder::arp_payload;
+use super::{mac_at, Trace};
+use crate::mac::MacAddr;
+use crate::pkt::*;
+use crate::stats::{DropReason, DropReason as R};
+use crate::tables::VmPort;
+
+/// Whether `ip` is the port's or inside one of its allowed pairs (for `src_mac`).
+fn ip_allowed(vm: &VmPort, src_mac: &[u8; 6], ip: IpAddr) -> bool {
+    (vm.mac.0 == *src_mac && vm.ips.contains(&ip))
+        || vm
+            .pairs
+            .iter()
+            .any(|(net, mac)| mac.unwrap_or(vm.mac).0 == *src_mac && net.contains(&ip))
+}
+
+/// Whether `mac` is one the port may send from: its own or an allowed pair's.
+fn mac_allowed(vm: &VmPort, mac: &[u8; 6]) -> bool {
+    vm.mac.0 == *mac || vm.pairs.iter().any(|(_, m)| m.is_some_and(|m| m.0 == *mac))
+}
+
+/// Port security; `Ok` when the frame may enter.
+#[inline(always)]
+pub(super) fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
+    // The common case first: the port's own MAC and one of its IPv4 addresses.
+    if b.len() >= ETH_LEN + IPV4_LEN
+        && be16(b, 12) == ETHERTYPE_IPV4
+        && b[6..12] == vm.mac.0
+        && vm.ips4.contains(&be32(b, ETH_LEN + 12))
+    {
+        return Ok(());
+    }
+    port_security_slow(vm, b, t)
+}
+
+#[inline(never)]
+fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
+    let src = mac_at(b, 6);
+    if !mac_allowed(vm, &src) {
+        tr!(
+            t,
+            "port-security",
+            "source MAC {} is not the port's",
+            MacAddr(src)
+        );
+        return Err(R::PortSecurityMac);
+    }
+    let ip = match be16(b, 12) {
+        ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
+            let a = ipv4_at(b, ETH_LEN + 12);
+            if a.is_unspecified() {
+                return Ok(()); // DHCP discover
+            }
+            IpAddr::V4(a)
+        }
+        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => return arp_security(vm, b, t),
+        ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
+            let a = ipv6_at(b, ETH_LEN + 8);
+            // Unspecified (DAD) and link-local sources stay on the link.
+            if a.is_unspecified() || a.segments()[0] & 0xffc0 == 0xfe80 {
+                return Ok(());
+            }
+            IpAddr::V6(a)
+        }
+        // Truncated headers are judged by the stage that parses them.
+        ETHERTYPE_IPV4 | ETHERTYPE_ARP | ETHERTYPE_IPV6 => return Ok(()),
+        _ => return Ok(()),
+    };
+    if !vm.security || ip_allowed(vm, &src, ip) {
+        Ok(())
+    } else {
+        tr!(
+            t,
+            "port-security",
+            "source {ip} is not allowed on port {}",
+            vm.name
+        );
+        Err(R::PortSecurityIp)
+    }
+}
+
+/// Port security of the ARP packet in frame `b` (Ethernet / IPv4; anything else is left
+/// to the responder, which drops it as malformed): its sender hardware
+/// address is the port's MAC or an allowed pair's, and its sender IP one of
+/// the port's addresses or inside an allowed pair, for that MAC. Requests,
+/// replies and gratuitous ARP alike; a probe (RFC 5227, no sender IP yet)
+/// needs the MAC only.
+fn arp_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
+    let Ok(a) = arp_payload(b) else {
+        return Ok(());
+    };
+    let sha = mac_at(a, 8);
+    let spa = ipv4_at(a, 14);
+    let ok = if spa.is_unspecified() {
+        mac_allowed(vm, &sha)
+    } else {
+        ip_allowed(vm, &sha, IpAddr::V4(spa))
+    };
+    if ok {
+        return Ok(());
+    }
+    tr!(
+        t,
+        "port-security",
+        "ARP sender {spa} at {} is not allowed on port {}",
+        MacAddr(sha),
+        vm.name
+    );
+    Err(R::PortSecurityArp)
+}
+
+/// Whether IPv4 packet `ip` is a DHCP server message: UDP from port 67 to
+/// port 68, unfragmented or the first fragment. The flow key holds neither
+/// the protocol nor the ports, so the frames of a cached flow are asked too
+/// ([`fast`], [`cached`]): one byte read for any other protocol.
+#[inline(always)]
+pub(crate) fn dhcp_server4(ip: &[u8]) -> bool {
+    let Some(h) = ip.first_chunk::<IPV4_LEN>() else {
+        return false;
+    };
+    if h[9] != PROTO_UDP {
+        return false;
+    }
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    ihl >= IPV4_LEN
+        && be16(h, 6) & 0x1fff == 0
+        && ip
+            .get(ihl..ihl + 4)
+            .is_some_and(|u| be16(u, 0) == 67 && be16(u, 2) == 68)
+}
+
+/// The upper-layer protocol of IPv6 packet `ip` and its bytes (within the
+/// payload length), past hop-by-hop, routing, destination options and
+/// fragment headers (at most 8). `None` for a packet too short for its
+/// headers, a non-first fragment or a longer chain.
+fn upper6(ip: &[u8]) -> Option<(u8, &[u8])> {
+    if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
+        return None;
+    }
+    let rest = &ip[IPV6_LEN..];
+    let mut p = rest.get(..be16(ip, 4) as usize).unwrap_or(rest);
+    let mut nh = ip[6];
+    for _ in 0..8 {
+        match nh {
+            0 | 43 | 60 => {
+                let len = (*p.get(1)? as usize + 1) * 8;
+                nh = p[0];
+                p = p.get(len..)?;
+            }
+            44 => {
+                if p.len() < 8 || be16(p, 2) & 0xfff8 != 0 {
+                    return None;
+                }
+                nh = p[0];
+                p = &p[8..];
+            }
+            _ => return Some((nh, p)),
+        }
+    }
+    None
+}
+
+/// Whether a port may advertise link-local `target` at `mac`: its EUI-64
+/// address, or any other `fe80::/64` address (stable-privacy, random: port
+/// security lets the port send from it) that is not another MAC's EUI-64
+/// one.
+fn link_local_of(target: IpAddr, mac: &[u8; 6]) -> bool {
+    let IpAddr::V6(a) = target else {
+        return false;
+    };
+    let o = a.octets();
+    o[..8] == [0xfe, 0x80, 0, 0, 0, 0, 0, 0]
+        && (a == crate::tables::eui64_link_local(MacAddr(*mac)) || o[11..13] != [0xff, 0xfe])
+}
+
+/// Port security beyond a frame's source addresses, as Neutron's default
+/// rules: no DHCP or DHCPv6 server messages, no ICMPv6 router advertisement
+/// or redirect, and neighbour discovery only about the port itself
+/// ([`nd_security`]). Frame `b` is of ethertype `et`; anything too short
+/// to tell is left to the stages that parse it.
+#[inline(always)]
+pub(super) fn port_security_msgs<T: Trace>(
+    vm: &VmPort,
+    et: u16,
+    b: &[u8],
+    t: &mut T,
+) -> Result<(), DropReason> {
+    let Some(ip) = b.get(ETH_LEN..) else {
+        return Ok(());
+    };
+    match et {
+        ETHERTYPE_IPV4 if dhcp_server4(ip) => {
+            tr!(t, "port-security", "DHCP server message (UDP 67 to 68)");
+            Err(R::PortSecurityDhcp)
+        }
+        ETHERTYPE_IPV6 => match upper6(ip) {
+            Some((PROTO_UDP, u)) if u.len() >= 4 && be16(u, 0) == 547 && be16(u, 2) == 546 => {
+                tr!(t, "port-security", "DHCPv6 server message (UDP 547 to 546)");
+                Err(R::PortSecurityDhcp)
+            }
+            Some((PROTO_ICMPV6, icmp)) => match icmp.first() {
+                Some(134) | Some(137) => {
+                    tr!(
+                        t,
+                        "port-security",
+                        "ICMPv6 {} from a VM port",
+                        if icmp[0] == 134 {
+                            "router advertisement"
+                        } else {
+                            "redirect"
+                        }
+                    );
+                    Err(R::PortSecurityRa)
+                }
+                Some(135) | Some(136) => nd_security(vm, b, icmp, t),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Port security of a neighbour solicitation or advertisement `icmp` in
+/// frame `b`: every link-layer address option (source in a solicitation,
+/// target in an advertisement) is the port's MAC or an allowed pair's; an
+/// advertisement's target is one of the port's addresses or inside an
+/// allowed pair for the MAC it advertises (its target link-layer option,
+/// else the frame's source), or a link-local address of that MAC
+/// ([`link_local_of`]).
+/// Options that do not parse are malformed (RFC 4861, 7.1).
+fn nd_security<T: Trace>(vm: &VmPort, b: &[u8], icmp: &[u8], t: &mut T) -> Result<(), DropReason> {
+    if icmp.len() < 24 {
+        return Err(R::MalformedNd);
+    }
+    let advert = icmp[0] == 136;
+    let mut mac = mac_at(b, 6);
+    let mut o = 24;
+    while o < icmp.len() {
+        if icmp.len() - o < 8 {
+            return Err(R::MalformedNd);
+        }
+        let len = icmp[o + 1] as usize * 8;
+        if len == 0 || o + len > icmp.len() {
+            return Err(R::MalformedNd);
+        }
+        if icmp[o] == 1 || icmp[o] == 2 {
+            let ll = mac_at(icmp, o + 2);
+            if !mac_allowed(vm, &ll) {
+                tr!(
+                    t,
+                    "port-security",
+                    "neighbour discovery with link-layer address {}: not the port's",
+                    MacAddr(ll)
+                );
+                return Err(R::PortSecurityNd);
+            }
+            if icmp[o] == 2 {
+                mac = ll;
+            }
+        }
+        o += len;
+    }
+    if !advert {
+        return Ok(());
+    }
+    let target = IpAddr::V6(ipv6_at(icmp, 8));
+    if ip_allowed(vm, &mac, target) || (mac_allowed(vm, &mac) && link_local_of(target, &mac)) {
+        return Ok(());
+    }
+    tr!(
+        t,
+        "port-security",
+        "neighbour advertisement for {target} at {}: not the port's",
+        MacAddr(mac)
+    );
+    Err(R::PortSecurityNd)
+}

@@ -1,0 +1,600 @@
+//! Route (distributed, per router, IPv4 and IPv6 LPM): the IPv4 header
+//! checks, martians, router-addressed echo, TTL / hop limit, MTU, the next
+//! hop (a neighbour, a VIP's holder, or north-south), the MAC rewrite and the
+//! way out.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::encap::encap;
+use super::icmp::{icmp4_error, icmp6_error, too_big4, too_big6};
+use super::nat::north_south4;
+use super::responder::{nd_respond, write_arp_request};
+use super::switch::flood_vip;
+use super::{host_name, mac_at, Env, Trace, Verdict};
+use crate::fastpath::cached::offer_routed;
+use crate::fib::NextHop;
+use crate::mac::MacAddr;
+use crate::pkt::*;
+use crate::stats::{DropReason, DropReason as R};
+use crate::tables::{Adj, Dest, Iface, NetTables, RouterTables, Snapshot};
+
+/// 0/8 (unspecified included), 127/8, 224/4 and 255.255.255.255.
+#[inline(always)]
+pub(crate) fn martian4(a: Ipv4Addr) -> bool {
+    let a = u32::from(a);
+    let first = a >> 24;
+    first == 0 || first == 127 || (first & 0xf0) == 0xe0 || a == u32::MAX
+}
+
+fn martian6(a: Ipv6Addr) -> bool {
+    a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Routes a frame addressed to interface `iface` of router `router`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn route<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    router: u32,
+    iface: u16,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let Some(r) = snap.routers.get(router as usize) else {
+        return Err(R::TableGone);
+    };
+    let Some(ingress) = r.interfaces.get(iface as usize) else {
+        return Err(R::TableGone);
+    };
+    match be16(f.data(), 12) {
+        ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
+        ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
+        et => {
+            tr!(t, "route", "ethertype {et:#06x} is not routed");
+            Err(R::UnsupportedEthertype)
+        }
+    }
+}
+
+/// The egress of a routed packet: the neighbour's MAC, where it is, the egress
+/// interface.
+pub(crate) struct Egress<'a> {
+    pub(crate) iface: &'a Iface,
+    pub(crate) mac: MacAddr,
+    pub(crate) dest: Dest,
+}
+
+/// Resolves the next hop of `dst` in router `r`.
+pub(super) fn next_hop<'a, T: Trace>(
+    r: &'a RouterTables,
+    dst: IpAddr,
+    t: &mut T,
+) -> Result<Egress<'a>, DropReason> {
+    let Some((plen, nh)) = r.fib.lookup_fast(dst) else {
+        return Err(R::NoRoute);
+    };
+    let (iface, via) = match nh {
+        NextHop::Connected { iface } => (iface, dst),
+        NextHop::Via { via } => match r.fib.lookup_fast(via) {
+            Some((_, NextHop::Connected { iface })) => (iface, via),
+            _ => {
+                tr!(t, "route", "{dst} matches a /{plen} via {via}, which is not on a connected subnet: north-south");
+                return Err(R::NoExternalPath);
+            }
+        },
+    };
+    let iface = &r.interfaces[iface as usize];
+    let Some(n) = r.neighbors.get(&via) else {
+        tr!(
+            t,
+            "route",
+            "{dst} matches a /{plen} via {via} on {}: no such neighbour",
+            iface.subnet
+        );
+        return Err(R::NeighborUnknown);
+    };
+    tr!(
+        t,
+        "route",
+        "{dst} matches a /{plen}: neighbour {via} ({}, port {}) on subnet {}",
+        n.mac,
+        n.port,
+        iface.subnet
+    );
+    Ok(Egress {
+        iface,
+        mac: n.mac,
+        dest: n.dest,
+    })
+}
+
+/// The interface and next hop (`dst` itself on a connected subnet) of `dst`
+/// in router `r`, when the next hop is on a connected subnet.
+fn connected_via(r: &RouterTables, dst: IpAddr) -> Option<(&Iface, IpAddr)> {
+    let (iface, via) = match r.fib.lookup_fast(dst)? {
+        (_, NextHop::Connected { iface }) => (iface, dst),
+        (_, NextHop::Via { via }) => match r.fib.lookup_fast(via)? {
+            (_, NextHop::Connected { iface }) => (iface, via),
+            _ => return None,
+        },
+    };
+    Some((r.interfaces.get(iface as usize)?, via))
+}
+
+/// The egress toward `dst` when router `r` has no neighbour for its next
+/// hop: the next hop may be inside the allowed address pairs of ports of its
+/// subnet (a VIP), held by a port that announced it or by the only port
+/// that may hold it. Several may and none has announced it: the ports are
+/// asked ([`vip_probe`]).
+#[inline(never)]
+fn vip_egress<'a, T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &'a RouterTables,
+    dst: IpAddr,
+    f: &mut Frame,
+    t: &mut T,
+) -> Result<Egress<'a>, Verdict> {
+    let Some((iface, via)) = connected_via(r, dst) else {
+        return Err(Err(R::NeighborUnknown));
+    };
+    let net = snap.net(iface.net).ok_or(Err(R::TableGone))?;
+    if net.vips_of(via).next().is_none() {
+        return Err(Err(R::NeighborUnknown));
+    }
+    match net.vip_holder(via) {
+        Some((mac, dest)) => {
+            tr!(
+                t,
+                "route",
+                "{via} is inside allowed address pairs: held by {mac}"
+            );
+            Ok(Egress { iface, mac, dest })
+        }
+        None => {
+            tr!(
+                t,
+                "route",
+                "{via} is inside allowed address pairs of several ports: none has announced it"
+            );
+            Err(vip_probe(env, snap.node.dvr_mac, iface, via, f, t))
+        }
+    }
+}
+
+/// Turns a frame routed to `via`, an address inside the allowed pairs of
+/// several ports none of which has announced it, into an ARP request (a
+/// neighbour solicitation) from interface `iface` for it, to those ports
+/// (the holder's answer is learned like a gratuitous ARP). The frame is
+/// counted as `vip_holder_unknown`; requests share the ICMP errors' rate
+/// limit. Their Ethernet source is this host's DVR MAC if it has one (as
+/// for every routed frame, a router's MAC is never seen from several
+/// hosts), the sender (source link-layer address) the interface's.
+fn vip_probe<T: Trace>(
+    env: &mut Env,
+    dvr_mac: Option<MacAddr>,
+    iface: &Iface,
+    via: IpAddr,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let want = match (iface.ip, via) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => ETH_LEN + 28,
+        (IpAddr::V6(_), IpAddr::V6(_)) => ETH_LEN + IPV6_LEN + 32,
+        _ => return Err(R::VipHolderUnknown),
+    };
+    if !env.icmp_token() || (f.len() < want && !f.extend(want - f.len())) {
+        return Err(R::VipHolderUnknown);
+    }
+    f.trim(want);
+    let b = f.data_mut();
+    match (iface.ip, via) {
+        (IpAddr::V4(from), IpAddr::V4(target)) => {
+            write_arp_request(b, iface.mac, from, target);
+            tr!(
+                t,
+                "route",
+                "who-has {target} tell {from}: to the ports that may hold it"
+            );
+        }
+        (IpAddr::V6(from), IpAddr::V6(target)) => {
+            let to = target.octets();
+            let mut dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0).octets();
+            dst[13..].copy_from_slice(&to[13..]);
+            write_eth(
+                b,
+                &[0x33, 0x33, dst[12], dst[13], dst[14], dst[15]],
+                &iface.mac.0,
+                ETHERTYPE_IPV6,
+            );
+            write_ipv6(
+                &mut b[ETH_LEN..],
+                32,
+                PROTO_ICMPV6,
+                255,
+                &from.octets(),
+                &dst,
+            );
+            let n = &mut b[ETH_LEN + IPV6_LEN..];
+            n[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+            n[8..24].copy_from_slice(&to);
+            n[24] = 1;
+            n[25] = 1;
+            n[26..32].copy_from_slice(&iface.mac.0);
+            let sum = pseudo6(&from.octets(), &dst, 32, PROTO_ICMPV6);
+            let c = csum_fold(csum_add(sum, &n[..32]));
+            put16(n, 2, c);
+            tr!(
+                t,
+                "route",
+                "solicitation for {target} from {from}: to the ports that may hold it"
+            );
+        }
+        _ => return Err(R::VipHolderUnknown),
+    }
+    if let Some(m) = dvr_mac {
+        b[6..12].copy_from_slice(&m.0);
+    }
+    env.noted = Some(R::VipHolderUnknown);
+    flood_vip(env, iface.net, true, via, t)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn route4<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    rid: u32,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let ihl = ipv4_valid(f)?;
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    let total = be16(ip, 2) as usize;
+    let src = ipv4_at(ip, 12);
+    let dst = ipv4_at(ip, 16);
+    if martian4(src) {
+        tr!(t, "route", "martian source {src}");
+        return Err(R::MartianSource);
+    }
+    if martian4(dst) || dst.is_link_local() {
+        tr!(t, "route", "destination {dst} is not routed");
+        return Err(R::MartianDestination);
+    }
+    // One lookup: routes, neighbours and the router's own addresses were
+    // resolved together when the tables were compiled.
+    let Some((plen, adj)) = r.fwd4.lookup(u32::from(dst)) else {
+        tr!(t, "route", "no route to {dst}: net unreachable");
+        return icmp4_error(env, ingress, in_port, f, 3, 0, 0, R::NoRoute, t);
+    };
+    let ttl = ip[8];
+    let eg = match adj {
+        Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
+        _ if ttl <= 1 => {
+            tr!(t, "route", "TTL {ttl}: time exceeded");
+            return icmp4_error(env, ingress, in_port, f, 11, 0, 0, R::TtlExpired, t);
+        }
+        Adj::Neighbor { iface, mac, dest } => {
+            let iface = &r.interfaces[iface as usize];
+            tr!(
+                t,
+                "route",
+                "{dst} matches a /{plen}: neighbour {mac} on subnet {}",
+                iface.subnet
+            );
+            Egress { iface, mac, dest }
+        }
+        Adj::Unknown { iface } => {
+            tr!(
+                t,
+                "route",
+                "{dst} matches a /{plen} on {}: no such neighbour",
+                r.interfaces[iface as usize].subnet
+            );
+            match vip_egress(snap, env, r, IpAddr::V4(dst), f, t) {
+                Ok(eg) => eg,
+                Err(v) => return v,
+            }
+        }
+        Adj::External => {
+            tr!(
+                t,
+                "route",
+                "{dst} matches a /{plen} via a next hop not on a connected subnet: north-south"
+            );
+            return north_south4(snap, env, r, rid, ingress, in_port, f, t);
+        }
+    };
+    let Some(net) = snap.net(eg.iface.net) else {
+        return Err(R::TableGone);
+    };
+    if total > net.mtu as usize {
+        tr!(t, "route", "egress network {}", net.name);
+        return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
+    }
+    if !T::ON {
+        offer_routed(snap, env, net, &eg);
+    }
+    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    tr!(t, "rewrite", "TTL {} → {}", ttl, ttl - 1);
+    deliver_routed(snap, net, &eg, f, t)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route6<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data();
+    if b.len() < ETH_LEN + IPV6_LEN {
+        return Err(R::MalformedIpv6);
+    }
+    let ip = &b[ETH_LEN..];
+    let plen = be16(ip, 4) as usize;
+    if ip[0] >> 4 != 6 || IPV6_LEN + plen > ip.len() {
+        return Err(R::MalformedIpv6);
+    }
+    f.trim(ETH_LEN + IPV6_LEN + plen);
+    let b = f.data();
+    let ip = &b[ETH_LEN..];
+    let src = ipv6_at(ip, 8);
+    let dst = ipv6_at(ip, 24);
+    if martian6(src) {
+        tr!(t, "route", "source {src} is not routed");
+        return Err(R::MartianSource);
+    }
+    if ip[6] == PROTO_ICMPV6 && plen >= 4 && matches!(ip[IPV6_LEN], 133..=137) {
+        // Neighbour discovery to the router's MAC (unicast NS, RS): answered
+        // for the router's own addresses.
+        if ip[IPV6_LEN] == 135 {
+            let net = snap.net(ingress.net).ok_or(R::TableGone)?;
+            return nd_respond(net, f, t)
+                .map(|()| in_port)
+                .map_err(|e| e.unwrap_or(R::ToRouterUnsupported));
+        }
+        return Err(R::ToRouterUnsupported);
+    }
+    if martian6(dst) {
+        tr!(t, "route", "destination {dst} is not routed");
+        return Err(R::MartianDestination);
+    }
+    if r.interfaces.iter().any(|i| i.ip == IpAddr::V6(dst)) {
+        return to_router6(ingress, in_port, f, t);
+    }
+    let hop = ip[7];
+    if hop <= 1 {
+        tr!(t, "route", "hop limit {hop}: time exceeded");
+        return icmp6_error(env, ingress, in_port, f, 3, 0, 0, R::TtlExpired, t);
+    }
+    let eg = match next_hop(r, IpAddr::V6(dst), t) {
+        Ok(e) => e,
+        Err(R::NoRoute) => {
+            tr!(t, "route", "no route to {dst}: unreachable");
+            return icmp6_error(env, ingress, in_port, f, 1, 0, 0, R::NoRoute, t);
+        }
+        Err(R::NeighborUnknown) => match vip_egress(snap, env, r, IpAddr::V6(dst), f, t) {
+            Ok(eg) => eg,
+            Err(v) => return v,
+        },
+        Err(e) => return Err(e),
+    };
+    let Some(net) = snap.net(eg.iface.net) else {
+        return Err(R::TableGone);
+    };
+    if IPV6_LEN + plen > net.mtu as usize {
+        tr!(
+            t,
+            "route",
+            "{} bytes exceed MTU {} of {}: packet too big",
+            IPV6_LEN + plen,
+            net.mtu,
+            net.name
+        );
+        return too_big6(snap, env, r, ingress, in_port, f, net.mtu, t);
+    }
+    f.data_mut()[ETH_LEN + 7] = hop - 1;
+    tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
+    deliver_routed(snap, net, &eg, f, t)
+}
+
+/// The MAC rewrite of a routed frame and its way out: to a local port with the
+/// egress interface's MAC as source, or to another host with this host's DVR
+/// MAC as source, encapsulated.
+#[inline(always)]
+pub(super) fn deliver_routed<T: Trace>(
+    snap: &Snapshot,
+    net: &NetTables,
+    eg: &Egress<'_>,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    match eg.dest {
+        Dest::Local(p) => {
+            write_macs(f.data_mut(), &eg.mac.0, &eg.iface.mac.0);
+            tr!(
+                t,
+                "rewrite",
+                "{} → {} (local port {p})",
+                eg.iface.mac,
+                eg.mac
+            );
+            Ok(p)
+        }
+        Dest::Remote(h) => {
+            let Some(dvr) = snap.node.dvr_mac else {
+                return Err(R::NoDvrMac);
+            };
+            write_macs(f.data_mut(), &eg.mac.0, &dvr.0);
+            tr!(
+                t,
+                "rewrite",
+                "{dvr} (this host's DVR MAC) → {} on host {}",
+                eg.mac,
+                host_name(snap, h)
+            );
+            encap(snap, net, h, f, t)
+        }
+        Dest::Nowhere | Dest::Router { .. } => Err(R::NeighborUnbound),
+    }
+}
+
+#[inline(always)]
+pub(crate) fn write_macs(b: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
+    b[0..6].copy_from_slice(dst);
+    b[6..12].copy_from_slice(src);
+}
+
+/// A packet to one of the router's own IPv4 addresses: echo requests are
+/// answered, anything else is dropped.
+fn to_router4<T: Trace>(
+    ingress: &Iface,
+    in_port: u16,
+    ihl: usize,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    let b = f.data_mut();
+    let l4 = ETH_LEN + ihl;
+    if b[ETH_LEN + 9] != PROTO_ICMP || b.len() < l4 + ICMP_LEN || b[l4] != 8 || b[l4 + 1] != 0 {
+        tr!(t, "router", "to the router's address, not an echo request");
+        return Err(R::ToRouterUnsupported);
+    }
+    if checksum(&b[l4..]) != 0 {
+        return Err(R::ToRouterUnsupported);
+    }
+    let src_mac = mac_at(b, 6);
+    write_macs(b, &src_mac, &ingress.mac.0);
+    let ip = &mut b[ETH_LEN..];
+    let (s, d) = (be32(ip, 12), be32(ip, 16));
+    put32(ip, 12, d);
+    put32(ip, 16, s);
+    let old = be16(ip, 8);
+    ip[8] = 64;
+    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
+    put16(ip, 10, c);
+    let icmp = &mut b[l4..];
+    icmp[0] = 0;
+    let c = csum_update16(be16(icmp, 2), 0x0800, 0x0000);
+    put16(icmp, 2, c);
+    tr!(
+        t,
+        "router",
+        "echo request to {}: echo reply",
+        Ipv4Addr::from(d)
+    );
+    Ok(in_port)
+}
+
+fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+    let b = f.data_mut();
+    let l4 = ETH_LEN + IPV6_LEN;
+    if b[ETH_LEN + 6] != PROTO_ICMPV6 || b.len() < l4 + ICMP_LEN || b[l4] != 128 || b[l4 + 1] != 0 {
+        tr!(t, "router", "to the router's address, not an echo request");
+        return Err(R::ToRouterUnsupported);
+    }
+    let plen = (b.len() - l4) as u32;
+    let sum = pseudo6(
+        &b[ETH_LEN + 8..ETH_LEN + 24],
+        &b[ETH_LEN + 24..ETH_LEN + 40],
+        plen,
+        PROTO_ICMPV6,
+    );
+    if csum_fold(csum_add(sum, &b[l4..])) != 0 {
+        return Err(R::ToRouterUnsupported);
+    }
+    let src_mac = mac_at(b, 6);
+    write_macs(b, &src_mac, &ingress.mac.0);
+    let ip = &mut b[ETH_LEN..];
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&ip[8..24]);
+    ip.copy_within(24..40, 8);
+    ip[24..40].copy_from_slice(&s);
+    ip[7] = 64;
+    let icmp = &mut b[l4..];
+    icmp[0] = 129;
+    // The pseudo-header is the same with the addresses swapped.
+    let c = csum_update16(be16(icmp, 2), 128 << 8, 129 << 8);
+    put16(icmp, 2, c);
+    tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
+    Ok(in_port)
+}
+
+/// Where router `r` routes a translated destination `dst`: a neighbour on a
+/// connected subnet, and that subnet's network.
+pub(super) fn egress_to<'a, T: Trace>(
+    snap: &'a Snapshot,
+    r: &'a RouterTables,
+    dst: Ipv4Addr,
+    t: &mut T,
+) -> Result<(Egress<'a>, &'a NetTables), DropReason> {
+    let Some((_, Adj::Neighbor { iface, mac, dest })) = r.fwd4.lookup(u32::from(dst)) else {
+        tr!(t, "route", "{dst} is not a known neighbour of the router");
+        return Err(R::NeighborUnknown);
+    };
+    let Some(iface) = r.interfaces.get(iface as usize) else {
+        return Err(R::TableGone);
+    };
+    let Some(net) = snap.net(iface.net) else {
+        return Err(R::TableGone);
+    };
+    tr!(
+        t,
+        "route",
+        "{dst}: neighbour {mac} on subnet {}",
+        iface.subnet
+    );
+    Ok((Egress { iface, mac, dest }, net))
+}
+
+/// Routes an IPv4 packet (header valid, TTL not yet decremented, translated)
+/// to `eg` on `net` ([`egress_to`]).
+pub(super) fn routed_on<T: Trace>(
+    snap: &Snapshot,
+    net: &NetTables,
+    eg: &Egress<'_>,
+    f: &mut Frame,
+    t: &mut T,
+) -> Verdict {
+    if f.data()[ETH_LEN + 8] <= 1 {
+        return Err(R::TtlExpired);
+    }
+    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    deliver_routed(snap, net, eg, f, t)
+}
+
+/// Checks the IPv4 header after the Ethernet header (version, lengths,
+/// checksum) and trims the Ethernet padding beyond the IP length; gives the
+/// header length.
+#[inline(always)]
+pub(crate) fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
+    let b = f.data();
+    if b.len() < ETH_LEN + IPV4_LEN {
+        return Err(R::MalformedIpv4);
+    }
+    let ip = &b[ETH_LEN..];
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let total = be16(ip, 2) as usize;
+    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
+        return Err(R::MalformedIpv4);
+    }
+    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
+        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
+        _ => checksum(&ip[..ihl]) == 0,
+    };
+    if !sum_ok {
+        return Err(R::BadIpv4Checksum);
+    }
+    f.trim(ETH_LEN + total);
+    Ok(ihl)
+}
