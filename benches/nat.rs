@@ -133,6 +133,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dvr::mac::MacAddr;
+use dvr::wire::checksum::{csum_add, csum_fold, pseudo4};
 use harness::median;
 use nat_gen::{fixed_ip, floating_ip, EXT_GW_IP, INSIDE_GW, INTERNET, UPSTREAM};
 
@@ -1207,10 +1208,10 @@ fn check_frame(f: &[u8], src_mac: &str, dst_mac: &str) -> (Ipv4Addr, Ipv4Addr, u
     assert_eq!(f[22], 63, "TTL");
     assert_eq!(dvr::gen::ipv4_checksum(&f[14..34]), 0, "IPv4 checksum");
     let udp_len = u16::from_be_bytes([f[38], f[39]]);
-    let pseudo = dvr::pkt::pseudo4(&f[26..30], &f[30..34], udp_len, 17);
+    let pseudo = pseudo4(&f[26..30], &f[30..34], udp_len, 17);
     let ip_len = u16::from_be_bytes([f[16], f[17]]) as usize;
     assert_eq!(
-        dvr::pkt::csum_fold(dvr::pkt::csum_add(pseudo, &f[34..14 + ip_len])),
+        csum_fold(csum_add(pseudo, &f[34..14 + ip_len])),
         0,
         "UDP checksum"
     );

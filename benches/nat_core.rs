@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
 use dvr::nat::{self, Nat, NatConfig};
-use dvr::pkt::{be16, be32};
 use dvr::sys::rdtsc;
 use dvr::testkit::Rng;
+use dvr::wire::{be16, be32};
 
 const BURST: usize = 32;
 const IP_LEN: usize = nat_gen::FRAME_LEN - 14;
