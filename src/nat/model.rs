@@ -31,7 +31,7 @@ use super::{Nat, NatConfig, Timeouts};
 use crate::stats::DropReason;
 use crate::wire::checksum::{checksum, csum_add, csum_fold, pseudo4};
 use crate::wire::icmp4;
-use crate::wire::{be16, be32, ipv4, proto, put16, put32, udp};
+use crate::wire::{be16, be32, get16, ipv4, proto, put16, put32, set16, set32, tcp, udp};
 
 type R = DropReason;
 
@@ -43,13 +43,13 @@ type R = DropReason;
 pub fn packet(proto: u8, src: u32, dst: u32, id: u16, mut l4: Vec<u8>, udp_csum: bool) -> Vec<u8> {
     let len = (ipv4::HEADER_LEN + l4.len()) as u16;
     let ck_at = match proto {
-        proto::TCP => Some(16),
-        proto::UDP if udp_csum => Some(6),
-        proto::ICMP => Some(2),
+        proto::TCP => Some(tcp::field::CHECKSUM),
+        proto::UDP if udp_csum => Some(udp::field::CHECKSUM),
+        proto::ICMP => Some(icmp4::field::CHECKSUM),
         _ => None,
     };
     if let Some(at) = ck_at {
-        put16(&mut l4, at, 0);
+        set16(&mut l4, at.clone(), 0);
         let mut c = if proto == proto::ICMP {
             checksum(&l4)
         } else {
@@ -66,15 +66,13 @@ pub fn packet(proto: u8, src: u32, dst: u32, id: u16, mut l4: Vec<u8>, udp_csum:
         if proto == proto::UDP && c == 0 {
             c = 0xffff;
         }
-        put16(&mut l4, at, c);
+        set16(&mut l4, at, c);
     }
     let mut p = vec![0u8; ipv4::HEADER_LEN];
     ipv4::write(&mut p, len, 64, proto, src.to_be_bytes(), dst.to_be_bytes());
-    put16(&mut p, 6, 0);
-    put16(&mut p, 4, id);
-    put16(&mut p, 10, 0);
-    let c = checksum(&p);
-    put16(&mut p, 10, c);
+    set16(&mut p, ipv4::field::FLAGS_OFFSET, 0);
+    set16(&mut p, ipv4::field::IDENT, id);
+    fill_checksum(&mut p);
     p.extend_from_slice(&l4);
     p
 }
@@ -82,21 +80,25 @@ pub fn packet(proto: u8, src: u32, dst: u32, id: u16, mut l4: Vec<u8>, udp_csum:
 /// A TCP header (20 bytes) with `flags` and then `payload`.
 pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut t = vec![0u8; 20];
-    put16(&mut t, 0, sport);
-    put16(&mut t, 2, dport);
-    put32(&mut t, 4, 0x0102_0304);
-    t[12] = 5 << 4;
-    t[13] = flags;
-    put16(&mut t, 14, 65535);
+    set16(&mut t, tcp::field::SRC_PORT, sport);
+    set16(&mut t, tcp::field::DST_PORT, dport);
+    set32(&mut t, tcp::field::SEQ, 0x0102_0304);
+    t[12] = 5 << 4; // data offset: no options
+    t[tcp::field::FLAGS] = flags;
+    put16(&mut t, 14, 65535); // window
     t.extend_from_slice(payload);
     t
 }
 
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     let mut u = vec![0u8; udp::HEADER_LEN];
-    put16(&mut u, 0, sport);
-    put16(&mut u, 2, dport);
-    put16(&mut u, 4, (udp::HEADER_LEN + payload.len()) as u16);
+    set16(&mut u, udp::field::SRC_PORT, sport);
+    set16(&mut u, udp::field::DST_PORT, dport);
+    set16(
+        &mut u,
+        udp::field::LENGTH,
+        (udp::HEADER_LEN + payload.len()) as u16,
+    );
     u.extend_from_slice(payload);
     u
 }
@@ -104,8 +106,8 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 /// An ICMP echo request (8) or reply (0).
 pub fn echo(kind: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut e = vec![kind, 0, 0, 0, 0, 0, 0, 0];
-    put16(&mut e, 4, id);
-    put16(&mut e, 6, seq);
+    set16(&mut e, icmp4::field::ECHO_ID, id);
+    set16(&mut e, icmp4::field::ECHO_SEQ, seq);
     e.extend_from_slice(payload);
     e
 }
@@ -125,17 +127,15 @@ pub fn fragment(p: &[u8], first: usize) -> (Vec<u8>, Vec<u8>) {
     let cut = cut.min(payload.len());
     let mut a = p[..ipv4::HEADER_LEN + cut].to_vec();
     let n = a.len() as u16;
-    put16(&mut a, 2, n);
-    put16(&mut a, 6, 0x2000);
+    set16(&mut a, ipv4::field::LENGTH, n);
+    set16(&mut a, ipv4::field::FLAGS_OFFSET, ipv4::MF);
     let mut b = p[..ipv4::HEADER_LEN].to_vec();
     b.extend_from_slice(&payload[cut..]);
     let n = b.len() as u16;
-    put16(&mut b, 2, n);
-    put16(&mut b, 6, (cut / 8) as u16);
+    set16(&mut b, ipv4::field::LENGTH, n);
+    set16(&mut b, ipv4::field::FLAGS_OFFSET, (cut / 8) as u16);
     for f in [&mut a, &mut b] {
-        put16(f, 10, 0);
-        let c = checksum(&f[..ipv4::HEADER_LEN]);
-        put16(f, 10, c);
+        fill_checksum(f);
     }
     (a, b)
 }
@@ -146,24 +146,30 @@ pub fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut p = a.to_vec();
     p.extend_from_slice(&b[ipv4::HEADER_LEN..]);
     let n = p.len() as u16;
-    put16(&mut p, 2, n);
-    put16(&mut p, 6, 0);
-    put16(&mut p, 10, 0);
-    let c = checksum(&p[..ipv4::HEADER_LEN]);
-    put16(&mut p, 10, c);
+    set16(&mut p, ipv4::field::LENGTH, n);
+    set16(&mut p, ipv4::field::FLAGS_OFFSET, 0);
+    fill_checksum(&mut p);
     p
+}
+
+/// Writes the checksum of the (20-byte) IPv4 header at the start of `p`.
+fn fill_checksum(p: &mut [u8]) {
+    set16(p, ipv4::field::CHECKSUM, 0);
+    let c = checksum(&p[..ipv4::HEADER_LEN]);
+    set16(p, ipv4::field::CHECKSUM, c);
 }
 
 /// Whether the transport checksum of the whole (unfragmented) packet `p`
 /// verifies; a zero UDP checksum is none and verifies.
 pub fn l4_ok(p: &[u8]) -> bool {
     let ihl = usize::from(p[0] & 15) * 4;
-    let (src, dst, proto) = (&p[12..16], &p[16..20], p[9]);
+    let (src, dst) = (&p[ipv4::field::SRC_ADDR], &p[ipv4::field::DST_ADDR]);
+    let proto = p[ipv4::field::PROTOCOL];
     let l4 = &p[ihl..];
     match proto {
         proto::TCP => csum_fold(csum_add(pseudo4(src, dst, l4.len() as u16, proto), l4)) == 0,
         proto::UDP => {
-            be16(l4, 6) == 0
+            get16(l4, udp::field::CHECKSUM) == 0
                 || csum_fold(csum_add(pseudo4(src, dst, l4.len() as u16, proto), l4)) == 0
         }
         proto::ICMP => checksum(l4) == 0,
@@ -180,14 +186,14 @@ pub fn assert_checksums(p: &[u8]) {
         "IPv4 header checksum of {p:02x?}"
     );
     assert!(l4_ok(p), "transport checksum of {p:02x?}");
-    if p[9] == proto::ICMP && icmp4::is_error(p[ipv4::HEADER_LEN]) {
+    if p[ipv4::field::PROTOCOL] == proto::ICMP && icmp4::is_error(p[ipv4::HEADER_LEN]) {
         let q = &p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
         assert_eq!(
             checksum(&q[..ipv4::HEADER_LEN]),
             0,
             "quoted IPv4 header of {p:02x?}"
         );
-        if usize::from(be16(q, 2)) == q.len() {
+        if usize::from(get16(q, ipv4::field::LENGTH)) == q.len() {
             assert!(l4_ok(q), "quoted transport checksum of {p:02x?}");
         }
     }
