@@ -31,7 +31,7 @@ use super::{Nat, NatConfig, Timeouts};
 use crate::stats::DropReason;
 use crate::wire::checksum::{checksum, csum_add, csum_fold, pseudo4};
 use crate::wire::icmp4;
-use crate::wire::{be16, be32, get16, ipv4, proto, put16, put32, set16, set32, tcp, udp};
+use crate::wire::{be16, be32, get16, get32, ipv4, proto, put16, put32, set16, set32, tcp, udp};
 
 type R = DropReason;
 
@@ -510,7 +510,7 @@ fn l4_of(proto: u8, sport: u16, dport: u16, flags: u8, kind: u8, payload: &[u8])
 
 /// Ports of a translated packet: (sport, dport), ICMP (id, id).
 fn ports(p: &[u8]) -> (u16, u16) {
-    if p[9] == proto::ICMP {
+    if p[ipv4::field::PROTOCOL] == proto::ICMP {
         (be16(p, ipv4::HEADER_LEN + 4), be16(p, ipv4::HEADER_LEN + 4))
     } else {
         (be16(p, ipv4::HEADER_LEN), be16(p, ipv4::HEADER_LEN + 2))
@@ -536,7 +536,11 @@ fn through<T: PartialEq + std::fmt::Debug>(
     match &ra {
         Ok(_) => {
             assert_eq!(rc, ra, "the later fragment goes where the first went");
-            assert_eq!(a[12..20], c[12..20], "fragment addresses");
+            assert_eq!(
+                a[ipv4::field::ADDRS],
+                c[ipv4::field::ADDRS],
+                "fragment addresses"
+            );
             assert_eq!(
                 checksum(&c[..ipv4::HEADER_LEN]),
                 0,
@@ -588,8 +592,12 @@ fn outbound(
     match res {
         Ok(()) => {
             assert_checksums(&q);
-            let ext = (be32(&q, 12), ports(&q).0);
-            assert_eq!(q[16..20], p[16..20], "destination kept");
+            let ext = (get32(&q, ipv4::field::SRC_ADDR), ports(&q).0);
+            assert_eq!(
+                q[ipv4::field::DST_ADDR],
+                p[ipv4::field::DST_ADDR],
+                "destination kept"
+            );
             if proto != proto::ICMP {
                 assert_eq!(ports(&q).1, dport, "destination port kept");
             }
@@ -700,11 +708,15 @@ fn inbound(
             assert_eq!(router, k.0, "router of {k:x?}");
             assert_checksums(&q);
             assert_eq!(
-                (be32(&q, 16), ports(&q).1),
+                (get32(&q, ipv4::field::DST_ADDR), ports(&q).1),
                 (k.2, k.3),
                 "reverse translation of {k:x?}"
             );
-            assert_eq!(q[12..16], p[12..16], "source kept");
+            assert_eq!(
+                q[ipv4::field::SRC_ADDR],
+                p[ipv4::field::SRC_ADDR],
+                "source kept"
+            );
             if proto == proto::TCP {
                 s.track(false, flags);
             }
@@ -749,8 +761,12 @@ fn error_in(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) ->
             assert_eq!(router, k.0);
             assert_checksums(&p);
             let q = &p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
-            assert_eq!(be32(&p, 16), k.2, "outer destination");
-            assert_eq!((be32(q, 12), ports(q).0), (k.2, k.3), "quoted source");
+            assert_eq!(get32(&p, ipv4::field::DST_ADDR), k.2, "outer destination");
+            assert_eq!(
+                (get32(q, ipv4::field::SRC_ADDR), ports(q).0),
+                (k.2, k.3),
+                "quoted source"
+            );
             Some(true)
         }
         (None, Err(R::NatNoSession)) => Some(false),
@@ -794,8 +810,12 @@ fn error_out(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) -
         (Some(ms), Ok(())) => {
             assert_checksums(&p);
             let q = &p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
-            assert_eq!(be32(&p, 12), ms.ext.0, "outer source");
-            assert_eq!((be32(q, 16), ports(q).1), ms.ext, "quoted destination");
+            assert_eq!(get32(&p, ipv4::field::SRC_ADDR), ms.ext.0, "outer source");
+            assert_eq!(
+                (get32(q, ipv4::field::DST_ADDR), ports(q).1),
+                ms.ext,
+                "quoted destination"
+            );
             Some(true)
         }
         (None, Err(R::NatNoSession)) => Some(false),
@@ -848,18 +868,24 @@ fn quoted_flow(q: &[u8]) -> Result<(u8, u32, u32, u16, u16), R> {
     if ihl < ipv4::HEADER_LEN || ihl > q.len() {
         return Err(R::NatTruncated);
     }
-    if be16(q, 6) & 0x1fff != 0 {
+    if get16(q, ipv4::field::FLAGS_OFFSET) & ipv4::OFFSET_MASK != 0 {
         return Err(R::NatFragmentUnknown);
     }
     if q.len() < ihl + 8 {
         return Err(R::NatTruncated);
     }
-    let (sport, dport) = match q[9] {
+    let (sport, dport) = match q[ipv4::field::PROTOCOL] {
         proto::TCP | proto::UDP => (be16(q, ihl), be16(q, ihl + 2)),
         proto::ICMP if matches!(q[ihl], 0 | 8) => (be16(q, ihl + 4), be16(q, ihl + 4)),
         _ => return Err(R::NatUnsupportedProto),
     };
-    Ok((q[9], be32(q, 12), be32(q, 16), sport, dport))
+    Ok((
+        q[ipv4::field::PROTOCOL],
+        get32(q, ipv4::field::SRC_ADDR),
+        get32(q, ipv4::field::DST_ADDR),
+        sport,
+        dport,
+    ))
 }
 
 /// What must become of the ICMP error `p` (an unfragmented packet, or the
@@ -975,7 +1001,7 @@ fn assert_quote(translated: &[u8], expected: &[u8], untranslated: &[u8]) {
     let n = translated.len();
     let expected = &expected[..n];
     let ihl = usize::from(expected[0] & 15) * 4;
-    let ck = l4_ck_at(expected[9]).map(|c| ihl + c);
+    let ck = l4_ck_at(expected[ipv4::field::PROTOCOL]).map(|c| ihl + c);
     let mut i = 0;
     while i < n {
         let field = if i == 10 {
@@ -1035,8 +1061,8 @@ fn shaped(
         p[0] = 0x40 | ((ipv4::HEADER_LEN + opts) / 4) as u8;
     }
     let n = p.len() as u16;
-    put16(&mut p, 2, n);
-    put16(&mut p, 6, frag);
+    set16(&mut p, ipv4::field::LENGTH, n);
+    set16(&mut p, ipv4::field::FLAGS_OFFSET, frag);
     fix_header(&mut p);
     p
 }
@@ -1044,16 +1070,16 @@ fn shaped(
 /// Recomputes the IPv4 header checksum of `p`.
 fn fix_header(p: &mut [u8]) {
     let ihl = usize::from(p[0] & 15) * 4;
-    put16(p, 10, 0);
+    set16(p, ipv4::field::CHECKSUM, 0);
     let c = checksum(&p[..ihl]);
-    put16(p, 10, c);
+    set16(p, ipv4::field::CHECKSUM, c);
 }
 
 /// An ICMP error of type `kind` from `src` to `dst` with IP id `id`
 /// quoting `quote`.
 fn error_packet(kind: u8, src: u32, dst: u32, id: u16, quote: &[u8]) -> Vec<u8> {
     let mut p = icmp_error(kind, src, dst, quote);
-    put16(&mut p, 4, id);
+    set16(&mut p, ipv4::field::IDENT, id);
     fix_header(&mut p);
     p
 }
@@ -1085,7 +1111,7 @@ fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
     };
     let frag = match (shape >> 3) & 3 {
         1 => 0x2000,
-        2 => 0x2000 | 3,
+        2 => ipv4::MF | 3,
         3 => 0x4000,
         _ => 0,
     };
@@ -1161,7 +1187,7 @@ fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
 fn untranslated(c: &Crafted, inbound: bool, to: (u32, u16)) -> Vec<u8> {
     let w = &c.wire;
     let ihl = usize::from(w[0] & 15) * 4;
-    let proto = w[9];
+    let proto = w[ipv4::field::PROTOCOL];
     let mut p = w.clone();
     let (addr_at, port_at) = match (proto, inbound) {
         (proto::ICMP, true) => (12, ihl + 4),
@@ -1183,7 +1209,12 @@ fn untranslated(c: &Crafted, inbound: bool, to: (u32, u16)) -> Vec<u8> {
                 checksum(l4)
             } else {
                 csum_fold(csum_add(
-                    pseudo4(&p[12..16], &p[16..20], l4.len() as u16, proto),
+                    pseudo4(
+                        &p[ipv4::field::SRC_ADDR],
+                        &p[ipv4::field::DST_ADDR],
+                        l4.len() as u16,
+                        proto,
+                    ),
                     l4,
                 ))
             };
@@ -1268,7 +1299,11 @@ fn send_error(
                     Ok(*r),
                     "the later fragment of an error goes with its first"
                 );
-                assert_eq!(first[12..20], later[12..20], "fragment addresses");
+                assert_eq!(
+                    first[ipv4::field::ADDRS],
+                    later[ipv4::field::ADDRS],
+                    "fragment addresses"
+                );
                 assert_eq!(
                     checksum(&later[..ipv4::HEADER_LEN]),
                     0,
@@ -1384,11 +1419,11 @@ fn send_first(
     whole_rest.extend_from_slice(&rest[ipv4::HEADER_LEN..]);
     let (mut middle, mut last) = {
         // Split the rest again: offsets continue from the first's end.
-        let off = be16(&rest, 6) & 0x1fff;
+        let off = get16(&rest, ipv4::field::FLAGS_OFFSET) & ipv4::OFFSET_MASK;
         let (mut a, mut c) = fragment(&whole_rest, 16);
-        let c_off = be16(&c, 6) & 0x1fff;
-        put16(&mut a, 6, 0x2000 | off);
-        put16(&mut c, 6, off + c_off);
+        let c_off = get16(&c, ipv4::field::FLAGS_OFFSET) & ipv4::OFFSET_MASK;
+        set16(&mut a, ipv4::field::FLAGS_OFFSET, ipv4::MF | off);
+        set16(&mut c, ipv4::field::FLAGS_OFFSET, off + c_off);
         fix_header(&mut a);
         fix_header(&mut c);
         (a, c)
@@ -1415,9 +1450,9 @@ fn send_first(
             let ms = m.sessions.get_mut(&k).expect("a live session");
             ms.last = now;
             let new = if inbound {
-                be32(&first, 16)
+                get32(&first, ipv4::field::DST_ADDR)
             } else {
-                be32(&first, 12)
+                get32(&first, ipv4::field::SRC_ADDR)
             };
             let want = if inbound { k.2 } else { ms.ext.0 };
             assert_eq!(new, want, "first fragment's new address");
