@@ -21,7 +21,7 @@ use dvr::stats::DropReason as R;
 use dvr::tables::{DpPort, Snapshot};
 use dvr::testkit::*;
 use dvr::wire::checksum::{checksum, csum_add, csum_fold, pseudo4, pseudo6};
-use dvr::wire::{be16, be32, ethernet, ipv4, ipv4_at, proto, tunnel};
+use dvr::wire::{be16, be32, ethernet, ipv4, ipv4_at, proto, tunnel, udp, Ipv4Packet};
 use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::json;
 
@@ -162,16 +162,20 @@ fn env() -> Env {
     Env::new(|| 0, 1_000_000)
 }
 
+/// Where field `f` of the IPv4 header lies in an Ethernet frame.
+fn l3(f: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    ethernet::HEADER_LEN + f.start..ethernet::HEADER_LEN + f.end
+}
+
 /// IPv4 and transport checksums of an Ethernet frame are right.
 fn checksums_ok(frame: &[u8]) {
-    let ip = &frame[ethernet::HEADER_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    assert_eq!(checksum(&ip[..ihl]), 0, "IPv4 header checksum");
-    let total = be16(ip, 2) as usize;
-    let l4 = &ip[ihl..total];
-    let sum = pseudo4(&ip[12..16], &ip[16..20], l4.len() as u16, ip[9]);
-    match ip[9] {
-        proto::UDP if be16(l4, 6) == 0 => {}
+    let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).expect("an IPv4 header");
+    assert_eq!(checksum(ip.header()), 0, "IPv4 header checksum");
+    let l4 = &ip.as_bytes()[ip.header_len()..usize::from(ip.total_len())];
+    let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
+    let sum = pseudo4(&src, &dst, l4.len() as u16, ip.protocol());
+    match ip.protocol() {
+        proto::UDP if be16(l4, udp::field::CHECKSUM.start) == 0 => {}
         proto::UDP | proto::TCP => {
             assert_eq!(csum_fold(csum_add(sum, l4)), 0, "L4 checksum")
         }
@@ -741,12 +745,15 @@ fn snat_way_takes_the_common_case_as_the_pipeline_does() {
         assert_eq!(*v, Ok(1));
         checksums_ok(out);
         assert_eq!(&out[0..12], &[UPSTREAM_MAC, gw_router_mac].concat()[..]);
-        assert_eq!(ipv4_at(out, ethernet::HEADER_LEN + 12), gw);
+        assert_eq!(
+            ipv4_at(out, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start),
+            gw
+        );
         ext_ports.push(be16(out, ethernet::HEADER_LEN + ipv4::HEADER_LEN));
     }
     // TTL 9 and 2 leave as 8 and 1; the UDP flow keeps its port.
-    assert_eq!(runs[1].1[ethernet::HEADER_LEN + 8], 8);
-    assert_eq!(runs[2].1[ethernet::HEADER_LEN + 8], 1);
+    assert_eq!(runs[1].1[ethernet::HEADER_LEN + ipv4::field::TTL], 8);
+    assert_eq!(runs[2].1[ethernet::HEADER_LEN + ipv4::field::TTL], 1);
     assert_eq!(ext_ports[0], ext_ports[3]);
 }
 
@@ -773,7 +780,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
     let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
         (
             "bad outer checksum",
-            with_outer(&|o| o[ethernet::HEADER_LEN + 10] ^= 1),
+            with_outer(&|o| o[ethernet::HEADER_LEN + ipv4::field::CHECKSUM.start] ^= 1),
             Err(R::BadIpv4Checksum),
         ),
         (
@@ -819,9 +826,8 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         (
             "outer IP length beyond the frame",
             with_outer(&|o| {
-                let l = be16(o, ethernet::HEADER_LEN + 2) + 1;
-                o[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
-                    .copy_from_slice(&l.to_be_bytes());
+                let l = be16(o, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) + 1;
+                o[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
                 fix_ipv4(o, ethernet::HEADER_LEN);
             }),
             Err(R::MalformedIpv4),
@@ -829,9 +835,8 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         (
             "inner IP length beyond the frame",
             with_inner(&|i| {
-                let l = be16(i, ethernet::HEADER_LEN + 2) + 1;
-                i[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
-                    .copy_from_slice(&l.to_be_bytes());
+                let l = be16(i, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) + 1;
+                i[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::MalformedIpv4),
@@ -839,8 +844,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         (
             "martian destination",
             with_inner(&|i| {
-                i[ethernet::HEADER_LEN + 16..ethernet::HEADER_LEN + 20]
-                    .copy_from_slice(&[127, 0, 0, 1]);
+                i[l3(ipv4::field::DST_ADDR)].copy_from_slice(&[127, 0, 0, 1]);
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::MartianDestination),
@@ -853,7 +857,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         (
             "a later fragment",
             with_inner(&|i| {
-                i[ethernet::HEADER_LEN + 6..ethernet::HEADER_LEN + 8].copy_from_slice(&[0, 8]);
+                i[l3(ipv4::field::FLAGS_OFFSET)].copy_from_slice(&[0, 8]);
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::NatFragmentUnknown),
@@ -861,10 +865,9 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         (
             "a TCP header cut short",
             with_inner(&|i| {
-                i[ethernet::HEADER_LEN + 9] = proto::TCP;
+                i[ethernet::HEADER_LEN + ipv4::field::PROTOCOL] = proto::TCP;
                 i.truncate(ethernet::HEADER_LEN + ipv4::HEADER_LEN + 12);
-                i[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4]
-                    .copy_from_slice(&32u16.to_be_bytes());
+                i[l3(ipv4::field::LENGTH)].copy_from_slice(&32u16.to_be_bytes());
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::NatTruncated),
@@ -898,11 +901,11 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
     let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
     opts.splice(at..at, [1, 1, 1, 0]);
     opts[ethernet::HEADER_LEN] = 0x46;
-    let l = be16(&opts, ethernet::HEADER_LEN + 2) + 4;
-    opts[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4].copy_from_slice(&l.to_be_bytes());
-    opts[ethernet::HEADER_LEN + 10..ethernet::HEADER_LEN + 12].copy_from_slice(&[0, 0]);
+    let l = be16(&opts, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) + 4;
+    opts[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
+    opts[l3(ipv4::field::CHECKSUM)].copy_from_slice(&[0, 0]);
     let c = checksum(&opts[ethernet::HEADER_LEN..at + 4]);
-    opts[ethernet::HEADER_LEN + 10..ethernet::HEADER_LEN + 12].copy_from_slice(&c.to_be_bytes());
+    opts[l3(ipv4::field::CHECKSUM)].copy_from_slice(&c.to_be_bytes());
     assert_eq!(blue, opts[..6]);
     let runs = snat_way_vs_pipeline(&n, &[tunnel(&opts, 101, VTEP2, VTEP3)]);
     let (v, out, taken) = &runs[0];
@@ -964,7 +967,7 @@ fn big_tcp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, total: usi
 /// `f` with DF cleared (IPv4 header checksum fixed).
 fn without_df(f: &[u8]) -> Vec<u8> {
     let mut f = f.to_vec();
-    f[ethernet::HEADER_LEN + 6] &= !0x40;
+    f[ethernet::HEADER_LEN + ipv4::field::FLAGS_OFFSET.start] &= !0x40;
     fix_ipv4(&mut f, ethernet::HEADER_LEN);
     f
 }
@@ -997,7 +1000,11 @@ fn assert_frag_needed(
     let h = ip.header();
     assert_eq!(h.source_addr().to_string(), from, "ICMP source");
     assert_eq!(h.destination_addr().to_string(), to, "ICMP destination");
-    assert_eq!(checksum(&out[14..34]), 0, "IPv4 header checksum");
+    assert_eq!(
+        checksum(&out[l3(0..ipv4::HEADER_LEN)]),
+        0,
+        "IPv4 header checksum"
+    );
     assert!(h.total_len() as usize <= 576, "at most 576 bytes");
     let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
         panic!("ICMP: {out:02x?}")
@@ -1008,7 +1015,11 @@ fn assert_frag_needed(
             etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }
         )
     );
-    assert_eq!(checksum(&out[34..]), 0, "ICMP checksum");
+    assert_eq!(
+        checksum(&out[ethernet::HEADER_LEN + ipv4::HEADER_LEN..]),
+        0,
+        "ICMP checksum"
+    );
     let quote = &out[42..];
     assert!(!quote.is_empty());
     assert_eq!(
@@ -1120,12 +1131,12 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
     // The session still translates what fits.
     back.truncate(ethernet::HEADER_LEN + red_mtu as usize);
     let total = red_mtu.to_be_bytes();
-    back[ethernet::HEADER_LEN + 2..ethernet::HEADER_LEN + 4].copy_from_slice(&total);
+    back[l3(ipv4::field::LENGTH)].copy_from_slice(&total);
     fix_ipv4(&mut back, ethernet::HEADER_LEN);
     let l4 = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
     let sum = pseudo4(
-        &back[ethernet::HEADER_LEN + 12..ethernet::HEADER_LEN + 16],
-        &back[ethernet::HEADER_LEN + 16..ethernet::HEADER_LEN + 20],
+        &back[l3(ipv4::field::SRC_ADDR)],
+        &back[l3(ipv4::field::DST_ADDR)],
         (back.len() - l4) as u16,
         proto::TCP,
     );
@@ -1163,7 +1174,10 @@ fn on_the_snat_node_too_big_for_the_outside_goes_back_over_the_overlay() {
     // The outer headers toward cn2; inside, the answer.
     let outer = tunnel::VXLAN_OVERHEAD;
     assert_eq!(&out[..6], &CN2_UL_MAC);
-    assert_eq!(ipv4_at(&out, ethernet::HEADER_LEN + 16).octets(), VTEP2);
+    assert_eq!(
+        ipv4_at(&out, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start).octets(),
+        VTEP2
+    );
     assert_eq!(be32(&out, outer - 4) >> 8, 101, "VNI");
     assert_frag_needed(
         &out[outer..],
@@ -1220,7 +1234,10 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
     let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
     assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
     assert_eq!(&out[..6], &UL_MAC);
-    assert_eq!(ipv4_at(&out, ethernet::HEADER_LEN + 16).octets(), VTEP1);
+    assert_eq!(
+        ipv4_at(&out, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start).octets(),
+        VTEP1
+    );
     assert_frag_needed(
         &out[tunnel::VXLAN_OVERHEAD..],
         (A_MAC, DVR3),

@@ -3,7 +3,7 @@ use super::model::*;
 use super::*;
 use crate::stats::DropReason as R;
 use crate::wire::checksum::checksum;
-use crate::wire::{be16, be32, icmp4, ipv4, proto, put16};
+use crate::wire::{be16, be32, get32, icmp4, ipv4, proto, set16};
 use std::net::SocketAddrV4;
 
 const IN1: u32 = 0x0a00_0005; // 10.0.0.5
@@ -56,7 +56,7 @@ fn tcp_in(ext: (u32, u16), flags: u8) -> Vec<u8> {
 }
 
 fn src_of(p: &[u8]) -> (u32, u16) {
-    (be32(p, 12), be16(p, ipv4::HEADER_LEN))
+    (get32(p, ipv4::field::SRC_ADDR), be16(p, ipv4::HEADER_LEN))
 }
 
 // --- stateless rewrites -----------------------------------------------------
@@ -73,9 +73,9 @@ fn fip_rewrites_tcp_udp_icmp_with_checksums() {
     for p in cases {
         let mut q = p.clone();
         rewrite_src(&mut q, a(FIP)).unwrap();
-        assert_eq!(be32(&q, 12), FIP);
+        assert_eq!(get32(&q, ipv4::field::SRC_ADDR), FIP);
         assert_checksums(&q);
-        if q[9] == proto::UDP && be16(&p, ipv4::HEADER_LEN + 6) == 0 {
+        if q[ipv4::field::PROTOCOL] == proto::UDP && be16(&p, ipv4::HEADER_LEN + 6) == 0 {
             assert_eq!(
                 be16(&q, ipv4::HEADER_LEN + 6),
                 0,
@@ -87,7 +87,7 @@ fn fip_rewrites_tcp_udp_icmp_with_checksums() {
         assert_eq!(q, p);
         let mut r = p.clone();
         rewrite_dst(&mut r, a(EXT2)).unwrap();
-        assert_eq!(be32(&r, 16), EXT2);
+        assert_eq!(get32(&r, ipv4::field::DST_ADDR), EXT2);
         assert_checksums(&r);
     }
 }
@@ -118,7 +118,7 @@ fn fip_translates_icmp_errors_inside_rfc5508() {
     ] {
         let mut p = icmp_error(11, REM, FIP, &quote);
         rewrite_dst(&mut p, a(IN1)).unwrap();
-        assert_eq!(be32(&p, 16), IN1);
+        assert_eq!(get32(&p, ipv4::field::DST_ADDR), IN1);
         assert_eq!(
             be32(&p, ipv4::HEADER_LEN + icmp4::HEADER_LEN + 12),
             IN1,
@@ -135,7 +135,7 @@ fn fip_translates_icmp_errors_inside_rfc5508() {
     let quote = packet(proto::UDP, REM, IN1, 3, udp(53, 1234, b"y"), true);
     let mut p = icmp_error(3, IN1, REM, &quote);
     rewrite_src(&mut p, a(FIP)).unwrap();
-    assert_eq!(be32(&p, 12), FIP);
+    assert_eq!(get32(&p, ipv4::field::SRC_ADDR), FIP);
     assert_eq!(
         be32(&p, ipv4::HEADER_LEN + icmp4::HEADER_LEN + 16),
         FIP,
@@ -158,7 +158,7 @@ fn truncated_packets_are_drops_not_panics() {
     for len in 0..p.len() {
         let mut q = p[..len].to_vec();
         if len >= ipv4::HEADER_LEN {
-            put16(&mut q, 2, len as u16);
+            set16(&mut q, ipv4::field::LENGTH, len as u16);
         }
         assert!(rewrite_src(&mut q.clone(), a(FIP)).is_err() || len >= 40);
         assert!(n.snat_out(1, &mut q.clone(), 1).is_err() || len >= 40);
@@ -189,7 +189,13 @@ fn tcp_round_trip_and_state_machine() {
     let mut r = tcp_in(ext, SYNACK);
     assert_eq!(n.snat_in(&mut r, 2), Ok(1));
     assert_checksums(&r);
-    assert_eq!((be32(&r, 16), be16(&r, ipv4::HEADER_LEN + 2)), (IN1, 1234));
+    assert_eq!(
+        (
+            get32(&r, ipv4::field::DST_ADDR),
+            be16(&r, ipv4::HEADER_LEN + 2)
+        ),
+        (IN1, 1234)
+    );
     assert_eq!(view(&n), SessionState::TcpEstablished);
     // Established: alive after the transitory timeout.
     let t = 2 + 241 * TPS;
@@ -320,7 +326,13 @@ fn icmp_echo_id_is_translated() {
     let mut r = packet(proto::ICMP, REM, EXT1, 1, echo(0, 40000, 1, b"ping"), true);
     assert_eq!(n.snat_in(&mut r, 0), Ok(1));
     assert_checksums(&r);
-    assert_eq!((be32(&r, 16), be16(&r, ipv4::HEADER_LEN + 4)), (IN1, 77));
+    assert_eq!(
+        (
+            get32(&r, ipv4::field::DST_ADDR),
+            be16(&r, ipv4::HEADER_LEN + 4)
+        ),
+        (IN1, 77)
+    );
     // 60 s later it is gone.
     let mut r = packet(proto::ICMP, REM, EXT1, 1, echo(0, 40000, 2, b"ping"), true);
     assert_eq!(n.snat_in(&mut r, 60 * TPS), Err(R::NatNoSession));
@@ -342,7 +354,7 @@ fn icmp_errors_about_sessions_are_translated_both_ways() {
         let mut p = packet(proto, IN1, REM, 1, l4, true);
         n.snat_out(1, &mut p, 0).unwrap();
         let ext = (
-            be32(&p, 12),
+            get32(&p, ipv4::field::SRC_ADDR),
             be16(
                 &p,
                 ipv4::HEADER_LEN + if proto == proto::ICMP { 4 } else { 0 },
@@ -354,8 +366,8 @@ fn icmp_errors_about_sessions_are_translated_both_ways() {
             assert_eq!(n.snat_in(&mut e, 1), Ok(1), "{proto}");
             assert_checksums(&e);
             let q = &e[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
-            assert_eq!(be32(&e, 16), IN1);
-            assert_eq!(be32(q, 12), IN1);
+            assert_eq!(get32(&e, ipv4::field::DST_ADDR), IN1);
+            assert_eq!(get32(q, ipv4::field::SRC_ADDR), IN1);
             let port_at = ipv4::HEADER_LEN + if proto == proto::ICMP { 4 } else { 0 };
             assert_eq!(be16(q, port_at), 1234);
         }
@@ -377,8 +389,14 @@ fn icmp_errors_about_sessions_are_translated_both_ways() {
             n.snat_out(1, &mut e, 1).unwrap();
             assert_checksums(&e);
             let q = &e[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
-            assert_eq!(be32(&e, 12), ext.0);
-            assert_eq!((be32(q, 16), be16(q, ipv4::HEADER_LEN + 2)), ext);
+            assert_eq!(get32(&e, ipv4::field::SRC_ADDR), ext.0);
+            assert_eq!(
+                (
+                    get32(q, ipv4::field::DST_ADDR),
+                    be16(q, ipv4::HEADER_LEN + 2)
+                ),
+                ext
+            );
         }
         // About no session: dropped.
         let stray = packet(proto::UDP, EXT1, REM, 1, udp(9, 9, b""), true);
@@ -415,7 +433,7 @@ fn fragments_follow_their_first() {
     assert_eq!(n.snat_in(&mut g1, 1), Ok(1));
     assert_eq!(n.snat_in(&mut g2, 1), Ok(1));
     assert_checksums(&join(&g1, &g2));
-    assert_eq!(be32(&g2, 16), IN1);
+    assert_eq!(get32(&g2, ipv4::field::DST_ADDR), IN1);
     assert_eq!(n.snat_in(&mut g3, 1 + 2 * TPS), Err(R::NatFragmentUnknown));
     // A flushed router forgets its fragments.
     let (mut f1, mut f2) = fragment(
@@ -665,11 +683,11 @@ fn bursts_translate_as_packets_one_by_one() {
         .filter(|p| p.len() >= ipv4::HEADER_LEN + 8 && p[0] == 0x45)
         .filter_map(|p| {
             let (ext, port) = src_of(p);
-            match p[9] {
+            match p[ipv4::field::PROTOCOL] {
                 proto::TCP => Some(tcp_in((ext, port), SYNACK)),
                 proto::UDP => Some(packet(
                     proto::UDP,
-                    be32(p, 16),
+                    get32(p, ipv4::field::DST_ADDR),
                     ext,
                     3,
                     udp(be16(p, ipv4::HEADER_LEN + 2), port, b"r"),
@@ -725,8 +743,11 @@ fn lookahead_guesses_the_ports_new_flows_get() {
         assert_eq!(n.look.pop().map(|_| ()), None);
         for (p, g) in pkts.iter_mut().zip(guessed) {
             n.snat_out(1, p, 5).unwrap();
-            let got = match p[9] {
-                proto::ICMP => (be32(p, 12), be16(p, ipv4::HEADER_LEN + 4)),
+            let got = match p[ipv4::field::PROTOCOL] {
+                proto::ICMP => (
+                    get32(p, ipv4::field::SRC_ADDR),
+                    be16(p, ipv4::HEADER_LEN + 4),
+                ),
                 _ => src_of(p),
             };
             assert_eq!(Some(got), g);
