@@ -260,9 +260,9 @@ fn main() {
             n.snat_out(ROUTER, q.as_mut(), now0)
                 .expect("session created");
             let ip = Ipv4Packet::new_checked(&q.0[..]).expect("an IPv4 packet");
-            let udp = UdpHeader::new_checked(ip.payload()).expect("a UDP header");
-            let (ext, eport) = (ip.src_u32(), udp.src_port());
-            let (rem, seq) = (ip.dst_addr(), be32(udp.payload(), 0));
+            let u = UdpHeader::new_checked(ip.payload()).expect("a UDP header");
+            let (ext, eport) = (ip.src_u32(), u.src_port());
+            let (rem, seq) = (ip.dst_addr(), be32(u.payload(), 0));
             replies.push(udp(rem, 80, ext.into(), eport, seq));
         }
         assert_eq!(n.len(), sessions as usize);
