@@ -229,12 +229,15 @@ pub struct Env {
     pub hz: u64,
     tokens: u64,
     last: u64,
-    /// Set when a frame was not forwarded but answered (an ICMP error): the
-    /// worker counts the reason and sends the answer.
-    pub noted: Option<DropReason>,
-    /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
+    /// Set when a frame was not forwarded but answered (an ICMP error, a
+    /// VIP probe): the reason of its [`Disposition::Answered`] (or
+    /// [`Disposition::Flood`]), read by the pipeline's exit alone.
+    pub(crate) noted: Option<DropReason>,
+    /// Set with a [`Disposition::Flood`]: where the frame is to be replicated
+    /// (with the address of a VIP flood, which the disposition has no room
+    /// for).
     pub flood: Option<Flood>,
-    /// Set with an `arp_reply_consumed` drop: the sender (address, MAC) of
+    /// Set with a [`PuntKind::ArpReply`] punt: the sender (address, MAC) of
     /// the ARP reply or gratuitous ARP, for the control thread's resolver
     /// (the VTEPs of other hosts, the upstream routers).
     pub learned: Option<(Ipv4Addr, MacAddr)>,
