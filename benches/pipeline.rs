@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use dvr::fastpath;
 use dvr::model::Model;
-use dvr::pipeline::{self, Env, NoTrace};
+use dvr::pipeline::{self, Disposition, Env, NoTrace};
 use dvr::pkt::Frame;
 use dvr::tables::Snapshot;
 use dvr::testkit::*;
@@ -253,7 +253,7 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
         b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
         let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
         let v = pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace);
-        assert_eq!(v, Ok(c.want), "{}", c.name);
+        assert_eq!(v, Disposition::Forward(c.want), "{}", c.name);
     }
     let full = |bufs: &mut Vec<Vec<u8>>| {
         let mut sent = 0u64;
@@ -262,7 +262,9 @@ fn measure(snap: &Snapshot, c: &Case, iters: usize, hz: f64, cached: bool) -> (f
             for (b, f) in bufs.iter_mut().zip(&c.frames) {
                 b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
                 let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-                if let Ok(p) = pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace) {
+                if let Disposition::Forward(p) =
+                    pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace)
+                {
                     sent += p as u64;
                 }
             }
@@ -285,7 +287,11 @@ fn measure_fast(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64>
     for (b, f) in bufs.iter_mut().zip(&c.frames) {
         b[HEADROOM..HEADROOM + f.len()].copy_from_slice(f);
         let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
-        pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace).ok()?;
+        if let Disposition::Drop(_) | Disposition::Punt(_) =
+            pipeline::process(snap, &mut env, c.port, &mut fr, &mut NoTrace)
+        {
+            return None;
+        }
     }
     let mut keys = [([0u64; 3], 0usize); BURST];
     let mut run = |bufs: &mut Vec<Vec<u8>>, check: bool| {
@@ -370,9 +376,9 @@ fn time_bursts(
 /// Adds the port a way decided (`v`; `None`: the way left the frame) to
 /// `sent`; with `check`, `None` unless it decided the frame and sent it to
 /// `want`.
-fn tally(check: bool, want: u16, v: Option<pipeline::Verdict>, sent: &mut u64) -> Option<()> {
+fn tally(check: bool, want: u16, v: Option<Disposition>, sent: &mut u64) -> Option<()> {
     match v {
-        Some(Ok(p)) if !check || p == want => *sent += p as u64,
+        Some(Disposition::Forward(p)) if !check || p == want => *sent += p as u64,
         _ if check => return None,
         _ => {}
     }

@@ -15,7 +15,7 @@ use dvr::compile::Compiler;
 use dvr::config::PortRole;
 use dvr::mac::MacAddr;
 use dvr::model::Model;
-use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
+use dvr::pipeline::{self, Disposition as D, Env, NoTrace, Notes, PuntKind};
 use dvr::pkt::Frame;
 use dvr::stats::DropReason as R;
 use dvr::tables::{DpPort, Snapshot};
@@ -135,7 +135,7 @@ fn arp_reply(from_mac: [u8; 6], from: &str, to_mac: [u8; 6], to: &str) -> Vec<u8
 }
 
 /// Runs `frame` in on `in_port` with `env`; the trace path must agree.
-fn run(snap: &Snapshot, env: &mut Env, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+fn run(snap: &Snapshot, env: &mut Env, in_port: u16, frame: &[u8]) -> (D, Vec<u8>) {
     env.burst(snap);
     let mut buf = vec![0u8; 128 + frame.len() + 256];
     buf[128..128 + frame.len()].copy_from_slice(frame);
@@ -145,7 +145,7 @@ fn run(snap: &Snapshot, env: &mut Env, in_port: u16, frame: &[u8]) -> (Verdict, 
 }
 
 /// Like [`run`] with a fresh environment, and the tracer sees the same.
-fn run1(snap: &Snapshot, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+fn run1(snap: &Snapshot, in_port: u16, frame: &[u8]) -> (D, Vec<u8>) {
     let out = run(snap, &mut env(), in_port, frame);
     let mut buf = vec![0u8; 128 + frame.len() + 256];
     buf[128..128 + frame.len()].copy_from_slice(frame);
@@ -165,6 +165,11 @@ fn env() -> Env {
 /// Where field `f` of the IPv4 header lies in an Ethernet frame.
 fn l3(f: std::ops::Range<usize>) -> std::ops::Range<usize> {
     ethernet::HEADER_LEN + f.start..ethernet::HEADER_LEN + f.end
+}
+
+/// Whether a frame leaves (forwarded, answered or flooded).
+fn leaves(v: D) -> bool {
+    matches!(v, D::Forward(_) | D::Answered { .. } | D::Flood { .. })
 }
 
 /// IPv4 and transport checksums of an Ethernet frame are right.
@@ -196,7 +201,7 @@ fn floating_ip_out_of_the_vm_host_external_port() {
         64,
     );
     let (v, out) = run1(&s, VM_A, &f);
-    assert_eq!(v, Ok(EXT));
+    assert_eq!(v, D::Forward(EXT));
     let want = udp4(FG1, UPSTREAM_MAC, "203.0.113.50", OUTSIDE, (40000, 53), 63);
     assert_eq!(out, want);
     // TCP too, checksums right.
@@ -209,7 +214,7 @@ fn floating_ip_out_of_the_vm_host_external_port() {
         64,
     );
     let (v, out) = run1(&s, VM_A, &f);
-    assert_eq!(v, Ok(EXT));
+    assert_eq!(v, D::Forward(EXT));
     assert_eq!(
         out,
         tcp4(FG1, UPSTREAM_MAC, "203.0.113.50", OUTSIDE, (40001, 80), 63)
@@ -222,7 +227,7 @@ fn floating_ip_in_from_the_external_port() {
     let s = cn1(&m);
     let f = tcp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.50", (80, 40001), 64);
     let (v, out) = run1(&s, EXT, &f);
-    assert_eq!(v, Ok(VM_A));
+    assert_eq!(v, D::Forward(VM_A));
     assert_eq!(
         out,
         tcp4(
@@ -237,7 +242,7 @@ fn floating_ip_in_from_the_external_port() {
     // Port c's floating IP is served by cn2, not here; the right address to
     // the wrong MAC is not taken either.
     let f = udp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.51", (53, 4000), 64);
-    assert_eq!(run1(&s, EXT, &f).0, Err(R::ExternalNotServed));
+    assert_eq!(run1(&s, EXT, &f).0, D::Drop(R::ExternalNotServed));
     let f = udp4(
         UPSTREAM_MAC,
         [0x02, 9, 9, 9, 9, 9],
@@ -246,7 +251,7 @@ fn floating_ip_in_from_the_external_port() {
         (53, 4000),
         64,
     );
-    assert_eq!(run1(&s, EXT, &f).0, Err(R::ExternalWrongMac));
+    assert_eq!(run1(&s, EXT, &f).0, D::Drop(R::ExternalWrongMac));
 }
 
 #[test]
@@ -255,29 +260,30 @@ fn proxy_arp_only_for_what_this_host_serves() {
     let s = cn1(&m);
     for target in ["203.0.113.50", "203.0.113.11"] {
         let (v, out) = run1(&s, EXT, &arp_request(UPSTREAM_MAC, "203.0.113.1", target));
-        assert_eq!(v, Ok(EXT), "who-has {target}");
+        assert_eq!(v, D::Forward(EXT), "who-has {target}");
         let mut want = arp_reply(FG1, target, UPSTREAM_MAC, "203.0.113.1");
         want.resize(out.len(), 0);
         assert_eq!(out, want, "who-has {target}");
     }
     for target in ["203.0.113.51", "203.0.113.99"] {
         let (v, _) = run1(&s, EXT, &arp_request(UPSTREAM_MAC, "203.0.113.1", target));
-        assert_eq!(v, Err(R::ArpUnknownTarget), "who-has {target}");
+        assert_eq!(v, D::Drop(R::ArpUnknownTarget), "who-has {target}");
     }
     // The router's gateway address is answered by its SNAT node only.
     let (gw, gw_mac) = router_gw(&m);
     let gw = gw.to_string();
     let req = arp_request(UPSTREAM_MAC, "203.0.113.1", &gw);
-    assert_eq!(run1(&s, EXT, &req).0, Err(R::ArpUnknownTarget));
+    assert_eq!(run1(&s, EXT, &req).0, D::Drop(R::ArpUnknownTarget));
     let n = nn1(&m);
     let (v, out) = run1(&n, 1, &req);
-    assert_eq!(v, Ok(1));
+    assert_eq!(v, D::Forward(1));
     let mut want = arp_reply(gw_mac, &gw, UPSTREAM_MAC, "203.0.113.1");
     want.resize(out.len(), 0);
     assert_eq!(out, want);
     // Replies go to the control thread (upstream resolution).
     let r = arp_reply(UPSTREAM_MAC, "203.0.113.1", FG1, "203.0.113.11");
-    assert_eq!(run1(&s, EXT, &r).0, Err(R::ArpReplyConsumed));
+    assert_eq!(run1(&s, EXT, &r).0, D::Punt(PuntKind::ArpReply));
+    assert_eq!(PuntKind::ArpReply.counter(), R::ArpReplyConsumed);
     assert_eq!(
         pipeline::arp_reply_sender(&r),
         Some(("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC)))
@@ -299,7 +305,7 @@ fn hairpin_to_another_vms_floating_ip() {
         64,
     );
     let (v, out) = run1(&s, VM_A, &f);
-    assert_eq!(v, Ok(UP));
+    assert_eq!(v, D::Forward(UP));
     let inner = udp4(DVR1, C_MAC, "203.0.113.50", "10.1.0.20", (40000, 7), 63);
     let want = vxlan_frame(&inner, 101, (UL_MAC, VTEP1), (CN2_UL_MAC, VTEP2));
     assert_eq!(out, want);
@@ -312,7 +318,7 @@ fn hairpin_to_another_vms_floating_ip() {
         (40000, 7),
         64,
     );
-    assert_eq!(run1(&s, VM_B, &f).0, Err(R::HairpinNoFip));
+    assert_eq!(run1(&s, VM_B, &f).0, D::Drop(R::HairpinNoFip));
 }
 
 #[test]
@@ -324,7 +330,7 @@ fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
     // unrouted (TTL 64), from cn1's DVR MAC to the router's interface.
     let f = tcp4(B_MAC, red_gw, "10.2.0.10", OUTSIDE, (41000, 80), 64);
     let (v, out) = run1(&s, VM_B, &f);
-    assert_eq!(v, Ok(UP));
+    assert_eq!(v, D::Forward(UP));
     let inner = tcp4(DVR1, red_gw, "10.2.0.10", OUTSIDE, (41000, 80), 64);
     let to_nn1 = gre_frame(&inner, 202, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
     assert_eq!(out, to_nn1);
@@ -334,7 +340,7 @@ fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
     let mut e = env();
     let (gw, gw_mac) = router_gw(&m);
     let (v, out) = run(&n, &mut e, 0, &to_nn1);
-    assert_eq!(v, Ok(1));
+    assert_eq!(v, D::Forward(1));
     checksums_ok(&out);
     let p = SlicedPacket::from_ethernet(&out).unwrap();
     let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
@@ -362,7 +368,7 @@ fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
         64,
     );
     let (v, out) = run(&n, &mut e, 1, &reply);
-    assert_eq!(v, Ok(0));
+    assert_eq!(v, D::Forward(0));
     let inner = tcp4(DVR3, B_MAC, OUTSIDE, "10.2.0.10", (80, 41000), 63);
     assert_eq!(
         out,
@@ -374,7 +380,7 @@ fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
         UP,
         &gre_frame(&inner, 202, (NN1_UL_MAC, VTEP3), (UL_MAC, VTEP1)),
     );
-    assert_eq!(v, Ok(VM_B));
+    assert_eq!(v, D::Forward(VM_B));
     assert_eq!(
         out,
         tcp4(red_gw, B_MAC, OUTSIDE, "10.2.0.10", (80, 41000), 63)
@@ -389,7 +395,7 @@ fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
         (80, 1024),
         64,
     );
-    assert_eq!(run(&n, &mut e, 1, &probe).0, Err(R::NatNoSession));
+    assert_eq!(run(&n, &mut e, 1, &probe).0, D::Drop(R::NatNoSession));
     // cn1 does not take SNAT traffic sent to it (its router's SNAT is on nn1).
     let stray = gre_frame(
         &inner_redirect(red_gw),
@@ -397,7 +403,7 @@ fn snat_traffic_goes_unrouted_to_the_snat_node_and_comes_back_translated() {
         (NN1_UL_MAC, VTEP3),
         (UL_MAC, VTEP1),
     );
-    assert_eq!(run1(&s, UP, &stray).0, Err(R::SnatNotHere));
+    assert_eq!(run1(&s, UP, &stray).0, D::Drop(R::SnatNotHere));
 }
 
 fn inner_redirect(red_gw: [u8; 6]) -> Vec<u8> {
@@ -418,15 +424,18 @@ fn tiny_port_range_drops_the_new_flow_and_keeps_the_old() {
     let mut ports = Vec::new();
     for sport in [5000, 5001] {
         let (v, out) = run(&n, &mut e, 0, &flow(sport));
-        assert_eq!(v, Ok(1));
+        assert_eq!(v, D::Forward(1));
         ports.push(be16(&out, ethernet::HEADER_LEN + ipv4::HEADER_LEN));
     }
     ports.sort();
     assert_eq!(ports, [40000, 40001]);
-    assert_eq!(run(&n, &mut e, 0, &flow(5002)).0, Err(R::NatPortsExhausted));
+    assert_eq!(
+        run(&n, &mut e, 0, &flow(5002)).0,
+        D::Drop(R::NatPortsExhausted)
+    );
     // The established ones still pass.
     for sport in [5000, 5001] {
-        assert_eq!(run(&n, &mut e, 0, &flow(sport)).0, Ok(1));
+        assert_eq!(run(&n, &mut e, 0, &flow(sport)).0, D::Forward(1));
     }
 }
 
@@ -446,7 +455,7 @@ fn upstream_not_resolved_is_counted() {
         (40000, 53),
         64,
     );
-    assert_eq!(run1(&s, VM_A, &f).0, Err(R::UpstreamUnresolved));
+    assert_eq!(run1(&s, VM_A, &f).0, D::Drop(R::UpstreamUnresolved));
     let mut up = c.upstreams();
     up.sort();
     assert_eq!(
@@ -480,21 +489,21 @@ fn legacy_router_routes_only_on_its_node() {
     // On cn1 the router's MAC is switched to nn1, unrouted, over blue's VNI.
     let f = udp4(A_MAC, blue_gw, "10.1.0.10", "10.2.0.20", (40000, 7), 64);
     let (v, out) = run1(&s, VM_A, &f);
-    assert_eq!(v, Ok(UP));
+    assert_eq!(v, D::Forward(UP));
     let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
     assert_eq!(out, to_nn1);
     // nn1 routes it to d on cn2 (red, GRE), from its DVR MAC.
     let n = nn1(&m);
     let (v, out) = run1(&n, 0, &to_nn1);
-    assert_eq!(v, Ok(0));
+    assert_eq!(v, D::Forward(0));
     let inner = udp4(DVR3, D_MAC, "10.1.0.10", "10.2.0.20", (40000, 7), 63);
     assert_eq!(out[tunnel::GRE_OVERHEAD..], inner[..]);
     // Its floating IPs are served by nn1 with the gateway port's MAC, not by cn1.
     let req = arp_request(UPSTREAM_MAC, "203.0.113.1", "203.0.113.50");
-    assert_eq!(run1(&s, EXT, &req).0, Err(R::ArpUnknownTarget));
+    assert_eq!(run1(&s, EXT, &req).0, D::Drop(R::ArpUnknownTarget));
     let (_, gw_mac) = router_gw(&m);
     let (v, out) = run1(&n, 1, &req);
-    assert_eq!(v, Ok(1));
+    assert_eq!(v, D::Forward(1));
     assert_eq!(&out[6..12], &gw_mac);
     let f = udp4(
         UPSTREAM_MAC,
@@ -505,7 +514,7 @@ fn legacy_router_routes_only_on_its_node() {
         64,
     );
     let (v, out) = run1(&n, 1, &f);
-    assert_eq!(v, Ok(0));
+    assert_eq!(v, D::Forward(0));
     let inner = udp4(DVR3, A_MAC, OUTSIDE, "10.1.0.10", (53, 40000), 63);
     assert_eq!(out[tunnel::VXLAN_OVERHEAD..], inner[..]);
 }
@@ -530,7 +539,7 @@ fn dvr_no_external_host_floating_ips_are_served_by_the_snat_node() {
         (40000, 7),
         64,
     );
-    assert_eq!(run1(&s, VM_A, &f).0, Ok(VM_B));
+    assert_eq!(run1(&s, VM_A, &f).0, D::Forward(VM_B));
     // a's floating IP traffic goes unrouted to nn1 ...
     let f = udp4(
         A_MAC,
@@ -541,7 +550,7 @@ fn dvr_no_external_host_floating_ips_are_served_by_the_snat_node() {
         64,
     );
     let (v, out) = run1(&s, VM_A, &f);
-    assert_eq!(v, Ok(UP));
+    assert_eq!(v, D::Forward(UP));
     let inner = udp4(
         DVR1,
         gw_mac(&m, "blue4"),
@@ -556,7 +565,7 @@ fn dvr_no_external_host_floating_ips_are_served_by_the_snat_node() {
     let n = nn1(&m);
     let (_, gw_mac) = router_gw(&m);
     let (v, out) = run1(&n, 0, &to_nn1);
-    assert_eq!(v, Ok(1));
+    assert_eq!(v, D::Forward(1));
     assert_eq!(
         out,
         udp4(
@@ -588,23 +597,23 @@ fn migration_to_distributed_under_a_stream() {
     let up: Ipv4Addr = "203.0.113.1".parse().unwrap();
     let s = c.set_vtep_mac(up, MacAddr(UPSTREAM_MAC)).unwrap();
     // Centralized: both go to nn1.
-    assert_eq!(run1(&s, VM_A, &ew).0, Ok(UP));
-    assert_eq!(run1(&s, VM_A, &ns).0, Ok(UP));
+    assert_eq!(run1(&s, VM_A, &ew).0, D::Forward(UP));
+    assert_eq!(run1(&s, VM_A, &ns).0, D::Forward(UP));
     let steps = [
         (
             json!({"op": "router_set", "name": "r1", "admin_state_up": false}),
-            Err(R::UnknownDstMac),
-            Err(R::UnknownDstMac),
+            D::Drop(R::UnknownDstMac),
+            D::Drop(R::UnknownDstMac),
         ),
         (
             json!({"op": "router_set", "name": "r1", "distributed": true}),
-            Err(R::UnknownDstMac),
-            Err(R::UnknownDstMac),
+            D::Drop(R::UnknownDstMac),
+            D::Drop(R::UnknownDstMac),
         ),
         (
             json!({"op": "router_set", "name": "r1", "admin_state_up": true}),
-            Ok(VM_B),
-            Ok(EXT),
+            D::Forward(VM_B),
+            D::Forward(EXT),
         ),
     ];
     for (change, want_ew, want_ns) in steps {
@@ -633,7 +642,7 @@ fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
     );
     let mut e = env();
     let (v, out) = run(&n, &mut e, 0, &out_frame);
-    assert_eq!(v, Ok(1));
+    assert_eq!(v, D::Forward(1));
     let port = be16(&out, ethernet::HEADER_LEN + ipv4::HEADER_LEN);
     let reply = udp4(
         UPSTREAM_MAC,
@@ -643,7 +652,7 @@ fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
         (53, port),
         64,
     );
-    assert_eq!(run(&n, &mut e, 1, &reply).0, Ok(0));
+    assert_eq!(run(&n, &mut e, 1, &reply).0, D::Forward(0));
     // b gets a floating IP: its sessions go.
     let applied = m
         .apply(&changes(json!([
@@ -651,7 +660,7 @@ fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
         ])))
         .unwrap();
     let n = c.update(&m, &applied);
-    assert_eq!(run(&n, &mut e, 1, &reply).0, Err(R::NatNoSession));
+    assert_eq!(run(&n, &mut e, 1, &reply).0, D::Drop(R::NatNoSession));
     // A session of d (no floating IP), then the router disabled (gone from
     // the dataplane).
     let out_frame = gre_frame(
@@ -665,7 +674,7 @@ fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
         .set_vtep_mac(Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC))
         .unwrap();
     let (v, _) = run(&n, &mut e, 0, &out_frame);
-    assert_eq!(v, Ok(1));
+    assert_eq!(v, D::Forward(1));
     assert_eq!(e.nat.len(), 1);
     let applied = m
         .apply(&changes(
@@ -690,7 +699,7 @@ fn snat_from_cn2(m: &Model, src: &str, ports: (u16, u16), ttl: u8) -> (Vec<u8>, 
 /// worker does (`run_snat_way`) and through the whole pipeline, each in its
 /// own environment; both must agree byte for byte. Gives each frame's
 /// outcome and whether the SNAT way took it.
-fn snat_way_vs_pipeline(snap: &Snapshot, frames: &[Vec<u8>]) -> Vec<(Verdict, Vec<u8>, bool)> {
+fn snat_way_vs_pipeline(snap: &Snapshot, frames: &[Vec<u8>]) -> Vec<(D, Vec<u8>, bool)> {
     snat_way_vs_pipeline_in(snap, &mut (env(), env()), frames)
 }
 
@@ -700,17 +709,20 @@ fn snat_way_vs_pipeline_in(
     snap: &Snapshot,
     (e_way, e_all): &mut (Env, Env),
     frames: &[Vec<u8>],
-) -> Vec<(Verdict, Vec<u8>, bool)> {
+) -> Vec<(D, Vec<u8>, bool)> {
     frames
         .iter()
         .map(|f| {
-            let ((v, out, noted), taken) = run_snat_way(e_way, snap, 0, f);
+            let ((v, out), taken) = run_snat_way(e_way, snap, 0, f);
             let (v2, out2) = run(snap, e_all, 0, f);
             assert_eq!(v, v2, "verdicts (SNAT way taken: {taken})");
-            if v.is_ok() {
+            if leaves(v) {
                 assert_eq!(out, out2, "frames out (SNAT way taken: {taken})");
             }
-            assert_eq!(noted, None);
+            assert!(!matches!(
+                v,
+                D::Answered { .. } | D::Flood { why: Some(_), .. }
+            ));
             (v, out, taken)
         })
         .collect()
@@ -742,7 +754,7 @@ fn snat_way_takes_the_common_case_as_the_pipeline_does() {
     let mut ext_ports = Vec::new();
     for (v, out, taken) in &runs {
         assert!(taken, "the SNAT way takes it");
-        assert_eq!(*v, Ok(1));
+        assert_eq!(*v, D::Forward(1));
         checksums_ok(out);
         assert_eq!(&out[0..12], &[UPSTREAM_MAC, gw_router_mac].concat()[..]);
         assert_eq!(
@@ -777,16 +789,16 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         o
     };
     let inner_ip = tunnel::VXLAN_OVERHEAD + ethernet::HEADER_LEN;
-    let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+    let cases: Vec<(&str, Vec<u8>, D)> = vec![
         (
             "bad outer checksum",
             with_outer(&|o| o[ethernet::HEADER_LEN + ipv4::field::CHECKSUM.start] ^= 1),
-            Err(R::BadIpv4Checksum),
+            D::Drop(R::BadIpv4Checksum),
         ),
         (
             "bad inner checksum",
             with_outer(&|o| o[inner_ip + 10] ^= 1),
-            Err(R::BadIpv4Checksum),
+            D::Drop(R::BadIpv4Checksum),
         ),
         (
             "inner TTL 1",
@@ -796,32 +808,32 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 VTEP2,
                 VTEP3,
             ),
-            Err(R::TtlExpired),
+            D::Drop(R::TtlExpired),
         ),
         (
             "unknown VNI",
             tunnel(&inner, 999, VTEP2, VTEP3),
-            Err(R::UnknownVni),
+            D::Drop(R::UnknownVni),
         ),
         (
             "red's GRE key as a VNI (a network without that VNI)",
             tunnel(&inner, 202, VTEP2, VTEP3),
-            Err(R::UnknownVni),
+            D::Drop(R::UnknownVni),
         ),
         (
             "unknown VTEP source",
             tunnel(&inner, 101, [192, 0, 2, 99], VTEP3),
-            Err(R::UnknownVtepSource),
+            D::Drop(R::UnknownVtepSource),
         ),
         (
             "not this VTEP",
             tunnel(&inner, 101, VTEP2, VTEP1),
-            Err(R::NotForThisVtep),
+            D::Drop(R::NotForThisVtep),
         ),
         (
             "VXLAN I flag clear",
             with_outer(&|o| o[ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8] = 0),
-            Err(R::BadVxlan),
+            D::Drop(R::BadVxlan),
         ),
         (
             "outer IP length beyond the frame",
@@ -830,7 +842,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 o[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
                 fix_ipv4(o, ethernet::HEADER_LEN);
             }),
-            Err(R::MalformedIpv4),
+            D::Drop(R::MalformedIpv4),
         ),
         (
             "inner IP length beyond the frame",
@@ -839,7 +851,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 i[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
-            Err(R::MalformedIpv4),
+            D::Drop(R::MalformedIpv4),
         ),
         (
             "martian destination",
@@ -847,12 +859,12 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 i[l3(ipv4::field::DST_ADDR)].copy_from_slice(&[127, 0, 0, 1]);
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
-            Err(R::MartianDestination),
+            D::Drop(R::MartianDestination),
         ),
         (
             "a VM's MAC, not a DVR MAC (the router is not centralized here)",
             with_inner(&|i| i[6..12].copy_from_slice(&C_MAC)),
-            Err(R::NotLocalAfterDecap),
+            D::Drop(R::NotLocalAfterDecap),
         ),
         (
             "a later fragment",
@@ -860,7 +872,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 i[l3(ipv4::field::FLAGS_OFFSET)].copy_from_slice(&[0, 8]);
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
-            Err(R::NatFragmentUnknown),
+            D::Drop(R::NatFragmentUnknown),
         ),
         (
             "a TCP header cut short",
@@ -870,12 +882,12 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
                 i[l3(ipv4::field::LENGTH)].copy_from_slice(&32u16.to_be_bytes());
                 fix_ipv4(i, ethernet::HEADER_LEN);
             }),
-            Err(R::NatTruncated),
+            D::Drop(R::NatTruncated),
         ),
         (
             "a source with a floating IP (served on cn1)",
             snat_from_cn2(&m, "10.1.0.10", (5000, 53), 64).1,
-            Err(R::FipNotServedHere),
+            D::Drop(R::FipNotServedHere),
         ),
     ];
     // After a frame of the same tunnel took the SNAT way: what the worker
@@ -910,7 +922,7 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
     let runs = snat_way_vs_pipeline(&n, &[tunnel(&opts, 101, VTEP2, VTEP3)]);
     let (v, out, taken) = &runs[0];
     assert!(!taken, "IPv4 options: left to the pipeline");
-    assert_eq!(*v, Ok(1), "IPv4 options");
+    assert_eq!(*v, D::Forward(1), "IPv4 options");
     checksums_ok(out);
 }
 
@@ -924,7 +936,7 @@ fn snat_way_follows_a_table_change() {
     let (v, out, taken) =
         snat_way_vs_pipeline_in(&nn1(&m), envs, std::slice::from_ref(&f)).remove(0);
     assert!(taken);
-    assert_eq!((v, &out[0..6]), (Ok(1), &UPSTREAM_MAC[..]));
+    assert_eq!((v, &out[0..6]), (D::Forward(1), &UPSTREAM_MAC[..]));
     // The upstream router's MAC changes: the next snapshot's frames leave to
     // the new one.
     let moved = [0x02, 0, 0, 0, 0, 0x77];
@@ -935,7 +947,7 @@ fn snat_way_follows_a_table_change() {
         .expect("publishes");
     let (v, out, taken) = snat_way_vs_pipeline_in(&n2, envs, std::slice::from_ref(&f)).remove(0);
     assert!(taken);
-    assert_eq!((v, &out[0..6]), (Ok(1), &moved[..]));
+    assert_eq!((v, &out[0..6]), (D::Forward(1), &moved[..]));
     // SNAT disabled on the router: the pipeline drops it, the way does not
     // take it.
     let mut m2 = m.clone();
@@ -945,7 +957,7 @@ fn snat_way_follows_a_table_change() {
     .expect("valid");
     let (v, _, taken) = snat_way_vs_pipeline_in(&nn1(&m2), envs, &[f]).remove(0);
     assert!(!taken);
-    assert_eq!(v, Err(R::NoSnat));
+    assert_eq!(v, D::Drop(R::NoSnat));
 }
 
 // ======== Path MTU on the north-south ways (fragmentation needed, RFC 1191).
@@ -972,12 +984,10 @@ fn without_df(f: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Runs `frame` in on `in_port` with a fresh environment: the verdict, the
-/// frame out and what the worker counts for it.
-fn run_noted(snap: &Snapshot, in_port: u16, frame: &[u8]) -> (Verdict, Vec<u8>, Option<R>) {
-    let mut e = env();
-    let (v, out) = run(snap, &mut e, in_port, frame);
-    (v, out, e.noted)
+/// Runs `frame` in on `in_port` with a fresh environment: its disposition
+/// (with what the worker counts for it) and the frame out.
+fn run_noted(snap: &Snapshot, in_port: u16, frame: &[u8]) -> (D, Vec<u8>) {
+    run(snap, &mut env(), in_port, frame)
 }
 
 /// `out` is an Ethernet frame from `macs.1` to `macs.0` holding an ICMP
@@ -1048,13 +1058,22 @@ fn snat_traffic_too_big_for_the_overlay_is_answered_on_the_vm_host() {
     let red = gw_mac(&m, "red4");
     let mtu = m.networks["red"].mtu;
     let f = big_tcp4(B_MAC, red, "10.2.0.10", OUTSIDE, 1500);
-    let (v, out, noted) = run_noted(&s, VM_B, &f);
-    assert_eq!((v, noted), (Ok(VM_B), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&s, VM_B, &f);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: VM_B,
+            why: R::FragmentationNeeded
+        }
+    );
     assert_frag_needed(&out, (B_MAC, red), ("10.2.0.1", "10.2.0.10"), mtu, &f);
     // Exactly the MTU fits; without DF it is dropped, counted.
     let fits = big_tcp4(B_MAC, red, "10.2.0.10", OUTSIDE, mtu as usize);
-    assert_eq!(run_noted(&s, VM_B, &fits).0, Ok(UP));
-    assert_eq!(run_noted(&s, VM_B, &without_df(&f)).0, Err(R::MtuExceeded));
+    assert_eq!(run_noted(&s, VM_B, &fits).0, D::Forward(UP));
+    assert_eq!(
+        run_noted(&s, VM_B, &without_df(&f)).0,
+        D::Drop(R::MtuExceeded)
+    );
 }
 
 #[test]
@@ -1066,12 +1085,21 @@ fn floating_ip_traffic_too_big_for_the_external_network_is_answered() {
     let s = cn1(&m);
     let blue = gw_mac(&m, "blue4");
     let f = big_tcp4(A_MAC, blue, "10.1.0.10", OUTSIDE, 1450);
-    let (v, out, noted) = run_noted(&s, VM_A, &f);
-    assert_eq!((v, noted), (Ok(VM_A), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&s, VM_A, &f);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: VM_A,
+            why: R::FragmentationNeeded
+        }
+    );
     assert_frag_needed(&out, (A_MAC, blue), ("10.1.0.1", "10.1.0.10"), 1400, &f);
     let fits = big_tcp4(A_MAC, blue, "10.1.0.10", OUTSIDE, 1400);
-    assert_eq!(run_noted(&s, VM_A, &fits).0, Ok(EXT));
-    assert_eq!(run_noted(&s, VM_A, &without_df(&f)).0, Err(R::MtuExceeded));
+    assert_eq!(run_noted(&s, VM_A, &fits).0, D::Forward(EXT));
+    assert_eq!(
+        run_noted(&s, VM_A, &without_df(&f)).0,
+        D::Drop(R::MtuExceeded)
+    );
 }
 
 #[test]
@@ -1081,8 +1109,14 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
     let s = cn1(&m);
     let blue_mtu = m.networks["blue"].mtu;
     let f = big_tcp4(UPSTREAM_MAC, FG1, OUTSIDE, "203.0.113.50", 1500);
-    let (v, out, noted) = run_noted(&s, EXT, &f);
-    assert_eq!((v, noted), (Ok(EXT), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&s, EXT, &f);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: EXT,
+            why: R::FragmentationNeeded
+        }
+    );
     assert_frag_needed(
         &out,
         (UPSTREAM_MAC, FG1),
@@ -1097,7 +1131,7 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
         "203.0.113.50",
         blue_mtu as usize,
     );
-    assert_eq!(run_noted(&s, EXT, &fits).0, Ok(VM_A));
+    assert_eq!(run_noted(&s, EXT, &fits).0, D::Forward(VM_A));
 
     // Into an SNAT session on nn1: b's flow out, then a full-size answer
     // to the gateway address and port it left with.
@@ -1108,7 +1142,7 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
     let inner = tcp4(DVR1, red, "10.2.0.10", OUTSIDE, (41000, 80), 64);
     let to_nn1 = gre_frame(&inner, 202, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
     let (v, out) = run(&n, &mut e, NN1_UP, &to_nn1);
-    assert_eq!(v, Ok(NN1_EXT));
+    assert_eq!(v, D::Forward(NN1_EXT));
     let ext_port = be16(&out, ethernet::HEADER_LEN + ipv4::HEADER_LEN);
     let (gw, gw_router_mac) = router_gw(&m);
     let mut back = Vec::new();
@@ -1118,9 +1152,14 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
         .ack(1001)
         .write(&mut back, &vec![0xa5; 1500 - 40])
         .unwrap();
-    e.noted = None;
     let (v, out) = run(&n, &mut e, NN1_EXT, &back);
-    assert_eq!((v, e.noted), (Ok(NN1_EXT), Some(R::FragmentationNeeded)));
+    assert_eq!(
+        v,
+        D::Answered {
+            port: NN1_EXT,
+            why: R::FragmentationNeeded
+        }
+    );
     assert_frag_needed(
         &out,
         (UPSTREAM_MAC, gw_router_mac),
@@ -1143,9 +1182,8 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
     back[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
     let c = csum_fold(csum_add(sum, &back[l4..]));
     back[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
-    e.noted = None;
     let (v, _) = run(&n, &mut e, NN1_EXT, &back);
-    assert_eq!((v, e.noted), (Ok(NN1_UP), None));
+    assert_eq!(v, D::Forward(NN1_UP));
 }
 
 #[test]
@@ -1169,8 +1207,14 @@ fn on_the_snat_node_too_big_for_the_outside_goes_back_over_the_overlay() {
     let blue = gw_mac(&m, "blue4");
     let inner = big_tcp4(DVR2, blue, "10.1.0.30", OUTSIDE, 1450);
     let from_cn2 = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
-    let (v, out, noted) = run_noted(&n, NN1_UP, &from_cn2);
-    assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&n, NN1_UP, &from_cn2);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: NN1_UP,
+            why: R::FragmentationNeeded
+        }
+    );
     // The outer headers toward cn2; inside, the answer.
     let outer = tunnel::VXLAN_OVERHEAD;
     assert_eq!(&out[..6], &CN2_UL_MAC);
@@ -1191,8 +1235,8 @@ fn on_the_snat_node_too_big_for_the_outside_goes_back_over_the_overlay() {
     let fits = big_tcp4(DVR2, blue, "10.1.0.30", OUTSIDE, 1400);
     let fits = vxlan_frame(&fits, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
     let runs = snat_way_vs_pipeline(&n, &[without_df_inner(&from_cn2, outer), fits]);
-    assert_eq!((runs[0].0, runs[0].2), (Err(R::MtuExceeded), false));
-    assert_eq!((runs[1].0, runs[1].2), (Ok(NN1_EXT), true));
+    assert_eq!((runs[0].0, runs[0].2), (D::Drop(R::MtuExceeded), false));
+    assert_eq!((runs[1].0, runs[1].2), (D::Forward(NN1_EXT), true));
 }
 
 /// `f` with DF cleared in the IPv4 header of its inner frame (at `at`).
@@ -1211,8 +1255,14 @@ fn hairpin_too_big_for_the_destination_network_is_answered() {
     let blue = gw_mac(&m, "blue4");
     let mtu = m.networks["blue"].mtu;
     let f = big_tcp4(A_MAC, blue, "10.1.0.10", "203.0.113.51", 1500);
-    let (v, out, noted) = run_noted(&s, VM_A, &f);
-    assert_eq!((v, noted), (Ok(VM_A), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&s, VM_A, &f);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: VM_A,
+            why: R::FragmentationNeeded
+        }
+    );
     assert_frag_needed(&out, (A_MAC, blue), ("10.1.0.1", "10.1.0.10"), mtu, &f);
 }
 
@@ -1231,8 +1281,14 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
     let blue = gw_mac(&m, "blue4");
     let f = big_tcp4(A_MAC, blue, "10.1.0.10", "10.2.0.20", 1450);
     let to_nn1 = vxlan_frame(&f, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
-    let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
-    assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&n, NN1_UP, &to_nn1);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: NN1_UP,
+            why: R::FragmentationNeeded
+        }
+    );
     assert_eq!(&out[..6], &UL_MAC);
     assert_eq!(
         ipv4_at(&out, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start).octets(),
@@ -1265,8 +1321,14 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
         .write(&mut f6, &vec![0x6b; 1450 - 48])
         .unwrap();
     let to_nn1 = vxlan_frame(&f6, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
-    let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
-    assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
+    let (v, out) = run_noted(&n, NN1_UP, &to_nn1);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: NN1_UP,
+            why: R::FragmentationNeeded
+        }
+    );
     let inner = &out[tunnel::VXLAN_OVERHEAD..];
     assert_eq!(&inner[..12], &[A_MAC, DVR3].concat()[..]);
     let p = SlicedPacket::from_ethernet(inner).unwrap();
@@ -1313,8 +1375,8 @@ fn the_snat_node_drops_frames_from_its_own_gateway_or_dvr_mac() {
         let from = if what == "distributed" { DVR2 } else { C_MAC };
         let inner = udp4(from, blue, "10.1.0.77", OUTSIDE, (5000, 53), 64);
         let f = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
-        let ((v, _, _), _) = run_snat_way(&mut env(), &n, NN1_UP, &f);
-        assert_eq!(v, Ok(1), "{what}: from {}", MacAddr(from));
+        let ((v, _), _) = run_snat_way(&mut env(), &n, NN1_UP, &f);
+        assert_eq!(v, D::Forward(1), "{what}: from {}", MacAddr(from));
         for src in [blue, DVR3] {
             let inner = udp4(src, blue, "10.1.0.77", OUTSIDE, (5000, 53), 64);
             let f = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
@@ -1326,13 +1388,13 @@ fn the_snat_node_drops_frames_from_its_own_gateway_or_dvr_mac() {
             );
             assert_eq!(
                 run1(&n, NN1_UP, &f).0,
-                Err(R::OverlayGatewayMac),
+                D::Drop(R::OverlayGatewayMac),
                 "{what}: from {}",
                 MacAddr(src)
             );
             assert_eq!(
                 run_snat_way(&mut env(), &n, NN1_UP, &f).0 .0,
-                Err(R::OverlayGatewayMac)
+                D::Drop(R::OverlayGatewayMac)
             );
         }
     }
@@ -1391,9 +1453,15 @@ fn icmp_fuzz_seeds_are_answered() {
             (true, true) => &legacy,
         };
         let port = u16::from(s[0] & 0x7f);
-        let (v, out, noted) = run_frame(snap, port, &s[2..]);
-        assert_eq!(noted, Some(R::FragmentationNeeded), "{name}: {v:?}");
-        assert_eq!(v, Ok(port), "{name}: back where it came from");
+        let (v, out) = run_frame(snap, port, &s[2..]);
+        assert_eq!(
+            v,
+            D::Answered {
+                port,
+                why: R::FragmentationNeeded
+            },
+            "{name}: back where it came from"
+        );
         assert!(out.len() > ethernet::HEADER_LEN + 28, "{name}");
     }
 }
@@ -1424,8 +1492,8 @@ fn too_big_on_the_snat_node_with_no_way_back_is_one_drop() {
     ] {
         let inner = big_tcp4(DVR2, blue, src, OUTSIDE, 1450);
         let from_cn2 = vxlan_frame(&inner, 101, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
-        let (v, _, noted) = run_noted(&n, NN1_UP, &from_cn2);
-        assert_eq!((v, noted), (Err(why), None), "from {src}");
+        let (v, _) = run_noted(&n, NN1_UP, &from_cn2);
+        assert_eq!(v, D::Drop(why), "from {src}");
     }
     // A centralized router on nn1, red's MTU lowered: from a host on blue
     // with no port, IPv6.
@@ -1452,9 +1520,6 @@ fn too_big_on_the_snat_node_with_no_way_back_is_one_drop() {
         .write(&mut f6, &vec![0x6b; 1450 - 48])
         .unwrap();
     let to_nn1 = vxlan_frame(&f6, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
-    let (v, _, noted) = run_noted(&n, NN1_UP, &to_nn1);
-    assert!(
-        v.is_err() && noted.is_none(),
-        "IPv6: {v:?}, noted {noted:?}"
-    );
+    let (v, _) = run_noted(&n, NN1_UP, &to_nn1);
+    assert!(matches!(v, D::Drop(_) | D::Punt(_)), "IPv6: {v:?}");
 }

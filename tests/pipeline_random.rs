@@ -19,6 +19,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use dvr::model::Model;
+use dvr::pipeline::{Disposition as D, PuntKind};
 use dvr::stats::DropReason;
 use dvr::testkit::*;
 use dvr::wire::ethernet;
@@ -494,10 +495,13 @@ fn random_frame(r: &mut Rng) -> (u16, Vec<u8>) {
 
 /// What the pipeline decided over a run: (verdict name, count).
 fn tally(v: &dvr::testkit::Run, seen: &mut BTreeMap<String, usize>) {
-    let k = match (&v.0, &v.2) {
-        (Ok(p), None) => format!("out port {p}"),
-        (Ok(_), Some(r)) => format!("answered {}", r.name()),
-        (Err(r), _) => r.name().to_string(),
+    let k = match v.0 {
+        D::Forward(p) => format!("out port {p}"),
+        D::Flood { why: None, .. } => "flood".to_string(),
+        D::Flood { why: Some(r), .. } => format!("flood, answered {}", r.name()),
+        D::Answered { why, .. } => format!("answered {}", why.name()),
+        D::Drop(r) => r.name().to_string(),
+        D::Punt(k) => k.counter().name().to_string(),
     };
     *seen.entry(k).or_default() += 1;
 }
@@ -506,21 +510,30 @@ fn tally(v: &dvr::testkit::Run, seen: &mut BTreeMap<String, usize>) {
 fn seeds_take_their_paths() {
     let snap = snapshot(&model());
     for (name, port, frame) in seeds() {
-        let (v, _, noted) = check_pipeline(&snap, port, &frame);
+        let (v, _) = check_pipeline(&snap, port, &frame);
+        let leaves = matches!(v, D::Forward(_) | D::Answered { .. } | D::Flood { .. });
         let ok = match name {
             "a-udp4-ttl1" | "a-udp4-no-route" | "a-udp6-hop1" | "a-udp6-no-route"
-            | "e-udp4-frag-needed" => v.is_ok() && noted.is_some(),
-            "b-udp4-route-vip-nobody-announced" | "b-udp6-route-vip-nobody-announced" => {
-                v == Ok(dvr::pipeline::FLOOD) && noted == Some(DropReason::VipHolderUnknown)
+            | "e-udp4-frag-needed" => {
+                matches!(v, D::Answered { .. } | D::Flood { why: Some(_), .. })
             }
-            "a-arp-reply" => v == Err(DropReason::UnknownDstMac) || v.is_ok(),
-            "a-ns-dad" => v == Err(DropReason::NdUnknownTarget) || v.is_ok(),
-            "up-arp-reply" => v == Err(DropReason::ArpReplyConsumed),
-            "up-udp4-not-tunnel" => v == Err(DropReason::NotATunnel),
-            "unbound-udp4" => v == Err(DropReason::UnknownDstMac),
-            _ => v.is_ok() && noted.is_none(),
+            "b-udp4-route-vip-nobody-announced" | "b-udp6-route-vip-nobody-announced" => {
+                matches!(
+                    v,
+                    D::Flood {
+                        why: Some(DropReason::VipHolderUnknown),
+                        ..
+                    }
+                )
+            }
+            "a-arp-reply" => v == D::Drop(DropReason::UnknownDstMac) || leaves,
+            "a-ns-dad" => v == D::Drop(DropReason::NdUnknownTarget) || leaves,
+            "up-arp-reply" => v == D::Punt(PuntKind::ArpReply),
+            "up-udp4-not-tunnel" => v == D::Drop(DropReason::NotATunnel),
+            "unbound-udp4" => v == D::Drop(DropReason::UnknownDstMac),
+            _ => matches!(v, D::Forward(_) | D::Flood { why: None, .. }),
         };
-        assert!(ok, "seed {name}: {v:?}, noted {noted:?}");
+        assert!(ok, "seed {name}: {v:?}");
     }
 }
 

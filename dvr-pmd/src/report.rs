@@ -234,8 +234,14 @@ impl NodeView for View {
             decision: Some(decision.into()),
             ..Default::default()
         };
-        let last = match (v, env.noted) {
-            (Ok(dvr::pipeline::FLOOD), _) => {
+        let dropped = |r: dvr::stats::DropReason| TraceStage {
+            reason: Some(r.name().into()),
+            why: Some(r.describe().into()),
+            ..output("drop")
+        };
+        use dvr::pipeline::Disposition as D;
+        let last = match v {
+            D::Flood { .. } => {
                 let targets: Vec<String> = env
                     .flood
                     .into_iter()
@@ -254,22 +260,21 @@ impl NodeView for View {
                     ..output("flood")
                 }
             }
-            (Ok(p), Some(r)) => TraceStage {
-                out_port: Some(name(p)),
-                reason: Some(r.name().into()),
+            D::Answered { port, why } => TraceStage {
+                out_port: Some(name(port)),
+                reason: Some(why.name().into()),
                 frame: Some(hex),
                 ..output("answer")
             },
-            (Ok(p), None) => TraceStage {
+            D::Forward(p) => TraceStage {
                 out_port: Some(name(p)),
                 frame: Some(hex),
                 ..output("forward")
             },
-            (Err(r), _) => TraceStage {
-                reason: Some(r.name().into()),
-                why: Some(r.describe().into()),
-                ..output("drop")
-            },
+            D::Drop(r) => dropped(r),
+            // A punted frame goes no further: shown as the drop it is
+            // counted as.
+            D::Punt(k) => dropped(k.counter()),
         };
         stages.push(last);
         Ok(Trace { stages })

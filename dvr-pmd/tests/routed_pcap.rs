@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use common::{drops, node_head, Daemon};
 use dvr::compile::Compiler;
-use dvr::pipeline::{self, Env, NoTrace};
+use dvr::pipeline::{self, Disposition, Env, NoTrace};
 use dvr::pkt::Frame;
 use dvr::stats::DropReason;
 use dvr::tables::{DpPort, NodePorts};
@@ -149,13 +149,15 @@ mac = "{cn2}"
         let mut buf = vec![0u8; 2048];
         buf[128..128 + f.len()].copy_from_slice(f);
         let mut fr = Frame::new(&mut buf, 128, f.len()).unwrap();
-        env.noted = None;
         match pipeline::process(&snap, &mut env, in_port, &mut fr, &mut NoTrace) {
-            Ok(p) => want[p as usize].push(fr.data().to_vec()),
-            Err(r) => *want_drops.entry(r.name()).or_default() += 1,
-        }
-        if let Some(r) = env.noted {
-            *want_drops.entry(r.name()).or_default() += 1;
+            Disposition::Forward(p) => want[p as usize].push(fr.data().to_vec()),
+            Disposition::Answered { port, why } => {
+                want[port as usize].push(fr.data().to_vec());
+                *want_drops.entry(why.name()).or_default() += 1;
+            }
+            Disposition::Drop(r) => *want_drops.entry(r.name()).or_default() += 1,
+            Disposition::Punt(k) => *want_drops.entry(k.counter().name()).or_default() += 1,
+            d @ Disposition::Flood { .. } => panic!("a routed capture floods nothing: {d:?}"),
         }
     }
     let got = PORTS

@@ -7,7 +7,7 @@ use super::flow::{self, Action, Out};
 use crate::pipeline::encap::{overlay, Segment};
 use crate::pipeline::port_security::dhcp_server4;
 use crate::pipeline::route::{ipv4_valid, Egress};
-use crate::pipeline::{Env, NoTrace, Verdict};
+use crate::pipeline::{Disposition, Env, NoTrace, Verdict};
 use crate::pkt::*;
 use crate::tables::{Dest, NetTables, Snapshot};
 
@@ -98,7 +98,7 @@ pub fn fast<P: InPlace>(
     k: &flow::Key,
     set: usize,
     p: &mut P,
-) -> Option<Verdict> {
+) -> Option<Disposition> {
     let &a = env.flows.peek(snap.epoch, k, set)?;
     let b = p.bytes()?;
     // Port security's checks the key cannot hold: the whole pipeline judges.
@@ -108,7 +108,7 @@ pub fn fast<P: InPlace>(
     if a.routed && !routed_in_place(&a, b) {
         return None;
     }
-    Some(cached_out(snap, a, p))
+    Some(Disposition::plain(cached_out(snap, a, p)))
 }
 
 /// Where the flow cache sends a frame for host `h` over `net`'s overlay.

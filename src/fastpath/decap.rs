@@ -9,7 +9,7 @@ use crate::fib::Key as _;
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::pipeline::decap::{covering_gateway, gateway_source, untag};
-use crate::pipeline::Verdict;
+use crate::pipeline::Disposition;
 use crate::pkt::*;
 use crate::stats::DropReason as R;
 use crate::tables::{Dest, NetTables, Snapshot};
@@ -144,7 +144,7 @@ fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
 /// taken out), its source MAC rewritten if it was a DVR MAC, to the local
 /// port.
 #[inline(always)]
-pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Verdict {
+pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Disposition {
     let stripped = match w.carrier {
         NetworkType::Vxlan => f.adj(VXLAN_OVERHEAD),
         NetworkType::Gre => f.adj(GRE_OVERHEAD),
@@ -152,11 +152,11 @@ pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Verdict {
         NetworkType::Flat => false,
     };
     if !stripped {
-        return Err(R::TableGone);
+        return Disposition::Drop(R::TableGone);
     }
     f.trim(w.inner as usize);
     if let Some(src) = w.src {
         f.data_mut()[6..12].copy_from_slice(&src.0);
     }
-    Ok(w.port)
+    Disposition::Forward(w.port)
 }

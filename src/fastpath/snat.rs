@@ -11,7 +11,7 @@ use crate::pipeline::classify::Ingress;
 use crate::pipeline::decap::gateway_source;
 use crate::pipeline::nat::{external_mtu, upstream_mac};
 use crate::pipeline::route::{martian4, write_macs};
-use crate::pipeline::{mac_at, Env, Verdict};
+use crate::pipeline::{mac_at, Disposition, Env};
 use crate::pkt::*;
 use crate::stats::DropReason as R;
 use crate::tables::{Adj, Dest, Home, Snapshot};
@@ -216,18 +216,20 @@ pub type SnatMemo = TunnelMemo<SnatTunnel>;
 /// by this worker's SNAT, its TTL decremented, out of the external port from
 /// the router's gateway MAC to the upstream router.
 #[inline(always)]
-pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Verdict {
+pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Disposition {
     if !f.adj(VXLAN_OVERHEAD) {
-        return Err(R::TableGone);
+        return Disposition::Drop(R::TableGone);
     }
     f.trim(w.inner as usize);
     let now = env.clock();
     let b = f.data_mut();
     let Some(ip) = b.get_mut(ETH_LEN..) else {
-        return Err(R::TableGone);
+        return Disposition::Drop(R::TableGone);
     };
-    env.nat.snat_out_looked(ip, &w.look, now)?;
+    if let Err(r) = env.nat.snat_out_looked(ip, &w.look, now) {
+        return Disposition::Drop(r);
+    }
     dec_ttl4(ip);
     write_macs(b, &w.up.0, &w.from.0);
-    Ok(w.ext)
+    Disposition::Forward(w.ext)
 }

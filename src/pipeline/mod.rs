@@ -62,8 +62,102 @@ use crate::pkt::*;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{NetTables, Snapshot, SnatHere, VmPort};
 
-/// Where a frame goes: a dataplane port index, or why not.
+/// Where a frame goes: a dataplane port index, or why not: what the
+/// stages return to each other; [`Disposition`] is what the pipeline and
+/// the fast paths return to the worker.
 pub type Verdict = Result<u16, DropReason>;
+
+/// What becomes of a frame: the one outcome of the pipeline ([`process`],
+/// [`process_from`]) and of the fast paths ([`crate::fastpath`]), which the
+/// worker matches once per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Out of dataplane port `.0` as the stages left it: switched, routed,
+    /// encapsulated or decapsulated; or a reply with nothing to count (an
+    /// ARP reply, an echo reply, a neighbour advertisement), out of the port
+    /// the request came in on.
+    Forward(u16),
+    /// Replicated by the worker ([`flood_targets`]) to network `net`'s other
+    /// local ports and, with `tunnels`, to its other hosts; with `vip`, only
+    /// to the ports (and hosts) whose allowed address pairs cover the
+    /// address asked for ([`Flood::only`], in [`Env::flood`]). `why`: the
+    /// frame was not forwarded but turned into the request flooded, counted
+    /// under that reason (a routed frame to a VIP nobody announced).
+    Flood {
+        net: u32,
+        tunnels: bool,
+        vip: bool,
+        why: Option<DropReason>,
+    },
+    /// Not forwarded but answered: an ICMP error written over the frame, out
+    /// of `port` (where the frame came from), counted under `why`.
+    Answered { port: u16, why: DropReason },
+    /// Handed to the control thread (what it is to take in [`Env`]); the
+    /// frame goes no further, counted under [`PuntKind::counter`].
+    Punt(PuntKind),
+    /// Dropped, counted under the reason.
+    Drop(DropReason),
+}
+
+/// The worker matches a [`Disposition`] per frame and the fast paths return
+/// one: it stays a register's worth.
+const _: () = assert!(std::mem::size_of::<Disposition>() <= 8);
+
+/// What a frame handed to the control thread is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PuntKind {
+    /// An ARP reply or a gratuitous ARP on the underlay or the external
+    /// port: its sender ([`Env::learned`]) for the resolver (the VTEPs of
+    /// other hosts, the upstream routers).
+    ArpReply,
+}
+
+impl PuntKind {
+    /// The counter a frame punted this way is counted under (it is not
+    /// forwarded).
+    pub const fn counter(self) -> DropReason {
+        match self {
+            PuntKind::ArpReply => DropReason::ArpReplyConsumed,
+        }
+    }
+}
+
+impl Disposition {
+    /// The disposition of a stage's verdict with what it noted in `env`: a
+    /// [`FLOOD`] verdict floods what [`Env::flood`] says, a port with a
+    /// noted reason is an answer, `arp_reply_consumed` a punt.
+    #[inline(always)]
+    fn of(v: Verdict, env: &mut Env) -> Disposition {
+        let why = env.noted.take();
+        match v {
+            Ok(FLOOD) => match env.flood {
+                Some(fl) => Disposition::Flood {
+                    net: fl.net,
+                    tunnels: fl.tunnels,
+                    vip: fl.only.is_some(),
+                    why,
+                },
+                None => Disposition::Drop(R::TableGone),
+            },
+            Ok(p) => match why {
+                Some(why) => Disposition::Answered { port: p, why },
+                None => Disposition::Forward(p),
+            },
+            Err(R::ArpReplyConsumed) => Disposition::Punt(PuntKind::ArpReply),
+            Err(r) => Disposition::Drop(r),
+        }
+    }
+
+    /// The disposition of a fast path's verdict: a port or a drop (a fast
+    /// path never floods, answers or punts).
+    #[inline(always)]
+    pub(crate) fn plain(v: Verdict) -> Disposition {
+        match v {
+            Ok(p) => Disposition::Forward(p),
+            Err(r) => Disposition::Drop(r),
+        }
+    }
+}
 
 /// Records each stage's decision when tracing; compiled out otherwise.
 pub trait Trace {
@@ -135,12 +229,15 @@ pub struct Env {
     pub hz: u64,
     tokens: u64,
     last: u64,
-    /// Set when a frame was not forwarded but answered (an ICMP error): the
-    /// worker counts the reason and sends the answer.
-    pub noted: Option<DropReason>,
-    /// Set with a [`FLOOD`] verdict: where the frame is to be replicated.
+    /// Set when a frame was not forwarded but answered (an ICMP error, a
+    /// VIP probe): the reason of its [`Disposition::Answered`] (or
+    /// [`Disposition::Flood`]), read by the pipeline's exit alone.
+    pub(crate) noted: Option<DropReason>,
+    /// Set with a [`Disposition::Flood`]: where the frame is to be replicated
+    /// (with the address of a VIP flood, which the disposition has no room
+    /// for).
     pub flood: Option<Flood>,
-    /// Set with an `arp_reply_consumed` drop: the sender (address, MAC) of
+    /// Set with a [`PuntKind::ArpReply`] punt: the sender (address, MAC) of
     /// the ARP reply or gratuitous ARP, for the control thread's resolver
     /// (the VTEPs of other hosts, the upstream routers).
     pub learned: Option<(Ipv4Addr, MacAddr)>,
@@ -326,13 +423,27 @@ pub fn process<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> Disposition {
     process_from(snap, env, ingress(snap, in_port), in_port, f, t)
 }
 
 /// [`process`] with the port's ingress already looked up (once per burst).
 #[inline]
 pub fn process_from<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    ing: Ingress<'_>,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> Disposition {
+    let v = stages(snap, env, ing, in_port, f, t);
+    Disposition::of(v, env)
+}
+
+/// The stages a frame meets, by the kind of its ingress port.
+#[inline(always)]
+fn stages<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     ing: Ingress<'_>,

@@ -496,7 +496,7 @@ pub fn write_arp_request(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{process, NoTrace};
+    use crate::pipeline::{process, Disposition, NoTrace, PuntKind};
     use crate::tables::Snapshot;
     use crate::testkit;
 
@@ -506,7 +506,7 @@ mod tests {
         snap: &Snapshot,
         in_port: u16,
         frame: &[u8],
-    ) -> (Verdict, Option<(Ipv4Addr, MacAddr)>) {
+    ) -> (Disposition, Option<(Ipv4Addr, MacAddr)>) {
         let mut buf = vec![0u8; testkit::HEADROOM + frame.len() + testkit::TAILROOM];
         buf[testkit::HEADROOM..testkit::HEADROOM + frame.len()].copy_from_slice(frame);
         let mut f = Frame::new(&mut buf, testkit::HEADROOM, frame.len()).expect("fits");
@@ -545,12 +545,15 @@ mod tests {
         assert_eq!(
             learned(&snap, testkit::UP, &reply),
             (
-                Err(R::ArpReplyConsumed),
+                Disposition::Punt(PuntKind::ArpReply),
                 Some((testkit::VTEP2.into(), MacAddr(testkit::CN2_UL_MAC)))
             )
         );
         let ask = arp(testkit::CN2_UL_MAC, testkit::VTEP2, testkit::VTEP1, None);
-        assert_eq!(learned(&snap, testkit::UP, &ask), (Ok(testkit::UP), None));
+        assert_eq!(
+            learned(&snap, testkit::UP, &ask),
+            (Disposition::Forward(testkit::UP), None)
+        );
 
         let snap = testkit::ns_snapshot(&testkit::ns_model());
         let up = [203, 0, 113, 1];
@@ -558,7 +561,7 @@ mod tests {
         assert_eq!(
             learned(&snap, testkit::EXT, &garp),
             (
-                Err(R::ArpReplyConsumed),
+                Disposition::Punt(PuntKind::ArpReply),
                 Some((up.into(), MacAddr(testkit::UPSTREAM_MAC)))
             )
         );

@@ -266,13 +266,9 @@ pub const MAX_GROWTH: usize = 54;
 pub const ND_ADVERT_LEN: usize =
     crate::wire::ethernet::HEADER_LEN + crate::wire::ipv6::HEADER_LEN + 32;
 
-/// One run of `frame` in on `in_port`: the verdict, the frame that leaves
-/// (empty on a drop) and what the pipeline noted in its [`Env`](crate::pipeline::Env).
-pub type Run = (
-    crate::pipeline::Verdict,
-    Vec<u8>,
-    Option<crate::stats::DropReason>,
-);
+/// One run of `frame` in on `in_port`: its disposition and the frame that
+/// leaves (empty on a drop or a punt).
+pub type Run = (crate::pipeline::Disposition, Vec<u8>);
 
 fn run_one<T: crate::pipeline::Trace>(
     snap: &crate::tables::Snapshot,
@@ -311,13 +307,12 @@ fn run_in<T: crate::pipeline::Trace>(
     let mut buf = buffer(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
     env.burst(snap);
-    env.noted = None;
     // The workers' SNAT prefetch reads any frame too.
     let ing = crate::pipeline::ingress(snap, in_port);
     crate::fastpath::prefetch_nat(snap, env, ing, frame);
     crate::fastpath::prefetch_nat_next(env);
     let v = crate::pipeline::process(snap, env, in_port, &mut f, t);
-    outcome(v, &f, env.noted)
+    outcome(v, &f)
 }
 
 /// `frame` in a buffer laid out as in an mbuf: headroom, frame, tailroom.
@@ -327,18 +322,14 @@ fn buffer(frame: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// The [`Run`] of a frame decided `v`, as `f` then is, with `noted`.
-fn outcome(
-    v: crate::pipeline::Verdict,
-    f: &crate::pkt::Frame,
-    noted: Option<crate::stats::DropReason>,
-) -> Run {
-    let out = if v.is_ok() {
-        f.data().to_vec()
-    } else {
-        Vec::new()
+/// The [`Run`] of a frame decided `v`, as `f` then is.
+fn outcome(v: crate::pipeline::Disposition, f: &crate::pkt::Frame) -> Run {
+    use crate::pipeline::Disposition as D;
+    let out = match v {
+        D::Forward(_) | D::Answered { .. } | D::Flood { .. } => f.data().to_vec(),
+        D::Punt(_) | D::Drop(_) => Vec::new(),
     };
-    (v, out, noted)
+    (v, out)
 }
 
 /// Runs `frame` in on `in_port` the way a worker decides a frame of a VM
@@ -365,7 +356,7 @@ fn run_fast(
     let mut buf = buffer(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
     match fast(snap, env, &k, set, &mut f) {
-        Some(d) => outcome(d, &f, None),
+        Some(d) => outcome(d, &f),
         None => {
             assert_eq!(f.data(), frame, "the fast way wrote a frame it left");
             run_in(env, snap, in_port, frame, &mut NoTrace)
@@ -438,7 +429,7 @@ fn run_way<W>(
         &mut crate::pipeline::Env,
         &W,
         &mut crate::pkt::Frame,
-    ) -> crate::pipeline::Verdict,
+    ) -> crate::pipeline::Disposition,
 ) -> (Run, bool) {
     use crate::pipeline::{ingress, Ingress, NoTrace};
     env.burst(snap);
@@ -449,34 +440,34 @@ fn run_way<W>(
     let Some(w) = way else {
         return (run_in(env, snap, in_port, frame, &mut NoTrace), false);
     };
-    env.noted = None;
     let mut buf = buffer(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
     let v = apply(env, &w, &mut f);
-    (outcome(v, &f, env.noted), true)
+    (outcome(v, &f), true)
 }
 
 /// Runs `frame` (any bytes) in on `in_port` through the pipeline as the
 /// workers do and as `trace` does, and asserts what must hold for every input:
 ///
-/// - both runs agree: verdict, frame out, noted reason; and so do a second
+/// - both runs agree: disposition and frame out; and so do a second
 ///   run in the same worker environment (through the flow cache), the
 ///   workers' own flow cache way ([`crate::fastpath::fast`]) and an underlay
 ///   port's SNAT way ([`run_snat_way`], twice: session made, then found) and
 ///   decap way ([`run_decap_way`], twice: the tunnel found, then
 ///   remembered);
-/// - `Ok(port)`: `port` is a port of the node; the frame that leaves is at
-///   least an Ethernet header with a unicast source MAC, and at most the input
-///   plus [`MAX_GROWTH`] bytes of encapsulation, or an ICMP error of at most
-///   14 + 576 bytes (then, and only then, with a noted reason), or a neighbour
-///   advertisement of [`ND_ADVERT_LEN`] bytes;
-/// - `Ok(FLOOD)`: a group destination; the frame as it came (from a VM
+/// - `Forward(port)`, `Answered { port, .. }`: `port` is a port of the
+///   node; the frame that leaves is at least an Ethernet header with a
+///   unicast source MAC, and at most the input plus [`MAX_GROWTH`] bytes of
+///   encapsulation, or a neighbour advertisement of [`ND_ADVERT_LEN`] bytes
+///   (forwarded), or an ICMP error of at most 14 + 576 bytes (answered, and
+///   only then);
+/// - `Flood`: a group destination; the frame as it came (from a VM
 ///   port; no larger, decapsulated, from the underlay), or with only its
 ///   destination MAC made the whole network's (a VIP holder's answer to a
-///   router), or an ARP request or a solicitation with
-///   `vip_holder_unknown` noted (a routed frame to a VIP nobody announced);
-/// - `Err(reason)`: one of [`DropReason::ALL`](crate::stats::DropReason::ALL),
-///   and nothing noted.
+///   router), or an ARP request or a solicitation counted as
+///   `vip_holder_unknown` (a routed frame to a VIP nobody announced);
+/// - `Drop(reason)`, `Punt(kind)`: the reason, or the kind's counter, is one
+///   of [`DropReason::ALL`](crate::stats::DropReason::ALL).
 pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]) -> Run {
     use crate::pipeline::{NoTrace, Notes, ICMP_ERROR_MAX};
     use crate::stats::DropReason;
@@ -528,16 +519,17 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
         "trace and workers disagree; notes {:?}",
         notes.0
     );
-    let (v, out, noted) = &run;
+    use crate::pipeline::Disposition as D;
+    let (v, out) = &run;
     match *v {
-        Ok(crate::pipeline::FLOOD) => {
+        D::Flood { why, .. } => {
             // Replicated by the worker as it came in (from a VM port) or as
             // decapsulated (from the underlay).
             // Or, from a VM port: a VIP holder's answer to a router, to
             // the whole network (its destination MAC alone changed); a
             // frame routed to a VIP no port has announced, turned into an
             // ARP request or a neighbour solicitation for it (noted).
-            if *noted == Some(DropReason::VipHolderUnknown) {
+            if why == Some(DropReason::VipHolderUnknown) {
                 assert!(!underlay);
                 assert!(
                     out.len() == ethernet::HEADER_LEN + 28
@@ -559,9 +551,9 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
                 out.len() >= ethernet::HEADER_LEN && out[0] & 1 == 1,
                 "a group address"
             );
-            assert!(noted.is_none() || *noted == Some(DropReason::VipHolderUnknown));
+            assert!(why.is_none() || why == Some(DropReason::VipHolderUnknown));
         }
-        Ok(p) => {
+        D::Forward(p) | D::Answered { port: p, .. } => {
             assert!(
                 (p as usize) < snap.ports.len(),
                 "out to port {p}, not a port of the node"
@@ -569,9 +561,9 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
             let n = out.len();
             assert!(n >= ethernet::HEADER_LEN, "a {n}-byte frame out");
             assert_eq!(out[6] & 1, 0, "multicast source MAC out");
-            match noted {
-                Some(r) => {
-                    assert!(DropReason::ALL.contains(r));
+            match *v {
+                D::Answered { why, .. } => {
+                    assert!(DropReason::ALL.contains(&why));
                     assert!(
                         (ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp4::HEADER_LEN
                             ..=ethernet::HEADER_LEN + ICMP_ERROR_MAX)
@@ -579,17 +571,15 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
                         "an ICMP error of {n} bytes"
                     );
                 }
-                None => assert!(
+                _ => assert!(
                     n <= frame.len() + MAX_GROWTH || n == ND_ADVERT_LEN,
                     "{} bytes in, {n} bytes out",
                     frame.len()
                 ),
             }
         }
-        Err(r) => {
-            assert!(DropReason::ALL.contains(&r));
-            assert_eq!(*noted, None, "noted {noted:?} with a drop");
-        }
+        D::Drop(r) => assert!(DropReason::ALL.contains(&r)),
+        D::Punt(k) => assert!(DropReason::ALL.contains(&k.counter())),
     }
     run
 }

@@ -5,7 +5,7 @@
 
 use crate::fastpath::{self, flow};
 use crate::l2::DROP;
-use crate::pipeline::{self, Env, NoTrace};
+use crate::pipeline::{self, Disposition, Env, NoTrace};
 use crate::punt::Exchange;
 use crate::stats::{DropReason, WorkerCounters};
 use crate::sys::{Burst, Pkt};
@@ -15,18 +15,40 @@ use crate::tables::Snapshot;
 /// out flow keys and fetches their cache sets.
 pub(super) const FLOW_AHEAD: usize = 8;
 
-/// The output burst index of a decision (`Ok(port)`), or [`DROP`] with the
-/// reason counted.
+/// The output burst index of a frame to send out of `port`, or [`DROP`]
+/// (counted) when this worker has no queue there.
 #[inline(always)]
-fn output(c: &WorkerCounters, tx_mask: u64, d: Result<u16, DropReason>) -> u16 {
+fn out_to(c: &WorkerCounters, tx_mask: u64, port: u16) -> u16 {
+    if port < 64 && tx_mask & (1u64 << port) != 0 {
+        port
+    } else {
+        c.drop(DropReason::NoTxQueue, 1);
+        DROP
+    }
+}
+
+/// The output burst index of a disposition other than a flood ([`BurstCtx::whole`]
+/// takes those), or [`DROP`] with the reason counted; an answer is counted
+/// under its reason too.
+#[inline(always)]
+fn output(c: &WorkerCounters, tx_mask: u64, d: Disposition) -> u16 {
     match d {
-        Ok(p) if p < 64 && tx_mask & (1u64 << p) != 0 => p,
-        Ok(_) => {
-            c.drop(DropReason::NoTxQueue, 1);
+        Disposition::Forward(p) => out_to(c, tx_mask, p),
+        Disposition::Answered { port, why } => {
+            c.drop(why, 1);
+            out_to(c, tx_mask, port)
+        }
+        Disposition::Drop(r) => {
+            c.drop(r, 1);
             DROP
         }
-        Err(r) => {
-            c.drop(r, 1);
+        Disposition::Punt(k) => {
+            c.drop(k.counter(), 1);
+            DROP
+        }
+        // Only the whole pipeline floods.
+        Disposition::Flood { .. } => {
+            c.drop(DropReason::NoTxQueue, 1);
             DROP
         }
     }
@@ -91,13 +113,13 @@ impl BurstCtx<'_> {
     fn finish(
         &mut self,
         mut pkt: Pkt,
-        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> pipeline::Verdict,
+        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> Disposition,
     ) -> (u16, u32) {
         self.rx_bytes += pkt.len() as u64;
         let env = &mut *self.env;
         let d = pkt.frame(|f| match f {
             Some(f) => apply(env, f),
-            None => Err(DropReason::MultiSegment),
+            None => Disposition::Drop(DropReason::MultiSegment),
         });
         (output(self.c, self.tx_mask, d), pkt.len())
     }
@@ -131,7 +153,7 @@ impl BurstCtx<'_> {
     #[inline(always)]
     fn whole(&mut self, mut pkt: Pkt) -> (u16, u32) {
         let d = pkt.frame(|frame| match frame {
-            None => Err(DropReason::MultiSegment),
+            None => Disposition::Drop(DropReason::MultiSegment),
             Some(f) => {
                 let d = pipeline::process_from(
                     self.snap,
@@ -141,28 +163,33 @@ impl BurstCtx<'_> {
                     f,
                     &mut NoTrace,
                 );
-                if let Some(r) = self.env.noted.take() {
-                    self.c.drop(r, 1);
-                }
                 if let Some(n) = self.env.vip.take() {
                     // Full: the holder announces itself again (keepalived
                     // repeats its gratuitous ARPs).
                     let _ = self.exchange.vips.push(n);
                 }
-                if let Some(x) = self.env.learned.take() {
-                    let _ = self.exchange.learned.push(x);
-                }
                 d
             }
         });
         let to = match d {
-            Ok(pipeline::FLOOD) => match self.env.flood.take() {
-                Some(fl) => {
-                    self.floods.push(fl);
-                    self.flood_out
+            Disposition::Flood { why, .. } => {
+                if let Some(r) = why {
+                    self.c.drop(r, 1);
                 }
-                None => DROP,
-            },
+                match self.env.flood.take() {
+                    Some(fl) => {
+                        self.floods.push(fl);
+                        self.flood_out
+                    }
+                    None => DROP,
+                }
+            }
+            Disposition::Punt(pipeline::PuntKind::ArpReply) => {
+                if let Some(x) = self.env.learned.take() {
+                    let _ = self.exchange.learned.push(x);
+                }
+                output(self.c, self.tx_mask, d)
+            }
             d => output(self.c, self.tx_mask, d),
         };
         (to, pkt.len())
@@ -233,9 +260,9 @@ impl Way for Static<'_> {
         let len = rx.pkt_len(i);
         b.rx_bytes += len as u64;
         let d = if rx.nb_segs(i) != 1 {
-            Err(DropReason::MultiSegment)
+            Disposition::Drop(DropReason::MultiSegment)
         } else {
-            crate::l2::classify(self.0, b.in_port, rx.data(i))
+            Disposition::plain(crate::l2::classify(self.0, b.in_port, rx.data(i)))
         };
         (output(b.c, b.tx_mask, d), len)
     }
