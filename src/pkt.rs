@@ -113,7 +113,7 @@ impl<'a> Frame<'a> {
 }
 
 /// A frame that a worker's flow cache way rewrites where it lies
-/// ([`crate::pipeline::fast`]): an mbuf of a burst ([`crate::sys::Pkt`]), or
+/// ([`crate::fastpath::fast`]): an mbuf of a burst ([`crate::sys::Pkt`]), or
 /// a [`Frame`].
 pub trait InPlace {
     /// Its bytes; `None` when they are not one contiguous run.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Dest, IntMap, RouterTables};
 use crate::mac::MacAddr;
 
-/// What an address of the external network is to this node ([`Snapshot::ext`]).
+/// What an address of the external network is to this node ([`crate::tables::Snapshot::ext`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtAddr {
     /// A floating IP of router `router` (index), associated with `fixed`;
@@ -225,7 +225,7 @@ pub struct SnatSettings {
     /// send the router's SNAT traffic).
     #[serde(skip)]
     pub host_idx: Option<u16>,
-    /// The external network's index ([`Snapshot::net`]): its MTU bounds what
+    /// The external network's index ([`crate::tables::Snapshot::net`]): its MTU bounds what
     /// leaves through the external port.
     #[serde(skip)]
     pub net: Option<u32>,

@@ -129,7 +129,7 @@ pub struct Snapshot {
     /// The model generation it was compiled from (0: configuration only).
     pub generation: u64,
     /// Unique to this snapshot among those of the process (never 0): what a
-    /// worker's flow cache entries are valid for ([`crate::flow`]). Several
+    /// worker's flow cache entries are valid for ([`crate::fastpath::flow`]). Several
     /// snapshots can share a model generation (a resolved VTEP, say).
     pub epoch: u64,
     pub node: Arc<NodeTables>,

@@ -42,7 +42,7 @@ pub struct NetTables {
     pub vips: Vec<Vip>,
     /// The VIPs' holders as learned from the ports (a gratuitous ARP, an
     /// ARP reply, an unsolicited NA that passed port security): address →
-    /// MAC. Set by the control thread ([`Compiler::set_vip_holder`]).
+    /// MAC. Set by the control thread ([`crate::compile::Compiler::set_vip_holder`]).
     pub holders: IpMap<MacAddr>,
 }
 
