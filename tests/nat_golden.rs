@@ -273,7 +273,7 @@ fn proxy_arp_only_for_what_this_host_serves() {
     let r = arp_reply(UPSTREAM_MAC, "203.0.113.1", FG1, "203.0.113.11");
     assert_eq!(run1(&s, EXT, &r).0, Err(R::ArpReplyConsumed));
     assert_eq!(
-        pipeline::arp_reply_sender(&r),
+        dvr::wire::arp::reply_sender(&r).map(|(ip, mac)| (ip, MacAddr(mac))),
         Some(("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC)))
     );
 }

@@ -3,7 +3,7 @@
 //! tunnel ([`SnatMemo`]), then finished ([`snat_apply`]) as the whole
 //! pipeline would; and the SNAT's prefetch of a burst ([`prefetch_nat`]).
 
-use super::tunnel::{arrival, plain_ipv4, Arrival, Remembered, TunnelMemo};
+use super::tunnel::{arrival, Arrival, Remembered, TunnelMemo};
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::nat::{self, Nat};
@@ -11,10 +11,11 @@ use crate::pipeline::classify::Ingress;
 use crate::pipeline::decap::gateway_source;
 use crate::pipeline::nat::{external_mtu, upstream_mac};
 use crate::pipeline::route::{martian4, write_macs};
-use crate::pipeline::{mac_at, Env, Verdict};
-use crate::pkt::*;
+use crate::pipeline::{Env, Verdict};
+use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Adj, Dest, Home, Snapshot};
+use crate::wire::{self, be16, be32, ethernet, ipv4, mac_at, proto};
 
 /// Prefetches what the SNAT of `frame` will read, a burst ahead of the
 /// pipeline, in two stages: this is stage one, the index bucket of the
@@ -29,9 +30,10 @@ use crate::tables::{Adj, Dest, Home, Snapshot};
 pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8]) {
     match ing {
         Ingress::External
-            if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 =>
+            if frame.len() > ethernet::HEADER_LEN + ipv4::HEADER_LEN
+                && be16(frame, 12) == ethernet::ETHERTYPE_IPV4 =>
         {
-            env.nat.prefetch_in(&frame[ETH_LEN..]);
+            env.nat.prefetch_in(&frame[ethernet::HEADER_LEN..]);
         }
         Ingress::Underlay => {
             if let Some((router, ip)) = tunnelled_to_router(snap, frame) {
@@ -55,26 +57,40 @@ pub fn prefetch_nat_next(env: &Env) {
 /// what finding them needs: the pipeline checks the frame).
 fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a [u8])> {
     let node = &*snap.node;
-    if be16(frame.get(..14)?, 12) != ETHERTYPE_IPV4 {
+    if be16(frame.get(..14)?, 12) != ethernet::ETHERTYPE_IPV4 {
         return None;
     }
-    let ip = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
+    let ip = frame.get(ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN)?;
     let (net, inner) = match ip[9] {
-        PROTO_UDP => {
-            let vni = be32(frame.get(..VXLAN_OVERHEAD)?, VXLAN_OVERHEAD - 4) >> 8;
-            (*node.by_vni.get(&vni)?, &frame[VXLAN_OVERHEAD..])
+        proto::UDP => {
+            let vni = be32(
+                frame.get(..wire::tunnel::VXLAN_OVERHEAD)?,
+                wire::tunnel::VXLAN_OVERHEAD - 4,
+            ) >> 8;
+            (
+                *node.by_vni.get(&vni)?,
+                &frame[wire::tunnel::VXLAN_OVERHEAD..],
+            )
         }
-        PROTO_GRE => {
-            let key = be32(frame.get(..GRE_OVERHEAD)?, GRE_OVERHEAD - 4);
-            (*node.by_gre_key.get(&key)?, &frame[GRE_OVERHEAD..])
+        proto::GRE => {
+            let key = be32(
+                frame.get(..wire::tunnel::GRE_OVERHEAD)?,
+                wire::tunnel::GRE_OVERHEAD - 4,
+            );
+            (
+                *node.by_gre_key.get(&key)?,
+                &frame[wire::tunnel::GRE_OVERHEAD..],
+            )
         }
         _ => return None,
     };
-    if inner.len() <= ETH_LEN + IPV4_LEN || be16(inner, 12) != ETHERTYPE_IPV4 {
+    if inner.len() <= ethernet::HEADER_LEN + ipv4::HEADER_LEN
+        || be16(inner, 12) != ethernet::ETHERTYPE_IPV4
+    {
         return None;
     }
     match snap.net(net)?.fdb.get(MacAddr(mac_at(inner, 0)).key())? {
-        Dest::Router { router, .. } => Some((router, &inner[ETH_LEN..])),
+        Dest::Router { router, .. } => Some((router, &inner[ethernet::HEADER_LEN..])),
         _ => None,
     }
 }
@@ -128,9 +144,16 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = a.l3;
-    let (h, total) = plain_ipv4(ip)?;
-    let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
-    if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
+    let p = ipv4::validate_lengths(ip).ok()?;
+    let total = p.as_bytes().len();
+    let (src, dst) = (p.src_addr(), p.dst_addr());
+    if p.header_len() != ipv4::HEADER_LEN
+        || martian4(src)
+        || martian4(dst)
+        || dst.is_link_local()
+        || p.ttl() <= 1
+        || !p.checksum_ok()
+    {
         return None;
     }
     // north_south4: what the external network takes.
@@ -151,7 +174,7 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
         ext: t.ext,
         up: t.up,
         from: t.from,
-        inner: (ETH_LEN + total) as u16,
+        inner: (ethernet::HEADER_LEN + total) as u16,
         look,
     })
 }
@@ -195,7 +218,7 @@ fn snat_tunnel(snap: &Snapshot, a: Arrival) -> Option<SnatTunnel> {
         return None;
     }
     r.interfaces.get(iface as usize)?;
-    if a.ethertype != ETHERTYPE_IPV4 {
+    if a.ethertype != ethernet::ETHERTYPE_IPV4 {
         return None;
     }
     Some(SnatTunnel {
@@ -217,17 +240,17 @@ pub type SnatMemo = TunnelMemo<SnatTunnel>;
 /// the router's gateway MAC to the upstream router.
 #[inline(always)]
 pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Verdict {
-    if !f.adj(VXLAN_OVERHEAD) {
+    if !f.adj(wire::tunnel::VXLAN_OVERHEAD) {
         return Err(R::TableGone);
     }
     f.trim(w.inner as usize);
     let now = env.clock();
     let b = f.data_mut();
-    let Some(ip) = b.get_mut(ETH_LEN..) else {
+    let Some(ip) = b.get_mut(ethernet::HEADER_LEN..) else {
         return Err(R::TableGone);
     };
     env.nat.snat_out_looked(ip, &w.look, now)?;
-    dec_ttl4(ip);
+    ipv4::dec_ttl(ip);
     write_macs(b, &w.up.0, &w.from.0);
     Ok(w.ext)
 }

@@ -6,20 +6,9 @@ use std::net::Ipv4Addr;
 
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
-use crate::pipeline::mac_at;
-use crate::pkt::*;
 use crate::tables::{NodeTables, Snapshot};
-
-/// The common case of [`ipv4_valid`], on bytes: a 20-byte IPv4 header at
-/// the start of `ip` with a right checksum and a total length that `ip`
-/// holds; the header and that length.
-#[inline(always)]
-pub(super) fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; IPV4_LEN], usize)> {
-    let h = ip.first_chunk::<IPV4_LEN>()?;
-    let total = be16(h, 2) as usize;
-    (h[0] == 0x45 && total >= IPV4_LEN && total <= ip.len() && ipv4_header_sum_ok(h))
-        .then_some((h, total))
-}
+use crate::wire::tunnel::{self, Encap, Tunnel, Underlay};
+use crate::wire::{be16, ethernet, ipv4, mac_at};
 
 /// A worker's memory of the last tunnels a way ([`super::snat_way`],
 /// [`super::decap_way`]) looked at: sets of two entries ([`TUNNEL_MEMO`] entries
@@ -169,49 +158,23 @@ impl Arrival<'_> {
 /// source and destination. `None` for any other frame.
 #[inline(always)]
 pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
-    let (eth, rest) = b.split_first_chunk::<ETH_LEN>()?;
-    if eth[6] & 1 != 0 {
+    let (eth, _) = b.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    if eth[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
-    match be16(eth, 12) {
-        ETHERTYPE_IPV4 => {
-            let (h, total) = plain_ipv4(rest)?;
-            if Some(ipv4_at(h, 16)) != snap.node.vtep {
-                return None;
-            }
-            let l4 = &rest[IPV4_LEN..total];
-            match h[9] {
-                PROTO_UDP => {
-                    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN
-                        || be16(l4, 2) != VXLAN_PORT
-                        || l4[8] & 0x08 == 0
-                    {
-                        return None;
-                    }
-                    tunnelled(NetworkType::Vxlan, h, l4, 12, UDP_LEN + VXLAN_LEN)
-                }
-                PROTO_GRE => {
-                    if l4.len() < GRE_LEN + ETH_LEN
-                        || be16(l4, 0) != 0x2000
-                        || be16(l4, 2) != ETHERTYPE_TEB
-                    {
-                        return None;
-                    }
-                    tunnelled(NetworkType::Gre, h, l4, 4, GRE_LEN)
-                }
-                _ => None,
-            }
-        }
+    // The whole pipeline's parser; the source VTEP is checked by the ways
+    // ([`Arrival::sent_by_known_vtep`], remembered with the tunnel).
+    match tunnel::underlay(b, snap.node.vtep, |_| true).ok()? {
+        Underlay::Tunnel(t) if t.outer.header_len() == ipv4::HEADER_LEN => tunnelled(t),
         // The inner frame is the MACs and what follows the tag: its
         // ethertype and layer 3 are read after the tag.
-        ETHERTYPE_VLAN => {
-            let tag = rest.first_chunk::<VLAN_LEN>()?;
-            let vid = (be16(tag, 0) & 0x0fff) as u32;
-            let (macs, _) = b.split_first_chunk::<12>()?;
-            if macs[0] & 1 != 0 {
+        Underlay::Tagged(tag) => {
+            let macs = tag.macs;
+            if macs[ethernet::field::DST.start] & 1 != 0 {
                 return None;
             }
-            let ethertype = be16(tag, 2);
+            let vid = u32::from(tag.vid);
+            let ethertype = tag.ethertype;
             Some(Arrival {
                 carrier: NetworkType::Vlan,
                 key: [
@@ -221,27 +184,24 @@ pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
                 ],
                 macs,
                 ethertype,
-                l3: &rest[VLAN_LEN..],
+                l3: tag.l3,
             })
         }
         _ => None,
     }
 }
 
-/// [`arrival`] of a VXLAN or GRE frame (outer IPv4 header `h`, then `l4`):
-/// its segment's word at `seg_at` of `l4`, its inner frame after `strip`
-/// bytes of `l4`, with unicast MACs.
+/// [`arrival`] of a VXLAN or GRE frame (a 20-byte outer IPv4 header): its
+/// inner frame, with unicast MACs.
 #[inline(always)]
-fn tunnelled<'a>(
-    carrier: NetworkType,
-    h: &[u8; IPV4_LEN],
-    l4: &'a [u8],
-    seg_at: usize,
-    strip: usize,
-) -> Option<Arrival<'a>> {
-    let inner = l4.get(strip..)?;
+fn tunnelled(t: Tunnel<'_>) -> Option<Arrival<'_>> {
+    let carrier = match t.encap {
+        Encap::Vxlan => NetworkType::Vxlan,
+        Encap::Gre => NetworkType::Gre,
+    };
+    let inner = t.inner;
     let (macs, _) = inner.split_first_chunk::<12>()?;
-    if macs[0] & 1 != 0 || macs[6] & 1 != 0 {
+    if macs[ethernet::field::DST.start] & 1 != 0 || macs[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
     Some(Arrival {
@@ -249,13 +209,14 @@ fn tunnelled<'a>(
         // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
         // without its first two bytes.
         key: [
-            word4(h, 12) | word4(l4, seg_at) << 32,
+            word4(t.outer.fixed(), ipv4::field::SRC_ADDR.start)
+                | (u32::from_le_bytes(t.segment_word) as u64) << 32,
             word8(inner, 0),
             word8(inner, 6) >> 16 | (carrier as u64) << 48,
         ],
         macs,
-        ethertype: be16(inner, 12),
-        l3: inner.get(ETH_LEN..)?,
+        ethertype: be16(inner, ethernet::field::ETHERTYPE.start),
+        l3: inner.get(ethernet::HEADER_LEN..)?,
     })
 }
 
@@ -279,17 +240,18 @@ fn word8(b: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::wire::proto;
 
     /// An IPv4/UDP frame from `src` to `dst` (MACs), as cn2 sends it to
     /// cn1 ([`testkit::model`]) on segment `seg` of `carrier`.
     fn sent_by_cn2(carrier: NetworkType, seg: u32, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
         let mut inner = vec![0u8; 60];
-        write_eth(&mut inner, &dst, &src, ETHERTYPE_IPV4);
-        write_ipv4(
-            &mut inner[ETH_LEN..],
+        ethernet::write(&mut inner, &dst, &src, ethernet::ETHERTYPE_IPV4);
+        ipv4::write(
+            &mut inner[ethernet::HEADER_LEN..],
             46,
             64,
-            PROTO_UDP,
+            proto::UDP,
             [10, 1, 0, 20],
             [10, 1, 0, 10],
         );

@@ -6,22 +6,26 @@
 use ipnet::IpNet;
 
 use super::nat::routed_from_overlay;
-use super::responder::{answer_arp, arp_payload, arp_reply_consumed, vip_asked, vip_learn_overlay};
+use super::responder::{arp_reply_consumed, vip_asked, vip_learn_overlay};
 use super::switch::{flood, flood_vip};
-use super::{host_name, mac_at, Env, Trace, Verdict};
+use super::{host_name, Env, Trace, Verdict};
 use crate::mac::MacAddr;
-use crate::pkt::*;
-use crate::stats::DropReason as R;
+use crate::pkt::Frame;
+use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Dest, Gw, NetTables, NodeTables, Snapshot};
+use crate::wire::{arp, be16, ethernet, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, tunnel, vlan};
 
 /// Takes the 802.1Q tag after the MACs out of `f` (the MACs move over it).
 /// False, `f` unchanged, if `f` is too short to hold one.
 pub(crate) fn untag(f: &mut Frame) -> bool {
-    let Some(b) = f.data_mut().get_mut(..ETH_LEN + VLAN_LEN) else {
+    let Some(b) = f
+        .data_mut()
+        .get_mut(..ethernet::HEADER_LEN + vlan::HEADER_LEN)
+    else {
         return false;
     };
-    b.copy_within(0..12, VLAN_LEN);
-    f.adj(VLAN_LEN)
+    b.copy_within(0..12, vlan::HEADER_LEN);
+    f.adj(vlan::HEADER_LEN)
 }
 
 /// A frame from the underlay: ARP for this VTEP, tunnels, VLAN-tagged frames.
@@ -34,83 +38,74 @@ pub(super) fn from_underlay<T: Trace>(
 ) -> Verdict {
     let node = &*snap.node;
     let b = f.data();
-    match be16(b, 12) {
-        ETHERTYPE_ARP => underlay_arp(snap, env, in_port, f, t),
-        ETHERTYPE_VLAN => {
-            if b.len() < ETH_LEN + VLAN_LEN {
-                return Err(R::RuntFrame);
+    let known = |src| node.by_vtep.contains_key(&src);
+    let u = match tunnel::underlay(b, node.vtep, known) {
+        Ok(u) => u,
+        Err(r) => {
+            if T::ON {
+                refused(b, r, t);
             }
-            let vid = (be16(b, 14) & 0x0fff) as u32;
+            return Err(r);
+        }
+    };
+    match u {
+        tunnel::Underlay::Arp => underlay_arp(snap, env, in_port, f, t),
+        tunnel::Underlay::Tagged(tag) => {
+            let vid = u32::from(tag.vid);
             let Some(&net) = node.by_vlan.get(&vid) else {
                 tr!(t, "decap", "VLAN {vid}: no such network");
                 return Err(R::UnknownVlan);
             };
-            untag(f); // its length checked above
+            untag(f); // its length checked by the parser
             tr!(t, "decap", "VLAN {vid}");
             deliver_decapped(snap, env, net, f, t)
         }
-        ETHERTYPE_IPV4 => {
-            if b.len() < ETH_LEN + IPV4_LEN {
-                return Err(R::MalformedIpv4);
-            }
-            let ip = &b[ETH_LEN..];
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            let total = be16(ip, 2) as usize;
-            if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
-                return Err(R::MalformedIpv4);
-            }
-            let dst = ipv4_at(ip, 16);
-            if Some(dst) != node.vtep {
-                tr!(t, "decap", "to {dst}, not this VTEP");
-                return Err(R::NotForThisVtep);
-            }
-            if checksum(&ip[..ihl]) != 0 {
-                return Err(R::BadIpv4Checksum);
-            }
-            let src = ipv4_at(ip, 12);
-            if !node.by_vtep.contains_key(&src) {
-                tr!(t, "decap", "from {src}: not a known host's VTEP");
-                return Err(R::UnknownVtepSource);
-            }
-            let l4 = &ip[ihl..total];
-            let (net, strip) = match ip[9] {
-                PROTO_UDP if l4.len() >= UDP_LEN && be16(l4, 2) == VXLAN_PORT => {
-                    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || l4[8] & 0x08 == 0 {
-                        return Err(R::BadVxlan);
-                    }
-                    let vni = be32(l4, 12) >> 8;
-                    let Some(&net) = node.by_vni.get(&vni) else {
-                        tr!(t, "decap", "VXLAN VNI {vni}: no such network");
+        tunnel::Underlay::Tunnel(tun) => {
+            let src = tun.outer.src_addr();
+            let seg = tun.segment();
+            let net = match tun.encap {
+                tunnel::Encap::Vxlan => {
+                    let Some(&net) = node.by_vni.get(&seg) else {
+                        tr!(t, "decap", "VXLAN VNI {seg}: no such network");
                         return Err(R::UnknownVni);
                     };
-                    tr!(t, "decap", "VXLAN VNI {vni} from {src}");
-                    (net, UDP_LEN + VXLAN_LEN)
+                    tr!(t, "decap", "VXLAN VNI {seg} from {src}");
+                    net
                 }
-                PROTO_GRE => {
-                    if l4.len() < GRE_LEN + ETH_LEN
-                        || be16(l4, 0) != 0x2000
-                        || be16(l4, 2) != ETHERTYPE_TEB
-                    {
-                        return Err(R::BadGre);
-                    }
-                    let key = be32(l4, 4);
-                    let Some(&net) = node.by_gre_key.get(&key) else {
-                        tr!(t, "decap", "GRE key {key}: no such network");
+                tunnel::Encap::Gre => {
+                    let Some(&net) = node.by_gre_key.get(&seg) else {
+                        tr!(t, "decap", "GRE key {seg}: no such network");
                         return Err(R::UnknownGreKey);
                     };
-                    tr!(t, "decap", "GRE key {key} from {src}");
-                    (net, GRE_LEN)
+                    tr!(t, "decap", "GRE key {seg} from {src}");
+                    net
                 }
-                _ => return Err(R::NotATunnel),
             };
-            f.trim(ETH_LEN + total);
-            f.adj(ETH_LEN + ihl + strip);
+            let (total, strip) = (tun.outer.as_bytes().len(), tun.strip);
+            f.trim(ethernet::HEADER_LEN + total);
+            f.adj(strip);
             deliver_decapped(snap, env, net, f, t)
         }
-        et => {
+        tunnel::Underlay::Other(et) => {
             tr!(t, "decap", "ethertype {et:#06x} on the underlay");
             Err(R::UnderlayEthertype)
         }
+    }
+}
+
+/// Traces why the underlay's parser refused frame `b` (the addresses of a
+/// tunnel not to this VTEP or from an unknown one).
+#[cold]
+fn refused<T: Trace>(b: &[u8], r: DropReason, t: &mut T) {
+    let outer = b.get(ethernet::HEADER_LEN..).map(ipv4::validate_lengths);
+    match (r, outer) {
+        (R::NotForThisVtep, Some(Ok(p))) => {
+            tr!(t, "decap", "to {}, not this VTEP", p.dst_addr());
+        }
+        (R::UnknownVtepSource, Some(Ok(p))) => {
+            tr!(t, "decap", "from {}: not a known host's VTEP", p.src_addr());
+        }
+        _ => {}
     }
 }
 
@@ -124,10 +119,10 @@ fn underlay_arp<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let node = &*snap.node;
-    let a = arp_payload(f.data())?;
-    match be16(a, 6) {
-        1 => {
-            let target = ipv4_at(a, 24);
+    let a = arp::of_frame(f.data()).ok_or(R::MalformedArp)?;
+    match a.operation() {
+        arp::OP_REQUEST => {
+            let target = a.target_ip();
             let (Some(vtep), Some((_, mac))) = (node.vtep, node.underlay) else {
                 return Err(R::NoUnderlay);
             };
@@ -136,10 +131,10 @@ fn underlay_arp<T: Trace>(
                 return Err(R::ArpUnknownTarget);
             }
             tr!(t, "underlay-arp", "who-has {target}: this VTEP, {mac}");
-            answer_arp(f.data_mut(), mac, vtep);
+            arp::answer(f.data_mut(), &mac.0, vtep);
             Ok(in_port)
         }
-        2 => arp_reply_consumed(env, a, "underlay-arp", t),
+        arp::OP_REPLY => arp_reply_consumed(env, &a, "underlay-arp", t),
         _ => Err(R::MalformedArp),
     }
 }
@@ -161,14 +156,14 @@ fn in_prefix<K: crate::fib::Key>(dst: K, net: K, len: u8) -> bool {
 #[inline(always)]
 pub(crate) fn covering_gateway<'a>(n: &'a NetTables, ethertype: u16, l3: &[u8]) -> Option<&'a Gw> {
     match ethertype {
-        ETHERTYPE_IPV4 if l3.len() >= IPV4_LEN => {
+        ethernet::ETHERTYPE_IPV4 if l3.len() >= ipv4::HEADER_LEN => {
             let dst = u32::from(ipv4_at(l3, 16));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V4(c) => in_prefix(dst, u32::from(c.addr()), c.prefix_len()),
                 IpNet::V6(_) => false,
             })
         }
-        ETHERTYPE_IPV6 if l3.len() >= IPV6_LEN => {
+        ethernet::ETHERTYPE_IPV6 if l3.len() >= ipv6::HEADER_LEN => {
             let dst = u128::from(ipv6_at(l3, 24));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V6(c) => in_prefix(dst, u128::from(c.addr()), c.prefix_len()),
@@ -202,13 +197,13 @@ fn deliver_decapped<T: Trace>(
         return Err(R::TableGone);
     };
     let b = f.data();
-    if b.len() < ETH_LEN {
+    if b.len() < ethernet::HEADER_LEN {
         return Err(R::RuntFrame);
     }
     if b[6] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
-    let src = MacAddr(mac_at(b, 6));
+    let src = MacAddr(mac_at(b, ethernet::field::SRC.start));
     if gateway_source(&snap.node, n, src) {
         tr!(
             t,
@@ -224,7 +219,7 @@ fn deliver_decapped<T: Trace>(
         }
         return flood(env, net, false, t);
     }
-    let dst = MacAddr(mac_at(b, 0));
+    let dst = MacAddr(mac_at(b, ethernet::field::DST.start));
     let p = match n.fdb.get(dst.key()) {
         Some(Dest::Local(p)) => p,
         Some(Dest::Router { router, iface }) => {
@@ -242,7 +237,7 @@ fn deliver_decapped<T: Trace>(
         }
     };
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
-        if let Some(gw) = covering_gateway(n, be16(b, 12), &b[ETH_LEN..]) {
+        if let Some(gw) = covering_gateway(n, be16(b, 12), &b[ethernet::HEADER_LEN..]) {
             f.data_mut()[6..12].copy_from_slice(&gw.mac.0);
             tr!(
                 t,

@@ -8,15 +8,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::encap::encap;
 use super::icmp::{icmp4_error, icmp6_error, too_big4, too_big6};
 use super::nat::north_south4;
-use super::responder::{nd_respond, write_arp_request};
+use super::responder::nd_respond;
 use super::switch::flood_vip;
-use super::{host_name, mac_at, Env, Trace, Verdict};
+use super::{host_name, Env, Trace, Verdict};
 use crate::fastpath::cached::offer_routed;
 use crate::fib::NextHop;
 use crate::mac::MacAddr;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Adj, Dest, Iface, NetTables, RouterTables, Snapshot};
+use crate::wire::checksum::{checksum, csum_add, csum_fold, csum_update16, pseudo6};
+use crate::wire::{
+    arp, be16, be32, ethernet, icmp4, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, put16, put32,
+};
 
 /// 0/8 (unspecified included), 127/8, 224/4 and 255.255.255.255.
 #[inline(always)]
@@ -49,8 +53,8 @@ pub(super) fn route<T: Trace>(
         return Err(R::TableGone);
     };
     match be16(f.data(), 12) {
-        ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
-        ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
+        ethernet::ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
+        ethernet::ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
         et => {
             tr!(t, "route", "ethertype {et:#06x} is not routed");
             Err(R::UnsupportedEthertype)
@@ -181,8 +185,8 @@ fn vip_probe<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let want = match (iface.ip, via) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => ETH_LEN + 28,
-        (IpAddr::V6(_), IpAddr::V6(_)) => ETH_LEN + IPV6_LEN + 32,
+        (IpAddr::V4(_), IpAddr::V4(_)) => ethernet::HEADER_LEN + 28,
+        (IpAddr::V6(_), IpAddr::V6(_)) => ethernet::HEADER_LEN + ipv6::HEADER_LEN + 32,
         _ => return Err(R::VipHolderUnknown),
     };
     if !env.icmp_token() || (f.len() < want && !f.extend(want - f.len())) {
@@ -192,7 +196,7 @@ fn vip_probe<T: Trace>(
     let b = f.data_mut();
     match (iface.ip, via) {
         (IpAddr::V4(from), IpAddr::V4(target)) => {
-            write_arp_request(b, iface.mac, from, target);
+            arp::write_request(b, &iface.mac.0, from, target);
             tr!(
                 t,
                 "route",
@@ -203,27 +207,27 @@ fn vip_probe<T: Trace>(
             let to = target.octets();
             let mut dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0).octets();
             dst[13..].copy_from_slice(&to[13..]);
-            write_eth(
+            ethernet::write(
                 b,
                 &[0x33, 0x33, dst[12], dst[13], dst[14], dst[15]],
                 &iface.mac.0,
-                ETHERTYPE_IPV6,
+                ethernet::ETHERTYPE_IPV6,
             );
-            write_ipv6(
-                &mut b[ETH_LEN..],
+            ipv6::write(
+                &mut b[ethernet::HEADER_LEN..],
                 32,
-                PROTO_ICMPV6,
+                proto::ICMPV6,
                 255,
                 &from.octets(),
                 &dst,
             );
-            let n = &mut b[ETH_LEN + IPV6_LEN..];
+            let n = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
             n[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
             n[8..24].copy_from_slice(&to);
             n[24] = 1;
             n[25] = 1;
             n[26..32].copy_from_slice(&iface.mac.0);
-            let sum = pseudo6(&from.octets(), &dst, 32, PROTO_ICMPV6);
+            let sum = pseudo6(&from.octets(), &dst, 32, proto::ICMPV6);
             let c = csum_fold(csum_add(sum, &n[..32]));
             put16(n, 2, c);
             tr!(
@@ -255,7 +259,7 @@ fn route4<T: Trace>(
 ) -> Verdict {
     let ihl = ipv4_valid(f)?;
     let b = f.data();
-    let ip = &b[ETH_LEN..];
+    let ip = &b[ethernet::HEADER_LEN..];
     let total = be16(ip, 2) as usize;
     let src = ipv4_at(ip, 12);
     let dst = ipv4_at(ip, 16);
@@ -321,7 +325,7 @@ fn route4<T: Trace>(
     if !T::ON {
         offer_routed(snap, env, net, &eg);
     }
-    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    ipv4::dec_ttl(&mut f.data_mut()[ethernet::HEADER_LEN..]);
     tr!(t, "rewrite", "TTL {} → {}", ttl, ttl - 1);
     deliver_routed(snap, net, &eg, f, t)
 }
@@ -337,27 +341,27 @@ fn route6<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data();
-    if b.len() < ETH_LEN + IPV6_LEN {
+    if b.len() < ethernet::HEADER_LEN + ipv6::HEADER_LEN {
         return Err(R::MalformedIpv6);
     }
-    let ip = &b[ETH_LEN..];
+    let ip = &b[ethernet::HEADER_LEN..];
     let plen = be16(ip, 4) as usize;
-    if ip[0] >> 4 != 6 || IPV6_LEN + plen > ip.len() {
+    if ip[0] >> 4 != 6 || ipv6::HEADER_LEN + plen > ip.len() {
         return Err(R::MalformedIpv6);
     }
-    f.trim(ETH_LEN + IPV6_LEN + plen);
+    f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + plen);
     let b = f.data();
-    let ip = &b[ETH_LEN..];
+    let ip = &b[ethernet::HEADER_LEN..];
     let src = ipv6_at(ip, 8);
     let dst = ipv6_at(ip, 24);
     if martian6(src) {
         tr!(t, "route", "source {src} is not routed");
         return Err(R::MartianSource);
     }
-    if ip[6] == PROTO_ICMPV6 && plen >= 4 && matches!(ip[IPV6_LEN], 133..=137) {
+    if ip[6] == proto::ICMPV6 && plen >= 4 && matches!(ip[ipv6::HEADER_LEN], 133..=137) {
         // Neighbour discovery to the router's MAC (unicast NS, RS): answered
         // for the router's own addresses.
-        if ip[IPV6_LEN] == 135 {
+        if ip[ipv6::HEADER_LEN] == 135 {
             let net = snap.net(ingress.net).ok_or(R::TableGone)?;
             return nd_respond(net, f, t)
                 .map(|()| in_port)
@@ -392,18 +396,18 @@ fn route6<T: Trace>(
     let Some(net) = snap.net(eg.iface.net) else {
         return Err(R::TableGone);
     };
-    if IPV6_LEN + plen > net.mtu as usize {
+    if ipv6::HEADER_LEN + plen > net.mtu as usize {
         tr!(
             t,
             "route",
             "{} bytes exceed MTU {} of {}: packet too big",
-            IPV6_LEN + plen,
+            ipv6::HEADER_LEN + plen,
             net.mtu,
             net.name
         );
         return too_big6(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
-    f.data_mut()[ETH_LEN + 7] = hop - 1;
+    f.data_mut()[ethernet::HEADER_LEN + 7] = hop - 1;
     tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
     deliver_routed(snap, net, &eg, f, t)
 }
@@ -465,17 +469,21 @@ fn to_router4<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data_mut();
-    let l4 = ETH_LEN + ihl;
-    if b[ETH_LEN + 9] != PROTO_ICMP || b.len() < l4 + ICMP_LEN || b[l4] != 8 || b[l4 + 1] != 0 {
+    let l4 = ethernet::HEADER_LEN + ihl;
+    if b[ethernet::HEADER_LEN + 9] != proto::ICMP
+        || b.len() < l4 + icmp4::HEADER_LEN
+        || b[l4] != 8
+        || b[l4 + 1] != 0
+    {
         tr!(t, "router", "to the router's address, not an echo request");
         return Err(R::ToRouterUnsupported);
     }
     if checksum(&b[l4..]) != 0 {
         return Err(R::ToRouterUnsupported);
     }
-    let src_mac = mac_at(b, 6);
+    let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
-    let ip = &mut b[ETH_LEN..];
+    let ip = &mut b[ethernet::HEADER_LEN..];
     let (s, d) = (be32(ip, 12), be32(ip, 16));
     put32(ip, 12, d);
     put32(ip, 16, s);
@@ -498,24 +506,28 @@ fn to_router4<T: Trace>(
 
 fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let b = f.data_mut();
-    let l4 = ETH_LEN + IPV6_LEN;
-    if b[ETH_LEN + 6] != PROTO_ICMPV6 || b.len() < l4 + ICMP_LEN || b[l4] != 128 || b[l4 + 1] != 0 {
+    let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    if b[ethernet::HEADER_LEN + 6] != proto::ICMPV6
+        || b.len() < l4 + icmp4::HEADER_LEN
+        || b[l4] != 128
+        || b[l4 + 1] != 0
+    {
         tr!(t, "router", "to the router's address, not an echo request");
         return Err(R::ToRouterUnsupported);
     }
     let plen = (b.len() - l4) as u32;
     let sum = pseudo6(
-        &b[ETH_LEN + 8..ETH_LEN + 24],
-        &b[ETH_LEN + 24..ETH_LEN + 40],
+        &b[ethernet::HEADER_LEN + 8..ethernet::HEADER_LEN + 24],
+        &b[ethernet::HEADER_LEN + 24..ethernet::HEADER_LEN + 40],
         plen,
-        PROTO_ICMPV6,
+        proto::ICMPV6,
     );
     if csum_fold(csum_add(sum, &b[l4..])) != 0 {
         return Err(R::ToRouterUnsupported);
     }
-    let src_mac = mac_at(b, 6);
+    let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
-    let ip = &mut b[ETH_LEN..];
+    let ip = &mut b[ethernet::HEADER_LEN..];
     let mut s = [0u8; 16];
     s.copy_from_slice(&ip[8..24]);
     ip.copy_within(24..40, 8);
@@ -566,10 +578,10 @@ pub(super) fn routed_on<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    if f.data()[ETH_LEN + 8] <= 1 {
+    if f.data()[ethernet::HEADER_LEN + 8] <= 1 {
         return Err(R::TtlExpired);
     }
-    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    ipv4::dec_ttl(&mut f.data_mut()[ethernet::HEADER_LEN..]);
     deliver_routed(snap, net, eg, f, t)
 }
 
@@ -578,23 +590,8 @@ pub(super) fn routed_on<T: Trace>(
 /// header length.
 #[inline(always)]
 pub(crate) fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
-    let b = f.data();
-    if b.len() < ETH_LEN + IPV4_LEN {
-        return Err(R::MalformedIpv4);
-    }
-    let ip = &b[ETH_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let total = be16(ip, 2) as usize;
-    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
-        return Err(R::MalformedIpv4);
-    }
-    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
-        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
-        _ => checksum(&ip[..ihl]) == 0,
-    };
-    if !sum_ok {
-        return Err(R::BadIpv4Checksum);
-    }
-    f.trim(ETH_LEN + total);
+    let p = ipv4::validate(f.data().get(ethernet::HEADER_LEN..).unwrap_or_default())?;
+    let (ihl, total) = (p.header_len(), p.as_bytes().len());
+    f.trim(ethernet::HEADER_LEN + total);
     Ok(ihl)
 }
