@@ -9,7 +9,10 @@ use super::Trace;
 use crate::mac::MacAddr;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::VmPort;
-use crate::wire::{arp, be16, be32, ethernet, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto};
+use crate::wire::{
+    arp, be16, be32, ethernet, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, nd, proto, udp,
+    NdMessage,
+};
 
 /// Whether `ip` is the port's or inside one of its allowed pairs (for `src_mac`).
 fn ip_allowed(vm: &VmPort, src_mac: &[u8; 6], ip: IpAddr) -> bool {
@@ -128,15 +131,15 @@ pub(crate) fn dhcp_server4(ip: &[u8]) -> bool {
     let Some(h) = ip.first_chunk::<{ ipv4::HEADER_LEN }>() else {
         return false;
     };
-    if h[9] != proto::UDP {
+    if h[ipv4::field::PROTOCOL] != proto::UDP {
         return false;
     }
-    let ihl = (h[0] & 0x0f) as usize * 4;
+    let ihl = usize::from(h[ipv4::field::VER_IHL] & 0x0f) * 4;
     ihl >= ipv4::HEADER_LEN
-        && be16(h, 6) & 0x1fff == 0
-        && ip
-            .get(ihl..ihl + 4)
-            .is_some_and(|u| be16(u, 0) == 67 && be16(u, 2) == 68)
+        && be16(h, ipv4::field::FLAGS_OFFSET.start) & ipv4::OFFSET_MASK == 0
+        && ip.get(ihl..ihl + 4).is_some_and(|u| {
+            be16(u, udp::field::SRC_PORT.start) == 67 && be16(u, udp::field::DST_PORT.start) == 68
+        })
 }
 
 /// Whether a port may advertise link-local `target` at `mac`: its EUI-64
@@ -173,17 +176,21 @@ pub(super) fn port_security_msgs<T: Trace>(
             Err(R::PortSecurityDhcp)
         }
         ethernet::ETHERTYPE_IPV6 => match ipv6::upper_layer(ip) {
-            Some((proto::UDP, u)) if u.len() >= 4 && be16(u, 0) == 547 && be16(u, 2) == 546 => {
+            Some((proto::UDP, u))
+                if u.len() >= 4
+                    && be16(u, udp::field::SRC_PORT.start) == 547
+                    && be16(u, udp::field::DST_PORT.start) == 546 =>
+            {
                 tr!(t, "port-security", "DHCPv6 server message (UDP 547 to 546)");
                 Err(R::PortSecurityDhcp)
             }
-            Some((proto::ICMPV6, icmp)) => match icmp.first() {
-                Some(134) | Some(137) => {
+            Some((proto::ICMPV6, icmp)) => match icmp.first().copied() {
+                Some(icmp6::types::ROUTER_ADVERT | icmp6::types::REDIRECT) => {
                     tr!(
                         t,
                         "port-security",
                         "ICMPv6 {} from a VM port",
-                        if icmp[0] == 134 {
+                        if icmp[icmp6::field::TYPE] == icmp6::types::ROUTER_ADVERT {
                             "router advertisement"
                         } else {
                             "redirect"
@@ -191,7 +198,9 @@ pub(super) fn port_security_msgs<T: Trace>(
                     );
                     Err(R::PortSecurityRa)
                 }
-                Some(135) | Some(136) => nd_security(vm, b, icmp, t),
+                Some(icmp6::types::NEIGHBOR_SOLICIT | icmp6::types::NEIGHBOR_ADVERT) => {
+                    nd_security(vm, b, icmp, t)
+                }
                 _ => Ok(()),
             },
             _ => Ok(()),
@@ -209,22 +218,15 @@ pub(super) fn port_security_msgs<T: Trace>(
 /// ([`link_local_of`]).
 /// Options that do not parse are malformed (RFC 4861, 7.1).
 fn nd_security<T: Trace>(vm: &VmPort, b: &[u8], icmp: &[u8], t: &mut T) -> Result<(), DropReason> {
-    if icmp.len() < 24 {
+    let Some(m) = NdMessage::new_checked(icmp) else {
         return Err(R::MalformedNd);
-    }
-    let advert = icmp[0] == 136;
+    };
+    let advert = m.is_advert();
     let mut mac = mac_at(b, ethernet::field::SRC.start);
-    let mut o = 24;
-    while o < icmp.len() {
-        if icmp.len() - o < 8 {
-            return Err(R::MalformedNd);
-        }
-        let len = icmp[o + 1] as usize * 8;
-        if len == 0 || o + len > icmp.len() {
-            return Err(R::MalformedNd);
-        }
-        if icmp[o] == 1 || icmp[o] == 2 {
-            let ll = mac_at(icmp, o + 2);
+    for o in m.options() {
+        let o = o.map_err(|_| R::MalformedNd)?;
+        if o.kind == nd::OPT_SOURCE_LL || o.kind == nd::OPT_TARGET_LL {
+            let ll = o.mac();
             if !mac_allowed(vm, &ll) {
                 tr!(
                     t,
@@ -234,16 +236,15 @@ fn nd_security<T: Trace>(vm: &VmPort, b: &[u8], icmp: &[u8], t: &mut T) -> Resul
                 );
                 return Err(R::PortSecurityNd);
             }
-            if icmp[o] == 2 {
+            if o.kind == nd::OPT_TARGET_LL {
                 mac = ll;
             }
         }
-        o += len;
     }
     if !advert {
         return Ok(());
     }
-    let target = IpAddr::V6(ipv6_at(icmp, 8));
+    let target = IpAddr::V6(m.target());
     if ip_allowed(vm, &mac, target) || (mac_allowed(vm, &mac) && link_local_of(target, &mac)) {
         return Ok(());
     }

@@ -19,7 +19,8 @@ use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Adj, Dest, Iface, NetTables, RouterTables, Snapshot};
 use crate::wire::checksum::{checksum, csum_add, csum_fold, csum_update16, pseudo6};
 use crate::wire::{
-    arp, be16, be32, ethernet, icmp4, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, put16, put32,
+    arp, be16, be32, ethernet, icmp4, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, put16,
+    put32,
 };
 
 /// 0/8 (unspecified included), 127/8, 224/4 and 255.255.255.255.
@@ -275,14 +276,34 @@ fn route4<T: Trace>(
     // resolved together when the tables were compiled.
     let Some((plen, adj)) = r.fwd4.lookup(u32::from(dst)) else {
         tr!(t, "route", "no route to {dst}: net unreachable");
-        return icmp4_error(env, ingress, in_port, f, 3, 0, 0, R::NoRoute, t);
+        return icmp4_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            icmp4::types::DEST_UNREACHABLE,
+            icmp4::unreachable::NET,
+            0,
+            R::NoRoute,
+            t,
+        );
     };
     let ttl = ip[8];
     let eg = match adj {
         Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
         _ if ttl <= 1 => {
             tr!(t, "route", "TTL {ttl}: time exceeded");
-            return icmp4_error(env, ingress, in_port, f, 11, 0, 0, R::TtlExpired, t);
+            return icmp4_error(
+                env,
+                ingress,
+                in_port,
+                f,
+                icmp4::types::TIME_EXCEEDED,
+                icmp4::time_exceeded::TTL,
+                0,
+                R::TtlExpired,
+                t,
+            );
         }
         Adj::Neighbor { iface, mac, dest } => {
             let iface = &r.interfaces[iface as usize];
@@ -358,10 +379,10 @@ fn route6<T: Trace>(
         tr!(t, "route", "source {src} is not routed");
         return Err(R::MartianSource);
     }
-    if ip[6] == proto::ICMPV6 && plen >= 4 && matches!(ip[ipv6::HEADER_LEN], 133..=137) {
+    if ip[6] == proto::ICMPV6 && plen >= 4 && icmp6::is_ndp(ip[ipv6::HEADER_LEN]) {
         // Neighbour discovery to the router's MAC (unicast NS, RS): answered
         // for the router's own addresses.
-        if ip[ipv6::HEADER_LEN] == 135 {
+        if ip[ipv6::HEADER_LEN] == icmp6::types::NEIGHBOR_SOLICIT {
             let net = snap.net(ingress.net).ok_or(R::TableGone)?;
             return nd_respond(net, f, t)
                 .map(|()| in_port)
@@ -379,13 +400,33 @@ fn route6<T: Trace>(
     let hop = ip[7];
     if hop <= 1 {
         tr!(t, "route", "hop limit {hop}: time exceeded");
-        return icmp6_error(env, ingress, in_port, f, 3, 0, 0, R::TtlExpired, t);
+        return icmp6_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            icmp6::types::TIME_EXCEEDED,
+            icmp6::time_exceeded::HOP_LIMIT,
+            0,
+            R::TtlExpired,
+            t,
+        );
     }
     let eg = match next_hop(r, IpAddr::V6(dst), t) {
         Ok(e) => e,
         Err(R::NoRoute) => {
             tr!(t, "route", "no route to {dst}: unreachable");
-            return icmp6_error(env, ingress, in_port, f, 1, 0, 0, R::NoRoute, t);
+            return icmp6_error(
+                env,
+                ingress,
+                in_port,
+                f,
+                icmp6::types::DEST_UNREACHABLE,
+                icmp6::unreachable::NO_ROUTE,
+                0,
+                R::NoRoute,
+                t,
+            );
         }
         Err(R::NeighborUnknown) => match vip_egress(snap, env, r, IpAddr::V6(dst), f, t) {
             Ok(eg) => eg,
@@ -472,8 +513,8 @@ fn to_router4<T: Trace>(
     let l4 = ethernet::HEADER_LEN + ihl;
     if b[ethernet::HEADER_LEN + 9] != proto::ICMP
         || b.len() < l4 + icmp4::HEADER_LEN
-        || b[l4] != 8
-        || b[l4 + 1] != 0
+        || b[l4 + icmp4::field::TYPE] != icmp4::types::ECHO_REQUEST
+        || b[l4 + icmp4::field::CODE] != 0
     {
         tr!(t, "router", "to the router's address, not an echo request");
         return Err(R::ToRouterUnsupported);
@@ -492,9 +533,13 @@ fn to_router4<T: Trace>(
     let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
     put16(ip, 10, c);
     let icmp = &mut b[l4..];
-    icmp[0] = 0;
-    let c = csum_update16(be16(icmp, 2), 0x0800, 0x0000);
-    put16(icmp, 2, c);
+    icmp[icmp4::field::TYPE] = icmp4::types::ECHO_REPLY;
+    let c = csum_update16(
+        be16(icmp, icmp4::field::CHECKSUM.start),
+        u16::from(icmp4::types::ECHO_REQUEST) << 8,
+        u16::from(icmp4::types::ECHO_REPLY) << 8,
+    );
+    put16(icmp, icmp4::field::CHECKSUM.start, c);
     tr!(
         t,
         "router",
@@ -508,9 +553,9 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
     let b = f.data_mut();
     let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
     if b[ethernet::HEADER_LEN + 6] != proto::ICMPV6
-        || b.len() < l4 + icmp4::HEADER_LEN
-        || b[l4] != 128
-        || b[l4 + 1] != 0
+        || b.len() < l4 + icmp6::HEADER_LEN
+        || b[l4 + icmp6::field::TYPE] != icmp6::types::ECHO_REQUEST
+        || b[l4 + icmp6::field::CODE] != 0
     {
         tr!(t, "router", "to the router's address, not an echo request");
         return Err(R::ToRouterUnsupported);
@@ -534,10 +579,14 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
     ip[24..40].copy_from_slice(&s);
     ip[7] = 64;
     let icmp = &mut b[l4..];
-    icmp[0] = 129;
+    icmp[icmp6::field::TYPE] = icmp6::types::ECHO_REPLY;
     // The pseudo-header is the same with the addresses swapped.
-    let c = csum_update16(be16(icmp, 2), 128 << 8, 129 << 8);
-    put16(icmp, 2, c);
+    let c = csum_update16(
+        be16(icmp, icmp6::field::CHECKSUM.start),
+        u16::from(icmp6::types::ECHO_REQUEST) << 8,
+        u16::from(icmp6::types::ECHO_REPLY) << 8,
+    );
+    put16(icmp, icmp6::field::CHECKSUM.start, c);
     tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
     Ok(in_port)
 }
