@@ -10,7 +10,6 @@ use crate::pipeline::route::{ipv4_valid, Egress};
 use crate::pipeline::{Env, NoTrace, Verdict};
 use crate::pkt::{Frame, InPlace};
 use crate::tables::{Dest, NetTables, Snapshot};
-use crate::wire::checksum::ipv4_header_sum_ok;
 use crate::wire::{be16, ethernet, ipv4};
 
 /// A frame of a cached flow; routed: the per-frame checks of [`route4`] (IPv4
@@ -29,11 +28,11 @@ pub(crate) fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdic
         ipv4_valid(f).ok()?;
         let b = f.data_mut();
         let ip = &mut b[ethernet::HEADER_LEN..];
-        if ip[8] <= 1 || be16(ip, 2) > a.mtu {
+        if ip[ipv4::field::TTL] <= 1 || be16(ip, ipv4::field::LENGTH.start) > a.mtu {
             return None;
         }
         ipv4::dec_ttl(ip);
-        b[..12].copy_from_slice(&a.macs);
+        b[ethernet::field::MACS].copy_from_slice(&a.macs);
     }
     Some(cached_out(snap, a, f))
 }
@@ -49,21 +48,24 @@ fn routed_in_place(a: &Action, b: &mut [u8]) -> bool {
     let Some((eth, ip)) = b.split_at_mut_checked(ethernet::HEADER_LEN) else {
         return false;
     };
-    let ip_len = ip.len();
+    // The one IPv4 check (ipv4::validate), the cheap tests first: lengths,
+    // then this way's own (a 20-byte header, no padding, TTL, MTU), then
+    // the checksum.
+    let fits = ipv4::validate_lengths(ip).is_ok_and(|p| {
+        p.header_len() == ipv4::HEADER_LEN
+            && p.as_bytes().len() == ip.len()
+            && p.ttl() > 1
+            && p.total_len() <= a.mtu
+            && p.checksum_ok()
+    });
+    if !fits {
+        return false;
+    }
     let Some(h) = ip.first_chunk_mut::<{ ipv4::HEADER_LEN }>() else {
         return false;
     };
-    let total = be16(h, 2) as usize;
-    if h[0] != 0x45
-        || total != ip_len
-        || h[8] <= 1
-        || total > a.mtu as usize
-        || !ipv4_header_sum_ok(h)
-    {
-        return false;
-    }
     ipv4::dec_ttl(h);
-    eth[..12].copy_from_slice(&a.macs);
+    eth[ethernet::field::MACS].copy_from_slice(&a.macs);
     true
 }
 

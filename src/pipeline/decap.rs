@@ -24,7 +24,7 @@ pub(crate) fn untag(f: &mut Frame) -> bool {
     else {
         return false;
     };
-    b.copy_within(0..12, vlan::HEADER_LEN);
+    b.copy_within(ethernet::field::MACS, vlan::HEADER_LEN);
     f.adj(vlan::HEADER_LEN)
 }
 
@@ -157,14 +157,14 @@ fn in_prefix<K: crate::fib::Key>(dst: K, net: K, len: u8) -> bool {
 pub(crate) fn covering_gateway<'a>(n: &'a NetTables, ethertype: u16, l3: &[u8]) -> Option<&'a Gw> {
     match ethertype {
         ethernet::ETHERTYPE_IPV4 if l3.len() >= ipv4::HEADER_LEN => {
-            let dst = u32::from(ipv4_at(l3, 16));
+            let dst = u32::from(ipv4_at(l3, ipv4::field::DST_ADDR.start));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V4(c) => in_prefix(dst, u32::from(c.addr()), c.prefix_len()),
                 IpNet::V6(_) => false,
             })
         }
         ethernet::ETHERTYPE_IPV6 if l3.len() >= ipv6::HEADER_LEN => {
-            let dst = u128::from(ipv6_at(l3, 24));
+            let dst = u128::from(ipv6_at(l3, ipv6::field::DST_ADDR.start));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V6(c) => in_prefix(dst, u128::from(c.addr()), c.prefix_len()),
                 IpNet::V4(_) => false,
@@ -200,7 +200,7 @@ fn deliver_decapped<T: Trace>(
     if b.len() < ethernet::HEADER_LEN {
         return Err(R::RuntFrame);
     }
-    if b[6] & 1 != 0 {
+    if b[ethernet::field::SRC.start] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
     let src = MacAddr(mac_at(b, ethernet::field::SRC.start));
@@ -212,7 +212,7 @@ fn deliver_decapped<T: Trace>(
         );
         return Err(R::OverlayGatewayMac);
     }
-    if b[0] & 1 != 0 {
+    if b[ethernet::field::DST.start] & 1 != 0 {
         vip_learn_overlay(env, net, n, b, t);
         if let Some(ip) = vip_asked(n, b) {
             return flood_vip(env, net, false, ip, t);
@@ -237,8 +237,12 @@ fn deliver_decapped<T: Trace>(
         }
     };
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
-        if let Some(gw) = covering_gateway(n, be16(b, 12), &b[ethernet::HEADER_LEN..]) {
-            f.data_mut()[6..12].copy_from_slice(&gw.mac.0);
+        if let Some(gw) = covering_gateway(
+            n,
+            be16(b, ethernet::field::ETHERTYPE.start),
+            &b[ethernet::HEADER_LEN..],
+        ) {
+            f.data_mut()[ethernet::field::SRC].copy_from_slice(&gw.mac.0);
             tr!(
                 t,
                 "rewrite",

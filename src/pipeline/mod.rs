@@ -344,7 +344,7 @@ pub fn process_from<T: Trace>(
     if b.len() < ethernet::HEADER_LEN {
         return Err(R::RuntFrame);
     }
-    if b[6] & 1 != 0 {
+    if b[ethernet::field::SRC.start] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
     match ing {
@@ -422,7 +422,7 @@ fn from_vm_full<T: Trace>(
 ) -> Verdict {
     let in_port = vm.index;
     let b = f.data();
-    let et = be16(b, 12);
+    let et = be16(b, ethernet::field::ETHERTYPE.start);
     if et == ethernet::ETHERTYPE_VLAN {
         return Err(R::VlanFromVm);
     }
@@ -445,7 +445,7 @@ fn from_vm_full<T: Trace>(
         }
     }
     let b = f.data();
-    if b[0] & 1 != 0 {
+    if b[ethernet::field::DST.start] & 1 != 0 {
         if et == ethernet::ETHERTYPE_IPV6 {
             if own_dad(vm, net, b) {
                 tr!(

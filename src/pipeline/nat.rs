@@ -269,7 +269,7 @@ pub(super) fn from_external<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data();
-    match be16(b, 12) {
+    match be16(b, ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_ARP => external_arp(snap, env, in_port, f, t),
         ethernet::ETHERTYPE_IPV4 => {
             let ihl = ipv4_valid(f)?;

@@ -33,9 +33,11 @@ fn mac_allowed(vm: &VmPort, mac: &[u8; 6]) -> bool {
 pub(super) fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
     // The common case first: the port's own MAC and one of its IPv4 addresses.
     if b.len() >= ethernet::HEADER_LEN + ipv4::HEADER_LEN
-        && be16(b, 12) == ethernet::ETHERTYPE_IPV4
-        && b[6..12] == vm.mac.0
-        && vm.ips4.contains(&be32(b, ethernet::HEADER_LEN + 12))
+        && be16(b, ethernet::field::ETHERTYPE.start) == ethernet::ETHERTYPE_IPV4
+        && b[ethernet::field::SRC] == vm.mac.0
+        && vm
+            .ips4
+            .contains(&be32(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start))
     {
         return Ok(());
     }
@@ -54,7 +56,7 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
         );
         return Err(R::PortSecurityMac);
     }
-    let ip = match be16(b, 12) {
+    let ip = match be16(b, ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_IPV4 if b.len() >= ethernet::HEADER_LEN + ipv4::HEADER_LEN => {
             let a = ipv4_at(b, ethernet::HEADER_LEN + 12);
             if a.is_unspecified() {

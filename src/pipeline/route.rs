@@ -19,8 +19,8 @@ use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Adj, Dest, Iface, NetTables, RouterTables, Snapshot};
 use crate::wire::checksum::{checksum, csum_add, csum_fold, csum_update16, pseudo6};
 use crate::wire::{
-    arp, be16, be32, ethernet, icmp4, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, put16,
-    put32,
+    arp, be16, be32, ethernet, icmp4, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, nd, proto,
+    put16, put32, Ipv6Packet,
 };
 
 /// 0/8 (unspecified included), 127/8, 224/4 and 255.255.255.255.
@@ -53,7 +53,7 @@ pub(super) fn route<T: Trace>(
     let Some(ingress) = r.interfaces.get(iface as usize) else {
         return Err(R::TableGone);
     };
-    match be16(f.data(), 12) {
+    match be16(f.data(), ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
         ethernet::ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
         et => {
@@ -223,14 +223,14 @@ fn vip_probe<T: Trace>(
                 &dst,
             );
             let n = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
-            n[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-            n[8..24].copy_from_slice(&to);
-            n[24] = 1;
-            n[25] = 1;
-            n[26..32].copy_from_slice(&iface.mac.0);
-            let sum = pseudo6(&from.octets(), &dst, 32, proto::ICMPV6);
-            let c = csum_fold(csum_add(sum, &n[..32]));
-            put16(n, 2, c);
+            // A solicitation: the advertisement's layout, its flags word 0
+            // and its option the source's link-layer address.
+            nd::write_advert(n, 0, &to, &iface.mac.0);
+            n[nd::field::TYPE] = icmp6::types::NEIGHBOR_SOLICIT;
+            n[nd::HEADER_LEN] = nd::OPT_SOURCE_LL;
+            let sum = pseudo6(&from.octets(), &dst, nd::ADVERT_LEN as u32, proto::ICMPV6);
+            let c = csum_fold(csum_add(sum, &n[..nd::ADVERT_LEN]));
+            put16(n, nd::field::CHECKSUM.start, c);
             tr!(
                 t,
                 "route",
@@ -240,7 +240,7 @@ fn vip_probe<T: Trace>(
         _ => return Err(R::VipHolderUnknown),
     }
     if let Some(m) = dvr_mac {
-        b[6..12].copy_from_slice(&m.0);
+        b[ethernet::field::SRC].copy_from_slice(&m.0);
     }
     env.noted = Some(R::VipHolderUnknown);
     flood_vip(env, iface.net, true, via, t)
@@ -261,9 +261,9 @@ fn route4<T: Trace>(
     let ihl = ipv4_valid(f)?;
     let b = f.data();
     let ip = &b[ethernet::HEADER_LEN..];
-    let total = be16(ip, 2) as usize;
-    let src = ipv4_at(ip, 12);
-    let dst = ipv4_at(ip, 16);
+    let total = usize::from(be16(ip, ipv4::field::LENGTH.start));
+    let src = ipv4_at(ip, ipv4::field::SRC_ADDR.start);
+    let dst = ipv4_at(ip, ipv4::field::DST_ADDR.start);
     if martian4(src) {
         tr!(t, "route", "martian source {src}");
         return Err(R::MartianSource);
@@ -288,7 +288,7 @@ fn route4<T: Trace>(
             t,
         );
     };
-    let ttl = ip[8];
+    let ttl = ip[ipv4::field::TTL];
     let eg = match adj {
         Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
         _ if ttl <= 1 => {
@@ -361,25 +361,27 @@ fn route6<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let b = f.data();
-    if b.len() < ethernet::HEADER_LEN + ipv6::HEADER_LEN {
+    let Some(h) = f
+        .data()
+        .get(ethernet::HEADER_LEN..)
+        .and_then(Ipv6Packet::new_checked)
+    else {
         return Err(R::MalformedIpv6);
-    }
-    let ip = &b[ethernet::HEADER_LEN..];
-    let plen = be16(ip, 4) as usize;
-    if ip[0] >> 4 != 6 || ipv6::HEADER_LEN + plen > ip.len() {
-        return Err(R::MalformedIpv6);
-    }
+    };
+    let plen = usize::from(h.payload_len());
     f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + plen);
     let b = f.data();
     let ip = &b[ethernet::HEADER_LEN..];
-    let src = ipv6_at(ip, 8);
-    let dst = ipv6_at(ip, 24);
+    let src = ipv6_at(ip, ipv6::field::SRC_ADDR.start);
+    let dst = ipv6_at(ip, ipv6::field::DST_ADDR.start);
     if martian6(src) {
         tr!(t, "route", "source {src} is not routed");
         return Err(R::MartianSource);
     }
-    if ip[6] == proto::ICMPV6 && plen >= 4 && icmp6::is_ndp(ip[ipv6::HEADER_LEN]) {
+    if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
+        && plen >= 4
+        && icmp6::is_ndp(ip[ipv6::HEADER_LEN])
+    {
         // Neighbour discovery to the router's MAC (unicast NS, RS): answered
         // for the router's own addresses.
         if ip[ipv6::HEADER_LEN] == icmp6::types::NEIGHBOR_SOLICIT {
@@ -397,7 +399,7 @@ fn route6<T: Trace>(
     if r.interfaces.iter().any(|i| i.ip == IpAddr::V6(dst)) {
         return to_router6(ingress, in_port, f, t);
     }
-    let hop = ip[7];
+    let hop = ip[ipv6::field::HOP_LIMIT];
     if hop <= 1 {
         tr!(t, "route", "hop limit {hop}: time exceeded");
         return icmp6_error(
@@ -496,8 +498,8 @@ pub(super) fn deliver_routed<T: Trace>(
 
 #[inline(always)]
 pub(crate) fn write_macs(b: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
-    b[0..6].copy_from_slice(dst);
-    b[6..12].copy_from_slice(src);
+    b[ethernet::field::DST].copy_from_slice(dst);
+    b[ethernet::field::SRC].copy_from_slice(src);
 }
 
 /// A packet to one of the router's own IPv4 addresses: echo requests are
@@ -525,13 +527,19 @@ fn to_router4<T: Trace>(
     let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
     let ip = &mut b[ethernet::HEADER_LEN..];
-    let (s, d) = (be32(ip, 12), be32(ip, 16));
-    put32(ip, 12, d);
-    put32(ip, 16, s);
-    let old = be16(ip, 8);
-    ip[8] = 64;
-    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
-    put16(ip, 10, c);
+    let (sa, da) = (ipv4::field::SRC_ADDR.start, ipv4::field::DST_ADDR.start);
+    let (s, d) = (be32(ip, sa), be32(ip, da));
+    put32(ip, sa, d);
+    put32(ip, da, s);
+    let ttl_proto = ipv4::field::TTL_PROTOCOL.start;
+    let old = be16(ip, ttl_proto);
+    ip[ipv4::field::TTL] = 64;
+    let c = csum_update16(
+        be16(ip, ipv4::field::CHECKSUM.start),
+        old,
+        be16(ip, ttl_proto),
+    );
+    put16(ip, ipv4::field::CHECKSUM.start, c);
     let icmp = &mut b[l4..];
     icmp[icmp4::field::TYPE] = icmp4::types::ECHO_REPLY;
     let c = csum_update16(
@@ -574,10 +582,10 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
     write_macs(b, &src_mac, &ingress.mac.0);
     let ip = &mut b[ethernet::HEADER_LEN..];
     let mut s = [0u8; 16];
-    s.copy_from_slice(&ip[8..24]);
-    ip.copy_within(24..40, 8);
-    ip[24..40].copy_from_slice(&s);
-    ip[7] = 64;
+    s.copy_from_slice(&ip[ipv6::field::SRC_ADDR]);
+    ip.copy_within(ipv6::field::DST_ADDR, ipv6::field::SRC_ADDR.start);
+    ip[ipv6::field::DST_ADDR].copy_from_slice(&s);
+    ip[ipv6::field::HOP_LIMIT] = 64;
     let icmp = &mut b[l4..];
     icmp[icmp6::field::TYPE] = icmp6::types::ECHO_REPLY;
     // The pseudo-header is the same with the addresses swapped.
