@@ -97,7 +97,9 @@ pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<Deca
     let src = match (t.dvr_src, t.gw4) {
         (false, _) => None,
         (true, Some(g)) if a.ethertype == ethernet::ETHERTYPE_IPV4 => {
-            if a.l3.len() < ipv4::HEADER_LEN || u32::from(ipv4_at(a.l3, 16)) & g.mask != g.net {
+            if a.l3.len() < ipv4::HEADER_LEN
+                || u32::from(ipv4_at(a.l3, ipv4::field::DST_ADDR.start)) & g.mask != g.net
+            {
                 return None;
             }
             Some(g.mac)
@@ -157,7 +159,7 @@ pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Verdict {
     }
     f.trim(w.inner as usize);
     if let Some(src) = w.src {
-        f.data_mut()[6..12].copy_from_slice(&src.0);
+        f.data_mut()[ethernet::field::SRC].copy_from_slice(&src.0);
     }
     Ok(w.port)
 }

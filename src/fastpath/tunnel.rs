@@ -126,11 +126,11 @@ pub(super) struct Arrival<'a> {
 
 impl Arrival<'_> {
     pub(super) fn dst(&self) -> MacAddr {
-        MacAddr(mac_at(self.macs, 0))
+        MacAddr(mac_at(self.macs, ethernet::field::DST.start))
     }
 
     pub(super) fn src(&self) -> MacAddr {
-        MacAddr(mac_at(self.macs, 6))
+        MacAddr(mac_at(self.macs, ethernet::field::SRC.start))
     }
 
     /// Its source VTEP is a known host's (no VTEP for a tag).

@@ -10,7 +10,10 @@ use crate::pkt::{Frame, InPlace};
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{HostEntry, NetTables, NodeTables, Snapshot};
 use crate::wire::checksum::csum_fold;
-use crate::wire::{be32, ethernet, proto, put16, tunnel, udp, vlan, vxlan};
+use crate::wire::{be32, ethernet, gre, ipv4, proto, put16, tunnel, udp, vlan, vxlan};
+
+/// The outer Ethernet and IPv4 headers of a tunnel (prepared per host).
+const OUTER_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
 
 /// What the overlay of a network needs to know of it.
 #[derive(Clone, Copy)]
@@ -80,52 +83,51 @@ pub(crate) fn overlay<P: InPlace, T: Trace>(
             let Some(b) = f.prepend(over) else {
                 return Err(R::NoHeadroom);
             };
-            let Some((hdr, l4)) = b.split_first_chunk_mut::<34>() else {
-                return Err(R::NoHeadroom); // unreachable: over > 34
+            let Some((hdr, l4)) = b.split_first_chunk_mut::<OUTER_LEN>() else {
+                return Err(R::NoHeadroom); // unreachable: over > OUTER_LEN
             };
             // The prepared headers; then the length, the protocol and the
             // checksum completed from the prepared sum.
             *hdr = outer.hdr;
             let total = (over - ethernet::HEADER_LEN + inner) as u16;
             let proto = if vxlan { proto::UDP } else { proto::GRE };
-            hdr[16..18].copy_from_slice(&total.to_be_bytes());
-            hdr[23] = proto;
+            let ip = ethernet::HEADER_LEN;
+            put16(hdr, ip + ipv4::field::LENGTH.start, total);
+            hdr[ip + ipv4::field::PROTOCOL] = proto;
             let c = csum_fold(outer.sum + total as u32 + proto as u32);
-            hdr[24..26].copy_from_slice(&c.to_be_bytes());
+            put16(hdr, ip + ipv4::field::CHECKSUM.start, c);
             if vxlan {
-                let Some(v) = l4.first_chunk_mut::<16>() else {
+                let Some(v) = l4.first_chunk_mut::<{ udp::HEADER_LEN + vxlan::HEADER_LEN }>()
+                else {
                     return Err(R::NoHeadroom); // unreachable: prepended
                 };
-                v[0..2].copy_from_slice(&(0xc000 | (hash as u16 & 0x3fff)).to_be_bytes());
-                v[2..4].copy_from_slice(&udp::VXLAN_PORT.to_be_bytes());
-                v[4..6].copy_from_slice(
-                    &((udp::HEADER_LEN + vxlan::HEADER_LEN + inner) as u16).to_be_bytes(),
-                );
-                v[6..8].copy_from_slice(&[0, 0]);
-                v[8..12].copy_from_slice(&0x0800_0000u32.to_be_bytes());
-                v[12..16].copy_from_slice(&(net.segment << 8).to_be_bytes());
+                let sport = 0xc000 | (hash as u16 & 0x3fff);
+                put16(v, udp::field::SRC_PORT.start, sport);
+                put16(v, udp::field::DST_PORT.start, udp::VXLAN_PORT);
+                let len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner) as u16;
+                put16(v, udp::field::LENGTH.start, len);
+                put16(v, udp::field::CHECKSUM.start, 0);
+                vxlan::write(&mut v[udp::HEADER_LEN..], net.segment);
                 tr!(
                     t,
                     "encap",
                     "VXLAN VNI {} {} → {} ({})",
                     net.segment,
-                    Ipv4Addr::from(be32(hdr, 26)),
+                    Ipv4Addr::from(be32(hdr, ip + ipv4::field::SRC_ADDR.start)),
                     host.vtep,
                     host.name
                 );
             } else {
-                let Some(g) = l4.first_chunk_mut::<8>() else {
+                let Some(g) = l4.first_chunk_mut::<{ gre::HEADER_LEN }>() else {
                     return Err(R::NoHeadroom); // unreachable: prepended
                 };
-                g[0..2].copy_from_slice(&0x2000u16.to_be_bytes());
-                g[2..4].copy_from_slice(&ethernet::ETHERTYPE_TEB.to_be_bytes());
-                g[4..8].copy_from_slice(&net.segment.to_be_bytes());
+                gre::write(g, net.segment);
                 tr!(
                     t,
                     "encap",
                     "GRE key {} {} → {} ({})",
                     net.segment,
-                    Ipv4Addr::from(be32(hdr, 26)),
+                    Ipv4Addr::from(be32(hdr, ip + ipv4::field::SRC_ADDR.start)),
                     host.vtep,
                     host.name
                 );

@@ -75,10 +75,10 @@ fn announced(b: &[u8]) -> Option<(IpAddr, MacAddr)> {
         }
         ethernet::ETHERTYPE_IPV6 => {
             let ip = b.get(ethernet::HEADER_LEN..)?;
-            if ip.len() < ipv6::HEADER_LEN + 24
-                || ip[0] >> 4 != 6
-                || ip[6] != proto::ICMPV6
-                || ip[7] != 255
+            if ip.len() < ipv6::HEADER_LEN + nd::HEADER_LEN
+                || ip[ipv6::field::VER_TC_FLOW.start] >> 4 != 6
+                || ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
+                || ip[ipv6::field::HOP_LIMIT] != 255
                 || ip[ipv6::HEADER_LEN + icmp6::field::TYPE] != icmp6::types::NEIGHBOR_ADVERT
                 || ip[ipv6::HEADER_LEN + icmp6::field::CODE] != 0
             {
@@ -214,8 +214,8 @@ pub(super) fn vip_asked(net: &NetTables, b: &[u8]) -> Option<IpAddr> {
         }
         ethernet::ETHERTYPE_IPV6 => {
             let ip = b.get(ethernet::HEADER_LEN..)?;
-            if ip.len() < ipv6::HEADER_LEN + 24
-                || ip[6] != proto::ICMPV6
+            if ip.len() < ipv6::HEADER_LEN + nd::HEADER_LEN
+                || ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
                 || ip[ipv6::HEADER_LEN + icmp6::field::TYPE] != icmp6::types::NEIGHBOR_SOLICIT
             {
                 return None;
@@ -295,11 +295,14 @@ pub(super) fn own_dad(vm: &VmPort, net: &NetTables, b: &[u8]) -> bool {
     let Some(ip) = b.get(ethernet::HEADER_LEN..) else {
         return false;
     };
-    if ip.len() < ipv6::HEADER_LEN + 24 || ip[0] >> 4 != 6 || ip[6] != proto::ICMPV6 || ip[7] != 255
+    if ip.len() < ipv6::HEADER_LEN + nd::HEADER_LEN
+        || ip[ipv6::field::VER_TC_FLOW.start] >> 4 != 6
+        || ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
+        || ip[ipv6::field::HOP_LIMIT] != 255
     {
         return false;
     }
-    let plen = be16(ip, 4) as usize;
+    let plen = usize::from(be16(ip, ipv6::field::PAYLOAD_LEN.start));
     let Some(icmp) = ip.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + plen) else {
         return false;
     };
