@@ -138,7 +138,10 @@ pub(crate) fn overlay<P: InPlace, T: Trace>(
             let Some(b) = f.prepend(vlan::HEADER_LEN) else {
                 return Err(R::NoHeadroom);
             };
-            b.copy_within(vlan::HEADER_LEN..vlan::HEADER_LEN + 12, 0);
+            b.copy_within(
+                vlan::HEADER_LEN..vlan::HEADER_LEN + ethernet::field::MACS.end,
+                0,
+            );
             put16(b, 12, ethernet::ETHERTYPE_VLAN);
             put16(b, 14, (net.segment & 0x0fff) as u16);
             tr!(t, "encap", "VLAN {} toward host {}", net.segment, host.name);

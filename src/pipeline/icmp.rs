@@ -389,7 +389,7 @@ pub(super) fn too_big6<T: Trace>(
         t,
     )?;
     // Back to the sender where it lives, as the router routes to it.
-    let dst = ipv6_at(f.data(), ethernet::HEADER_LEN + 24);
+    let dst = ipv6_at(f.data(), ethernet::HEADER_LEN + ipv6::field::DST_ADDR.start);
     let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
         let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
         deliver_routed(snap, net, &eg, f, t)

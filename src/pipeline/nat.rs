@@ -75,9 +75,9 @@ pub(super) fn north_south4<T: Trace>(
 ) -> Verdict {
     let node = &*snap.node;
     let b = f.data();
-    let src = ipv4_at(b, ethernet::HEADER_LEN + 12);
-    let dst = ipv4_at(b, ethernet::HEADER_LEN + 16);
-    let total = be16(b, ethernet::HEADER_LEN + 2);
+    let src = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start);
+    let dst = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
+    let total = be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start);
     if let Some(&fixed) = r.floating.get(&dst) {
         return hairpin4(snap, env, r, ingress, in_port, (src, dst, fixed), f, t);
     }
@@ -149,7 +149,7 @@ pub(super) fn north_south4<T: Trace>(
             t,
             "nat",
             "SNAT {src} → {}; out of the external port to {up}",
-            ipv4_at(b, ethernet::HEADER_LEN + 12)
+            ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start)
         );
         return Ok(ext);
     }
@@ -181,7 +181,7 @@ fn to_snat_node<T: Trace>(
     let Some(net) = snap.net(ingress.net) else {
         return Err(R::TableGone);
     };
-    if be16(f.data(), ethernet::HEADER_LEN + 2) > net.mtu {
+    if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
@@ -213,7 +213,7 @@ fn hairpin4<T: Trace>(
         return Err(R::HairpinNoFip);
     };
     let (eg, net) = egress_to(snap, r, fixed, t)?;
-    if be16(f.data(), ethernet::HEADER_LEN + 2) > net.mtu {
+    if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     let b = f.data_mut();
@@ -274,7 +274,7 @@ pub(super) fn from_external<T: Trace>(
         ethernet::ETHERTYPE_IPV4 => {
             let ihl = ipv4_valid(f)?;
             let b = f.data();
-            let dst = ipv4_at(b, ethernet::HEADER_LEN + 16);
+            let dst = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
             let to = MacAddr(mac_at(b, ethernet::field::DST.start));
             let node = &*snap.node;
             match snap.ext.get(dst) {
@@ -290,11 +290,11 @@ pub(super) fn from_external<T: Trace>(
                     if fip_mac(node, r, central) != Some(to) {
                         return Err(R::ExternalWrongMac);
                     }
-                    if b[ethernet::HEADER_LEN + 8] <= 1 {
+                    if b[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
                         return Err(R::TtlExpired);
                     }
                     let (eg, net) = egress_to(snap, r, fixed, t)?;
-                    if be16(b, ethernet::HEADER_LEN + 2) > net.mtu {
+                    if be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
                         return too_big_in(env, (dst, to), in_port, f, net.mtu, t);
                     }
                     nat::rewrite_dst(&mut f.data_mut()[ethernet::HEADER_LEN..], fixed)?;
@@ -318,18 +318,18 @@ pub(super) fn from_external<T: Trace>(
                         return Err(R::TableGone);
                     };
                     let b = f.data();
-                    let inside = ipv4_at(b, ethernet::HEADER_LEN + 16);
+                    let inside = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
                     tr!(
                         t,
                         "nat",
                         "SNAT session: {dst} → {inside}:{}",
                         be16(b, ethernet::HEADER_LEN + ihl + 2)
                     );
-                    if b[ethernet::HEADER_LEN + 8] <= 1 {
+                    if b[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
                         return Err(R::TtlExpired);
                     }
                     let (eg, net) = egress_to(snap, r, inside, t)?;
-                    if be16(b, ethernet::HEADER_LEN + 2) > net.mtu {
+                    if be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
                         nat::untranslate_in(&mut f.data_mut()[ethernet::HEADER_LEN..], dst, port)?;
                         return too_big_in(env, (dst, mac), in_port, f, net.mtu, t);
                     }

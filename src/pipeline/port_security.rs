@@ -58,17 +58,17 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
     }
     let ip = match be16(b, ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_IPV4 if b.len() >= ethernet::HEADER_LEN + ipv4::HEADER_LEN => {
-            let a = ipv4_at(b, ethernet::HEADER_LEN + 12);
+            let a = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start);
             if a.is_unspecified() {
                 return Ok(()); // DHCP discover
             }
             IpAddr::V4(a)
         }
-        ethernet::ETHERTYPE_ARP if b.len() >= ethernet::HEADER_LEN + 28 => {
+        ethernet::ETHERTYPE_ARP if b.len() >= ethernet::HEADER_LEN + arp::HEADER_LEN => {
             return arp_security(vm, b, t)
         }
         ethernet::ETHERTYPE_IPV6 if b.len() >= ethernet::HEADER_LEN + ipv6::HEADER_LEN => {
-            let a = ipv6_at(b, ethernet::HEADER_LEN + 8);
+            let a = ipv6_at(b, ethernet::HEADER_LEN + ipv6::field::SRC_ADDR.start);
             // Unspecified (DAD) and link-local sources stay on the link.
             if a.is_unspecified() || a.segments()[0] & 0xffc0 == 0xfe80 {
                 return Ok(());

@@ -186,8 +186,8 @@ fn vip_probe<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let want = match (iface.ip, via) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => ethernet::HEADER_LEN + 28,
-        (IpAddr::V6(_), IpAddr::V6(_)) => ethernet::HEADER_LEN + ipv6::HEADER_LEN + 32,
+        (IpAddr::V4(_), IpAddr::V4(_)) => ethernet::HEADER_LEN + arp::HEADER_LEN,
+        (IpAddr::V6(_), IpAddr::V6(_)) => ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd::ADVERT_LEN,
         _ => return Err(R::VipHolderUnknown),
     };
     if !env.icmp_token() || (f.len() < want && !f.extend(want - f.len())) {
@@ -216,7 +216,7 @@ fn vip_probe<T: Trace>(
             );
             ipv6::write(
                 &mut b[ethernet::HEADER_LEN..],
-                32,
+                nd::ADVERT_LEN as u16,
                 proto::ICMPV6,
                 255,
                 &from.octets(),
@@ -450,7 +450,7 @@ fn route6<T: Trace>(
         );
         return too_big6(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
-    f.data_mut()[ethernet::HEADER_LEN + 7] = hop - 1;
+    f.data_mut()[ethernet::HEADER_LEN + ipv6::field::HOP_LIMIT] = hop - 1;
     tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
     deliver_routed(snap, net, &eg, f, t)
 }
@@ -513,7 +513,7 @@ fn to_router4<T: Trace>(
 ) -> Verdict {
     let b = f.data_mut();
     let l4 = ethernet::HEADER_LEN + ihl;
-    if b[ethernet::HEADER_LEN + 9] != proto::ICMP
+    if b[ethernet::HEADER_LEN + ipv4::field::PROTOCOL] != proto::ICMP
         || b.len() < l4 + icmp4::HEADER_LEN
         || b[l4 + icmp4::field::TYPE] != icmp4::types::ECHO_REQUEST
         || b[l4 + icmp4::field::CODE] != 0
@@ -560,7 +560,7 @@ fn to_router4<T: Trace>(
 fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let b = f.data_mut();
     let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
-    if b[ethernet::HEADER_LEN + 6] != proto::ICMPV6
+    if b[ethernet::HEADER_LEN + ipv6::field::NEXT_HEADER] != proto::ICMPV6
         || b.len() < l4 + icmp6::HEADER_LEN
         || b[l4 + icmp6::field::TYPE] != icmp6::types::ECHO_REQUEST
         || b[l4 + icmp6::field::CODE] != 0
@@ -570,8 +570,8 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
     }
     let plen = (b.len() - l4) as u32;
     let sum = pseudo6(
-        &b[ethernet::HEADER_LEN + 8..ethernet::HEADER_LEN + 24],
-        &b[ethernet::HEADER_LEN + 24..ethernet::HEADER_LEN + 40],
+        &b[ethernet::HEADER_LEN..][ipv6::field::SRC_ADDR],
+        &b[ethernet::HEADER_LEN..][ipv6::field::DST_ADDR],
         plen,
         proto::ICMPV6,
     );
@@ -635,7 +635,7 @@ pub(super) fn routed_on<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    if f.data()[ethernet::HEADER_LEN + 8] <= 1 {
+    if f.data()[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
         return Err(R::TtlExpired);
     }
     ipv4::dec_ttl(&mut f.data_mut()[ethernet::HEADER_LEN..]);
