@@ -52,6 +52,7 @@ use std::path::{Path, PathBuf};
 
 use dvr::mac::MacAddr;
 use dvr::model::{Change, Model, NetworkType};
+use dvr::wire::{ethernet, Ipv4Packet};
 use harness::{median, pcap_port, run_l3fwd, run_testpmd, BenchNode, Measured};
 use serde_json::json;
 
@@ -322,10 +323,9 @@ fn dvr_decap_routed(ty: NetworkType, r: &Run) -> Option<Measured> {
             let mut inner = f.clone();
             inner[0..6].copy_from_slice(&nb.mac.0);
             inner[6..12].copy_from_slice(&CN2_DVR_MAC.parse::<MacAddr>().unwrap().0);
-            inner[22] -= 1;
-            inner[24..26].copy_from_slice(&[0, 0]);
-            let c = dvr::pkt::checksum(&inner[14..34]);
-            inner[24..26].copy_from_slice(&c.to_be_bytes());
+            let mut ip = Ipv4Packet::new_checked(&mut inner[ethernet::HEADER_LEN..]).expect("IPv4");
+            ip.dec_ttl();
+            ip.fill_checksum();
             frames.push(sent_by_cn2(ty, &inner, seg));
         }
     }

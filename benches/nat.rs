@@ -133,6 +133,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dvr::mac::MacAddr;
+use dvr::wire::checksum::{csum_add, csum_fold, pseudo4};
+use dvr::wire::{ethernet, proto, EthernetFrame, Ipv4Packet, UdpHeader};
 use harness::median;
 use nat_gen::{fixed_ip, floating_ip, EXT_GW_IP, INSIDE_GW, INTERNET, UPSTREAM};
 
@@ -1200,26 +1202,28 @@ fn write_captures(dir: &Path, sessions: u32, new_flows: u32) -> Captures {
 /// port, flow index).
 fn check_frame(f: &[u8], src_mac: &str, dst_mac: &str) -> (Ipv4Addr, Ipv4Addr, u16, u16, u32) {
     assert_eq!(f.len(), nat_gen::FRAME_LEN, "frame length");
-    assert_eq!(&f[0..6], &mac(dst_mac).0, "destination MAC");
-    assert_eq!(&f[6..12], &mac(src_mac).0, "source MAC");
-    assert_eq!(&f[12..14], &[0x08, 0x00], "ethertype");
-    assert_eq!(f[23], 17, "protocol");
-    assert_eq!(f[22], 63, "TTL");
-    assert_eq!(dvr::gen::ipv4_checksum(&f[14..34]), 0, "IPv4 checksum");
-    let udp_len = u16::from_be_bytes([f[38], f[39]]);
-    let pseudo = dvr::pkt::pseudo4(&f[26..30], &f[30..34], udp_len, 17);
-    let ip_len = u16::from_be_bytes([f[16], f[17]]) as usize;
+    let e = EthernetFrame::new_checked(f).expect("an Ethernet header");
+    assert_eq!(e.dst(), mac(dst_mac).0, "destination MAC");
+    assert_eq!(e.src(), mac(src_mac).0, "source MAC");
+    assert_eq!(e.ethertype(), ethernet::ETHERTYPE_IPV4, "ethertype");
+    let ip = Ipv4Packet::new_checked(e.payload()).expect("an IPv4 header");
+    assert_eq!(ip.protocol(), proto::UDP, "protocol");
+    assert_eq!(ip.ttl(), 63, "TTL");
+    assert_eq!(dvr::gen::ipv4_checksum(ip.header()), 0, "IPv4 checksum");
+    let udp = UdpHeader::new_checked(ip.payload()).expect("a UDP header");
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let pseudo = pseudo4(&src.octets(), &dst.octets(), udp.len(), proto::UDP);
+    let l4 = ip.header_len()..usize::from(ip.total_len());
     assert_eq!(
-        dvr::pkt::csum_fold(dvr::pkt::csum_add(pseudo, &f[34..14 + ip_len])),
+        csum_fold(csum_add(pseudo, &ip.as_bytes()[l4])),
         0,
         "UDP checksum"
     );
-    let a = |o: usize| Ipv4Addr::new(f[o], f[o + 1], f[o + 2], f[o + 3]);
     (
-        a(26),
-        a(30),
-        u16::from_be_bytes([f[34], f[35]]),
-        u16::from_be_bytes([f[36], f[37]]),
+        src,
+        dst,
+        udp.src_port(),
+        udp.dst_port(),
         nat_gen::seq_of(f).unwrap(),
     )
 }

@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 use dvr::gen::{udp4_frame, Udp4};
 use dvr::mac::MacAddr;
 use dvr::nat::{self, Nat, NatConfig};
-use dvr::pkt::{be16, be32};
 use dvr::sys::rdtsc;
 use dvr::testkit::Rng;
+use dvr::wire::{be32, Ipv4Packet, UdpHeader};
 
 const BURST: usize = 32;
 const IP_LEN: usize = nat_gen::FRAME_LEN - 14;
@@ -259,8 +259,10 @@ fn main() {
             let mut q = *p;
             n.snat_out(ROUTER, q.as_mut(), now0)
                 .expect("session created");
-            let (ext, eport) = (be32(&q.0, 12), be16(&q.0, 20));
-            let (rem, seq) = (Ipv4Addr::from(be32(&q.0, 16)), be32(&q.0, 28));
+            let ip = Ipv4Packet::new_checked(&q.0[..]).expect("an IPv4 packet");
+            let u = UdpHeader::new_checked(ip.payload()).expect("a UDP header");
+            let (ext, eport) = (ip.src_u32(), u.src_port());
+            let (rem, seq) = (ip.dst_addr(), be32(u.payload(), 0));
             replies.push(udp(rem, 80, ext.into(), eport, seq));
         }
         assert_eq!(n.len(), sessions as usize);

@@ -6,16 +6,16 @@ use std::net::Ipv4Addr;
 use crate::config::Generate;
 use crate::mac::MacAddr;
 use crate::wire::checksum::{csum_add, csum_fold, pseudo4};
-use crate::wire::ethernet::{self, ETHERTYPE_IPV4, HEADER_LEN as ETH_LEN};
+use crate::wire::ethernet::{self, ETHERTYPE_IPV4};
 use crate::wire::ipv4::{self, Ipv4Packet};
 use crate::wire::proto;
+use crate::wire::udp::{self, UdpHeader};
 
 /// The IPv4 header checksum of `hdr` (with its checksum field zero; 0 for
 /// a header whose checksum is right).
 pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
     crate::wire::checksum::checksum(hdr)
 }
-use crate::wire::udp::{self, UdpHeader};
 
 /// A UDP flow's addresses.
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +31,21 @@ pub struct Udp4 {
 /// An Ethernet/IPv4/UDP frame of `frame_len` bytes (at least 42), whose payload
 /// starts with `seq` (big endian) and is filled with a pattern derived from it.
 pub fn udp4_frame(f: &Udp4, frame_len: usize, seq: u32) -> Vec<u8> {
-    let l4 = ETH_LEN + ipv4::HEADER_LEN;
+    let l4 = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
     let frame_len = frame_len.max(l4 + udp::HEADER_LEN + 4);
     let mut b = vec![0u8; frame_len];
     ethernet::write(&mut b, &f.dst_mac.0, &f.src_mac.0, ETHERTYPE_IPV4);
-    let ip_len = (frame_len - ETH_LEN) as u16;
+    let ip_len = (frame_len - ethernet::HEADER_LEN) as u16;
     let (src, dst) = (f.src_ip.octets(), f.dst_ip.octets());
-    ipv4::write(&mut b[ETH_LEN..], ip_len, 64, proto::UDP, src, dst);
-    if let Some(mut ip) = Ipv4Packet::new_checked(&mut b[ETH_LEN..]) {
+    ipv4::write(
+        &mut b[ethernet::HEADER_LEN..],
+        ip_len,
+        64,
+        proto::UDP,
+        src,
+        dst,
+    );
+    if let Some(mut ip) = Ipv4Packet::new_checked(&mut b[ethernet::HEADER_LEN..]) {
         ip.set_ident(seq as u16);
         ip.fill_checksum();
     }

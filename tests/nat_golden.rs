@@ -16,10 +16,12 @@ use dvr::config::PortRole;
 use dvr::mac::MacAddr;
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
-use dvr::pkt::{self, Frame};
+use dvr::pkt::Frame;
 use dvr::stats::DropReason as R;
 use dvr::tables::{DpPort, Snapshot};
 use dvr::testkit::*;
+use dvr::wire::checksum::{checksum, csum_add, csum_fold, pseudo4, pseudo6};
+use dvr::wire::{be16, be32, ethernet, ipv4, ipv4_at, proto, tunnel, udp, Ipv4Packet};
 use etherparse::{ArpEthIpv4Packet, ArpOperation, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::json;
 
@@ -160,18 +162,22 @@ fn env() -> Env {
     Env::new(|| 0, 1_000_000)
 }
 
+/// Where field `f` of the IPv4 header lies in an Ethernet frame.
+fn l3(f: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    ethernet::HEADER_LEN + f.start..ethernet::HEADER_LEN + f.end
+}
+
 /// IPv4 and transport checksums of an Ethernet frame are right.
 fn checksums_ok(frame: &[u8]) {
-    let ip = &frame[pkt::ETH_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    assert_eq!(pkt::checksum(&ip[..ihl]), 0, "IPv4 header checksum");
-    let total = pkt::be16(ip, 2) as usize;
-    let l4 = &ip[ihl..total];
-    let sum = pkt::pseudo4(&ip[12..16], &ip[16..20], l4.len() as u16, ip[9]);
-    match ip[9] {
-        pkt::PROTO_UDP if pkt::be16(l4, 6) == 0 => {}
-        pkt::PROTO_UDP | pkt::PROTO_TCP => {
-            assert_eq!(pkt::csum_fold(pkt::csum_add(sum, l4)), 0, "L4 checksum")
+    let ip = Ipv4Packet::new_checked(&frame[ethernet::HEADER_LEN..]).expect("an IPv4 header");
+    assert_eq!(checksum(ip.header()), 0, "IPv4 header checksum");
+    let l4 = &ip.as_bytes()[ip.header_len()..usize::from(ip.total_len())];
+    let (src, dst) = (ip.src_addr().octets(), ip.dst_addr().octets());
+    let sum = pseudo4(&src, &dst, l4.len() as u16, ip.protocol());
+    match ip.protocol() {
+        proto::UDP if be16(l4, udp::field::CHECKSUM.start) == 0 => {}
+        proto::UDP | proto::TCP => {
+            assert_eq!(csum_fold(csum_add(sum, l4)), 0, "L4 checksum")
         }
         _ => {}
     }
@@ -413,7 +419,7 @@ fn tiny_port_range_drops_the_new_flow_and_keeps_the_old() {
     for sport in [5000, 5001] {
         let (v, out) = run(&n, &mut e, 0, &flow(sport));
         assert_eq!(v, Ok(1));
-        ports.push(pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN));
+        ports.push(be16(&out, ethernet::HEADER_LEN + ipv4::HEADER_LEN));
     }
     ports.sort();
     assert_eq!(ports, [40000, 40001]);
@@ -482,7 +488,7 @@ fn legacy_router_routes_only_on_its_node() {
     let (v, out) = run1(&n, 0, &to_nn1);
     assert_eq!(v, Ok(0));
     let inner = udp4(DVR3, D_MAC, "10.1.0.10", "10.2.0.20", (40000, 7), 63);
-    assert_eq!(out[pkt::GRE_OVERHEAD..], inner[..]);
+    assert_eq!(out[tunnel::GRE_OVERHEAD..], inner[..]);
     // Its floating IPs are served by nn1 with the gateway port's MAC, not by cn1.
     let req = arp_request(UPSTREAM_MAC, "203.0.113.1", "203.0.113.50");
     assert_eq!(run1(&s, EXT, &req).0, Err(R::ArpUnknownTarget));
@@ -501,7 +507,7 @@ fn legacy_router_routes_only_on_its_node() {
     let (v, out) = run1(&n, 1, &f);
     assert_eq!(v, Ok(0));
     let inner = udp4(DVR3, A_MAC, OUTSIDE, "10.1.0.10", (53, 40000), 63);
-    assert_eq!(out[pkt::VXLAN_OVERHEAD..], inner[..]);
+    assert_eq!(out[tunnel::VXLAN_OVERHEAD..], inner[..]);
 }
 
 #[test]
@@ -628,7 +634,7 @@ fn a_floating_ip_association_or_a_router_removal_flushes_snat_sessions() {
     let mut e = env();
     let (v, out) = run(&n, &mut e, 0, &out_frame);
     assert_eq!(v, Ok(1));
-    let port = pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN);
+    let port = be16(&out, ethernet::HEADER_LEN + ipv4::HEADER_LEN);
     let reply = udp4(
         UPSTREAM_MAC,
         gw_port_mac,
@@ -739,12 +745,15 @@ fn snat_way_takes_the_common_case_as_the_pipeline_does() {
         assert_eq!(*v, Ok(1));
         checksums_ok(out);
         assert_eq!(&out[0..12], &[UPSTREAM_MAC, gw_router_mac].concat()[..]);
-        assert_eq!(pkt::ipv4_at(out, pkt::ETH_LEN + 12), gw);
-        ext_ports.push(pkt::be16(out, pkt::ETH_LEN + pkt::IPV4_LEN));
+        assert_eq!(
+            ipv4_at(out, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start),
+            gw
+        );
+        ext_ports.push(be16(out, ethernet::HEADER_LEN + ipv4::HEADER_LEN));
     }
     // TTL 9 and 2 leave as 8 and 1; the UDP flow keeps its port.
-    assert_eq!(runs[1].1[pkt::ETH_LEN + 8], 8);
-    assert_eq!(runs[2].1[pkt::ETH_LEN + 8], 1);
+    assert_eq!(runs[1].1[ethernet::HEADER_LEN + ipv4::field::TTL], 8);
+    assert_eq!(runs[2].1[ethernet::HEADER_LEN + ipv4::field::TTL], 1);
     assert_eq!(ext_ports[0], ext_ports[3]);
 }
 
@@ -767,11 +776,11 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         edit(&mut o);
         o
     };
-    let inner_ip = pkt::VXLAN_OVERHEAD + pkt::ETH_LEN;
+    let inner_ip = tunnel::VXLAN_OVERHEAD + ethernet::HEADER_LEN;
     let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
         (
             "bad outer checksum",
-            with_outer(&|o| o[pkt::ETH_LEN + 10] ^= 1),
+            with_outer(&|o| o[ethernet::HEADER_LEN + ipv4::field::CHECKSUM.start] ^= 1),
             Err(R::BadIpv4Checksum),
         ),
         (
@@ -811,32 +820,32 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         ),
         (
             "VXLAN I flag clear",
-            with_outer(&|o| o[pkt::ETH_LEN + pkt::IPV4_LEN + 8] = 0),
+            with_outer(&|o| o[ethernet::HEADER_LEN + ipv4::HEADER_LEN + 8] = 0),
             Err(R::BadVxlan),
         ),
         (
             "outer IP length beyond the frame",
             with_outer(&|o| {
-                let l = pkt::be16(o, pkt::ETH_LEN + 2) + 1;
-                o[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
-                fix_ipv4(o, pkt::ETH_LEN);
+                let l = be16(o, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) + 1;
+                o[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
+                fix_ipv4(o, ethernet::HEADER_LEN);
             }),
             Err(R::MalformedIpv4),
         ),
         (
             "inner IP length beyond the frame",
             with_inner(&|i| {
-                let l = pkt::be16(i, pkt::ETH_LEN + 2) + 1;
-                i[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
-                fix_ipv4(i, pkt::ETH_LEN);
+                let l = be16(i, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) + 1;
+                i[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
+                fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::MalformedIpv4),
         ),
         (
             "martian destination",
             with_inner(&|i| {
-                i[pkt::ETH_LEN + 16..pkt::ETH_LEN + 20].copy_from_slice(&[127, 0, 0, 1]);
-                fix_ipv4(i, pkt::ETH_LEN);
+                i[l3(ipv4::field::DST_ADDR)].copy_from_slice(&[127, 0, 0, 1]);
+                fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::MartianDestination),
         ),
@@ -848,18 +857,18 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
         (
             "a later fragment",
             with_inner(&|i| {
-                i[pkt::ETH_LEN + 6..pkt::ETH_LEN + 8].copy_from_slice(&[0, 8]);
-                fix_ipv4(i, pkt::ETH_LEN);
+                i[l3(ipv4::field::FLAGS_OFFSET)].copy_from_slice(&[0, 8]);
+                fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::NatFragmentUnknown),
         ),
         (
             "a TCP header cut short",
             with_inner(&|i| {
-                i[pkt::ETH_LEN + 9] = pkt::PROTO_TCP;
-                i.truncate(pkt::ETH_LEN + pkt::IPV4_LEN + 12);
-                i[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&32u16.to_be_bytes());
-                fix_ipv4(i, pkt::ETH_LEN);
+                i[ethernet::HEADER_LEN + ipv4::field::PROTOCOL] = proto::TCP;
+                i.truncate(ethernet::HEADER_LEN + ipv4::HEADER_LEN + 12);
+                i[l3(ipv4::field::LENGTH)].copy_from_slice(&32u16.to_be_bytes());
+                fix_ipv4(i, ethernet::HEADER_LEN);
             }),
             Err(R::NatTruncated),
         ),
@@ -889,14 +898,14 @@ fn snat_way_leaves_every_other_frame_to_the_pipeline() {
     // options inside.
     // The inner packet with 4 bytes of options (NOP, NOP, NOP, end).
     let mut opts = inner.clone();
-    let at = pkt::ETH_LEN + pkt::IPV4_LEN;
+    let at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
     opts.splice(at..at, [1, 1, 1, 0]);
-    opts[pkt::ETH_LEN] = 0x46;
-    let l = pkt::be16(&opts, pkt::ETH_LEN + 2) + 4;
-    opts[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&l.to_be_bytes());
-    opts[pkt::ETH_LEN + 10..pkt::ETH_LEN + 12].copy_from_slice(&[0, 0]);
-    let c = pkt::checksum(&opts[pkt::ETH_LEN..at + 4]);
-    opts[pkt::ETH_LEN + 10..pkt::ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+    opts[ethernet::HEADER_LEN] = 0x46;
+    let l = be16(&opts, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) + 4;
+    opts[l3(ipv4::field::LENGTH)].copy_from_slice(&l.to_be_bytes());
+    opts[l3(ipv4::field::CHECKSUM)].copy_from_slice(&[0, 0]);
+    let c = checksum(&opts[ethernet::HEADER_LEN..at + 4]);
+    opts[l3(ipv4::field::CHECKSUM)].copy_from_slice(&c.to_be_bytes());
     assert_eq!(blue, opts[..6]);
     let runs = snat_way_vs_pipeline(&n, &[tunnel(&opts, 101, VTEP2, VTEP3)]);
     let (v, out, taken) = &runs[0];
@@ -951,15 +960,15 @@ fn big_tcp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, total: usi
         .ack(1)
         .write(&mut v, &vec![0x5a; total - 40])
         .unwrap();
-    assert_eq!(v.len(), pkt::ETH_LEN + total);
+    assert_eq!(v.len(), ethernet::HEADER_LEN + total);
     v
 }
 
 /// `f` with DF cleared (IPv4 header checksum fixed).
 fn without_df(f: &[u8]) -> Vec<u8> {
     let mut f = f.to_vec();
-    f[pkt::ETH_LEN + 6] &= !0x40;
-    fix_ipv4(&mut f, pkt::ETH_LEN);
+    f[ethernet::HEADER_LEN + ipv4::field::FLAGS_OFFSET.start] &= !0x40;
+    fix_ipv4(&mut f, ethernet::HEADER_LEN);
     f
 }
 
@@ -991,7 +1000,11 @@ fn assert_frag_needed(
     let h = ip.header();
     assert_eq!(h.source_addr().to_string(), from, "ICMP source");
     assert_eq!(h.destination_addr().to_string(), to, "ICMP destination");
-    assert_eq!(pkt::checksum(&out[14..34]), 0, "IPv4 header checksum");
+    assert_eq!(
+        checksum(&out[l3(0..ipv4::HEADER_LEN)]),
+        0,
+        "IPv4 header checksum"
+    );
     assert!(h.total_len() as usize <= 576, "at most 576 bytes");
     let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
         panic!("ICMP: {out:02x?}")
@@ -1002,12 +1015,16 @@ fn assert_frag_needed(
             etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: mtu }
         )
     );
-    assert_eq!(pkt::checksum(&out[34..]), 0, "ICMP checksum");
+    assert_eq!(
+        checksum(&out[ethernet::HEADER_LEN + ipv4::HEADER_LEN..]),
+        0,
+        "ICMP checksum"
+    );
     let quote = &out[42..];
     assert!(!quote.is_empty());
     assert_eq!(
         quote,
-        &sent[pkt::ETH_LEN..pkt::ETH_LEN + quote.len()],
+        &sent[ethernet::HEADER_LEN..ethernet::HEADER_LEN + quote.len()],
         "the quote is what was sent, untranslated"
     );
 }
@@ -1092,7 +1109,7 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
     let to_nn1 = gre_frame(&inner, 202, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
     let (v, out) = run(&n, &mut e, NN1_UP, &to_nn1);
     assert_eq!(v, Ok(NN1_EXT));
-    let ext_port = pkt::be16(&out, pkt::ETH_LEN + pkt::IPV4_LEN);
+    let ext_port = be16(&out, ethernet::HEADER_LEN + ipv4::HEADER_LEN);
     let (gw, gw_router_mac) = router_gw(&m);
     let mut back = Vec::new();
     PacketBuilder::ethernet2(UPSTREAM_MAC, gw_router_mac)
@@ -1112,19 +1129,19 @@ fn too_big_for_the_vm_network_from_outside_is_answered_with_the_quote_untranslat
         &back,
     );
     // The session still translates what fits.
-    back.truncate(pkt::ETH_LEN + red_mtu as usize);
+    back.truncate(ethernet::HEADER_LEN + red_mtu as usize);
     let total = red_mtu.to_be_bytes();
-    back[pkt::ETH_LEN + 2..pkt::ETH_LEN + 4].copy_from_slice(&total);
-    fix_ipv4(&mut back, pkt::ETH_LEN);
-    let l4 = pkt::ETH_LEN + pkt::IPV4_LEN;
-    let sum = pkt::pseudo4(
-        &back[pkt::ETH_LEN + 12..pkt::ETH_LEN + 16],
-        &back[pkt::ETH_LEN + 16..pkt::ETH_LEN + 20],
+    back[l3(ipv4::field::LENGTH)].copy_from_slice(&total);
+    fix_ipv4(&mut back, ethernet::HEADER_LEN);
+    let l4 = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let sum = pseudo4(
+        &back[l3(ipv4::field::SRC_ADDR)],
+        &back[l3(ipv4::field::DST_ADDR)],
         (back.len() - l4) as u16,
-        pkt::PROTO_TCP,
+        proto::TCP,
     );
     back[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
-    let c = pkt::csum_fold(pkt::csum_add(sum, &back[l4..]));
+    let c = csum_fold(csum_add(sum, &back[l4..]));
     back[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
     e.noted = None;
     let (v, _) = run(&n, &mut e, NN1_EXT, &back);
@@ -1155,10 +1172,13 @@ fn on_the_snat_node_too_big_for_the_outside_goes_back_over_the_overlay() {
     let (v, out, noted) = run_noted(&n, NN1_UP, &from_cn2);
     assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
     // The outer headers toward cn2; inside, the answer.
-    let outer = pkt::VXLAN_OVERHEAD;
+    let outer = tunnel::VXLAN_OVERHEAD;
     assert_eq!(&out[..6], &CN2_UL_MAC);
-    assert_eq!(pkt::ipv4_at(&out, pkt::ETH_LEN + 16).octets(), VTEP2);
-    assert_eq!(pkt::be32(&out, outer - 4) >> 8, 101, "VNI");
+    assert_eq!(
+        ipv4_at(&out, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start).octets(),
+        VTEP2
+    );
+    assert_eq!(be32(&out, outer - 4) >> 8, 101, "VNI");
     assert_frag_needed(
         &out[outer..],
         (G_MAC, DVR3),
@@ -1214,9 +1234,12 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
     let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
     assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
     assert_eq!(&out[..6], &UL_MAC);
-    assert_eq!(pkt::ipv4_at(&out, pkt::ETH_LEN + 16).octets(), VTEP1);
+    assert_eq!(
+        ipv4_at(&out, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start).octets(),
+        VTEP1
+    );
     assert_frag_needed(
-        &out[pkt::VXLAN_OVERHEAD..],
+        &out[tunnel::VXLAN_OVERHEAD..],
         (A_MAC, DVR3),
         ("10.1.0.1", "10.1.0.10"),
         1400,
@@ -1244,7 +1267,7 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
     let to_nn1 = vxlan_frame(&f6, 101, (UL_MAC, VTEP1), (NN1_UL_MAC, VTEP3));
     let (v, out, noted) = run_noted(&n, NN1_UP, &to_nn1);
     assert_eq!((v, noted), (Ok(NN1_UP), Some(R::FragmentationNeeded)));
-    let inner = &out[pkt::VXLAN_OVERHEAD..];
+    let inner = &out[tunnel::VXLAN_OVERHEAD..];
     assert_eq!(&inner[..12], &[A_MAC, DVR3].concat()[..]);
     let p = SlicedPacket::from_ethernet(inner).unwrap();
     let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
@@ -1267,17 +1290,13 @@ fn a_centralized_router_answers_too_big_over_the_overlay() {
         etherparse::Icmpv6Type::PacketTooBig { mtu: 1400 }
     );
     let h = ip.header();
-    let sum = pkt::pseudo6(
+    let sum = pseudo6(
         &h.source(),
         &h.destination(),
         u32::from(h.payload_length()),
-        pkt::PROTO_ICMPV6,
+        proto::ICMPV6,
     );
-    assert_eq!(
-        pkt::csum_fold(pkt::csum_add(sum, &inner[54..])),
-        0,
-        "ICMPv6 checksum"
-    );
+    assert_eq!(csum_fold(csum_add(sum, &inner[54..])), 0, "ICMPv6 checksum");
     assert_eq!(&inner[62..], &f6[14..14 + inner.len() - 62], "the quote");
 }
 
@@ -1375,7 +1394,7 @@ fn icmp_fuzz_seeds_are_answered() {
         let (v, out, noted) = run_frame(snap, port, &s[2..]);
         assert_eq!(noted, Some(R::FragmentationNeeded), "{name}: {v:?}");
         assert_eq!(v, Ok(port), "{name}: back where it came from");
-        assert!(out.len() > pkt::ETH_LEN + 28, "{name}");
+        assert!(out.len() > ethernet::HEADER_LEN + 28, "{name}");
     }
 }
 

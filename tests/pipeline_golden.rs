@@ -14,7 +14,7 @@ use dvr::compile::Compiler;
 use dvr::mac::MacAddr;
 use dvr::model::Model;
 use dvr::pipeline::{self, Env, NoTrace, Notes, Verdict};
-use dvr::pkt::{self, Frame};
+use dvr::pkt::Frame;
 use dvr::stats::DropReason as R;
 use dvr::tables::Snapshot;
 use etherparse::{
@@ -23,6 +23,7 @@ use etherparse::{
 use serde_json::json;
 
 use dvr::testkit::*;
+use dvr::wire::checksum::{checksum, csum_add, csum_fold, pseudo6};
 
 struct Bed {
     m: Model,
@@ -168,7 +169,7 @@ fn routed4(frame: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
     v[22] -= 1;
     v[24] = 0;
     v[25] = 0;
-    let c = pkt::checksum(&v[14..34]);
+    let c = checksum(&v[14..34]);
     v[24..26].copy_from_slice(&c.to_be_bytes());
     v
 }
@@ -657,7 +658,7 @@ fn decap_checks_vtep_vni_key_and_never_forwards_tunnel_to_tunnel() {
     other[33] = 9;
     other[24] = 0;
     other[25] = 0;
-    let c = pkt::checksum(&other[14..34]);
+    let c = checksum(&other[14..34]);
     other[24..26].copy_from_slice(&c.to_be_bytes());
     b.drops(UP, &other, R::NotForThisVtep);
     b.drops(
@@ -838,7 +839,7 @@ fn ttl_expiry_no_route_and_mtu_get_icmp_errors() {
     big[20] = 0;
     big[24] = 0;
     big[25] = 0;
-    let c = pkt::checksum(&big[14..34]);
+    let c = checksum(&big[14..34]);
     big[24..26].copy_from_slice(&c.to_be_bytes());
     b.drops(VM_E, &big, R::MtuExceeded);
     // IPv6: hop limit, no route, packet too big.
@@ -1614,8 +1615,8 @@ fn fix_icmp6(f: &mut [u8]) {
     f[56] = 0;
     f[57] = 0;
     let plen = u16::from_be_bytes([f[18], f[19]]) as u32;
-    let sum = pkt::pseudo6(&f[22..38], &f[38..54], plen, 58);
-    let c = pkt::csum_fold(pkt::csum_add(sum, &f[54..]));
+    let sum = pseudo6(&f[22..38], &f[38..54], plen, 58);
+    let c = csum_fold(csum_add(sum, &f[54..]));
     f[56..58].copy_from_slice(&c.to_be_bytes());
 }
 

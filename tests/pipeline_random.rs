@@ -19,9 +19,9 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use dvr::model::Model;
-use dvr::pkt;
 use dvr::stats::DropReason;
 use dvr::testkit::*;
+use dvr::wire::ethernet;
 use etherparse::{ArpEthIpv4Packet, ArpOperation, Icmpv6Type, PacketBuilder};
 
 fn gw_mac(m: &Model, sn: &str) -> [u8; 6] {
@@ -369,7 +369,7 @@ fn write_fuzz_corpus() {
         v.extend_from_slice(frame);
         write("pipeline", name, &v);
         let mut h = HEADER_PARAMS.to_vec();
-        h.extend_from_slice(&frame[pkt::ETH_LEN..]);
+        h.extend_from_slice(&frame[ethernet::HEADER_LEN..]);
         write("headers", &format!("ip-{name}"), &h);
         let mut h = HEADER_PARAMS.to_vec();
         h.extend_from_slice(frame);

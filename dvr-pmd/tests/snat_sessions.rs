@@ -25,8 +25,11 @@ use std::process::Command;
 use common::{dvr_ctl, node_head, Daemon};
 use dvr::mac::MacAddr;
 use dvr::model::Model;
-use dvr::pkt::{self, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use dvr::testkit::*;
+use dvr::wire::checksum::{csum_add, csum_fold, pseudo4};
+use dvr::wire::{
+    be16, ethernet, icmp4, ipv4, ipv4_at, proto, put16, put32, tcp, udp, TcpHeader, UdpHeader,
+};
 use serde_json::{json, Value};
 
 /// cn2's underlay MAC is `CN2_UL_MAC`; cn1's is `UL_MAC`.
@@ -49,50 +52,52 @@ fn ip_frame(src_mac: [u8; 6], dst_mac: [u8; 6], f: &Flow, tag: u8) -> Vec<u8> {
     let dst: Ipv4Addr = f.remote.0.parse().unwrap();
     let payload = [tag; 8];
     let mut l4 = match f.proto {
-        PROTO_UDP => {
-            let mut u = vec![0u8; 8];
-            pkt::put16(&mut u, 0, f.inside.1);
-            pkt::put16(&mut u, 2, f.remote.1);
-            pkt::put16(&mut u, 4, (8 + payload.len()) as u16);
+        proto::UDP => {
+            let mut u = vec![0u8; udp::HEADER_LEN];
+            let mut h = UdpHeader::new_checked(&mut u[..]).unwrap();
+            h.set_src_port(f.inside.1);
+            h.set_dst_port(f.remote.1);
+            h.set_len((udp::HEADER_LEN + payload.len()) as u16);
             u
         }
-        PROTO_TCP => {
-            let mut t = vec![0u8; 20];
-            pkt::put16(&mut t, 0, f.inside.1);
-            pkt::put16(&mut t, 2, f.remote.1);
-            pkt::put32(&mut t, 4, 1000);
-            t[12] = 5 << 4;
-            t[13] = 0x02; // SYN
-            pkt::put16(&mut t, 14, 64240);
+        proto::TCP => {
+            let mut t = vec![0u8; tcp::HEADER_LEN];
+            let mut h = TcpHeader::new_checked(&mut t[..]).unwrap();
+            h.set_src_port(f.inside.1);
+            h.set_dst_port(f.remote.1);
+            put32(&mut t, tcp::field::SEQ.start, 1000);
+            t[12] = 5 << 4; // data offset: no options
+            t[tcp::field::FLAGS] = tcp::SYN;
+            put16(&mut t, 14, 64240); // window
             t
         }
         _ => {
             // Echo request, id = the inside "port".
-            let mut i = vec![8u8, 0, 0, 0, 0, 0, 0, 1];
-            pkt::put16(&mut i, 4, f.inside.1);
+            let mut i = vec![icmp4::types::ECHO_REQUEST, 0, 0, 0, 0, 0, 0, 1];
+            put16(&mut i, icmp4::field::ECHO_ID.start, f.inside.1);
             i
         }
     };
     l4.extend_from_slice(&payload);
     let ck_at = match f.proto {
-        PROTO_UDP => 6,
-        PROTO_TCP => 16,
-        _ => 2,
+        proto::UDP => udp::field::CHECKSUM,
+        proto::TCP => tcp::field::CHECKSUM,
+        _ => icmp4::field::CHECKSUM,
     };
-    let sum = if f.proto == PROTO_ICMP {
-        pkt::csum_add(0, &l4)
+    let sum = if f.proto == proto::ICMP {
+        csum_add(0, &l4)
     } else {
-        pkt::csum_add(
-            pkt::pseudo4(&src.octets(), &dst.octets(), l4.len() as u16, f.proto),
+        csum_add(
+            pseudo4(&src.octets(), &dst.octets(), l4.len() as u16, f.proto),
             &l4,
         )
     };
-    pkt::put16(&mut l4, ck_at, pkt::csum_fold(sum));
-    let mut v = vec![0u8; pkt::ETH_LEN + pkt::IPV4_LEN];
-    pkt::write_eth(&mut v, &dst_mac, &src_mac, pkt::ETHERTYPE_IPV4);
-    pkt::write_ipv4(
-        &mut v[pkt::ETH_LEN..],
-        (pkt::IPV4_LEN + l4.len()) as u16,
+    put16(&mut l4, ck_at.start, csum_fold(sum));
+    let mut v = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN];
+    ethernet::write(&mut v, &dst_mac, &src_mac, ethernet::ETHERTYPE_IPV4);
+    ipv4::write(
+        &mut v[ethernet::HEADER_LEN..],
+        (ipv4::HEADER_LEN + l4.len()) as u16,
         64,
         f.proto,
         src.octets(),
@@ -200,7 +205,7 @@ fn snat_flows() -> [Flow; 6] {
         Flow {
             router: "r1",
             from_cn2: false,
-            proto: PROTO_UDP,
+            proto: proto::UDP,
             inside: ("10.1.0.30", 5000),
             remote: ("198.51.100.7", 53),
         },
@@ -209,28 +214,28 @@ fn snat_flows() -> [Flow; 6] {
         Flow {
             router: "r1",
             from_cn2: false,
-            proto: PROTO_UDP,
+            proto: proto::UDP,
             inside: ("10.1.0.30", 5000),
             remote: ("198.51.100.8", 53),
         },
         Flow {
             router: "r1",
             from_cn2: true,
-            proto: PROTO_UDP,
+            proto: proto::UDP,
             inside: ("10.1.0.40", 5001),
             remote: ("198.51.100.7", 53),
         },
         Flow {
             router: "r1",
             from_cn2: true,
-            proto: PROTO_TCP,
+            proto: proto::TCP,
             inside: ("10.1.0.40", 41000),
             remote: ("198.51.100.7", 80),
         },
         Flow {
             router: "r1",
             from_cn2: false,
-            proto: PROTO_ICMP,
+            proto: proto::ICMP,
             inside: ("10.1.0.30", 77),
             remote: ("198.51.100.7", 0),
         },
@@ -239,7 +244,7 @@ fn snat_flows() -> [Flow; 6] {
         Flow {
             router: "r2",
             from_cn2: true,
-            proto: PROTO_UDP,
+            proto: proto::UDP,
             inside: ("10.1.0.40", 5001),
             remote: ("198.51.100.7", 53),
         },
@@ -347,8 +352,8 @@ fn show_sessions_lists_exactly_the_flows_translated() {
     // Exactly the flows, each once.
     let key = |f: &Flow| {
         let (proto, state) = match f.proto {
-            PROTO_UDP => ("udp", "udp"),
-            PROTO_TCP => ("tcp", "tcp-transitory"),
+            proto::UDP => ("udp", "udp"),
+            proto::TCP => ("tcp", "tcp-transitory"),
             _ => ("icmp", "icmp"),
         };
         (
@@ -409,16 +414,19 @@ fn show_sessions_lists_exactly_the_flows_translated() {
     let mut left: BTreeMap<u8, String> = BTreeMap::new();
     for f in outs
         .iter()
-        .filter(|f| pkt::be16(f, 12) == pkt::ETHERTYPE_IPV4)
+        .filter(|f| be16(f, ethernet::field::ETHERTYPE.start) == ethernet::ETHERTYPE_IPV4)
     {
-        let ip = &f[pkt::ETH_LEN..];
-        let l4 = &ip[pkt::IPV4_LEN..];
-        let (port, payload) = match ip[9] {
-            PROTO_UDP => (pkt::be16(l4, 0), &l4[8..]),
-            PROTO_TCP => (pkt::be16(l4, 0), &l4[20..]),
-            _ => (pkt::be16(l4, 4), &l4[8..]),
+        let ip = &f[ethernet::HEADER_LEN..];
+        let l4 = &ip[ipv4::HEADER_LEN..];
+        let (port, payload) = match ip[ipv4::field::PROTOCOL] {
+            proto::UDP => (be16(l4, udp::field::SRC_PORT.start), &l4[udp::HEADER_LEN..]),
+            proto::TCP => (be16(l4, tcp::field::SRC_PORT.start), &l4[tcp::HEADER_LEN..]),
+            _ => (
+                be16(l4, icmp4::field::ECHO_ID.start),
+                &l4[icmp4::HEADER_LEN..],
+            ),
         };
-        let src = format!("{}:{port}", pkt::ipv4_at(ip, 12));
+        let src = format!("{}:{port}", ipv4_at(ip, ipv4::field::SRC_ADDR.start));
         if let Some(old) = left.insert(payload[0], src.clone()) {
             assert_eq!(old, src, "flow {} left with two sources", payload[0]);
         }

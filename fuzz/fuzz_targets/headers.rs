@@ -1,4 +1,4 @@
-//! The pure packet helpers (`dvr::pkt`: checksums, flow hash, `Frame`'s
+//! The pure packet helpers (`dvr::wire`: checksums, flow hash; `dvr::pkt`: `Frame`'s
 //! edges), the ARP reply parser and the capture reader on arbitrary bytes;
 //! the invariants are `dvr::testkit::check_headers`'s.
 #![no_main]

@@ -2,7 +2,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::pkt::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::wire::proto;
 
 use super::session::InKey;
 use super::Nat;
@@ -91,7 +91,10 @@ impl Nat {
             if self.pool_of.get(&ip) != Some(&(i as u32)) {
                 return Err(format!("pool {i} of {ip:x} not found by its address"));
             }
-            for (pi, proto) in [PROTO_TCP, PROTO_UDP, PROTO_ICMP].into_iter().enumerate() {
+            for (pi, proto) in [proto::TCP, proto::UDP, proto::ICMP]
+                .into_iter()
+                .enumerate()
+            {
                 let mut seen = std::collections::HashSet::new();
                 for &port in &p.free[pi] {
                     if !p.range.contains(&port) || !seen.insert(port) {

@@ -3,8 +3,9 @@
 
 use std::cell::Cell;
 
-use crate::pkt::{be16, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::sys::prefetch;
+use crate::wire::icmp4::{self, types as icmp_types};
+use crate::wire::{be16, proto, udp};
 
 use super::pool::{pick_ip, proto_index};
 use super::session::{hash_binding, hash_out, InKey};
@@ -78,12 +79,19 @@ impl Lookahead {
 pub(super) fn in_hash(ip: &[u8]) -> Option<u64> {
     let h = wire::parse(ip).ok()?;
     let l4 = h.ihl;
-    if h.frag_off != 0 || ip.len() < l4 + 8 {
+    // 8 bytes: a UDP header, an ICMP header, TCP's ports.
+    if h.frag_off != 0 || ip.len() < l4 + udp::HEADER_LEN {
         return None;
     }
     let (rem_port, ext_port) = match h.proto {
-        PROTO_TCP | PROTO_UDP => (be16(ip, l4), be16(ip, l4 + 2)),
-        PROTO_ICMP if ip[l4] == wire::ICMP_ECHO_REPLY => (0, be16(ip, l4 + 4)),
+        // The ports at the same offsets in TCP and UDP.
+        proto::TCP | proto::UDP => (
+            be16(ip, l4 + udp::field::SRC_PORT.start),
+            be16(ip, l4 + udp::field::DST_PORT.start),
+        ),
+        proto::ICMP if ip[l4 + icmp4::field::TYPE] == icmp_types::ECHO_REPLY => {
+            (0, be16(ip, l4 + icmp4::field::ECHO_ID.start))
+        }
         _ => return None,
     };
     Some(hash_out(h.proto, h.dst, ext_port, h.src, rem_port))

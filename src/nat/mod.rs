@@ -92,9 +92,11 @@ use std::ops::RangeInclusive;
 
 use rustc_hash::FxHashMap;
 
-use crate::pkt::{be16, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::DropReason;
 use crate::sys::HugeTable;
+use crate::wire::icmp4::{self, types as icmp_types};
+// `tcp` is NAT's own connection tracking (super::tcp).
+use crate::wire::{be16, proto, tcp as tcp_wire, udp};
 use fragments::{Frag, FRAG_WAYS};
 use index::Index;
 use lookahead::Lookahead;
@@ -314,11 +316,14 @@ impl Nat {
         }
         let l4 = h.ihl;
         match h.proto {
-            PROTO_ICMP if ip.len() >= l4 + 8 && wire::is_icmp_error(ip[l4]) => {
+            proto::ICMP
+                if ip.len() >= l4 + icmp4::HEADER_LEN
+                    && icmp4::is_error(ip[l4 + icmp4::field::TYPE]) =>
+            {
                 self.error_out(router, ip, &h, now)
             }
-            PROTO_ICMP if ip.len() >= l4 + 8 => Err(R::NatUnsupportedProto),
-            PROTO_TCP | PROTO_UDP | PROTO_ICMP => Err(R::NatTruncated),
+            proto::ICMP if ip.len() >= l4 + icmp4::HEADER_LEN => Err(R::NatUnsupportedProto),
+            proto::TCP | proto::UDP | proto::ICMP => Err(R::NatTruncated),
             _ => Err(R::NatUnsupportedProto),
         }
     }
@@ -338,10 +343,21 @@ impl Nat {
         }
         let l4 = h.ihl;
         let (sport, dport, flags) = match h.proto {
-            PROTO_TCP if ip.len() >= l4 + 20 => (be16(ip, l4), be16(ip, l4 + 2), ip[l4 + 13]),
-            PROTO_UDP if ip.len() >= l4 + 8 => (be16(ip, l4), be16(ip, l4 + 2), 0),
-            PROTO_ICMP if ip.len() >= l4 + 8 && ip[l4] == wire::ICMP_ECHO_REQUEST => {
-                (be16(ip, l4 + 4), 0, 0)
+            proto::TCP if ip.len() >= l4 + tcp_wire::HEADER_LEN => (
+                be16(ip, l4 + tcp_wire::field::SRC_PORT.start),
+                be16(ip, l4 + tcp_wire::field::DST_PORT.start),
+                ip[l4 + tcp_wire::field::FLAGS],
+            ),
+            proto::UDP if ip.len() >= l4 + udp::HEADER_LEN => (
+                be16(ip, l4 + udp::field::SRC_PORT.start),
+                be16(ip, l4 + udp::field::DST_PORT.start),
+                0,
+            ),
+            proto::ICMP
+                if ip.len() >= l4 + icmp4::HEADER_LEN
+                    && ip[l4 + icmp4::field::TYPE] == icmp_types::ECHO_REQUEST =>
+            {
+                (be16(ip, l4 + icmp4::field::ECHO_ID.start), 0, 0)
             }
             _ => return None,
         };
@@ -399,7 +415,7 @@ impl Nat {
             in_ip: q.dst,
             in_port: q.dport,
             rem_ip: q.src,
-            rem_port: if q.proto == PROTO_ICMP { 0 } else { q.sport },
+            rem_port: if q.proto == proto::ICMP { 0 } else { q.sport },
         };
         let found = self.find_in(&k);
         let s = self.live(found, now).ok_or(R::NatNoSession)?;
@@ -427,14 +443,24 @@ impl Nat {
         }
         let l4 = h.ihl;
         let (sport, dport, flags) = match h.proto {
-            PROTO_TCP if ip.len() >= l4 + 20 => (be16(ip, l4), be16(ip, l4 + 2), ip[l4 + 13]),
-            PROTO_UDP if ip.len() >= l4 + 8 => (be16(ip, l4), be16(ip, l4 + 2), 0),
-            PROTO_ICMP if ip.len() >= l4 + 8 => match ip[l4] {
-                wire::ICMP_ECHO_REPLY => (0, be16(ip, l4 + 4), 0),
-                t if wire::is_icmp_error(t) => return self.error_in(ip, &h, now),
-                _ => return Err(R::NatUnsupportedProto),
-            },
-            PROTO_TCP | PROTO_UDP | PROTO_ICMP => return Err(R::NatTruncated),
+            proto::TCP if ip.len() >= l4 + tcp_wire::HEADER_LEN => (
+                be16(ip, l4 + tcp_wire::field::SRC_PORT.start),
+                be16(ip, l4 + tcp_wire::field::DST_PORT.start),
+                ip[l4 + tcp_wire::field::FLAGS],
+            ),
+            proto::UDP if ip.len() >= l4 + udp::HEADER_LEN => (
+                be16(ip, l4 + udp::field::SRC_PORT.start),
+                be16(ip, l4 + udp::field::DST_PORT.start),
+                0,
+            ),
+            proto::ICMP if ip.len() >= l4 + icmp4::HEADER_LEN => {
+                match ip[l4 + icmp4::field::TYPE] {
+                    icmp_types::ECHO_REPLY => (0, be16(ip, l4 + icmp4::field::ECHO_ID.start), 0),
+                    t if icmp4::is_error(t) => return self.error_in(ip, &h, now),
+                    _ => return Err(R::NatUnsupportedProto),
+                }
+            }
+            proto::TCP | proto::UDP | proto::ICMP => return Err(R::NatTruncated),
             _ => return Err(R::NatUnsupportedProto),
         };
         let found = self.find_out(h.proto, h.dst, dport, h.src, sport);
@@ -452,7 +478,7 @@ impl Nat {
     /// session: external → remote.
     fn error_in(&mut self, ip: &mut [u8], h: &Hdr, now: u64) -> Result<u32, R> {
         let q = wire::quoted(ip, h.ihl)?;
-        let rem_port = if q.proto == PROTO_ICMP { 0 } else { q.dport };
+        let rem_port = if q.proto == proto::ICMP { 0 } else { q.dport };
         let found = self.find_out(q.proto, q.src, q.sport, q.dst, rem_port);
         let s = self.live(found, now).ok_or(R::NatNoSession)?;
         let x = self.slots[s as usize];

@@ -28,8 +28,10 @@ use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
 use super::{Nat, NatConfig, Timeouts};
-use crate::pkt::*;
 use crate::stats::DropReason;
+use crate::wire::checksum::{checksum, csum_add, csum_fold, pseudo4};
+use crate::wire::icmp4;
+use crate::wire::{be16, be32, get16, get32, ipv4, proto, put16, put32, set16, set32, tcp, udp};
 
 type R = DropReason;
 
@@ -39,16 +41,16 @@ type R = DropReason;
 /// An IPv4 packet (20-byte header, id `id`, DF clear) around `l4` with the
 /// transport checksum computed (UDP: left 0 when `udp_csum` is false).
 pub fn packet(proto: u8, src: u32, dst: u32, id: u16, mut l4: Vec<u8>, udp_csum: bool) -> Vec<u8> {
-    let len = (IPV4_LEN + l4.len()) as u16;
+    let len = (ipv4::HEADER_LEN + l4.len()) as u16;
     let ck_at = match proto {
-        PROTO_TCP => Some(16),
-        PROTO_UDP if udp_csum => Some(6),
-        PROTO_ICMP => Some(2),
+        proto::TCP => Some(tcp::field::CHECKSUM),
+        proto::UDP if udp_csum => Some(udp::field::CHECKSUM),
+        proto::ICMP => Some(icmp4::field::CHECKSUM),
         _ => None,
     };
     if let Some(at) = ck_at {
-        put16(&mut l4, at, 0);
-        let mut c = if proto == PROTO_ICMP {
+        set16(&mut l4, at.clone(), 0);
+        let mut c = if proto == proto::ICMP {
             checksum(&l4)
         } else {
             csum_fold(csum_add(
@@ -61,18 +63,16 @@ pub fn packet(proto: u8, src: u32, dst: u32, id: u16, mut l4: Vec<u8>, udp_csum:
                 &l4,
             ))
         };
-        if proto == PROTO_UDP && c == 0 {
+        if proto == proto::UDP && c == 0 {
             c = 0xffff;
         }
-        put16(&mut l4, at, c);
+        set16(&mut l4, at, c);
     }
-    let mut p = vec![0u8; IPV4_LEN];
-    write_ipv4(&mut p, len, 64, proto, src.to_be_bytes(), dst.to_be_bytes());
-    put16(&mut p, 6, 0);
-    put16(&mut p, 4, id);
-    put16(&mut p, 10, 0);
-    let c = checksum(&p);
-    put16(&mut p, 10, c);
+    let mut p = vec![0u8; ipv4::HEADER_LEN];
+    ipv4::write(&mut p, len, 64, proto, src.to_be_bytes(), dst.to_be_bytes());
+    set16(&mut p, ipv4::field::FLAGS_OFFSET, 0);
+    set16(&mut p, ipv4::field::IDENT, id);
+    fill_checksum(&mut p);
     p.extend_from_slice(&l4);
     p
 }
@@ -80,21 +80,25 @@ pub fn packet(proto: u8, src: u32, dst: u32, id: u16, mut l4: Vec<u8>, udp_csum:
 /// A TCP header (20 bytes) with `flags` and then `payload`.
 pub fn tcp(sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut t = vec![0u8; 20];
-    put16(&mut t, 0, sport);
-    put16(&mut t, 2, dport);
-    put32(&mut t, 4, 0x0102_0304);
-    t[12] = 5 << 4;
-    t[13] = flags;
-    put16(&mut t, 14, 65535);
+    set16(&mut t, tcp::field::SRC_PORT, sport);
+    set16(&mut t, tcp::field::DST_PORT, dport);
+    set32(&mut t, tcp::field::SEQ, 0x0102_0304);
+    t[12] = 5 << 4; // data offset: no options
+    t[tcp::field::FLAGS] = flags;
+    put16(&mut t, 14, 65535); // window
     t.extend_from_slice(payload);
     t
 }
 
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = vec![0u8; UDP_LEN];
-    put16(&mut u, 0, sport);
-    put16(&mut u, 2, dport);
-    put16(&mut u, 4, (UDP_LEN + payload.len()) as u16);
+    let mut u = vec![0u8; udp::HEADER_LEN];
+    set16(&mut u, udp::field::SRC_PORT, sport);
+    set16(&mut u, udp::field::DST_PORT, dport);
+    set16(
+        &mut u,
+        udp::field::LENGTH,
+        (udp::HEADER_LEN + payload.len()) as u16,
+    );
     u.extend_from_slice(payload);
     u
 }
@@ -102,8 +106,8 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
 /// An ICMP echo request (8) or reply (0).
 pub fn echo(kind: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut e = vec![kind, 0, 0, 0, 0, 0, 0, 0];
-    put16(&mut e, 4, id);
-    put16(&mut e, 6, seq);
+    set16(&mut e, icmp4::field::ECHO_ID, id);
+    set16(&mut e, icmp4::field::ECHO_SEQ, seq);
     e.extend_from_slice(payload);
     e
 }
@@ -112,28 +116,26 @@ pub fn echo(kind: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
 pub fn icmp_error(kind: u8, src: u32, dst: u32, quote: &[u8]) -> Vec<u8> {
     let mut e = vec![kind, 0, 0, 0, 0, 0, 0, 0];
     e.extend_from_slice(quote);
-    packet(PROTO_ICMP, src, dst, 0, e, false)
+    packet(proto::ICMP, src, dst, 0, e, false)
 }
 
 /// Splits an unfragmented packet into a first fragment carrying `first`
 /// bytes of its payload (rounded up to 8) and a second with the rest.
 pub fn fragment(p: &[u8], first: usize) -> (Vec<u8>, Vec<u8>) {
-    let payload = &p[IPV4_LEN..];
+    let payload = &p[ipv4::HEADER_LEN..];
     let cut = first.div_ceil(8).max(1) * 8;
     let cut = cut.min(payload.len());
-    let mut a = p[..IPV4_LEN + cut].to_vec();
+    let mut a = p[..ipv4::HEADER_LEN + cut].to_vec();
     let n = a.len() as u16;
-    put16(&mut a, 2, n);
-    put16(&mut a, 6, 0x2000);
-    let mut b = p[..IPV4_LEN].to_vec();
+    set16(&mut a, ipv4::field::LENGTH, n);
+    set16(&mut a, ipv4::field::FLAGS_OFFSET, ipv4::MF);
+    let mut b = p[..ipv4::HEADER_LEN].to_vec();
     b.extend_from_slice(&payload[cut..]);
     let n = b.len() as u16;
-    put16(&mut b, 2, n);
-    put16(&mut b, 6, (cut / 8) as u16);
+    set16(&mut b, ipv4::field::LENGTH, n);
+    set16(&mut b, ipv4::field::FLAGS_OFFSET, (cut / 8) as u16);
     for f in [&mut a, &mut b] {
-        put16(f, 10, 0);
-        let c = checksum(&f[..IPV4_LEN]);
-        put16(f, 10, c);
+        fill_checksum(f);
     }
     (a, b)
 }
@@ -142,29 +144,35 @@ pub fn fragment(p: &[u8], first: usize) -> (Vec<u8>, Vec<u8>) {
 /// one packet, header from the first.
 pub fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut p = a.to_vec();
-    p.extend_from_slice(&b[IPV4_LEN..]);
+    p.extend_from_slice(&b[ipv4::HEADER_LEN..]);
     let n = p.len() as u16;
-    put16(&mut p, 2, n);
-    put16(&mut p, 6, 0);
-    put16(&mut p, 10, 0);
-    let c = checksum(&p[..IPV4_LEN]);
-    put16(&mut p, 10, c);
+    set16(&mut p, ipv4::field::LENGTH, n);
+    set16(&mut p, ipv4::field::FLAGS_OFFSET, 0);
+    fill_checksum(&mut p);
     p
+}
+
+/// Writes the checksum of the (20-byte) IPv4 header at the start of `p`.
+fn fill_checksum(p: &mut [u8]) {
+    set16(p, ipv4::field::CHECKSUM, 0);
+    let c = checksum(&p[..ipv4::HEADER_LEN]);
+    set16(p, ipv4::field::CHECKSUM, c);
 }
 
 /// Whether the transport checksum of the whole (unfragmented) packet `p`
 /// verifies; a zero UDP checksum is none and verifies.
 pub fn l4_ok(p: &[u8]) -> bool {
     let ihl = usize::from(p[0] & 15) * 4;
-    let (src, dst, proto) = (&p[12..16], &p[16..20], p[9]);
+    let (src, dst) = (&p[ipv4::field::SRC_ADDR], &p[ipv4::field::DST_ADDR]);
+    let proto = p[ipv4::field::PROTOCOL];
     let l4 = &p[ihl..];
     match proto {
-        PROTO_TCP => csum_fold(csum_add(pseudo4(src, dst, l4.len() as u16, proto), l4)) == 0,
-        PROTO_UDP => {
-            be16(l4, 6) == 0
+        proto::TCP => csum_fold(csum_add(pseudo4(src, dst, l4.len() as u16, proto), l4)) == 0,
+        proto::UDP => {
+            get16(l4, udp::field::CHECKSUM) == 0
                 || csum_fold(csum_add(pseudo4(src, dst, l4.len() as u16, proto), l4)) == 0
         }
-        PROTO_ICMP => checksum(l4) == 0,
+        proto::ICMP => checksum(l4) == 0,
         _ => true,
     }
 }
@@ -173,19 +181,19 @@ pub fn l4_ok(p: &[u8]) -> bool {
 /// and for an ICMP error with a whole quote, the quoted packet's too.
 pub fn assert_checksums(p: &[u8]) {
     assert_eq!(
-        checksum(&p[..IPV4_LEN]),
+        checksum(&p[..ipv4::HEADER_LEN]),
         0,
         "IPv4 header checksum of {p:02x?}"
     );
     assert!(l4_ok(p), "transport checksum of {p:02x?}");
-    if p[9] == PROTO_ICMP && super::wire::is_icmp_error(p[IPV4_LEN]) {
-        let q = &p[IPV4_LEN + ICMP_LEN..];
+    if p[ipv4::field::PROTOCOL] == proto::ICMP && icmp4::is_error(p[ipv4::HEADER_LEN]) {
+        let q = &p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
         assert_eq!(
-            checksum(&q[..IPV4_LEN]),
+            checksum(&q[..ipv4::HEADER_LEN]),
             0,
             "quoted IPv4 header of {p:02x?}"
         );
-        if usize::from(be16(q, 2)) == q.len() {
+        if usize::from(get16(q, ipv4::field::LENGTH)) == q.len() {
             assert!(l4_ok(q), "quoted transport checksum of {p:02x?}");
         }
     }
@@ -256,9 +264,9 @@ impl Model {
     fn alive(&self, k: &Key, s: &MSession, now: u64) -> bool {
         let t = &self.timeouts;
         let ms = match k.1 {
-            PROTO_TCP if s.established() => t.tcp_established_ms,
-            PROTO_TCP => t.tcp_transitory_ms,
-            PROTO_UDP => t.udp_ms,
+            proto::TCP if s.established() => t.tcp_established_ms,
+            proto::TCP => t.tcp_transitory_ms,
+            proto::UDP => t.udp_ms,
             _ => t.icmp_ms,
         };
         now.saturating_sub(s.last) < super::ms_to_ticks(ms, self.tps)
@@ -422,11 +430,11 @@ pub fn run(data: &[u8]) -> Outcome {
             14 => {
                 // A later fragment of a datagram never seen (ids are unique).
                 let (src, dst) = (INSIDE[0], REMOTE[0]);
-                let p = packet(PROTO_UDP, src, dst, ip_id, udp(1, 2, &[0; 24]), true);
+                let p = packet(proto::UDP, src, dst, ip_id, udp(1, 2, &[0; 24]), true);
                 let (_, mut later) = fragment(&p, 8);
                 assert_eq!(nat.snat_out(1, &mut later, now), Err(R::NatFragmentUnknown));
                 let p = packet(
-                    PROTO_UDP,
+                    proto::UDP,
                     REMOTE[0],
                     EXT[0],
                     ip_id,
@@ -494,18 +502,18 @@ fn set_router(
 /// echo of `kind` with id `sport`).
 fn l4_of(proto: u8, sport: u16, dport: u16, flags: u8, kind: u8, payload: &[u8]) -> Vec<u8> {
     match proto {
-        PROTO_TCP => tcp(sport, dport, flags, payload),
-        PROTO_UDP => udp(sport, dport, payload),
+        proto::TCP => tcp(sport, dport, flags, payload),
+        proto::UDP => udp(sport, dport, payload),
         _ => echo(kind, sport, 1, payload),
     }
 }
 
 /// Ports of a translated packet: (sport, dport), ICMP (id, id).
 fn ports(p: &[u8]) -> (u16, u16) {
-    if p[9] == PROTO_ICMP {
-        (be16(p, IPV4_LEN + 4), be16(p, IPV4_LEN + 4))
+    if p[ipv4::field::PROTOCOL] == proto::ICMP {
+        (be16(p, ipv4::HEADER_LEN + 4), be16(p, ipv4::HEADER_LEN + 4))
     } else {
-        (be16(p, IPV4_LEN), be16(p, IPV4_LEN + 2))
+        (be16(p, ipv4::HEADER_LEN), be16(p, ipv4::HEADER_LEN + 2))
     }
 }
 
@@ -528,9 +536,13 @@ fn through<T: PartialEq + std::fmt::Debug>(
     match &ra {
         Ok(_) => {
             assert_eq!(rc, ra, "the later fragment goes where the first went");
-            assert_eq!(a[12..20], c[12..20], "fragment addresses");
             assert_eq!(
-                checksum(&c[..IPV4_LEN]),
+                a[ipv4::field::ADDRS],
+                c[ipv4::field::ADDRS],
+                "fragment addresses"
+            );
+            assert_eq!(
+                checksum(&c[..ipv4::HEADER_LEN]),
                 0,
                 "later fragment header checksum"
             );
@@ -553,11 +565,11 @@ fn outbound(
     sent: &mut Vec<Sent>,
 ) -> Option<bool> {
     let router = b.pick(&ROUTERS)?;
-    let proto = b.pick(&[PROTO_TCP, PROTO_UDP, PROTO_ICMP])?;
+    let proto = b.pick(&[proto::TCP, proto::UDP, proto::ICMP])?;
     let src = b.pick(&INSIDE)?;
     let sport = b.pick(&IN_PORTS)?;
     let dst = b.pick(&REMOTE)?;
-    let dport = if proto == PROTO_ICMP {
+    let dport = if proto == proto::ICMP {
         0
     } else {
         b.pick(&REM_PORTS)?
@@ -580,9 +592,13 @@ fn outbound(
     match res {
         Ok(()) => {
             assert_checksums(&q);
-            let ext = (be32(&q, 12), ports(&q).0);
-            assert_eq!(q[16..20], p[16..20], "destination kept");
-            if proto != PROTO_ICMP {
+            let ext = (get32(&q, ipv4::field::SRC_ADDR), ports(&q).0);
+            assert_eq!(
+                q[ipv4::field::DST_ADDR],
+                p[ipv4::field::DST_ADDR],
+                "destination kept"
+            );
+            if proto != proto::ICMP {
                 assert_eq!(ports(&q).1, dport, "destination port kept");
             }
             let mut s = match before {
@@ -614,7 +630,7 @@ fn outbound(
                     }
                 }
             };
-            if proto == PROTO_TCP {
+            if proto == proto::TCP {
                 s.track(true, flags);
             }
             s.last = now;
@@ -670,13 +686,13 @@ fn inbound(
         Some(s) => (s.proto, s.ext, s.remote),
         None => {
             // Anything to the external addresses.
-            let proto = b.pick(&[PROTO_TCP, PROTO_UDP, PROTO_ICMP])?;
+            let proto = b.pick(&[proto::TCP, proto::UDP, proto::ICMP])?;
             let ext = (b.pick(&EXT)?, 1000 + u16::from(b.next()? % 8));
             (proto, ext, (b.pick(&REMOTE)?, b.pick(&REM_PORTS)?))
         }
     };
-    let rport = if proto == PROTO_ICMP { 0 } else { remote.1 };
-    let sport = if proto == PROTO_ICMP { ext.1 } else { rport };
+    let rport = if proto == proto::ICMP { 0 } else { remote.1 };
+    let sport = if proto == proto::ICMP { ext.1 } else { rport };
     let p = packet(
         proto,
         remote.0,
@@ -692,12 +708,16 @@ fn inbound(
             assert_eq!(router, k.0, "router of {k:x?}");
             assert_checksums(&q);
             assert_eq!(
-                (be32(&q, 16), ports(&q).1),
+                (get32(&q, ipv4::field::DST_ADDR), ports(&q).1),
                 (k.2, k.3),
                 "reverse translation of {k:x?}"
             );
-            assert_eq!(q[12..16], p[12..16], "source kept");
-            if proto == PROTO_TCP {
+            assert_eq!(
+                q[ipv4::field::SRC_ADDR],
+                p[ipv4::field::SRC_ADDR],
+                "source kept"
+            );
+            if proto == proto::TCP {
                 s.track(false, flags);
             }
             s.last = now;
@@ -716,7 +736,11 @@ fn error_in(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) ->
     };
     let kind = b.pick(&[3u8, 11, 12])?;
     let cut = b.next()? & 1 != 0;
-    let rport = if s.proto == PROTO_ICMP { 0 } else { s.remote.1 };
+    let rport = if s.proto == proto::ICMP {
+        0
+    } else {
+        s.remote.1
+    };
     // The packet that went out (a whole quote verifies its checksums).
     let mut orig = packet(
         s.proto,
@@ -727,7 +751,7 @@ fn error_in(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) ->
         true,
     );
     if cut {
-        orig.truncate(IPV4_LEN + 8);
+        orig.truncate(ipv4::HEADER_LEN + 8);
     }
     let router_addr = 0xc633_64fe;
     let mut p = icmp_error(kind, router_addr, s.ext.0, &orig);
@@ -736,9 +760,13 @@ fn error_in(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) ->
         (Some((k, _)), Ok(router)) => {
             assert_eq!(router, k.0);
             assert_checksums(&p);
-            let q = &p[IPV4_LEN + ICMP_LEN..];
-            assert_eq!(be32(&p, 16), k.2, "outer destination");
-            assert_eq!((be32(q, 12), ports(q).0), (k.2, k.3), "quoted source");
+            let q = &p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
+            assert_eq!(get32(&p, ipv4::field::DST_ADDR), k.2, "outer destination");
+            assert_eq!(
+                (get32(q, ipv4::field::SRC_ADDR), ports(q).0),
+                (k.2, k.3),
+                "quoted source"
+            );
             Some(true)
         }
         (None, Err(R::NatNoSession)) => Some(false),
@@ -756,10 +784,14 @@ fn error_out(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) -
     } else {
         b.pick(&ROUTERS)?
     };
-    let rport = if s.proto == PROTO_ICMP { 0 } else { s.remote.1 };
+    let rport = if s.proto == proto::ICMP {
+        0
+    } else {
+        s.remote.1
+    };
     // The packet that came in, as the inside host got it.
-    let kind = if s.proto == PROTO_ICMP { 0 } else { 8 };
-    let sport = if s.proto == PROTO_ICMP {
+    let kind = if s.proto == proto::ICMP { 0 } else { 8 };
+    let sport = if s.proto == proto::ICMP {
         s.inside.1
     } else {
         rport
@@ -777,9 +809,13 @@ fn error_out(b: &mut Bytes, nat: &mut Nat, m: &Model, now: u64, sent: &[Sent]) -
     match (m.live(&key, now), nat.snat_out(router, &mut p, now)) {
         (Some(ms), Ok(())) => {
             assert_checksums(&p);
-            let q = &p[IPV4_LEN + ICMP_LEN..];
-            assert_eq!(be32(&p, 12), ms.ext.0, "outer source");
-            assert_eq!((be32(q, 16), ports(q).1), ms.ext, "quoted destination");
+            let q = &p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
+            assert_eq!(get32(&p, ipv4::field::SRC_ADDR), ms.ext.0, "outer source");
+            assert_eq!(
+                (get32(q, ipv4::field::DST_ADDR), ports(q).1),
+                ms.ext,
+                "quoted destination"
+            );
             Some(true)
         }
         (None, Err(R::NatNoSession)) => Some(false),
@@ -825,36 +861,42 @@ fn compare(nat: &Nat, m: &Model, now: u64) {
 /// ICMP echo; its flow (protocol, source, destination, ports or echo id
 /// twice), or why the error is dropped.
 fn quoted_flow(q: &[u8]) -> Result<(u8, u32, u32, u16, u16), R> {
-    if q.len() < IPV4_LEN || q[0] >> 4 != 4 {
+    if q.len() < ipv4::HEADER_LEN || q[0] >> 4 != 4 {
         return Err(R::NatTruncated);
     }
     let ihl = usize::from(q[0] & 15) * 4;
-    if ihl < IPV4_LEN || ihl > q.len() {
+    if ihl < ipv4::HEADER_LEN || ihl > q.len() {
         return Err(R::NatTruncated);
     }
-    if be16(q, 6) & 0x1fff != 0 {
+    if get16(q, ipv4::field::FLAGS_OFFSET) & ipv4::OFFSET_MASK != 0 {
         return Err(R::NatFragmentUnknown);
     }
     if q.len() < ihl + 8 {
         return Err(R::NatTruncated);
     }
-    let (sport, dport) = match q[9] {
-        PROTO_TCP | PROTO_UDP => (be16(q, ihl), be16(q, ihl + 2)),
-        PROTO_ICMP if matches!(q[ihl], 0 | 8) => (be16(q, ihl + 4), be16(q, ihl + 4)),
+    let (sport, dport) = match q[ipv4::field::PROTOCOL] {
+        proto::TCP | proto::UDP => (be16(q, ihl), be16(q, ihl + 2)),
+        proto::ICMP if matches!(q[ihl], 0 | 8) => (be16(q, ihl + 4), be16(q, ihl + 4)),
         _ => return Err(R::NatUnsupportedProto),
     };
-    Ok((q[9], be32(q, 12), be32(q, 16), sport, dport))
+    Ok((
+        q[ipv4::field::PROTOCOL],
+        get32(q, ipv4::field::SRC_ADDR),
+        get32(q, ipv4::field::DST_ADDR),
+        sport,
+        dport,
+    ))
 }
 
 /// What must become of the ICMP error `p` (an unfragmented packet, or the
 /// first fragment of one, with a 20-byte header) from outside: the session
 /// it is about, or why it is dropped.
 fn expect_error_in(m: &Model, p: &[u8], now: u64) -> Result<Key, R> {
-    if !super::wire::is_icmp_error(p[IPV4_LEN]) {
+    if !icmp4::is_error(p[ipv4::HEADER_LEN]) {
         return Err(R::NatUnsupportedProto);
     }
-    let (proto, src, dst, sport, dport) = quoted_flow(&p[IPV4_LEN + ICMP_LEN..])?;
-    let rport = if proto == PROTO_ICMP { 0 } else { dport };
+    let (proto, src, dst, sport, dport) = quoted_flow(&p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..])?;
+    let rport = if proto == proto::ICMP { 0 } else { dport };
     m.by_out(proto, (src, sport), (dst, rport), now)
         .map(|(k, _)| k)
         .ok_or(R::NatNoSession)
@@ -863,11 +905,11 @@ fn expect_error_in(m: &Model, p: &[u8], now: u64) -> Result<Key, R> {
 /// [`expect_error_in`] for an ICMP error `p` from inside, router `router`:
 /// the session and its external address and port.
 fn expect_error_out(m: &Model, router: u32, p: &[u8], now: u64) -> Result<(Key, (u32, u16)), R> {
-    if !super::wire::is_icmp_error(p[IPV4_LEN]) {
+    if !icmp4::is_error(p[ipv4::HEADER_LEN]) {
         return Err(R::NatUnsupportedProto);
     }
-    let (proto, src, dst, sport, dport) = quoted_flow(&p[IPV4_LEN + ICMP_LEN..])?;
-    let rport = if proto == PROTO_ICMP { 0 } else { sport };
+    let (proto, src, dst, sport, dport) = quoted_flow(&p[ipv4::HEADER_LEN + icmp4::HEADER_LEN..])?;
+    let rport = if proto == proto::ICMP { 0 } else { sport };
     let key: Key = (router, proto, dst, dport, src, rport);
     m.live(&key, now)
         .map(|s| (key, s.ext))
@@ -878,9 +920,9 @@ fn expect_error_out(m: &Model, router: u32, p: &[u8], now: u64) -> Result<(Key, 
 /// transport header.
 fn l4_ck_at(proto: u8) -> Option<usize> {
     match proto {
-        PROTO_TCP => Some(16),
-        PROTO_UDP => Some(6),
-        PROTO_ICMP => Some(2),
+        proto::TCP => Some(16),
+        proto::UDP => Some(6),
+        proto::ICMP => Some(2),
         _ => None,
     }
 }
@@ -894,14 +936,14 @@ fn l4_ck_at(proto: u8) -> Option<usize> {
 /// whole packet).
 fn check_error_rewrite(before: &[u8], after: &[u8], inbound: bool, to: (u32, u16)) {
     assert_eq!(before.len(), after.len());
-    let q = IPV4_LEN + ICMP_LEN;
+    let q = ipv4::HEADER_LEN + icmp4::HEADER_LEN;
     let qihl = usize::from(before[q] & 15) * 4;
     let qproto = before[q + 9];
     let l4 = q + qihl;
     let (outer_at, quoted_at) = if inbound { (16, q + 12) } else { (12, q + 16) };
     let port_at = l4
         + match (qproto, inbound) {
-            (PROTO_ICMP, _) => 4,
+            (proto::ICMP, _) => 4,
             (_, true) => 0,
             (_, false) => 2,
         };
@@ -916,7 +958,7 @@ fn check_error_rewrite(before: &[u8], after: &[u8], inbound: bool, to: (u32, u16
     let may_change = |i: usize| {
         (outer_at..outer_at + 4).contains(&i)
             || (10..12).contains(&i)
-            || (IPV4_LEN + 2..IPV4_LEN + 4).contains(&i)
+            || (ipv4::HEADER_LEN + 2..ipv4::HEADER_LEN + 4).contains(&i)
             || (quoted_at..quoted_at + 4).contains(&i)
             || (q + 10..q + 12).contains(&i)
             || (port_at..port_at + 2).contains(&i)
@@ -928,10 +970,14 @@ fn check_error_rewrite(before: &[u8], after: &[u8], inbound: bool, to: (u32, u16
             "byte {i} changed: {before:02x?} -> {after:02x?}"
         );
     }
-    assert_eq!(checksum(&after[..IPV4_LEN]), 0, "outer header checksum");
-    if checksum(&before[IPV4_LEN..]) == 0 {
+    assert_eq!(
+        checksum(&after[..ipv4::HEADER_LEN]),
+        0,
+        "outer header checksum"
+    );
+    if checksum(&before[ipv4::HEADER_LEN..]) == 0 {
         assert_eq!(
-            checksum(&after[IPV4_LEN..]),
+            checksum(&after[ipv4::HEADER_LEN..]),
             0,
             "ICMP checksum of {after:02x?}"
         );
@@ -955,7 +1001,7 @@ fn assert_quote(translated: &[u8], expected: &[u8], untranslated: &[u8]) {
     let n = translated.len();
     let expected = &expected[..n];
     let ihl = usize::from(expected[0] & 15) * 4;
-    let ck = l4_ck_at(expected[9]).map(|c| ihl + c);
+    let ck = l4_ck_at(expected[ipv4::field::PROTOCOL]).map(|c| ihl + c);
     let mut i = 0;
     while i < n {
         let field = if i == 10 {
@@ -1008,12 +1054,15 @@ fn shaped(
         udp_csum,
     );
     if opts > 0 {
-        p.splice(IPV4_LEN..IPV4_LEN, std::iter::repeat_n(1u8, opts));
-        p[0] = 0x40 | ((IPV4_LEN + opts) / 4) as u8;
+        p.splice(
+            ipv4::HEADER_LEN..ipv4::HEADER_LEN,
+            std::iter::repeat_n(1u8, opts),
+        );
+        p[0] = 0x40 | ((ipv4::HEADER_LEN + opts) / 4) as u8;
     }
     let n = p.len() as u16;
-    put16(&mut p, 2, n);
-    put16(&mut p, 6, frag);
+    set16(&mut p, ipv4::field::LENGTH, n);
+    set16(&mut p, ipv4::field::FLAGS_OFFSET, frag);
     fix_header(&mut p);
     p
 }
@@ -1021,16 +1070,16 @@ fn shaped(
 /// Recomputes the IPv4 header checksum of `p`.
 fn fix_header(p: &mut [u8]) {
     let ihl = usize::from(p[0] & 15) * 4;
-    put16(p, 10, 0);
+    set16(p, ipv4::field::CHECKSUM, 0);
     let c = checksum(&p[..ihl]);
-    put16(p, 10, c);
+    set16(p, ipv4::field::CHECKSUM, c);
 }
 
 /// An ICMP error of type `kind` from `src` to `dst` with IP id `id`
 /// quoting `quote`.
 fn error_packet(kind: u8, src: u32, dst: u32, id: u16, quote: &[u8]) -> Vec<u8> {
     let mut p = icmp_error(kind, src, dst, quote);
-    put16(&mut p, 4, id);
+    set16(&mut p, ipv4::field::IDENT, id);
     fix_header(&mut p);
     p
 }
@@ -1062,13 +1111,17 @@ fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
     };
     let frag = match (shape >> 3) & 3 {
         1 => 0x2000,
-        2 => 0x2000 | 3,
+        2 => ipv4::MF | 3,
         3 => 0x4000,
         _ => 0,
     };
     let udp_csum = shape & 0x20 == 0;
     let payload = [0xa5u8; 13];
-    let rport = if s.proto == PROTO_ICMP { 0 } else { s.remote.1 };
+    let rport = if s.proto == proto::ICMP {
+        0
+    } else {
+        s.remote.1
+    };
     // Another port (or echo id) than the session's, now and then.
     let other = |p: u16| {
         if shape & 0x40 != 0 {
@@ -1097,7 +1150,7 @@ fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
     } else {
         // What came in: remote -> inside, as the inside host got it (an
         // echo reply).
-        let sport = if s.proto == PROTO_ICMP {
+        let sport = if s.proto == proto::ICMP {
             s.inside.1
         } else {
             rport
@@ -1115,8 +1168,8 @@ fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
     };
     let n = match cut % 8 {
         0..=3 => wire.len(),
-        4 => IPV4_LEN + opts + 8,
-        5 => IPV4_LEN + opts + 4,
+        4 => ipv4::HEADER_LEN + opts + 8,
+        5 => ipv4::HEADER_LEN + opts + 4,
         _ => usize::from(cut) % (wire.len() + 1),
     }
     .min(wire.len());
@@ -1134,11 +1187,11 @@ fn craft(b: &mut Bytes, s: &Sent, inbound: bool, id: u16) -> Option<Crafted> {
 fn untranslated(c: &Crafted, inbound: bool, to: (u32, u16)) -> Vec<u8> {
     let w = &c.wire;
     let ihl = usize::from(w[0] & 15) * 4;
-    let proto = w[9];
+    let proto = w[ipv4::field::PROTOCOL];
     let mut p = w.clone();
     let (addr_at, port_at) = match (proto, inbound) {
-        (PROTO_ICMP, true) => (12, ihl + 4),
-        (PROTO_ICMP, false) => (16, ihl + 4),
+        (proto::ICMP, true) => (12, ihl + 4),
+        (proto::ICMP, false) => (16, ihl + 4),
         (_, true) => (12, ihl),
         (_, false) => (16, ihl + 2),
     };
@@ -1149,18 +1202,23 @@ fn untranslated(c: &Crafted, inbound: bool, to: (u32, u16)) -> Vec<u8> {
     // checksum stays zero).
     if let Some(at) = l4_ck_at(proto) {
         let at = ihl + at;
-        if !(proto == PROTO_UDP && be16(&p, at) == 0) {
+        if !(proto == proto::UDP && be16(&p, at) == 0) {
             put16(&mut p, at, 0);
             let l4 = &p[ihl..];
-            let mut c = if proto == PROTO_ICMP {
+            let mut c = if proto == proto::ICMP {
                 checksum(l4)
             } else {
                 csum_fold(csum_add(
-                    pseudo4(&p[12..16], &p[16..20], l4.len() as u16, proto),
+                    pseudo4(
+                        &p[ipv4::field::SRC_ADDR],
+                        &p[ipv4::field::DST_ADDR],
+                        l4.len() as u16,
+                        proto,
+                    ),
                     l4,
                 ))
             };
-            if proto == PROTO_UDP && c == 0 {
+            if proto == proto::UDP && c == 0 {
                 c = 0xffff;
             }
             put16(&mut p, at, c);
@@ -1195,7 +1253,7 @@ fn send_error(
         b.pick(&ROUTERS)?
     };
     let mut c = craft(b, &s, inbound, id)?;
-    let q = IPV4_LEN + ICMP_LEN;
+    let q = ipv4::HEADER_LEN + icmp4::HEADER_LEN;
     if junk && c.p.len() > q {
         let at = q + usize::from(b.next()?) % (c.p.len() - q);
         let x = b.next()?.max(1);
@@ -1203,14 +1261,14 @@ fn send_error(
         // The quoted header's checksum (if the quote holds the header) and
         // the ICMP checksum made right again: only the content is junk.
         let ihl = usize::from(c.p[q] & 15) * 4;
-        if ihl >= IPV4_LEN && q + ihl <= c.p.len() && !(q + 10..q + 12).contains(&at) {
+        if ihl >= ipv4::HEADER_LEN && q + ihl <= c.p.len() && !(q + 10..q + 12).contains(&at) {
             put16(&mut c.p, q + 10, 0);
             let ck = checksum(&c.p[q..q + ihl]);
             put16(&mut c.p, q + 10, ck);
         }
-        put16(&mut c.p, IPV4_LEN + 2, 0);
-        let ck = checksum(&c.p[IPV4_LEN..]);
-        put16(&mut c.p, IPV4_LEN + 2, ck);
+        put16(&mut c.p, ipv4::HEADER_LEN + 2, 0);
+        let ck = checksum(&c.p[ipv4::HEADER_LEN..]);
+        put16(&mut c.p, ipv4::HEADER_LEN + 2, ck);
     }
     let before = c.p.clone();
     // What must happen: the session and the address and port the error's
@@ -1222,7 +1280,7 @@ fn send_error(
     };
     // Split so that the first fragment holds the whole quoted header and
     // 8 bytes (the error can be translated from it alone).
-    let split = split && c.p.len() > IPV4_LEN + 8 + 60 + 8 + 8;
+    let split = split && c.p.len() > ipv4::HEADER_LEN + 8 + 60 + 8 + 8;
     let mut send = |x: &mut [u8]| -> Result<u32, R> {
         if inbound {
             nat.snat_in(x, now)
@@ -1241,8 +1299,16 @@ fn send_error(
                     Ok(*r),
                     "the later fragment of an error goes with its first"
                 );
-                assert_eq!(first[12..20], later[12..20], "fragment addresses");
-                assert_eq!(checksum(&later[..IPV4_LEN]), 0, "later fragment checksum");
+                assert_eq!(
+                    first[ipv4::field::ADDRS],
+                    later[ipv4::field::ADDRS],
+                    "fragment addresses"
+                );
+                assert_eq!(
+                    checksum(&later[..ipv4::HEADER_LEN]),
+                    0,
+                    "later fragment checksum"
+                );
             }
             Err(_) => assert_eq!(
                 r2,
@@ -1306,10 +1372,14 @@ fn send_first(
         return Some(false);
     };
     let inbound = b.next()? & 1 != 0;
-    let rport = if s.proto == PROTO_ICMP { 0 } else { s.remote.1 };
+    let rport = if s.proto == proto::ICMP {
+        0
+    } else {
+        s.remote.1
+    };
     let payload = [0x3cu8; 40];
     let (p, key) = if inbound {
-        let sport = if s.proto == PROTO_ICMP {
+        let sport = if s.proto == proto::ICMP {
             s.ext.1
         } else {
             rport
@@ -1345,15 +1415,15 @@ fn send_first(
     // Three fragments: 24 bytes of transport (a whole TCP header), 16
     // more, the rest.
     let (mut first, rest) = fragment(&p, 24);
-    let mut whole_rest = p[..IPV4_LEN].to_vec();
-    whole_rest.extend_from_slice(&rest[IPV4_LEN..]);
+    let mut whole_rest = p[..ipv4::HEADER_LEN].to_vec();
+    whole_rest.extend_from_slice(&rest[ipv4::HEADER_LEN..]);
     let (mut middle, mut last) = {
         // Split the rest again: offsets continue from the first's end.
-        let off = be16(&rest, 6) & 0x1fff;
+        let off = get16(&rest, ipv4::field::FLAGS_OFFSET) & ipv4::OFFSET_MASK;
         let (mut a, mut c) = fragment(&whole_rest, 16);
-        let c_off = be16(&c, 6) & 0x1fff;
-        put16(&mut a, 6, 0x2000 | off);
-        put16(&mut c, 6, off + c_off);
+        let c_off = get16(&c, ipv4::field::FLAGS_OFFSET) & ipv4::OFFSET_MASK;
+        set16(&mut a, ipv4::field::FLAGS_OFFSET, ipv4::MF | off);
+        set16(&mut c, ipv4::field::FLAGS_OFFSET, off + c_off);
         fix_header(&mut a);
         fix_header(&mut c);
         (a, c)
@@ -1380,14 +1450,14 @@ fn send_first(
             let ms = m.sessions.get_mut(&k).expect("a live session");
             ms.last = now;
             let new = if inbound {
-                be32(&first, 16)
+                get32(&first, ipv4::field::DST_ADDR)
             } else {
-                be32(&first, 12)
+                get32(&first, ipv4::field::SRC_ADDR)
             };
             let want = if inbound { k.2 } else { ms.ext.0 };
             assert_eq!(new, want, "first fragment's new address");
             assert_eq!(
-                checksum(&first[..IPV4_LEN]),
+                checksum(&first[..ipv4::HEADER_LEN]),
                 0,
                 "first fragment's header checksum"
             );
@@ -1433,7 +1503,11 @@ fn check_later(nat: &mut Nat, now: u64, epoch: u64, l: &Later) {
             assert_eq!(r, router, "a later fragment's router");
             let at = if l.inbound { 16 } else { 12 };
             assert_eq!(be32(&f, at), new, "a later fragment's new address");
-            assert_eq!(checksum(&f[..IPV4_LEN]), 0, "a later fragment's checksum");
+            assert_eq!(
+                checksum(&f[..ipv4::HEADER_LEN]),
+                0,
+                "a later fragment's checksum"
+            );
             for (i, (a, b)) in l.frag.iter().zip(&f).enumerate() {
                 assert!(
                     a == b || (at..at + 4).contains(&i) || (10..12).contains(&i),

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
-use crate::pkt::{PROTO_TCP, PROTO_UDP};
+use crate::wire::proto;
 
 use super::fragments::DIR_IN;
 use super::session::{mix, K1};
@@ -38,8 +38,8 @@ pub(super) fn pick_ip(in_ip: u32, n: usize) -> usize {
 #[inline(always)]
 pub(super) fn proto_index(proto: u8) -> usize {
     match proto {
-        PROTO_TCP => 0,
-        PROTO_UDP => 1,
+        proto::TCP => 0,
+        proto::UDP => 1,
         _ => 2,
     }
 }

@@ -2,9 +2,9 @@
 //! inside endpoints, the hashes of their keys; finding, creating, refreshing,
 //! expiring and freeing sessions.
 
-use crate::pkt::{PROTO_TCP, PROTO_UDP};
 use crate::stats::DropReason as R;
 use crate::sys::prefetch;
+use crate::wire::proto;
 
 use super::pool::{pick_ip, proto_index};
 use super::tcp::{tcp_established, tcp_track};
@@ -231,9 +231,9 @@ impl Nat {
     #[inline(always)]
     pub(super) fn timeout(&self, s: &Session) -> u64 {
         match s.proto {
-            PROTO_TCP if tcp_established(s.tcp) => self.t_est,
-            PROTO_TCP => self.t_trans,
-            PROTO_UDP => self.t_udp,
+            proto::TCP if tcp_established(s.tcp) => self.t_est,
+            proto::TCP => self.t_trans,
+            proto::UDP => self.t_udp,
             _ => self.t_icmp,
         }
     }
@@ -411,7 +411,7 @@ impl Nat {
     #[inline(always)]
     pub(super) fn touch(&mut self, i: u32, out: bool, flags: u8, now: u64) {
         let s = &mut self.slots[i as usize];
-        if s.proto == PROTO_TCP {
+        if s.proto == proto::TCP {
             s.tcp = tcp_track(s.tcp, out, flags);
         }
         s.last = now;

@@ -1,8 +1,9 @@
 use super::lookahead::Ahead;
 use super::model::*;
 use super::*;
-use crate::pkt::*;
 use crate::stats::DropReason as R;
+use crate::wire::checksum::checksum;
+use crate::wire::{be16, be32, get32, icmp4, ipv4, proto, set16};
 use std::net::SocketAddrV4;
 
 const IN1: u32 = 0x0a00_0005; // 10.0.0.5
@@ -34,7 +35,7 @@ fn nat(max: usize) -> Nat {
 
 fn tcp_out(src: u32, sport: u16, flags: u8) -> Vec<u8> {
     packet(
-        PROTO_TCP,
+        proto::TCP,
         src,
         REM,
         1,
@@ -45,7 +46,7 @@ fn tcp_out(src: u32, sport: u16, flags: u8) -> Vec<u8> {
 
 fn tcp_in(ext: (u32, u16), flags: u8) -> Vec<u8> {
     packet(
-        PROTO_TCP,
+        proto::TCP,
         REM,
         ext.0,
         2,
@@ -55,7 +56,7 @@ fn tcp_in(ext: (u32, u16), flags: u8) -> Vec<u8> {
 }
 
 fn src_of(p: &[u8]) -> (u32, u16) {
-    (be32(p, 12), be16(p, IPV4_LEN))
+    (get32(p, ipv4::field::SRC_ADDR), be16(p, ipv4::HEADER_LEN))
 }
 
 // --- stateless rewrites -----------------------------------------------------
@@ -63,43 +64,47 @@ fn src_of(p: &[u8]) -> (u32, u16) {
 #[test]
 fn fip_rewrites_tcp_udp_icmp_with_checksums() {
     let cases = [
-        packet(PROTO_TCP, IN1, REM, 7, tcp(1234, 80, SYN, b"abc"), true),
-        packet(PROTO_UDP, IN1, REM, 7, udp(1234, 53, b"query"), true),
-        packet(PROTO_UDP, IN1, REM, 7, udp(1234, 53, b"query"), false),
-        packet(PROTO_ICMP, IN1, REM, 7, echo(8, 99, 1, b"ping"), true),
-        packet(PROTO_GRE, IN1, REM, 7, vec![0; 12], true),
+        packet(proto::TCP, IN1, REM, 7, tcp(1234, 80, SYN, b"abc"), true),
+        packet(proto::UDP, IN1, REM, 7, udp(1234, 53, b"query"), true),
+        packet(proto::UDP, IN1, REM, 7, udp(1234, 53, b"query"), false),
+        packet(proto::ICMP, IN1, REM, 7, echo(8, 99, 1, b"ping"), true),
+        packet(proto::GRE, IN1, REM, 7, vec![0; 12], true),
     ];
     for p in cases {
         let mut q = p.clone();
         rewrite_src(&mut q, a(FIP)).unwrap();
-        assert_eq!(be32(&q, 12), FIP);
+        assert_eq!(get32(&q, ipv4::field::SRC_ADDR), FIP);
         assert_checksums(&q);
-        if q[9] == PROTO_UDP && be16(&p, IPV4_LEN + 6) == 0 {
-            assert_eq!(be16(&q, IPV4_LEN + 6), 0, "no UDP checksum stays none");
+        if q[ipv4::field::PROTOCOL] == proto::UDP && be16(&p, ipv4::HEADER_LEN + 6) == 0 {
+            assert_eq!(
+                be16(&q, ipv4::HEADER_LEN + 6),
+                0,
+                "no UDP checksum stays none"
+            );
         }
         // And back, as the reply's destination would be.
         rewrite_src(&mut q, a(IN1)).unwrap();
         assert_eq!(q, p);
         let mut r = p.clone();
         rewrite_dst(&mut r, a(EXT2)).unwrap();
-        assert_eq!(be32(&r, 16), EXT2);
+        assert_eq!(get32(&r, ipv4::field::DST_ADDR), EXT2);
         assert_checksums(&r);
     }
 }
 
 #[test]
 fn fip_fragments_adjust_the_transport_checksum_in_the_first_only() {
-    let p = packet(PROTO_UDP, IN1, REM, 7, udp(1234, 53, &[0x5a; 40]), true);
+    let p = packet(proto::UDP, IN1, REM, 7, udp(1234, 53, &[0x5a; 40]), true);
     let (mut f1, mut f2) = fragment(&p, 16);
-    let tail = f2[IPV4_LEN..].to_vec();
+    let tail = f2[ipv4::HEADER_LEN..].to_vec();
     rewrite_src(&mut f1, a(FIP)).unwrap();
     rewrite_src(&mut f2, a(FIP)).unwrap();
     assert_eq!(
-        &f2[IPV4_LEN..],
+        &f2[ipv4::HEADER_LEN..],
         &tail[..],
         "a later fragment's payload is untouched"
     );
-    assert_eq!(checksum(&f2[..IPV4_LEN]), 0);
+    assert_eq!(checksum(&f2[..ipv4::HEADER_LEN]), 0);
     assert_checksums(&join(&f1, &f2));
 }
 
@@ -107,55 +112,59 @@ fn fip_fragments_adjust_the_transport_checksum_in_the_first_only() {
 fn fip_translates_icmp_errors_inside_rfc5508() {
     // Inbound: an error about what the VM sent from its floating IP.
     for quote in [
-        packet(PROTO_TCP, FIP, REM, 3, tcp(1234, 80, ACK, b""), true),
-        packet(PROTO_UDP, FIP, REM, 3, udp(1234, 53, b"x"), true),
-        packet(PROTO_ICMP, FIP, REM, 3, echo(8, 5, 1, b""), true),
+        packet(proto::TCP, FIP, REM, 3, tcp(1234, 80, ACK, b""), true),
+        packet(proto::UDP, FIP, REM, 3, udp(1234, 53, b"x"), true),
+        packet(proto::ICMP, FIP, REM, 3, echo(8, 5, 1, b""), true),
     ] {
         let mut p = icmp_error(11, REM, FIP, &quote);
         rewrite_dst(&mut p, a(IN1)).unwrap();
-        assert_eq!(be32(&p, 16), IN1);
-        assert_eq!(be32(&p, IPV4_LEN + ICMP_LEN + 12), IN1, "quoted source");
+        assert_eq!(get32(&p, ipv4::field::DST_ADDR), IN1);
+        assert_eq!(
+            be32(&p, ipv4::HEADER_LEN + icmp4::HEADER_LEN + 12),
+            IN1,
+            "quoted source"
+        );
         assert_checksums(&p);
         // Cut to 8 bytes of transport: still both IP checksums and the ICMP one.
-        let mut p = icmp_error(3, REM, FIP, &quote[..IPV4_LEN + 8]);
+        let mut p = icmp_error(3, REM, FIP, &quote[..ipv4::HEADER_LEN + 8]);
         rewrite_dst(&mut p, a(IN1)).unwrap();
         assert_checksums(&p);
-        assert_eq!(be32(&p, IPV4_LEN + ICMP_LEN + 12), IN1);
+        assert_eq!(be32(&p, ipv4::HEADER_LEN + icmp4::HEADER_LEN + 12), IN1);
     }
     // Outbound: the VM complains about what it got on its fixed IP.
-    let quote = packet(PROTO_UDP, REM, IN1, 3, udp(53, 1234, b"y"), true);
+    let quote = packet(proto::UDP, REM, IN1, 3, udp(53, 1234, b"y"), true);
     let mut p = icmp_error(3, IN1, REM, &quote);
     rewrite_src(&mut p, a(FIP)).unwrap();
-    assert_eq!(be32(&p, 12), FIP);
+    assert_eq!(get32(&p, ipv4::field::SRC_ADDR), FIP);
     assert_eq!(
-        be32(&p, IPV4_LEN + ICMP_LEN + 16),
+        be32(&p, ipv4::HEADER_LEN + icmp4::HEADER_LEN + 16),
         FIP,
         "quoted destination"
     );
     assert_checksums(&p);
     // A quote that is not about the address: left alone.
-    let quote = packet(PROTO_UDP, REM, IN2, 3, udp(53, 1234, b"y"), true);
+    let quote = packet(proto::UDP, REM, IN2, 3, udp(53, 1234, b"y"), true);
     let mut p = icmp_error(3, IN1, REM, &quote);
     rewrite_src(&mut p, a(FIP)).unwrap();
-    assert_eq!(be32(&p, IPV4_LEN + ICMP_LEN + 16), IN2);
+    assert_eq!(be32(&p, ipv4::HEADER_LEN + icmp4::HEADER_LEN + 16), IN2);
     assert_checksums(&p);
 }
 
 #[test]
 fn truncated_packets_are_drops_not_panics() {
-    let p = packet(PROTO_TCP, IN1, REM, 7, tcp(1234, 80, SYN, b""), true);
+    let p = packet(proto::TCP, IN1, REM, 7, tcp(1234, 80, SYN, b""), true);
     let mut n = nat(8);
     n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
     for len in 0..p.len() {
         let mut q = p[..len].to_vec();
-        if len >= IPV4_LEN {
-            put16(&mut q, 2, len as u16);
+        if len >= ipv4::HEADER_LEN {
+            set16(&mut q, ipv4::field::LENGTH, len as u16);
         }
         assert!(rewrite_src(&mut q.clone(), a(FIP)).is_err() || len >= 40);
         assert!(n.snat_out(1, &mut q.clone(), 1).is_err() || len >= 40);
         let _ = n.snat_in(&mut q, 1);
     }
-    let e = icmp_error(3, REM, EXT1, &p[..IPV4_LEN + 4]);
+    let e = icmp_error(3, REM, EXT1, &p[..ipv4::HEADER_LEN + 4]);
     for len in 0..e.len() {
         let _ = rewrite_dst(&mut e[..len].to_vec(), a(IN1));
         let _ = n.snat_in(&mut e[..len].to_vec(), 1);
@@ -180,7 +189,13 @@ fn tcp_round_trip_and_state_machine() {
     let mut r = tcp_in(ext, SYNACK);
     assert_eq!(n.snat_in(&mut r, 2), Ok(1));
     assert_checksums(&r);
-    assert_eq!((be32(&r, 16), be16(&r, IPV4_LEN + 2)), (IN1, 1234));
+    assert_eq!(
+        (
+            get32(&r, ipv4::field::DST_ADDR),
+            be16(&r, ipv4::HEADER_LEN + 2)
+        ),
+        (IN1, 1234)
+    );
     assert_eq!(view(&n), SessionState::TcpEstablished);
     // Established: alive after the transitory timeout.
     let t = 2 + 241 * TPS;
@@ -216,7 +231,7 @@ fn live_sessions_are_listed_by_parts_without_the_dead_ones() {
     n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
     // Three UDP sessions at t = 0 and a TCP one at t = 200 ms.
     for port in [5000, 5001, 5002] {
-        let mut p = packet(PROTO_UDP, IN1, REM, 1, udp(port, 53, b"q"), true);
+        let mut p = packet(proto::UDP, IN1, REM, 1, udp(port, 53, b"q"), true);
         n.snat_out(1, &mut p, 0).unwrap();
     }
     n.snat_out(1, &mut tcp_out(IN2, 4000, SYN), 200).unwrap();
@@ -275,13 +290,13 @@ fn rst_makes_a_session_transitory_and_syn_reopens_it() {
 fn udp_mapping_is_endpoint_independent_and_filtering_is_not() {
     let mut n = nat(16);
     n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
-    let mut p1 = packet(PROTO_UDP, IN1, REM, 1, udp(5000, 53, b"a"), true);
-    let mut p2 = packet(PROTO_UDP, IN1, REM + 1, 1, udp(5000, 123, b"b"), false);
+    let mut p1 = packet(proto::UDP, IN1, REM, 1, udp(5000, 53, b"a"), true);
+    let mut p2 = packet(proto::UDP, IN1, REM + 1, 1, udp(5000, 123, b"b"), false);
     n.snat_out(1, &mut p1, 0).unwrap();
     n.snat_out(1, &mut p2, 0).unwrap();
     assert_checksums(&p1);
     assert_checksums(&p2);
-    assert_eq!(be16(&p2, IPV4_LEN + 6), 0);
+    assert_eq!(be16(&p2, ipv4::HEADER_LEN + 6), 0);
     assert_eq!(
         src_of(&p1),
         src_of(&p2),
@@ -289,9 +304,9 @@ fn udp_mapping_is_endpoint_independent_and_filtering_is_not() {
     );
     let ext = src_of(&p1);
     // A third remote that was never sent to is filtered.
-    let mut r = packet(PROTO_UDP, REM + 2, ext.0, 1, udp(53, ext.1, b"c"), true);
+    let mut r = packet(proto::UDP, REM + 2, ext.0, 1, udp(53, ext.1, b"c"), true);
     assert_eq!(n.snat_in(&mut r, 0), Err(R::NatNoSession));
-    let mut r = packet(PROTO_UDP, REM + 1, ext.0, 1, udp(123, ext.1, b"c"), true);
+    let mut r = packet(proto::UDP, REM + 1, ext.0, 1, udp(123, ext.1, b"c"), true);
     assert_eq!(n.snat_in(&mut r, 10), Ok(1));
     assert_checksums(&r);
     // Expiry: 300 s idle.
@@ -304,57 +319,66 @@ fn udp_mapping_is_endpoint_independent_and_filtering_is_not() {
 fn icmp_echo_id_is_translated() {
     let mut n = nat(16);
     n.set_router(1, &[a(EXT1)], 40000..=40000).unwrap();
-    let mut p = packet(PROTO_ICMP, IN1, REM, 1, echo(8, 77, 1, b"ping"), true);
+    let mut p = packet(proto::ICMP, IN1, REM, 1, echo(8, 77, 1, b"ping"), true);
     n.snat_out(1, &mut p, 0).unwrap();
     assert_checksums(&p);
-    assert_eq!(be16(&p, IPV4_LEN + 4), 40000);
-    let mut r = packet(PROTO_ICMP, REM, EXT1, 1, echo(0, 40000, 1, b"ping"), true);
+    assert_eq!(be16(&p, ipv4::HEADER_LEN + 4), 40000);
+    let mut r = packet(proto::ICMP, REM, EXT1, 1, echo(0, 40000, 1, b"ping"), true);
     assert_eq!(n.snat_in(&mut r, 0), Ok(1));
     assert_checksums(&r);
-    assert_eq!((be32(&r, 16), be16(&r, IPV4_LEN + 4)), (IN1, 77));
+    assert_eq!(
+        (
+            get32(&r, ipv4::field::DST_ADDR),
+            be16(&r, ipv4::HEADER_LEN + 4)
+        ),
+        (IN1, 77)
+    );
     // 60 s later it is gone.
-    let mut r = packet(PROTO_ICMP, REM, EXT1, 1, echo(0, 40000, 2, b"ping"), true);
+    let mut r = packet(proto::ICMP, REM, EXT1, 1, echo(0, 40000, 2, b"ping"), true);
     assert_eq!(n.snat_in(&mut r, 60 * TPS), Err(R::NatNoSession));
     // Not a query: unsupported.
-    let mut t = packet(PROTO_ICMP, IN1, REM, 1, echo(13, 1, 1, b""), true);
+    let mut t = packet(proto::ICMP, IN1, REM, 1, echo(13, 1, 1, b""), true);
     assert_eq!(n.snat_out(1, &mut t, 0), Err(R::NatUnsupportedProto));
 }
 
 #[test]
 fn icmp_errors_about_sessions_are_translated_both_ways() {
-    for proto in [PROTO_TCP, PROTO_UDP, PROTO_ICMP] {
+    for proto in [proto::TCP, proto::UDP, proto::ICMP] {
         let mut n = nat(16);
         n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
         let l4 = match proto {
-            PROTO_TCP => tcp(1234, 80, SYN, b""),
-            PROTO_UDP => udp(1234, 80, b"q"),
+            proto::TCP => tcp(1234, 80, SYN, b""),
+            proto::UDP => udp(1234, 80, b"q"),
             _ => echo(8, 1234, 1, b""),
         };
         let mut p = packet(proto, IN1, REM, 1, l4, true);
         n.snat_out(1, &mut p, 0).unwrap();
         let ext = (
-            be32(&p, 12),
-            be16(&p, IPV4_LEN + if proto == PROTO_ICMP { 4 } else { 0 }),
+            get32(&p, ipv4::field::SRC_ADDR),
+            be16(
+                &p,
+                ipv4::HEADER_LEN + if proto == proto::ICMP { 4 } else { 0 },
+            ),
         );
         // In: an error quoting what went out (whole and cut to 8 bytes).
-        for quote in [&p[..], &p[..IPV4_LEN + 8]] {
+        for quote in [&p[..], &p[..ipv4::HEADER_LEN + 8]] {
             let mut e = icmp_error(3, 0xc633_64fe, EXT1, quote);
             assert_eq!(n.snat_in(&mut e, 1), Ok(1), "{proto}");
             assert_checksums(&e);
-            let q = &e[IPV4_LEN + ICMP_LEN..];
-            assert_eq!(be32(&e, 16), IN1);
-            assert_eq!(be32(q, 12), IN1);
-            let port_at = IPV4_LEN + if proto == PROTO_ICMP { 4 } else { 0 };
+            let q = &e[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
+            assert_eq!(get32(&e, ipv4::field::DST_ADDR), IN1);
+            assert_eq!(get32(q, ipv4::field::SRC_ADDR), IN1);
+            let port_at = ipv4::HEADER_LEN + if proto == proto::ICMP { 4 } else { 0 };
             assert_eq!(be16(q, port_at), 1234);
         }
         // Out: the inside host's error about what came in.
-        if proto != PROTO_ICMP {
+        if proto != proto::ICMP {
             let got = packet(
                 proto,
                 REM,
                 IN1,
                 1,
-                if proto == PROTO_TCP {
+                if proto == proto::TCP {
                     tcp(80, 1234, ACK, b"")
                 } else {
                     udp(80, 1234, b"r")
@@ -364,12 +388,18 @@ fn icmp_errors_about_sessions_are_translated_both_ways() {
             let mut e = icmp_error(3, IN1, REM, &got);
             n.snat_out(1, &mut e, 1).unwrap();
             assert_checksums(&e);
-            let q = &e[IPV4_LEN + ICMP_LEN..];
-            assert_eq!(be32(&e, 12), ext.0);
-            assert_eq!((be32(q, 16), be16(q, IPV4_LEN + 2)), ext);
+            let q = &e[ipv4::HEADER_LEN + icmp4::HEADER_LEN..];
+            assert_eq!(get32(&e, ipv4::field::SRC_ADDR), ext.0);
+            assert_eq!(
+                (
+                    get32(q, ipv4::field::DST_ADDR),
+                    be16(q, ipv4::HEADER_LEN + 2)
+                ),
+                ext
+            );
         }
         // About no session: dropped.
-        let stray = packet(PROTO_UDP, EXT1, REM, 1, udp(9, 9, b""), true);
+        let stray = packet(proto::UDP, EXT1, REM, 1, udp(9, 9, b""), true);
         let mut e = icmp_error(11, REM, EXT1, &stray);
         assert_eq!(n.snat_in(&mut e, 1), Err(R::NatNoSession));
     }
@@ -379,7 +409,7 @@ fn icmp_errors_about_sessions_are_translated_both_ways() {
 fn fragments_follow_their_first() {
     let mut n = nat(16);
     n.set_router(1, &[a(EXT1)], DEFAULT_PORTS).unwrap();
-    let p = packet(PROTO_UDP, IN1, REM, 42, udp(5000, 53, &[7; 60]), true);
+    let p = packet(proto::UDP, IN1, REM, 42, udp(5000, 53, &[7; 60]), true);
     let (mut f1, mut f2) = fragment(&p, 24);
     // The later one first: unknown.
     assert_eq!(
@@ -397,17 +427,17 @@ fn fragments_follow_their_first() {
         Err(R::NatFragmentUnknown)
     );
     // Inbound the same, and the fragment entry times out.
-    let r = packet(PROTO_UDP, REM, ext.0, 43, udp(53, ext.1, &[8; 60]), true);
+    let r = packet(proto::UDP, REM, ext.0, 43, udp(53, ext.1, &[8; 60]), true);
     let (mut g1, mut g2) = fragment(&r, 24);
     let mut g3 = g2.clone();
     assert_eq!(n.snat_in(&mut g1, 1), Ok(1));
     assert_eq!(n.snat_in(&mut g2, 1), Ok(1));
     assert_checksums(&join(&g1, &g2));
-    assert_eq!(be32(&g2, 16), IN1);
+    assert_eq!(get32(&g2, ipv4::field::DST_ADDR), IN1);
     assert_eq!(n.snat_in(&mut g3, 1 + 2 * TPS), Err(R::NatFragmentUnknown));
     // A flushed router forgets its fragments.
     let (mut f1, mut f2) = fragment(
-        &packet(PROTO_UDP, IN1, REM, 44, udp(5000, 53, &[7; 60]), true),
+        &packet(proto::UDP, IN1, REM, 44, udp(5000, 53, &[7; 60]), true),
         24,
     );
     n.snat_out(1, &mut f1, 5).unwrap();
@@ -434,7 +464,7 @@ fn exhausted_ports_drop_new_flows_only_and_come_back_after_expiry() {
     // UDP has ports of its own.
     n.snat_out(
         1,
-        &mut packet(PROTO_UDP, IN1, REM, 1, udp(3, 53, b""), true),
+        &mut packet(proto::UDP, IN1, REM, 1, udp(3, 53, b""), true),
         0,
     )
     .unwrap();
@@ -462,7 +492,7 @@ fn exhausted_ports_drop_new_flows_only_and_come_back_after_expiry() {
 
 #[test]
 fn a_full_table_or_pool_frees_dead_sessions_before_refusing() {
-    let udp_out = |sport: u16| packet(PROTO_UDP, IN1, REM, 1, udp(sport, 53, b""), true);
+    let udp_out = |sport: u16| packet(proto::UDP, IN1, REM, 1, udp(sport, 53, b""), true);
     let dead = 300 * TPS;
     // Two ports: flow 1 made at 0, flow 2 at 10; flow 3 finds both ports
     // taken. Once flow 1 is dead (not swept), flow 3 gets its port; flow 4
@@ -589,7 +619,7 @@ fn many_sessions_fill_and_empty_the_indexes() {
     n.set_router(1, &[a(EXT1), a(EXT2)], DEFAULT_PORTS).unwrap();
     for i in 0..5000u32 {
         let mut p = packet(
-            PROTO_UDP,
+            proto::UDP,
             IN1 + (i % 50),
             REM + i / 50,
             1,
@@ -602,7 +632,7 @@ fn many_sessions_fill_and_empty_the_indexes() {
     // Every other one refreshed, then the rest swept out in small steps.
     for i in (0..5000u32).step_by(2) {
         let mut p = packet(
-            PROTO_UDP,
+            proto::UDP,
             IN1 + (i % 50),
             REM + i / 50,
             1,
@@ -632,8 +662,8 @@ fn bursts_translate_as_packets_one_by_one() {
     let orig: Vec<Vec<u8>> = (0..60u32)
         .map(|i| match i % 4 {
             0 => tcp_out(IN1 + i % 7, 1000 + (i % 9) as u16, SYN),
-            1 => packet(PROTO_UDP, IN2, REM + i, 1, udp(53, 53, b"q"), true),
-            2 => packet(PROTO_ICMP, IN1, REM, 1, echo(8, i as u16, 1, b""), true),
+            1 => packet(proto::UDP, IN2, REM + i, 1, udp(53, 53, b"q"), true),
+            2 => packet(proto::ICMP, IN1, REM, 1, echo(8, i as u16, 1, b""), true),
             _ => vec![0x45; (i % 30) as usize],
         })
         .collect();
@@ -650,17 +680,17 @@ fn bursts_translate_as_packets_one_by_one() {
     }
     let mut back: Vec<Vec<u8>> = out
         .iter()
-        .filter(|p| p.len() >= IPV4_LEN + 8 && p[0] == 0x45)
+        .filter(|p| p.len() >= ipv4::HEADER_LEN + 8 && p[0] == 0x45)
         .filter_map(|p| {
             let (ext, port) = src_of(p);
-            match p[9] {
-                PROTO_TCP => Some(tcp_in((ext, port), SYNACK)),
-                PROTO_UDP => Some(packet(
-                    PROTO_UDP,
-                    be32(p, 16),
+            match p[ipv4::field::PROTOCOL] {
+                proto::TCP => Some(tcp_in((ext, port), SYNACK)),
+                proto::UDP => Some(packet(
+                    proto::UDP,
+                    get32(p, ipv4::field::DST_ADDR),
                     ext,
                     3,
-                    udp(be16(p, IPV4_LEN + 2), port, b"r"),
+                    udp(be16(p, ipv4::HEADER_LEN + 2), port, b"r"),
                     true,
                 )),
                 _ => None,
@@ -693,8 +723,8 @@ fn lookahead_guesses_the_ports_new_flows_get() {
                 let sport = 2000 + i as u16;
                 match i % 3 {
                     0 => tcp_out(src, sport, SYN),
-                    1 => packet(PROTO_UDP, src, REM, 1, udp(sport, 53, b"q"), true),
-                    _ => packet(PROTO_ICMP, src, REM, 1, echo(8, sport, 1, b""), true),
+                    1 => packet(proto::UDP, src, REM, 1, udp(sport, 53, b"q"), true),
+                    _ => packet(proto::ICMP, src, REM, 1, echo(8, sport, 1, b""), true),
                 }
             })
             .collect();
@@ -713,8 +743,11 @@ fn lookahead_guesses_the_ports_new_flows_get() {
         assert_eq!(n.look.pop().map(|_| ()), None);
         for (p, g) in pkts.iter_mut().zip(guessed) {
             n.snat_out(1, p, 5).unwrap();
-            let got = match p[9] {
-                PROTO_ICMP => (be32(p, 12), be16(p, IPV4_LEN + 4)),
+            let got = match p[ipv4::field::PROTOCOL] {
+                proto::ICMP => (
+                    get32(p, ipv4::field::SRC_ADDR),
+                    be16(p, ipv4::HEADER_LEN + 4),
+                ),
                 _ => src_of(p),
             };
             assert_eq!(Some(got), g);

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddrV4;
 
-use crate::pkt::{PROTO_TCP, PROTO_UDP};
+use crate::wire::proto;
 
 use super::tcp::tcp_established;
 use super::Nat;
@@ -26,8 +26,8 @@ impl SessionView {
     /// `tcp`, `udp` or `icmp`.
     pub fn protocol(&self) -> &'static str {
         match self.proto {
-            PROTO_TCP => "tcp",
-            PROTO_UDP => "udp",
+            proto::TCP => "tcp",
+            proto::UDP => "udp",
             _ => "icmp",
         }
     }
@@ -107,9 +107,9 @@ impl Nat {
                     outside: SocketAddrV4::new(s.ext_ip.into(), s.ext_port),
                     remote: SocketAddrV4::new(s.rem_ip.into(), s.rem_port),
                     state: match s.proto {
-                        PROTO_TCP if tcp_established(s.tcp) => SessionState::TcpEstablished,
-                        PROTO_TCP => SessionState::TcpTransitory,
-                        PROTO_UDP => SessionState::Udp,
+                        proto::TCP if tcp_established(s.tcp) => SessionState::TcpEstablished,
+                        proto::TCP => SessionState::TcpTransitory,
+                        proto::UDP => SessionState::Udp,
                         _ => SessionState::Icmp,
                     },
                     age_ms: ticks_to_ms(now.saturating_sub(c.created), tps),

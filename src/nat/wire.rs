@@ -18,14 +18,9 @@ use crate::stats::DropReason;
 use crate::wire::checksum::{csum_add, csum_fold, csum_update16, csum_update32};
 use crate::wire::icmp4::{self, types as icmp_types};
 use crate::wire::ipv4::{self, Ipv4Packet};
-use crate::wire::proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
-use crate::wire::{be16, get16, put16, set16, tcp, udp, Field};
+use crate::wire::{be16, get16, proto, put16, set16, tcp, udp, Field};
 
 type R = DropReason;
-
-pub(super) const ICMP_ECHO_REPLY: u8 = icmp_types::ECHO_REPLY;
-pub(super) const ICMP_ECHO_REQUEST: u8 = icmp_types::ECHO_REQUEST;
-pub(super) use icmp4::is_error as is_icmp_error;
 
 /// The IPv4 header fields NAT reads.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +73,7 @@ impl Side {
     /// 2-byte read at an offset the compiler knows the length of.
     fn port_at(self, proto: u8) -> usize {
         match (proto, self) {
-            (PROTO_ICMP, _) => icmp4::field::ECHO_ID.start,
+            (proto::ICMP, _) => icmp4::field::ECHO_ID.start,
             (_, Side::Src) => udp::field::SRC_PORT.start,
             (_, Side::Dst) => udp::field::DST_PORT.start,
         }
@@ -113,8 +108,8 @@ fn set_l4(
 ) -> Result<(), R> {
     let len = b.len();
     match proto {
-        PROTO_TCP | PROTO_UDP => {
-            let (ck, hdr) = if proto == PROTO_TCP {
+        proto::TCP | proto::UDP => {
+            let (ck, hdr) = if proto == proto::TCP {
                 (tcp::field::CHECKSUM.start, tcp::HEADER_LEN)
             } else {
                 (udp::field::CHECKSUM.start, udp::HEADER_LEN)
@@ -135,7 +130,7 @@ fn set_l4(
             });
             if l4 + ck + 2 <= len {
                 let c = be16(b, l4 + ck);
-                if proto == PROTO_UDP && c == 0 {
+                if proto == proto::UDP && c == 0 {
                     // No checksum: stays none (RFC 768).
                     return Ok(());
                 }
@@ -143,14 +138,14 @@ fn set_l4(
                 if let Some((o, p)) = moved {
                     c = csum_update16(c, o, p);
                 }
-                if proto == PROTO_UDP && c == 0 {
+                if proto == proto::UDP && c == 0 {
                     c = 0xffff;
                 }
                 put16(b, l4 + ck, c);
             }
             Ok(())
         }
-        PROTO_ICMP => {
+        proto::ICMP => {
             if let Some((at, p)) = port {
                 let m = b
                     .get_mut(l4..)
@@ -218,11 +213,16 @@ pub(super) fn quoted(ip: &[u8], l4: usize) -> Result<Quoted, R> {
         .and_then(|q| q.first_chunk())
         .ok_or(R::NatTruncated)?;
     let (sport, dport) = match eh.proto {
-        PROTO_TCP | PROTO_UDP => (
+        proto::TCP | proto::UDP => (
             get16(q, udp::field::SRC_PORT),
             get16(q, udp::field::DST_PORT),
         ),
-        PROTO_ICMP if matches!(q[icmp4::field::TYPE], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => {
+        proto::ICMP
+            if matches!(
+                q[icmp4::field::TYPE],
+                icmp_types::ECHO_REQUEST | icmp_types::ECHO_REPLY
+            ) =>
+        {
             let id = get16(q, icmp4::field::ECHO_ID);
             (id, id)
         }
@@ -285,12 +285,12 @@ pub(super) fn xlate_quoted(
 /// fragment.
 #[inline(always)]
 pub(super) fn icmp_error(ip: &[u8], h: &Hdr) -> bool {
-    h.proto == PROTO_ICMP
+    h.proto == proto::ICMP
         && h.frag_off == 0
         && ip
             .get(h.ihl..)
             .and_then(icmp4::Icmp4Packet::new_checked)
-            .is_some_and(|m| is_icmp_error(m.msg_type()))
+            .is_some_and(|m| icmp4::is_error(m.msg_type()))
 }
 
 /// Stateless 1:1 NAT (a floating IP) on the way out: the source becomes
@@ -335,8 +335,8 @@ pub fn in_port(ip: &[u8]) -> Option<u16> {
     let port = |l4: &[u8]| Some(be16(l4.get(..at + 2)?, at));
     let l4 = ip.get(h.ihl..)?;
     match h.proto {
-        PROTO_TCP | PROTO_UDP => port(l4),
-        PROTO_ICMP if l4.first() == Some(&ICMP_ECHO_REPLY) => port(l4),
+        proto::TCP | proto::UDP => port(l4),
+        proto::ICMP if l4.first() == Some(&icmp_types::ECHO_REPLY) => port(l4),
         _ => None,
     }
 }

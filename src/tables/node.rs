@@ -9,6 +9,8 @@ use super::IntMap;
 use crate::config::PortRole;
 use crate::l2::MacTable;
 use crate::mac::MacAddr;
+use crate::wire::checksum::csum_add;
+use crate::wire::{ethernet, ipv4};
 
 /// Another host, as the overlay reaches it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +71,13 @@ impl NodeTables {
                 let (vtep, (_, ul_mac)) = (self.vtep?, self.underlay?);
                 let nh = self.vtep_macs.get(&h.vtep)?;
                 let mut hdr = [0u8; 34];
-                crate::pkt::write_eth(&mut hdr, &nh.0, &ul_mac.0, crate::pkt::ETHERTYPE_IPV4);
-                crate::pkt::write_ipv4(&mut hdr[14..], 0, 64, 0, vtep.octets(), h.vtep.octets());
-                crate::pkt::put16(&mut hdr, 24, 0);
+                ethernet::write(&mut hdr, &nh.0, &ul_mac.0, ethernet::ETHERTYPE_IPV4);
+                let ip = &mut hdr[ethernet::HEADER_LEN..];
+                ipv4::write(ip, 0, 64, 0, vtep.octets(), h.vtep.octets());
+                ip[ipv4::field::CHECKSUM].fill(0);
                 Some(Outer {
                     hdr,
-                    sum: crate::pkt::csum_add(0, &hdr[14..]),
+                    sum: csum_add(0, &hdr[ethernet::HEADER_LEN..]),
                 })
             })
             .collect()

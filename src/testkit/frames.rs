@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use etherparse::PacketBuilder;
 
 use super::{gre_frame, vxlan_frame, CN2_UL_MAC, UL_MAC, VTEP1, VTEP2};
-use crate::pkt;
+use crate::wire::{ethernet, ipv4, proto, UdpHeader};
 
 /// The octets of an IPv4 address written as text.
 pub fn ip4(s: &str) -> [u8; 4] {
@@ -89,18 +89,20 @@ pub fn udp4_min(
     ttl: u8,
 ) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    pkt::write_eth(&mut f, &dst_mac, &src_mac, pkt::ETHERTYPE_IPV4);
-    pkt::write_ipv4(
-        &mut f[pkt::ETH_LEN..],
+    ethernet::write(&mut f, &dst_mac, &src_mac, ethernet::ETHERTYPE_IPV4);
+    let l4 = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    ipv4::write(
+        &mut f[ethernet::HEADER_LEN..],
         46,
         ttl,
-        pkt::PROTO_UDP,
+        proto::UDP,
         src.octets(),
         dst.octets(),
     );
-    pkt::put16(&mut f, 34, sport);
-    pkt::put16(&mut f, 36, dport);
-    pkt::put16(&mut f, 38, 26);
+    let mut u = UdpHeader::new_checked(&mut f[l4..]).expect("60 bytes hold UDP");
+    u.set_src_port(sport);
+    u.set_dst_port(dport);
+    u.set_len(26);
     f
 }
 

@@ -248,10 +248,11 @@ pub fn fix_ipv4(f: &mut [u8], at: usize) {
     if vihl >> 4 != 4 || ihl < 20 || f.len() < at + ihl {
         return;
     }
-    f[at + 10] = 0;
-    f[at + 11] = 0;
-    let c = crate::pkt::checksum(&f[at..at + ihl]);
-    f[at + 10..at + 12].copy_from_slice(&c.to_be_bytes());
+    let ck = &crate::wire::ipv4::field::CHECKSUM;
+    let ck = at + ck.start..at + ck.end;
+    f[ck.clone()].fill(0);
+    let c = crate::wire::checksum::checksum(&f[at..at + ihl]);
+    f[ck].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Headroom and tailroom of the buffers [`check_pipeline`] runs frames in.
@@ -262,7 +263,8 @@ pub const TAILROOM: usize = 128;
 /// forwarded: the largest encapsulation (VXLAN: 50 bytes) with room to spare.
 pub const MAX_GROWTH: usize = 54;
 /// The length of a neighbour advertisement the ND responder writes.
-pub const ND_ADVERT_LEN: usize = crate::pkt::ETH_LEN + crate::pkt::IPV6_LEN + 32;
+pub const ND_ADVERT_LEN: usize =
+    crate::wire::ethernet::HEADER_LEN + crate::wire::ipv6::HEADER_LEN + 32;
 
 /// One run of `frame` in on `in_port`: the verdict, the frame that leaves
 /// (empty on a drop) and what the pipeline noted in its [`Env`](crate::pipeline::Env).
@@ -477,8 +479,8 @@ fn run_way<W>(
 ///   and nothing noted.
 pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]) -> Run {
     use crate::pipeline::{NoTrace, Notes, ICMP_ERROR_MAX};
-    use crate::pkt::{ETH_LEN, ICMP_LEN, IPV4_LEN};
     use crate::stats::DropReason;
+    use crate::wire::{ethernet, icmp4, ipv4};
 
     // A worker's environment: the frame's first run, then the same frame
     // again, which a routed or switched flow now takes from the flow cache
@@ -538,7 +540,8 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
             if *noted == Some(DropReason::VipHolderUnknown) {
                 assert!(!underlay);
                 assert!(
-                    out.len() == ETH_LEN + 28 || out.len() == ETH_LEN + 40 + 32,
+                    out.len() == ethernet::HEADER_LEN + 28
+                        || out.len() == ethernet::HEADER_LEN + 40 + 32,
                     "an ARP request or a solicitation, {} bytes",
                     out.len()
                 );
@@ -552,7 +555,10 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
                     "to the whole network"
                 );
             }
-            assert!(out.len() >= ETH_LEN && out[0] & 1 == 1, "a group address");
+            assert!(
+                out.len() >= ethernet::HEADER_LEN && out[0] & 1 == 1,
+                "a group address"
+            );
             assert!(noted.is_none() || *noted == Some(DropReason::VipHolderUnknown));
         }
         Ok(p) => {
@@ -561,13 +567,15 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
                 "out to port {p}, not a port of the node"
             );
             let n = out.len();
-            assert!(n >= ETH_LEN, "a {n}-byte frame out");
+            assert!(n >= ethernet::HEADER_LEN, "a {n}-byte frame out");
             assert_eq!(out[6] & 1, 0, "multicast source MAC out");
             match noted {
                 Some(r) => {
                     assert!(DropReason::ALL.contains(r));
                     assert!(
-                        (ETH_LEN + IPV4_LEN + ICMP_LEN..=ETH_LEN + ICMP_ERROR_MAX).contains(&n),
+                        (ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp4::HEADER_LEN
+                            ..=ethernet::HEADER_LEN + ICMP_ERROR_MAX)
+                            .contains(&n),
                         "an ICMP error of {n} bytes"
                     );
                 }
@@ -593,7 +601,7 @@ pub fn same_checksum(a: u16, b: u16) -> bool {
     a == b || (a ^ b == 0xffff && (a == 0 || b == 0))
 }
 
-/// Asserts the pure helpers of [`crate::pkt`] and the capture reader on any
+/// Asserts the pure helpers of [`crate::wire`] and the capture reader on any
 /// bytes: the flow hash and the ARP reply parser take any length; incremental
 /// checksum updates (16 and 32 bits) equal recomputing; a [`Frame`] moved by
 /// any script of prepend/adj/trim/extend stays inside its buffer and does what
@@ -606,13 +614,13 @@ pub fn same_checksum(a: u16, b: u16) -> bool {
 ///
 /// [`Frame`]: crate::pkt::Frame
 pub fn check_headers(data: &[u8]) {
-    use crate::pkt;
-    assert_eq!(pkt::flow_hash(data), pkt::flow_hash(data));
+    use crate::wire::vxlan::flow_hash;
+    assert_eq!(flow_hash(data), flow_hash(data));
     let _ = crate::wire::arp::reply_sender(data);
     let [a, b, c, d, body @ ..] = data else {
         return;
     };
-    let _ = pkt::flow_hash(body);
+    let _ = flow_hash(body);
     check_checksum(*a, *b, u16::from_be_bytes([*c, *d]), body);
     check_frame_ops(*c, *d, body);
     if let Ok(frames) = crate::pcap::read(body) {
@@ -623,7 +631,8 @@ pub fn check_headers(data: &[u8]) {
 }
 
 fn check_checksum(field: u8, word: u8, new: u16, body: &[u8]) {
-    use crate::pkt::{be16, be32, checksum, csum_update16, csum_update32, put16, put32};
+    use crate::wire::checksum::{checksum, csum_update16, csum_update32};
+    use crate::wire::{be16, be32, put16, put32};
     let n = body.len().min(64) & !1;
     if n < 4 {
         return;
@@ -731,20 +740,20 @@ pub fn vxlan_frame(
     (src_mac, src): ([u8; 6], [u8; 4]),
     (dst_mac, dst): ([u8; 6], [u8; 4]),
 ) -> Vec<u8> {
-    use crate::pkt::*;
+    use crate::wire::{ethernet, ipv4, proto, tunnel, udp, vxlan, UdpHeader};
     let mut v = tunnelled(
         inner,
-        VXLAN_OVERHEAD,
-        PROTO_UDP,
+        tunnel::VXLAN_OVERHEAD,
+        proto::UDP,
         (src_mac, src),
         (dst_mac, dst),
     );
-    let u = &mut v[ETH_LEN + IPV4_LEN..];
-    put16(u, 0, 0xc000 | (flow_hash(inner) as u16 & 0x3fff));
-    put16(u, 2, VXLAN_PORT);
-    put16(u, 4, (UDP_LEN + VXLAN_LEN + inner.len()) as u16);
-    put32(u, 8, 0x0800_0000);
-    put32(u, 12, vni << 8);
+    let u = &mut v[ethernet::HEADER_LEN + ipv4::HEADER_LEN..];
+    let mut h = UdpHeader::new_checked(&mut *u).expect("room for UDP");
+    h.set_src_port(0xc000 | (vxlan::flow_hash(inner) as u16 & 0x3fff));
+    h.set_dst_port(udp::VXLAN_PORT);
+    h.set_len((udp::HEADER_LEN + vxlan::HEADER_LEN + inner.len()) as u16);
+    vxlan::write(&mut u[udp::HEADER_LEN..], vni);
     v
 }
 
@@ -758,11 +767,11 @@ fn tunnelled(
     (src_mac, src): ([u8; 6], [u8; 4]),
     (dst_mac, dst): ([u8; 6], [u8; 4]),
 ) -> Vec<u8> {
-    use crate::pkt::*;
+    use crate::wire::{ethernet, ipv4};
     let mut v = vec![0u8; over + inner.len()];
-    write_eth(&mut v, &dst_mac, &src_mac, ETHERTYPE_IPV4);
-    let total = (over - ETH_LEN + inner.len()) as u16;
-    write_ipv4(&mut v[ETH_LEN..], total, 64, proto, src, dst);
+    ethernet::write(&mut v, &dst_mac, &src_mac, ethernet::ETHERTYPE_IPV4);
+    let total = (over - ethernet::HEADER_LEN + inner.len()) as u16;
+    ipv4::write(&mut v[ethernet::HEADER_LEN..], total, 64, proto, src, dst);
     v[over..].copy_from_slice(inner);
     v
 }
@@ -776,18 +785,15 @@ pub fn gre_frame(
     (src_mac, src): ([u8; 6], [u8; 4]),
     (dst_mac, dst): ([u8; 6], [u8; 4]),
 ) -> Vec<u8> {
-    use crate::pkt::*;
+    use crate::wire::{ethernet, gre, ipv4, proto, tunnel};
     let mut v = tunnelled(
         inner,
-        GRE_OVERHEAD,
-        PROTO_GRE,
+        tunnel::GRE_OVERHEAD,
+        proto::GRE,
         (src_mac, src),
         (dst_mac, dst),
     );
-    let g = &mut v[ETH_LEN + IPV4_LEN..];
-    put16(g, 0, 0x2000);
-    put16(g, 2, ETHERTYPE_TEB);
-    put32(g, 4, key);
+    gre::write(&mut v[ethernet::HEADER_LEN + ipv4::HEADER_LEN..], key);
     v
 }
 
@@ -814,11 +820,12 @@ pub fn segment_frame(
 /// `frame` with an 802.1Q tag of VLAN `vid` after its MACs, as a host sends
 /// it on a VLAN network.
 pub fn vlan_frame(frame: &[u8], vid: u16) -> Vec<u8> {
-    use crate::pkt::*;
-    let mut v = Vec::with_capacity(frame.len() + VLAN_LEN);
-    v.extend_from_slice(&frame[..12]);
-    v.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
-    v.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
-    v.extend_from_slice(&frame[12..]);
+    use crate::wire::{ethernet, vlan};
+    let macs = ethernet::field::MACS.end;
+    let mut v = Vec::with_capacity(frame.len() + vlan::HEADER_LEN);
+    v.extend_from_slice(&frame[..macs]);
+    v.extend_from_slice(&ethernet::ETHERTYPE_VLAN.to_be_bytes());
+    v.extend_from_slice(&(vid & vlan::VID_MASK).to_be_bytes());
+    v.extend_from_slice(&frame[macs..]);
     v
 }
