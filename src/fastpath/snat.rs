@@ -3,7 +3,7 @@
 //! tunnel ([`SnatMemo`]), then finished ([`snat_apply`]) as the whole
 //! pipeline would; and the SNAT's prefetch of a burst ([`prefetch_nat`]).
 
-use super::tunnel::{arrival, Arrival, Remembered, TunnelMemo};
+use super::tunnel::{arrival, plain_ipv4, Arrival, Remembered, TunnelMemo};
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::nat::{self, Nat};
@@ -15,7 +15,7 @@ use crate::pipeline::{Env, Verdict};
 use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Adj, Dest, Home, Snapshot};
-use crate::wire::{self, be16, be32, ethernet, gre, ipv4, mac_at, proto, vxlan};
+use crate::wire::{self, be16, be32, ethernet, gre, ipv4, ipv4_at, mac_at, proto, vxlan};
 
 /// Prefetches what the SNAT of `frame` will read, a burst ahead of the
 /// pipeline, in two stages: this is stage one, the index bucket of the
@@ -152,16 +152,12 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     let r = snap.routers.get(t.router as usize)?;
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = a.l3;
-    let p = ipv4::validate_lengths(ip).ok()?;
-    let total = p.as_bytes().len();
-    let (src, dst) = (p.src_addr(), p.dst_addr());
-    if p.header_len() != ipv4::HEADER_LEN
-        || martian4(src)
-        || martian4(dst)
-        || dst.is_link_local()
-        || p.ttl() <= 1
-        || !p.checksum_ok()
-    {
+    let (h, total) = plain_ipv4(ip)?;
+    let (src, dst) = (
+        ipv4_at(h, ipv4::field::SRC_ADDR.start),
+        ipv4_at(h, ipv4::field::DST_ADDR.start),
+    );
+    if martian4(src) || martian4(dst) || dst.is_link_local() || h[ipv4::field::TTL] <= 1 {
         return None;
     }
     // north_south4: what the external network takes.

@@ -7,8 +7,23 @@ use std::net::Ipv4Addr;
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::tables::{NodeTables, Snapshot};
-use crate::wire::tunnel::{self, Encap, Tunnel, Underlay};
-use crate::wire::{be16, ethernet, ipv4, mac_at};
+use crate::wire::checksum::ipv4_header_sum_ok;
+use crate::wire::{be16, ethernet, gre, ipv4, ipv4_at, mac_at, proto, udp, vlan, vxlan};
+
+/// The common case of [`ipv4::validate`], on bytes (read straight from
+/// the fixed header: measured, the view's checks cost the ways 3 to 4%),: a 20-byte IPv4 header at
+/// the start of `ip` with a right checksum and a total length that `ip`
+/// holds; the header and that length.
+#[inline(always)]
+pub(super) fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; ipv4::HEADER_LEN], usize)> {
+    let h = ip.first_chunk::<{ ipv4::HEADER_LEN }>()?;
+    let total = usize::from(be16(h, ipv4::field::LENGTH.start));
+    (h[ipv4::field::VER_IHL] == 0x45
+        && total >= ipv4::HEADER_LEN
+        && total <= ip.len()
+        && ipv4_header_sum_ok(h))
+    .then_some((h, total))
+}
 
 /// A worker's memory of the last tunnels a way ([`super::snat_way`],
 /// [`super::decap_way`]) looked at: sets of two entries ([`TUNNEL_MEMO`] entries
@@ -158,23 +173,61 @@ impl Arrival<'_> {
 /// source and destination. `None` for any other frame.
 #[inline(always)]
 pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
-    let (eth, _) = b.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    let (eth, rest) = b.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
     if eth[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
-    // The whole pipeline's parser; the source VTEP is checked by the ways
-    // ([`Arrival::sent_by_known_vtep`], remembered with the tunnel).
-    match tunnel::underlay(b, snap.node.vtep, |_| true).ok()? {
-        Underlay::Tunnel(t) if t.outer.header_len() == ipv4::HEADER_LEN => tunnelled(t),
+    match be16(eth, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_IPV4 => {
+            let (h, total) = plain_ipv4(rest)?;
+            if Some(ipv4_at(h, ipv4::field::DST_ADDR.start)) != snap.node.vtep {
+                return None;
+            }
+            let l4 = &rest[ipv4::HEADER_LEN..total];
+            match h[ipv4::field::PROTOCOL] {
+                proto::UDP => {
+                    if l4.len() < udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN
+                        || be16(l4, udp::field::DST_PORT.start) != udp::VXLAN_PORT
+                        || l4[udp::HEADER_LEN + vxlan::field::FLAGS] & vxlan::FLAG_VNI == 0
+                    {
+                        return None;
+                    }
+                    tunnelled(
+                        NetworkType::Vxlan,
+                        h,
+                        l4,
+                        udp::HEADER_LEN + vxlan::field::VNI_WORD.start,
+                        udp::HEADER_LEN + vxlan::HEADER_LEN,
+                    )
+                }
+                proto::GRE => {
+                    if l4.len() < gre::HEADER_LEN + ethernet::HEADER_LEN
+                        || be16(l4, gre::field::FLAGS_VERSION.start) != gre::FLAGS_KEY
+                        || be16(l4, gre::field::PROTOCOL.start) != ethernet::ETHERTYPE_TEB
+                    {
+                        return None;
+                    }
+                    tunnelled(
+                        NetworkType::Gre,
+                        h,
+                        l4,
+                        gre::field::KEY.start,
+                        gre::HEADER_LEN,
+                    )
+                }
+                _ => None,
+            }
+        }
         // The inner frame is the MACs and what follows the tag: its
         // ethertype and layer 3 are read after the tag.
-        Underlay::Tagged(tag) => {
-            let macs = tag.macs;
+        ethernet::ETHERTYPE_VLAN => {
+            let tag = rest.first_chunk::<{ vlan::HEADER_LEN }>()?;
+            let vid = u32::from(be16(tag, vlan::field::TCI.start) & vlan::VID_MASK);
+            let (macs, _) = b.split_first_chunk::<12>()?;
             if macs[ethernet::field::DST.start] & 1 != 0 {
                 return None;
             }
-            let vid = u32::from(tag.vid);
-            let ethertype = tag.ethertype;
+            let ethertype = be16(tag, vlan::field::ETHERTYPE.start);
             Some(Arrival {
                 carrier: NetworkType::Vlan,
                 key: [
@@ -184,22 +237,25 @@ pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
                 ],
                 macs,
                 ethertype,
-                l3: tag.l3,
+                l3: &rest[vlan::HEADER_LEN..],
             })
         }
         _ => None,
     }
 }
 
-/// [`arrival`] of a VXLAN or GRE frame (a 20-byte outer IPv4 header): its
-/// inner frame, with unicast MACs.
+/// [`arrival`] of a VXLAN or GRE frame (outer IPv4 header `h`, then `l4`):
+/// its segment's word at `seg_at` of `l4`, its inner frame after `strip`
+/// bytes of `l4`, with unicast MACs.
 #[inline(always)]
-fn tunnelled(t: Tunnel<'_>) -> Option<Arrival<'_>> {
-    let carrier = match t.encap {
-        Encap::Vxlan => NetworkType::Vxlan,
-        Encap::Gre => NetworkType::Gre,
-    };
-    let inner = t.inner;
+fn tunnelled<'a>(
+    carrier: NetworkType,
+    h: &[u8; ipv4::HEADER_LEN],
+    l4: &'a [u8],
+    seg_at: usize,
+    strip: usize,
+) -> Option<Arrival<'a>> {
+    let inner = l4.get(strip..)?;
     let (macs, _) = inner.split_first_chunk::<12>()?;
     if macs[ethernet::field::DST.start] & 1 != 0 || macs[ethernet::field::SRC.start] & 1 != 0 {
         return None;
@@ -209,8 +265,7 @@ fn tunnelled(t: Tunnel<'_>) -> Option<Arrival<'_>> {
         // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
         // without its first two bytes.
         key: [
-            word4(t.outer.fixed(), ipv4::field::SRC_ADDR.start)
-                | (u32::from_le_bytes(t.segment_word) as u64) << 32,
+            word4(h, ipv4::field::SRC_ADDR.start) | word4(l4, seg_at) << 32,
             word8(inner, 0),
             word8(inner, 6) >> 16 | (carrier as u64) << 48,
         ],
