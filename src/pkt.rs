@@ -3,31 +3,6 @@
 //! where it lies. The headers inside a frame are read and written through
 //! the views of [`crate::wire`].
 
-// The names below are the old homes of what moved to `crate::wire`; the
-// pipeline (src/pipeline.rs, src/flow.rs, src/worker.rs) still imports them
-// from here until it is converted to the views.
-pub use crate::wire::checksum::{
-    checksum, csum_add, csum_fold, csum_update16, csum_update32, ipv4_header_sum_ok, pseudo4,
-    pseudo6,
-};
-pub use crate::wire::ethernet::{
-    write as write_eth, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_TEB,
-    ETHERTYPE_VLAN, HEADER_LEN as ETH_LEN,
-};
-pub use crate::wire::gre::HEADER_LEN as GRE_LEN;
-pub use crate::wire::icmp4::HEADER_LEN as ICMP_LEN;
-pub use crate::wire::ipv4::{dec_ttl as dec_ttl4, write as write_ipv4, HEADER_LEN as IPV4_LEN};
-pub use crate::wire::ipv6::{write as write_ipv6, HEADER_LEN as IPV6_LEN};
-pub use crate::wire::proto::{
-    GRE as PROTO_GRE, ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP,
-    UDP as PROTO_UDP,
-};
-pub use crate::wire::tunnel::{GRE_OVERHEAD, VXLAN_OVERHEAD};
-pub use crate::wire::udp::{HEADER_LEN as UDP_LEN, VXLAN_PORT};
-pub use crate::wire::vlan::HEADER_LEN as VLAN_LEN;
-pub use crate::wire::vxlan::{flow_hash, HEADER_LEN as VXLAN_LEN};
-pub use crate::wire::{be16, be32, ipv4_at, ipv6_at, put16, put32};
-
 /// A frame in a buffer with room in front (headroom) and behind (tailroom):
 /// `buf[off..off + len]` is the frame. Headers can be pushed in front
 /// ([`Frame::prepend`]), stripped ([`Frame::adj`]) and the tail cut

@@ -285,7 +285,7 @@ fn proxy_arp_only_for_what_this_host_serves() {
     assert_eq!(run1(&s, EXT, &r).0, D::Punt(PuntKind::ArpReply));
     assert_eq!(PuntKind::ArpReply.counter(), R::ArpReplyConsumed);
     assert_eq!(
-        pipeline::arp_reply_sender(&r),
+        dvr::wire::arp::reply_sender(&r).map(|(ip, mac)| (ip, MacAddr(mac))),
         Some(("203.0.113.1".parse().unwrap(), MacAddr(UPSTREAM_MAC)))
     );
 }

@@ -710,7 +710,7 @@ fn answers_arp_for_its_vtep_on_the_underlay() {
     );
     let r = arp_reply(CN2_UL_MAC, VTEP2, UL_MAC, "192.0.2.1");
     assert_eq!(
-        pipeline::arp_reply_sender(&r),
+        dvr::wire::arp::reply_sender(&r).map(|(ip, mac)| (ip, MacAddr(mac))),
         Some((Ipv4Addr::from(VTEP2), MacAddr(CN2_UL_MAC)))
     );
     let (v, _) = b.run(UP, &r);

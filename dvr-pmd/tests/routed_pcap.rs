@@ -28,9 +28,9 @@ fn udp4(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Ve
 
 fn arp_request(src_mac: [u8; 6], src: &str, target: &str) -> Vec<u8> {
     let mut f = vec![0u8; 60];
-    pipeline::write_arp_request(
+    dvr::wire::arp::write_request(
         &mut f,
-        dvr::mac::MacAddr(src_mac),
+        &src_mac,
         src.parse().unwrap(),
         target.parse().unwrap(),
     );

@@ -8,8 +8,10 @@ use crate::pipeline::encap::{overlay, Segment};
 use crate::pipeline::port_security::dhcp_server4;
 use crate::pipeline::route::{ipv4_valid, Egress};
 use crate::pipeline::{Disposition, Env, NoTrace, Verdict};
-use crate::pkt::*;
+use crate::pkt::{Frame, InPlace};
 use crate::tables::{Dest, NetTables, Snapshot};
+use crate::wire::checksum::ipv4_header_sum_ok;
+use crate::wire::{be16, ethernet, ipv4};
 
 /// A frame of a cached flow; routed: the per-frame checks of [`route4`] (IPv4
 /// header, TTL, MTU), then the cached rewrite; then the cached way out (an
@@ -17,18 +19,21 @@ use crate::tables::{Dest, NetTables, Snapshot};
 /// decides.
 #[inline(always)]
 pub(crate) fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdict> {
-    if f.data().get(ETH_LEN..).is_some_and(dhcp_server4) {
+    if f.data()
+        .get(ethernet::HEADER_LEN..)
+        .is_some_and(dhcp_server4)
+    {
         return None;
     }
     if a.routed {
         ipv4_valid(f).ok()?;
         let b = f.data_mut();
-        let ip = &mut b[ETH_LEN..];
-        if ip[8] <= 1 || be16(ip, 2) > a.mtu {
+        let ip = &mut b[ethernet::HEADER_LEN..];
+        if ip[ipv4::field::TTL] <= 1 || be16(ip, ipv4::field::LENGTH.start) > a.mtu {
             return None;
         }
-        dec_ttl4(ip);
-        b[..12].copy_from_slice(&a.macs);
+        ipv4::dec_ttl(ip);
+        b[ethernet::field::MACS].copy_from_slice(&a.macs);
     }
     Some(cached_out(snap, a, f))
 }
@@ -41,24 +46,27 @@ pub(crate) fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdic
 /// written, for any other frame.
 #[inline(always)]
 fn routed_in_place(a: &Action, b: &mut [u8]) -> bool {
-    let Some((eth, ip)) = b.split_at_mut_checked(ETH_LEN) else {
+    let Some((eth, ip)) = b.split_at_mut_checked(ethernet::HEADER_LEN) else {
         return false;
     };
+    // The common case of ipv4::validate read straight from the fixed
+    // header (one byte for version and header length): measured, the view's
+    // checks cost this way 3 to 4% per frame.
     let ip_len = ip.len();
-    let Some(h) = ip.first_chunk_mut::<IPV4_LEN>() else {
+    let Some(h) = ip.first_chunk_mut::<{ ipv4::HEADER_LEN }>() else {
         return false;
     };
-    let total = be16(h, 2) as usize;
-    if h[0] != 0x45
+    let total = usize::from(be16(h, ipv4::field::LENGTH.start));
+    if h[ipv4::field::VER_IHL] != 0x45
         || total != ip_len
-        || h[8] <= 1
+        || h[ipv4::field::TTL] <= 1
         || total > a.mtu as usize
         || !ipv4_header_sum_ok(h)
     {
         return false;
     }
-    dec_ttl4(h);
-    eth[..12].copy_from_slice(&a.macs);
+    ipv4::dec_ttl(h);
+    eth[ethernet::field::MACS].copy_from_slice(&a.macs);
     true
 }
 
@@ -102,7 +110,7 @@ pub fn fast<P: InPlace>(
     let &a = env.flows.peek(snap.epoch, k, set)?;
     let b = p.bytes()?;
     // Port security's checks the key cannot hold: the whole pipeline judges.
-    if b.get(ETH_LEN..).is_some_and(dhcp_server4) {
+    if b.get(ethernet::HEADER_LEN..).is_some_and(dhcp_server4) {
         return None;
     }
     if a.routed && !routed_in_place(&a, b) {

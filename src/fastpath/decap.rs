@@ -10,9 +10,10 @@ use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::pipeline::decap::{covering_gateway, gateway_source, untag};
 use crate::pipeline::Disposition;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Dest, NetTables, Snapshot};
+use crate::wire::{self, ethernet, ipv4, ipv4_at};
 
 // What the size of TUNNEL_MEMO's memory assumes.
 const _: () = assert!(std::mem::size_of::<Remembered<DecapTunnel>>() <= 64);
@@ -95,8 +96,10 @@ pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<Deca
     // interface's of the subnet of the destination.
     let src = match (t.dvr_src, t.gw4) {
         (false, _) => None,
-        (true, Some(g)) if a.ethertype == ETHERTYPE_IPV4 => {
-            if a.l3.len() < IPV4_LEN || u32::from(ipv4_at(a.l3, 16)) & g.mask != g.net {
+        (true, Some(g)) if a.ethertype == ethernet::ETHERTYPE_IPV4 => {
+            if a.l3.len() < ipv4::HEADER_LEN
+                || u32::from(ipv4_at(a.l3, ipv4::field::DST_ADDR.start)) & g.mask != g.net
+            {
                 return None;
             }
             Some(g.mac)
@@ -106,7 +109,7 @@ pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<Deca
     Some(DecapWay {
         port: t.port,
         carrier: a.carrier,
-        inner: (ETH_LEN + a.l3.len()) as u16,
+        inner: (ethernet::HEADER_LEN + a.l3.len()) as u16,
         src,
     })
 }
@@ -146,8 +149,8 @@ fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
 #[inline(always)]
 pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Disposition {
     let stripped = match w.carrier {
-        NetworkType::Vxlan => f.adj(VXLAN_OVERHEAD),
-        NetworkType::Gre => f.adj(GRE_OVERHEAD),
+        NetworkType::Vxlan => f.adj(wire::tunnel::VXLAN_OVERHEAD),
+        NetworkType::Gre => f.adj(wire::tunnel::GRE_OVERHEAD),
         NetworkType::Vlan => untag(f),
         NetworkType::Flat => false,
     };
@@ -156,7 +159,7 @@ pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Disposition {
     }
     f.trim(w.inner as usize);
     if let Some(src) = w.src {
-        f.data_mut()[6..12].copy_from_slice(&src.0);
+        f.data_mut()[ethernet::field::SRC].copy_from_slice(&src.0);
     }
     Disposition::Forward(w.port)
 }

@@ -11,10 +11,11 @@ use crate::pipeline::classify::Ingress;
 use crate::pipeline::decap::gateway_source;
 use crate::pipeline::nat::{external_mtu, upstream_mac};
 use crate::pipeline::route::{martian4, write_macs};
-use crate::pipeline::{mac_at, Disposition, Env};
-use crate::pkt::*;
+use crate::pipeline::{Disposition, Env};
+use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Adj, Dest, Home, Snapshot};
+use crate::wire::{self, be16, be32, ethernet, gre, ipv4, ipv4_at, mac_at, proto, vxlan};
 
 /// Prefetches what the SNAT of `frame` will read, a burst ahead of the
 /// pipeline, in two stages: this is stage one, the index bucket of the
@@ -29,9 +30,10 @@ use crate::tables::{Adj, Dest, Home, Snapshot};
 pub fn prefetch_nat(snap: &Snapshot, env: &Env, ing: Ingress<'_>, frame: &[u8]) {
     match ing {
         Ingress::External
-            if frame.len() > ETH_LEN + IPV4_LEN && be16(frame, 12) == ETHERTYPE_IPV4 =>
+            if frame.len() > ethernet::HEADER_LEN + ipv4::HEADER_LEN
+                && be16(frame, ethernet::field::ETHERTYPE.start) == ethernet::ETHERTYPE_IPV4 =>
         {
-            env.nat.prefetch_in(&frame[ETH_LEN..]);
+            env.nat.prefetch_in(&frame[ethernet::HEADER_LEN..]);
         }
         Ingress::Underlay => {
             if let Some((router, ip)) = tunnelled_to_router(snap, frame) {
@@ -52,29 +54,51 @@ pub fn prefetch_nat_next(env: &Env) {
 
 /// For [`prefetch_nat`]: the router and inner IPv4 packet of a VXLAN or GRE
 /// frame whose inner destination is a router interface (no checks beyond
-/// what finding them needs: the pipeline checks the frame).
+/// what finding them needs: the pipeline checks the frame). Not
+/// [`wire::tunnel::underlay`]: its checks (the outer checksum above all)
+/// would cost each frame a second time, for a hint; this reads the fields
+/// at their places behind a 20-byte outer header.
 fn tunnelled_to_router<'a>(snap: &Snapshot, frame: &'a [u8]) -> Option<(u32, &'a [u8])> {
     let node = &*snap.node;
-    if be16(frame.get(..14)?, 12) != ETHERTYPE_IPV4 {
+    if be16(
+        frame.get(..ethernet::HEADER_LEN)?,
+        ethernet::field::ETHERTYPE.start,
+    ) != ethernet::ETHERTYPE_IPV4
+    {
         return None;
     }
-    let ip = frame.get(ETH_LEN..ETH_LEN + IPV4_LEN)?;
-    let (net, inner) = match ip[9] {
-        PROTO_UDP => {
-            let vni = be32(frame.get(..VXLAN_OVERHEAD)?, VXLAN_OVERHEAD - 4) >> 8;
-            (*node.by_vni.get(&vni)?, &frame[VXLAN_OVERHEAD..])
+    let ip = frame.get(ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN)?;
+    let (net, inner) = match ip[ipv4::field::PROTOCOL] {
+        proto::UDP => {
+            let at =
+                wire::tunnel::VXLAN_OVERHEAD - vxlan::HEADER_LEN + vxlan::field::VNI_WORD.start;
+            let vni = be32(frame.get(..wire::tunnel::VXLAN_OVERHEAD)?, at) >> 8;
+            (
+                *node.by_vni.get(&vni)?,
+                &frame[wire::tunnel::VXLAN_OVERHEAD..],
+            )
         }
-        PROTO_GRE => {
-            let key = be32(frame.get(..GRE_OVERHEAD)?, GRE_OVERHEAD - 4);
-            (*node.by_gre_key.get(&key)?, &frame[GRE_OVERHEAD..])
+        proto::GRE => {
+            let at = wire::tunnel::GRE_OVERHEAD - gre::HEADER_LEN + gre::field::KEY.start;
+            let key = be32(frame.get(..wire::tunnel::GRE_OVERHEAD)?, at);
+            (
+                *node.by_gre_key.get(&key)?,
+                &frame[wire::tunnel::GRE_OVERHEAD..],
+            )
         }
         _ => return None,
     };
-    if inner.len() <= ETH_LEN + IPV4_LEN || be16(inner, 12) != ETHERTYPE_IPV4 {
+    if inner.len() <= ethernet::HEADER_LEN + ipv4::HEADER_LEN
+        || be16(inner, ethernet::field::ETHERTYPE.start) != ethernet::ETHERTYPE_IPV4
+    {
         return None;
     }
-    match snap.net(net)?.fdb.get(MacAddr(mac_at(inner, 0)).key())? {
-        Dest::Router { router, .. } => Some((router, &inner[ETH_LEN..])),
+    match snap
+        .net(net)?
+        .fdb
+        .get(MacAddr(mac_at(inner, ethernet::field::DST.start)).key())?
+    {
+        Dest::Router { router, .. } => Some((router, &inner[ethernet::HEADER_LEN..])),
         _ => None,
     }
 }
@@ -129,8 +153,11 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     // route4: ipv4_valid, martians, the route, TTL.
     let ip = a.l3;
     let (h, total) = plain_ipv4(ip)?;
-    let (src, dst) = (ipv4_at(h, 12), ipv4_at(h, 16));
-    if martian4(src) || martian4(dst) || dst.is_link_local() || h[8] <= 1 {
+    let (src, dst) = (
+        ipv4_at(h, ipv4::field::SRC_ADDR.start),
+        ipv4_at(h, ipv4::field::DST_ADDR.start),
+    );
+    if martian4(src) || martian4(dst) || dst.is_link_local() || h[ipv4::field::TTL] <= 1 {
         return None;
     }
     // north_south4: what the external network takes.
@@ -151,7 +178,7 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
         ext: t.ext,
         up: t.up,
         from: t.from,
-        inner: (ETH_LEN + total) as u16,
+        inner: (ethernet::HEADER_LEN + total) as u16,
         look,
     })
 }
@@ -195,7 +222,7 @@ fn snat_tunnel(snap: &Snapshot, a: Arrival) -> Option<SnatTunnel> {
         return None;
     }
     r.interfaces.get(iface as usize)?;
-    if a.ethertype != ETHERTYPE_IPV4 {
+    if a.ethertype != ethernet::ETHERTYPE_IPV4 {
         return None;
     }
     Some(SnatTunnel {
@@ -217,19 +244,19 @@ pub type SnatMemo = TunnelMemo<SnatTunnel>;
 /// the router's gateway MAC to the upstream router.
 #[inline(always)]
 pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Disposition {
-    if !f.adj(VXLAN_OVERHEAD) {
+    if !f.adj(wire::tunnel::VXLAN_OVERHEAD) {
         return Disposition::Drop(R::TableGone);
     }
     f.trim(w.inner as usize);
     let now = env.clock();
     let b = f.data_mut();
-    let Some(ip) = b.get_mut(ETH_LEN..) else {
+    let Some(ip) = b.get_mut(ethernet::HEADER_LEN..) else {
         return Disposition::Drop(R::TableGone);
     };
     if let Err(r) = env.nat.snat_out_looked(ip, &w.look, now) {
         return Disposition::Drop(r);
     }
-    dec_ttl4(ip);
+    ipv4::dec_ttl(ip);
     write_macs(b, &w.up.0, &w.from.0);
     Disposition::Forward(w.ext)
 }

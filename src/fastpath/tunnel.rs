@@ -6,19 +6,23 @@ use std::net::Ipv4Addr;
 
 use crate::mac::MacAddr;
 use crate::model::NetworkType;
-use crate::pipeline::mac_at;
-use crate::pkt::*;
 use crate::tables::{NodeTables, Snapshot};
+use crate::wire::checksum::ipv4_header_sum_ok;
+use crate::wire::{be16, ethernet, gre, ipv4, ipv4_at, mac_at, proto, udp, vlan, vxlan};
 
-/// The common case of [`ipv4_valid`], on bytes: a 20-byte IPv4 header at
+/// The common case of [`ipv4::validate`], on bytes (read straight from
+/// the fixed header: measured, the view's checks cost the ways 3 to 4%),: a 20-byte IPv4 header at
 /// the start of `ip` with a right checksum and a total length that `ip`
 /// holds; the header and that length.
 #[inline(always)]
-pub(super) fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; IPV4_LEN], usize)> {
-    let h = ip.first_chunk::<IPV4_LEN>()?;
-    let total = be16(h, 2) as usize;
-    (h[0] == 0x45 && total >= IPV4_LEN && total <= ip.len() && ipv4_header_sum_ok(h))
-        .then_some((h, total))
+pub(super) fn plain_ipv4(ip: &[u8]) -> Option<(&[u8; ipv4::HEADER_LEN], usize)> {
+    let h = ip.first_chunk::<{ ipv4::HEADER_LEN }>()?;
+    let total = usize::from(be16(h, ipv4::field::LENGTH.start));
+    (h[ipv4::field::VER_IHL] == 0x45
+        && total >= ipv4::HEADER_LEN
+        && total <= ip.len()
+        && ipv4_header_sum_ok(h))
+    .then_some((h, total))
 }
 
 /// A worker's memory of the last tunnels a way ([`super::snat_way`],
@@ -137,11 +141,11 @@ pub(super) struct Arrival<'a> {
 
 impl Arrival<'_> {
     pub(super) fn dst(&self) -> MacAddr {
-        MacAddr(mac_at(self.macs, 0))
+        MacAddr(mac_at(self.macs, ethernet::field::DST.start))
     }
 
     pub(super) fn src(&self) -> MacAddr {
-        MacAddr(mac_at(self.macs, 6))
+        MacAddr(mac_at(self.macs, ethernet::field::SRC.start))
     }
 
     /// Its source VTEP is a known host's (no VTEP for a tag).
@@ -169,49 +173,61 @@ impl Arrival<'_> {
 /// source and destination. `None` for any other frame.
 #[inline(always)]
 pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
-    let (eth, rest) = b.split_first_chunk::<ETH_LEN>()?;
-    if eth[6] & 1 != 0 {
+    let (eth, rest) = b.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    if eth[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
-    match be16(eth, 12) {
-        ETHERTYPE_IPV4 => {
+    match be16(eth, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_IPV4 => {
             let (h, total) = plain_ipv4(rest)?;
-            if Some(ipv4_at(h, 16)) != snap.node.vtep {
+            if Some(ipv4_at(h, ipv4::field::DST_ADDR.start)) != snap.node.vtep {
                 return None;
             }
-            let l4 = &rest[IPV4_LEN..total];
-            match h[9] {
-                PROTO_UDP => {
-                    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN
-                        || be16(l4, 2) != VXLAN_PORT
-                        || l4[8] & 0x08 == 0
+            let l4 = &rest[ipv4::HEADER_LEN..total];
+            match h[ipv4::field::PROTOCOL] {
+                proto::UDP => {
+                    if l4.len() < udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN
+                        || be16(l4, udp::field::DST_PORT.start) != udp::VXLAN_PORT
+                        || l4[udp::HEADER_LEN + vxlan::field::FLAGS] & vxlan::FLAG_VNI == 0
                     {
                         return None;
                     }
-                    tunnelled(NetworkType::Vxlan, h, l4, 12, UDP_LEN + VXLAN_LEN)
+                    tunnelled(
+                        NetworkType::Vxlan,
+                        h,
+                        l4,
+                        udp::HEADER_LEN + vxlan::field::VNI_WORD.start,
+                        udp::HEADER_LEN + vxlan::HEADER_LEN,
+                    )
                 }
-                PROTO_GRE => {
-                    if l4.len() < GRE_LEN + ETH_LEN
-                        || be16(l4, 0) != 0x2000
-                        || be16(l4, 2) != ETHERTYPE_TEB
+                proto::GRE => {
+                    if l4.len() < gre::HEADER_LEN + ethernet::HEADER_LEN
+                        || be16(l4, gre::field::FLAGS_VERSION.start) != gre::FLAGS_KEY
+                        || be16(l4, gre::field::PROTOCOL.start) != ethernet::ETHERTYPE_TEB
                     {
                         return None;
                     }
-                    tunnelled(NetworkType::Gre, h, l4, 4, GRE_LEN)
+                    tunnelled(
+                        NetworkType::Gre,
+                        h,
+                        l4,
+                        gre::field::KEY.start,
+                        gre::HEADER_LEN,
+                    )
                 }
                 _ => None,
             }
         }
         // The inner frame is the MACs and what follows the tag: its
         // ethertype and layer 3 are read after the tag.
-        ETHERTYPE_VLAN => {
-            let tag = rest.first_chunk::<VLAN_LEN>()?;
-            let vid = (be16(tag, 0) & 0x0fff) as u32;
+        ethernet::ETHERTYPE_VLAN => {
+            let tag = rest.first_chunk::<{ vlan::HEADER_LEN }>()?;
+            let vid = u32::from(be16(tag, vlan::field::TCI.start) & vlan::VID_MASK);
             let (macs, _) = b.split_first_chunk::<12>()?;
-            if macs[0] & 1 != 0 {
+            if macs[ethernet::field::DST.start] & 1 != 0 {
                 return None;
             }
-            let ethertype = be16(tag, 2);
+            let ethertype = be16(tag, vlan::field::ETHERTYPE.start);
             Some(Arrival {
                 carrier: NetworkType::Vlan,
                 key: [
@@ -221,7 +237,7 @@ pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
                 ],
                 macs,
                 ethertype,
-                l3: &rest[VLAN_LEN..],
+                l3: &rest[vlan::HEADER_LEN..],
             })
         }
         _ => None,
@@ -234,14 +250,14 @@ pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
 #[inline(always)]
 fn tunnelled<'a>(
     carrier: NetworkType,
-    h: &[u8; IPV4_LEN],
+    h: &[u8; ipv4::HEADER_LEN],
     l4: &'a [u8],
     seg_at: usize,
     strip: usize,
 ) -> Option<Arrival<'a>> {
     let inner = l4.get(strip..)?;
     let (macs, _) = inner.split_first_chunk::<12>()?;
-    if macs[0] & 1 != 0 || macs[6] & 1 != 0 {
+    if macs[ethernet::field::DST.start] & 1 != 0 || macs[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
     Some(Arrival {
@@ -249,13 +265,13 @@ fn tunnelled<'a>(
         // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
         // without its first two bytes.
         key: [
-            word4(h, 12) | word4(l4, seg_at) << 32,
+            word4(h, ipv4::field::SRC_ADDR.start) | word4(l4, seg_at) << 32,
             word8(inner, 0),
             word8(inner, 6) >> 16 | (carrier as u64) << 48,
         ],
         macs,
-        ethertype: be16(inner, 12),
-        l3: inner.get(ETH_LEN..)?,
+        ethertype: be16(inner, ethernet::field::ETHERTYPE.start),
+        l3: inner.get(ethernet::HEADER_LEN..)?,
     })
 }
 
@@ -279,17 +295,18 @@ fn word8(b: &[u8], at: usize) -> u64 {
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::wire::proto;
 
     /// An IPv4/UDP frame from `src` to `dst` (MACs), as cn2 sends it to
     /// cn1 ([`testkit::model`]) on segment `seg` of `carrier`.
     fn sent_by_cn2(carrier: NetworkType, seg: u32, dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
         let mut inner = vec![0u8; 60];
-        write_eth(&mut inner, &dst, &src, ETHERTYPE_IPV4);
-        write_ipv4(
-            &mut inner[ETH_LEN..],
+        ethernet::write(&mut inner, &dst, &src, ethernet::ETHERTYPE_IPV4);
+        ipv4::write(
+            &mut inner[ethernet::HEADER_LEN..],
             46,
             64,
-            PROTO_UDP,
+            proto::UDP,
             [10, 1, 0, 20],
             [10, 1, 0, 10],
         );

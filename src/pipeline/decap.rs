@@ -6,22 +6,28 @@
 use ipnet::IpNet;
 
 use super::nat::routed_from_overlay;
-use super::responder::{answer_arp, arp_payload, arp_reply_consumed, vip_asked, vip_learn_overlay};
+use super::responder::{arp_reply_consumed, vip_asked, vip_learn_overlay};
 use super::switch::{flood, flood_vip};
-use super::{host_name, mac_at, Env, Trace, Verdict};
+use super::{host_name, Env, Trace, Verdict};
 use crate::mac::MacAddr;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Dest, Gw, NetTables, NodeTables, Snapshot};
+use crate::wire::{
+    arp, be16, be32, ethernet, gre, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, udp, vlan, vxlan,
+};
 
 /// Takes the 802.1Q tag after the MACs out of `f` (the MACs move over it).
 /// False, `f` unchanged, if `f` is too short to hold one.
 pub(crate) fn untag(f: &mut Frame) -> bool {
-    let Some(b) = f.data_mut().get_mut(..ETH_LEN + VLAN_LEN) else {
+    let Some(b) = f
+        .data_mut()
+        .get_mut(..ethernet::HEADER_LEN + vlan::HEADER_LEN)
+    else {
         return false;
     };
-    b.copy_within(0..12, VLAN_LEN);
-    f.adj(VLAN_LEN)
+    b.copy_within(ethernet::field::MACS, vlan::HEADER_LEN);
+    f.adj(vlan::HEADER_LEN)
 }
 
 /// A frame from the underlay: ARP for this VTEP, tunnels, VLAN-tagged frames.
@@ -34,13 +40,14 @@ pub(super) fn from_underlay<T: Trace>(
 ) -> Verdict {
     let node = &*snap.node;
     let b = f.data();
-    match be16(b, 12) {
-        ETHERTYPE_ARP => underlay_arp(snap, env, in_port, f, t),
-        ETHERTYPE_VLAN => {
-            if b.len() < ETH_LEN + VLAN_LEN {
+    match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_ARP => underlay_arp(snap, env, in_port, f, t),
+        ethernet::ETHERTYPE_VLAN => {
+            if b.len() < ethernet::HEADER_LEN + vlan::HEADER_LEN {
                 return Err(R::RuntFrame);
             }
-            let vid = (be16(b, 14) & 0x0fff) as u32;
+            let vid =
+                u32::from(be16(b, ethernet::HEADER_LEN + vlan::field::TCI.start) & vlan::VID_MASK);
             let Some(&net) = node.by_vlan.get(&vid) else {
                 tr!(t, "decap", "VLAN {vid}: no such network");
                 return Err(R::UnknownVlan);
@@ -49,62 +56,66 @@ pub(super) fn from_underlay<T: Trace>(
             tr!(t, "decap", "VLAN {vid}");
             deliver_decapped(snap, env, net, f, t)
         }
-        ETHERTYPE_IPV4 => {
-            if b.len() < ETH_LEN + IPV4_LEN {
+        ethernet::ETHERTYPE_IPV4 => {
+            if b.len() < ethernet::HEADER_LEN + ipv4::HEADER_LEN {
                 return Err(R::MalformedIpv4);
             }
-            let ip = &b[ETH_LEN..];
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            let total = be16(ip, 2) as usize;
-            if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
+            let Ok(outer) = ipv4::validate_lengths(&b[ethernet::HEADER_LEN..]) else {
                 return Err(R::MalformedIpv4);
-            }
-            let dst = ipv4_at(ip, 16);
+            };
+            let ip = outer.as_bytes();
+            let (ihl, total) = (outer.header_len(), ip.len());
+            let dst = outer.dst_addr();
             if Some(dst) != node.vtep {
                 tr!(t, "decap", "to {dst}, not this VTEP");
                 return Err(R::NotForThisVtep);
             }
-            if checksum(&ip[..ihl]) != 0 {
+            if !outer.checksum_ok() {
                 return Err(R::BadIpv4Checksum);
             }
-            let src = ipv4_at(ip, 12);
+            let src = outer.src_addr();
             if !node.by_vtep.contains_key(&src) {
                 tr!(t, "decap", "from {src}: not a known host's VTEP");
                 return Err(R::UnknownVtepSource);
             }
             let l4 = &ip[ihl..total];
-            let (net, strip) = match ip[9] {
-                PROTO_UDP if l4.len() >= UDP_LEN && be16(l4, 2) == VXLAN_PORT => {
-                    if l4.len() < UDP_LEN + VXLAN_LEN + ETH_LEN || l4[8] & 0x08 == 0 {
+            let (net, strip) = match outer.protocol() {
+                proto::UDP
+                    if l4.len() >= udp::HEADER_LEN
+                        && be16(l4, udp::field::DST_PORT.start) == udp::VXLAN_PORT =>
+                {
+                    if l4.len() < udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN
+                        || l4[udp::HEADER_LEN + vxlan::field::FLAGS] & vxlan::FLAG_VNI == 0
+                    {
                         return Err(R::BadVxlan);
                     }
-                    let vni = be32(l4, 12) >> 8;
+                    let vni = be32(l4, udp::HEADER_LEN + vxlan::field::VNI_WORD.start) >> 8;
                     let Some(&net) = node.by_vni.get(&vni) else {
                         tr!(t, "decap", "VXLAN VNI {vni}: no such network");
                         return Err(R::UnknownVni);
                     };
                     tr!(t, "decap", "VXLAN VNI {vni} from {src}");
-                    (net, UDP_LEN + VXLAN_LEN)
+                    (net, udp::HEADER_LEN + vxlan::HEADER_LEN)
                 }
-                PROTO_GRE => {
-                    if l4.len() < GRE_LEN + ETH_LEN
-                        || be16(l4, 0) != 0x2000
-                        || be16(l4, 2) != ETHERTYPE_TEB
+                proto::GRE => {
+                    if l4.len() < gre::HEADER_LEN + ethernet::HEADER_LEN
+                        || be16(l4, gre::field::FLAGS_VERSION.start) != gre::FLAGS_KEY
+                        || be16(l4, gre::field::PROTOCOL.start) != ethernet::ETHERTYPE_TEB
                     {
                         return Err(R::BadGre);
                     }
-                    let key = be32(l4, 4);
+                    let key = be32(l4, gre::field::KEY.start);
                     let Some(&net) = node.by_gre_key.get(&key) else {
                         tr!(t, "decap", "GRE key {key}: no such network");
                         return Err(R::UnknownGreKey);
                     };
                     tr!(t, "decap", "GRE key {key} from {src}");
-                    (net, GRE_LEN)
+                    (net, gre::HEADER_LEN)
                 }
                 _ => return Err(R::NotATunnel),
             };
-            f.trim(ETH_LEN + total);
-            f.adj(ETH_LEN + ihl + strip);
+            f.trim(ethernet::HEADER_LEN + total);
+            f.adj(ethernet::HEADER_LEN + ihl + strip);
             deliver_decapped(snap, env, net, f, t)
         }
         et => {
@@ -124,10 +135,10 @@ fn underlay_arp<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let node = &*snap.node;
-    let a = arp_payload(f.data())?;
-    match be16(a, 6) {
-        1 => {
-            let target = ipv4_at(a, 24);
+    let a = arp::of_frame(f.data()).ok_or(R::MalformedArp)?;
+    match a.operation() {
+        arp::OP_REQUEST => {
+            let target = a.target_ip();
             let (Some(vtep), Some((_, mac))) = (node.vtep, node.underlay) else {
                 return Err(R::NoUnderlay);
             };
@@ -136,10 +147,10 @@ fn underlay_arp<T: Trace>(
                 return Err(R::ArpUnknownTarget);
             }
             tr!(t, "underlay-arp", "who-has {target}: this VTEP, {mac}");
-            answer_arp(f.data_mut(), mac, vtep);
+            arp::answer(f.data_mut(), &mac.0, vtep);
             Ok(in_port)
         }
-        2 => arp_reply_consumed(env, a, "underlay-arp", t),
+        arp::OP_REPLY => arp_reply_consumed(env, &a, "underlay-arp", t),
         _ => Err(R::MalformedArp),
     }
 }
@@ -161,15 +172,15 @@ fn in_prefix<K: crate::fib::Key>(dst: K, net: K, len: u8) -> bool {
 #[inline(always)]
 pub(crate) fn covering_gateway<'a>(n: &'a NetTables, ethertype: u16, l3: &[u8]) -> Option<&'a Gw> {
     match ethertype {
-        ETHERTYPE_IPV4 if l3.len() >= IPV4_LEN => {
-            let dst = u32::from(ipv4_at(l3, 16));
+        ethernet::ETHERTYPE_IPV4 if l3.len() >= ipv4::HEADER_LEN => {
+            let dst = u32::from(ipv4_at(l3, ipv4::field::DST_ADDR.start));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V4(c) => in_prefix(dst, u32::from(c.addr()), c.prefix_len()),
                 IpNet::V6(_) => false,
             })
         }
-        ETHERTYPE_IPV6 if l3.len() >= IPV6_LEN => {
-            let dst = u128::from(ipv6_at(l3, 24));
+        ethernet::ETHERTYPE_IPV6 if l3.len() >= ipv6::HEADER_LEN => {
+            let dst = u128::from(ipv6_at(l3, ipv6::field::DST_ADDR.start));
             n.gateways.iter().find(|g| match g.cidr {
                 IpNet::V6(c) => in_prefix(dst, u128::from(c.addr()), c.prefix_len()),
                 IpNet::V4(_) => false,
@@ -202,13 +213,13 @@ fn deliver_decapped<T: Trace>(
         return Err(R::TableGone);
     };
     let b = f.data();
-    if b.len() < ETH_LEN {
+    if b.len() < ethernet::HEADER_LEN {
         return Err(R::RuntFrame);
     }
-    if b[6] & 1 != 0 {
+    if b[ethernet::field::SRC.start] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
-    let src = MacAddr(mac_at(b, 6));
+    let src = MacAddr(mac_at(b, ethernet::field::SRC.start));
     if gateway_source(&snap.node, n, src) {
         tr!(
             t,
@@ -217,14 +228,14 @@ fn deliver_decapped<T: Trace>(
         );
         return Err(R::OverlayGatewayMac);
     }
-    if b[0] & 1 != 0 {
+    if b[ethernet::field::DST.start] & 1 != 0 {
         vip_learn_overlay(env, net, n, b, t);
         if let Some(ip) = vip_asked(n, b) {
             return flood_vip(env, net, false, ip, t);
         }
         return flood(env, net, false, t);
     }
-    let dst = MacAddr(mac_at(b, 0));
+    let dst = MacAddr(mac_at(b, ethernet::field::DST.start));
     let p = match n.fdb.get(dst.key()) {
         Some(Dest::Local(p)) => p,
         Some(Dest::Router { router, iface }) => {
@@ -242,8 +253,12 @@ fn deliver_decapped<T: Trace>(
         }
     };
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
-        if let Some(gw) = covering_gateway(n, be16(b, 12), &b[ETH_LEN..]) {
-            f.data_mut()[6..12].copy_from_slice(&gw.mac.0);
+        if let Some(gw) = covering_gateway(
+            n,
+            be16(b, ethernet::field::ETHERTYPE.start),
+            &b[ethernet::HEADER_LEN..],
+        ) {
+            f.data_mut()[ethernet::field::SRC].copy_from_slice(&gw.mac.0);
             tr!(
                 t,
                 "rewrite",

@@ -6,9 +6,14 @@ use std::net::Ipv4Addr;
 
 use super::{Trace, Verdict};
 use crate::model::NetworkType;
-use crate::pkt::*;
+use crate::pkt::{Frame, InPlace};
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{HostEntry, NetTables, NodeTables, Snapshot};
+use crate::wire::checksum::csum_fold;
+use crate::wire::{be32, ethernet, gre, ipv4, proto, put16, tunnel, udp, vlan, vxlan};
+
+/// The outer Ethernet and IPv4 headers of a tunnel (prepared per host).
+const OUTER_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
 
 /// What the overlay of a network needs to know of it.
 #[derive(Clone, Copy)]
@@ -54,7 +59,7 @@ pub(crate) fn overlay<P: InPlace, T: Trace>(
     let inner = b.len();
     // Only what leaves through the overlay must fit its MTU (the underlay
     // must never fragment); frames between local ports may be larger.
-    if inner > net.mtu as usize + ETH_LEN {
+    if inner > net.mtu as usize + ethernet::HEADER_LEN {
         tr!(
             t,
             "encap",
@@ -69,55 +74,60 @@ pub(crate) fn overlay<P: InPlace, T: Trace>(
                 return Err(unresolved(node, host, t));
             };
             let vxlan = net.kind == NetworkType::Vxlan;
-            let hash = if vxlan { flow_hash(b) } else { 0 };
-            let over = if vxlan { VXLAN_OVERHEAD } else { GRE_OVERHEAD };
+            let hash = if vxlan { vxlan::flow_hash(b) } else { 0 };
+            let over = if vxlan {
+                tunnel::VXLAN_OVERHEAD
+            } else {
+                tunnel::GRE_OVERHEAD
+            };
             let Some(b) = f.prepend(over) else {
                 return Err(R::NoHeadroom);
             };
-            let Some((hdr, l4)) = b.split_first_chunk_mut::<34>() else {
-                return Err(R::NoHeadroom); // unreachable: over > 34
+            let Some((hdr, l4)) = b.split_first_chunk_mut::<OUTER_LEN>() else {
+                return Err(R::NoHeadroom); // unreachable: over > OUTER_LEN
             };
             // The prepared headers; then the length, the protocol and the
             // checksum completed from the prepared sum.
             *hdr = outer.hdr;
-            let total = (over - ETH_LEN + inner) as u16;
-            let proto = if vxlan { PROTO_UDP } else { PROTO_GRE };
-            hdr[16..18].copy_from_slice(&total.to_be_bytes());
-            hdr[23] = proto;
+            let total = (over - ethernet::HEADER_LEN + inner) as u16;
+            let proto = if vxlan { proto::UDP } else { proto::GRE };
+            let ip = ethernet::HEADER_LEN;
+            put16(hdr, ip + ipv4::field::LENGTH.start, total);
+            hdr[ip + ipv4::field::PROTOCOL] = proto;
             let c = csum_fold(outer.sum + total as u32 + proto as u32);
-            hdr[24..26].copy_from_slice(&c.to_be_bytes());
+            put16(hdr, ip + ipv4::field::CHECKSUM.start, c);
             if vxlan {
-                let Some(v) = l4.first_chunk_mut::<16>() else {
+                let Some(v) = l4.first_chunk_mut::<{ udp::HEADER_LEN + vxlan::HEADER_LEN }>()
+                else {
                     return Err(R::NoHeadroom); // unreachable: prepended
                 };
-                v[0..2].copy_from_slice(&(0xc000 | (hash as u16 & 0x3fff)).to_be_bytes());
-                v[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
-                v[4..6].copy_from_slice(&((UDP_LEN + VXLAN_LEN + inner) as u16).to_be_bytes());
-                v[6..8].copy_from_slice(&[0, 0]);
-                v[8..12].copy_from_slice(&0x0800_0000u32.to_be_bytes());
-                v[12..16].copy_from_slice(&(net.segment << 8).to_be_bytes());
+                let sport = 0xc000 | (hash as u16 & 0x3fff);
+                put16(v, udp::field::SRC_PORT.start, sport);
+                put16(v, udp::field::DST_PORT.start, udp::VXLAN_PORT);
+                let len = (udp::HEADER_LEN + vxlan::HEADER_LEN + inner) as u16;
+                put16(v, udp::field::LENGTH.start, len);
+                put16(v, udp::field::CHECKSUM.start, 0);
+                vxlan::write(&mut v[udp::HEADER_LEN..], net.segment);
                 tr!(
                     t,
                     "encap",
                     "VXLAN VNI {} {} → {} ({})",
                     net.segment,
-                    Ipv4Addr::from(be32(hdr, 26)),
+                    Ipv4Addr::from(be32(hdr, ip + ipv4::field::SRC_ADDR.start)),
                     host.vtep,
                     host.name
                 );
             } else {
-                let Some(g) = l4.first_chunk_mut::<8>() else {
+                let Some(g) = l4.first_chunk_mut::<{ gre::HEADER_LEN }>() else {
                     return Err(R::NoHeadroom); // unreachable: prepended
                 };
-                g[0..2].copy_from_slice(&0x2000u16.to_be_bytes());
-                g[2..4].copy_from_slice(&ETHERTYPE_TEB.to_be_bytes());
-                g[4..8].copy_from_slice(&net.segment.to_be_bytes());
+                gre::write(g, net.segment);
                 tr!(
                     t,
                     "encap",
                     "GRE key {} {} → {} ({})",
                     net.segment,
-                    Ipv4Addr::from(be32(hdr, 26)),
+                    Ipv4Addr::from(be32(hdr, ip + ipv4::field::SRC_ADDR.start)),
                     host.vtep,
                     host.name
                 );
@@ -125,11 +135,14 @@ pub(crate) fn overlay<P: InPlace, T: Trace>(
             Ok(ul_port)
         }
         NetworkType::Vlan => {
-            let Some(b) = f.prepend(VLAN_LEN) else {
+            let Some(b) = f.prepend(vlan::HEADER_LEN) else {
                 return Err(R::NoHeadroom);
             };
-            b.copy_within(VLAN_LEN..VLAN_LEN + 12, 0);
-            put16(b, 12, ETHERTYPE_VLAN);
+            b.copy_within(
+                vlan::HEADER_LEN..vlan::HEADER_LEN + ethernet::field::MACS.end,
+                0,
+            );
+            put16(b, 12, ethernet::ETHERTYPE_VLAN);
             put16(b, 14, (net.segment & 0x0fff) as u16);
             tr!(t, "encap", "VLAN {} toward host {}", net.segment, host.name);
             Ok(ul_port)

@@ -6,20 +6,24 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::route::{deliver_routed, egress_to, next_hop};
-use super::{mac_at, Env, Trace, Verdict, FROM_OVERLAY, ICMP_ERROR_MAX};
+use super::{Env, Trace, Verdict, FROM_OVERLAY, ICMP_ERROR_MAX};
 use crate::mac::MacAddr;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Iface, RouterTables, Snapshot};
+use crate::wire::checksum::{checksum, csum_add, csum_fold, pseudo6};
+use crate::wire::{
+    be16, ethernet, icmp4, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, put16, put32,
+};
 
 /// Whether an ICMP error may be sent about this IPv4 packet (RFC 1812 4.3.2.7:
 /// never about an ICMP error or a non-first fragment).
 fn may_answer4(ip: &[u8], ihl: usize) -> bool {
-    if be16(ip, 6) & 0x1fff != 0 {
+    if be16(ip, ipv4::field::FLAGS_OFFSET.start) & ipv4::OFFSET_MASK != 0 {
         return false;
     }
-    if ip[9] == PROTO_ICMP {
-        return matches!(ip.get(ihl), Some(0 | 8 | 13 | 14 | 15 | 16 | 17 | 18));
+    if ip[ipv4::field::PROTOCOL] == proto::ICMP {
+        return ip.get(ihl).is_some_and(|&t| icmp4::is_query(t));
     }
     true
 }
@@ -63,8 +67,8 @@ struct Icmp4 {
 /// ICMP destination unreachable, fragmentation needed (RFC 1191).
 const fn frag_needed(mtu: u16) -> Icmp4 {
     Icmp4 {
-        ty: 3,
-        code: 4,
+        ty: icmp4::types::DEST_UNREACHABLE,
+        code: icmp4::unreachable::FRAG_NEEDED,
         mtu: mtu as u32,
     }
 }
@@ -82,32 +86,41 @@ fn icmp4_build<T: Trace>(
     t: &mut T,
 ) -> Result<(), DropReason> {
     let b = f.data();
-    let ip = &b[ETH_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let ip = &b[ethernet::HEADER_LEN..];
+    let ihl = usize::from(ip[ipv4::field::VER_IHL] & 0x0f) * 4;
     if !may_answer4(ip, ihl) {
         return Err(R::IcmpErrorNotSent);
     }
     if !env.icmp_token() {
         return Err(R::IcmpRateLimited);
     }
-    let to: [u8; 4] = ip[12..16].try_into().expect("4 bytes");
-    let src_mac = mac_at(b, 6);
-    let quote = ip.len().min(ICMP_ERROR_MAX - IPV4_LEN - ICMP_LEN);
-    if !f.prepend(IPV4_LEN + ICMP_LEN) {
+    let to: [u8; 4] = ip[ipv4::field::SRC_ADDR].try_into().expect("4 bytes");
+    let src_mac = mac_at(b, ethernet::field::SRC.start);
+    let quote = ip
+        .len()
+        .min(ICMP_ERROR_MAX - ipv4::HEADER_LEN - icmp4::HEADER_LEN);
+    if !f.prepend(ipv4::HEADER_LEN + icmp4::HEADER_LEN) {
         return Err(R::NoHeadroom);
     }
-    f.trim(ETH_LEN + IPV4_LEN + ICMP_LEN + quote);
+    f.trim(ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp4::HEADER_LEN + quote);
     let b = f.data_mut();
-    write_eth(b, &src_mac, &mac.0, ETHERTYPE_IPV4);
-    let total = (IPV4_LEN + ICMP_LEN + quote) as u16;
-    write_ipv4(&mut b[ETH_LEN..], total, 64, PROTO_ICMP, from.octets(), to);
-    let icmp = &mut b[ETH_LEN + IPV4_LEN..];
-    icmp[0] = e.ty;
-    icmp[1] = e.code;
-    put16(icmp, 2, 0);
-    put32(icmp, 4, e.mtu & 0xffff);
+    ethernet::write(b, &src_mac, &mac.0, ethernet::ETHERTYPE_IPV4);
+    let total = (ipv4::HEADER_LEN + icmp4::HEADER_LEN + quote) as u16;
+    ipv4::write(
+        &mut b[ethernet::HEADER_LEN..],
+        total,
+        64,
+        proto::ICMP,
+        from.octets(),
+        to,
+    );
+    let icmp = &mut b[ethernet::HEADER_LEN + ipv4::HEADER_LEN..];
+    icmp[icmp4::field::TYPE] = e.ty;
+    icmp[icmp4::field::CODE] = e.code;
+    put16(icmp, icmp4::field::CHECKSUM.start, 0);
+    put32(icmp, icmp4::field::REST.start, e.mtu & 0xffff);
     let c = checksum(icmp);
-    put16(icmp, 2, c);
+    put16(icmp, icmp4::field::CHECKSUM.start, c);
     tr!(
         t,
         "icmp",
@@ -140,8 +153,13 @@ pub(super) fn too_big4<T: Trace>(
     mtu: u16,
     t: &mut T,
 ) -> Verdict {
-    let total = be16(f.data(), ETH_LEN + 2);
-    if be16(f.data(), ETH_LEN + 6) & 0x4000 == 0 {
+    let total = be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start);
+    if be16(
+        f.data(),
+        ethernet::HEADER_LEN + ipv4::field::FLAGS_OFFSET.start,
+    ) & ipv4::DF
+        == 0
+    {
         tr!(
             t,
             "mtu",
@@ -160,8 +178,8 @@ pub(super) fn too_big4<T: Trace>(
             ingress,
             in_port,
             f,
-            3,
-            4,
+            icmp4::types::DEST_UNREACHABLE,
+            icmp4::unreachable::FRAG_NEEDED,
             mtu as u32,
             R::FragmentationNeeded,
             t,
@@ -180,7 +198,7 @@ pub(super) fn too_big4<T: Trace>(
         t,
     )?;
     // Back to the sender where it lives, as the router routes to it.
-    let dst = ipv4_at(f.data(), ETH_LEN + 16);
+    let dst = ipv4_at(f.data(), ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
     let back =
         egress_to(snap, r, dst, t).and_then(|(eg, net)| deliver_routed(snap, net, &eg, f, t));
     unnote_if_dropped(env, back)
@@ -211,7 +229,12 @@ pub(super) fn too_big_in<T: Trace>(
     mtu: u16,
     t: &mut T,
 ) -> Verdict {
-    if be16(f.data(), ETH_LEN + 6) & 0x4000 == 0 {
+    if be16(
+        f.data(),
+        ethernet::HEADER_LEN + ipv4::field::FLAGS_OFFSET.start,
+    ) & ipv4::DF
+        == 0
+    {
         tr!(
             t,
             "mtu",
@@ -273,41 +296,47 @@ fn icmp6_build<T: Trace>(
     t: &mut T,
 ) -> Result<(), DropReason> {
     let b = f.data();
-    let ip = &b[ETH_LEN..];
+    let ip = &b[ethernet::HEADER_LEN..];
     // Never about an ICMPv6 error (types below 128).
-    if ip[6] == PROTO_ICMPV6 && ip.get(IPV6_LEN).is_none_or(|&ty| ty < 128) {
+    if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
+        && ip
+            .get(ipv6::HEADER_LEN)
+            .is_none_or(|&ty| icmp6::is_error(ty))
+    {
         return Err(R::IcmpErrorNotSent);
     }
     if !env.icmp_token() {
         return Err(R::IcmpRateLimited);
     }
     let mut to = [0u8; 16];
-    to.copy_from_slice(&ip[8..24]);
-    let src_mac = mac_at(b, 6);
-    let quote = ip.len().min(ICMP_ERROR_MAX - IPV6_LEN - ICMP_LEN);
-    if !f.prepend(IPV6_LEN + ICMP_LEN) {
+    to.copy_from_slice(&ip[ipv6::field::SRC_ADDR]);
+    let src_mac = mac_at(b, ethernet::field::SRC.start);
+    let quote = ip
+        .len()
+        .min(ICMP_ERROR_MAX - ipv6::HEADER_LEN - icmp6::HEADER_LEN);
+    if !f.prepend(ipv6::HEADER_LEN + icmp6::HEADER_LEN) {
         return Err(R::NoHeadroom);
     }
-    f.trim(ETH_LEN + IPV6_LEN + ICMP_LEN + quote);
+    f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp6::HEADER_LEN + quote);
     let b = f.data_mut();
-    write_eth(b, &src_mac, &mac.0, ETHERTYPE_IPV6);
-    let plen = (ICMP_LEN + quote) as u16;
-    write_ipv6(
-        &mut b[ETH_LEN..],
+    ethernet::write(b, &src_mac, &mac.0, ethernet::ETHERTYPE_IPV6);
+    let plen = (icmp6::HEADER_LEN + quote) as u16;
+    ipv6::write(
+        &mut b[ethernet::HEADER_LEN..],
         plen,
-        PROTO_ICMPV6,
+        proto::ICMPV6,
         64,
         &from.octets(),
         &to,
     );
-    let icmp = &mut b[ETH_LEN + IPV6_LEN..];
-    icmp[0] = ty;
-    icmp[1] = code;
-    put16(icmp, 2, 0);
-    put32(icmp, 4, param);
-    let sum = pseudo6(&from.octets(), &to, plen as u32, PROTO_ICMPV6);
+    let icmp = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
+    icmp[icmp6::field::TYPE] = ty;
+    icmp[icmp6::field::CODE] = code;
+    put16(icmp, icmp6::field::CHECKSUM.start, 0);
+    put32(icmp, icmp6::field::PARAM.start, param);
+    let sum = pseudo6(&from.octets(), &to, plen as u32, proto::ICMPV6);
     let c = csum_fold(csum_add(sum, icmp));
-    put16(icmp, 2, c);
+    put16(icmp, icmp6::field::CHECKSUM.start, c);
     tr!(
         t,
         "icmp",
@@ -335,14 +364,32 @@ pub(super) fn too_big6<T: Trace>(
 ) -> Verdict {
     let why = R::FragmentationNeeded;
     if in_port != FROM_OVERLAY {
-        return icmp6_error(env, ingress, in_port, f, 2, 0, mtu as u32, why, t);
+        return icmp6_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            icmp6::types::PACKET_TOO_BIG,
+            0,
+            mtu as u32,
+            why,
+            t,
+        );
     }
     let IpAddr::V6(from) = ingress.ip else {
         return Err(why);
     };
-    icmp6_build(env, from, ingress.mac, f, (2, 0, mtu as u32), why, t)?;
+    icmp6_build(
+        env,
+        from,
+        ingress.mac,
+        f,
+        (icmp6::types::PACKET_TOO_BIG, 0, mtu as u32),
+        why,
+        t,
+    )?;
     // Back to the sender where it lives, as the router routes to it.
-    let dst = ipv6_at(f.data(), ETH_LEN + 24);
+    let dst = ipv6_at(f.data(), ethernet::HEADER_LEN + ipv6::field::DST_ADDR.start);
     let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
         let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
         deliver_routed(snap, net, &eg, f, t)

@@ -58,9 +58,10 @@ use crate::fastpath::tunnel::{TUNNEL_MEMO, TUNNEL_MEMO_SMALL};
 use crate::l2;
 use crate::mac::MacAddr;
 use crate::nat::{Nat, NatConfig};
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{NetTables, Snapshot, SnatHere, VmPort};
+use crate::wire::{be16, ethernet};
 
 /// Where a frame goes: a dataplane port index, or why not: what the
 /// stages return to each other; [`Disposition`] is what the pipeline and
@@ -205,7 +206,6 @@ pub mod switch;
 
 pub use classify::{ingress, Ingress};
 pub use nat::fip_mac;
-pub use responder::{arp_reply_sender, write_arp_request, write_garp};
 pub use switch::{encap_copy, flood_targets, Flood, Target};
 
 /// ICMP errors a worker may send: a token bucket of `ICMP_BURST` refilled at
@@ -452,10 +452,10 @@ fn stages<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data();
-    if b.len() < ETH_LEN {
+    if b.len() < ethernet::HEADER_LEN {
         return Err(R::RuntFrame);
     }
-    if b[6] & 1 != 0 {
+    if b[ethernet::field::SRC.start] & 1 != 0 {
         return Err(R::MulticastSrcMac);
     }
     match ing {
@@ -487,10 +487,6 @@ fn stages<T: Trace>(
             l2::classify(snap.static_fdb(), in_port, b)
         }
     }
-}
-
-pub(crate) fn mac_at(b: &[u8], at: usize) -> [u8; 6] {
-    b[at..at + 6].try_into().expect("6 bytes")
 }
 
 /// A frame from a VM port: an IPv4 flow already routed or switched on this
@@ -537,8 +533,8 @@ fn from_vm_full<T: Trace>(
 ) -> Verdict {
     let in_port = vm.index;
     let b = f.data();
-    let et = be16(b, 12);
-    if et == ETHERTYPE_VLAN {
+    let et = be16(b, ethernet::field::ETHERTYPE.start);
+    if et == ethernet::ETHERTYPE_VLAN {
         return Err(R::VlanFromVm);
     }
     if vm.security {
@@ -546,12 +542,12 @@ fn from_vm_full<T: Trace>(
         port_security_msgs(vm, et, b, t)?;
         tr!(t, "port-security", "allowed");
     }
-    if et != ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
+    if et != ethernet::ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
         if let Some(v) = vip_reply_to_router(env, vm, net, f, t) {
             return v;
         }
     }
-    if et == ETHERTYPE_ARP {
+    if et == ethernet::ETHERTYPE_ARP {
         match arp_respond(net, f, t) {
             Ok(()) => return Ok(in_port),
             Err(None) => {} // not a request the responder answers: switch it
@@ -560,8 +556,8 @@ fn from_vm_full<T: Trace>(
         }
     }
     let b = f.data();
-    if b[0] & 1 != 0 {
-        if et == ETHERTYPE_IPV6 {
+    if b[ethernet::field::DST.start] & 1 != 0 {
+        if et == ethernet::ETHERTYPE_IPV6 {
             if own_dad(vm, net, b) {
                 tr!(
                     t,

@@ -18,14 +18,15 @@ use std::net::Ipv4Addr;
 
 use super::encap::encap;
 use super::icmp::{too_big4, too_big_in};
-use super::responder::{answer_arp, arp_payload, arp_reply_consumed, arp_sender_learned};
+use super::responder::{arp_reply_consumed, arp_sender_learned};
 use super::route::{egress_to, ipv4_valid, route, routed_on, write_macs};
-use super::{host_name, mac_at, Env, Trace, Verdict, FROM_OVERLAY};
+use super::{host_name, Env, Trace, Verdict, FROM_OVERLAY};
 use crate::mac::MacAddr;
 use crate::nat;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Dest, ExtAddr, Home, Iface, NodeTables, RouterTables, Snapshot, SnatSettings};
+use crate::wire::{arp, be16, ethernet, ipv4, ipv4_at, mac_at};
 
 /// The MTU of router `r`'s external network: what may leave through the
 /// external port (`u16::MAX` when unknown: no bound).
@@ -74,9 +75,9 @@ pub(super) fn north_south4<T: Trace>(
 ) -> Verdict {
     let node = &*snap.node;
     let b = f.data();
-    let src = ipv4_at(b, ETH_LEN + 12);
-    let dst = ipv4_at(b, ETH_LEN + 16);
-    let total = be16(b, ETH_LEN + 2);
+    let src = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start);
+    let dst = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
+    let total = be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start);
     if let Some(&fixed) = r.floating.get(&dst) {
         return hairpin4(snap, env, r, ingress, in_port, (src, dst, fixed), f, t);
     }
@@ -115,8 +116,8 @@ pub(super) fn north_south4<T: Trace>(
         }
         let up = upstream_mac(node, r)?;
         let b = f.data_mut();
-        nat::rewrite_src(&mut b[ETH_LEN..], fe.floating)?;
-        dec_ttl4(&mut b[ETH_LEN..]);
+        nat::rewrite_src(&mut b[ethernet::HEADER_LEN..], fe.floating)?;
+        ipv4::dec_ttl(&mut b[ethernet::HEADER_LEN..]);
         write_macs(b, &up.0, &from.0);
         tr!(
             t,
@@ -141,14 +142,14 @@ pub(super) fn north_south4<T: Trace>(
         let up = upstream_mac(node, r)?;
         let now = env.clock();
         let b = f.data_mut();
-        env.nat.snat_out(rid, &mut b[ETH_LEN..], now)?;
-        dec_ttl4(&mut b[ETH_LEN..]);
+        env.nat.snat_out(rid, &mut b[ethernet::HEADER_LEN..], now)?;
+        ipv4::dec_ttl(&mut b[ethernet::HEADER_LEN..]);
         write_macs(b, &up.0, &sn.mac.0);
         tr!(
             t,
             "nat",
             "SNAT {src} → {}; out of the external port to {up}",
-            ipv4_at(b, ETH_LEN + 12)
+            ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start)
         );
         return Ok(ext);
     }
@@ -180,7 +181,7 @@ fn to_snat_node<T: Trace>(
     let Some(net) = snap.net(ingress.net) else {
         return Err(R::TableGone);
     };
-    if be16(f.data(), ETH_LEN + 2) > net.mtu {
+    if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
@@ -212,12 +213,12 @@ fn hairpin4<T: Trace>(
         return Err(R::HairpinNoFip);
     };
     let (eg, net) = egress_to(snap, r, fixed, t)?;
-    if be16(f.data(), ETH_LEN + 2) > net.mtu {
+    if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     let b = f.data_mut();
-    nat::rewrite_dst(&mut b[ETH_LEN..], fixed)?;
-    nat::rewrite_src(&mut b[ETH_LEN..], own)?;
+    nat::rewrite_dst(&mut b[ethernet::HEADER_LEN..], fixed)?;
+    nat::rewrite_src(&mut b[ethernet::HEADER_LEN..], own)?;
     tr!(t, "nat", "hairpin: {src} → {dst} becomes {own} → {fixed}");
     routed_on(snap, net, &eg, f, t)
 }
@@ -268,13 +269,13 @@ pub(super) fn from_external<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data();
-    match be16(b, 12) {
-        ETHERTYPE_ARP => external_arp(snap, env, in_port, f, t),
-        ETHERTYPE_IPV4 => {
+    match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_ARP => external_arp(snap, env, in_port, f, t),
+        ethernet::ETHERTYPE_IPV4 => {
             let ihl = ipv4_valid(f)?;
             let b = f.data();
-            let dst = ipv4_at(b, ETH_LEN + 16);
-            let to = MacAddr(mac_at(b, 0));
+            let dst = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
+            let to = MacAddr(mac_at(b, ethernet::field::DST.start));
             let node = &*snap.node;
             match snap.ext.get(dst) {
                 Some(ExtAddr::Fip {
@@ -289,14 +290,14 @@ pub(super) fn from_external<T: Trace>(
                     if fip_mac(node, r, central) != Some(to) {
                         return Err(R::ExternalWrongMac);
                     }
-                    if b[ETH_LEN + 8] <= 1 {
+                    if b[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
                         return Err(R::TtlExpired);
                     }
                     let (eg, net) = egress_to(snap, r, fixed, t)?;
-                    if be16(b, ETH_LEN + 2) > net.mtu {
+                    if be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
                         return too_big_in(env, (dst, to), in_port, f, net.mtu, t);
                     }
-                    nat::rewrite_dst(&mut f.data_mut()[ETH_LEN..], fixed)?;
+                    nat::rewrite_dst(&mut f.data_mut()[ethernet::HEADER_LEN..], fixed)?;
                     tr!(t, "nat", "floating IP {dst} → {fixed}");
                     routed_on(snap, net, &eg, f, t)
                 }
@@ -309,25 +310,27 @@ pub(super) fn from_external<T: Trace>(
                     let now = env.clock();
                     // What the session translates besides the address, to put
                     // back in a packet answered as too big.
-                    let port = nat::in_port(&b[ETH_LEN..]);
-                    let router = env.nat.snat_in(&mut f.data_mut()[ETH_LEN..], now)?;
+                    let port = nat::in_port(&b[ethernet::HEADER_LEN..]);
+                    let router = env
+                        .nat
+                        .snat_in(&mut f.data_mut()[ethernet::HEADER_LEN..], now)?;
                     let Some(r) = snap.routers.get(router as usize) else {
                         return Err(R::TableGone);
                     };
                     let b = f.data();
-                    let inside = ipv4_at(b, ETH_LEN + 16);
+                    let inside = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
                     tr!(
                         t,
                         "nat",
                         "SNAT session: {dst} → {inside}:{}",
-                        be16(b, ETH_LEN + ihl + 2)
+                        be16(b, ethernet::HEADER_LEN + ihl + 2)
                     );
-                    if b[ETH_LEN + 8] <= 1 {
+                    if b[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
                         return Err(R::TtlExpired);
                     }
                     let (eg, net) = egress_to(snap, r, inside, t)?;
-                    if be16(b, ETH_LEN + 2) > net.mtu {
-                        nat::untranslate_in(&mut f.data_mut()[ETH_LEN..], dst, port)?;
+                    if be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
+                        nat::untranslate_in(&mut f.data_mut()[ethernet::HEADER_LEN..], dst, port)?;
                         return too_big_in(env, (dst, mac), in_port, f, net.mtu, t);
                     }
                     routed_on(snap, net, &eg, f, t)
@@ -353,14 +356,13 @@ fn external_arp<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let node = &*snap.node;
-    let a = arp_payload(f.data())?;
-    match be16(a, 6) {
-        1 => {
-            let target = ipv4_at(a, 24);
-            let sender = ipv4_at(a, 14);
-            if sender == target {
+    let a = arp::of_frame(f.data()).ok_or(R::MalformedArp)?;
+    match a.operation() {
+        arp::OP_REQUEST => {
+            let target = a.target_ip();
+            if a.is_gratuitous() {
                 // Gratuitous: somebody else announcing; nothing to answer.
-                return arp_sender_learned(env, a);
+                return arp_sender_learned(env, &a);
             }
             let fip_gw = node.fip_gw;
             let mac = match snap.ext.get(target) {
@@ -383,10 +385,10 @@ fn external_arp<T: Trace>(
                 return Err(R::ArpUnknownTarget);
             };
             tr!(t, "external-arp", "who-has {target}: {mac}");
-            answer_arp(f.data_mut(), mac, target);
+            arp::answer(f.data_mut(), &mac.0, target);
             Ok(in_port)
         }
-        2 => arp_reply_consumed(env, a, "external-arp", t),
+        arp::OP_REPLY => arp_reply_consumed(env, &a, "external-arp", t),
         _ => Err(R::MalformedArp),
     }
 }

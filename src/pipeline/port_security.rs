@@ -5,12 +5,14 @@
 
 use std::net::IpAddr;
 
-use super::responder::arp_payload;
-use super::{mac_at, Trace};
+use super::Trace;
 use crate::mac::MacAddr;
-use crate::pkt::*;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::VmPort;
+use crate::wire::{
+    arp, be16, be32, ethernet, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, nd, proto, udp,
+    NdMessage,
+};
 
 /// Whether `ip` is the port's or inside one of its allowed pairs (for `src_mac`).
 fn ip_allowed(vm: &VmPort, src_mac: &[u8; 6], ip: IpAddr) -> bool {
@@ -30,10 +32,12 @@ fn mac_allowed(vm: &VmPort, mac: &[u8; 6]) -> bool {
 #[inline(always)]
 pub(super) fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
     // The common case first: the port's own MAC and one of its IPv4 addresses.
-    if b.len() >= ETH_LEN + IPV4_LEN
-        && be16(b, 12) == ETHERTYPE_IPV4
-        && b[6..12] == vm.mac.0
-        && vm.ips4.contains(&be32(b, ETH_LEN + 12))
+    if b.len() >= ethernet::HEADER_LEN + ipv4::HEADER_LEN
+        && be16(b, ethernet::field::ETHERTYPE.start) == ethernet::ETHERTYPE_IPV4
+        && b[ethernet::field::SRC] == vm.mac.0
+        && vm
+            .ips4
+            .contains(&be32(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start))
     {
         return Ok(());
     }
@@ -42,7 +46,7 @@ pub(super) fn port_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Resul
 
 #[inline(never)]
 fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
-    let src = mac_at(b, 6);
+    let src = mac_at(b, ethernet::field::SRC.start);
     if !mac_allowed(vm, &src) {
         tr!(
             t,
@@ -52,17 +56,19 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
         );
         return Err(R::PortSecurityMac);
     }
-    let ip = match be16(b, 12) {
-        ETHERTYPE_IPV4 if b.len() >= ETH_LEN + IPV4_LEN => {
-            let a = ipv4_at(b, ETH_LEN + 12);
+    let ip = match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_IPV4 if b.len() >= ethernet::HEADER_LEN + ipv4::HEADER_LEN => {
+            let a = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start);
             if a.is_unspecified() {
                 return Ok(()); // DHCP discover
             }
             IpAddr::V4(a)
         }
-        ETHERTYPE_ARP if b.len() >= ETH_LEN + 28 => return arp_security(vm, b, t),
-        ETHERTYPE_IPV6 if b.len() >= ETH_LEN + IPV6_LEN => {
-            let a = ipv6_at(b, ETH_LEN + 8);
+        ethernet::ETHERTYPE_ARP if b.len() >= ethernet::HEADER_LEN + arp::HEADER_LEN => {
+            return arp_security(vm, b, t)
+        }
+        ethernet::ETHERTYPE_IPV6 if b.len() >= ethernet::HEADER_LEN + ipv6::HEADER_LEN => {
+            let a = ipv6_at(b, ethernet::HEADER_LEN + ipv6::field::SRC_ADDR.start);
             // Unspecified (DAD) and link-local sources stay on the link.
             if a.is_unspecified() || a.segments()[0] & 0xffc0 == 0xfe80 {
                 return Ok(());
@@ -70,7 +76,9 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
             IpAddr::V6(a)
         }
         // Truncated headers are judged by the stage that parses them.
-        ETHERTYPE_IPV4 | ETHERTYPE_ARP | ETHERTYPE_IPV6 => return Ok(()),
+        ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_ARP | ethernet::ETHERTYPE_IPV6 => {
+            return Ok(())
+        }
         _ => return Ok(()),
     };
     if !vm.security || ip_allowed(vm, &src, ip) {
@@ -93,11 +101,11 @@ fn port_security_slow<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), 
 /// replies and gratuitous ARP alike; a probe (RFC 5227, no sender IP yet)
 /// needs the MAC only.
 fn arp_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropReason> {
-    let Ok(a) = arp_payload(b) else {
+    let Some(a) = arp::of_frame(b) else {
         return Ok(());
     };
-    let sha = mac_at(a, 8);
-    let spa = ipv4_at(a, 14);
+    let sha = a.sender_mac();
+    let spa = a.sender_ip();
     let ok = if spa.is_unspecified() {
         mac_allowed(vm, &sha)
     } else {
@@ -122,49 +130,18 @@ fn arp_security<T: Trace>(vm: &VmPort, b: &[u8], t: &mut T) -> Result<(), DropRe
 /// ([`fast`], [`cached`]): one byte read for any other protocol.
 #[inline(always)]
 pub(crate) fn dhcp_server4(ip: &[u8]) -> bool {
-    let Some(h) = ip.first_chunk::<IPV4_LEN>() else {
+    let Some(h) = ip.first_chunk::<{ ipv4::HEADER_LEN }>() else {
         return false;
     };
-    if h[9] != PROTO_UDP {
+    if h[ipv4::field::PROTOCOL] != proto::UDP {
         return false;
     }
-    let ihl = (h[0] & 0x0f) as usize * 4;
-    ihl >= IPV4_LEN
-        && be16(h, 6) & 0x1fff == 0
-        && ip
-            .get(ihl..ihl + 4)
-            .is_some_and(|u| be16(u, 0) == 67 && be16(u, 2) == 68)
-}
-
-/// The upper-layer protocol of IPv6 packet `ip` and its bytes (within the
-/// payload length), past hop-by-hop, routing, destination options and
-/// fragment headers (at most 8). `None` for a packet too short for its
-/// headers, a non-first fragment or a longer chain.
-fn upper6(ip: &[u8]) -> Option<(u8, &[u8])> {
-    if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
-        return None;
-    }
-    let rest = &ip[IPV6_LEN..];
-    let mut p = rest.get(..be16(ip, 4) as usize).unwrap_or(rest);
-    let mut nh = ip[6];
-    for _ in 0..8 {
-        match nh {
-            0 | 43 | 60 => {
-                let len = (*p.get(1)? as usize + 1) * 8;
-                nh = p[0];
-                p = p.get(len..)?;
-            }
-            44 => {
-                if p.len() < 8 || be16(p, 2) & 0xfff8 != 0 {
-                    return None;
-                }
-                nh = p[0];
-                p = &p[8..];
-            }
-            _ => return Some((nh, p)),
-        }
-    }
-    None
+    let ihl = usize::from(h[ipv4::field::VER_IHL] & 0x0f) * 4;
+    ihl >= ipv4::HEADER_LEN
+        && be16(h, ipv4::field::FLAGS_OFFSET.start) & ipv4::OFFSET_MASK == 0
+        && ip.get(ihl..ihl + 4).is_some_and(|u| {
+            be16(u, udp::field::SRC_PORT.start) == 67 && be16(u, udp::field::DST_PORT.start) == 68
+        })
 }
 
 /// Whether a port may advertise link-local `target` at `mac`: its EUI-64
@@ -192,26 +169,30 @@ pub(super) fn port_security_msgs<T: Trace>(
     b: &[u8],
     t: &mut T,
 ) -> Result<(), DropReason> {
-    let Some(ip) = b.get(ETH_LEN..) else {
+    let Some(ip) = b.get(ethernet::HEADER_LEN..) else {
         return Ok(());
     };
     match et {
-        ETHERTYPE_IPV4 if dhcp_server4(ip) => {
+        ethernet::ETHERTYPE_IPV4 if dhcp_server4(ip) => {
             tr!(t, "port-security", "DHCP server message (UDP 67 to 68)");
             Err(R::PortSecurityDhcp)
         }
-        ETHERTYPE_IPV6 => match upper6(ip) {
-            Some((PROTO_UDP, u)) if u.len() >= 4 && be16(u, 0) == 547 && be16(u, 2) == 546 => {
+        ethernet::ETHERTYPE_IPV6 => match ipv6::upper_layer(ip) {
+            Some((proto::UDP, u))
+                if u.len() >= 4
+                    && be16(u, udp::field::SRC_PORT.start) == 547
+                    && be16(u, udp::field::DST_PORT.start) == 546 =>
+            {
                 tr!(t, "port-security", "DHCPv6 server message (UDP 547 to 546)");
                 Err(R::PortSecurityDhcp)
             }
-            Some((PROTO_ICMPV6, icmp)) => match icmp.first() {
-                Some(134) | Some(137) => {
+            Some((proto::ICMPV6, icmp)) => match icmp.first().copied() {
+                Some(icmp6::types::ROUTER_ADVERT | icmp6::types::REDIRECT) => {
                     tr!(
                         t,
                         "port-security",
                         "ICMPv6 {} from a VM port",
-                        if icmp[0] == 134 {
+                        if icmp[icmp6::field::TYPE] == icmp6::types::ROUTER_ADVERT {
                             "router advertisement"
                         } else {
                             "redirect"
@@ -219,7 +200,9 @@ pub(super) fn port_security_msgs<T: Trace>(
                     );
                     Err(R::PortSecurityRa)
                 }
-                Some(135) | Some(136) => nd_security(vm, b, icmp, t),
+                Some(icmp6::types::NEIGHBOR_SOLICIT | icmp6::types::NEIGHBOR_ADVERT) => {
+                    nd_security(vm, b, icmp, t)
+                }
                 _ => Ok(()),
             },
             _ => Ok(()),
@@ -237,22 +220,15 @@ pub(super) fn port_security_msgs<T: Trace>(
 /// ([`link_local_of`]).
 /// Options that do not parse are malformed (RFC 4861, 7.1).
 fn nd_security<T: Trace>(vm: &VmPort, b: &[u8], icmp: &[u8], t: &mut T) -> Result<(), DropReason> {
-    if icmp.len() < 24 {
+    let Some(m) = NdMessage::new_checked(icmp) else {
         return Err(R::MalformedNd);
-    }
-    let advert = icmp[0] == 136;
-    let mut mac = mac_at(b, 6);
-    let mut o = 24;
-    while o < icmp.len() {
-        if icmp.len() - o < 8 {
-            return Err(R::MalformedNd);
-        }
-        let len = icmp[o + 1] as usize * 8;
-        if len == 0 || o + len > icmp.len() {
-            return Err(R::MalformedNd);
-        }
-        if icmp[o] == 1 || icmp[o] == 2 {
-            let ll = mac_at(icmp, o + 2);
+    };
+    let advert = m.is_advert();
+    let mut mac = mac_at(b, ethernet::field::SRC.start);
+    for o in m.options() {
+        let o = o.map_err(|_| R::MalformedNd)?;
+        if o.kind == nd::OPT_SOURCE_LL || o.kind == nd::OPT_TARGET_LL {
+            let ll = o.mac();
             if !mac_allowed(vm, &ll) {
                 tr!(
                     t,
@@ -262,16 +238,15 @@ fn nd_security<T: Trace>(vm: &VmPort, b: &[u8], icmp: &[u8], t: &mut T) -> Resul
                 );
                 return Err(R::PortSecurityNd);
             }
-            if icmp[o] == 2 {
+            if o.kind == nd::OPT_TARGET_LL {
                 mac = ll;
             }
         }
-        o += len;
     }
     if !advert {
         return Ok(());
     }
-    let target = IpAddr::V6(ipv6_at(icmp, 8));
+    let target = IpAddr::V6(m.target());
     if ip_allowed(vm, &mac, target) || (mac_allowed(vm, &mac) && link_local_of(target, &mac)) {
         return Ok(());
     }

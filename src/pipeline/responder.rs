@@ -6,14 +6,19 @@
 //! ARP frames the control thread writes (requests, gratuitous ARP) and reads
 //! (the sender of a reply).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::switch::{flood, flood_vip};
-use super::{mac_at, Env, Trace, Verdict, VipNote};
+use super::{Env, Trace, Verdict, VipNote};
 use crate::mac::MacAddr;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Dest, NetTables, VmPort};
+use crate::wire::checksum::{csum_add, csum_fold, pseudo6};
+use crate::wire::{
+    arp, be16, ethernet, icmp6, ipv6, ipv6_at, mac_at, nd, proto, put16, ArpPacket, Ipv6Packet,
+    NdMessage,
+};
 
 /// Answers an ARP request for an address of `net` in place. `Err(None)`: not
 /// an ARP request this responder answers (switch it as is).
@@ -23,20 +28,18 @@ pub(super) fn arp_respond<T: Trace>(
     t: &mut T,
 ) -> Result<(), Option<DropReason>> {
     let b = f.data();
-    if b.len() < ETH_LEN + 28 {
-        return Err(Some(R::MalformedArp));
-    }
-    let a = &b[ETH_LEN..];
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
-        return Err(Some(R::MalformedArp));
-    }
-    let op = be16(a, 6);
-    let broadcast = b[0] & 1 != 0;
-    if op != 1 {
+    let a = arp::of_frame(b).ok_or(Some(R::MalformedArp))?;
+    let op = a.operation();
+    let broadcast = b[ethernet::field::DST.start] & 1 != 0;
+    if op != arp::OP_REQUEST {
         // Replies (gratuitous ones are broadcast) are switched or flooded.
-        return Err(if op == 2 { None } else { Some(R::MalformedArp) });
+        return Err(if op == arp::OP_REPLY {
+            None
+        } else {
+            Some(R::MalformedArp)
+        });
     }
-    let target = ipv4_at(a, 24);
+    let target = a.target_ip();
     let Some(&mac) = net.arp.get(&IpAddr::V4(target)) else {
         tr!(
             t,
@@ -51,7 +54,7 @@ pub(super) fn arp_respond<T: Trace>(
         };
     };
     tr!(t, "arp-responder", "who-has {target}: {mac}");
-    answer_arp(f.data_mut(), mac, target);
+    arp::answer(f.data_mut(), &mac.0, target);
     Ok(())
 }
 
@@ -59,31 +62,33 @@ pub(super) fn arp_respond<T: Trace>(
 /// gratuitous one included) whose sender MAC is the frame's source, or a
 /// neighbour advertisement (its target, the frame's source MAC).
 fn announced(b: &[u8]) -> Option<(IpAddr, MacAddr)> {
-    let src = b.get(6..12)?;
-    let ip = match be16(b, 12) {
-        ETHERTYPE_ARP => {
-            let a = arp_payload(b).ok()?;
-            if !matches!(be16(a, 6), 1 | 2) || a[8..14] != *src {
-                return None;
-            }
-            IpAddr::V4(ipv4_at(a, 14))
-        }
-        ETHERTYPE_IPV6 => {
-            let ip = b.get(ETH_LEN..)?;
-            if ip.len() < IPV6_LEN + 24
-                || ip[0] >> 4 != 6
-                || ip[6] != PROTO_ICMPV6
-                || ip[7] != 255
-                || ip[IPV6_LEN] != 136
-                || ip[IPV6_LEN + 1] != 0
+    let e = ethernet::EthernetFrame::new_checked(b)?;
+    let ip = match e.ethertype() {
+        ethernet::ETHERTYPE_ARP => {
+            let a = arp::of_frame(b)?;
+            if !matches!(a.operation(), arp::OP_REQUEST | arp::OP_REPLY)
+                || a.sender_mac() != e.src()
             {
                 return None;
             }
-            IpAddr::V6(ipv6_at(ip, IPV6_LEN + 8))
+            IpAddr::V4(a.sender_ip())
+        }
+        ethernet::ETHERTYPE_IPV6 => {
+            let ip = b.get(ethernet::HEADER_LEN..)?;
+            if ip.len() < ipv6::HEADER_LEN + nd::HEADER_LEN
+                || ip[ipv6::field::VER_TC_FLOW.start] >> 4 != 6
+                || ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
+                || ip[ipv6::field::HOP_LIMIT] != 255
+                || ip[ipv6::HEADER_LEN + icmp6::field::TYPE] != icmp6::types::NEIGHBOR_ADVERT
+                || ip[ipv6::HEADER_LEN + icmp6::field::CODE] != 0
+            {
+                return None;
+            }
+            IpAddr::V6(ipv6_at(ip, ipv6::HEADER_LEN + nd::field::TARGET.start))
         }
         _ => return None,
     };
-    (!ip.is_unspecified()).then_some((ip, MacAddr(mac_at(b, 6))))
+    (!ip.is_unspecified()).then_some((ip, MacAddr(e.src())))
 }
 
 /// Whether the frame `b` from port `vm` (port security passed) announces
@@ -134,15 +139,22 @@ pub(super) fn vip_reply_to_router<T: Trace>(
     // The frame announces (vip_learn): an ARP request or reply, or a
     // neighbour advertisement, as long as they are.
     let b = f.data();
-    let to = match be16(b, 12) {
-        ETHERTYPE_ARP if be16(b, ETH_LEN + 6) == 2 => [0xff; 6],
-        ETHERTYPE_IPV6 => [0x33, 0x33, 0, 0, 0, 1],
+    let to = match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_ARP
+            if be16(b, ethernet::HEADER_LEN + arp::field::OPER.start) == arp::OP_REPLY =>
+        {
+            [0xff; 6]
+        }
+        ethernet::ETHERTYPE_IPV6 => [0x33, 0x33, 0, 0, 0, 1],
         _ => return None,
     };
-    if b[0] & 1 != 0 {
+    if b[ethernet::field::DST.start] & 1 != 0 {
         return None;
     }
-    let Some(Dest::Router { .. }) = net.fdb.get(MacAddr(mac_at(b, 0)).key()) else {
+    let Some(Dest::Router { .. }) = net
+        .fdb
+        .get(MacAddr(mac_at(b, ethernet::field::DST.start)).key())
+    else {
         return None;
     };
     tr!(
@@ -150,7 +162,7 @@ pub(super) fn vip_reply_to_router<T: Trace>(
         "vip",
         "the holder's answer to a router: to the whole network"
     );
-    f.data_mut()[..6].copy_from_slice(&to);
+    f.data_mut()[ethernet::field::DST].copy_from_slice(&to);
     Some(flood(env, vm.net, true, t))
 }
 
@@ -192,20 +204,23 @@ pub(super) fn vip_asked(net: &NetTables, b: &[u8]) -> Option<IpAddr> {
     if net.vips.is_empty() {
         return None;
     }
-    let target = match be16(b, 12) {
-        ETHERTYPE_ARP => {
-            let a = b.get(ETH_LEN..ETH_LEN + 28)?;
-            if be16(a, 6) != 1 || a[14..18] == a[24..28] {
+    let target = match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_ARP => {
+            let a = ArpPacket::new_checked(b.get(ethernet::HEADER_LEN..)?)?;
+            if a.operation() != arp::OP_REQUEST || a.is_gratuitous() {
                 return None;
             }
-            IpAddr::V4(ipv4_at(a, 24))
+            IpAddr::V4(a.target_ip())
         }
-        ETHERTYPE_IPV6 => {
-            let ip = b.get(ETH_LEN..)?;
-            if ip.len() < IPV6_LEN + 24 || ip[6] != PROTO_ICMPV6 || ip[IPV6_LEN] != 135 {
+        ethernet::ETHERTYPE_IPV6 => {
+            let ip = b.get(ethernet::HEADER_LEN..)?;
+            if ip.len() < ipv6::HEADER_LEN + nd::HEADER_LEN
+                || ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
+                || ip[ipv6::HEADER_LEN + icmp6::field::TYPE] != icmp6::types::NEIGHBOR_SOLICIT
+            {
                 return None;
             }
-            IpAddr::V6(ipv6_at(ip, IPV6_LEN + 8))
+            IpAddr::V6(ipv6_at(ip, ipv6::HEADER_LEN + nd::field::TARGET.start))
         }
         _ => return None,
     };
@@ -224,10 +239,14 @@ pub(super) fn arp_unanswered<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let Some(a) = f.data().get(ETH_LEN..ETH_LEN + 28) else {
+    let Some(a) = f
+        .data()
+        .get(ethernet::HEADER_LEN..)
+        .and_then(ArpPacket::new_checked)
+    else {
         return Err(R::MalformedArp);
     };
-    let (sender, target) = (ipv4_at(a, 14), ipv4_at(a, 24));
+    let (sender, target) = (a.sender_ip(), a.target_ip());
     if sender == target {
         tr!(t, "arp-responder", "gratuitous ARP for {target}");
         return flood(env, vm.net, true, t);
@@ -251,7 +270,7 @@ pub(super) fn nd_unanswered<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let at = ETH_LEN + IPV6_LEN + 8;
+    let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd::field::TARGET.start;
     let Some(target) = f.data().get(at..at + 16) else {
         return Err(R::MalformedNd);
     };
@@ -273,38 +292,34 @@ pub(super) fn nd_unanswered<T: Trace>(
 /// would give the address up).
 #[inline(never)]
 pub(super) fn own_dad(vm: &VmPort, net: &NetTables, b: &[u8]) -> bool {
-    let Some(ip) = b.get(ETH_LEN..) else {
+    let Some(ip) = b.get(ethernet::HEADER_LEN..) else {
         return false;
     };
-    if ip.len() < IPV6_LEN + 24 || ip[0] >> 4 != 6 || ip[6] != PROTO_ICMPV6 || ip[7] != 255 {
+    if ip.len() < ipv6::HEADER_LEN + nd::HEADER_LEN
+        || ip[ipv6::field::VER_TC_FLOW.start] >> 4 != 6
+        || ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
+        || ip[ipv6::field::HOP_LIMIT] != 255
+    {
         return false;
     }
-    let plen = be16(ip, 4) as usize;
-    let Some(icmp) = ip.get(IPV6_LEN..IPV6_LEN + plen) else {
+    let plen = usize::from(be16(ip, ipv6::field::PAYLOAD_LEN.start));
+    let Some(icmp) = ip.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + plen) else {
         return false;
     };
-    if icmp.len() < 24 || icmp[0] != 135 || icmp[1] != 0 || !ipv6_at(ip, 8).is_unspecified() {
+    if NdMessage::new_checked(icmp)
+        .is_none_or(|m| m.msg_type() != icmp6::types::NEIGHBOR_SOLICIT || m.code() != 0)
+        || !ipv6_at(ip, ipv6::field::SRC_ADDR.start).is_unspecified()
+    {
         return false;
     }
-    let sum = pseudo6(&ip[8..24], &ip[24..40], plen as u32, PROTO_ICMPV6);
+    let (src, dst) = (&ip[ipv6::field::SRC_ADDR], &ip[ipv6::field::DST_ADDR]);
+    let sum = pseudo6(src, dst, plen as u32, proto::ICMPV6);
     if csum_fold(csum_add(sum, icmp)) != 0 {
         return false;
     }
-    net.arp.get(&IpAddr::V6(ipv6_at(icmp, 8))) == Some(&vm.mac)
-}
-
-/// Turns the ARP request in `b` into the reply that `ip` is at `mac`, to the
-/// requester.
-pub(super) fn answer_arp(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr) {
-    let requester = mac_at(b, ETH_LEN + 8);
-    let sender_ip: [u8; 4] = b[ETH_LEN + 14..ETH_LEN + 18].try_into().expect("4 bytes");
-    write_eth(b, &requester, &mac.0, ETHERTYPE_ARP);
-    let a = &mut b[ETH_LEN..];
-    put16(a, 6, 2);
-    a[8..14].copy_from_slice(&mac.0);
-    a[14..18].copy_from_slice(&ip.octets());
-    a[18..24].copy_from_slice(&requester);
-    a[24..28].copy_from_slice(&sender_ip);
+    net.arp
+        .get(&IpAddr::V6(ipv6_at(icmp, nd::field::TARGET.start)))
+        == Some(&vm.mac)
 }
 
 /// Answers a neighbour solicitation for an address of `net` with a neighbour
@@ -316,52 +331,43 @@ pub(super) fn nd_respond<T: Trace>(
     t: &mut T,
 ) -> Result<(), Option<DropReason>> {
     let b = f.data();
-    let Some(ip) = b.get(ETH_LEN..) else {
+    let Some(ip) = b.get(ethernet::HEADER_LEN..) else {
         return Err(Some(R::MalformedIpv6));
     };
-    if ip.len() < IPV6_LEN || ip[0] >> 4 != 6 {
+    let Some(h) = Ipv6Packet::new_checked(ip) else {
         return Err(Some(R::MalformedIpv6));
-    }
-    let plen = be16(ip, 4) as usize;
-    if ip.len() < IPV6_LEN + plen {
-        return Err(Some(R::MalformedIpv6));
-    }
-    if ip[6] != PROTO_ICMPV6 {
+    };
+    if h.next_header() != proto::ICMPV6 {
         return Err(None);
     }
-    let icmp = &ip[IPV6_LEN..IPV6_LEN + plen];
-    if icmp.len() < 4 || icmp[0] != 135 {
+    let hop = h.hop_limit();
+    let icmp = h.payload();
+    let plen = icmp.len();
+    if icmp.len() < 4 || icmp[icmp6::field::TYPE] != icmp6::types::NEIGHBOR_SOLICIT {
         return Err(None);
     }
     // RFC 4861, 7.1.1: hop limit 255, code 0, at least 24 bytes, a valid
     // checksum, options of non-zero length that fit.
-    if ip[7] != 255 || icmp[1] != 0 || icmp.len() < 24 {
+    let Some(ns) = NdMessage::new_checked(icmp).filter(|m| m.code() == 0 && hop == 255) else {
         return Err(Some(R::MalformedNd));
-    }
-    let sum = pseudo6(&ip[8..24], &ip[24..40], plen as u32, PROTO_ICMPV6);
+    };
+    let (src_b, dst_b) = (&ip[ipv6::field::SRC_ADDR], &ip[ipv6::field::DST_ADDR]);
+    let sum = pseudo6(src_b, dst_b, plen as u32, proto::ICMPV6);
     if csum_fold(csum_add(sum, icmp)) != 0 {
         return Err(Some(R::MalformedNd));
     }
-    let mut o = 24;
     let mut src_ll: Option<[u8; 6]> = None;
-    while o < icmp.len() {
-        if icmp.len() - o < 8 {
-            return Err(Some(R::MalformedNd));
+    for o in ns.options() {
+        let o = o.map_err(|_| Some(R::MalformedNd))?;
+        if o.kind == nd::OPT_SOURCE_LL {
+            src_ll = Some(o.mac());
         }
-        let len = icmp[o + 1] as usize * 8;
-        if len == 0 || o + len > icmp.len() {
-            return Err(Some(R::MalformedNd));
-        }
-        if icmp[o] == 1 {
-            src_ll = Some(mac_at(icmp, o + 2));
-        }
-        o += len;
     }
-    let src = ipv6_at(ip, 8);
+    let src = ipv6_at(ip, ipv6::field::SRC_ADDR.start);
     if src.is_unspecified() && src_ll.is_some() {
         return Err(Some(R::MalformedNd));
     }
-    let target = ipv6_at(icmp, 8);
+    let target = ns.target();
     if target.is_multicast() {
         return Err(Some(R::MalformedNd));
     }
@@ -381,7 +387,7 @@ pub(super) fn nd_respond<T: Trace>(
         "solicitation for {target}: {mac}{}",
         if router { " (router)" } else { "" }
     );
-    let eth_src = mac_at(b, 6);
+    let eth_src = mac_at(b, ethernet::field::SRC.start);
     let solicited = !src.is_unspecified();
     let dst: [u8; 16] = if solicited {
         src.octets()
@@ -394,34 +400,33 @@ pub(super) fn nd_respond<T: Trace>(
         [0x33, 0x33, 0, 0, 0, 1]
     };
     // Neighbour advertisement: 24 bytes and a target link-layer address option.
-    let want = ETH_LEN + IPV6_LEN + 32;
+    let want = ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd::ADVERT_LEN;
     if f.len() < want && !f.extend(want - f.len()) {
         return Err(Some(R::NoHeadroom));
     }
     f.trim(want);
     let b = f.data_mut();
-    write_eth(b, &eth_dst, &mac.0, ETHERTYPE_IPV6);
-    write_ipv6(
-        &mut b[ETH_LEN..],
-        32,
-        PROTO_ICMPV6,
+    ethernet::write(b, &eth_dst, &mac.0, ethernet::ETHERTYPE_IPV6);
+    ipv6::write(
+        &mut b[ethernet::HEADER_LEN..],
+        nd::ADVERT_LEN as u16,
+        proto::ICMPV6,
         255,
         &target.octets(),
         &dst,
     );
-    let n = &mut b[ETH_LEN + IPV6_LEN..];
-    n[0] = 136;
-    n[1] = 0;
-    put16(n, 2, 0);
-    let flags = (router as u32) << 31 | (solicited as u32) << 30 | 1 << 29;
-    put32(n, 4, flags);
-    n[8..24].copy_from_slice(&target.octets());
-    n[24] = 2;
-    n[25] = 1;
-    n[26..32].copy_from_slice(&mac.0);
-    let sum = pseudo6(&target.octets(), &dst, 32, PROTO_ICMPV6);
-    let c = csum_fold(csum_add(sum, &n[..32]));
-    put16(n, 2, c);
+    let n = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
+    let mut flags = nd::FLAG_OVERRIDE;
+    if router {
+        flags |= nd::FLAG_ROUTER;
+    }
+    if solicited {
+        flags |= nd::FLAG_SOLICITED;
+    }
+    nd::write_advert(n, flags, &target.octets(), &mac.0);
+    let sum = pseudo6(&target.octets(), &dst, nd::ADVERT_LEN as u32, proto::ICMPV6);
+    let c = csum_fold(csum_add(sum, &n[..nd::ADVERT_LEN]));
+    put16(n, icmp6::field::CHECKSUM.start, c);
     Ok(())
 }
 
@@ -429,7 +434,7 @@ pub(super) fn nd_respond<T: Trace>(
 /// resolver, not forwarded.
 pub(super) fn arp_reply_consumed<T: Trace>(
     env: &mut Env,
-    a: &[u8],
+    a: &ArpPacket<&[u8]>,
     stage: &'static str,
     t: &mut T,
 ) -> Verdict {
@@ -437,7 +442,7 @@ pub(super) fn arp_reply_consumed<T: Trace>(
         t,
         stage,
         "reply from {}: to the control thread",
-        ipv4_at(a, 14)
+        a.sender_ip()
     );
     arp_sender_learned(env, a)
 }
@@ -445,56 +450,15 @@ pub(super) fn arp_reply_consumed<T: Trace>(
 /// The sender of ARP payload `a` (a reply, or a gratuitous ARP) handed to
 /// the control thread's resolver ([`Env::learned`]); the frame goes no
 /// further.
-pub(super) fn arp_sender_learned(env: &mut Env, a: &[u8]) -> Verdict {
-    env.learned = Some((ipv4_at(a, 14), MacAddr(mac_at(a, 8))));
+pub(super) fn arp_sender_learned(env: &mut Env, a: &ArpPacket<&[u8]>) -> Verdict {
+    env.learned = Some((a.sender_ip(), MacAddr(a.sender_mac())));
     Err(R::ArpReplyConsumed)
-}
-
-/// The ARP payload of an Ethernet/IPv4 ARP frame, checked.
-pub(super) fn arp_payload(b: &[u8]) -> Result<&[u8], DropReason> {
-    let a = b.get(ETH_LEN..ETH_LEN + 28).ok_or(R::MalformedArp)?;
-    if be16(a, 0) != 1 || be16(a, 2) != ETHERTYPE_IPV4 || a[4] != 6 || a[5] != 4 {
-        return Err(R::MalformedArp);
-    }
-    Ok(a)
-}
-
-/// Writes a gratuitous ARP (a request for `ip` from `ip`, broadcast) from
-/// `mac` into `b` (at least 60 bytes); gives the frame's length.
-pub fn write_garp(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr) -> usize {
-    write_arp_request(b, mac, ip, ip)
-}
-
-/// The sender of an ARP reply or gratuitous ARP (for VTEP and upstream
-/// resolution), if `b` is one.
-pub fn arp_reply_sender(b: &[u8]) -> Option<(Ipv4Addr, MacAddr)> {
-    if b.len() < ETH_LEN + 28 || be16(b, 12) != ETHERTYPE_ARP {
-        return None;
-    }
-    let a = &b[ETH_LEN..];
-    let gratuitous = be16(a, 6) == 1 && a[14..18] == a[24..28];
-    (be16(a, 6) == 2 || gratuitous).then(|| (ipv4_at(a, 14), MacAddr(mac_at(a, 8))))
-}
-
-/// Writes an ARP request from `sender` (MAC, IP) for `target` into `b` (at least
-/// 42 bytes; returns the frame length).
-pub fn write_arp_request(b: &mut [u8], mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> usize {
-    write_eth(b, &[0xff; 6], &mac.0, ETHERTYPE_ARP);
-    let a = &mut b[ETH_LEN..];
-    put16(a, 0, 1);
-    put16(a, 2, ETHERTYPE_IPV4);
-    a[4] = 6;
-    a[5] = 4;
-    put16(a, 6, 1);
-    a[8..14].copy_from_slice(&mac.0);
-    a[14..18].copy_from_slice(&ip.octets());
-    a[18..24].copy_from_slice(&[0; 6]);
-    a[24..28].copy_from_slice(&target.octets());
-    ETH_LEN + 28
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
     use crate::pipeline::{process, Disposition, NoTrace, PuntKind};
     use crate::tables::Snapshot;
@@ -520,11 +484,12 @@ mod tests {
     fn arp(mac: [u8; 6], ip: [u8; 4], target: [u8; 4], reply: Option<[u8; 6]>) -> Vec<u8> {
         let mut b = vec![0u8; 60];
         let ip = Ipv4Addr::from(ip);
-        write_arp_request(&mut b, MacAddr(mac), ip, Ipv4Addr::from(target));
+        arp::write_request(&mut b, &mac, ip, Ipv4Addr::from(target));
         if let Some(to) = reply {
-            b[..6].copy_from_slice(&to);
-            put16(&mut b[ETH_LEN..], 6, 2);
-            b[ETH_LEN + 18..ETH_LEN + 24].copy_from_slice(&to);
+            b[ethernet::field::DST].copy_from_slice(&to);
+            let a = &mut b[ethernet::HEADER_LEN..];
+            put16(a, arp::field::OPER.start, arp::OP_REPLY);
+            a[arp::field::THA].copy_from_slice(&to);
         }
         b
     }

@@ -8,15 +8,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::encap::encap;
 use super::icmp::{icmp4_error, icmp6_error, too_big4, too_big6};
 use super::nat::north_south4;
-use super::responder::{nd_respond, write_arp_request};
+use super::responder::nd_respond;
 use super::switch::flood_vip;
-use super::{host_name, mac_at, Env, Trace, Verdict};
+use super::{host_name, Env, Trace, Verdict};
 use crate::fastpath::cached::offer_routed;
 use crate::fib::NextHop;
 use crate::mac::MacAddr;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Adj, Dest, Iface, NetTables, RouterTables, Snapshot};
+use crate::wire::checksum::{checksum, csum_add, csum_fold, csum_update16, pseudo6};
+use crate::wire::{
+    arp, be16, be32, ethernet, icmp4, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, nd, proto,
+    put16, put32, Ipv6Packet,
+};
 
 /// 0/8 (unspecified included), 127/8, 224/4 and 255.255.255.255.
 #[inline(always)]
@@ -48,9 +53,9 @@ pub(super) fn route<T: Trace>(
     let Some(ingress) = r.interfaces.get(iface as usize) else {
         return Err(R::TableGone);
     };
-    match be16(f.data(), 12) {
-        ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
-        ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
+    match be16(f.data(), ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
+        ethernet::ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
         et => {
             tr!(t, "route", "ethertype {et:#06x} is not routed");
             Err(R::UnsupportedEthertype)
@@ -181,8 +186,8 @@ fn vip_probe<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let want = match (iface.ip, via) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => ETH_LEN + 28,
-        (IpAddr::V6(_), IpAddr::V6(_)) => ETH_LEN + IPV6_LEN + 32,
+        (IpAddr::V4(_), IpAddr::V4(_)) => ethernet::HEADER_LEN + arp::HEADER_LEN,
+        (IpAddr::V6(_), IpAddr::V6(_)) => ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd::ADVERT_LEN,
         _ => return Err(R::VipHolderUnknown),
     };
     if !env.icmp_token() || (f.len() < want && !f.extend(want - f.len())) {
@@ -192,7 +197,7 @@ fn vip_probe<T: Trace>(
     let b = f.data_mut();
     match (iface.ip, via) {
         (IpAddr::V4(from), IpAddr::V4(target)) => {
-            write_arp_request(b, iface.mac, from, target);
+            arp::write_request(b, &iface.mac.0, from, target);
             tr!(
                 t,
                 "route",
@@ -203,29 +208,29 @@ fn vip_probe<T: Trace>(
             let to = target.octets();
             let mut dst = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00, 0).octets();
             dst[13..].copy_from_slice(&to[13..]);
-            write_eth(
+            ethernet::write(
                 b,
                 &[0x33, 0x33, dst[12], dst[13], dst[14], dst[15]],
                 &iface.mac.0,
-                ETHERTYPE_IPV6,
+                ethernet::ETHERTYPE_IPV6,
             );
-            write_ipv6(
-                &mut b[ETH_LEN..],
-                32,
-                PROTO_ICMPV6,
+            ipv6::write(
+                &mut b[ethernet::HEADER_LEN..],
+                nd::ADVERT_LEN as u16,
+                proto::ICMPV6,
                 255,
                 &from.octets(),
                 &dst,
             );
-            let n = &mut b[ETH_LEN + IPV6_LEN..];
-            n[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-            n[8..24].copy_from_slice(&to);
-            n[24] = 1;
-            n[25] = 1;
-            n[26..32].copy_from_slice(&iface.mac.0);
-            let sum = pseudo6(&from.octets(), &dst, 32, PROTO_ICMPV6);
-            let c = csum_fold(csum_add(sum, &n[..32]));
-            put16(n, 2, c);
+            let n = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
+            // A solicitation: the advertisement's layout, its flags word 0
+            // and its option the source's link-layer address.
+            nd::write_advert(n, 0, &to, &iface.mac.0);
+            n[nd::field::TYPE] = icmp6::types::NEIGHBOR_SOLICIT;
+            n[nd::HEADER_LEN] = nd::OPT_SOURCE_LL;
+            let sum = pseudo6(&from.octets(), &dst, nd::ADVERT_LEN as u32, proto::ICMPV6);
+            let c = csum_fold(csum_add(sum, &n[..nd::ADVERT_LEN]));
+            put16(n, nd::field::CHECKSUM.start, c);
             tr!(
                 t,
                 "route",
@@ -235,7 +240,7 @@ fn vip_probe<T: Trace>(
         _ => return Err(R::VipHolderUnknown),
     }
     if let Some(m) = dvr_mac {
-        b[6..12].copy_from_slice(&m.0);
+        b[ethernet::field::SRC].copy_from_slice(&m.0);
     }
     env.noted = Some(R::VipHolderUnknown);
     flood_vip(env, iface.net, true, via, t)
@@ -255,10 +260,10 @@ fn route4<T: Trace>(
 ) -> Verdict {
     let ihl = ipv4_valid(f)?;
     let b = f.data();
-    let ip = &b[ETH_LEN..];
-    let total = be16(ip, 2) as usize;
-    let src = ipv4_at(ip, 12);
-    let dst = ipv4_at(ip, 16);
+    let ip = &b[ethernet::HEADER_LEN..];
+    let total = usize::from(be16(ip, ipv4::field::LENGTH.start));
+    let src = ipv4_at(ip, ipv4::field::SRC_ADDR.start);
+    let dst = ipv4_at(ip, ipv4::field::DST_ADDR.start);
     if martian4(src) {
         tr!(t, "route", "martian source {src}");
         return Err(R::MartianSource);
@@ -271,14 +276,34 @@ fn route4<T: Trace>(
     // resolved together when the tables were compiled.
     let Some((plen, adj)) = r.fwd4.lookup(u32::from(dst)) else {
         tr!(t, "route", "no route to {dst}: net unreachable");
-        return icmp4_error(env, ingress, in_port, f, 3, 0, 0, R::NoRoute, t);
+        return icmp4_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            icmp4::types::DEST_UNREACHABLE,
+            icmp4::unreachable::NET,
+            0,
+            R::NoRoute,
+            t,
+        );
     };
-    let ttl = ip[8];
+    let ttl = ip[ipv4::field::TTL];
     let eg = match adj {
         Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
         _ if ttl <= 1 => {
             tr!(t, "route", "TTL {ttl}: time exceeded");
-            return icmp4_error(env, ingress, in_port, f, 11, 0, 0, R::TtlExpired, t);
+            return icmp4_error(
+                env,
+                ingress,
+                in_port,
+                f,
+                icmp4::types::TIME_EXCEEDED,
+                icmp4::time_exceeded::TTL,
+                0,
+                R::TtlExpired,
+                t,
+            );
         }
         Adj::Neighbor { iface, mac, dest } => {
             let iface = &r.interfaces[iface as usize];
@@ -321,7 +346,7 @@ fn route4<T: Trace>(
     if !T::ON {
         offer_routed(snap, env, net, &eg);
     }
-    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    ipv4::dec_ttl(&mut f.data_mut()[ethernet::HEADER_LEN..]);
     tr!(t, "rewrite", "TTL {} → {}", ttl, ttl - 1);
     deliver_routed(snap, net, &eg, f, t)
 }
@@ -336,28 +361,30 @@ fn route6<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    let b = f.data();
-    if b.len() < ETH_LEN + IPV6_LEN {
+    let Some(h) = f
+        .data()
+        .get(ethernet::HEADER_LEN..)
+        .and_then(Ipv6Packet::new_checked)
+    else {
         return Err(R::MalformedIpv6);
-    }
-    let ip = &b[ETH_LEN..];
-    let plen = be16(ip, 4) as usize;
-    if ip[0] >> 4 != 6 || IPV6_LEN + plen > ip.len() {
-        return Err(R::MalformedIpv6);
-    }
-    f.trim(ETH_LEN + IPV6_LEN + plen);
+    };
+    let plen = usize::from(h.payload_len());
+    f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + plen);
     let b = f.data();
-    let ip = &b[ETH_LEN..];
-    let src = ipv6_at(ip, 8);
-    let dst = ipv6_at(ip, 24);
+    let ip = &b[ethernet::HEADER_LEN..];
+    let src = ipv6_at(ip, ipv6::field::SRC_ADDR.start);
+    let dst = ipv6_at(ip, ipv6::field::DST_ADDR.start);
     if martian6(src) {
         tr!(t, "route", "source {src} is not routed");
         return Err(R::MartianSource);
     }
-    if ip[6] == PROTO_ICMPV6 && plen >= 4 && matches!(ip[IPV6_LEN], 133..=137) {
+    if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
+        && plen >= 4
+        && icmp6::is_ndp(ip[ipv6::HEADER_LEN])
+    {
         // Neighbour discovery to the router's MAC (unicast NS, RS): answered
         // for the router's own addresses.
-        if ip[IPV6_LEN] == 135 {
+        if ip[ipv6::HEADER_LEN] == icmp6::types::NEIGHBOR_SOLICIT {
             let net = snap.net(ingress.net).ok_or(R::TableGone)?;
             return nd_respond(net, f, t)
                 .map(|()| in_port)
@@ -372,16 +399,36 @@ fn route6<T: Trace>(
     if r.interfaces.iter().any(|i| i.ip == IpAddr::V6(dst)) {
         return to_router6(ingress, in_port, f, t);
     }
-    let hop = ip[7];
+    let hop = ip[ipv6::field::HOP_LIMIT];
     if hop <= 1 {
         tr!(t, "route", "hop limit {hop}: time exceeded");
-        return icmp6_error(env, ingress, in_port, f, 3, 0, 0, R::TtlExpired, t);
+        return icmp6_error(
+            env,
+            ingress,
+            in_port,
+            f,
+            icmp6::types::TIME_EXCEEDED,
+            icmp6::time_exceeded::HOP_LIMIT,
+            0,
+            R::TtlExpired,
+            t,
+        );
     }
     let eg = match next_hop(r, IpAddr::V6(dst), t) {
         Ok(e) => e,
         Err(R::NoRoute) => {
             tr!(t, "route", "no route to {dst}: unreachable");
-            return icmp6_error(env, ingress, in_port, f, 1, 0, 0, R::NoRoute, t);
+            return icmp6_error(
+                env,
+                ingress,
+                in_port,
+                f,
+                icmp6::types::DEST_UNREACHABLE,
+                icmp6::unreachable::NO_ROUTE,
+                0,
+                R::NoRoute,
+                t,
+            );
         }
         Err(R::NeighborUnknown) => match vip_egress(snap, env, r, IpAddr::V6(dst), f, t) {
             Ok(eg) => eg,
@@ -392,18 +439,18 @@ fn route6<T: Trace>(
     let Some(net) = snap.net(eg.iface.net) else {
         return Err(R::TableGone);
     };
-    if IPV6_LEN + plen > net.mtu as usize {
+    if ipv6::HEADER_LEN + plen > net.mtu as usize {
         tr!(
             t,
             "route",
             "{} bytes exceed MTU {} of {}: packet too big",
-            IPV6_LEN + plen,
+            ipv6::HEADER_LEN + plen,
             net.mtu,
             net.name
         );
         return too_big6(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
-    f.data_mut()[ETH_LEN + 7] = hop - 1;
+    f.data_mut()[ethernet::HEADER_LEN + ipv6::field::HOP_LIMIT] = hop - 1;
     tr!(t, "rewrite", "hop limit {} → {}", hop, hop - 1);
     deliver_routed(snap, net, &eg, f, t)
 }
@@ -451,8 +498,8 @@ pub(super) fn deliver_routed<T: Trace>(
 
 #[inline(always)]
 pub(crate) fn write_macs(b: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
-    b[0..6].copy_from_slice(dst);
-    b[6..12].copy_from_slice(src);
+    b[ethernet::field::DST].copy_from_slice(dst);
+    b[ethernet::field::SRC].copy_from_slice(src);
 }
 
 /// A packet to one of the router's own IPv4 addresses: echo requests are
@@ -465,28 +512,42 @@ fn to_router4<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data_mut();
-    let l4 = ETH_LEN + ihl;
-    if b[ETH_LEN + 9] != PROTO_ICMP || b.len() < l4 + ICMP_LEN || b[l4] != 8 || b[l4 + 1] != 0 {
+    let l4 = ethernet::HEADER_LEN + ihl;
+    if b[ethernet::HEADER_LEN + ipv4::field::PROTOCOL] != proto::ICMP
+        || b.len() < l4 + icmp4::HEADER_LEN
+        || b[l4 + icmp4::field::TYPE] != icmp4::types::ECHO_REQUEST
+        || b[l4 + icmp4::field::CODE] != 0
+    {
         tr!(t, "router", "to the router's address, not an echo request");
         return Err(R::ToRouterUnsupported);
     }
     if checksum(&b[l4..]) != 0 {
         return Err(R::ToRouterUnsupported);
     }
-    let src_mac = mac_at(b, 6);
+    let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
-    let ip = &mut b[ETH_LEN..];
-    let (s, d) = (be32(ip, 12), be32(ip, 16));
-    put32(ip, 12, d);
-    put32(ip, 16, s);
-    let old = be16(ip, 8);
-    ip[8] = 64;
-    let c = csum_update16(be16(ip, 10), old, be16(ip, 8));
-    put16(ip, 10, c);
+    let ip = &mut b[ethernet::HEADER_LEN..];
+    let (sa, da) = (ipv4::field::SRC_ADDR.start, ipv4::field::DST_ADDR.start);
+    let (s, d) = (be32(ip, sa), be32(ip, da));
+    put32(ip, sa, d);
+    put32(ip, da, s);
+    let ttl_proto = ipv4::field::TTL_PROTOCOL.start;
+    let old = be16(ip, ttl_proto);
+    ip[ipv4::field::TTL] = 64;
+    let c = csum_update16(
+        be16(ip, ipv4::field::CHECKSUM.start),
+        old,
+        be16(ip, ttl_proto),
+    );
+    put16(ip, ipv4::field::CHECKSUM.start, c);
     let icmp = &mut b[l4..];
-    icmp[0] = 0;
-    let c = csum_update16(be16(icmp, 2), 0x0800, 0x0000);
-    put16(icmp, 2, c);
+    icmp[icmp4::field::TYPE] = icmp4::types::ECHO_REPLY;
+    let c = csum_update16(
+        be16(icmp, icmp4::field::CHECKSUM.start),
+        u16::from(icmp4::types::ECHO_REQUEST) << 8,
+        u16::from(icmp4::types::ECHO_REPLY) << 8,
+    );
+    put16(icmp, icmp4::field::CHECKSUM.start, c);
     tr!(
         t,
         "router",
@@ -498,34 +559,42 @@ fn to_router4<T: Trace>(
 
 fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
     let b = f.data_mut();
-    let l4 = ETH_LEN + IPV6_LEN;
-    if b[ETH_LEN + 6] != PROTO_ICMPV6 || b.len() < l4 + ICMP_LEN || b[l4] != 128 || b[l4 + 1] != 0 {
+    let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    if b[ethernet::HEADER_LEN + ipv6::field::NEXT_HEADER] != proto::ICMPV6
+        || b.len() < l4 + icmp6::HEADER_LEN
+        || b[l4 + icmp6::field::TYPE] != icmp6::types::ECHO_REQUEST
+        || b[l4 + icmp6::field::CODE] != 0
+    {
         tr!(t, "router", "to the router's address, not an echo request");
         return Err(R::ToRouterUnsupported);
     }
     let plen = (b.len() - l4) as u32;
     let sum = pseudo6(
-        &b[ETH_LEN + 8..ETH_LEN + 24],
-        &b[ETH_LEN + 24..ETH_LEN + 40],
+        &b[ethernet::HEADER_LEN..][ipv6::field::SRC_ADDR],
+        &b[ethernet::HEADER_LEN..][ipv6::field::DST_ADDR],
         plen,
-        PROTO_ICMPV6,
+        proto::ICMPV6,
     );
     if csum_fold(csum_add(sum, &b[l4..])) != 0 {
         return Err(R::ToRouterUnsupported);
     }
-    let src_mac = mac_at(b, 6);
+    let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
-    let ip = &mut b[ETH_LEN..];
+    let ip = &mut b[ethernet::HEADER_LEN..];
     let mut s = [0u8; 16];
-    s.copy_from_slice(&ip[8..24]);
-    ip.copy_within(24..40, 8);
-    ip[24..40].copy_from_slice(&s);
-    ip[7] = 64;
+    s.copy_from_slice(&ip[ipv6::field::SRC_ADDR]);
+    ip.copy_within(ipv6::field::DST_ADDR, ipv6::field::SRC_ADDR.start);
+    ip[ipv6::field::DST_ADDR].copy_from_slice(&s);
+    ip[ipv6::field::HOP_LIMIT] = 64;
     let icmp = &mut b[l4..];
-    icmp[0] = 129;
+    icmp[icmp6::field::TYPE] = icmp6::types::ECHO_REPLY;
     // The pseudo-header is the same with the addresses swapped.
-    let c = csum_update16(be16(icmp, 2), 128 << 8, 129 << 8);
-    put16(icmp, 2, c);
+    let c = csum_update16(
+        be16(icmp, icmp6::field::CHECKSUM.start),
+        u16::from(icmp6::types::ECHO_REQUEST) << 8,
+        u16::from(icmp6::types::ECHO_REPLY) << 8,
+    );
+    put16(icmp, icmp6::field::CHECKSUM.start, c);
     tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
     Ok(in_port)
 }
@@ -566,10 +635,10 @@ pub(super) fn routed_on<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Verdict {
-    if f.data()[ETH_LEN + 8] <= 1 {
+    if f.data()[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
         return Err(R::TtlExpired);
     }
-    dec_ttl4(&mut f.data_mut()[ETH_LEN..]);
+    ipv4::dec_ttl(&mut f.data_mut()[ethernet::HEADER_LEN..]);
     deliver_routed(snap, net, eg, f, t)
 }
 
@@ -578,23 +647,8 @@ pub(super) fn routed_on<T: Trace>(
 /// header length.
 #[inline(always)]
 pub(crate) fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
-    let b = f.data();
-    if b.len() < ETH_LEN + IPV4_LEN {
-        return Err(R::MalformedIpv4);
-    }
-    let ip = &b[ETH_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let total = be16(ip, 2) as usize;
-    if ip[0] >> 4 != 4 || ihl < IPV4_LEN || total < ihl || total > ip.len() {
-        return Err(R::MalformedIpv4);
-    }
-    let sum_ok = match ip.first_chunk::<IPV4_LEN>() {
-        Some(h) if ihl == IPV4_LEN => ipv4_header_sum_ok(h),
-        _ => checksum(&ip[..ihl]) == 0,
-    };
-    if !sum_ok {
-        return Err(R::BadIpv4Checksum);
-    }
-    f.trim(ETH_LEN + total);
+    let p = ipv4::validate(f.data().get(ethernet::HEADER_LEN..).unwrap_or_default())?;
+    let (ihl, total) = (p.header_len(), p.as_bytes().len());
+    f.trim(ethernet::HEADER_LEN + total);
     Ok(ihl)
 }

@@ -7,13 +7,14 @@ use std::net::IpAddr;
 
 use super::encap::encap;
 use super::route::route;
-use super::{host_name, mac_at, Env, NoTrace, Trace, Verdict, FLOOD};
+use super::{host_name, Env, NoTrace, Trace, Verdict, FLOOD};
 use crate::fastpath::cached::{host_out, switched};
 use crate::fastpath::flow::Out;
 use crate::mac::MacAddr;
-use crate::pkt::*;
+use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Dest, NetTables, Snapshot};
+use crate::wire::{ethernet, mac_at};
 
 /// A broadcast or multicast frame of network `net` (index), to copy to the
 /// network's other local ports and, when `tunnels`, to every other host with
@@ -134,19 +135,19 @@ pub(super) fn switch<T: Trace>(
     t: &mut T,
 ) -> Verdict {
     let b = f.data();
-    let dst = MacAddr(mac_at(b, 0));
+    let dst = MacAddr(mac_at(b, ethernet::field::DST.start));
     match net.fdb.get(dst.key()) {
         Some(Dest::Local(p)) if p == in_port => Err(R::SameIngressPort),
         Some(Dest::Local(p)) => {
             tr!(t, "switch", "{dst} is local port {p}");
-            if !T::ON && et == ETHERTYPE_IPV4 {
+            if !T::ON && et == ethernet::ETHERTYPE_IPV4 {
                 env.flows.offer(switched(net, Out::Port(p)));
             }
             Ok(p)
         }
         Some(Dest::Remote(h)) => {
             tr!(t, "switch", "{dst} is on host {}", host_name(snap, h));
-            if !T::ON && et == ETHERTYPE_IPV4 {
+            if !T::ON && et == ethernet::ETHERTYPE_IPV4 {
                 env.flows.offer(switched(net, host_out(h, net)));
             }
             encap(snap, net, h, f, t)

@@ -606,7 +606,7 @@ pub fn same_checksum(a: u16, b: u16) -> bool {
 pub fn check_headers(data: &[u8]) {
     use crate::wire::vxlan::flow_hash;
     assert_eq!(flow_hash(data), flow_hash(data));
-    let _ = crate::pipeline::arp_reply_sender(data);
+    let _ = crate::wire::arp::reply_sender(data);
     let [a, b, c, d, body @ ..] = data else {
         return;
     };
