@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::route::{deliver_routed, egress_to, next_hop};
-use super::{Env, Trace, Verdict, FROM_OVERLAY, ICMP_ERROR_MAX};
+use super::{Disposition as D, Env, Trace, FROM_OVERLAY, ICMP_ERROR_MAX};
 use crate::mac::MacAddr;
 use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
@@ -42,18 +42,25 @@ pub(super) fn icmp4_error<T: Trace>(
     mtu: u32,
     why: DropReason,
     t: &mut T,
-) -> Verdict {
+) -> D {
     // A frame another host sent here for SNAT gets no answer (no ICMP goes
     // back over the overlay) but for a path MTU ([`too_big4`]): that host
     // already answered for its TTL and route before sending it.
     if in_port == FROM_OVERLAY {
-        return Err(why);
+        return D::Drop(why);
     }
     let IpAddr::V4(from) = ingress.ip else {
-        return Err(why);
+        return D::Drop(why);
     };
-    icmp4_build(env, from, ingress.mac, f, Icmp4 { ty, code, mtu }, why, t)?;
-    Ok(in_port)
+    ok_or_drop!(icmp4_build(
+        env,
+        from,
+        ingress.mac,
+        f,
+        Icmp4 { ty, code, mtu },
+        t
+    ));
+    D::Answered { port: in_port, why }
 }
 
 /// An ICMP error's type, code and (fragmentation needed) next-hop MTU.
@@ -74,15 +81,14 @@ const fn frag_needed(mtu: u16) -> Icmp4 {
 }
 
 /// The IPv4 packet in `f` turned, in place, into ICMP error `e` from `from`
-/// (`mac`) to its source, back to the MAC it came from; `env.noted` is
-/// `why`. Never about an ICMP error or a non-first fragment; rate limited.
+/// (`mac`) to its source, back to the MAC it came from. Never about an ICMP
+/// error or a non-first fragment; rate limited.
 fn icmp4_build<T: Trace>(
     env: &mut Env,
     from: Ipv4Addr,
     mac: MacAddr,
     f: &mut Frame,
     e: Icmp4,
-    why: DropReason,
     t: &mut T,
 ) -> Result<(), DropReason> {
     let b = f.data();
@@ -129,7 +135,6 @@ fn icmp4_build<T: Trace>(
         e.code,
         Ipv4Addr::from(to)
     );
-    env.noted = Some(why);
     Ok(())
 }
 
@@ -152,7 +157,7 @@ pub(super) fn too_big4<T: Trace>(
     f: &mut Frame,
     mtu: u16,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let total = be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start);
     if be16(
         f.data(),
@@ -165,7 +170,7 @@ pub(super) fn too_big4<T: Trace>(
             "mtu",
             "{total} bytes exceed the way's MTU {mtu}; fragmenting is not supported"
         );
-        return Err(R::MtuExceeded);
+        return D::Drop(R::MtuExceeded);
     }
     tr!(
         t,
@@ -186,33 +191,25 @@ pub(super) fn too_big4<T: Trace>(
         );
     }
     let IpAddr::V4(from) = ingress.ip else {
-        return Err(R::FragmentationNeeded);
+        return D::Drop(R::FragmentationNeeded);
     };
-    icmp4_build(
-        env,
-        from,
-        ingress.mac,
-        f,
-        frag_needed(mtu),
-        R::FragmentationNeeded,
-        t,
-    )?;
+    ok_or_drop!(icmp4_build(env, from, ingress.mac, f, frag_needed(mtu), t));
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv4_at(f.data(), ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
-    let back =
-        egress_to(snap, r, dst, t).and_then(|(eg, net)| deliver_routed(snap, net, &eg, f, t));
-    unnote_if_dropped(env, back)
+    let (eg, net) = ok_or_drop!(egress_to(snap, r, dst, t));
+    answered_if_sent(deliver_routed(snap, net, &eg, f, t), R::FragmentationNeeded)
 }
 
-/// `v`, the verdict on an ICMP error [`icmp4_build`] or [`icmp6_build`] made
-/// (and noted), then routed: dropped on its way, the frame counts once, under
-/// that drop's reason, not also as answered.
+/// `d`, the disposition of an ICMP error [`icmp4_build`] or [`icmp6_build`]
+/// made, then routed: sent, it is answered (counted under `why`); dropped on
+/// its way, the frame counts once, under that drop's reason, not also as
+/// answered.
 #[inline(always)]
-fn unnote_if_dropped(env: &mut Env, v: Verdict) -> Verdict {
-    if v.is_err() {
-        env.noted = None;
+fn answered_if_sent(d: D, why: DropReason) -> D {
+    match d {
+        D::Forward(port) => D::Answered { port, why },
+        d => d,
     }
-    v
 }
 
 /// The IPv4 packet in `f`, in from the external port `in_port` to `from`
@@ -228,7 +225,7 @@ pub(super) fn too_big_in<T: Trace>(
     f: &mut Frame,
     mtu: u16,
     t: &mut T,
-) -> Verdict {
+) -> D {
     if be16(
         f.data(),
         ethernet::HEADER_LEN + ipv4::field::FLAGS_OFFSET.start,
@@ -240,23 +237,18 @@ pub(super) fn too_big_in<T: Trace>(
             "mtu",
             "exceeds the MTU {mtu} of the way in; fragmenting is not supported"
         );
-        return Err(R::MtuExceeded);
+        return D::Drop(R::MtuExceeded);
     }
     tr!(
         t,
         "mtu",
         "exceeds the MTU {mtu} of the way in, with DF: fragmentation needed"
     );
-    icmp4_build(
-        env,
-        from,
-        mac,
-        f,
-        frag_needed(mtu),
-        R::FragmentationNeeded,
-        t,
-    )?;
-    Ok(in_port)
+    ok_or_drop!(icmp4_build(env, from, mac, f, frag_needed(mtu), t));
+    D::Answered {
+        port: in_port,
+        why: R::FragmentationNeeded,
+    }
 }
 
 /// The IPv6 counterpart of [`icmp4_error`] (RFC 4443).
@@ -271,28 +263,27 @@ pub(super) fn icmp6_error<T: Trace>(
     param: u32,
     why: DropReason,
     t: &mut T,
-) -> Verdict {
+) -> D {
     // As in icmp4_error: no answer over the overlay but for a path MTU.
     if in_port == FROM_OVERLAY {
-        return Err(why);
+        return D::Drop(why);
     }
     let IpAddr::V6(from) = ingress.ip else {
-        return Err(why);
+        return D::Drop(why);
     };
-    icmp6_build(env, from, ingress.mac, f, (ty, code, param), why, t)?;
-    Ok(in_port)
+    ok_or_drop!(icmp6_build(env, from, ingress.mac, f, (ty, code, param), t));
+    D::Answered { port: in_port, why }
 }
 
 /// The IPv6 packet in `f` turned, in place, into ICMPv6 error `(type, code,
 /// parameter)` from `from` (`mac`) to its source, back to the MAC it came
-/// from; `env.noted` is `why`. Never about an ICMPv6 error; rate limited.
+/// from. Never about an ICMPv6 error; rate limited.
 fn icmp6_build<T: Trace>(
     env: &mut Env,
     from: Ipv6Addr,
     mac: MacAddr,
     f: &mut Frame,
     (ty, code, param): (u8, u8, u32),
-    why: DropReason,
     t: &mut T,
 ) -> Result<(), DropReason> {
     let b = f.data();
@@ -343,7 +334,6 @@ fn icmp6_build<T: Trace>(
         "ICMPv6 type {ty} code {code} from {from} to {}",
         Ipv6Addr::from(to)
     );
-    env.noted = Some(why);
     Ok(())
 }
 
@@ -361,7 +351,7 @@ pub(super) fn too_big6<T: Trace>(
     f: &mut Frame,
     mtu: u16,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let why = R::FragmentationNeeded;
     if in_port != FROM_OVERLAY {
         return icmp6_error(
@@ -377,22 +367,21 @@ pub(super) fn too_big6<T: Trace>(
         );
     }
     let IpAddr::V6(from) = ingress.ip else {
-        return Err(why);
+        return D::Drop(why);
     };
-    icmp6_build(
+    ok_or_drop!(icmp6_build(
         env,
         from,
         ingress.mac,
         f,
         (icmp6::types::PACKET_TOO_BIG, 0, mtu as u32),
-        why,
-        t,
-    )?;
+        t
+    ));
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv6_at(f.data(), ethernet::HEADER_LEN + ipv6::field::DST_ADDR.start);
-    let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
-        let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
-        deliver_routed(snap, net, &eg, f, t)
-    });
-    unnote_if_dropped(env, back)
+    let eg = ok_or_drop!(next_hop(r, IpAddr::V6(dst), t));
+    let Some(net) = snap.net(eg.iface.net) else {
+        return D::Drop(R::TableGone);
+    };
+    answered_if_sent(deliver_routed(snap, net, &eg, f, t), why)
 }
