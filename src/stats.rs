@@ -116,6 +116,8 @@ reasons! {
     IcmpErrorNotSent => "icmp_error_not_sent",
     /// The router or network was removed while the frame was on its way.
     TableGone => "table_gone",
+    /// A table entry refers to a router, network or interface the same snapshot lacks; the compiler never builds one: counted instead of crashing.
+    Dangling => "dangling_reference",
     /// To another host, but this node has no DVR MAC configured.
     NoDvrMac => "no_dvr_mac",
     /// To another host, but this node has no VTEP or no underlay port.

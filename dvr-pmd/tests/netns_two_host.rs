@@ -458,6 +458,7 @@ fn two_hosts(ov: Overlay) {
             "neighbor_unknown",
             "mtu_exceeded",
             "table_gone",
+            "dangling_reference",
             "tx_queue_full",
             "tx_link_down",
             "arp_unknown_target",
