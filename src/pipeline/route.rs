@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::encap::encap;
-use super::icmp::{icmp4_error, icmp6_error, too_big4, too_big6};
+use super::icmp::{icmp_error, too_big4, too_big6, IcmpIp, V4, V6};
 use super::nat::north_south4;
 use super::responder::nd_respond;
 use super::switch::flood_vip;
@@ -275,30 +275,19 @@ fn route4<T: Trace>(
     // resolved together when the tables were compiled.
     let Some((plen, adj)) = r.fwd4.lookup(u32::from(dst)) else {
         tr!(t, "route", "no route to {dst}: net unreachable");
-        return icmp4_error(
-            env,
-            ingress,
-            in_port,
-            f,
-            icmp4::types::DEST_UNREACHABLE,
-            icmp4::unreachable::NET,
-            0,
-            R::NoRoute,
-            t,
-        );
+        return icmp_error::<V4, T>(env, ingress, in_port, f, V4::NO_ROUTE, 0, R::NoRoute, t);
     };
     let ttl = ip[ipv4::field::TTL];
     let eg = match adj {
         Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
         _ if ttl <= 1 => {
             tr!(t, "route", "TTL {ttl}: time exceeded");
-            return icmp4_error(
+            return icmp_error::<V4, T>(
                 env,
                 ingress,
                 in_port,
                 f,
-                icmp4::types::TIME_EXCEEDED,
-                icmp4::time_exceeded::TTL,
+                V4::TIME_EXCEEDED,
                 0,
                 R::TtlExpired,
                 t,
@@ -404,13 +393,12 @@ fn route6<T: Trace>(
     let hop = ip[ipv6::field::HOP_LIMIT];
     if hop <= 1 {
         tr!(t, "route", "hop limit {hop}: time exceeded");
-        return icmp6_error(
+        return icmp_error::<V6, T>(
             env,
             ingress,
             in_port,
             f,
-            icmp6::types::TIME_EXCEEDED,
-            icmp6::time_exceeded::HOP_LIMIT,
+            V6::TIME_EXCEEDED,
             0,
             R::TtlExpired,
             t,
@@ -420,17 +408,7 @@ fn route6<T: Trace>(
         Ok(e) => e,
         Err(R::NoRoute) => {
             tr!(t, "route", "no route to {dst}: unreachable");
-            return icmp6_error(
-                env,
-                ingress,
-                in_port,
-                f,
-                icmp6::types::DEST_UNREACHABLE,
-                icmp6::unreachable::NO_ROUTE,
-                0,
-                R::NoRoute,
-                t,
-            );
+            return icmp_error::<V6, T>(env, ingress, in_port, f, V6::NO_ROUTE, 0, R::NoRoute, t);
         }
         Err(R::NeighborUnknown) => match vip_egress(snap, env, r, IpAddr::V6(dst), f, t) {
             Ok(eg) => eg,
