@@ -573,7 +573,7 @@ fn decap_rewrites_to_the_interface_of_the_destination_subnet() {
                 assert!(taken, "to {dst}: the decap way");
             }
             None => {
-                assert_eq!(got.0, D::Drop(R::TableGone), "to {dst}");
+                assert_eq!(got.0, D::Drop(R::DvrMacNoInterface), "to {dst}");
                 assert!(!taken, "to {dst}: the whole pipeline");
             }
         }

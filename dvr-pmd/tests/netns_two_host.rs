@@ -455,6 +455,7 @@ fn two_hosts(ov: Overlay) {
             "port_security_ra",
             "port_security_dhcp",
             "overlay_gateway_mac",
+            "dvr_mac_no_interface",
             "neighbor_unknown",
             "mtu_exceeded",
             "table_gone",

@@ -212,7 +212,7 @@ fn deliver_decapped<T: Trace>(
     t: &mut T,
 ) -> D {
     let Some(n) = snap.net(net) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     let b = f.data();
     if b.len() < ethernet::HEADER_LEN {
@@ -274,7 +274,7 @@ fn deliver_decapped<T: Trace>(
                 "rewrite",
                 "source {src} is a DVR MAC but no router interface here covers the destination"
             );
-            return D::Drop(R::TableGone);
+            return D::Drop(R::DvrMacNoInterface);
         }
     }
     tr!(t, "switch", "{dst} is local port {p}");

@@ -415,7 +415,7 @@ pub(super) fn too_big6<T: Trace>(
     let dst = ipv6_at(f.data(), ethernet::HEADER_LEN + ipv6::field::DST_ADDR.start);
     let eg = ok_or_drop!(next_hop(r, IpAddr::V6(dst), t));
     let Some(net) = snap.net(eg.iface.net) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     answered_if_sent(deliver_routed(snap, net, &eg, f, t), why)
 }

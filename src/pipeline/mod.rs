@@ -464,7 +464,7 @@ fn stages<T: Trace>(
             );
             from_vm(snap, env, vm, net, f, t)
         }
-        Ingress::VmNoNet => D::Drop(R::TableGone),
+        Ingress::VmNoNet => D::Drop(R::Dangling),
         Ingress::Underlay => {
             tr!(t, "classify", "underlay port");
             from_underlay(snap, env, in_port, f, t)

@@ -182,7 +182,7 @@ fn to_snat_node<T: Trace>(
         return D::Drop(R::SnatHostUnknown);
     };
     let Some(net) = snap.net(ingress.net) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
@@ -240,7 +240,7 @@ pub(super) fn routed_from_overlay<T: Trace>(
     t: &mut T,
 ) -> D {
     let Some(r) = snap.routers.get(router as usize) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     let snat_here = r.snat.as_ref().is_some_and(|s| s.here);
     if from_router && !snat_here {
@@ -288,7 +288,7 @@ pub(super) fn from_external<T: Trace>(
                     central,
                 }) => {
                     let Some(r) = snap.routers.get(router as usize) else {
-                        return D::Drop(R::TableGone);
+                        return D::Drop(R::Dangling);
                     };
                     if fip_mac(node, r, central) != Some(to) {
                         return D::Drop(R::ExternalWrongMac);

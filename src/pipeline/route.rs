@@ -48,10 +48,10 @@ pub(super) fn route<T: Trace>(
     t: &mut T,
 ) -> D {
     let Some(r) = snap.routers.get(router as usize) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     let Some(ingress) = r.interfaces.get(iface as usize) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     match be16(f.data(), ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
@@ -145,7 +145,7 @@ fn vip_egress<'a, T: Trace>(
     let Some((iface, via)) = connected_via(r, dst) else {
         return Err(D::Drop(R::NeighborUnknown));
     };
-    let net = snap.net(iface.net).ok_or(D::Drop(R::TableGone))?;
+    let net = snap.net(iface.net).ok_or(D::Drop(R::Dangling))?;
     if net.vips_of(via).next().is_none() {
         return Err(D::Drop(R::NeighborUnknown));
     }
@@ -325,7 +325,7 @@ fn route4<T: Trace>(
         }
     };
     let Some(net) = snap.net(eg.iface.net) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     if total > net.mtu as usize {
         tr!(t, "route", "egress network {}", net.name);
@@ -374,7 +374,7 @@ fn route6<T: Trace>(
         // for the router's own addresses.
         if ip[ipv6::HEADER_LEN] == icmp6::types::NEIGHBOR_SOLICIT {
             let Some(net) = snap.net(ingress.net) else {
-                return D::Drop(R::TableGone);
+                return D::Drop(R::Dangling);
             };
             return match nd_respond(net, f, t) {
                 Ok(()) => D::Forward(in_port),
@@ -417,7 +417,7 @@ fn route6<T: Trace>(
         Err(e) => return D::Drop(e),
     };
     let Some(net) = snap.net(eg.iface.net) else {
-        return D::Drop(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     if ipv6::HEADER_LEN + plen > net.mtu as usize {
         tr!(
@@ -586,10 +586,10 @@ pub(super) fn egress_to<'a, T: Trace>(
         return Err(R::NeighborUnknown);
     };
     let Some(iface) = r.interfaces.get(iface as usize) else {
-        return Err(R::TableGone);
+        return Err(R::Dangling);
     };
     let Some(net) = snap.net(iface.net) else {
-        return Err(R::TableGone);
+        return Err(R::Dangling);
     };
     tr!(
         t,

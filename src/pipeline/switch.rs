@@ -75,7 +75,7 @@ pub fn flood_targets(
 
 /// Encapsulates a copy of a flooded frame of network `net` toward host `h`.
 pub fn encap_copy(snap: &Snapshot, net: u32, h: u16, f: &mut Frame) -> Verdict {
-    let n = snap.net(net).ok_or(R::TableGone)?;
+    let n = snap.net(net).ok_or(R::Dangling)?;
     overlay(snap, Segment::of(n), &n.name, h, f, &mut NoTrace)
 }
 
