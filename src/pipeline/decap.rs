@@ -40,8 +40,8 @@ pub(super) fn from_underlay<T: Trace>(
 ) -> D {
     let node = &*snap.node;
     let b = f.data();
-    match be16(b, ethernet::field::ETHERTYPE.start) {
-        ethernet::ETHERTYPE_ARP => underlay_arp(snap, env, in_port, f, t),
+    let net = match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_ARP => return underlay_arp(snap, env, in_port, f, t),
         ethernet::ETHERTYPE_VLAN => {
             if b.len() < ethernet::HEADER_LEN + vlan::HEADER_LEN {
                 return D::Drop(R::RuntFrame);
@@ -54,7 +54,7 @@ pub(super) fn from_underlay<T: Trace>(
             };
             untag(f); // its length checked above
             tr!(t, "decap", "VLAN {vid}");
-            deliver_decapped(snap, env, net, f, t)
+            net
         }
         ethernet::ETHERTYPE_IPV4 => {
             if b.len() < ethernet::HEADER_LEN + ipv4::HEADER_LEN {
@@ -116,13 +116,16 @@ pub(super) fn from_underlay<T: Trace>(
             };
             f.trim(ethernet::HEADER_LEN + total);
             f.adj(ethernet::HEADER_LEN + ihl + strip);
-            deliver_decapped(snap, env, net, f, t)
+            net
         }
         et => {
             tr!(t, "decap", "ethertype {et:#06x} on the underlay");
-            D::Drop(R::UnderlayEthertype)
+            return D::Drop(R::UnderlayEthertype);
         }
-    }
+    };
+    // One way on for every tunnel kind, inlined: the disposition is put
+    // together once, here.
+    deliver_decapped(snap, env, net, f, t)
 }
 
 /// ARP on the underlay: requests for this VTEP are answered; replies go to
@@ -204,6 +207,7 @@ pub(crate) fn gateway_source(node: &NodeTables, n: &NetTables, src: MacAddr) -> 
 /// A decapsulated frame on network `net`: delivered to a local port only, with
 /// a DVR MAC source (a frame routed on its source host) rewritten to the
 /// destination subnet's router interface MAC.
+#[inline(always)]
 fn deliver_decapped<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
