@@ -35,6 +35,10 @@
 //! route). The fast paths that decide the common cases on a frame's bytes
 //! alone are in [`crate::fastpath`].
 //!
+//! Each stage returns the frame's [`Disposition`] itself (forwarded, flooded,
+//! answered with an ICMP error, punted, dropped): nothing about the outcome
+//! is left aside in [`Env`] but a VIP flood's address ([`Env::flood_vip`]).
+//!
 //! Frames are changed in place ([`Frame`]); an answer (ARP reply, echo reply,
 //! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
 //! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
@@ -65,8 +69,8 @@ use crate::wire::{be16, ethernet};
 use Disposition as D;
 
 /// Where a frame goes: a dataplane port index, or why not: what the
-/// helpers the fast paths share with the stages return ([`encap::overlay`]);
-/// the stages themselves return a [`Disposition`].
+/// helpers the fast paths share with the stages return (`encap::overlay`,
+/// [`encap_copy`]); the stages themselves return a [`Disposition`].
 pub type Verdict = Result<u16, DropReason>;
 
 /// What becomes of a frame: the one outcome of each stage, of the pipeline
