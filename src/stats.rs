@@ -114,8 +114,10 @@ reasons! {
     IcmpRateLimited => "icmp_rate_limited",
     /// No ICMP error is ever sent about an ICMP error or a non-first fragment.
     IcmpErrorNotSent => "icmp_error_not_sent",
-    /// The router or network was removed while the frame was on its way.
+    /// The router or network was removed while the frame or its SNAT session was on its way (state kept across a change of the tables).
     TableGone => "table_gone",
+    /// A table entry refers to a router, network or interface the same snapshot lacks; the compiler never builds one: counted instead of crashing.
+    Dangling => "dangling_reference",
     /// To another host, but this node has no DVR MAC configured.
     NoDvrMac => "no_dvr_mac",
     /// To another host, but this node has no VTEP or no underlay port.
@@ -148,6 +150,8 @@ reasons! {
     NotLocalAfterDecap => "not_local_after_decap",
     /// Decapsulated frame whose source MAC is a router interface MAC or the DVR MAC of this node (the gateway MAC never appears as a source on the fabric).
     OverlayGatewayMac => "overlay_gateway_mac",
+    /// Decapsulated frame from another host's DVR MAC (routed there) to a local port, but no router interface here covers its destination: its source cannot become a router interface MAC.
+    DvrMacNoInterface => "dvr_mac_no_interface",
     /// Received on the external port: not ARP or IPv4 (the external network carries IPv4 north-south).
     ExternalEthertype => "external_ethertype",
     /// Received on the external port for an address this node does not serve (a floating IP bound elsewhere, another node's SNAT, no such address).

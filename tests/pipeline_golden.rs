@@ -573,7 +573,7 @@ fn decap_rewrites_to_the_interface_of_the_destination_subnet() {
                 assert!(taken, "to {dst}: the decap way");
             }
             None => {
-                assert_eq!(got.0, D::Drop(R::TableGone), "to {dst}");
+                assert_eq!(got.0, D::Drop(R::DvrMacNoInterface), "to {dst}");
                 assert!(!taken, "to {dst}: the whole pipeline");
             }
         }
@@ -1053,7 +1053,7 @@ fn broadcasts_flood_to_local_ports_and_by_head_end_replication() {
     let (v, out) = b.run_env(&mut env, VM_A, &f);
     assert!(floods(v));
     assert_eq!(out, f, "the original is untouched");
-    let fl = env.flood.expect("flood set");
+    let fl = env.flood_of(v).expect("flood set");
     let targets: Vec<_> = pipeline::flood_targets(&b.snap, fl, VM_A).collect();
     assert_eq!(
         targets,
@@ -1071,7 +1071,7 @@ fn broadcasts_flood_to_local_ports_and_by_head_end_replication() {
     let mut env = env_at(0);
     let (v, _) = b.run_env(&mut env, UP, &vxlan_from_cn2(&f, 101));
     assert!(floods(v));
-    let fl = env.flood.unwrap();
+    let fl = env.flood_of(v).unwrap();
     assert!(!fl.tunnels);
     let targets: Vec<_> = pipeline::flood_targets(&b.snap, fl, UP).collect();
     assert_eq!(
@@ -1813,9 +1813,9 @@ fn vip_model(a2: bool) -> Model {
     m
 }
 
-/// The targets of the flood `run` asked for.
-fn flooded_to(b: &Bed, env: &Env, in_port: u16) -> Vec<pipeline::Target> {
-    let fl = env.flood.expect("a flood");
+/// The targets of the flood `run` asked for (`v`).
+fn flooded_to(b: &Bed, env: &Env, v: D, in_port: u16) -> Vec<pipeline::Target> {
+    let fl = env.flood_of(v).expect("a flood");
     pipeline::flood_targets(&b.snap, fl, in_port).collect()
 }
 
@@ -1865,32 +1865,32 @@ fn arp_and_ns_for_a_vip_go_to_the_ports_whose_pairs_cover_it() {
     let (v, out) = b.run_env(&mut env, VM_B, &req);
     assert!(floods(v));
     assert_eq!(out, req, "the request goes as it came");
-    assert_eq!(env.flood.unwrap().only, Some(VIP.parse().unwrap()));
-    assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A), Host(0)]);
+    assert_eq!(env.flood_of(v).unwrap().only, Some(VIP.parse().unwrap()));
+    assert_eq!(flooded_to(&b, &env, v, VM_B), vec![Port(VM_A), Host(0)]);
     // A CIDR pair (a's 10.1.0.128/28, 10.1.99.0/24): to a only.
     for ip in ["10.1.0.130", "10.1.99.7"] {
         let mut env = env_at(0);
         let (v, _) = b.run_env(&mut env, VM_B, &arp_request(A2_MAC, "10.1.0.11", ip));
         assert!(floods(v));
-        assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A)]);
+        assert_eq!(flooded_to(&b, &env, v, VM_B), vec![Port(VM_A)]);
     }
     // From a holder: to the other one only.
     let mut env = env_at(0);
     let (v, _) = b.run_env(&mut env, VM_A, &arp_request(A_MAC, "10.1.0.10", VIP));
     assert!(floods(v));
-    assert_eq!(flooded_to(&b, &env, VM_A), vec![Host(0)]);
+    assert_eq!(flooded_to(&b, &env, v, VM_A), vec![Host(0)]);
     // From another host (c on cn2 asks): to the ports here whose pairs
     // cover it, not to a2.
     let mut env = env_at(0);
     let asked = arp_request(C_MAC, "10.1.0.20", "10.1.0.130");
     let (v, _) = b.run_env(&mut env, UP, &vxlan_from_cn2(&asked, 101));
     assert!(floods(v));
-    assert_eq!(flooded_to(&b, &env, UP), vec![Port(VM_A)]);
+    assert_eq!(flooded_to(&b, &env, v, UP), vec![Port(VM_A)]);
     // The same for a neighbour solicitation.
     let mut env = env_at(0);
     let (v, _) = b.run_env(&mut env, VM_B, &ns(A2_MAC, "fe80::f816:3eff:fe00:a2", VIP6));
     assert!(floods(v));
-    assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A), Host(0)]);
+    assert_eq!(flooded_to(&b, &env, v, VM_B), vec![Port(VM_A), Host(0)]);
     // An address no pair covers is still unknown.
     b.drops(
         VM_B,
@@ -1934,7 +1934,7 @@ fn routed_traffic_to_a_vip_goes_to_its_holder_and_follows_it() {
     ask[6..12].copy_from_slice(&DVR1);
     assert_eq!(out, ask, "who-has the VIP, from the DVR MAC");
     assert_eq!(
-        flooded_to(&b, &env, VM_B),
+        flooded_to(&b, &env, v, VM_B),
         vec![pipeline::Target::Port(VM_A), pipeline::Target::Host(0)]
     );
     let mut env = env_at(0);
@@ -1951,7 +1951,7 @@ fn routed_traffic_to_a_vip_goes_to_its_holder_and_follows_it() {
     ask6[6..12].copy_from_slice(&DVR1);
     assert_eq!(out, ask6, "a solicitation for the VIP, from the DVR MAC");
     assert_eq!(
-        flooded_to(&b, &env, VM_B),
+        flooded_to(&b, &env, v, VM_B),
         vec![pipeline::Target::Port(VM_A), pipeline::Target::Host(0)]
     );
     let mut env = env_at(0);
@@ -1984,7 +1984,7 @@ fn routed_traffic_to_a_vip_goes_to_its_holder_and_follows_it() {
     let (v, out) = b.run_env(&mut env, VM_A, &garp);
     assert!(floods(v));
     assert_eq!(out, garp);
-    assert_eq!(env.flood.unwrap().only, None);
+    assert_eq!(env.flood_of(v).unwrap().only, None);
     let n = env.vip.expect("the holder is noted");
     assert_eq!((n.ip, n.mac), (VIP.parse().unwrap(), MacAddr(A_MAC)));
     // Nobody else may claim it with a MAC no pair gives it.
@@ -2060,8 +2060,8 @@ fn link_local_addresses_work_between_the_ports_of_a_network() {
         &ns(A2_MAC, ll_a2, "fe80::1234:5678:9abc:def0"),
     );
     assert!(floods(v));
-    assert_eq!(env.flood.unwrap().only, None);
-    assert_eq!(flooded_to(&b, &env, VM_B), vec![Port(VM_A), Host(0)]);
+    assert_eq!(env.flood_of(v).unwrap().only, None);
+    assert_eq!(flooded_to(&b, &env, v, VM_B), vec![Port(VM_A), Host(0)]);
     // A port's probe (DAD) for its own address is not answered (it would
     // give the address up); another port's probe for it is.
     for own in [ll_a, "2001:db8:1::10"] {

@@ -243,7 +243,7 @@ impl NodeView for View {
         let last = match v {
             D::Flood { .. } => {
                 let targets: Vec<String> = env
-                    .flood
+                    .flood_of(v)
                     .into_iter()
                     .flat_map(|fl| dvr::pipeline::flood_targets(&snap, fl, in_port))
                     .map(|t| match t {

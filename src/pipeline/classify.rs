@@ -9,7 +9,8 @@ use crate::tables::{NetTables, Slot, Snapshot, VmPort};
 pub enum Ingress<'a> {
     /// A VM port bound to a model port, and its network's tables.
     Vm(&'a VmPort, &'a NetTables),
-    /// A bound VM port whose network's tables are gone (a change in flight).
+    /// A bound VM port whose network the same snapshot lacks (the compiler
+    /// never builds one: counted as `dangling_reference`).
     VmNoNet,
     Underlay,
     External,

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use super::nat::routed_from_overlay;
 use super::responder::{arp_reply_consumed, vip_asked, vip_learn_overlay};
 use super::switch::{flood, flood_vip};
-use super::{host_name, Env, Trace, Verdict};
+use super::{host_name, Disposition as D, Env, Trace};
 use crate::mac::MacAddr;
 use crate::pkt::Frame;
 use crate::stats::DropReason as R;
@@ -37,46 +37,46 @@ pub(super) fn from_underlay<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let node = &*snap.node;
     let b = f.data();
-    match be16(b, ethernet::field::ETHERTYPE.start) {
-        ethernet::ETHERTYPE_ARP => underlay_arp(snap, env, in_port, f, t),
+    let net = match be16(b, ethernet::field::ETHERTYPE.start) {
+        ethernet::ETHERTYPE_ARP => return underlay_arp(snap, env, in_port, f, t),
         ethernet::ETHERTYPE_VLAN => {
             if b.len() < ethernet::HEADER_LEN + vlan::HEADER_LEN {
-                return Err(R::RuntFrame);
+                return D::Drop(R::RuntFrame);
             }
             let vid =
                 u32::from(be16(b, ethernet::HEADER_LEN + vlan::field::TCI.start) & vlan::VID_MASK);
             let Some(&net) = node.by_vlan.get(&vid) else {
                 tr!(t, "decap", "VLAN {vid}: no such network");
-                return Err(R::UnknownVlan);
+                return D::Drop(R::UnknownVlan);
             };
             untag(f); // its length checked above
             tr!(t, "decap", "VLAN {vid}");
-            deliver_decapped(snap, env, net, f, t)
+            net
         }
         ethernet::ETHERTYPE_IPV4 => {
             if b.len() < ethernet::HEADER_LEN + ipv4::HEADER_LEN {
-                return Err(R::MalformedIpv4);
+                return D::Drop(R::MalformedIpv4);
             }
             let Ok(outer) = ipv4::validate_lengths(&b[ethernet::HEADER_LEN..]) else {
-                return Err(R::MalformedIpv4);
+                return D::Drop(R::MalformedIpv4);
             };
             let ip = outer.as_bytes();
             let (ihl, total) = (outer.header_len(), ip.len());
             let dst = outer.dst_addr();
             if Some(dst) != node.vtep {
                 tr!(t, "decap", "to {dst}, not this VTEP");
-                return Err(R::NotForThisVtep);
+                return D::Drop(R::NotForThisVtep);
             }
             if !outer.checksum_ok() {
-                return Err(R::BadIpv4Checksum);
+                return D::Drop(R::BadIpv4Checksum);
             }
             let src = outer.src_addr();
             if !node.by_vtep.contains_key(&src) {
                 tr!(t, "decap", "from {src}: not a known host's VTEP");
-                return Err(R::UnknownVtepSource);
+                return D::Drop(R::UnknownVtepSource);
             }
             let l4 = &ip[ihl..total];
             let (net, strip) = match outer.protocol() {
@@ -87,12 +87,12 @@ pub(super) fn from_underlay<T: Trace>(
                     if l4.len() < udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN
                         || l4[udp::HEADER_LEN + vxlan::field::FLAGS] & vxlan::FLAG_VNI == 0
                     {
-                        return Err(R::BadVxlan);
+                        return D::Drop(R::BadVxlan);
                     }
                     let vni = be32(l4, udp::HEADER_LEN + vxlan::field::VNI_WORD.start) >> 8;
                     let Some(&net) = node.by_vni.get(&vni) else {
                         tr!(t, "decap", "VXLAN VNI {vni}: no such network");
-                        return Err(R::UnknownVni);
+                        return D::Drop(R::UnknownVni);
                     };
                     tr!(t, "decap", "VXLAN VNI {vni} from {src}");
                     (net, udp::HEADER_LEN + vxlan::HEADER_LEN)
@@ -102,27 +102,30 @@ pub(super) fn from_underlay<T: Trace>(
                         || be16(l4, gre::field::FLAGS_VERSION.start) != gre::FLAGS_KEY
                         || be16(l4, gre::field::PROTOCOL.start) != ethernet::ETHERTYPE_TEB
                     {
-                        return Err(R::BadGre);
+                        return D::Drop(R::BadGre);
                     }
                     let key = be32(l4, gre::field::KEY.start);
                     let Some(&net) = node.by_gre_key.get(&key) else {
                         tr!(t, "decap", "GRE key {key}: no such network");
-                        return Err(R::UnknownGreKey);
+                        return D::Drop(R::UnknownGreKey);
                     };
                     tr!(t, "decap", "GRE key {key} from {src}");
                     (net, gre::HEADER_LEN)
                 }
-                _ => return Err(R::NotATunnel),
+                _ => return D::Drop(R::NotATunnel),
             };
             f.trim(ethernet::HEADER_LEN + total);
             f.adj(ethernet::HEADER_LEN + ihl + strip);
-            deliver_decapped(snap, env, net, f, t)
+            net
         }
         et => {
             tr!(t, "decap", "ethertype {et:#06x} on the underlay");
-            Err(R::UnderlayEthertype)
+            return D::Drop(R::UnderlayEthertype);
         }
-    }
+    };
+    // One way on for every tunnel kind, inlined: the disposition is put
+    // together once, here.
+    deliver_decapped(snap, env, net, f, t)
 }
 
 /// ARP on the underlay: requests for this VTEP are answered; replies go to
@@ -133,25 +136,27 @@ fn underlay_arp<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let node = &*snap.node;
-    let a = arp::of_frame(f.data()).ok_or(R::MalformedArp)?;
+    let Some(a) = arp::of_frame(f.data()) else {
+        return D::Drop(R::MalformedArp);
+    };
     match a.operation() {
         arp::OP_REQUEST => {
             let target = a.target_ip();
             let (Some(vtep), Some((_, mac))) = (node.vtep, node.underlay) else {
-                return Err(R::NoUnderlay);
+                return D::Drop(R::NoUnderlay);
             };
             if target != vtep {
                 tr!(t, "underlay-arp", "who-has {target}: not this VTEP");
-                return Err(R::ArpUnknownTarget);
+                return D::Drop(R::ArpUnknownTarget);
             }
             tr!(t, "underlay-arp", "who-has {target}: this VTEP, {mac}");
             arp::answer(f.data_mut(), &mac.0, vtep);
-            Ok(in_port)
+            D::Forward(in_port)
         }
         arp::OP_REPLY => arp_reply_consumed(env, &a, "underlay-arp", t),
-        _ => Err(R::MalformedArp),
+        _ => D::Drop(R::MalformedArp),
     }
 }
 
@@ -202,22 +207,23 @@ pub(crate) fn gateway_source(node: &NodeTables, n: &NetTables, src: MacAddr) -> 
 /// A decapsulated frame on network `net`: delivered to a local port only, with
 /// a DVR MAC source (a frame routed on its source host) rewritten to the
 /// destination subnet's router interface MAC.
+#[inline(always)]
 fn deliver_decapped<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     net: u32,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let Some(n) = snap.net(net) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     let b = f.data();
     if b.len() < ethernet::HEADER_LEN {
-        return Err(R::RuntFrame);
+        return D::Drop(R::RuntFrame);
     }
     if b[ethernet::field::SRC.start] & 1 != 0 {
-        return Err(R::MulticastSrcMac);
+        return D::Drop(R::MulticastSrcMac);
     }
     let src = MacAddr(mac_at(b, ethernet::field::SRC.start));
     if gateway_source(&snap.node, n, src) {
@@ -226,14 +232,14 @@ fn deliver_decapped<T: Trace>(
             "decap",
             "source {src} is a router interface or DVR MAC of this node"
         );
-        return Err(R::OverlayGatewayMac);
+        return D::Drop(R::OverlayGatewayMac);
     }
     if b[ethernet::field::DST.start] & 1 != 0 {
         vip_learn_overlay(env, net, n, b, t);
         if let Some(ip) = vip_asked(n, b) {
-            return flood_vip(env, net, false, ip, t);
+            return flood_vip(env, net, false, ip, None, t);
         }
-        return flood(env, net, false, t);
+        return flood(net, false, t);
     }
     let dst = MacAddr(mac_at(b, ethernet::field::DST.start));
     let p = match n.fdb.get(dst.key()) {
@@ -249,7 +255,7 @@ fn deliver_decapped<T: Trace>(
                 "{dst} is not a local port of network {}",
                 n.name
             );
-            return Err(R::NotLocalAfterDecap);
+            return D::Drop(R::NotLocalAfterDecap);
         }
     };
     if let Some(h) = snap.node.dvr_macs.get(src.key()) {
@@ -272,9 +278,9 @@ fn deliver_decapped<T: Trace>(
                 "rewrite",
                 "source {src} is a DVR MAC but no router interface here covers the destination"
             );
-            return Err(R::TableGone);
+            return D::Drop(R::DvrMacNoInterface);
         }
     }
     tr!(t, "switch", "{dst} is local port {p}");
-    Ok(p)
+    D::Forward(p)
 }

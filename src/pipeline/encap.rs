@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::{Trace, Verdict};
+use super::{Disposition, Trace, Verdict};
 use crate::model::NetworkType;
 use crate::pkt::{Frame, InPlace};
 use crate::stats::{DropReason, DropReason as R};
@@ -23,6 +23,18 @@ pub(crate) struct Segment {
     pub(crate) mtu: u16,
 }
 
+impl Segment {
+    /// The overlay of network `net`.
+    #[inline(always)]
+    pub(crate) fn of(net: &NetTables) -> Segment {
+        Segment {
+            kind: net.kind,
+            segment: net.segment,
+            mtu: net.mtu,
+        }
+    }
+}
+
 /// Sends the frame in `f` to host `h` over the overlay of network `net`.
 #[inline(always)]
 pub(super) fn encap<T: Trace>(
@@ -31,13 +43,8 @@ pub(super) fn encap<T: Trace>(
     h: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
-    let seg = Segment {
-        kind: net.kind,
-        segment: net.segment,
-        mtu: net.mtu,
-    };
-    overlay(snap, seg, &net.name, h, f, t)
+) -> Disposition {
+    Disposition::plain(overlay(snap, Segment::of(net), &net.name, h, f, t))
 }
 
 /// Sends the frame in `f` to host `h` over the overlay of `net` (named `name`).

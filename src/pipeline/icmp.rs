@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::route::{deliver_routed, egress_to, next_hop};
-use super::{Env, Trace, Verdict, FROM_OVERLAY, ICMP_ERROR_MAX};
+use super::{Disposition as D, Env, Trace, FROM_OVERLAY, ICMP_ERROR_MAX};
 use crate::mac::MacAddr;
 use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
@@ -16,121 +16,241 @@ use crate::wire::{
     be16, ethernet, icmp4, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, put16, put32,
 };
 
-/// Whether an ICMP error may be sent about this IPv4 packet (RFC 1812 4.3.2.7:
-/// never about an ICMP error or a non-first fragment).
-fn may_answer4(ip: &[u8], ihl: usize) -> bool {
-    if be16(ip, ipv4::field::FLAGS_OFFSET.start) & ipv4::OFFSET_MASK != 0 {
-        return false;
+/// What an ICMP error depends on the IP version for (ICMP, RFC 792 and
+/// 1812; ICMPv6, RFC 4443): the one error builder ([`build`]) and
+/// [`icmp_error`] are written once, over [`V4`] and [`V6`].
+pub(super) trait IcmpIp {
+    /// An address of this version.
+    type Addr: Copy + std::fmt::Display;
+    /// What traces call the error ("ICMP", "ICMPv6").
+    const NAME: &'static str;
+    const ETHERTYPE: u16;
+    /// The error's IP header (no option, no extension header).
+    const HEADER_LEN: usize;
+    /// The ICMP header before the quote.
+    const ICMP_HEADER_LEN: usize;
+    /// The error (type, code) of a packet with no route.
+    const NO_ROUTE: (u8, u8);
+    /// The error (type, code) of a packet whose TTL (hop limit) runs out.
+    const TIME_EXCEEDED: (u8, u8);
+    /// The error (type, code) of a packet too big for its way out (with
+    /// the MTU in the header's last word).
+    const TOO_BIG: (u8, u8);
+    /// `a`, if it is of this version.
+    fn of(a: IpAddr) -> Option<Self::Addr>;
+    /// Whether an error may be sent about the packet `ip` (header valid).
+    fn may_answer(ip: &[u8]) -> bool;
+    /// The source of the packet `ip`, the error's destination.
+    fn source(ip: &[u8]) -> Self::Addr;
+    /// Writes the error's IP header at the start of `ip`, for `icmp_len`
+    /// bytes of ICMP from `from` to `to`.
+    fn write_header(ip: &mut [u8], icmp_len: usize, from: Self::Addr, to: Self::Addr);
+    /// The checksum of the ICMP message `icmp` (its checksum field zero)
+    /// from `from` to `to`.
+    fn checksum(from: Self::Addr, to: Self::Addr, icmp: &[u8]) -> u16;
+}
+
+/// ICMP errors about IPv4 packets.
+pub(super) struct V4;
+
+/// ICMPv6 errors about IPv6 packets.
+pub(super) struct V6;
+
+impl IcmpIp for V4 {
+    type Addr = Ipv4Addr;
+    const NAME: &'static str = "ICMP";
+    const ETHERTYPE: u16 = ethernet::ETHERTYPE_IPV4;
+    const HEADER_LEN: usize = ipv4::HEADER_LEN;
+    const ICMP_HEADER_LEN: usize = icmp4::HEADER_LEN;
+    const NO_ROUTE: (u8, u8) = (icmp4::types::DEST_UNREACHABLE, icmp4::unreachable::NET);
+    const TIME_EXCEEDED: (u8, u8) = (icmp4::types::TIME_EXCEEDED, icmp4::time_exceeded::TTL);
+    const TOO_BIG: (u8, u8) = (
+        icmp4::types::DEST_UNREACHABLE,
+        icmp4::unreachable::FRAG_NEEDED,
+    );
+
+    #[inline(always)]
+    fn of(a: IpAddr) -> Option<Ipv4Addr> {
+        match a {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
     }
-    if ip[ipv4::field::PROTOCOL] == proto::ICMP {
-        return ip.get(ihl).is_some_and(|&t| icmp4::is_query(t));
+
+    /// RFC 1812 4.3.2.7: never about an ICMP error or a non-first fragment.
+    fn may_answer(ip: &[u8]) -> bool {
+        if be16(ip, ipv4::field::FLAGS_OFFSET.start) & ipv4::OFFSET_MASK != 0 {
+            return false;
+        }
+        if ip[ipv4::field::PROTOCOL] == proto::ICMP {
+            let ihl = usize::from(ip[ipv4::field::VER_IHL] & 0x0f) * 4;
+            return ip.get(ihl).is_some_and(|&t| icmp4::is_query(t));
+        }
+        true
     }
-    true
+
+    #[inline(always)]
+    fn source(ip: &[u8]) -> Ipv4Addr {
+        ipv4_at(ip, ipv4::field::SRC_ADDR.start)
+    }
+
+    #[inline(always)]
+    fn write_header(ip: &mut [u8], icmp_len: usize, from: Ipv4Addr, to: Ipv4Addr) {
+        let total = (ipv4::HEADER_LEN + icmp_len) as u16;
+        ipv4::write(ip, total, 64, proto::ICMP, from.octets(), to.octets());
+    }
+
+    #[inline(always)]
+    fn checksum(_: Ipv4Addr, _: Ipv4Addr, icmp: &[u8]) -> u16 {
+        checksum(icmp)
+    }
+}
+
+impl IcmpIp for V6 {
+    type Addr = Ipv6Addr;
+    const NAME: &'static str = "ICMPv6";
+    const ETHERTYPE: u16 = ethernet::ETHERTYPE_IPV6;
+    const HEADER_LEN: usize = ipv6::HEADER_LEN;
+    const ICMP_HEADER_LEN: usize = icmp6::HEADER_LEN;
+    const NO_ROUTE: (u8, u8) = (icmp6::types::DEST_UNREACHABLE, icmp6::unreachable::NO_ROUTE);
+    const TIME_EXCEEDED: (u8, u8) = (icmp6::types::TIME_EXCEEDED, icmp6::time_exceeded::HOP_LIMIT);
+    const TOO_BIG: (u8, u8) = (icmp6::types::PACKET_TOO_BIG, 0);
+
+    #[inline(always)]
+    fn of(a: IpAddr) -> Option<Ipv6Addr> {
+        match a {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
+    }
+
+    /// Never about an ICMPv6 error (types below 128).
+    fn may_answer(ip: &[u8]) -> bool {
+        ip[ipv6::field::NEXT_HEADER] != proto::ICMPV6
+            || ip
+                .get(ipv6::HEADER_LEN)
+                .is_some_and(|&ty| !icmp6::is_error(ty))
+    }
+
+    #[inline(always)]
+    fn source(ip: &[u8]) -> Ipv6Addr {
+        ipv6_at(ip, ipv6::field::SRC_ADDR.start)
+    }
+
+    #[inline(always)]
+    fn write_header(ip: &mut [u8], icmp_len: usize, from: Ipv6Addr, to: Ipv6Addr) {
+        let plen = icmp_len as u16;
+        ipv6::write(ip, plen, proto::ICMPV6, 64, &from.octets(), &to.octets());
+    }
+
+    #[inline(always)]
+    fn checksum(from: Ipv6Addr, to: Ipv6Addr, icmp: &[u8]) -> u16 {
+        let sum = pseudo6(
+            &from.octets(),
+            &to.octets(),
+            icmp.len() as u32,
+            proto::ICMPV6,
+        );
+        csum_fold(csum_add(sum, icmp))
+    }
 }
 
 /// Turns the packet in `f` (from `in_port`, to the router interface `ingress`)
-/// into an ICMP error to its source, in place: a new IPv4 + ICMP header in
-/// front of the quoted original, at most [`ICMP_ERROR_MAX`] bytes of IP.
+/// into ICMP error `(type, code)` to its source, in place ([`build`]), with
+/// `rest` in the ICMP header's last word (the MTU of a [`IcmpIp::TOO_BIG`]):
+/// answered out of `in_port`, counted under `why`.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn icmp4_error<T: Trace>(
+pub(super) fn icmp_error<V: IcmpIp, T: Trace>(
     env: &mut Env,
     ingress: &Iface,
     in_port: u16,
     f: &mut Frame,
-    ty: u8,
-    code: u8,
-    mtu: u32,
+    (ty, code): (u8, u8),
+    rest: u32,
     why: DropReason,
     t: &mut T,
-) -> Verdict {
+) -> D {
     // A frame another host sent here for SNAT gets no answer (no ICMP goes
-    // back over the overlay) but for a path MTU ([`too_big4`]): that host
-    // already answered for its TTL and route before sending it.
+    // back over the overlay) but for a path MTU ([`too_big4`], [`too_big6`]):
+    // that host already answered for its TTL and route before sending it.
     if in_port == FROM_OVERLAY {
-        return Err(why);
+        return D::Drop(why);
     }
-    let IpAddr::V4(from) = ingress.ip else {
-        return Err(why);
+    let Some(from) = V::of(ingress.ip) else {
+        return D::Drop(why);
     };
-    icmp4_build(env, from, ingress.mac, f, Icmp4 { ty, code, mtu }, why, t)?;
-    Ok(in_port)
+    ok_or_drop!(build::<V, T>(
+        env,
+        from,
+        ingress.mac,
+        f,
+        (ty, code, rest),
+        t
+    ));
+    D::Answered { port: in_port, why }
 }
 
-/// An ICMP error's type, code and (fragmentation needed) next-hop MTU.
-#[derive(Clone, Copy)]
-struct Icmp4 {
-    ty: u8,
-    code: u8,
-    mtu: u32,
-}
-
-/// ICMP destination unreachable, fragmentation needed (RFC 1191).
-const fn frag_needed(mtu: u16) -> Icmp4 {
-    Icmp4 {
-        ty: icmp4::types::DEST_UNREACHABLE,
-        code: icmp4::unreachable::FRAG_NEEDED,
-        mtu: mtu as u32,
-    }
-}
-
-/// The IPv4 packet in `f` turned, in place, into ICMP error `e` from `from`
-/// (`mac`) to its source, back to the MAC it came from; `env.noted` is
-/// `why`. Never about an ICMP error or a non-first fragment; rate limited.
-fn icmp4_build<T: Trace>(
+/// The packet in `f` turned, in place, into ICMP error `(type, code, rest)`
+/// from `from` (`mac`) to its source, back to the MAC it came from: a new IP
+/// and ICMP header in front of the quoted original, at most
+/// [`ICMP_ERROR_MAX`] bytes of IP. Never about an ICMP error (nor, IPv4, a
+/// non-first fragment); rate limited.
+fn build<V: IcmpIp, T: Trace>(
     env: &mut Env,
-    from: Ipv4Addr,
+    from: V::Addr,
     mac: MacAddr,
     f: &mut Frame,
-    e: Icmp4,
-    why: DropReason,
+    (ty, code, rest): (u8, u8, u32),
     t: &mut T,
 ) -> Result<(), DropReason> {
     let b = f.data();
     let ip = &b[ethernet::HEADER_LEN..];
-    let ihl = usize::from(ip[ipv4::field::VER_IHL] & 0x0f) * 4;
-    if !may_answer4(ip, ihl) {
+    if !V::may_answer(ip) {
         return Err(R::IcmpErrorNotSent);
     }
     if !env.icmp_token() {
         return Err(R::IcmpRateLimited);
     }
-    let to: [u8; 4] = ip[ipv4::field::SRC_ADDR].try_into().expect("4 bytes");
+    let to = V::source(ip);
     let src_mac = mac_at(b, ethernet::field::SRC.start);
     let quote = ip
         .len()
-        .min(ICMP_ERROR_MAX - ipv4::HEADER_LEN - icmp4::HEADER_LEN);
-    if !f.prepend(ipv4::HEADER_LEN + icmp4::HEADER_LEN) {
+        .min(ICMP_ERROR_MAX - V::HEADER_LEN - V::ICMP_HEADER_LEN);
+    if !f.prepend(V::HEADER_LEN + V::ICMP_HEADER_LEN) {
         return Err(R::NoHeadroom);
     }
-    f.trim(ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp4::HEADER_LEN + quote);
+    f.trim(ethernet::HEADER_LEN + V::HEADER_LEN + V::ICMP_HEADER_LEN + quote);
     let b = f.data_mut();
-    ethernet::write(b, &src_mac, &mac.0, ethernet::ETHERTYPE_IPV4);
-    let total = (ipv4::HEADER_LEN + icmp4::HEADER_LEN + quote) as u16;
-    ipv4::write(
+    ethernet::write(b, &src_mac, &mac.0, V::ETHERTYPE);
+    V::write_header(
         &mut b[ethernet::HEADER_LEN..],
-        total,
-        64,
-        proto::ICMP,
-        from.octets(),
+        V::ICMP_HEADER_LEN + quote,
+        from,
         to,
     );
-    let icmp = &mut b[ethernet::HEADER_LEN + ipv4::HEADER_LEN..];
-    icmp[icmp4::field::TYPE] = e.ty;
-    icmp[icmp4::field::CODE] = e.code;
+    // The ICMP and ICMPv6 headers share their layout: type, code, checksum,
+    // one word.
+    let icmp = &mut b[ethernet::HEADER_LEN + V::HEADER_LEN..];
+    icmp[icmp4::field::TYPE] = ty;
+    icmp[icmp4::field::CODE] = code;
     put16(icmp, icmp4::field::CHECKSUM.start, 0);
-    put32(icmp, icmp4::field::REST.start, e.mtu & 0xffff);
-    let c = checksum(icmp);
+    put32(icmp, icmp4::field::REST.start, rest);
+    let c = V::checksum(from, to, icmp);
     put16(icmp, icmp4::field::CHECKSUM.start, c);
     tr!(
         t,
         "icmp",
-        "ICMP type {} code {} from {from} to {}",
-        e.ty,
-        e.code,
-        Ipv4Addr::from(to)
+        "{} type {ty} code {code} from {from} to {to}",
+        V::NAME
     );
-    env.noted = Some(why);
     Ok(())
+}
+
+/// Error [`IcmpIp::TOO_BIG`] with the way's MTU: `(type, code, rest)` for
+/// [`build`].
+#[inline(always)]
+fn too_big<V: IcmpIp>(mtu: u16) -> (u8, u8, u32) {
+    (V::TOO_BIG.0, V::TOO_BIG.1, u32::from(mtu))
 }
 
 /// The IPv4 packet in `f` (header valid), routed by router `r` from
@@ -152,7 +272,7 @@ pub(super) fn too_big4<T: Trace>(
     f: &mut Frame,
     mtu: u16,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let total = be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start);
     if be16(
         f.data(),
@@ -165,7 +285,7 @@ pub(super) fn too_big4<T: Trace>(
             "mtu",
             "{total} bytes exceed the way's MTU {mtu}; fragmenting is not supported"
         );
-        return Err(R::MtuExceeded);
+        return D::Drop(R::MtuExceeded);
     }
     tr!(
         t,
@@ -173,46 +293,44 @@ pub(super) fn too_big4<T: Trace>(
         "{total} bytes exceed the way's MTU {mtu} with DF: fragmentation needed"
     );
     if in_port != FROM_OVERLAY {
-        return icmp4_error(
+        return icmp_error::<V4, T>(
             env,
             ingress,
             in_port,
             f,
-            icmp4::types::DEST_UNREACHABLE,
-            icmp4::unreachable::FRAG_NEEDED,
-            mtu as u32,
+            V4::TOO_BIG,
+            u32::from(mtu),
             R::FragmentationNeeded,
             t,
         );
     }
     let IpAddr::V4(from) = ingress.ip else {
-        return Err(R::FragmentationNeeded);
+        return D::Drop(R::FragmentationNeeded);
     };
-    icmp4_build(
+    ok_or_drop!(build::<V4, T>(
         env,
         from,
         ingress.mac,
         f,
-        frag_needed(mtu),
-        R::FragmentationNeeded,
-        t,
-    )?;
+        too_big::<V4>(mtu),
+        t
+    ));
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv4_at(f.data(), ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
-    let back =
-        egress_to(snap, r, dst, t).and_then(|(eg, net)| deliver_routed(snap, net, &eg, f, t));
-    unnote_if_dropped(env, back)
+    let (eg, net) = ok_or_drop!(egress_to(snap, r, dst, t));
+    answered_if_sent(deliver_routed(snap, net, &eg, f, t), R::FragmentationNeeded)
 }
 
-/// `v`, the verdict on an ICMP error [`icmp4_build`] or [`icmp6_build`] made
-/// (and noted), then routed: dropped on its way, the frame counts once, under
-/// that drop's reason, not also as answered.
+/// `d`, the disposition of an ICMP error [`build`]
+/// made, then routed: sent, it is answered (counted under `why`); dropped on
+/// its way, the frame counts once, under that drop's reason, not also as
+/// answered.
 #[inline(always)]
-fn unnote_if_dropped(env: &mut Env, v: Verdict) -> Verdict {
-    if v.is_err() {
-        env.noted = None;
+fn answered_if_sent(d: D, why: DropReason) -> D {
+    match d {
+        D::Forward(port) => D::Answered { port, why },
+        d => d,
     }
-    v
 }
 
 /// The IPv4 packet in `f`, in from the external port `in_port` to `from`
@@ -228,7 +346,7 @@ pub(super) fn too_big_in<T: Trace>(
     f: &mut Frame,
     mtu: u16,
     t: &mut T,
-) -> Verdict {
+) -> D {
     if be16(
         f.data(),
         ethernet::HEADER_LEN + ipv4::field::FLAGS_OFFSET.start,
@@ -240,111 +358,18 @@ pub(super) fn too_big_in<T: Trace>(
             "mtu",
             "exceeds the MTU {mtu} of the way in; fragmenting is not supported"
         );
-        return Err(R::MtuExceeded);
+        return D::Drop(R::MtuExceeded);
     }
     tr!(
         t,
         "mtu",
         "exceeds the MTU {mtu} of the way in, with DF: fragmentation needed"
     );
-    icmp4_build(
-        env,
-        from,
-        mac,
-        f,
-        frag_needed(mtu),
-        R::FragmentationNeeded,
-        t,
-    )?;
-    Ok(in_port)
-}
-
-/// The IPv6 counterpart of [`icmp4_error`] (RFC 4443).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn icmp6_error<T: Trace>(
-    env: &mut Env,
-    ingress: &Iface,
-    in_port: u16,
-    f: &mut Frame,
-    ty: u8,
-    code: u8,
-    param: u32,
-    why: DropReason,
-    t: &mut T,
-) -> Verdict {
-    // As in icmp4_error: no answer over the overlay but for a path MTU.
-    if in_port == FROM_OVERLAY {
-        return Err(why);
+    ok_or_drop!(build::<V4, T>(env, from, mac, f, too_big::<V4>(mtu), t));
+    D::Answered {
+        port: in_port,
+        why: R::FragmentationNeeded,
     }
-    let IpAddr::V6(from) = ingress.ip else {
-        return Err(why);
-    };
-    icmp6_build(env, from, ingress.mac, f, (ty, code, param), why, t)?;
-    Ok(in_port)
-}
-
-/// The IPv6 packet in `f` turned, in place, into ICMPv6 error `(type, code,
-/// parameter)` from `from` (`mac`) to its source, back to the MAC it came
-/// from; `env.noted` is `why`. Never about an ICMPv6 error; rate limited.
-fn icmp6_build<T: Trace>(
-    env: &mut Env,
-    from: Ipv6Addr,
-    mac: MacAddr,
-    f: &mut Frame,
-    (ty, code, param): (u8, u8, u32),
-    why: DropReason,
-    t: &mut T,
-) -> Result<(), DropReason> {
-    let b = f.data();
-    let ip = &b[ethernet::HEADER_LEN..];
-    // Never about an ICMPv6 error (types below 128).
-    if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
-        && ip
-            .get(ipv6::HEADER_LEN)
-            .is_none_or(|&ty| icmp6::is_error(ty))
-    {
-        return Err(R::IcmpErrorNotSent);
-    }
-    if !env.icmp_token() {
-        return Err(R::IcmpRateLimited);
-    }
-    let mut to = [0u8; 16];
-    to.copy_from_slice(&ip[ipv6::field::SRC_ADDR]);
-    let src_mac = mac_at(b, ethernet::field::SRC.start);
-    let quote = ip
-        .len()
-        .min(ICMP_ERROR_MAX - ipv6::HEADER_LEN - icmp6::HEADER_LEN);
-    if !f.prepend(ipv6::HEADER_LEN + icmp6::HEADER_LEN) {
-        return Err(R::NoHeadroom);
-    }
-    f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp6::HEADER_LEN + quote);
-    let b = f.data_mut();
-    ethernet::write(b, &src_mac, &mac.0, ethernet::ETHERTYPE_IPV6);
-    let plen = (icmp6::HEADER_LEN + quote) as u16;
-    ipv6::write(
-        &mut b[ethernet::HEADER_LEN..],
-        plen,
-        proto::ICMPV6,
-        64,
-        &from.octets(),
-        &to,
-    );
-    let icmp = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
-    icmp[icmp6::field::TYPE] = ty;
-    icmp[icmp6::field::CODE] = code;
-    put16(icmp, icmp6::field::CHECKSUM.start, 0);
-    put32(icmp, icmp6::field::PARAM.start, param);
-    let sum = pseudo6(&from.octets(), &to, plen as u32, proto::ICMPV6);
-    let c = csum_fold(csum_add(sum, icmp));
-    put16(icmp, icmp6::field::CHECKSUM.start, c);
-    tr!(
-        t,
-        "icmp",
-        "ICMPv6 type {ty} code {code} from {from} to {}",
-        Ipv6Addr::from(to)
-    );
-    env.noted = Some(why);
-    Ok(())
 }
 
 /// The IPv6 counterpart of [`too_big4`] (packet too big, RFC 8201; IPv6
@@ -361,38 +386,36 @@ pub(super) fn too_big6<T: Trace>(
     f: &mut Frame,
     mtu: u16,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let why = R::FragmentationNeeded;
     if in_port != FROM_OVERLAY {
-        return icmp6_error(
+        return icmp_error::<V6, T>(
             env,
             ingress,
             in_port,
             f,
-            icmp6::types::PACKET_TOO_BIG,
-            0,
-            mtu as u32,
+            V6::TOO_BIG,
+            u32::from(mtu),
             why,
             t,
         );
     }
     let IpAddr::V6(from) = ingress.ip else {
-        return Err(why);
+        return D::Drop(why);
     };
-    icmp6_build(
+    ok_or_drop!(build::<V6, T>(
         env,
         from,
         ingress.mac,
         f,
-        (icmp6::types::PACKET_TOO_BIG, 0, mtu as u32),
-        why,
-        t,
-    )?;
+        too_big::<V6>(mtu),
+        t
+    ));
     // Back to the sender where it lives, as the router routes to it.
     let dst = ipv6_at(f.data(), ethernet::HEADER_LEN + ipv6::field::DST_ADDR.start);
-    let back = next_hop(r, IpAddr::V6(dst), t).and_then(|eg| {
-        let net = snap.net(eg.iface.net).ok_or(R::TableGone)?;
-        deliver_routed(snap, net, &eg, f, t)
-    });
-    unnote_if_dropped(env, back)
+    let eg = ok_or_drop!(next_hop(r, IpAddr::V6(dst), t));
+    let Some(net) = snap.net(eg.iface.net) else {
+        return D::Drop(R::Dangling);
+    };
+    answered_if_sent(deliver_routed(snap, net, &eg, f, t), why)
 }

@@ -35,6 +35,10 @@
 //! route). The fast paths that decide the common cases on a frame's bytes
 //! alone are in [`crate::fastpath`].
 //!
+//! Each stage returns the frame's [`Disposition`] itself (forwarded, flooded,
+//! answered with an ICMP error, punted, dropped): nothing about the outcome
+//! is left aside in [`Env`] but a VIP flood's address ([`Env::flood_vip`]).
+//!
 //! Frames are changed in place ([`Frame`]); an answer (ARP reply, echo reply,
 //! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
 //! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
@@ -62,15 +66,16 @@ use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{NetTables, Snapshot, SnatHere, VmPort};
 use crate::wire::{be16, ethernet};
+use Disposition as D;
 
 /// Where a frame goes: a dataplane port index, or why not: what the
-/// stages return to each other; [`Disposition`] is what the pipeline and
-/// the fast paths return to the worker.
+/// helpers the fast paths share with the stages return (`encap::overlay`,
+/// [`encap_copy`]); the stages themselves return a [`Disposition`].
 pub type Verdict = Result<u16, DropReason>;
 
-/// What becomes of a frame: the one outcome of the pipeline ([`process`],
-/// [`process_from`]) and of the fast paths ([`crate::fastpath`]), which the
-/// worker matches once per frame.
+/// What becomes of a frame: the one outcome of each stage, of the pipeline
+/// ([`process`], [`process_from`]) and of the fast paths
+/// ([`crate::fastpath`]), which the worker matches once per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Out of dataplane port `.0` as the stages left it: switched, routed,
@@ -78,10 +83,10 @@ pub enum Disposition {
     /// ARP reply, an echo reply, a neighbour advertisement), out of the port
     /// the request came in on.
     Forward(u16),
-    /// Replicated by the worker ([`flood_targets`]) to network `net`'s other
-    /// local ports and, with `tunnels`, to its other hosts; with `vip`, only
-    /// to the ports (and hosts) whose allowed address pairs cover the
-    /// address asked for ([`Flood::only`], in [`Env::flood`]). `why`: the
+    /// Replicated by the worker ([`flood_targets`] of [`Env::flood_of`]) to
+    /// network `net`'s other local ports and, with `tunnels`, to its other
+    /// hosts; with `vip`, only to the ports (and hosts) whose allowed
+    /// address pairs cover the address asked for ([`Env::flood_vip`]). `why`: the
     /// frame was not forwarded but turned into the request flooded, counted
     /// under that reason (a routed frame to a VIP nobody announced).
     Flood {
@@ -124,33 +129,9 @@ impl PuntKind {
 }
 
 impl Disposition {
-    /// The disposition of a stage's verdict with what it noted in `env`: a
-    /// [`FLOOD`] verdict floods what [`Env::flood`] says, a port with a
-    /// noted reason is an answer, `arp_reply_consumed` a punt.
-    #[inline(always)]
-    fn of(v: Verdict, env: &mut Env) -> Disposition {
-        let why = env.noted.take();
-        match v {
-            Ok(FLOOD) => match env.flood {
-                Some(fl) => Disposition::Flood {
-                    net: fl.net,
-                    tunnels: fl.tunnels,
-                    vip: fl.only.is_some(),
-                    why,
-                },
-                None => Disposition::Drop(R::TableGone),
-            },
-            Ok(p) => match why {
-                Some(why) => Disposition::Answered { port: p, why },
-                None => Disposition::Forward(p),
-            },
-            Err(R::ArpReplyConsumed) => Disposition::Punt(PuntKind::ArpReply),
-            Err(r) => Disposition::Drop(r),
-        }
-    }
-
-    /// The disposition of a fast path's verdict: a port or a drop (a fast
-    /// path never floods, answers or punts).
+    /// The disposition of a verdict: a port or a drop (what the fast paths,
+    /// the static table and [`encap::overlay`] decide: they never flood,
+    /// answer or punt).
     #[inline(always)]
     pub(crate) fn plain(v: Verdict) -> Disposition {
         match v {
@@ -184,6 +165,17 @@ impl Trace for Notes {
     fn note(&mut self, stage: &'static str, what: String) {
         self.0.push((stage, what));
     }
+}
+
+/// `?` for a stage: the value of an `Ok`, or the stage returns
+/// [`Disposition::Drop`] with the reason of the `Err`.
+macro_rules! ok_or_drop {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return $crate::pipeline::Disposition::Drop(r),
+        }
+    };
 }
 
 macro_rules! tr {
@@ -229,14 +221,9 @@ pub struct Env {
     pub hz: u64,
     tokens: u64,
     last: u64,
-    /// Set when a frame was not forwarded but answered (an ICMP error, a
-    /// VIP probe): the reason of its [`Disposition::Answered`] (or
-    /// [`Disposition::Flood`]), read by the pipeline's exit alone.
-    pub(crate) noted: Option<DropReason>,
-    /// Set with a [`Disposition::Flood`]: where the frame is to be replicated
-    /// (with the address of a VIP flood, which the disposition has no room
-    /// for).
-    pub flood: Option<Flood>,
+    /// Set with a [`Disposition::Flood`] whose `vip` is set: the address
+    /// asked for, which the disposition has no room for ([`Env::flood_of`]).
+    pub flood_vip: Option<IpAddr>,
     /// Set with a [`PuntKind::ArpReply`] punt: the sender (address, MAC) of
     /// the ARP reply or gratuitous ARP, for the control thread's resolver
     /// (the VTEPs of other hosts, the upstream routers).
@@ -259,9 +246,6 @@ pub struct Env {
     /// What [`crate::fastpath::decap_way`] last found for a tunnel ([`DecapMemo`]).
     pub decap_memo: DecapMemo,
 }
-
-/// The verdict of a frame to replicate (see [`Env::flood`], [`flood_targets`]).
-pub const FLOOD: u16 = u16::MAX - 1;
 
 /// A frame from a port showed that `mac` holds `ip`, an address inside the
 /// allowed address pairs of a port of network `net` (a gratuitous ARP, an
@@ -314,8 +298,7 @@ impl Env {
             hz: hz.max(1),
             tokens: ICMP_BURST,
             last: now(),
-            noted: None,
-            flood: None,
+            flood_vip: None,
             vip: None,
             learned: None,
             nat: Box::new(Nat::new(cfg, hz.max(1))),
@@ -398,6 +381,23 @@ impl Env {
         self.expire(budget);
     }
 
+    /// Where a [`Disposition::Flood`] is to be replicated ([`flood_targets`]):
+    /// its own fields and, for a VIP flood, the address asked for
+    /// ([`Env::flood_vip`]). `None` for any other disposition.
+    #[inline]
+    pub fn flood_of(&self, d: Disposition) -> Option<Flood> {
+        match d {
+            Disposition::Flood {
+                net, tunnels, vip, ..
+            } => Some(Flood {
+                net,
+                tunnels,
+                only: if vip { self.flood_vip } else { None },
+            }),
+            _ => None,
+        }
+    }
+
     /// Takes one ICMP error token if there is one.
     fn icmp_token(&mut self) -> bool {
         if self.tokens == 0 {
@@ -437,8 +437,7 @@ pub fn process_from<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Disposition {
-    let v = stages(snap, env, ing, in_port, f, t);
-    Disposition::of(v, env)
+    stages(snap, env, ing, in_port, f, t)
 }
 
 /// The stages a frame meets, by the kind of its ingress port.
@@ -450,13 +449,13 @@ fn stages<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> Disposition {
     let b = f.data();
     if b.len() < ethernet::HEADER_LEN {
-        return Err(R::RuntFrame);
+        return D::Drop(R::RuntFrame);
     }
     if b[ethernet::field::SRC.start] & 1 != 0 {
-        return Err(R::MulticastSrcMac);
+        return D::Drop(R::MulticastSrcMac);
     }
     match ing {
         Ingress::Vm(vm, net) => {
@@ -469,7 +468,7 @@ fn stages<T: Trace>(
             );
             from_vm(snap, env, vm, net, f, t)
         }
-        Ingress::VmNoNet => Err(R::TableGone),
+        Ingress::VmNoNet => D::Drop(R::Dangling),
         Ingress::Underlay => {
             tr!(t, "classify", "underlay port");
             from_underlay(snap, env, in_port, f, t)
@@ -484,7 +483,7 @@ fn stages<T: Trace>(
                 "classify",
                 "VM port with no model port bound: the configuration's static table"
             );
-            l2::classify(snap.static_fdb(), in_port, b)
+            D::plain(l2::classify(snap.static_fdb(), in_port, b))
         }
     }
 }
@@ -501,7 +500,7 @@ fn from_vm<T: Trace>(
     net: &NetTables,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> Disposition {
     if T::ON {
         return from_vm_full(snap, env, vm, net, f, t);
     }
@@ -510,14 +509,14 @@ fn from_vm<T: Trace>(
     };
     match env.flows.lookup(snap.epoch, k) {
         Some(a) => match cached(snap, a, f) {
-            Some(v) => v,
+            Some(v) => D::plain(v),
             // A check of this frame failed: the full pipeline says which.
             None => from_vm_full(snap, env, vm, net, f, t),
         },
         None => {
-            let v = from_vm_full(snap, env, vm, net, f, t);
-            env.flows.settle(snap.epoch, v.is_ok());
-            v
+            let d = from_vm_full(snap, env, vm, net, f, t);
+            env.flows.settle(snap.epoch, matches!(d, D::Forward(_)));
+            d
         }
     }
 }
@@ -530,29 +529,29 @@ fn from_vm_full<T: Trace>(
     net: &NetTables,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> Disposition {
     let in_port = vm.index;
     let b = f.data();
     let et = be16(b, ethernet::field::ETHERTYPE.start);
     if et == ethernet::ETHERTYPE_VLAN {
-        return Err(R::VlanFromVm);
+        return D::Drop(R::VlanFromVm);
     }
     if vm.security {
-        port_security(vm, b, t)?;
-        port_security_msgs(vm, et, b, t)?;
+        ok_or_drop!(port_security(vm, b, t));
+        ok_or_drop!(port_security_msgs(vm, et, b, t));
         tr!(t, "port-security", "allowed");
     }
     if et != ethernet::ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
-        if let Some(v) = vip_reply_to_router(env, vm, net, f, t) {
-            return v;
+        if let Some(d) = vip_reply_to_router(vm, net, f, t) {
+            return d;
         }
     }
     if et == ethernet::ETHERTYPE_ARP {
         match arp_respond(net, f, t) {
-            Ok(()) => return Ok(in_port),
+            Ok(()) => return D::Forward(in_port),
             Err(None) => {} // not a request the responder answers: switch it
             Err(Some(R::ArpUnknownTarget)) => return arp_unanswered(env, vm, net, f, t),
-            Err(Some(r)) => return Err(r),
+            Err(Some(r)) => return D::Drop(r),
         }
     }
     let b = f.data();
@@ -564,16 +563,16 @@ fn from_vm_full<T: Trace>(
                     "nd-responder",
                     "duplicate address detection for the port's own address: not answered"
                 );
-                return flood(env, vm.net, true, t);
+                return flood(vm.net, true, t);
             }
             match nd_respond(net, f, t) {
-                Ok(()) => return Ok(in_port),
+                Ok(()) => return D::Forward(in_port),
                 Err(Some(R::NdUnknownTarget)) => return nd_unanswered(env, vm, net, f, t),
-                Err(Some(r)) => return Err(r),
+                Err(Some(r)) => return D::Drop(r),
                 Err(None) => {}
             }
         }
-        return flood(env, vm.net, true, t);
+        return flood(vm.net, true, t);
     }
     switch(snap, env, net, in_port, et, f, t)
 }

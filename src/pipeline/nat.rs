@@ -20,7 +20,7 @@ use super::encap::encap;
 use super::icmp::{too_big4, too_big_in};
 use super::responder::{arp_reply_consumed, arp_sender_learned};
 use super::route::{egress_to, ipv4_valid, route, routed_on, write_macs};
-use super::{host_name, Env, Trace, Verdict, FROM_OVERLAY};
+use super::{host_name, Disposition as D, Env, Trace, FROM_OVERLAY};
 use crate::mac::MacAddr;
 use crate::nat;
 use crate::pkt::Frame;
@@ -72,7 +72,7 @@ pub(super) fn north_south4<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let node = &*snap.node;
     let b = f.data();
     let src = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start);
@@ -87,13 +87,13 @@ pub(super) fn north_south4<T: Trace>(
         // router's SNAT node from its gateway port.
         let (ext, from) = if fe.central {
             let Some(sn) = sn else {
-                return Err(R::NoSnat);
+                return D::Drop(R::NoSnat);
             };
             if !sn.here {
                 return to_snat_node(snap, env, r, sn, ingress, in_port, f, t);
             }
             let Some(ext) = node.external else {
-                return Err(R::NoExternalPath);
+                return D::Drop(R::NoExternalPath);
             };
             (ext, sn.mac)
         } else {
@@ -106,7 +106,7 @@ pub(super) fn north_south4<T: Trace>(
                     "{src} has floating IP {}, not served by this node",
                     fe.floating
                 );
-                return Err(R::FipNotServedHere);
+                return D::Drop(R::FipNotServedHere);
             };
             (ext, gw_mac)
         };
@@ -114,9 +114,12 @@ pub(super) fn north_south4<T: Trace>(
         if total > mtu {
             return too_big4(snap, env, r, ingress, in_port, f, mtu, t);
         }
-        let up = upstream_mac(node, r)?;
+        let up = ok_or_drop!(upstream_mac(node, r));
         let b = f.data_mut();
-        nat::rewrite_src(&mut b[ethernet::HEADER_LEN..], fe.floating)?;
+        ok_or_drop!(nat::rewrite_src(
+            &mut b[ethernet::HEADER_LEN..],
+            fe.floating
+        ));
         ipv4::dec_ttl(&mut b[ethernet::HEADER_LEN..]);
         write_macs(b, &up.0, &from.0);
         tr!(
@@ -125,24 +128,24 @@ pub(super) fn north_south4<T: Trace>(
             "source {src} → floating IP {} from {from}; out of the external port to {up}",
             fe.floating
         );
-        return Ok(ext);
+        return D::Forward(ext);
     }
     let Some(sn) = sn.filter(|s| s.enable_snat) else {
         tr!(t, "nat", "{src} has no floating IP and the router no SNAT");
-        return Err(R::NoSnat);
+        return D::Drop(R::NoSnat);
     };
     if sn.here {
         let Some(ext) = node.external else {
-            return Err(R::NoExternalPath);
+            return D::Drop(R::NoExternalPath);
         };
         let mtu = external_mtu(snap, r);
         if total > mtu {
             return too_big4(snap, env, r, ingress, in_port, f, mtu, t);
         }
-        let up = upstream_mac(node, r)?;
+        let up = ok_or_drop!(upstream_mac(node, r));
         let now = env.clock();
         let b = f.data_mut();
-        env.nat.snat_out(rid, &mut b[ethernet::HEADER_LEN..], now)?;
+        ok_or_drop!(env.nat.snat_out(rid, &mut b[ethernet::HEADER_LEN..], now));
         ipv4::dec_ttl(&mut b[ethernet::HEADER_LEN..]);
         write_macs(b, &up.0, &sn.mac.0);
         tr!(
@@ -151,7 +154,7 @@ pub(super) fn north_south4<T: Trace>(
             "SNAT {src} → {}; out of the external port to {up}",
             ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::SRC_ADDR.start)
         );
-        return Ok(ext);
+        return D::Forward(ext);
     }
     to_snat_node(snap, env, r, sn, ingress, in_port, f, t)
 }
@@ -170,16 +173,16 @@ fn to_snat_node<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     if in_port == FROM_OVERLAY {
-        return Err(R::SnatNotHere);
+        return D::Drop(R::SnatNotHere);
     }
     let node = &*snap.node;
     let (Some(h), Some(dvr)) = (sn.host_idx, node.dvr_mac) else {
-        return Err(R::SnatHostUnknown);
+        return D::Drop(R::SnatHostUnknown);
     };
     let Some(net) = snap.net(ingress.net) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
@@ -203,22 +206,22 @@ fn hairpin4<T: Trace>(
     (src, dst, fixed): (Ipv4Addr, Ipv4Addr, Ipv4Addr),
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let Some(own) = r.fips.get(&src).map(|fe| fe.floating) else {
         tr!(
             t,
             "nat",
             "hairpin to {dst} from {src}, which has no floating IP"
         );
-        return Err(R::HairpinNoFip);
+        return D::Drop(R::HairpinNoFip);
     };
-    let (eg, net) = egress_to(snap, r, fixed, t)?;
+    let (eg, net) = ok_or_drop!(egress_to(snap, r, fixed, t));
     if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     let b = f.data_mut();
-    nat::rewrite_dst(&mut b[ethernet::HEADER_LEN..], fixed)?;
-    nat::rewrite_src(&mut b[ethernet::HEADER_LEN..], own)?;
+    ok_or_drop!(nat::rewrite_dst(&mut b[ethernet::HEADER_LEN..], fixed));
+    ok_or_drop!(nat::rewrite_src(&mut b[ethernet::HEADER_LEN..], own));
     tr!(t, "nat", "hairpin: {src} → {dst} becomes {own} → {fixed}");
     routed_on(snap, net, &eg, f, t)
 }
@@ -235,9 +238,9 @@ pub(super) fn routed_from_overlay<T: Trace>(
     from_router: bool,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let Some(r) = snap.routers.get(router as usize) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     let snat_here = r.snat.as_ref().is_some_and(|s| s.here);
     if from_router && !snat_here {
@@ -246,7 +249,7 @@ pub(super) fn routed_from_overlay<T: Trace>(
             "nat",
             "sent here for SNAT, but the router's SNAT is not here"
         );
-        return Err(R::SnatNotHere);
+        return D::Drop(R::SnatNotHere);
     }
     if !from_router && r.home != Home::Here {
         tr!(
@@ -254,7 +257,7 @@ pub(super) fn routed_from_overlay<T: Trace>(
             "switch",
             "to a router interface from the overlay: not a router centralized here"
         );
-        return Err(R::NotLocalAfterDecap);
+        return D::Drop(R::NotLocalAfterDecap);
     }
     tr!(t, "route", "from the overlay, routed here");
     route(snap, env, router, iface, FROM_OVERLAY, f, t)
@@ -267,12 +270,12 @@ pub(super) fn from_external<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let b = f.data();
     match be16(b, ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_ARP => external_arp(snap, env, in_port, f, t),
         ethernet::ETHERTYPE_IPV4 => {
-            let ihl = ipv4_valid(f)?;
+            let ihl = ok_or_drop!(ipv4_valid(f));
             let b = f.data();
             let dst = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
             let to = MacAddr(mac_at(b, ethernet::field::DST.start));
@@ -285,19 +288,22 @@ pub(super) fn from_external<T: Trace>(
                     central,
                 }) => {
                     let Some(r) = snap.routers.get(router as usize) else {
-                        return Err(R::TableGone);
+                        return D::Drop(R::Dangling);
                     };
                     if fip_mac(node, r, central) != Some(to) {
-                        return Err(R::ExternalWrongMac);
+                        return D::Drop(R::ExternalWrongMac);
                     }
                     if b[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
-                        return Err(R::TtlExpired);
+                        return D::Drop(R::TtlExpired);
                     }
-                    let (eg, net) = egress_to(snap, r, fixed, t)?;
+                    let (eg, net) = ok_or_drop!(egress_to(snap, r, fixed, t));
                     if be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
                         return too_big_in(env, (dst, to), in_port, f, net.mtu, t);
                     }
-                    nat::rewrite_dst(&mut f.data_mut()[ethernet::HEADER_LEN..], fixed)?;
+                    ok_or_drop!(nat::rewrite_dst(
+                        &mut f.data_mut()[ethernet::HEADER_LEN..],
+                        fixed
+                    ));
                     tr!(t, "nat", "floating IP {dst} → {fixed}");
                     routed_on(snap, net, &eg, f, t)
                 }
@@ -305,17 +311,17 @@ pub(super) fn from_external<T: Trace>(
                     mac, here: true, ..
                 }) => {
                     if mac != to {
-                        return Err(R::ExternalWrongMac);
+                        return D::Drop(R::ExternalWrongMac);
                     }
                     let now = env.clock();
                     // What the session translates besides the address, to put
                     // back in a packet answered as too big.
                     let port = nat::in_port(&b[ethernet::HEADER_LEN..]);
-                    let router = env
+                    let router = ok_or_drop!(env
                         .nat
-                        .snat_in(&mut f.data_mut()[ethernet::HEADER_LEN..], now)?;
+                        .snat_in(&mut f.data_mut()[ethernet::HEADER_LEN..], now));
                     let Some(r) = snap.routers.get(router as usize) else {
-                        return Err(R::TableGone);
+                        return D::Drop(R::TableGone);
                     };
                     let b = f.data();
                     let inside = ipv4_at(b, ethernet::HEADER_LEN + ipv4::field::DST_ADDR.start);
@@ -326,22 +332,26 @@ pub(super) fn from_external<T: Trace>(
                         be16(b, ethernet::HEADER_LEN + ihl + 2)
                     );
                     if b[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
-                        return Err(R::TtlExpired);
+                        return D::Drop(R::TtlExpired);
                     }
-                    let (eg, net) = egress_to(snap, r, inside, t)?;
+                    let (eg, net) = ok_or_drop!(egress_to(snap, r, inside, t));
                     if be16(b, ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
-                        nat::untranslate_in(&mut f.data_mut()[ethernet::HEADER_LEN..], dst, port)?;
+                        ok_or_drop!(nat::untranslate_in(
+                            &mut f.data_mut()[ethernet::HEADER_LEN..],
+                            dst,
+                            port
+                        ));
                         return too_big_in(env, (dst, mac), in_port, f, net.mtu, t);
                     }
                     routed_on(snap, net, &eg, f, t)
                 }
                 _ => {
                     tr!(t, "external", "{dst} is not served by this node");
-                    Err(R::ExternalNotServed)
+                    D::Drop(R::ExternalNotServed)
                 }
             }
         }
-        _ => Err(R::ExternalEthertype),
+        _ => D::Drop(R::ExternalEthertype),
     }
 }
 
@@ -354,9 +364,11 @@ fn external_arp<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let node = &*snap.node;
-    let a = arp::of_frame(f.data()).ok_or(R::MalformedArp)?;
+    let Some(a) = arp::of_frame(f.data()) else {
+        return D::Drop(R::MalformedArp);
+    };
     match a.operation() {
         arp::OP_REQUEST => {
             let target = a.target_ip();
@@ -382,13 +394,13 @@ fn external_arp<T: Trace>(
             };
             let Some(mac) = mac else {
                 tr!(t, "external-arp", "who-has {target}: not served here");
-                return Err(R::ArpUnknownTarget);
+                return D::Drop(R::ArpUnknownTarget);
             };
             tr!(t, "external-arp", "who-has {target}: {mac}");
             arp::answer(f.data_mut(), &mac.0, target);
-            Ok(in_port)
+            D::Forward(in_port)
         }
         arp::OP_REPLY => arp_reply_consumed(env, &a, "external-arp", t),
-        _ => Err(R::MalformedArp),
+        _ => D::Drop(R::MalformedArp),
     }
 }

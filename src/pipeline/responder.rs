@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use super::switch::{flood, flood_vip};
-use super::{Env, Trace, Verdict, VipNote};
+use super::{Disposition as D, Env, PuntKind, Trace, VipNote};
 use crate::mac::MacAddr;
 use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
@@ -130,12 +130,11 @@ pub(super) fn vip_learn<T: Trace>(
 /// (the routers of other hosts asked too). `None` for any other frame.
 #[inline(never)]
 pub(super) fn vip_reply_to_router<T: Trace>(
-    env: &mut Env,
     vm: &VmPort,
     net: &NetTables,
     f: &mut Frame,
     t: &mut T,
-) -> Option<Verdict> {
+) -> Option<D> {
     // The frame announces (vip_learn): an ARP request or reply, or a
     // neighbour advertisement, as long as they are.
     let b = f.data();
@@ -163,7 +162,7 @@ pub(super) fn vip_reply_to_router<T: Trace>(
         "the holder's answer to a router: to the whole network"
     );
     f.data_mut()[ethernet::field::DST].copy_from_slice(&to);
-    Some(flood(env, vm.net, true, t))
+    Some(flood(vm.net, true, t))
 }
 
 /// Notes a VIP's holder when a broadcast or multicast frame `b` of network
@@ -238,24 +237,24 @@ pub(super) fn arp_unanswered<T: Trace>(
     net: &NetTables,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let Some(a) = f
         .data()
         .get(ethernet::HEADER_LEN..)
         .and_then(ArpPacket::new_checked)
     else {
-        return Err(R::MalformedArp);
+        return D::Drop(R::MalformedArp);
     };
     let (sender, target) = (a.sender_ip(), a.target_ip());
     if sender == target {
         tr!(t, "arp-responder", "gratuitous ARP for {target}");
-        return flood(env, vm.net, true, t);
+        return flood(vm.net, true, t);
     }
     let ip = IpAddr::V4(target);
     if net.vips_of(ip).next().is_some() {
-        return flood_vip(env, vm.net, true, ip, t);
+        return flood_vip(env, vm.net, true, ip, None, t);
     }
-    Err(R::ArpUnknownTarget)
+    D::Drop(R::ArpUnknownTarget)
 }
 
 /// A neighbour solicitation the responder does not answer (it would be
@@ -269,21 +268,21 @@ pub(super) fn nd_unanswered<T: Trace>(
     net: &NetTables,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let at = ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd::field::TARGET.start;
     let Some(target) = f.data().get(at..at + 16) else {
-        return Err(R::MalformedNd);
+        return D::Drop(R::MalformedNd);
     };
     let target = ipv6_at(target, 0);
     let ip = IpAddr::V6(target);
     if net.vips_of(ip).next().is_some() {
-        return flood_vip(env, vm.net, true, ip, t);
+        return flood_vip(env, vm.net, true, ip, None, t);
     }
     if target.segments()[0] & 0xffc0 == 0xfe80 {
         tr!(t, "nd-responder", "{target} is link-local: to the network");
-        return flood(env, vm.net, true, t);
+        return flood(vm.net, true, t);
     }
-    Err(R::NdUnknownTarget)
+    D::Drop(R::NdUnknownTarget)
 }
 
 /// Whether `b` is a well-formed duplicate address detection probe (a
@@ -437,7 +436,7 @@ pub(super) fn arp_reply_consumed<T: Trace>(
     a: &ArpPacket<&[u8]>,
     stage: &'static str,
     t: &mut T,
-) -> Verdict {
+) -> D {
     tr!(
         t,
         stage,
@@ -450,9 +449,9 @@ pub(super) fn arp_reply_consumed<T: Trace>(
 /// The sender of ARP payload `a` (a reply, or a gratuitous ARP) handed to
 /// the control thread's resolver ([`Env::learned`]); the frame goes no
 /// further.
-pub(super) fn arp_sender_learned(env: &mut Env, a: &ArpPacket<&[u8]>) -> Verdict {
+pub(super) fn arp_sender_learned(env: &mut Env, a: &ArpPacket<&[u8]>) -> D {
     env.learned = Some((a.sender_ip(), MacAddr(a.sender_mac())));
-    Err(R::ArpReplyConsumed)
+    D::Punt(PuntKind::ArpReply)
 }
 
 #[cfg(test)]

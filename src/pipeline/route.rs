@@ -6,11 +6,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::encap::encap;
-use super::icmp::{icmp4_error, icmp6_error, too_big4, too_big6};
+use super::icmp::{icmp_error, too_big4, too_big6, IcmpIp, V4, V6};
 use super::nat::north_south4;
 use super::responder::nd_respond;
 use super::switch::flood_vip;
-use super::{host_name, Env, Trace, Verdict};
+use super::{host_name, Disposition as D, Env, Trace};
 use crate::fastpath::cached::offer_routed;
 use crate::fib::NextHop;
 use crate::mac::MacAddr;
@@ -46,19 +46,19 @@ pub(super) fn route<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let Some(r) = snap.routers.get(router as usize) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     let Some(ingress) = r.interfaces.get(iface as usize) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     match be16(f.data(), ethernet::field::ETHERTYPE.start) {
         ethernet::ETHERTYPE_IPV4 => route4(snap, env, r, router, ingress, in_port, f, t),
         ethernet::ETHERTYPE_IPV6 => route6(snap, env, r, ingress, in_port, f, t),
         et => {
             tr!(t, "route", "ethertype {et:#06x} is not routed");
-            Err(R::UnsupportedEthertype)
+            D::Drop(R::UnsupportedEthertype)
         }
     }
 }
@@ -141,13 +141,13 @@ fn vip_egress<'a, T: Trace>(
     dst: IpAddr,
     f: &mut Frame,
     t: &mut T,
-) -> Result<Egress<'a>, Verdict> {
+) -> Result<Egress<'a>, D> {
     let Some((iface, via)) = connected_via(r, dst) else {
-        return Err(Err(R::NeighborUnknown));
+        return Err(D::Drop(R::NeighborUnknown));
     };
-    let net = snap.net(iface.net).ok_or(Err(R::TableGone))?;
+    let net = snap.net(iface.net).ok_or(D::Drop(R::Dangling))?;
     if net.vips_of(via).next().is_none() {
-        return Err(Err(R::NeighborUnknown));
+        return Err(D::Drop(R::NeighborUnknown));
     }
     match net.vip_holder(via) {
         Some((mac, dest)) => {
@@ -184,14 +184,14 @@ fn vip_probe<T: Trace>(
     via: IpAddr,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let want = match (iface.ip, via) {
         (IpAddr::V4(_), IpAddr::V4(_)) => ethernet::HEADER_LEN + arp::HEADER_LEN,
         (IpAddr::V6(_), IpAddr::V6(_)) => ethernet::HEADER_LEN + ipv6::HEADER_LEN + nd::ADVERT_LEN,
-        _ => return Err(R::VipHolderUnknown),
+        _ => return D::Drop(R::VipHolderUnknown),
     };
     if !env.icmp_token() || (f.len() < want && !f.extend(want - f.len())) {
-        return Err(R::VipHolderUnknown);
+        return D::Drop(R::VipHolderUnknown);
     }
     f.trim(want);
     let b = f.data_mut();
@@ -237,13 +237,12 @@ fn vip_probe<T: Trace>(
                 "solicitation for {target} from {from}: to the ports that may hold it"
             );
         }
-        _ => return Err(R::VipHolderUnknown),
+        _ => return D::Drop(R::VipHolderUnknown),
     }
     if let Some(m) = dvr_mac {
         b[ethernet::field::SRC].copy_from_slice(&m.0);
     }
-    env.noted = Some(R::VipHolderUnknown);
-    flood_vip(env, iface.net, true, via, t)
+    flood_vip(env, iface.net, true, via, Some(R::VipHolderUnknown), t)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,8 +256,8 @@ fn route4<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
-    let ihl = ipv4_valid(f)?;
+) -> D {
+    let ihl = ok_or_drop!(ipv4_valid(f));
     let b = f.data();
     let ip = &b[ethernet::HEADER_LEN..];
     let total = usize::from(be16(ip, ipv4::field::LENGTH.start));
@@ -266,40 +265,29 @@ fn route4<T: Trace>(
     let dst = ipv4_at(ip, ipv4::field::DST_ADDR.start);
     if martian4(src) {
         tr!(t, "route", "martian source {src}");
-        return Err(R::MartianSource);
+        return D::Drop(R::MartianSource);
     }
     if martian4(dst) || dst.is_link_local() {
         tr!(t, "route", "destination {dst} is not routed");
-        return Err(R::MartianDestination);
+        return D::Drop(R::MartianDestination);
     }
     // One lookup: routes, neighbours and the router's own addresses were
     // resolved together when the tables were compiled.
     let Some((plen, adj)) = r.fwd4.lookup(u32::from(dst)) else {
         tr!(t, "route", "no route to {dst}: net unreachable");
-        return icmp4_error(
-            env,
-            ingress,
-            in_port,
-            f,
-            icmp4::types::DEST_UNREACHABLE,
-            icmp4::unreachable::NET,
-            0,
-            R::NoRoute,
-            t,
-        );
+        return icmp_error::<V4, T>(env, ingress, in_port, f, V4::NO_ROUTE, 0, R::NoRoute, t);
     };
     let ttl = ip[ipv4::field::TTL];
     let eg = match adj {
         Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
         _ if ttl <= 1 => {
             tr!(t, "route", "TTL {ttl}: time exceeded");
-            return icmp4_error(
+            return icmp_error::<V4, T>(
                 env,
                 ingress,
                 in_port,
                 f,
-                icmp4::types::TIME_EXCEEDED,
-                icmp4::time_exceeded::TTL,
+                V4::TIME_EXCEEDED,
                 0,
                 R::TtlExpired,
                 t,
@@ -324,7 +312,7 @@ fn route4<T: Trace>(
             );
             match vip_egress(snap, env, r, IpAddr::V4(dst), f, t) {
                 Ok(eg) => eg,
-                Err(v) => return v,
+                Err(d) => return d,
             }
         }
         Adj::External => {
@@ -337,7 +325,7 @@ fn route4<T: Trace>(
         }
     };
     let Some(net) = snap.net(eg.iface.net) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     if total > net.mtu as usize {
         tr!(t, "route", "egress network {}", net.name);
@@ -360,13 +348,13 @@ fn route6<T: Trace>(
     in_port: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let Some(h) = f
         .data()
         .get(ethernet::HEADER_LEN..)
         .and_then(Ipv6Packet::new_checked)
     else {
-        return Err(R::MalformedIpv6);
+        return D::Drop(R::MalformedIpv6);
     };
     let plen = usize::from(h.payload_len());
     f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + plen);
@@ -376,7 +364,7 @@ fn route6<T: Trace>(
     let dst = ipv6_at(ip, ipv6::field::DST_ADDR.start);
     if martian6(src) {
         tr!(t, "route", "source {src} is not routed");
-        return Err(R::MartianSource);
+        return D::Drop(R::MartianSource);
     }
     if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
         && plen >= 4
@@ -385,16 +373,19 @@ fn route6<T: Trace>(
         // Neighbour discovery to the router's MAC (unicast NS, RS): answered
         // for the router's own addresses.
         if ip[ipv6::HEADER_LEN] == icmp6::types::NEIGHBOR_SOLICIT {
-            let net = snap.net(ingress.net).ok_or(R::TableGone)?;
-            return nd_respond(net, f, t)
-                .map(|()| in_port)
-                .map_err(|e| e.unwrap_or(R::ToRouterUnsupported));
+            let Some(net) = snap.net(ingress.net) else {
+                return D::Drop(R::Dangling);
+            };
+            return match nd_respond(net, f, t) {
+                Ok(()) => D::Forward(in_port),
+                Err(e) => D::Drop(e.unwrap_or(R::ToRouterUnsupported)),
+            };
         }
-        return Err(R::ToRouterUnsupported);
+        return D::Drop(R::ToRouterUnsupported);
     }
     if martian6(dst) {
         tr!(t, "route", "destination {dst} is not routed");
-        return Err(R::MartianDestination);
+        return D::Drop(R::MartianDestination);
     }
     if r.interfaces.iter().any(|i| i.ip == IpAddr::V6(dst)) {
         return to_router6(ingress, in_port, f, t);
@@ -402,13 +393,12 @@ fn route6<T: Trace>(
     let hop = ip[ipv6::field::HOP_LIMIT];
     if hop <= 1 {
         tr!(t, "route", "hop limit {hop}: time exceeded");
-        return icmp6_error(
+        return icmp_error::<V6, T>(
             env,
             ingress,
             in_port,
             f,
-            icmp6::types::TIME_EXCEEDED,
-            icmp6::time_exceeded::HOP_LIMIT,
+            V6::TIME_EXCEEDED,
             0,
             R::TtlExpired,
             t,
@@ -418,26 +408,16 @@ fn route6<T: Trace>(
         Ok(e) => e,
         Err(R::NoRoute) => {
             tr!(t, "route", "no route to {dst}: unreachable");
-            return icmp6_error(
-                env,
-                ingress,
-                in_port,
-                f,
-                icmp6::types::DEST_UNREACHABLE,
-                icmp6::unreachable::NO_ROUTE,
-                0,
-                R::NoRoute,
-                t,
-            );
+            return icmp_error::<V6, T>(env, ingress, in_port, f, V6::NO_ROUTE, 0, R::NoRoute, t);
         }
         Err(R::NeighborUnknown) => match vip_egress(snap, env, r, IpAddr::V6(dst), f, t) {
             Ok(eg) => eg,
-            Err(v) => return v,
+            Err(d) => return d,
         },
-        Err(e) => return Err(e),
+        Err(e) => return D::Drop(e),
     };
     let Some(net) = snap.net(eg.iface.net) else {
-        return Err(R::TableGone);
+        return D::Drop(R::Dangling);
     };
     if ipv6::HEADER_LEN + plen > net.mtu as usize {
         tr!(
@@ -465,7 +445,7 @@ pub(super) fn deliver_routed<T: Trace>(
     eg: &Egress<'_>,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     match eg.dest {
         Dest::Local(p) => {
             write_macs(f.data_mut(), &eg.mac.0, &eg.iface.mac.0);
@@ -476,11 +456,11 @@ pub(super) fn deliver_routed<T: Trace>(
                 eg.iface.mac,
                 eg.mac
             );
-            Ok(p)
+            D::Forward(p)
         }
         Dest::Remote(h) => {
             let Some(dvr) = snap.node.dvr_mac else {
-                return Err(R::NoDvrMac);
+                return D::Drop(R::NoDvrMac);
             };
             write_macs(f.data_mut(), &eg.mac.0, &dvr.0);
             tr!(
@@ -492,7 +472,7 @@ pub(super) fn deliver_routed<T: Trace>(
             );
             encap(snap, net, h, f, t)
         }
-        Dest::Nowhere | Dest::Router { .. } => Err(R::NeighborUnbound),
+        Dest::Nowhere | Dest::Router { .. } => D::Drop(R::NeighborUnbound),
     }
 }
 
@@ -504,13 +484,7 @@ pub(crate) fn write_macs(b: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
 
 /// A packet to one of the router's own IPv4 addresses: echo requests are
 /// answered, anything else is dropped.
-fn to_router4<T: Trace>(
-    ingress: &Iface,
-    in_port: u16,
-    ihl: usize,
-    f: &mut Frame,
-    t: &mut T,
-) -> Verdict {
+fn to_router4<T: Trace>(ingress: &Iface, in_port: u16, ihl: usize, f: &mut Frame, t: &mut T) -> D {
     let b = f.data_mut();
     let l4 = ethernet::HEADER_LEN + ihl;
     if b[ethernet::HEADER_LEN + ipv4::field::PROTOCOL] != proto::ICMP
@@ -519,10 +493,10 @@ fn to_router4<T: Trace>(
         || b[l4 + icmp4::field::CODE] != 0
     {
         tr!(t, "router", "to the router's address, not an echo request");
-        return Err(R::ToRouterUnsupported);
+        return D::Drop(R::ToRouterUnsupported);
     }
     if checksum(&b[l4..]) != 0 {
-        return Err(R::ToRouterUnsupported);
+        return D::Drop(R::ToRouterUnsupported);
     }
     let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
@@ -554,10 +528,10 @@ fn to_router4<T: Trace>(
         "echo request to {}: echo reply",
         Ipv4Addr::from(d)
     );
-    Ok(in_port)
+    D::Forward(in_port)
 }
 
-fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> Verdict {
+fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> D {
     let b = f.data_mut();
     let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
     if b[ethernet::HEADER_LEN + ipv6::field::NEXT_HEADER] != proto::ICMPV6
@@ -566,7 +540,7 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
         || b[l4 + icmp6::field::CODE] != 0
     {
         tr!(t, "router", "to the router's address, not an echo request");
-        return Err(R::ToRouterUnsupported);
+        return D::Drop(R::ToRouterUnsupported);
     }
     let plen = (b.len() - l4) as u32;
     let sum = pseudo6(
@@ -576,7 +550,7 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
         proto::ICMPV6,
     );
     if csum_fold(csum_add(sum, &b[l4..])) != 0 {
-        return Err(R::ToRouterUnsupported);
+        return D::Drop(R::ToRouterUnsupported);
     }
     let src_mac = mac_at(b, ethernet::field::SRC.start);
     write_macs(b, &src_mac, &ingress.mac.0);
@@ -596,7 +570,7 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
     );
     put16(icmp, icmp6::field::CHECKSUM.start, c);
     tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
-    Ok(in_port)
+    D::Forward(in_port)
 }
 
 /// Where router `r` routes a translated destination `dst`: a neighbour on a
@@ -612,10 +586,10 @@ pub(super) fn egress_to<'a, T: Trace>(
         return Err(R::NeighborUnknown);
     };
     let Some(iface) = r.interfaces.get(iface as usize) else {
-        return Err(R::TableGone);
+        return Err(R::Dangling);
     };
     let Some(net) = snap.net(iface.net) else {
-        return Err(R::TableGone);
+        return Err(R::Dangling);
     };
     tr!(
         t,
@@ -634,9 +608,9 @@ pub(super) fn routed_on<T: Trace>(
     eg: &Egress<'_>,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     if f.data()[ethernet::HEADER_LEN + ipv4::field::TTL] <= 1 {
-        return Err(R::TtlExpired);
+        return D::Drop(R::TtlExpired);
     }
     ipv4::dec_ttl(&mut f.data_mut()[ethernet::HEADER_LEN..]);
     deliver_routed(snap, net, eg, f, t)

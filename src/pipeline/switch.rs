@@ -5,14 +5,14 @@
 
 use std::net::IpAddr;
 
-use super::encap::encap;
+use super::encap::{encap, overlay, Segment};
 use super::route::route;
-use super::{host_name, Env, NoTrace, Trace, Verdict, FLOOD};
+use super::{host_name, Disposition as D, Env, NoTrace, Trace, Verdict};
 use crate::fastpath::cached::{host_out, switched};
 use crate::fastpath::flow::Out;
 use crate::mac::MacAddr;
 use crate::pkt::Frame;
-use crate::stats::DropReason as R;
+use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Dest, NetTables, Snapshot};
 use crate::wire::{ethernet, mac_at};
 
@@ -75,11 +75,11 @@ pub fn flood_targets(
 
 /// Encapsulates a copy of a flooded frame of network `net` toward host `h`.
 pub fn encap_copy(snap: &Snapshot, net: u32, h: u16, f: &mut Frame) -> Verdict {
-    let n = snap.net(net).ok_or(R::TableGone)?;
-    encap(snap, n, h, f, &mut NoTrace)
+    let n = snap.net(net).ok_or(R::Dangling)?;
+    overlay(snap, Segment::of(n), &n.name, h, f, &mut NoTrace)
 }
 
-pub(super) fn flood<T: Trace>(env: &mut Env, net: u32, tunnels: bool, t: &mut T) -> Verdict {
+pub(super) fn flood<T: Trace>(net: u32, tunnels: bool, t: &mut T) -> D {
     tr!(
         t,
         "switch",
@@ -90,34 +90,37 @@ pub(super) fn flood<T: Trace>(env: &mut Env, net: u32, tunnels: bool, t: &mut T)
             ""
         }
     );
-    env.flood = Some(Flood {
+    D::Flood {
         net,
         tunnels,
-        only: None,
-    });
-    Ok(FLOOD)
+        vip: false,
+        why: None,
+    }
 }
 
 /// Floods a request for `ip`, an address inside allowed address pairs, to
-/// the ports whose pairs cover it (and, when `tunnels`, to their hosts).
+/// the ports whose pairs cover it (and, when `tunnels`, to their hosts); a
+/// frame routed to `ip` turned into that request is counted under `why`.
 pub(super) fn flood_vip<T: Trace>(
     env: &mut Env,
     net: u32,
     tunnels: bool,
     ip: IpAddr,
+    why: Option<DropReason>,
     t: &mut T,
-) -> Verdict {
+) -> D {
     tr!(
         t,
         "switch",
         "{ip} is inside allowed address pairs: to the ports whose pairs cover it"
     );
-    env.flood = Some(Flood {
+    env.flood_vip = Some(ip);
+    D::Flood {
         net,
         tunnels,
-        only: Some(ip),
-    });
-    Ok(FLOOD)
+        vip: true,
+        why,
+    }
 }
 
 /// A unicast frame from VM port `in_port` on network `net` (ethertype
@@ -133,17 +136,17 @@ pub(super) fn switch<T: Trace>(
     et: u16,
     f: &mut Frame,
     t: &mut T,
-) -> Verdict {
+) -> D {
     let b = f.data();
     let dst = MacAddr(mac_at(b, ethernet::field::DST.start));
     match net.fdb.get(dst.key()) {
-        Some(Dest::Local(p)) if p == in_port => Err(R::SameIngressPort),
+        Some(Dest::Local(p)) if p == in_port => D::Drop(R::SameIngressPort),
         Some(Dest::Local(p)) => {
             tr!(t, "switch", "{dst} is local port {p}");
             if !T::ON && et == ethernet::ETHERTYPE_IPV4 {
                 env.flows.offer(switched(net, Out::Port(p)));
             }
-            Ok(p)
+            D::Forward(p)
         }
         Some(Dest::Remote(h)) => {
             tr!(t, "switch", "{dst} is on host {}", host_name(snap, h));
@@ -162,7 +165,7 @@ pub(super) fn switch<T: Trace>(
         }
         Some(Dest::Nowhere) | None => {
             tr!(t, "switch", "{dst} is not in network {}", net.name);
-            Err(R::UnknownDstMac)
+            D::Drop(R::UnknownDstMac)
         }
     }
 }

@@ -172,17 +172,21 @@ impl BurstCtx<'_> {
             }
         });
         let to = match d {
-            Disposition::Flood { why, .. } => {
+            Disposition::Flood {
+                net,
+                tunnels,
+                vip,
+                why,
+            } => {
                 if let Some(r) = why {
                     self.c.drop(r, 1);
                 }
-                match self.env.flood.take() {
-                    Some(fl) => {
-                        self.floods.push(fl);
-                        self.flood_out
-                    }
-                    None => DROP,
-                }
+                self.floods.push(pipeline::Flood {
+                    net,
+                    tunnels,
+                    only: if vip { self.env.flood_vip } else { None },
+                });
+                self.flood_out
             }
             Disposition::Punt(pipeline::PuntKind::ArpReply) => {
                 if let Some(x) = self.env.learned.take() {
