@@ -12,8 +12,10 @@
 //! (`tests/pipeline_random.rs`) check on any input: [`check_pipeline`] and
 //! [`check_headers`].
 
+mod burst;
 mod frames;
 
+pub use burst::{MemBurst, MemPkt};
 pub use frames::*;
 
 use serde_json::{json, Value};
