@@ -186,8 +186,9 @@ impl BurstCtx<'_> {
     /// length then.
     #[inline(always)]
     fn snat(&mut self, w: &fastpath::SnatWay, pkt: impl FramePkt) -> (u16, u32) {
-        self.snats += 1;
-        self.finish(pkt, |env, f| fastpath::snat_apply(env, w, f))
+        let (to, took) = self.finish(pkt, |env, f| fastpath::snat_apply(env, w, f));
+        self.snats += took as u64;
+        to
     }
 
     /// A frame from the underlay that [`fastpath::decap_way`] found `w` for:
@@ -195,25 +196,30 @@ impl BurstCtx<'_> {
     /// length then.
     #[inline(always)]
     fn decap(&mut self, w: &fastpath::DecapWay, pkt: impl FramePkt) -> (u16, u32) {
-        self.decaps += 1;
-        self.finish(pkt, |_, f| fastpath::decap_apply(w, f))
+        let (to, took) = self.finish(pkt, |_, f| fastpath::decap_apply(w, f));
+        self.decaps += took as u64;
+        to
     }
 
     /// A frame a way found out about, finished by `apply` (counted as
-    /// received): where it goes, and its length then.
+    /// received), or by the whole pipeline when `apply` leaves it: where it
+    /// goes, and its length then; and whether `apply` took it.
     #[inline(always)]
     fn finish(
         &mut self,
         mut pkt: impl FramePkt,
-        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> Disposition,
-    ) -> (u16, u32) {
+        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> Option<Disposition>,
+    ) -> ((u16, u32), bool) {
         self.rx_bytes += pkt.len() as u64;
         let env = &mut *self.env;
         let d = pkt.frame(|f| match f {
             Some(f) => apply(env, f),
-            None => Disposition::Drop(DropReason::MultiSegment),
+            None => Some(Disposition::Drop(DropReason::MultiSegment)),
         });
-        (output(self.c, self.tx_mask, d), pkt.len())
+        match d {
+            Some(d) => ((output(self.c, self.tx_mask, d), pkt.len()), true),
+            None => (self.whole(pkt), false),
+        }
     }
 
     /// Frame `i` of an underlay port's burst (and not for the SNAT here): a
