@@ -10,7 +10,7 @@ use crate::nat::{self, Nat};
 use crate::pipeline::classify::Ingress;
 use crate::pipeline::decap::gateway_source;
 use crate::pipeline::nat::{external_mtu, upstream_mac};
-use crate::pipeline::route::{martian4, write_macs};
+use crate::pipeline::route::{forwardable4, write_macs};
 use crate::pipeline::{Disposition, Env};
 use crate::pkt::Frame;
 use crate::tables::{Adj, Dest, Home, Snapshot};
@@ -149,16 +149,17 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     // pipeline makes them.
     let t = memo.recall(snap.epoch, a.key, move || snat_tunnel(snap, a))?;
     let r = snap.routers.get(t.router as usize)?;
-    // route4: ipv4_valid, martians, the route, TTL.
+    // route4's checks, the stage's own: the IPv4 header (its common case),
+    // the addresses and TTL; then the route.
     let ip = a.l3;
     let (h, total) = plain_ipv4(ip)?;
+    if !forwardable4(h) {
+        return None;
+    }
     let (src, dst) = (
         ipv4_at(h, ipv4::field::SRC_ADDR.start),
         ipv4_at(h, ipv4::field::DST_ADDR.start),
     );
-    if martian4(src) || martian4(dst) || dst.is_link_local() || h[ipv4::field::TTL] <= 1 {
-        return None;
-    }
     // north_south4: what the external network takes.
     if total > t.mtu as usize {
         return None;
