@@ -330,7 +330,7 @@ fn measure_decap(snap: &Snapshot, c: &Case, iters: usize, hz: f64) -> Option<f64
                     &mut env.decap_memo,
                     &b[HEADROOM..HEADROOM + f.len()],
                 );
-                let v = w.map(|w| {
+                let v = w.and_then(|w| {
                     let mut fr = Frame::new(b, HEADROOM, f.len()).unwrap();
                     fastpath::decap_apply(&w, &mut fr)
                 });

@@ -6,7 +6,7 @@
 use super::flow::{self, Action, Out};
 use crate::pipeline::encap::{overlay, Segment};
 use crate::pipeline::port_security::dhcp_server4;
-use crate::pipeline::route::{ipv4_valid, Egress};
+use crate::pipeline::route::{expires4, ipv4_valid, Egress};
 use crate::pipeline::{Disposition, Env, NoTrace, Verdict};
 use crate::pkt::{Frame, InPlace};
 use crate::tables::{Dest, NetTables, Snapshot};
@@ -29,7 +29,7 @@ pub(crate) fn cached(snap: &Snapshot, a: Action, f: &mut Frame) -> Option<Verdic
         ipv4_valid(f).ok()?;
         let b = f.data_mut();
         let ip = &mut b[ethernet::HEADER_LEN..];
-        if ip[ipv4::field::TTL] <= 1 || be16(ip, ipv4::field::LENGTH.start) > a.mtu {
+        if expires4(ip[ipv4::field::TTL]) || be16(ip, ipv4::field::LENGTH.start) > a.mtu {
             return None;
         }
         ipv4::dec_ttl(ip);
@@ -59,7 +59,7 @@ fn routed_in_place(a: &Action, b: &mut [u8]) -> bool {
     let total = usize::from(be16(h, ipv4::field::LENGTH.start));
     if h[ipv4::field::VER_IHL] != 0x45
         || total != ip_len
-        || h[ipv4::field::TTL] <= 1
+        || expires4(h[ipv4::field::TTL])
         || total > a.mtu as usize
         || !ipv4_header_sum_ok(h)
     {

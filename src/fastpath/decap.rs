@@ -11,9 +11,8 @@ use crate::model::NetworkType;
 use crate::pipeline::decap::{covering_gateway, gateway_source, untag};
 use crate::pipeline::Disposition;
 use crate::pkt::Frame;
-use crate::stats::DropReason as R;
 use crate::tables::{Dest, NetTables, Snapshot};
-use crate::wire::{self, ethernet, ipv4, ipv4_at};
+use crate::wire::{self, ethernet, ipv4, ipv4_at, vlan};
 
 // What the size of TUNNEL_MEMO's memory assumes.
 const _: () = assert!(std::mem::size_of::<Remembered<DecapTunnel>>() <= 64);
@@ -31,8 +30,8 @@ pub struct DecapWay {
     port: u16,
     /// How its network came: the outer headers to remove, or the tag.
     carrier: NetworkType,
-    /// The inner frame's length.
-    inner: u16,
+    /// The length of the inner frame's payload (behind its Ethernet header).
+    l3: u16,
     /// The source MAC the inner frame leaves with, if it is rewritten.
     src: Option<MacAddr>,
 }
@@ -109,7 +108,7 @@ pub fn decap_way(snap: &Snapshot, memo: &mut DecapMemo, b: &[u8]) -> Option<Deca
     Some(DecapWay {
         port: t.port,
         carrier: a.carrier,
-        inner: (ethernet::HEADER_LEN + a.l3.len()) as u16,
+        l3: a.l3.len() as u16,
         src,
     })
 }
@@ -145,21 +144,33 @@ fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
 /// Finishes a frame [`decap_way`] found `w` for (its bytes unchanged since,
 /// the same snapshot) as the whole pipeline does: decapsulated (or its tag
 /// taken out), its source MAC rewritten if it was a DVR MAC, to the local
-/// port.
+/// port. Nothing in it can fail on the frame the way read: the one check of
+/// its length first finds that frame; any other (it cannot be: the worker
+/// hands over the bytes the way read) is left unchanged for the whole
+/// pipeline (`None`).
 #[inline(always)]
-pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Disposition {
-    let stripped = match w.carrier {
-        NetworkType::Vxlan => f.adj(wire::tunnel::VXLAN_OVERHEAD),
-        NetworkType::Gre => f.adj(wire::tunnel::GRE_OVERHEAD),
-        NetworkType::Vlan => untag(f),
-        NetworkType::Flat => false,
+pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Option<Disposition> {
+    let inner = ethernet::HEADER_LEN + w.l3 as usize;
+    // The outer headers, or the tag (which follows the inner MACs).
+    let (at, over) = match w.carrier {
+        NetworkType::Vxlan => (wire::tunnel::VXLAN_OVERHEAD, wire::tunnel::VXLAN_OVERHEAD),
+        NetworkType::Gre => (wire::tunnel::GRE_OVERHEAD, wire::tunnel::GRE_OVERHEAD),
+        NetworkType::Vlan => (0, vlan::HEADER_LEN),
+        NetworkType::Flat => return None,
     };
-    if !stripped {
-        return Disposition::Drop(R::TableGone);
+    if f.len() < over + inner {
+        return None;
     }
-    f.trim(w.inner as usize);
     if let Some(src) = w.src {
-        f.data_mut()[ethernet::field::SRC].copy_from_slice(&src.0);
+        let s = ethernet::field::SRC;
+        f.data_mut()[at + s.start..at + s.end].copy_from_slice(&src.0);
     }
-    Disposition::Forward(w.port)
+    f.trim(over + inner);
+    // Within the length checked: these cannot fail.
+    if w.carrier == NetworkType::Vlan {
+        untag(f);
+    } else {
+        f.adj(over);
+    }
+    Some(Disposition::Forward(w.port))
 }

@@ -22,6 +22,9 @@ pub mod flow;
 pub mod snat;
 pub mod tunnel;
 
+#[cfg(test)]
+mod tests;
+
 pub use cached::fast;
 pub use decap::{decap_apply, decap_way, DecapMemo, DecapWay};
 pub use snat::{prefetch_nat, prefetch_nat_next, snat_apply, snat_way, SnatMemo, SnatWay};

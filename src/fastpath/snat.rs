@@ -10,10 +10,9 @@ use crate::nat::{self, Nat};
 use crate::pipeline::classify::Ingress;
 use crate::pipeline::decap::gateway_source;
 use crate::pipeline::nat::{external_mtu, upstream_mac};
-use crate::pipeline::route::{martian4, write_macs};
+use crate::pipeline::route::{forwardable4, write_macs};
 use crate::pipeline::{Disposition, Env};
 use crate::pkt::Frame;
-use crate::stats::DropReason as R;
 use crate::tables::{Adj, Dest, Home, Snapshot};
 use crate::wire::{self, be16, be32, ethernet, gre, ipv4, ipv4_at, mac_at, proto, vxlan};
 
@@ -113,8 +112,8 @@ pub struct SnatWay {
     ext: u16,
     up: MacAddr,
     from: MacAddr,
-    /// The inner frame's length (Ethernet + its IPv4 total length).
-    inner: u16,
+    /// The inner IPv4 packet's total length (behind its Ethernet header).
+    ip: u16,
     look: nat::OutLookup,
 }
 
@@ -150,16 +149,17 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
     // pipeline makes them.
     let t = memo.recall(snap.epoch, a.key, move || snat_tunnel(snap, a))?;
     let r = snap.routers.get(t.router as usize)?;
-    // route4: ipv4_valid, martians, the route, TTL.
+    // route4's checks, the stage's own: the IPv4 header (its common case),
+    // the addresses and TTL; then the route.
     let ip = a.l3;
     let (h, total) = plain_ipv4(ip)?;
+    if !forwardable4(h) {
+        return None;
+    }
     let (src, dst) = (
         ipv4_at(h, ipv4::field::SRC_ADDR.start),
         ipv4_at(h, ipv4::field::DST_ADDR.start),
     );
-    if martian4(src) || martian4(dst) || dst.is_link_local() || h[ipv4::field::TTL] <= 1 {
-        return None;
-    }
     // north_south4: what the external network takes.
     if total > t.mtu as usize {
         return None;
@@ -178,7 +178,7 @@ pub fn snat_way(snap: &Snapshot, memo: &mut SnatMemo, b: &[u8]) -> Option<SnatWa
         ext: t.ext,
         up: t.up,
         from: t.from,
-        inner: (ethernet::HEADER_LEN + total) as u16,
+        ip: total as u16,
         look,
     })
 }
@@ -241,22 +241,27 @@ pub type SnatMemo = TunnelMemo<SnatTunnel>;
 /// Finishes a frame [`snat_way`] found `w` for (its bytes unchanged since,
 /// the same snapshot) as the whole pipeline does: decapsulated, translated
 /// by this worker's SNAT, its TTL decremented, out of the external port from
-/// the router's gateway MAC to the upstream router.
+/// the router's gateway MAC to the upstream router. Nothing in it but the
+/// SNAT can fail on the frame the way read: the one check of its length
+/// first finds that frame; any other (it cannot be: the worker hands over
+/// the bytes the way read) is left unchanged for the whole pipeline
+/// (`None`).
 #[inline(always)]
-pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Disposition {
-    if !f.adj(wire::tunnel::VXLAN_OVERHEAD) {
-        return Disposition::Drop(R::TableGone);
+pub fn snat_apply(env: &mut Env, w: &SnatWay, f: &mut Frame) -> Option<Disposition> {
+    let over = wire::tunnel::VXLAN_OVERHEAD;
+    let inner = ethernet::HEADER_LEN + w.ip as usize;
+    if f.len() < over + inner {
+        return None;
     }
-    f.trim(w.inner as usize);
+    f.trim(over + inner);
+    // Within the length checked: cannot fail.
+    f.adj(over);
     let now = env.clock();
-    let b = f.data_mut();
-    let Some(ip) = b.get_mut(ethernet::HEADER_LEN..) else {
-        return Disposition::Drop(R::TableGone);
-    };
+    let (eth, ip) = f.data_mut().split_at_mut(ethernet::HEADER_LEN);
     if let Err(r) = env.nat.snat_out_looked(ip, &w.look, now) {
-        return Disposition::Drop(r);
+        return Some(Disposition::Drop(r));
     }
     ipv4::dec_ttl(ip);
-    write_macs(b, &w.up.0, &w.from.0);
-    Disposition::Forward(w.ext)
+    write_macs(eth, &w.up.0, &w.from.0);
+    Some(Disposition::Forward(w.ext))
 }

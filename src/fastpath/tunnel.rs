@@ -8,7 +8,8 @@ use crate::mac::MacAddr;
 use crate::model::NetworkType;
 use crate::tables::{NodeTables, Snapshot};
 use crate::wire::checksum::ipv4_header_sum_ok;
-use crate::wire::{be16, ethernet, gre, ipv4, ipv4_at, mac_at, proto, udp, vlan, vxlan};
+use crate::wire::tunnel::{self, Encap, Tunnel, Underlay};
+use crate::wire::{be16, ethernet, ipv4, mac_at};
 
 /// The common case of [`ipv4::validate`], on bytes (read straight from
 /// the fixed header: measured, the view's checks cost the ways 3 to 4%),: a 20-byte IPv4 header at
@@ -169,65 +170,29 @@ impl Arrival<'_> {
 }
 
 /// Frame `b` from the underlay as the ways read it ([`Arrival`]): a VXLAN or
-/// GRE frame to this VTEP, or a VLAN-tagged frame, with a unicast inner
-/// source and destination. `None` for any other frame.
+/// GRE frame to this VTEP (a 20-byte outer IPv4 header), or a VLAN-tagged
+/// frame, with a unicast inner source and destination. `None` for any other
+/// frame. Its outer headers are read by the whole pipeline's parser
+/// ([`tunnel::underlay_plain`]: [`tunnel::underlay`] without outer IPv4
+/// options); the source VTEP is checked by the ways
+/// ([`Arrival::sent_by_known_vtep`], remembered with the tunnel).
 #[inline(always)]
 pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
-    let (eth, rest) = b.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    let (eth, _) = b.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
     if eth[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
-    match be16(eth, ethernet::field::ETHERTYPE.start) {
-        ethernet::ETHERTYPE_IPV4 => {
-            let (h, total) = plain_ipv4(rest)?;
-            if Some(ipv4_at(h, ipv4::field::DST_ADDR.start)) != snap.node.vtep {
-                return None;
-            }
-            let l4 = &rest[ipv4::HEADER_LEN..total];
-            match h[ipv4::field::PROTOCOL] {
-                proto::UDP => {
-                    if l4.len() < udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN
-                        || be16(l4, udp::field::DST_PORT.start) != udp::VXLAN_PORT
-                        || l4[udp::HEADER_LEN + vxlan::field::FLAGS] & vxlan::FLAG_VNI == 0
-                    {
-                        return None;
-                    }
-                    tunnelled(
-                        NetworkType::Vxlan,
-                        h,
-                        l4,
-                        udp::HEADER_LEN + vxlan::field::VNI_WORD.start,
-                        udp::HEADER_LEN + vxlan::HEADER_LEN,
-                    )
-                }
-                proto::GRE => {
-                    if l4.len() < gre::HEADER_LEN + ethernet::HEADER_LEN
-                        || be16(l4, gre::field::FLAGS_VERSION.start) != gre::FLAGS_KEY
-                        || be16(l4, gre::field::PROTOCOL.start) != ethernet::ETHERTYPE_TEB
-                    {
-                        return None;
-                    }
-                    tunnelled(
-                        NetworkType::Gre,
-                        h,
-                        l4,
-                        gre::field::KEY.start,
-                        gre::HEADER_LEN,
-                    )
-                }
-                _ => None,
-            }
-        }
+    match tunnel::underlay_plain(b, &snap.node.vtep, |_| true)? {
+        Underlay::Tunnel(t) => tunnelled(t),
         // The inner frame is the MACs and what follows the tag: its
         // ethertype and layer 3 are read after the tag.
-        ethernet::ETHERTYPE_VLAN => {
-            let tag = rest.first_chunk::<{ vlan::HEADER_LEN }>()?;
-            let vid = u32::from(be16(tag, vlan::field::TCI.start) & vlan::VID_MASK);
-            let (macs, _) = b.split_first_chunk::<12>()?;
+        Underlay::Tagged(tag) => {
+            let macs = tag.macs;
             if macs[ethernet::field::DST.start] & 1 != 0 {
                 return None;
             }
-            let ethertype = be16(tag, vlan::field::ETHERTYPE.start);
+            let vid = u32::from(tag.vid);
+            let ethertype = tag.ethertype;
             Some(Arrival {
                 carrier: NetworkType::Vlan,
                 key: [
@@ -237,26 +202,23 @@ pub(super) fn arrival<'a>(snap: &Snapshot, b: &'a [u8]) -> Option<Arrival<'a>> {
                 ],
                 macs,
                 ethertype,
-                l3: &rest[vlan::HEADER_LEN..],
+                l3: tag.l3,
             })
         }
         _ => None,
     }
 }
 
-/// [`arrival`] of a VXLAN or GRE frame (outer IPv4 header `h`, then `l4`):
-/// its segment's word at `seg_at` of `l4`, its inner frame after `strip`
-/// bytes of `l4`, with unicast MACs.
+/// [`arrival`] of a VXLAN or GRE frame (a 20-byte outer IPv4 header): its
+/// inner frame, with unicast MACs.
 #[inline(always)]
-fn tunnelled<'a>(
-    carrier: NetworkType,
-    h: &[u8; ipv4::HEADER_LEN],
-    l4: &'a [u8],
-    seg_at: usize,
-    strip: usize,
-) -> Option<Arrival<'a>> {
-    let inner = l4.get(strip..)?;
-    let (macs, _) = inner.split_first_chunk::<12>()?;
+fn tunnelled(t: Tunnel<'_>) -> Option<Arrival<'_>> {
+    let carrier = match t.encap {
+        Encap::Vxlan => NetworkType::Vxlan,
+        Encap::Gre => NetworkType::Gre,
+    };
+    let eth = t.inner_header;
+    let (macs, _) = eth.split_first_chunk::<12>()?;
     if macs[ethernet::field::DST.start] & 1 != 0 || macs[ethernet::field::SRC.start] & 1 != 0 {
         return None;
     }
@@ -265,13 +227,14 @@ fn tunnelled<'a>(
         // Inner bytes 8..14 (source MAC end, ethertype): the word at 6
         // without its first two bytes.
         key: [
-            word4(h, ipv4::field::SRC_ADDR.start) | word4(l4, seg_at) << 32,
-            word8(inner, 0),
-            word8(inner, 6) >> 16 | (carrier as u64) << 48,
+            word4(t.outer.fixed(), ipv4::field::SRC_ADDR.start)
+                | (u32::from_le_bytes(t.segment_word) as u64) << 32,
+            word8(eth, 0),
+            word8(eth, 6) >> 16 | (carrier as u64) << 48,
         ],
         macs,
-        ethertype: be16(inner, ethernet::field::ETHERTYPE.start),
-        l3: inner.get(ethernet::HEADER_LEN..)?,
+        ethertype: be16(eth, ethernet::field::ETHERTYPE.start),
+        l3: t.inner.get(ethernet::HEADER_LEN..)?,
     })
 }
 

@@ -489,53 +489,6 @@ impl Nat {
         }
         Ok(x.router)
     }
-
-    /// [`Nat::snat_out`] on each packet of a burst (`res[i]` the result of
-    /// `pkts[i]`; as many as the shorter of the two), the same translations in
-    /// the same order, with the lookups of up to 32 packets prefetched first
-    /// (both stages of the lookahead): with a table larger than the caches,
-    /// their cache misses overlap instead of following each other.
-    pub fn snat_out_burst<P: AsMut<[u8]>>(
-        &mut self,
-        router: u32,
-        pkts: &mut [P],
-        now: u64,
-        res: &mut [Result<(), DropReason>],
-    ) {
-        let n = pkts.len().min(res.len());
-        for (pkts, res) in pkts[..n].chunks_mut(32).zip(res[..n].chunks_mut(32)) {
-            for p in pkts.iter_mut() {
-                self.prefetch_out(router, p.as_mut());
-            }
-            for _ in 0..pkts.len() {
-                self.prefetch_next();
-            }
-            for (p, r) in pkts.iter_mut().zip(res.iter_mut()) {
-                *r = self.snat_out(router, p.as_mut(), now);
-            }
-        }
-    }
-
-    /// [`Nat::snat_out_burst`] for [`Nat::snat_in`].
-    pub fn snat_in_burst<P: AsMut<[u8]>>(
-        &mut self,
-        pkts: &mut [P],
-        now: u64,
-        res: &mut [Result<u32, DropReason>],
-    ) {
-        let n = pkts.len().min(res.len());
-        for (pkts, res) in pkts[..n].chunks_mut(32).zip(res[..n].chunks_mut(32)) {
-            for p in pkts.iter_mut() {
-                self.prefetch_in(p.as_mut());
-            }
-            for _ in 0..pkts.len() {
-                self.prefetch_next();
-            }
-            for (p, r) in pkts.iter_mut().zip(res.iter_mut()) {
-                *r = self.snat_in(p.as_mut(), now);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -267,7 +267,7 @@ fn route4<T: Trace>(
         tr!(t, "route", "martian source {src}");
         return D::Drop(R::MartianSource);
     }
-    if martian4(dst) || dst.is_link_local() {
+    if unrouted4(dst) {
         tr!(t, "route", "destination {dst} is not routed");
         return D::Drop(R::MartianDestination);
     }
@@ -280,7 +280,7 @@ fn route4<T: Trace>(
     let ttl = ip[ipv4::field::TTL];
     let eg = match adj {
         Adj::Local { .. } => return to_router4(ingress, in_port, ihl, f, t),
-        _ if ttl <= 1 => {
+        _ if expires4(ttl) => {
             tr!(t, "route", "TTL {ttl}: time exceeded");
             return icmp_error::<V4, T>(
                 env,
@@ -625,4 +625,29 @@ pub(crate) fn ipv4_valid(f: &mut Frame) -> Result<usize, DropReason> {
     let (ihl, total) = (p.header_len(), p.as_bytes().len());
     f.trim(ethernet::HEADER_LEN + total);
     Ok(ihl)
+}
+
+/// Whether [`route4`] refuses to route to `dst`: a martian or a link-local
+/// address.
+#[inline(always)]
+pub(crate) fn unrouted4(dst: Ipv4Addr) -> bool {
+    martian4(dst) || dst.is_link_local()
+}
+
+/// Whether a packet with TTL `ttl` expires here instead of being routed on
+/// ([`route4`]: time exceeded).
+#[inline(always)]
+pub(crate) fn expires4(ttl: u8) -> bool {
+    ttl <= 1
+}
+
+/// Whether [`route4`] routes on the IPv4 packet with header `h` (checked)
+/// once it has a route out: neither address a martian ([`martian4`],
+/// [`unrouted4`]), and its TTL not expiring ([`expires4`]). For the fast
+/// paths, which hand any other packet to the whole pipeline.
+#[inline(always)]
+pub(crate) fn forwardable4(h: &[u8; ipv4::HEADER_LEN]) -> bool {
+    !martian4(ipv4_at(h, ipv4::field::SRC_ADDR.start))
+        && !unrouted4(ipv4_at(h, ipv4::field::DST_ADDR.start))
+        && !expires4(h[ipv4::field::TTL])
 }

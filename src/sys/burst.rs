@@ -219,6 +219,74 @@ impl Pkt<'_> {
     }
 }
 
+/// The frames of a burst as a worker's loop reads and decides them
+/// (`worker::burst`): the mbufs of a [`Burst`], or frames in memory
+/// (`testkit::MemBurst`, which the benches run the worker's loop on).
+pub trait Frames {
+    /// A frame of the burst being decided.
+    type Pkt<'a>: FramePkt
+    where
+        Self: 'a;
+    /// The bytes of frame `i` (of its first segment).
+    fn data(&self, i: usize) -> &[u8];
+    /// Total length of frame `i` (all segments).
+    fn pkt_len(&self, i: usize) -> u32;
+    /// Number of segments of frame `i`.
+    fn nb_segs(&self, i: usize) -> u16;
+    /// Frame `i`, to decide on.
+    fn pkt(&mut self, i: usize) -> Self::Pkt<'_>;
+}
+
+/// A frame of a burst being decided ([`Frames::pkt`]).
+pub trait FramePkt: crate::pkt::InPlace {
+    /// Its total length (all segments).
+    fn len(&self) -> u32;
+    /// Whether it has no bytes.
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Runs `f` on it as a mutable [`Frame`] (`None` when chained); the
+    /// frame keeps the start and length `f` leaves.
+    fn frame<R>(&mut self, f: impl FnOnce(Option<&mut Frame>) -> R) -> R;
+}
+
+impl Frames for Burst {
+    type Pkt<'a> = Pkt<'a>;
+
+    #[inline(always)]
+    fn data(&self, i: usize) -> &[u8] {
+        Burst::data(self, i)
+    }
+
+    #[inline(always)]
+    fn pkt_len(&self, i: usize) -> u32 {
+        Burst::pkt_len(self, i)
+    }
+
+    #[inline(always)]
+    fn nb_segs(&self, i: usize) -> u16 {
+        Burst::nb_segs(self, i)
+    }
+
+    #[inline(always)]
+    fn pkt(&mut self, i: usize) -> Pkt<'_> {
+        Burst::pkt(self, i)
+    }
+}
+
+impl FramePkt for Pkt<'_> {
+    #[inline(always)]
+    fn len(&self) -> u32 {
+        Pkt::len(self)
+    }
+
+    #[inline(always)]
+    fn frame<R>(&mut self, f: impl FnOnce(Option<&mut Frame>) -> R) -> R {
+        Pkt::frame(self, f)
+    }
+}
+
 impl crate::pkt::InPlace for Pkt<'_> {
     /// The bytes of a single-segment packet, to rewrite in place (its start
     /// and length stay); `None` for a chained packet.

@@ -39,7 +39,7 @@ mod mempool;
 mod port;
 mod queue;
 
-pub use burst::{Burst, Pkt, MAX_BURST};
+pub use burst::{Burst, FramePkt, Frames, Pkt, MAX_BURST};
 pub use cpu::{prefetch, rdtsc, tsc_hz};
 pub use eal::{register_thread, unregister_thread, Eal};
 pub use huge::HugeTable;

@@ -12,8 +12,10 @@
 //! (`tests/pipeline_random.rs`) check on any input: [`check_pipeline`] and
 //! [`check_headers`].
 
+mod burst;
 mod frames;
 
+pub use burst::{MemBurst, MemPkt};
 pub use frames::*;
 
 use serde_json::{json, Value};
@@ -429,7 +431,7 @@ fn run_way<W>(
         &mut crate::pipeline::Env,
         &W,
         &mut crate::pkt::Frame,
-    ) -> crate::pipeline::Disposition,
+    ) -> Option<crate::pipeline::Disposition>,
 ) -> (Run, bool) {
     use crate::pipeline::{ingress, Ingress, NoTrace};
     env.burst(snap);
@@ -442,8 +444,13 @@ fn run_way<W>(
     };
     let mut buf = buffer(frame);
     let mut f = crate::pkt::Frame::new(&mut buf, HEADROOM, frame.len()).expect("fits");
-    let v = apply(env, &w, &mut f);
-    (outcome(v, &f), true)
+    match apply(env, &w, &mut f) {
+        Some(v) => (outcome(v, &f), true),
+        None => {
+            assert_eq!(f.data(), frame, "the way changed a frame it left");
+            (run_in(env, snap, in_port, frame, &mut NoTrace), false)
+        }
+    }
 }
 
 /// Runs `frame` (any bytes) in on `in_port` through the pipeline as the

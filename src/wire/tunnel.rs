@@ -12,7 +12,7 @@
 use std::net::Ipv4Addr;
 
 use super::ethernet::{
-    self, EthernetFrame, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_VLAN, HEADER_LEN as ETH_LEN,
+    EthernetFrame, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_VLAN, HEADER_LEN as ETH_LEN,
 };
 use super::gre::{self, GreHeader};
 use super::ipv4::{self, Ipv4Packet};
@@ -53,6 +53,8 @@ pub struct Tunnel<'a> {
     /// The inner frame (at least an Ethernet header), to the end of the
     /// outer packet (the outer frame's padding left out).
     pub inner: &'a [u8],
+    /// The inner frame's Ethernet header (the start of `inner`).
+    pub inner_header: &'a [u8; ETH_LEN],
 }
 
 impl Tunnel<'_> {
@@ -112,11 +114,35 @@ pub fn underlay(
     vtep: Option<Ipv4Addr>,
     known_source: impl FnOnce(Ipv4Addr) -> bool,
 ) -> Result<Underlay<'_>, DropReason> {
+    read::<true>(frame, &vtep, known_source)
+}
+
+/// [`underlay`] for the fast ways, which take only the common case of a
+/// tunnel, an outer IPv4 header without options: `None` for a tunnel with
+/// them too. The same code as [`underlay`] without its case of options
+/// (compiled out: every offset behind the outer header is a constant).
+#[inline(always)]
+pub fn underlay_plain<'a>(
+    frame: &'a [u8],
+    vtep: &Option<Ipv4Addr>,
+    known_source: impl FnOnce(Ipv4Addr) -> bool,
+) -> Option<Underlay<'a>> {
+    read::<false>(frame, vtep, known_source).ok()
+}
+
+/// [`underlay`]; a tunnel with outer IPv4 options only if `OPTIONS` (else
+/// refused, as malformed).
+#[inline(always)]
+fn read<'a, const OPTIONS: bool>(
+    frame: &'a [u8],
+    vtep: &Option<Ipv4Addr>,
+    known_source: impl FnOnce(Ipv4Addr) -> bool,
+) -> Result<Underlay<'a>, DropReason> {
     let eth = EthernetFrame::new_checked(frame).ok_or(R::RuntFrame)?;
     match eth.ethertype() {
         ETHERTYPE_ARP => Ok(Underlay::Arp),
         ETHERTYPE_VLAN => tagged(frame).map(Underlay::Tagged),
-        ETHERTYPE_IPV4 => tunnel(frame, vtep, known_source).map(Underlay::Tunnel),
+        ETHERTYPE_IPV4 => tunnel::<OPTIONS>(frame, vtep, known_source).map(Underlay::Tunnel),
         et => Ok(Underlay::Other(et)),
     }
 }
@@ -136,13 +162,41 @@ fn tagged(frame: &[u8]) -> Result<Tagged<'_>, DropReason> {
 
 /// The tunnel of an IPv4 frame (see [`underlay`]).
 #[inline(always)]
-fn tunnel(
-    frame: &[u8],
-    vtep: Option<Ipv4Addr>,
+fn tunnel<'a, const OPTIONS: bool>(
+    frame: &'a [u8],
+    vtep: &Option<Ipv4Addr>,
     known_source: impl FnOnce(Ipv4Addr) -> bool,
-) -> Result<Tunnel<'_>, DropReason> {
-    let outer = ipv4::validate_lengths(&frame[ETH_LEN..])?;
-    if Some(outer.dst_addr()) != vtep {
+) -> Result<Tunnel<'a>, DropReason> {
+    let ip = &frame[ETH_LEN..];
+    // The common case first, an outer header without options: its length
+    // a constant in `outer_tunnel` (inlined twice), every offset after it
+    // is one too, and the checks of the version and header length fold
+    // into this one (as cheap as reading the fields at their places).
+    if ip
+        .first_chunk::<{ ipv4::HEADER_LEN }>()
+        .is_some_and(|h| h[ipv4::field::VER_IHL] == 0x45)
+    {
+        let outer = ipv4::validate_lengths(ip)?;
+        outer_tunnel(outer, ipv4::HEADER_LEN, vtep, known_source)
+    } else if OPTIONS {
+        let outer = ipv4::validate_lengths(ip)?;
+        let ihl = outer.header_len();
+        outer_tunnel(outer, ihl, vtep, known_source)
+    } else {
+        Err(R::MalformedIpv4)
+    }
+}
+
+/// [`tunnel`] once its outer IPv4 packet `outer` (header `ihl` bytes long)
+/// passed [`ipv4::validate_lengths`].
+#[inline(always)]
+fn outer_tunnel<'a>(
+    outer: Ipv4Packet<&'a [u8]>,
+    ihl: usize,
+    vtep: &Option<Ipv4Addr>,
+    known_source: impl FnOnce(Ipv4Addr) -> bool,
+) -> Result<Tunnel<'a>, DropReason> {
+    if Some(outer.dst_addr()) != *vtep {
         return Err(R::NotForThisVtep);
     }
     if !outer.checksum_ok() {
@@ -151,50 +205,67 @@ fn tunnel(
     if !known_source(outer.src_addr()) {
         return Err(R::UnknownVtepSource);
     }
-    let ihl = outer.header_len();
-    let l4 = outer.into_payload();
+    let l4 = outer.into_inner().get(ihl..).unwrap_or_default();
+    // One length check for each encapsulation's headers and the inner
+    // Ethernet header (the views' own checks fold into it); a shorter one is
+    // refused by `short_tunnel`.
     let (encap, segment_word, head) = match outer.protocol() {
-        proto::UDP => match UdpHeader::new_checked(l4) {
-            Some(u) if u.dst_port() == VXLAN_PORT => {
-                let v = VxlanHeader::new_checked(u.payload())
-                    .filter(|v| v.vni_valid())
-                    .ok_or(R::BadVxlan)?;
-                (
-                    Encap::Vxlan,
-                    v.vni_word(),
-                    udp::HEADER_LEN + vxlan::HEADER_LEN,
-                )
+        proto::UDP if l4.len() >= udp::HEADER_LEN + vxlan::HEADER_LEN + ETH_LEN => {
+            let u = UdpHeader::new_checked(l4).ok_or(R::NotATunnel)?;
+            if u.dst_port() != VXLAN_PORT {
+                return Err(R::NotATunnel);
             }
-            _ => return Err(R::NotATunnel),
-        },
-        proto::GRE => {
-            let g = GreHeader::new_checked(l4)
-                .filter(|g| g.is_keyed_teb())
-                .ok_or(R::BadGre)?;
+            let v = VxlanHeader::new_checked(u.payload()).ok_or(R::BadVxlan)?;
+            if !v.vni_valid() {
+                return Err(R::BadVxlan);
+            }
+            (
+                Encap::Vxlan,
+                v.vni_word(),
+                udp::HEADER_LEN + vxlan::HEADER_LEN,
+            )
+        }
+        proto::GRE if l4.len() >= gre::HEADER_LEN + ETH_LEN => {
+            let g = GreHeader::new_checked(l4).ok_or(R::BadGre)?;
+            if !g.is_keyed_teb() {
+                return Err(R::BadGre);
+            }
             (Encap::Gre, g.key_word(), gre::HEADER_LEN)
         }
-        _ => return Err(R::NotATunnel),
+        p => return Err(short_tunnel(p, l4)),
     };
-    let inner = &l4[head.min(l4.len())..];
-    if inner.len() < ethernet::HEADER_LEN {
-        return Err(match encap {
-            Encap::Vxlan => R::BadVxlan,
-            Encap::Gre => R::BadGre,
-        });
-    }
+    let inner = l4.get(head..).unwrap_or_default();
+    let (inner_header, _) = inner.split_first_chunk::<ETH_LEN>().ok_or(R::RuntFrame)?;
     Ok(Tunnel {
         encap,
         outer,
         segment_word,
         strip: ETH_LEN + ihl + head,
         inner,
+        inner_header,
     })
+}
+
+/// Why [`tunnel`] refuses an IPv4 payload `l4` of protocol `p` too short
+/// for its encapsulation and an inner Ethernet header (or of another
+/// protocol): UDP not to the VXLAN port is not a tunnel.
+#[cold]
+#[inline(never)]
+fn short_tunnel(p: u8, l4: &[u8]) -> DropReason {
+    match p {
+        proto::UDP => match UdpHeader::new_checked(l4) {
+            Some(u) if u.dst_port() == VXLAN_PORT => R::BadVxlan,
+            _ => R::NotATunnel,
+        },
+        proto::GRE => R::BadGre,
+        _ => R::NotATunnel,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{checksum::checksum, put16};
+    use crate::wire::{checksum::checksum, ethernet, put16};
 
     const VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
     const PEER: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
@@ -404,5 +475,31 @@ mod tests {
         let t = tunnel_of(&g).unwrap();
         assert_eq!((t.strip, t.inner), (46, &INNER[..]));
         assert_eq!(t.outer.header_len(), 24);
+        assert!(
+            underlay_plain(&g, &Some(VTEP), |_| true).is_none(),
+            "the fast ways' parser leaves options"
+        );
+    }
+
+    #[test]
+    fn the_plain_parser_reads_what_underlay_reads_without_options() {
+        for encap in [Encap::Vxlan, Encap::Gre] {
+            let f = frame(encap);
+            let Some(Underlay::Tunnel(t)) = underlay_plain(&f, &Some(VTEP), |_| true) else {
+                panic!("{encap:?}")
+            };
+            let u = tunnel_of(&f).unwrap();
+            assert_eq!(
+                (t.encap, t.segment_word, t.strip),
+                (u.encap, u.segment_word, u.strip)
+            );
+            assert_eq!((t.inner, &t.inner_header[..]), (u.inner, &INNER[..ETH_LEN]));
+            // What underlay refuses, it refuses too.
+            let mut g = f.clone();
+            g[ETH_LEN + 15] = 9;
+            assert!(underlay_plain(&g, &Some(VTEP), |_| true).is_none());
+            assert!(underlay_plain(&f[..ETH_LEN + 19], &Some(VTEP), |_| true).is_none());
+            assert!(underlay_plain(&f, &None, |_| true).is_none());
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::l2::DROP;
 use crate::pipeline::{self, Disposition, Env, NoTrace};
 use crate::punt::Exchange;
 use crate::stats::{DropReason, WorkerCounters};
-use crate::sys::{Burst, Pkt};
+use crate::sys::{FramePkt, Frames, MAX_BURST};
 use crate::tables::Snapshot;
 
 /// How many frames ahead of the one being decided a VM port's burst works
@@ -55,7 +55,7 @@ fn output(c: &WorkerCounters, tx_mask: u64, d: Disposition) -> u16 {
 }
 
 /// What deciding the frames of one burst takes.
-pub(super) struct BurstCtx<'a> {
+pub struct BurstCtx<'a> {
     pub(super) snap: &'a Snapshot,
     pub(super) env: &'a mut Env,
     pub(super) c: &'a WorkerCounters,
@@ -75,12 +75,104 @@ pub(super) struct BurstCtx<'a> {
     pub(super) snats: u64,
 }
 
+/// What the ways of a burst work out ahead of deciding its frames: a VM
+/// port's flow keys and cache sets, an underlay port's SNAT ways. Kept from
+/// burst to burst (allocated once).
+pub struct Ahead {
+    keys: [Option<(flow::Key, usize)>; MAX_BURST],
+    ways: [Option<fastpath::SnatWay>; MAX_BURST],
+}
+
+impl Default for Ahead {
+    fn default() -> Self {
+        Ahead {
+            keys: [None; MAX_BURST],
+            ways: [None; MAX_BURST],
+        }
+    }
+}
+
+impl<'a> BurstCtx<'a> {
+    /// What deciding a burst from `in_port` takes: the snapshot, the
+    /// worker's environment and counters, the exchange with the control
+    /// thread; the ports it has a queue on (`tx_mask`, bit p for port p), the
+    /// index of its flood burst and the floods' list.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        snap: &'a Snapshot,
+        env: &'a mut Env,
+        c: &'a WorkerCounters,
+        exchange: &'a Exchange,
+        in_port: u16,
+        tx_mask: u64,
+        flood_out: u16,
+        floods: &'a mut Vec<pipeline::Flood>,
+    ) -> Self {
+        BurstCtx {
+            snap,
+            env,
+            c,
+            tx_mask,
+            exchange,
+            flood_out,
+            floods,
+            ing: pipeline::ingress(snap, in_port),
+            in_port,
+            rx_bytes: 0,
+            hits: 0,
+            decaps: 0,
+            snats: 0,
+        }
+    }
+
+    /// Decides the frames of burst `rx` (as many as `to` and `lens` are
+    /// long) the way of their ingress ([`Way`]): frame `i` goes to `to[i]`
+    /// (an output burst index, or [`DROP`]), `lens[i]` bytes long then.
+    #[inline(always)]
+    pub fn decide(
+        &mut self,
+        ahead: &mut Ahead,
+        rx: &mut impl Frames,
+        to: &mut [u16],
+        lens: &mut [u32],
+    ) {
+        let n = to.len().min(lens.len());
+        let (to, lens) = (&mut to[..n], &mut lens[..n]);
+        let snap = self.snap;
+        match self.ing {
+            pipeline::Ingress::Static => {
+                decide_burst(Static(snap.static_fdb()), self, rx, to, lens);
+            }
+            pipeline::Ingress::Vm(vm, _) => {
+                let way = FromVm {
+                    port: vm.index,
+                    keys: &mut ahead.keys[..n],
+                };
+                decide_burst(way, self, rx, to, lens);
+            }
+            pipeline::Ingress::Underlay if self.env.snat_here() => {
+                let way = SnatUnderlay {
+                    ways: &mut ahead.ways[..n],
+                };
+                decide_burst(way, self, rx, to, lens);
+            }
+            pipeline::Ingress::Underlay => decide_burst(Underlay, self, rx, to, lens),
+            _ => {
+                let way = Whole {
+                    prefetch: self.env.snat_here(),
+                };
+                decide_burst(way, self, rx, to, lens);
+            }
+        }
+    }
+}
+
 impl BurstCtx<'_> {
     /// A frame from a VM port with its flow key and cache set: the flow
     /// cache's way ([`fastpath::fast`]) when it has one, else the whole
     /// pipeline. Where it goes, and its length then.
     #[inline(always)]
-    fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: Pkt) -> (u16, u32) {
+    fn fast(&mut self, k: &flow::Key, set: usize, mut pkt: impl FramePkt) -> (u16, u32) {
         self.rx_bytes += pkt.len() as u64;
         let Some(d) = fastpath::fast(self.snap, self.env, k, set, &mut pkt) else {
             return self.whole(pkt);
@@ -93,35 +185,41 @@ impl BurstCtx<'_> {
     /// finished that way ([`fastpath::snat_apply`]). Where it goes, and its
     /// length then.
     #[inline(always)]
-    fn snat(&mut self, w: &fastpath::SnatWay, pkt: Pkt) -> (u16, u32) {
-        self.snats += 1;
-        self.finish(pkt, |env, f| fastpath::snat_apply(env, w, f))
+    fn snat(&mut self, w: &fastpath::SnatWay, pkt: impl FramePkt) -> (u16, u32) {
+        let (to, took) = self.finish(pkt, |env, f| fastpath::snat_apply(env, w, f));
+        self.snats += took as u64;
+        to
     }
 
     /// A frame from the underlay that [`fastpath::decap_way`] found `w` for:
     /// finished that way ([`fastpath::decap_apply`]). Where it goes, and its
     /// length then.
     #[inline(always)]
-    fn decap(&mut self, w: &fastpath::DecapWay, pkt: Pkt) -> (u16, u32) {
-        self.decaps += 1;
-        self.finish(pkt, |_, f| fastpath::decap_apply(w, f))
+    fn decap(&mut self, w: &fastpath::DecapWay, pkt: impl FramePkt) -> (u16, u32) {
+        let (to, took) = self.finish(pkt, |_, f| fastpath::decap_apply(w, f));
+        self.decaps += took as u64;
+        to
     }
 
     /// A frame a way found out about, finished by `apply` (counted as
-    /// received): where it goes, and its length then.
+    /// received), or by the whole pipeline when `apply` leaves it: where it
+    /// goes, and its length then; and whether `apply` took it.
     #[inline(always)]
     fn finish(
         &mut self,
-        mut pkt: Pkt,
-        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> Disposition,
-    ) -> (u16, u32) {
+        mut pkt: impl FramePkt,
+        apply: impl FnOnce(&mut Env, &mut crate::pkt::Frame) -> Option<Disposition>,
+    ) -> ((u16, u32), bool) {
         self.rx_bytes += pkt.len() as u64;
         let env = &mut *self.env;
         let d = pkt.frame(|f| match f {
             Some(f) => apply(env, f),
-            None => Disposition::Drop(DropReason::MultiSegment),
+            None => Some(Disposition::Drop(DropReason::MultiSegment)),
         });
-        (output(self.c, self.tx_mask, d), pkt.len())
+        match d {
+            Some(d) => ((output(self.c, self.tx_mask, d), pkt.len()), true),
+            None => (self.whole(pkt), false),
+        }
     }
 
     /// Frame `i` of an underlay port's burst (and not for the SNAT here): a
@@ -129,7 +227,7 @@ impl BurstCtx<'_> {
     /// takes its decap way ([`fastpath::decap_way`]); any other one the whole
     /// pipeline.
     #[inline(always)]
-    fn underlay(&mut self, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn underlay(&mut self, rx: &mut impl Frames, i: usize) -> (u16, u32) {
         let w = if rx.nb_segs(i) == 1 {
             fastpath::decap_way(self.snap, &mut self.env.decap_memo, rx.data(i))
         } else {
@@ -143,7 +241,7 @@ impl BurstCtx<'_> {
 
     /// A frame through the whole pipeline (counted as received).
     #[inline(always)]
-    fn slow(&mut self, pkt: Pkt) -> (u16, u32) {
+    fn slow(&mut self, pkt: impl FramePkt) -> (u16, u32) {
         self.rx_bytes += pkt.len() as u64;
         self.whole(pkt)
     }
@@ -151,7 +249,7 @@ impl BurstCtx<'_> {
     /// A frame through the whole pipeline: where it goes, and its length
     /// then.
     #[inline(always)]
-    fn whole(&mut self, mut pkt: Pkt) -> (u16, u32) {
+    fn whole(&mut self, mut pkt: impl FramePkt) -> (u16, u32) {
         let d = pkt.frame(|frame| match frame {
             None => Disposition::Drop(DropReason::MultiSegment),
             Some(f) => {
@@ -216,7 +314,7 @@ pub(super) trait Way {
     /// Works out what deciding frame `i` will take (its flow key and cache
     /// set, its SNAT way), prefetching it.
     #[inline(always)]
-    fn ahead(&mut self, _b: &mut BurstCtx<'_>, _rx: &Burst, _i: usize) {}
+    fn ahead(&mut self, _b: &mut BurstCtx<'_>, _rx: &impl Frames, _i: usize) {}
 
     /// Once [`Way::ahead`] ran on the first `lead` frames: called once per
     /// frame of the burst (`n`), for what they prefetched in two stages.
@@ -225,7 +323,7 @@ pub(super) trait Way {
 
     /// Decides frame `i`: where it goes (an output burst index, or
     /// [`DROP`]), and its length then.
-    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32);
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32);
 }
 
 /// Decides the `n` frames of burst `rx` (`n`: the length of `to` and `lens`)
@@ -234,7 +332,7 @@ pub(super) trait Way {
 pub(super) fn decide_burst<W: Way>(
     mut w: W,
     b: &mut BurstCtx<'_>,
-    rx: &mut Burst,
+    rx: &mut impl Frames,
     to: &mut [u16],
     lens: &mut [u32],
 ) {
@@ -260,7 +358,7 @@ pub(super) struct Static<'s>(pub(super) &'s crate::l2::MacTable);
 
 impl Way for Static<'_> {
     #[inline(always)]
-    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32) {
         let len = rx.pkt_len(i);
         b.rx_bytes += len as u64;
         let d = if rx.nb_segs(i) != 1 {
@@ -288,7 +386,7 @@ impl Way for FromVm<'_> {
     }
 
     #[inline(always)]
-    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &Burst, i: usize) {
+    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &impl Frames, i: usize) {
         let flows = &b.env.flows;
         let k = flow::FlowCache::key(self.port, rx.data(i)).map(|k| {
             let set = flows.set_of(&k);
@@ -301,7 +399,7 @@ impl Way for FromVm<'_> {
     }
 
     #[inline(always)]
-    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32) {
         let pkt = rx.pkt(i);
         match self.keys.get(i) {
             Some(Some((k, set))) => b.fast(k, *set, pkt),
@@ -325,7 +423,7 @@ impl Way for SnatUnderlay<'_> {
     }
 
     #[inline(always)]
-    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &Burst, i: usize) {
+    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &impl Frames, i: usize) {
         let Some(w) = self.ways.get_mut(i) else {
             return;
         };
@@ -349,7 +447,7 @@ impl Way for SnatUnderlay<'_> {
     }
 
     #[inline(always)]
-    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32) {
         match self.ways.get(i) {
             Some(Some(w)) => b.snat(w, rx.pkt(i)),
             _ => b.underlay(rx, i),
@@ -363,7 +461,7 @@ pub(super) struct Underlay;
 
 impl Way for Underlay {
     #[inline(always)]
-    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32) {
         b.underlay(rx, i)
     }
 }
@@ -386,7 +484,7 @@ impl Way for Whole {
     }
 
     #[inline(always)]
-    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &Burst, i: usize) {
+    fn ahead(&mut self, b: &mut BurstCtx<'_>, rx: &impl Frames, i: usize) {
         fastpath::prefetch_nat(b.snap, b.env, b.ing, rx.data(i));
     }
 
@@ -398,7 +496,7 @@ impl Way for Whole {
     }
 
     #[inline(always)]
-    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut Burst, i: usize) -> (u16, u32) {
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32) {
         b.slow(rx.pkt(i))
     }
 }

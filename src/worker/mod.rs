@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::PollMode;
-use crate::fastpath::{self, flow};
 use crate::l2::DROP;
 use crate::nat::NatConfig;
 use crate::pipeline::{self, Env};
@@ -16,9 +15,9 @@ use crate::stats::{DropReason, WorkerCounters};
 use crate::sys::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::tables::Tables;
 
-mod burst;
+pub mod burst;
 
-use burst::{decide_burst, BurstCtx, FromVm, SnatUnderlay, Static, Underlay, Whole};
+use burst::{Ahead, BurstCtx};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
 const IDLE_POLLS_BEFORE_PAUSE: u32 = 64;
@@ -159,10 +158,8 @@ struct Scratch {
     to: [u16; sys::MAX_BURST],
     /// The length of each frame of the burst once decided.
     lens: [u32; sys::MAX_BURST],
-    /// The flow cache key and set of each frame of a VM port's burst.
-    keys: [Option<(flow::Key, usize)>; sys::MAX_BURST],
-    /// The SNAT way of each frame of an underlay port's burst.
-    ways: [Option<fastpath::SnatWay>; sys::MAX_BURST],
+    /// What the ways of a burst work out ahead.
+    ahead: Ahead,
     /// Bit p set: port p has a TX queue for this worker.
     tx_mask: u64,
     env: Env,
@@ -194,8 +191,7 @@ impl Worker {
             drops: Burst::new(),
             to: [DROP; sys::MAX_BURST],
             lens: [0; sys::MAX_BURST],
-            keys: [None; sys::MAX_BURST],
-            ways: [None; sys::MAX_BURST],
+            ahead: Ahead::default(),
             env: Env::with_nat(sys::rdtsc, sys::tsc_hz(), self.nat, self.nat_ports.clone()),
             answered: 0,
             scan: None,
@@ -403,50 +399,18 @@ impl Worker {
             let snap = self.tables.load();
             s.env.burst(&snap);
             let in_port = *in_port;
-            let ing = pipeline::ingress(&snap, in_port);
-            let mut b = BurstCtx {
-                snap: &snap,
-                env: &mut s.env,
+            let mut b = BurstCtx::new(
+                &snap,
+                &mut s.env,
                 c,
-                tx_mask: s.tx_mask,
-                exchange: &self.exchange,
-                flood_out: self.tx.len() as u16,
-                floods: &mut s.floods,
-                ing,
+                &self.exchange,
                 in_port,
-                rx_bytes: 0,
-                hits: 0,
-                decaps: 0,
-                snats: 0,
-            };
+                s.tx_mask,
+                self.tx.len() as u16,
+                &mut s.floods,
+            );
             let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
-            let rx = &mut s.rx;
-            match ing {
-                pipeline::Ingress::Static => {
-                    let way = Static(snap.static_fdb());
-                    decide_burst(way, &mut b, rx, to, lens);
-                }
-                pipeline::Ingress::Vm(vm, _) => {
-                    let way = FromVm {
-                        port: vm.index,
-                        keys: &mut s.keys[..n],
-                    };
-                    decide_burst(way, &mut b, rx, to, lens);
-                }
-                pipeline::Ingress::Underlay if b.env.snat_here() => {
-                    let way = SnatUnderlay {
-                        ways: &mut s.ways[..n],
-                    };
-                    decide_burst(way, &mut b, rx, to, lens);
-                }
-                pipeline::Ingress::Underlay => decide_burst(Underlay, &mut b, rx, to, lens),
-                _ => {
-                    let way = Whole {
-                        prefetch: b.env.snat_here(),
-                    };
-                    decide_burst(way, &mut b, rx, to, lens);
-                }
-            }
+            b.decide(&mut s.ahead, &mut s.rx, to, lens);
             b.env.flows.hits += b.hits;
             let (rx_bytes, decaps, snats) = (b.rx_bytes, b.decaps, b.snats);
             s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
