@@ -152,18 +152,14 @@ fn decap_tunnel(snap: &Snapshot, a: Arrival) -> Option<DecapTunnel> {
 pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Option<Disposition> {
     let inner = ethernet::HEADER_LEN + w.l3 as usize;
     // The outer headers, or the tag (which follows the inner MACs).
-    let (at, over) = match w.carrier {
-        NetworkType::Vxlan => (wire::tunnel::VXLAN_OVERHEAD, wire::tunnel::VXLAN_OVERHEAD),
-        NetworkType::Gre => (wire::tunnel::GRE_OVERHEAD, wire::tunnel::GRE_OVERHEAD),
-        NetworkType::Vlan => (0, vlan::HEADER_LEN),
+    let over = match w.carrier {
+        NetworkType::Vxlan => wire::tunnel::VXLAN_OVERHEAD,
+        NetworkType::Gre => wire::tunnel::GRE_OVERHEAD,
+        NetworkType::Vlan => vlan::HEADER_LEN,
         NetworkType::Flat => return None,
     };
     if f.len() < over + inner {
         return None;
-    }
-    if let Some(src) = w.src {
-        let s = ethernet::field::SRC;
-        f.data_mut()[at + s.start..at + s.end].copy_from_slice(&src.0);
     }
     f.trim(over + inner);
     // Within the length checked: these cannot fail.
@@ -171,6 +167,11 @@ pub fn decap_apply(w: &DecapWay, f: &mut Frame) -> Option<Disposition> {
         untag(f);
     } else {
         f.adj(over);
+    }
+    // The source MAC last, in the inner frame as it leaves (as the whole
+    // pipeline's `deliver_decapped` writes it).
+    if let Some(src) = w.src {
+        f.data_mut()[ethernet::field::SRC].copy_from_slice(&src.0);
     }
     Some(Disposition::Forward(w.port))
 }
