@@ -556,12 +556,7 @@ fn main() {
         // The same through the daemon's worker on the SNAT node.
         let t = Instant::now();
         let m = snat_model(sessions);
-        let in_mac = m.routers["r1"]
-            .interfaces
-            .iter()
-            .find(|i| i.subnet == "in4")
-            .expect("r1 on in4")
-            .mac;
+        let in_mac = kit::iface_mac(&m, "r1", "in4");
         let gw_mac = m.routers["r1"].gateway.as_ref().expect("a gateway").mac;
         let snap = kit::snat_node_snapshot(&m);
         drop(m);
@@ -638,12 +633,7 @@ fn main() {
         );
         // The same through the daemon's worker on the SNAT node.
         let m = snat_model(new_flows);
-        let in_mac = m.routers["r1"]
-            .interfaces
-            .iter()
-            .find(|i| i.subnet == "in4")
-            .expect("r1 on in4")
-            .mac;
+        let in_mac = kit::iface_mac(&m, "r1", "in4");
         let snap = kit::snat_node_snapshot(&m);
         drop(m);
         let frames: Vec<Wire> = shuffled(new_flows, 4)

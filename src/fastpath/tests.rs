@@ -52,13 +52,7 @@ fn decap_apply_leaves_a_frame_shorter_than_the_way_read() {
 fn snat_apply_leaves_a_frame_shorter_than_the_way_read() {
     let m = ns_model();
     let snap = snat_node_snapshot(&m);
-    let blue = m.routers["r1"]
-        .interfaces
-        .iter()
-        .find(|i| i.subnet == "blue4")
-        .unwrap()
-        .mac
-        .0;
+    let blue = iface_mac(&m, "r1", "blue4").0;
     // From a host of blue on cn2 (no floating IP) out by r1's SNAT on nn1.
     let inner = udp4_min(
         DVR2,

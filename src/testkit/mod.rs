@@ -241,6 +241,19 @@ pub fn snat_node_snapshot(m: &Model) -> std::sync::Arc<crate::tables::Snapshot> 
     resolved(m, snat_node_ports(), [(VTEP1, UL_MAC), (VTEP2, CN2_UL_MAC)])
 }
 
+/// The MAC of router `router`'s interface on subnet `subnet` of `m`.
+///
+/// # Panics
+/// When the router has no interface there (a test's own topology is wrong).
+pub fn iface_mac(m: &Model, router: &str, subnet: &str) -> crate::mac::MacAddr {
+    m.routers[router]
+        .interfaces
+        .iter()
+        .find(|i| i.subnet == subnet)
+        .unwrap_or_else(|| panic!("{router} has no interface on {subnet}"))
+        .mac
+}
+
 /// Recomputes the IPv4 header checksum at `at` (if an IPv4 header is
 /// there), so that a changed or mutated frame gets past the checksum check
 /// to the stages behind it.
