@@ -427,22 +427,10 @@ pub fn process<T: Trace>(
     process_from(snap, env, ingress(snap, in_port), in_port, f, t)
 }
 
-/// [`process`] with the port's ingress already looked up (once per burst).
+/// [`process`] with the port's ingress already looked up (once per burst):
+/// the stages a frame meets, by the kind of its ingress port.
 #[inline]
 pub fn process_from<T: Trace>(
-    snap: &Snapshot,
-    env: &mut Env,
-    ing: Ingress<'_>,
-    in_port: u16,
-    f: &mut Frame,
-    t: &mut T,
-) -> Disposition {
-    stages(snap, env, ing, in_port, f, t)
-}
-
-/// The stages a frame meets, by the kind of its ingress port.
-#[inline(always)]
-fn stages<T: Trace>(
     snap: &Snapshot,
     env: &mut Env,
     ing: Ingress<'_>,

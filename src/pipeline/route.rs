@@ -514,14 +514,11 @@ fn to_router4<T: Trace>(ingress: &Iface, in_port: u16, ihl: usize, f: &mut Frame
         be16(ip, ttl_proto),
     );
     put16(ip, ipv4::field::CHECKSUM.start, c);
-    let icmp = &mut b[l4..];
-    icmp[icmp4::field::TYPE] = icmp4::types::ECHO_REPLY;
-    let c = csum_update16(
-        be16(icmp, icmp4::field::CHECKSUM.start),
-        u16::from(icmp4::types::ECHO_REQUEST) << 8,
-        u16::from(icmp4::types::ECHO_REPLY) << 8,
+    echo_reply(
+        &mut b[l4..],
+        icmp4::types::ECHO_REQUEST,
+        icmp4::types::ECHO_REPLY,
     );
-    put16(icmp, icmp4::field::CHECKSUM.start, c);
     tr!(
         t,
         "router",
@@ -560,17 +557,28 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
     ip.copy_within(ipv6::field::DST_ADDR, ipv6::field::SRC_ADDR.start);
     ip[ipv6::field::DST_ADDR].copy_from_slice(&s);
     ip[ipv6::field::HOP_LIMIT] = 64;
-    let icmp = &mut b[l4..];
-    icmp[icmp6::field::TYPE] = icmp6::types::ECHO_REPLY;
     // The pseudo-header is the same with the addresses swapped.
-    let c = csum_update16(
-        be16(icmp, icmp6::field::CHECKSUM.start),
-        u16::from(icmp6::types::ECHO_REQUEST) << 8,
-        u16::from(icmp6::types::ECHO_REPLY) << 8,
+    echo_reply(
+        &mut b[l4..],
+        icmp6::types::ECHO_REQUEST,
+        icmp6::types::ECHO_REPLY,
     );
-    put16(icmp, icmp6::field::CHECKSUM.start, c);
     tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
     D::Forward(in_port)
+}
+
+/// Turns the echo request `icmp` (ICMP or ICMPv6: type and checksum at the
+/// same places) into its reply: type `request` becomes `reply`, the
+/// checksum updated for it.
+fn echo_reply(icmp: &mut [u8], request: u8, reply: u8) {
+    icmp[icmp4::field::TYPE] = reply;
+    let at = icmp4::field::CHECKSUM.start;
+    let c = csum_update16(
+        be16(icmp, at),
+        u16::from(request) << 8,
+        u16::from(reply) << 8,
+    );
+    put16(icmp, at, c);
 }
 
 /// Where router `r` routes a translated destination `dst`: a neighbour on a
