@@ -343,16 +343,7 @@ impl Nat {
         }
         let l4 = h.ihl;
         let (sport, dport, flags) = match h.proto {
-            proto::TCP if ip.len() >= l4 + tcp_wire::HEADER_LEN => (
-                be16(ip, l4 + tcp_wire::field::SRC_PORT.start),
-                be16(ip, l4 + tcp_wire::field::DST_PORT.start),
-                ip[l4 + tcp_wire::field::FLAGS],
-            ),
-            proto::UDP if ip.len() >= l4 + udp::HEADER_LEN => (
-                be16(ip, l4 + udp::field::SRC_PORT.start),
-                be16(ip, l4 + udp::field::DST_PORT.start),
-                0,
-            ),
+            proto::TCP | proto::UDP => ports(ip, h.proto, l4)?,
             proto::ICMP
                 if ip.len() >= l4 + icmp4::HEADER_LEN
                     && ip[l4 + icmp4::field::TYPE] == icmp_types::ECHO_REQUEST =>
@@ -443,16 +434,7 @@ impl Nat {
         }
         let l4 = h.ihl;
         let (sport, dport, flags) = match h.proto {
-            proto::TCP if ip.len() >= l4 + tcp_wire::HEADER_LEN => (
-                be16(ip, l4 + tcp_wire::field::SRC_PORT.start),
-                be16(ip, l4 + tcp_wire::field::DST_PORT.start),
-                ip[l4 + tcp_wire::field::FLAGS],
-            ),
-            proto::UDP if ip.len() >= l4 + udp::HEADER_LEN => (
-                be16(ip, l4 + udp::field::SRC_PORT.start),
-                be16(ip, l4 + udp::field::DST_PORT.start),
-                0,
-            ),
+            proto::TCP | proto::UDP => ports(ip, h.proto, l4).ok_or(R::NatTruncated)?,
             proto::ICMP if ip.len() >= l4 + icmp4::HEADER_LEN => {
                 match ip[l4 + icmp4::field::TYPE] {
                     icmp_types::ECHO_REPLY => (0, be16(ip, l4 + icmp4::field::ECHO_ID.start), 0),
@@ -460,7 +442,7 @@ impl Nat {
                     _ => return Err(R::NatUnsupportedProto),
                 }
             }
-            proto::TCP | proto::UDP | proto::ICMP => return Err(R::NatTruncated),
+            proto::ICMP => return Err(R::NatTruncated),
             _ => return Err(R::NatUnsupportedProto),
         };
         let found = self.find_out(h.proto, h.dst, dport, h.src, sport);
@@ -488,6 +470,26 @@ impl Nat {
             self.remember(true, x.router, h, x.in_ip, now);
         }
         Ok(x.router)
+    }
+}
+
+/// The source and destination ports of the TCP or UDP packet `ip` (of
+/// protocol `proto`) whose layer 4 starts at `l4`, and its TCP flags (0 for
+/// UDP); `None` for another protocol or a packet too short for its header.
+#[inline(always)]
+fn ports(ip: &[u8], proto: u8, l4: usize) -> Option<(u16, u16, u8)> {
+    match proto {
+        proto::TCP if ip.len() >= l4 + tcp_wire::HEADER_LEN => Some((
+            be16(ip, l4 + tcp_wire::field::SRC_PORT.start),
+            be16(ip, l4 + tcp_wire::field::DST_PORT.start),
+            ip[l4 + tcp_wire::field::FLAGS],
+        )),
+        proto::UDP if ip.len() >= l4 + udp::HEADER_LEN => Some((
+            be16(ip, l4 + udp::field::SRC_PORT.start),
+            be16(ip, l4 + udp::field::DST_PORT.start),
+            0,
+        )),
+        _ => None,
     }
 }
 
