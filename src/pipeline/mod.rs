@@ -384,7 +384,7 @@ impl Env {
     /// Where a [`Disposition::Flood`] is to be replicated ([`flood_targets`]):
     /// its own fields and, for a VIP flood, the address asked for
     /// ([`Env::flood_vip`]). `None` for any other disposition.
-    #[inline]
+    #[inline(always)]
     pub fn flood_of(&self, d: Disposition) -> Option<Flood> {
         match d {
             Disposition::Flood {

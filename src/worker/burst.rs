@@ -270,20 +270,12 @@ impl BurstCtx<'_> {
             }
         });
         let to = match d {
-            Disposition::Flood {
-                net,
-                tunnels,
-                vip,
-                why,
-            } => {
+            Disposition::Flood { why, .. } => {
                 if let Some(r) = why {
                     self.c.drop(r, 1);
                 }
-                self.floods.push(pipeline::Flood {
-                    net,
-                    tunnels,
-                    only: if vip { self.env.flood_vip } else { None },
-                });
+                // A flood's replication: always `Some` here.
+                self.floods.extend(self.env.flood_of(d));
                 self.flood_out
             }
             Disposition::Punt(pipeline::PuntKind::ArpReply) => {
