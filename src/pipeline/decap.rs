@@ -11,11 +11,9 @@ use super::switch::{flood, flood_vip};
 use super::{host_name, Disposition as D, Env, Trace};
 use crate::mac::MacAddr;
 use crate::pkt::Frame;
-use crate::stats::DropReason as R;
+use crate::stats::{DropReason, DropReason as R};
 use crate::tables::{Dest, Gw, NetTables, NodeTables, Snapshot};
-use crate::wire::{
-    arp, be16, be32, ethernet, gre, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, udp, vlan, vxlan,
-};
+use crate::wire::{arp, be16, ethernet, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, tunnel, vlan};
 
 /// Takes the 802.1Q tag after the MACs out of `f` (the MACs move over it).
 /// False, `f` unchanged, if `f` is too short to hold one.
@@ -40,85 +38,55 @@ pub(super) fn from_underlay<T: Trace>(
 ) -> D {
     let node = &*snap.node;
     let b = f.data();
-    let net = match be16(b, ethernet::field::ETHERTYPE.start) {
-        ethernet::ETHERTYPE_ARP => return underlay_arp(snap, env, in_port, f, t),
-        ethernet::ETHERTYPE_VLAN => {
-            if b.len() < ethernet::HEADER_LEN + vlan::HEADER_LEN {
-                return D::Drop(R::RuntFrame);
+    let known = |src| node.by_vtep.contains_key(&src);
+    let u = match tunnel::underlay(b, node.vtep, known) {
+        Ok(u) => u,
+        Err(r) => {
+            if T::ON {
+                refused(b, r, t);
             }
-            let vid =
-                u32::from(be16(b, ethernet::HEADER_LEN + vlan::field::TCI.start) & vlan::VID_MASK);
+            return D::Drop(r);
+        }
+    };
+    let net = match u {
+        tunnel::Underlay::Arp => return underlay_arp(snap, env, in_port, f, t),
+        tunnel::Underlay::Tagged(tag) => {
+            let vid = u32::from(tag.vid);
             let Some(&net) = node.by_vlan.get(&vid) else {
                 tr!(t, "decap", "VLAN {vid}: no such network");
                 return D::Drop(R::UnknownVlan);
             };
-            untag(f); // its length checked above
+            untag(f); // its length checked by the parser
             tr!(t, "decap", "VLAN {vid}");
             net
         }
-        ethernet::ETHERTYPE_IPV4 => {
-            if b.len() < ethernet::HEADER_LEN + ipv4::HEADER_LEN {
-                return D::Drop(R::MalformedIpv4);
-            }
-            let Ok(outer) = ipv4::validate_lengths(&b[ethernet::HEADER_LEN..]) else {
-                return D::Drop(R::MalformedIpv4);
-            };
-            let ip = outer.as_bytes();
-            let (ihl, total) = (outer.header_len(), ip.len());
-            let dst = outer.dst_addr();
-            if Some(dst) != node.vtep {
-                tr!(t, "decap", "to {dst}, not this VTEP");
-                return D::Drop(R::NotForThisVtep);
-            }
-            if !outer.checksum_ok() {
-                return D::Drop(R::BadIpv4Checksum);
-            }
-            let src = outer.src_addr();
-            if !node.by_vtep.contains_key(&src) {
-                tr!(t, "decap", "from {src}: not a known host's VTEP");
-                return D::Drop(R::UnknownVtepSource);
-            }
-            let l4 = &ip[ihl..total];
-            let (net, strip) = match outer.protocol() {
-                proto::UDP
-                    if l4.len() >= udp::HEADER_LEN
-                        && be16(l4, udp::field::DST_PORT.start) == udp::VXLAN_PORT =>
-                {
-                    if l4.len() < udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN
-                        || l4[udp::HEADER_LEN + vxlan::field::FLAGS] & vxlan::FLAG_VNI == 0
-                    {
-                        return D::Drop(R::BadVxlan);
-                    }
-                    let vni = be32(l4, udp::HEADER_LEN + vxlan::field::VNI_WORD.start) >> 8;
-                    let Some(&net) = node.by_vni.get(&vni) else {
-                        tr!(t, "decap", "VXLAN VNI {vni}: no such network");
+        tunnel::Underlay::Tunnel(tun) => {
+            let src = tun.outer.src_addr();
+            let seg = tun.segment();
+            let net = match tun.encap {
+                tunnel::Encap::Vxlan => {
+                    let Some(&net) = node.by_vni.get(&seg) else {
+                        tr!(t, "decap", "VXLAN VNI {seg}: no such network");
                         return D::Drop(R::UnknownVni);
                     };
-                    tr!(t, "decap", "VXLAN VNI {vni} from {src}");
-                    (net, udp::HEADER_LEN + vxlan::HEADER_LEN)
+                    tr!(t, "decap", "VXLAN VNI {seg} from {src}");
+                    net
                 }
-                proto::GRE => {
-                    if l4.len() < gre::HEADER_LEN + ethernet::HEADER_LEN
-                        || be16(l4, gre::field::FLAGS_VERSION.start) != gre::FLAGS_KEY
-                        || be16(l4, gre::field::PROTOCOL.start) != ethernet::ETHERTYPE_TEB
-                    {
-                        return D::Drop(R::BadGre);
-                    }
-                    let key = be32(l4, gre::field::KEY.start);
-                    let Some(&net) = node.by_gre_key.get(&key) else {
-                        tr!(t, "decap", "GRE key {key}: no such network");
+                tunnel::Encap::Gre => {
+                    let Some(&net) = node.by_gre_key.get(&seg) else {
+                        tr!(t, "decap", "GRE key {seg}: no such network");
                         return D::Drop(R::UnknownGreKey);
                     };
-                    tr!(t, "decap", "GRE key {key} from {src}");
-                    (net, gre::HEADER_LEN)
+                    tr!(t, "decap", "GRE key {seg} from {src}");
+                    net
                 }
-                _ => return D::Drop(R::NotATunnel),
             };
+            let (total, strip) = (tun.outer.as_bytes().len(), tun.strip);
             f.trim(ethernet::HEADER_LEN + total);
-            f.adj(ethernet::HEADER_LEN + ihl + strip);
+            f.adj(strip);
             net
         }
-        et => {
+        tunnel::Underlay::Other(et) => {
             tr!(t, "decap", "ethertype {et:#06x} on the underlay");
             return D::Drop(R::UnderlayEthertype);
         }
@@ -126,6 +94,22 @@ pub(super) fn from_underlay<T: Trace>(
     // One way on for every tunnel kind, inlined: the disposition is put
     // together once, here.
     deliver_decapped(snap, env, net, f, t)
+}
+
+/// Traces why the underlay's parser refused frame `b` (the addresses of a
+/// tunnel not to this VTEP or from an unknown one).
+#[cold]
+fn refused<T: Trace>(b: &[u8], r: DropReason, t: &mut T) {
+    let outer = b.get(ethernet::HEADER_LEN..).map(ipv4::validate_lengths);
+    match (r, outer) {
+        (R::NotForThisVtep, Some(Ok(p))) => {
+            tr!(t, "decap", "to {}, not this VTEP", p.dst_addr());
+        }
+        (R::UnknownVtepSource, Some(Ok(p))) => {
+            tr!(t, "decap", "from {}: not a known host's VTEP", p.src_addr());
+        }
+        _ => {}
+    }
 }
 
 /// ARP on the underlay: requests for this VTEP are answered; replies go to
