@@ -63,6 +63,16 @@ pub enum PortRole {
     External,
 }
 
+impl PortRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            PortRole::Vm => "vm",
+            PortRole::Underlay => "underlay",
+            PortRole::External => "external",
+        }
+    }
+}
+
 /// How workers poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

@@ -4,6 +4,7 @@
 //! and exits 0.
 
 mod control;
+mod ifaces;
 mod node;
 mod report;
 mod resolver;

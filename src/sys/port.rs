@@ -59,6 +59,19 @@ pub fn vdev_create(devname: &str, args: &str) -> Result<u16> {
     port_by_name(devname)
 }
 
+/// Removes virtual device `devname` (its port, if any, closed first).
+pub fn vdev_remove(devname: &str) -> Result<()> {
+    let op = format!("rte_vdev_uninit({devname})");
+    let n = cstring(&op, devname)?;
+    // SAFETY: valid C string; uninit of a name that is not a virtual device
+    // returns an error, and a device's port is closed by its driver's remove.
+    let rc = unsafe { ffi::rte_vdev_uninit(n.as_ptr()) };
+    if rc < 0 {
+        return Err(Error::from_code(op, rc));
+    }
+    Ok(())
+}
+
 /// Port id of a device probed by EAL (a PCI address or a vdev name).
 pub fn port_by_name(devname: &str) -> Result<u16> {
     let op = format!("rte_eth_dev_get_port_by_name({devname})");
@@ -287,6 +300,33 @@ impl Port {
             })
             .collect();
         (r, t)
+    }
+
+    /// The name DPDK knows the device by (`net_vhost3`, a PCI address).
+    pub fn device_name(&self) -> Option<String> {
+        let mut buf = [0 as std::ffi::c_char; 64];
+        // SAFETY: valid port; the buffer has RTE_ETH_NAME_MAX_LEN (64) bytes,
+        // which DPDK fills with a NUL-terminated name.
+        let rc = unsafe { ffi::rte_eth_dev_get_name_by_port(self.id, buf.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: DPDK wrote a NUL-terminated string into our buffer.
+        let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+        Some(name.to_string_lossy().into_owned())
+    }
+
+    /// Stops and closes the port, then removes its virtual device, so that
+    /// the device's name can be created again and its socket or interface
+    /// is let go of (a port added at run time and deleted). Call it once no
+    /// queue handle of the port is in use.
+    pub fn remove(&self) -> Result<()> {
+        let dev = self.device_name();
+        self.close();
+        match dev {
+            Some(dev) => vdev_remove(&dev),
+            None => Ok(()),
+        }
     }
 
     /// Stops and closes the port. Idempotent; also done on drop.
