@@ -277,6 +277,7 @@ fn runtime(s: &Stats) {
             "flows cached",
             "decap way",
             "snat way",
+            "rx queues",
         ],
         &s.workers.iter().map(runtime_row).collect::<Vec<_>>(),
     );
@@ -316,6 +317,7 @@ fn runtime_row(w: &WorkerStats) -> Vec<String> {
         w.flow_inserts.to_string(),
         w.decap_way.to_string(),
         w.snat_way.to_string(),
+        w.rx_queues.join(" "),
     ]
 }
 

@@ -236,7 +236,8 @@ impl Interfaces {
     }
 
     /// Adopts a port of the configuration, started by the node: slot
-    /// `index` (its place in the file), RX queue 0 polled by its worker.
+    /// `index` (its place in the file), RX queue `q` polled by worker
+    /// `worker + q` (round the workers; on a dvr_snat node the SNAT worker).
     pub fn adopt(
         &self,
         index: u16,
@@ -246,7 +247,13 @@ impl Interfaces {
         rx: u16,
         tx: u16,
     ) {
-        let polls: Vec<(u16, usize)> = (0..rx).map(|q| (q, pc.worker)).collect();
+        let n = self.nworkers();
+        let polls: Vec<(u16, usize)> = (0..rx)
+            .map(|q| match self.snat_worker {
+                Some(w) => (q, w),
+                None => (q, (pc.worker + q as usize) % n),
+            })
+            .collect();
         self.attach(index, &port, rx, tx, &polls);
         let (kind, socket, client, iface) = describe(&pc.kind);
         let mut reg = self.write();
@@ -658,6 +665,19 @@ impl Interfaces {
                 }
             })
             .collect()
+    }
+
+    /// Per worker, the RX queues it polls: `interface:qN`.
+    pub fn polls_by_worker(&self) -> Vec<Vec<String>> {
+        let mut v = vec![Vec::new(); self.nworkers()];
+        for (_, f) in self.read().iter() {
+            for &(q, w) in &f.polls {
+                if let Some(l) = v.get_mut(w) {
+                    l.push(format!("{}:q{q}", f.name));
+                }
+            }
+        }
+        v
     }
 
     /// Whether interface `name`'s link is up (None: no such interface).

@@ -152,6 +152,14 @@ impl Node {
         let pool = packet_pool(&node.cfg, dp.mbufs, dp.mbuf_cache)?;
         node.pool = Some(pool.clone());
         let nworkers = node.cfg.cores.workers.len() as u16;
+        let main = node.cfg.cores.main;
+        if let Some(w) = node.cfg.cores.workers.iter().position(|&c| c == main) {
+            tracing::warn!(
+                worker = w, core = main,
+                "a worker shares its core with the control thread: the control thread's \
+                 answers wait for the worker's polls (use poll_mode = \"adaptive\", or a core of its own)"
+            );
+        }
 
         node.desks = (0..nworkers).map(|_| Arc::new(Desk::default())).collect();
         node.counters = (0..nworkers)
@@ -182,7 +190,13 @@ impl Node {
         let ids = node.create_devices(nworkers)?;
         for (i, (pc, id)) in node.cfg.ports.clone().iter().zip(ids).enumerate() {
             let info = sys::dev_info(id)?;
-            let rx = info.max_rx_queues.min(1);
+            // An RX queue per worker where the device has them, but one on a
+            // dvr_snat node: a worker's SNAT sessions serve both directions.
+            let rx = if snat_worker.is_some() {
+                info.max_rx_queues.min(1)
+            } else {
+                info.max_rx_queues.min(nworkers)
+            };
             let tx = info.max_tx_queues.min(nworkers);
             if tx < nworkers {
                 tracing::warn!(

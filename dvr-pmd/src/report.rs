@@ -89,6 +89,7 @@ impl View {
     /// The counters (the `stats` answer and the `--stats-format json` line).
     pub fn counters(&self, is_final: bool) -> Stats {
         let ws = self.snapshot();
+        let mut polls = self.ifaces.polls_by_worker();
         let t = total(&ws, 0);
         Stats {
             node: self.node.clone(),
@@ -136,6 +137,7 @@ impl View {
                     flow_inserts: w.flow_inserts,
                     decap_way: w.decap_way,
                     snat_way: w.snat_way,
+                    rx_queues: polls.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 })
                 .collect(),
         }
