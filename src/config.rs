@@ -595,7 +595,6 @@ fn check_sections(raw: &RawConfig) -> Result<Vec<PortConfig>, Bad> {
     let ports = check_ports(&raw.ports, raw.cores.workers.len())?;
     check_l2(&raw.l2, &ports)?;
     check_underlay(&raw.underlay)?;
-    check_snat_worker(raw.agent_mode, &ports)?;
     check_nat(&raw.nat)?;
     check_control(&raw.control)?;
     Ok(ports)
@@ -977,27 +976,6 @@ fn check_underlay(underlay: &Underlay) -> Result<(), Bad> {
         }
         if !ips.insert(n.ip) {
             return Err(bad(&key("ip"), format!("{} is listed twice", n.ip)));
-        }
-    }
-    Ok(())
-}
-
-/// On a dvr_snat node, one worker polls every port: one SNAT table serves
-/// both directions, so the worker that polls the external port must see
-/// every packet that creates a session.
-fn check_snat_worker(agent_mode: AgentMode, ports: &[PortConfig]) -> Result<(), Bad> {
-    if agent_mode != AgentMode::DvrSnat {
-        return Ok(());
-    }
-    if let Some(ext) = ports.iter().find(|p| p.role == PortRole::External) {
-        if let Some(p) = ports.iter().find(|p| p.worker != ext.worker) {
-            return Err(bad(
-                &format!("ports.{}.worker", p.name),
-                format!(
-                    "on a dvr_snat node every port is polled by the external port's worker ({}): its SNAT sessions serve both directions",
-                    ext.worker
-                ),
-            ));
         }
     }
     Ok(())

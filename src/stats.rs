@@ -56,6 +56,8 @@ reasons! {
     NoTxQueue => "no_tx_queue",
     /// The destination port's transmit queue was full.
     TxQueueFull => "tx_queue_full",
+    /// The ring to the worker that owns the frame's SNAT session was full (that worker is overloaded).
+    HandoffFull => "handoff_full",
     /// The destination port's link is down (a vhost-user guest that has not set up its queues yet, or has gone): not a congestion.
     TxLinkDown => "tx_link_down",
     /// Port security: the source MAC is neither the port's nor an allowed pair's.
@@ -259,6 +261,11 @@ pub struct WorkerCounters {
     /// node). Every other frame takes the whole pipeline.
     pub decap_way: Counter,
     pub snat_way: Counter,
+    /// Frames this worker handed to the worker that owns their SNAT
+    /// session, and frames other workers handed to it
+    /// (`worker::handoff`).
+    pub handoff_out: Counter,
+    pub handoff_in: Counter,
 }
 
 impl WorkerCounters {
@@ -280,6 +287,8 @@ impl WorkerCounters {
             flow_inserts: Counter::default(),
             decap_way: Counter::default(),
             snat_way: Counter::default(),
+            handoff_out: Counter::default(),
+            handoff_in: Counter::default(),
         }
     }
 
@@ -315,6 +324,8 @@ impl WorkerCounters {
             flow_inserts: self.flow_inserts.get(),
             decap_way: self.decap_way.get(),
             snat_way: self.snat_way.get(),
+            handoff_out: self.handoff_out.get(),
+            handoff_in: self.handoff_in.get(),
         }
     }
 }
@@ -355,6 +366,8 @@ pub struct WorkerSnapshot {
     pub flow_inserts: u64,
     pub decap_way: u64,
     pub snat_way: u64,
+    pub handoff_out: u64,
+    pub handoff_in: u64,
 }
 
 impl Default for WorkerSnapshot {
@@ -376,6 +389,8 @@ impl Default for WorkerSnapshot {
             flow_inserts: 0,
             decap_way: 0,
             snat_way: 0,
+            handoff_out: 0,
+            handoff_in: 0,
         }
     }
 }
@@ -467,6 +482,8 @@ pub fn total(ws: &[WorkerSnapshot], ports: usize) -> WorkerSnapshot {
         t.flow_inserts += w.flow_inserts;
         t.decap_way += w.decap_way;
         t.snat_way += w.snat_way;
+        t.handoff_out += w.handoff_out;
+        t.handoff_in += w.handoff_in;
     }
     t
 }

@@ -277,6 +277,7 @@ fn runtime(s: &Stats) {
             "flows cached",
             "decap way",
             "snat way",
+            "handoff out/in",
             "rx queues",
         ],
         &s.workers.iter().map(runtime_row).collect::<Vec<_>>(),
@@ -317,6 +318,7 @@ fn runtime_row(w: &WorkerStats) -> Vec<String> {
         w.flow_inserts.to_string(),
         w.decap_way.to_string(),
         w.snat_way.to_string(),
+        format!("{}/{}", w.handoff_out, w.handoff_in),
         w.rx_queues.join(" "),
     ]
 }

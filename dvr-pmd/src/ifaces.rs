@@ -102,9 +102,6 @@ pub struct Interfaces {
     pool: Arc<Mempool>,
     rx_desc: u16,
     tx_desc: u16,
-    /// On a dvr_snat node: the worker that polls every queue (its SNAT
-    /// sessions serve both directions).
-    snat_worker: Option<usize>,
     /// The saved runtime interfaces.
     saved: PathBuf,
     /// Numbers the devices made at run time (DPDK names must be unique).
@@ -133,7 +130,6 @@ pub struct Params {
     pub pool: Arc<Mempool>,
     pub rx_desc: u16,
     pub tx_desc: u16,
-    pub snat_worker: Option<usize>,
     pub saved: PathBuf,
     pub node_ports: NodePorts,
 }
@@ -152,7 +148,6 @@ impl Interfaces {
             pool: p.pool,
             rx_desc: p.rx_desc,
             tx_desc: p.tx_desc,
-            snat_worker: p.snat_worker,
             saved: p.saved,
             seq: AtomicU32::new(0),
         }
@@ -237,7 +232,7 @@ impl Interfaces {
 
     /// Adopts a port of the configuration, started by the node: slot
     /// `index` (its place in the file), RX queue `q` polled by worker
-    /// `worker + q` (round the workers; on a dvr_snat node the SNAT worker).
+    /// `worker + q` (round the workers).
     pub fn adopt(
         &self,
         index: u16,
@@ -248,12 +243,7 @@ impl Interfaces {
         tx: u16,
     ) {
         let n = self.nworkers();
-        let polls: Vec<(u16, usize)> = (0..rx)
-            .map(|q| match self.snat_worker {
-                Some(w) => (q, w),
-                None => (q, (pc.worker + q as usize) % n),
-            })
-            .collect();
+        let polls: Vec<(u16, usize)> = (0..rx).map(|q| (q, (pc.worker + q as usize) % n)).collect();
         self.attach(index, &port, rx, tx, &polls);
         let (kind, socket, client, iface) = describe(&pc.kind);
         let mut reg = self.write();
@@ -517,14 +507,11 @@ impl Interfaces {
         }
     }
 
-    /// Which worker polls each of `rx` queues of a new interface: on a
-    /// dvr_snat node the SNAT worker; else from the worker asked for, or
-    /// the one polling the fewest queues, round the workers.
+    /// Which worker polls each of `rx` queues of a new interface: from the
+    /// worker asked for, or the one polling the fewest queues, round the
+    /// workers.
     fn assign(&self, reg: &Registry, spec: &IfaceSpec, rx: u16) -> Vec<(u16, usize)> {
         let n = self.nworkers();
-        if let Some(w) = self.snat_worker {
-            return (0..rx).map(|q| (q, w)).collect();
-        }
         let first = spec.worker.unwrap_or_else(|| {
             let mut load = vec![0usize; n];
             for (_, f) in reg.iter() {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use dvr::config::{AgentMode, Config, PcapRx, PortKind, PortRole, MAX_PORTS};
+use dvr::config::{Config, PcapRx, PortKind, MAX_PORTS};
 use dvr::mac::MacAddr;
 use dvr::punt::Exchange;
 use dvr::stats::WorkerCounters;
@@ -165,15 +165,6 @@ impl Node {
         node.counters = (0..nworkers)
             .map(|_| Arc::new(WorkerCounters::new(MAX_PORTS)))
             .collect();
-        let snat_worker = (node.cfg.agent_mode == AgentMode::DvrSnat)
-            .then(|| {
-                node.cfg
-                    .ports
-                    .iter()
-                    .find(|p| p.role == PortRole::External)
-                    .map(|p| p.worker)
-            })
-            .flatten();
         let ifs = Arc::new(Interfaces::new(ifaces::Params {
             desks: node.desks.clone(),
             counters: node.counters.clone(),
@@ -181,7 +172,6 @@ impl Node {
             pool: pool.clone(),
             rx_desc: dp.rx_desc,
             tx_desc: dp.tx_desc,
-            snat_worker,
             saved: ifaces::saved_path(&node.cfg.state_file),
             node_ports: node.node_ports.clone(),
         }));
@@ -190,13 +180,9 @@ impl Node {
         let ids = node.create_devices(nworkers)?;
         for (i, (pc, id)) in node.cfg.ports.clone().iter().zip(ids).enumerate() {
             let info = sys::dev_info(id)?;
-            // An RX queue per worker where the device has them, but one on a
-            // dvr_snat node: a worker's SNAT sessions serve both directions.
-            let rx = if snat_worker.is_some() {
-                info.max_rx_queues.min(1)
-            } else {
-                info.max_rx_queues.min(nworkers)
-            };
+            // An RX queue per worker where the device has them (a SNAT
+            // session's frames meet on its owner: `dvr::worker::handoff`).
+            let rx = info.max_rx_queues.min(nworkers);
             let tx = info.max_tx_queues.min(nworkers);
             if tx < nworkers {
                 tracing::warn!(
@@ -224,6 +210,13 @@ impl Node {
         node.tables
             .store(Arc::new(Snapshot::from_config(&node.node_ports)));
 
+        // Several workers: SNAT on each, frames handed to their session's owner.
+        let handoff = (nworkers > 1).then(|| {
+            Arc::new(dvr::worker::handoff::Handoff::new(
+                nworkers as usize,
+                node.cfg.nat.ports(),
+            ))
+        });
         for (w, desk) in node.desks.iter().enumerate() {
             node.pending.push(Worker {
                 index: w,
@@ -239,6 +232,7 @@ impl Node {
                 nat: node.cfg.nat.table(),
                 nat_ports: dvr::worker::port_share(&node.cfg.nat.ports(), w, nworkers as usize),
                 desk: desk.clone(),
+                handoff: handoff.clone(),
             });
         }
         Ok(node)

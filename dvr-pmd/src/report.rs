@@ -137,6 +137,8 @@ impl View {
                     flow_inserts: w.flow_inserts,
                     decap_way: w.decap_way,
                     snat_way: w.snat_way,
+                    handoff_out: w.handoff_out,
+                    handoff_in: w.handoff_in,
                     rx_queues: polls.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 })
                 .collect(),

@@ -49,7 +49,9 @@
 //!   (cn2 counts it).
 //! - `snat_1000`: 1,000 TCP connections from vm2 to the echo server, all open at
 //!   once, each with its own bytes, every byte checked; 1,000 distinct
-//!   translated source ports from the gateway IP on the wire.
+//!   translated source ports from the gateway IP on the wire; nn's two
+//!   workers created 1,000 sessions in all (none twice) and handed frames to
+//!   each other (a return packet reaches the worker owning its session).
 //! - `fip_move`: `floating ip unset --port` then `set --port p-vm3` on the three
 //!   nodes at once, while the internet host pings 203.0.113.101 every 20 ms:
 //!   the first echo reply through cn2 (from cn2's FIP gateway MAC) comes less
@@ -57,7 +59,8 @@
 //!   cn1 after it; cn2 sent a gratuitous ARP for the FIP; vm3 got the
 //!   requests; curl to the FIP now reaches vm3's server; vm1 now leaves
 //!   through SNAT.
-//! - `exhaustion`: nn restarted with `[nat] port_range = "40000-40003"`:
+//! - `exhaustion`: nn restarted with `[nat] port_range = "40000-40003"` and
+//!   one worker (nn runs two otherwise, each with its SNAT table):
 //!   4 TCP connections from vm2 hold the 4 ports, 4 more fail, the 4 held ones
 //!   still echo intact; the same with UDP; nn counts `nat_ports_exhausted`;
 //!   translated ports on the wire are inside the range.
@@ -252,7 +255,8 @@ fn now_epoch() -> f64 {
         .as_secs_f64()
 }
 
-/// The config of node `n`; `extra` is appended (a `[nat]` table, say).
+/// The config of node `n`; `extra` is appended (a `[nat]` table, say);
+/// `workers`: the `[cores] workers` line.
 fn node_config(
     b_dir: &Path,
     n: usize,
@@ -260,6 +264,7 @@ fn node_config(
     external: &str,
     vms: &[Vm],
     extra: &str,
+    workers: &str,
 ) -> PathBuf {
     let node = &NODES[n];
     let mut cfg = format!("vtep = \"{}\"\ndvr_mac = \"{}\"\n", node.vtep, node.dvr_mac);
@@ -267,6 +272,7 @@ fn node_config(
         "agent_mode = \"dvr\"",
         &format!("agent_mode = \"{}\"", node.mode),
     );
+    cfg = cfg.replace("workers = [1]", workers);
     cfg += &format!(
         "[control]\nsocket = \"{}\"\nstate_file = \"{}\"\n",
         b_dir.join(format!("{}.sock", node.name)).display(),
@@ -327,7 +333,19 @@ impl Bed {
     }
 
     /// Starts node `n` (its config written anew with `extra`).
+    /// Starts node `n`. The SNAT node runs two workers (one on the main
+    /// core: this machine has two), each with its own SNAT table and share
+    /// of the ports: frames meet their session's owner through the hand-off.
     fn start_node(&mut self, n: usize, extra: &str) {
+        let workers = if NODES[n].mode == "dvr_snat" {
+            "workers = [0, 1]"
+        } else {
+            "workers = [1]"
+        };
+        self.start_node_with(n, extra, workers);
+    }
+
+    fn start_node_with(&mut self, n: usize, extra: &str, workers: &str) {
         let file = node_config(
             self.tb.dir(),
             n,
@@ -335,6 +353,7 @@ impl Bed {
             &self.ext_ifaces[n],
             &self.vms,
             extra,
+            workers,
         );
         let mut d = Daemon::start_in(&self.hosts[n], &file);
         d.next();
@@ -937,8 +956,24 @@ fn step_pmtu(bed: &mut Bed) {
     );
 }
 
+/// The SNAT node's workers' counters: (sessions created, frames handed on,
+/// frames taken) per worker.
+fn nn_workers(bed: &Bed) -> Vec<(u64, u64, u64)> {
+    let v = json(&bed.sockets[NN], &["show", "runtime"]);
+    v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let n = |k: &str| w[k].as_u64().unwrap();
+            (n("nat_sessions_created"), n("handoff_out"), n("handoff_in"))
+        })
+        .collect()
+}
+
 fn step_snat_1000(bed: &mut Bed) {
     const N: usize = 1000;
+    let before = nn_workers(bed);
     let vm2 = bed.vm("vm2");
     let ext = bed.tb.capture(&bed.ext_bridge, &format!("tcp port {ECHO}"));
     let started = Instant::now();
@@ -980,8 +1015,21 @@ fn step_snat_1000(bed: &mut Bed) {
     assert_eq!(ports.len(), N, "distinct translated source ports");
     let (n, mz) = assert_checksums_good(&rec, &format!("ip.src == {ROUTER_GW}"));
     let errs = bed.errors(NN);
+    // Two workers on the SNAT node: one session per connection in all (none
+    // made twice by two workers), frames handed between them.
+    let after = nn_workers(bed);
+    assert_eq!(after.len(), 2, "{after:?}");
+    let created: u64 = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).sum();
+    let out: u64 = after.iter().zip(&before).map(|(a, b)| a.1 - b.1).sum();
+    let taken: u64 = after.iter().zip(&before).map(|(a, b)| a.2 - b.2).sum();
+    assert_eq!(
+        created, N as u64,
+        "sessions created: {before:?} -> {after:?}"
+    );
+    assert!(out > 0 && taken > 0, "handed over: {before:?} -> {after:?}");
+    assert_eq!(drops(&errs, "handoff_full"), 0);
     eprintln!(
-        "snat_1000: {N} connections intact in {took:?}; {n} frames' checksums checked ({mz} 0xffff for 0x0000); nn drops: nat_table_full {} nat_ports_exhausted {}",
+        "snat_1000: {N} connections intact in {took:?}; {n} frames' checksums checked ({mz} 0xffff for 0x0000); nn drops: nat_table_full {} nat_ports_exhausted {}; nn workers (sessions created, handed on, taken): {after:?}",
         drops(&errs, "nat_table_full"),
         drops(&errs, "nat_ports_exhausted")
     );
@@ -1102,15 +1150,18 @@ fn step_fip_move(bed: &mut Bed) {
 }
 
 fn step_exhaustion(bed: &mut Bed) {
-    // nn again, with a range of four ports (its model is in its state file).
+    // nn again, with a range of four ports (its model is in its state file)
+    // and one worker: with two, each worker owns two of the four ports, and
+    // one inside host's sessions are all on one worker.
     let st = bed.daemons[NN].take().unwrap();
     st.stop();
-    bed.start_node(
+    bed.start_node_with(
         NN,
         &format!(
             "[nat]\nport_range = \"{}-{}\"\n",
             TINY_RANGE.0, TINY_RANGE.1
         ),
+        "workers = [1]",
     );
     for n in [CN1, CN2] {
         wait_resolved(bed.daemon(NN), NODES[n].vtep);

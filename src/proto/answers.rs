@@ -109,6 +109,12 @@ pub struct WorkerStats {
     /// (see `dvr::stats::WorkerCounters`).
     pub decap_way: u64,
     pub snat_way: u64,
+    /// Frames handed to the worker owning their SNAT session, and taken
+    /// from the other workers (see `dvr::worker::handoff`).
+    #[serde(default)]
+    pub handoff_out: u64,
+    #[serde(default)]
+    pub handoff_in: u64,
     /// The RX queues it polls, `interface:qN` (as OVS's `pmd-rxq-show`).
     #[serde(default)]
     pub rx_queues: Vec<String>,

@@ -1,7 +1,7 @@
 //! A burst of owned packets, and a packet of it being decided.
 
 use super::mbuf::{segment, with_frame, write_frame};
-use super::{ffi, Result};
+use super::{ffi, Mbuf, Result};
 use crate::pkt::Frame;
 
 /// The largest burst a [`Burst`] holds.
@@ -102,6 +102,35 @@ impl Burst {
         debug_assert!(self.len < MAX_BURST);
         self.pkts[self.len] = m;
         self.len += 1;
+    }
+
+    /// Hands every frame for which `dest` names a destination to `out`, as an
+    /// owned [`Mbuf`] with that destination, in order; the others stay, in
+    /// their order. (A worker handing frames to the worker that owns their
+    /// SNAT session.)
+    #[inline]
+    pub fn split_off(
+        &mut self,
+        mut dest: impl FnMut(&[u8]) -> Option<usize>,
+        mut out: impl FnMut(usize, Mbuf),
+    ) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            let p = self.pkts[i];
+            // SAFETY: slots below len hold valid mbufs owned by this burst;
+            // the bytes are borrowed only for the call of `dest`.
+            let to = dest(unsafe { segment(p) });
+            match (to, std::ptr::NonNull::new(p)) {
+                (Some(d), Some(nn)) => out(d, Mbuf::from_owned(nn)),
+                _ => {
+                    self.pkts[kept] = p;
+                    kept += 1;
+                }
+            }
+        }
+        // Every mbuf handed out belongs to its Mbuf now; the kept ones are
+        // below `kept`.
+        self.len = kept;
     }
 
     /// Takes `m` to be freed: appended, once the burst (full) is freed.

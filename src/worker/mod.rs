@@ -13,13 +13,15 @@ use crate::pipeline::{self, Env};
 use crate::punt::{Exchange, Question, SessionAnswer, SESSIONS_MAX};
 use crate::stats::{DropReason, WorkerCounters};
 use crate::sys::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
-use crate::tables::Tables;
+use crate::tables::{Slot, Tables};
 
 pub mod burst;
 pub mod desk;
+pub mod handoff;
 
 use burst::{Ahead, BurstCtx};
 use desk::{Desk, PortChange, Released};
+use handoff::{Handoff, Owner, Side};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
 const IDLE_POLLS_BEFORE_PAUSE: u32 = 64;
@@ -51,6 +53,9 @@ pub struct Worker {
     /// Where the control thread hands this worker ports to poll and takes
     /// them back (`desk`): taken between two polls.
     pub desk: Arc<Desk>,
+    /// With several workers: the rings to hand a frame to the worker that
+    /// owns its SNAT session ([`handoff`]).
+    pub handoff: Option<Arc<Handoff>>,
 }
 
 /// Share `i` of `n` of a port range (the workers' SNAT tables never hand out
@@ -172,6 +177,8 @@ struct Scratch {
     /// answered.
     answered: u32,
     scan: Option<Scan>,
+    /// Works out which worker owns a frame (with a hand-off).
+    owner: Option<Owner>,
 }
 
 impl Worker {
@@ -200,6 +207,10 @@ impl Worker {
             env: Env::with_nat(sys::rdtsc, sys::tsc_hz(), self.nat, self.nat_ports.clone()),
             answered: 0,
             scan: None,
+            owner: self
+                .handoff
+                .as_ref()
+                .map(|h| Owner::new(self.index, h.workers(), h.ports())),
         };
         let mut idle: u32 = 0;
         let mut empty_polls: u32 = 0;
@@ -415,9 +426,10 @@ impl Worker {
         }
     }
 
-    /// Polls every RX queue once. Returns the packets received. A `sampled`
-    /// poll also counts its cycles: all of them, and those of its receive and
-    /// transmit calls.
+    /// Polls every RX queue once, then takes what other workers handed this
+    /// one. Returns the packets received and taken. A `sampled` poll also
+    /// counts its cycles: all of them, and those of its receive and transmit
+    /// calls.
     #[inline]
     fn poll_once(&mut self, s: &mut Scratch, sampled: bool) -> usize {
         let start = lap(sampled);
@@ -431,9 +443,11 @@ impl Worker {
         if let Some(q) = self.exchange.sessions.pending(s.answered) {
             self.sessions_step(s, q);
         }
-        let c = &*self.counters;
         let mut got = 0;
-        for (in_port, q) in self.rx.iter_mut() {
+        let mut decided = 0;
+        for qi in 0..self.rx.len() {
+            let (in_port, q) = &mut self.rx[qi];
+            let in_port = *in_port;
             let t = lap(sampled);
             let n = q.rx(&mut s.rx, self.burst);
             rx_cycles = rx_cycles.wrapping_add(lap(sampled).wrapping_sub(t));
@@ -444,66 +458,178 @@ impl Worker {
             // RCU read side: this burst uses this snapshot; dropping the guard
             // at the end of the burst lets a replaced snapshot be freed.
             let snap = self.tables.load();
-            s.env.burst(&snap);
-            let in_port = *in_port;
-            let mut b = BurstCtx::new(
-                &snap,
-                &mut s.env,
-                c,
-                &self.exchange,
-                in_port,
-                s.tx_mask,
-                self.tx.len() as u16,
-                &mut s.floods,
-            );
-            let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
-            b.decide(&mut s.ahead, &mut s.rx, to, lens);
-            b.env.flows.hits += b.hits;
-            let (rx_bytes, decaps, snats) = (b.rx_bytes, b.decaps, b.snats);
-            s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
+            let c = &*self.counters;
             let pc = &c.ports[in_port as usize];
             pc.rx_packets.add(n as u64);
-            pc.rx_bytes.add(rx_bytes);
-            s.drops.clear();
-            // Idle SNAT sessions go, a few per burst.
-            s.env.expire(EXPIRE_PER_BURST);
-            c.nat_sessions.set(s.env.nat.len() as u64);
-            c.nat_sessions_created.set(s.env.nat.counters().created);
-            c.flow_hits.set(s.env.flows.hits);
-            c.flow_inserts.set(s.env.flows.inserts);
-            c.decap_way.add(decaps);
-            c.snat_way.add(snats);
-            if !s.floods.is_empty() {
-                Self::replicate(c, &self.pool, self.tx.len(), &snap, in_port, s);
-            }
-            for (p, out) in s.outs.iter_mut().take(self.tx.len()).enumerate() {
-                if out.is_empty() {
-                    continue;
-                }
-                let bytes = std::mem::take(&mut s.out_bytes[p]);
-                if let Some(txq) = self.tx[p].as_mut() {
-                    let t = lap(sampled);
-                    let r = txq.tx_with_bytes(out, bytes);
-                    tx_cycles = tx_cycles.wrapping_add(lap(sampled).wrapping_sub(t));
-                    let pc = &c.ports[p];
-                    pc.tx_packets.add(r.sent);
-                    pc.tx_bytes.add(r.bytes);
-                    if r.dropped > 0 {
-                        c.drop(unsent(txq), r.dropped);
+            if let Some(h) = &self.handoff {
+                if !snap.snat_here.is_empty() {
+                    pc.rx_bytes
+                        .add(Self::hand_off(h, self.index, c, &snap, in_port, s));
+                    if s.rx.is_empty() {
+                        continue;
                     }
                 }
             }
+            decided += s.rx.len();
+            self.forward(s, &snap, in_port, true, sampled, &mut tx_cycles);
+        }
+        if let Some(h) = self.handoff.clone() {
+            if h.waiting(self.index) {
+                let taken = self.take_handed(&h, s, sampled, &mut tx_cycles);
+                got += taken;
+                decided += taken;
+            }
         }
         if got > 0 {
+            let c = &*self.counters;
             c.busy_polls.add(1);
-            c.packets.add(got as u64);
+            c.packets.add(decided as u64);
             if sampled {
-                c.sampled_packets.add(got as u64);
+                c.sampled_packets.add(decided as u64);
                 c.sampled_cycles.add(lap(true).wrapping_sub(start));
                 c.sampled_rx_cycles.add(rx_cycles);
                 c.sampled_tx_cycles.add(tx_cycles);
             }
         }
         got
+    }
+
+    /// Hands each frame of the burst in `s.rx` (from `in_port`) whose SNAT
+    /// session another worker owns to that worker ([`handoff`]); the others
+    /// stay. Returns the bytes handed on (received here, decided there).
+    #[cold]
+    fn hand_off(
+        h: &Handoff,
+        me: usize,
+        c: &WorkerCounters,
+        snap: &crate::tables::Snapshot,
+        in_port: u16,
+        s: &mut Scratch,
+    ) -> u64 {
+        let side = match snap.ports.get(in_port as usize) {
+            Some(Slot::Vm(_)) => Side::Vm,
+            Some(Slot::Underlay) => Side::Underlay,
+            Some(Slot::External) => Side::External,
+            None => return 0,
+        };
+        let Some(owner) = s.owner.as_mut() else {
+            return 0;
+        };
+        let mut bytes = 0u64;
+        s.rx.split_off(
+            |f| {
+                let w = owner.of(snap, side, f)?;
+                bytes += f.len() as u64;
+                Some(w)
+            },
+            |w, m| match h.send(me, w, in_port, m) {
+                Ok(()) => c.handoff_out.add(1),
+                Err(_) => c.drop(DropReason::HandoffFull, 1),
+            },
+        );
+        bytes
+    }
+
+    /// Decides and sends what the other workers handed this one, in runs of
+    /// frames from one port, at most a few bursts from each worker per poll.
+    /// Returns the frames taken.
+    #[cold]
+    fn take_handed(
+        &mut self,
+        h: &Handoff,
+        s: &mut Scratch,
+        sampled: bool,
+        tx_cycles: &mut u64,
+    ) -> usize {
+        let me = self.index;
+        let mut taken = 0;
+        for from in (0..h.workers()).filter(|&f| f != me) {
+            let mut port = None;
+            for _ in 0..4 * self.burst {
+                let Some((p, m)) = h.recv(from, me) else {
+                    break;
+                };
+                taken += 1;
+                if let Some(q) = port.filter(|&q| q != p || s.rx.len() >= self.burst) {
+                    let snap = self.tables.load();
+                    self.forward(s, &snap, q, false, sampled, tx_cycles);
+                }
+                port = Some(p);
+                // The burst was sent above when full: there is room.
+                let _ = m.push_to(&mut s.rx);
+            }
+            if let (Some(q), false) = (port, s.rx.is_empty()) {
+                let snap = self.tables.load();
+                self.forward(s, &snap, q, false, sampled, tx_cycles);
+            }
+        }
+        self.counters.handoff_in.add(taken as u64);
+        taken
+    }
+
+    /// Decides the burst in `s.rx`, from `in_port`, on `snap`, and sends
+    /// its frames, grouped by output port. `received`: the frames were
+    /// received here (their bytes are counted for `in_port`), not handed
+    /// over by another worker (which counted them).
+    #[inline]
+    fn forward(
+        &mut self,
+        s: &mut Scratch,
+        snap: &crate::tables::Snapshot,
+        in_port: u16,
+        received: bool,
+        sampled: bool,
+        tx_cycles: &mut u64,
+    ) {
+        let c = &*self.counters;
+        let n = s.rx.len();
+        s.env.burst(snap);
+        let mut b = BurstCtx::new(
+            snap,
+            &mut s.env,
+            c,
+            &self.exchange,
+            in_port,
+            s.tx_mask,
+            self.tx.len() as u16,
+            &mut s.floods,
+        );
+        let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
+        b.decide(&mut s.ahead, &mut s.rx, to, lens);
+        b.env.flows.hits += b.hits;
+        let (rx_bytes, decaps, snats) = (b.rx_bytes, b.decaps, b.snats);
+        s.rx.distribute(to, lens, &mut s.outs, &mut s.out_bytes, &mut s.drops);
+        if received {
+            c.ports[in_port as usize].rx_bytes.add(rx_bytes);
+        }
+        s.drops.clear();
+        // Idle SNAT sessions go, a few per burst.
+        s.env.expire(EXPIRE_PER_BURST);
+        c.nat_sessions.set(s.env.nat.len() as u64);
+        c.nat_sessions_created.set(s.env.nat.counters().created);
+        c.flow_hits.set(s.env.flows.hits);
+        c.flow_inserts.set(s.env.flows.inserts);
+        c.decap_way.add(decaps);
+        c.snat_way.add(snats);
+        if !s.floods.is_empty() {
+            Self::replicate(c, &self.pool, self.tx.len(), snap, in_port, s);
+        }
+        for (p, out) in s.outs.iter_mut().take(self.tx.len()).enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let bytes = std::mem::take(&mut s.out_bytes[p]);
+            if let Some(txq) = self.tx[p].as_mut() {
+                let t = lap(sampled);
+                let r = txq.tx_with_bytes(out, bytes);
+                *tx_cycles = tx_cycles.wrapping_add(lap(sampled).wrapping_sub(t));
+                let pc = &c.ports[p];
+                pc.tx_packets.add(r.sent);
+                pc.tx_bytes.add(r.bytes);
+                if r.dropped > 0 {
+                    c.drop(unsent(txq), r.dropped);
+                }
+            }
+        }
     }
 }
