@@ -10,6 +10,9 @@
 //! `--expect` is met, or when nothing moved for `--idle-exit-ms`; prints one JSON
 //! line with the counts and exits 0 (the caller judges the counts).
 //!
+//! `--hold` keeps the ports open after the end until standard input closes
+//! (a peer whose link the caller looks at meanwhile).
+//!
 //! `--probe P:SRC:DST` (before any counted frame): a probe frame of that flow
 //! (UDP port 7, not 9) is sent from port P, again every 50 ms, until one is
 //! received back. A vhost-user peer's queues are set up by the backend's own
@@ -55,6 +58,10 @@ struct Args {
     /// Exit when nothing was sent or received for this long.
     #[arg(long, default_value_t = 3000)]
     idle_exit_ms: u64,
+    /// After the end, stay connected (receiving and counting) until standard
+    /// input closes: a peer whose link the caller looks at meanwhile.
+    #[arg(long)]
+    hold: bool,
     /// EAL file prefix (unique per process).
     #[arg(long)]
     file_prefix: String,
@@ -241,7 +248,19 @@ fn run(args: &Args) -> Result<(), String> {
             g.probe(&pool, port, q, &flow)?;
         }
     }
-    let (sent, received) = g.stream(args, &pool, &mut sends)?;
+    let (sent, mut received) = g.stream(args, &pool, &mut sends)?;
+    if args.hold {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            d.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            received += g.receive().0;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     let out = serde_json::json!({ "ports": g.counts, "sent": sent, "received": received });
     drop(g.queues);
     for p in ports {
