@@ -4,9 +4,11 @@
 //! and exits 0.
 
 mod control;
+mod neighbors;
 mod node;
 mod report;
 mod resolver;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,7 +125,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    let resolver = match resolver::Resolver::start(view.clone()) {
+    // The neighbours resolved before a restart: the first frames need no ARP.
+    let neighbors = neighbors::path_of(&node.cfg.state_file);
+    neighbors::restore(&view, &neighbors);
+    let resolver = match resolver::Resolver::start(view.clone(), neighbors::Saved::new(neighbors)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dvr-pmd: cannot start: the resolver thread: {e}");
@@ -143,17 +148,22 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_START);
     }
     tracing::info!(node = %node.cfg.node, "forwarding; Ctrl-C to stop");
+    let mut service = service::Service::from_env();
+    service.ready(&view);
     let mut reporter = report::Reporter::new(node.cfg.stats.format);
     let interval = Duration::from_millis(node.cfg.stats.interval_ms);
     let mut next = Instant::now() + interval;
     while !term.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
+        // Short: a restart waits for this loop to see the signal.
+        std::thread::sleep(Duration::from_millis(5));
+        service.tick(&view);
         if !interval.is_zero() && Instant::now() >= next {
             reporter.print(&view, false);
             next += interval;
         }
     }
     tracing::info!("signal received: stopping workers");
+    service.stopping();
     resolver.shutdown();
     control.shutdown();
     node.stop_workers();
