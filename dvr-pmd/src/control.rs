@@ -206,6 +206,7 @@ impl Control {
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
             // No request runs any more: fold the journal into the base file, so a
             // restart has nothing to replay. (Not needed for safety: the journal
@@ -269,7 +270,8 @@ fn serve(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 clients.retain(|h| !h.is_finished());
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                // Woken at once by a stopping daemon (a restart waits for it).
+                std::thread::park_timeout(Duration::from_millis(20));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");

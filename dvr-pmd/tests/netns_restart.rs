@@ -8,8 +8,9 @@
 //! restart need no ARP.
 //!
 //! Measured: the pings lost (ping's own summary, transmitted - received),
-//! and the gap, from the SIGTERM to the first reply after it (ping -D's
-//! timestamps); both printed. The restarted node dropped nothing as
+//! and the gap, from the SIGTERM to the reply that ends the longest silence
+//! (ping -D's timestamps: the first frame the new process forwarded), and
+//! where the time went (the two processes' logged steps); all printed. The restarted node dropped nothing as
 //! `vtep_unresolved` (it forwarded with the neighbours it saved). The loss
 //! asserted is [`MAX_LOST`]; see the README's "Restarts" for the figures
 //! and where the time goes.
@@ -29,8 +30,16 @@ const HOSTS: [(&str, &str, &str); 2] = [
     ("cn2", "192.0.2.2", "fa:16:3f:00:00:02"),
 ];
 
-/// Pings a restart may cost at most (10 ms apart).
-const MAX_LOST: u64 = 40;
+/// Pings a restart may cost at most (10 ms apart). The goal is 10 (100 ms);
+/// a stop and a start cost 18-38 here (a gap of about 390 ms, part of it
+/// buffered in the new process's rings; `debug` build, 2 shared cores):
+/// the old process closes its af_packet ports (~40 ms each, the kernel's
+/// RCU grace periods), EAL starts (~100 ms of TSC calibration on this VM,
+/// ~60 ms loading every driver plugin of the distribution's DPDK) and the
+/// new process opens its ports (~55 ms each). The bound is about twice
+/// that, to catch a regression; the figures are printed (README,
+/// "Restarts").
+const MAX_LOST: u64 = 50;
 
 /// Pings sent in all (100 a second).
 const PINGS: u32 = 600;
@@ -120,27 +129,63 @@ fn summary(out: &str) -> (u64, u64) {
     (n[0], n[1])
 }
 
-/// The log lines of a daemon's start and stop, for the profile.
-fn milestones(log: &str) -> String {
+/// Seconds since the epoch of a log line's RFC 3339 UTC timestamp
+/// (`2026-12-07T21:25:48.704012Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + t[0] * 3600 + t[1] * 60 + t[2];
+    Some(secs as f64 + format!("0.{frac}").parse::<f64>().ok()?)
+}
+
+/// The steps of a daemon's start and stop in its log, in ms after `t0`
+/// (seconds since the epoch): where a restart's time goes.
+fn milestones(log: &str, t0: f64) -> String {
+    let steps = [
+        ("signal received", "SIGTERM seen"),
+        (
+            "stopped cleanly",
+            "stopped (model compacted, ports closed, EAL ended)",
+        ),
+        ("starting EAL", "new process: EAL starts"),
+        (
+            "packet buffers",
+            "EAL up (TSC calibration, drivers), mbuf pool made",
+        ),
+        ("port started", "port started"),
+        ("model loaded", "saved model loaded"),
+        ("restored", "neighbour restored"),
+        ("worker running", "worker running"),
+        ("forwarding;", "forwarding"),
+        ("resolved", "neighbour resolved by ARP"),
+    ];
     plain(log)
         .lines()
-        .filter(|l| {
-            [
-                "starting EAL",
-                "packet buffers",
-                "port started",
-                "model",
-                "restored",
-                "resolved",
-                "worker running",
-                "forwarding",
-                "signal received",
-                "stopped cleanly",
-            ]
-            .iter()
-            .any(|m| l.contains(m))
+        .filter_map(|l| {
+            let (_, what) = steps.iter().find(|(m, _)| l.contains(m))?;
+            let t = log_time(l)?;
+            Some(format!("  {:+8.1} ms  {what}\n", (t - t0) * 1000.0))
         })
-        .map(|l| format!("  {l}\n"))
         .collect()
 }
 
@@ -307,9 +352,11 @@ fn restart_loses_few_pings() {
         silence * 1000.0
     );
     eprintln!(
-        "old cn1:\n{}new cn1:\n{}",
-        milestones(&old.stderr()),
-        milestones(&new.stderr())
+        "after the SIGTERM, old cn1:\n{}  {:+8.1} ms  exited\nnew cn1:\n{}  {:+8.1} ms  first reply\n",
+        milestones(&old.stderr(), term),
+        exited.as_secs_f64() * 1000.0,
+        milestones(&new.stderr(), term),
+        gap_ms
     );
 
     // The restarted node forwarded with what it saved: no frame waited for ARP.
