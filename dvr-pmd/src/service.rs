@@ -80,7 +80,7 @@ impl Service {
     /// The node forwards: the workers run on the published tables.
     pub fn ready(&mut self, view: &View) {
         let status = format!(
-            "STATUS=forwarding: node {}, {} ports, {} workers, model generation {}",
+            "STATUS=forwarding: node {}, ports {}, workers {}, model generation {}",
             view.node,
             view.ports.len(),
             view.counters.len(),
