@@ -127,8 +127,9 @@ fn main() -> ExitCode {
     };
     // The neighbours resolved before a restart: the first frames need no ARP.
     let neighbors = neighbors::path_of(&node.cfg.state_file);
-    neighbors::restore(&view, &neighbors);
-    let resolver = match resolver::Resolver::start(view.clone(), neighbors::Saved::new(neighbors)) {
+    let restored = neighbors::restore(&view, &neighbors);
+    let saved = neighbors::Saved::new(neighbors, restored);
+    let resolver = match resolver::Resolver::start(view.clone(), saved) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dvr-pmd: cannot start: the resolver thread: {e}");

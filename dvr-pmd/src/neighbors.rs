@@ -81,14 +81,26 @@ pub fn save(path: &Path, pairs: &BTreeMap<Ipv4Addr, MacAddr>) -> std::io::Result
 pub struct Saved {
     path: PathBuf,
     last: BTreeMap<Ipv4Addr, MacAddr>,
+    /// Restored at start and not answered by ARP yet.
+    unconfirmed: Vec<Ipv4Addr>,
 }
 
 impl Saved {
-    pub fn new(path: PathBuf) -> Saved {
+    /// `restored`: the neighbours [`restore`] published.
+    pub fn new(path: PathBuf, restored: Vec<Ipv4Addr>) -> Saved {
         Saved {
             path,
             last: BTreeMap::new(),
+            unconfirmed: restored,
         }
+    }
+
+    /// An answer from `ip` came: true the first time for a restored one
+    /// (the resolver then says it resolved it, as it says of a new one).
+    pub fn confirm(&mut self, ip: Ipv4Addr) -> bool {
+        let before = self.unconfirmed.len();
+        self.unconfirmed.retain(|&u| u != ip);
+        self.unconfirmed.len() != before
     }
 
     /// Saves the resolved MACs of the published tables if they changed
@@ -117,20 +129,20 @@ impl Saved {
 }
 
 /// Publishes the saved MACs of the neighbours the published model has
-/// (other hosts' VTEPs, upstream routers); returns how many. Called once the
-/// saved model is published, before the workers run.
-pub fn restore(view: &View, path: &Path) -> usize {
+/// (other hosts' VTEPs, upstream routers); returns their addresses. Called
+/// once the saved model is published, before the workers run.
+pub fn restore(view: &View, path: &Path) -> Vec<Ipv4Addr> {
     let saved = load(path);
     if saved.is_empty() {
-        return 0;
+        return Vec::new();
     }
     let mut c = view.compiler.lock().unwrap_or_else(|e| e.into_inner());
     let Some(c) = c.as_mut() else {
-        return 0;
+        return Vec::new();
     };
     let vteps = c.vteps();
     let upstreams = c.upstreams();
-    let mut n = 0;
+    let mut n = Vec::new();
     for (ip, mac) in saved {
         let upstream = upstreams.iter().any(|u| u.0 == ip);
         if !vteps.contains(&ip) && !upstream {
@@ -144,7 +156,7 @@ pub fn restore(view: &View, path: &Path) -> usize {
         } else {
             tracing::info!(vtep = %ip, %mac, "underlay neighbour restored");
         }
-        n += 1;
+        n.push(ip);
     }
     n
 }
@@ -183,5 +195,14 @@ mod tests {
             )]
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_restored_neighbour_is_confirmed_once() {
+        let (a, b) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+        let mut s = Saved::new(PathBuf::from("/nonexistent/n"), vec![a]);
+        assert!(!s.confirm(b), "not restored");
+        assert!(s.confirm(a));
+        assert!(!s.confirm(a), "once");
     }
 }

@@ -104,12 +104,16 @@ fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
                 if !vteps.contains(&ip) && !upstream {
                     continue;
                 }
-                if let Some(snap) = c.set_vtep_mac(ip, mac) {
+                let snap = c.set_vtep_mac(ip, mac);
+                // A MAC restored at start and now answered is resolved too.
+                if snap.is_some() | saved.confirm(ip) {
                     if upstream {
                         tracing::info!(upstream = %ip, %mac, "upstream router resolved");
                     } else {
                         tracing::info!(vtep = %ip, %mac, "underlay neighbour resolved");
                     }
+                }
+                if let Some(snap) = snap {
                     view.tables.store(snap);
                 }
             }
