@@ -3,8 +3,8 @@
 //! a restarted node forwards its first frames without asking by ARP first
 //! (a restart would otherwise drop them as `vtep_unresolved` /
 //! `upstream_unresolved` until the answers come). Written by the resolver
-//! when a MAC is new or changed; read at start, once the saved model is
-//! published and before the workers run. A restored MAC is only a head
+//! when a MAC is new or changed; read at start, by the first publication of
+//! the saved model (the workers never see the model without them). A restored MAC is only a head
 //! start: the resolver asks for every neighbour at its first tick, as
 //! before, and an answer with another MAC replaces it.
 //!
@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use dvr::compile::Compiler;
 use dvr::mac::MacAddr;
 
 use crate::report::View;
@@ -128,18 +129,16 @@ impl Saved {
     }
 }
 
-/// Publishes the saved MACs of the neighbours the published model has
-/// (other hosts' VTEPs, upstream routers); returns their addresses. Called
-/// once the saved model is published, before the workers run.
-pub fn restore(view: &View, path: &Path) -> Vec<Ipv4Addr> {
+/// Sets the saved MACs of the neighbours `c`'s model has (other hosts'
+/// VTEPs, upstream routers) in its current snapshot; returns their
+/// addresses. Called by the first publication of the saved model, so that
+/// the workers never see the model without them (a take-over's workers
+/// already run).
+pub fn restore(c: &mut Compiler, path: &Path) -> Vec<Ipv4Addr> {
     let saved = load(path);
     if saved.is_empty() {
         return Vec::new();
     }
-    let mut c = view.compiler.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(c) = c.as_mut() else {
-        return Vec::new();
-    };
     let vteps = c.vteps();
     let upstreams = c.upstreams();
     let mut n = Vec::new();
@@ -148,9 +147,7 @@ pub fn restore(view: &View, path: &Path) -> Vec<Ipv4Addr> {
         if !vteps.contains(&ip) && !upstream {
             continue;
         }
-        if let Some(snap) = c.set_vtep_mac(ip, mac) {
-            view.tables.store(snap);
-        }
+        c.set_vtep_mac(ip, mac);
         if upstream {
             tracing::info!(upstream = %ip, %mac, "upstream router restored");
         } else {
