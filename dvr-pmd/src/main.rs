@@ -108,6 +108,12 @@ fn main() -> ExitCode {
     }
 
     // A take-over: the process to replace, if one runs.
+    if args.take_over {
+        if let Err(e) = takeover::check(&cfg) {
+            eprintln!("dvr-pmd: cannot take over: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    }
     let old = args
         .take_over
         .then(|| takeover::holder(&cfg.state_file))

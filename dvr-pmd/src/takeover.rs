@@ -19,13 +19,15 @@
 //! 4. The new process takes the lock (tried every millisecond), loads the
 //!    model and publishes it: its workers forward from their next burst.
 //!
-//! For ports two processes can open at once: `af_packet` (both receive
-//! every frame until the old one stops) and vhost-user (a client connects
-//! once the old process lets go; a server socket is made anew). Not for a
-//! PCI device (one owner at a time: the new EAL cannot probe it) nor a
-//! `tap` (its interface exists until the old process ends); those need a
-//! stop and a start. Nothing to take over (the lock is free): an ordinary
-//! start.
+//! Only for ports two processes can have open at once ([`check`]):
+//! `af_packet` (both receive every frame until the old one stops; tested),
+//! vhost-user in client mode (QEMU's server socket; not tested yet), and
+//! the in-process `ring` and `null`. Refused for a PCI device (one owner at
+//! a time), a `tap` (its interface exists until the old process ends), a
+//! vhost-user server socket (the old process removes the path when it
+//! ends), a pcap port (two writers of one file), and a static FDB (the new
+//! workers would switch frames before the take-over): those need a stop and
+//! a start. Nothing to take over (the lock is free): an ordinary start.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +36,37 @@ use dvr::config::Config;
 
 /// How long the new process waits for the old one to give up the model.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Whether `cfg`'s ports can be taken over; the first that cannot, named.
+pub fn check(cfg: &Config) -> Result<(), String> {
+    use dvr::config::PortKind;
+    for p in &cfg.ports {
+        let (kind, why) = match &p.kind {
+            PortKind::AfPacket { .. }
+            | PortKind::VhostUser { client: true, .. }
+            | PortKind::Ring { .. }
+            | PortKind::Null => continue,
+            PortKind::Pci { .. } => ("pci", "a PCI device has one owner at a time"),
+            PortKind::Tap { .. } => ("tap", "its interface exists until the old process ends"),
+            PortKind::VhostUser { client: false, .. } => (
+                "vhost-user server",
+                "the old process removes its socket when it ends (client mode can be taken over)",
+            ),
+            PortKind::Pcap { .. } => ("pcap", "two processes would write one file"),
+        };
+        return Err(format!(
+            "port {} ({kind}) cannot be taken over: {why}; stop and start instead",
+            p.name
+        ));
+    }
+    if !cfg.l2.fdb.is_empty() {
+        return Err(
+            "a static FDB ([[l2.fdb]]) would switch frames before the take-over; stop and start instead"
+                .into(),
+        );
+    }
+    Ok(())
+}
 
 /// An EAL file prefix of this process's own.
 pub fn own_prefix(cfg: &mut Config) {

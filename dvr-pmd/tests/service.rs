@@ -50,8 +50,13 @@ fn node() -> Node {
 /// dvr-pmd with the service manager's environment; its standard error in
 /// `log`.
 fn start(n: &Node, notify: &Path, env: &[(&str, &str)], log: &str) -> Guard {
+    start_with(n, notify, env, log, &[])
+}
+
+fn start_with(n: &Node, notify: &Path, env: &[(&str, &str)], log: &str, args: &[&str]) -> Guard {
     let mut cmd = Command::new(dvr_pmd());
-    cmd.arg("--config")
+    cmd.args(args)
+        .arg("--config")
         .arg(&n.config)
         .args(["--stats-interval-ms", "0"])
         .env("NOTIFY_SOCKET", notify)
@@ -205,6 +210,36 @@ fn ready_after_forwarding_watchdog_while_alive_stopping_on_sigterm() {
     assert!(m.starts_with("READY=1"), "{m:?}");
     assert_eq!(recv(&sock, Duration::from_millis(700)), None);
     stop(&n, d, &sock, "third.log");
+}
+
+/// `--take-over` with nobody to take over from is an ordinary start (READY
+/// comes); with a port two processes cannot share it refuses, naming it,
+/// before starting anything.
+#[test]
+fn take_over_alone_starts_and_refuses_what_cannot_be_shared() {
+    let n = node();
+    let notify = n.dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    let d = start_with(&n, &notify, &[], "alone.log", &["--take-over"]);
+    let m = recv(&sock, PATIENCE).unwrap_or_else(|| panic!("no READY; {}", log(&n, "alone.log")));
+    assert!(m.starts_with("READY=1"), "{m:?}");
+    assert!(!log(&n, "alone.log").contains("taking over"));
+    stop(&n, d, &sock, "alone.log");
+
+    let tap = format!(
+        "{}[[ports]]\nname = \"t\"\nrole = \"vm\"\nkind = \"tap\"\niface = \"dvrsvc0\"\n",
+        std::fs::read_to_string(&n.config).unwrap()
+    );
+    std::fs::write(&n.config, tap).unwrap();
+    let out = Command::new(dvr_pmd())
+        .args(["--take-over", "--config"])
+        .arg(&n.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("port t (tap) cannot be taken over"), "{err}");
+    assert!(!err.contains("starting EAL"), "nothing started: {err}");
 }
 
 #[test]
