@@ -63,6 +63,16 @@ pub enum PortRole {
     External,
 }
 
+impl PortRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            PortRole::Vm => "vm",
+            PortRole::Underlay => "underlay",
+            PortRole::External => "external",
+        }
+    }
+}
+
 /// How workers poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -79,7 +89,8 @@ pub enum PollMode {
 pub struct Cores {
     /// The EAL main lcore: the control thread runs here.
     pub main: usize,
-    /// One worker per entry, pinned to that core.
+    /// One worker per entry, pinned to that core (cores.main too, with a
+    /// warning: the control thread then shares the worker's core).
     pub workers: Vec<usize>,
 }
 
@@ -620,14 +631,11 @@ fn check_cores(cores: &Cores) -> Result<(), Bad> {
             "at least one worker core is needed".into(),
         ));
     }
+    // A worker may share cores.main (a machine with two cores and two
+    // workers): the daemon warns at start; the control thread then runs
+    // between the worker's polls.
     let mut seen = HashSet::new();
     for &c in &cores.workers {
-        if c == cores.main {
-            return Err(bad(
-                "cores.workers",
-                format!("core {c} is also cores.main: the control thread and a worker cannot share a core"),
-            ));
-        }
         if !seen.insert(c) {
             return Err(bad("cores.workers", format!("core {c} is listed twice")));
         }
@@ -1148,6 +1156,15 @@ port = "vm-b"
             .any(|w| w[0] == "--file-prefix" && w[1] == "dvr-cn1"));
     }
 
+    /// Two workers on a machine of two cores: one shares cores.main.
+    #[test]
+    fn a_worker_may_share_the_main_core() {
+        let c =
+            Config::parse(&GOOD.replace("workers = [1]", "workers = [0, 1]"), "t.toml").unwrap();
+        assert_eq!(c.cores.workers, vec![0, 1]);
+        assert_eq!(c.cores.main, 0);
+    }
+
     #[test]
     fn nat_timeouts_in_seconds_to_the_millisecond() {
         let with = |nat: &str| Config::parse(&format!("{GOOD}[nat]\n{nat}\n"), "t.toml");
@@ -1207,7 +1224,7 @@ port = "vm-b"
                 "dvr_mac = \"01:16:3f:00:00:01\"",
                 "`dvr_mac`",
             ),
-            ("workers = [1]", "workers = [0]", "`cores.workers`"),
+            ("workers = [1]", "workers = [1, 1]", "`cores.workers`"),
             ("workers = [1]", "workers = []", "`cores.workers`"),
             (
                 "poll_mode = \"adaptive\"",

@@ -11,9 +11,10 @@ use dvr::model::{
     AgentMode, AllowedPair, Change, FipGateway, FixedIpSpec, GatewaySpec, Kind, NetworkType, Route,
 };
 use dvr::proto::answers::TableKind;
+use dvr::proto::iface::{IfaceSpec, IfaceType};
 use dvr::proto::TraceParams;
 use ipnet::IpNet;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,8 +24,9 @@ use serde_json::json;
 )]
 pub struct Cli {
     /// The daemon's control socket (default: $DVR_SOCKET, else the only
-    /// /run/dvr/*/dvr.sock).
-    #[arg(short, long, global = true)]
+    /// /run/dvr/*/dvr.sock). Before the command: `interface add` has a
+    /// `--socket` of its own (the VM's vhost-user socket).
+    #[arg(short, long)]
     pub socket: Option<PathBuf>,
     /// Print the daemon's JSON instead of tables.
     #[arg(long, global = true)]
@@ -50,6 +52,10 @@ pub enum Cmd {
     /// Routers: interfaces, gateway, extra routes, distributed / HA / enabled.
     #[command(subcommand)]
     Router(RouterCmd),
+    /// Dataplane interfaces: VMs' vhost-user sockets, af_packet, tap; added
+    /// and deleted while the node forwards, as `ovs-vsctl add-port` does.
+    #[command(subcommand)]
+    Interface(InterfaceCmd),
     /// `floating ip ...`
     Floating {
         #[command(subcommand)]
@@ -183,6 +189,83 @@ impl PortSecurity {
             _ => None,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InterfaceCmd {
+    /// Add an interface while the node forwards (saved with the node's
+    /// state, added again when it starts). Model ports bind to it by name
+    /// (`port set --host NODE --binding NAME PORT`).
+    Add {
+        /// vhost-user, af_packet or tap.
+        #[arg(long = "type", value_parser = parse_iface_type)]
+        kind: IfaceType,
+        /// vhost-user: the socket. dvr makes it (server), or with --client
+        /// connects to the one QEMU made, and again whenever it reappears.
+        #[arg(long = "socket", id = "vhost_socket")]
+        socket: Option<PathBuf>,
+        /// vhost-user: connect to QEMU's socket (`-chardev socket,server=on`)
+        /// instead of making one: the guest survives a restart of dvr.
+        #[arg(long)]
+        client: bool,
+        /// af_packet, tap: the Linux interface (tap: dvr creates it).
+        #[arg(long)]
+        iface: Option<String>,
+        /// Queue pairs (1 to 16): its RX queues spread over the workers.
+        #[arg(long, default_value_t = 1)]
+        queues: u16,
+        /// The worker that polls its first RX queue (default: the one
+        /// polling the fewest).
+        #[arg(long)]
+        worker: Option<usize>,
+        name: String,
+    },
+    /// Delete an interface added by `interface add` (the others keep
+    /// forwarding; its device is closed once no worker holds it).
+    Delete { name: String },
+    /// Type, link, queues, which worker polls which queue, counters.
+    Show { name: String },
+    /// Every interface of the node.
+    List,
+}
+
+impl InterfaceCmd {
+    fn call(self) -> Result<Call, String> {
+        Ok(match self {
+            InterfaceCmd::Add {
+                kind,
+                socket,
+                client,
+                iface,
+                queues,
+                worker,
+                name,
+            } => {
+                let spec = IfaceSpec {
+                    name,
+                    kind,
+                    socket,
+                    client,
+                    iface,
+                    queues,
+                    worker,
+                };
+                spec.check()?;
+                Call::Interface("interface_add", json!(spec))
+            }
+            InterfaceCmd::Delete { name } => {
+                Call::Interface("interface_delete", json!({ "name": name }))
+            }
+            InterfaceCmd::Show { name } => {
+                Call::Interface("interface_show", json!({ "name": name }))
+            }
+            InterfaceCmd::List => Call::Interface("interface_list", Value::Null),
+        })
+    }
+}
+
+fn parse_iface_type(s: &str) -> Result<IfaceType, String> {
+    serde_json::from_value(json!(s)).map_err(|_| format!("{s:?}: use vhost-user, af_packet or tap"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -516,6 +599,8 @@ pub enum Call {
     /// `show fib|neighbors|nat|sessions [ROUTER]`, `show fdb`: the published tables.
     Tables(TableKind, Option<String>),
     Trace(TraceParams),
+    /// `interface add|delete|show|list`: the method and its params.
+    Interface(&'static str, Value),
 }
 
 impl Cmd {
@@ -526,6 +611,7 @@ impl Cmd {
             Cmd::Subnet(c) => c.call()?,
             Cmd::Port(c) => c.call(),
             Cmd::Router(c) => c.call(),
+            Cmd::Interface(c) => c.call()?,
             Cmd::Floating {
                 ip: FloatingCmd::Ip(c),
             } => c.call(),

@@ -81,6 +81,7 @@ fn main() -> ExitCode {
         Call::View(what) => view::node(what, result),
         Call::Tables(what, _) => view::tables(what, result),
         Call::Trace(_) => view::trace(result),
+        Call::Interface(method, _) => view::interface(method, result),
     };
     match shown {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,6 +102,7 @@ fn request_of(call: &Call) -> (&'static str, Value) {
         Call::View(_) => ("stats", Value::Null),
         Call::Tables(what, router) => ("tables", json!({ "what": what.name(), "router": router })),
         Call::Trace(p) => ("trace", json!(p)),
+        Call::Interface(method, params) => (method, params.clone()),
     }
 }
 
@@ -117,7 +119,8 @@ fn warn_unbound(socket: &Path, changes: &[Change]) {
         else {
             continue;
         };
-        let Ok(port) = client::answer::<dvr::model::Port>(resp.result.unwrap_or(Value::Null))
+        let Ok(dvr::proto::iface::PortView { port, .. }) =
+            client::answer(resp.result.unwrap_or(Value::Null))
         else {
             continue;
         };

@@ -2,11 +2,12 @@
 //! (`dvr::proto::answers`, the model's objects), as the openstack client
 //! prints them.
 
-use dvr::model::{FloatingIp, Host, Kind, Network, Port, Router, Subnet};
+use dvr::model::{FloatingIp, Host, Kind, Network, Router, Subnet};
 use dvr::proto::answers::{
     Committed, FdbEntry, FibEntry, NatEntry, NeighborEntry, NextHop, Sessions, Stats, Status,
     Table, TableKind, Trace, WorkerStats,
 };
+use dvr::proto::iface::{IfaceInfo, PortView};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -92,7 +93,7 @@ pub fn object(kind: Kind, result: Value) -> Result<(), String> {
         Kind::Host => fields(&answer::<Host>(result)?),
         Kind::Network => fields(&answer::<Network>(result)?),
         Kind::Subnet => fields(&answer::<Subnet>(result)?),
-        Kind::Port => fields(&answer::<Port>(result)?),
+        Kind::Port => fields(&answer::<PortView>(result)?),
         Kind::Router => fields(&answer::<Router>(result)?),
         Kind::FloatingIp => fields(&answer::<FloatingIp>(result)?),
     }
@@ -143,8 +144,9 @@ pub fn list(kind: Kind, result: Value) -> Result<(), String> {
             })?,
         ),
         Kind::Port => table(
-            &["name", "network", "mac", "fixed_ips", "host"],
-            &rows(result, |p: &Port| {
+            &["name", "network", "mac", "fixed_ips", "host", "status"],
+            &rows(result, |v: &PortView| {
+                let p = &v.port;
                 let ips: Vec<String> = p
                     .fixed_ips
                     .iter()
@@ -156,6 +158,7 @@ pub fn list(kind: Kind, result: Value) -> Result<(), String> {
                     p.mac.to_string(),
                     ips.join(", "),
                     opt(&p.host),
+                    opt(&v.status),
                 ]
             })?,
         ),
@@ -274,6 +277,7 @@ fn runtime(s: &Stats) {
             "flows cached",
             "decap way",
             "snat way",
+            "rx queues",
         ],
         &s.workers.iter().map(runtime_row).collect::<Vec<_>>(),
     );
@@ -313,6 +317,7 @@ fn runtime_row(w: &WorkerStats) -> Vec<String> {
         w.flow_inserts.to_string(),
         w.decap_way.to_string(),
         w.snat_way.to_string(),
+        w.rx_queues.join(" "),
     ]
 }
 
@@ -456,4 +461,88 @@ pub fn trace(result: Value) -> Result<(), String> {
         dvr::outln!("{:<14} {}", st.stage, rest.join(" "));
     }
     Ok(())
+}
+
+/// `interface list|show|add|delete`.
+pub fn interface(method: &str, result: Value) -> Result<(), String> {
+    match method {
+        "interface_list" => {
+            let list: Vec<IfaceInfo> = answer(result)?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.name.clone(),
+                        i.kind.clone(),
+                        i.role.clone(),
+                        i.origin.clone(),
+                        if i.link_up { "up" } else { "down" }.into(),
+                        i.rx_queues.to_string(),
+                        polled_by(i),
+                        i.bound.join(", "),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "name",
+                    "type",
+                    "role",
+                    "origin",
+                    "link",
+                    "rx_queues",
+                    "polled_by",
+                    "bound",
+                ],
+                &rows,
+            );
+        }
+        "interface_delete" => {
+            let name = result.get("deleted").map(cell).unwrap_or_default();
+            dvr::outln!("interface {name} deleted");
+        }
+        _ => {
+            let i: IfaceInfo = answer(result)?;
+            let mut rows = vec![
+                vec!["name".into(), i.name.clone()],
+                vec!["index".into(), i.index.to_string()],
+                vec!["type".into(), i.kind.clone()],
+                vec!["role".into(), i.role.clone()],
+                vec!["origin".into(), i.origin.clone()],
+                vec!["driver".into(), i.driver.clone()],
+                vec!["device".into(), i.device.clone()],
+            ];
+            if let Some(s) = &i.socket {
+                rows.push(vec!["socket".into(), s.display().to_string()]);
+                let role = if i.client { "client" } else { "server" };
+                rows.push(vec!["vhost_role".into(), role.into()]);
+            }
+            if let Some(l) = &i.iface {
+                rows.push(vec!["iface".into(), l.clone()]);
+            }
+            rows.extend([
+                vec!["mac".into(), i.mac.to_string()],
+                vec!["link".into(), if i.link_up { "up" } else { "down" }.into()],
+                vec!["rx_queues".into(), i.rx_queues.to_string()],
+                vec!["tx_queues".into(), i.tx_queues.to_string()],
+                vec!["polled_by".into(), polled_by(&i)],
+                vec!["bound_ports".into(), i.bound.join(", ")],
+                vec!["rx_packets".into(), i.rx_packets.to_string()],
+                vec!["rx_bytes".into(), i.rx_bytes.to_string()],
+                vec!["tx_packets".into(), i.tx_packets.to_string()],
+                vec!["tx_bytes".into(), i.tx_bytes.to_string()],
+            ]);
+            table(&["Field", "Value"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// `queue 0: worker 1 (core 1), ...`
+fn polled_by(i: &IfaceInfo) -> String {
+    i.polled_by
+        .iter()
+        .map(|p| format!("q{}: worker {} (core {})", p.queue, p.worker, p.core))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

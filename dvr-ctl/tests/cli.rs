@@ -121,3 +121,50 @@ fn unreachable_daemon_is_exit_2() {
         "{err}"
     );
 }
+
+/// `interface add` has its own `--socket` (the VM's): the control socket's
+/// goes before the command, and each reaches its own place.
+#[test]
+fn interface_add_keeps_the_two_sockets_apart() {
+    let (code, _, err) = ctl(&[
+        "--socket",
+        "/nonexistent/dvr.sock",
+        "interface",
+        "add",
+        "--type",
+        "vhost-user",
+        "--socket",
+        "/run/vm1.sock",
+        "vhu1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/nonexistent/dvr.sock"), "{err}");
+    for (args, want) in [
+        (
+            &["interface", "add", "--type", "vhost-user", "vhu1"][..],
+            "--socket",
+        ),
+        (
+            &["interface", "add", "--type", "pci", "x"][..],
+            "vhost-user, af_packet or tap",
+        ),
+        (
+            &[
+                "interface",
+                "add",
+                "--type",
+                "tap",
+                "--iface",
+                "t0",
+                "--queues",
+                "0",
+                "x",
+            ][..],
+            "--queues",
+        ),
+    ] {
+        let (code, _, err) = ctl(args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+    }
+}

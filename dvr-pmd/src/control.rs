@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use dvr::model::{Applied, Change, Model, Store};
+use dvr::model::{Applied, Change, Kind, Model, Store};
 use dvr::proto::answers::{self, Stats, Status, TableKind, TablesAnswer, Trace};
+use dvr::proto::iface::{IfaceInfo, IfaceName, IfaceSpec};
 use dvr::proto::{
     self, params, Decoded, ErrorCode, Line, ListParams, Request, Response, ShowParams,
     TablesParams, TraceParams,
@@ -47,6 +48,16 @@ pub trait NodeView: Send + Sync {
     fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
+    /// `interface add`: the interface made, its queues polled, the tables
+    /// that bind model ports to it published; what `interface show` says.
+    fn interface_add(&self, model: &Model, spec: &IfaceSpec) -> Result<IfaceInfo, String>;
+    /// `interface delete`: the tables without it published, then the device
+    /// closed once no worker holds it.
+    fn interface_delete(&self, model: &Model, name: &str) -> Result<(), String>;
+    /// Every interface, as `interface list` / `show` print them.
+    fn interfaces(&self, model: &Model) -> Vec<IfaceInfo>;
+    /// Whether interface `name`'s link is up (None: no such interface).
+    fn link(&self, name: &str) -> Option<bool>;
 }
 
 /// The model and where it is persisted: one lock, so that the journal holds the
@@ -458,6 +469,23 @@ fn answer(id: u64, result: &impl serde::Serialize) -> Response {
     }
 }
 
+/// A model port's JSON with its status on this node added (`ACTIVE` when
+/// bound here to an interface whose link is up; see
+/// [`dvr::proto::iface::port_status`]).
+fn with_status(v: &mut serde_json::Value, model: &Model, view: &dyn NodeView) {
+    let Some(o) = v.as_object_mut() else { return };
+    let Some(p) = o
+        .get("name")
+        .and_then(|n| n.as_str())
+        .and_then(|n| model.ports.get(n))
+    else {
+        return;
+    };
+    let link = p.binding.as_deref().and_then(|b| view.link(b));
+    let status = dvr::proto::iface::port_status(p.host.as_deref(), view.node_name(), link);
+    o.insert("status".into(), status.into());
+}
+
 /// The methods other than `apply`.
 fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
     let id = req.id;
@@ -471,7 +499,12 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
             };
             let model = &shared_state.lock().model;
             match model.show(p.kind, &p.name) {
-                Ok(v) => Response::ok(id, v),
+                Ok(mut v) => {
+                    if p.kind == Kind::Port {
+                        with_status(&mut v, model, &*shared_state.view);
+                    }
+                    Response::ok(id, v)
+                }
                 Err(e) => Response::err(id, ErrorCode::NotFound, e.to_string()),
             }
         }
@@ -481,7 +514,67 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 Err(r) => return r,
             };
             let state = shared_state.lock();
-            Response::ok(id, serde_json::Value::Array(state.model.list(p.kind)))
+            let mut list = state.model.list(p.kind);
+            if p.kind == Kind::Port {
+                for v in &mut list {
+                    with_status(v, &state.model, &*shared_state.view);
+                }
+            }
+            Response::ok(id, serde_json::Value::Array(list))
+        }
+        "interface_add" => {
+            let p: IfaceSpec = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let state = shared_state.lock();
+            match shared_state.view.interface_add(&state.model, &p) {
+                Ok(info) => answer(id, &info),
+                Err(e) => Response::err(id, ErrorCode::Rejected, e),
+            }
+        }
+        "interface_delete" => {
+            let p: IfaceName = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let state = shared_state.lock();
+            match shared_state.view.interface_delete(&state.model, &p.name) {
+                Ok(()) => Response::ok(id, serde_json::json!({ "deleted": p.name })),
+                Err(e) if e.starts_with("no interface") => {
+                    Response::err(id, ErrorCode::NotFound, e)
+                }
+                Err(e) => Response::err(id, ErrorCode::Rejected, e),
+            }
+        }
+        "interface_list" if !no_params(&req.params) => Response::err(
+            id,
+            ErrorCode::InvalidRequest,
+            "interface_list takes no params",
+        ),
+        "interface_list" => {
+            let state = shared_state.lock();
+            answer(id, &shared_state.view.interfaces(&state.model))
+        }
+        "interface_show" => {
+            let p: IfaceName = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            let state = shared_state.lock();
+            match shared_state
+                .view
+                .interfaces(&state.model)
+                .into_iter()
+                .find(|i| i.name == p.name)
+            {
+                Some(i) => answer(id, &i),
+                None => Response::err(
+                    id,
+                    ErrorCode::NotFound,
+                    format!("no interface named {}", p.name),
+                ),
+            }
         }
         "status" | "stats" if !no_params(&req.params) => Response::err(
             id,
@@ -547,7 +640,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
         other => Response::err(
             id,
             ErrorCode::InvalidRequest,
-            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace"),
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, interface_add, interface_delete, interface_list, interface_show"),
         ),
     }
 }

@@ -4,6 +4,7 @@
 //! and exits 0.
 
 mod control;
+mod ifaces;
 mod neighbors;
 mod node;
 mod report;

@@ -7,13 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use dvr::config::{Config, PcapRx, PortKind};
+use dvr::config::{AgentMode, Config, PcapRx, PortKind, PortRole, MAX_PORTS};
 use dvr::mac::MacAddr;
 use dvr::punt::Exchange;
 use dvr::stats::WorkerCounters;
-use dvr::sys::{self, Eal, Mempool, Port, PortSetup, RxQueue, TxQueue};
+use dvr::sys::{self, Eal, Mempool, Port, PortSetup};
 use dvr::tables::{DpPort, NodePorts, Snapshot, Tables};
+use dvr::worker::desk::Desk;
 use dvr::worker::Worker;
+
+use crate::ifaces::{self, Interfaces};
 
 /// Why the node could not start.
 #[derive(Debug)]
@@ -39,12 +42,15 @@ pub struct Node {
     pub cfg: Config,
     eal: Option<Eal>,
     pool: Option<Arc<Mempool>>,
-    pub ports: Vec<Arc<Port>>,
+    /// The interfaces, of the configuration and added at run time.
+    pub ifaces: Option<Arc<Interfaces>>,
     pub counters: Vec<Arc<WorkerCounters>>,
     /// The published dataplane tables.
     pub tables: Arc<Tables>,
-    /// What the table compiler needs to know of this node.
+    /// What the table compiler needs to know of this node (at start).
     pub node_ports: NodePorts,
+    /// Each worker's desk, where it takes its ports.
+    desks: Vec<Arc<Desk>>,
     /// Between the workers and the control thread (learned, injected).
     pub exchange: Arc<Exchange>,
     workers: Vec<JoinHandle<()>>,
@@ -123,7 +129,8 @@ impl Node {
         let mut node = Node {
             eal: None,
             pool: None,
-            ports: Vec::new(),
+            ifaces: None,
+            desks: Vec::new(),
             counters: Vec::new(),
             tables: Arc::new(Tables::from_pointee(Snapshot::from_config(&node_ports))),
             node_ports,
@@ -145,13 +152,51 @@ impl Node {
         let pool = packet_pool(&node.cfg, dp.mbufs, dp.mbuf_cache)?;
         node.pool = Some(pool.clone());
         let nworkers = node.cfg.cores.workers.len() as u16;
+        let main = node.cfg.cores.main;
+        if let Some(w) = node.cfg.cores.workers.iter().position(|&c| c == main) {
+            tracing::warn!(
+                worker = w, core = main,
+                "a worker shares its core with the control thread: the control thread's \
+                 answers wait for the worker's polls (use poll_mode = \"adaptive\", or a core of its own)"
+            );
+        }
+
+        node.desks = (0..nworkers).map(|_| Arc::new(Desk::default())).collect();
+        node.counters = (0..nworkers)
+            .map(|_| Arc::new(WorkerCounters::new(MAX_PORTS)))
+            .collect();
+        let snat_worker = (node.cfg.agent_mode == AgentMode::DvrSnat)
+            .then(|| {
+                node.cfg
+                    .ports
+                    .iter()
+                    .find(|p| p.role == PortRole::External)
+                    .map(|p| p.worker)
+            })
+            .flatten();
+        let ifs = Arc::new(Interfaces::new(ifaces::Params {
+            desks: node.desks.clone(),
+            counters: node.counters.clone(),
+            cores: node.cfg.cores.workers.clone(),
+            pool: pool.clone(),
+            rx_desc: dp.rx_desc,
+            tx_desc: dp.tx_desc,
+            snat_worker,
+            saved: ifaces::saved_path(&node.cfg.state_file),
+            node_ports: node.node_ports.clone(),
+        }));
+        node.ifaces = Some(ifs.clone());
 
         let ids = node.create_devices(nworkers)?;
-        let mut rxqs: Vec<Vec<(u16, RxQueue)>> = (0..nworkers).map(|_| Vec::new()).collect();
-        let mut txqs: Vec<Vec<Option<TxQueue>>> = (0..nworkers).map(|_| Vec::new()).collect();
         for (i, (pc, id)) in node.cfg.ports.clone().iter().zip(ids).enumerate() {
             let info = sys::dev_info(id)?;
-            let rx = info.max_rx_queues.min(1);
+            // An RX queue per worker where the device has them, but one on a
+            // dvr_snat node: a worker's SNAT sessions serve both directions.
+            let rx = if snat_worker.is_some() {
+                info.max_rx_queues.min(1)
+            } else {
+                info.max_rx_queues.min(nworkers)
+            };
             let tx = info.max_tx_queues.min(nworkers);
             if tx < nworkers {
                 tracing::warn!(
@@ -169,38 +214,31 @@ impl Node {
             let port = Port::start(id, &pc.name, &setup, &pool)
                 .map_err(|e| err(format!("port {} ({}): {e}", pc.name, info.driver)))?;
             tracing::info!(port = %pc.name, id, driver = %info.driver, rx, tx, "port started");
-            let (r, t) = port.queues(rx, tx);
-            if let Some(q) = r.into_iter().next() {
-                rxqs[pc.worker].push((i as u16, q));
-            }
-            let mut t = t.into_iter();
-            for w in txqs.iter_mut() {
-                w.push(t.next());
-            }
             node.node_ports.ports[i].mac = MacAddr(port.mac());
-            node.ports.push(port);
+            ifs.adopt(i as u16, pc, port, info.driver, rx, tx);
         }
+        // Interfaces added at run time before the last stop.
+        ifs.restore();
+        node.node_ports = ifs.node_ports();
         // The ports' MACs are known now (the underlay's is the tunnels' source).
         node.tables
             .store(Arc::new(Snapshot::from_config(&node.node_ports)));
 
-        let nworkers = rxqs.len();
-        for (w, (rx, tx)) in rxqs.into_iter().zip(txqs).enumerate() {
-            let counters = Arc::new(WorkerCounters::new(node.ports.len()));
-            node.counters.push(counters.clone());
+        for (w, desk) in node.desks.iter().enumerate() {
             node.pending.push(Worker {
                 index: w,
-                rx,
-                tx,
+                rx: Vec::new(),
+                tx: Vec::new(),
                 tables: node.tables.clone(),
-                counters,
+                counters: node.counters[w].clone(),
                 burst: dp.burst,
                 poll_mode: dp.poll_mode,
                 stop: node.stop.clone(),
                 exchange: node.exchange.clone(),
                 pool: pool.clone(),
                 nat: node.cfg.nat.table(),
-                nat_ports: dvr::worker::port_share(&node.cfg.nat.ports(), w, nworkers),
+                nat_ports: dvr::worker::port_share(&node.cfg.nat.ports(), w, nworkers as usize),
+                desk: desk.clone(),
             });
         }
         Ok(node)
@@ -240,6 +278,11 @@ impl Node {
                 Ok(Err(e)) => return Err(err(e)),
                 Err(_) => return Err(err(format!("worker {w} died while starting"))),
             }
+        }
+        // Forwarding once every worker has taken its queues.
+        for (w, d) in self.desks.iter().enumerate() {
+            d.wait(std::time::Duration::from_secs(5))
+                .map_err(|_| err(format!("worker {w} did not take its queues")))?;
         }
         Ok(())
     }
@@ -390,8 +433,12 @@ impl Node {
         self.stop_workers();
         // Workers never launched hold queues and the pool: gone before EAL ends.
         self.pending.clear();
-        for p in self.ports.drain(..) {
-            p.close();
+        // Queue handles still waiting on a desk (workers never launched).
+        for d in &self.desks {
+            d.clear();
+        }
+        if let Some(i) = self.ifaces.take() {
+            i.close_all();
         }
         self.pool = None;
         for f in self.owned_files.drain(..) {

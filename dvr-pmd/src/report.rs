@@ -17,11 +17,12 @@ use std::sync::Arc;
 use dvr::compile::Compiler;
 use dvr::config::AgentMode;
 use dvr::model::{Applied, Model};
-use dvr::stats::WorkerCounters;
-use dvr::sys::Port;
+use dvr::proto::iface::{IfaceInfo, IfaceSpec};
+use dvr::stats::{PortSnapshot, WorkerCounters};
 use dvr::tables::{NodePorts, Tables};
 
 use crate::control::NodeView;
+use crate::ifaces::Interfaces;
 use crate::node::Node;
 
 /// What the daemon shows of itself: shared by the counter printer and the
@@ -30,12 +31,12 @@ pub struct View {
     pub node: String,
     pub agent_mode: AgentMode,
     pub cores: Vec<usize>,
-    pub ports: Vec<Arc<Port>>,
+    /// The interfaces, of the configuration and added at run time.
+    pub ifaces: Arc<Interfaces>,
     pub counters: Vec<Arc<WorkerCounters>>,
     pub tsc_hz: u64,
     pub started: Instant,
     pub tables: Arc<Tables>,
-    pub node_ports: NodePorts,
     pub vtep: Option<std::net::Ipv4Addr>,
     pub dvr_mac: Option<dvr::mac::MacAddr>,
     /// Keeps the published tables in step with the model (control thread only).
@@ -53,12 +54,14 @@ impl View {
             node: node.cfg.node.clone(),
             agent_mode: node.cfg.agent_mode,
             cores: node.cfg.cores.workers.clone(),
-            ports: node.ports.clone(),
+            ifaces: node
+                .ifaces
+                .clone()
+                .expect("a started node has its interfaces"),
             counters: node.counters.clone(),
             tsc_hz: node.tsc_hz,
             started: Instant::now(),
             tables: node.tables.clone(),
-            node_ports: node.node_ports.clone(),
             vtep: node.cfg.vtep,
             dvr_mac: node.cfg.dvr_mac,
             compiler: std::sync::Mutex::new(None),
@@ -73,32 +76,45 @@ impl View {
         self.counters.iter().map(|c| c.snapshot()).collect()
     }
 
+    /// Each interface's index, name and counters (since it was made), in
+    /// index order.
+    pub fn port_rows(&self) -> Vec<(u16, String, PortSnapshot, dvr::sys::PortStats)> {
+        let reg = self.ifaces.read();
+        reg.iter()
+            .map(|(i, f)| {
+                (
+                    i,
+                    f.name.clone(),
+                    self.ifaces.counters_of(i, f),
+                    f.port.stats(),
+                )
+            })
+            .collect()
+    }
+
     /// The counters (the `stats` answer and the `--stats-format json` line).
     pub fn counters(&self, is_final: bool) -> Stats {
         let ws = self.snapshot();
-        let t = total(&ws, self.ports.len());
+        let mut polls = self.ifaces.polls_by_worker();
+        let t = total(&ws, 0);
         Stats {
             node: self.node.clone(),
             t: self.started.elapsed().as_secs_f64(),
             is_final,
             tsc_hz: self.tsc_hz,
             ports: self
-                .ports
-                .iter()
-                .zip(&t.ports)
-                .map(|(p, c)| {
-                    let d = p.stats();
-                    PortStats {
-                        name: p.name().to_owned(),
-                        rx_packets: c.rx_packets,
-                        rx_bytes: c.rx_bytes,
-                        tx_packets: c.tx_packets,
-                        tx_bytes: c.tx_bytes,
-                        imissed: d.imissed,
-                        ierrors: d.ierrors,
-                        rx_nombuf: d.rx_nombuf,
-                        oerrors: d.oerrors,
-                    }
+                .port_rows()
+                .into_iter()
+                .map(|(_, name, c, d)| PortStats {
+                    name,
+                    rx_packets: c.rx_packets,
+                    rx_bytes: c.rx_bytes,
+                    tx_packets: c.tx_packets,
+                    tx_bytes: c.tx_bytes,
+                    imissed: d.imissed,
+                    ierrors: d.ierrors,
+                    rx_nombuf: d.rx_nombuf,
+                    oerrors: d.oerrors,
                 })
                 .collect(),
             drops: DropReason::ALL
@@ -127,8 +143,20 @@ impl View {
                     flow_inserts: w.flow_inserts,
                     decap_way: w.decap_way,
                     snat_way: w.snat_way,
+                    rx_queues: polls.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 })
                 .collect(),
+        }
+    }
+}
+
+impl View {
+    /// The node's ports changed (interface `name` added or deleted): the
+    /// next tables published.
+    fn publish_ports(&self, model: &Model, np: NodePorts, name: &str) {
+        let mut c = self.compiler.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = c.as_mut() {
+            self.tables.store(c.set_ports(model, np, name));
         }
     }
 }
@@ -141,9 +169,10 @@ impl NodeView for View {
             uptime_s: self.started.elapsed().as_secs_f64(),
             workers: self.cores.clone(),
             ports: self
-                .ports
-                .iter()
-                .map(|p| PortStatus {
+                .ifaces
+                .ports()
+                .into_iter()
+                .map(|(_, p)| PortStatus {
                     name: p.name().to_owned(),
                     id: p.id(),
                     mac: dvr::mac::MacAddr(p.mac()),
@@ -165,7 +194,7 @@ impl NodeView for View {
         let snap = match (c.as_mut(), applied) {
             (Some(c), Some(applied)) => c.update(model, applied),
             _ => {
-                let mut fresh = Compiler::new(model, self.node_ports.clone());
+                let mut fresh = Compiler::new(model, self.ifaces.node_ports());
                 // What was resolved on the underlay stays resolved, and
                 // the VIPs' holders stay known.
                 if let Some(old) = c.as_ref() {
@@ -188,6 +217,28 @@ impl NodeView for View {
         &self.node
     }
 
+    fn interface_add(&self, model: &Model, spec: &IfaceSpec) -> Result<IfaceInfo, String> {
+        self.ifaces
+            .add(spec, |np, name| self.publish_ports(model, np, name))?;
+        self.interfaces(model)
+            .into_iter()
+            .find(|i| i.name == spec.name)
+            .ok_or_else(|| format!("interface {} added, then gone", spec.name))
+    }
+
+    fn interface_delete(&self, model: &Model, name: &str) -> Result<(), String> {
+        self.ifaces
+            .delete(name, |np, name| self.publish_ports(model, np, name))
+    }
+
+    fn interfaces(&self, model: &Model) -> Vec<IfaceInfo> {
+        self.ifaces.info(model, &self.node)
+    }
+
+    fn link(&self, name: &str) -> Option<bool> {
+        self.ifaces.link(name)
+    }
+
     fn host(
         &self,
     ) -> (
@@ -199,8 +250,8 @@ impl NodeView for View {
     }
 
     fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String> {
-        let in_port = self
-            .node_ports
+        let node_ports = self.ifaces.node_ports();
+        let in_port = node_ports
             .index_of(port)
             .ok_or_else(|| format!("no dataplane port named {port}"))?;
         let snap = self.tables.load_full();
@@ -233,7 +284,7 @@ impl NodeView for View {
             });
         }
         let name = |p: u16| {
-            self.node_ports
+            node_ports
                 .ports
                 .get(p as usize)
                 .map_or("?".to_string(), |d| d.name.clone())
@@ -422,6 +473,7 @@ impl View {
         for (_, _, port, idx) in c.local_entries() {
             served.entry(idx).or_insert(port);
         }
+        let node_ports = self.ifaces.node_ports();
         for net in c.network_names() {
             let Some(t) = snap.network(c, &net) else {
                 continue;
@@ -431,11 +483,7 @@ impl View {
             for (k, d) in v {
                 let local = match d {
                     dvr::tables::Dest::Local(i) => Some(FdbLocal {
-                        dataplane_port: self
-                            .node_ports
-                            .ports
-                            .get(i as usize)
-                            .map(|p| p.name.clone()),
+                        dataplane_port: node_ports.ports.get(i as usize).map(|p| p.name.clone()),
                         port: served.get(&i).cloned(),
                     }),
                     _ => None,
@@ -536,7 +584,8 @@ fn location(c: &Compiler, d: dvr::tables::Dest) -> String {
 
 pub struct Reporter {
     format: StatsFormat,
-    last: Option<(Instant, WorkerSnapshot)>,
+    /// The last report's time and each interface's counters by index.
+    last: Option<(Instant, std::collections::HashMap<u16, PortSnapshot>)>,
     /// Standard output's reader is gone: no more counter lines.
     closed: bool,
 }
@@ -564,7 +613,8 @@ impl Reporter {
         }
         let now = Instant::now();
         let ws = view.snapshot();
-        let t = total(&ws, view.ports.len());
+        let t = total(&ws, 0);
+        let rows = view.port_rows();
         // The whole report in one write, whose error is seen.
         let mut out = Vec::new();
         match self.format {
@@ -592,12 +642,12 @@ impl Reporter {
                     "  {:<12} {:>14} {:>9} {:>14} {:>9}",
                     "port", "rx-packets", "rx-Mpps", "tx-packets", "tx-Mpps"
                 );
-                for (i, (p, c)) in view.ports.iter().zip(&t.ports).enumerate() {
-                    let old = prev.map(|s| s.ports[i]);
+                for (i, name, c, _) in &rows {
+                    let old = prev.and_then(|s| s.get(i));
                     let _ = writeln!(
                         out,
                         "  {:<12} {:>14} {:>9.2} {:>14} {:>9.2}",
-                        p.name(),
+                        name,
                         c.rx_packets,
                         rate(c.rx_packets, old.map(|o| o.rx_packets)),
                         c.tx_packets,
@@ -641,6 +691,6 @@ impl Reporter {
                 );
             }
         }
-        self.last = Some((now, t));
+        self.last = Some((now, rows.into_iter().map(|(i, _, c, _)| (i, c)).collect()));
     }
 }

@@ -88,7 +88,7 @@ fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
         }
         // The workers count frames a port's link did not take apart from a
         // full queue (tx_link_down): they read what is seen here.
-        for p in &view.ports {
+        for (_, p) in view.ifaces.ports() {
             p.refresh_link();
         }
         garps.follow(view);

@@ -82,7 +82,7 @@ impl Service {
         let status = format!(
             "STATUS=forwarding: node {}, ports {}, workers {}, model generation {}",
             view.node,
-            view.ports.len(),
+            view.ifaces.read().iter().count(),
             view.counters.len(),
             view.published_generation()
         );

@@ -19,7 +19,8 @@
 //! 4. The new process takes the lock (tried every millisecond), loads the
 //!    model and publishes it: its workers forward from their next burst.
 //!
-//! Only for ports two processes can have open at once ([`check`]):
+//! Only for ports two processes can have open at once ([`check`], of the
+//! configuration and of the interfaces added at run time):
 //! `af_packet` (both receive every frame until the old one stops; tested),
 //! vhost-user in client mode (QEMU's server socket; not tested yet), and
 //! the in-process `ring` and `null`. Refused for a PCI device (one owner at
@@ -33,6 +34,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use dvr::config::Config;
+use dvr::proto::iface::{IfaceSpec, IfaceType};
 
 /// How long the new process waits for the old one to give up the model.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -58,6 +60,31 @@ pub fn check(cfg: &Config) -> Result<(), String> {
             "port {} ({kind}) cannot be taken over: {why}; stop and start instead",
             p.name
         ));
+    }
+    // The interfaces added at run time, restored at start as well.
+    if let Some(saved) = std::fs::read_to_string(crate::ifaces::saved_path(&cfg.state_file))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    {
+        let specs = saved["interfaces"].as_array().cloned().unwrap_or_default();
+        for spec in specs {
+            let Ok(spec) = serde_json::from_value::<IfaceSpec>(spec) else {
+                continue;
+            };
+            let why = match spec.kind {
+                IfaceType::AfPacket => continue,
+                IfaceType::VhostUser if spec.client => continue,
+                IfaceType::Tap => ("tap", "its interface exists until the old process ends"),
+                IfaceType::VhostUser => (
+                    "vhost-user server",
+                    "the old process removes its socket when it ends (client mode can be taken over)",
+                ),
+            };
+            return Err(format!(
+                "interface {} ({}) cannot be taken over: {}; stop and start instead",
+                spec.name, why.0, why.1
+            ));
+        }
     }
     if !cfg.l2.fdb.is_empty() {
         return Err(

@@ -78,6 +78,8 @@ pub struct Compiler {
     /// The routers whose SNAT runs here, by index.
     snat: BTreeMap<u32, SnatHere>,
     snat_changed: bool,
+    /// The node's dataplane ports changed: the port slots are built again.
+    slots_stale: bool,
     /// This host's FIP gateway port (address, MAC), from its host record.
     fip_gw: Option<(Ipv4Addr, MacAddr)>,
     /// Per router: its upstream router on the external network, and the
@@ -132,6 +134,7 @@ impl Compiler {
             ext: ExtMap::default(),
             snat: BTreeMap::new(),
             snat_changed: false,
+            slots_stale: false,
             fip_gw: None,
             upstreams: BTreeMap::new(),
             holders: HashMap::new(),
@@ -223,6 +226,27 @@ impl Compiler {
     /// The next snapshot after a committed transaction that touched `applied`.
     pub fn update(&mut self, model: &Model, applied: &[Applied]) -> Arc<Snapshot> {
         self.apply(model, applied, false);
+        self.current.clone()
+    }
+
+    /// This node's dataplane ports changed (interface `name` added or deleted
+    /// while the node runs): the next snapshot, with the port slots built
+    /// again and the model ports bound to `name` here compiled again (their
+    /// networks, and the routers that hold their addresses).
+    pub fn set_ports(&mut self, model: &Model, node: NodePorts, name: &str) -> Arc<Snapshot> {
+        self.node = node;
+        let me = self.node.node.as_str();
+        let applied: Vec<Applied> = model
+            .ports
+            .values()
+            .filter(|p| p.host.as_deref() == Some(me) && p.binding.as_deref() == Some(name))
+            .map(|p| Applied {
+                kind: Kind::Port,
+                name: p.name.clone(),
+            })
+            .collect();
+        self.slots_stale = true;
+        self.apply(model, &applied, false);
         self.current.clone()
     }
 
@@ -484,7 +508,7 @@ impl Compiler {
             self.current.node.clone()
         };
         let cur = &self.current;
-        let ports = if local_changed {
+        let ports = if std::mem::take(&mut self.slots_stale) || local_changed {
             slots(&self.node, &self.local)
         } else {
             cur.ports.clone()

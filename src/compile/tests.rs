@@ -364,3 +364,74 @@ fn incremental_equals_full_compile() {
         "the sequence exercises the compiler ({committed} committed)"
     );
 }
+
+/// An interface added while the node runs (`Compiler::set_ports`): the
+/// model ports bound to it are served there at once, as a compile from
+/// scratch with that interface would serve them; deleted (a hole), they
+/// are served nowhere here, and the other ports keep their indexes.
+#[test]
+fn interfaces_added_and_deleted_compile_as_from_scratch() {
+    let mut m = Model::default();
+    let mut changes = vec![Change::HostSet {
+        name: "cn1".into(),
+        agent_mode: crate::config::AgentMode::Dvr,
+        vtep: None,
+        dvr_mac: None,
+        fip_gateway: None,
+    }];
+    changes.push(Change::NetworkCreate {
+        name: "net1".into(),
+        network_type: NetworkType::Vxlan,
+        segment: Some(1),
+        mtu: None,
+        external: false,
+    });
+    changes.push(port("pa", "net1", "fa:16:3e:00:00:0a", "cn1", "vm-a"));
+    changes.push(port("px", "net1", "fa:16:3e:00:00:0f", "cn1", "vhu-x"));
+    m.apply(&changes).unwrap();
+    let k = |x: &str| mac(x).key();
+    let mut c = Compiler::new(&m, node());
+    let s = c.current().clone();
+    assert_eq!(s.ports.len(), 4);
+    assert_eq!(fdb_of(&s, 0).unwrap().get(k("fa:16:3e:00:00:0f")), None);
+
+    let mut added = node();
+    added.ports.push(DpPort {
+        name: "vhu-x".into(),
+        role: PortRole::Vm,
+        mac: MacAddr::default(),
+    });
+    let inc = c.set_ports(&m, added.clone(), "vhu-x");
+    let full = Snapshot::compile(&m, &added);
+    for s in [&inc, &full] {
+        assert_eq!(s.ports.len(), 5);
+        assert!(matches!(&s.ports[4], Slot::Vm(Some(v)) if v.name == "px"));
+        assert_eq!(
+            fdb_of(s, 0).unwrap().get(k("fa:16:3e:00:00:0f")),
+            Some(Dest::Local(4))
+        );
+        assert_eq!(
+            fdb_of(s, 4).unwrap().get(k("fa:16:3e:00:00:0a")),
+            Some(Dest::Local(0))
+        );
+    }
+    assert_eq!(
+        inc.net(0).unwrap().local_ports,
+        full.net(0).unwrap().local_ports
+    );
+
+    let mut deleted = added;
+    deleted.ports[4] = DpPort::hole();
+    assert_eq!(deleted.index_of(""), None, "a hole has no name");
+    let inc = c.set_ports(&m, deleted.clone(), "vhu-x");
+    let full = Snapshot::compile(&m, &deleted);
+    for s in [&inc, &full] {
+        assert!(matches!(s.ports[4], Slot::Vm(None)));
+        assert_eq!(fdb_of(s, 0).unwrap().get(k("fa:16:3e:00:00:0f")), None);
+        assert!(matches!(&s.ports[0], Slot::Vm(Some(v)) if v.name == "pa"));
+    }
+    assert_eq!(
+        inc.net(0).unwrap().local_ports,
+        full.net(0).unwrap().local_ports
+    );
+}

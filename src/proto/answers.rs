@@ -109,6 +109,9 @@ pub struct WorkerStats {
     /// (see `dvr::stats::WorkerCounters`).
     pub decap_way: u64,
     pub snat_way: u64,
+    /// The RX queues it polls, `interface:qN` (as OVS's `pmd-rxq-show`).
+    #[serde(default)]
+    pub rx_queues: Vec<String>,
 }
 
 /// Cycles per packet in the drivers' receive calls, in dvr's own work, and in

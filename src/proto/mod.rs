@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Change, Kind};
 
 pub mod answers;
+pub mod iface;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;

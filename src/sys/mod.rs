@@ -46,7 +46,8 @@ pub use huge::HugeTable;
 pub use mbuf::Mbuf;
 pub use mempool::Mempool;
 pub use port::{
-    dev_info, port_by_name, ring_pair, vdev_create, DevInfo, Port, PortSetup, PortStats,
+    dev_info, port_by_name, ring_pair, vdev_create, vdev_remove, DevInfo, Port, PortSetup,
+    PortStats,
 };
 pub use queue::{RxQueue, TxQueue, TxResult};
 

@@ -59,6 +59,19 @@ pub fn vdev_create(devname: &str, args: &str) -> Result<u16> {
     port_by_name(devname)
 }
 
+/// Removes virtual device `devname` (its port, if any, closed first).
+pub fn vdev_remove(devname: &str) -> Result<()> {
+    let op = format!("rte_vdev_uninit({devname})");
+    let n = cstring(&op, devname)?;
+    // SAFETY: valid C string; uninit of a name that is not a virtual device
+    // returns an error, and a device's port is closed by its driver's remove.
+    let rc = unsafe { ffi::rte_vdev_uninit(n.as_ptr()) };
+    if rc < 0 {
+        return Err(Error::from_code(op, rc));
+    }
+    Ok(())
+}
+
 /// Port id of a device probed by EAL (a PCI address or a vdev name).
 pub fn port_by_name(devname: &str) -> Result<u16> {
     let op = format!("rte_eth_dev_get_port_by_name({devname})");
@@ -121,7 +134,24 @@ pub struct DevInfo {
     pub driver: String,
     pub max_rx_queues: u16,
     pub max_tx_queues: u16,
+    /// The flow types its RSS can hash (`RTE_ETH_RSS_*` bits; 0: no RSS).
+    pub rss_offloads: u64,
 }
+
+/// What RSS hashes when a port has several RX queues: IPv4 and IPv6, with
+/// TCP and UDP ports (`RTE_ETH_RSS_IPV4`, `FRAG_IPV4`, `NONFRAG_IPV4_TCP`,
+/// `_UDP`, `_OTHER`, and the same for IPv6: bits 2-5, 7, 8-11, 13 of
+/// rte_ethdev.h), as far as the device can.
+const RSS_HF: u64 = (1 << 2)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 7)
+    | (1 << 8)
+    | (1 << 9)
+    | (1 << 10)
+    | (1 << 11)
+    | (1 << 13);
 
 /// The limits of probed port `id`.
 pub fn dev_info(id: u16) -> Result<DevInfo> {
@@ -143,13 +173,24 @@ pub fn dev_info(id: u16) -> Result<DevInfo> {
         driver,
         max_rx_queues: info.max_rx_queues,
         max_tx_queues: info.max_tx_queues,
+        rss_offloads: info.flow_type_rss_offloads,
     })
 }
 
 impl Port {
     /// Configures and starts port `id` with `setup`, RX buffers from `pool`.
+    /// With several RX queues, a device that has RSS spreads flows over them
+    /// by their addresses and ports ([`RSS_HF`]); a virtual device without
+    /// RSS (vhost-user: the guest picks its queue) is left as it is.
     pub fn start(id: u16, name: &str, setup: &PortSetup, pool: &Arc<Mempool>) -> Result<Arc<Port>> {
-        let conf = ffi::rte_eth_conf::default();
+        let mut conf = ffi::rte_eth_conf::default();
+        if setup.rx_queues > 1 {
+            let hf = RSS_HF & dev_info(id)?.rss_offloads;
+            if hf != 0 {
+                conf.rxmode.mq_mode = ffi::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_hf = hf;
+            }
+        }
         // SAFETY: id is a probed port; conf is a zeroed (default) config we own.
         let rc = unsafe { ffi::rte_eth_dev_configure(id, setup.rx_queues, setup.tx_queues, &conf) };
         if rc < 0 {
@@ -287,6 +328,33 @@ impl Port {
             })
             .collect();
         (r, t)
+    }
+
+    /// The name DPDK knows the device by (`net_vhost3`, a PCI address).
+    pub fn device_name(&self) -> Option<String> {
+        let mut buf = [0 as std::ffi::c_char; 64];
+        // SAFETY: valid port; the buffer has RTE_ETH_NAME_MAX_LEN (64) bytes,
+        // which DPDK fills with a NUL-terminated name.
+        let rc = unsafe { ffi::rte_eth_dev_get_name_by_port(self.id, buf.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: DPDK wrote a NUL-terminated string into our buffer.
+        let name = unsafe { CStr::from_ptr(buf.as_ptr()) };
+        Some(name.to_string_lossy().into_owned())
+    }
+
+    /// Stops and closes the port, then removes its virtual device, so that
+    /// the device's name can be created again and its socket or interface
+    /// is let go of (a port added at run time and deleted). Call it once no
+    /// queue handle of the port is in use.
+    pub fn remove(&self) -> Result<()> {
+        let dev = self.device_name();
+        self.close();
+        match dev {
+            Some(dev) => vdev_remove(&dev),
+            None => Ok(()),
+        }
     }
 
     /// Stops and closes the port. Idempotent; also done on drop.

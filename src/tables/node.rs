@@ -128,6 +128,8 @@ pub struct NodePorts {
 }
 
 /// A dataplane port: its configured name and role, and its MAC once started.
+/// A port deleted at run time leaves a hole (no name), so that the others
+/// keep their indexes; the next port added takes it.
 #[derive(Debug, Clone)]
 pub struct DpPort {
     pub name: String,
@@ -135,8 +137,26 @@ pub struct DpPort {
     pub mac: MacAddr,
 }
 
+impl DpPort {
+    /// The slot of a deleted port.
+    pub fn hole() -> DpPort {
+        DpPort {
+            name: String::new(),
+            role: PortRole::Vm,
+            mac: MacAddr::default(),
+        }
+    }
+
+    pub fn is_hole(&self) -> bool {
+        self.name.is_empty()
+    }
+}
+
 impl NodePorts {
     pub fn index_of(&self, name: &str) -> Option<u16> {
+        if name.is_empty() {
+            return None;
+        }
         self.ports
             .iter()
             .position(|p| p.name == name)

@@ -16,8 +16,10 @@ use crate::sys::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::tables::Tables;
 
 pub mod burst;
+pub mod desk;
 
 use burst::{Ahead, BurstCtx};
+use desk::{Desk, PortChange, Released};
 
 /// Empty polls before an adaptive worker starts to back off, and the longest sleep.
 const IDLE_POLLS_BEFORE_PAUSE: u32 = 64;
@@ -46,6 +48,9 @@ pub struct Worker {
     /// This worker's SNAT table and its share of the translated ports.
     pub nat: NatConfig,
     pub nat_ports: RangeInclusive<u16>,
+    /// Where the control thread hands this worker ports to poll and takes
+    /// them back (`desk`): taken between two polls.
+    pub desk: Arc<Desk>,
 }
 
 /// Share `i` of `n` of a port range (the workers' SNAT tables never hand out
@@ -371,6 +376,45 @@ impl Worker {
         s.outs[nports] = flood;
     }
 
+    /// Takes the port changes waiting on the desk: queues of an added port
+    /// to poll and transmit on, or a removed port's queues given back. Runs
+    /// between two polls: no burst holds a frame for a port it lets go of
+    /// (every output burst is sent at the end of its poll).
+    #[cold]
+    fn take_changes(&mut self, s: &mut Scratch) {
+        while let Some(change) = self.desk.next() {
+            match change {
+                PortChange::Attach { port, rx, tx } => {
+                    let p = port as usize;
+                    if self.tx.len() <= p {
+                        self.tx.resize_with(p + 1, || None);
+                        // The flood burst stays the last one.
+                        let flood = s.outs.pop().unwrap_or_default();
+                        s.outs.resize_with(p + 1, Burst::new);
+                        s.outs.push(flood);
+                        s.out_bytes.resize(p + 1, 0);
+                    }
+                    self.tx[p] = tx;
+                    self.rx.extend(rx.into_iter().map(|q| (port, q)));
+                }
+                PortChange::Detach { port } => {
+                    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rx)
+                        .into_iter()
+                        .partition(|(p, _)| *p == port);
+                    self.rx = kept;
+                    let tx = self.tx.get_mut(port as usize).and_then(Option::take);
+                    self.desk.give_back(Released {
+                        port,
+                        rx: gone.into_iter().map(|(_, q)| q).collect(),
+                        tx,
+                    });
+                }
+            }
+            s.tx_mask = Self::tx_mask(&self.tx);
+            self.desk.taken();
+        }
+    }
+
     /// Polls every RX queue once. Returns the packets received. A `sampled`
     /// poll also counts its cycles: all of them, and those of its receive and
     /// transmit calls.
@@ -378,6 +422,9 @@ impl Worker {
     fn poll_once(&mut self, s: &mut Scratch, sampled: bool) -> usize {
         let start = lap(sampled);
         let (mut rx_cycles, mut tx_cycles) = (0u64, 0u64);
+        if self.desk.pending() {
+            self.take_changes(s);
+        }
         if !self.exchange.inject.is_empty() {
             self.inject(s);
         }

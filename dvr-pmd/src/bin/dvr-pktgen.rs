@@ -61,6 +61,11 @@ struct Args {
     /// Core to run on.
     #[arg(long, default_value_t = 0)]
     core: usize,
+    /// Queue pairs per port (a multi-queue VM: give virtio_user `queues=N`
+    /// too): bursts are sent on each TX queue in turn, every RX queue is
+    /// polled, and probes go out of each TX queue.
+    #[arg(long, default_value_t = 1)]
+    queues: u16,
 }
 
 struct Send {
@@ -219,16 +224,22 @@ fn run(args: &Args) -> Result<(), String> {
     .collect();
     let eal = Eal::init("dvr-pktgen", &eal_args).map_err(|e| e.to_string())?;
     let pool = Mempool::new("pktgen", 8191, 256).map_err(|e| e.to_string())?;
-    let (ports, queues) = start_ports(&args.ports, &pool)?;
+    if args.queues == 0 {
+        return Err("--queues must be at least 1".into());
+    }
+    let (ports, queues) = start_ports(&args.ports, &pool, args.queues)?;
     let mut g = Gen {
         counts: ports.iter().map(|_| PortCount::default()).collect(),
         queues,
         rx: Burst::new(),
         tx: Burst::new(),
         frame_len: args.frame_len,
+        turn: 0,
     };
     for &(port, flow) in &probes {
-        g.probe(&pool, port, &flow)?;
+        for q in 0..g.queues[port].1.len() {
+            g.probe(&pool, port, q, &flow)?;
+        }
     }
     let (sent, received) = g.stream(args, &pool, &mut sends)?;
     let out = serde_json::json!({ "ports": g.counts, "sent": sent, "received": received });
@@ -244,31 +255,33 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// A port's one receive queue and one transmit queue.
-type Queues = (sys::RxQueue, sys::TxQueue);
+/// A port's receive queues and transmit queues.
+type Queues = (Vec<sys::RxQueue>, Vec<sys::TxQueue>);
 
-/// Creates and starts the ports (`NAME[,DEVARGS]` each), one queue each way,
-/// and waits (bounded) for their links: a vhost-user peer must have accepted
-/// us.
+/// Creates and starts the ports (`NAME[,DEVARGS]` each), `n` queues each
+/// way (as many as the device has, at most), and waits (bounded) for their
+/// links: a vhost-user peer must have accepted us.
 fn start_ports(
     specs: &[String],
     pool: &Arc<Mempool>,
+    n: u16,
 ) -> Result<(Vec<Arc<Port>>, Vec<Queues>), String> {
     let mut ports = Vec::new();
     let mut queues = Vec::new();
     for spec in specs {
         let (name, devargs) = spec.split_once(',').unwrap_or((spec.as_str(), ""));
         let id = sys::vdev_create(name, devargs).map_err(|e| e.to_string())?;
+        let info = sys::dev_info(id).map_err(|e| e.to_string())?;
+        let (rx, tx) = (n.min(info.max_rx_queues), n.min(info.max_tx_queues));
         let setup = PortSetup {
-            rx_queues: 1,
-            tx_queues: 1,
+            rx_queues: rx,
+            tx_queues: tx,
             rx_desc: 1024,
             tx_desc: 1024,
             promiscuous: true,
         };
         let p = Port::start(id, name, &setup, pool).map_err(|e| e.to_string())?;
-        let (mut r, mut t) = p.queues(1, 1);
-        queues.push((r.remove(0), t.remove(0)));
+        queues.push(p.queues(rx, tx));
         ports.push(p);
     }
     let t0 = Instant::now();
@@ -288,6 +301,8 @@ struct Gen {
     rx: Burst,
     tx: Burst,
     frame_len: usize,
+    /// The TX queue the next burst of a stream goes out of.
+    turn: usize,
 }
 
 impl Gen {
@@ -295,27 +310,29 @@ impl Gen {
     /// frames other than probes, and how many probes.
     fn receive(&mut self) -> (u64, u64) {
         let (mut others, mut probes) = (0u64, 0u64);
-        for (p, (q, _)) in self.queues.iter_mut().enumerate() {
-            for i in 0..q.rx(&mut self.rx, 32) {
-                match classify(self.rx.data(i), self.frame_len) {
-                    Got::Counted => self.counts[p].received += 1,
-                    Got::Probe => {
-                        self.counts[p].probes_received += 1;
-                        probes += 1;
-                        continue;
+        for (p, (qs, _)) in self.queues.iter_mut().enumerate() {
+            for q in qs.iter_mut() {
+                for i in 0..q.rx(&mut self.rx, 32) {
+                    match classify(self.rx.data(i), self.frame_len) {
+                        Got::Counted => self.counts[p].received += 1,
+                        Got::Probe => {
+                            self.counts[p].probes_received += 1;
+                            probes += 1;
+                            continue;
+                        }
+                        Got::Bad => self.counts[p].received_bad += 1,
                     }
-                    Got::Bad => self.counts[p].received_bad += 1,
+                    others += 1;
                 }
-                others += 1;
+                self.rx.clear();
             }
-            self.rx.clear();
         }
         (others, probes)
     }
 
-    /// Sends `flow`'s probe out of `port` every 50 ms until a probe comes
-    /// back on any port (10 s at most).
-    fn probe(&mut self, pool: &Mempool, port: usize, flow: &Udp4) -> Result<(), String> {
+    /// Sends `flow`'s probe out of `port`'s TX queue `q` every 50 ms until a
+    /// probe comes back on any port (10 s at most).
+    fn probe(&mut self, pool: &Mempool, port: usize, q: usize, flow: &Udp4) -> Result<(), String> {
         let start = Instant::now();
         let mut last_sent: Option<Instant> = None;
         loop {
@@ -328,7 +345,7 @@ impl Gen {
                 self.tx
                     .set_frame(0, &udp4_frame(flow, self.frame_len, 0))
                     .map_err(|e| e.to_string())?;
-                let r = self.queues[port].1.tx(&mut self.tx);
+                let r = self.queues[port].1[q].tx(&mut self.tx);
                 self.counts[port].probes_sent += r.sent;
                 last_sent = Some(Instant::now());
             }
@@ -374,7 +391,10 @@ impl Gen {
                     let f = udp4_frame(&s.flow, self.frame_len, seq.wrapping_add(i as u32));
                     self.tx.set_frame(i, &f).map_err(|e| e.to_string())?;
                 }
-                let r = self.queues[s.port].1.tx(&mut self.tx);
+                let txqs = &mut self.queues[s.port].1;
+                self.turn = self.turn.wrapping_add(1);
+                let q = self.turn % txqs.len();
+                let r = txqs[q].tx(&mut self.tx);
                 seq = seq.wrapping_add(r.sent as u32);
                 s.sent += r.sent;
                 sent += r.sent;
