@@ -240,6 +240,26 @@ fn take_over_alone_starts_and_refuses_what_cannot_be_shared() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("port t (tap) cannot be taken over"), "{err}");
     assert!(!err.contains("starting EAL"), "nothing started: {err}");
+
+    // The same for an interface added at run time (restored at start).
+    let cfg = std::fs::read_to_string(&n.config).unwrap();
+    std::fs::write(&n.config, &cfg[..cfg.rfind("[[ports]]").unwrap()]).unwrap();
+    std::fs::write(
+        n.dir.join("state/model.json.interfaces"),
+        r#"{"format":1,"interfaces":[{"name":"vhu1","type":"vhost-user","socket":"/tmp/x.sock"}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(dvr_pmd())
+        .args(["--take-over", "--config"])
+        .arg(&n.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interface vhu1 (vhost-user server) cannot be taken over"),
+        "{err}"
+    );
 }
 
 #[test]
