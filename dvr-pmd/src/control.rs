@@ -89,44 +89,70 @@ pub struct Control {
     _lock: std::fs::File,
 }
 
-/// Takes the lock of `state_file` (a file next to it), or says who holds it.
-fn lock_state(state_file: &Path) -> Result<std::fs::File, String> {
+/// The lock file of `state_file`; it holds the pid of the daemon that has it.
+pub fn lock_path(state_file: &Path) -> PathBuf {
+    let mut name = state_file.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the lock of `state_file` (a file next to it) and writes our pid
+/// into it, or says who holds it; `wait`: how long to wait for a holder
+/// that is stopping (a take-over), trying every millisecond.
+fn lock_state(state_file: &Path, wait: Option<Duration>) -> Result<std::fs::File, String> {
     if let Some(dir) = state_file.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let mut name = state_file.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let f = std::fs::OpenOptions::new()
+    let path = lock_path(state_file);
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "state file {} is in use by another dvr-pmd (it holds {})",
-            state_file.display(),
-            path.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    let deadline = wait.map(|w| std::time::Instant::now() + w);
+    loop {
+        match f.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock)
+                if deadline.is_some_and(|d| std::time::Instant::now() < d) =>
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "state file {} is in use by another dvr-pmd (it holds {})",
+                    state_file.display(),
+                    path.display()
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()))
+            }
+        }
     }
+    // Who holds it, for a take-over (best effort: the lock is what counts).
+    let _ = f
+        .set_len(0)
+        .and_then(|()| writeln!(f, "{}", std::process::id()));
+    Ok(f)
 }
 
 /// How long a connection may sit in the middle of a request.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Control {
-    /// Loads the saved model and starts serving `socket`.
+    /// Loads the saved model and starts serving `socket`; `wait`: how long
+    /// to wait for the state file's lock (a take-over), else none.
     pub fn start(
         socket: &Path,
         group: Option<&str>,
         state_file: &Path,
         view: Arc<dyn NodeView>,
+        wait: Option<Duration>,
     ) -> Result<Control, String> {
-        let lock = lock_state(state_file)?;
+        let lock = lock_state(state_file, wait)?;
         let (mut store, mut model, opened) =
             Store::open(state_file).map_err(|e| format!("cannot load the model: {e}"))?;
         tracing::info!(
@@ -217,6 +243,7 @@ impl Control {
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
             // No request runs any more: fold the journal into the base file, so a
             // restart has nothing to replay. (Not needed for safety: the journal
@@ -280,7 +307,8 @@ fn serve(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
                 clients.retain(|h| !h.is_finished());
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                // Woken at once by a stopping daemon (a restart waits for it).
+                std::thread::park_timeout(Duration::from_millis(20));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "control socket accept failed");

@@ -5,9 +5,12 @@
 
 mod control;
 mod ifaces;
+mod neighbors;
 mod node;
 mod report;
 mod resolver;
+mod service;
+mod takeover;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +47,11 @@ struct Args {
     /// Counter interval in milliseconds, 0 for none (overrides stats.interval_ms).
     #[arg(long)]
     stats_interval_ms: Option<u64>,
+    /// Replace the dvr-pmd running this node (the holder of its state file):
+    /// start beside it, then stop it and forward in its place within a few
+    /// milliseconds. af_packet and vhost-user ports only (see README).
+    #[arg(long)]
+    take_over: bool,
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -100,6 +108,21 @@ fn main() -> ExitCode {
         }
     }
 
+    // A take-over: the process to replace, if one runs.
+    if args.take_over {
+        if let Err(e) = takeover::check(&cfg) {
+            eprintln!("dvr-pmd: cannot take over: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    }
+    let old = args
+        .take_over
+        .then(|| takeover::holder(&cfg.state_file))
+        .flatten();
+    if let Some(pid) = old {
+        tracing::info!(pid, "taking over from the running dvr-pmd");
+        takeover::own_prefix(&mut cfg);
+    }
     let mut node = match node::Node::start(cfg) {
         Ok(n) => n,
         Err(e) => {
@@ -108,11 +131,27 @@ fn main() -> ExitCode {
         }
     };
     let view = report::View::new(&node);
+    if let Some(pid) = old {
+        // Ready but for the model: the workers drop what they get until it
+        // comes (the old process forwards it), then the old one stops.
+        if let Err(e) = node
+            .run_workers()
+            .map_err(|e| e.0)
+            .and_then(|()| takeover::wait_polling(&view, Duration::from_secs(10)))
+            .and_then(|()| takeover::stop(pid))
+        {
+            eprintln!("dvr-pmd: cannot take over: {e}");
+            drop(view);
+            node.shutdown();
+            return ExitCode::from(EXIT_START);
+        }
+    }
     let control = match control::Control::start(
         &node.cfg.control_socket,
         node.cfg.control_group.as_deref(),
         &node.cfg.state_file,
         view.clone(),
+        old.map(|_| takeover::WAIT),
     ) {
         Ok(c) => c,
         Err(e) => {
@@ -124,7 +163,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    let resolver = match resolver::Resolver::start(view.clone()) {
+    // The neighbours resolved before a restart, restored with the model.
+    let restored = std::mem::take(&mut *view.restored.lock().unwrap_or_else(|e| e.into_inner()));
+    let saved = neighbors::Saved::new(view.neighbors.clone(), restored);
+    let resolver = match resolver::Resolver::start(view.clone(), saved) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dvr-pmd: cannot start: the resolver thread: {e}");
@@ -134,7 +176,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    // The saved model is published: the workers start on it.
+    // The saved model is published: the workers start on it (a take-over's
+    // run already).
     if let Err(e) = node.run_workers() {
         eprintln!("dvr-pmd: cannot start: {e}");
         resolver.shutdown();
@@ -144,17 +187,22 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_START);
     }
     tracing::info!(node = %node.cfg.node, "forwarding; Ctrl-C to stop");
+    let mut service = service::Service::from_env();
+    service.ready(&view);
     let mut reporter = report::Reporter::new(node.cfg.stats.format);
     let interval = Duration::from_millis(node.cfg.stats.interval_ms);
     let mut next = Instant::now() + interval;
     while !term.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(20));
+        // Short: a restart waits for this loop to see the signal.
+        std::thread::sleep(Duration::from_millis(5));
+        service.tick(&view);
         if !interval.is_zero() && Instant::now() >= next {
             reporter.print(&view, false);
             next += interval;
         }
     }
     tracing::info!("signal received: stopping workers");
+    service.stopping();
     resolver.shutdown();
     control.shutdown();
     node.stop_workers();

@@ -42,6 +42,10 @@ pub struct View {
     /// Keeps the published tables in step with the model (control thread only).
     pub compiler: std::sync::Mutex<Option<Compiler>>,
     pub exchange: Arc<dvr::punt::Exchange>,
+    /// The neighbours saved before a restart (`neighbors.rs`), and those the
+    /// first publication restored from it.
+    pub neighbors: std::path::PathBuf,
+    pub restored: std::sync::Mutex<Vec<std::net::Ipv4Addr>>,
 }
 
 impl View {
@@ -62,6 +66,8 @@ impl View {
             dvr_mac: node.cfg.dvr_mac,
             compiler: std::sync::Mutex::new(None),
             exchange: node.exchange.clone(),
+            neighbors: crate::neighbors::path_of(&node.cfg.state_file),
+            restored: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -196,6 +202,10 @@ impl NodeView for View {
                 if let Some(old) = c.as_ref() {
                     fresh.inherit_vtep_macs(old);
                     fresh.inherit_holders(old);
+                } else {
+                    // The first: with the neighbours saved before a restart.
+                    let r = crate::neighbors::restore(&mut fresh, &self.neighbors);
+                    *self.restored.lock().unwrap_or_else(|e| e.into_inner()) = r;
                 }
                 let s = fresh.current().clone();
                 *c = Some(fresh);

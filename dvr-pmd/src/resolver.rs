@@ -30,6 +30,7 @@ use dvr::punt::Injected;
 use dvr::tables::{ExtAddr, ExtMap};
 use dvr::wire::arp;
 
+use crate::neighbors::Saved;
 use crate::report::View;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -40,16 +41,18 @@ const GARP_AGAIN: Duration = Duration::from_secs(1);
 
 pub struct Resolver {
     stop: Arc<AtomicBool>,
+    /// Woken at once by `shutdown` (a restart should not wait for a tick).
     handle: Option<JoinHandle<()>>,
 }
 
 impl Resolver {
-    pub fn start(view: Arc<View>) -> std::io::Result<Resolver> {
+    /// Starts the thread; the MACs it resolves are saved into `saved`.
+    pub fn start(view: Arc<View>, mut saved: Saved) -> std::io::Result<Resolver> {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::Builder::new()
             .name("dvr-resolver".into())
-            .spawn(move || run(&view, &s))?;
+            .spawn(move || run(&view, &s, &mut saved))?;
         Ok(Resolver {
             stop,
             handle: Some(handle),
@@ -63,6 +66,7 @@ impl Resolver {
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }
@@ -74,11 +78,14 @@ impl Drop for Resolver {
     }
 }
 
-fn run(view: &View, stop: &AtomicBool) {
+fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
     let mut asked: HashMap<Ipv4Addr, Instant> = HashMap::new();
     let mut garps = Garps::default();
     while !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(TICK);
+        std::thread::park_timeout(TICK);
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         // The workers count frames a port's link did not take apart from a
         // full queue (tx_link_down): they read what is seen here.
         for (_, p) in view.ifaces.ports() {
@@ -97,12 +104,16 @@ fn run(view: &View, stop: &AtomicBool) {
                 if !vteps.contains(&ip) && !upstream {
                     continue;
                 }
-                if let Some(snap) = c.set_vtep_mac(ip, mac) {
+                let snap = c.set_vtep_mac(ip, mac);
+                // A MAC restored at start and now answered is resolved too.
+                if snap.is_some() | saved.confirm(ip) {
                     if upstream {
                         tracing::info!(upstream = %ip, %mac, "upstream router resolved");
                     } else {
                         tracing::info!(vtep = %ip, %mac, "underlay neighbour resolved");
                     }
+                }
+                if let Some(snap) = snap {
                     view.tables.store(snap);
                 }
             }
@@ -111,6 +122,7 @@ fn run(view: &View, stop: &AtomicBool) {
             }
             (vteps, c.unresolved_vteps(), upstreams)
         };
+        saved.follow(view);
         let now = Instant::now();
         if let Some(ext) = view.tables.load().node.external {
             let resolved = view.tables.load().node.vtep_macs.clone();

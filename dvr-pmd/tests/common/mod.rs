@@ -107,6 +107,13 @@ impl Daemon {
         Daemon::spawn(cmd, config)
     }
 
+    /// The same with more arguments (`--take-over`).
+    pub fn start_in_with(netns: &str, config: &Path, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns]).arg(dvr_pmd()).args(args);
+        Daemon::spawn(cmd, config)
+    }
+
     fn spawn(mut cmd: Command, config: &Path) -> Daemon {
         let mut child = cmd
             .arg("--config")
