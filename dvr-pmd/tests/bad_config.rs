@@ -111,7 +111,7 @@ fn rejected_with_the_key_named() {
             "`ports[1].kind`: unknown port kind \"nul\"",
         ),
         (
-            g.replace("workers = [1]", "workers = [0]"),
+            g.replace("workers = [1]", "workers = [1, 1]"),
             "`cores.workers`",
         ),
         (g.replace("[cores]", "[cores"), "line"),
