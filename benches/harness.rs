@@ -193,10 +193,21 @@ fn dvr_pmd() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dvr-pmd")))
 }
 
+/// The cores of a measured dvr-pmd: its control thread (`main`) and its
+/// workers, `[core]`, or with `DVR_BENCH_WORKERS=2` `[core, other]`, the
+/// other core shared with the control thread (a machine of two cores).
+pub fn cores(core: usize) -> (usize, String) {
+    let other = if core == 0 { 1 } else { 0 };
+    match env_or("DVR_BENCH_WORKERS", 1usize) {
+        1 => (other, format!("[{core}]")),
+        _ => (other, format!("[{core}, {other}]")),
+    }
+}
+
 /// A node configuration: two pcap VM ports replaying `a` and `b` at each other
 /// through the static FDB, the worker on `core`, plus `extra` TOML sections.
 pub fn node_config(dir: &Path, a: &Path, b: &Path, core: usize, extra: &str) -> String {
-    let main = if core == 0 { 1 } else { 0 };
+    let (main, workers) = cores(core);
     format!(
         r#"
 node = "bench"
@@ -204,7 +215,7 @@ agent_mode = "dvr"
 run_dir = "{dir}/run"
 [cores]
 main = {main}
-workers = [{core}]
+workers = {workers}
 [eal]
 file_prefix = "dvr-bench-{pid}"
 no_shconf = true
@@ -421,6 +432,33 @@ pub fn run_dvr_window(dir: &Path, cfg: &str, secs: u64) -> DvrWindow {
         tsc_hz: last["tsc_hz"].as_u64().unwrap_or(0),
         split,
     };
+    let nworkers = last["workers"].as_array().map_or(0, |a| a.len());
+    if nworkers > 1 {
+        // Per worker: what it decided (its own frames and those handed to
+        // it), its cycles per packet in its busy polls (sampled: an
+        // underloaded worker's empty polls left out), what it handed on.
+        for i in 0..nworkers {
+            let d = |k: &str| {
+                last["workers"][i][k]
+                    .as_u64()
+                    .unwrap_or(0)
+                    .saturating_sub(first["workers"][i][k].as_u64().unwrap_or(0))
+            };
+            let busy = d("sampled_packets");
+            eprintln!(
+                "  dvr-pmd worker {i}: {:.2} Mpps decided, {:.1} cycles/packet in busy polls, \
+                 handed on {:.2} Mpps, taken {:.2} Mpps",
+                d("packets") as f64 / dt.max(1e-9) / 1e6,
+                if busy > 0 {
+                    d("sampled_cycles") as f64 / busy as f64
+                } else {
+                    0.0
+                },
+                d("handoff_out") as f64 / dt.max(1e-9) / 1e6,
+                d("handoff_in") as f64 / dt.max(1e-9) / 1e6,
+            );
+        }
+    }
     DvrWindow {
         measured,
         first,
@@ -883,7 +921,7 @@ pub fn model_config(
     let state = dir.join(format!("{}-model.json", n.tag));
     let _ = std::fs::remove_file(&state);
     model.save(&state).unwrap();
-    let main = if core == 0 { 1 } else { 0 };
+    let (main, workers) = cores(core);
     format!(
         r#"
 node = "bench"
@@ -893,7 +931,7 @@ dvr_mac = "{dvr_mac}"
 run_dir = "{dir}/run"
 [cores]
 main = {main}
-workers = [{core}]
+workers = {workers}
 [eal]
 file_prefix = "dvr-{tag}-{pid}"
 no_shconf = true

@@ -373,13 +373,25 @@ impl Node {
                     infinite_rx,
                 } => {
                     let mut args = Vec::new();
-                    match rx {
-                        Some(PcapRx::File(f)) => args.push(format!("rx_pcap={}", f.display())),
-                        Some(PcapRx::Generate(_)) => args.push(format!(
-                            "rx_pcap={}",
-                            self.generated_capture(&p.name).display()
-                        )),
-                        None => {}
+                    let file = match rx {
+                        Some(PcapRx::File(f)) => Some(f.clone()),
+                        Some(PcapRx::Generate(_)) => Some(self.generated_capture(&p.name)),
+                        None => None,
+                    };
+                    // A capture replayed forever (a generator) without a
+                    // capture written: one RX queue (and one dropping TX
+                    // queue) per worker, each replaying it, so that every
+                    // worker polls the port (benchmarks with several
+                    // workers). Otherwise one queue: each frame once.
+                    let queues = if *infinite_rx && tx.is_none() {
+                        nworkers.max(1)
+                    } else {
+                        1
+                    };
+                    if let Some(f) = file {
+                        for _ in 0..queues {
+                            args.push(format!("rx_pcap={}", f.display()));
+                        }
                     }
                     if let Some(t) = tx {
                         args.push(format!("tx_pcap={}", t.display()));
