@@ -387,11 +387,12 @@ fn snat_capture(
 }
 
 /// The mbufs and EAL memory (MB) of a process replaying a capture of `n`
-/// frames from memory (net_pcap's `infinite_rx` holds every frame in an
+/// frames from memory (per worker) (net_pcap's `infinite_rx` holds every frame in an
 /// mbuf): room for them and the bursts in flight, about 4 KiB of EAL memory
 /// per mbuf without hugepages.
 fn replay_memory(n: u32) -> (u32, u32) {
-    let mbufs = n + 32768;
+    // Each worker's queue replays the capture (`DVR_BENCH_WORKERS`).
+    let mbufs = n * harness::env_or("DVR_BENCH_WORKERS", 1u32) + 32768;
     (mbufs, 1024 + mbufs / 250)
 }
 

@@ -161,4 +161,17 @@ fn start_errors_name_the_cause() {
     let (code, err) = run(dir.path(), &text, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cannot start: port vm-a:"), "{err}");
+    // Two workers replaying a capture of 3,000 frames into 4,095 buffers:
+    // the second queue cannot be set up. A clean refusal, not a crash (the
+    // device's first queue held buffers of a pool freed before it was).
+    let text = g.replace("workers = [1]", "workers = [0, 1]").replace(
+        "dst_mac = \"fa:16:3e:00:00:0b\" }",
+        "dst_mac = \"fa:16:3e:00:00:0b\", flows = 3000 }\ninfinite_rx = true",
+    );
+    let (code, err) = run(dir.path(), &text, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot start: port vm-a") && err.contains("rte_eth_rx_queue_setup(vm-a, 1)"),
+        "{err}"
+    );
 }

@@ -183,6 +183,31 @@ impl Port {
     /// by their addresses and ports ([`RSS_HF`]); a virtual device without
     /// RSS (vhost-user: the guest picks its queue) is left as it is.
     pub fn start(id: u16, name: &str, setup: &PortSetup, pool: &Arc<Mempool>) -> Result<Arc<Port>> {
+        match Self::configure(id, name, setup, pool) {
+            Ok(()) => {}
+            Err(e) => {
+                // The device lets go of what its queues hold (a pcap replay's
+                // mbufs) now, while their pool is alive: left for EAL's
+                // cleanup, after the pool is freed, they crash it.
+                // SAFETY: a probed port that is not started and has no queue
+                // handle (none was made); closing releases its queues.
+                unsafe { ffi::rte_eth_dev_close(id) };
+                return Err(e);
+            }
+        }
+        let port = Arc::new(Port {
+            id,
+            name: name.to_owned(),
+            closed: AtomicBool::new(false),
+            link_down: AtomicBool::new(false),
+            _pool: pool.clone(),
+        });
+        port.refresh_link();
+        Ok(port)
+    }
+
+    /// Configures port `id`, sets its queues up and starts it.
+    fn configure(id: u16, name: &str, setup: &PortSetup, pool: &Arc<Mempool>) -> Result<()> {
         let mut conf = ffi::rte_eth_conf::default();
         if setup.rx_queues > 1 {
             let hf = RSS_HF & dev_info(id)?.rss_offloads;
@@ -243,15 +268,7 @@ impl Port {
         if rc < 0 {
             return Err(Error::from_code(format!("rte_eth_dev_start({name})"), rc));
         }
-        let port = Arc::new(Port {
-            id,
-            name: name.to_owned(),
-            closed: AtomicBool::new(false),
-            link_down: AtomicBool::new(false),
-            _pool: pool.clone(),
-        });
-        port.refresh_link();
-        Ok(port)
+        Ok(())
     }
 
     pub fn id(&self) -> u16 {
