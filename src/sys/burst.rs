@@ -133,6 +133,30 @@ impl Burst {
         self.len = kept;
     }
 
+    /// Brings every packet's mbuf and first bytes into this core's caches,
+    /// all at once (the misses overlap): for a burst another core received
+    /// and wrote last (a hand-off), whose frames would otherwise miss one
+    /// after the other as they are decided.
+    #[inline]
+    pub fn prefetch(&self) {
+        for &p in &self.pkts[..self.len] {
+            // SAFETY: slots below len hold valid mbufs owned by this burst;
+            // the reference only names the address a prefetch hints at.
+            let m = unsafe { &*p };
+            super::prefetch(m);
+        }
+        for &p in &self.pkts[..self.len] {
+            // SAFETY: as above; the data is borrowed for the hint only.
+            let d = unsafe { segment(p) };
+            if let Some(b) = d.first() {
+                super::prefetch(b);
+            }
+            if let Some(b) = d.get(64) {
+                super::prefetch(b);
+            }
+        }
+    }
+
     /// Takes `m` to be freed: appended, once the burst (full) is freed.
     #[inline(always)]
     fn discard(&mut self, m: *mut ffi::rte_mbuf) {

@@ -19,29 +19,31 @@
 //! - anything else (ARP, IPv6, floating IP traffic on the external port, a
 //!   node without SNAT) stays with the worker that received it.
 //!
-//! The frames of one flow thus always meet on one worker, in order. The
-//! rings are lock-free (`crossbeam_queue::ArrayQueue`); a full ring drops
-//! the frame, counted `handoff_full`.
+//! The frames of one flow thus always meet on one worker, in order. A
+//! burst's frames for one worker go together, as one burst (one ring
+//! operation for up to a burst of frames, not one per frame); the rings are
+//! lock-free (`crossbeam_queue::ArrayQueue`); a full ring drops the burst,
+//! counted `handoff_full`.
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::sys::Mbuf;
+use crate::sys::Burst;
 use crate::tables::Snapshot;
 use crate::wire::tunnel::{self, Underlay};
 
-/// Frames a ring between two workers holds.
-pub const RING: usize = 1024;
+/// Bursts a ring between two workers holds.
+pub const RING: usize = 64;
 
 /// The rings between every pair of workers.
 pub struct Handoff {
     n: usize,
     /// The SNAT port range the workers share out ([`super::port_share`]).
     ports: RangeInclusive<u16>,
-    /// Ring `from * n + to`; each frame with the port it arrived on.
-    rings: Box<[ArrayQueue<(u16, Mbuf)>]>,
+    /// Ring `from * n + to`; each burst with the port its frames arrived on.
+    rings: Box<[ArrayQueue<(u16, Burst)>]>,
 }
 
 impl Handoff {
@@ -62,19 +64,20 @@ impl Handoff {
         &self.ports
     }
 
-    /// Hands `m` (from port `port`) from worker `from` to worker `to`; gives
-    /// it back when the ring is full.
+    /// Hands burst `b` (from port `port`) from worker `from` to worker `to`.
+    /// False when the ring is full: the burst is dropped then (its frames
+    /// freed), for the caller to count.
     #[inline]
-    pub(super) fn send(&self, from: usize, to: usize, port: u16, m: Mbuf) -> Result<(), Mbuf> {
+    pub(super) fn send(&self, from: usize, to: usize, port: u16, b: Burst) -> bool {
         match self.rings.get(from * self.n + to) {
-            Some(r) => r.push((port, m)).map_err(|(_, m)| m),
-            None => Err(m),
+            Some(r) => r.push((port, b)).is_ok(),
+            None => false,
         }
     }
 
-    /// The next frame worker `from` handed to worker `to`.
+    /// The next burst worker `from` handed to worker `to`.
     #[inline]
-    pub(super) fn recv(&self, from: usize, to: usize) -> Option<(u16, Mbuf)> {
+    pub(super) fn recv(&self, from: usize, to: usize) -> Option<(u16, Burst)> {
         self.rings.get(from * self.n + to)?.pop()
     }
 

@@ -177,8 +177,10 @@ struct Scratch {
     /// answered.
     answered: u32,
     scan: Option<Scan>,
-    /// Works out which worker owns a frame (with a hand-off).
+    /// Works out which worker owns a frame (with a hand-off), and the
+    /// frames of a burst going to each worker.
     owner: Option<Owner>,
+    handing: Vec<Burst>,
 }
 
 impl Worker {
@@ -211,6 +213,9 @@ impl Worker {
                 .handoff
                 .as_ref()
                 .map(|h| Owner::new(self.index, h.workers(), h.ports())),
+            handing: (0..self.handoff.as_ref().map_or(0, |h| h.workers()))
+                .map(|_| Burst::new())
+                .collect(),
         };
         let mut idle: u32 = 0;
         let mut empty_polls: u32 = 0;
@@ -495,8 +500,9 @@ impl Worker {
     }
 
     /// Hands each frame of the burst in `s.rx` (from `in_port`) whose SNAT
-    /// session another worker owns to that worker ([`handoff`]); the others
-    /// stay. Returns the bytes handed on (received here, decided there).
+    /// session another worker owns to that worker ([`handoff`]), a burst per
+    /// worker; the others stay. Returns the bytes handed on (received here,
+    /// decided there).
     #[cold]
     fn hand_off(
         h: &Handoff,
@@ -516,23 +522,36 @@ impl Worker {
             return 0;
         };
         let mut bytes = 0u64;
+        let staged = &mut s.handing;
         s.rx.split_off(
             |f| {
                 let w = owner.of(snap, side, f)?;
                 bytes += f.len() as u64;
                 Some(w)
             },
-            |w, m| match h.send(me, w, in_port, m) {
-                Ok(()) => c.handoff_out.add(1),
-                Err(_) => c.drop(DropReason::HandoffFull, 1),
+            |w, m| {
+                if let Some(b) = staged.get_mut(w) {
+                    // A burst holds what one RX burst had: never full here.
+                    let _ = m.push_to(b);
+                }
             },
         );
+        for (w, b) in staged.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            let n = b.len() as u64;
+            if h.send(me, w, in_port, std::mem::take(b)) {
+                c.handoff_out.add(n);
+            } else {
+                c.drop(DropReason::HandoffFull, n);
+            }
+        }
         bytes
     }
 
-    /// Decides and sends what the other workers handed this one, in runs of
-    /// frames from one port, at most a few bursts from each worker per poll.
-    /// Returns the frames taken.
+    /// Decides and sends what the other workers handed this one, a few
+    /// bursts from each worker per poll. Returns the frames taken.
     #[cold]
     fn take_handed(
         &mut self,
@@ -544,23 +563,17 @@ impl Worker {
         let me = self.index;
         let mut taken = 0;
         for from in (0..h.workers()).filter(|&f| f != me) {
-            let mut port = None;
-            for _ in 0..4 * self.burst {
-                let Some((p, m)) = h.recv(from, me) else {
+            for _ in 0..4 {
+                let Some((port, mut b)) = h.recv(from, me) else {
                     break;
                 };
-                taken += 1;
-                if let Some(q) = port.filter(|&q| q != p || s.rx.len() >= self.burst) {
-                    let snap = self.tables.load();
-                    self.forward(s, &snap, q, false, sampled, tx_cycles);
-                }
-                port = Some(p);
-                // The burst was sent above when full: there is room.
-                let _ = m.push_to(&mut s.rx);
-            }
-            if let (Some(q), false) = (port, s.rx.is_empty()) {
+                taken += b.len();
+                // `s.rx` is empty between bursts: the handed burst takes its
+                // place, the empty one goes.
+                std::mem::swap(&mut s.rx, &mut b);
+                s.rx.prefetch();
                 let snap = self.tables.load();
-                self.forward(s, &snap, q, false, sampled, tx_cycles);
+                self.forward(s, &snap, port, false, sampled, tx_cycles);
             }
         }
         self.counters.handoff_in.add(taken as u64);
