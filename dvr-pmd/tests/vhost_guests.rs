@@ -2,8 +2,9 @@
 //! Debian kernel and a busybox initramfs, guest memory shared through memfd)
 //! are the vhost-user servers of their sockets (`-chardev
 //! socket,server=on,wait=off`), as Nova starts them for OVS-DPDK's
-//! `dpdkvhostuserclient` ports; dvr-pmd's two ports are their clients
-//! (`client = true`) and the daemon starts before the guests exist. The
+//! `dpdkvhostuserclient` ports; dvr-pmd's two interfaces, added at run time
+//! (`dvr-ctl interface add --type vhost-user --client`), are their clients,
+//! made before the guests exist. The
 //! guests are on two subnets of a distributed router set up through
 //! `dvr-ctl`:
 //!
@@ -19,7 +20,7 @@
 //! started again on the same socket; guest a reboots itself (`reboot -f`: the
 //! same QEMU resets the machine, the link goes down, and the new kernel's
 //! driver sets the queues up again); and the daemon itself restarts under the running guests (the
-//! model from its state file). After each, the link is up again and the ping
+//! model from its state file, the two interfaces from its saved ones). After each, the link is up again and the ping
 //! and a checked transfer work again.
 //!
 //! QEMU, SeaBIOS, busybox and the kernel come from Debian's packages through
@@ -517,32 +518,38 @@ fn guests_ping_and_transfer_across_restarts() {
         },
     ];
 
-    // The daemon first, its ports clients of sockets nobody created yet.
+    // The daemon first, with no interface in its configuration: the guests'
+    // two are added at run time, clients of sockets nobody created yet (as
+    // Nova plugs a VM's port before it starts QEMU).
     let mut cfg = node_head("cn1", &d.join("run"));
     cfg += &format!(
         "[control]\nsocket = \"{}\"\nstate_file = \"{}\"\n",
         ctl_sock.display(),
         d.join("state/model.json").display()
     );
-    for g in &guests {
-        cfg += &common::vm_port(
-            &format!("vm-{}", g.name),
-            "vhost-user",
-            &[
-                format!("socket = \"{}\"", g.socket.display()),
-                "client = true".into(),
-            ],
-        );
-    }
     let config = d.join("node.toml");
     std::fs::write(&config, cfg).unwrap();
     let mut dvr = Daemon::start(&config);
     dvr.next();
     let _log = DaemonLog(dvr.stderr.clone(), ctl_sock.clone());
+    let c = |args: &[&str]| ctl(&ctl_sock, args);
+    for g in &guests {
+        let out = c(&[
+            "interface",
+            "add",
+            "--type",
+            "vhost-user",
+            "--socket",
+            g.socket.to_str().unwrap(),
+            "--client",
+            &format!("vm-{}", g.name),
+        ]);
+        assert!(out.contains("client"), "{out}");
+        assert!(!g.socket.exists(), "a client makes no socket");
+    }
 
     // The model: one distributed router between two networks, a port on
-    // each bound to this host's vhost-user port.
-    let c = |args: &[&str]| ctl(&ctl_sock, args);
+    // each bound to this host's vhost-user interface.
     c(&["router", "create", "--distributed", "r1"]);
     for (n, g) in guests.iter().enumerate() {
         let (net, sub) = (format!("net{}", n + 1), format!("s{}", n + 1));
