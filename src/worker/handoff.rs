@@ -286,6 +286,89 @@ mod tests {
         }
     }
 
+    /// What comes back to the SNAT address goes to the worker whose share
+    /// holds its port: a reply, an ICMP error quoting a packet of the
+    /// session, the first fragment and the fragments after it; a floating
+    /// IP's traffic and a later fragment of an unknown datagram stay; a
+    /// packet from inside, tunnelled or not, goes by its inside source.
+    #[test]
+    fn frames_follow_their_session() {
+        use crate::testkit;
+        let m = testkit::ns_model();
+        let snap = testkit::snat_node_snapshot(&m);
+        let gw = snap.snat_here[0].ips[0];
+        let range = 1024..=65535u16;
+        // `me` no worker: every owner is told.
+        let mut o = Owner::new(usize::MAX, 2, &range);
+        let remote = Ipv4Addr::new(198, 51, 100, 7);
+        let udp = |src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16| {
+            crate::gen::udp4_frame(
+                &crate::gen::Udp4 {
+                    src_mac: crate::mac::MacAddr([2, 0, 0, 0, 0, 1]),
+                    dst_mac: crate::mac::MacAddr([2, 0, 0, 0, 0, 2]),
+                    src_ip: src,
+                    dst_ip: dst,
+                    src_port: sport,
+                    dst_port: dport,
+                },
+                60,
+                0,
+            )
+        };
+        let (low, high) = (2000u16, 60000u16);
+        assert_eq!(o.by_port(low), Some(0));
+        assert_eq!(o.by_port(high), Some(1));
+        for (port, w) in [(low, 0), (high, 1)] {
+            let reply = udp(remote, gw, 53, port);
+            assert_eq!(o.of(&snap, Side::External, &reply), Some(w));
+            // An ICMP error from a router on the way, quoting what left by
+            // the session (gw:port -> remote:53).
+            let quoted = udp(gw, remote, port, 53);
+            let mut err = reply[..34].to_vec();
+            err[14 + 9] = 1; // ICMP
+            err[14 + 12..14 + 16].copy_from_slice(&[198, 51, 100, 1]);
+            err.extend_from_slice(&[3, 4, 0, 0, 0, 0, 5, 0x78]);
+            err.extend_from_slice(&quoted[14..14 + 28]);
+            assert_eq!(o.of(&snap, Side::External, &err), Some(w), "ICMP error");
+            // Fragments: the first (MF, offset 0) by its port, a later one
+            // of the same datagram (no port) after it.
+            let mut first = reply.clone();
+            first[14 + 4..14 + 6].copy_from_slice(&(0x1000 + port).to_be_bytes());
+            first[14 + 6] = 0x20;
+            assert_eq!(
+                o.of(&snap, Side::External, &first),
+                Some(w),
+                "first fragment"
+            );
+            let mut later = first.clone();
+            later[14 + 6..14 + 8].copy_from_slice(&185u16.to_be_bytes());
+            assert_eq!(
+                o.of(&snap, Side::External, &later),
+                Some(w),
+                "later fragment"
+            );
+            later[14 + 4] ^= 0x40;
+            assert_eq!(
+                o.of(&snap, Side::External, &later),
+                None,
+                "unknown datagram"
+            );
+        }
+        // A floating IP: not the SNAT's.
+        let fip = udp(remote, Ipv4Addr::new(203, 0, 113, 50), 53, high);
+        assert_eq!(o.of(&snap, Side::External, &fip), None);
+        // From inside: the same owner in a tunnel as on a VM port.
+        let inner = udp(Ipv4Addr::new(10, 1, 0, 11), remote, 40000, 53);
+        let w = o.of(&snap, Side::Vm, &inner).unwrap();
+        let tunnelled = testkit::vxlan_frame(
+            &inner,
+            101,
+            ([2, 0, 0, 0, 0, 0x22], [192, 0, 2, 1]),
+            ([2, 0, 0, 0, 0, 0x33], [192, 0, 2, 3]),
+        );
+        assert_eq!(o.of(&snap, Side::Underlay, &tunnelled), Some(w));
+    }
+
     #[test]
     fn inside_packets_of_one_host_have_one_owner() {
         let o = Owner::new(0, 3, &(1024..=65535));
