@@ -431,26 +431,7 @@ impl Interfaces {
         else {
             return Ok(None);
         };
-        if let Some(dir) = socket.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                format!(
-                    "interface {}: cannot create {}: {e}",
-                    spec.name,
-                    dir.display()
-                )
-            })?;
-        }
-        if let Ok(md) = std::fs::symlink_metadata(socket) {
-            if md.file_type().is_socket() {
-                let _ = std::fs::remove_file(socket);
-            } else {
-                return Err(format!(
-                    "interface {}: {} exists and is not a socket",
-                    spec.name,
-                    socket.display()
-                ));
-            }
-        }
+        server_socket(socket).map_err(|e| format!("interface {}: {e}", spec.name))?;
         Ok(Some(socket.clone()))
     }
 
@@ -682,6 +663,23 @@ impl Interfaces {
             }
         }
     }
+}
+
+/// Makes ready the place of a vhost-user socket dvr serves (makes): its
+/// directory made, a socket left by a process that did not exit cleanly
+/// removed; anything else there is refused.
+pub fn server_socket(socket: &Path) -> Result<(), String> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    if let Ok(md) = std::fs::symlink_metadata(socket) {
+        if !md.file_type().is_socket() {
+            return Err(format!("{} exists and is not a socket", socket.display()));
+        }
+        let _ = std::fs::remove_file(socket);
+    }
+    Ok(())
 }
 
 /// The kind, socket, client flag and Linux interface of a configured port.

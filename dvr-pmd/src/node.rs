@@ -1,7 +1,7 @@
 //! A running node: EAL, the mbuf pool, the ports, the pinned workers.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -303,27 +303,8 @@ impl Node {
                     socket,
                     client: false,
                 } => {
-                    if let Some(dir) = socket.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            err(format!(
-                                "port {}: cannot create {}: {e}",
-                                p.name,
-                                dir.display()
-                            ))
-                        })?;
-                    }
-                    if let Ok(md) = std::fs::symlink_metadata(socket) {
-                        if md.file_type().is_socket() {
-                            // Left behind by a process that did not exit cleanly.
-                            let _ = std::fs::remove_file(socket);
-                        } else {
-                            return Err(err(format!(
-                                "port {}: {} exists and is not a socket",
-                                p.name,
-                                socket.display()
-                            )));
-                        }
-                    }
+                    crate::ifaces::server_socket(socket)
+                        .map_err(|e| err(format!("port {}: {e}", p.name)))?;
                     self.owned_files.push(socket.clone());
                 }
                 _ => {}
