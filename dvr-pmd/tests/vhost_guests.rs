@@ -23,6 +23,15 @@
 //! model from its state file, the two interfaces from its saved ones). After each, the link is up again and the ping
 //! and a checked transfer work again.
 //!
+//! A second test runs guests with two vCPUs and a NIC of two queue pairs
+//! (`-netdev ...,queues=2`, `mq=on`; the guest's virtio-net enables one
+//! pair per vCPU) on a dvr-pmd of two workers, each interface added with
+//! `--queues 2`: queue i of each is polled by worker i (`dvr-ctl interface
+//! show`, `show stats`), both pairs are up in the guests, pings sent from
+//! guest a's vCPU 1, then vCPU 0 (`taskset`: the guest sends on the queue of
+//! its vCPU) each go through the worker of that number, and a ping each way
+//! and a checked transfer work.
+//!
 //! QEMU, SeaBIOS, busybox and the kernel come from Debian's packages through
 //! `scripts/install-deps qemu`, unpacked into a cache folder; the test is
 //! skipped, saying so, only when they cannot be fetched.
@@ -170,7 +179,8 @@ fn initramfs(qemu: &Path, out: &Path) {
     std::fs::write(out, a).unwrap();
 }
 
-/// What a guest is: its vhost-user socket (QEMU's), MAC, address, gateway.
+/// What a guest is: its vhost-user socket (QEMU's), MAC, address, gateway,
+/// its vCPUs and its NIC's queue pairs.
 #[derive(Clone)]
 struct GuestSpec {
     name: &'static str,
@@ -178,6 +188,8 @@ struct GuestSpec {
     mac: &'static str,
     cidr: &'static str,
     gw: &'static str,
+    smp: u32,
+    queues: u16,
 }
 
 impl GuestSpec {
@@ -214,7 +226,7 @@ impl Guest {
             .arg(root.join("usr/share/seabios"))
             .arg("-L")
             .arg(root.join("usr/share/qemu"))
-            .args(["-accel", "tcg", "-m", "256", "-smp", "1"])
+            .args(["-accel", "tcg", "-m", "256", "-smp", &spec.smp.to_string()])
             .args(["-nodefaults", "-display", "none", "-serial", "stdio"])
             .args(["-object", "memory-backend-memfd,id=mem,size=256M,share=on"])
             .args(["-numa", "node,memdev=mem"])
@@ -232,13 +244,18 @@ impl Guest {
                 "socket,id=c0,path={},server=on,wait=off",
                 spec.socket.display()
             ))
-            .args(["-netdev", "type=vhost-user,id=n0,chardev=c0"])
-            // vectors=0: QEMU 7.2 under TCG crashes in vhost_net_start with MSI-X.
+            .args([
+                "-netdev",
+                &format!("type=vhost-user,id=n0,chardev=c0,queues={}", spec.queues),
+            ])
+            // vectors=0: QEMU 7.2 under TCG crashes in vhost_net_start with
+            // MSI-X (the queues share the legacy interrupt, also with mq=on).
             .args([
                 "-device",
                 &format!(
-                    "virtio-net-pci,netdev=n0,mac={},vectors=0,romfile=",
-                    spec.mac
+                    "virtio-net-pci,netdev=n0,mac={},mq={},vectors=0,romfile=",
+                    spec.mac,
+                    if spec.queues > 1 { "on" } else { "off" }
                 ),
             ])
             .stdin(Stdio::piped())
@@ -377,8 +394,13 @@ impl Guest {
     /// (a TCG guest on a loaded machine may stall for a second or two: one
     /// `ping -c 3` waits only two round trips for its last replies).
     fn ping(&mut self, ip: &str) -> String {
+        self.ping_via(ip, "")
+    }
+
+    /// [`Guest::ping`] run by `prefix` (`taskset 2`: on the second vCPU).
+    fn ping_via(&mut self, ip: &str, prefix: &str) -> String {
         let out = self.ok(&format!(
-            "(for i in 1 2 3; do ping -c 1 -W 10 {ip} || exit 1; done)"
+            "(for i in 1 2 3; do {prefix} ping -c 1 -W 10 {ip} || exit 1; done)"
         ));
         assert_eq!(
             out.matches("1 packets received").count(),
@@ -444,6 +466,17 @@ impl Drop for DaemonLog {
     }
 }
 
+/// The drop reasons counted in the daemon's last counters, with their counts.
+fn drops(last: &Value) -> Vec<String> {
+    last["drops"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, n)| n.as_u64() != Some(0))
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect()
+}
+
 /// The daemon's link state of dataplane port `name` (`dvr-ctl show status`).
 fn link_up(ctl_sock: &Path, name: &str) -> bool {
     let v: Value = serde_json::from_str(&ctl(ctl_sock, &["--json", "show", "status"])).unwrap();
@@ -482,32 +515,30 @@ fn both_ways(a: &mut Guest, b: &mut Guest, b_serves: bool) {
     }
 }
 
-#[test]
-fn guests_ping_and_transfer_across_restarts() {
-    let started = Instant::now();
-    let qemu = match qemu_dir() {
-        Ok(d) => d,
+/// The QEMU files, or None after saying why `test` is skipped.
+fn qemu_or_skip(test: &str) -> Option<PathBuf> {
+    match qemu_dir() {
+        Ok(d) => Some(d),
         Err(why) => {
             // Straight to standard error: the test harness keeps what
             // eprintln! prints from a passing test to itself.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED guests_ping_and_transfer_across_restarts: {why}"
-            );
-            return;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+            None
         }
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    initramfs(&qemu, &d.join("initramfs.cpio"));
-    let ctl_sock = d.join("ctl.sock");
-    let guests = [
+    }
+}
+
+/// The two guests, with `smp` vCPUs and NICs of `queues` queue pairs.
+fn guest_specs(d: &Path, smp: u32, queues: u16) -> [GuestSpec; 2] {
+    [
         GuestSpec {
             name: "a",
             socket: d.join("a.sock"),
             mac: "fa:16:3e:00:01:0a",
             cidr: "10.1.0.10/24",
             gw: "10.1.0.1",
+            smp,
+            queues,
         },
         GuestSpec {
             name: "b",
@@ -515,13 +546,28 @@ fn guests_ping_and_transfer_across_restarts() {
             mac: "fa:16:3e:00:02:0a",
             cidr: "10.2.0.10/24",
             gw: "10.2.0.1",
+            smp,
+            queues,
         },
-    ];
+    ]
+}
 
-    // The daemon first, with no interface in its configuration: the guests'
-    // two are added at run time, clients of sockets nobody created yet (as
-    // Nova plugs a VM's port before it starts QEMU).
+/// Starts dvr-pmd with the worker cores `workers` (a TOML list) and no
+/// interface in its configuration: the guests' two are added at run time
+/// with `queues` queue pairs each (their first RX queue on worker 0),
+/// clients of sockets nobody created yet (as Nova plugs a VM's port before
+/// it starts QEMU); then the model. Returns the daemon, its log guard, its
+/// configuration file and its control socket.
+fn node(
+    d: &Path,
+    guests: &[GuestSpec],
+    workers: &str,
+    queues: u16,
+) -> (Daemon, DaemonLog, PathBuf, PathBuf) {
+    let ctl_sock = d.join("ctl.sock");
     let mut cfg = node_head("cn1", &d.join("run"));
+    assert!(cfg.contains("workers = [1]"), "{cfg}");
+    cfg = cfg.replace("workers = [1]", &format!("workers = {workers}"));
     cfg += &format!(
         "[control]\nsocket = \"{}\"\nstate_file = \"{}\"\n",
         ctl_sock.display(),
@@ -531,9 +577,10 @@ fn guests_ping_and_transfer_across_restarts() {
     std::fs::write(&config, cfg).unwrap();
     let mut dvr = Daemon::start(&config);
     dvr.next();
-    let _log = DaemonLog(dvr.stderr.clone(), ctl_sock.clone());
+    let log = DaemonLog(dvr.stderr.clone(), ctl_sock.clone());
     let c = |args: &[&str]| ctl(&ctl_sock, args);
-    for g in &guests {
+    let queues = queues.to_string();
+    for g in guests {
         let out = c(&[
             "interface",
             "add",
@@ -542,6 +589,10 @@ fn guests_ping_and_transfer_across_restarts() {
             "--socket",
             g.socket.to_str().unwrap(),
             "--client",
+            "--queues",
+            &queues,
+            "--worker",
+            "0",
             &format!("vm-{}", g.name),
         ]);
         assert!(out.contains("client"), "{out}");
@@ -594,6 +645,40 @@ fn guests_ping_and_transfer_across_restarts() {
             &format!("p-{}", g.name),
         ]);
     }
+
+    (dvr, log, config, ctl_sock)
+}
+
+/// Each worker's `packets` and `rx_queues` (`dvr-ctl show stats`).
+fn workers(ctl_sock: &Path) -> Vec<(u64, Vec<String>)> {
+    let v: Value = serde_json::from_str(&ctl(ctl_sock, &["--json", "show", "stats"])).unwrap();
+    v["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no workers in {v}"))
+        .iter()
+        .map(|w| {
+            let queues = w["rx_queues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|q| q.as_str().unwrap().to_owned())
+                .collect();
+            (w["packets"].as_u64().unwrap(), queues)
+        })
+        .collect()
+}
+
+#[test]
+fn guests_ping_and_transfer_across_restarts() {
+    let started = Instant::now();
+    let Some(qemu) = qemu_or_skip("guests_ping_and_transfer_across_restarts") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    initramfs(&qemu, &d.join("initramfs.cpio"));
+    let guests = guest_specs(d, 1, 1);
+    let (dvr, _log, config, ctl_sock) = node(d, &guests, "[1]", 1);
 
     // Both guests boot at once (TCG: a few seconds each).
     let mut a = Guest::start(&qemu, d, &guests[0]);
@@ -652,16 +737,98 @@ fn guests_ping_and_transfer_across_restarts() {
         guests.iter().all(|g| g.socket.exists()),
         "the guests' sockets are theirs: left in place"
     );
-    let drops: Vec<String> = last["drops"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, n)| n.as_u64() != Some(0))
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
     eprintln!(
-        "guests: done in {:?}; drops since the daemon's restart: {drops:?}",
-        started.elapsed()
+        "guests: done in {:?}; drops since the daemon's restart: {:?}",
+        started.elapsed(),
+        drops(&last)
+    );
+    a.kill();
+    b.kill();
+}
+
+/// The RX queues of interface `name` and the worker polling each
+/// (`dvr-ctl interface show`).
+fn polled_by(ctl_sock: &Path, name: &str) -> Vec<(u64, u64)> {
+    let v: Value =
+        serde_json::from_str(&ctl(ctl_sock, &["--json", "interface", "show", name])).unwrap();
+    v["polled_by"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no polled_by in {v}"))
+        .iter()
+        .map(|p| (p["queue"].as_u64().unwrap(), p["worker"].as_u64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn multiqueue_guests_spread_over_workers() {
+    let started = Instant::now();
+    let Some(qemu) = qemu_or_skip("multiqueue_guests_spread_over_workers") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    initramfs(&qemu, &d.join("initramfs.cpio"));
+    // Two vCPUs and two queue pairs a guest; two workers (worker 0 shares
+    // the main core), each polling one RX queue of each interface.
+    let guests = guest_specs(d, 2, 2);
+    let (dvr, _log, _config, ctl_sock) = node(d, &guests, "[0, 1]", 2);
+    for g in &guests {
+        let name = format!("vm-{}", g.name);
+        assert_eq!(
+            polled_by(&ctl_sock, &name),
+            [(0, 0), (1, 1)],
+            "{name}'s queues"
+        );
+    }
+    let w = workers(&ctl_sock);
+    assert_eq!(w.len(), 2, "two workers: {w:?}");
+    for (i, (_, queues)) in w.iter().enumerate() {
+        for g in &guests {
+            let q = format!("vm-{}:q{i}", g.name);
+            assert!(queues.contains(&q), "worker {i} polls {q}: {w:?}");
+        }
+    }
+
+    let mut a = Guest::start(&qemu, d, &guests[0]);
+    let mut b = Guest::start(&qemu, d, &guests[1]);
+    a.ready();
+    b.ready();
+    wait_link(&ctl_sock, "vm-a", true);
+    wait_link(&ctl_sock, "vm-b", true);
+    // The guests' drivers use both queue pairs (virtio-net enables as many
+    // as there are vCPUs; busybox has no ethtool to ask for them), and
+    // send on queue i from vCPU i (XPS).
+    for g in [&mut a, &mut b] {
+        let q = g.ok("ls /sys/class/net/eth0/queues");
+        let q: Vec<&str> = q.split_whitespace().collect();
+        assert_eq!(q, ["rx-0", "rx-1", "tx-0", "tx-1"], "guest {}", g.spec.name);
+        let xps = g.ok("cat /sys/class/net/eth0/queues/tx-1/xps_cpus");
+        assert_eq!(xps.trim(), "2", "guest {}: tx-1 is vCPU 1's", g.spec.name);
+    }
+
+    // Pings from one vCPU, then the other: guest a sends them on its queue
+    // of that vCPU, which the worker of the same number polls.
+    let ib = b.spec.ip().to_owned();
+    for cpu in [1, 0] {
+        let before = workers(&ctl_sock);
+        a.ping_via(&ib, &format!("taskset {}", 1 << cpu));
+        let after = workers(&ctl_sock);
+        assert!(
+            after[cpu].0 >= before[cpu].0 + 3,
+            "pings from guest a's vCPU {cpu} through worker {cpu}: {before:?} -> {after:?}"
+        );
+    }
+    let t = Instant::now();
+    both_ways(&mut a, &mut b, true);
+    eprintln!("multiqueue guests: ping and transfer in {:?}", t.elapsed());
+    let w = workers(&ctl_sock);
+    eprintln!("multiqueue guests: workers' packets {:?}", w);
+
+    let last = dvr.stop();
+    eprintln!(
+        "multiqueue guests: done in {:?}; drops: {:?}",
+        started.elapsed(),
+        drops(&last)
     );
     a.kill();
     b.kill();
