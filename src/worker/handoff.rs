@@ -34,8 +34,11 @@ use crate::sys::Burst;
 use crate::tables::Snapshot;
 use crate::wire::tunnel::{self, Underlay};
 
-/// Bursts a ring between two workers holds.
-pub const RING: usize = 64;
+/// Bursts a ring between two workers holds. A burst may carry a single
+/// frame (a port's RX bursts are short at low rates), and an adaptive worker
+/// may sleep up to half a millisecond before it takes them: room for a
+/// thousand (about 0.5 MiB a ring).
+pub const RING: usize = 1024;
 
 /// The rings between every pair of workers.
 pub struct Handoff {

@@ -551,8 +551,9 @@ impl Worker {
         bytes
     }
 
-    /// Decides and sends what the other workers handed this one, a few
-    /// bursts from each worker per poll. Returns the frames taken.
+    /// Decides and sends what the other workers handed this one: from each
+    /// worker, bursts until four bursts' worth of frames or its ring is
+    /// empty, per poll. Returns the frames taken.
     #[inline(never)]
     fn take_handed(
         &mut self,
@@ -564,10 +565,12 @@ impl Worker {
         let me = self.index;
         let mut taken = 0;
         for from in (0..h.workers()).filter(|&f| f != me) {
-            for _ in 0..4 {
+            let mut budget = 4 * self.burst;
+            while budget > 0 {
                 let Some((port, mut b)) = h.recv(from, me) else {
                     break;
                 };
+                budget = budget.saturating_sub(b.len().max(1));
                 taken += b.len();
                 // `s.rx` is empty between bursts: the handed burst takes its
                 // place, the empty one goes.
