@@ -110,23 +110,45 @@ fn frames_for_a_guest_not_yet_up_are_counted_as_link_down() {
     // it sends them all without any coming back. It stays connected until the
     // daemon has taken them: frames still in a vring whose guest leaves are
     // gone, and on a loaded machine the daemon may set the vring up late.
+    // Under load, DPDK's vhost-user sometimes never takes the frames a new
+    // virtio_user peer put in its vring before the daemon's side was ready
+    // (seen on 2 of 8 loaded runs of this test, also before interfaces and
+    // queues per worker came): as a guest's driver would, a guest whose
+    // frames were not taken within 10 s leaves and a new one sends (at most
+    // five times); frames of a guest that left are gone with its vring.
     const N: u64 = 100;
-    let (mut guest, _stdout) = spawn_guarded(
-        Command::new(dvr_pktgen())
-            .args(["--file-prefix", &unique("pktgen")])
-            .args(["--port", &format!("virtio_user0,path={}", sock_a.display())])
-            .args(["--send", &format!("0:{A}:{B}:{N}")])
-            .args(["--expect", "0"])
-            .args(["--idle-exit-ms", "3600000"])
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit()),
-    );
-
-    let v = dvr.until(|v| port(v, "vm-a", "rx_packets") >= N);
-    guest.terminate();
+    let mut v = serde_json::Value::Null;
+    for attempt in 1..=5 {
+        let (mut guest, _stdout) = spawn_guarded(
+            Command::new(dvr_pktgen())
+                .args(["--file-prefix", &unique("pktgen")])
+                .args(["--port", &format!("virtio_user0,path={}", sock_a.display())])
+                .args(["--send", &format!("0:{A}:{B}:{N}")])
+                .args(["--expect", "0"])
+                .args(["--idle-exit-ms", "3600000"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit()),
+        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let taken = loop {
+            v = dvr.next();
+            if port(&v, "vm-a", "rx_packets") >= N {
+                break true;
+            }
+            if std::time::Instant::now() >= until {
+                break false;
+            }
+        };
+        guest.terminate();
+        if taken {
+            break;
+        }
+        eprintln!("guest {attempt}: frames not taken within 10 s; a new guest");
+    }
     dvr.stop();
-    assert_eq!(port(&v, "vm-a", "rx_packets"), N, "{v}");
+    let rx = port(&v, "vm-a", "rx_packets");
+    assert!(rx >= N, "{v}");
     assert_eq!(port(&v, "vm-b", "tx_packets"), 0, "{v}");
-    assert_eq!(common::drops(&v, "tx_link_down"), N, "{v}");
+    assert_eq!(common::drops(&v, "tx_link_down"), rx, "{v}");
     assert_eq!(common::drops(&v, "tx_queue_full"), 0, "{v}");
 }
