@@ -299,16 +299,7 @@ impl WorkerCounters {
 
     pub fn snapshot(&self) -> WorkerSnapshot {
         WorkerSnapshot {
-            ports: self
-                .ports
-                .iter()
-                .map(|p| PortSnapshot {
-                    rx_packets: p.rx_packets.get(),
-                    rx_bytes: p.rx_bytes.get(),
-                    tx_packets: p.tx_packets.get(),
-                    tx_bytes: p.tx_bytes.get(),
-                })
-                .collect(),
+            ports: self.ports.iter().map(PortCounters::snapshot).collect(),
             drops: std::array::from_fn(|i| self.drops[i].get()),
             polls: self.polls.get(),
             busy_polls: self.busy_polls.get(),
@@ -336,6 +327,30 @@ pub struct PortSnapshot {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
+}
+
+impl PortCounters {
+    /// The counters now.
+    pub fn snapshot(&self) -> PortSnapshot {
+        PortSnapshot {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+        }
+    }
+}
+
+impl PortSnapshot {
+    /// What was counted since `base` (a slot used again counts from there).
+    pub fn since(self, base: PortSnapshot) -> PortSnapshot {
+        PortSnapshot {
+            rx_packets: self.rx_packets.saturating_sub(base.rx_packets),
+            rx_bytes: self.rx_bytes.saturating_sub(base.rx_bytes),
+            tx_packets: self.tx_packets.saturating_sub(base.tx_packets),
+            tx_bytes: self.tx_bytes.saturating_sub(base.tx_bytes),
+        }
+    }
 }
 
 impl std::ops::AddAssign for PortSnapshot {

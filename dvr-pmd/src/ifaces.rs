@@ -181,28 +181,15 @@ impl Interfaces {
     /// The workers' counters of slot `i`, summed.
     fn slot_counters(&self, i: u16) -> PortSnapshot {
         let mut t = PortSnapshot::default();
-        for c in &self.counters {
-            if let Some(p) = c.ports.get(i as usize) {
-                t += PortSnapshot {
-                    rx_packets: p.rx_packets.get(),
-                    rx_bytes: p.rx_bytes.get(),
-                    tx_packets: p.tx_packets.get(),
-                    tx_bytes: p.tx_bytes.get(),
-                };
-            }
+        for p in self.counters.iter().filter_map(|c| c.ports.get(i as usize)) {
+            t += p.snapshot();
         }
         t
     }
 
     /// The counters of interface `i` since it was made.
     pub fn counters_of(&self, i: u16, f: &Iface) -> PortSnapshot {
-        let now = self.slot_counters(i);
-        PortSnapshot {
-            rx_packets: now.rx_packets.saturating_sub(f.base.rx_packets),
-            rx_bytes: now.rx_bytes.saturating_sub(f.base.rx_bytes),
-            tx_packets: now.tx_packets.saturating_sub(f.base.tx_packets),
-            tx_bytes: now.tx_bytes.saturating_sub(f.base.tx_bytes),
-        }
+        self.slot_counters(i).since(f.base)
     }
 
     /// Hands every worker its queues of the port in slot `index`: RX queue
@@ -550,7 +537,7 @@ impl Interfaces {
     }
 
     /// Writes the runtime interfaces (and those that failed at start) to
-    /// the saved file: a new file renamed over the old one.
+    /// the saved file, atomically.
     fn save(&self) -> Result<(), String> {
         let reg = self.read();
         let mut interfaces: Vec<IfaceSpec> = reg
@@ -562,20 +549,15 @@ impl Interfaces {
             .collect();
         interfaces.extend(reg.failed.iter().cloned());
         drop(reg);
-        let text = serde_json::to_string_pretty(&Saved {
+        let saved = Saved {
             format: 1,
             interfaces,
-        })
-        .map_err(|e| format!("cannot encode the interfaces: {e}"))?;
-        let tmp = self.saved.with_extension("interfaces.new");
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.saved)
         };
-        write().map_err(|e| {
+        dvr::model::write_atomic(&self.saved, |w| {
+            serde_json::to_writer_pretty(&mut *w, &saved)?;
+            Ok(())
+        })
+        .map_err(|e| {
             format!(
                 "cannot save the interfaces to {}: {e}",
                 self.saved.display()

@@ -47,8 +47,6 @@ pub struct Node {
     pub counters: Vec<Arc<WorkerCounters>>,
     /// The published dataplane tables.
     pub tables: Arc<Tables>,
-    /// What the table compiler needs to know of this node (at start).
-    pub node_ports: NodePorts,
     /// Each worker's desk, where it takes its ports.
     desks: Vec<Arc<Desk>>,
     /// Between the workers and the control thread (learned, injected).
@@ -133,7 +131,6 @@ impl Node {
             desks: Vec::new(),
             counters: Vec::new(),
             tables: Arc::new(Tables::from_pointee(Snapshot::from_config(&node_ports))),
-            node_ports,
             exchange: Arc::new(Exchange::default()),
             workers: Vec::new(),
             pending: Vec::new(),
@@ -173,7 +170,7 @@ impl Node {
             rx_desc: dp.rx_desc,
             tx_desc: dp.tx_desc,
             saved: ifaces::saved_path(&node.cfg.state_file),
-            node_ports: node.node_ports.clone(),
+            node_ports,
         }));
         node.ifaces = Some(ifs.clone());
 
@@ -200,15 +197,13 @@ impl Node {
             let port = Port::start(id, &pc.name, &setup, &pool)
                 .map_err(|e| err(format!("port {} ({}): {e}", pc.name, info.driver)))?;
             tracing::info!(port = %pc.name, id, driver = %info.driver, rx, tx, "port started");
-            node.node_ports.ports[i].mac = MacAddr(port.mac());
             ifs.adopt(i as u16, pc, port, info.driver, rx, tx);
         }
         // Interfaces added at run time before the last stop.
         ifs.restore();
-        node.node_ports = ifs.node_ports();
         // The ports' MACs are known now (the underlay's is the tunnels' source).
         node.tables
-            .store(Arc::new(Snapshot::from_config(&node.node_ports)));
+            .store(Arc::new(Snapshot::from_config(&ifs.node_ports())));
 
         // Several workers: SNAT on each, frames handed to their session's owner.
         let handoff = (nworkers > 1).then(|| {

@@ -28,6 +28,51 @@ mod alloc;
 mod check;
 mod index;
 mod store;
+/// Writes a file atomically: `write` fills a temporary file in the same
+/// directory, which is fsynced, renamed over `path`, and the directory is
+/// fsynced. A crash at any point leaves either the old file or the new one.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a file name", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let all = || -> io::Result<()> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut w = BufWriter::new(file);
+        write(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        File::open(&dir)?.sync_all()
+    };
+    let result = all();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests;
 mod txn;
@@ -167,51 +212,16 @@ impl Model {
         }
     }
 
-    /// Writes the model atomically: a temporary file in the same directory is
-    /// written and fsynced, renamed over `path`, and the directory is fsynced. A
-    /// crash at any point leaves either the old file or the new one.
+    /// Writes the model atomically ([`write_atomic`]).
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        static SEQ: AtomicU64 = AtomicU64::new(0);
-        let file_name = path.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: not a file name", path.display()),
-            )
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{}",
-            file_name.to_string_lossy(),
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let write = || -> io::Result<()> {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            let mut w = BufWriter::new(file);
+        write_atomic(path, |w| {
             let saved = SavedRef {
                 format: FORMAT_VERSION,
                 model: self,
             };
-            serde_json::to_writer_pretty(&mut w, &saved)?;
-            w.write_all(b"\n")?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, path)?;
-            File::open(&dir)?.sync_all()
-        };
-        let result = write();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+            serde_json::to_writer_pretty(&mut *w, &saved)?;
+            w.write_all(b"\n")
+        })
     }
 
     /// Reads a saved model: a missing file is an empty model; a file that is not

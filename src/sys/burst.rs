@@ -1,7 +1,7 @@
 //! A burst of owned packets, and a packet of it being decided.
 
 use super::mbuf::{segment, with_frame, write_frame};
-use super::{ffi, Mbuf, Result};
+use super::{ffi, Result};
 use crate::pkt::Frame;
 
 /// The largest burst a [`Burst`] holds.
@@ -104,32 +104,31 @@ impl Burst {
         self.len += 1;
     }
 
-    /// Hands every frame for which `dest` names a destination to `out`, as an
-    /// owned [`Mbuf`] with that destination, in order; the others stay, in
-    /// their order. (A worker handing frames to the worker that owns their
-    /// SNAT session.)
+    /// Moves every frame for which `dest` names a destination `d` to the end
+    /// of `outs[d]`, in order; the others stay, in their order. (A worker
+    /// handing frames to the worker that owns their SNAT session.) A frame
+    /// whose destination is not in `outs`, or full, stays.
     #[inline]
-    pub fn split_off(
-        &mut self,
-        mut dest: impl FnMut(&[u8]) -> Option<usize>,
-        mut out: impl FnMut(usize, Mbuf),
-    ) {
+    pub fn split_off(&mut self, mut dest: impl FnMut(&[u8]) -> Option<usize>, outs: &mut [Burst]) {
         let mut kept = 0;
         for i in 0..self.len {
             let p = self.pkts[i];
             // SAFETY: slots below len hold valid mbufs owned by this burst;
             // the bytes are borrowed only for the call of `dest`.
             let to = dest(unsafe { segment(p) });
-            match (to, std::ptr::NonNull::new(p)) {
-                (Some(d), Some(nn)) => out(d, Mbuf::from_owned(nn)),
-                _ => {
+            match to
+                .and_then(|d| outs.get_mut(d))
+                .filter(|o| o.len < MAX_BURST)
+            {
+                // The mbuf moves to the other burst, which owns it now.
+                Some(o) => o.push_raw(p),
+                None => {
                     self.pkts[kept] = p;
                     kept += 1;
                 }
             }
         }
-        // Every mbuf handed out belongs to its Mbuf now; the kept ones are
-        // below `kept`.
+        // The kept mbufs are below `kept`; the others belong to `outs`.
         self.len = kept;
     }
 

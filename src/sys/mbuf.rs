@@ -73,11 +73,6 @@ pub struct Mbuf(NonNull<ffi::rte_mbuf>);
 unsafe impl Send for Mbuf {}
 
 impl Mbuf {
-    /// Takes ownership of `p`, a valid mbuf the caller owned and forgets.
-    pub(super) fn from_owned(p: NonNull<ffi::rte_mbuf>) -> Mbuf {
-        Mbuf(p)
-    }
-
     /// A packet holding a copy of `frame`, from `pool`.
     pub fn from_frame(pool: &Mempool, frame: &[u8]) -> Result<Mbuf> {
         // SAFETY: the pool is alive for the call; a NULL return means empty.

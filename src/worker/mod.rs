@@ -523,21 +523,15 @@ impl Worker {
             return 0;
         };
         let mut bytes = 0u64;
-        let staged = &mut s.handing;
         s.rx.split_off(
             |f| {
                 let w = owner.of(snap, side, f)?;
                 bytes += f.len() as u64;
                 Some(w)
             },
-            |w, m| {
-                if let Some(b) = staged.get_mut(w) {
-                    // A burst holds what one RX burst had: never full here.
-                    let _ = m.push_to(b);
-                }
-            },
+            &mut s.handing,
         );
-        for (w, b) in staged.iter_mut().enumerate() {
+        for (w, b) in s.handing.iter_mut().enumerate() {
             if b.is_empty() {
                 continue;
             }
