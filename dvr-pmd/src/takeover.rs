@@ -22,7 +22,9 @@
 //! Only for ports two processes can have open at once ([`check`], of the
 //! configuration and of the interfaces added at run time):
 //! `af_packet` (both receive every frame until the old one stops; tested),
-//! vhost-user in client mode (QEMU's server socket; not tested yet), and
+//! vhost-user in client mode (QEMU's server socket: the new process's
+//! connection waits in its backlog and QEMU takes it the moment the old one
+//! closes; tested under real guests), and
 //! the in-process `ring` and `null`. Refused for a PCI device (one owner at
 //! a time), a `tap` (its interface exists until the old process ends), a
 //! vhost-user server socket (the old process removes the path when it

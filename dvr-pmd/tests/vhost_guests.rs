@@ -19,9 +19,12 @@
 //! b's QEMU is killed (the socket goes away, the daemon's link goes down) and
 //! started again on the same socket; guest a reboots itself (`reboot -f`: the
 //! same QEMU resets the machine, the link goes down, and the new kernel's
-//! driver sets the queues up again); and the daemon itself restarts under the running guests (the
-//! model from its state file, the two interfaces from its saved ones). After each, the link is up again and the ping
-//! and a checked transfer work again.
+//! driver sets the queues up again); the daemon itself restarts under the
+//! running guests (the model from its state file, the two interfaces from
+//! its saved ones); and a new daemon takes over from the running one
+//! (`--take-over`, an upgrade) while guest a pings b 100 times a second: at
+//! most 10 pings (100 ms) lost. After each, the link is up again and the
+//! ping and a checked transfer work again.
 //!
 //! A second test runs guests with two vCPUs and a NIC of two queue pairs
 //! (`-netdev ...,queues=2`, `mq=on`; the guest's virtio-net enables one
@@ -732,6 +735,22 @@ fn guests_ping_and_transfer_across_restarts() {
         t.elapsed()
     );
 
+    // An upgrade without a gap: a new process takes over (`--take-over`)
+    // while guest a pings b 100 times a second. The new process connects
+    // to the guests' sockets while the old one still holds them (QEMU
+    // takes the new connection once the old one closes) and stops the old
+    // one once its workers poll.
+    let (dvr, lost, sent) = take_over(dvr, &config, &mut a);
+    let _log = DaemonLog(dvr.stderr.clone(), ctl_sock.clone());
+    eprintln!("guests: take-over of dvr-pmd: {lost} of {sent} pings lost at 100/s");
+    assert!(
+        lost <= MAX_LOST_TAKE_OVER,
+        "{lost} of {sent} pings lost in a take-over (at most {MAX_LOST_TAKE_OVER})"
+    );
+    wait_link(&ctl_sock, "vm-a", true);
+    wait_link(&ctl_sock, "vm-b", true);
+    both_ways(&mut a, &mut b, true);
+
     let last = dvr.stop();
     assert!(
         guests.iter().all(|g| g.socket.exists()),
@@ -744,6 +763,71 @@ fn guests_ping_and_transfer_across_restarts() {
     );
     a.kill();
     b.kill();
+}
+
+/// The most pings (at 100/s) a take-over may lose: the goal of
+/// 100 ms.
+const MAX_LOST_TAKE_OVER: u64 = 10;
+
+/// `dvr-pmd --take-over` on `config` beside `old` while guest `a` pings
+/// guest b (10.2.0.10) 100 times a second for 8 s; returns the new
+/// process once the old one has exited and the ping ended, and the pings
+/// lost and sent.
+fn take_over(mut old: Daemon, config: &Path, a: &mut Guest) -> (Daemon, u64, u64) {
+    a.ok("rm -f /tmp/ping; (ping -q -i 0.01 -c 800 -W 2 10.2.0.10 > /tmp/ping 2>&1 &)");
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let mut new = Daemon::start_with(config, &["--take-over"]);
+    let st = loop {
+        if let Some(st) = old.proc.child().try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < GUEST_PATIENCE,
+            "the old dvr-pmd did not stop; new one:\n{}",
+            new.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    old.proc.0 = None;
+    assert!(
+        st.success(),
+        "old dvr-pmd exit {st}; stderr:\n{}",
+        old.stderr()
+    );
+    eprintln!(
+        "guests: the old dvr-pmd exited {:?} after the new one started",
+        t.elapsed()
+    );
+    new.next();
+    // The ping ends by itself (800 at 100/s, then 2 s for the last replies).
+    let deadline = Instant::now() + GUEST_PATIENCE;
+    let out = loop {
+        let out = a.ok("cat /tmp/ping");
+        if out.contains("packets received") {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "guest a's ping never ended: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    // busybox: "800 packets transmitted, 795 packets received, 0% packet loss"
+    let num = |what: &str| -> u64 {
+        let at = out
+            .find(what)
+            .unwrap_or_else(|| panic!("no \"{what}\" in {out}"));
+        out[..at]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (sent, got) = (num(" packets transmitted"), num(" packets received"));
+    assert!(sent >= 700, "guest a sent only {sent} pings: {out}");
+    (new, sent - got, sent)
 }
 
 /// The RX queues of interface `name` and the worker polling each

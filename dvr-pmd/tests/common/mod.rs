@@ -99,6 +99,13 @@ impl Daemon {
         Daemon::spawn(Command::new(dvr_pmd()), config)
     }
 
+    /// The same with more arguments (`--take-over`).
+    pub fn start_with(config: &Path, args: &[&str]) -> Daemon {
+        let mut cmd = Command::new(dvr_pmd());
+        cmd.args(args);
+        Daemon::spawn(cmd, config)
+    }
+
     /// The same in network namespace `netns` (an emulated host). `ip netns
     /// exec` execs dvr-pmd: the child is dvr-pmd itself.
     pub fn start_in(netns: &str, config: &Path) -> Daemon {
