@@ -72,6 +72,14 @@ reasons! {
     PortSecurityRa => "port_security_ra",
     /// Port security: a DHCP (UDP 67 to 68) or DHCPv6 (UDP 547 to 546) server message from a VM port.
     PortSecurityDhcp => "port_security_dhcp",
+    /// UDP to port 67 from a VM port that this host answers DHCP for, which is not a whole DHCP client message (or whose reply found no room in its buffer).
+    DhcpMalformed => "dhcp_malformed",
+    /// A DHCP message whose client hardware address is not its port's MAC.
+    DhcpForeignClient => "dhcp_foreign_client",
+    /// A DHCPREQUEST that chose another server's offer (option 54): not answered.
+    DhcpOtherServer => "dhcp_other_server",
+    /// A DHCPRELEASE or DHCPDECLINE: taken, nothing to answer (the address stays the port's).
+    DhcpReleased => "dhcp_released",
     /// A VLAN-tagged frame from a VM port.
     VlanFromVm => "vlan_from_vm",
     /// ARP that is not an Ethernet/IPv4 request or reply of the right length.

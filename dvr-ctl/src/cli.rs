@@ -167,10 +167,42 @@ pub enum SubnetCmd {
         /// An address, `auto` (the first one, the default) or `none`.
         #[arg(long)]
         gateway: Option<String>,
+        #[command(flatten)]
+        dhcp: DhcpArgs,
+        name: String,
+    },
+    /// Change a subnet's DHCP: on or off, its DNS servers and host routes.
+    Set {
+        #[command(flatten)]
+        dhcp: DhcpArgs,
+        /// Empty the DNS server list (before any --dns-nameserver).
+        #[arg(long)]
+        no_dns_nameservers: bool,
+        /// Empty the host routes (before any --host-route).
+        #[arg(long)]
+        no_host_route: bool,
         name: String,
     },
     #[command(flatten)]
     Common(CommonCmd),
+}
+
+/// What DHCP hands out on a subnet (answered on each VM's own host).
+#[derive(Args, Debug)]
+pub struct DhcpArgs {
+    /// Answer DHCP on this subnet (the default).
+    #[arg(long, conflicts_with = "no_dhcp")]
+    dhcp: bool,
+    /// Do not answer DHCP on this subnet (its VMs' DHCP is switched).
+    #[arg(long)]
+    no_dhcp: bool,
+    /// A DNS server DHCP hands out; repeatable (at most 5).
+    #[arg(long = "dns-nameserver")]
+    dns_nameservers: Vec<IpAddr>,
+    /// `destination=CIDR,gateway=IP`: a route DHCP hands out (option 121);
+    /// repeatable (at most 20).
+    #[arg(long = "host-route", value_parser = parse_route)]
+    host_routes: Vec<Route>,
 }
 
 #[derive(Args, Debug)]
@@ -703,6 +735,7 @@ impl SubnetCmd {
                 network,
                 subnet_range,
                 gateway,
+                dhcp,
                 name,
             } => {
                 let gateway_ip = match gateway.as_deref() {
@@ -718,8 +751,24 @@ impl SubnetCmd {
                     network,
                     cidr: subnet_range,
                     gateway_ip,
+                    enable_dhcp: flag(dhcp.dhcp, dhcp.no_dhcp),
+                    dns_nameservers: dhcp.dns_nameservers,
+                    host_routes: dhcp.host_routes,
                 }])
             }
+            SubnetCmd::Set {
+                dhcp,
+                no_dns_nameservers,
+                no_host_route,
+                name,
+            } => Apply(vec![Change::SubnetSet {
+                name,
+                enable_dhcp: flag(dhcp.dhcp, dhcp.no_dhcp),
+                clear_dns_nameservers: no_dns_nameservers,
+                dns_nameservers: dhcp.dns_nameservers,
+                clear_host_routes: no_host_route,
+                host_routes: dhcp.host_routes,
+            }]),
             SubnetCmd::Common(c) => c.call(Kind::Subnet, |name| Change::SubnetDelete { name }),
         })
     }

@@ -92,7 +92,20 @@ pub fn object(kind: Kind, result: Value) -> Result<(), String> {
     match kind {
         Kind::Host => fields(&answer::<Host>(result)?),
         Kind::Network => fields(&answer::<Network>(result)?),
-        Kind::Subnet => fields(&answer::<Subnet>(result)?),
+        Kind::Subnet => {
+            // Every DHCP field, defaults too (the model leaves them out).
+            let sub: Subnet = answer(result)?;
+            let mut v = serde_json::to_value(&sub).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.insert("enable_dhcp".into(), sub.enable_dhcp.into());
+                o.insert(
+                    "dns_nameservers".into(),
+                    serde_json::json!(sub.dns_nameservers),
+                );
+                o.insert("host_routes".into(), serde_json::json!(sub.host_routes));
+            }
+            fields(&v)
+        }
         Kind::Port => fields(&answer::<PortView>(result)?),
         Kind::Router => fields(&answer::<Router>(result)?),
         Kind::FloatingIp => fields(&answer::<FloatingIp>(result)?),

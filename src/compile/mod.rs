@@ -301,8 +301,19 @@ impl Compiler {
             Kind::Host => d.hosts = true,
             Kind::Port => self.note_port(model, &a.name, d),
             Kind::FloatingIp => self.note_fip(model, &a.name, d),
-            // A subnet in use cannot be deleted or changed.
-            Kind::Subnet => {}
+            // A subnet in use cannot be deleted or its range changed; its
+            // DHCP settings are its network's ([`NetTables::dhcp4`]).
+            Kind::Subnet => {
+                let net = match model.subnets.get(&a.name) {
+                    Some(s) => Some(s.network.clone()),
+                    // Deleted: the network whose DHCP still names it.
+                    None => (0..self.current.nets.len())
+                        .filter_map(|i| self.current.nets.get(i))
+                        .find(|n| n.dhcp4.iter().any(|d| d.subnet == a.name))
+                        .map(|n| n.name.clone()),
+                };
+                d.nets.extend(net);
+            }
         }
     }
 

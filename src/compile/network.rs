@@ -1,13 +1,17 @@
 //! Compiling one network: FDB, responder addresses, gateways, VIPs.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
 
 use super::Ctx;
 use crate::l2::MacTable;
 use crate::mac::MacAddr;
+use crate::model::Subnet;
 use crate::tables::{
-    eui64_link_local, Chunked, Dest, Gw, Home, IpMap, NetTables, RouterTables, Vip,
+    eui64_link_local, Chunked, Dest, Dhcp4, Gw, Home, IpMap, NetTables, RouterTables, Vip,
+    DHCP_SERVER_MAC,
 };
 
 /// An order of [`Dest`]s (the VIP entries of one port are together).
@@ -34,6 +38,7 @@ impl NetTables {
         let mut t = Parts::default();
         t.ports(cx, ports);
         t.gateways(name, routers, router_ids);
+        let dhcp4 = dhcp4(cx, name, n.mtu, &t.gateways);
         Some(NetTables {
             name: n.name.clone(),
             kind: n.network_type,
@@ -47,6 +52,7 @@ impl NetTables {
             local_ports: t.local_ports.into_iter().collect(),
             vips: t.vips,
             holders: IpMap::default(),
+            dhcp4,
         })
     }
 }
@@ -153,4 +159,94 @@ impl Parts {
         }
         self.gateways.sort_by_key(|g| (g.router, g.iface));
     }
+}
+
+/// What DHCPv4 answers on network `name` (MTU `mtu`): one entry per IPv4
+/// subnet with DHCP enabled, its options made once here.
+fn dhcp4(cx: &Ctx<'_>, name: &str, mtu: u16, gateways: &[Gw]) -> Vec<Dhcp4> {
+    let mut out = Vec::new();
+    for s in cx.model.subnets_of(name) {
+        let IpNet::V4(c) = s.cidr else { continue };
+        if !s.enable_dhcp {
+            continue;
+        }
+        let gw = match s.gateway_ip {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        };
+        // No gateway: the last host address speaks for the server (clients
+        // renew to it by broadcast once unicast goes unanswered).
+        let server = gw.unwrap_or_else(|| Ipv4Addr::from(u32::from(c.broadcast()) - 1));
+        let server_mac = gateways
+            .iter()
+            .find(|g| g.ip == IpAddr::V4(server))
+            .map_or(DHCP_SERVER_MAC, |g| g.mac);
+        out.push(Dhcp4 {
+            subnet: s.name.clone(),
+            net: u32::from(c.network()),
+            mask: u32::from(c.netmask()),
+            server: u32::from(server),
+            server_mac,
+            options: dhcp4_options(s, c, gw, mtu).into_boxed_slice(),
+        });
+    }
+    out
+}
+
+/// Subnet `s`'s (`c`) options 1, 3, 6, 26 and 121 in wire form. With a
+/// gateway, option 121 (which a client that asks for it uses instead of
+/// option 3) carries the default route and 169.254.169.254/32 (the
+/// metadata service, on the router) through it, then the host routes.
+fn dhcp4_options(s: &Subnet, c: Ipv4Net, gw: Option<Ipv4Addr>, mtu: u16) -> Vec<u8> {
+    let mut o = Vec::with_capacity(64);
+    o.extend([1, 4]);
+    o.extend(c.netmask().octets());
+    if let Some(g) = gw {
+        o.extend([3, 4]);
+        o.extend(g.octets());
+    }
+    let dns: Vec<Ipv4Addr> = s
+        .dns_nameservers
+        .iter()
+        .filter_map(|d| match d {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    if !dns.is_empty() {
+        o.extend([6, 4 * dns.len() as u8]);
+        for d in dns {
+            o.extend(d.octets());
+        }
+    }
+    o.extend([26, 2]);
+    o.extend(mtu.to_be_bytes());
+    let mut routes: Vec<(Ipv4Net, Ipv4Addr)> = Vec::new();
+    if let Some(g) = gw {
+        routes.push((Ipv4Net::default(), g));
+        let md = Ipv4Net::new(Ipv4Addr::new(169, 254, 169, 254), 32).expect("a /32");
+        if !s.host_routes.iter().any(|r| r.destination == IpNet::V4(md)) {
+            routes.push((md, g));
+        }
+    }
+    for r in &s.host_routes {
+        if let (IpNet::V4(d), IpAddr::V4(h)) = (r.destination, r.nexthop) {
+            routes.retain(|(x, _)| *x != d);
+            routes.push((d, h));
+        }
+    }
+    if !routes.is_empty() {
+        // RFC 3442: prefix length, the significant octets of the
+        // destination, the router. 2 + 20 routes of at most 9 bytes: < 255.
+        let mut v = Vec::new();
+        for (d, h) in routes {
+            let len = d.prefix_len();
+            v.push(len);
+            v.extend(&d.network().octets()[..len.div_ceil(8) as usize]);
+            v.extend(h.octets());
+        }
+        o.extend([121, v.len() as u8]);
+        o.extend(v);
+    }
+    o
 }

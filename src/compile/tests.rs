@@ -239,6 +239,9 @@ fn incremental_equals_full_compile() {
             network: format!("net{n}"),
             cidr: format!("10.{n}.0.0/24").parse().unwrap(),
             gateway_ip: None,
+            enable_dhcp: None,
+            dns_nameservers: vec![],
+            host_routes: vec![],
         });
     }
     m.apply(&setup).unwrap();
@@ -248,7 +251,30 @@ fn incremental_equals_full_compile() {
         let r = format!("r{}", rnd(5));
         let s = format!("s{}", rnd(4));
         let p = format!("p{}", rnd(12));
-        let change = match rnd(9) {
+        let change = match rnd(11) {
+            // DHCP of a subnet: on or off, DNS servers, host routes.
+            9 => Change::SubnetSet {
+                name: s,
+                enable_dhcp: Some(rnd(3) != 0),
+                clear_dns_nameservers: rnd(2) == 0,
+                dns_nameservers: vec![format!("192.0.2.{}", rnd(4)).parse().unwrap()],
+                clear_host_routes: true,
+                host_routes: vec![],
+            },
+            10 => {
+                let n = s[1..].to_owned();
+                Change::SubnetSet {
+                    name: s,
+                    enable_dhcp: None,
+                    clear_dns_nameservers: false,
+                    dns_nameservers: vec![],
+                    clear_host_routes: rnd(2) == 0,
+                    host_routes: vec![crate::model::Route {
+                        destination: format!("172.{}.0.0/16", rnd(8)).parse().unwrap(),
+                        nexthop: format!("10.{n}.0.{}", 2 + rnd(20)).parse().unwrap(),
+                    }],
+                }
+            }
             0 => Change::RouterCreate {
                 name: r,
                 distributed: None,
@@ -349,6 +375,7 @@ fn incremental_equals_full_compile() {
                 a.local_ports, b.local_ports,
                 "step {step}: local ports of {net}"
             );
+            assert_eq!(a.dhcp4, b.dhcp4, "step {step}, {change:?}: DHCP of {net}");
         }
         for p in 0..3 {
             match (&inc.ports[p], &full.ports[p]) {

@@ -647,7 +647,7 @@ impl<'m> Ctx<'m> {
                 );
             }
         }
-        Ok(())
+        check_dhcp_options(s)
     }
 
     pub(super) fn check_subnet_overlap(&self, s: &Subnet) -> Result<(), ModelError> {
@@ -1114,4 +1114,67 @@ pub(super) fn validate(m: &Model) -> Result<(), ModelError> {
         Some(msg) => Err(ModelError(msg)),
         None => Ok(()),
     }
+}
+
+/// A subnet's DNS servers and host routes: few enough for a DHCP reply,
+/// no duplicates, routes of the subnet's family through a next hop inside
+/// it (a DHCP client reaches its next hops on the link).
+fn check_dhcp_options(s: &Subnet) -> Result<(), ModelError> {
+    use crate::model::types::{MAX_DNS_NAMESERVERS, MAX_HOST_ROUTES};
+    if s.dns_nameservers.len() > MAX_DNS_NAMESERVERS {
+        bail!(
+            "subnet {}: {} DNS servers; at most {MAX_DNS_NAMESERVERS}",
+            s.name,
+            s.dns_nameservers.len()
+        );
+    }
+    for (i, d) in s.dns_nameservers.iter().enumerate() {
+        if s.dns_nameservers[..i].contains(d) {
+            bail!("subnet {}: DNS server {d} given twice", s.name);
+        }
+        if d.is_unspecified() || d.is_multicast() {
+            bail!("subnet {}: {d} cannot be a DNS server", s.name);
+        }
+    }
+    if s.host_routes.len() > MAX_HOST_ROUTES {
+        bail!(
+            "subnet {}: {} host routes; at most {MAX_HOST_ROUTES}",
+            s.name,
+            s.host_routes.len()
+        );
+    }
+    for (i, r) in s.host_routes.iter().enumerate() {
+        if is_v6(&r.destination) != is_v6(&s.cidr) || r.nexthop.is_ipv6() != is_v6(&s.cidr) {
+            bail!(
+                "subnet {}: host route {} via {} is not of the subnet's family",
+                s.name,
+                r.destination,
+                r.nexthop
+            );
+        }
+        if !is_network_address(&r.destination) {
+            bail!(
+                "subnet {}: host route destination {} is not a network address; did you mean {}",
+                s.name,
+                r.destination,
+                r.destination.trunc()
+            );
+        }
+        if !s.cidr.contains(&r.nexthop) {
+            bail!(
+                "subnet {}: host route {} via {}: the next hop is not inside {}",
+                s.name,
+                r.destination,
+                r.nexthop,
+                s.cidr
+            );
+        }
+        if s.host_routes[..i]
+            .iter()
+            .any(|o| o.destination == r.destination)
+        {
+            bail!("subnet {}: two host routes to {}", s.name, r.destination);
+        }
+    }
+    Ok(())
 }

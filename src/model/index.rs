@@ -532,6 +532,24 @@ impl Model {
         }
     }
 
+    /// The subnets of network `network` (through the index when there is
+    /// one, else by a scan), in name order.
+    pub fn subnets_of(&self, network: &str) -> Vec<&crate::model::Subnet> {
+        let mut v: Vec<_> = match self.idx() {
+            Some(i) => i
+                .rel(Rel::SubnetsByNetwork, network)
+                .filter_map(|k| self.subnets.get(k.name()))
+                .collect(),
+            None => self
+                .subnets
+                .values()
+                .filter(|s| s.network == network)
+                .collect(),
+        };
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// The incrementally kept index equals one built from scratch (false when
     /// none is built yet). For the tests and the `control` fuzz target.
     #[doc(hidden)]

@@ -136,7 +136,41 @@ impl Model {
                 network,
                 cidr,
                 gateway_ip,
-            } => self.subnet_create(log, name, network, cidr, gateway_ip),
+                enable_dhcp,
+                dns_nameservers,
+                host_routes,
+            } => {
+                let dhcp = DhcpSpec {
+                    enable: enable_dhcp.unwrap_or(true),
+                    dns: dns_nameservers,
+                    routes: host_routes,
+                };
+                self.subnet_create(log, name, network, cidr, gateway_ip, dhcp)
+            }
+            Change::SubnetSet {
+                name,
+                enable_dhcp,
+                clear_dns_nameservers,
+                dns_nameservers,
+                clear_host_routes,
+                host_routes,
+            } => {
+                let mut s = self.subnet(name)?.clone();
+                if let Some(e) = enable_dhcp {
+                    s.enable_dhcp = *e;
+                }
+                if *clear_dns_nameservers {
+                    s.dns_nameservers.clear();
+                }
+                s.dns_nameservers.extend(dns_nameservers.iter().copied());
+                if *clear_host_routes {
+                    s.host_routes.clear();
+                }
+                s.host_routes.extend(host_routes.iter().cloned());
+                Ctx::scan(self).check_subnet(&s)?;
+                self.put_subnet(log, s);
+                Ok(applied(Kind::Subnet, name))
+            }
             Change::SubnetDelete { name } => self.subnet_delete(log, name),
             Change::PortCreate {
                 name,
@@ -404,6 +438,7 @@ impl Model {
         network: &str,
         cidr: &IpNet,
         gateway_ip: &Option<Option<IpAddr>>,
+        dhcp: DhcpSpec<'_>,
     ) -> Result<Applied, ModelError> {
         if self.subnets.contains_key(name) {
             bail!("subnet {name} already exists");
@@ -416,6 +451,9 @@ impl Model {
                 None => Some(first_host(cidr)),
                 Some(g) => *g,
             },
+            enable_dhcp: dhcp.enable,
+            dns_nameservers: dhcp.dns.clone(),
+            host_routes: dhcp.routes.clone(),
         };
         let ctx = Ctx::scan(self);
         ctx.check_subnet(&s)?;
@@ -1257,4 +1295,11 @@ fn add_pairs(pairs: &mut Vec<AllowedPair>, new: &[AllowedPair]) -> Result<(), Mo
         }
     }
     Ok(())
+}
+
+/// What [`Change::SubnetCreate`] says of DHCP.
+struct DhcpSpec<'a> {
+    enable: bool,
+    dns: &'a Vec<IpAddr>,
+    routes: &'a Vec<crate::model::types::Route>,
 }

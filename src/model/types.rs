@@ -57,6 +57,31 @@ pub struct Subnet {
     pub network: String,
     pub cidr: IpNet,
     pub gateway_ip: Option<IpAddr>,
+    /// DHCP answered on each VM's own host (`--dhcp`, Neutron's default;
+    /// IPv4 only so far).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub enable_dhcp: bool,
+    /// The DNS servers DHCP hands out (`--dns-nameserver`), at most
+    /// [`MAX_DNS_NAMESERVERS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_nameservers: Vec<IpAddr>,
+    /// Routes DHCP hands out besides the default one (`--host-route
+    /// destination=CIDR,gateway=IP`), at most [`MAX_HOST_ROUTES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_routes: Vec<Route>,
+}
+
+/// The most DNS servers a subnet hands out (Neutron's `max_dns_nameservers`).
+pub const MAX_DNS_NAMESERVERS: usize = 5;
+/// The most host routes a subnet hands out (Neutron's `max_subnet_host_routes`).
+pub const MAX_HOST_ROUTES: usize = 20;
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -217,6 +242,29 @@ pub enum Change {
             skip_serializing_if = "Option::is_none"
         )]
         gateway_ip: Option<Option<IpAddr>>,
+        /// None: enabled (Neutron's default).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enable_dhcp: Option<bool>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dns_nameservers: Vec<IpAddr>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        host_routes: Vec<Route>,
+    },
+    /// `openstack subnet set`: DHCP on or off; with `clear_*` the list is
+    /// emptied first (`--no-dns-nameservers`, `--no-host-route`), then the
+    /// given entries are added (`--dns-nameserver`, `--host-route`).
+    SubnetSet {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enable_dhcp: Option<bool>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        clear_dns_nameservers: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        dns_nameservers: Vec<IpAddr>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        clear_host_routes: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        host_routes: Vec<Route>,
     },
     SubnetDelete {
         name: String,

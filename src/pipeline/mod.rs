@@ -10,6 +10,8 @@
 //!   and its allowed address pairs (exact or CIDR); ARP senders and neighbour
 //!   discovery about the port itself only; no router advertisement, redirect
 //!   or DHCP server message;
+//! - [`dhcp`](mod@dhcp) (VM ports): DHCPv4 answered from the model on the
+//!   VM's own host (address, mask, router, DNS, MTU, classless routes);
 //! - [`responder`](mod@responder): requests for any address the model knows are answered
 //!   here, never flooded (ARP, neighbour discovery); VIP holders learned from
 //!   what allowed address pairs announce;
@@ -29,7 +31,7 @@
 //!   rewrite a DVR MAC source to the router interface MAC.
 //!
 //! In order: a VM port's frame takes `from_vm` (the flow cache, else
-//! `from_vm_full`: port security, VIP learning, responder, switch, route,
+//! `from_vm_full`: port security, VIP learning, DHCP, responder, switch, route,
 //! NAT, encap); an underlay frame `decap::from_underlay` (decap, then
 //! switch or route); an external frame `nat::from_external` (NAT, then
 //! route). The fast paths that decide the common cases on a frame's bytes
@@ -188,6 +190,7 @@ macro_rules! tr {
 
 pub mod classify;
 pub mod decap;
+pub mod dhcp;
 pub mod encap;
 pub mod icmp;
 pub mod nat;
@@ -531,6 +534,11 @@ fn from_vm_full<T: Trace>(
     }
     if et != ethernet::ETHERTYPE_IPV4 && !vm.pairs.is_empty() && vip_learn(env, vm, net, b, t) {
         if let Some(d) = vip_reply_to_router(vm, net, f, t) {
+            return d;
+        }
+    }
+    if et == ethernet::ETHERTYPE_IPV4 {
+        if let Some(d) = dhcp::dhcp4(vm, net, f, t) {
             return d;
         }
     }

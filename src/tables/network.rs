@@ -44,7 +44,34 @@ pub struct NetTables {
     /// ARP reply, an unsolicited NA that passed port security): address →
     /// MAC. Set by the control thread ([`crate::compile::Compiler::set_vip_holder`]).
     pub holders: IpMap<MacAddr>,
+    /// The network's IPv4 subnets whose DHCP this node answers for its
+    /// VM ports ([`crate::pipeline::dhcp`]).
+    pub dhcp4: Vec<Dhcp4>,
 }
+
+/// DHCPv4 of one subnet, as its replies carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp4 {
+    /// The subnet's name.
+    pub subnet: String,
+    /// The subnet, as host-order words: its prefix and mask.
+    pub net: u32,
+    pub mask: u32,
+    /// The server identifier (option 54) and source address of replies:
+    /// the subnet's gateway IP, else its last host address.
+    pub server: u32,
+    /// The source MAC of replies: the router interface's on the subnet,
+    /// else [`DHCP_SERVER_MAC`].
+    pub server_mac: MacAddr,
+    /// The options every reply carries after its message type, server
+    /// identifier and lease times, in wire form: subnet mask (1), router (3),
+    /// DNS servers (6), interface MTU (26), classless static routes (121).
+    pub options: Box<[u8]>,
+}
+
+/// The source MAC of DHCP replies on a subnet no router interface serves
+/// (locally administered; OVN's `server_mac` plays this part).
+pub const DHCP_SERVER_MAC: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0xd4, 0xc0]);
 
 /// The most VIP holders a network remembers (a port with a wide pair
 /// cannot grow the tables without bound).

@@ -13,6 +13,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod dhcp;
 pub mod ethernet;
 pub mod gre;
 pub mod icmp4;
