@@ -47,6 +47,11 @@
 //!   both count `fragmentation_needed`); `ping -M do -s 1472` from vm2
 //!   through SNAT prints the router's "Frag needed and DF set (mtu = 1450)"
 //!   (cn2 counts it).
+//! - `dhcp`: a new VM (vm4, no address) on an `af_packet` interface added
+//!   to cn2 at run time, its port 10.0.1.23: `dhclient` gets the address,
+//!   MTU 1450, the subnet's DNS server and routes (default, metadata, a host
+//!   route) from cn2 itself; iperf3 through SNAT each way with no
+//!   `fragmentation_needed` on cn2 or nn.
 //! - `snat_1000`: 1,000 TCP connections from vm2 to the echo server, all open at
 //!   once, each with its own bytes, every byte checked; 1,000 distinct
 //!   translated source ports from the gateway IP on the wire; nn's two
@@ -75,6 +80,7 @@ mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::testbed::{ctl, tcp_transfer, Capture, Recording, Testbed, Vm, VmOpts};
@@ -956,6 +962,219 @@ fn step_pmtu(bed: &mut Bed) {
     );
 }
 
+/// dhclient's configuration for the DHCP step: what it asks for (the
+/// classless static routes declared, as Debian's own configuration does).
+const DHCLIENT_CONF: &str =
+    "option rfc3442-classless-static-routes code 121 = array of unsigned integer 8;
+request subnet-mask, routers, domain-name-servers, interface-mtu, rfc3442-classless-static-routes;
+";
+
+/// dhclient's script for the DHCP step: applies the lease as Debian's
+/// dhclient-script does (address, MTU, classless routes, else the router)
+/// without touching the host's /etc/resolv.conf, and keeps what the lease
+/// said in `$LEASE_ENV` (set on the line the test puts before this text:
+/// dhclient gives its script an environment of its own).
+const DHCLIENT_SCRIPT: &str = r#"
+case "$reason" in
+PREINIT) ip link set dev "$interface" up ;;
+BOUND|RENEW|REBIND|REBOOT)
+  env | grep '^new_' | sort > "$LEASE_ENV.tmp"
+  [ -n "$new_interface_mtu" ] && ip link set dev "$interface" mtu "$new_interface_mtu"
+  ip -4 addr flush dev "$interface"
+  ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
+  if [ -n "$new_rfc3442_classless_static_routes" ]; then
+    set -- $new_rfc3442_classless_static_routes
+    while [ $# -gt 0 ]; do
+      len=$1; shift
+      n=$(( (len + 7) / 8 )); net=""; i=0
+      while [ $i -lt 4 ]; do
+        if [ $i -lt $n ]; then o=$1; shift; else o=0; fi
+        net="$net${net:+.}$o"; i=$((i + 1))
+      done
+      via="$1.$2.$3.$4"; shift 4
+      if [ "$len" -eq 0 ]; then ip route add default via "$via"
+      else ip route add "$net/$len" via "$via"; fi
+    done
+  else
+    for r in $new_routers; do ip route add default via "$r"; break; done
+  fi
+  mv "$LEASE_ENV.tmp" "$LEASE_ENV"
+  ;;
+esac
+exit 0
+"#;
+
+/// DHCP on the VM's own host, with a real client: a new VM (vm4, no
+/// address) on an interface added to cn2 at run time, its port 10.0.1.23 on
+/// every node, the subnet given a DNS server and a host route
+/// (`subnet set`). dhclient gets the address, the network's MTU (1450), the
+/// DNS server, and the routes (default, 169.254.169.254/32 and the host
+/// route, through the gateway); then iperf3 through SNAT each way moves
+/// data without one `fragmentation_needed` on cn2 or nn (the VM's MTU came
+/// from DHCP). The VM, its port and its
+/// interface are gone afterwards.
+fn step_dhcp(bed: &mut Bed) {
+    let bed: &Bed = bed;
+    let d = bed.dir().join("dhcp");
+    std::fs::create_dir_all(&d).unwrap();
+    let vm = bed.tb.vm(
+        "vm4",
+        VmOpts {
+            mac: "fa:16:3e:01:01:23".into(),
+            ..VmOpts::default()
+        }
+        .host("cn2"),
+    );
+    let cn2 = &bed.sockets[CN2];
+    ctl(
+        cn2,
+        &[
+            "interface",
+            "add",
+            "--type",
+            "af_packet",
+            "--iface",
+            &vm.iface,
+            "vm4",
+        ],
+    );
+    all(
+        &bed.sockets,
+        &[
+            "subnet",
+            "set",
+            "--dns-nameserver",
+            "198.51.100.53",
+            "--host-route",
+            "destination=198.51.100.0/24,gateway=10.0.1.1",
+            "s1",
+        ],
+    );
+    all(
+        &bed.sockets,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--mac-address",
+            "fa:16:3e:01:01:23",
+            "--fixed-ip",
+            "subnet=s1,ip-address=10.0.1.23",
+            "--host",
+            "cn2",
+            "--binding",
+            "vm4",
+            "p-vm4",
+        ],
+    );
+    let show = ctl(cn2, &["subnet", "show", "s1"]);
+    assert!(
+        show.contains("198.51.100.53") && show.contains("enable_dhcp"),
+        "{show}"
+    );
+
+    let conf = d.join("dhclient.conf");
+    std::fs::write(&conf, DHCLIENT_CONF).unwrap();
+    let script = d.join("dhclient-script");
+    let lease_env = d.join("lease.env");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nLEASE_ENV='{}'{DHCLIENT_SCRIPT}",
+            lease_env.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let started = Instant::now();
+    let mut cmd = vm.cmd(
+        60,
+        &[
+            "dhclient",
+            "-d",
+            "-4",
+            "-cf",
+            conf.to_str().unwrap(),
+            "-sf",
+            script.to_str().unwrap(),
+            "-lf",
+            d.join("dhclient.leases").to_str().unwrap(),
+            "-pf",
+            d.join("dhclient.pid").to_str().unwrap(),
+            "eth0",
+        ],
+    );
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("dhclient.log")).unwrap());
+    let _client = Guard(Some(cmd.spawn().expect("dhclient")));
+    while !lease_env.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "dhclient got no lease in 30 s: {}\ncn2: {}",
+            std::fs::read_to_string(d.join("dhclient.log")).unwrap_or_default(),
+            bed.errors(CN2)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("dhcp: vm4 bound in {:?}", started.elapsed());
+    let lease = std::fs::read_to_string(&lease_env).unwrap();
+    for want in [
+        "new_ip_address=10.0.1.23",
+        "new_subnet_mask=255.255.255.0",
+        "new_interface_mtu=1450",
+        "new_domain_name_servers=198.51.100.53",
+        "new_dhcp_server_identifier=10.0.1.1",
+        "new_dhcp_lease_time=86400",
+    ] {
+        assert!(lease.contains(want), "no {want} in the lease:\n{lease}");
+    }
+    let link = vm.ok(&["ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1450"), "{link}");
+    let addr = vm.ok(&["ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.0.1.23/24"), "{addr}");
+    let routes = vm.ok(&["ip", "-4", "route"]);
+    for want in [
+        "default via 10.0.1.1",
+        "169.254.169.254 via 10.0.1.1",
+        "198.51.100.0/24 via 10.0.1.1",
+    ] {
+        assert!(routes.contains(want), "no route {want} in vm4:\n{routes}");
+    }
+    let e = bed.errors(CN2);
+    assert_eq!(drops(&e, "dhcp_malformed"), 0, "{e}");
+
+    // Through SNAT each way, with the MTU DHCP gave: nothing too big.
+    let frag_needed = |n: usize| drops(&bed.errors(n), "fragmentation_needed");
+    let before = [frag_needed(CN2), frag_needed(NN)];
+    iperf5(&vm, "vm4 (MTU from DHCP) through SNAT", false);
+    iperf5(&vm, "vm4 (MTU from DHCP) through SNAT, reverse", true);
+    assert_eq!(
+        [frag_needed(CN2), frag_needed(NN)],
+        before,
+        "a fragmentation needed round trip for a VM whose MTU came from DHCP"
+    );
+
+    // Release: the port's address stays the port's; vm4 leaves.
+    drop(_client);
+    all(&bed.sockets, &["port", "delete", "p-vm4"]);
+    all(
+        &bed.sockets,
+        &[
+            "subnet",
+            "set",
+            "--no-dns-nameservers",
+            "--no-host-route",
+            "s1",
+        ],
+    );
+    ctl(cn2, &["interface", "delete", "vm4"]);
+}
+
 /// The SNAT node's workers' counters: (sessions created, frames handed on,
 /// frames taken) per worker.
 fn nn_workers(bed: &Bed) -> Vec<(u64, u64, u64)> {
@@ -1312,13 +1531,14 @@ fn step_migration(bed: &mut Bed) {
 
 type Step = (&'static str, fn(&mut Bed));
 
-const STEPS: [Step; 10] = [
+const STEPS: [Step; 11] = [
     ("services", step_services),
     ("ew", step_ew),
     ("fip_egress", step_fip_egress),
     ("fip_ingress", step_fip_ingress),
     ("snat", step_snat),
     ("pmtu", step_pmtu),
+    ("dhcp", step_dhcp),
     ("snat_1000", step_snat_1000),
     ("fip_move", step_fip_move),
     ("migration", step_migration),
