@@ -1042,11 +1042,12 @@ fn broadcasts_flood_to_local_ports_and_by_head_end_replication() {
     )])))
     .unwrap();
     let b = Bed::from_model(m);
-    // A DHCP-like broadcast from a (not ARP, not ND).
+    // A broadcast from a (not ARP, not ND, not DHCP: that is answered
+    // here, tests/dhcp_golden.rs): a NetBIOS name query.
     let mut f = Vec::new();
     PacketBuilder::ethernet2(A_MAC, [0xff; 6])
         .ipv4(ip4("10.1.0.10"), ip4("255.255.255.255"), 64)
-        .udp(68, 67)
+        .udp(137, 137)
         .write(&mut f, b"discover")
         .unwrap();
     let mut env = env_at(0);
@@ -1462,9 +1463,11 @@ fn port_security_drops_dhcp_server_messages_even_on_a_cached_flow() {
         verdict(&b, VM_A, &with_hop_by_hop(&adv)),
         D::Drop(R::PortSecurityDhcp)
     );
-    // Client messages (and a relay's, 67 to 67) pass.
+    // Client messages (and a relay's, 67 to 67) pass. A client's goes to
+    // the node's own DHCP server (tests/dhcp_golden.rs), which finds no
+    // BOOTP message in this one.
     let discover = dhcp4(A_MAC, bcast, "0.0.0.0", "255.255.255.255", (68, 67));
-    assert!(floods(verdict(&b, VM_A, &discover)));
+    assert_eq!(verdict(&b, VM_A, &discover), D::Drop(R::DhcpMalformed));
     let relay = dhcp4(A_MAC, C_MAC, "10.1.0.10", "10.1.0.20", (67, 67));
     assert_eq!(verdict(&b, VM_A, &relay), D::Forward(UP));
     let solicit = dhcp6(

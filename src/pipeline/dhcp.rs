@@ -16,6 +16,9 @@
 //! | INFORM | ACK with the options, no lease |
 //! | RELEASE, DECLINE | none: `dhcp_released` (the address stays the port's) |
 //!
+//! A client's message is UDP from port 68 to port 67 (as OVN matches it); a
+//! relay agent's (67 to 67) is switched.
+//!
 //! The reply is written over the request, in its buffer: no allocation.
 
 use super::{Disposition, Trace};
@@ -35,22 +38,26 @@ const T2_SECS: u32 = LEASE_SECS / 8 * 7;
 
 const IP_AT: usize = ethernet::HEADER_LEN;
 
-/// Whether IPv4 frame `b` is UDP to the DHCP server port: the one test every
-/// IPv4 frame of the full pipeline from a VM port pays.
+/// Whether IPv4 frame `b` is UDP from the DHCP client port to the server
+/// port (as OVN matches a client's messages; a relay agent's, 67 to 67, is
+/// switched): the one test every IPv4 frame of the full pipeline from a VM
+/// port pays.
 #[inline(always)]
-fn to_server_port(b: &[u8]) -> bool {
+fn client_to_server(b: &[u8]) -> bool {
     let Some(&vihl) = b.get(IP_AT) else {
         return false;
     };
     let ihl = (vihl & 0x0f) as usize * 4;
+    let u = IP_AT + ihl;
     b.get(IP_AT + ipv4::field::PROTOCOL) == Some(&17)
-        && b.len() >= IP_AT + ihl + udp::HEADER_LEN
-        && be16(b, IP_AT + ihl + udp::field::DST_PORT.start) == dhcp::SERVER_PORT
+        && b.len() >= u + udp::HEADER_LEN
+        && be16(b, u + udp::field::DST_PORT.start) == dhcp::SERVER_PORT
+        && be16(b, u + udp::field::SRC_PORT.start) == dhcp::CLIENT_PORT
 }
 
 /// Answers the DHCPv4 client message `f` from VM port `vm` of network `net`
-/// in place; `None` when `f` is not one this node answers (not UDP to port
-/// 67, or the port has no address on a subnet with DHCP here): the pipeline
+/// in place; `None` when `f` is not one this node answers (not UDP from port
+/// 68 to port 67, or the port has no address on a subnet with DHCP here): the pipeline
 /// goes on with it.
 #[inline]
 pub(super) fn dhcp4<T: Trace>(
@@ -59,7 +66,7 @@ pub(super) fn dhcp4<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Option<Disposition> {
-    if !to_server_port(f.data()) {
+    if !client_to_server(f.data()) {
         return None;
     }
     let (ip, d) = vm.ips4.iter().find_map(|&a| {
