@@ -309,7 +309,11 @@ impl Compiler {
                     // Deleted: the network whose DHCP still names it.
                     None => (0..self.current.nets.len())
                         .filter_map(|i| self.current.nets.get(i))
-                        .find(|n| n.dhcp4.iter().any(|d| d.subnet == a.name))
+                        .find(|n| {
+                            n.dhcp4.iter().any(|d| d.subnet == a.name)
+                                || n.dhcp6.iter().any(|d| d.subnet == a.name)
+                                || n.ra6.as_ref().is_some_and(|r| r.subnets.contains(&a.name))
+                        })
                         .map(|n| n.name.clone()),
                 };
                 d.nets.extend(net);
