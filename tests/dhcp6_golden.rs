@@ -731,3 +731,65 @@ fn ipv6_modes_are_checked_as_neutron_checks_them() {
     let s = serde_json::to_value(&m2.subnets["x"]).unwrap();
     assert_eq!(s["ipv6_ra_mode"], "dhcpv6-stateful");
 }
+
+#[test]
+fn unsolicited_advertisements_when_a_port_appears_then_every_ten_minutes() {
+    use dvr::pipeline::ra::{Advertiser, UNSOLICITED_EVERY};
+    use std::time::{Duration, Instant};
+    let m = v6_model();
+    let snap = snapshot(&m);
+    let mut adv = Advertiser::default();
+    let t0 = Instant::now();
+    let mut sent: Vec<(u16, Vec<u8>)> = Vec::new();
+    // A full queue: nothing is taken, and it is due again.
+    adv.follow(&snap, t0, 16, |_, _| false);
+    adv.follow(&snap, t0, 16, |p, f| {
+        sent.push((p, f.to_vec()));
+        true
+    });
+    assert_eq!(
+        sent.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![VM_A],
+        "vm-a only: the other local ports' networks have no RA mode"
+    );
+    let r = Ra::read(&sent[0].1);
+    assert_eq!(r.eth_dst, [0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(r.dst, "ff02::1".parse::<Ipv6Addr>().unwrap().octets());
+    assert_eq!(r.src, ll_of(iface_mac(&m, "r1", "slaac6")));
+    assert_eq!(r.all(3).len(), 2, "both prefixes");
+    assert!(sent[0].1.len() <= dvr::punt::INJECT_MAX);
+    // Not again before ten minutes; then again.
+    sent.clear();
+    adv.follow(
+        &snap,
+        t0 + UNSOLICITED_EVERY - Duration::from_secs(1),
+        16,
+        |p, f| {
+            sent.push((p, f.to_vec()));
+            true
+        },
+    );
+    assert!(sent.is_empty());
+    adv.follow(&snap, t0 + UNSOLICITED_EVERY, 16, |p, f| {
+        sent.push((p, f.to_vec()));
+        true
+    });
+    assert_eq!(sent.len(), 1);
+    // A changed advertisement (a DNS server more) goes at once; at most
+    // `max` a call.
+    let m2 = with(
+        m.clone(),
+        json!([{"op": "subnet_set", "name": "slaac6", "dns_nameservers": ["2001:db8::55"]}]),
+    );
+    sent.clear();
+    adv.follow(&snapshot(&m2), t0 + UNSOLICITED_EVERY, 0, |p, f| {
+        sent.push((p, f.to_vec()));
+        true
+    });
+    assert!(sent.is_empty(), "max 0");
+    adv.follow(&snapshot(&m2), t0 + UNSOLICITED_EVERY, 16, |p, f| {
+        sent.push((p, f.to_vec()));
+        true
+    });
+    assert_eq!(sent.len(), 1, "changed: sent at once");
+}

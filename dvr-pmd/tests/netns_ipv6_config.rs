@@ -21,10 +21,12 @@ const A: &str = "fa:16:3e:00:06:0a";
 const B: &str = "fa:16:3e:00:06:0b";
 const C: &str = "fa:16:3e:00:06:0c";
 const D: &str = "fa:16:3e:00:06:0d";
+const E: &str = "fa:16:3e:00:06:0e";
 /// The EUI-64 addresses of A, B and D in their prefixes.
 const A_SLAAC: &str = "2001:db8:61:0:f816:3eff:fe00:60a";
 const B_SLAAC: &str = "2001:db8:61:0:f816:3eff:fe00:60b";
 const D_SLAAC: &str = "2001:db8:63:0:f816:3eff:fe00:60d";
+const E_SLAAC: &str = "2001:db8:61:0:f816:3eff:fe00:60e";
 /// C's fixed address on the stateful subnet.
 const C_FIXED: &str = "2001:db8:62::20";
 
@@ -160,7 +162,7 @@ fn slaac_and_dhcpv6_from_the_distributed_router() {
             },
         )
     };
-    let (a, b, c, d) = (vm("a", A), vm("b", B), vm("c", C), vm("d", D));
+    let (a, b, c, d, e) = (vm("a", A), vm("b", B), vm("c", C), vm("d", D), vm("e", E));
 
     let dir = tb.dir();
     let socket = dir.join("ctl.sock");
@@ -175,6 +177,7 @@ fn slaac_and_dhcpv6_from_the_distributed_router() {
         vm_port("vm-b", "af_packet", &[format!("iface = \"{}\"", b.iface)]),
         vm_port("vm-c", "af_packet", &[format!("iface = \"{}\"", c.iface)]),
         vm_port("vm-d", "af_packet", &[format!("iface = \"{}\"", d.iface)]),
+        vm_port("vm-e", "af_packet", &[format!("iface = \"{}\"", e.iface)]),
     ]
     .concat();
     std::fs::write(dir.join("node.toml"), cfg).unwrap();
@@ -349,6 +352,41 @@ fn slaac_and_dhcpv6_from_the_distributed_router() {
     );
     assert!(!info.contains("new_ip6_address"), "no lease: {info}");
     d.ping(A_SLAAC, 3);
+
+    // Unsolicited: e accepts advertisements but never solicits; its port
+    // appears and the control thread advertises to it at once.
+    for (k, v) in [
+        ("router_solicitations", "0"),
+        ("accept_ra", "2"),
+        ("autoconf", "1"),
+    ] {
+        e.ok(&["sysctl", "-qw", &format!("net.ipv6.conf.eth0.{k}={v}")]);
+    }
+    ctl(
+        s,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--mac-address",
+            E,
+            "--fixed-ip",
+            "subnet=s61",
+            "--host",
+            "cn1",
+            "--binding",
+            "vm-e",
+            "pe",
+        ],
+    );
+    wait_for(
+        &e,
+        &["addr", "show", "dev", "eth0", "scope", "global"],
+        E_SLAAC,
+    );
+    assert_router_config(&e);
+    e.ping(A_SLAAC, 3);
 
     let last = dvr.stop();
     for r in [

@@ -108,3 +108,88 @@ pub(super) fn answer<T: Trace>(vm: &VmPort, ra: &Ra6, f: &mut Frame, t: &mut T) 
     put16(m, 2, c);
     D::Forward(vm.index)
 }
+
+/// How often each VM port gets an unsolicited advertisement (RFC 4861,
+/// 6.2.4; radvd's default `MaxRtrAdvInterval`): three per router lifetime,
+/// so a guest keeps its default route and its prefixes' lifetimes without
+/// soliciting again.
+pub const UNSOLICITED_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Writes advertisement `ra` unsolicited (to all nodes, `ff02::1`) into
+/// `out`; its length, or `None` when it does not fit.
+pub fn write_unsolicited(ra: &Ra6, out: &mut [u8]) -> Option<usize> {
+    let len = IP_AT + ipv6::HEADER_LEN + ra.body.len();
+    let b = out.get_mut(..len)?;
+    let dst = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
+    ethernet::write(
+        b,
+        &[0x33, 0x33, 0, 0, 0, 1],
+        &ra.mac.0,
+        ethernet::ETHERTYPE_IPV6,
+    );
+    let from = ra.src.octets();
+    ipv6::write(
+        &mut b[IP_AT..],
+        ra.body.len() as u16,
+        proto::ICMPV6,
+        255,
+        &from,
+        &dst,
+    );
+    let m = &mut b[IP_AT + ipv6::HEADER_LEN..];
+    m.copy_from_slice(&ra.body);
+    let sum = pseudo6(&from, &dst, ra.body.len() as u32, proto::ICMPV6);
+    let c = csum_fold(csum_add(sum, m));
+    put16(m, 2, c);
+    Some(len)
+}
+
+/// The control thread's unsolicited advertisements: each local VM port
+/// whose network has one ([`NetTables::ra6`](crate::tables::NetTables::ra6))
+/// gets it when the port is first seen or its advertisement changes, then
+/// every [`UNSOLICITED_EVERY`].
+#[derive(Default)]
+pub struct Advertiser {
+    /// Port index → when it was last sent, and what.
+    sent: std::collections::HashMap<u16, (std::time::Instant, Box<[u8]>)>,
+}
+
+impl Advertiser {
+    /// Hands `send` (port, frame) the advertisements due at `now` in
+    /// `snap`, at most `max` of them (the rest wait for the next call); a
+    /// frame `send` refuses (a full queue) is due again next time.
+    pub fn follow(
+        &mut self,
+        snap: &crate::tables::Snapshot,
+        now: std::time::Instant,
+        max: usize,
+        mut send: impl FnMut(u16, &[u8]) -> bool,
+    ) {
+        use crate::tables::Slot;
+        let mut buf = [0u8; 1024];
+        let mut left = max;
+        let mut live = Vec::new();
+        for (i, slot) in snap.ports.iter().enumerate() {
+            let Slot::Vm(Some(vm)) = slot else { continue };
+            let Some(ra) = snap.net(vm.net).and_then(|n| n.ra6.as_ref()) else {
+                continue;
+            };
+            let port = i as u16;
+            live.push(port);
+            let due = self.sent.get(&port).is_none_or(|(t, body)| {
+                **body != *ra.body || now.duration_since(*t) >= UNSOLICITED_EVERY
+            });
+            if !due || left == 0 {
+                continue;
+            }
+            let Some(len) = write_unsolicited(ra, &mut buf) else {
+                continue;
+            };
+            if send(port, &buf[..len]) {
+                left -= 1;
+                self.sent.insert(port, (now, ra.body.clone()));
+            }
+        }
+        self.sent.retain(|p, _| live.contains(p));
+    }
+}
