@@ -58,7 +58,7 @@ pub struct Subnet {
     pub cidr: IpNet,
     pub gateway_ip: Option<IpAddr>,
     /// DHCP answered on each VM's own host (`--dhcp`, Neutron's default;
-    /// IPv4 only so far).
+    /// on IPv6 subnets with a `dhcpv6-*` address mode, DHCPv6).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enable_dhcp: bool,
     /// The DNS servers DHCP hands out (`--dns-nameserver`), at most

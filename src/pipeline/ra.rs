@@ -1,16 +1,17 @@
 //! Router advertisements from the distributed router, on the VM's own host:
 //! a VM port's router solicitation (ICMPv6 133) is answered with the
 //! advertisement (ICMPv6 134) made when its network was compiled
-//! ([`NetTables::ra6`]): from the router interface's MAC and EUI-64
+//! ([`NetTables::ra6`](crate::tables::NetTables::ra6)): from the router interface's MAC and EUI-64
 //! link-local address, router lifetime 1800 s, M flag for
 //! `dhcpv6-stateful`, O flag for `dhcpv6-stateless`, the network's MTU, a
 //! prefix information option per subnet (on-link; autonomous unless
 //! `dhcpv6-stateful`), RDNSS with up to three of the subnets' DNS servers.
 //!
-//! Only solicitations are answered (no periodic advertisements): a guest
-//! solicits when its interface comes up. The reply is unicast to the
-//! solicitor (all-nodes when it solicited from the unspecified address) and
-//! goes back to its port only, written over the solicitation.
+//! The reply is unicast to the solicitor (all-nodes when it solicited from
+//! the unspecified address) and goes back to its port only, written over
+//! the solicitation. The control thread sends the same advertisement
+//! unsolicited ([`Advertiser`]): when a port appears, then every
+//! [`UNSOLICITED_EVERY`].
 
 use super::{Disposition, Trace};
 use crate::pkt::Frame;
