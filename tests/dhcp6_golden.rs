@@ -363,6 +363,18 @@ fn the_router_link_local_address_is_answered_as_a_router() {
         0xe0,
         "router, solicited and override flags"
     );
+    // Unicast to the router's MAC from the guest's link-local address (a
+    // reachability probe of its next hop): answered too, not a martian.
+    let b = PacketBuilder::ethernet2(A_MAC, gw.0)
+        .ipv6(a_ll(), target, 255)
+        .icmpv6_raw(135, 0, [0; 4]);
+    let mut f = Vec::new();
+    b.write(&mut f, &ns[4..]).unwrap();
+    let (d, out) = run(&m, &f);
+    assert_eq!(d, D::Forward(VM_A), "answered");
+    assert_eq!(out[14 + 40], 136, "a neighbour advertisement");
+    assert_eq!(out[0..6], A_MAC, "to the guest");
+    assert_eq!(out[14 + 40 + 4] & 0xe0, 0xe0);
 }
 
 fn opt(code: u16, v: &[u8]) -> Vec<u8> {

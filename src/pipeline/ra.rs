@@ -191,6 +191,7 @@ impl Advertiser {
                 self.sent.insert(port, (now, ra.body.clone()));
             }
         }
-        self.sent.retain(|p, _| live.contains(p));
+        // In port order: sorted.
+        self.sent.retain(|p, _| live.binary_search(p).is_ok());
     }
 }
