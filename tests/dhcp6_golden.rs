@@ -672,6 +672,18 @@ fn other_servers_and_broken_messages_are_counted_unserved_ports_switched() {
         let (d, _) = run(&m, &f);
         assert_eq!(d, D::Drop(R::Dhcp6Malformed), "{what}");
     }
+    // An IPv6 payload shorter than a UDP header (the frame's padding
+    // holds the rest).
+    let mut f = client6(SOLICIT, &[cid()]);
+    f[18..20].copy_from_slice(&4u16.to_be_bytes());
+    let (d, _) = run(&m, &f);
+    assert_eq!(d, D::Drop(R::Dhcp6Malformed), "a UDP header cut short");
+    // The UDP length longer than the IPv6 payload.
+    let mut f = client6(SOLICIT, &[cid()]);
+    let at = 14 + 40 + 4;
+    f[at..at + 2].copy_from_slice(&500u16.to_be_bytes());
+    let (d, _) = run(&m, &f);
+    assert_eq!(d, D::Drop(R::Dhcp6Malformed), "a UDP length past the end");
     // The golden model: blue6 has no address mode; DHCPv6 is switched as
     // any multicast (to a tenant's own server, say).
     let (d, _) = run(&model(), &client6(SOLICIT, &[cid(), ia_na(None)]));
@@ -804,4 +816,93 @@ fn unsolicited_advertisements_when_a_port_appears_then_every_ten_minutes() {
         true
     });
     assert_eq!(sent.len(), 1, "changed: sent at once");
+}
+
+/// Solicitations and DHCPv6 messages mutated (bytes changed, cut, lengths
+/// made up) keep the pipeline's invariants and never panic.
+#[test]
+fn mutated_solicitations_and_dhcpv6_messages_keep_the_invariants() {
+    let m = v6_model();
+    let snap = snapshot(&m);
+    let ia = ia_na(Some("2001:db8:b::10"));
+    let seeds = [
+        rs(a_ll(), true, 255),
+        rs([0; 16], false, 255),
+        client6(SOLICIT, &[cid(), ia_na(None), opt(14, &[])]),
+        client6(REQUEST, &[cid(), sid(&m), ia.clone()]),
+        client6(CONFIRM, &[cid(), ia.clone()]),
+        client6(RELEASE, &[cid(), sid(&m), ia]),
+        client6(INFORMATION_REQUEST, &[opt(6, &[0, 23])]),
+    ];
+    let mut x: u64 = 0x6d6f_6465_7336;
+    let mut rnd = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let mut answered = 0;
+    for i in 0..60_000 {
+        let mut f = seeds[rnd(seeds.len())].clone();
+        for _ in 0..1 + rnd(4) {
+            match rnd(6) {
+                0 => {
+                    let n = rnd(f.len() + 1);
+                    f.truncate(n.max(14));
+                }
+                1 => {
+                    let at = 18 + rnd(2);
+                    if at < f.len() {
+                        f[at] = rnd(256) as u8;
+                    }
+                }
+                2 => {
+                    let at = 58 + rnd(2);
+                    if at < f.len() {
+                        f[at] = rnd(256) as u8;
+                    }
+                }
+                3 => f.extend((0..rnd(40)).map(|_| rnd(256) as u8)),
+                _ => {
+                    let at = 54 + rnd(f.len().saturating_sub(54).max(1));
+                    if at < f.len() {
+                        f[at] = rnd(256) as u8;
+                    }
+                }
+            }
+        }
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_pipeline(&snap, VM_A, &f)
+        }))
+        .unwrap_or_else(|_| panic!("frame {i}: {f:02x?}"));
+        if matches!(run.0, D::Forward(_)) {
+            answered += 1;
+        }
+    }
+    assert!(
+        answered > 1000,
+        "{answered} answered: the mutations stay close"
+    );
+}
+
+#[test]
+fn an_advertisement_carries_at_most_eight_prefixes() {
+    let mut ch = Vec::new();
+    for i in 0..9 {
+        let name = format!("p{i}");
+        ch.push(json!({"op": "subnet_create", "name": name, "network": "blue",
+            "cidr": format!("2001:db8:a{i}::/64"), "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac",
+            "dns_nameservers": ["2001:db8::53", "2001:db8::54", "2001:db8::55", "2001:db8::56"]}));
+        ch.push(json!({"op": "router_add_subnet", "router": "r1", "subnet": name}));
+    }
+    let m = with(model(), Value::Array(ch));
+    let (d, out) = run(&m, &rs(a_ll(), true, 255));
+    assert_eq!(d, D::Forward(VM_A));
+    let r = Ra::read(&out);
+    let prefixes = r.all(3);
+    assert_eq!(prefixes.len(), dvr::compile::MAX_RA_PREFIXES);
+    assert_eq!(prefixes[0], prefix("2001:db8:a0::", 0xc0).as_slice());
+    assert_eq!(prefixes[7], prefix("2001:db8:a7::", 0xc0).as_slice());
+    assert_eq!(r.all(25)[0].len(), 6 + 3 * 16, "three DNS servers at most");
+    assert!(out.len() <= dvr::punt::INJECT_MAX && out.len() <= CONFIG_REPLY_MAX);
 }

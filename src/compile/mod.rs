@@ -30,6 +30,10 @@ mod router;
 mod tests;
 
 use context::Ctx;
+pub use network::{
+    MAX_RA_PREFIXES, RA_CUR_HOP_LIMIT, RA_MAX_RDNSS, RA_PREFERRED_LIFETIME, RA_RDNSS_LIFETIME,
+    RA_ROUTER_LIFETIME, RA_VALID_LIFETIME,
+};
 use node::{hosts_of, slots};
 
 /// Port names by the subnets of their fixed IPs (or by network).

@@ -275,6 +275,10 @@ pub const RA_RDNSS_LIFETIME: u32 = 1200;
 /// The most DNS servers an advertisement carries (Neutron's radvd
 /// configuration: `MAX_RDNSS_ENTRIES`).
 pub const RA_MAX_RDNSS: usize = 3;
+/// The most prefixes one advertisement carries (those of the first
+/// subnets by name): it stays within a worker's reply and the inject
+/// queue's frame limit.
+pub const MAX_RA_PREFIXES: usize = 8;
 /// The hop limit our advertisements give hosts (radvd's `AdvCurHopLimit`).
 pub const RA_CUR_HOP_LIMIT: u8 = 64;
 
@@ -295,6 +299,7 @@ fn ra6(cx: &Ctx<'_>, name: &str, mtu: u16, gateways: &[Gw]) -> Option<Ra6> {
     let served: Vec<(&Subnet, &Gw)> = served
         .into_iter()
         .filter(|(_, g)| g.router == router)
+        .take(MAX_RA_PREFIXES)
         .collect();
     let mac = served[0].1.mac;
     let mode = |m| served.iter().any(|(s, _)| s.ipv6_ra_mode == Some(m));

@@ -101,7 +101,9 @@ fn answer<T: Trace>(
         return D::Drop(R::MalformedIpv6);
     };
     let l4 = h.payload();
-    let ulen = usize::from(be16(l4, udp::field::LENGTH.start));
+    let ulen = l4
+        .get(udp::field::LENGTH)
+        .map_or(0, |l| usize::from(u16::from_be_bytes([l[0], l[1]])));
     if ulen < udp::HEADER_LEN || ulen > l4.len() {
         tr!(t, "dhcp6", "not one whole UDP datagram");
         return D::Drop(R::Dhcp6Malformed);
