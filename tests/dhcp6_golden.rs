@@ -576,6 +576,15 @@ fn request_renew_rebind_confirm_release_decline_are_replied() {
     let r = Reply6::read(&out);
     assert_eq!((r.kind, r.ia_na()), (REPLY, Some((IAID, lease()))));
 
+    // An address that is not the port's: back with lifetimes 0.
+    let (_, out) = run(
+        &m,
+        &client6(RENEW, &[cid(), sid(&m), ia_na(Some("2001:db8:b::99"))]),
+    );
+    let r = Reply6::read(&out);
+    let mut want = lease();
+    want.push(("2001:db8:b::99".parse().unwrap(), 0, 0));
+    assert_eq!((r.kind, r.ia_na()), (REPLY, Some((IAID, want))));
     let (_, out) = run(
         &m,
         &client6(CONFIRM, &[cid(), ia_na(Some("2001:db8:b::10"))]),

@@ -14,6 +14,8 @@
 //! | Release, Decline | Reply: status Success (the address stays the port's) |
 //! | naming another server's DUID | none: `dhcp6_other_server` |
 //!
+//! An address the client names in a Request, Renew or Rebind that is not
+//! the port's goes back with lifetimes 0 (the client stops using it).
 //! Every reply carries the server and client identifiers and the subnet's
 //! DNS servers. Leases: preferred and valid 86,400 s, T1 half, T2 seven
 //! eighths (as DHCPv4's). A port with no address on such a subnet has its
@@ -164,6 +166,12 @@ fn answer<T: Trace>(
         }
     };
     let lease = lease && q.iaid.is_some();
+    // RFC 8415, 18.3.4, 18.3.5: an address the client names that is not
+    // the port's (any more) goes back with lifetimes 0, so it stops using it.
+    let stale = q
+        .ia_addr
+        .filter(|a| lease && q.kind != msg::SOLICIT && !leases.contains(a));
+    let ia_len = 12 + 28 * (leases.len() + usize::from(stale.is_some()));
     let mut client = [0u8; dhcp6::MAX_DUID_LEN];
     let client_len = q.client_id.map_or(0, |c| c.len());
     client[..client_len].copy_from_slice(q.client_id.unwrap_or(&[]));
@@ -194,7 +202,7 @@ fn answer<T: Trace>(
         + 4
         + server.len()
         + if client_len > 0 { 4 + client_len } else { 0 }
-        + if lease { 4 + 12 + 28 * leases.len() } else { 0 }
+        + if lease { 4 + ia_len } else { 0 }
         + if code.is_some() { 6 } else { 0 }
         + if rapid { 4 } else { 0 }
         + d.dns.len();
@@ -242,7 +250,7 @@ fn answer<T: Trace>(
         put(m, &client[..client_len]);
     }
     if lease {
-        put(m, &head(opt::IA_NA, 12 + 28 * leases.len()));
+        put(m, &head(opt::IA_NA, ia_len));
         put(m, &iaid);
         put(m, &(LEASE_SECS / 2).to_be_bytes());
         put(m, &(LEASE_SECS / 8 * 7).to_be_bytes());
@@ -251,6 +259,11 @@ fn answer<T: Trace>(
             put(m, a);
             put(m, &LEASE_SECS.to_be_bytes());
             put(m, &LEASE_SECS.to_be_bytes());
+        }
+        if let Some(a) = stale {
+            put(m, &head(opt::IAADDR, 24));
+            put(m, &a);
+            put(m, &[0; 8]);
         }
     }
     if let Some(c) = code {
