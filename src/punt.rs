@@ -18,7 +18,7 @@ use crate::mac::MacAddr;
 use crate::nat::SessionView;
 
 /// The largest frame the control plane injects.
-pub const INJECT_MAX: usize = 128;
+pub const INJECT_MAX: usize = 512;
 
 /// A frame to send on a port.
 #[derive(Clone, Copy)]

@@ -80,6 +80,10 @@ reasons! {
     DhcpOtherServer => "dhcp_other_server",
     /// A DHCPRELEASE or DHCPDECLINE: taken, nothing to answer (the address stays the port's).
     DhcpReleased => "dhcp_released",
+    /// UDP from port 546 to port 547 from a VM port that this host answers DHCPv6 for, which is not a whole DHCPv6 client message as RFC 8415 has it (no client id, a server id where none belongs or none where one must be, a type no client sends), or whose reply found no room in its buffer.
+    Dhcp6Malformed => "dhcp6_malformed",
+    /// A DHCPv6 message naming another server's DUID: not answered.
+    Dhcp6OtherServer => "dhcp6_other_server",
     /// A VLAN-tagged frame from a VM port.
     VlanFromVm => "vlan_from_vm",
     /// ARP that is not an Ethernet/IPv4 request or reply of the right length.

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dvr::mac::MacAddr;
 use dvr::model::{
-    AgentMode, AllowedPair, Change, FipGateway, FixedIpSpec, GatewaySpec, Kind, NetworkType, Route,
+    AgentMode, AllowedPair, Change, FipGateway, FixedIpSpec, GatewaySpec, Ipv6Mode, Kind,
+    NetworkType, Route,
 };
 use dvr::proto::answers::TableKind;
 use dvr::proto::iface::{IfaceSpec, IfaceType};
@@ -169,6 +170,18 @@ pub enum SubnetCmd {
         gateway: Option<String>,
         #[command(flatten)]
         dhcp: DhcpArgs,
+        /// 4 or 6: checked against --subnet-range (as the openstack client
+        /// names it; the range alone decides).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(4..=6))]
+        ip_version: Option<u8>,
+        /// IPv6: the router's advertisements: slaac, dhcpv6-stateful or
+        /// dhcpv6-stateless (flags M and O, the prefix's A flag).
+        #[arg(long)]
+        ipv6_ra_mode: Option<Ipv6Mode>,
+        /// IPv6: how VMs get addresses: slaac, dhcpv6-stateful or
+        /// dhcpv6-stateless (equal to --ipv6-ra-mode when both are given).
+        #[arg(long)]
+        ipv6_address_mode: Option<Ipv6Mode>,
         name: String,
     },
     /// Change a subnet's DHCP: on or off, its DNS servers and host routes.
@@ -736,8 +749,23 @@ impl SubnetCmd {
                 subnet_range,
                 gateway,
                 dhcp,
+                ip_version,
+                ipv6_ra_mode,
+                ipv6_address_mode,
                 name,
             } => {
+                let v = if matches!(subnet_range, IpNet::V6(_)) {
+                    6
+                } else {
+                    4
+                };
+                if let Some(want) = ip_version.filter(|&w| w != v) {
+                    return Err(if want == 4 || want == 6 {
+                        format!("--ip-version {want}: --subnet-range {subnet_range} is IPv{v}")
+                    } else {
+                        format!("--ip-version {want}: 4 or 6")
+                    });
+                }
                 let gateway_ip = match gateway.as_deref() {
                     None | Some("auto") => None,
                     Some("none") => Some(None),
@@ -754,6 +782,8 @@ impl SubnetCmd {
                     enable_dhcp: flag(dhcp.dhcp, dhcp.no_dhcp),
                     dns_nameservers: dhcp.dns_nameservers,
                     host_routes: dhcp.host_routes,
+                    ipv6_ra_mode,
+                    ipv6_address_mode,
                 }])
             }
             SubnetCmd::Set {

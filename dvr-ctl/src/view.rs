@@ -103,6 +103,11 @@ pub fn object(kind: Kind, result: Value) -> Result<(), String> {
                     serde_json::json!(sub.dns_nameservers),
                 );
                 o.insert("host_routes".into(), serde_json::json!(sub.host_routes));
+                if sub.cidr.addr().is_ipv6() {
+                    let m = |m: Option<dvr::model::Ipv6Mode>| m.map_or("none", |m| m.as_str());
+                    o.insert("ipv6_ra_mode".into(), m(sub.ipv6_ra_mode).into());
+                    o.insert("ipv6_address_mode".into(), m(sub.ipv6_address_mode).into());
+                }
             }
             fields(&v)
         }

@@ -16,6 +16,10 @@
 //! SNAT placed here), a gratuitous ARP for it goes out of the external port,
 //! twice, one second apart, so that the upstream switch and router learn the
 //! new place at once.
+//!
+//! And the router advertisements of the VM ports' networks, unsolicited:
+//! when a port appears or its advertisement changes, then every 10 minutes
+//! ([`dvr::pipeline::ra::Advertiser`]).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -81,6 +85,7 @@ impl Drop for Resolver {
 fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
     let mut asked: HashMap<Ipv4Addr, Instant> = HashMap::new();
     let mut garps = Garps::default();
+    let mut ras = dvr::pipeline::ra::Advertiser::default();
     while !stop.load(Ordering::SeqCst) {
         std::thread::park_timeout(TICK);
         if stop.load(Ordering::SeqCst) {
@@ -92,6 +97,10 @@ fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
             p.refresh_link();
         }
         garps.follow(view);
+        // Unsolicited router advertisements to the VM ports, a few a tick.
+        ras.follow(&view.tables.load(), Instant::now(), 16, |port, frame| {
+            Injected::new(port, frame).is_some_and(|x| view.exchange.inject.push(x).is_ok())
+        });
         let (vteps, unresolved, upstreams) = {
             let mut c = view.compiler.lock().unwrap_or_else(|e| e.into_inner());
             let Some(c) = c.as_mut() else {

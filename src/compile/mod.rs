@@ -30,6 +30,10 @@ mod router;
 mod tests;
 
 use context::Ctx;
+pub use network::{
+    MAX_RA_PREFIXES, RA_CUR_HOP_LIMIT, RA_MAX_RDNSS, RA_PREFERRED_LIFETIME, RA_RDNSS_LIFETIME,
+    RA_ROUTER_LIFETIME, RA_VALID_LIFETIME,
+};
 use node::{hosts_of, slots};
 
 /// Port names by the subnets of their fixed IPs (or by network).
@@ -309,7 +313,11 @@ impl Compiler {
                     // Deleted: the network whose DHCP still names it.
                     None => (0..self.current.nets.len())
                         .filter_map(|i| self.current.nets.get(i))
-                        .find(|n| n.dhcp4.iter().any(|d| d.subnet == a.name))
+                        .find(|n| {
+                            n.dhcp4.iter().any(|d| d.subnet == a.name)
+                                || n.dhcp6.iter().any(|d| d.subnet == a.name)
+                                || n.ra6.as_ref().is_some_and(|r| r.subnets.contains(&a.name))
+                        })
                         .map(|n| n.name.clone()),
                 };
                 d.nets.extend(net);

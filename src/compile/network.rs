@@ -1,17 +1,17 @@
 //! Compiling one network: FDB, responder addresses, gateways, VIPs.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net};
 
 use super::Ctx;
 use crate::l2::MacTable;
 use crate::mac::MacAddr;
-use crate::model::Subnet;
+use crate::model::{Ipv6Mode, Subnet};
 use crate::tables::{
-    eui64_link_local, Chunked, Dest, Dhcp4, Gw, Home, IpMap, NetTables, RouterTables, Vip,
-    DHCP_SERVER_MAC,
+    eui64_link_local, Chunked, Dest, Dhcp4, Dhcp6, Gw, Home, IpMap, NetTables, Ra6, RouterTables,
+    Vip, DHCP_SERVER_MAC,
 };
 
 /// An order of [`Dest`]s (the VIP entries of one port are together).
@@ -39,6 +39,8 @@ impl NetTables {
         t.ports(cx, ports);
         t.gateways(name, routers, router_ids);
         let dhcp4 = dhcp4(cx, name, n.mtu, &t.gateways);
+        let ra6 = ra6(cx, name, n.mtu, &t.gateways);
+        let dhcp6 = dhcp6(cx, name, &t.gateways);
         Some(NetTables {
             name: n.name.clone(),
             kind: n.network_type,
@@ -53,6 +55,8 @@ impl NetTables {
             vips: t.vips,
             holders: IpMap::default(),
             dhcp4,
+            ra6,
+            dhcp6,
         })
     }
 }
@@ -154,6 +158,13 @@ impl Parts {
                 }
                 self.fdb.push((i.mac, dest));
                 self.arp.insert(i.ip, i.mac);
+                if i.ip.is_ipv6() {
+                    // Its link-local address: the source of its router
+                    // advertisements, the VMs' next hop.
+                    self.arp
+                        .entry(IpAddr::V6(eui64_link_local(i.mac)))
+                        .or_insert(i.mac);
+                }
                 self.gateways.push(gw);
             }
         }
@@ -249,4 +260,151 @@ fn dhcp4_options(s: &Subnet, c: Ipv4Net, gw: Option<Ipv4Addr>, mtu: u16) -> Vec<
         o.extend(v);
     }
     o
+}
+
+/// The router lifetime of our advertisements, in seconds (radvd's default,
+/// three times its default `MaxRtrAdvInterval` of 600 s).
+pub const RA_ROUTER_LIFETIME: u16 = 1800;
+/// A prefix's valid and preferred lifetimes (radvd's defaults, which
+/// Neutron's radvd configuration keeps).
+pub const RA_VALID_LIFETIME: u32 = 86_400;
+pub const RA_PREFERRED_LIFETIME: u32 = 14_400;
+/// The lifetime of the RDNSS option (radvd's default: twice its
+/// `MaxRtrAdvInterval`).
+pub const RA_RDNSS_LIFETIME: u32 = 1200;
+/// The most DNS servers an advertisement carries (Neutron's radvd
+/// configuration: `MAX_RDNSS_ENTRIES`).
+pub const RA_MAX_RDNSS: usize = 3;
+/// The most prefixes one advertisement carries (those of the first
+/// subnets by name): it stays within a worker's reply and the inject
+/// queue's frame limit.
+pub const MAX_RA_PREFIXES: usize = 8;
+/// The hop limit our advertisements give hosts (radvd's `AdvCurHopLimit`).
+pub const RA_CUR_HOP_LIMIT: u8 = 64;
+
+/// The router advertisement of network `name` (MTU `mtu`): the IPv6
+/// subnets with an `ipv6_ra_mode` that have an interface on an enabled
+/// router (`gateways`); the first of them by name chooses the router, and
+/// that router's interfaces on such subnets are its prefixes, one message
+/// (as a Neutron router port's radvd advertises all its IPv6 subnets).
+fn ra6(cx: &Ctx<'_>, name: &str, mtu: u16, gateways: &[Gw]) -> Option<Ra6> {
+    let served: Vec<(&Subnet, &Gw)> = cx
+        .model
+        .subnets_of(name)
+        .into_iter()
+        .filter(|s| s.cidr.addr().is_ipv6() && s.ipv6_ra_mode.is_some())
+        .filter_map(|s| gateways.iter().find(|g| g.cidr == s.cidr).map(|g| (s, g)))
+        .collect();
+    let router = served.first()?.1.router;
+    let served: Vec<(&Subnet, &Gw)> = served
+        .into_iter()
+        .filter(|(_, g)| g.router == router)
+        .take(MAX_RA_PREFIXES)
+        .collect();
+    let mac = served[0].1.mac;
+    let mode = |m| served.iter().any(|(s, _)| s.ipv6_ra_mode == Some(m));
+    let mut b = vec![crate::wire::icmp6::types::ROUTER_ADVERT, 0, 0, 0];
+    b.push(RA_CUR_HOP_LIMIT);
+    b.push(
+        if mode(Ipv6Mode::Dhcpv6Stateful) {
+            0x80
+        } else {
+            0
+        } | if mode(Ipv6Mode::Dhcpv6Stateless) {
+            0x40
+        } else {
+            0
+        },
+    );
+    b.extend(RA_ROUTER_LIFETIME.to_be_bytes());
+    b.extend([0; 8]); // reachable time, retransmission timer: unspecified
+    b.extend([1, 1]);
+    b.extend(mac.0);
+    if mtu >= 1280 {
+        b.extend([5, 1, 0, 0]);
+        b.extend(u32::from(mtu).to_be_bytes());
+    }
+    for (s, _) in &served {
+        let IpNet::V6(c) = s.cidr else { continue };
+        let auto = s.ipv6_ra_mode != Some(Ipv6Mode::Dhcpv6Stateful);
+        b.extend([3, 4, c.prefix_len(), 0x80 | if auto { 0x40 } else { 0 }]);
+        b.extend(RA_VALID_LIFETIME.to_be_bytes());
+        b.extend(RA_PREFERRED_LIFETIME.to_be_bytes());
+        b.extend([0; 4]);
+        b.extend(c.network().octets());
+    }
+    let dns: Vec<Ipv6Addr> = served
+        .iter()
+        .flat_map(|(s, _)| s.dns_nameservers.iter())
+        .filter_map(|d| match d {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .fold(Vec::new(), |mut v, a| {
+            if !v.contains(&a) && v.len() < RA_MAX_RDNSS {
+                v.push(a);
+            }
+            v
+        });
+    if !dns.is_empty() {
+        b.extend([25, 1 + 2 * dns.len() as u8, 0, 0]);
+        b.extend(RA_RDNSS_LIFETIME.to_be_bytes());
+        for d in dns {
+            b.extend(d.octets());
+        }
+    }
+    Some(Ra6 {
+        subnets: served.iter().map(|(s, _)| s.name.clone()).collect(),
+        mac,
+        src: eui64_link_local(mac),
+        body: b.into_boxed_slice(),
+    })
+}
+
+/// What DHCPv6 answers on network `name`: one entry per IPv6 subnet with
+/// DHCP enabled and an address mode of `dhcpv6-stateful` or
+/// `dhcpv6-stateless`.
+fn dhcp6(cx: &Ctx<'_>, name: &str, gateways: &[Gw]) -> Vec<Dhcp6> {
+    let mut out = Vec::new();
+    for s in cx.model.subnets_of(name) {
+        let IpNet::V6(c) = s.cidr else { continue };
+        let stateful = match s.ipv6_address_mode {
+            Some(Ipv6Mode::Dhcpv6Stateful) => true,
+            Some(Ipv6Mode::Dhcpv6Stateless) => false,
+            _ => continue,
+        };
+        if !s.enable_dhcp {
+            continue;
+        }
+        let server_mac = gateways
+            .iter()
+            .find(|g| g.cidr == s.cidr)
+            .map_or(DHCP_SERVER_MAC, |g| g.mac);
+        let dns: Vec<Ipv6Addr> = s
+            .dns_nameservers
+            .iter()
+            .filter_map(|d| match d {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let mut o = Vec::new();
+        if !dns.is_empty() {
+            o.extend(crate::wire::dhcp6::opt::DNS_SERVERS.to_be_bytes());
+            o.extend((16 * dns.len() as u16).to_be_bytes());
+            for d in dns {
+                o.extend(d.octets());
+            }
+        }
+        out.push(Dhcp6 {
+            subnet: s.name.clone(),
+            net: u128::from(c.network()),
+            mask: u128::from(c.netmask()),
+            stateful,
+            server_mac,
+            server_ip: eui64_link_local(server_mac),
+            dns: o.into_boxed_slice(),
+        });
+    }
+    out
 }

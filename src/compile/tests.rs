@@ -242,6 +242,28 @@ fn incremental_equals_full_compile() {
             enable_dhcp: None,
             dns_nameservers: vec![],
             host_routes: vec![],
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
+        });
+        // An IPv6 subnet of each mode (and one of none): router
+        // advertisements and DHCPv6.
+        use crate::model::Ipv6Mode::*;
+        let mode = [
+            Some(Slaac),
+            Some(Dhcpv6Stateful),
+            Some(Dhcpv6Stateless),
+            None,
+        ][n as usize];
+        setup.push(Change::SubnetCreate {
+            name: format!("v{n}"),
+            network: format!("net{n}"),
+            cidr: format!("2001:db8:{n}::/64").parse().unwrap(),
+            gateway_ip: None,
+            enable_dhcp: None,
+            dns_nameservers: vec![],
+            host_routes: vec![],
+            ipv6_ra_mode: mode,
+            ipv6_address_mode: mode,
         });
     }
     m.apply(&setup).unwrap();
@@ -249,7 +271,8 @@ fn incremental_equals_full_compile() {
     let mut committed = 0;
     for step in 0..3000 {
         let r = format!("r{}", rnd(5));
-        let s = format!("s{}", rnd(4));
+        let s = format!("{}{}", ["s", "v"][rnd(2) as usize], rnd(4));
+        let v6 = s.starts_with('v');
         let p = format!("p{}", rnd(12));
         let change = match rnd(11) {
             // DHCP of a subnet: on or off, DNS servers, host routes.
@@ -257,7 +280,11 @@ fn incremental_equals_full_compile() {
                 name: s,
                 enable_dhcp: Some(rnd(3) != 0),
                 clear_dns_nameservers: rnd(2) == 0,
-                dns_nameservers: vec![format!("192.0.2.{}", rnd(4)).parse().unwrap()],
+                dns_nameservers: vec![if v6 {
+                    format!("2001:db8::{}", rnd(4) + 1).parse().unwrap()
+                } else {
+                    format!("192.0.2.{}", rnd(4)).parse().unwrap()
+                }],
                 clear_host_routes: true,
                 host_routes: vec![],
             },
@@ -376,6 +403,8 @@ fn incremental_equals_full_compile() {
                 "step {step}: local ports of {net}"
             );
             assert_eq!(a.dhcp4, b.dhcp4, "step {step}, {change:?}: DHCP of {net}");
+            assert_eq!(a.ra6, b.ra6, "step {step}, {change:?}: RA of {net}");
+            assert_eq!(a.dhcp6, b.dhcp6, "step {step}, {change:?}: DHCPv6 of {net}");
         }
         for p in 0..3 {
             match (&inc.ports[p], &full.ports[p]) {

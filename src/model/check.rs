@@ -636,6 +636,7 @@ impl<'m> Ctx<'m> {
                 );
             }
         }
+        check_ipv6_modes(s)?;
         check_dhcp_options(s)
     }
 
@@ -1164,6 +1165,49 @@ fn check_dhcp_options(s: &Subnet) -> Result<(), ModelError> {
         {
             bail!("subnet {}: two host routes to {}", s.name, r.destination);
         }
+    }
+    Ok(())
+}
+
+/// A subnet's `ipv6_ra_mode` and `ipv6_address_mode`, by Neutron's rules
+/// (its networking guide's table of combinations, `_validate_ipv6_attributes`):
+/// IPv6 subnets only; not with DHCP off; when both are set they are equal
+/// (every mismatched pair is an "invalid combination" there); automatic
+/// addresses (SLAAC, EUI-64 of the MAC) need a /64.
+fn check_ipv6_modes(s: &Subnet) -> Result<(), ModelError> {
+    let (ra, am) = (s.ipv6_ra_mode, s.ipv6_address_mode);
+    if ra.is_none() && am.is_none() {
+        return Ok(());
+    }
+    if !is_v6(&s.cidr) {
+        bail!(
+            "subnet {}: ipv6_ra_mode and ipv6_address_mode are for IPv6 subnets; {} is IPv4",
+            s.name,
+            s.cidr
+        );
+    }
+    if !s.enable_dhcp {
+        bail!(
+            "subnet {}: ipv6_ra_mode or ipv6_address_mode cannot be set when DHCP is off",
+            s.name
+        );
+    }
+    if let (Some(r), Some(a)) = (ra, am) {
+        if r != a {
+            bail!(
+                "subnet {}: ipv6_ra_mode {} with ipv6_address_mode {} is not a valid combination; set them equal",
+                s.name,
+                r.as_str(),
+                a.as_str()
+            );
+        }
+    }
+    if s.auto_address() && s.cidr.prefix_len() != 64 {
+        bail!(
+            "subnet {}: {} is not a /64; automatic addresses (EUI-64 of the MAC) need a /64 prefix",
+            s.name,
+            s.cidr
+        );
     }
     Ok(())
 }

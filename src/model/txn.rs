@@ -139,11 +139,15 @@ impl Model {
                 enable_dhcp,
                 dns_nameservers,
                 host_routes,
+                ipv6_ra_mode,
+                ipv6_address_mode,
             } => {
                 let dhcp = DhcpSpec {
                     enable: enable_dhcp.unwrap_or(true),
                     dns: dns_nameservers,
                     routes: host_routes,
+                    ra_mode: *ipv6_ra_mode,
+                    address_mode: *ipv6_address_mode,
                 };
                 self.subnet_create(log, name, network, cidr, gateway_ip, dhcp)
             }
@@ -454,6 +458,8 @@ impl Model {
             enable_dhcp: dhcp.enable,
             dns_nameservers: dhcp.dns.clone(),
             host_routes: dhcp.routes.clone(),
+            ipv6_ra_mode: dhcp.ra_mode,
+            ipv6_address_mode: dhcp.address_mode,
         };
         let ctx = Ctx::scan(self);
         ctx.check_subnet(&s)?;
@@ -557,16 +563,17 @@ impl Model {
         } else {
             fixed_ips.to_vec()
         };
-        let ips = self.resolve_fixed_ips(network, &specs, ObjId::Port(name))?;
+        let mac = match mac {
+            Some(m) => *m,
+            None => self.generate_mac(&format!("port/{name}")),
+        };
+        let ips = self.resolve_fixed_ips(network, &specs, ObjId::Port(name), Some(mac))?;
         let mut pairs = Vec::new();
         add_pairs(&mut pairs, allowed_address_pairs)?;
         let p = Port {
             name: name.to_owned(),
             network: network.to_owned(),
-            mac: match mac {
-                Some(m) => *m,
-                None => self.generate_mac(&format!("port/{name}")),
-            },
+            mac,
             fixed_ips: ips,
             host: host.clone(),
             port_security: port_security.unwrap_or(true),
@@ -1015,7 +1022,7 @@ impl Model {
         let owner = ObjId::Router(&cur.name);
         let ips = match (&spec.fixed_ip, same) {
             (Some(f), _) => {
-                self.resolve_fixed_ips(&spec.network, std::slice::from_ref(f), owner)?
+                self.resolve_fixed_ips(&spec.network, std::slice::from_ref(f), owner, None)?
             }
             (None, Some(g)) => g.ips.clone(),
             (None, None) => {
@@ -1034,7 +1041,7 @@ impl Model {
                     subnet: Some(s.name.clone()),
                     ip: None,
                 };
-                self.resolve_fixed_ips(&spec.network, &[first], owner)?
+                self.resolve_fixed_ips(&spec.network, &[first], owner, None)?
             }
         };
         Ok(Gateway {
@@ -1052,12 +1059,17 @@ impl Model {
 
     /// Turns fixed IP requests on `network` into addresses: explicit addresses
     /// first, then the lowest free address of each subnet asked for. Whether the
-    /// explicit ones are free is for the caller's claim check.
+    /// explicit ones are free is for the caller's claim check. A port's
+    /// (`eui64`: its MAC) address on an IPv6 subnet whose addresses are
+    /// automatic ([`Subnet::auto_address`]) is the EUI-64 address of its MAC
+    /// in the prefix, as the guest makes it by SLAAC (Neutron refuses any
+    /// other).
     fn resolve_fixed_ips(
         &self,
         network: &str,
         specs: &[FixedIpSpec],
         owner: ObjId,
+        eui64: Option<MacAddr>,
     ) -> Result<Vec<FixedIp>, ModelError> {
         let ctx = Ctx::scan(self);
         let mut wanted: Vec<(&Subnet, Option<IpAddr>)> = Vec::with_capacity(specs.len());
@@ -1088,6 +1100,24 @@ impl Model {
                     Some(s) => (s, Some(ip)),
                     None => bail!("{ip} is not inside any subnet of network {network}"),
                 },
+            };
+            let w = match (eui64, w.0.cidr) {
+                (Some(mac), IpNet::V6(c)) if w.0.auto_address() => {
+                    let ll = crate::tables::eui64_link_local(mac).octets();
+                    let mut a = c.network().octets();
+                    a[8..].copy_from_slice(&ll[8..]);
+                    let a = IpAddr::V6(a.into());
+                    if w.1.is_some_and(|ip| ip != a) {
+                        bail!(
+                            "subnet {} has automatic addresses ({}): a port with MAC {mac} has {a} there, not {}",
+                            w.0.name,
+                            w.0.ipv6_address_mode.or(w.0.ipv6_ra_mode).map_or("", |m| m.as_str()),
+                            w.1.unwrap_or(a)
+                        );
+                    }
+                    (w.0, Some(a))
+                }
+                _ => w,
             };
             wanted.push(w);
         }
@@ -1302,4 +1332,6 @@ struct DhcpSpec<'a> {
     enable: bool,
     dns: &'a Vec<IpAddr>,
     routes: &'a Vec<crate::model::types::Route>,
+    ra_mode: Option<crate::model::types::Ipv6Mode>,
+    address_mode: Option<crate::model::types::Ipv6Mode>,
 }

@@ -58,7 +58,7 @@ pub struct Subnet {
     pub cidr: IpNet,
     pub gateway_ip: Option<IpAddr>,
     /// DHCP answered on each VM's own host (`--dhcp`, Neutron's default;
-    /// IPv4 only so far).
+    /// on IPv6 subnets with a `dhcpv6-*` address mode, DHCPv6).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enable_dhcp: bool,
     /// The DNS servers DHCP hands out (`--dns-nameserver`), at most
@@ -69,6 +69,65 @@ pub struct Subnet {
     /// destination=CIDR,gateway=IP`), at most [`MAX_HOST_ROUTES`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_routes: Vec<Route>,
+    /// IPv6 only: what the router's advertisements say (`--ipv6-ra-mode`);
+    /// None: the router sends none for this subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_ra_mode: Option<Ipv6Mode>,
+    /// IPv6 only: how VMs get their addresses (`--ipv6-address-mode`);
+    /// with `dhcpv6-stateful` or `dhcpv6-stateless` DHCPv6 is answered on
+    /// each VM's own host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_mode: Option<Ipv6Mode>,
+}
+
+/// A subnet's `ipv6_ra_mode` or `ipv6_address_mode` (Neutron's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ipv6Mode {
+    /// Addresses by SLAAC from the advertised prefix (EUI-64 of the MAC).
+    Slaac,
+    /// Addresses and other configuration by DHCPv6 (M flag).
+    Dhcpv6Stateful,
+    /// Addresses by SLAAC, other configuration (DNS) by DHCPv6 (O flag).
+    Dhcpv6Stateless,
+}
+
+impl Ipv6Mode {
+    /// Neutron's name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ipv6Mode::Slaac => "slaac",
+            Ipv6Mode::Dhcpv6Stateful => "dhcpv6-stateful",
+            Ipv6Mode::Dhcpv6Stateless => "dhcpv6-stateless",
+        }
+    }
+}
+
+impl std::str::FromStr for Ipv6Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "slaac" => Ok(Ipv6Mode::Slaac),
+            "dhcpv6-stateful" => Ok(Ipv6Mode::Dhcpv6Stateful),
+            "dhcpv6-stateless" => Ok(Ipv6Mode::Dhcpv6Stateless),
+            _ => Err(format!(
+                "{s:?}: one of slaac, dhcpv6-stateful, dhcpv6-stateless"
+            )),
+        }
+    }
+}
+
+impl Subnet {
+    /// Whether a port's address on this subnet is the EUI-64 address of
+    /// its MAC in the prefix (Neutron's `is_auto_address_subnet`): address
+    /// mode `slaac` or `dhcpv6-stateless`, or, with no address mode, such
+    /// an RA mode.
+    pub fn auto_address(&self) -> bool {
+        matches!(
+            self.ipv6_address_mode.or(self.ipv6_ra_mode),
+            Some(Ipv6Mode::Slaac | Ipv6Mode::Dhcpv6Stateless)
+        )
+    }
 }
 
 /// The most DNS servers a subnet hands out (Neutron's `max_dns_nameservers`).
@@ -249,6 +308,10 @@ pub enum Change {
         dns_nameservers: Vec<IpAddr>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         host_routes: Vec<Route>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipv6_ra_mode: Option<Ipv6Mode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipv6_address_mode: Option<Ipv6Mode>,
     },
     /// `openstack subnet set`: DHCP on or off; with `clear_*` the list is
     /// emptied first (`--no-dns-nameservers`, `--no-host-route`), then the

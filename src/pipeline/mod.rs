@@ -12,6 +12,8 @@
 //!   or DHCP server message;
 //! - [`dhcp`](mod@dhcp) (VM ports): DHCPv4 answered from the model on the
 //!   VM's own host (address, mask, router, DNS, MTU, classless routes);
+//!   [`ra`](mod@ra) and [`dhcp6`](mod@dhcp6): router solicitations and
+//!   DHCPv6 answered likewise (prefixes, flags, MTU; IA_NA, DNS);
 //! - [`responder`](mod@responder): requests for any address the model knows are answered
 //!   here, never flooded (ARP, neighbour discovery); VIP holders learned from
 //!   what allowed address pairs announce;
@@ -191,10 +193,12 @@ macro_rules! tr {
 pub mod classify;
 pub mod decap;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod encap;
 pub mod icmp;
 pub mod nat;
 pub mod port_security;
+pub mod ra;
 pub mod responder;
 pub mod route;
 pub mod switch;
@@ -539,6 +543,11 @@ fn from_vm_full<T: Trace>(
     }
     if et == ethernet::ETHERTYPE_IPV4 {
         if let Some(d) = dhcp::dhcp4(vm, net, f, t) {
+            return d;
+        }
+    }
+    if et == ethernet::ETHERTYPE_IPV6 && (net.ra6.is_some() || !net.dhcp6.is_empty()) {
+        if let Some(d) = dhcp6::config6(vm, net, f, t) {
             return d;
         }
     }

@@ -379,7 +379,13 @@ pub(super) fn nd_respond<T: Trace>(
         );
         return Err(Some(R::NdUnknownTarget));
     };
-    let router = net.gateways.iter().any(|g| g.ip == IpAddr::V6(target));
+    // A router interface's address, or its link-local one (a VM's next hop
+    // from our advertisements: without the router flag the guest would
+    // drop the router from its default router list).
+    let router = net.gateways.iter().any(|g| {
+        g.ip == IpAddr::V6(target)
+            || (g.ip.is_ipv6() && target == crate::tables::eui64_link_local(g.mac))
+    });
     tr!(
         t,
         "nd-responder",

@@ -362,10 +362,8 @@ fn route6<T: Trace>(
     let ip = &b[ethernet::HEADER_LEN..];
     let src = ipv6_at(ip, ipv6::field::SRC_ADDR.start);
     let dst = ipv6_at(ip, ipv6::field::DST_ADDR.start);
-    if martian6(src) {
-        tr!(t, "route", "source {src} is not routed");
-        return D::Drop(R::MartianSource);
-    }
+    // Neighbour discovery stays on the link: a link-local source is its own
+    // (a guest's unicast solicitation of its router's link-local address).
     if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
         && plen >= 4
         && icmp6::is_ndp(ip[ipv6::HEADER_LEN])
@@ -382,6 +380,10 @@ fn route6<T: Trace>(
             };
         }
         return D::Drop(R::ToRouterUnsupported);
+    }
+    if martian6(src) {
+        tr!(t, "route", "source {src} is not routed");
+        return D::Drop(R::MartianSource);
     }
     if martian6(dst) {
         tr!(t, "route", "destination {dst} is not routed");

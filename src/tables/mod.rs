@@ -34,7 +34,9 @@ mod node;
 mod router;
 
 pub use external::{ExtAddr, ExtMap, FipEntry, SnatHere, SnatSettings};
-pub use network::{eui64_link_local, Dhcp4, Gw, NetTables, Vip, DHCP_SERVER_MAC, MAX_HOLDERS};
+pub use network::{
+    eui64_link_local, Dhcp4, Dhcp6, Gw, NetTables, Ra6, Vip, DHCP_SERVER_MAC, MAX_HOLDERS,
+};
 pub use node::{DpPort, HostEntry, NodePorts, NodeTables, Outer, Slot, VmPort};
 pub use router::{Adj, Home, Iface, Neighbor, RouterTables};
 

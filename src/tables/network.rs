@@ -47,6 +47,50 @@ pub struct NetTables {
     /// The network's IPv4 subnets whose DHCP this node answers for its
     /// VM ports ([`crate::pipeline::dhcp`]).
     pub dhcp4: Vec<Dhcp4>,
+    /// What answers a VM port's router solicitation on this network
+    /// ([`crate::pipeline::ra`]); None: no IPv6 subnet here has an RA mode
+    /// and a router interface.
+    pub ra6: Option<Ra6>,
+    /// The network's IPv6 subnets whose DHCPv6 this node answers for its
+    /// VM ports ([`crate::pipeline::dhcp6`]).
+    pub dhcp6: Vec<Dhcp6>,
+}
+
+/// A router advertisement, made at compile time: one router's interfaces
+/// on the network's IPv6 subnets with an `ipv6_ra_mode`, all their prefixes
+/// in one message (as Neutron's radvd advertises a router port's subnets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ra6 {
+    /// The subnets advertised, by name.
+    pub subnets: Vec<String>,
+    /// The router interface's MAC (the source, and the source link-layer
+    /// option) and its EUI-64 link-local address (the source address).
+    pub mac: MacAddr,
+    pub src: Ipv6Addr,
+    /// The ICMPv6 message from its type through its last option, its
+    /// checksum zero: flags, router lifetime, then the source link-layer
+    /// address, MTU, prefix information and RDNSS options.
+    pub body: Box<[u8]>,
+}
+
+/// DHCPv6 of one IPv6 subnet (`dhcpv6-stateful` or `dhcpv6-stateless`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp6 {
+    /// The subnet's name.
+    pub subnet: String,
+    /// The subnet's prefix and mask.
+    pub net: u128,
+    pub mask: u128,
+    /// `dhcpv6-stateful`: a port's address on the subnet is leased (IA_NA).
+    pub stateful: bool,
+    /// The source MAC of replies (the router interface's on the subnet,
+    /// else [`DHCP_SERVER_MAC`]), the server's DUID-LL is made of it, and
+    /// its EUI-64 link-local address is the replies' source.
+    pub server_mac: MacAddr,
+    pub server_ip: Ipv6Addr,
+    /// The DNS recursive name server option (23), whole, or empty when the
+    /// subnet has no IPv6 DNS server.
+    pub dns: Box<[u8]>,
 }
 
 /// DHCPv4 of one subnet, as its replies carry it.

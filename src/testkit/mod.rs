@@ -281,6 +281,25 @@ pub const MAX_GROWTH: usize = 54;
 pub const ND_ADVERT_LEN: usize =
     crate::wire::ethernet::HEADER_LEN + crate::wire::ipv6::HEADER_LEN + 32;
 
+/// The most bytes of a router advertisement or a DHCPv6 reply the pipeline
+/// writes over a guest's solicitation or client message (at most
+/// [`MAX_RA_PREFIXES`](crate::compile::MAX_RA_PREFIXES) prefixes, five DNS
+/// servers, a DUID of 130 bytes, four leases).
+pub const CONFIG_REPLY_MAX: usize = 512;
+
+/// Whether `out` is a router advertisement or a DHCPv6 server message.
+fn ipv6_config_reply(out: &[u8]) -> bool {
+    use crate::wire::{be16, ethernet, ipv6, proto};
+    const L4: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
+    out.len() >= L4 + 8
+        && be16(out, ethernet::field::ETHERTYPE.start) == ethernet::ETHERTYPE_IPV6
+        && match out[ethernet::HEADER_LEN + ipv6::field::NEXT_HEADER] {
+            proto::ICMPV6 => out[L4] == 134,
+            proto::UDP => be16(out, L4) == 547,
+            _ => false,
+        }
+}
+
 /// One run of `frame` in on `in_port`: its disposition and the frame that
 /// leaves (empty on a drop or a punt).
 pub type Run = (crate::pipeline::Disposition, Vec<u8>);
@@ -479,7 +498,8 @@ fn run_way<W>(
 ///   node; the frame that leaves is at least an Ethernet header with a
 ///   unicast source MAC, and at most the input plus [`MAX_GROWTH`] bytes of
 ///   encapsulation, or a neighbour advertisement of [`ND_ADVERT_LEN`] bytes
-///   (forwarded), or an ICMP error of at most 14 + 576 bytes (answered, and
+///   (forwarded), or a router advertisement or DHCPv6 reply of at most
+///   [`CONFIG_REPLY_MAX`] bytes back to `in_port`, or an ICMP error of at most 14 + 576 bytes (answered, and
 ///   only then);
 /// - `Flood`: a group destination; the frame as it came (from a VM
 ///   port; no larger, decapsulated, from the underlay), or with only its
@@ -592,7 +612,9 @@ pub fn check_pipeline(snap: &crate::tables::Snapshot, in_port: u16, frame: &[u8]
                     );
                 }
                 _ => assert!(
-                    n <= frame.len() + MAX_GROWTH || n == ND_ADVERT_LEN,
+                    n <= frame.len() + MAX_GROWTH
+                        || n == ND_ADVERT_LEN
+                        || (p == in_port && n <= CONFIG_REPLY_MAX && ipv6_config_reply(out)),
                     "{} bytes in, {n} bytes out",
                     frame.len()
                 ),

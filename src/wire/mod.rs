@@ -14,6 +14,7 @@
 pub mod arp;
 pub mod checksum;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod ethernet;
 pub mod gre;
 pub mod icmp4;
