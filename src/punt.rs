@@ -45,6 +45,60 @@ impl Injected {
     }
 }
 
+/// The largest frame the metadata proxy's queues carry: an Ethernet frame
+/// of a 1500-byte IP packet, rounded up (the proxy's TCP/IP stack
+/// advertises an MSS that keeps a VM's segments within it).
+pub const SEGMENT_MAX: usize = 1536;
+
+/// A frame between a VM port and the metadata proxy, in a fixed-size slot
+/// (no allocation on the worker): from the VM, with where it came from;
+/// to the VM, with the port to send it on.
+#[derive(Clone, Copy)]
+pub struct Segment {
+    /// The VM's dataplane port.
+    pub port: u16,
+    pub len: u16,
+    /// The network of the VM (its index in the tables) and the router
+    /// whose interface on the VM's subnet is its gateway, with that
+    /// interface's MAC (from the VM; unused toward it).
+    pub net: u32,
+    pub router: u32,
+    pub gw_mac: MacAddr,
+    pub bytes: [u8; SEGMENT_MAX],
+}
+
+impl Segment {
+    /// A frame of at most [`SEGMENT_MAX`] bytes.
+    #[inline]
+    pub fn new(port: u16, net: u32, router: u32, gw_mac: MacAddr, frame: &[u8]) -> Option<Segment> {
+        let mut s = Segment {
+            port,
+            len: frame.len() as u16,
+            net,
+            router,
+            gw_mac,
+            bytes: [0u8; SEGMENT_MAX],
+        };
+        s.bytes.get_mut(..frame.len())?.copy_from_slice(frame);
+        Some(s)
+    }
+
+    pub fn frame(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// The metadata proxy's two queues (only with `[metadata]` configured).
+pub struct MetadataQueues {
+    /// TCP segments from VMs to 169.254.169.254:80.
+    pub from_vms: ArrayQueue<Segment>,
+    /// The proxy's segments for the VMs.
+    pub to_vms: ArrayQueue<Segment>,
+}
+
+/// Slots of each metadata queue (about 400 KB each).
+pub const METADATA_QUEUE: usize = 256;
+
 pub struct Exchange {
     /// (IP, MAC) of ARP replies seen on the underlay.
     pub learned: ArrayQueue<(Ipv4Addr, MacAddr)>,
@@ -54,6 +108,8 @@ pub struct Exchange {
     pub vips: ArrayQueue<crate::pipeline::VipNote>,
     /// `dvr-ctl show sessions`: a question to every worker.
     pub sessions: SessionQuery,
+    /// The metadata proxy's queues, when it runs.
+    pub metadata: Option<MetadataQueues>,
 }
 
 impl Default for Exchange {
@@ -63,11 +119,47 @@ impl Default for Exchange {
             inject: ArrayQueue::new(64),
             vips: ArrayQueue::new(256),
             sessions: SessionQuery::default(),
+            metadata: None,
         }
     }
 }
 
 impl Exchange {
+    /// An exchange with the metadata proxy's queues.
+    pub fn with_metadata() -> Exchange {
+        Exchange {
+            metadata: Some(MetadataQueues {
+                from_vms: ArrayQueue::new(METADATA_QUEUE),
+                to_vms: ArrayQueue::new(METADATA_QUEUE),
+            }),
+            ..Exchange::default()
+        }
+    }
+
+    /// Worker side: hands frame `f` from a VM (noted in `n`) to the
+    /// metadata proxy. The disposition of the frame: taken (a punt), or
+    /// dropped when the proxy is not running, its queue is full or the
+    /// frame does not fit a slot.
+    #[inline]
+    pub fn punt_metadata(
+        &self,
+        n: Option<crate::pipeline::MetadataNote>,
+        f: &[u8],
+    ) -> crate::pipeline::Disposition {
+        use crate::pipeline::{Disposition as D, PuntKind};
+        use crate::stats::DropReason as R;
+        let (Some(q), Some(n)) = (&self.metadata, n) else {
+            return D::Drop(R::Dangling);
+        };
+        let Some(s) = Segment::new(n.port, n.net, n.router, n.gw_mac, f) else {
+            return D::Drop(R::MetadataOversize);
+        };
+        match q.from_vms.push(s) {
+            Ok(()) => D::Punt(PuntKind::Metadata),
+            Err(_) => D::Drop(R::MetadataQueueFull),
+        }
+    }
+
     /// Records the VIP holders the workers noted in `c` (control thread).
     /// Returns the newest snapshot if one changed, to publish.
     pub fn learn_vips(

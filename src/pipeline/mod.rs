@@ -118,6 +118,9 @@ pub enum PuntKind {
     /// port: its sender ([`Env::learned`]) for the resolver (the VTEPs of
     /// other hosts, the upstream routers).
     ArpReply,
+    /// TCP from a VM to 169.254.169.254:80, for the metadata proxy
+    /// ([`Env::metadata_note`]).
+    Metadata,
 }
 
 impl PuntKind {
@@ -126,6 +129,7 @@ impl PuntKind {
     pub const fn counter(self) -> DropReason {
         match self {
             PuntKind::ArpReply => DropReason::ArpReplyConsumed,
+            PuntKind::Metadata => DropReason::MetadataConsumed,
         }
     }
 }
@@ -193,6 +197,7 @@ pub mod decap;
 pub mod dhcp;
 pub mod encap;
 pub mod icmp;
+pub mod metadata;
 pub mod nat;
 pub mod port_security;
 pub mod responder;
@@ -200,6 +205,7 @@ pub mod route;
 pub mod switch;
 
 pub use classify::{ingress, Ingress};
+pub use metadata::MetadataNote;
 pub use nat::fip_mac;
 pub use switch::{encap_copy, flood_targets, Flood, Target};
 
@@ -244,6 +250,10 @@ pub struct Env {
     clock: Option<u64>,
     /// The routed east-west flows seen on this worker ([`crate::fastpath::flow`]).
     pub flows: FlowCache,
+    /// Whether the node runs the metadata proxy ([`metadata`]).
+    pub metadata: bool,
+    /// Set with a [`PuntKind::Metadata`] punt: where the frame came from.
+    pub metadata_note: Option<MetadataNote>,
     /// What [`crate::fastpath::snat_way`] last found for a tunnel ([`SnatMemo`]).
     pub snat_memo: SnatMemo,
     /// What [`crate::fastpath::decap_way`] last found for a tunnel ([`DecapMemo`]).
@@ -309,6 +319,8 @@ impl Env {
             nat_routers: Arc::default(),
             clock: None,
             flows: FlowCache::new(flow_sets),
+            metadata: false,
+            metadata_note: None,
             snat_memo: SnatMemo::new(memo),
             decap_memo: DecapMemo::new(memo),
         }
@@ -540,6 +552,11 @@ fn from_vm_full<T: Trace>(
     if et == ethernet::ETHERTYPE_IPV4 {
         if let Some(d) = dhcp::dhcp4(vm, net, f, t) {
             return d;
+        }
+        if metadata::to_service(f.data()) {
+            if let Some(d) = metadata::intercept(env, vm, net, f, t) {
+                return d;
+            }
         }
     }
     if et == ethernet::ETHERTYPE_ARP {
