@@ -446,6 +446,9 @@ impl State {
         let snap = self.tables.load();
         let mut gone_nets = Vec::new();
         for (&index, net) in self.nets.iter_mut() {
+            // What the stack owes first (the ACK of a VM's FIN before its
+            // socket goes, say).
+            net.iface.poll(now(), &mut net.dev, &mut net.sockets);
             let mut closed = 0;
             let mut conns = std::mem::take(&mut net.conns);
             conns.retain_mut(|c| {
@@ -555,7 +558,7 @@ fn step(
                 .and_then(|v| snap.routers.get(v.router as usize))
                 .map(|r| r.name.clone());
             match parse_request(buf) {
-                Parsed::More if !s.may_recv() => {
+                Parsed::More if s.state() == tcp::State::CloseWait => {
                     // The VM closed before its request was whole.
                     s.close();
                     c.phase = Phase::Closing;

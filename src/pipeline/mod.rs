@@ -12,6 +12,8 @@
 //!   or DHCP server message;
 //! - [`dhcp`](mod@dhcp) (VM ports): DHCPv4 answered from the model on the
 //!   VM's own host (address, mask, router, DNS, MTU, classless routes);
+//! - [`metadata`](mod@metadata) (VM ports): TCP to 169.254.169.254:80 handed
+//!   to the node's metadata proxy (with `[metadata]` configured);
 //! - [`responder`](mod@responder): requests for any address the model knows are answered
 //!   here, never flooded (ARP, neighbour discovery); VIP holders learned from
 //!   what allowed address pairs announce;
@@ -31,7 +33,7 @@
 //!   rewrite a DVR MAC source to the router interface MAC.
 //!
 //! In order: a VM port's frame takes `from_vm` (the flow cache, else
-//! `from_vm_full`: port security, VIP learning, DHCP, responder, switch, route,
+//! `from_vm_full`: port security, VIP learning, DHCP, metadata, responder, switch, route,
 //! NAT, encap); an underlay frame `decap::from_underlay` (decap, then
 //! switch or route); an external frame `nat::from_external` (NAT, then
 //! route). The fast paths that decide the common cases on a frame's bytes
