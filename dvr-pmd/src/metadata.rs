@@ -20,7 +20,7 @@
 //!
 //! Bounded: `max_networks` stacks, `max_connections` connections (a SYN
 //! over it is refused with a reset), a request head of 8 KiB, a body of 64
-//! KiB, an answer of 1 MiB (larger: 502), each connection's buffers fixed.
+//! KiB, an answer of 256 KiB (larger: 502; Nova's user data is at most 64 KiB), each connection's buffers fixed.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -43,7 +43,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 /// The largest request head, body and answer.
 pub const HEAD_MAX: usize = 8 * 1024;
 pub const BODY_MAX: usize = 64 * 1024;
-pub const ANSWER_MAX: usize = 1024 * 1024;
+pub const ANSWER_MAX: usize = 256 * 1024;
 /// Each connection's receive and send buffers.
 const RX_BUF: usize = 4 * 1024;
 const TX_BUF: usize = 16 * 1024;
@@ -95,25 +95,8 @@ impl Proxy {
             return Ok(None);
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(ProxyStats::default());
-        let (host, port) = cfg.host_port();
-        let up = Arc::new(Upstream {
-            host,
-            port,
-            connect: Duration::from_millis(cfg.connect_timeout_ms()),
-            total: Duration::from_millis(cfg.timeout_ms()),
-        });
-        let mut state = State {
-            up,
-            tables,
-            stats: stats.clone(),
-            max_connections: cfg.max_connections,
-            max_networks: cfg.max_networks,
-            nets: HashMap::new(),
-            open: 0,
-            next_id: 1,
-            results: mpsc::channel(),
-        };
+        let mut state = State::new(cfg, tables);
+        let stats = state.stats.clone();
         let s = stop.clone();
         let handle = std::thread::Builder::new()
             .name("dvr-metadata".into())
@@ -235,9 +218,11 @@ struct Net {
     dev: Dev,
     sockets: SocketSet<'static>,
     vms: HashMap<Ipv4Addr, Vm>,
-    /// The socket waiting for the next SYN, if there is room for one.
-    listener: Option<SocketHandle>,
+    /// The socket waiting for the next SYN.
+    listener: SocketHandle,
     conns: Vec<Conn>,
+    /// Connections refused: reset at the next poll, then removed.
+    refused: Vec<SocketHandle>,
     used: Instant,
 }
 
@@ -270,7 +255,7 @@ struct State {
     max_connections: usize,
     max_networks: usize,
     nets: HashMap<u32, Net>,
-    /// Connections open (and the listeners) over all networks.
+    /// Connections open over all networks (not the listeners).
     open: usize,
     next_id: u64,
     /// Answers of the server (network, connection id, bytes to relay).
@@ -284,6 +269,26 @@ fn now() -> smoltcp::time::Instant {
 const SERVICE: Ipv4Address = Ipv4Address::new(169, 254, 169, 254);
 
 impl State {
+    fn new(cfg: &Metadata, tables: Arc<Tables>) -> State {
+        let (host, port) = cfg.host_port();
+        State {
+            up: Arc::new(Upstream {
+                host,
+                port,
+                connect: Duration::from_millis(cfg.connect_timeout_ms()),
+                total: Duration::from_millis(cfg.timeout_ms()),
+            }),
+            tables,
+            stats: Arc::default(),
+            max_connections: cfg.max_connections,
+            max_networks: cfg.max_networks,
+            nets: HashMap::new(),
+            open: 0,
+            next_id: 1,
+            results: mpsc::channel(),
+        }
+    }
+
     fn run(&mut self, q: &MetadataQueues, stop: &AtomicBool) {
         while !stop.load(Relaxed) {
             let mut busy = false;
@@ -354,16 +359,15 @@ impl State {
                 seen: Instant::now(),
             },
         );
-        if syn && net.listener.is_none() {
-            self.stats.refused.fetch_add(1, Relaxed);
-        }
         net.dev.rx = Some(ip.to_vec());
         net.iface
             .poll_ingress_single(now(), &mut net.dev, &mut net.sockets);
-        // The listener took a SYN: it is a connection now; a new listener
-        // for the next one, if there is room.
-        if let Some(h) = net.listener {
-            if net.sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen {
+        // The listener took a SYN: a connection if there is room for it,
+        // else reset; a new listener for the next one.
+        let h = net.listener;
+        let l = net.sockets.get_mut::<tcp::Socket>(h);
+        if l.state() != tcp::State::Listen {
+            if self.open < self.max_connections {
                 net.conns.push(Conn {
                     id: self.next_id,
                     handle: h,
@@ -371,13 +375,14 @@ impl State {
                     since: Instant::now(),
                 });
                 self.next_id += 1;
+                self.open += 1;
                 self.stats.connections.fetch_add(1, Relaxed);
-                net.listener = None;
+            } else {
+                l.abort();
+                net.refused.push(h);
+                self.stats.refused.fetch_add(1, Relaxed);
             }
-        }
-        if net.listener.is_none() && self.open < self.max_connections {
-            net.listener = Some(listen(&mut net.sockets));
-            self.open += 1;
+            net.listener = listen(&mut net.sockets);
         }
     }
 
@@ -386,22 +391,12 @@ impl State {
         if !self.nets.contains_key(&index) {
             if self.nets.len() >= self.max_networks {
                 // Room made by the idle ones.
-                let before = self.nets.len();
-                let mut freed = 0;
                 self.nets.retain(|_, n| {
-                    let keep = !n.conns.is_empty() || n.used.elapsed() < Duration::from_secs(1);
-                    if !keep {
-                        freed += usize::from(n.listener.is_some());
-                    }
-                    keep
+                    !n.conns.is_empty() || n.used.elapsed() < Duration::from_secs(1)
                 });
-                self.open -= freed;
-                if self.nets.len() >= self.max_networks || self.nets.len() == before {
+                if self.nets.len() >= self.max_networks {
                     return false;
                 }
-            }
-            if self.open >= self.max_connections {
-                return false;
             }
             let mtu = self
                 .tables
@@ -422,8 +417,7 @@ impl State {
             // raw IP device needs no neighbour.
             let _ = iface.routes_mut().add_default_ipv4_route(SERVICE);
             let mut sockets = SocketSet::new(Vec::new());
-            let listener = Some(listen(&mut sockets));
-            self.open += 1;
+            let listener = listen(&mut sockets);
             self.nets.insert(
                 index,
                 Net {
@@ -433,6 +427,7 @@ impl State {
                     vms: HashMap::new(),
                     listener,
                     conns: Vec::new(),
+                    refused: Vec::new(),
                     used: Instant::now(),
                 },
             );
@@ -449,6 +444,9 @@ impl State {
             // What the stack owes first (the ACK of a VM's FIN before its
             // socket goes, say).
             net.iface.poll(now(), &mut net.dev, &mut net.sockets);
+            for h in net.refused.drain(..) {
+                net.sockets.remove(h);
+            }
             let mut closed = 0;
             let mut conns = std::mem::take(&mut net.conns);
             conns.retain_mut(|c| {
@@ -461,10 +459,6 @@ impl State {
             });
             net.conns = conns;
             self.open -= closed;
-            if net.listener.is_none() && self.open < self.max_connections {
-                net.listener = Some(listen(&mut net.sockets));
-                self.open += 1;
-            }
             net.iface.poll(now(), &mut net.dev, &mut net.sockets);
             for p in net.dev.tx.drain(..) {
                 send(q, &net.vms, &p, &self.stats);
@@ -474,9 +468,7 @@ impl State {
             }
         }
         for i in gone_nets {
-            if let Some(n) = self.nets.remove(&i) {
-                self.open -= usize::from(n.listener.is_some());
-            }
+            self.nets.remove(&i);
         }
     }
 }
@@ -878,6 +870,126 @@ mod tests {
             Parsed::Whole(r) => r,
             p => panic!("{p:?}"),
         }
+    }
+
+    /// Ones' complement sum of `b` folded, from `sum`.
+    fn csum(mut sum: u32, b: &[u8]) -> u16 {
+        for c in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+
+    const VM_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 1];
+    const GW_MAC: [u8; 6] = [0xfa, 0x16, 0x3e, 0, 0, 0xfe];
+
+    /// A SYN from `src`:`sport` to 169.254.169.254:80 as a VM port's frame.
+    fn syn(src: [u8; 4], sport: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&GW_MAC);
+        f.extend_from_slice(&VM_MAC);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&[169, 254, 169, 254]);
+        let c = csum(0, &ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut t = [0u8; 20];
+        t[0..2].copy_from_slice(&sport.to_be_bytes());
+        t[2..4].copy_from_slice(&80u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x02;
+        t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&ip[12..20]);
+        pseudo.extend_from_slice(&[0, 6, 0, 20]);
+        let sum = pseudo
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum();
+        let c = csum(sum, &t);
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&t);
+        f
+    }
+
+    fn state(max_connections: usize, max_networks: usize) -> State {
+        let cfg = Metadata {
+            server: "http://127.0.0.1:9".into(),
+            connect_timeout: 1.0,
+            timeout: 1.0,
+            max_connections,
+            max_networks,
+        };
+        let snap = dvr::tables::Snapshot::from_config(&dvr::tables::NodePorts {
+            node: "cn1".into(),
+            ports: Vec::new(),
+            static_fdb: Vec::new(),
+            vtep: None,
+            dvr_mac: None,
+            vtep_macs: Vec::new(),
+        });
+        State::new(&cfg, Arc::new(Tables::from_pointee(snap)))
+    }
+
+    /// What the proxy sent the VMs: (destination port, TCP flags), each
+    /// from the gateway's MAC to the VM's.
+    fn sent(q: &MetadataQueues) -> Vec<(u16, u8)> {
+        let mut out = Vec::new();
+        while let Some(s) = q.to_vms.pop() {
+            let f = s.frame();
+            assert_eq!((&f[..6], &f[6..12], s.port), (&VM_MAC[..], &GW_MAC[..], 4));
+            out.push((u16::from_be_bytes([f[36], f[37]]), f[47]));
+        }
+        out.sort();
+        out
+    }
+
+    /// `max_connections` connections are accepted; a SYN over it is
+    /// answered with a reset and counted; a network over `max_networks`
+    /// gets no stack (counted); another network may use the same address.
+    #[test]
+    fn connections_and_networks_are_bounded() {
+        let x = Exchange::with_metadata();
+        let q = x.metadata.as_ref().unwrap();
+        let mut st = state(3, 2);
+        let seg = |net: u32, src: [u8; 4], sport: u16| {
+            Segment::new(4, net, 0, MacAddr(GW_MAC), &syn(src, sport)).unwrap()
+        };
+        for sport in [1001, 1002] {
+            st.segment(&seg(1, [10, 0, 0, 5], sport));
+        }
+        st.service(q);
+        assert_eq!(sent(q), [(1001, 0x12), (1002, 0x12)], "SYN-ACKs");
+        // The same address on another network: its own stack, the last
+        // connection there is room for.
+        st.segment(&seg(2, [10, 0, 0, 5], 1001));
+        st.service(q);
+        assert_eq!(sent(q), [(1001, 0x12)]);
+        assert_eq!(st.stats.refused.load(Relaxed), 0);
+        // Over max_connections: reset.
+        st.segment(&seg(1, [10, 0, 0, 5], 1003));
+        st.service(q);
+        let got = sent(q);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].0, got[0].1 & 0x04), (1003, 0x04), "{got:?}");
+        assert_eq!(st.stats.refused.load(Relaxed), 1);
+        // A third network: no stack (both others busy), nothing sent.
+        st.segment(&seg(3, [10, 0, 0, 5], 1001));
+        st.service(q);
+        assert_eq!(sent(q), []);
+        assert_eq!(st.stats.refused.load(Relaxed), 2);
+        assert_eq!(st.nets.len(), 2);
+        assert_eq!(st.stats.connections.load(Relaxed), 3);
     }
 
     #[test]
