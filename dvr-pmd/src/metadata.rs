@@ -75,6 +75,10 @@ pub struct ProxyStats {
     /// Segments for the VMs the workers' queue had no room for (TCP sends
     /// them again).
     pub to_vms_full: AtomicU64,
+    /// Requests at the server now (each on a thread of its own), at most
+    /// `max_connections`: over it, 503. A VM that resets its connection
+    /// does not end its request's thread, which ends by its timeout.
+    pub in_flight: AtomicU64,
 }
 
 pub struct Proxy {
@@ -151,6 +155,8 @@ struct Upstream {
     port: u16,
     connect: Duration,
     total: Duration,
+    /// Requests at the server at once ([`ProxyStats::in_flight`]).
+    max_in_flight: u64,
 }
 
 /// A raw IP device between the queues and smoltcp: one packet in at a
@@ -277,6 +283,7 @@ impl State {
                 port,
                 connect: Duration::from_millis(cfg.connect_timeout_ms()),
                 total: Duration::from_millis(cfg.timeout_ms()),
+                max_in_flight: cfg.max_connections as u64,
             }),
             tables,
             stats: Arc::default(),
@@ -291,28 +298,34 @@ impl State {
 
     fn run(&mut self, q: &MetadataQueues, stop: &AtomicBool) {
         while !stop.load(Relaxed) {
-            let mut busy = false;
-            for _ in 0..ROUND {
-                let Some(s) = q.from_vms.pop() else { break };
-                busy = true;
-                self.segment(&s);
-            }
-            while let Ok((net, id, answer)) = self.results.1.try_recv() {
-                busy = true;
-                if let Some(c) = self
-                    .nets
-                    .get_mut(&net)
-                    .and_then(|n| n.conns.iter_mut().find(|c| c.id == id))
-                {
-                    c.phase = Phase::Sending(answer, 0);
-                }
-            }
-            self.service(q);
-            if !busy {
+            if !self.round(q) {
                 let idle = self.nets.values().all(|n| n.conns.is_empty());
                 std::thread::park_timeout(Duration::from_millis(if idle { 5 } else { 1 }));
             }
         }
+    }
+
+    /// One round: the VMs' segments, the server's answers, every
+    /// connection's step. False when there was nothing to take.
+    fn round(&mut self, q: &MetadataQueues) -> bool {
+        let mut busy = false;
+        for _ in 0..ROUND {
+            let Some(s) = q.from_vms.pop() else { break };
+            busy = true;
+            self.segment(&s);
+        }
+        while let Ok((net, id, answer)) = self.results.1.try_recv() {
+            busy = true;
+            if let Some(c) = self
+                .nets
+                .get_mut(&net)
+                .and_then(|n| n.conns.iter_mut().find(|c| c.id == id))
+            {
+                c.phase = Phase::Sending(answer, 0);
+            }
+        }
+        self.service(q);
+        busy
     }
 
     /// A segment from a VM into its network's stack.
@@ -566,20 +579,28 @@ fn step(
                         c.phase = Phase::Sending(status(502), 0);
                         return true;
                     };
+                    if stats.in_flight.load(Relaxed) >= up.max_in_flight {
+                        c.phase = Phase::Sending(status(503), 0);
+                        return true;
+                    }
                     let out = upstream_request(&req, vm_ip, &router, &up.host, up.port);
                     stats.requests.fetch_add(1, Relaxed);
-                    let (up, stats, results, id) =
-                        (up.clone(), stats.clone(), results.clone(), c.id);
+                    stats.in_flight.fetch_add(1, Relaxed);
+                    let (up, st, results, id) = (up.clone(), stats.clone(), results.clone(), c.id);
                     let spawned = std::thread::Builder::new()
                         .name("dvr-metadata-up".into())
                         .stack_size(256 * 1024)
                         .spawn(move || {
-                            let answer = fetch(&up, &out, &stats);
+                            let answer = fetch(&up, &out, &st);
+                            st.in_flight.fetch_sub(1, Relaxed);
                             let _ = results.send((index, id, answer));
                         });
                     c.phase = match spawned {
                         Ok(_) => Phase::Waiting,
-                        Err(_) => Phase::Sending(status(503), 0),
+                        Err(_) => {
+                            stats.in_flight.fetch_sub(1, Relaxed);
+                            Phase::Sending(status(503), 0)
+                        }
                     };
                 }
             }
@@ -779,6 +800,7 @@ fn exchange_with(
             port,
             connect,
             total,
+            max_in_flight: 1,
         },
         req,
     )
@@ -990,6 +1012,299 @@ mod tests {
         assert_eq!(st.stats.refused.load(Relaxed), 2);
         assert_eq!(st.nets.len(), 2);
         assert_eq!(st.stats.connections.load(Relaxed), 3);
+    }
+
+    /// A VM's TCP/IP stack (smoltcp too), wired to the proxy through the
+    /// queues as a VM port would be.
+    struct Guest {
+        iface: Interface,
+        dev: Dev,
+        sockets: SocketSet<'static>,
+        sock: SocketHandle,
+        ip: Ipv4Address,
+    }
+
+    impl Guest {
+        fn new(ip: [u8; 4], sport: u16) -> Guest {
+            let ip = Ipv4Address::from(ip);
+            let mut dev = Dev {
+                rx: None,
+                tx: Vec::new(),
+                mtu: 1500,
+            };
+            let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, now());
+            iface.update_ip_addrs(|a| {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(ip), 24));
+            });
+            let _ = iface
+                .routes_mut()
+                .add_default_ipv4_route(Ipv4Address::new(10, 1, 0, 1));
+            let mut sockets = SocketSet::new(Vec::new());
+            let mut s = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 65536]),
+                tcp::SocketBuffer::new(vec![0; 65536]),
+            );
+            s.connect(iface.context(), (IpAddress::Ipv4(SERVICE), 80), sport)
+                .unwrap();
+            let sock = sockets.add(s);
+            Guest {
+                iface,
+                dev,
+                sockets,
+                sock,
+                ip,
+            }
+        }
+
+        fn socket(&mut self) -> &mut tcp::Socket<'static> {
+            self.sockets.get_mut::<tcp::Socket>(self.sock)
+        }
+    }
+
+    /// The golden tests' model: network `blue` with router `r1`'s interface
+    /// on 10.1.0.0/24. The proxy's state on it, and blue's and r1's
+    /// indexes.
+    fn state_on_model(server: &str, max_connections: usize, timeout: f64) -> (State, u32, u32) {
+        let m = dvr::testkit::model();
+        let c = dvr::compile::Compiler::new(&m, dvr::testkit::node());
+        let snap = c.current().clone();
+        let net = (0..64u32)
+            .find(|&i| snap.net(i).is_some_and(|n| n.name == "blue"))
+            .unwrap();
+        let router = (0..64u32)
+            .find(|&i| snap.routers.get(i as usize).is_some_and(|r| r.name == "r1"))
+            .unwrap();
+        let cfg = Metadata {
+            server: server.into(),
+            connect_timeout: 1.0,
+            timeout,
+            max_connections,
+            max_networks: 4,
+        };
+        let tables = Arc::new(Tables::new(snap));
+        (State::new(&cfg, tables), net, router)
+    }
+
+    /// Moves segments both ways and the proxy's rounds for `d`.
+    fn pump(
+        st: &mut State,
+        q: &MetadataQueues,
+        guests: &mut [&mut Guest],
+        net: u32,
+        router: u32,
+        d: Duration,
+    ) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            for g in guests.iter_mut() {
+                g.iface.poll(now(), &mut g.dev, &mut g.sockets);
+                for p in g.dev.tx.drain(..) {
+                    let mut f = GW_MAC.to_vec();
+                    f.extend_from_slice(&VM_MAC);
+                    f.extend_from_slice(&[0x08, 0]);
+                    f.extend_from_slice(&p);
+                    q.from_vms
+                        .push(Segment::new(4, net, router, MacAddr(GW_MAC), &f).unwrap())
+                        .ok()
+                        .unwrap();
+                }
+            }
+            st.round(q);
+            while let Some(s) = q.to_vms.pop() {
+                let ip = s.frame()[14..].to_vec();
+                let dst = Ipv4Address::new(ip[16], ip[17], ip[18], ip[19]);
+                if let Some(g) = guests.iter_mut().find(|g| g.ip == dst) {
+                    g.dev.rx = Some(ip);
+                    g.iface.poll(now(), &mut g.dev, &mut g.sockets);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn received(g: &mut Guest) -> String {
+        let mut out = Vec::new();
+        let s = g.socket();
+        while s.can_recv() {
+            let _ = s.recv(|d| {
+                out.extend_from_slice(d);
+                (d.len(), ())
+            });
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// A server on 127.0.0.1 that answers each request with what it got
+    /// (by length), or never answers (`silent`).
+    fn local_server(silent: bool) -> (u16, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming().take(4) {
+                let Ok(mut c) = c else { return };
+                if silent {
+                    held.push(c);
+                    continue;
+                }
+                let mut got = Vec::new();
+                let mut b = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = write!(
+                    c,
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                    got.len()
+                );
+                let _ = c.write_all(&got);
+            }
+        });
+        (port, h)
+    }
+
+    /// A VM's request through the proxy's stack reaches the server with
+    /// the VM's address and router; the answer comes back whole and the
+    /// connection is closed by the proxy.
+    #[test]
+    fn a_request_through_the_stack_and_its_answer() {
+        let (port, _srv) = local_server(false);
+        let (mut st, net, router) = state_on_model(&format!("http://127.0.0.1:{port}"), 8, 2.0);
+        let x = Exchange::with_metadata();
+        let q = x.metadata.as_ref().unwrap();
+        let mut g = Guest::new([10, 1, 0, 10], 40000);
+        pump(
+            &mut st,
+            q,
+            &mut [&mut g],
+            net,
+            router,
+            Duration::from_millis(100),
+        );
+        assert!(g.socket().may_send(), "connected: {}", g.socket().state());
+        g.socket()
+            .send_slice(b"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 169.254.169.254\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+            .unwrap();
+        pump(
+            &mut st,
+            q,
+            &mut [&mut g],
+            net,
+            router,
+            Duration::from_millis(500),
+        );
+        let got = received(&mut g);
+        assert!(got.starts_with("HTTP/1.0 200 OK\r\n"), "{got}");
+        assert!(
+            got.contains("GET /latest/meta-data/instance-id HTTP/1.1\r\n"),
+            "{got}"
+        );
+        assert!(got.contains("X-Forwarded-For: 10.1.0.10\r\n"), "{got}");
+        assert!(got.contains("X-Neutron-Router-ID: r1\r\n"), "{got}");
+        assert!(!got.contains("6.6.6.6"), "{got}");
+        assert!(
+            !g.socket().may_recv(),
+            "closed by the proxy: {}",
+            g.socket().state()
+        );
+        assert_eq!(st.stats.answered.load(Relaxed), 1);
+    }
+
+    /// Requests at the server are bounded too: a VM that resets its
+    /// connection leaves its request's thread waiting for the server; over
+    /// `max_connections` of them, a new request gets 503 at once; the
+    /// thread ends by the timeout.
+    #[test]
+    fn requests_at_a_silent_server_are_bounded() {
+        let (port, _srv) = local_server(true);
+        let (mut st, net, router) = state_on_model(&format!("http://127.0.0.1:{port}"), 1, 1.0);
+        let x = Exchange::with_metadata();
+        let q = x.metadata.as_ref().unwrap();
+        let req = b"GET / HTTP/1.1\r\n\r\n";
+        let mut a = Guest::new([10, 1, 0, 10], 40001);
+        pump(
+            &mut st,
+            q,
+            &mut [&mut a],
+            net,
+            router,
+            Duration::from_millis(100),
+        );
+        a.socket().send_slice(req).unwrap();
+        pump(
+            &mut st,
+            q,
+            &mut [&mut a],
+            net,
+            router,
+            Duration::from_millis(100),
+        );
+        assert_eq!(st.stats.in_flight.load(Relaxed), 1);
+        a.socket().abort();
+        pump(
+            &mut st,
+            q,
+            &mut [&mut a],
+            net,
+            router,
+            Duration::from_millis(100),
+        );
+        let mut b = Guest::new([10, 1, 0, 11], 40002);
+        pump(
+            &mut st,
+            q,
+            &mut [&mut b],
+            net,
+            router,
+            Duration::from_millis(100),
+        );
+        b.socket().send_slice(req).unwrap();
+        pump(
+            &mut st,
+            q,
+            &mut [&mut b],
+            net,
+            router,
+            Duration::from_millis(200),
+        );
+        let got = received(&mut b);
+        assert!(got.starts_with("HTTP/1.1 503 "), "{got}");
+        // The waiting thread ends by the timeout: the next request goes on
+        // (and gets its 504), once b's connection is closed (the only one
+        // there is room for).
+        b.socket().close();
+        pump(
+            &mut st,
+            q,
+            &mut [&mut b],
+            net,
+            router,
+            Duration::from_millis(1000),
+        );
+        assert_eq!(st.stats.in_flight.load(Relaxed), 0);
+        let mut c = Guest::new([10, 1, 0, 12], 40003);
+        pump(
+            &mut st,
+            q,
+            &mut [&mut c],
+            net,
+            router,
+            Duration::from_millis(100),
+        );
+        c.socket().send_slice(req).unwrap();
+        pump(
+            &mut st,
+            q,
+            &mut [&mut c],
+            net,
+            router,
+            Duration::from_millis(1500),
+        );
+        let got = received(&mut c);
+        assert!(got.starts_with("HTTP/1.1 504 "), "{got}");
     }
 
     #[test]

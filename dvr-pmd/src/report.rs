@@ -275,6 +275,7 @@ impl NodeView for View {
         // A trace's SNAT is a fresh table of its own: it shows what a new
         // flow gets, never the workers' sessions.
         let mut env = dvr::pipeline::Env::new(|| 0, 1);
+        env.metadata = self.exchange.metadata.is_some();
         env.burst(&snap);
         let mut notes = dvr::pipeline::Notes::default();
         let v = dvr::pipeline::process(&snap, &mut env, in_port, &mut f, &mut notes);
