@@ -161,6 +161,19 @@ fn a_vm_whose_subnet_has_no_router_interface_is_not_intercepted() {
     assert_eq!(note, None);
 }
 
+/// Sent to another port's MAC (port `c` of `blue`, on cn2: a tenant's own
+/// router VM, say), not to the router interface: switched to it as without
+/// the proxy, as Neutron's proxy in the router's namespace never sees it.
+#[test]
+fn not_sent_to_the_gateway_mac_is_switched() {
+    let m = model();
+    let mut f = syn(SERVICE, 80);
+    f[..6].copy_from_slice(&C_MAC);
+    let (off, _) = run(&m, false, &f);
+    assert!(matches!(off, D::Forward(_)), "{off:?}");
+    assert_eq!(run(&m, true, &f), (off, None));
+}
+
 /// The worker's side: the frame is copied into the proxy's queue with its
 /// note; a full queue, a frame larger than a slot, or no proxy: dropped,
 /// each under its reason.

@@ -4,9 +4,11 @@
 //! terminates the connection on the VM's own host and sends each request on
 //! to Nova's metadata API (`dvr-pmd`'s `metadata` thread). Only with
 //! `[metadata]` configured ([`Env::metadata`]), and only from a VM whose
-//! network has a router interface on the VM's subnet (the router the
-//! request names); anything else to 169.254.169.254 goes on through the
-//! pipeline (routed as any address).
+//! network has a router interface on the VM's subnet, sent to that
+//! interface's MAC (the VM's gateway: the router the request names), as
+//! Neutron's proxy in the router's namespace sees only what reaches the
+//! router; anything else to 169.254.169.254 goes on through the pipeline
+//! (switched, or met by the router as any link-local address: not routed).
 //!
 //! Every IPv4 frame of a VM port's full pipeline pays one comparison (its
 //! destination address); the flow cache never holds such a frame (only
@@ -52,8 +54,8 @@ pub(super) fn to_service(b: &[u8]) -> bool {
 /// Frame `f` from VM port `vm` of network `net`, to 169.254.169.254: for
 /// the proxy ([`PuntKind::Metadata`], with [`Env::metadata_note`] set) if
 /// it runs and the frame is a first or only fragment of TCP to port 80 from
-/// an address of a subnet a router interface here serves; else `None`, the
-/// pipeline goes on with it.
+/// an address of a subnet a router interface here serves, sent to that
+/// interface's MAC; else `None`, the pipeline goes on with it.
 #[cold]
 pub(super) fn intercept<T: Trace>(
     env: &mut Env,
@@ -82,17 +84,18 @@ pub(super) fn intercept<T: Trace>(
         return None;
     }
     let src = u32::from_be_bytes(ip[ipv4::field::SRC_ADDR].try_into().ok()?);
+    let dst_mac = &b[ethernet::field::DST];
     let Some(gw) = net.gateways.iter().find(|g| match (g.cidr, g.ip) {
         (ipnet::IpNet::V4(c), IpAddr::V4(_)) => {
             let mask = u32::from(c.netmask());
-            src & mask == u32::from(c.network()) & mask
+            src & mask == u32::from(c.network()) & mask && g.mac.0 == dst_mac
         }
         _ => false,
     }) else {
         tr!(
             t,
             "metadata",
-            "to 169.254.169.254:80 from {}: no router interface on its subnet",
+            "to 169.254.169.254:80 from {}: not sent to a router interface on its subnet",
             std::net::Ipv4Addr::from(src)
         );
         return None;
