@@ -94,6 +94,51 @@ pub struct MetadataQueues {
     pub from_vms: ArrayQueue<Segment>,
     /// The proxy's segments for the VMs.
     pub to_vms: ArrayQueue<Segment>,
+    /// The proxy's counters.
+    pub stats: std::sync::Arc<MetadataStats>,
+}
+
+/// What the metadata proxy did (its own counters, beside the workers'
+/// drop reasons): in the counter lines' `metadata` object.
+#[derive(Debug, Default)]
+pub struct MetadataStats {
+    /// Connections accepted, and refused (over `max_connections`, or over
+    /// `max_networks`).
+    pub connections: AtomicU64,
+    pub refused: AtomicU64,
+    /// Requests sent on to the server and answers relayed.
+    pub requests: AtomicU64,
+    pub answered: AtomicU64,
+    /// Answered by the proxy itself: the server refused or was not reached
+    /// (502), did not answer in time (504); a request it could not read (4xx).
+    pub bad_gateway: AtomicU64,
+    pub gateway_timeout: AtomicU64,
+    pub bad_request: AtomicU64,
+    /// Segments for the VMs the workers' queue had no room for (TCP sends
+    /// them again).
+    pub to_vms_full: AtomicU64,
+    /// Requests at the server now (each on a thread of its own), at most
+    /// `max_connections`: over it, 503. A VM that resets its connection
+    /// does not end its request's thread, which ends by its timeout.
+    pub in_flight: AtomicU64,
+}
+
+impl MetadataStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> crate::proto::answers::MetadataCounters {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::proto::answers::MetadataCounters {
+            connections: g(&self.connections),
+            refused: g(&self.refused),
+            requests: g(&self.requests),
+            answered: g(&self.answered),
+            bad_gateway: g(&self.bad_gateway),
+            gateway_timeout: g(&self.gateway_timeout),
+            bad_request: g(&self.bad_request),
+            to_vms_full: g(&self.to_vms_full),
+            in_flight: g(&self.in_flight),
+        }
+    }
 }
 
 /// Slots of each metadata queue (about 400 KB each).
@@ -131,6 +176,7 @@ impl Exchange {
             metadata: Some(MetadataQueues {
                 from_vms: ArrayQueue::new(METADATA_QUEUE),
                 to_vms: ArrayQueue::new(METADATA_QUEUE),
+                stats: Default::default(),
             }),
             ..Exchange::default()
         }

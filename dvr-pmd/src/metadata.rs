@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use dvr::config::Metadata;
 use dvr::mac::MacAddr;
-use dvr::punt::{Exchange, MetadataQueues, Segment};
+use dvr::punt::{Exchange, MetadataQueues, MetadataStats as ProxyStats, Segment};
 use dvr::tables::Tables;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
@@ -57,30 +57,6 @@ const VMS_MAX: usize = 4096;
 /// Segments taken from the workers per round.
 const ROUND: usize = 512;
 
-/// What the proxy did, for the counters.
-#[derive(Debug, Default)]
-pub struct ProxyStats {
-    /// Connections accepted, and refused (over `max_connections`, or over
-    /// `max_networks`).
-    pub connections: AtomicU64,
-    pub refused: AtomicU64,
-    /// Requests sent on to the server and answers relayed.
-    pub requests: AtomicU64,
-    pub answered: AtomicU64,
-    /// Answered by the proxy itself: the server refused or was not reached
-    /// (502), did not answer in time (504); a request it could not read (4xx).
-    pub bad_gateway: AtomicU64,
-    pub gateway_timeout: AtomicU64,
-    pub bad_request: AtomicU64,
-    /// Segments for the VMs the workers' queue had no room for (TCP sends
-    /// them again).
-    pub to_vms_full: AtomicU64,
-    /// Requests at the server now (each on a thread of its own), at most
-    /// `max_connections`: over it, 503. A VM that resets its connection
-    /// does not end its request's thread, which ends by its timeout.
-    pub in_flight: AtomicU64,
-}
-
 pub struct Proxy {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
@@ -99,8 +75,10 @@ impl Proxy {
             return Ok(None);
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut state = State::new(cfg, tables);
-        let stats = state.stats.clone();
+        let Some(stats) = exchange.metadata.as_ref().map(|q| q.stats.clone()) else {
+            return Ok(None);
+        };
+        let mut state = State::new(cfg, tables, stats.clone());
         let s = stop.clone();
         let handle = std::thread::Builder::new()
             .name("dvr-metadata".into())
@@ -275,7 +253,7 @@ fn now() -> smoltcp::time::Instant {
 const SERVICE: Ipv4Address = Ipv4Address::new(169, 254, 169, 254);
 
 impl State {
-    fn new(cfg: &Metadata, tables: Arc<Tables>) -> State {
+    fn new(cfg: &Metadata, tables: Arc<Tables>, stats: Arc<ProxyStats>) -> State {
         let (host, port) = cfg.host_port();
         State {
             up: Arc::new(Upstream {
@@ -286,7 +264,7 @@ impl State {
                 max_in_flight: cfg.max_connections as u64,
             }),
             tables,
-            stats: Arc::default(),
+            stats,
             max_connections: cfg.max_connections,
             max_networks: cfg.max_networks,
             nets: HashMap::new(),
@@ -960,7 +938,7 @@ mod tests {
             dvr_mac: None,
             vtep_macs: Vec::new(),
         });
-        State::new(&cfg, Arc::new(Tables::from_pointee(snap)))
+        State::new(&cfg, Arc::new(Tables::from_pointee(snap)), Arc::default())
     }
 
     /// What the proxy sent the VMs: (destination port, TCP flags), each
@@ -1082,7 +1060,7 @@ mod tests {
             max_networks: 4,
         };
         let tables = Arc::new(Tables::new(snap));
-        (State::new(&cfg, tables), net, router)
+        (State::new(&cfg, tables, Arc::default()), net, router)
     }
 
     /// Moves segments both ways and the proxy's rounds for `d`.

@@ -148,6 +148,7 @@ impl View {
                     rx_queues: polls.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 })
                 .collect(),
+            metadata: self.exchange.metadata.as_ref().map(|q| q.stats.snapshot()),
         }
     }
 }
@@ -682,6 +683,20 @@ impl Reporter {
                         drops.join(" ")
                     }
                 );
+                if let Some(q) = &view.exchange.metadata {
+                    let m = q.stats.snapshot();
+                    let _ = writeln!(
+                        out,
+                        "  metadata: {} connections ({} refused), {} answered, {} 502, {} 504, {} bad requests, {} at the server",
+                        m.connections,
+                        m.refused,
+                        m.answered,
+                        m.bad_gateway,
+                        m.gateway_timeout,
+                        m.bad_request,
+                        m.in_flight
+                    );
+                }
             }
         }
         let mut stdout = std::io::stdout().lock();

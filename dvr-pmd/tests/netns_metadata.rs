@@ -362,6 +362,26 @@ fn metadata_proxy_on_two_hosts() {
         assert!(taken >= 200, "{}: {taken}", HOSTS[h].0);
         assert_eq!(drops(&v, "metadata_queue_full"), 0);
         assert_eq!(drops(&v, "metadata_oversize"), 0);
+        // The proxy's own counters: cn1 answered a1's and b1's request and
+        // a1's 50, then a 502; cn2 a2's request and its 50, then a 504.
+        let m = &v["metadata"];
+        eprintln!("{}: {m}", HOSTS[h].0);
+        let n = |k: &str| m[k].as_u64().unwrap_or_else(|| panic!("no {k} in {m}"));
+        let (answered, bad, timeout) = if h == 0 { (52, 1, 0) } else { (51, 0, 1) };
+        assert_eq!(n("answered"), answered);
+        assert_eq!(n("bad_gateway"), bad);
+        assert_eq!(n("gateway_timeout"), timeout);
+        assert_eq!(n("connections"), answered + 1);
+        assert_eq!(n("requests"), answered + 1);
+        assert_eq!(
+            (
+                n("refused"),
+                n("bad_request"),
+                n("to_vms_full"),
+                n("in_flight")
+            ),
+            (0, 0, 0, 0)
+        );
     }
     tb.down();
 }
