@@ -175,11 +175,12 @@ impl Control {
                 fip_gateway: known.and_then(|h| h.fip_gateway.clone()),
             }];
             match model.apply(&changes) {
-                Ok(_) => {
+                Ok(applied) => {
                     if let Err(e) = store.commit(&changes, &model) {
                         return Err(format!("cannot save the model: {e}"));
                     }
                     tracing::info!(host = %name, "host record registered");
+                    log_committed(model.generation, &changes, &applied);
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot register this host in the model"),
             }
@@ -441,6 +442,7 @@ fn apply(
                 ));
             }
             drop(state);
+            log_committed(generation, changes, &applied);
             to_line(&Committed {
                 version: proto::VERSION,
                 id,
@@ -455,6 +457,38 @@ fn apply(
         }
         Err(e) => to_line(&Response::err(id, ErrorCode::Rejected, e.to_string())),
     }
+}
+
+/// Logs a committed transaction: its generation, how many changes, and the
+/// first of them.
+fn log_committed(generation: u64, changes: &[Change], applied: &[Applied]) {
+    tracing::info!(
+        generation,
+        changes = changes.len(),
+        what = %summary(changes, applied),
+        "model change committed"
+    );
+}
+
+/// A committed transaction for the log: each change's operation and the
+/// object it named, the first four of them.
+fn summary(changes: &[Change], applied: &[Applied]) -> String {
+    const SHOWN: usize = 4;
+    let mut s = String::new();
+    for (c, a) in changes.iter().zip(applied).take(SHOWN) {
+        let op = serde_json::to_value(c)
+            .ok()
+            .and_then(|v| v["op"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        s.push_str(&format!("{op} {}", a.name));
+    }
+    if changes.len() > SHOWN {
+        s.push_str(&format!(" (+{} more)", changes.len() - SHOWN));
+    }
+    s
 }
 
 /// A typed answer as a response.

@@ -55,18 +55,34 @@ struct Args {
     take_over: bool,
 }
 
+/// The log on standard error: `DVR_LOG` filters (`info` by default),
+/// `DVR_LOG_FORMAT` is `text` (the default; colours only on a terminal, so
+/// a journal or a file gets plain lines) or `json` (one object a line).
+fn logs() -> Result<(), String> {
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DVR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        );
+    match std::env::var("DVR_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => b.with_ansi(std::io::stderr().is_terminal()).init(),
+        Ok("json") => b.json().init(),
+        Ok(other) => return Err(format!("DVR_LOG_FORMAT is text or json, not {other:?}")),
+    }
+    Ok(())
+}
+
 const EXIT_CONFIG: u8 = 2;
 const EXIT_START: u8 = 1;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DVR_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    if let Err(e) = logs() {
+        eprintln!("dvr-pmd: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
 
     if args.print_default_config {
         // A closed standard output ends this one-shot command as it ends

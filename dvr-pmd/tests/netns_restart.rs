@@ -78,7 +78,7 @@ fn wait_resolved(d: &Daemon, vtep: &str) {
     let deadline = Instant::now() + PATIENCE;
     let want = format!("vtep={vtep}");
     loop {
-        let log = plain(&d.stderr());
+        let log = d.stderr();
         if log
             .lines()
             .any(|l| l.contains(&want) && (l.contains("resolved") || l.contains("restored")))
@@ -91,21 +91,6 @@ fn wait_resolved(d: &Daemon, vtep: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Log text without its terminal colours (`ESC [ ... m`).
-fn plain(l: &str) -> String {
-    let mut out = String::with_capacity(l.len());
-    let mut esc = false;
-    for c in l.chars() {
-        match (esc, c) {
-            (false, '\x1b') => esc = true,
-            (false, c) => out.push(c),
-            (true, 'm') => esc = false,
-            (true, _) => {}
-        }
-    }
-    out
 }
 
 /// `[timestamp] ... icmp_seq=N ...` lines of `ping -D`: (seconds, seq).
@@ -200,8 +185,7 @@ fn milestones(log: &str, t0: f64) -> String {
         ("forwarding;", "forwarding"),
         ("resolved", "neighbour resolved by ARP"),
     ];
-    plain(log)
-        .lines()
+    log.lines()
         .filter_map(|l| {
             let (_, what) = steps.iter().find(|(m, _)| l.contains(m))?;
             let t = log_time(l)?;
@@ -463,7 +447,7 @@ fn restart(bed: &Bed, daemons: &mut Vec<Daemon>, take_over: bool) {
     assert_eq!(drops(&e, "vtep_unresolved"), 0, "cn1 after restart: {e}");
     // It restored cn2's VTEP, then its ARP answer confirmed it (and the log
     // says so, as for a neighbour resolved afresh).
-    let log = plain(&new.stderr());
+    let log = new.stderr();
     for what in ["underlay neighbour restored", "underlay neighbour resolved"] {
         assert!(
             log.contains(&format!("{what} vtep={}", HOSTS[1].1)),
@@ -478,13 +462,15 @@ fn restart(bed: &Bed, daemons: &mut Vec<Daemon>, take_over: bool) {
     // (from the logs), plus MAX_LOST_AFTER: nothing is lost once it
     // forwards (no wait for ARP, say). A take-over loses at most the goal,
     // however loaded the machine: its gap is the old process's stop.
-    let stopped = plain(&old.stderr())
+    let stopped = old
+        .stderr()
         .lines()
         .filter(|l| l.contains("stopped cleanly"))
         .find_map(log_time)
         .expect("the old process's last log line");
     let reaped_ms = (exited.as_secs_f64() - (stopped - term)) * 1000.0;
-    let forwarding_ms = (plain(&new.stderr())
+    let forwarding_ms = (new
+        .stderr()
         .lines()
         .filter(|l| l.contains("forwarding;"))
         .find_map(log_time)

@@ -204,21 +204,6 @@ fn all_at_once(sockets: &[PathBuf], calls: &[&[&str]]) {
     });
 }
 
-/// A log line without its terminal colours (`ESC [ ... m`).
-fn plain(l: &str) -> String {
-    let mut out = String::with_capacity(l.len());
-    let mut esc = false;
-    for c in l.chars() {
-        match (esc, c) {
-            (false, '\x1b') => esc = true,
-            (false, c) => out.push(c),
-            (true, 'm') => esc = false,
-            (true, _) => {}
-        }
-    }
-    out
-}
-
 /// Waits until `d` logged that it resolved `vtep` on the underlay.
 fn wait_resolved(d: &Daemon, vtep: &str) {
     let want = format!("vtep={vtep} mac=");
@@ -227,7 +212,7 @@ fn wait_resolved(d: &Daemon, vtep: &str) {
         let log = d.stderr();
         if log
             .lines()
-            .map(plain)
+            .map(str::to_owned)
             .any(|l| l.contains("underlay neighbour resolved") && l.contains(&want))
         {
             return;

@@ -142,7 +142,7 @@ fn resolved(d: &Daemon, vtep: &str) -> Vec<String> {
     let want = format!("vtep={vtep} mac=");
     d.stderr()
         .lines()
-        .map(plain)
+        .map(str::to_owned)
         .filter(|l| l.contains("underlay neighbour resolved"))
         .filter_map(|l| Some(l.split_once(&want)?.1.trim().to_owned()))
         .collect()
@@ -163,21 +163,6 @@ fn wait_resolved(d: &Daemon, vtep: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// A log line without its terminal colours (`ESC [ ... m`).
-fn plain(l: &str) -> String {
-    let mut out = String::with_capacity(l.len());
-    let mut esc = false;
-    for c in l.chars() {
-        match (esc, c) {
-            (false, '\x1b') => esc = true,
-            (false, c) => out.push(c),
-            (true, 'm') => esc = false,
-            (true, _) => {}
-        }
-    }
-    out
 }
 
 fn two_hosts(ov: Overlay) {

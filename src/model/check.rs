@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ipnet::IpNet;
 
 use super::alloc::{is_network_address, overlaps, reserved};
-use super::index::{Index, ObjKey, OwnerKey, Rel};
+use super::index::{Index, ObjKey, OwnerKey};
 use super::*;
 use crate::config::AgentMode;
 use crate::mac::MacAddr;
@@ -227,18 +227,7 @@ impl<'m> Ctx<'m> {
     pub(super) fn subnets_of(&self, network: &str) -> Vec<&'m Subnet> {
         match &self.subnets_by_network {
             Some(idx) => idx.get(network).cloned().unwrap_or_default(),
-            None if self.m.idx().is_some() => self
-                .m
-                .index()
-                .rel(Rel::SubnetsByNetwork, network)
-                .filter_map(|k| self.m.subnets.get(k.name()))
-                .collect(),
-            None => self
-                .m
-                .subnets
-                .values()
-                .filter(|s| s.network == network)
-                .collect(),
+            None => self.m.subnets_of(network),
         }
     }
 
