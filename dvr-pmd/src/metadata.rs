@@ -400,7 +400,13 @@ impl State {
                 tx: Vec::new(),
                 mtu,
             };
-            let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, now());
+            // Initial sequence numbers no VM can guess.
+            let mut config = Config::new(HardwareAddress::Ip);
+            config.random_seed = std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                (index, Instant::now()),
+            );
+            let mut iface = Interface::new(config, &mut dev, now());
             iface.update_ip_addrs(|a| {
                 let _ = a.push(IpCidr::new(IpAddress::Ipv4(SERVICE), 32));
             });
@@ -449,7 +455,7 @@ impl State {
                 keep
             });
             net.conns = conns;
-            self.open -= closed;
+            self.open = self.open.saturating_sub(closed);
             net.iface.poll(now(), &mut net.dev, &mut net.sockets);
             for p in net.dev.tx.drain(..) {
                 send(q, &net.vms, &p, &self.stats);
