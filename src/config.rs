@@ -396,6 +396,7 @@ struct RawConfig {
     nat: Nat,
     #[serde(default)]
     control: Control,
+    metadata: Option<Metadata>,
 }
 
 /// A checked node configuration.
@@ -420,6 +421,85 @@ pub struct Config {
     pub control_group: Option<String>,
     /// Where the model is saved (always set after checking).
     pub state_file: PathBuf,
+    /// The metadata proxy (`[metadata]`): None, 169.254.169.254 is not
+    /// intercepted (routed as any address).
+    pub metadata: Option<Metadata>,
+}
+
+/// `[metadata]`: the metadata proxy on every distributed router. A VM's TCP
+/// connection to 169.254.169.254:80 is terminated on its own host and each
+/// request is sent on to `server` (Nova's metadata API) with
+/// `X-Forwarded-For` (the VM's fixed IP) and `X-Neutron-Router-ID`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// `http://HOST:PORT` (port 80 if none), e.g. `http://10.0.0.5:8775`.
+    pub server: String,
+    /// Seconds to connect to the server before the VM gets a 502
+    /// (refused) or 504 (no answer).
+    #[serde(default = "Metadata::default_connect_timeout")]
+    pub connect_timeout: f64,
+    /// Seconds for the whole answer before the VM gets a 504.
+    #[serde(default = "Metadata::default_timeout")]
+    pub timeout: f64,
+    /// VM connections open at once (over it a new one is refused).
+    #[serde(default = "Metadata::default_max_connections")]
+    pub max_connections: usize,
+    /// Networks with a TCP/IP stack of the proxy at once.
+    #[serde(default = "Metadata::default_max_networks")]
+    pub max_networks: usize,
+}
+
+impl Metadata {
+    fn default_connect_timeout() -> f64 {
+        2.0
+    }
+    fn default_timeout() -> f64 {
+        10.0
+    }
+    fn default_max_connections() -> usize {
+        256
+    }
+    fn default_max_networks() -> usize {
+        64
+    }
+
+    /// The server's host and port (checked by [`Config::load`]).
+    pub fn host_port(&self) -> (String, u16) {
+        parse_http_url(&self.server).unwrap_or_default()
+    }
+
+    /// The timeouts in milliseconds (checked by [`Config::load`]).
+    pub fn connect_timeout_ms(&self) -> u64 {
+        timeout_ms(self.connect_timeout).unwrap_or(2000)
+    }
+    pub fn timeout_ms(&self) -> u64 {
+        timeout_ms(self.timeout).unwrap_or(10_000)
+    }
+}
+
+/// `http://HOST[:PORT][/]`: the host (a name, an IPv4 address or a
+/// bracketed IPv6 address) and the port (80 if none).
+fn parse_http_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("http://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return None;
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (h.to_owned(), 80),
+            p => (h.to_owned(), p.strip_prefix(':')?.parse().ok()?),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()?),
+            None => (rest.to_owned(), 80),
+        }
+    };
+    (!host.is_empty() && port != 0).then_some((host, port))
 }
 
 /// Keys that each port kind accepts besides name, role, kind and worker.
@@ -494,6 +574,7 @@ impl Config {
             l2: raw.l2,
             underlay: raw.underlay,
             nat: raw.nat,
+            metadata: raw.metadata,
         })
     }
 
@@ -597,6 +678,9 @@ fn check_sections(raw: &RawConfig) -> Result<Vec<PortConfig>, Bad> {
     check_underlay(&raw.underlay)?;
     check_nat(&raw.nat)?;
     check_control(&raw.control)?;
+    if let Some(m) = &raw.metadata {
+        check_metadata(m)?;
+    }
     Ok(ports)
 }
 
@@ -1017,6 +1101,43 @@ fn check_nat(t: &Nat) -> Result<(), Bad> {
     Ok(())
 }
 
+/// `[metadata]`.
+fn check_metadata(m: &Metadata) -> Result<(), Bad> {
+    if parse_http_url(&m.server).is_none() {
+        return Err(bad(
+            "metadata.server",
+            format!(
+                "{:?} is not http://HOST or http://HOST:PORT (Nova's metadata API, e.g. http://192.0.2.10:8775)",
+                m.server
+            ),
+        ));
+    }
+    for (key, v) in [
+        ("metadata.connect_timeout", m.connect_timeout),
+        ("metadata.timeout", m.timeout),
+    ] {
+        if timeout_ms(v).is_none_or(|ms| ms > 300_000) {
+            return Err(bad(
+                key,
+                format!("{v} is not a timeout: seconds from 0.001 to 300, to the millisecond"),
+            ));
+        }
+    }
+    if m.max_connections == 0 || m.max_connections > 65_536 {
+        return Err(bad(
+            "metadata.max_connections",
+            format!("{} is not between 1 and 65536", m.max_connections),
+        ));
+    }
+    if m.max_networks == 0 || m.max_networks > 4096 {
+        return Err(bad(
+            "metadata.max_networks",
+            format!("{} is not between 1 and 4096", m.max_networks),
+        ));
+    }
+    Ok(())
+}
+
 /// `[control]`.
 fn check_control(control: &Control) -> Result<(), Bad> {
     if let Some(g) = &control.group {
@@ -1141,6 +1262,58 @@ port = "vm-b"
             Config::parse(&GOOD.replace("workers = [1]", "workers = [0, 1]"), "t.toml").unwrap();
         assert_eq!(c.cores.workers, vec![0, 1]);
         assert_eq!(c.cores.main, 0);
+    }
+
+    #[test]
+    fn metadata_section() {
+        let with = |m: &str| Config::parse(&format!("{GOOD}[metadata]\n{m}\n"), "t.toml");
+        assert_eq!(Config::parse(GOOD, "t.toml").unwrap().metadata, None);
+        let m = with("server = \"http://192.0.2.10:8775\"")
+            .unwrap()
+            .metadata
+            .unwrap();
+        assert_eq!(m.host_port(), ("192.0.2.10".into(), 8775));
+        assert_eq!((m.connect_timeout_ms(), m.timeout_ms()), (2000, 10_000));
+        assert_eq!((m.max_connections, m.max_networks), (256, 64));
+        let m = with("server = \"http://nova-api/\"\ntimeout = 3.5")
+            .unwrap()
+            .metadata
+            .unwrap();
+        assert_eq!(m.host_port(), ("nova-api".into(), 80));
+        assert_eq!(m.timeout_ms(), 3500);
+        let m = with("server = \"http://[2001:db8::1]:8775\"")
+            .unwrap()
+            .metadata
+            .unwrap();
+        assert_eq!(m.host_port(), ("2001:db8::1".into(), 8775));
+        for (text, key) in [
+            ("server = \"https://x:8775\"", "metadata.server"),
+            ("server = \"http://x:8775/openstack\"", "metadata.server"),
+            ("server = \"http://x:0\"", "metadata.server"),
+            ("server = \"http://:8775\"", "metadata.server"),
+            ("server = \"http://x\"\ntimeout = 0", "metadata.timeout"),
+            (
+                "server = \"http://x\"\nconnect_timeout = 1000",
+                "metadata.connect_timeout",
+            ),
+            (
+                "server = \"http://x\"\nmax_connections = 0",
+                "metadata.max_connections",
+            ),
+            (
+                "server = \"http://x\"\nmax_networks = 0",
+                "metadata.max_networks",
+            ),
+        ] {
+            let e = with(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let e = with("").unwrap_err().to_string();
+        assert!(e.contains("server"), "{e}");
+        let e = with("server = \"http://x\"\nport = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("port"), "{e}");
     }
 
     #[test]

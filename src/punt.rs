@@ -45,6 +45,105 @@ impl Injected {
     }
 }
 
+/// The largest frame the metadata proxy's queues carry: an Ethernet frame
+/// of a 1500-byte IP packet, rounded up (the proxy's TCP/IP stack
+/// advertises an MSS that keeps a VM's segments within it).
+pub const SEGMENT_MAX: usize = 1536;
+
+/// A frame between a VM port and the metadata proxy, in a fixed-size slot
+/// (no allocation on the worker): from the VM, with where it came from;
+/// to the VM, with the port to send it on.
+#[derive(Clone, Copy)]
+pub struct Segment {
+    /// The VM's dataplane port.
+    pub port: u16,
+    pub len: u16,
+    /// The network of the VM (its index in the tables) and the router
+    /// whose interface on the VM's subnet is its gateway, with that
+    /// interface's MAC (from the VM; unused toward it).
+    pub net: u32,
+    pub router: u32,
+    pub gw_mac: MacAddr,
+    pub bytes: [u8; SEGMENT_MAX],
+}
+
+impl Segment {
+    /// A frame of at most [`SEGMENT_MAX`] bytes.
+    #[inline]
+    pub fn new(port: u16, net: u32, router: u32, gw_mac: MacAddr, frame: &[u8]) -> Option<Segment> {
+        let mut s = Segment {
+            port,
+            len: frame.len() as u16,
+            net,
+            router,
+            gw_mac,
+            bytes: [0u8; SEGMENT_MAX],
+        };
+        s.bytes.get_mut(..frame.len())?.copy_from_slice(frame);
+        Some(s)
+    }
+
+    pub fn frame(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// The metadata proxy's two queues (only with `[metadata]` configured).
+pub struct MetadataQueues {
+    /// TCP segments from VMs to 169.254.169.254:80.
+    pub from_vms: ArrayQueue<Segment>,
+    /// The proxy's segments for the VMs.
+    pub to_vms: ArrayQueue<Segment>,
+    /// The proxy's counters.
+    pub stats: std::sync::Arc<MetadataStats>,
+}
+
+/// What the metadata proxy did (its own counters, beside the workers'
+/// drop reasons): in the counter lines' `metadata` object.
+#[derive(Debug, Default)]
+pub struct MetadataStats {
+    /// Connections accepted, and refused (over `max_connections`, or over
+    /// `max_networks`).
+    pub connections: AtomicU64,
+    pub refused: AtomicU64,
+    /// Requests sent on to the server and answers relayed.
+    pub requests: AtomicU64,
+    pub answered: AtomicU64,
+    /// Answered by the proxy itself: the server refused or was not reached
+    /// (502), did not answer in time (504); a request it could not read (4xx).
+    pub bad_gateway: AtomicU64,
+    pub gateway_timeout: AtomicU64,
+    pub bad_request: AtomicU64,
+    /// Segments for the VMs the workers' queue had no room for (TCP sends
+    /// them again).
+    pub to_vms_full: AtomicU64,
+    /// Requests at the server now (each on a thread of its own), at most
+    /// `max_connections`: over it, 503. A VM that resets its connection
+    /// does not end its request's thread, which ends by its timeout.
+    pub in_flight: AtomicU64,
+}
+
+impl MetadataStats {
+    /// The counters now.
+    pub fn snapshot(&self) -> crate::proto::answers::MetadataCounters {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::proto::answers::MetadataCounters {
+            connections: g(&self.connections),
+            refused: g(&self.refused),
+            requests: g(&self.requests),
+            answered: g(&self.answered),
+            bad_gateway: g(&self.bad_gateway),
+            gateway_timeout: g(&self.gateway_timeout),
+            bad_request: g(&self.bad_request),
+            to_vms_full: g(&self.to_vms_full),
+            in_flight: g(&self.in_flight),
+        }
+    }
+}
+
+/// Slots of each metadata queue (about 400 KB each).
+pub const METADATA_QUEUE: usize = 256;
+
 pub struct Exchange {
     /// (IP, MAC) of ARP replies seen on the underlay.
     pub learned: ArrayQueue<(Ipv4Addr, MacAddr)>,
@@ -54,6 +153,8 @@ pub struct Exchange {
     pub vips: ArrayQueue<crate::pipeline::VipNote>,
     /// `dvr-ctl show sessions`: a question to every worker.
     pub sessions: SessionQuery,
+    /// The metadata proxy's queues, when it runs.
+    pub metadata: Option<MetadataQueues>,
 }
 
 impl Default for Exchange {
@@ -63,11 +164,48 @@ impl Default for Exchange {
             inject: ArrayQueue::new(64),
             vips: ArrayQueue::new(256),
             sessions: SessionQuery::default(),
+            metadata: None,
         }
     }
 }
 
 impl Exchange {
+    /// An exchange with the metadata proxy's queues.
+    pub fn with_metadata() -> Exchange {
+        Exchange {
+            metadata: Some(MetadataQueues {
+                from_vms: ArrayQueue::new(METADATA_QUEUE),
+                to_vms: ArrayQueue::new(METADATA_QUEUE),
+                stats: Default::default(),
+            }),
+            ..Exchange::default()
+        }
+    }
+
+    /// Worker side: hands frame `f` from a VM (noted in `n`) to the
+    /// metadata proxy. The disposition of the frame: taken (a punt), or
+    /// dropped when the proxy is not running, its queue is full or the
+    /// frame does not fit a slot.
+    #[inline]
+    pub fn punt_metadata(
+        &self,
+        n: Option<crate::pipeline::MetadataNote>,
+        f: &[u8],
+    ) -> crate::pipeline::Disposition {
+        use crate::pipeline::{Disposition as D, PuntKind};
+        use crate::stats::DropReason as R;
+        let (Some(q), Some(n)) = (&self.metadata, n) else {
+            return D::Drop(R::Dangling);
+        };
+        let Some(s) = Segment::new(n.port, n.net, n.router, n.gw_mac, f) else {
+            return D::Drop(R::MetadataOversize);
+        };
+        match q.from_vms.push(s) {
+            Ok(()) => D::Punt(PuntKind::Metadata),
+            Err(_) => D::Drop(R::MetadataQueueFull),
+        }
+    }
+
     /// Records the VIP holders the workers noted in `c` (control thread).
     /// Returns the newest snapshot if one changed, to publish.
     pub fn learn_vips(

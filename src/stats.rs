@@ -198,6 +198,12 @@ reasons! {
     NatTruncated => "nat_truncated",
     /// SNAT: the router has no external addresses configured on this worker.
     NatNoPool => "nat_no_pool",
+    /// TCP from a VM to 169.254.169.254:80, handed to the metadata proxy (not forwarded).
+    MetadataConsumed => "metadata_consumed",
+    /// TCP to the metadata proxy while its queue from the workers is full (the VM's TCP sends it again).
+    MetadataQueueFull => "metadata_queue_full",
+    /// TCP to the metadata proxy in a frame larger than the proxy's queue slot (1536 bytes).
+    MetadataOversize => "metadata_oversize",
 }
 
 /// A counter written by one thread only.

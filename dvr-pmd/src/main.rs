@@ -5,6 +5,7 @@
 
 mod control;
 mod ifaces;
+mod metadata;
 mod neighbors;
 mod node;
 mod report;
@@ -192,10 +193,29 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    // The metadata proxy, in a thread of its own (`[metadata]`).
+    let proxy = match node
+        .cfg
+        .metadata
+        .as_ref()
+        .map(|m| metadata::Proxy::start(m, node.exchange.clone(), node.tables.clone()))
+    {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(p))) => Some(p),
+        Some(Err(e)) => {
+            eprintln!("dvr-pmd: cannot start: the metadata proxy thread: {e}");
+            resolver.shutdown();
+            control.shutdown();
+            drop(view);
+            node.shutdown();
+            return ExitCode::from(EXIT_START);
+        }
+    };
     // The saved model is published: the workers start on it (a take-over's
     // run already).
     if let Err(e) = node.run_workers() {
         eprintln!("dvr-pmd: cannot start: {e}");
+        drop(proxy);
         resolver.shutdown();
         control.shutdown();
         drop(view);
@@ -219,6 +239,9 @@ fn main() -> ExitCode {
     }
     tracing::info!("signal received: stopping workers");
     service.stopping();
+    if let Some(p) = proxy {
+        p.shutdown();
+    }
     resolver.shutdown();
     control.shutdown();
     node.stop_workers();

@@ -131,7 +131,11 @@ impl Node {
             desks: Vec::new(),
             counters: Vec::new(),
             tables: Arc::new(Tables::from_pointee(Snapshot::from_config(&node_ports))),
-            exchange: Arc::new(Exchange::default()),
+            exchange: Arc::new(if cfg.metadata.is_some() {
+                Exchange::with_metadata()
+            } else {
+                Exchange::default()
+            }),
             workers: Vec::new(),
             pending: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),

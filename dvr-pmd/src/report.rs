@@ -148,6 +148,7 @@ impl View {
                     rx_queues: polls.get_mut(i).map(std::mem::take).unwrap_or_default(),
                 })
                 .collect(),
+            metadata: self.exchange.metadata.as_ref().map(|q| q.stats.snapshot()),
         }
     }
 }
@@ -275,6 +276,7 @@ impl NodeView for View {
         // A trace's SNAT is a fresh table of its own: it shows what a new
         // flow gets, never the workers' sessions.
         let mut env = dvr::pipeline::Env::new(|| 0, 1);
+        env.metadata = self.exchange.metadata.is_some();
         env.burst(&snap);
         let mut notes = dvr::pipeline::Notes::default();
         let v = dvr::pipeline::process(&snap, &mut env, in_port, &mut f, &mut notes);
@@ -681,6 +683,20 @@ impl Reporter {
                         drops.join(" ")
                     }
                 );
+                if let Some(q) = &view.exchange.metadata {
+                    let m = q.stats.snapshot();
+                    let _ = writeln!(
+                        out,
+                        "  metadata: {} connections ({} refused), {} answered, {} 502, {} 504, {} bad requests, {} at the server",
+                        m.connections,
+                        m.refused,
+                        m.answered,
+                        m.bad_gateway,
+                        m.gateway_timeout,
+                        m.bad_request,
+                        m.in_flight
+                    );
+                }
             }
         }
         let mut stdout = std::io::stdout().lock();

@@ -119,6 +119,15 @@ fn rejected_with_the_key_named() {
             g.replace("mac = \"fa:16:3e:00:00:0b\"", "mac = \"fa:16:3e:00:0b\""),
             "invalid MAC address",
         ),
+        (
+            format!("{g}\n[metadata]\nserver = \"https://192.0.2.10:8775\"\n"),
+            "`metadata.server`: \"https://192.0.2.10:8775\" is not http://HOST",
+        ),
+        (
+            format!("{g}\n[metadata]\nserver = \"http://192.0.2.10:8775\"\ntimeout = 0\n"),
+            "`metadata.timeout`",
+        ),
+        (format!("{g}\n[metadata]\n"), "missing field `server`"),
     ];
     for (text, want) in cases {
         let (code, err) = run(dir.path(), &text, &[]);

@@ -14,6 +14,8 @@
 //!   VM's own host (address, mask, router, DNS, MTU, classless routes);
 //!   [`ra`](mod@ra) and [`dhcp6`](mod@dhcp6): router solicitations and
 //!   DHCPv6 answered likewise (prefixes, flags, MTU; IA_NA, DNS);
+//! - [`metadata`](mod@metadata) (VM ports): TCP to 169.254.169.254:80 handed
+//!   to the node's metadata proxy (with `[metadata]` configured);
 //! - [`responder`](mod@responder): requests for any address the model knows are answered
 //!   here, never flooded (ARP, neighbour discovery); VIP holders learned from
 //!   what allowed address pairs announce;
@@ -33,7 +35,7 @@
 //!   rewrite a DVR MAC source to the router interface MAC.
 //!
 //! In order: a VM port's frame takes `from_vm` (the flow cache, else
-//! `from_vm_full`: port security, VIP learning, DHCP, responder, switch, route,
+//! `from_vm_full`: port security, VIP learning, DHCP, metadata, responder, switch, route,
 //! NAT, encap); an underlay frame `decap::from_underlay` (decap, then
 //! switch or route); an external frame `nat::from_external` (NAT, then
 //! route). The fast paths that decide the common cases on a frame's bytes
@@ -120,6 +122,9 @@ pub enum PuntKind {
     /// port: its sender ([`Env::learned`]) for the resolver (the VTEPs of
     /// other hosts, the upstream routers).
     ArpReply,
+    /// TCP from a VM to 169.254.169.254:80, for the metadata proxy
+    /// ([`Env::metadata_note`]).
+    Metadata,
 }
 
 impl PuntKind {
@@ -128,6 +133,7 @@ impl PuntKind {
     pub const fn counter(self) -> DropReason {
         match self {
             PuntKind::ArpReply => DropReason::ArpReplyConsumed,
+            PuntKind::Metadata => DropReason::MetadataConsumed,
         }
     }
 }
@@ -196,6 +202,7 @@ pub mod dhcp;
 pub mod dhcp6;
 pub mod encap;
 pub mod icmp;
+pub mod metadata;
 pub mod nat;
 pub mod port_security;
 pub mod ra;
@@ -204,6 +211,7 @@ pub mod route;
 pub mod switch;
 
 pub use classify::{ingress, Ingress};
+pub use metadata::MetadataNote;
 pub use nat::fip_mac;
 pub use switch::{encap_copy, flood_targets, Flood, Target};
 
@@ -248,6 +256,10 @@ pub struct Env {
     clock: Option<u64>,
     /// The routed east-west flows seen on this worker ([`crate::fastpath::flow`]).
     pub flows: FlowCache,
+    /// Whether the node runs the metadata proxy ([`metadata`]).
+    pub metadata: bool,
+    /// Set with a [`PuntKind::Metadata`] punt: where the frame came from.
+    pub metadata_note: Option<MetadataNote>,
     /// What [`crate::fastpath::snat_way`] last found for a tunnel ([`SnatMemo`]).
     pub snat_memo: SnatMemo,
     /// What [`crate::fastpath::decap_way`] last found for a tunnel ([`DecapMemo`]).
@@ -313,6 +325,8 @@ impl Env {
             nat_routers: Arc::default(),
             clock: None,
             flows: FlowCache::new(flow_sets),
+            metadata: false,
+            metadata_note: None,
             snat_memo: SnatMemo::new(memo),
             decap_memo: DecapMemo::new(memo),
         }
@@ -544,6 +558,11 @@ fn from_vm_full<T: Trace>(
     if et == ethernet::ETHERTYPE_IPV4 {
         if let Some(d) = dhcp::dhcp4(vm, net, f, t) {
             return d;
+        }
+        if metadata::to_service(f.data()) {
+            if let Some(d) = metadata::intercept(env, vm, net, f, t) {
+                return d;
+            }
         }
     }
     if et == ethernet::ETHERTYPE_IPV6 && (net.ra6.is_some() || !net.dhcp6.is_empty()) {

@@ -63,6 +63,31 @@ pub struct Stats {
     /// Drops by reason name (`dvr::stats::DropReason::name`), every reason.
     pub drops: BTreeMap<String, u64>,
     pub workers: Vec<WorkerStats>,
+    /// The metadata proxy's counters, when it runs (`[metadata]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataCounters>,
+}
+
+/// The metadata proxy's counters in [`Stats`] (`dvr::punt::MetadataStats`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MetadataCounters {
+    /// VM connections accepted, and refused (over `max_connections` or
+    /// `max_networks`).
+    pub connections: u64,
+    pub refused: u64,
+    /// Requests sent to the server, answers of the server relayed.
+    pub requests: u64,
+    pub answered: u64,
+    /// The proxy's own answers: 502 (server refused, unreachable, a bad or
+    /// too large answer), 504 (no answer in time), 4xx (a request it could
+    /// not read).
+    pub bad_gateway: u64,
+    pub gateway_timeout: u64,
+    pub bad_request: u64,
+    /// Segments for the VMs the workers' queue had no room for.
+    pub to_vms_full: u64,
+    /// Requests at the server now.
+    pub in_flight: u64,
 }
 
 /// One port's counters in [`Stats`].

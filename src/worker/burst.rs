@@ -266,6 +266,13 @@ impl BurstCtx<'_> {
                     // repeats its gratuitous ARPs).
                     let _ = self.exchange.vips.push(n);
                 }
+                if d == Disposition::Punt(pipeline::PuntKind::Metadata) {
+                    // Copied into the proxy's queue; full: the VM's TCP
+                    // sends it again.
+                    return self
+                        .exchange
+                        .punt_metadata(self.env.metadata_note.take(), f.data());
+                }
                 d
             }
         });

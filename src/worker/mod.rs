@@ -217,6 +217,8 @@ impl Worker {
                 .map(|_| Burst::new())
                 .collect(),
         };
+        // The metadata proxy's frames are intercepted only when it runs.
+        s.env.metadata = self.exchange.metadata.is_some();
         let mut idle: u32 = 0;
         let mut empty_polls: u32 = 0;
         let mut sleep = Duration::from_micros(1);
@@ -275,6 +277,38 @@ impl Worker {
     fn inject(&mut self, s: &mut Scratch) {
         let c = &*self.counters;
         while let Some(x) = self.exchange.inject.pop() {
+            let Some(Some(txq)) = self.tx.get_mut(x.port as usize) else {
+                c.drop(DropReason::NoTxQueue, 1);
+                continue;
+            };
+            let Ok(m) = Mbuf::from_frame(&self.pool, x.frame()) else {
+                c.drop(DropReason::NoMbuf, 1);
+                continue;
+            };
+            let out = &mut s.outs[x.port as usize];
+            if m.push_to(out).is_err() {
+                c.drop(DropReason::TxQueueFull, 1);
+                continue;
+            }
+            let r = txq.tx(out);
+            let pc = &c.ports[x.port as usize];
+            pc.tx_packets.add(r.sent);
+            pc.tx_bytes.add(r.bytes);
+            if r.dropped > 0 {
+                c.drop(unsent(txq), r.dropped);
+            }
+        }
+    }
+
+    /// Sends the metadata proxy's segments to the VMs, each out of its VM's
+    /// port.
+    #[cold]
+    fn inject_metadata(&mut self, s: &mut Scratch) {
+        let Some(q) = &self.exchange.metadata else {
+            return;
+        };
+        let c = &*self.counters;
+        while let Some(x) = q.to_vms.pop() {
             let Some(Some(txq)) = self.tx.get_mut(x.port as usize) else {
                 c.drop(DropReason::NoTxQueue, 1);
                 continue;
@@ -444,6 +478,11 @@ impl Worker {
         }
         if !self.exchange.inject.is_empty() {
             self.inject(s);
+        }
+        if let Some(q) = &self.exchange.metadata {
+            if !q.to_vms.is_empty() {
+                self.inject_metadata(s);
+            }
         }
         if let Some(q) = self.exchange.sessions.pending(s.answered) {
             self.sessions_step(s, q);
