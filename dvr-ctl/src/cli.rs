@@ -68,20 +68,29 @@ pub enum Cmd {
         /// The dataplane port it arrives on.
         #[arg(long)]
         port: String,
+        /// The frame's source MAC.
         #[arg(long)]
         src_mac: MacAddr,
+        /// The frame's destination MAC.
         #[arg(long)]
         dst_mac: MacAddr,
+        /// With --dst-ip: an IPv4 UDP packet from this address.
         #[arg(long)]
         src_ip: Option<Ipv4Addr>,
+        /// With --src-ip: an IPv4 UDP packet to this address.
         #[arg(long)]
         dst_ip: Option<Ipv4Addr>,
     },
     /// Operator views of the running daemon.
     Show {
+        /// ports, stats, errors, runtime, status, fib, neighbors, fdb, nat, sessions.
         what: ShowKind,
         /// With fib / neighbors / nat / sessions: one router only.
         router: Option<String>,
+        /// With errors: every drop reason, those at zero too (default: only
+        /// those that counted something).
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -90,11 +99,15 @@ pub enum Cmd {
 pub enum CommonCmd {
     /// Delete objects (all or none).
     Delete {
+        /// The objects' names.
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Show one object.
-    Show { name: String },
+    Show {
+        /// The object's name.
+        name: String,
+    },
     /// List all objects of the kind.
     List,
 }
@@ -114,15 +127,19 @@ impl CommonCmd {
 pub enum HostCmd {
     /// Register a host or replace its record.
     Set {
+        /// dvr (compute node), dvr_snat (network node), dvr_no_external or legacy.
         #[arg(long, value_parser = parse_agent_mode)]
         agent_mode: AgentMode,
+        /// The host's tunnel endpoint (IPv4) on the underlay.
         #[arg(long)]
         vtep: Option<Ipv4Addr>,
+        /// The host's DVR MAC: the source of frames it routed, on the overlay.
         #[arg(long)]
         dvr_mac: Option<MacAddr>,
         /// `ip=IP,mac=MAC`: the host's FIP gateway port on the external network.
         #[arg(long, value_parser = parse_fip_gateway)]
         fip_gateway: Option<FipGateway>,
+        /// The host's name (its node name in its configuration).
         name: String,
     },
     #[command(flatten)]
@@ -131,27 +148,38 @@ pub enum HostCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCmd {
+    /// Create a network.
     Create {
+        /// vxlan, gre, vlan or flat.
         #[arg(long, value_parser = parse_network_type)]
         provider_network_type: NetworkType,
+        /// The VNI (vxlan), key (gre) or VLAN id (vlan); none for flat.
         #[arg(long)]
         provider_segment: Option<u32>,
+        /// The MTU VMs may send (default: 1450 for vxlan, 1458 for gre, 1500 otherwise).
         #[arg(long)]
         mtu: Option<u16>,
         /// `router:external`: for floating IPs and router gateways.
         #[arg(long, conflicts_with = "internal")]
         external: bool,
+        /// A tenant network (the default).
         #[arg(long)]
         internal: bool,
+        /// The network's name.
         name: String,
     },
+    /// Change a network's MTU or whether it is external.
     Set {
+        /// The MTU VMs may send.
         #[arg(long)]
         mtu: Option<u16>,
+        /// Make it external (`router:external`).
         #[arg(long, conflicts_with = "internal")]
         external: bool,
+        /// Make it a tenant network again.
         #[arg(long)]
         internal: bool,
+        /// The network's name.
         name: String,
     },
     #[command(flatten)]
@@ -161,8 +189,10 @@ pub enum NetworkCmd {
 #[derive(Subcommand, Debug)]
 pub enum SubnetCmd {
     Create {
+        /// The network it belongs to.
         #[arg(long)]
         network: String,
+        /// Its prefix, IPv4 or IPv6 (`10.0.1.0/24`).
         #[arg(long)]
         subnet_range: IpNet,
         /// An address, `auto` (the first one, the default) or `none`.
@@ -182,6 +212,7 @@ pub enum SubnetCmd {
         /// dhcpv6-stateless (equal to --ipv6-ra-mode when both are given).
         #[arg(long)]
         ipv6_address_mode: Option<Ipv6Mode>,
+        /// The subnet's name.
         name: String,
     },
     /// Change a subnet's DHCP: on or off, its DNS servers and host routes.
@@ -194,6 +225,7 @@ pub enum SubnetCmd {
         /// Empty the host routes (before any --host-route).
         #[arg(long)]
         no_host_route: bool,
+        /// The subnet's name.
         name: String,
     },
     #[command(flatten)]
@@ -220,8 +252,10 @@ pub struct DhcpArgs {
 
 #[derive(Args, Debug)]
 pub struct PortSecurity {
+    /// Check the port's source MAC and addresses (the default).
     #[arg(long, conflicts_with = "disable_port_security")]
     enable_port_security: bool,
+    /// Let the port send from any MAC and address (no allowed pairs then).
     #[arg(long)]
     disable_port_security: bool,
 }
@@ -263,13 +297,20 @@ pub enum InterfaceCmd {
         /// polling the fewest).
         #[arg(long)]
         worker: Option<usize>,
+        /// The interface's name (model ports bind to it by this name).
         name: String,
     },
     /// Delete an interface added by `interface add` (the others keep
     /// forwarding; its device is closed once no worker holds it).
-    Delete { name: String },
+    Delete {
+        /// The interface's name.
+        name: String,
+    },
     /// Type, link, queues, which worker polls which queue, counters.
-    Show { name: String },
+    Show {
+        /// The interface's name.
+        name: String,
+    },
     /// Every interface of the node.
     List,
 }
@@ -315,9 +356,12 @@ fn parse_iface_type(s: &str) -> Result<IfaceType, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum PortCmd {
+    /// Create a port (a VM's NIC): its network, MAC, addresses and binding.
     Create {
+        /// The network it is on.
         #[arg(long)]
         network: String,
+        /// Its MAC (default: a new fa:16:3e:xx:xx:xx).
         #[arg(long)]
         mac_address: Option<MacAddr>,
         /// `subnet=S,ip-address=IP` (either part may be left out); repeatable.
@@ -335,26 +379,37 @@ pub enum PortCmd {
         /// `ip-address=IP_OR_CIDR[,mac-address=MAC]`; repeatable.
         #[arg(long, value_parser = parse_allowed)]
         allowed_address: Vec<AllowedPair>,
+        /// The port's name.
         name: String,
     },
+    /// Bind a port to a host, change its port security, add allowed pairs.
     Set {
+        /// The host it is bound to (a VM moved: the new host).
         #[arg(long)]
         host: Option<String>,
+        /// The dataplane port on that host (a `[[ports]]` or `interface add` name).
         #[arg(long)]
         binding: Option<String>,
         #[command(flatten)]
         security: PortSecurity,
+        /// `ip-address=IP_OR_CIDR[,mac-address=MAC]` to add; repeatable.
         #[arg(long, value_parser = parse_allowed)]
         allowed_address: Vec<AllowedPair>,
+        /// The port's name.
         name: String,
     },
+    /// Unbind a port, remove allowed pairs.
     Unset {
+        /// Bound to no host any more.
         #[arg(long)]
         host: bool,
+        /// Bound to no dataplane port any more.
         #[arg(long)]
         binding: bool,
+        /// `ip-address=IP_OR_CIDR[,mac-address=MAC]` to remove; repeatable.
         #[arg(long, value_parser = parse_allowed)]
         allowed_address: Vec<AllowedPair>,
+        /// The port's name.
         name: String,
     },
     #[command(flatten)]
@@ -363,39 +418,57 @@ pub enum PortCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum RouterCmd {
+    /// Create a router (distributed by default, as Neutron's
+    /// `router_distributed = True`).
     Create {
+        /// Route on every compute node (DVR; the default).
         #[arg(long, conflicts_with = "centralized")]
         distributed: bool,
+        /// Route on its SNAT node only (a legacy router).
         #[arg(long)]
         centralized: bool,
+        /// Highly available (centralized routers only).
         #[arg(long, conflicts_with = "no_ha")]
         ha: bool,
+        /// Not highly available (the default).
         #[arg(long)]
         no_ha: bool,
+        /// Routing (the default).
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
+        /// Created disabled: routes nothing, answers no ARP.
         #[arg(long)]
         disable: bool,
+        /// The router's name.
         name: String,
     },
+    /// Change a router: enabled, distributed, HA, gateway, routes, SNAT host.
     Set {
+        /// Route again.
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
+        /// Stop routing (needed before --distributed / --centralized / --ha change).
         #[arg(long)]
         disable: bool,
+        /// Make it distributed (disabled and not HA first).
         #[arg(long, conflicts_with = "centralized")]
         distributed: bool,
+        /// Make it centralized (disabled first).
         #[arg(long)]
         centralized: bool,
+        /// Make it highly available (centralized, disabled first).
         #[arg(long, conflicts_with = "no_ha")]
         ha: bool,
+        /// Make it not highly available (disabled first).
         #[arg(long)]
         no_ha: bool,
         /// The external network of the router's gateway.
         #[arg(long)]
         external_gateway: Option<String>,
+        /// With --external-gateway: VMs without a floating IP go out by SNAT (the default).
         #[arg(long, conflicts_with = "disable_snat", requires = "external_gateway")]
         enable_snat: bool,
+        /// With --external-gateway: no SNAT (VMs without a floating IP stay inside).
         #[arg(long, requires = "external_gateway")]
         disable_snat: bool,
         /// With --external-gateway: `subnet=S,ip-address=IP`.
@@ -407,13 +480,18 @@ pub enum RouterCmd {
         /// The dvr_snat host of the router's centralized SNAT.
         #[arg(long)]
         snat_host: Option<String>,
+        /// The router's name.
         name: String,
     },
+    /// Remove a router's gateway or extra routes.
     Unset {
+        /// Remove its external gateway (and its SNAT).
         #[arg(long)]
         external_gateway: bool,
+        /// `destination=CIDR,gateway=IP` to remove; repeatable.
         #[arg(long, value_parser = parse_route)]
         route: Vec<Route>,
+        /// The router's name.
         name: String,
     },
     /// `router add subnet ROUTER SUBNET`
@@ -432,7 +510,13 @@ pub enum RouterCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum RouterLink {
-    Subnet { router: String, subnet: String },
+    /// A subnet as an interface of the router (its gateway IP).
+    Subnet {
+        /// The router's name.
+        router: String,
+        /// The subnet's name.
+        subnet: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -444,36 +528,51 @@ pub enum FloatingCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum FipCmd {
+    /// Create a floating IP, associated with a port or not.
     Create {
+        /// Its address (default: the next free one of the external subnets).
         #[arg(long)]
         floating_ip_address: Option<Ipv4Addr>,
+        /// The port it maps to.
         #[arg(long)]
         port: Option<String>,
+        /// Which of the port's IPv4 addresses (default: its first).
         #[arg(long)]
         fixed_ip_address: Option<Ipv4Addr>,
         /// The external network.
         network: String,
     },
+    /// Associate a floating IP with a port (or move it to another).
     Set {
+        /// The port it maps to.
         #[arg(long)]
         port: String,
+        /// Which of the port's IPv4 addresses (default: its first).
         #[arg(long)]
         fixed_ip_address: Option<Ipv4Addr>,
+        /// The floating IP.
         address: Ipv4Addr,
     },
+    /// Disassociate a floating IP from its port.
     Unset {
         /// Disassociate from its port (the only thing to unset).
         #[arg(long, required = true)]
         port: bool,
+        /// The floating IP.
         address: Ipv4Addr,
     },
+    /// Delete floating IPs (all or none).
     Delete {
+        /// The floating IPs.
         #[arg(required = true)]
         addresses: Vec<Ipv4Addr>,
     },
+    /// Show one floating IP.
     Show {
+        /// The floating IP.
         address: Ipv4Addr,
     },
+    /// List the floating IPs.
     List,
 }
 
@@ -640,7 +739,7 @@ pub enum Call {
     List(Kind),
     /// `show status|ports` (the `status` answer), `show stats|errors|runtime`
     /// (the `stats` answer).
-    View(ShowKind),
+    View(ShowKind, bool),
     /// `show fib|neighbors|nat|sessions [ROUTER]`, `show fdb`: the published tables.
     Tables(TableKind, Option<String>),
     Trace(TraceParams),
@@ -673,13 +772,19 @@ impl Cmd {
                 src_ip,
                 dst_ip,
             }),
-            Cmd::Show { what, router } => match (what.table(), router) {
+            Cmd::Show { what, all, .. } if all && what != ShowKind::Errors => {
+                return Err(format!(
+                    "--all is for show errors, not show {}",
+                    what.name()
+                ));
+            }
+            Cmd::Show { what, router, all } => match (what.table(), router) {
                 (Some(t), router) if what != ShowKind::Fdb => Call::Tables(t, router),
                 (Some(t), None) => Call::Tables(t, None),
                 (_, Some(r)) => {
                     return Err(format!("show {} takes no router (got {r:?})", what.name()));
                 }
-                (None, None) => Call::View(what),
+                (None, None) => Call::View(what, all),
             },
         })
     }
@@ -955,5 +1060,41 @@ impl FipCmd {
             FipCmd::Show { address } => Show(Kind::FloatingIp, address.to_string()),
             FipCmd::List => List(Kind::FloatingIp),
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every subcommand says what it does and every option and argument what
+    /// it takes (`dvr-ctl ... --help` has no empty lines).
+    #[test]
+    fn every_command_option_and_argument_has_help() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path}: {id}"));
+                }
+            }
+            for s in c.get_subcommands() {
+                if s.get_name() == "help" {
+                    continue;
+                }
+                let sub = format!("{path} {}", s.get_name());
+                if s.get_about().is_none() {
+                    missing.push(format!("{sub} (what it does)"));
+                }
+                walk(s, &sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "dvr-ctl", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

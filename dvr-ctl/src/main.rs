@@ -75,10 +75,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let shown = match call {
+        // As the openstack client: `create` prints the object made.
+        Call::Apply(changes) if creates_one(&changes) => created(&socket, result),
         Call::Apply(_) => view::applied(result),
         Call::Show(kind, _) => view::object(kind, result),
         Call::List(kind) => view::list(kind, result),
-        Call::View(what) => view::node(what, result),
+        Call::View(what, all) => view::node(what, all, result),
         Call::Tables(what, _) => view::tables(what, result),
         Call::Trace(_) => view::trace(result),
         Call::Interface(method, _) => view::interface(method, result),
@@ -92,14 +94,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `changes` is one `... create`.
+fn creates_one(changes: &[Change]) -> bool {
+    matches!(
+        changes,
+        [Change::NetworkCreate { .. }
+            | Change::SubnetCreate { .. }
+            | Change::PortCreate { .. }
+            | Change::RouterCreate { .. }
+            | Change::FloatingIpCreate { .. }]
+    )
+}
+
+/// The object a committed `create` made, shown as `KIND show` shows it.
+fn created(socket: &Path, result: Value) -> Result<(), String> {
+    let c: dvr::proto::answers::Committed = client::answer(result)?;
+    let a = c.applied.first().ok_or("the daemon named no object")?;
+    let resp = client::request(socket, "show", json!({ "kind": a.kind, "name": a.name }))
+        .map_err(|e| e.to_string())?;
+    view::object(a.kind, resp.result.unwrap_or(Value::Null))
+}
+
 /// The method and params of a call.
 fn request_of(call: &Call) -> (&'static str, Value) {
     match call {
         Call::Apply(changes) => ("apply", json!({ "changes": changes })),
         Call::Show(kind, name) => ("show", json!({ "kind": kind, "name": name })),
         Call::List(kind) => ("list", json!({ "kind": kind })),
-        Call::View(ShowKind::Status | ShowKind::Ports) => ("status", Value::Null),
-        Call::View(_) => ("stats", Value::Null),
+        Call::View(ShowKind::Status | ShowKind::Ports, _) => ("status", Value::Null),
+        Call::View(..) => ("stats", Value::Null),
         Call::Tables(what, router) => ("tables", json!({ "what": what.name(), "router": router })),
         Call::Trace(p) => ("trace", json!(p)),
         Call::Interface(method, params) => (method, params.clone()),

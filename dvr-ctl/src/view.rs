@@ -209,11 +209,11 @@ pub fn list(kind: Kind, result: Value) -> Result<(), String> {
 
 /// `show status|ports` (from the `status` answer), `show stats|errors|runtime`
 /// (from the `stats` answer).
-pub fn node(what: ShowKind, result: Value) -> Result<(), String> {
+pub fn node(what: ShowKind, all: bool, result: Value) -> Result<(), String> {
     match what {
         ShowKind::Status => fields(&answer::<Status>(result)?),
         ShowKind::Ports => ports(&answer(result)?),
-        ShowKind::Errors => errors(&answer(result)?),
+        ShowKind::Errors => errors(&answer(result)?, all),
         ShowKind::Runtime => runtime(&answer(result)?),
         _ => stats(&answer(result)?),
     }
@@ -268,13 +268,29 @@ fn stats(s: &Stats) {
     );
 }
 
-fn errors(s: &Stats) {
+/// The drop reasons that counted something (`all`: every one), with what
+/// each means.
+fn errors(s: &Stats, all: bool) {
     let rows: Vec<Vec<String>> = s
         .drops
         .iter()
-        .map(|(reason, n)| vec![n.to_string(), reason.clone()])
+        .filter(|(_, n)| all || **n > 0)
+        .map(|(reason, n)| {
+            let what = dvr::stats::DropReason::ALL
+                .iter()
+                .find(|r| r.name() == reason)
+                .map_or("", |r| r.describe());
+            vec![n.to_string(), reason.clone(), what.to_owned()]
+        })
         .collect();
-    table(&["count", "reason"], &rows);
+    if rows.is_empty() {
+        dvr::outln!(
+            "no drops ({} reasons, all at zero; --all lists them)",
+            s.drops.len()
+        );
+        return;
+    }
+    table(&["count", "reason", "what"], &rows);
 }
 
 fn runtime(s: &Stats) {

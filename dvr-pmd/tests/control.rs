@@ -224,7 +224,8 @@ fn verbs_migration_and_persistence() {
             "ctl",
         ],
     );
-    ok(
+    // `create` prints the object made, as the openstack client does.
+    let made = ok(
         s,
         &[
             "network",
@@ -236,6 +237,18 @@ fn verbs_migration_and_persistence() {
             "net1",
         ],
     );
+    for want in ["network_type", "vxlan", "segment", "101", "mtu", "1450"] {
+        assert!(made.contains(want), "network create printed:\n{made}");
+    }
+    // Nothing dropped yet: `show errors` says so; `--all` lists every reason.
+    let errs = ok(s, &["show", "errors"]);
+    assert!(errs.starts_with("no drops ("), "{errs}");
+    let all = ok(s, &["show", "errors", "--all"]);
+    assert!(
+        all.contains("runt_frame") && all.contains("Shorter than an Ethernet header"),
+        "{all}"
+    );
+    refused(s, &["show", "stats", "--all"], "--all is for show errors");
     ok(
         s,
         &[
