@@ -102,7 +102,7 @@ fn dvr_ctl_on_a_closed_pipe_ends_by_sigpipe() {
         c
     };
     for args in [
-        &["show", "errors"][..],
+        &["show", "errors", "--all"][..],
         &["show", "runtime"],
         &["--json", "show", "stats"],
         &["router", "list"],
