@@ -81,6 +81,16 @@ pub enum Cmd {
         #[arg(long)]
         dst_ip: Option<Ipv4Addr>,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell): `dvr-ctl completion bash > /etc/bash_completion.d/dvr-ctl`.
+    /// Needs no daemon.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `dvr-ctl man > /usr/local/share/man/man1/dvr-ctl.1`.
+    /// Needs no daemon.
+    Man,
     /// Operator views of the running daemon.
     Show {
         /// ports, stats, errors, runtime, status, fib, neighbors, fdb, nat, sessions.
@@ -772,6 +782,9 @@ impl Cmd {
                 src_ip,
                 dst_ip,
             }),
+            Cmd::Completion { .. } | Cmd::Man => {
+                return Err("completion and man are answered without a daemon".into());
+            }
             Cmd::Show { what, all, .. } if all && what != ShowKind::Errors => {
                 return Err(format!(
                     "--all is for show errors, not show {}",

@@ -14,7 +14,7 @@ mod view;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use dvr::model::{Change, Kind};
 use serde_json::{json, Value};
 
@@ -32,6 +32,25 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // What needs no daemon: completions and the manual page.
+    match &cli.cmd {
+        cli::Cmd::Completion { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "dvr-ctl", &mut out);
+            dvr::cli::print(format_args!("{}", String::from_utf8_lossy(&out)));
+            return ExitCode::SUCCESS;
+        }
+        cli::Cmd::Man => {
+            let mut out = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                eprintln!("dvr-ctl: cannot render the manual page: {e}");
+                return ExitCode::from(EXIT_REFUSED);
+            }
+            dvr::cli::print(format_args!("{}", String::from_utf8_lossy(&out)));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     let call = match cli.cmd.call() {
         Ok(c) => c,
         Err(e) => {

@@ -168,3 +168,58 @@ fn interface_add_keeps_the_two_sockets_apart() {
         assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
     }
 }
+
+/// `completion SHELL` and `man` need no daemon: a bash script that bash
+/// reads without a syntax error and that knows the verbs and their options,
+/// and a manual page that groff formats.
+#[test]
+fn completions_and_the_manual_page() {
+    let (code, script, err) = ctl(&["completion", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "complete -F",
+        "subnet",
+        "--dns-nameserver",
+        "--ipv6-ra-mode",
+    ] {
+        assert!(script.contains(want), "no {want} in the bash completion");
+    }
+    let st = piped("bash", &["-n"], &script);
+    assert!(
+        st.status.success(),
+        "bash -n on the completion script: {st:?}"
+    );
+    for shell in ["zsh", "fish"] {
+        let (code, out, err) = ctl(&["completion", shell]);
+        assert!(code == 0 && out.contains("dvr-ctl"), "{shell}: {err}");
+    }
+    let (code, _, err) = ctl(&["completion", "tcsh"]);
+    assert_eq!(code, 1, "an unknown shell is a usage error: {err}");
+
+    let (code, page, err) = ctl(&["man"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(page.contains(".TH dvr-ctl 1"), "{page}");
+    // groff: scripts/install-deps installs groff-base.
+    let o = piped("groff", &["-man", "-Tutf8", "-ww", "-P-bcu"], &page);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("NAME") && text.contains("SUBCOMMANDS"),
+        "{text}"
+    );
+}
+
+/// `prog args` with `input` on its standard input; its output.
+fn piped(prog: &str, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut c = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
