@@ -439,6 +439,38 @@ impl WorkerSnapshot {
         }
     }
 
+    /// Cycles per packet in the polls that got packets (the sampled ones:
+    /// one in [`crate::worker::SAMPLE_POLLS`]), as OVS's `pmd-stats-show`
+    /// gives "processing cycles per packet": what forwarding costs, whatever
+    /// the load. 0 before a sampled poll had packets.
+    pub fn busy_cycles_per_packet(&self) -> f64 {
+        if self.sampled_packets == 0 {
+            0.0
+        } else {
+            self.sampled_cycles as f64 / self.sampled_packets as f64
+        }
+    }
+
+    /// The share of the worker's cycles spent on packets (the rest polled
+    /// empty queues or slept): busy cycles per packet times packets, over
+    /// all cycles; at most 1.
+    pub fn busy_share(&self) -> f64 {
+        if self.poll_cycles == 0 {
+            return 0.0;
+        }
+        (self.busy_cycles_per_packet() * self.packets as f64 / self.poll_cycles as f64).min(1.0)
+    }
+
+    /// [`WorkerSnapshot::busy_cycles_per_packet`] in its three parts.
+    pub fn busy_split(&self) -> Option<CycleSplit> {
+        split(
+            self.busy_cycles_per_packet(),
+            self.sampled_cycles,
+            self.sampled_rx_cycles,
+            self.sampled_tx_cycles,
+        )
+    }
+
     /// [`WorkerSnapshot::cycles_per_packet`] in its three parts, in the
     /// shares the sampled polls spent on them (`None` before a poll with
     /// packets was sampled).

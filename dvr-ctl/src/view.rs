@@ -299,10 +299,12 @@ fn runtime(s: &Stats) {
             "worker",
             "core",
             "packets",
-            "cycles/packet",
+            "busy cycles/packet",
             "rx",
             "dvr",
             "tx",
+            "busy cycles",
+            "all cycles/packet",
             "packets/poll",
             "busy polls",
             "nat sessions",
@@ -324,19 +326,29 @@ fn runtime_row(w: &WorkerStats) -> Vec<String> {
     let polls = w.polls as f64;
     let busy = w.busy_polls as f64;
     let pk = w.packets as f64;
+    // The split of the busy cycles per packet (the daemon's split is of
+    // all cycles per packet: the same shares).
     let part = |f: fn(&dvr::proto::answers::CycleSplit) -> f64| {
         w.cycles_per_packet_split
             .as_ref()
-            .map_or(String::new(), |s| format!("{:.1}", f(s)))
+            .filter(|_| w.cycles_per_packet > 0.0)
+            .map_or(String::new(), |s| {
+                format!(
+                    "{:.1}",
+                    f(s) * w.busy_cycles_per_packet / w.cycles_per_packet
+                )
+            })
     };
     vec![
         w.worker.to_string(),
         w.core.to_string(),
         w.packets.to_string(),
-        format!("{:.1}", w.cycles_per_packet),
+        format!("{:.1}", w.busy_cycles_per_packet),
         part(|s| s.rx),
         part(|s| s.work),
         part(|s| s.tx),
+        format!("{:.1}%", 100.0 * w.busy_share),
+        format!("{:.1}", w.cycles_per_packet),
         format!("{:.1}", if busy > 0.0 { pk / busy } else { 0.0 }),
         format!(
             "{:.1}%",

@@ -137,6 +137,8 @@ impl View {
                     sampled_rx_cycles: w.sampled_rx_cycles,
                     sampled_tx_cycles: w.sampled_tx_cycles,
                     cycles_per_packet_split: w.split().map(CycleSplit::from),
+                    busy_cycles_per_packet: w.busy_cycles_per_packet(),
+                    busy_share: w.busy_share(),
                     nat_sessions: w.nat_sessions,
                     nat_sessions_created: w.nat_sessions_created,
                     flow_hits: w.flow_hits,
@@ -659,13 +661,14 @@ impl Reporter {
                     );
                 }
                 for (i, w) in ws.iter().enumerate() {
-                    let split = w.split().map_or(String::new(), |s| format!(" ({s})"));
+                    let split = w.busy_split().map_or(String::new(), |s| format!(" ({s})"));
                     let _ = writeln!(
                         out,
-                        "  worker {i} (core {}): {} packets, {:.1} cycles/packet{split}, {:.0}% polls busy",
+                        "  worker {i} (core {}): {} packets, {:.1} cycles/packet busy{split}, {:.0}% of cycles busy, {:.0}% polls busy",
                         view.cores[i],
                         w.packets,
-                        w.cycles_per_packet(),
+                        w.busy_cycles_per_packet(),
+                        100.0 * w.busy_share(),
                         if w.polls == 0 { 0.0 } else { 100.0 * w.busy_polls as f64 / w.polls as f64 }
                     );
                 }

@@ -166,7 +166,10 @@ fn busy_worker_splits_its_cycles_into_rx_work_and_tx() {
             .as_f64()
             .unwrap_or_else(|| panic!("no split {k} in {w}"))
     };
-    // Every poll of the replay finds packets: one in 16 of them is sampled.
+    // Every poll of the replay finds packets: one in 16 of them is sampled,
+    // and nearly all cycles are busy ones.
+    let share = w["busy_share"].as_f64().unwrap_or(0.0);
+    assert!(share > 0.5, "busy share {share}: {w}");
     let share = n("sampled_packets") as f64 / n("packets") as f64;
     assert!((0.04..0.09).contains(&share), "sampled share {share}: {w}");
     assert!(
@@ -197,4 +200,78 @@ fn busy_worker_splits_its_cycles_into_rx_work_and_tx() {
             "column {part}: {text}"
         );
     }
+}
+
+/// A worker that forwarded a burst of traffic and then idles (adaptive
+/// polling): its cycles per packet over all its cycles grow with every
+/// empty poll, but `show runtime` leads with the cycles per packet of the
+/// polls that got packets (what forwarding costs, as OVS's
+/// `pmd-stats-show`), gives the busy share of all cycles, and keeps the
+/// all-cycles figure in a column of its own.
+#[test]
+fn an_idle_worker_shows_its_busy_cycles_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a: Vec<Vec<u8>> = (0..20_000).map(|i| frame(A, B, 60, i)).collect();
+    dvr::pcap::write_file(&d.join("in-a.pcap"), &a).unwrap();
+    let socket = d.join("ctl.sock");
+    let cfg = [
+        node_head("idle", &d.join("run")),
+        vm_port("vm-a", "pcap", &["rx_pcap = \"in-a.pcap\"".into()]),
+        vm_port("vm-b", "null", &[]),
+        fdb(&[(A, "vm-a"), (B, "vm-b")]),
+        state_in(d),
+        format!("socket = \"{}\"\n", socket.display()),
+    ]
+    .concat();
+    std::fs::write(d.join("node.toml"), cfg).unwrap();
+    let mut dvr = Daemon::start(&d.join("node.toml"));
+    dvr.until(|v| port(v, "vm-a", "rx_packets") == a.len() as u64);
+    // Then idle: at least half a second of empty polls and sleeps.
+    let first = dvr.next();
+    let v =
+        dvr.until(|v| v["t"].as_f64().unwrap_or(0.0) > first["t"].as_f64().unwrap_or(0.0) + 0.5);
+    let runtime = std::process::Command::new(common::dvr_ctl())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["show", "runtime"])
+        .output()
+        .unwrap();
+    dvr.stop();
+
+    let w = &v["workers"][0];
+    let f = |k: &str| w[k].as_f64().unwrap_or_else(|| panic!("no {k} in {w}"));
+    let (busy, all, share) = (
+        f("busy_cycles_per_packet"),
+        f("cycles_per_packet"),
+        f("busy_share"),
+    );
+    assert!(busy > 0.0, "no sampled busy poll: {w}");
+    assert!(
+        all > 2.0 * busy,
+        "idle cycles not in the all-cycles figure: {w}"
+    );
+    assert!(share > 0.0 && share < 0.5, "busy share {share}: {w}");
+
+    let text = String::from_utf8_lossy(&runtime.stdout);
+    assert!(runtime.status.success(), "{text}");
+    let cells = |l: &str| {
+        l.split('|')
+            .map(|c| c.trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let header = cells(text.lines().nth(1).unwrap_or_default());
+    let row = cells(text.lines().nth(3).unwrap_or_default());
+    let cell = |name: &str| -> f64 {
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}: {text}"));
+        row[i].trim_end_matches('%').parse().unwrap()
+    };
+    assert!(
+        cell("busy cycles/packet") * 2.0 < cell("all cycles/packet"),
+        "{text}"
+    );
+    assert!(cell("busy cycles") < 50.0, "{text}");
 }

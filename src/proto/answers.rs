@@ -123,6 +123,13 @@ pub struct WorkerStats {
     pub sampled_rx_cycles: u64,
     pub sampled_tx_cycles: u64,
     pub cycles_per_packet_split: Option<CycleSplit>,
+    /// Cycles per packet in the polls that got packets, and the share of
+    /// all cycles they make (`dvr::stats::WorkerSnapshot::busy_share`): at
+    /// low load `cycles_per_packet` counts the idle polls too.
+    #[serde(default)]
+    pub busy_cycles_per_packet: f64,
+    #[serde(default)]
+    pub busy_share: f64,
     /// Sessions in the worker's SNAT table (expired ones not yet freed
     /// included), and sessions it created since it started.
     pub nat_sessions: u64,
