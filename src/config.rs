@@ -397,6 +397,7 @@ struct RawConfig {
     #[serde(default)]
     control: Control,
     metadata: Option<Metadata>,
+    metrics: Option<Metrics>,
 }
 
 /// A checked node configuration.
@@ -424,6 +425,18 @@ pub struct Config {
     /// The metadata proxy (`[metadata]`): None, 169.254.169.254 is not
     /// intercepted (routed as any address).
     pub metadata: Option<Metadata>,
+    /// The Prometheus endpoint (`[metrics]`): None, none.
+    pub metrics: Option<Metrics>,
+}
+
+/// `[metrics]`: the node's counters in Prometheus's text format, served
+/// over HTTP at `http://LISTEN/metrics` for a Prometheus server to scrape.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// The address and port to listen on, e.g. `127.0.0.1:9417` (or the
+    /// management network's address).
+    pub listen: std::net::SocketAddr,
 }
 
 /// `[metadata]`: the metadata proxy on every distributed router. A VM's TCP
@@ -575,6 +588,7 @@ impl Config {
             underlay: raw.underlay,
             nat: raw.nat,
             metadata: raw.metadata,
+            metrics: raw.metrics,
         })
     }
 
@@ -680,6 +694,12 @@ fn check_sections(raw: &RawConfig) -> Result<Vec<PortConfig>, Bad> {
     check_control(&raw.control)?;
     if let Some(m) = &raw.metadata {
         check_metadata(m)?;
+    }
+    if raw.metrics.as_ref().is_some_and(|m| m.listen.port() == 0) {
+        return Err(bad(
+            "metrics.listen",
+            "port 0 is not a port a Prometheus server can be told to scrape".into(),
+        ));
     }
     Ok(ports)
 }
@@ -1262,6 +1282,26 @@ port = "vm-b"
             Config::parse(&GOOD.replace("workers = [1]", "workers = [0, 1]"), "t.toml").unwrap();
         assert_eq!(c.cores.workers, vec![0, 1]);
         assert_eq!(c.cores.main, 0);
+    }
+
+    #[test]
+    fn metrics_section() {
+        let with = |m: &str| Config::parse(&format!("{GOOD}[metrics]\n{m}\n"), "t.toml");
+        assert_eq!(Config::parse(GOOD, "t.toml").unwrap().metrics, None);
+        let m = with("listen = \"127.0.0.1:9417\"")
+            .unwrap()
+            .metrics
+            .unwrap();
+        assert_eq!(m.listen, "127.0.0.1:9417".parse().unwrap());
+        for bad in [
+            "listen = \"127.0.0.1\"",
+            "listen = \"localhost:9417\"",
+            "listen = \"127.0.0.1:0\"",
+            "port = 9417",
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("metrics") || e.contains("listen"), "{bad}: {e}");
+        }
     }
 
     #[test]

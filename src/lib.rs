@@ -12,6 +12,7 @@ pub mod fib;
 pub mod gen;
 pub mod l2;
 pub mod mac;
+pub mod metrics;
 pub mod model;
 pub mod nat;
 pub mod pcap;

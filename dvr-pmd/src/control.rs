@@ -48,6 +48,9 @@ pub trait NodeView: Send + Sync {
     fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String>;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
+    /// A committed change reached the workers' tables `us` microseconds
+    /// after its request was read (for the metrics).
+    fn published_in(&self, _us: u64) {}
     /// `interface add`: the interface made, its queues polled, the tables
     /// that bind model ports to it published; what `interface show` says.
     fn interface_add(&self, model: &Model, spec: &IfaceSpec) -> Result<IfaceInfo, String>;
@@ -430,6 +433,7 @@ fn apply(
             shared_state.view.publish(model, Some(&applied));
             // From here the workers use the new tables from their next burst.
             let publish_us = received.elapsed().as_micros() as u64;
+            shared_state.view.published_in(publish_us);
             if let Err(e) = store.commit(changes, model) {
                 tracing::error!(error = %e, "cannot save the model");
                 return to_line(&Response::err(

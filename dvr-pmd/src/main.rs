@@ -6,6 +6,7 @@
 mod control;
 mod ifaces;
 mod metadata;
+mod metrics;
 mod neighbors;
 mod node;
 mod report;
@@ -211,10 +212,27 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    // The Prometheus endpoint (`[metrics]`), in a thread of its own.
+    let metrics = match node.cfg.metrics.as_ref() {
+        None => None,
+        Some(m) => match metrics::Endpoint::start(m.listen, view.clone()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("dvr-pmd: cannot start: the metrics thread: {e}");
+                drop(proxy);
+                resolver.shutdown();
+                control.shutdown();
+                drop(view);
+                node.shutdown();
+                return ExitCode::from(EXIT_START);
+            }
+        },
+    };
     // The saved model is published: the workers start on it (a take-over's
     // run already).
     if let Err(e) = node.run_workers() {
         eprintln!("dvr-pmd: cannot start: {e}");
+        drop(metrics);
         drop(proxy);
         resolver.shutdown();
         control.shutdown();
@@ -239,6 +257,8 @@ fn main() -> ExitCode {
     }
     tracing::info!("signal received: stopping workers");
     service.stopping();
+    // The endpoint holds the view (and through it the ports): gone first.
+    drop(metrics);
     if let Some(p) = proxy {
         p.shutdown();
     }

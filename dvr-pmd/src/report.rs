@@ -46,6 +46,9 @@ pub struct View {
     /// first publication restored from it.
     pub neighbors: std::path::PathBuf,
     pub restored: std::sync::Mutex<Vec<std::net::Ipv4Addr>>,
+    /// Microseconds the last committed change took to be published
+    /// (`u64::MAX`: none yet).
+    pub last_publish_us: std::sync::atomic::AtomicU64,
 }
 
 impl View {
@@ -68,6 +71,7 @@ impl View {
             exchange: node.exchange.clone(),
             neighbors: crate::neighbors::path_of(&node.cfg.state_file),
             restored: std::sync::Mutex::new(Vec::new()),
+            last_publish_us: std::sync::atomic::AtomicU64::new(u64::MAX),
         })
     }
 
@@ -418,6 +422,27 @@ impl NodeView for View {
 
     fn published_generation(&self) -> u64 {
         self.tables.load().generation
+    }
+
+    fn published_in(&self, us: u64) {
+        self.last_publish_us
+            .store(us, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl View {
+    /// The `[metrics]` endpoint's page.
+    pub fn metrics(&self) -> String {
+        let us = self
+            .last_publish_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        dvr::metrics::exposition(
+            &self.counters(false),
+            &dvr::metrics::Extra {
+                tables_generation: self.tables.load().generation,
+                last_publish_seconds: (us != u64::MAX).then(|| us as f64 / 1e6),
+            },
+        )
     }
 }
 
