@@ -387,7 +387,10 @@ fn fib(t: &Table<FibEntry>) {
         .iter()
         .map(|e| {
             let hop = match e.next_hop {
-                NextHop::Connected { iface } => format!("connected (interface {iface})"),
+                NextHop::Connected { iface } => match &e.subnet {
+                    Some(s) => format!("connected (subnet {s})"),
+                    None => format!("connected (interface {iface})"),
+                },
                 NextHop::Via { via } => format!("via {via}"),
             };
             vec![e.router.clone(), e.prefix.clone(), hop]

@@ -361,6 +361,7 @@ impl NodeView for View {
             return Err("no tables published yet".into());
         };
         let generation = snap.generation;
+        let node_ports = self.ifaces.node_ports();
         if what == TableKind::Fdb {
             let entries = self.fdb(c, &snap);
             return Ok(TablesAnswer::Fdb(Table {
@@ -385,12 +386,21 @@ impl NodeView for View {
                 continue;
             };
             match what {
-                TableKind::Fib => fib.extend(t.fib.routes().into_iter().map(|(p, nh)| FibEntry {
-                    router: name.clone(),
-                    prefix: p.to_string(),
-                    next_hop: nh.into(),
+                TableKind::Fib => fib.extend(t.fib.routes().into_iter().map(|(p, nh)| {
+                    let subnet = match nh {
+                        dvr::fib::NextHop::Connected { iface } => {
+                            t.interfaces.get(iface as usize).map(|i| i.subnet.clone())
+                        }
+                        dvr::fib::NextHop::Via { .. } => None,
+                    };
+                    FibEntry {
+                        router: name.clone(),
+                        prefix: p.to_string(),
+                        next_hop: nh.into(),
+                        subnet,
+                    }
                 })),
-                TableKind::Nat => nat.extend(nat_entries(c, &name, t)),
+                TableKind::Nat => nat.extend(nat_entries(c, &snap, &node_ports, &name, t)),
                 _ => {
                     let mut v: Vec<_> = t.neighbors.iter().collect();
                     v.sort_by_key(|(ip, _)| **ip);
@@ -399,7 +409,7 @@ impl NodeView for View {
                         ip: ip.to_string(),
                         mac: n.mac.to_string(),
                         port: n.port.clone(),
-                        location: location(c, n.dest),
+                        location: location(c, &snap, &node_ports, n.dest),
                     }));
                 }
             }
@@ -447,7 +457,13 @@ impl View {
 }
 
 /// A router's translations: its SNAT, then its floating IPs by address.
-fn nat_entries(c: &Compiler, router: &str, t: &dvr::tables::RouterTables) -> Vec<NatEntry> {
+fn nat_entries(
+    c: &Compiler,
+    snap: &dvr::tables::Snapshot,
+    node_ports: &NodePorts,
+    router: &str,
+    t: &dvr::tables::RouterTables,
+) -> Vec<NatEntry> {
     let mut out = Vec::new();
     if let Some(g) = &t.snat {
         out.push(NatEntry {
@@ -484,7 +500,7 @@ fn nat_entries(c: &Compiler, router: &str, t: &dvr::tables::RouterTables) -> Vec
             external: f.floating.to_string(),
             internal: f.fixed.to_string(),
             port: Some(f.port.clone()),
-            at: location(c, f.dest),
+            at: location(c, snap, node_ports, f.dest),
         });
     }
     out
@@ -522,7 +538,7 @@ impl View {
                 entries.push(FdbEntry {
                     network: net.clone(),
                     mac: dvr::mac::MacAddr::from_key(k).to_string(),
-                    location: location(c, d),
+                    location: location(c, snap, &node_ports, d),
                     local,
                 });
             }
@@ -599,16 +615,39 @@ impl View {
     }
 }
 
-/// Where a neighbour lives, for people.
-fn location(c: &Compiler, d: dvr::tables::Dest) -> String {
+/// Where a neighbour lives, for people: by names (the interface here, the
+/// host and its VTEP, the router and the subnet of its interface).
+fn location(
+    c: &Compiler,
+    snap: &dvr::tables::Snapshot,
+    ports: &NodePorts,
+    d: dvr::tables::Dest,
+) -> String {
     use dvr::tables::Dest;
     match d {
-        Dest::Local(p) => format!("local port {p}"),
+        Dest::Local(p) => match ports.ports.get(p as usize) {
+            Some(i) => format!("local interface {}", i.name),
+            None => format!("local interface {p}"),
+        },
         Dest::Remote(h) => c
             .hosts()
             .get(h as usize)
             .map_or("?".into(), |h| format!("host {} (VTEP {})", h.name, h.vtep)),
-        Dest::Router { router, iface } => format!("router {router} interface {iface}"),
+        Dest::Router { router, iface } => {
+            let name = c
+                .router_names()
+                .get(router as usize)
+                .cloned()
+                .unwrap_or_else(|| router.to_string());
+            match snap
+                .routers
+                .get(router as usize)
+                .and_then(|t| t.interfaces.get(iface as usize))
+            {
+                Some(i) => format!("router {name} (subnet {})", i.subnet),
+                None => format!("router {name}"),
+            }
+        }
         Dest::Nowhere => "unbound".into(),
     }
 }

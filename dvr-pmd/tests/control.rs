@@ -432,11 +432,24 @@ fn verbs_migration_and_persistence() {
         "{fib}"
     );
     assert_eq!(routes.len(), 4, "{fib}");
+    // Connected routes name their subnet.
+    let subnet_of = |prefix: &str| {
+        fib["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["prefix"] == prefix)
+            .map(|e| e["subnet"].clone())
+    };
+    assert_eq!(subnet_of("10.0.1.0/24"), Some(json!("s1")), "{fib}");
+    assert_eq!(subnet_of("172.16.0.0/16"), Some(Value::Null), "{fib}");
+    let text = ok(s, &["show", "fib", "r1"]);
+    assert!(text.contains("connected (subnet s1)"), "{text}");
     let nb: Value = serde_json::from_str(&ok(s, &["--json", "show", "neighbors", "r1"])).unwrap();
     assert_eq!(
         nb["entries"],
         json!([{"router": "r1", "ip": "10.0.1.5", "mac": "fa:16:3e:00:00:0a", "port": "p1",
-            "location": "local port 0"}]),
+            "location": "local interface vm-a"}]),
         "{nb}"
     );
     let fdb: Value = serde_json::from_str(&ok(s, &["--json", "show", "fdb"])).unwrap();
@@ -450,7 +463,7 @@ fn verbs_migration_and_persistence() {
         p1,
         Some(
             json!({"network": "net1", "mac": "fa:16:3e:00:00:0a", "port": "p1",
-            "dataplane_port": "vm-a", "location": "local port 0"})
+            "dataplane_port": "vm-a", "location": "local interface vm-a"})
         ),
         "p1 is bound to this node (ctl) and its port vm-a: {fdb}"
     );
@@ -461,7 +474,7 @@ fn verbs_migration_and_persistence() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["mac"] == r1_mac && e["location"] == "router 0 interface 0"),
+            .any(|e| e["mac"] == r1_mac && e["location"] == "router r1 (subnet s1)"),
         "r1's interface MAC on net1: {fdb}"
     );
     // trace: the workers' own L2 code on the published tables.
@@ -615,7 +628,7 @@ fn verbs_migration_and_persistence() {
         fip,
         Some(
             json!({"router": "r1", "type": "floating_ip", "external": "203.0.113.10",
-            "internal": "10.0.1.5", "port": "p1", "where": "local port 0"})
+            "internal": "10.0.1.5", "port": "p1", "where": "local interface vm-a"})
         ),
         "{nat}"
     );

@@ -343,7 +343,7 @@ fn two_hosts(ov: Overlay) {
                 .unwrap_or_else(|| panic!("{} not in the FDB of {}: {fdb}", g.vm.mac, HOSTS[h].0));
             let at = e["location"].as_str().unwrap();
             if g.host == h {
-                assert!(at.starts_with("local port"), "{e}");
+                assert!(at.starts_with("local interface"), "{e}");
             } else {
                 let (name, vtep, _) = HOSTS[g.host];
                 assert_eq!(at, format!("host {name} (VTEP {vtep})"), "{e}");

@@ -265,6 +265,6 @@ fn deliver_decapped<T: Trace>(
             return D::Drop(R::DvrMacNoInterface);
         }
     }
-    tr!(t, "switch", "{dst} is local port {p}");
+    tr!(t, "switch", "{dst} is {}", super::port_label(snap, p));
     D::Forward(p)
 }

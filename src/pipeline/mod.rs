@@ -601,6 +601,25 @@ fn from_vm_full<T: Trace>(
     switch(snap, env, net, in_port, et, f, t)
 }
 
+/// A local port for a trace: the model port bound to its slot, if any.
+fn port_label(snap: &Snapshot, p: u16) -> String {
+    match snap.ports.get(p as usize) {
+        Some(crate::tables::Slot::Vm(Some(vm))) => format!("local port {} (slot {p})", vm.name),
+        _ => format!("local slot {p}"),
+    }
+}
+
+/// A router interface for a trace: the router's name and the subnet.
+fn router_label(snap: &Snapshot, router: u32, iface: u16) -> String {
+    match snap.routers.get(router as usize) {
+        Some(r) => match r.interfaces.get(iface as usize) {
+            Some(i) => format!("router {}'s interface on subnet {}", r.name, i.subnet),
+            None => format!("router {} (interface {iface})", r.name),
+        },
+        None => format!("router index {router} (interface {iface})"),
+    }
+}
+
 fn host_name(snap: &Snapshot, h: u16) -> &str {
     snap.node
         .hosts

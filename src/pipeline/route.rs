@@ -454,9 +454,10 @@ pub(super) fn deliver_routed<T: Trace>(
             tr!(
                 t,
                 "rewrite",
-                "{} → {} (local port {p})",
+                "{} → {} ({})",
                 eg.iface.mac,
-                eg.mac
+                eg.mac,
+                super::port_label(snap, p)
             );
             D::Forward(p)
         }

@@ -142,7 +142,7 @@ pub(super) fn switch<T: Trace>(
     match net.fdb.get(dst.key()) {
         Some(Dest::Local(p)) if p == in_port => D::Drop(R::SameIngressPort),
         Some(Dest::Local(p)) => {
-            tr!(t, "switch", "{dst} is local port {p}");
+            tr!(t, "switch", "{dst} is {}", super::port_label(snap, p));
             if !T::ON && et == ethernet::ETHERTYPE_IPV4 {
                 env.flows.offer(switched(net, Out::Port(p)));
             }
@@ -159,7 +159,8 @@ pub(super) fn switch<T: Trace>(
             tr!(
                 t,
                 "switch",
-                "{dst} is router interface {iface} of router index {router}"
+                "{dst} is {}",
+                super::router_label(snap, router, iface)
             );
             route(snap, env, router, iface, in_port, f, t)
         }

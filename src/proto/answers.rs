@@ -232,6 +232,9 @@ pub struct FibEntry {
     pub router: String,
     pub prefix: String,
     pub next_hop: NextHop,
+    /// A connected route's subnet (the router's interface `iface` on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
 }
 
 /// Where a route leads (`dvr::fib::NextHop`).
@@ -484,6 +487,7 @@ mod tests {
             router: "r1".into(),
             prefix: "10.0.1.0/24".into(),
             next_hop: NextHop::Connected { iface: 0 },
+            subnet: None,
         };
         assert_eq!(
             round_trip(&fib),
