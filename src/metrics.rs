@@ -282,6 +282,7 @@ mod tests {
             tsc_hz: 1,
             ports: vec![PortStats {
                 name: "vm-a".into(),
+                rates: None,
                 rx_packets: 7,
                 rx_bytes: 700,
                 tx_packets: 0,

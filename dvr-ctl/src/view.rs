@@ -241,7 +241,7 @@ fn stats(s: &Stats) {
         .ports
         .iter()
         .map(|p| {
-            [
+            let mut r = [
                 p.rx_packets,
                 p.rx_bytes,
                 p.tx_packets,
@@ -252,7 +252,18 @@ fn stats(s: &Stats) {
             .fold(vec![p.name.clone()], |mut r, n| {
                 r.push(n.to_string());
                 r
-            })
+            });
+            // Rates over the last second (none in the daemon's first).
+            match &p.rates {
+                Some(x) => r.extend([
+                    format!("{:.0}", x.rx_pps),
+                    format!("{:.0}", x.tx_pps),
+                    format!("{:.1}", x.rx_bps / 1e6),
+                    format!("{:.1}", x.tx_bps / 1e6),
+                ]),
+                None => r.extend(std::iter::repeat_n(String::new(), 4)),
+            }
+            r
         })
         .collect();
     table(
@@ -263,6 +274,10 @@ fn stats(s: &Stats) {
             "tx packets",
             "tx bytes",
             "missed",
+            "rx pkt/s",
+            "tx pkt/s",
+            "rx Mbit/s",
+            "tx Mbit/s",
         ],
         &rows,
     );

@@ -250,6 +250,7 @@ fn main() -> ExitCode {
         // Short: a restart waits for this loop to see the signal.
         std::thread::sleep(Duration::from_millis(5));
         service.tick(&view);
+        view.tick_rates();
         if !interval.is_zero() && Instant::now() >= next {
             reporter.print(&view, false);
             next += interval;

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use dvr::config::StatsFormat;
 use dvr::proto::answers::{
-    CycleSplit, FdbEntry, FdbLocal, FibEntry, NatEntry, NatKind, NeighborEntry, PortStats,
-    PortStatus, SessionEntry, SessionWorker, Sessions, Stats, Status, Table, TableKind,
+    CycleSplit, FdbEntry, FdbLocal, FibEntry, NatEntry, NatKind, NeighborEntry, PortRates,
+    PortStats, PortStatus, SessionEntry, SessionWorker, Sessions, Stats, Status, Table, TableKind,
     TablesAnswer, Trace, TraceStage, WorkerId, WorkerStats,
 };
 use dvr::stats::{total, DropReason, WorkerSnapshot};
@@ -49,6 +49,19 @@ pub struct View {
     /// Microseconds the last committed change took to be published
     /// (`u64::MAX`: none yet).
     pub last_publish_us: std::sync::atomic::AtomicU64,
+    /// Each interface's packet and bit rates over the last second
+    /// ([`View::tick_rates`]).
+    rates: std::sync::Mutex<Rates>,
+}
+
+/// Rates per interface name: the counters a second ago and what they grew
+/// by per second since.
+#[derive(Default)]
+struct Rates {
+    at: Option<Instant>,
+    last: std::collections::HashMap<String, PortSnapshot>,
+    /// (rx packets/s, tx packets/s, rx bits/s, tx bits/s).
+    per_s: std::collections::HashMap<String, [f64; 4]>,
 }
 
 impl View {
@@ -72,7 +85,42 @@ impl View {
             neighbors: crate::neighbors::path_of(&node.cfg.state_file),
             restored: std::sync::Mutex::new(Vec::new()),
             last_publish_us: std::sync::atomic::AtomicU64::new(u64::MAX),
+            rates: std::sync::Mutex::new(Rates::default()),
         })
+    }
+
+    /// Updates the interfaces' rates when a second has passed since the
+    /// last update (the main loop calls it every few milliseconds).
+    pub fn tick_rates(&self) {
+        let now = Instant::now();
+        let mut r = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        if r.at
+            .is_some_and(|at| now.duration_since(at) < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        let rows = self.port_rows();
+        if let Some(at) = r.at {
+            let dt = now.duration_since(at).as_secs_f64();
+            let mut per_s = std::collections::HashMap::new();
+            for (_, name, c, _) in &rows {
+                // An interface added since: its rates from the next tick.
+                let Some(o) = r.last.get(name) else { continue };
+                let d = |a: u64, b: u64| a.saturating_sub(b) as f64 / dt;
+                per_s.insert(
+                    name.clone(),
+                    [
+                        d(c.rx_packets, o.rx_packets),
+                        d(c.tx_packets, o.tx_packets),
+                        8.0 * d(c.rx_bytes, o.rx_bytes),
+                        8.0 * d(c.tx_bytes, o.tx_bytes),
+                    ],
+                );
+            }
+            r.per_s = per_s;
+        }
+        r.last = rows.into_iter().map(|(_, n, c, _)| (n, c)).collect();
+        r.at = Some(now);
     }
 
     /// Every worker's counters, now.
@@ -98,6 +146,12 @@ impl View {
 
     /// The counters (the `stats` answer and the `--stats-format json` line).
     pub fn counters(&self, is_final: bool) -> Stats {
+        let rates = self
+            .rates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .per_s
+            .clone();
         let ws = self.snapshot();
         let mut polls = self.ifaces.polls_by_worker();
         let t = total(&ws, 0);
@@ -110,6 +164,12 @@ impl View {
                 .port_rows()
                 .into_iter()
                 .map(|(_, name, c, d)| PortStats {
+                    rates: rates.get(&name).map(|r| PortRates {
+                        rx_pps: r[0],
+                        tx_pps: r[1],
+                        rx_bps: r[2],
+                        tx_bps: r[3],
+                    }),
                     name,
                     rx_packets: c.rx_packets,
                     rx_bytes: c.rx_bytes,

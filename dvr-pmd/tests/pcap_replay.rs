@@ -157,7 +157,39 @@ fn busy_worker_splits_its_cycles_into_rx_work_and_tx() {
         .args(["show", "runtime"])
         .output()
         .unwrap();
+    // Rates: after the daemon's second second, each interface's packets per
+    // second over the last one, near its average since the start.
+    let later = dvr.until(|v| v["t"].as_f64().unwrap_or(0.0) > 2.2);
+    let stats = std::process::Command::new(common::dvr_ctl())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--json", "show", "stats"])
+        .output()
+        .unwrap();
+    let text_stats = std::process::Command::new(common::dvr_ctl())
+        .arg("--socket")
+        .arg(&socket)
+        .args(["show", "stats"])
+        .output()
+        .unwrap();
     dvr.stop();
+    let st: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let pa = st["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "vm-a")
+        .unwrap();
+    let pps = pa["rates"]["rx_pps"].as_f64().unwrap_or(0.0);
+    let mean = port(&later, "vm-a", "rx_packets") as f64 / later["t"].as_f64().unwrap();
+    assert!(
+        pps > 0.3 * mean && pps < 3.0 * mean,
+        "vm-a's rate {pps}/s, its mean {mean}/s: {pa}"
+    );
+    let bps = pa["rates"]["rx_bps"].as_f64().unwrap_or(0.0);
+    assert!((bps / pps - 8.0 * 60.0).abs() < 1.0, "60-byte frames: {pa}");
+    let text_stats = String::from_utf8_lossy(&text_stats.stdout);
+    assert!(text_stats.contains("rx pkt/s"), "{text_stats}");
 
     let w = &v["workers"][0];
     let n = |k: &str| w[k].as_u64().unwrap_or_else(|| panic!("no {k} in {w}"));
@@ -202,8 +234,9 @@ fn busy_worker_splits_its_cycles_into_rx_work_and_tx() {
     }
 }
 
-/// A worker that forwarded a burst of traffic and then idles (adaptive
-/// polling): its cycles per packet over all its cycles grow with every
+/// A worker that forwarded a burst of traffic and then idles, polling empty
+/// queues (busy polling; adaptive polling would sleep, and sleeps are not
+/// counted): its cycles per packet over all its cycles grow with every
 /// empty poll, but `show runtime` leads with the cycles per packet of the
 /// polls that got packets (what forwarding costs, as OVS's
 /// `pmd-stats-show`), gives the busy share of all cycles, and keeps the
@@ -215,8 +248,10 @@ fn an_idle_worker_shows_its_busy_cycles_apart() {
     let a: Vec<Vec<u8>> = (0..20_000).map(|i| frame(A, B, 60, i)).collect();
     dvr::pcap::write_file(&d.join("in-a.pcap"), &a).unwrap();
     let socket = d.join("ctl.sock");
+    let head = node_head("idle", &d.join("run"));
+    assert!(head.contains("poll_mode = \"adaptive\""), "{head}");
     let cfg = [
-        node_head("idle", &d.join("run")),
+        head.replace("poll_mode = \"adaptive\"", "poll_mode = \"busy\""),
         vm_port("vm-a", "pcap", &["rx_pcap = \"in-a.pcap\"".into()]),
         vm_port("vm-b", "null", &[]),
         fdb(&[(A, "vm-a"), (B, "vm-b")]),

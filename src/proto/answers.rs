@@ -94,6 +94,10 @@ pub struct MetadataCounters {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortStats {
     pub name: String,
+    /// Packets and bits per second over the last second (absent in the
+    /// first second, or for an interface added since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rates: Option<PortRates>,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
@@ -104,6 +108,15 @@ pub struct PortStats {
     pub ierrors: u64,
     pub rx_nombuf: u64,
     pub oerrors: u64,
+}
+
+/// An interface's rates in [`PortStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PortRates {
+    pub rx_pps: f64,
+    pub tx_pps: f64,
+    pub rx_bps: f64,
+    pub tx_bps: f64,
 }
 
 /// One worker's counters in [`Stats`].
