@@ -1284,6 +1284,17 @@ port = "vm-b"
         assert_eq!(c.cores.main, 0);
     }
 
+    /// The node configuration of docs/DEPLOYMENT.md is one dvr accepts.
+    #[test]
+    fn the_deployment_guides_configuration_is_valid() {
+        let doc = include_str!("../docs/DEPLOYMENT.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let len = doc[start..].find("```").expect("its end");
+        let c = Config::parse(&doc[start..start + len], "DEPLOYMENT.md").unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert!(c.eal.hugepages && c.metadata.is_some() && c.metrics.is_some());
+    }
+
     #[test]
     fn metrics_section() {
         let with = |m: &str| Config::parse(&format!("{GOOD}[metrics]\n{m}\n"), "t.toml");
