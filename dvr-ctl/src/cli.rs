@@ -68,18 +68,28 @@ pub enum Cmd {
         /// The dataplane port it arrives on.
         #[arg(long)]
         port: String,
-        /// The frame's source MAC.
-        #[arg(long)]
-        src_mac: MacAddr,
+        /// The frame's source MAC (a UDP frame described by its addresses).
+        #[arg(long, required_unless_present_any = ["hex", "pcap"])]
+        src_mac: Option<MacAddr>,
         /// The frame's destination MAC.
-        #[arg(long)]
-        dst_mac: MacAddr,
+        #[arg(long, required_unless_present_any = ["hex", "pcap"])]
+        dst_mac: Option<MacAddr>,
         /// With --dst-ip: an IPv4 UDP packet from this address.
         #[arg(long)]
         src_ip: Option<Ipv4Addr>,
         /// With --src-ip: an IPv4 UDP packet to this address.
         #[arg(long)]
         dst_ip: Option<Ipv4Addr>,
+        /// Any frame, as hex digits (IPv6, TCP, ICMP, VLAN, VXLAN or GRE from
+        /// the underlay...).
+        #[arg(long, conflicts_with_all = ["src_mac", "dst_mac", "src_ip", "dst_ip", "pcap"])]
+        hex: Option<String>,
+        /// A frame of a capture file (pcap), the first or --index N.
+        #[arg(long, conflicts_with_all = ["src_mac", "dst_mac", "src_ip", "dst_ip"])]
+        pcap: Option<PathBuf>,
+        /// With --pcap: which frame (0: the first).
+        #[arg(long, requires = "pcap", default_value_t = 0)]
+        index: usize,
     },
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell): `dvr-ctl completion bash > /etc/bash_completion.d/dvr-ctl`.
@@ -775,13 +785,32 @@ impl Cmd {
                 dst_mac,
                 src_ip,
                 dst_ip,
-            } => Call::Trace(TraceParams {
-                port,
-                src_mac,
-                dst_mac,
-                src_ip,
-                dst_ip,
-            }),
+                hex,
+                pcap,
+                index,
+            } => {
+                let frame = match (hex, pcap) {
+                    (Some(h), _) => Some(h),
+                    (None, Some(f)) => {
+                        let frames = dvr::pcap::read_file(&f)
+                            .map_err(|e| format!("--pcap {}: {e}", f.display()))?;
+                        let n = frames.len();
+                        let fr = frames.get(index).ok_or_else(|| {
+                            format!("--pcap {}: no frame {index} ({n} in it)", f.display())
+                        })?;
+                        Some(fr.iter().map(|b| format!("{b:02x}")).collect())
+                    }
+                    (None, None) => None,
+                };
+                Call::Trace(TraceParams {
+                    port,
+                    src_mac,
+                    dst_mac,
+                    src_ip,
+                    dst_ip,
+                    frame,
+                })
+            }
             Cmd::Completion { .. } | Cmd::Man => {
                 return Err("completion and man are answered without a daemon".into());
             }

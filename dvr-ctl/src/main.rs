@@ -9,6 +9,7 @@
 
 mod cli;
 mod client;
+mod decode;
 mod view;
 
 use std::path::Path;
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
         Call::List(kind) => view::list(kind, result),
         Call::View(what, all) => view::node(what, all, result),
         Call::Tables(what, _) => view::tables(what, result),
-        Call::Trace(_) => view::trace(result),
+        Call::Trace(p) => view::trace(p.frame().ok().as_deref(), result),
         Call::Interface(method, _) => view::interface(method, result),
     };
     match shown {

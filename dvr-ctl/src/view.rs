@@ -516,7 +516,7 @@ fn sessions(s: &Sessions) {
 }
 
 /// `trace`: a line per stage, its fields after it.
-pub fn trace(result: Value) -> Result<(), String> {
+pub fn trace(frame: Option<&[u8]>, result: Value) -> Result<(), String> {
     let t: Trace = answer(result)?;
     for st in &t.stages {
         let rest: Vec<String> = st
@@ -525,8 +525,24 @@ pub fn trace(result: Value) -> Result<(), String> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         dvr::outln!("{:<14} {}", st.stage, rest.join(" "));
+        // The frame that came in, and each one that goes out, decoded.
+        let bytes = match (st.stage.as_str(), &st.frame) {
+            ("ingress", _) => frame.map(<[u8]>::to_vec),
+            (_, Some(h)) => unhex(h),
+            _ => None,
+        };
+        for line in bytes.iter().flat_map(|b| crate::decode::describe(b)) {
+            dvr::outln!("{:<14}   {line}", "");
+        }
     }
     Ok(())
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `interface list|show|add|delete`.

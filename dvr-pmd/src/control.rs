@@ -629,18 +629,10 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 Ok(p) => p,
                 Err(r) => return r,
             };
-            let frame = dvr::gen::udp4_frame(
-                &dvr::gen::Udp4 {
-                    src_mac: p.src_mac,
-                    dst_mac: p.dst_mac,
-                    src_ip: p.src_ip.unwrap_or(std::net::Ipv4Addr::new(0, 0, 0, 0)),
-                    dst_ip: p.dst_ip.unwrap_or(std::net::Ipv4Addr::new(0, 0, 0, 0)),
-                    src_port: 1024,
-                    dst_port: 9,
-                },
-                60,
-                0,
-            );
+            let frame = match p.frame() {
+                Ok(f) => f,
+                Err(e) => return Response::err(id, ErrorCode::InvalidRequest, e),
+            };
             match shared_state.view.trace(&p.port, &frame) {
                 Ok(v) => answer(id, &v),
                 Err(e) => Response::err(id, ErrorCode::NotFound, e),

@@ -546,6 +546,54 @@ fn verbs_migration_and_persistence() {
         text.contains("decision=forward") && text.contains("out_port=vm-b"),
         "{text}"
     );
+    // Any frame, as hex or from a capture: a TCP SYN from p1 to pb's MAC,
+    // switched; the frames in and out decoded header by header.
+    let syn = tcp_syn();
+    let hex: String = syn.iter().map(|b| format!("{b:02x}")).collect();
+    let text = ok(s, &["trace", "--port", "vm-a", "--hex", &hex]);
+    assert!(text.contains("out_port=vm-b"), "{text}");
+    assert_eq!(
+        text.matches("TCP 40000 → 80 [S] seq 1").count(),
+        2,
+        "the SYN decoded in and out:\n{text}"
+    );
+    assert!(
+        text.contains("IPv4 10.0.1.5 → 10.0.1.99 ttl 64 protocol 6"),
+        "{text}"
+    );
+    let cap = n.dir.join("syn.pcap");
+    dvr::pcap::write_file(&cap, &[syn.clone(), syn]).unwrap();
+    let text = ok(
+        s,
+        &[
+            "trace",
+            "--port",
+            "vm-a",
+            "--pcap",
+            cap.to_str().unwrap(),
+            "--index",
+            "1",
+        ],
+    );
+    assert!(text.contains("out_port=vm-b"), "{text}");
+    refused(
+        s,
+        &[
+            "trace",
+            "--port",
+            "vm-a",
+            "--pcap",
+            cap.to_str().unwrap(),
+            "--index",
+            "2",
+        ],
+        "no frame 2 (2 in it)",
+    );
+    refused(
+        s,
+        &["trace", "--port", "vm-a", "--hex", "0a0"],
+        "even number of hex digits",
+    );
     // A binding left without a host binds nothing: applied, with a warning.
     let warned = |args: &[&str]| {
         let (code, _, err) = ctl(s, args);
@@ -772,4 +820,26 @@ kind = "null"
     // The first one still serves.
     ok(&n.socket, &["show", "status"]);
     dvr.stop();
+}
+
+/// A TCP SYN from p1 (fa:16:3e:00:00:0a, 10.0.1.5) to fa:16:3e:00:00:0b,
+/// 10.0.1.99, port 40000 to 80, with right checksums.
+fn tcp_syn() -> Vec<u8> {
+    let mut f = vec![
+        0xfa, 0x16, 0x3e, 0, 0, 0x0b, 0xfa, 0x16, 0x3e, 0, 0, 0x0a, 0x08, 0x00,
+    ];
+    let mut ip = vec![
+        0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 1, 5, 10, 0, 1, 99,
+    ];
+    let c = dvr::wire::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut tcp = vec![
+        0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+    ];
+    let sum = dvr::wire::checksum::pseudo4(&ip[12..16], &ip[16..20], 20, 6);
+    let c = dvr::wire::checksum::csum_fold(dvr::wire::checksum::csum_add(sum, &tcp));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    f.extend(ip);
+    f.extend(tcp);
+    f
 }

@@ -78,18 +78,69 @@ pub struct TablesParams {
     pub router: Option<String>,
 }
 
-/// Parameters of `trace`: a UDP frame described by its addresses, arriving
-/// on dataplane port `port` (unset addresses are 0.0.0.0).
+/// Parameters of `trace`, arriving on dataplane port `port`: a whole frame
+/// (`frame`, hex: any frame at all), or a UDP frame described by its
+/// addresses (both MACs; unset IPv4 addresses are 0.0.0.0).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceParams {
     pub port: String,
-    pub src_mac: crate::mac::MacAddr,
-    pub dst_mac: crate::mac::MacAddr,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<crate::mac::MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_mac: Option<crate::mac::MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_ip: Option<std::net::Ipv4Addr>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_ip: Option<std::net::Ipv4Addr>,
+    /// The frame itself, as hex digits (at most [`TRACE_FRAME_MAX`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<String>,
+}
+
+/// The longest frame `trace` takes.
+pub const TRACE_FRAME_MAX: usize = 9216;
+
+impl TraceParams {
+    /// The frame to trace: the given one, or the UDP frame the addresses
+    /// describe.
+    pub fn frame(&self) -> Result<Vec<u8>, String> {
+        if let Some(h) = &self.frame {
+            if self.src_mac.is_some()
+                || self.dst_mac.is_some()
+                || self.src_ip.is_some()
+                || self.dst_ip.is_some()
+            {
+                return Err("a whole frame, or addresses: not both".into());
+            }
+            let h: String = h.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            if !h.len().is_multiple_of(2) || h.len() / 2 > TRACE_FRAME_MAX {
+                return Err(format!(
+                    "frame: an even number of hex digits, at most {TRACE_FRAME_MAX} bytes"
+                ));
+            }
+            return (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| "frame: not hex digits".into());
+        }
+        let (Some(src_mac), Some(dst_mac)) = (self.src_mac, self.dst_mac) else {
+            return Err("a frame (hex), or at least its source and destination MACs".into());
+        };
+        Ok(crate::gen::udp4_frame(
+            &crate::gen::Udp4 {
+                src_mac,
+                dst_mac,
+                src_ip: self.src_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                dst_ip: self.dst_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                src_port: 1024,
+                dst_port: 9,
+            },
+            60,
+            0,
+        ))
+    }
 }
 
 /// What went wrong, for scripts.
