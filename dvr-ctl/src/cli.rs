@@ -32,8 +32,24 @@ pub struct Cli {
     /// Print the daemon's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How views are printed: table (the default), json (the view's rows as
+    /// objects), value (cells only, space-separated: for scripts), csv.
+    #[arg(short = 'f', long = "format", global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only this column (a `show`'s field); repeatable, in the order given.
+    #[arg(short = 'c', long = "column", global = true)]
+    pub columns: Vec<String>,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+/// `-f`: how views are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Value,
+    Csv,
 }
 
 #[derive(Subcommand, Debug)]

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    view::set_output(cli.format, cli.columns.clone());
     let call = match cli.cmd.call() {
         Ok(c) => c,
         Err(e) => {

@@ -11,7 +11,7 @@ use dvr::proto::iface::{IfaceInfo, PortView};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::ShowKind;
+use crate::cli::{Format, ShowKind};
 use crate::client::answer;
 
 /// A value of an object's serde form in one cell: lists joined by `, `,
@@ -35,7 +35,95 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(String::new, T::to_string)
 }
 
+/// How views print (`-f`, `-c`), set once by `main`.
+static OUTPUT: std::sync::OnceLock<(Format, Vec<String>)> = std::sync::OnceLock::new();
+
+/// Sets the output format and the columns to keep (none: all).
+pub fn set_output(format: Format, columns: Vec<String>) {
+    let _ = OUTPUT.set((format, columns));
+}
+
+fn output() -> (Format, &'static [String]) {
+    OUTPUT
+        .get()
+        .map_or((Format::Table, &[][..]), |(f, c)| (*f, c.as_slice()))
+}
+
+/// The columns of `headers` that `-c` keeps, in its order (all without
+/// `-c`); an unknown one ends dvr-ctl with the names it has.
+fn selected(headers: &[&str], columns: &[String]) -> Vec<usize> {
+    if columns.is_empty() {
+        return (0..headers.len()).collect();
+    }
+    columns
+        .iter()
+        .map(|c| {
+            headers.iter().position(|h| h == c).unwrap_or_else(|| {
+                eprintln!("dvr-ctl: no column {c:?}; columns: {}", headers.join(", "));
+                std::process::exit(1)
+            })
+        })
+        .collect()
+}
+
 fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let (format, columns) = output();
+    let keep = selected(headers, columns);
+    let headers: Vec<&str> = keep.iter().map(|&i| headers[i]).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            keep.iter()
+                .map(|&i| r.get(i).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect();
+    match format {
+        Format::Table => boxed(&headers, &rows),
+        Format::Value => {
+            for r in &rows {
+                dvr::outln!("{}", r.join(" "));
+            }
+        }
+        Format::Csv => {
+            let line = |cells: &mut dyn Iterator<Item = &str>| {
+                cells
+                    .map(|c| {
+                        if c.contains([',', '"', '\n']) {
+                            format!("\"{}\"", c.replace('"', "\"\""))
+                        } else {
+                            c.to_owned()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            dvr::outln!("{}", line(&mut headers.iter().copied()));
+            for r in &rows {
+                dvr::outln!("{}", line(&mut r.iter().map(String::as_str)));
+            }
+        }
+        Format::Json => {
+            let objs: Vec<serde_json::Map<String, Value>> = rows
+                .iter()
+                .map(|r| {
+                    headers
+                        .iter()
+                        .zip(r)
+                        .map(|(h, c)| (h.to_string(), Value::String(c.clone())))
+                        .collect()
+                })
+                .collect();
+            dvr::outln!(
+                "{}",
+                serde_json::to_string_pretty(&objs).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// A table with borders, as the openstack client prints one.
+fn boxed(headers: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -71,11 +159,50 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
 
 /// One object, a row per field of its serde form, in name order.
 fn fields(obj: &impl Serialize) {
-    let rows: Vec<Vec<String>> = match serde_json::to_value(obj) {
-        Ok(Value::Object(o)) => o.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect(),
-        _ => Vec::new(),
+    let (format, columns) = output();
+    let o = match serde_json::to_value(obj) {
+        Ok(Value::Object(o)) => o,
+        _ => Default::default(),
     };
-    table(&["Field", "Value"], &rows);
+    // `-c`: these fields, in this order.
+    let names: Vec<&String> = if columns.is_empty() {
+        o.keys().collect()
+    } else {
+        let all: Vec<&str> = o.keys().map(String::as_str).collect();
+        selected(&all, columns)
+            .into_iter()
+            .map(|i| o.keys().nth(i).expect("a key"))
+            .collect()
+    };
+    match format {
+        Format::Table | Format::Csv => {
+            let rows: Vec<Vec<String>> = names
+                .iter()
+                .map(|k| vec![k.to_string(), cell(&o[*k])])
+                .collect();
+            if format == Format::Table {
+                boxed(&["Field", "Value"], &rows)
+            } else {
+                dvr::outln!("Field,Value");
+                for r in rows {
+                    dvr::outln!("{},{}", r[0], r[1]);
+                }
+            }
+        }
+        // One value a line, in the fields' order.
+        Format::Value => {
+            for k in names {
+                dvr::outln!("{}", cell(&o[k]));
+            }
+        }
+        Format::Json => {
+            let m: serde_json::Map<String, Value> = names
+                .iter()
+                .map(|k| (k.to_string(), o[*k].clone()))
+                .collect();
+            dvr::outln!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+        }
+    }
 }
 
 /// `apply`: each object changed, `KIND NAME`.
@@ -298,7 +425,7 @@ fn errors(s: &Stats, all: bool) {
             vec![n.to_string(), reason.clone(), what.to_owned()]
         })
         .collect();
-    if rows.is_empty() {
+    if rows.is_empty() && output().0 == Format::Table {
         dvr::outln!(
             "no drops ({} reasons, all at zero; --all lists them)",
             s.drops.len()
