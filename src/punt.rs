@@ -155,6 +155,8 @@ pub struct Exchange {
     pub sessions: SessionQuery,
     /// The metadata proxy's queues, when it runs.
     pub metadata: Option<MetadataQueues>,
+    /// Live trace: which frames to mark, and the traced ones.
+    pub trace: crate::worker::trace::TraceTap,
 }
 
 impl Default for Exchange {
@@ -165,6 +167,7 @@ impl Default for Exchange {
             vips: ArrayQueue::new(256),
             sessions: SessionQuery::default(),
             metadata: None,
+            trace: Default::default(),
         }
     }
 }

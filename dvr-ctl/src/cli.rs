@@ -43,6 +43,21 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// `trace add|clear`: the live trace, as VPP's `trace add` / `clear trace`.
+#[derive(Subcommand, Debug)]
+pub enum LiveTraceCmd {
+    /// Mark the next COUNT frames received on INTERFACE: each stage's
+    /// decision is recorded by the worker that takes it (`show trace`).
+    Add {
+        /// The interface (a `[[ports]]` or `interface add` name).
+        interface: String,
+        /// How many frames (1 to 256).
+        count: u32,
+    },
+    /// Stop marking and forget the frames traced.
+    Clear,
+}
+
 /// `-f`: how views are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -80,10 +95,15 @@ pub enum Cmd {
     },
     /// Run a described packet through the pipeline (nothing is sent) and print
     /// each stage's decision, like ovn-trace.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Trace {
+        /// Live trace: mark frames as they arrive (`trace add`), forget them
+        /// (`trace clear`); `show trace` prints them.
+        #[command(subcommand)]
+        live: Option<LiveTraceCmd>,
         /// The dataplane port it arrives on.
-        #[arg(long)]
-        port: String,
+        #[arg(long, required = true)]
+        port: Option<String>,
         /// The frame's source MAC (a UDP frame described by its addresses).
         #[arg(long, required_unless_present_any = ["hex", "pcap"])]
         src_mac: Option<MacAddr>,
@@ -741,6 +761,8 @@ pub enum ShowKind {
     Fdb,
     Nat,
     Sessions,
+    /// The frames a live trace marked (`trace add`).
+    Trace,
 }
 
 impl ShowKind {
@@ -757,7 +779,8 @@ impl ShowKind {
             | ShowKind::Stats
             | ShowKind::Errors
             | ShowKind::Runtime
-            | ShowKind::Status => None,
+            | ShowKind::Status
+            | ShowKind::Trace => None,
         }
     }
 
@@ -781,6 +804,8 @@ pub enum Call {
     Trace(TraceParams),
     /// `interface add|delete|show|list`: the method and its params.
     Interface(&'static str, Value),
+    /// `trace add|clear`, `show trace`: the method and its params.
+    Live(&'static str, Value),
 }
 
 impl Cmd {
@@ -796,6 +821,18 @@ impl Cmd {
                 ip: FloatingCmd::Ip(c),
             } => c.call(),
             Cmd::Trace {
+                live: Some(LiveTraceCmd::Add { interface, count }),
+                ..
+            } => Call::Live(
+                "trace_add",
+                json!({ "interface": interface, "count": count }),
+            ),
+            Cmd::Trace {
+                live: Some(LiveTraceCmd::Clear),
+                ..
+            } => Call::Live("trace_clear", Value::Null),
+            Cmd::Trace {
+                live: None,
                 port,
                 src_mac,
                 dst_mac,
@@ -819,7 +856,7 @@ impl Cmd {
                     (None, None) => None,
                 };
                 Call::Trace(TraceParams {
-                    port,
+                    port: port.ok_or("trace: --port, or `trace add` / `trace clear`")?,
                     src_mac,
                     dst_mac,
                     src_ip,
@@ -842,6 +879,7 @@ impl Cmd {
                 (_, Some(r)) => {
                     return Err(format!("show {} takes no router (got {r:?})", what.name()));
                 }
+                (None, None) if what == ShowKind::Trace => Call::Live("trace_show", Value::Null),
                 (None, None) => Call::View(what, all),
             },
         })

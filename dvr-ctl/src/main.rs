@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         Call::Tables(what, _) => view::tables(what, result),
         Call::Trace(p) => view::trace(p.frame().ok().as_deref(), result),
         Call::Interface(method, _) => view::interface(method, result),
+        Call::Live(..) => view::live_trace(result),
     };
     match shown {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +148,7 @@ fn request_of(call: &Call) -> (&'static str, Value) {
         Call::Tables(what, router) => ("tables", json!({ "what": what.name(), "router": router })),
         Call::Trace(p) => ("trace", json!(p)),
         Call::Interface(method, params) => (method, params.clone()),
+        Call::Live(method, params) => (method, params.clone()),
     }
 }
 

@@ -665,6 +665,43 @@ pub fn trace(frame: Option<&[u8]>, result: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `show trace` (and what `trace add` / `trace clear` leave): each frame
+/// marked, decoded, with each stage's decision.
+pub fn live_trace(result: Value) -> Result<(), String> {
+    let t: dvr::proto::answers::LiveTrace = answer(result)?;
+    match &t.armed {
+        Some(i) => dvr::outln!("tracing {i}: {} more frames to mark", t.remaining),
+        None => dvr::outln!("not tracing (dvr-ctl trace add INTERFACE COUNT)"),
+    }
+    for f in &t.frames {
+        dvr::outln!(
+            "\nframe {} on {} (worker {}, {} bytes)",
+            f.seq,
+            f.interface,
+            f.worker,
+            f.length
+        );
+        for line in unhex(&f.head)
+            .iter()
+            .flat_map(|b| crate::decode::describe(b))
+        {
+            dvr::outln!("{:<14}   {line}", "");
+        }
+        for st in &f.stages {
+            let rest: Vec<String> = st
+                .fields()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            dvr::outln!("{:<14} {}", st.stage, rest.join(" "));
+        }
+        if f.lost_notes > 0 {
+            dvr::outln!("{:<14} ({} more decisions not kept)", "", f.lost_notes);
+        }
+    }
+    Ok(())
+}
+
 fn unhex(h: &str) -> Option<Vec<u8>> {
     (0..h.len())
         .step_by(2)

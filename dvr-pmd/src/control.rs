@@ -46,6 +46,11 @@ pub trait NodeView: Send + Sync {
     /// Runs a described frame through the pipeline code on the published tables
     /// and reports each stage's decision (nothing is sent).
     fn trace(&self, port: &str, frame: &[u8]) -> Result<Trace, String>;
+    /// `trace add INTERFACE N`: marks the next `n` frames received there.
+    fn trace_add(&self, interface: &str, n: u32) -> Result<(), String>;
+    /// `show trace`: the frames marked so far; `clear`: forgets them and
+    /// disarms.
+    fn trace_show(&self, clear: bool) -> dvr::proto::answers::LiveTrace;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
     /// A committed change reached the workers' tables `us` microseconds
@@ -624,6 +629,36 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
             answer(id, &shared_state.view.status(generation))
         }
         "stats" => answer(id, &shared_state.view.stats()),
+        "trace_add" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct P {
+                interface: String,
+                count: u32,
+            }
+            let p: P = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            if p.count == 0 || p.count > dvr::worker::trace::TRACE_MAX {
+                return Response::err(
+                    id,
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "trace add: count {} is not from 1 to {}",
+                        p.count,
+                        dvr::worker::trace::TRACE_MAX
+                    ),
+                );
+            }
+            match shared_state.view.trace_add(&p.interface, p.count) {
+                Ok(()) => answer(id, &shared_state.view.trace_show(false)),
+                Err(e) => Response::err(id, ErrorCode::NotFound, e),
+            }
+        }
+        "trace_show" | "trace_clear" => {
+            answer(id, &shared_state.view.trace_show(req.method == "trace_clear"))
+        }
         "trace" => {
             let p: TraceParams = match params(id, req.params) {
                 Ok(p) => p,
@@ -670,7 +705,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
         other => Response::err(
             id,
             ErrorCode::InvalidRequest,
-            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, interface_add, interface_delete, interface_list, interface_show"),
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, trace_add, trace_show, trace_clear, interface_add, interface_delete, interface_list, interface_show"),
         ),
     }
 }

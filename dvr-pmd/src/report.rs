@@ -52,6 +52,8 @@ pub struct View {
     /// Each interface's packet and bit rates over the last second
     /// ([`View::tick_rates`]).
     rates: std::sync::Mutex<Rates>,
+    /// The frames a live trace marked, taken from the workers' queue.
+    live: std::sync::Mutex<Vec<dvr::proto::answers::LiveFrame>>,
 }
 
 /// Rates per interface name: the counters a second ago and what they grew
@@ -86,6 +88,7 @@ impl View {
             restored: std::sync::Mutex::new(Vec::new()),
             last_publish_us: std::sync::atomic::AtomicU64::new(u64::MAX),
             rates: std::sync::Mutex::new(Rates::default()),
+            live: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -492,6 +495,93 @@ impl NodeView for View {
 
     fn published_generation(&self) -> u64 {
         self.tables.load().generation
+    }
+
+    fn trace_add(&self, interface: &str, n: u32) -> Result<(), String> {
+        let ports = self.ifaces.node_ports();
+        let i = ports
+            .index_of(interface)
+            .ok_or_else(|| format!("no interface named {interface}"))?;
+        self.exchange.trace.arm(i, n);
+        Ok(())
+    }
+
+    fn trace_show(&self, clear: bool) -> dvr::proto::answers::LiveTrace {
+        use dvr::pipeline::Disposition as D;
+        let ports = self.ifaces.node_ports();
+        let name = |p: u16| {
+            ports
+                .ports
+                .get(p as usize)
+                .map_or_else(|| format!("slot {p}"), |d| d.name.clone())
+        };
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(e) = self.exchange.trace.entries.pop() {
+            let mut stages: Vec<TraceStage> = e
+                .notes()
+                .iter()
+                .map(|n| TraceStage {
+                    stage: n.stage.into(),
+                    decision: Some(n.text().into()),
+                    ..Default::default()
+                })
+                .collect();
+            let output = |decision: &str| TraceStage {
+                stage: "output".into(),
+                decision: Some(decision.into()),
+                ..Default::default()
+            };
+            stages.push(match e.disposition {
+                D::Forward(p) => TraceStage {
+                    out_port: Some(name(p)),
+                    ..output("forward")
+                },
+                D::Answered { port, why } => TraceStage {
+                    out_port: Some(name(port)),
+                    reason: Some(why.name().into()),
+                    ..output("answer")
+                },
+                D::Flood { why, .. } => TraceStage {
+                    reason: why.map(|r| r.name().into()),
+                    ..output("flood")
+                },
+                D::Drop(r) => TraceStage {
+                    reason: Some(r.name().into()),
+                    why: Some(r.describe().into()),
+                    ..output("drop")
+                },
+                D::Punt(k) => TraceStage {
+                    reason: Some(k.counter().name().into()),
+                    why: Some(k.counter().describe().into()),
+                    ..output("drop")
+                },
+            });
+            live.push(dvr::proto::answers::LiveFrame {
+                seq: e.seq,
+                worker: e.worker,
+                interface: name(e.port),
+                length: e.len,
+                head: e.head().iter().map(|b| format!("{b:02x}")).collect(),
+                stages,
+                lost_notes: e.lost_notes,
+            });
+        }
+        live.sort_by_key(|f| f.seq);
+        let max = dvr::worker::trace::TRACE_MAX as usize;
+        if live.len() > max {
+            let extra = live.len() - max;
+            live.drain(..extra);
+        }
+        if clear {
+            self.exchange.trace.disarm();
+            live.clear();
+        }
+        let t = &self.exchange.trace;
+        dvr::proto::answers::LiveTrace {
+            armed: t.armed_port().filter(|_| t.remaining() > 0).map(name),
+            remaining: t.remaining(),
+            frames: live.clone(),
+        }
     }
 
     fn published_in(&self, us: u64) {

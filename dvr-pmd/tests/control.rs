@@ -446,24 +446,44 @@ fn verbs_migration_and_persistence() {
     let text = ok(s, &["show", "fib", "r1"]);
     assert!(text.contains("connected (subnet s1)"), "{text}");
     // -f and -c, as the openstack client has them.
-    assert_eq!(ok(s, &["-f", "value", "-c", "name", "router", "list"]), "r1\n");
     assert_eq!(
-        ok(s, &["network", "show", "net1", "-f", "value", "-c", "mtu", "-c", "name"]),
+        ok(s, &["-f", "value", "-c", "name", "router", "list"]),
+        "r1\n"
+    );
+    assert_eq!(
+        ok(
+            s,
+            &["network", "show", "net1", "-f", "value", "-c", "mtu", "-c", "name"]
+        ),
         "1450\nnet1\n"
     );
     let j: Value = serde_json::from_str(&ok(
         s,
-        &["-f", "json", "-c", "prefix", "-c", "next hop", "show", "fib", "r1"],
+        &[
+            "-f", "json", "-c", "prefix", "-c", "next hop", "show", "fib", "r1",
+        ],
     ))
     .unwrap();
     assert!(
-        j.as_array().unwrap().iter().any(|r| r
-            == &json!({"prefix": "10.0.1.0/24", "next hop": "connected (subnet s1)"})),
+        j.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == &json!({"prefix": "10.0.1.0/24", "next hop": "connected (subnet s1)"})),
         "{j}"
     );
-    let csv = ok(s, &["-f", "csv", "-c", "name", "-c", "cidr", "subnet", "list"]);
-    assert!(csv.starts_with("name,cidr\n") && csv.contains("s1,10.0.1.0/24\n"), "{csv}");
-    refused(s, &["-c", "colour", "router", "list"], "no column \"colour\"");
+    let csv = ok(
+        s,
+        &["-f", "csv", "-c", "name", "-c", "cidr", "subnet", "list"],
+    );
+    assert!(
+        csv.starts_with("name,cidr\n") && csv.contains("s1,10.0.1.0/24\n"),
+        "{csv}"
+    );
+    refused(
+        s,
+        &["-c", "colour", "router", "list"],
+        "no column \"colour\"",
+    );
     let nb: Value = serde_json::from_str(&ok(s, &["--json", "show", "neighbors", "r1"])).unwrap();
     assert_eq!(
         nb["entries"],

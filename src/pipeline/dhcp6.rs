@@ -184,18 +184,14 @@ fn answer<T: Trace>(
         name(q.kind),
         vm.name,
         name(reply),
-        if lease {
-            format!(
-                " {}",
-                leases
-                    .iter()
-                    .map(|a| std::net::Ipv6Addr::from(*a).to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        } else {
-            String::new()
-        }
+        super::Label(|f: &mut std::fmt::Formatter<'_>| {
+            if lease {
+                for a in leases.iter() {
+                    write!(f, " {}", std::net::Ipv6Addr::from(*a))?;
+                }
+            }
+            Ok(())
+        })
     );
 
     let len = dhcp6::HEADER_LEN

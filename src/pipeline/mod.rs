@@ -154,7 +154,9 @@ impl Disposition {
 /// Records each stage's decision when tracing; compiled out otherwise.
 pub trait Trace {
     const ON: bool;
-    fn note(&mut self, stage: &'static str, what: String);
+    /// A stage's decision; formatted by the tracer (a live trace writes it
+    /// into a buffer of its own: nothing allocated).
+    fn note(&mut self, stage: &'static str, what: std::fmt::Arguments<'_>);
 }
 
 /// The workers' tracer: records nothing.
@@ -163,7 +165,7 @@ pub struct NoTrace;
 impl Trace for NoTrace {
     const ON: bool = false;
     #[inline(always)]
-    fn note(&mut self, _: &'static str, _: String) {}
+    fn note(&mut self, _: &'static str, _: std::fmt::Arguments<'_>) {}
 }
 
 /// A tracer that keeps every note, in order.
@@ -172,8 +174,8 @@ pub struct Notes(pub Vec<(&'static str, String)>);
 
 impl Trace for Notes {
     const ON: bool = true;
-    fn note(&mut self, stage: &'static str, what: String) {
-        self.0.push((stage, what));
+    fn note(&mut self, stage: &'static str, what: std::fmt::Arguments<'_>) {
+        self.0.push((stage, what.to_string()));
     }
 }
 
@@ -191,7 +193,7 @@ macro_rules! ok_or_drop {
 macro_rules! tr {
     ($t:expr, $stage:expr, $($a:tt)*) => {
         if T::ON {
-            $t.note($stage, format!($($a)*));
+            $t.note($stage, format_args!($($a)*));
         }
     };
 }
@@ -601,22 +603,38 @@ fn from_vm_full<T: Trace>(
     switch(snap, env, net, in_port, et, f, t)
 }
 
-/// A local port for a trace: the model port bound to its slot, if any.
-fn port_label(snap: &Snapshot, p: u16) -> String {
-    match snap.ports.get(p as usize) {
-        Some(crate::tables::Slot::Vm(Some(vm))) => format!("local port {} (slot {p})", vm.name),
-        _ => format!("local slot {p}"),
-    }
+/// A local port for a trace: the model port bound to its slot, if any
+/// (formatted where it is written: nothing allocated).
+fn port_label(snap: &Snapshot, p: u16) -> impl std::fmt::Display + '_ {
+    Label(
+        move |f: &mut std::fmt::Formatter<'_>| match snap.ports.get(p as usize) {
+            Some(crate::tables::Slot::Vm(Some(vm))) => {
+                write!(f, "local port {} (slot {p})", vm.name)
+            }
+            _ => write!(f, "local slot {p}"),
+        },
+    )
 }
 
 /// A router interface for a trace: the router's name and the subnet.
-fn router_label(snap: &Snapshot, router: u32, iface: u16) -> String {
-    match snap.routers.get(router as usize) {
-        Some(r) => match r.interfaces.get(iface as usize) {
-            Some(i) => format!("router {}'s interface on subnet {}", r.name, i.subnet),
-            None => format!("router {} (interface {iface})", r.name),
+fn router_label(snap: &Snapshot, router: u32, iface: u16) -> impl std::fmt::Display + '_ {
+    Label(
+        move |f: &mut std::fmt::Formatter<'_>| match snap.routers.get(router as usize) {
+            Some(r) => match r.interfaces.get(iface as usize) {
+                Some(i) => write!(f, "router {}'s interface on subnet {}", r.name, i.subnet),
+                None => write!(f, "router {} (interface {iface})", r.name),
+            },
+            None => write!(f, "router index {router} (interface {iface})"),
         },
-        None => format!("router index {router} (interface {iface})"),
+    )
+}
+
+/// A trace's text made by a closure when it is formatted.
+pub(crate) struct Label<F>(pub(crate) F);
+
+impl<F: Fn(&mut std::fmt::Formatter<'_>) -> std::fmt::Result> std::fmt::Display for Label<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (self.0)(f)
     }
 }
 

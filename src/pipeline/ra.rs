@@ -83,7 +83,12 @@ pub(super) fn answer<T: Trace>(vm: &VmPort, ra: &Ra6, f: &mut Frame, t: &mut T) 
         "router solicitation from {} ({src}): advertisement from {} of {}",
         vm.name,
         ra.src,
-        ra.subnets.join(", ")
+        super::Label(|f: &mut std::fmt::Formatter<'_>| {
+            for (i, s) in ra.subnets.iter().enumerate() {
+                write!(f, "{}{s}", if i == 0 { "" } else { ", " })?;
+            }
+            Ok(())
+        })
     );
     let want = IP_AT + ipv6::HEADER_LEN + ra.body.len();
     if f.len() < want && !f.extend(want - f.len()) {

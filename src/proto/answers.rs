@@ -389,6 +389,37 @@ pub struct Trace {
     pub stages: Vec<TraceStage>,
 }
 
+/// `show trace`: the frames a live trace marked (`trace add`), oldest
+/// first, and what is still armed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveTrace {
+    /// The interface being traced and the frames it will still mark.
+    pub armed: Option<String>,
+    pub remaining: u32,
+    pub frames: Vec<LiveFrame>,
+}
+
+/// One frame of a [`LiveTrace`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveFrame {
+    /// Its number among the frames traced since the daemon started.
+    pub seq: u64,
+    pub worker: u16,
+    pub interface: String,
+    pub length: u32,
+    /// The frame's first bytes (at most 256), hex.
+    pub head: String,
+    /// Each stage's decision, then the outcome (`output`: as in [`Trace`]).
+    pub stages: Vec<TraceStage>,
+    /// Decisions that did not fit in the worker's buffer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_notes: u8,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
 /// One line of a [`Trace`]: the stage and what it says (the fields it has).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceStage {

@@ -73,6 +73,8 @@ pub struct BurstCtx<'a> {
     /// [`BurstCtx::snat`]).
     pub(super) decaps: u64,
     pub(super) snats: u64,
+    /// The worker deciding (for a live trace's entries).
+    pub(super) worker: u16,
 }
 
 /// What the ways of a burst work out ahead of deciding its frames: a VM
@@ -122,6 +124,7 @@ impl<'a> BurstCtx<'a> {
             hits: 0,
             decaps: 0,
             snats: 0,
+            worker: 0,
         }
     }
 
@@ -138,6 +141,12 @@ impl<'a> BurstCtx<'a> {
     ) {
         let n = to.len().min(lens.len());
         let (to, lens) = (&mut to[..n], &mut lens[..n]);
+        // A live trace armed for this port (one load a burst): the burst
+        // takes the whole pipeline, its marked frames with a recorder.
+        if self.exchange.trace.armed_for(self.in_port) {
+            decide_burst(Traced, self, rx, to, lens);
+            return;
+        }
         let snap = self.snap;
         match self.ing {
             pipeline::Ingress::Static => {
@@ -249,18 +258,47 @@ impl BurstCtx<'_> {
     /// A frame through the whole pipeline: where it goes, and its length
     /// then.
     #[inline(always)]
-    fn whole(&mut self, mut pkt: impl FramePkt) -> (u16, u32) {
+    fn whole(&mut self, pkt: impl FramePkt) -> (u16, u32) {
+        let (to, len, _) = self.whole_with(pkt, &mut NoTrace);
+        (to, len)
+    }
+
+    /// A frame a live trace marked, through the whole pipeline with a
+    /// recorder; its entry goes to the control thread (lost if the queue is
+    /// full: `trace add` marks no more than it holds).
+    #[cold]
+    fn traced(&mut self, mut pkt: impl FramePkt, seq: u64) -> (u16, u32) {
+        use super::trace::{Recorder, TraceEntry, TRACE_HEAD};
+        self.rx_bytes += pkt.len() as u64;
+        let mut e = TraceEntry::new();
+        e.seq = seq;
+        e.worker = self.worker;
+        e.port = self.in_port;
+        e.len = pkt.len();
+        pkt.frame(|f| {
+            if let Some(f) = f {
+                let n = f.len().min(TRACE_HEAD);
+                e.head[..n].copy_from_slice(&f.data()[..n]);
+                e.head_len = n as u16;
+            }
+        });
+        let (to, len, d) = self.whole_with(pkt, &mut Recorder(&mut e));
+        e.disposition = d;
+        let _ = self.exchange.trace.entries.push(e);
+        (to, len)
+    }
+
+    /// [`BurstCtx::whole`] with tracer `t`; also the disposition.
+    #[inline(always)]
+    fn whole_with<T: pipeline::Trace>(
+        &mut self,
+        mut pkt: impl FramePkt,
+        t: &mut T,
+    ) -> (u16, u32, Disposition) {
         let d = pkt.frame(|frame| match frame {
             None => Disposition::Drop(DropReason::MultiSegment),
             Some(f) => {
-                let d = pipeline::process_from(
-                    self.snap,
-                    self.env,
-                    self.ing,
-                    self.in_port,
-                    f,
-                    &mut NoTrace,
-                );
+                let d = pipeline::process_from(self.snap, self.env, self.ing, self.in_port, f, t);
                 if let Some(n) = self.env.vip.take() {
                     // Full: the holder announces itself again (keepalived
                     // repeats its gratuitous ARPs).
@@ -293,7 +331,7 @@ impl BurstCtx<'_> {
             }
             d => output(self.c, self.tx_mask, d),
         };
-        (to, pkt.len())
+        (to, pkt.len(), d)
     }
 }
 
@@ -467,6 +505,19 @@ impl Way for Underlay {
 
 /// Any other burst (the external port, a bound VM port whose network is
 /// gone): the whole pipeline; with `prefetch` (a router's SNAT here), the
+/// A burst from a port a live trace is armed for: every frame through the
+/// whole pipeline, the marked ones with a recorder ([`BurstCtx::traced`]).
+pub(super) struct Traced;
+
+impl Way for Traced {
+    fn decide(&mut self, b: &mut BurstCtx<'_>, rx: &mut impl Frames, i: usize) -> (u16, u32) {
+        match b.exchange.trace.take(b.in_port) {
+            Some(seq) => b.traced(rx.pkt(i), seq),
+            None => b.slow(rx.pkt(i)),
+        }
+    }
+}
+
 /// SNAT's lookups of the whole burst prefetched ahead of it, in two stages.
 pub(super) struct Whole {
     pub(super) prefetch: bool,

@@ -18,6 +18,7 @@ use crate::tables::{Slot, Tables};
 pub mod burst;
 pub mod desk;
 pub mod handoff;
+pub mod trace;
 
 use burst::{Ahead, BurstCtx};
 use desk::{Desk, PortChange, Released};
@@ -644,6 +645,7 @@ impl Worker {
             self.tx.len() as u16,
             &mut s.floods,
         );
+        b.worker = self.index as u16;
         let (to, lens) = (&mut s.to[..n], &mut s.lens[..n]);
         b.decide(&mut s.ahead, &mut s.rx, to, lens);
         b.env.flows.hits += b.hits;
