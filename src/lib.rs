@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod nat;
 pub mod pcap;
+pub mod pcapng;
 pub mod pipeline;
 pub mod pkt;
 pub mod proto;

@@ -157,6 +157,8 @@ pub struct Exchange {
     pub metadata: Option<MetadataQueues>,
     /// Live trace: which frames to mark, and the traced ones.
     pub trace: crate::worker::trace::TraceTap,
+    /// Packet capture: which frames to copy, and the copies.
+    pub capture: crate::worker::capture::CaptureTap,
 }
 
 impl Default for Exchange {
@@ -168,6 +170,7 @@ impl Default for Exchange {
             sessions: SessionQuery::default(),
             metadata: None,
             trace: Default::default(),
+            capture: Default::default(),
         }
     }
 }

@@ -43,6 +43,30 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// `capture start|stop`.
+#[derive(Subcommand, Debug)]
+pub enum CaptureCmd {
+    /// Capture COUNT frames of INTERFACE into FILE (pcapng; Wireshark,
+    /// tshark and tcpdump read it).
+    Start {
+        /// rx (received, before dvr decides them), tx (sent) or both.
+        #[arg(long, default_value = "both")]
+        direction: String,
+        /// How many frames, then the file is closed.
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// The most bytes kept of each frame (64 to 2048).
+        #[arg(long, default_value_t = 2048)]
+        snaplen: u32,
+        /// The interface (a `[[ports]]` or `interface add` name).
+        interface: String,
+        /// The file the daemon writes (made absolute here).
+        file: PathBuf,
+    },
+    /// Stop: what was taken is written and the file closed.
+    Stop,
+}
+
 /// `trace add|clear`: the live trace, as VPP's `trace add` / `clear trace`.
 #[derive(Subcommand, Debug)]
 pub enum LiveTraceCmd {
@@ -127,6 +151,10 @@ pub enum Cmd {
         #[arg(long, requires = "pcap", default_value_t = 0)]
         index: usize,
     },
+    /// Packet capture of an interface into a pcapng file (as `dpdk-pdump`
+    /// or VPP's `pcap trace`), written by the daemon.
+    #[command(subcommand)]
+    Capture(CaptureCmd),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell): `dvr-ctl completion bash > /etc/bash_completion.d/dvr-ctl`.
     /// Needs no daemon.
@@ -864,6 +892,22 @@ impl Cmd {
                     frame,
                 })
             }
+            Cmd::Capture(CaptureCmd::Start {
+                direction,
+                count,
+                snaplen,
+                interface,
+                file,
+            }) => {
+                let file = std::path::absolute(&file)
+                    .map_err(|e| format!("capture: {}: {e}", file.display()))?;
+                Call::Live(
+                    "capture_start",
+                    json!({ "interface": interface, "direction": direction, "count": count,
+                            "snaplen": snaplen, "file": file }),
+                )
+            }
+            Cmd::Capture(CaptureCmd::Stop) => Call::Live("capture_stop", Value::Null),
             Cmd::Completion { .. } | Cmd::Man => {
                 return Err("completion and man are answered without a daemon".into());
             }

@@ -665,6 +665,13 @@ pub fn trace(frame: Option<&[u8]>, result: Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `capture start|stop`: the file and how far it got.
+pub fn capture(result: Value) -> Result<(), String> {
+    let c: dvr::proto::answers::CaptureInfo = answer(result)?;
+    fields(&c);
+    Ok(())
+}
+
 /// `show trace` (and what `trace add` / `trace clear` leave): each frame
 /// marked, decoded, with each stage's decision.
 pub fn live_trace(result: Value) -> Result<(), String> {

@@ -51,6 +51,18 @@ pub trait NodeView: Send + Sync {
     /// `show trace`: the frames marked so far; `clear`: forgets them and
     /// disarms.
     fn trace_show(&self, clear: bool) -> dvr::proto::answers::LiveTrace;
+    /// `capture start`: frames of `interface` going `dirs` (bits RX, TX of
+    /// `dvr::worker::capture`) into pcapng file `file`.
+    fn capture_start(
+        &self,
+        interface: &str,
+        dirs: u8,
+        count: u32,
+        snaplen: u32,
+        file: &Path,
+    ) -> Result<dvr::proto::answers::CaptureInfo, String>;
+    /// `capture stop`: the rest written, the file closed.
+    fn capture_stop(&self) -> dvr::proto::answers::CaptureInfo;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
     /// A committed change reached the workers' tables `us` microseconds
@@ -656,6 +668,56 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
                 Err(e) => Response::err(id, ErrorCode::NotFound, e),
             }
         }
+        "capture_start" => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct P {
+                interface: String,
+                #[serde(default)]
+                direction: Option<String>,
+                #[serde(default)]
+                count: Option<u32>,
+                #[serde(default)]
+                snaplen: Option<u32>,
+                file: PathBuf,
+            }
+            let p: P = match params(id, req.params) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
+            use dvr::worker::capture::{CAPTURE_SLOT, RX, TX};
+            let dirs = match p.direction.as_deref().unwrap_or("both") {
+                "rx" => RX,
+                "tx" => TX,
+                "both" => RX | TX,
+                other => {
+                    return Response::err(
+                        id,
+                        ErrorCode::InvalidRequest,
+                        format!("capture: direction {other:?}: rx, tx or both"),
+                    )
+                }
+            };
+            let count = p.count.unwrap_or(1000);
+            let snaplen = p.snaplen.unwrap_or(CAPTURE_SLOT as u32);
+            if count == 0 || !(64..=CAPTURE_SLOT as u32).contains(&snaplen) || !p.file.is_absolute() {
+                return Response::err(
+                    id,
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "capture: count from 1, snaplen from 64 to {CAPTURE_SLOT}, an absolute file path"
+                    ),
+                );
+            }
+            match shared_state
+                .view
+                .capture_start(&p.interface, dirs, count, snaplen, &p.file)
+            {
+                Ok(info) => answer(id, &info),
+                Err(e) => Response::err(id, ErrorCode::Rejected, e),
+            }
+        }
+        "capture_stop" => answer(id, &shared_state.view.capture_stop()),
         "trace_show" | "trace_clear" => {
             answer(id, &shared_state.view.trace_show(req.method == "trace_clear"))
         }
@@ -705,7 +767,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
         other => Response::err(
             id,
             ErrorCode::InvalidRequest,
-            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, trace_add, trace_show, trace_clear, interface_add, interface_delete, interface_list, interface_show"),
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, trace_add, trace_show, trace_clear, capture_start, capture_stop, interface_add, interface_delete, interface_list, interface_show"),
         ),
     }
 }

@@ -251,6 +251,7 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(5));
         service.tick(&view);
         view.tick_rates();
+        view.tick_capture();
         if !interval.is_zero() && Instant::now() >= next {
             reporter.print(&view, false);
             next += interval;
@@ -266,6 +267,8 @@ fn main() -> ExitCode {
     resolver.shutdown();
     control.shutdown();
     node.stop_workers();
+    // A capture still running: what was taken is written, the file closed.
+    control::NodeView::capture_stop(&*view);
     reporter.print(&view, true);
     drop(view);
     node.shutdown();

@@ -54,6 +54,18 @@ pub struct View {
     rates: std::sync::Mutex<Rates>,
     /// The frames a live trace marked, taken from the workers' queue.
     live: std::sync::Mutex<Vec<dvr::proto::answers::LiveFrame>>,
+    /// The capture being written ([`View::tick_capture`]).
+    capture: std::sync::Mutex<Capture>,
+}
+
+/// A capture: its file and what it got so far.
+#[derive(Default)]
+struct Capture {
+    writer: Option<dvr::pcapng::Writer<std::io::BufWriter<std::fs::File>>>,
+    info: dvr::proto::answers::CaptureInfo,
+    /// The TSC and the time (ns since 1970) when it started.
+    tsc0: u64,
+    ns0: u64,
 }
 
 /// Rates per interface name: the counters a second ago and what they grew
@@ -89,6 +101,7 @@ impl View {
             last_publish_us: std::sync::atomic::AtomicU64::new(u64::MAX),
             rates: std::sync::Mutex::new(Rates::default()),
             live: std::sync::Mutex::new(Vec::new()),
+            capture: std::sync::Mutex::new(Capture::default()),
         })
     }
 
@@ -124,6 +137,60 @@ impl View {
         }
         r.last = rows.into_iter().map(|(_, n, c, _)| (n, c)).collect();
         r.at = Some(now);
+    }
+
+    /// Writes the frames the workers captured; closes the file once the
+    /// count is reached (the main loop calls it every few milliseconds).
+    pub fn tick_capture(&self) {
+        let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        if c.writer.is_none() {
+            return;
+        }
+        self.drain_capture(&mut c);
+        if self.exchange.capture.remaining() == 0 {
+            self.finish_capture(&mut c);
+        }
+    }
+
+    fn drain_capture(&self, c: &mut Capture) {
+        let tap = &self.exchange.capture;
+        let hz = self.tsc_hz.max(1) as u128;
+        let mut failed = None;
+        while let Some(f) = tap.frames.pop() {
+            let ns = c.ns0 + (f.tsc.saturating_sub(c.tsc0) as u128 * 1_000_000_000 / hz) as u64;
+            if let Some(w) = c.writer.as_mut() {
+                match w.packet(ns, f.dir == dvr::worker::capture::RX, f.bytes(), f.len) {
+                    Ok(()) => c.info.written += 1,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        c.info.lost = tap.lost.load(std::sync::atomic::Ordering::Relaxed);
+        c.info.remaining = tap.remaining();
+        if let Some(e) = failed {
+            tracing::error!(error = %e, "capture: cannot write; stopped");
+            tap.disarm();
+            c.writer = None;
+            c.info.running = false;
+        }
+    }
+
+    fn finish_capture(&self, c: &mut Capture) {
+        self.exchange.capture.disarm();
+        self.drain_capture(c);
+        if let Some(mut w) = c.writer.take() {
+            if let Err(e) = w.flush() {
+                tracing::error!(error = %e, "capture: cannot write");
+            }
+            tracing::info!(
+                file = c.info.file.as_deref().unwrap_or(""),
+                written = c.info.written,
+                lost = c.info.lost,
+                "capture written"
+            );
+        }
+        c.info.running = false;
+        c.info.remaining = 0;
     }
 
     /// Every worker's counters, now.
@@ -495,6 +562,67 @@ impl NodeView for View {
 
     fn published_generation(&self) -> u64 {
         self.tables.load().generation
+    }
+
+    fn capture_start(
+        &self,
+        interface: &str,
+        dirs: u8,
+        count: u32,
+        snaplen: u32,
+        file: &std::path::Path,
+    ) -> Result<dvr::proto::answers::CaptureInfo, String> {
+        let ports = self.ifaces.node_ports();
+        let i = ports
+            .index_of(interface)
+            .ok_or_else(|| format!("no interface named {interface}"))?;
+        let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        if c.writer.is_some() {
+            return Err(format!(
+                "a capture of {} into {} runs: capture stop first",
+                c.info.interface.as_deref().unwrap_or("?"),
+                c.info.file.as_deref().unwrap_or("?")
+            ));
+        }
+        let f = std::fs::File::create(file)
+            .map_err(|e| format!("capture: cannot create {}: {e}", file.display()))?;
+        let w = dvr::pcapng::Writer::new(std::io::BufWriter::new(f), interface, snaplen)
+            .map_err(|e| format!("capture: cannot write {}: {e}", file.display()))?;
+        // Empty what an earlier capture left, then arm.
+        while self.exchange.capture.frames.pop().is_some() {}
+        let ns0 = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        *c = Capture {
+            writer: Some(w),
+            info: dvr::proto::answers::CaptureInfo {
+                file: Some(file.display().to_string()),
+                interface: Some(interface.to_owned()),
+                direction: Some(
+                    match dirs {
+                        dvr::worker::capture::RX => "rx",
+                        dvr::worker::capture::TX => "tx",
+                        _ => "both",
+                    }
+                    .into(),
+                ),
+                running: true,
+                written: 0,
+                lost: 0,
+                remaining: count,
+            },
+            tsc0: dvr::sys::rdtsc(),
+            ns0,
+        };
+        self.exchange.capture.arm(i, dirs, count, snaplen);
+        tracing::info!(interface, file = %file.display(), count, "capture started");
+        Ok(c.info.clone())
+    }
+
+    fn capture_stop(&self) -> dvr::proto::answers::CaptureInfo {
+        let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        self.finish_capture(&mut c);
+        c.info.clone()
     }
 
     fn trace_add(&self, interface: &str, n: u32) -> Result<(), String> {

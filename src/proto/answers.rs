@@ -389,6 +389,22 @@ pub struct Trace {
     pub stages: Vec<TraceStage>,
 }
 
+/// `capture start` / `capture stop`: the capture file and how far it got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptureInfo {
+    /// The file being written (or last written), its interface and
+    /// directions.
+    pub file: Option<String>,
+    pub interface: Option<String>,
+    pub direction: Option<String>,
+    /// Whether frames are still being taken.
+    pub running: bool,
+    /// Frames written to the file, lost on a full queue, still to take.
+    pub written: u64,
+    pub lost: u64,
+    pub remaining: u32,
+}
+
 /// `show trace`: the frames a live trace marked (`trace add`), oldest
 /// first, and what is still armed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

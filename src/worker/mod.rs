@@ -16,6 +16,7 @@ use crate::sys::{self, Burst, Mbuf, Mempool, RxQueue, TxQueue};
 use crate::tables::{Slot, Tables};
 
 pub mod burst;
+pub mod capture;
 pub mod desk;
 pub mod handoff;
 pub mod trace;
@@ -635,6 +636,15 @@ impl Worker {
         let c = &*self.counters;
         let n = s.rx.len();
         s.env.burst(snap);
+        // Capture of what this port received (before it is decided).
+        if received && self.exchange.capture.armed_for(in_port, capture::RX) {
+            let tsc = sys::rdtsc();
+            for i in 0..n {
+                self.exchange
+                    .capture
+                    .take(capture::RX, s.rx.data(i), s.rx.pkt_len(i), tsc);
+            }
+        }
         let mut b = BurstCtx::new(
             snap,
             &mut s.env,
@@ -671,6 +681,15 @@ impl Worker {
                 continue;
             }
             let bytes = std::mem::take(&mut s.out_bytes[p]);
+            // Capture of what leaves by this port.
+            if self.exchange.capture.armed_for(p as u16, capture::TX) {
+                let tsc = sys::rdtsc();
+                for i in 0..out.len() {
+                    self.exchange
+                        .capture
+                        .take(capture::TX, out.data(i), out.pkt_len(i), tsc);
+                }
+            }
             if let Some(txq) = self.tx[p].as_mut() {
                 let t = lap(sampled);
                 let r = txq.tx_with_bytes(out, bytes);
