@@ -7,7 +7,7 @@
 //! is full the newest entry is dropped (learning retries, requests are
 //! re-sent, an answer that does not fit is reported missing).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,7 +47,7 @@ impl Injected {
 
 pub struct Exchange {
     /// (IP, MAC) of ARP replies seen on the underlay.
-    pub learned: ArrayQueue<(Ipv4Addr, MacAddr)>,
+    pub learned: ArrayQueue<(IpAddr, MacAddr)>,
     /// Frames for the workers to send.
     pub inject: ArrayQueue<Injected>,
     /// VIP holders the workers saw announced.

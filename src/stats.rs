@@ -166,7 +166,7 @@ reasons! {
     OverlayGatewayMac => "overlay_gateway_mac",
     /// Decapsulated frame from another host's DVR MAC (routed there) to a local port, but no router interface here covers its destination: its source cannot become a router interface MAC.
     DvrMacNoInterface => "dvr_mac_no_interface",
-    /// Received on the external port: not ARP or IPv4 (the external network carries IPv4 north-south).
+    /// Received on the external port: not ARP, IPv4 or IPv6.
     ExternalEthertype => "external_ethertype",
     /// Received on the external port for an address this node does not serve (a floating IP bound elsewhere, another node's SNAT, no such address).
     ExternalNotServed => "external_not_served",
@@ -198,6 +198,8 @@ reasons! {
     NatTruncated => "nat_truncated",
     /// SNAT: the router has no external addresses configured on this worker.
     NatNoPool => "nat_no_pool",
+    /// Neighbour discovery on the external port that dvr does not take: router solicitations and advertisements, redirects.
+    ExternalNdIgnored => "external_nd_ignored",
 }
 
 /// A counter written by one thread only.

@@ -47,7 +47,7 @@
 //! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
 //! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -232,9 +232,10 @@ pub struct Env {
     /// asked for, which the disposition has no room for ([`Env::flood_of`]).
     pub flood_vip: Option<IpAddr>,
     /// Set with a [`PuntKind::ArpReply`] punt: the sender (address, MAC) of
-    /// the ARP reply or gratuitous ARP, for the control thread's resolver
-    /// (the VTEPs of other hosts, the upstream routers).
-    pub learned: Option<(Ipv4Addr, MacAddr)>,
+    /// the ARP reply or gratuitous ARP, or the target of a neighbour
+    /// advertisement on the external port, for the control thread's
+    /// resolver (the VTEPs of other hosts, the upstream routers).
+    pub learned: Option<(IpAddr, MacAddr)>,
     /// Set when a frame showed a VIP's holder ([`VipNote`]): the worker
     /// hands it to the control thread.
     pub vip: Option<VipNote>,

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::encap::encap;
 use super::icmp::{icmp_error, too_big4, too_big6, IcmpIp, V4, V6};
-use super::nat::north_south4;
+use super::nat::{north_south4, north_south6};
 use super::responder::nd_respond;
 use super::switch::flood_vip;
 use super::{host_name, Disposition as D, Env, Trace};
@@ -416,6 +416,7 @@ fn route6<T: Trace>(
             Ok(eg) => eg,
             Err(d) => return d,
         },
+        Err(R::NoExternalPath) => return north_south6(snap, env, r, ingress, in_port, f, t),
         Err(e) => return D::Drop(e),
     };
     let Some(net) = snap.net(eg.iface.net) else {

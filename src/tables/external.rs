@@ -1,7 +1,7 @@
 //! The external network's addresses: floating IPs and routers' gateway
 //! addresses, and the SNAT that runs on this node.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -38,6 +38,36 @@ impl ExtAddr {
     }
 }
 
+/// What a global IPv6 address is to this node's external port
+/// ([`ExtMap::get6`]): IPv6 is routed, never translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtAddr6 {
+    /// The address of a VM port bound here, behind router `router` (index),
+    /// whose IPv6 north-south traffic is distributed: the external port
+    /// answers neighbour solicitations for it (ND proxy, from this host's
+    /// FIP gateway MAC) and routes what comes in for it.
+    Vm { router: u32 },
+    /// The IPv6 address of router `router`'s external gateway, whose port
+    /// has `mac`, on its SNAT node (`central`): the external port answers
+    /// neighbour solicitations for it; the upstream router reaches the
+    /// router's tenant prefixes through it.
+    Gateway { router: u32, mac: MacAddr },
+    /// An address on a tenant subnet of router `router` (`central`, its
+    /// SNAT node): what comes in for it to the gateway port's `mac` is
+    /// routed to its VM, wherever that is.
+    Tenant { router: u32, mac: MacAddr },
+}
+
+impl ExtAddr6 {
+    fn router(&self) -> u32 {
+        match *self {
+            ExtAddr6::Vm { router }
+            | ExtAddr6::Gateway { router, .. }
+            | ExtAddr6::Tenant { router, .. } => router,
+        }
+    }
+}
+
 const EXT_SHARDS: usize = 64;
 
 /// The external addresses every router of the node uses (floating IPs,
@@ -45,12 +75,16 @@ const EXT_SHARDS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ExtMap {
     shards: Vec<Arc<IntMap<Ipv4Addr, ExtAddr>>>,
+    /// The IPv6 addresses (one map: they change with ports, not with every
+    /// floating IP).
+    v6: Arc<IntMap<Ipv6Addr, ExtAddr6>>,
 }
 
 impl Default for ExtMap {
     fn default() -> Self {
         ExtMap {
             shards: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
+            v6: Arc::default(),
         }
     }
 }
@@ -64,6 +98,22 @@ impl ExtMap {
     #[inline]
     pub fn get(&self, a: Ipv4Addr) -> Option<ExtAddr> {
         self.shards.get(Self::shard(a))?.get(&a).copied()
+    }
+
+    /// What IPv6 address `a` is to the external port.
+    #[inline]
+    pub fn get6(&self, a: Ipv6Addr) -> Option<ExtAddr6> {
+        self.v6.get(&a).copied()
+    }
+
+    /// The IPv6 addresses, all.
+    pub fn iter6(&self) -> impl Iterator<Item = (Ipv6Addr, ExtAddr6)> + '_ {
+        self.v6.iter().map(|(a, e)| (*a, *e))
+    }
+
+    /// Whether the IPv6 addresses are `old`'s (unchanged since).
+    pub fn same6(&self, old: &ExtMap) -> bool {
+        Arc::ptr_eq(&self.v6, &old.v6)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, ExtAddr)> + '_ {
@@ -122,6 +172,17 @@ impl ExtMap {
                 self.insert(a, e);
             }
         }
+        let was = old.map(|o| o.ext_addrs6(id, ext_here)).unwrap_or_default();
+        let now = new.map(|n| n.ext_addrs6(id, ext_here)).unwrap_or_default();
+        if was != now {
+            let m = Arc::make_mut(&mut self.v6);
+            for (a, _) in was {
+                if m.get(&a).is_some_and(|e| e.router() == id) {
+                    m.remove(&a);
+                }
+            }
+            m.extend(now);
+        }
     }
 }
 
@@ -175,6 +236,52 @@ impl RouterTables {
         v
     }
 
+    /// The global IPv6 addresses of this router (index `id`) the external
+    /// port serves ([`ExtAddr6`]), sorted; `ext_here`: the node has an
+    /// external port.
+    pub(crate) fn ext_addrs6(&self, id: u32, ext_here: bool) -> Vec<(Ipv6Addr, ExtAddr6)> {
+        let Some(sn) = self.snat.as_ref() else {
+            return Vec::new();
+        };
+        if !ext_here || self.upstream6.is_none() || (self.v6_central && !sn.here) {
+            return Vec::new();
+        }
+        let central = self.v6_central;
+        let mut v: Vec<(Ipv6Addr, ExtAddr6)> = self
+            .neighbors
+            .iter()
+            .filter_map(|(a, n)| match (a, n.dest) {
+                (IpAddr::V6(a), Dest::Local(_)) if !central && global6(*a) => {
+                    Some((*a, ExtAddr6::Vm { router: id }))
+                }
+                (IpAddr::V6(a), Dest::Local(_) | Dest::Remote(_)) if central && global6(*a) => {
+                    Some((
+                        *a,
+                        ExtAddr6::Tenant {
+                            router: id,
+                            mac: sn.mac,
+                        },
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        if central {
+            v.extend(sn.ips.iter().filter_map(|a| match a {
+                IpAddr::V6(a) => Some((
+                    *a,
+                    ExtAddr6::Gateway {
+                        router: id,
+                        mac: sn.mac,
+                    },
+                )),
+                IpAddr::V4(_) => None,
+            }));
+        }
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
+
     /// The router's SNAT, if it runs on this node.
     pub(crate) fn snat_here(&self, id: u32) -> Option<SnatHere> {
         let sn = self.snat.as_ref().filter(|s| s.here && s.enable_snat)?;
@@ -194,6 +301,15 @@ impl RouterTables {
             with_fip,
         })
     }
+}
+
+/// Whether IPv6 address `a` may be routed to or from outside: not
+/// unspecified, loopback, multicast or link-local.
+pub(crate) fn global6(a: Ipv6Addr) -> bool {
+    !(a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// A floating IP association (1:1 NAT) as the dataplane sees it.
