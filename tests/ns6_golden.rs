@@ -506,3 +506,36 @@ fn the_resolvers_solicitation_and_advertisement_are_well_formed() {
         .unwrap();
     assert_eq!(frame.to_vec(), want);
 }
+
+/// A port moving to this node (and one moving away), compiled
+/// incrementally: the node's IPv6 addresses follow, as compiled whole.
+#[test]
+fn a_moved_port_is_followed_by_the_incremental_compile() {
+    let mut m = model6();
+    let mut c = Compiler::new(&m, ns_node());
+    let applied = m
+        .apply(&changes(json!([
+            {"op": "port_set", "name": "d", "host": "cn1", "binding": "vm-b"},
+            {"op": "port_set", "name": "b", "host": "cn2"},
+        ])))
+        .expect("a valid move");
+    let inc = c.update(&m, &applied);
+    let mut got: Vec<_> = inc.ext.iter6().map(|(a, _)| a).collect();
+    got.sort();
+    let full = cn1(&m);
+    let mut want: Vec<_> = full.ext.iter6().map(|(a, _)| a).collect();
+    want.sort();
+    assert_eq!(got, want);
+    let want6: Vec<Ipv6Addr> = ["2001:db8:1::10", "2001:db8:2::20", "2001:db8:3::10"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(got, want6);
+    // And back to central: nothing served on a compute node.
+    let applied = m
+        .apply(&changes(json!([
+            {"op": "router_set", "name": "r1", "ipv6_north_south": "central"},
+        ])))
+        .unwrap();
+    assert_eq!(c.update(&m, &applied).ext.iter6().count(), 0);
+}
