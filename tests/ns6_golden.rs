@@ -410,6 +410,26 @@ fn central_compute_node_sends_to_the_snat_node_over_the_overlay() {
     let inner = &out[out.len() - f.len()..];
     assert_eq!(inner, hopped(&f, blue_mac(&m), DVR1, 64));
     assert_eq!(&out[14 + 16..14 + 20], &VTEP3);
+    // Too big for the overlay to the SNAT node (blue: 1450): answered here.
+    let f = big6(A_MAC, blue_mac(&m), A6, OUTSIDE, 1451);
+    let (v, out) = run1(&snap, VM_A, &f);
+    assert_eq!(
+        v,
+        D::Answered {
+            port: VM_A,
+            why: R::FragmentationNeeded
+        }
+    );
+    assert_eq!(
+        out,
+        icmp6_err(
+            blue_mac(&m),
+            A_MAC,
+            "2001:db8:1::1",
+            &f,
+            Icmpv6Type::PacketTooBig { mtu: 1450 }
+        )
+    );
     // Nothing is served on the compute node's external port.
     let (v, _) = run1(&snap, EXT, &ns(UPSTREAM_MAC, UPSTREAM6, A6));
     assert_eq!(v, D::Drop(R::NdUnknownTarget));

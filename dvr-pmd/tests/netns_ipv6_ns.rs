@@ -22,6 +22,12 @@
 //!   back; on the external bridge every frame from a VM's address leaves
 //!   from its host's FIP gateway MAC, every frame to it goes to that MAC,
 //!   and the neighbour advertisements for it come from that host alone.
+//! - `move` (distributed): port p-vm3 (2001:db8:1::31) moves from cn2 (VM
+//!   vm3) to cn1 (VM vm3b: the same MAC and addresses, the VM "moved")
+//!   while the internet host pings it every 20 ms: the first echo reply
+//!   through cn1 (from its FIP gateway MAC) comes less than a second after
+//!   the change began, none through cn2 after it; cn1 sent an unsolicited
+//!   neighbour advertisement for the address.
 //! - `central`: `router set --ipv6-north-south central r1`; the internet
 //!   host routes 2001:db8:1::/64 via the gateway's IPv6 address. The same
 //!   traffic; on the external bridge all of it is from and to the router
@@ -31,10 +37,10 @@ mod common;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::testbed::{ctl, Testbed, Vm, VmOpts};
-use common::{node_head, Daemon, Guard, PATIENCE};
+use common::{node_head, spawn_guarded, Daemon, Guard, PATIENCE};
 use serde_json::Value;
 
 struct Node {
@@ -74,6 +80,10 @@ const NN: usize = 2;
 
 /// The VMs: name, node index, last byte of the addresses.
 const VMS: [(&str, usize, u8); 2] = [("vm1", CN1, 0x11), ("vm2", CN2, 0x21)];
+/// The VM of port p-vm3 before and after its move (the same MAC and
+/// addresses, last byte [`MOVER`]): name, node index.
+const MOVED: [(&str, usize); 2] = [("vm3", CN2), ("vm3b", CN1)];
+const MOVER: u8 = 0x31;
 
 const MTU: u32 = 1450;
 const INET: &str = "203.0.113.254";
@@ -237,6 +247,103 @@ fn step_distributed(bed: &mut Bed) {
     }
 }
 
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn step_move(bed: &mut Bed) {
+    let a = vm6(MOVER);
+    bed.inet
+        .ok(&["ip", "-6", "route", "replace", TENANT6, "dev", "eth0"]);
+    bed.inet.ping(&a, 3);
+    let ext = bed.tb.capture(&bed.ext_bridge, "ip6");
+    // 200 pings, one every 20 ms: 4 s, the move 1 s in.
+    let (mut ping, ping_out) = spawn_guarded(&mut bed.inet.cmd(
+        30,
+        &["ping", "-6", "-n", "-i", "0.02", "-c", "200", "-W", "1", &a],
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = now_epoch();
+    std::thread::scope(|sc| {
+        for s in &bed.sockets {
+            sc.spawn(move || {
+                ctl(
+                    s,
+                    &[
+                        "port",
+                        "set",
+                        "--host",
+                        "cn1",
+                        "--binding",
+                        "vm-vm3b",
+                        "p-vm3",
+                    ],
+                )
+            });
+        }
+    });
+    let applied = now_epoch() - t0;
+    let st = ping.wait();
+    let ping_out = ping_out.join().unwrap();
+    let rec = ext.stop();
+    let (cn1, cn2) = (NODES[CN1].fip_gw.unwrap().1, NODES[CN2].fip_gw.unwrap().1);
+    let replies = rec.fields(
+        &format!("icmpv6.type == 129 && ipv6.src == {a}"),
+        &["frame.time_epoch", "eth.src"],
+    );
+    let t = |f: &Vec<String>| f[0].parse::<f64>().unwrap() - t0;
+    let first_cn1 = replies
+        .iter()
+        .filter(|f| f[1] == cn1)
+        .map(t)
+        .fold(f64::INFINITY, f64::min);
+    let last_cn2 = replies
+        .iter()
+        .filter(|f| f[1] == cn2)
+        .map(t)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let unsolicited = rec.fields(
+        &format!(
+            "icmpv6.type == 136 && icmpv6.nd.na.target_address == {a} && icmpv6.nd.na.flag.s == 0"
+        ),
+        &["frame.time_epoch", "eth.src"],
+    );
+    let lost = ping_out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("")
+        .to_owned();
+    eprintln!(
+        "move: change applied on 3 nodes in {:.1} ms; last reply via cn2 at {:+.1} ms, first via cn1 at {:+.1} ms; unsolicited advertisements {unsolicited:?}; ping: {lost} ({st})",
+        applied * 1e3,
+        last_cn2 * 1e3,
+        first_cn1 * 1e3,
+    );
+    assert!(
+        first_cn1.is_finite(),
+        "no echo reply through cn1: {replies:?}"
+    );
+    assert!(
+        first_cn1 < 1.0,
+        "the way in followed the port after {first_cn1:.3} s"
+    );
+    assert!(
+        unsolicited.iter().any(|f| f[1] == cn1 && t(f) >= 0.0),
+        "no unsolicited advertisement of {a} from cn1: {unsolicited:?}"
+    );
+    let stale: Vec<_> = replies
+        .iter()
+        .filter(|f| f[1] == cn2 && t(f) > first_cn1)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "replies via cn2 after the move: {stale:?}"
+    );
+}
+
 fn step_central(bed: &mut Bed) {
     all(
         &bed.sockets,
@@ -291,7 +398,11 @@ fn step_central(bed: &mut Bed) {
 }
 
 type Step = fn(&mut Bed);
-const STEPS: [(&str, Step); 2] = [("distributed", step_distributed), ("central", step_central)];
+const STEPS: [(&str, Step); 3] = [
+    ("distributed", step_distributed),
+    ("move", step_move),
+    ("central", step_central),
+];
 
 #[test]
 fn three_hosts_ipv6_north_south() {
@@ -320,6 +431,21 @@ fn three_hosts_ipv6_north_south() {
                 &format!("10.0.1.{last}/24"),
             )
             .ip6(&format!("{}/64", vm6(last)))
+            .gw("10.0.1.1")
+            .gw6("2001:db8:1::1")
+            .mtu(MTU)
+            .host(NODES[host].name);
+            tb.vm(name, opts)
+        })
+        .collect();
+    let movers: Vec<Vm> = MOVED
+        .iter()
+        .map(|&(name, host)| {
+            let opts = VmOpts::new(
+                &format!("fa:16:3e:01:01:{MOVER:02x}"),
+                &format!("10.0.1.{MOVER}/24"),
+            )
+            .ip6(&format!("{}/64", vm6(MOVER)))
             .gw("10.0.1.1")
             .gw6("2001:db8:1::1")
             .mtu(MTU)
@@ -402,7 +528,11 @@ fn three_hosts_ipv6_north_south() {
                 "[[ports]]\nname = \"ext\"\nrole = \"external\"\nkind = \"af_packet\"\niface = \"{}\"\n",
                 ext_ifaces[n]
             );
-            for (vm, &(name, host, _)) in vms.iter().zip(VMS.iter()) {
+            let all_vms = VMS
+                .iter()
+                .map(|v| (v.0, v.1))
+                .chain(MOVED.iter().copied());
+            for (vm, (name, host)) in vms.iter().chain(movers.iter()).zip(all_vms) {
                 if host == n {
                     cfg += &common::vm_port(
                         &format!("vm-{name}"),
@@ -573,7 +703,8 @@ fn model(sockets: &[PathBuf]) {
     for c in calls {
         all(sockets, c);
     }
-    for &(name, host, last) in &VMS {
+    let movers = std::iter::once((MOVED[0].0, MOVED[0].1, MOVER));
+    for (name, host, last) in VMS.iter().copied().chain(movers) {
         let fixed4 = format!("subnet=s1,ip-address=10.0.1.{last}");
         let fixed6 = format!("subnet=s1v6,ip-address={}", vm6(last));
         all(

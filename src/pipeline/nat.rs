@@ -94,7 +94,7 @@ pub(super) fn north_south4<T: Trace>(
                 return D::Drop(R::NoSnat);
             };
             if !sn.here {
-                return to_snat_node(snap, env, r, sn, ingress, in_port, f, t);
+                return to_snat_node::<T, false>(snap, env, r, sn, ingress, in_port, f, t);
             }
             let Some(ext) = node.external else {
                 return D::Drop(R::NoExternalPath);
@@ -160,7 +160,7 @@ pub(super) fn north_south4<T: Trace>(
         );
         return D::Forward(ext);
     }
-    to_snat_node(snap, env, r, sn, ingress, in_port, f, t)
+    to_snat_node::<T, false>(snap, env, r, sn, ingress, in_port, f, t)
 }
 
 /// The upstream router's IPv6 MAC for router `r` (resolved by neighbour
@@ -201,7 +201,7 @@ pub(super) fn north_south6<T: Trace>(
             return D::Drop(R::NoExternalPath);
         };
         if !sn.here {
-            return to_snat_node(snap, env, r, sn, ingress, in_port, f, t);
+            return to_snat_node::<T, true>(snap, env, r, sn, ingress, in_port, f, t);
         }
         sn.mac
     } else {
@@ -244,9 +244,10 @@ pub(super) fn north_south6<T: Trace>(
 /// Sends a frame that entered router interface `ingress` to the router's SNAT
 /// node, unrouted (that node routes it), from this host's DVR MAC, over the
 /// overlay of the ingress network; one too big for that overlay is answered
-/// here ([`too_big4`]).
+/// here ([`too_big4`], [`too_big6`] for `V6`, an IPv6 frame: known when
+/// compiled, no check of IPv4 frames' ethertype).
 #[allow(clippy::too_many_arguments)]
-fn to_snat_node<T: Trace>(
+fn to_snat_node<T: Trace, const V6: bool>(
     snap: &Snapshot,
     env: &mut Env,
     r: &RouterTables,
@@ -266,7 +267,7 @@ fn to_snat_node<T: Trace>(
     let Some(net) = snap.net(ingress.net) else {
         return D::Drop(R::Dangling);
     };
-    if be16(f.data(), ethernet::field::ETHERTYPE.start) == ethernet::ETHERTYPE_IPV6 {
+    if V6 {
         let len = ipv6::HEADER_LEN
             + usize::from(be16(
                 f.data(),
