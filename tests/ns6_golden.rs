@@ -447,6 +447,20 @@ fn central_snat_node_routes_out_and_in_from_the_gateway() {
     let (v, out) = run1(&snap, NN1_EXT, &ns(UPSTREAM_MAC, UPSTREAM6, &gw));
     assert_eq!(v, D::Forward(NN1_EXT));
     assert_eq!(out, na(gmac, &gw, UPSTREAM_MAC, UPSTREAM6, true));
+    // An echo request to the gateway's address is answered.
+    let mut ping = Vec::new();
+    PacketBuilder::ethernet2(UPSTREAM_MAC, gmac)
+        .ipv6(ip6(OUTSIDE), ip6(&gw), 61)
+        .icmpv6_echo_request(7, 1)
+        .write(&mut ping, PAYLOAD)
+        .unwrap();
+    let mut pong = Vec::new();
+    PacketBuilder::ethernet2(gmac, UPSTREAM_MAC)
+        .ipv6(ip6(&gw), ip6(OUTSIDE), 64)
+        .icmpv6_echo_reply(7, 1)
+        .write(&mut pong, PAYLOAD)
+        .unwrap();
+    assert_eq!(run1(&snap, NN1_EXT, &ping), (D::Forward(NN1_EXT), pong));
     // The tenant addresses are reached through the gateway, not answered.
     let (v, _) = run1(&snap, NN1_EXT, &ns(UPSTREAM_MAC, UPSTREAM6, A6));
     assert_eq!(v, D::Drop(R::NdUnknownTarget));

@@ -31,7 +31,8 @@
 //! - `central`: `router set --ipv6-north-south central r1`; the internet
 //!   host routes 2001:db8:1::/64 via the gateway's IPv6 address. The same
 //!   traffic; on the external bridge all of it is from and to the router
-//!   gateway port's MAC (nn), none from a FIP gateway MAC.
+//!   gateway port's MAC (nn), none from a FIP gateway MAC; nn advertises the
+//!   gateway's address and answers `ping -6` to it.
 
 mod common;
 
@@ -366,6 +367,7 @@ fn step_central(bed: &mut Bed) {
     ]);
     let ext = bed.tb.capture(&bed.ext_bridge, "ip6");
     bed.traffic_both_ways();
+    bed.inet.ping(&gw6, 2);
     let rec = ext.stop();
     for &(name, _, last) in &VMS {
         let a = vm6(last);

@@ -19,7 +19,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use super::encap::encap;
 use super::icmp::{error_in6, too_big4, too_big6, too_big_in, IcmpIp, V6};
 use super::responder::{arp_reply_consumed, arp_sender_learned, nd_advert_learned, nd_answer};
-use super::route::{deliver_routed, egress_to, ipv4_valid, next_hop, route, routed_on, write_macs};
+use super::route::{
+    deliver_routed, egress_to, ipv4_valid, next_hop, route, routed_on, to_router6, write_macs,
+};
 use super::{host_name, Disposition as D, Env, Trace, FROM_OVERLAY};
 use crate::mac::MacAddr;
 use crate::nat;
@@ -483,6 +485,11 @@ fn external6<T: Trace>(
     let (router, mac) = match snap.ext.get6(dst) {
         Some(ExtAddr6::Vm { router }) => (router, node.fip_gw.map(|g| g.1)),
         Some(ExtAddr6::Tenant { router, mac }) => (router, Some(mac)),
+        // The router's own gateway address (central, its SNAT node):
+        // echo answered.
+        Some(ExtAddr6::Gateway { mac, .. }) if mac == to => {
+            return to_router6(mac, in_port, f, t);
+        }
         _ => {
             tr!(t, "external", "{dst} is not served by this node");
             return D::Drop(R::ExternalNotServed);
