@@ -46,7 +46,8 @@ impl Injected {
 }
 
 pub struct Exchange {
-    /// (IP, MAC) of ARP replies seen on the underlay.
+    /// (IP, MAC) of ARP replies seen on the underlay and the external port,
+    /// and of neighbour advertisements seen on the external port.
     pub learned: ArrayQueue<(IpAddr, MacAddr)>,
     /// Frames for the workers to send.
     pub inject: ArrayQueue<Injected>,

@@ -158,7 +158,7 @@ reasons! {
     UnknownVlan => "unknown_vlan",
     /// Underlay frame of an ethertype that is neither IPv4, ARP nor 802.1Q.
     UnderlayEthertype => "underlay_ethertype",
-    /// An ARP reply on the underlay, handed to the control thread (VTEP resolution).
+    /// An ARP reply on the underlay or the external port, or a neighbour advertisement on the external port, handed to the control thread (VTEP and upstream router resolution).
     ArpReplyConsumed => "arp_reply_consumed",
     /// Decapsulated frame whose destination is not a local port (never tunnel to tunnel).
     NotLocalAfterDecap => "not_local_after_decap",

@@ -117,8 +117,9 @@ const _: () = assert!(std::mem::size_of::<Disposition>() <= 8);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PuntKind {
     /// An ARP reply or a gratuitous ARP on the underlay or the external
-    /// port: its sender ([`Env::learned`]) for the resolver (the VTEPs of
-    /// other hosts, the upstream routers).
+    /// port, or a neighbour advertisement on the external port: its sender
+    /// ([`Env::learned`]) for the resolver (the VTEPs of other hosts, the
+    /// upstream routers).
     ArpReply,
 }
 
