@@ -565,6 +565,18 @@ fn a_moved_port_is_followed_by_the_incremental_compile() {
         .map(|a| a.parse().unwrap())
         .collect();
     assert_eq!(got, want6);
+    // A floating IP association alone leaves the IPv6 addresses shared.
+    let applied = m
+        .apply(&changes(json!([
+            {"op": "floating_ip_create", "network": "ext", "address": "203.0.113.52", "port": "e"},
+        ])))
+        .unwrap();
+    let after = c.update(&m, &applied);
+    assert!(after
+        .ext
+        .get(std::net::Ipv4Addr::new(203, 0, 113, 52))
+        .is_some());
+    assert!(after.ext.same6(&inc.ext));
     // And back to central: nothing served on a compute node.
     let applied = m
         .apply(&changes(json!([

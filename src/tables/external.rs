@@ -75,16 +75,15 @@ const EXT_SHARDS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ExtMap {
     shards: Vec<Arc<IntMap<Ipv4Addr, ExtAddr>>>,
-    /// The IPv6 addresses (one map: they change with ports, not with every
-    /// floating IP).
-    v6: Arc<IntMap<Ipv6Addr, ExtAddr6>>,
+    /// The IPv6 addresses, in shards too.
+    v6: Vec<Arc<IntMap<Ipv6Addr, ExtAddr6>>>,
 }
 
 impl Default for ExtMap {
     fn default() -> Self {
         ExtMap {
             shards: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
-            v6: Arc::default(),
+            v6: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
         }
     }
 }
@@ -100,20 +99,27 @@ impl ExtMap {
         self.shards.get(Self::shard(a))?.get(&a).copied()
     }
 
+    #[inline]
+    fn shard6(a: Ipv6Addr) -> usize {
+        let x = u128::from(a);
+        let folded = (x as u32) ^ ((x >> 32) as u32) ^ ((x >> 64) as u32) ^ ((x >> 96) as u32);
+        (folded.wrapping_mul(0x9E37_79B9) >> 26) as usize % EXT_SHARDS
+    }
+
     /// What IPv6 address `a` is to the external port.
     #[inline]
     pub fn get6(&self, a: Ipv6Addr) -> Option<ExtAddr6> {
-        self.v6.get(&a).copied()
+        self.v6.get(Self::shard6(a))?.get(&a).copied()
     }
 
     /// The IPv6 addresses, all.
     pub fn iter6(&self) -> impl Iterator<Item = (Ipv6Addr, ExtAddr6)> + '_ {
-        self.v6.iter().map(|(a, e)| (*a, *e))
+        self.v6.iter().flat_map(|s| s.iter().map(|(a, e)| (*a, *e)))
     }
 
     /// Whether the IPv6 addresses are `old`'s (unchanged since).
     pub fn same6(&self, old: &ExtMap) -> bool {
-        Arc::ptr_eq(&self.v6, &old.v6)
+        self.v6.len() == old.v6.len() && self.v6.iter().zip(&old.v6).all(|(a, b)| Arc::ptr_eq(a, b))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, ExtAddr)> + '_ {
@@ -172,16 +178,33 @@ impl ExtMap {
                 self.insert(a, e);
             }
         }
+        // The IPv6 addresses follow the router's ports: a change of its
+        // floating IPs alone leaves them as they are.
+        if let (Some(o), Some(n)) = (old, new) {
+            if Arc::ptr_eq(&o.neighbors, &n.neighbors)
+                && o.upstream6 == n.upstream6
+                && o.v6_central == n.v6_central
+                && o.snat == n.snat
+            {
+                return;
+            }
+        }
         let was = old.map(|o| o.ext_addrs6(id, ext_here)).unwrap_or_default();
         let now = new.map(|n| n.ext_addrs6(id, ext_here)).unwrap_or_default();
-        if was != now {
-            let m = Arc::make_mut(&mut self.v6);
-            for (a, _) in was {
-                if m.get(&a).is_some_and(|e| e.router() == id) {
-                    m.remove(&a);
+        // Both sorted: what went or changed is removed, what came or changed
+        // inserted; only their shards are copied.
+        for (a, e) in &was {
+            if now.binary_search_by_key(a, |x| x.0).map(|i| now[i].1) != Ok(*e) {
+                let sh = &mut self.v6[Self::shard6(*a)];
+                if sh.get(a).is_some_and(|x| x.router() == id) {
+                    Arc::make_mut(sh).remove(a);
                 }
             }
-            m.extend(now);
+        }
+        for (a, e) in &now {
+            if was.binary_search_by_key(a, |x| x.0).map(|i| was[i].1) != Ok(*e) {
+                Arc::make_mut(&mut self.v6[Self::shard6(*a)]).insert(*a, *e);
+            }
         }
     }
 }
