@@ -306,6 +306,19 @@ fn upstream_advertisements_go_to_the_resolver_and_other_nd_is_dropped() {
         .unwrap();
     let (v, _) = run1(&snap, EXT, &ra);
     assert_eq!(v, D::Drop(R::ExternalNdIgnored));
+    // An advertisement with a broken checksum, or a hop limit not 255, is
+    // not learned.
+    let mut bad = na(UPSTREAM_MAC, UPSTREAM6, FG1, "fe80::1", true);
+    bad[14 + 40 + 2] ^= 0xff;
+    let mut e = env();
+    assert_eq!(run(&snap, &mut e, EXT, &bad).0, D::Drop(R::MalformedNd));
+    assert_eq!(e.learned, None);
+    let mut far = na(UPSTREAM_MAC, UPSTREAM6, FG1, "fe80::1", true);
+    far[14 + 7] = 254;
+    assert_eq!(run1(&snap, EXT, &far).0, D::Drop(R::MalformedNd));
+    // An IPv6 header cut short.
+    let f = udp6(UPSTREAM_MAC, FG1, OUTSIDE, A6, 64);
+    assert_eq!(run1(&snap, EXT, &f[..14 + 30]).0, D::Drop(R::MalformedIpv6));
 }
 
 #[test]
