@@ -7,7 +7,7 @@
 //! is full the newest entry is dropped (learning retries, requests are
 //! re-sent, an answer that does not fit is reported missing).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -145,8 +145,9 @@ impl MetadataStats {
 pub const METADATA_QUEUE: usize = 256;
 
 pub struct Exchange {
-    /// (IP, MAC) of ARP replies seen on the underlay.
-    pub learned: ArrayQueue<(Ipv4Addr, MacAddr)>,
+    /// (IP, MAC) of ARP replies seen on the underlay and the external port,
+    /// and of neighbour advertisements seen on the external port.
+    pub learned: ArrayQueue<(IpAddr, MacAddr)>,
     /// Frames for the workers to send.
     pub inject: ArrayQueue<Injected>,
     /// VIP holders the workers saw announced.

@@ -158,7 +158,7 @@ reasons! {
     UnknownVlan => "unknown_vlan",
     /// Underlay frame of an ethertype that is neither IPv4, ARP nor 802.1Q.
     UnderlayEthertype => "underlay_ethertype",
-    /// An ARP reply on the underlay, handed to the control thread (VTEP resolution).
+    /// An ARP reply on the underlay or the external port, or a neighbour advertisement on the external port, handed to the control thread (VTEP and upstream router resolution).
     ArpReplyConsumed => "arp_reply_consumed",
     /// Decapsulated frame whose destination is not a local port (never tunnel to tunnel).
     NotLocalAfterDecap => "not_local_after_decap",
@@ -166,7 +166,7 @@ reasons! {
     OverlayGatewayMac => "overlay_gateway_mac",
     /// Decapsulated frame from another host's DVR MAC (routed there) to a local port, but no router interface here covers its destination: its source cannot become a router interface MAC.
     DvrMacNoInterface => "dvr_mac_no_interface",
-    /// Received on the external port: not ARP or IPv4 (the external network carries IPv4 north-south).
+    /// Received on the external port: not ARP, IPv4 or IPv6.
     ExternalEthertype => "external_ethertype",
     /// Received on the external port for an address this node does not serve (a floating IP bound elsewhere, another node's SNAT, no such address).
     ExternalNotServed => "external_not_served",
@@ -204,6 +204,8 @@ reasons! {
     MetadataQueueFull => "metadata_queue_full",
     /// TCP to the metadata proxy in a frame larger than the proxy's queue slot (1536 bytes).
     MetadataOversize => "metadata_oversize",
+    /// Neighbour discovery on the external port that dvr does not take: router solicitations and advertisements, redirects.
+    ExternalNdIgnored => "external_nd_ignored",
 }
 
 /// A counter written by one thread only.

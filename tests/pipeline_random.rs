@@ -825,3 +825,116 @@ fn decap_way_agrees_after_a_remembered_tunnel() {
     );
     eprintln!("DECAP {after_hit} taken, {left} left");
 }
+
+/// IPv6 north-south (`ns_model` with an IPv6 external subnet, its upstream
+/// router resolved): mutated frames of both ways on cn1 (distributed) and on
+/// nn1 (central), through the pipeline's invariants.
+#[test]
+fn ipv6_north_south_frames_keep_the_invariants() {
+    use dvr::compile::Compiler;
+    use dvr::mac::MacAddr;
+    let mut m = ns_model();
+    m.apply(&changes(serde_json::json!([
+        {"op": "subnet_create", "name": "ext6", "network": "ext", "cidr": "2001:db8:ff::/64",
+         "gateway_ip": "2001:db8:ff::1"},
+        {"op": "router_set", "name": "r1", "external_gateway": {"network": "ext"}},
+    ])))
+    .unwrap();
+    let resolved = |m: &Model, ports| {
+        let mut c = Compiler::new(m, ports);
+        for (ip, mac) in [(VTEP1, UL_MAC), (VTEP2, CN2_UL_MAC), (VTEP3, NN1_UL_MAC)] {
+            c.set_vtep_mac(ip.into(), MacAddr(mac));
+        }
+        c.set_nd_mac("2001:db8:ff::1".parse().unwrap(), MacAddr(UPSTREAM_MAC));
+        c.current().clone()
+    };
+    let blue = gw_mac(&m, "blue6");
+    let g = m.routers["r1"].gateway.as_ref().unwrap();
+    let (gmac, gw6) = (g.mac.0, g.ips[1].ip.to_string());
+    let cn1_seeds = vec![
+        (
+            VM_A,
+            udp6(A_MAC, blue, "2001:db8:1::10", "2001:db8:ffff::7", 64),
+        ),
+        (
+            EXT,
+            udp6(UPSTREAM_MAC, FG1, "2001:db8:ffff::7", "2001:db8:1::10", 64),
+        ),
+        (
+            EXT,
+            ns(UPSTREAM_MAC, "2001:db8:ff::1", "2001:db8:1::10", None),
+        ),
+    ];
+    let mut central = m.clone();
+    central
+        .apply(&changes(serde_json::json!([
+            {"op": "router_set", "name": "r1", "ipv6_north_south": "central"},
+        ])))
+        .unwrap();
+    let to_nn1 =
+        |inner: &[u8], vni: u32| vxlan_frame(inner, vni, (CN2_UL_MAC, VTEP2), (NN1_UL_MAC, VTEP3));
+    let nn1_seeds = vec![
+        (
+            NN1_UP,
+            to_nn1(
+                &udp6(DVR2, blue, "2001:db8:1::20", "2001:db8:ffff::7", 64),
+                101,
+            ),
+        ),
+        (
+            NN1_EXT,
+            udp6(UPSTREAM_MAC, gmac, "2001:db8:ffff::7", "2001:db8:1::10", 64),
+        ),
+        (NN1_EXT, ns(UPSTREAM_MAC, "2001:db8:ff::1", &gw6, None)),
+    ];
+    let n: usize = std::env::var("DVR_RANDOM_FRAMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        // Fresh environments set up SNAT port pools for each frame (see
+        // `snat_node_frames_keep_the_invariants`): few frames unoptimised.
+        .map_or(
+            if cfg!(debug_assertions) {
+                1_500
+            } else {
+                15_000
+            },
+            |n: usize| n / 10,
+        );
+    // (snapshot, seeds, rng seed, ports, the external port and a way in).
+    for (snap, seeds, seed, ports, ext, inside) in [
+        (
+            resolved(&m, ns_node()),
+            cn1_seeds,
+            0x6e5_0001,
+            EXT + 1,
+            EXT,
+            VM_A,
+        ),
+        (
+            resolved(&central, snat_node_ports()),
+            nn1_seeds,
+            0x6e5_0002,
+            2,
+            NN1_EXT,
+            NN1_UP,
+        ),
+    ] {
+        let mut r = Rng(seed);
+        let mut seen = BTreeMap::new();
+        for (port, f) in &seeds {
+            tally(&check_pipeline(&snap, *port, f), &mut seen);
+        }
+        for i in 0..n {
+            let (port, f) = mutate(&mut r, &seeds);
+            let port = port % ports;
+            let run =
+                std::panic::catch_unwind(AssertUnwindSafe(|| check_pipeline(&snap, port, &f)))
+                    .unwrap_or_else(|_| panic!("frame {i} in on port {port}: {f:02x?}"));
+            tally(&run, &mut seen);
+        }
+        eprintln!("{n} frames: {seen:#?}");
+        for p in [ext, inside] {
+            assert!(seen.contains_key(&format!("out port {p}")), "{seen:?}");
+        }
+    }
+}

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dvr::mac::MacAddr;
 use dvr::model::{
-    AgentMode, AllowedPair, Change, FipGateway, FixedIpSpec, GatewaySpec, Ipv6Mode, Kind,
-    NetworkType, Route,
+    AgentMode, AllowedPair, Change, FipGateway, FixedIpSpec, GatewaySpec, Ipv6Mode, Ipv6NorthSouth,
+    Kind, NetworkType, Route,
 };
 use dvr::proto::answers::TableKind;
 use dvr::proto::iface::{IfaceSpec, IfaceType};
@@ -564,6 +564,11 @@ pub enum RouterCmd {
         /// The dvr_snat host of the router's centralized SNAT.
         #[arg(long)]
         snat_host: Option<String>,
+        /// How the router's IPv6 traffic to and from outside is routed:
+        /// `distributed` (each compute node, the default) or `central`
+        /// (through the router's SNAT node).
+        #[arg(long, value_parser = parse_ipv6_north_south)]
+        ipv6_north_south: Option<Ipv6NorthSouth>,
         /// The router's name.
         name: String,
     },
@@ -726,6 +731,14 @@ fn parse_allowed(s: &str) -> Result<AllowedPair, String> {
         ip: ip.ok_or("ip-address is required")?,
         mac,
     })
+}
+
+fn parse_ipv6_north_south(s: &str) -> Result<Ipv6NorthSouth, String> {
+    match s {
+        "distributed" => Ok(Ipv6NorthSouth::Distributed),
+        "central" => Ok(Ipv6NorthSouth::Central),
+        _ => Err(format!("{s:?}: distributed or central")),
+    }
 }
 
 fn parse_route(s: &str) -> Result<Route, String> {
@@ -1132,6 +1145,7 @@ impl RouterCmd {
                 fixed_ip,
                 route,
                 snat_host,
+                ipv6_north_south,
                 name,
             } => Apply(vec![Change::RouterSet {
                 name,
@@ -1145,6 +1159,7 @@ impl RouterCmd {
                 }),
                 routes: route,
                 snat_host,
+                ipv6_north_south,
             }]),
             RouterCmd::Unset {
                 external_gateway,

@@ -26,6 +26,7 @@ fn help_is_exit_0() {
         "--distributed",
         "--external-gateway",
         "--route",
+        "--ipv6-north-south",
     ] {
         assert!(out.contains(opt), "{opt} in help");
     }
@@ -38,6 +39,10 @@ fn usage_errors_are_exit_1() {
         (
             &["router", "set", "--enable", "--disable", "r1"],
             "cannot be used with",
+        ),
+        (
+            &["router", "set", "--ipv6-north-south", "snat", "r1"],
+            "distributed or central",
         ),
         (
             &[

@@ -17,12 +17,19 @@
 //! twice, one second apart, so that the upstream switch and router learn the
 //! new place at once.
 //!
+//! IPv6 alike: the upstream routers' IPv6 addresses are asked for by
+//! neighbour solicitation on the external port (from the link-local address
+//! of the asking MAC), and an unsolicited neighbour advertisement goes out,
+//! twice, when a VM's global IPv6 address starts being served here
+//! (distributed IPv6 north-south: a port appears or moves here) or a
+//! router's gateway IPv6 address does (central, its SNAT placed here).
+//!
 //! And the router advertisements of the VM ports' networks, unsolicited:
 //! when a port appears or its advertisement changes, then every 10 minutes
 //! ([`dvr::pipeline::ra::Advertiser`]).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -31,8 +38,8 @@ use std::time::{Duration, Instant};
 use dvr::mac::MacAddr;
 use dvr::pipeline::fip_mac;
 use dvr::punt::Injected;
-use dvr::tables::{ExtAddr, ExtMap};
-use dvr::wire::arp;
+use dvr::tables::{eui64_link_local, ExtAddr, ExtAddr6, ExtMap};
+use dvr::wire::{arp, nd};
 
 use crate::neighbors::Saved;
 use crate::report::View;
@@ -84,6 +91,7 @@ impl Drop for Resolver {
 
 fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
     let mut asked: HashMap<Ipv4Addr, Instant> = HashMap::new();
+    let mut asked6: HashMap<Ipv6Addr, Instant> = HashMap::new();
     let mut garps = Garps::default();
     let mut ras = dvr::pipeline::ra::Advertiser::default();
     while !stop.load(Ordering::SeqCst) {
@@ -101,14 +109,25 @@ fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
         ras.follow(&view.tables.load(), Instant::now(), 16, |port, frame| {
             Injected::new(port, frame).is_some_and(|x| view.exchange.inject.push(x).is_ok())
         });
-        let (vteps, unresolved, upstreams) = {
+        let (vteps, unresolved, upstreams, upstreams6) = {
             let mut c = view.compiler.lock().unwrap_or_else(|e| e.into_inner());
             let Some(c) = c.as_mut() else {
                 continue;
             };
             let vteps = c.vteps();
             let upstreams = c.upstreams();
+            let upstreams6 = c.upstreams6();
             while let Some((ip, mac)) = view.exchange.learned.pop() {
+                let ip = match ip {
+                    IpAddr::V4(ip) => ip,
+                    IpAddr::V6(ip) => {
+                        if let Some(snap) = c.set_nd_mac(ip, mac) {
+                            tracing::info!(upstream = %ip, %mac, "IPv6 upstream router resolved");
+                            view.tables.store(snap);
+                        }
+                        continue;
+                    }
+                };
                 let upstream = upstreams.iter().any(|u| u.0 == ip);
                 if !vteps.contains(&ip) && !upstream {
                     continue;
@@ -129,7 +148,7 @@ fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
             if let Some(snap) = view.exchange.learn_vips(c) {
                 view.tables.store(snap);
             }
-            (vteps, c.unresolved_vteps(), upstreams)
+            (vteps, c.unresolved_vteps(), upstreams, upstreams6)
         };
         saved.follow(view);
         let now = Instant::now();
@@ -153,6 +172,30 @@ fn run(view: &View, stop: &AtomicBool, saved: &mut Saved) {
                 if let Some(x) = Injected::new(ext, &frame) {
                     if view.exchange.inject.push(x).is_ok() {
                         asked.insert(ip, now);
+                    }
+                }
+            }
+        }
+        if let Some(ext) = view.tables.load().node.external {
+            let resolved = view.tables.load().node.nd_macs.clone();
+            asked6.retain(|ip, _| upstreams6.iter().any(|u| u.0 == *ip));
+            for &(ip, mac) in &upstreams6 {
+                let every = if resolved.contains_key(&ip) {
+                    REFRESH
+                } else {
+                    RETRY
+                };
+                if asked6
+                    .get(&ip)
+                    .is_some_and(|t| now.duration_since(*t) < every)
+                {
+                    continue;
+                }
+                let mut frame = [0u8; nd::FRAME_LEN];
+                nd::write_solicit_frame(&mut frame, &mac.0, eui64_link_local(mac), ip);
+                if let Some(x) = Injected::new(ext, &frame) {
+                    if view.exchange.inject.push(x).is_ok() {
+                        asked6.insert(ip, now);
                     }
                 }
             }
@@ -194,6 +237,11 @@ struct Garps {
     served: HashMap<Ipv4Addr, MacAddr>,
     /// Second announcements due: (when, address, MAC).
     again: Vec<(Instant, Ipv4Addr, MacAddr)>,
+    /// IPv6 served here: address → the MAC it is served with, and whether
+    /// it is a router's (the router flag).
+    served6: HashMap<Ipv6Addr, (MacAddr, bool)>,
+    /// Second unsolicited advertisements due: (when, address).
+    again6: Vec<(Instant, Ipv6Addr)>,
 }
 
 impl Garps {
@@ -238,6 +286,37 @@ impl Garps {
             !changed.contains(&ExtMap::shard_of(*a))
                 || snap.ext.get(*a).and_then(|e| served_mac(&e)) == Some(*mac)
         });
+        if !snap.ext.same6(old) {
+            let served6: HashMap<Ipv6Addr, (MacAddr, bool)> = snap
+                .ext
+                .iter6()
+                .filter_map(|(a, e)| match e {
+                    ExtAddr6::Vm { .. } => snap.node.fip_gw.map(|g| (a, (g.1, false))),
+                    ExtAddr6::Gateway { mac, .. } => Some((a, (mac, true))),
+                    ExtAddr6::Tenant { .. } => None,
+                })
+                .collect();
+            for (&a, &(mac, router)) in &served6 {
+                if self.served6.get(&a) != Some(&(mac, router)) {
+                    self.again6.push((now + GARP_AGAIN, a));
+                    tracing::info!(address = %a, %mac, "served here: unsolicited neighbour advertisement");
+                    advertise(view, ext, a, mac, router);
+                }
+            }
+            self.served6 = served6;
+        }
+        let due6: Vec<Ipv6Addr> = self
+            .again6
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, a)| *a)
+            .collect();
+        self.again6.retain(|(t, _)| *t > now);
+        for a in due6 {
+            if let Some(&(mac, router)) = self.served6.get(&a) {
+                advertise(view, ext, a, mac, router);
+            }
+        }
         self.seen = Some(snap.ext.clone());
         let due: Vec<(Ipv4Addr, MacAddr)> = self
             .again
@@ -260,5 +339,15 @@ impl Garps {
                 let _ = view.exchange.inject.push(x);
             }
         }
+    }
+}
+
+/// An unsolicited neighbour advertisement of `a` at `mac` out of the
+/// external port `ext`.
+fn advertise(view: &View, ext: u16, a: Ipv6Addr, mac: MacAddr, router: bool) {
+    let mut frame = [0u8; nd::FRAME_LEN];
+    nd::write_unsolicited_advert_frame(&mut frame, &mac.0, a, router);
+    if let Some(x) = Injected::new(ext, &frame) {
+        let _ = view.exchange.inject.push(x);
     }
 }

@@ -1,7 +1,7 @@
 //! What the control thread learns and publishes between transactions:
 //! underlay neighbours (VTEP MACs) and VIP holders.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::Compiler;
@@ -19,6 +19,32 @@ impl Compiler {
         let mut node = (*self.current.node).clone();
         node.vtep_macs = self.vtep_macs.clone();
         node.outer = node.outer_headers();
+        let cur = &self.current;
+        self.current = Arc::new(Snapshot {
+            generation: cur.generation,
+            epoch: next_epoch(),
+            node: Arc::new(node),
+            ports: cur.ports.clone(),
+            nets: cur.nets.clone(),
+            static_fdb: cur.static_fdb.clone(),
+            routers: cur.routers.clone(),
+            ext: cur.ext.clone(),
+            snat_here: cur.snat_here.clone(),
+        });
+        Some(self.current.clone())
+    }
+
+    /// Records the MAC of an IPv6 neighbour on the external network (an
+    /// upstream router) and publishes it. Returns the new snapshot when the
+    /// MAC is new or changed; `None` too for an address no router goes
+    /// through (not asked for).
+    pub fn set_nd_mac(&mut self, ip: Ipv6Addr, mac: MacAddr) -> Option<Arc<Snapshot>> {
+        if self.nd_macs.get(&ip) == Some(&mac) || !self.upstreams6.values().any(|u| u.0 == ip) {
+            return None;
+        }
+        self.nd_macs.insert(ip, mac);
+        let mut node = (*self.current.node).clone();
+        node.nd_macs = self.nd_macs.clone();
         let cur = &self.current;
         self.current = Arc::new(Snapshot {
             generation: cur.generation,
@@ -79,10 +105,14 @@ impl Compiler {
         Some(self.current.clone())
     }
 
-    /// Takes over the underlay neighbours `old` resolved.
+    /// Takes over the underlay neighbours `old` resolved (and the IPv6
+    /// upstream routers).
     pub fn inherit_vtep_macs(&mut self, old: &Compiler) {
         for (ip, mac) in &old.vtep_macs {
             self.set_vtep_mac(*ip, *mac);
+        }
+        for (ip, mac) in &old.nd_macs {
+            self.set_nd_mac(*ip, *mac);
         }
     }
 }

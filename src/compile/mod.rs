@@ -10,7 +10,7 @@
 //! publishes: VTEP MACs, VIP holders).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use crate::mac::MacAddr;
@@ -77,6 +77,11 @@ pub struct Compiler {
     local: HashMap<String, VmPort>,
     /// Resolved underlay neighbours.
     vtep_macs: IntMap<Ipv4Addr, MacAddr>,
+    /// Resolved IPv6 neighbours on the external network.
+    nd_macs: IntMap<Ipv6Addr, MacAddr>,
+    /// Per router: its IPv6 upstream router on the external network, and the
+    /// MAC to ask for it from (see [`Compiler::upstreams6`]).
+    upstreams6: BTreeMap<u32, (Ipv6Addr, MacAddr)>,
     /// The external addresses of every router (published in the snapshot).
     ext: ExtMap,
     /// The routers whose SNAT runs here, by index.
@@ -135,6 +140,8 @@ impl Compiler {
             fip_router: HashMap::new(),
             local: HashMap::new(),
             vtep_macs: IntMap::default(),
+            nd_macs: IntMap::default(),
+            upstreams6: BTreeMap::new(),
             ext: ExtMap::default(),
             snat: BTreeMap::new(),
             snat_changed: false,
@@ -203,6 +210,16 @@ impl Compiler {
     /// sender address, sender MAC), one per distinct target.
     pub fn upstreams(&self) -> Vec<(Ipv4Addr, Ipv4Addr, MacAddr)> {
         let mut v: Vec<_> = self.upstreams.values().copied().collect();
+        v.sort();
+        v.dedup_by_key(|u| u.0);
+        v
+    }
+
+    /// The IPv6 upstream routers to resolve by neighbour discovery on the
+    /// external port: (target, sender MAC; the sender's address is that
+    /// MAC's link-local one), one per distinct target.
+    pub fn upstreams6(&self) -> Vec<(Ipv6Addr, MacAddr)> {
+        let mut v: Vec<_> = self.upstreams6.values().copied().collect();
         v.sort();
         v.dedup_by_key(|u| u.0);
         v

@@ -132,6 +132,7 @@ impl Compiler {
             fip_gw: me
                 .and_then(|h| h.fip_gateway.as_ref())
                 .map(|g| (g.ip, g.mac)),
+            nd_macs: self.nd_macs.clone(),
         };
         node.outer = node.outer_headers();
         node

@@ -2,7 +2,7 @@
 //! trie, floating IPs, SNAT settings.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -39,6 +39,9 @@ impl RouterTables {
             snat: Self::snat_settings(cx, r),
             home: Self::home(cx, r),
             upstream: Self::upstream(cx, r),
+            upstream6: Self::upstream6(cx, r),
+            v6_central: !r.distributed
+                || r.ipv6_north_south == Some(crate::model::Ipv6NorthSouth::Central),
         }
     }
 
@@ -154,6 +157,18 @@ impl RouterTables {
         })
     }
 
+    /// The upstream router of the external gateway's IPv6 subnet.
+    fn upstream6(cx: &Ctx<'_>, r: &Router) -> Option<Ipv6Addr> {
+        r.gateway.as_ref().and_then(|g| {
+            g.ips.iter().find_map(|f| {
+                match cx.model.subnets.get(&f.subnet).and_then(|sn| sn.gateway_ip) {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                }
+            })
+        })
+    }
+
     pub(super) fn floating_of(fips: &IntMap<Ipv4Addr, FipEntry>) -> IntMap<Ipv4Addr, Ipv4Addr> {
         fips.values().map(|f| (f.floating, f.fixed)).collect()
     }
@@ -258,6 +273,22 @@ impl Compiler {
         match up {
             Some(u) => self.upstreams.insert(id, u),
             None => self.upstreams.remove(&id),
+        };
+        // The IPv6 upstream router, asked for from this host's FIP gateway
+        // MAC (distributed) or the router's gateway port (central, its SNAT
+        // here).
+        let up6 = new.filter(|_| self.node.has_external()).and_then(|t| {
+            let target = t.upstream6?;
+            let mac = if t.v6_central {
+                t.snat.as_ref().filter(|s| s.here).map(|s| s.mac)
+            } else {
+                self.fip_gw.map(|g| g.1)
+            }?;
+            Some((target, mac))
+        });
+        match up6 {
+            Some(u) => self.upstreams6.insert(id, u),
+            None => self.upstreams6.remove(&id),
         };
         let now = new.and_then(|t| t.snat_here(id));
         if self.snat.get(&id) != now.as_ref() {

@@ -324,6 +324,7 @@ fn incremental_equals_full_compile() {
                 external_gateway: None,
                 routes: vec![],
                 snat_host: None,
+                ipv6_north_south: None,
             },
             4 => Change::RouterSet {
                 name: r,
@@ -336,6 +337,7 @@ fn incremental_equals_full_compile() {
                     nexthop: format!("10.{}.0.{}", rnd(4), 2 + rnd(20)).parse().unwrap(),
                 }],
                 snat_host: None,
+                ipv6_north_south: None,
             },
             5 => Change::RouterDelete { name: r },
             6 => Change::PortDelete { name: p },

@@ -231,6 +231,7 @@ impl Model {
                 external_gateway,
                 routes,
                 snat_host,
+                ipv6_north_south,
             } => self.router_set(
                 log,
                 name,
@@ -240,6 +241,7 @@ impl Model {
                 external_gateway,
                 routes,
                 snat_host,
+                *ipv6_north_south,
             ),
             Change::RouterUnset {
                 name,
@@ -677,6 +679,7 @@ impl Model {
             gateway: None,
             routes: Vec::new(),
             snat_host: None,
+            ipv6_north_south: None,
         };
         Ctx::scan(self).check_router(&r)?;
         self.put_router(log, r);
@@ -695,6 +698,7 @@ impl Model {
         external_gateway: &Option<GatewaySpec>,
         routes: &[Route],
         snat_host: &Option<String>,
+        ipv6_north_south: Option<Ipv6NorthSouth>,
     ) -> Result<Applied, ModelError> {
         let cur = self.router(name)?;
         let mut r = cur.clone();
@@ -717,6 +721,9 @@ impl Model {
         }
         if let Some(h) = snat_host {
             r.snat_host = Some(h.clone());
+        }
+        if ipv6_north_south.is_some() {
+            r.ipv6_north_south = ipv6_north_south;
         }
         let new_gw_net = r.gateway.as_ref().map(|g| g.network.as_str());
         let old_gw_net = cur.gateway.as_ref().map(|g| g.network.as_str());
@@ -1020,11 +1027,32 @@ impl Model {
         }
         let same = cur.gateway.as_ref().filter(|g| g.network == spec.network);
         let owner = ObjId::Router(&cur.name);
+        // Without a fixed IP asked for, the gateway also takes an address of
+        // the network's first IPv6 subnet, if it has one and none yet (IPv6
+        // north-south, routed from it when central).
+        let first6 = || {
+            Ctx::scan(self)
+                .subnets_of(&spec.network)
+                .into_iter()
+                .find(|s| is_v6(&s.cidr))
+                .map(|s| FixedIpSpec {
+                    subnet: Some(s.name.clone()),
+                    ip: None,
+                })
+        };
         let ips = match (&spec.fixed_ip, same) {
             (Some(f), _) => {
                 self.resolve_fixed_ips(&spec.network, std::slice::from_ref(f), owner, None)?
             }
-            (None, Some(g)) => g.ips.clone(),
+            (None, Some(g)) => {
+                let mut ips = g.ips.clone();
+                if !ips.iter().any(|f| f.ip.is_ipv6()) {
+                    if let Some(s6) = first6() {
+                        ips.extend(self.resolve_fixed_ips(&spec.network, &[s6], owner, None)?);
+                    }
+                }
+                ips
+            }
             (None, None) => {
                 let Some(s) = Ctx::scan(self)
                     .subnets_of(&spec.network)
@@ -1041,7 +1069,9 @@ impl Model {
                     subnet: Some(s.name.clone()),
                     ip: None,
                 };
-                self.resolve_fixed_ips(&spec.network, &[first], owner, None)?
+                let mut want = vec![first];
+                want.extend(first6());
+                self.resolve_fixed_ips(&spec.network, &want, owner, None)?
             }
         };
         Ok(Gateway {

@@ -214,6 +214,34 @@ pub struct Router {
     pub routes: Vec<Route>,
     /// The `dvr_snat` host holding the centralized SNAT of this router.
     pub snat_host: Option<String>,
+    /// How the router's IPv6 traffic to and from outside is routed (none:
+    /// [`Ipv6NorthSouth::Distributed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_north_south: Option<Ipv6NorthSouth>,
+}
+
+/// How a router's IPv6 north-south traffic (routed, never translated) is
+/// routed (docs/BEHAVIOUR.md, section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ipv6NorthSouth {
+    /// Each compute node routes its own VMs' traffic through its own
+    /// external port (from its FIP gateway MAC) and answers neighbour
+    /// solicitations for their addresses there.
+    #[default]
+    Distributed,
+    /// Neutron's: through the router's `dvr_snat` node, from the router
+    /// gateway's IPv6 address.
+    Central,
+}
+
+impl std::fmt::Display for Ipv6NorthSouth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ipv6NorthSouth::Distributed => "distributed",
+            Ipv6NorthSouth::Central => "central",
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +426,9 @@ pub enum Change {
         routes: Vec<Route>,
         #[serde(default)]
         snat_host: Option<String>,
+        /// How the router's IPv6 north-south traffic is routed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipv6_north_south: Option<Ipv6NorthSouth>,
     },
     RouterUnset {
         name: String,

@@ -372,6 +372,27 @@ pub(super) fn too_big_in<T: Trace>(
     }
 }
 
+/// The IPv6 packet in `f`, in from the external port `in_port` to `mac`
+/// (routed, never translated), answered with ICMPv6 error `(type, code)`
+/// and `rest` from `from` (the router's address on the way in to the
+/// destination) out of the external port, counted under `why`.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+pub(super) fn error_in6<T: Trace>(
+    env: &mut Env,
+    (from, mac): (Ipv6Addr, MacAddr),
+    in_port: u16,
+    f: &mut Frame,
+    (ty, code): (u8, u8),
+    rest: u32,
+    why: DropReason,
+    t: &mut T,
+) -> D {
+    ok_or_drop!(build::<V6, T>(env, from, mac, f, (ty, code, rest), t));
+    D::Answered { port: in_port, why }
+}
+
 /// The IPv6 counterpart of [`too_big4`] (packet too big, RFC 8201; IPv6
 /// routers never fragment).
 #[allow(clippy::too_many_arguments)]

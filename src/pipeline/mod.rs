@@ -49,7 +49,7 @@
 //! ICMP error) reuses the request's buffer. No allocation, no lock, no syscall.
 //! The same code runs in `dvr-ctl trace` with a recording [`Trace`].
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -119,8 +119,9 @@ const _: () = assert!(std::mem::size_of::<Disposition>() <= 8);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PuntKind {
     /// An ARP reply or a gratuitous ARP on the underlay or the external
-    /// port: its sender ([`Env::learned`]) for the resolver (the VTEPs of
-    /// other hosts, the upstream routers).
+    /// port, or a neighbour advertisement on the external port: its sender
+    /// ([`Env::learned`]) for the resolver (the VTEPs of other hosts, the
+    /// upstream routers).
     ArpReply,
     /// TCP from a VM to 169.254.169.254:80, for the metadata proxy
     /// ([`Env::metadata_note`]).
@@ -242,9 +243,10 @@ pub struct Env {
     /// asked for, which the disposition has no room for ([`Env::flood_of`]).
     pub flood_vip: Option<IpAddr>,
     /// Set with a [`PuntKind::ArpReply`] punt: the sender (address, MAC) of
-    /// the ARP reply or gratuitous ARP, for the control thread's resolver
-    /// (the VTEPs of other hosts, the upstream routers).
-    pub learned: Option<(Ipv4Addr, MacAddr)>,
+    /// the ARP reply or gratuitous ARP, or the target of a neighbour
+    /// advertisement on the external port, for the control thread's
+    /// resolver (the VTEPs of other hosts, the upstream routers).
+    pub learned: Option<(IpAddr, MacAddr)>,
     /// Set when a frame showed a VIP's holder ([`VipNote`]): the worker
     /// hands it to the control thread.
     pub vip: Option<VipNote>,

@@ -14,19 +14,25 @@
 //! routers whose SNAT runs here); traffic to them is translated back (DNAT to
 //! the fixed IP, or the SNAT session) and routed by the router.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::encap::encap;
-use super::icmp::{too_big4, too_big_in};
-use super::responder::{arp_reply_consumed, arp_sender_learned};
-use super::route::{egress_to, ipv4_valid, route, routed_on, write_macs};
+use super::icmp::{error_in6, too_big4, too_big6, too_big_in, IcmpIp, V6};
+use super::responder::{arp_reply_consumed, arp_sender_learned, nd_advert_learned, nd_answer};
+use super::route::{
+    deliver_routed, egress_to, ipv4_valid, next_hop, route, routed_on, to_router6, write_macs,
+};
 use super::{host_name, Disposition as D, Env, Trace, FROM_OVERLAY};
 use crate::mac::MacAddr;
 use crate::nat;
 use crate::pkt::Frame;
 use crate::stats::{DropReason, DropReason as R};
-use crate::tables::{Dest, ExtAddr, Home, Iface, NodeTables, RouterTables, Snapshot, SnatSettings};
-use crate::wire::{arp, be16, ethernet, ipv4, ipv4_at, mac_at};
+use crate::tables::{
+    global6, Dest, ExtAddr, ExtAddr6, Home, Iface, NodeTables, RouterTables, Snapshot, SnatSettings,
+};
+use crate::wire::{
+    arp, be16, ethernet, icmp6, ipv4, ipv4_at, ipv6, ipv6_at, mac_at, proto, Ipv6Packet,
+};
 
 /// The MTU of router `r`'s external network: what may leave through the
 /// external port (`u16::MAX` when unknown: no bound).
@@ -90,7 +96,7 @@ pub(super) fn north_south4<T: Trace>(
                 return D::Drop(R::NoSnat);
             };
             if !sn.here {
-                return to_snat_node(snap, env, r, sn, ingress, in_port, f, t);
+                return to_snat_node::<T, false>(snap, env, r, sn, ingress, in_port, f, t);
             }
             let Some(ext) = node.external else {
                 return D::Drop(R::NoExternalPath);
@@ -156,15 +162,94 @@ pub(super) fn north_south4<T: Trace>(
         );
         return D::Forward(ext);
     }
-    to_snat_node(snap, env, r, sn, ingress, in_port, f, t)
+    to_snat_node::<T, false>(snap, env, r, sn, ingress, in_port, f, t)
+}
+
+/// The upstream router's IPv6 MAC for router `r` (resolved by neighbour
+/// discovery on the external port).
+#[inline]
+fn upstream6_mac(node: &NodeTables, r: &RouterTables) -> Result<MacAddr, DropReason> {
+    r.upstream6
+        .and_then(|u| node.nd_macs.get(&u).copied())
+        .ok_or(R::UpstreamUnresolved)
+}
+
+/// A routed IPv6 packet of router `r`, in from `ingress` (port `in_port`),
+/// hop limit checked, whose next hop is the upstream router on the external
+/// network: routed, never translated. Distributed: out of this node's
+/// external port from its FIP gateway MAC; `central`: on the router's SNAT
+/// node out of its external port from the gateway port's MAC, from any
+/// other node to that node over the overlay, unrouted (as SNAT traffic).
+/// What is too big for its way out is answered with packet too big.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub(super) fn north_south6<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    r: &RouterTables,
+    ingress: &Iface,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> D {
+    let node = &*snap.node;
+    let from = if r.v6_central {
+        let Some(sn) = r.snat.as_ref() else {
+            tr!(
+                t,
+                "north-south",
+                "IPv6 out: the router has no external gateway"
+            );
+            return D::Drop(R::NoExternalPath);
+        };
+        if !sn.here {
+            return to_snat_node::<T, true>(snap, env, r, sn, ingress, in_port, f, t);
+        }
+        sn.mac
+    } else {
+        let Some((_, gw_mac)) = node.fip_gw.filter(|_| in_port != FROM_OVERLAY) else {
+            tr!(
+                t,
+                "north-south",
+                "IPv6 out: this node has no FIP gateway port"
+            );
+            return D::Drop(R::NoExternalPath);
+        };
+        gw_mac
+    };
+    let Some(ext) = node.external else {
+        return D::Drop(R::NoExternalPath);
+    };
+    let len = ipv6::HEADER_LEN
+        + usize::from(be16(
+            f.data(),
+            ethernet::HEADER_LEN + ipv6::field::PAYLOAD_LEN.start,
+        ));
+    let mtu = external_mtu(snap, r);
+    if len > usize::from(mtu) {
+        return too_big6(snap, env, r, ingress, in_port, f, mtu, t);
+    }
+    let up = ok_or_drop!(upstream6_mac(node, r));
+    let b = f.data_mut();
+    let hop = &mut b[ethernet::HEADER_LEN + ipv6::field::HOP_LIMIT];
+    // Above 1: checked by the router.
+    *hop = hop.saturating_sub(1);
+    write_macs(b, &up.0, &from.0);
+    tr!(
+        t,
+        "north-south",
+        "IPv6 out of the external port from {from} to the upstream router {up}"
+    );
+    D::Forward(ext)
 }
 
 /// Sends a frame that entered router interface `ingress` to the router's SNAT
 /// node, unrouted (that node routes it), from this host's DVR MAC, over the
 /// overlay of the ingress network; one too big for that overlay is answered
-/// here ([`too_big4`]).
+/// here ([`too_big4`], [`too_big6`] for `V6`, an IPv6 frame: known when
+/// compiled, no check of IPv4 frames' ethertype).
 #[allow(clippy::too_many_arguments)]
-fn to_snat_node<T: Trace>(
+fn to_snat_node<T: Trace, const V6: bool>(
     snap: &Snapshot,
     env: &mut Env,
     r: &RouterTables,
@@ -184,7 +269,16 @@ fn to_snat_node<T: Trace>(
     let Some(net) = snap.net(ingress.net) else {
         return D::Drop(R::Dangling);
     };
-    if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
+    if V6 {
+        let len = ipv6::HEADER_LEN
+            + usize::from(be16(
+                f.data(),
+                ethernet::HEADER_LEN + ipv6::field::PAYLOAD_LEN.start,
+            ));
+        if len > usize::from(net.mtu) {
+            return too_big6(snap, env, r, ingress, in_port, f, net.mtu, t);
+        }
+    } else if be16(f.data(), ethernet::HEADER_LEN + ipv4::field::LENGTH.start) > net.mtu {
         return too_big4(snap, env, r, ingress, in_port, f, net.mtu, t);
     }
     write_macs(f.data_mut(), &ingress.mac.0, &dvr.0);
@@ -351,7 +445,153 @@ pub(super) fn from_external<T: Trace>(
                 }
             }
         }
+        ethernet::ETHERTYPE_IPV6 => external6(snap, env, in_port, f, t),
         _ => D::Drop(R::ExternalEthertype),
+    }
+}
+
+/// An IPv6 frame from the external network: neighbour discovery
+/// ([`external_nd`]), or a packet for an address served here
+/// ([`ExtAddr6`]), routed by its router to the VM (never translated).
+#[inline(never)]
+fn external6<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> D {
+    let Some(h) = f
+        .data()
+        .get(ethernet::HEADER_LEN..)
+        .and_then(Ipv6Packet::new_checked)
+    else {
+        return D::Drop(R::MalformedIpv6);
+    };
+    let plen = usize::from(h.payload_len());
+    f.trim(ethernet::HEADER_LEN + ipv6::HEADER_LEN + plen);
+    let b = f.data();
+    let ip = &b[ethernet::HEADER_LEN..];
+    if ip[ipv6::field::NEXT_HEADER] == proto::ICMPV6
+        && plen >= 4
+        && icmp6::is_ndp(ip[ipv6::HEADER_LEN])
+    {
+        return external_nd(snap, env, in_port, f, t);
+    }
+    let src = ipv6_at(ip, ipv6::field::SRC_ADDR.start);
+    let dst = ipv6_at(ip, ipv6::field::DST_ADDR.start);
+    let to = MacAddr(mac_at(b, ethernet::field::DST.start));
+    let node = &*snap.node;
+    let (router, mac) = match snap.ext.get6(dst) {
+        Some(ExtAddr6::Vm { router }) => (router, node.fip_gw.map(|g| g.1)),
+        Some(ExtAddr6::Tenant { router, mac }) => (router, Some(mac)),
+        // The router's own gateway address (central, its SNAT node):
+        // echo answered.
+        Some(ExtAddr6::Gateway { mac, .. }) if mac == to => {
+            return to_router6(mac, in_port, f, t);
+        }
+        _ => {
+            tr!(t, "external", "{dst} is not served by this node");
+            return D::Drop(R::ExternalNotServed);
+        }
+    };
+    if mac != Some(to) {
+        return D::Drop(R::ExternalWrongMac);
+    }
+    if !global6(src) {
+        tr!(t, "route", "source {src} is not routed");
+        return D::Drop(R::MartianSource);
+    }
+    let Some(r) = snap.routers.get(router as usize) else {
+        return D::Drop(R::Dangling);
+    };
+    let eg = ok_or_drop!(next_hop(r, IpAddr::V6(dst), t));
+    let IpAddr::V6(from) = eg.iface.ip else {
+        return D::Drop(R::Dangling);
+    };
+    let Some(net) = snap.net(eg.iface.net) else {
+        return D::Drop(R::Dangling);
+    };
+    let hop = ip[ipv6::field::HOP_LIMIT];
+    if hop <= 1 {
+        tr!(t, "route", "hop limit {hop}: time exceeded");
+        return error_in6(
+            env,
+            (from, to),
+            in_port,
+            f,
+            V6::TIME_EXCEEDED,
+            0,
+            R::TtlExpired,
+            t,
+        );
+    }
+    if ipv6::HEADER_LEN + plen > usize::from(net.mtu) {
+        tr!(
+            t,
+            "mtu",
+            "{} bytes exceed MTU {} of {}: packet too big",
+            ipv6::HEADER_LEN + plen,
+            net.mtu,
+            net.name
+        );
+        return error_in6(
+            env,
+            (from, to),
+            in_port,
+            f,
+            V6::TOO_BIG,
+            u32::from(net.mtu),
+            R::FragmentationNeeded,
+            t,
+        );
+    }
+    f.data_mut()[ethernet::HEADER_LEN + ipv6::field::HOP_LIMIT] = hop - 1;
+    tr!(t, "north-south", "IPv6 in for {dst}, routed by {}", r.name);
+    deliver_routed(snap, net, &eg, f, t)
+}
+
+/// Neighbour discovery on the external port: solicitations for the
+/// addresses served here are answered (ND proxy for the VMs of this node,
+/// with its FIP gateway MAC; a router's gateway address on its SNAT node);
+/// advertisements go to the control thread (the upstream routers' MACs).
+fn external_nd<T: Trace>(
+    snap: &Snapshot,
+    env: &mut Env,
+    in_port: u16,
+    f: &mut Frame,
+    t: &mut T,
+) -> D {
+    match f.data()[ethernet::HEADER_LEN + ipv6::HEADER_LEN] {
+        icmp6::types::NEIGHBOR_SOLICIT => {
+            let node = &*snap.node;
+            let answered = nd_answer(f, t, |target, t| {
+                let mac = match snap.ext.get6(target) {
+                    Some(ExtAddr6::Vm { .. }) => node.fip_gw.map(|g| (g.1, false)),
+                    Some(ExtAddr6::Gateway { mac, .. }) => Some((mac, true)),
+                    _ => None,
+                };
+                let Some(m) = mac else {
+                    tr!(
+                        t,
+                        "external-nd",
+                        "solicitation for {target}: not served here"
+                    );
+                    return Err(R::NdUnknownTarget);
+                };
+                tr!(t, "external-nd", "solicitation for {target}: {}", m.0);
+                Ok(m)
+            });
+            match answered {
+                Ok(()) => D::Forward(in_port),
+                Err(e) => D::Drop(e.unwrap_or(R::MalformedNd)),
+            }
+        }
+        icmp6::types::NEIGHBOR_ADVERT => nd_advert_learned(env, f, t),
+        ty => {
+            tr!(t, "external-nd", "ICMPv6 type {ty}: not taken");
+            D::Drop(R::ExternalNdIgnored)
+        }
     }
 }
 

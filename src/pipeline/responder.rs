@@ -329,6 +329,35 @@ pub(super) fn nd_respond<T: Trace>(
     f: &mut Frame,
     t: &mut T,
 ) -> Result<(), Option<DropReason>> {
+    nd_answer(f, t, |target, t| {
+        let Some(&mac) = net.arp.get(&IpAddr::V6(target)) else {
+            tr!(
+                t,
+                "nd-responder",
+                "solicitation for {target}: unknown in network {}",
+                net.name
+            );
+            return Err(R::NdUnknownTarget);
+        };
+        // A router interface's address, or its link-local one (a VM's next
+        // hop from our advertisements: without the router flag the guest
+        // would drop the router from its default router list).
+        let router = net.gateways.iter().any(|g| {
+            g.ip == IpAddr::V6(target)
+                || (g.ip.is_ipv6() && target == crate::tables::eui64_link_local(g.mac))
+        });
+        Ok((mac, router))
+    })
+}
+
+/// Answers the neighbour solicitation in `f` (checked as RFC 4861 says)
+/// with a neighbour advertisement, in place, with the MAC (and the router
+/// flag) `who` gives for its target. `Err(None)`: not a solicitation.
+pub(super) fn nd_answer<T: Trace>(
+    f: &mut Frame,
+    t: &mut T,
+    who: impl FnOnce(Ipv6Addr, &mut T) -> Result<(MacAddr, bool), DropReason>,
+) -> Result<(), Option<DropReason>> {
     let b = f.data();
     let Some(ip) = b.get(ethernet::HEADER_LEN..) else {
         return Err(Some(R::MalformedIpv6));
@@ -370,22 +399,7 @@ pub(super) fn nd_respond<T: Trace>(
     if target.is_multicast() {
         return Err(Some(R::MalformedNd));
     }
-    let Some(&mac) = net.arp.get(&IpAddr::V6(target)) else {
-        tr!(
-            t,
-            "nd-responder",
-            "solicitation for {target}: unknown in network {}",
-            net.name
-        );
-        return Err(Some(R::NdUnknownTarget));
-    };
-    // A router interface's address, or its link-local one (a VM's next hop
-    // from our advertisements: without the router flag the guest would
-    // drop the router from its default router list).
-    let router = net.gateways.iter().any(|g| {
-        g.ip == IpAddr::V6(target)
-            || (g.ip.is_ipv6() && target == crate::tables::eui64_link_local(g.mac))
-    });
+    let (mac, router) = who(target, t)?;
     tr!(
         t,
         "nd-responder",
@@ -456,7 +470,54 @@ pub(super) fn arp_reply_consumed<T: Trace>(
 /// the control thread's resolver ([`Env::learned`]); the frame goes no
 /// further.
 pub(super) fn arp_sender_learned(env: &mut Env, a: &ArpPacket<&[u8]>) -> D {
-    env.learned = Some((a.sender_ip(), MacAddr(a.sender_mac())));
+    env.learned = Some((IpAddr::V4(a.sender_ip()), MacAddr(a.sender_mac())));
+    D::Punt(PuntKind::ArpReply)
+}
+
+/// A neighbour advertisement on the external port (checked as RFC 4861,
+/// 7.1.2 says): its target and the MAC it names (its target link-layer
+/// option, else the frame's source) handed to the control thread's resolver
+/// (the upstream routers' IPv6 addresses); the frame goes no further.
+pub(super) fn nd_advert_learned<T: Trace>(env: &mut Env, f: &Frame, t: &mut T) -> D {
+    let b = f.data();
+    let Some(h) = b
+        .get(ethernet::HEADER_LEN..)
+        .and_then(Ipv6Packet::new_checked)
+    else {
+        return D::Drop(R::MalformedIpv6);
+    };
+    let hop = h.hop_limit();
+    let icmp = h.payload();
+    let Some(na) =
+        NdMessage::new_checked(icmp).filter(|m| m.code() == 0 && hop == 255 && m.is_advert())
+    else {
+        return D::Drop(R::MalformedNd);
+    };
+    let sum = pseudo6(
+        h.src_bytes(),
+        h.dst_bytes(),
+        icmp.len() as u32,
+        proto::ICMPV6,
+    );
+    if csum_fold(csum_add(sum, icmp)) != 0 {
+        return D::Drop(R::MalformedNd);
+    }
+    let mut mac = MacAddr(mac_at(b, ethernet::field::SRC.start));
+    for o in na.options() {
+        let Ok(o) = o else {
+            return D::Drop(R::MalformedNd);
+        };
+        if o.kind == nd::OPT_TARGET_LL {
+            mac = MacAddr(o.mac());
+        }
+    }
+    let target = na.target();
+    tr!(
+        t,
+        "external-nd",
+        "advertisement of {target} at {mac}: to the control thread"
+    );
+    env.learned = Some((IpAddr::V6(target), mac));
     D::Punt(PuntKind::ArpReply)
 }
 
@@ -475,7 +536,7 @@ mod tests {
         snap: &Snapshot,
         in_port: u16,
         frame: &[u8],
-    ) -> (Disposition, Option<(Ipv4Addr, MacAddr)>) {
+    ) -> (Disposition, Option<(IpAddr, MacAddr)>) {
         let mut buf = vec![0u8; testkit::HEADROOM + frame.len() + testkit::TAILROOM];
         buf[testkit::HEADROOM..testkit::HEADROOM + frame.len()].copy_from_slice(frame);
         let mut f = Frame::new(&mut buf, testkit::HEADROOM, frame.len()).expect("fits");
@@ -516,7 +577,10 @@ mod tests {
             learned(&snap, testkit::UP, &reply),
             (
                 Disposition::Punt(PuntKind::ArpReply),
-                Some((testkit::VTEP2.into(), MacAddr(testkit::CN2_UL_MAC)))
+                Some((
+                    Ipv4Addr::from(testkit::VTEP2).into(),
+                    MacAddr(testkit::CN2_UL_MAC)
+                ))
             )
         );
         let ask = arp(testkit::CN2_UL_MAC, testkit::VTEP2, testkit::VTEP1, None);
@@ -532,7 +596,7 @@ mod tests {
             learned(&snap, testkit::EXT, &garp),
             (
                 Disposition::Punt(PuntKind::ArpReply),
-                Some((up.into(), MacAddr(testkit::UPSTREAM_MAC)))
+                Some((Ipv4Addr::from(up).into(), MacAddr(testkit::UPSTREAM_MAC)))
             )
         );
     }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::encap::encap;
 use super::icmp::{icmp_error, too_big4, too_big6, IcmpIp, V4, V6};
-use super::nat::north_south4;
+use super::nat::{north_south4, north_south6};
 use super::responder::nd_respond;
 use super::switch::flood_vip;
 use super::{host_name, Disposition as D, Env, Trace};
@@ -390,7 +390,7 @@ fn route6<T: Trace>(
         return D::Drop(R::MartianDestination);
     }
     if r.interfaces.iter().any(|i| i.ip == IpAddr::V6(dst)) {
-        return to_router6(ingress, in_port, f, t);
+        return to_router6(ingress.mac, in_port, f, t);
     }
     let hop = ip[ipv6::field::HOP_LIMIT];
     if hop <= 1 {
@@ -416,6 +416,7 @@ fn route6<T: Trace>(
             Ok(eg) => eg,
             Err(d) => return d,
         },
+        Err(R::NoExternalPath) => return north_south6(snap, env, r, ingress, in_port, f, t),
         Err(e) => return D::Drop(e),
     };
     let Some(net) = snap.net(eg.iface.net) else {
@@ -531,7 +532,9 @@ fn to_router4<T: Trace>(ingress: &Iface, in_port: u16, ihl: usize, f: &mut Frame
     D::Forward(in_port)
 }
 
-fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T) -> D {
+/// An IPv6 packet to an address of the router (whose port has `mac`): an
+/// echo request is answered, in place, out of `in_port`.
+pub(super) fn to_router6<T: Trace>(mac: MacAddr, in_port: u16, f: &mut Frame, t: &mut T) -> D {
     let b = f.data_mut();
     let l4 = ethernet::HEADER_LEN + ipv6::HEADER_LEN;
     if b[ethernet::HEADER_LEN + ipv6::field::NEXT_HEADER] != proto::ICMPV6
@@ -553,8 +556,14 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
         return D::Drop(R::ToRouterUnsupported);
     }
     let src_mac = mac_at(b, ethernet::field::SRC.start);
-    write_macs(b, &src_mac, &ingress.mac.0);
+    write_macs(b, &src_mac, &mac.0);
     let ip = &mut b[ethernet::HEADER_LEN..];
+    tr!(
+        t,
+        "router",
+        "echo request to {}: echo reply",
+        ipv6_at(ip, ipv6::field::DST_ADDR.start)
+    );
     let mut s = [0u8; 16];
     s.copy_from_slice(&ip[ipv6::field::SRC_ADDR]);
     ip.copy_within(ipv6::field::DST_ADDR, ipv6::field::SRC_ADDR.start);
@@ -566,7 +575,6 @@ fn to_router6<T: Trace>(ingress: &Iface, in_port: u16, f: &mut Frame, t: &mut T)
         icmp6::types::ECHO_REQUEST,
         icmp6::types::ECHO_REPLY,
     );
-    tr!(t, "router", "echo request to {}: echo reply", ingress.ip);
     D::Forward(in_port)
 }
 

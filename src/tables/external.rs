@@ -1,7 +1,7 @@
 //! The external network's addresses: floating IPs and routers' gateway
 //! addresses, and the SNAT that runs on this node.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -38,6 +38,36 @@ impl ExtAddr {
     }
 }
 
+/// What a global IPv6 address is to this node's external port
+/// ([`ExtMap::get6`]): IPv6 is routed, never translated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtAddr6 {
+    /// The address of a VM port bound here, behind router `router` (index),
+    /// whose IPv6 north-south traffic is distributed: the external port
+    /// answers neighbour solicitations for it (ND proxy, from this host's
+    /// FIP gateway MAC) and routes what comes in for it.
+    Vm { router: u32 },
+    /// The IPv6 address of router `router`'s external gateway, whose port
+    /// has `mac`, on its SNAT node (`central`): the external port answers
+    /// neighbour solicitations for it; the upstream router reaches the
+    /// router's tenant prefixes through it.
+    Gateway { router: u32, mac: MacAddr },
+    /// An address on a tenant subnet of router `router` (`central`, its
+    /// SNAT node): what comes in for it to the gateway port's `mac` is
+    /// routed to its VM, wherever that is.
+    Tenant { router: u32, mac: MacAddr },
+}
+
+impl ExtAddr6 {
+    fn router(&self) -> u32 {
+        match *self {
+            ExtAddr6::Vm { router }
+            | ExtAddr6::Gateway { router, .. }
+            | ExtAddr6::Tenant { router, .. } => router,
+        }
+    }
+}
+
 const EXT_SHARDS: usize = 64;
 
 /// The external addresses every router of the node uses (floating IPs,
@@ -45,12 +75,15 @@ const EXT_SHARDS: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ExtMap {
     shards: Vec<Arc<IntMap<Ipv4Addr, ExtAddr>>>,
+    /// The IPv6 addresses, in shards too.
+    v6: Vec<Arc<IntMap<Ipv6Addr, ExtAddr6>>>,
 }
 
 impl Default for ExtMap {
     fn default() -> Self {
         ExtMap {
             shards: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
+            v6: (0..EXT_SHARDS).map(|_| Arc::default()).collect(),
         }
     }
 }
@@ -64,6 +97,29 @@ impl ExtMap {
     #[inline]
     pub fn get(&self, a: Ipv4Addr) -> Option<ExtAddr> {
         self.shards.get(Self::shard(a))?.get(&a).copied()
+    }
+
+    #[inline]
+    fn shard6(a: Ipv6Addr) -> usize {
+        let x = u128::from(a);
+        let folded = (x as u32) ^ ((x >> 32) as u32) ^ ((x >> 64) as u32) ^ ((x >> 96) as u32);
+        (folded.wrapping_mul(0x9E37_79B9) >> 26) as usize % EXT_SHARDS
+    }
+
+    /// What IPv6 address `a` is to the external port.
+    #[inline]
+    pub fn get6(&self, a: Ipv6Addr) -> Option<ExtAddr6> {
+        self.v6.get(Self::shard6(a))?.get(&a).copied()
+    }
+
+    /// The IPv6 addresses, all.
+    pub fn iter6(&self) -> impl Iterator<Item = (Ipv6Addr, ExtAddr6)> + '_ {
+        self.v6.iter().flat_map(|s| s.iter().map(|(a, e)| (*a, *e)))
+    }
+
+    /// Whether the IPv6 addresses are `old`'s (unchanged since).
+    pub fn same6(&self, old: &ExtMap) -> bool {
+        self.v6.len() == old.v6.len() && self.v6.iter().zip(&old.v6).all(|(a, b)| Arc::ptr_eq(a, b))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, ExtAddr)> + '_ {
@@ -122,6 +178,34 @@ impl ExtMap {
                 self.insert(a, e);
             }
         }
+        // The IPv6 addresses follow the router's ports: a change of its
+        // floating IPs alone leaves them as they are.
+        if let (Some(o), Some(n)) = (old, new) {
+            if Arc::ptr_eq(&o.neighbors, &n.neighbors)
+                && o.upstream6 == n.upstream6
+                && o.v6_central == n.v6_central
+                && o.snat == n.snat
+            {
+                return;
+            }
+        }
+        let was = old.map(|o| o.ext_addrs6(id, ext_here)).unwrap_or_default();
+        let now = new.map(|n| n.ext_addrs6(id, ext_here)).unwrap_or_default();
+        // Both sorted: what went or changed is removed, what came or changed
+        // inserted; only their shards are copied.
+        for (a, e) in &was {
+            if now.binary_search_by_key(a, |x| x.0).map(|i| now[i].1) != Ok(*e) {
+                let sh = &mut self.v6[Self::shard6(*a)];
+                if sh.get(a).is_some_and(|x| x.router() == id) {
+                    Arc::make_mut(sh).remove(a);
+                }
+            }
+        }
+        for (a, e) in &now {
+            if was.binary_search_by_key(a, |x| x.0).map(|i| was[i].1) != Ok(*e) {
+                Arc::make_mut(&mut self.v6[Self::shard6(*a)]).insert(*a, *e);
+            }
+        }
     }
 }
 
@@ -175,6 +259,52 @@ impl RouterTables {
         v
     }
 
+    /// The global IPv6 addresses of this router (index `id`) the external
+    /// port serves ([`ExtAddr6`]), sorted; `ext_here`: the node has an
+    /// external port.
+    pub(crate) fn ext_addrs6(&self, id: u32, ext_here: bool) -> Vec<(Ipv6Addr, ExtAddr6)> {
+        let Some(sn) = self.snat.as_ref() else {
+            return Vec::new();
+        };
+        if !ext_here || self.upstream6.is_none() || (self.v6_central && !sn.here) {
+            return Vec::new();
+        }
+        let central = self.v6_central;
+        let mut v: Vec<(Ipv6Addr, ExtAddr6)> = self
+            .neighbors
+            .iter()
+            .filter_map(|(a, n)| match (a, n.dest) {
+                (IpAddr::V6(a), Dest::Local(_)) if !central && global6(*a) => {
+                    Some((*a, ExtAddr6::Vm { router: id }))
+                }
+                (IpAddr::V6(a), Dest::Local(_) | Dest::Remote(_)) if central && global6(*a) => {
+                    Some((
+                        *a,
+                        ExtAddr6::Tenant {
+                            router: id,
+                            mac: sn.mac,
+                        },
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        if central {
+            v.extend(sn.ips.iter().filter_map(|a| match a {
+                IpAddr::V6(a) => Some((
+                    *a,
+                    ExtAddr6::Gateway {
+                        router: id,
+                        mac: sn.mac,
+                    },
+                )),
+                IpAddr::V4(_) => None,
+            }));
+        }
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
+
     /// The router's SNAT, if it runs on this node.
     pub(crate) fn snat_here(&self, id: u32) -> Option<SnatHere> {
         let sn = self.snat.as_ref().filter(|s| s.here && s.enable_snat)?;
@@ -194,6 +324,15 @@ impl RouterTables {
             with_fip,
         })
     }
+}
+
+/// Whether IPv6 address `a` may be routed to or from outside: not
+/// unspecified, loopback, multicast or link-local.
+pub(crate) fn global6(a: Ipv6Addr) -> bool {
+    !(a.is_unspecified()
+        || a.is_loopback()
+        || a.is_multicast()
+        || a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// A floating IP association (1:1 NAT) as the dataplane sees it.

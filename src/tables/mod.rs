@@ -33,7 +33,8 @@ mod network;
 mod node;
 mod router;
 
-pub use external::{ExtAddr, ExtMap, FipEntry, SnatHere, SnatSettings};
+pub(crate) use external::global6;
+pub use external::{ExtAddr, ExtAddr6, ExtMap, FipEntry, SnatHere, SnatSettings};
 pub use network::{
     eui64_link_local, Dhcp4, Dhcp6, Gw, NetTables, Ra6, Vip, DHCP_SERVER_MAC, MAX_HOLDERS,
 };

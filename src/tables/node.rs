@@ -1,6 +1,6 @@
 //! The node's own tables: itself, the other hosts, its dataplane ports.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -49,6 +49,9 @@ pub struct NodeTables {
     /// the source MAC of floating IP traffic it sends, the MAC its proxy ARP
     /// answers with.
     pub fip_gw: Option<(Ipv4Addr, MacAddr)>,
+    /// Resolved IPv6 neighbours on the external network (the upstream
+    /// routers' IPv6 addresses) → MAC.
+    pub nd_macs: IntMap<Ipv6Addr, MacAddr>,
 }
 
 /// The outer Ethernet + IPv4 header of the tunnels toward one host, built when

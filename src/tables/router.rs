@@ -1,7 +1,7 @@
 //! One router's tables: interfaces, FIB, neighbours, the resolved IPv4
 //! forwarding trie ([`Adj`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -55,6 +55,14 @@ pub struct RouterTables {
     /// hop of north-south traffic (its MAC is resolved by ARP on the external
     /// port).
     pub upstream: Option<Ipv4Addr>,
+    /// The upstream router of the external gateway's IPv6 subnet: the next
+    /// hop of IPv6 north-south traffic (resolved by neighbour discovery on
+    /// the external port).
+    pub upstream6: Option<Ipv6Addr>,
+    /// The router's IPv6 north-south traffic goes through its SNAT node
+    /// (`central`, or the router is not distributed), not out of each
+    /// compute node's external port.
+    pub v6_central: bool,
     /// The router's floating IPs that have a fixed IP: floating → fixed
     /// (hairpin: a VM reaching another VM's floating IP).
     pub floating: IntMap<Ipv4Addr, Ipv4Addr>,

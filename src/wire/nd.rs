@@ -155,6 +155,78 @@ pub fn write_advert(b: &mut [u8], flags: u32, target: &[u8; 16], mac: &[u8; 6]) 
     b[HEADER_LEN + 2..ADVERT_LEN].copy_from_slice(mac);
 }
 
+/// The length of a whole frame [`write_solicit_frame`] and
+/// [`write_unsolicited_advert_frame`] write: Ethernet, IPv6, the message
+/// and one link-layer address option.
+pub const FRAME_LEN: usize = super::ethernet::HEADER_LEN + super::ipv6::HEADER_LEN + ADVERT_LEN;
+
+/// Writes into `b` ([`FRAME_LEN`] bytes) the whole frame of message `n`
+/// (written by the caller into its ICMPv6 part) from `src` (`mac`) to `dst`,
+/// hop limit 255, checksum filled in.
+fn frame(b: &mut [u8; FRAME_LEN], mac: &[u8; 6], src: Ipv6Addr, dst: Ipv6Addr) {
+    use super::checksum::{csum_add, csum_fold, pseudo6};
+    use super::{ethernet, ipv6, proto};
+    let d = dst.octets();
+    let eth_dst = [0x33, 0x33, d[12], d[13], d[14], d[15]];
+    ethernet::write(b, &eth_dst, mac, ethernet::ETHERTYPE_IPV6);
+    ipv6::write(
+        &mut b[ethernet::HEADER_LEN..],
+        ADVERT_LEN as u16,
+        proto::ICMPV6,
+        255,
+        &src.octets(),
+        &d,
+    );
+    let n = &mut b[ethernet::HEADER_LEN + ipv6::HEADER_LEN..];
+    let sum = pseudo6(&src.octets(), &d, ADVERT_LEN as u32, proto::ICMPV6);
+    let c = csum_fold(csum_add(sum, &n[..ADVERT_LEN]));
+    set16(n, field::CHECKSUM, c);
+}
+
+/// A neighbour solicitation for `target` from `src` (`mac`, in a source
+/// link-layer address option) to its solicited-node multicast address, as a
+/// whole frame.
+pub fn write_solicit_frame(
+    b: &mut [u8; FRAME_LEN],
+    mac: &[u8; 6],
+    src: Ipv6Addr,
+    target: Ipv6Addr,
+) {
+    let t = target.octets();
+    let dst = Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let at = super::ethernet::HEADER_LEN + super::ipv6::HEADER_LEN;
+    let n = &mut b[at..];
+    write_advert(n, 0, &t, mac);
+    n[field::TYPE] = types::NEIGHBOR_SOLICIT;
+    n[HEADER_LEN] = OPT_SOURCE_LL;
+    frame(b, mac, src, dst);
+}
+
+/// An unsolicited neighbour advertisement (override; `router`: the router
+/// flag) of `target` at `mac`, from `target` to all nodes, as a whole
+/// frame: the neighbours on the link learn the new place at once (RFC 4861,
+/// 7.2.6).
+pub fn write_unsolicited_advert_frame(
+    b: &mut [u8; FRAME_LEN],
+    mac: &[u8; 6],
+    target: Ipv6Addr,
+    router: bool,
+) {
+    let at = super::ethernet::HEADER_LEN + super::ipv6::HEADER_LEN;
+    let flags = FLAG_OVERRIDE | if router { FLAG_ROUTER } else { 0 };
+    write_advert(&mut b[at..], flags, &target.octets(), mac);
+    frame(b, mac, target, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
