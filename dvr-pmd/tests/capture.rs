@@ -7,36 +7,19 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{dvr_ctl, fdb, node_head, state_in, vm_port, Daemon, PATIENCE};
-use dvr::gen::{udp4_frame, Udp4};
-use dvr::mac::MacAddr;
+use common::{ctl_output, fdb, node_head, state_in, udp_frames, vm_port, Daemon, PATIENCE};
 use serde_json::Value;
 
 const A: &str = "fa:16:3e:00:00:0a";
 const B: &str = "fa:16:3e:00:00:0b";
 
-fn ctl(socket: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(dvr_ctl())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 fn json(socket: &std::path::Path, args: &[&str]) -> Value {
     let mut a = vec!["--json"];
     a.extend_from_slice(args);
-    let (good, out, err) = ctl(socket, &a);
+    let (good, out, err) = ctl_output(socket, &a);
     assert!(good, "dvr-ctl {args:?}: {err}");
     serde_json::from_str(&out).unwrap()
 }
@@ -63,22 +46,7 @@ fn tshark(file: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
 fn capture_writes_pcapng_that_tshark_reads() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let frames: Vec<Vec<u8>> = (0..64)
-        .map(|i| {
-            udp4_frame(
-                &Udp4 {
-                    src_mac: A.parse::<MacAddr>().unwrap(),
-                    dst_mac: B.parse::<MacAddr>().unwrap(),
-                    src_ip: Ipv4Addr::new(10, 0, 1, 5),
-                    dst_ip: Ipv4Addr::new(10, 0, 1, 6),
-                    src_port: 5000,
-                    dst_port: 9,
-                },
-                100,
-                i,
-            )
-        })
-        .collect();
+    let frames = udp_frames(64, 100, A, B);
     dvr::pcap::write_file(&d.join("in-a.pcap"), &frames).unwrap();
     let socket = d.join("ctl.sock");
     let cfg = [
@@ -119,7 +87,7 @@ fn capture_writes_pcapng_that_tshark_reads() {
             f2.to_str().unwrap(),
         ],
     );
-    let (good, _, err) = ctl(s, &["capture", "start", "vm-b", other.to_str().unwrap()]);
+    let (good, _, err) = ctl_output(s, &["capture", "start", "vm-b", other.to_str().unwrap()]);
     assert!(!good && err.contains("capture stop first"), "{err}");
     std::thread::sleep(Duration::from_millis(100));
     let info = json(s, &["capture", "stop"]);
@@ -155,7 +123,7 @@ fn capture_writes_pcapng_that_tshark_reads() {
     // The count reached, the file is closed by itself.
     let deadline = Instant::now() + PATIENCE;
     let info = loop {
-        let (_, out, _) = ctl(s, &["--json", "capture", "stop"]);
+        let (_, out, _) = ctl_output(s, &["--json", "capture", "stop"]);
         let v: Value = serde_json::from_str(&out).unwrap();
         if v["written"].as_u64() == Some(100) {
             break v;
@@ -215,7 +183,7 @@ fn capture_writes_pcapng_that_tshark_reads() {
             "snaplen from 64",
         ),
     ] {
-        let (good, _, err) = ctl(s, &args);
+        let (good, _, err) = ctl_output(s, &args);
         assert!(!good && err.contains(want), "{args:?}: {err}");
     }
 

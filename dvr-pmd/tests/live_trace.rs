@@ -7,33 +7,16 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use common::{dvr_ctl, node_head, state_in, vm_port, Daemon, PATIENCE};
-use dvr::gen::{udp4_frame, Udp4};
-use dvr::mac::MacAddr;
+use common::{ctl_output, node_head, state_in, udp_frames, vm_port, Daemon, PATIENCE};
 use serde_json::Value;
 
 const A: &str = "fa:16:3e:00:00:0a";
 const B: &str = "fa:16:3e:00:00:0b";
 
-fn ctl(socket: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let o = std::process::Command::new(dvr_ctl())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 fn ok(socket: &std::path::Path, args: &[&str]) -> String {
-    let (good, out, err) = ctl(socket, args);
+    let (good, out, err) = ctl_output(socket, args);
     assert!(good, "dvr-ctl {args:?}: {err}");
     out
 }
@@ -42,22 +25,7 @@ fn ok(socket: &std::path::Path, args: &[&str]) -> String {
 fn trace_add_marks_frames_the_workers_record_and_show_trace_prints() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let frames: Vec<Vec<u8>> = (0..64)
-        .map(|i| {
-            udp4_frame(
-                &Udp4 {
-                    src_mac: A.parse::<MacAddr>().unwrap(),
-                    dst_mac: B.parse::<MacAddr>().unwrap(),
-                    src_ip: Ipv4Addr::new(10, 0, 1, 5),
-                    dst_ip: Ipv4Addr::new(10, 0, 1, 6),
-                    src_port: 5000,
-                    dst_port: 9,
-                },
-                80,
-                i,
-            )
-        })
-        .collect();
+    let frames = udp_frames(64, 80, A, B);
     dvr::pcap::write_file(&d.join("in-a.pcap"), &frames).unwrap();
     let socket = d.join("ctl.sock");
     let cfg = [
@@ -126,10 +94,10 @@ fn trace_add_marks_frames_the_workers_record_and_show_trace_prints() {
     }
 
     // Refused: no such interface, no frames, too many.
-    let (good, _, err) = ctl(s, &["trace", "add", "vm-z", "5"]);
+    let (good, _, err) = ctl_output(s, &["trace", "add", "vm-z", "5"]);
     assert!(!good && err.contains("no interface named vm-z"), "{err}");
     for n in ["0", "257"] {
-        let (good, _, err) = ctl(s, &["trace", "add", "vm-a", n]);
+        let (good, _, err) = ctl_output(s, &["trace", "add", "vm-a", n]);
         assert!(!good && err.contains("is not from 1 to 256"), "{err}");
     }
 

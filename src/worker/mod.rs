@@ -277,28 +277,8 @@ impl Worker {
     /// Sends what the control thread asked to be sent (rare: ARP requests).
     #[cold]
     fn inject(&mut self, s: &mut Scratch) {
-        let c = &*self.counters;
         while let Some(x) = self.exchange.inject.pop() {
-            let Some(Some(txq)) = self.tx.get_mut(x.port as usize) else {
-                c.drop(DropReason::NoTxQueue, 1);
-                continue;
-            };
-            let Ok(m) = Mbuf::from_frame(&self.pool, x.frame()) else {
-                c.drop(DropReason::NoMbuf, 1);
-                continue;
-            };
-            let out = &mut s.outs[x.port as usize];
-            if m.push_to(out).is_err() {
-                c.drop(DropReason::TxQueueFull, 1);
-                continue;
-            }
-            let r = txq.tx(out);
-            let pc = &c.ports[x.port as usize];
-            pc.tx_packets.add(r.sent);
-            pc.tx_bytes.add(r.bytes);
-            if r.dropped > 0 {
-                c.drop(unsent(txq), r.dropped);
-            }
+            self.send_one(s, x.port, x.frame());
         }
     }
 
@@ -306,31 +286,38 @@ impl Worker {
     /// port.
     #[cold]
     fn inject_metadata(&mut self, s: &mut Scratch) {
-        let Some(q) = &self.exchange.metadata else {
+        let ex = self.exchange.clone();
+        let Some(m) = &ex.metadata else {
             return;
         };
+        while let Some(x) = m.to_vms.pop() {
+            self.send_one(s, x.port, x.frame());
+        }
+    }
+
+    /// Sends one frame the control plane made out of `port` (a copy in a
+    /// new mbuf), counting what cannot go.
+    fn send_one(&mut self, s: &mut Scratch, port: u16, frame: &[u8]) {
         let c = &*self.counters;
-        while let Some(x) = q.to_vms.pop() {
-            let Some(Some(txq)) = self.tx.get_mut(x.port as usize) else {
-                c.drop(DropReason::NoTxQueue, 1);
-                continue;
-            };
-            let Ok(m) = Mbuf::from_frame(&self.pool, x.frame()) else {
-                c.drop(DropReason::NoMbuf, 1);
-                continue;
-            };
-            let out = &mut s.outs[x.port as usize];
-            if m.push_to(out).is_err() {
-                c.drop(DropReason::TxQueueFull, 1);
-                continue;
-            }
-            let r = txq.tx(out);
-            let pc = &c.ports[x.port as usize];
-            pc.tx_packets.add(r.sent);
-            pc.tx_bytes.add(r.bytes);
-            if r.dropped > 0 {
-                c.drop(unsent(txq), r.dropped);
-            }
+        let Some(Some(txq)) = self.tx.get_mut(port as usize) else {
+            c.drop(DropReason::NoTxQueue, 1);
+            return;
+        };
+        let Ok(m) = Mbuf::from_frame(&self.pool, frame) else {
+            c.drop(DropReason::NoMbuf, 1);
+            return;
+        };
+        let out = &mut s.outs[port as usize];
+        if m.push_to(out).is_err() {
+            c.drop(DropReason::TxQueueFull, 1);
+            return;
+        }
+        let r = txq.tx(out);
+        let pc = &c.ports[port as usize];
+        pc.tx_packets.add(r.sent);
+        pc.tx_bytes.add(r.bytes);
+        if r.dropped > 0 {
+            c.drop(unsent(txq), r.dropped);
         }
     }
 

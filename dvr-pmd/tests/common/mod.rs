@@ -316,3 +316,40 @@ pub fn fdb(entries: &[(&str, &str)]) -> String {
         .map(|(mac, port)| format!("[[l2.fdb]]\nmac = \"{mac}\"\nport = \"{port}\"\n"))
         .collect()
 }
+
+/// `dvr-ctl --socket SOCKET ARGS...`: whether it succeeded, its standard
+/// output and standard error.
+pub fn ctl_output(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(dvr_ctl())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `n` UDP frames of `len` bytes from (`src_mac`, 10.0.1.5:5000) to
+/// (`dst_mac`, 10.0.1.6:9), numbered.
+pub fn udp_frames(n: u32, len: usize, src_mac: &str, dst_mac: &str) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            dvr::gen::udp4_frame(
+                &dvr::gen::Udp4 {
+                    src_mac: src_mac.parse().unwrap(),
+                    dst_mac: dst_mac.parse().unwrap(),
+                    src_ip: std::net::Ipv4Addr::new(10, 0, 1, 5),
+                    dst_ip: std::net::Ipv4Addr::new(10, 0, 1, 6),
+                    src_port: 5000,
+                    dst_port: 9,
+                },
+                len,
+                i,
+            )
+        })
+        .collect()
+}
