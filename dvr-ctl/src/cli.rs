@@ -65,6 +65,8 @@ pub enum CaptureCmd {
     },
     /// Stop: what was taken is written and the file closed.
     Stop,
+    /// How far the capture got (it goes on).
+    Show,
 }
 
 /// `trace add|clear`: the live trace, as VPP's `trace add` / `clear trace`.
@@ -921,6 +923,7 @@ impl Cmd {
                 )
             }
             Cmd::Capture(CaptureCmd::Stop) => Call::Live("capture_stop", Value::Null),
+            Cmd::Capture(CaptureCmd::Show) => Call::Live("capture_show", Value::Null),
             Cmd::Completion { .. } | Cmd::Man => {
                 return Err("completion and man are answered without a daemon".into());
             }

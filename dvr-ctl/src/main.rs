@@ -105,7 +105,7 @@ fn main() -> ExitCode {
         Call::Tables(what, _) => view::tables(what, result),
         Call::Trace(p) => view::trace(p.frame().ok().as_deref(), result),
         Call::Interface(method, _) => view::interface(method, result),
-        Call::Live("capture_start" | "capture_stop", _) => view::capture(result),
+        Call::Live("capture_start" | "capture_stop" | "capture_show", _) => view::capture(result),
         Call::Live(..) => view::live_trace(result),
     };
     match shown {

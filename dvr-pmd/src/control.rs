@@ -63,6 +63,8 @@ pub trait NodeView: Send + Sync {
     ) -> Result<dvr::proto::answers::CaptureInfo, String>;
     /// `capture stop`: the rest written, the file closed.
     fn capture_stop(&self) -> dvr::proto::answers::CaptureInfo;
+    /// `capture show`: how far the capture got (it goes on).
+    fn capture_show(&self) -> dvr::proto::answers::CaptureInfo;
     /// The model generation of the tables the workers use now.
     fn published_generation(&self) -> u64;
     /// A committed change reached the workers' tables `us` microseconds
@@ -718,6 +720,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
             }
         }
         "capture_stop" => answer(id, &shared_state.view.capture_stop()),
+        "capture_show" => answer(id, &shared_state.view.capture_show()),
         "trace_show" | "trace_clear" => {
             answer(id, &shared_state.view.trace_show(req.method == "trace_clear"))
         }
@@ -767,7 +770,7 @@ fn dispatch_other(req: Request, shared_state: &Shared) -> Response {
         other => Response::err(
             id,
             ErrorCode::InvalidRequest,
-            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, trace_add, trace_show, trace_clear, capture_start, capture_stop, interface_add, interface_delete, interface_list, interface_show"),
+            format!("unknown method {other:?}; methods: apply, show, list, status, stats, tables, trace, trace_add, trace_show, trace_clear, capture_start, capture_stop, capture_show, interface_add, interface_delete, interface_list, interface_show"),
         ),
     }
 }

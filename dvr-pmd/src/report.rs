@@ -619,6 +619,12 @@ impl NodeView for View {
         Ok(c.info.clone())
     }
 
+    fn capture_show(&self) -> dvr::proto::answers::CaptureInfo {
+        self.tick_capture();
+        let c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
+        c.info.clone()
+    }
+
     fn capture_stop(&self) -> dvr::proto::answers::CaptureInfo {
         let mut c = self.capture.lock().unwrap_or_else(|e| e.into_inner());
         self.finish_capture(&mut c);
