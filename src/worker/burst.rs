@@ -503,8 +503,6 @@ impl Way for Underlay {
     }
 }
 
-/// Any other burst (the external port, a bound VM port whose network is
-/// gone): the whole pipeline; with `prefetch` (a router's SNAT here), the
 /// A burst from a port a live trace is armed for: every frame through the
 /// whole pipeline, the marked ones with a recorder ([`BurstCtx::traced`]).
 pub(super) struct Traced;
@@ -518,6 +516,8 @@ impl Way for Traced {
     }
 }
 
+/// Any other burst (the external port, a bound VM port whose network is
+/// gone): the whole pipeline; with `prefetch` (a router's SNAT here), the
 /// SNAT's lookups of the whole burst prefetched ahead of it, in two stages.
 pub(super) struct Whole {
     pub(super) prefetch: bool,
