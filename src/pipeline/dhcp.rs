@@ -25,7 +25,7 @@ use super::{Disposition, Trace};
 use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Dhcp4, NetTables, VmPort};
-use crate::wire::checksum::{checksum, csum_add, csum_fold, pseudo4};
+use crate::wire::checksum::{checksum, pseudo4};
 use crate::wire::dhcp::{self, field, msg, opt};
 use crate::wire::{be16, ethernet, ipv4, udp};
 use Disposition as D;
@@ -173,9 +173,7 @@ fn answer<T: Trace>(vm: &VmPort, ip: u32, d: &Dhcp4, f: &mut Frame, t: &mut T) -
     );
 
     let b = f.data_mut();
-    b[ethernet::field::DST].copy_from_slice(&dst_mac);
-    b[ethernet::field::SRC].copy_from_slice(&d.server_mac.0);
-    b[ethernet::field::ETHERTYPE].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+    ethernet::write(b, &dst_mac, &d.server_mac.0, ethernet::ETHERTYPE_IPV4);
     let ip_len = (total - IP_AT) as u16;
     {
         let h = &mut b[IP_AT..IP_AT + ipv4::HEADER_LEN];
@@ -229,10 +227,7 @@ fn answer<T: Trace>(vm: &VmPort, ip: u32, d: &Dhcp4, f: &mut Frame, t: &mut T) -
     let u_len = (total - IP_AT - ipv4::HEADER_LEN) as u16;
     let (head, u) = b.split_at_mut(IP_AT + ipv4::HEADER_LEN);
     let u = &mut u[..u_len as usize];
-    u[udp::field::SRC_PORT].copy_from_slice(&dhcp::SERVER_PORT.to_be_bytes());
-    u[udp::field::DST_PORT].copy_from_slice(&dhcp::CLIENT_PORT.to_be_bytes());
-    u[udp::field::LENGTH].copy_from_slice(&u_len.to_be_bytes());
-    u[udp::field::CHECKSUM].fill(0);
+    udp::write(u, dhcp::SERVER_PORT, dhcp::CLIENT_PORT, u_len);
     let ip = &head[IP_AT..];
     let sum = pseudo4(
         &ip[ipv4::field::SRC_ADDR],
@@ -240,11 +235,7 @@ fn answer<T: Trace>(vm: &VmPort, ip: u32, d: &Dhcp4, f: &mut Frame, t: &mut T) -
         u_len,
         17,
     );
-    let c = match csum_fold(csum_add(sum, u)) {
-        0 => 0xffff,
-        c => c,
-    };
-    u[udp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    udp::finish_checksum(u, sum);
     D::Forward(vm.index)
 }
 

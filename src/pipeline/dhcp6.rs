@@ -25,7 +25,7 @@ use super::{ra, Disposition, Trace};
 use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Dhcp6, NetTables, VmPort};
-use crate::wire::checksum::{csum_add, csum_fold, pseudo6};
+use crate::wire::checksum::pseudo6;
 use crate::wire::dhcp6::{self, msg, opt, status};
 use crate::wire::{be16, ethernet, icmp6, ipv6, mac_at, proto, udp};
 use Disposition as D;
@@ -221,10 +221,7 @@ fn answer<T: Trace>(
     let ulen = (udp::HEADER_LEN + len) as u16;
     ipv6::write(&mut b[IP_AT..], ulen, proto::UDP, 64, &from, &to_ip);
     let u = &mut b[L4_AT..total];
-    u[udp::field::SRC_PORT].copy_from_slice(&dhcp6::SERVER_PORT.to_be_bytes());
-    u[udp::field::DST_PORT].copy_from_slice(&dhcp6::CLIENT_PORT.to_be_bytes());
-    u[udp::field::LENGTH].copy_from_slice(&ulen.to_be_bytes());
-    u[udp::field::CHECKSUM].fill(0);
+    udp::write(u, dhcp6::SERVER_PORT, dhcp6::CLIENT_PORT, ulen);
     let m = &mut u[udp::HEADER_LEN..];
     m[0] = reply;
     m[1..4].copy_from_slice(&xid);
@@ -270,12 +267,7 @@ fn answer<T: Trace>(
         put(m, &head(opt::RAPID_COMMIT, 0));
     }
     put(m, &d.dns);
-    let sum = pseudo6(&from, &to_ip, u32::from(ulen), proto::UDP);
-    let c = match csum_fold(csum_add(sum, u)) {
-        0 => 0xffff,
-        c => c,
-    };
-    u[udp::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    udp::finish_checksum(u, pseudo6(&from, &to_ip, u32::from(ulen), proto::UDP));
     D::Forward(vm.index)
 }
 

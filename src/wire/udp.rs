@@ -81,6 +81,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpHeader<T> {
     }
 }
 
+/// Writes a UDP header (checksum 0, for [`finish_checksum`]) at the start
+/// of `b`.
+pub fn write(b: &mut [u8], src_port: u16, dst_port: u16, len: u16) {
+    set16(b, field::SRC_PORT, src_port);
+    set16(b, field::DST_PORT, dst_port);
+    set16(b, field::LENGTH, len);
+    set16(b, field::CHECKSUM, 0);
+}
+
+/// Sets the checksum of datagram `u` (header with a zero checksum, and
+/// payload) from `pseudo`, its pseudo-header's sum
+/// ([`super::checksum::pseudo4`] or [`super::checksum::pseudo6`]); a sum of
+/// 0 goes as 0xffff (0 means none).
+pub fn finish_checksum(u: &mut [u8], pseudo: u32) {
+    let c = match super::checksum::csum_fold(super::checksum::csum_add(pseudo, u)) {
+        0 => 0xffff,
+        c => c,
+    };
+    set16(u, field::CHECKSUM, c);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
