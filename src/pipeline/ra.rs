@@ -17,8 +17,7 @@ use super::{Disposition, Trace};
 use crate::pkt::Frame;
 use crate::stats::DropReason as R;
 use crate::tables::{Ra6, VmPort};
-use crate::wire::checksum::{csum_add, csum_fold, pseudo6};
-use crate::wire::{ethernet, ipv6, ipv6_at, mac_at, proto, put16};
+use crate::wire::{ethernet, icmp6, ipv6, ipv6_at, mac_at, proto, put16};
 use Disposition as D;
 
 const IP_AT: usize = ethernet::HEADER_LEN;
@@ -36,13 +35,11 @@ pub(super) fn answer<T: Trace>(vm: &VmPort, ra: &Ra6, f: &mut Frame, t: &mut T) 
     };
     let icmp = h.payload();
     let ip = &b[IP_AT..];
-    let (src_b, dst_b) = (&ip[ipv6::field::SRC_ADDR], &ip[ipv6::field::DST_ADDR]);
     if h.hop_limit() != 255 || icmp.len() < RS_LEN || icmp[1] != 0 {
         tr!(t, "ra", "router solicitation: hop limit, code or length");
         return D::Drop(R::MalformedNd);
     }
-    let sum = pseudo6(src_b, dst_b, icmp.len() as u32, proto::ICMPV6);
-    if csum_fold(csum_add(sum, icmp)) != 0 {
+    if icmp6::checksum_of(ip, icmp) != 0 {
         tr!(t, "ra", "router solicitation: bad checksum");
         return D::Drop(R::MalformedNd);
     }
@@ -96,22 +93,7 @@ pub(super) fn answer<T: Trace>(vm: &VmPort, ra: &Ra6, f: &mut Frame, t: &mut T) 
         return D::Drop(R::NoHeadroom);
     }
     f.trim(want);
-    let b = f.data_mut();
-    ethernet::write(b, &eth_dst, &ra.mac.0, ethernet::ETHERTYPE_IPV6);
-    let from = ra.src.octets();
-    ipv6::write(
-        &mut b[IP_AT..],
-        ra.body.len() as u16,
-        proto::ICMPV6,
-        255,
-        &from,
-        &dst,
-    );
-    let m = &mut b[IP_AT + ipv6::HEADER_LEN..];
-    m.copy_from_slice(&ra.body);
-    let sum = pseudo6(&from, &dst, ra.body.len() as u32, proto::ICMPV6);
-    let c = csum_fold(csum_add(sum, m));
-    put16(m, 2, c);
+    write(ra, f.data_mut(), &eth_dst, &dst);
     D::Forward(vm.index)
 }
 
@@ -125,29 +107,29 @@ pub const UNSOLICITED_EVERY: std::time::Duration = std::time::Duration::from_sec
 /// `out`; its length, or `None` when it does not fit.
 pub fn write_unsolicited(ra: &Ra6, out: &mut [u8]) -> Option<usize> {
     let len = IP_AT + ipv6::HEADER_LEN + ra.body.len();
-    let b = out.get_mut(..len)?;
     let dst = std::net::Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1).octets();
-    ethernet::write(
-        b,
-        &[0x33, 0x33, 0, 0, 0, 1],
-        &ra.mac.0,
-        ethernet::ETHERTYPE_IPV6,
-    );
-    let from = ra.src.octets();
+    write(ra, out.get_mut(..len)?, &[0x33, 0x33, 0, 0, 0, 1], &dst);
+    Some(len)
+}
+
+/// Writes advertisement `ra` to (`eth_dst`, `dst`) into `b` (exactly its
+/// length): Ethernet, IPv6 from the router's link-local address, the
+/// message with its checksum.
+fn write(ra: &Ra6, b: &mut [u8], eth_dst: &[u8; 6], dst: &[u8; 16]) {
+    ethernet::write(b, eth_dst, &ra.mac.0, ethernet::ETHERTYPE_IPV6);
+    let (head, m) = b.split_at_mut(IP_AT + ipv6::HEADER_LEN);
+    let ip = &mut head[IP_AT..];
     ipv6::write(
-        &mut b[IP_AT..],
+        ip,
         ra.body.len() as u16,
         proto::ICMPV6,
         255,
-        &from,
-        &dst,
+        &ra.src.octets(),
+        dst,
     );
-    let m = &mut b[IP_AT + ipv6::HEADER_LEN..];
     m.copy_from_slice(&ra.body);
-    let sum = pseudo6(&from, &dst, ra.body.len() as u32, proto::ICMPV6);
-    let c = csum_fold(csum_add(sum, m));
+    let c = icmp6::checksum_of(ip, m);
     put16(m, 2, c);
-    Some(len)
 }
 
 /// The control thread's unsolicited advertisements: each local VM port

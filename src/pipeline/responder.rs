@@ -311,9 +311,7 @@ pub(super) fn own_dad(vm: &VmPort, net: &NetTables, b: &[u8]) -> bool {
     {
         return false;
     }
-    let (src, dst) = (&ip[ipv6::field::SRC_ADDR], &ip[ipv6::field::DST_ADDR]);
-    let sum = pseudo6(src, dst, plen as u32, proto::ICMPV6);
-    if csum_fold(csum_add(sum, icmp)) != 0 {
+    if icmp6::checksum_of(ip, icmp) != 0 {
         return false;
     }
     net.arp
@@ -370,7 +368,6 @@ pub(super) fn nd_answer<T: Trace>(
     }
     let hop = h.hop_limit();
     let icmp = h.payload();
-    let plen = icmp.len();
     if icmp.len() < 4 || icmp[icmp6::field::TYPE] != icmp6::types::NEIGHBOR_SOLICIT {
         return Err(None);
     }
@@ -379,9 +376,7 @@ pub(super) fn nd_answer<T: Trace>(
     let Some(ns) = NdMessage::new_checked(icmp).filter(|m| m.code() == 0 && hop == 255) else {
         return Err(Some(R::MalformedNd));
     };
-    let (src_b, dst_b) = (&ip[ipv6::field::SRC_ADDR], &ip[ipv6::field::DST_ADDR]);
-    let sum = pseudo6(src_b, dst_b, plen as u32, proto::ICMPV6);
-    if csum_fold(csum_add(sum, icmp)) != 0 {
+    if icmp6::checksum_of(ip, icmp) != 0 {
         return Err(Some(R::MalformedNd));
     }
     let mut src_ll: Option<[u8; 6]> = None;
@@ -493,13 +488,7 @@ pub(super) fn nd_advert_learned<T: Trace>(env: &mut Env, f: &Frame, t: &mut T) -
     else {
         return D::Drop(R::MalformedNd);
     };
-    let sum = pseudo6(
-        h.src_bytes(),
-        h.dst_bytes(),
-        icmp.len() as u32,
-        proto::ICMPV6,
-    );
-    if csum_fold(csum_add(sum, icmp)) != 0 {
+    if icmp6::checksum_of(&b[ethernet::HEADER_LEN..], icmp) != 0 {
         return D::Drop(R::MalformedNd);
     }
     let mut mac = MacAddr(mac_at(b, ethernet::field::SRC.start));

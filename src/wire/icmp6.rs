@@ -116,6 +116,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmp6Packet<T> {
     }
 }
 
+/// The ICMPv6 checksum over message `icmp` carried by the IPv6 header at
+/// the start of `ip` (its addresses): 0 when the message's own checksum is
+/// right; the value to write when that field is 0.
+pub fn checksum_of(ip: &[u8], icmp: &[u8]) -> u16 {
+    use super::checksum::{csum_add, csum_fold, pseudo6};
+    let sum = pseudo6(
+        &ip[super::ipv6::field::SRC_ADDR],
+        &ip[super::ipv6::field::DST_ADDR],
+        icmp.len() as u32,
+        super::proto::ICMPV6,
+    );
+    csum_fold(csum_add(sum, icmp))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
