@@ -97,14 +97,15 @@ impl CaptureTap {
 
     /// Copies `frame` (going `dir`, `len` bytes on the wire) into the queue
     /// if a frame is still to be taken; a full queue loses it (counted).
+    /// False when none is left (the rest of the burst need not ask).
     #[cold]
-    pub fn take(&self, dir: u8, frame: &[u8], len: u32, tsc: u64) {
+    pub fn take(&self, dir: u8, frame: &[u8], len: u32, tsc: u64) -> bool {
         if self
             .remaining
             .fetch_update(Relaxed, Relaxed, |r| r.checked_sub(1))
             .is_err()
         {
-            return;
+            return false;
         }
         let n = frame.len().min(self.snaplen.load(Relaxed) as usize);
         let mut c = Captured {
@@ -119,6 +120,18 @@ impl CaptureTap {
             Ok(()) => self.taken.fetch_add(1, Relaxed),
             Err(_) => self.lost.fetch_add(1, Relaxed),
         };
+        true
+    }
+
+    /// [`CaptureTap::take`] for each frame of `frames` in turn while marks
+    /// last.
+    #[cold]
+    pub fn take_burst(&self, dir: u8, frames: &impl crate::sys::Frames, n: usize, tsc: u64) {
+        for i in 0..n {
+            if !self.take(dir, frames.data(i), frames.pkt_len(i), tsc) {
+                return;
+            }
+        }
     }
 }
 

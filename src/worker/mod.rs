@@ -625,12 +625,9 @@ impl Worker {
         s.env.burst(snap);
         // Capture of what this port received (before it is decided).
         if received && self.exchange.capture.armed_for(in_port, capture::RX) {
-            let tsc = sys::rdtsc();
-            for i in 0..n {
-                self.exchange
-                    .capture
-                    .take(capture::RX, s.rx.data(i), s.rx.pkt_len(i), tsc);
-            }
+            self.exchange
+                .capture
+                .take_burst(capture::RX, &s.rx, n, sys::rdtsc());
         }
         let mut b = BurstCtx::new(
             snap,
@@ -670,12 +667,9 @@ impl Worker {
             let bytes = std::mem::take(&mut s.out_bytes[p]);
             // Capture of what leaves by this port.
             if self.exchange.capture.armed_for(p as u16, capture::TX) {
-                let tsc = sys::rdtsc();
-                for i in 0..out.len() {
-                    self.exchange
-                        .capture
-                        .take(capture::TX, out.data(i), out.pkt_len(i), tsc);
-                }
+                self.exchange
+                    .capture
+                    .take_burst(capture::TX, out, out.len(), sys::rdtsc());
             }
             if let Some(txq) = self.tx[p].as_mut() {
                 let t = lap(sampled);
