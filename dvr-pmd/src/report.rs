@@ -430,17 +430,8 @@ impl NodeView for View {
                 .map_or("?".to_string(), |d| d.name.clone())
         };
         let hex: String = f.data().iter().map(|b| format!("{b:02x}")).collect();
-        let output = |decision: &str| TraceStage {
-            stage: "output".into(),
-            decision: Some(decision.into()),
-            ..Default::default()
-        };
-        let dropped = |r: dvr::stats::DropReason| TraceStage {
-            reason: Some(r.name().into()),
-            why: Some(r.describe().into()),
-            ..output("drop")
-        };
         use dvr::pipeline::Disposition as D;
+        let out = output_stage(v, name);
         let last = match v {
             D::Flood { .. } => {
                 let targets: Vec<String> = env
@@ -458,24 +449,14 @@ impl NodeView for View {
                     .collect();
                 TraceStage {
                     copies_to: Some(targets),
-                    ..output("flood")
+                    ..out
                 }
             }
-            D::Answered { port, why } => TraceStage {
-                out_port: Some(name(port)),
-                reason: Some(why.name().into()),
+            D::Answered { .. } | D::Forward(_) => TraceStage {
                 frame: Some(hex),
-                ..output("answer")
+                ..out
             },
-            D::Forward(p) => TraceStage {
-                out_port: Some(name(p)),
-                frame: Some(hex),
-                ..output("forward")
-            },
-            D::Drop(r) => dropped(r),
-            // A punted frame goes no further: shown as the drop it is
-            // counted as.
-            D::Punt(k) => dropped(k.counter()),
+            D::Drop(_) | D::Punt(_) => out,
         };
         stages.push(last);
         Ok(Trace { stages })
@@ -660,35 +641,13 @@ impl NodeView for View {
                     ..Default::default()
                 })
                 .collect();
-            let output = |decision: &str| TraceStage {
-                stage: "output".into(),
-                decision: Some(decision.into()),
-                ..Default::default()
-            };
+            let out = output_stage(e.disposition, name);
             stages.push(match e.disposition {
-                D::Forward(p) => TraceStage {
-                    out_port: Some(name(p)),
-                    ..output("forward")
-                },
-                D::Answered { port, why } => TraceStage {
-                    out_port: Some(name(port)),
-                    reason: Some(why.name().into()),
-                    ..output("answer")
-                },
                 D::Flood { why, .. } => TraceStage {
                     reason: why.map(|r| r.name().into()),
-                    ..output("flood")
+                    ..out
                 },
-                D::Drop(r) => TraceStage {
-                    reason: Some(r.name().into()),
-                    why: Some(r.describe().into()),
-                    ..output("drop")
-                },
-                D::Punt(k) => TraceStage {
-                    reason: Some(k.counter().name().into()),
-                    why: Some(k.counter().describe().into()),
-                    ..output("drop")
-                },
+                _ => out,
             });
             live.push(dvr::proto::answers::LiveFrame {
                 seq: e.seq,
@@ -896,6 +855,37 @@ impl View {
             }));
         }
         Ok(out)
+    }
+}
+
+/// A trace's `output` stage for disposition `d` (interfaces named by
+/// `name`): where the frame goes, or the reason it does not (a punted frame
+/// shown as the drop it is counted as).
+fn output_stage(d: dvr::pipeline::Disposition, name: impl Fn(u16) -> String) -> TraceStage {
+    use dvr::pipeline::Disposition as D;
+    let output = |decision: &str| TraceStage {
+        stage: "output".into(),
+        decision: Some(decision.into()),
+        ..Default::default()
+    };
+    let dropped = |r: dvr::stats::DropReason| TraceStage {
+        reason: Some(r.name().into()),
+        why: Some(r.describe().into()),
+        ..output("drop")
+    };
+    match d {
+        D::Forward(p) => TraceStage {
+            out_port: Some(name(p)),
+            ..output("forward")
+        },
+        D::Answered { port, why } => TraceStage {
+            out_port: Some(name(port)),
+            reason: Some(why.name().into()),
+            ..output("answer")
+        },
+        D::Flood { .. } => output("flood"),
+        D::Drop(r) => dropped(r),
+        D::Punt(k) => dropped(k.counter()),
     }
 }
 
